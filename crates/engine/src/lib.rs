@@ -1,0 +1,400 @@
+//! The embedded inference engine: a GGUF model run by llama.cpp (through `llama-cpp-2`) with
+//! continuous batching.
+//!
+//! This crate owns everything that touches llama.cpp: loading, chat templates, tokenization,
+//! sampling and the scheduler thread. It knows nothing of HTTP, gateways or accounts, and it
+//! never logs request content: only counts, sizes and timings.
+//!
+//! One scheduler thread owns the llama.cpp context (contexts are not thread-safe) with several
+//! sequences; requests join the running batch as they arrive and leave it as they finish. A
+//! request is a [`GenerationRequest`]; its output is a stream of [`Event`]s on a channel, and
+//! dropping the receiving end cancels the generation at the next step.
+
+mod scheduler;
+mod template;
+mod text;
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc;
+
+pub use template::{ChatMessage, TemplateError};
+
+/// How the engine runs. Every field is a bound or a resource decision; see each for its reason.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub model_path: PathBuf,
+    /// Threads for decoding (one token per sequence per step). ggml threads spin at barriers, so
+    /// on a machine with two cores that also serves HTTP, two threads collapse under contention;
+    /// [`default_decode_threads`] picks one there.
+    pub decode_threads: NonZeroU32,
+    /// Threads for prompt processing (many tokens per step, compute-bound).
+    pub prompt_threads: NonZeroU32,
+    /// Sequences decoded together in one batch: the concurrency of the engine.
+    pub max_sequences: u32,
+    /// Context window of each sequence (prompt plus generated tokens).
+    pub context_tokens_per_sequence: u32,
+    /// Most tokens handed to llama.cpp in one decode call; long prompts are fed in chunks of this
+    /// size so that running sequences keep producing tokens between chunks.
+    pub batch_tokens: u32,
+    /// Requests that may wait for a free sequence; beyond this, [`SubmitError::AtCapacity`].
+    pub queue_depth: usize,
+}
+
+/// One decode thread on small machines (see [`EngineConfig::decode_threads`]), else one core
+/// is left for the network and the rest, up to eight, decode.
+pub fn default_decode_threads() -> NonZeroU32 {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = if cores <= 2 { 1 } else { (cores - 1).min(8) };
+    NonZeroU32::new(u32::try_from(threads).unwrap_or(1)).unwrap_or(NonZeroU32::MIN)
+}
+
+impl EngineConfig {
+    /// Defaults sized for a laptop: four concurrent sequences of 2,048 tokens each.
+    pub fn new(model_path: PathBuf) -> Self {
+        Self {
+            model_path,
+            decode_threads: default_decode_threads(),
+            prompt_threads: default_decode_threads(),
+            max_sequences: 4,
+            context_tokens_per_sequence: 2048,
+            batch_tokens: 512,
+            queue_depth: 64,
+        }
+    }
+}
+
+/// What the engine learned about its model when loading it.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// `general.name` from the GGUF, or the file stem.
+    pub name: String,
+    /// Context window each request gets (the smaller of the configured and the trained one).
+    pub context_tokens: u32,
+    pub trained_context_tokens: u32,
+    pub parameters: u64,
+    pub size_bytes: u64,
+    /// Quantization as named in the file name (e.g. `Q4_1`), or `unknown`.
+    pub quantization: String,
+    /// Whether the chat template mentions reasoning controls (`enable_thinking`).
+    pub supports_reasoning: bool,
+}
+
+/// Sampling controls. Temperature 0 means greedy decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_p: f32,
+    pub top_k: i32,
+    pub min_p: f32,
+    pub repetition_penalty: f32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// Same seed and same request give the same output; `None` picks a random one.
+    pub seed: Option<u32>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            temperature: 0.7,
+            top_p: 0.9,
+            top_k: 40,
+            min_p: 0.05,
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            seed: None,
+        }
+    }
+}
+
+/// Constrains the output to a grammar.
+#[derive(Debug, Clone)]
+pub enum OutputFormat {
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching this JSON Schema (the schema's JSON text).
+    JsonSchema(String),
+}
+
+/// One chat completion to run.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    pub messages: Vec<ChatMessage>,
+    pub sampling: Sampling,
+    pub max_tokens: u32,
+    pub stop: Vec<String>,
+    pub format: OutputFormat,
+    /// Passed to templates that support it (`enable_thinking`).
+    pub enable_thinking: bool,
+}
+
+/// What a generation emits, in order: any number of `Text`, then exactly one `Done` or `Failed`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Text(String),
+    Done(Completion),
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// End of generation token or a stop string.
+    Stop,
+    /// `max_tokens` or the context window reached.
+    Length,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("model file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("llama.cpp could not load {path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+    #[error("llama.cpp could not create a context: {0}")]
+    Context(String),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("the engine thread could not start: {0}")]
+    Thread(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the engine is at capacity ({in_flight} requests running or queued)")]
+    AtCapacity { in_flight: usize },
+    #[error("the prompt is {prompt_tokens} tokens; this model accepts at most {limit} per request")]
+    PromptTooLong { prompt_tokens: usize, limit: u32 },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("the JSON schema cannot be turned into a grammar: {0}")]
+    Schema(String),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// Live load figures, for heartbeats and metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Load {
+    /// Requests holding a sequence right now.
+    pub running: usize,
+    /// Requests accepted and waiting for a sequence.
+    pub queued: usize,
+    /// Tokens generated since the engine started (a rate comes from two readings).
+    pub generated_tokens_total: u64,
+}
+
+/// Counters shared between the scheduler thread and the engine handle.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) accepted: AtomicUsize,
+    pub(crate) running: AtomicUsize,
+    pub(crate) generated_tokens_total: AtomicU64,
+}
+
+/// A loaded model and its scheduler thread. Cheap to share behind an `Arc`.
+pub struct Engine {
+    model: Arc<LlamaModel>,
+    template: template::ChatTemplate,
+    info: ModelInfo,
+    config: EngineConfig,
+    jobs: std::sync::mpsc::SyncSender<scheduler::Job>,
+    counters: Arc<Counters>,
+}
+
+/// The process-wide llama.cpp backend: it may be initialised only once per process.
+fn backend() -> &'static LlamaBackend {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        let mut backend = match LlamaBackend::init() {
+            Ok(backend) => backend,
+            // Only this function initialises the backend, under the OnceLock.
+            Err(error) => panic!("llama.cpp backend initialisation failed: {error}"),
+        };
+        // llama.cpp logs to stderr by default; its lines can include prompt fragments in debug
+        // builds, and content must never reach logs.
+        backend.void_logs();
+        backend
+    })
+}
+
+impl Engine {
+    /// Loads the model and starts the scheduler thread. Blocking: call it from a blocking context.
+    pub fn load(config: EngineConfig) -> Result<Self, LoadError> {
+        if !config.model_path.exists() {
+            return Err(LoadError::Missing(config.model_path.clone()));
+        }
+        let backend = backend();
+        let model = LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default())
+            .map_err(|error| LoadError::Model {
+                path: config.model_path.clone(),
+                reason: error.to_string(),
+            })?;
+        let model = Arc::new(model);
+        let template_source = model.meta_val_str("tokenizer.chat_template").ok();
+        let supports_reasoning =
+            template_source.as_deref().is_some_and(|source| source.contains("enable_thinking"));
+        let vocab = model.vocab();
+        let bos_token = piece_text(&model, vocab.bos());
+        let eos_token = piece_text(&model, vocab.eos());
+        let template = template::ChatTemplate::new(template_source, bos_token, eos_token)?;
+        let trained_context_tokens = model.n_ctx_train();
+        let info = ModelInfo {
+            name: model
+                .meta_val_str("general.name")
+                .ok()
+                .filter(|name| !name.trim().is_empty())
+                .unwrap_or_else(|| file_stem(&config.model_path)),
+            context_tokens: config.context_tokens_per_sequence.min(trained_context_tokens.max(1)),
+            trained_context_tokens,
+            parameters: model.n_params(),
+            size_bytes: model.size(),
+            quantization: quantization_from_file_name(&config.model_path),
+            supports_reasoning,
+        };
+        let counters = Arc::new(Counters::default());
+        let jobs = scheduler::start(Arc::clone(&model), backend, &config, &info, Arc::clone(&counters))?;
+        tracing::info!(
+            model = %info.name,
+            parameters = info.parameters,
+            context_tokens = info.context_tokens,
+            max_sequences = config.max_sequences,
+            decode_threads = config.decode_threads.get(),
+            prompt_threads = config.prompt_threads.get(),
+            "engine loaded"
+        );
+        Ok(Self { model, template, info, config, jobs, counters })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn load_figures(&self) -> Load {
+        let accepted = self.counters.accepted.load(Ordering::Relaxed);
+        let running = self.counters.running.load(Ordering::Relaxed);
+        Load {
+            running,
+            queued: accepted.saturating_sub(running),
+            generated_tokens_total: self.counters.generated_tokens_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Renders and tokenizes the request, then queues it. Returns the event stream; dropping it
+    /// cancels the generation.
+    pub fn submit(&self, request: GenerationRequest) -> Result<mpsc::UnboundedReceiver<Event>, SubmitError> {
+        let prompt = self.template.render(&request.messages, request.enable_thinking)?;
+        let prompt_tokens = self.tokenize_prompt(&prompt);
+        let limit = self.info.context_tokens;
+        // At least one token must fit after the prompt.
+        if prompt_tokens.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+            return Err(SubmitError::PromptTooLong { prompt_tokens: prompt_tokens.len(), limit });
+        }
+        let grammar = match &request.format {
+            OutputFormat::Text => None,
+            OutputFormat::JsonObject => Some(json_grammar(r#"{"type":"object"}"#)?),
+            OutputFormat::JsonSchema(schema) => Some(json_grammar(schema)?),
+        };
+        let capacity = usize::try_from(self.config.max_sequences).unwrap_or(usize::MAX)
+            .saturating_add(self.config.queue_depth);
+        let previous = self.counters.accepted.fetch_add(1, Ordering::AcqRel);
+        if previous >= capacity {
+            self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
+            return Err(SubmitError::AtCapacity { in_flight: previous });
+        }
+        // Unbounded in type, bounded in fact: a generation sends at most `max_tokens` text events
+        // plus one final event, and the scheduler must never block on a slow reader.
+        let (events, receiver) = mpsc::unbounded_channel();
+        let job = scheduler::Job {
+            prompt_tokens,
+            sampling: request.sampling,
+            max_tokens: request.max_tokens,
+            stop: request.stop,
+            grammar,
+            events,
+        };
+        if self.jobs.try_send(job).is_err() {
+            self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
+            return Err(SubmitError::Stopped);
+        }
+        Ok(receiver)
+    }
+
+    /// Number of tokens `text` encodes to, with the same tokenizer the model uses.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.model.vocab().tokenize(text.as_bytes(), false, false).len()
+    }
+
+    fn tokenize_prompt(&self, prompt: &str) -> Vec<LlamaToken> {
+        let vocab = self.model.vocab();
+        let bos = piece_text(&self.model, vocab.bos());
+        // Templates that print the BOS token themselves must not get a second one.
+        let add_bos = vocab.should_add_bos() && !(bos.is_empty() || prompt.starts_with(&bos));
+        vocab.tokenize(prompt.as_bytes(), add_bos, true)
+    }
+}
+
+fn json_grammar(schema: &str) -> Result<String, SubmitError> {
+    llama_cpp_2::json_schema_to_grammar(schema).map_err(|error| SubmitError::Schema(error.to_string()))
+}
+
+fn piece_text(model: &LlamaModel, token: LlamaToken) -> String {
+    if token.0 < 0 {
+        return String::new();
+    }
+    String::from_utf8_lossy(&model.vocab().token_to_piece(token, true, None)).into_owned()
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+}
+
+/// GGUF files name their quantization in the file name by convention (`…Q4_1.gguf`,
+/// `…-q8_0.gguf`, `…-F16.gguf`).
+fn quantization_from_file_name(path: &Path) -> String {
+    let stem = file_stem(path).to_ascii_uppercase();
+    stem.rsplit(['.', '-'])
+        .find(|part| is_quantization(part))
+        .map(str::to_owned)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn is_quantization(part: &str) -> bool {
+    let digits_after = |prefix: &str| {
+        part.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    };
+    matches!(part, "F16" | "F32" | "BF16") || digits_after("Q") || digits_after("IQ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantization_is_read_from_the_file_name() {
+        assert_eq!(quantization_from_file_name(Path::new("/m/SmolLM2-135M-Instruct.Q4_1.gguf")), "Q4_1");
+        assert_eq!(quantization_from_file_name(Path::new("qwen2.5-0.5b-instruct-q8_0.gguf")), "Q8_0");
+        assert_eq!(quantization_from_file_name(Path::new("model-f16.gguf")), "F16");
+        assert_eq!(quantization_from_file_name(Path::new("model.gguf")), "unknown");
+    }
+}

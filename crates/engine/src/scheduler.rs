@@ -1,0 +1,372 @@
+//! The scheduler thread: owns the llama.cpp context and runs continuous batching.
+//!
+//! Each step builds one batch from every running sequence: one token for each sequence that is
+//! generating, then chunks of waiting prompts with whatever room is left. One `decode` serves
+//! them all; then each sequence samples its next token. Requests join between steps and leave
+//! when they finish or their receiver is dropped. Nothing here blocks on a reader: events go out
+//! on unbounded channels whose length is bounded by `max_tokens`.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::text::{StopMatcher, StopScan, Utf8Decoder};
+use crate::{Completion, Counters, EngineConfig, Event, FinishReason, LoadError, ModelInfo, Sampling};
+
+/// llama.cpp's "pick a random seed" value.
+const RANDOM_SEED: u32 = u32::MAX;
+/// How far back repetition penalties look, in tokens (llama.cpp's default).
+const PENALTY_LAST_TOKENS: i32 = 64;
+
+/// A request, rendered and tokenized, waiting for a sequence.
+pub(crate) struct Job {
+    pub(crate) prompt_tokens: Vec<LlamaToken>,
+    pub(crate) sampling: Sampling,
+    pub(crate) max_tokens: u32,
+    pub(crate) stop: Vec<String>,
+    pub(crate) grammar: Option<String>,
+    pub(crate) events: UnboundedSender<Event>,
+}
+
+/// A request holding a sequence of the context.
+struct Slot {
+    job: Job,
+    sampler: LlamaSampler,
+    /// Prompt tokens already in the KV cache.
+    prompt_fed: usize,
+    /// Tokens of this sequence in the KV cache (the position of the next one).
+    n_past: u32,
+    /// The sampled token to feed in the next step, once the prompt is in.
+    next_token: Option<LlamaToken>,
+    /// Index of this sequence's logits in the batch just decoded.
+    logits_index: Option<i32>,
+    completion_tokens: u32,
+    utf8: Utf8Decoder,
+    stops: StopMatcher,
+    started: Instant,
+}
+
+struct Limits {
+    context_tokens: u32,
+    batch_tokens: usize,
+}
+
+pub(crate) fn start(
+    model: Arc<LlamaModel>,
+    backend: &'static LlamaBackend,
+    config: &EngineConfig,
+    info: &ModelInfo,
+    counters: Arc<Counters>,
+) -> Result<SyncSender<Job>, LoadError> {
+    let capacity = usize::try_from(config.max_sequences).unwrap_or(usize::MAX).saturating_add(config.queue_depth);
+    let (jobs, receiver) = std::sync::mpsc::sync_channel::<Job>(capacity);
+    let (ready, ready_receiver) = std::sync::mpsc::channel::<Result<(), LoadError>>();
+    let max_sequences = config.max_sequences.max(1);
+    let limits = Limits {
+        context_tokens: info.context_tokens,
+        batch_tokens: usize::try_from(config.batch_tokens.max(1)).unwrap_or(512),
+    };
+    let total_context = NonZeroU32::new(info.context_tokens.saturating_mul(max_sequences));
+    let params = LlamaContextParams::default()
+        .with_n_ctx(total_context)
+        .with_n_seq_max(max_sequences)
+        .with_n_batch(config.batch_tokens.max(1))
+        .with_n_ubatch(config.batch_tokens.max(1))
+        .with_n_threads(i32::try_from(config.decode_threads.get()).unwrap_or(1))
+        .with_n_threads_batch(i32::try_from(config.prompt_threads.get()).unwrap_or(1))
+        // Each sequence gets its own slice of the cache, so one long request cannot starve the
+        // others of KV slots mid-generation.
+        .with_kv_unified(false);
+    std::thread::Builder::new()
+        .name("gondola-engine".into())
+        .spawn(move || {
+            let context = match model.new_context(backend, params) {
+                Ok(context) => context,
+                Err(error) => {
+                    let _ = ready.send(Err(LoadError::Context(error.to_string())));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            run(&model, context, receiver, max_sequences, &limits, &counters);
+        })
+        .map_err(|error| LoadError::Thread(error.to_string()))?;
+    ready_receiver.recv().map_err(|error| LoadError::Thread(error.to_string()))??;
+    Ok(jobs)
+}
+
+fn run(
+    model: &LlamaModel,
+    mut context: LlamaContext<'_>,
+    jobs: Receiver<Job>,
+    max_sequences: u32,
+    limits: &Limits,
+    counters: &Counters,
+) {
+    let sequences = usize::try_from(max_sequences).unwrap_or(1);
+    let mut slots: Vec<Option<Slot>> = (0..sequences).map(|_| None).collect();
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut batch = LlamaBatch::new(limits.batch_tokens, i32::try_from(max_sequences).unwrap_or(1));
+    let mut senders_gone = false;
+    loop {
+        let busy = slots.iter().any(Option::is_some) || !waiting.is_empty();
+        if !busy {
+            if senders_gone {
+                return;
+            }
+            match jobs.recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(_) => return,
+            }
+        }
+        loop {
+            match jobs.try_recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    senders_gone = true;
+                    break;
+                }
+            }
+        }
+        waiting.retain(|job| {
+            let cancelled = job.events.is_closed();
+            if cancelled {
+                counters.accepted.fetch_sub(1, Ordering::AcqRel);
+            }
+            !cancelled
+        });
+        admit(model, &mut slots, &mut waiting, counters);
+        release_cancelled(&mut context, &mut slots, counters);
+        if !fill_batch(&mut batch, &mut slots, limits.batch_tokens) {
+            continue;
+        }
+        if let Err(error) = context.decode(&mut batch) {
+            tracing::error!(%error, tokens = batch.n_tokens(), "llama.cpp decode failed");
+            for (seq, slot) in slots.iter_mut().enumerate() {
+                if slot.as_ref().is_some_and(|slot| slot.logits_index.is_some() || slot.next_token.is_some()) {
+                    if let Some(slot) = slot.take() {
+                        let _ = slot.job.events.send(Event::Failed(format!("decode failed: {error}")));
+                        finish_slot(&mut context, seq, counters);
+                    }
+                }
+            }
+            continue;
+        }
+        sample_all(model, &mut context, &mut slots, limits, counters);
+    }
+}
+
+fn admit(model: &LlamaModel, slots: &mut [Option<Slot>], waiting: &mut VecDeque<Job>, counters: &Counters) {
+    for slot in slots.iter_mut().filter(|slot| slot.is_none()) {
+        let Some(job) = waiting.pop_front() else { return };
+        match build_sampler(model, &job.sampling, job.grammar.as_deref()) {
+            Ok(sampler) => {
+                counters.running.fetch_add(1, Ordering::AcqRel);
+                let stops = StopMatcher::new(job.stop.clone());
+                *slot = Some(Slot {
+                    job,
+                    sampler,
+                    prompt_fed: 0,
+                    n_past: 0,
+                    next_token: None,
+                    logits_index: None,
+                    completion_tokens: 0,
+                    utf8: Utf8Decoder::default(),
+                    stops,
+                    started: Instant::now(),
+                });
+            }
+            Err(message) => {
+                let _ = job.events.send(Event::Failed(message));
+                counters.accepted.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+fn build_sampler(model: &LlamaModel, sampling: &Sampling, grammar: Option<&str>) -> Result<LlamaSampler, String> {
+    let mut chain = Vec::with_capacity(8);
+    if let Some(grammar) = grammar {
+        chain.push(
+            LlamaSampler::grammar(model, grammar, "root")
+                .map_err(|error| format!("the output grammar is invalid: {error}"))?,
+        );
+    }
+    let penalised = sampling.repetition_penalty != 1.0
+        || sampling.frequency_penalty != 0.0
+        || sampling.presence_penalty != 0.0;
+    if penalised {
+        chain.push(LlamaSampler::penalties(
+            model.n_vocab(),
+            PENALTY_LAST_TOKENS,
+            sampling.repetition_penalty,
+            sampling.frequency_penalty,
+            sampling.presence_penalty,
+        ));
+    }
+    if sampling.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        if sampling.top_k > 0 {
+            chain.push(LlamaSampler::top_k(sampling.top_k));
+        }
+        if sampling.top_p < 1.0 {
+            chain.push(LlamaSampler::top_p(sampling.top_p, 1));
+        }
+        if sampling.min_p > 0.0 {
+            chain.push(LlamaSampler::min_p(sampling.min_p, 1));
+        }
+        chain.push(LlamaSampler::temp(sampling.temperature));
+        chain.push(LlamaSampler::dist(sampling.seed.unwrap_or(RANDOM_SEED)));
+    }
+    Ok(LlamaSampler::chain_simple(chain))
+}
+
+fn release_cancelled(context: &mut LlamaContext<'_>, slots: &mut [Option<Slot>], counters: &Counters) {
+    for (seq, slot) in slots.iter_mut().enumerate() {
+        if slot.as_ref().is_some_and(|slot| slot.job.events.is_closed()) {
+            if let Some(slot) = slot.take() {
+                tracing::debug!(
+                    completion_tokens = slot.completion_tokens,
+                    elapsed_ms = slot.started.elapsed().as_millis() as u64,
+                    "generation cancelled by its client"
+                );
+            }
+            finish_slot(context, seq, counters);
+        }
+    }
+}
+
+/// Fills the batch for one step; false when there is nothing to decode.
+fn fill_batch(batch: &mut LlamaBatch, slots: &mut [Option<Slot>], batch_tokens: usize) -> bool {
+    batch.clear();
+    let mut used = 0usize;
+    // Generating sequences first: one token each keeps every stream moving.
+    for (seq, slot) in slots.iter_mut().enumerate() {
+        let Some(slot) = slot else { continue };
+        slot.logits_index = None;
+        if let Some(token) = slot.next_token {
+            if used < batch_tokens && batch.add(token, slot.n_past as i32, &[seq as i32], true).is_ok() {
+                slot.logits_index = Some(batch.n_tokens() - 1);
+                slot.n_past += 1;
+                used += 1;
+            }
+        }
+    }
+    // Then prompts, in chunks that fit what is left of the batch.
+    for (seq, slot) in slots.iter_mut().enumerate() {
+        let Some(slot) = slot else { continue };
+        if slot.next_token.is_some() || slot.prompt_fed >= slot.job.prompt_tokens.len() {
+            continue;
+        }
+        let room = batch_tokens.saturating_sub(used);
+        if room == 0 {
+            break;
+        }
+        let end = (slot.prompt_fed + room).min(slot.job.prompt_tokens.len());
+        let last = slot.job.prompt_tokens.len() - 1;
+        for index in slot.prompt_fed..end {
+            let token = slot.job.prompt_tokens[index];
+            if batch.add(token, index as i32, &[seq as i32], index == last).is_err() {
+                break;
+            }
+            used += 1;
+            slot.prompt_fed = index + 1;
+            if index == last {
+                slot.logits_index = Some(batch.n_tokens() - 1);
+            }
+        }
+        slot.n_past = slot.prompt_fed as u32;
+    }
+    used > 0
+}
+
+fn sample_all(
+    model: &LlamaModel,
+    context: &mut LlamaContext<'_>,
+    slots: &mut [Option<Slot>],
+    limits: &Limits,
+    counters: &Counters,
+) {
+    let vocab = model.vocab();
+    for seq in 0..slots.len() {
+        let Some(slot) = slots[seq].as_mut() else { continue };
+        let Some(index) = slot.logits_index.take() else { continue };
+        let token = slot.sampler.sample(context, index);
+        let finish = if vocab.is_eog(token) {
+            Some(FinishReason::Stop)
+        } else {
+            slot.completion_tokens += 1;
+            counters.generated_tokens_total.fetch_add(1, Ordering::Relaxed);
+            let piece = vocab.token_to_piece(token, false, None);
+            let text = slot.utf8.push(&piece);
+            match slot.stops.push(&text) {
+                StopScan::Stopped(before) => {
+                    send_text(&slot.job.events, before);
+                    Some(FinishReason::Stop)
+                }
+                StopScan::Continue(released) => {
+                    send_text(&slot.job.events, released);
+                    let context_full = slot.n_past + 1 >= limits.context_tokens;
+                    (slot.completion_tokens >= slot.job.max_tokens || context_full).then_some(FinishReason::Length)
+                }
+            }
+        };
+        match finish {
+            None => slot.next_token = Some(token),
+            Some(reason) => {
+                if let Some(mut slot) = slots[seq].take() {
+                    if reason == FinishReason::Length {
+                        let tail = slot.utf8.finish();
+                        let mut rest = match slot.stops.push(&tail) {
+                            StopScan::Continue(text) | StopScan::Stopped(text) => text,
+                        };
+                        rest.push_str(&slot.stops.finish());
+                        send_text(&slot.job.events, rest);
+                    }
+                    let completion = Completion {
+                        finish_reason: reason,
+                        prompt_tokens: u32::try_from(slot.job.prompt_tokens.len()).unwrap_or(u32::MAX),
+                        completion_tokens: slot.completion_tokens,
+                    };
+                    tracing::debug!(
+                        prompt_tokens = completion.prompt_tokens,
+                        completion_tokens = completion.completion_tokens,
+                        elapsed_ms = slot.started.elapsed().as_millis() as u64,
+                        "generation finished"
+                    );
+                    let _ = slot.job.events.send(Event::Done(completion));
+                }
+                finish_slot(context, seq, counters);
+            }
+        }
+    }
+}
+
+fn send_text(events: &UnboundedSender<Event>, text: String) {
+    if !text.is_empty() {
+        let _ = events.send(Event::Text(text));
+    }
+}
+
+/// Frees a sequence's part of the KV cache and its place in the counters.
+fn finish_slot(context: &mut LlamaContext<'_>, seq: usize, counters: &Counters) {
+    if let Err(error) = context.clear_kv_cache_seq(Some(seq as u32), None, None) {
+        tracing::error!(%error, "could not clear a finished sequence from the KV cache");
+    }
+    counters.running.fetch_sub(1, Ordering::AcqRel);
+    counters.accepted.fetch_sub(1, Ordering::AcqRel);
+}

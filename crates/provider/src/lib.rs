@@ -1,0 +1,3 @@
+//! A Gondola provider node.
+
+pub mod model_store;
