@@ -1,1 +1,21 @@
-//! wire
+//! Gondola's wire formats, and nothing else: the shapes that cross a process boundary.
+//!
+//! - [`chat`]: chat completion requests (parsed liberally, validated strictly), responses and
+//!   stream chunks, in the OpenAI shape that Venice extends.
+//! - [`error`]: API errors, rendered in the OpenAI shape on `/v1` and Venice's on `/api/v1`.
+//! - [`models`]: the model catalogue objects.
+//! - [`model_id`]: `model:param=value&…` suffixes.
+//! - [`sse`]: an incremental, bounded Server-Sent Events parser.
+//! - [`money`]: USD and DIEM amounts as integers in 18-decimal base units.
+//! - [`provider`]: the signed messages between provider nodes and the gateway.
+//!
+//! This crate does no IO and holds no state. Types here are the formats; internal state
+//! elsewhere must not derive its way into them.
+
+pub mod chat;
+pub mod error;
+pub mod model_id;
+pub mod models;
+pub mod money;
+pub mod provider;
+pub mod sse;

@@ -1,0 +1,640 @@
+//! Chat completions: the request as clients send it, the validated request the gateway works
+//! with, and the response and stream chunk shapes.
+//!
+//! Parsing is liberal where generic OpenAI clients differ (unknown fields, nulls, `user`,
+//! `store`, `metadata`, string or part-list content) and strict where a value is wrong: a wrong
+//! type or an out-of-range number is an error that names the field.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::model_id::ModelId;
+use crate::money::Amount;
+
+/// OpenAI allows at most four stop sequences.
+pub const MAX_STOP_SEQUENCES: usize = 4;
+/// A stop sequence longer than this is a mistake, and each costs a scan per token.
+pub const MAX_STOP_SEQUENCE_BYTES: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Developer => "developer",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Tool => "tool",
+        }
+    }
+}
+
+/// A message as sent, before its content is checked.
+#[derive(Debug, Deserialize)]
+struct RawMessage {
+    role: Role,
+    #[serde(default)]
+    content: Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawStreamOptions {
+    include_usage: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawResponseFormat {
+    r#type: String,
+    json_schema: Option<RawJsonSchema>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawJsonSchema {
+    schema: Option<Value>,
+}
+
+/// `venice_parameters` as sent. Unknown ones are accepted and listed as ignored.
+#[derive(Debug, Default, Deserialize)]
+struct RawVeniceParameters {
+    include_venice_system_prompt: Option<bool>,
+    strip_thinking_response: Option<bool>,
+    disable_thinking: Option<bool>,
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
+}
+
+/// The request body exactly as a client may send it. Fields absent here (`user`, `store`,
+/// `metadata`, `functions`, …) are accepted and ignored.
+#[derive(Debug, Deserialize)]
+struct RawChatRequest {
+    model: Option<String>,
+    messages: Option<Vec<RawMessage>>,
+    stream: Option<bool>,
+    stream_options: Option<RawStreamOptions>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<i64>,
+    min_p: Option<f64>,
+    seed: Option<i64>,
+    #[serde(default)]
+    stop: Value,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    repetition_penalty: Option<f64>,
+    response_format: Option<RawResponseFormat>,
+    n: Option<u64>,
+    logprobs: Option<bool>,
+    #[serde(default)]
+    tools: Value,
+    venice_parameters: Option<RawVeniceParameters>,
+}
+
+/// One message after validation: text only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+/// Sampling controls; `None` means the serving model's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repetition_penalty: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    /// The JSON Schema the output must match.
+    JsonSchema(Value),
+}
+
+/// `venice_parameters` after validation, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VeniceParameters {
+    pub include_venice_system_prompt: bool,
+    pub strip_thinking_response: bool,
+    pub disable_thinking: bool,
+    /// Parameters accepted but not acted on, reported back in the response echo.
+    pub ignored: Vec<String>,
+}
+
+impl Default for VeniceParameters {
+    fn default() -> Self {
+        Self {
+            include_venice_system_prompt: true,
+            strip_thinking_response: false,
+            disable_thinking: false,
+            ignored: Vec::new(),
+        }
+    }
+}
+
+impl VeniceParameters {
+    /// The echo returned with a response: what was applied, and what was ignored.
+    pub fn echo(&self) -> Value {
+        let mut echo = serde_json::json!({
+            "include_venice_system_prompt": self.include_venice_system_prompt,
+            "strip_thinking_response": self.strip_thinking_response,
+            "disable_thinking": self.disable_thinking,
+        });
+        if !self.ignored.is_empty() {
+            echo["ignored_parameters"] = Value::from(self.ignored.clone());
+            echo["note"] = Value::from("these parameters are accepted for compatibility and have no effect on this server");
+        }
+        echo
+    }
+
+    fn set(&mut self, name: &str, value: Value, param: &str) -> Result<(), ApiError> {
+        let flag = |value: &Value| match value {
+            Value::Bool(flag) => Ok(*flag),
+            Value::String(text) if text == "true" => Ok(true),
+            Value::String(text) if text == "false" => Ok(false),
+            _ => Err(ApiError::invalid(param, format!("{param} must be true or false"))),
+        };
+        match name {
+            "include_venice_system_prompt" => self.include_venice_system_prompt = flag(&value)?,
+            "strip_thinking_response" => self.strip_thinking_response = flag(&value)?,
+            "disable_thinking" => self.disable_thinking = flag(&value)?,
+            other => {
+                if !self.ignored.iter().any(|known| known == other) {
+                    self.ignored.push(other.to_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A chat request after validation: every field typed, in range, and only what a model needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// The model, trait or alias asked for, without its suffix.
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub sampling: Sampling,
+    pub stop: Vec<String>,
+    pub max_tokens: Option<u32>,
+    pub response_format: ResponseFormat,
+    pub venice: VeniceParameters,
+}
+
+fn range_f32(value: Option<f64>, param: &str, low: f64, high: f64, low_inclusive: bool) -> Result<Option<f32>, ApiError> {
+    let Some(value) = value else { return Ok(None) };
+    let above_low = if low_inclusive { value >= low } else { value > low };
+    if !value.is_finite() || !above_low || value > high {
+        let open = if low_inclusive { "" } else { " (exclusive)" };
+        return Err(ApiError::invalid(param, format!("{param} must be between {low}{open} and {high}, got {value}")));
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "range-checked just above")]
+    Ok(Some(value as f32))
+}
+
+/// Turns `content` (string, null, or a list of text parts) into text.
+fn message_text(content: Value, param: &str) -> Result<String, ApiError> {
+    match content {
+        Value::Null => Ok(String::new()),
+        Value::String(text) => Ok(text),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for (index, part) in parts.into_iter().enumerate() {
+                let part_param = format!("{param}[{index}]");
+                let kind = part.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+                match (kind.as_str(), part.get("text")) {
+                    ("text", Some(Value::String(piece))) => text.push_str(piece),
+                    ("text", _) => {
+                        return Err(ApiError::invalid(format!("{part_param}.text"), format!("{part_param}.text must be a string")));
+                    }
+                    ("", _) => return Err(ApiError::invalid(part_param.clone(), format!("{part_param} needs a \"type\""))),
+                    (other, _) => {
+                        return Err(ApiError::invalid(
+                            part_param,
+                            format!("content parts of type {other:?} are not supported: this model reads text only"),
+                        ));
+                    }
+                }
+            }
+            Ok(text)
+        }
+        _ => Err(ApiError::invalid(param, format!("{param} must be a string or a list of content parts"))),
+    }
+}
+
+fn stop_sequences(stop: Value) -> Result<Vec<String>, ApiError> {
+    let stops = match stop {
+        Value::Null => Vec::new(),
+        Value::String(stop) => vec![stop],
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| match item {
+                Value::String(stop) => Ok(stop),
+                _ => Err(ApiError::invalid(format!("stop[{index}]"), "stop sequences must be strings")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(ApiError::invalid("stop", "stop must be a string or a list of strings")),
+    };
+    if stops.len() > MAX_STOP_SEQUENCES {
+        return Err(ApiError::invalid("stop", format!("at most {MAX_STOP_SEQUENCES} stop sequences are allowed, got {}", stops.len())));
+    }
+    if let Some(index) = stops.iter().position(|stop| stop.is_empty() || stop.len() > MAX_STOP_SEQUENCE_BYTES) {
+        return Err(ApiError::invalid(format!("stop[{index}]"), format!("stop sequences must be 1 to {MAX_STOP_SEQUENCE_BYTES} bytes")));
+    }
+    Ok(stops)
+}
+
+impl ChatRequest {
+    /// Parses and validates a request body. Errors name the offending field.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let deserializer = &mut serde_json::Deserializer::from_slice(body);
+        let raw: RawChatRequest = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::new(ErrorCode::InvalidRequest, format!("the request body is not valid JSON: {inner}"))
+            } else if path == "." {
+                ApiError::new(ErrorCode::InvalidRequest, format!("the request body must be a JSON object: {inner}"))
+            } else {
+                ApiError::invalid(path.clone(), format!("{path}: {inner}"))
+            }
+        })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawChatRequest) -> Result<Self, ApiError> {
+        let model_text = raw.model.ok_or_else(|| ApiError::invalid("model", "model is required"))?;
+        let model_id = ModelId::parse(&model_text)
+            .map_err(|error| ApiError::new(ErrorCode::InvalidModel, error.to_string()).with_param("model"))?;
+        let raw_messages = raw.messages.ok_or_else(|| ApiError::invalid("messages", "messages is required"))?;
+        if raw_messages.is_empty() {
+            return Err(ApiError::invalid("messages", "messages must contain at least one message"));
+        }
+        let messages = raw_messages
+            .into_iter()
+            .enumerate()
+            .map(|(index, message)| {
+                Ok(Message { role: message.role, content: message_text(message.content, &format!("messages[{index}].content"))? })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        if raw.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::invalid("n", "only n = 1 is supported"));
+        }
+        if raw.logprobs == Some(true) {
+            return Err(ApiError::invalid("logprobs", "logprobs are not supported"));
+        }
+        if raw.tools.as_array().is_some_and(|tools| !tools.is_empty()) {
+            return Err(ApiError::invalid("tools", "tool calling is not supported by the models on this server"));
+        }
+        let max_tokens = match (raw.max_completion_tokens, raw.max_tokens) {
+            (Some(value), _) => Some(("max_completion_tokens", value)),
+            (None, Some(value)) => Some(("max_tokens", value)),
+            (None, None) => None,
+        };
+        let max_tokens = match max_tokens {
+            None => None,
+            Some((param, 0)) => return Err(ApiError::invalid(param, format!("{param} must be at least 1"))),
+            Some((_, value)) => Some(u32::try_from(value).unwrap_or(u32::MAX)),
+        };
+        let top_k = match raw.top_k {
+            None => None,
+            Some(value) if (0..=100_000).contains(&value) => u32::try_from(value).ok(),
+            Some(value) => return Err(ApiError::invalid("top_k", format!("top_k must be between 0 and 100000, got {value}"))),
+        };
+        let sampling = Sampling {
+            temperature: range_f32(raw.temperature, "temperature", 0.0, 2.0, true)?,
+            top_p: range_f32(raw.top_p, "top_p", 0.0, 1.0, false)?,
+            top_k,
+            min_p: range_f32(raw.min_p, "min_p", 0.0, 1.0, true)?,
+            // Engines take 32-bit seeds; any integer is accepted and mapped onto that range.
+            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "seeds wrap by design")]
+            seed: raw.seed.map(|seed| seed as u32),
+            frequency_penalty: range_f32(raw.frequency_penalty, "frequency_penalty", -2.0, 2.0, true)?,
+            presence_penalty: range_f32(raw.presence_penalty, "presence_penalty", -2.0, 2.0, true)?,
+            repetition_penalty: range_f32(raw.repetition_penalty, "repetition_penalty", 0.0, 2.0, false)?,
+        };
+        let response_format = match raw.response_format {
+            None => ResponseFormat::Text,
+            Some(format) => match format.r#type.as_str() {
+                "text" => ResponseFormat::Text,
+                "json_object" => ResponseFormat::JsonObject,
+                "json_schema" => match format.json_schema.and_then(|schema| schema.schema) {
+                    Some(schema @ Value::Object(_)) => ResponseFormat::JsonSchema(schema),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "response_format.json_schema.schema",
+                            "response_format of type json_schema needs json_schema.schema, a JSON Schema object",
+                        ));
+                    }
+                },
+                other => {
+                    return Err(ApiError::invalid(
+                        "response_format.type",
+                        format!("response_format.type must be text, json_object or json_schema, got {other:?}"),
+                    ));
+                }
+            },
+        };
+        let mut venice = VeniceParameters::default();
+        if let Some(parameters) = raw.venice_parameters {
+            if let Some(flag) = parameters.include_venice_system_prompt {
+                venice.include_venice_system_prompt = flag;
+            }
+            if let Some(flag) = parameters.strip_thinking_response {
+                venice.strip_thinking_response = flag;
+            }
+            if let Some(flag) = parameters.disable_thinking {
+                venice.disable_thinking = flag;
+            }
+            for (name, value) in parameters.other {
+                venice.set(&name, value, &format!("venice_parameters.{name}"))?;
+            }
+        }
+        // Suffix parameters override the body, as the model id is the more specific setting.
+        for (name, value) in model_id.parameters {
+            venice.set(&name, Value::String(value), "model")?;
+        }
+        Ok(Self {
+            model: model_id.model,
+            messages,
+            stream: raw.stream.unwrap_or(false),
+            include_usage: raw.stream_options.and_then(|options| options.include_usage).unwrap_or(false),
+            sampling,
+            stop: stop_sequences(raw.stop)?,
+            max_tokens,
+            response_format,
+            venice,
+        })
+    }
+}
+
+/// What the gateway sends a provider: an OpenAI-compatible streaming request built from parsed
+/// fields only. No client header, address, key or `user` ever gets in here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub stream: bool,
+    pub stream_options: StreamOptions,
+    #[serde(flatten)]
+    pub sampling: Sampling,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    pub max_tokens: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
+    /// Understood by vLLM, SGLang and llama.cpp's server; the embedded engine reads it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template_kwargs: Option<ChatTemplateKwargs>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct StreamOptions {
+    pub include_usage: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ChatTemplateKwargs {
+    pub enable_thinking: bool,
+}
+
+impl ResponseFormat {
+    /// The OpenAI `response_format` object for this format.
+    pub fn to_openai(&self) -> Option<Value> {
+        match self {
+            Self::Text => None,
+            Self::JsonObject => Some(serde_json::json!({ "type": "json_object" })),
+            Self::JsonSchema(schema) => Some(serde_json::json!({
+                "type": "json_schema",
+                "json_schema": { "name": "response", "schema": schema, "strict": true },
+            })),
+        }
+    }
+
+    /// Reads back what [`Self::to_openai`] wrote (providers parse the gateway's requests).
+    pub fn from_openai(value: Option<&Value>) -> Result<Self, ApiError> {
+        let Some(value) = value else { return Ok(Self::Text) };
+        match value.get("type").and_then(Value::as_str) {
+            None | Some("text") => Ok(Self::Text),
+            Some("json_object") => Ok(Self::JsonObject),
+            Some("json_schema") => match value.pointer("/json_schema/schema") {
+                Some(schema @ Value::Object(_)) => Ok(Self::JsonSchema(schema.clone())),
+                _ => Err(ApiError::invalid("response_format.json_schema.schema", "a JSON Schema object is required")),
+            },
+            Some(other) => Err(ApiError::invalid("response_format.type", format!("unknown response_format type {other:?}"))),
+        }
+    }
+}
+
+/// Token counts, as OpenAI reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// What a request cost, in USD and in DIEM (priced 1:1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cost {
+    pub usd: Amount,
+    pub diem: Amount,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseMessage {
+    pub role: Role,
+    pub content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Choice {
+    pub index: u32,
+    pub message: ResponseMessage,
+    pub finish_reason: String,
+    pub logprobs: Option<()>,
+}
+
+/// A non-streaming response.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    pub usage: Usage,
+    pub cost: Cost,
+    pub venice_parameters: Value,
+}
+
+/// A stream chunk's delta; every field optional, as engines differ in what they send.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkChoice {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(default)]
+    pub delta: Delta,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// One streamed chunk (`chat.completion.chunk`). Parsed liberally from providers and upstream
+/// engines; written by the gateway with its own id and model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionChunk {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default = "chunk_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub choices: Vec<ChunkChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+fn chunk_object() -> String {
+    "chat.completion.chunk".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: Value) -> Result<ChatRequest, ApiError> {
+        ChatRequest::parse(body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn accepts_what_generic_openai_clients_send() {
+        let request = parse(serde_json::json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]},
+                {"role": "assistant", "content": null},
+            ],
+            "user": "someone", "store": false, "metadata": {"a": 1},
+            "max_completion_tokens": null, "max_tokens": 20, "stream_options": null,
+            "functions": null, "temperature": null, "tools": [], "n": 1,
+        }))
+        .expect("valid request");
+        assert_eq!(request.model, "gpt-4o-mini");
+        assert_eq!(request.messages[1].content, "Hello there");
+        assert_eq!(request.messages[2].content, "");
+        assert_eq!(request.max_tokens, Some(20));
+        assert!(request.venice.include_venice_system_prompt);
+    }
+
+    #[test]
+    fn wrong_types_and_ranges_name_the_field() {
+        let base = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        let cases = [
+            ("temperature", serde_json::json!("hot"), "temperature"),
+            ("temperature", serde_json::json!(2.5), "temperature"),
+            ("top_p", serde_json::json!(0), "top_p"),
+            ("max_tokens", serde_json::json!(-1), "max_tokens"),
+            ("max_tokens", serde_json::json!(0), "max_tokens"),
+            ("stop", serde_json::json!(["a", "b", "c", "d", "e"]), "stop"),
+            ("stop", serde_json::json!([1]), "stop[0]"),
+            ("n", serde_json::json!(2), "n"),
+            ("messages", serde_json::json!([]), "messages"),
+            ("messages", serde_json::json!([{"role": "wizard", "content": "x"}]), "messages[0].role"),
+            ("messages", serde_json::json!([{"role": "user", "content": 5}]), "messages[0].content"),
+            ("messages", serde_json::json!([{"role": "user", "content": [{"type": "image_url"}]}]), "messages[0].content[0]"),
+            ("response_format", serde_json::json!({"type": "yaml"}), "response_format.type"),
+            ("venice_parameters", serde_json::json!({"strip_thinking_response": "yes"}), "venice_parameters.strip_thinking_response"),
+        ];
+        for (field, value, param) in cases {
+            let mut body = base.clone();
+            body[field] = value;
+            let error = parse(body).expect_err(field);
+            assert_eq!(error.status(), 400, "{field}");
+            assert_eq!(error.param.as_deref(), Some(param), "{field}: {}", error.message);
+        }
+        let missing_model = parse(serde_json::json!({"messages": []})).expect_err("no model");
+        assert_eq!(missing_model.param.as_deref(), Some("model"));
+        let not_json = ChatRequest::parse(b"{not json").expect_err("syntax");
+        assert!(not_json.message.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn suffix_parameters_override_venice_parameters() {
+        let request = parse(serde_json::json!({
+            "model": "default:strip_thinking_response=true&character_slug=pirate",
+            "messages": [{"role": "user", "content": "x"}],
+            "venice_parameters": {"strip_thinking_response": false, "include_venice_system_prompt": false, "enable_web_search": "auto"},
+        }))
+        .expect("valid");
+        assert_eq!(request.model, "default");
+        assert!(request.venice.strip_thinking_response);
+        assert!(!request.venice.include_venice_system_prompt);
+        assert_eq!(request.venice.ignored, vec!["enable_web_search".to_owned(), "character_slug".to_owned()]);
+        assert_eq!(request.venice.echo()["ignored_parameters"][1], "character_slug");
+    }
+
+    #[test]
+    fn response_formats_round_trip_through_the_provider_request() {
+        let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        for format in [ResponseFormat::Text, ResponseFormat::JsonObject, ResponseFormat::JsonSchema(schema)] {
+            assert_eq!(ResponseFormat::from_openai(format.to_openai().as_ref()).expect("reads back"), format);
+        }
+    }
+
+    #[test]
+    fn chunks_from_engines_parse_liberally() {
+        let chunk: ChatCompletionChunk = serde_json::from_str(
+            r#"{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"f","choices":[{"index":0,"delta":{"content":"hi"},"logprobs":null,"finish_reason":null}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(chunk.choices[0].delta.content.as_deref(), Some("hi"));
+        let usage_only: ChatCompletionChunk =
+            serde_json::from_str(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#).expect("parses");
+        assert_eq!(usage_only.usage.map(|usage| usage.total_tokens), Some(7));
+    }
+}

@@ -1,0 +1,172 @@
+//! The provider protocol: messages between provider nodes and the gateway.
+//!
+//! A provider's identity is an Ed25519 key. It registers by sending a [`Registration`] signed
+//! with that key and keeps its lease with signed [`Heartbeat`]s. Each payload is signed as the
+//! exact bytes sent (the JSON text inside [`SignedEnvelope::payload`]), so no canonical JSON is
+//! needed, and each carries a `purpose` so that one kind of message cannot pass for another.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub const REGISTRATION_PURPOSE: &str = "gondola/provider-registration/v1";
+pub const HEARTBEAT_PURPOSE: &str = "gondola/provider-heartbeat/v1";
+
+/// Gateway routes of the provider protocol.
+pub const REGISTER_PATH: &str = "/provider/v1/register";
+pub const HEARTBEAT_PATH: &str = "/provider/v1/heartbeat";
+/// Provider route the gateway sends inference to.
+pub const PROVIDER_CHAT_PATH: &str = "/provider/v1/chat/completions";
+
+/// A payload and its signature by `public_key`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedEnvelope {
+    /// Hex of the 32-byte Ed25519 public key.
+    pub public_key: String,
+    /// The signed JSON text of the payload.
+    pub payload: String,
+    /// Hex of the 64-byte signature over `payload`'s bytes.
+    pub signature: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("the public key is not a valid Ed25519 key")]
+    BadKey,
+    #[error("the signature is malformed or does not match the payload")]
+    BadSignature,
+    #[error("the payload is not a valid message: {0}")]
+    BadPayload(String),
+}
+
+impl SignedEnvelope {
+    pub fn sign<T: Serialize>(key: &SigningKey, payload: &T) -> Result<Self, serde_json::Error> {
+        let payload = serde_json::to_string(payload)?;
+        let signature = key.sign(payload.as_bytes());
+        Ok(Self {
+            public_key: hex::encode(key.verifying_key().as_bytes()),
+            payload,
+            signature: hex::encode(signature.to_bytes()),
+        })
+    }
+
+    /// Checks the signature, then parses the payload.
+    pub fn verify<T: DeserializeOwned>(&self) -> Result<(VerifyingKey, T), EnvelopeError> {
+        let key_bytes: [u8; 32] = hex::decode(&self.public_key)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or(EnvelopeError::BadKey)?;
+        let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| EnvelopeError::BadKey)?;
+        let signature_bytes: [u8; 64] = hex::decode(&self.signature)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or(EnvelopeError::BadSignature)?;
+        key.verify_strict(self.payload.as_bytes(), &Signature::from_bytes(&signature_bytes))
+            .map_err(|_| EnvelopeError::BadSignature)?;
+        let payload = serde_json::from_str(&self.payload).map_err(|error| EnvelopeError::BadPayload(error.to_string()))?;
+        Ok((key, payload))
+    }
+}
+
+/// A provider's short public id: `pv-` and the first 16 hex digits of its public key.
+pub fn provider_id(key: &VerifyingKey) -> String {
+    format!("pv-{}", &hex::encode(key.as_bytes())[..16])
+}
+
+/// A model a provider serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelAdvert {
+    /// The id clients ask for.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    pub context_tokens: u32,
+    pub quantization: String,
+    pub parameters: u64,
+    pub supports_response_schema: bool,
+    pub supports_reasoning: bool,
+    /// `embedded` (llama.cpp in the provider) or `upstream` (an OpenAI-compatible engine).
+    pub backend: String,
+}
+
+/// "Let me serve these models at this address." Signed by the provider's key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registration {
+    pub purpose: String,
+    /// Milliseconds since the Unix epoch; the gateway refuses stale or future registrations.
+    pub issued_at_ms: u64,
+    /// Where the gateway reaches this provider (`http://host:port`).
+    pub endpoint: String,
+    pub models: Vec<ModelAdvert>,
+    /// Requests the provider accepts at once; the gateway sends no more.
+    pub max_in_flight: u32,
+    pub software_version: String,
+}
+
+/// The gateway's answer to an accepted registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistrationAccepted {
+    pub provider_id: String,
+    pub lease_id: String,
+    /// A secret the gateway presents (as a bearer token) on every request to this provider, so
+    /// that the provider serves its gateway and nobody else.
+    pub lease_token: String,
+    /// Without a heartbeat for this long, the lease ends and the provider gets no traffic.
+    pub lease_ttl_ms: u64,
+    pub heartbeat_interval_ms: u64,
+}
+
+/// "I am alive, and this is my load." Signed by the provider's key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub purpose: String,
+    pub issued_at_ms: u64,
+    pub lease_id: String,
+    pub load: ProviderLoad,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderLoad {
+    pub in_flight: u32,
+    pub queue_depth: u32,
+    /// Recent generation rate, in thousandths of a token per second.
+    pub recent_tokens_per_second_milli: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        let mut seed = [0u8; 32];
+        rand::fill(&mut seed);
+        SigningKey::from_bytes(&seed)
+    }
+
+    fn heartbeat() -> Heartbeat {
+        Heartbeat { purpose: HEARTBEAT_PURPOSE.into(), issued_at_ms: 1, lease_id: "l".into(), load: ProviderLoad::default() }
+    }
+
+    #[test]
+    fn a_signed_message_verifies_and_names_its_signer() {
+        let key = key();
+        let envelope = SignedEnvelope::sign(&key, &heartbeat()).expect("signs");
+        let (signer, message): (VerifyingKey, Heartbeat) = envelope.verify().expect("verifies");
+        assert_eq!(signer, key.verifying_key());
+        assert_eq!(message.lease_id, "l");
+        assert!(provider_id(&signer).starts_with("pv-"));
+    }
+
+    #[test]
+    fn tampering_or_another_key_is_refused() {
+        let key = key();
+        let mut envelope = SignedEnvelope::sign(&key, &heartbeat()).expect("signs");
+        envelope.payload = envelope.payload.replace("\"l\"", "\"m\"");
+        assert_eq!(envelope.verify::<Heartbeat>().err(), Some(EnvelopeError::BadSignature));
+        let mut envelope = SignedEnvelope::sign(&key, &heartbeat()).expect("signs");
+        envelope.public_key = hex::encode(self::key().verifying_key().as_bytes());
+        assert_eq!(envelope.verify::<Heartbeat>().err(), Some(EnvelopeError::BadSignature));
+        envelope.public_key = "zz".into();
+        assert_eq!(envelope.verify::<Heartbeat>().err(), Some(EnvelopeError::BadKey));
+    }
+}
