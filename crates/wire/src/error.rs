@@ -56,6 +56,11 @@ impl ErrorCode {
         }
     }
 
+    /// Reads a code back from its wire string.
+    pub fn parse(text: &str) -> Option<Self> {
+        ALL_CODES.iter().copied().find(|code| code.as_str() == text)
+    }
+
     /// The HTTP status this code is served with.
     pub fn status(self) -> u16 {
         match self {
@@ -88,6 +93,28 @@ impl ErrorCode {
         }
     }
 }
+
+const ALL_CODES: &[ErrorCode] = &[
+    ErrorCode::InvalidRequest,
+    ErrorCode::InvalidModel,
+    ErrorCode::TooManyTokens,
+    ErrorCode::AuthenticationFailed,
+    ErrorCode::InsufficientBalance,
+    ErrorCode::Unauthorized,
+    ErrorCode::NotFound,
+    ErrorCode::ModelNotFound,
+    ErrorCode::MethodNotAllowed,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::InvalidContentType,
+    ErrorCode::RateLimitExceeded,
+    ErrorCode::ModelOverloaded,
+    ErrorCode::InferenceFailed,
+    ErrorCode::UpstreamError,
+    ErrorCode::ModelOffline,
+    ErrorCode::ModelAtCapacity,
+    ErrorCode::RequestTimeout,
+    ErrorCode::Internal,
+];
 
 /// Who caused an error; decides whether it is worth trying elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +263,14 @@ mod tests {
         assert_eq!(venice["param"], "temperature");
         assert_eq!(error.status(), 400);
         assert!(!error.retry_elsewhere());
+    }
+
+    #[test]
+    fn every_code_reads_back_from_its_wire_string() {
+        for code in ALL_CODES {
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(*code));
+        }
+        assert_eq!(ErrorCode::parse("NOPE"), None);
     }
 
     #[test]

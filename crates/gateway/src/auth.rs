@@ -1,0 +1,96 @@
+//! API key authentication. Keys are known only by their SHA-256; a presented key is hashed and
+//! compared against every known hash in constant time, so timing reveals nothing of a secret.
+
+use http::HeaderMap;
+use subtle::ConstantTimeEq;
+use wire::error::{ApiError, ErrorCode};
+
+use crate::config::{AuthConfig, KeyKind, RateLimit};
+
+/// Who is asking: a named key, or an anonymous client.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The key's name (or `anonymous`), used for rate limiting; never the secret.
+    pub name: String,
+    pub kind: Option<KeyKind>,
+    pub rate: RateLimit,
+}
+
+pub struct Authenticator {
+    config: AuthConfig,
+}
+
+/// Hash of a key secret, as the configuration stores it.
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
+
+impl Authenticator {
+    pub fn new(config: AuthConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .map(|value| value.to_str().unwrap_or_default())
+            .map(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim());
+        let Some(presented) = presented.filter(|key| !key.is_empty()) else {
+            return match self.config.anonymous {
+                Some(rate) => Ok(Caller { name: "anonymous".into(), kind: None, rate }),
+                None => Err(ApiError::new(
+                    ErrorCode::AuthenticationFailed,
+                    "an API key is required: send Authorization: Bearer <key>",
+                )),
+            };
+        };
+        let hash = hash_secret(presented);
+        // Every key is compared, match or not, so the time taken does not depend on which one.
+        let mut found = None;
+        for key in &self.config.keys {
+            if bool::from(key.secret_sha256.ct_eq(&hash)) {
+                found = Some(key);
+            }
+        }
+        found
+            .map(|key| Caller { name: key.name.clone(), kind: Some(key.kind), rate: key.rate })
+            .ok_or_else(|| ApiError::new(ErrorCode::AuthenticationFailed, "the API key is not valid"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApiKey;
+
+    fn authenticator(anonymous: bool) -> Authenticator {
+        let rate = RateLimit { requests_per_minute: 10, tokens_per_minute: 1000 };
+        Authenticator::new(AuthConfig {
+            keys: vec![ApiKey { name: "ops".into(), kind: KeyKind::Admin, secret_sha256: hash_secret("sk-right"), rate }],
+            anonymous: anonymous.then_some(rate),
+        })
+    }
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, value.parse().expect("header"));
+        headers
+    }
+
+    #[test]
+    fn a_known_key_is_accepted_and_others_refused() {
+        let auth = authenticator(false);
+        let caller = auth.authenticate(&headers("Bearer sk-right")).expect("valid key");
+        assert_eq!((caller.name.as_str(), caller.kind), ("ops", Some(KeyKind::Admin)));
+        assert_eq!(auth.authenticate(&headers("Bearer sk-wrong")).expect_err("bad key").status(), 401);
+        assert_eq!(auth.authenticate(&HeaderMap::new()).expect_err("no key").status(), 401);
+    }
+
+    #[test]
+    fn anonymous_access_only_when_allowed_and_a_bad_key_is_still_refused() {
+        let auth = authenticator(true);
+        assert_eq!(auth.authenticate(&HeaderMap::new()).expect("anonymous").name, "anonymous");
+        assert!(auth.authenticate(&headers("Bearer nope")).is_err());
+    }
+}

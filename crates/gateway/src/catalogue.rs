@@ -1,0 +1,192 @@
+//! The model catalogue: which model a request means (an id, a trait such as `default`, or an
+//! alias such as `gpt-4o-mini`), what it costs, and the `/models` listing. Models come from the
+//! adverts of live providers; prices, traits and aliases from the operator's configuration.
+
+use std::collections::{BTreeMap, HashMap};
+
+use wire::models::{Capabilities, Constraints, DefaultValue, Model, ModelSpec, Price, Pricing};
+use wire::provider::ModelAdvert;
+
+use crate::config::{CatalogueConfig, ModelPricing};
+
+/// Traits every catalogue answers, pointing at the default model unless configured otherwise.
+const BUILT_IN_TRAITS: &[&str] = &["default", "fastest", "default_code", "default_reasoning", "most_uncensored", "most_intelligent"];
+/// OpenAI model names that generic clients send; they run on the default model.
+const BUILT_IN_ALIASES: &[&str] = &["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4", "gpt-4-turbo", "gpt-3.5-turbo", "o4-mini"];
+
+/// Matches the engine's sampling defaults.
+const DEFAULT_TEMPERATURE: f32 = 0.7;
+const DEFAULT_TOP_P: f32 = 0.9;
+
+pub struct Catalogue {
+    config: CatalogueConfig,
+}
+
+/// How a requested name was understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub model_id: String,
+}
+
+impl Catalogue {
+    pub fn new(config: CatalogueConfig) -> Self {
+        Self { config }
+    }
+
+    fn default_model(&self, live: &HashMap<String, (ModelAdvert, usize)>) -> Option<String> {
+        self.config.default_model.clone().or_else(|| live.keys().min().cloned())
+    }
+
+    /// Trait → model id, configured ones over built-ins.
+    pub fn traits(&self, live: &HashMap<String, (ModelAdvert, usize)>) -> BTreeMap<String, String> {
+        let mut traits = BTreeMap::new();
+        if let Some(default) = self.default_model(live) {
+            for name in BUILT_IN_TRAITS {
+                traits.insert((*name).to_owned(), default.clone());
+            }
+        }
+        traits.extend(self.config.traits.clone());
+        traits
+    }
+
+    /// Alias → model id, configured ones over built-ins.
+    pub fn aliases(&self, live: &HashMap<String, (ModelAdvert, usize)>) -> BTreeMap<String, String> {
+        let mut aliases = BTreeMap::new();
+        if let Some(default) = self.default_model(live) {
+            for name in BUILT_IN_ALIASES {
+                aliases.insert((*name).to_owned(), default.clone());
+            }
+        }
+        aliases.extend(self.config.aliases.clone());
+        aliases
+    }
+
+    /// The model id a requested name refers to, if any: a served id first, then a trait, then an
+    /// alias. A configured but currently unserved id still resolves (it is offline, not unknown).
+    pub fn resolve(&self, requested: &str, live: &HashMap<String, (ModelAdvert, usize)>) -> Option<Resolved> {
+        let known = |id: &str| live.contains_key(id) || self.config.pricing.contains_key(id) || self.config.default_model.as_deref() == Some(id);
+        if known(requested) {
+            return Some(Resolved { model_id: requested.to_owned() });
+        }
+        self.traits(live)
+            .get(requested)
+            .cloned()
+            .or_else(|| self.aliases(live).get(requested).cloned())
+            .map(|model_id| Resolved { model_id })
+    }
+
+    pub fn pricing(&self, model_id: &str) -> ModelPricing {
+        self.config.pricing.get(model_id).copied().unwrap_or(self.config.default_pricing)
+    }
+
+    /// The `/models` listing: live models, plus configured ones that are offline.
+    pub fn list(&self, live: &HashMap<String, (ModelAdvert, usize)>, created: u64) -> Vec<Model> {
+        let traits = self.traits(live);
+        let mut ids: Vec<String> = live.keys().cloned().collect();
+        ids.extend(self.config.pricing.keys().filter(|id| !live.contains_key(*id)).cloned());
+        ids.sort();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| {
+                let (advert, providers) = live.get(&id).map_or((None, 0), |(advert, count)| (Some(advert), *count));
+                let pricing = self.pricing(&id);
+                let model_traits = traits.iter().filter(|(_, target)| **target == id).map(|(name, _)| name.clone()).collect();
+                let context = advert.map_or(0, |advert| advert.context_tokens);
+                Model {
+                    id: id.clone(),
+                    object: "model",
+                    r#type: "text",
+                    owned_by: "gondola".into(),
+                    created,
+                    context_length: context,
+                    model_spec: ModelSpec {
+                        name: advert.map_or_else(|| id.clone(), |advert| advert.name.clone()),
+                        description: advert.map_or_else(
+                            || "Configured on this gateway; no provider serves it right now.".to_owned(),
+                            |advert| format!("{} parameters, {} quantization, served by independent provider nodes.", human_parameters(advert.parameters), advert.quantization),
+                        ),
+                        model_source: advert.map_or_else(String::new, |advert| advert.backend.clone()),
+                        offline: providers == 0,
+                        privacy: "private",
+                        traits: model_traits,
+                        capabilities: Capabilities {
+                            optimized_for_code: false,
+                            quantization: advert.map_or_else(|| "unknown".to_owned(), |advert| advert.quantization.clone()),
+                            supports_function_calling: false,
+                            supports_reasoning: advert.is_some_and(|advert| advert.supports_reasoning),
+                            supports_vision: false,
+                            supports_response_schema: advert.is_some_and(|advert| advert.supports_response_schema),
+                            supports_log_probs: false,
+                            supports_web_search: false,
+                            supports_e2ee: false,
+                            supports_tee_attestation: false,
+                        },
+                        constraints: Constraints {
+                            temperature: DefaultValue { default: DEFAULT_TEMPERATURE },
+                            top_p: DefaultValue { default: DEFAULT_TOP_P },
+                        },
+                        pricing: Pricing { input: Price::usd(pricing.input_per_million), output: Price::usd(pricing.output_per_million) },
+                        available_context_tokens: context,
+                        providers,
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+fn human_parameters(parameters: u64) -> String {
+    match parameters {
+        0 => "an unknown number of".to_owned(),
+        p if p >= 1_000_000_000 => format!("{:.1}B", p as f64 / 1e9),
+        p => format!("{}M", p / 1_000_000),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(ids: &[&str]) -> HashMap<String, (ModelAdvert, usize)> {
+        ids.iter()
+            .map(|id| {
+                let advert = ModelAdvert {
+                    id: (*id).into(),
+                    name: (*id).into(),
+                    context_tokens: 2048,
+                    quantization: "Q4_1".into(),
+                    parameters: 134_515_008,
+                    supports_response_schema: true,
+                    supports_reasoning: false,
+                    backend: "embedded".into(),
+                };
+                ((*id).to_owned(), (advert, 1))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ids_traits_and_aliases_resolve_to_served_models() {
+        let mut config = CatalogueConfig::default();
+        config.traits.insert("fastest".into(), "small".into());
+        let catalogue = Catalogue::new(config);
+        let live = live(&["big", "small"]);
+        let resolve = |name: &str| catalogue.resolve(name, &live).map(|resolved| resolved.model_id);
+        assert_eq!(resolve("big").as_deref(), Some("big"));
+        assert_eq!(resolve("default").as_deref(), Some("big"), "first by id");
+        assert_eq!(resolve("fastest").as_deref(), Some("small"), "configured trait");
+        assert_eq!(resolve("gpt-4o-mini").as_deref(), Some("big"));
+        assert_eq!(resolve("nonexistent"), None);
+    }
+
+    #[test]
+    fn the_listing_marks_configured_models_without_providers_offline() {
+        let mut config = CatalogueConfig::default();
+        config.pricing.insert("resting".into(), ModelPricing::default());
+        let catalogue = Catalogue::new(config);
+        let models = catalogue.list(&live(&["small"]), 0);
+        let offline: Vec<(&str, bool)> = models.iter().map(|model| (model.id.as_str(), model.model_spec.offline)).collect();
+        assert_eq!(offline, vec![("resting", true), ("small", false)]);
+        assert!(models[1].model_spec.traits.contains(&"default".to_owned()));
+    }
+}

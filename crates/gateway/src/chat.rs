@@ -1,0 +1,725 @@
+//! `POST /chat/completions`: validate, choose a provider, fail over until the first token, then
+//! relay the stream chunk by chunk (or gather it for a non-streaming reply).
+//!
+//! The request a provider receives is rebuilt from parsed fields only: no client header,
+//! address, key or `user` field reaches it, and it carries a fresh random request id. Nothing
+//! here logs or stores content; the log line of a request holds ids, model, provider, sizes,
+//! status and timings.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::Serialize;
+use wire::chat::{
+    ChatCompletion, ChatCompletionChunk, ChatRequest, ChatTemplateKwargs, Choice, Cost, Message, ProviderChatRequest,
+    ResponseMessage, Role, StreamOptions, Usage,
+};
+use wire::error::{ApiError, Dialect, ErrorCode, ErrorSource};
+use wire::money::Amount;
+use wire::provider::PROVIDER_CHAT_PATH;
+use wire::sse::{SseEvent, SseParser};
+
+use crate::auth::Caller;
+use crate::metrics::{AttemptLabels, ModelLabels, RequestLabels, TokenLabels};
+use crate::rate_limit::RateStatus;
+use crate::registry::{Attempt, NoProvider};
+use crate::thinking::ThinkingFilter;
+use crate::{AppState, error_response};
+
+/// Leading chunks with nothing in them (a bare role announcement) that are held back while
+/// waiting for the first token; a provider sending more than this before any text is faulty.
+const MAX_EMPTY_LEADING_CHUNKS: usize = 8;
+/// Most of a provider's error body that is read to learn what went wrong.
+const MAX_PROVIDER_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+pub(crate) async fn handle(
+    state: Arc<AppState>,
+    dialect: Dialect,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let request_id = format!("chatcmpl-{}", random_hex(12));
+    let mut rate = None;
+    match serve(&state, &headers, body, &request_id, started, &mut rate).await {
+        Ok(response) => response,
+        Err((error, model)) => {
+            state.metrics.requests.get_or_create(&RequestLabels { route: "chat", model, status: error.status() }).inc();
+            tracing::info!(
+                request_id = %request_id,
+                status = error.status(),
+                code = error.code.as_str(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "chat completion refused"
+            );
+            let mut response = error_response(&error, dialect);
+            if let Some(rate) = rate {
+                insert_rate_headers(response.headers_mut(), &rate);
+            }
+            response
+        }
+    }
+}
+
+type Refusal = (ApiError, String);
+
+fn refuse(error: ApiError) -> Refusal {
+    (error, "unknown".to_owned())
+}
+
+async fn serve(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    request_id: &str,
+    started: Instant,
+    rate_out: &mut Option<RateStatus>,
+) -> Result<Response, Refusal> {
+    let limits = &state.config.limits;
+    let caller = state.auth.authenticate(headers).map_err(refuse)?;
+    if let Some(content_type) = headers.get(http::header::CONTENT_TYPE) {
+        let content_type = content_type.to_str().unwrap_or_default().to_ascii_lowercase();
+        if !content_type.contains("json") {
+            return Err(refuse(ApiError::new(ErrorCode::InvalidContentType, "the request body must be JSON (Content-Type: application/json)")));
+        }
+    }
+    let body = body.map_err(|rejection| {
+        refuse(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body is larger than {} bytes", limits.max_body_bytes))
+        } else {
+            ApiError::new(ErrorCode::InvalidRequest, "the request body could not be read")
+        })
+    })?;
+    let request = ChatRequest::parse(&body).map_err(refuse)?;
+    if request.messages.len() > limits.max_messages {
+        return Err(refuse(ApiError::invalid("messages", format!("at most {} messages are allowed per request", limits.max_messages))));
+    }
+    if let Some(max_tokens) = request.max_tokens.filter(|max| *max > limits.max_output_tokens) {
+        return Err(refuse(
+            ApiError::new(ErrorCode::TooManyTokens, format!("max_tokens is {max_tokens}; this server allows at most {}", limits.max_output_tokens))
+                .with_param("max_tokens"),
+        ));
+    }
+    let now = Instant::now();
+    let live = state.registry.live_models(now);
+    let resolved = state.catalogue.resolve(&request.model, &live).ok_or_else(|| {
+        refuse(
+            ApiError::new(ErrorCode::ModelNotFound, format!("model {:?} is not served here; GET /v1/models lists the models", request.model))
+                .with_param("model"),
+        )
+    })?;
+    let model_id = resolved.model_id;
+    let model_name = live.get(&model_id).map_or_else(|| model_id.clone(), |(advert, _)| advert.name.clone());
+    let rate = state.rate.check(&caller.name, caller.rate, now);
+    *rate_out = Some(rate);
+    if !rate.allowed {
+        return Err((
+            ApiError::new(ErrorCode::RateLimitExceeded, "rate limit exceeded; see the x-ratelimit-* headers")
+                .with_retry_after(rate.reset_after.as_secs().max(1)),
+            model_id,
+        ));
+    }
+    let provider_request = provider_request(state, &request, &model_id);
+    let provider_body = Bytes::from(serde_json::to_vec(&provider_request).map_err(|_| {
+        (ApiError::new(ErrorCode::Internal, "the provider request could not be encoded"), model_id.clone())
+    })?);
+    let committed = dispatch(state, &model_id, provider_body).await.map_err(|error| (error, model_id.clone()))?;
+    let relay = Relay {
+        state: Arc::clone(state),
+        caller,
+        request_id: request_id.to_owned(),
+        model_id: model_id.clone(),
+        created: unix_seconds(),
+        include_usage: request.include_usage,
+        strip_thinking: request.venice.strip_thinking_response || request.venice.disable_thinking,
+        thinking: ThinkingFilter::default(),
+        pending: committed.first_chunks.into(),
+        upstream: Some(committed.stream),
+        attempt: committed.attempt,
+        attempts: committed.attempts,
+        started,
+        first_token_at: None,
+        usage: None,
+        finish_reason: None,
+        sent_role: false,
+        outcome: Outcome::Unfinished,
+    };
+    let mut response = if request.stream {
+        stream_response(relay)
+    } else {
+        complete_response(relay, request.venice.echo()).await.map_err(|error| (error, model_id.clone()))?
+    };
+    let headers = response.headers_mut();
+    insert_header(headers, "x-venice-model-id", &model_id);
+    insert_header(headers, "x-venice-model-name", &model_name);
+    insert_header(headers, "x-request-id", request_id);
+    insert_rate_headers(headers, &rate);
+    Ok(response)
+}
+
+/// Builds the provider's request from validated fields only.
+fn provider_request(state: &AppState, request: &ChatRequest, model_id: &str) -> ProviderChatRequest {
+    let mut messages = request.messages.clone();
+    let platform_prompt = state.config.system_prompt.trim();
+    if request.venice.include_venice_system_prompt && !platform_prompt.is_empty() {
+        // One system message first: many chat templates accept no other arrangement.
+        match messages.first_mut() {
+            Some(first) if matches!(first.role, Role::System | Role::Developer) => {
+                first.content = format!("{platform_prompt}\n\n{}", first.content);
+                first.role = Role::System;
+            }
+            _ => messages.insert(0, Message { role: Role::System, content: platform_prompt.to_owned() }),
+        }
+    }
+    ProviderChatRequest {
+        model: model_id.to_owned(),
+        messages,
+        stream: true,
+        stream_options: StreamOptions { include_usage: true },
+        sampling: request.sampling.clone(),
+        stop: request.stop.clone(),
+        max_tokens: request.max_tokens.unwrap_or(state.config.limits.max_output_tokens),
+        response_format: request.response_format.to_openai(),
+        chat_template_kwargs: request.venice.disable_thinking.then_some(ChatTemplateKwargs { enable_thinking: false }),
+    }
+}
+
+/// A provider that produced its first token, and its stream.
+struct Committed {
+    attempt: Attempt,
+    attempts: u32,
+    first_chunks: Vec<ChatCompletionChunk>,
+    stream: UpstreamStream,
+}
+
+/// Tries providers until one produces a first token, or attempts run out.
+async fn dispatch(state: &Arc<AppState>, model_id: &str, body: Bytes) -> Result<Committed, ApiError> {
+    let limits = &state.config.limits;
+    let mut tried: Vec<String> = Vec::new();
+    let mut last_error: Option<ApiError> = None;
+    for attempt_number in 0..limits.max_attempts.max(1) {
+        let attempt = match state.registry.choose(model_id, &tried, Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(reason) => {
+                return Err(last_error.unwrap_or_else(|| match reason {
+                    NoProvider::Offline => ApiError::new(ErrorCode::ModelOffline, format!("no provider is serving {model_id} right now"))
+                        .with_retry_after(5),
+                    NoProvider::Unavailable => ApiError::new(ErrorCode::ModelAtCapacity, format!("every provider of {model_id} is busy"))
+                        .with_retry_after(1),
+                }));
+            }
+        };
+        if attempt_number > 0 {
+            state.metrics.failovers.inc();
+        }
+        tried.push(attempt.provider.id.clone());
+        let provider_request_id = random_hex(16);
+        match first_token(state, &attempt, body.clone(), &provider_request_id).await {
+            Ok((first_chunks, stream)) => {
+                state.registry.record_success(&attempt.provider);
+                state.metrics.provider_attempts.get_or_create(&AttemptLabels { provider: attempt.provider.id.clone(), outcome: "ok" }).inc();
+                return Ok(Committed { attempt, attempts: attempt_number + 1, first_chunks, stream });
+            }
+            Err(failure) => {
+                let outcome = match failure.kind {
+                    FailureKind::Busy => "busy",
+                    FailureKind::Fault => "fault",
+                    FailureKind::Refused => "refused",
+                };
+                state.metrics.provider_attempts.get_or_create(&AttemptLabels { provider: attempt.provider.id.clone(), outcome }).inc();
+                tracing::debug!(provider = %attempt.provider.id, outcome, code = failure.error.code.as_str(), "provider attempt failed");
+                match failure.kind {
+                    FailureKind::Refused => return Err(failure.error),
+                    FailureKind::Fault => state.registry.record_failure(&attempt.provider, Instant::now()),
+                    FailureKind::Busy => {}
+                }
+                last_error = Some(failure.error);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| ApiError::new(ErrorCode::ModelAtCapacity, "no provider could take the request")))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// The provider is full: try another, but it is not broken.
+    Busy,
+    /// The provider failed: try another and count it against its breaker.
+    Fault,
+    /// The request is at fault: no other provider would do better.
+    Refused,
+}
+
+struct Failure {
+    kind: FailureKind,
+    error: ApiError,
+}
+
+impl Failure {
+    fn fault(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { kind: FailureKind::Fault, error: ApiError::new(code, message).with_source(ErrorSource::Upstream) }
+    }
+}
+
+/// Sends the request to one provider and waits for its first token (or its end).
+async fn first_token(
+    state: &AppState,
+    attempt: &Attempt,
+    body: Bytes,
+    provider_request_id: &str,
+) -> Result<(Vec<ChatCompletionChunk>, UpstreamStream), Failure> {
+    let limits = &state.config.limits;
+    let deadline = tokio::time::Instant::now() + limits.first_byte_timeout;
+    let url = format!("{}{}", attempt.provider.endpoint.trim_end_matches('/'), PROVIDER_CHAT_PATH);
+    let sent = state
+        .http
+        .post(url)
+        .bearer_auth(&attempt.provider.lease_token)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", provider_request_id)
+        .body(body)
+        .send();
+    let response = match tokio::time::timeout_at(deadline, sent).await {
+        Err(_) => return Err(Failure::fault(ErrorCode::RequestTimeout, "the provider did not answer in time")),
+        Ok(Err(error)) => {
+            let what = if error.is_connect() { "could not be reached" } else { "failed" };
+            return Err(Failure::fault(ErrorCode::UpstreamError, format!("the provider {what}")));
+        }
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    if !status.is_success() {
+        return Err(provider_error(response, deadline).await);
+    }
+    let mut stream = UpstreamStream::new(response, limits.max_provider_event_bytes, limits.idle_chunk_timeout);
+    let mut first_chunks = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => return Err(Failure::fault(ErrorCode::RequestTimeout, "the provider produced no token in time")),
+            Ok(Err(error)) => return Err(Failure { kind: FailureKind::Fault, error }),
+            Ok(Ok(None)) => return Err(Failure::fault(ErrorCode::UpstreamError, "the provider ended the stream without a reply")),
+            Ok(Ok(Some(chunk))) => {
+                let meaningful = chunk.usage.is_some()
+                    || chunk.choices.iter().any(|choice| {
+                        choice.finish_reason.is_some()
+                            || choice.delta.content.as_deref().is_some_and(|text| !text.is_empty())
+                            || choice.delta.reasoning_content.as_deref().is_some_and(|text| !text.is_empty())
+                    });
+                first_chunks.push(chunk);
+                if meaningful {
+                    return Ok((first_chunks, stream));
+                }
+                if first_chunks.len() > MAX_EMPTY_LEADING_CHUNKS {
+                    return Err(Failure::fault(ErrorCode::UpstreamError, "the provider sent empty chunks and no token"));
+                }
+            }
+        }
+    }
+}
+
+/// Reads a provider's error answer: its status says whether to try elsewhere.
+async fn provider_error(response: reqwest::Response, deadline: tokio::time::Instant) -> Failure {
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, chunks.next()).await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_PROVIDER_ERROR_BODY_BYTES {
+            break;
+        }
+    }
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let error = parsed.as_ref().and_then(|value| value.get("error"));
+    let message = error
+        .and_then(|error| error.get("message").or(Some(error)))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("the provider failed")
+        .to_owned();
+    let code = error.and_then(|error| error.get("code")).and_then(serde_json::Value::as_str).and_then(ErrorCode::parse);
+    let param = error.and_then(|error| error.get("param")).and_then(serde_json::Value::as_str).map(str::to_owned);
+    match status {
+        429 | 503 => Failure {
+            kind: FailureKind::Busy,
+            error: ApiError::new(code.unwrap_or(ErrorCode::ModelAtCapacity), message).with_source(ErrorSource::Upstream).with_retry_after(1),
+        },
+        401 | 403 => Failure::fault(ErrorCode::UpstreamError, "the provider refused the gateway's lease"),
+        400..=499 => {
+            let mut error = ApiError::new(code.unwrap_or(ErrorCode::InvalidRequest), message).with_source(ErrorSource::Client);
+            error.param = param;
+            Failure { kind: FailureKind::Refused, error }
+        }
+        _ => Failure::fault(code.filter(|code| code.status() >= 500).unwrap_or(ErrorCode::UpstreamError), message),
+    }
+}
+
+/// A provider's SSE stream, parsed into chunks, with an idle timeout between them.
+struct UpstreamStream {
+    body: ByteStream,
+    parser: SseParser,
+    events: VecDeque<SseEvent>,
+    idle_timeout: Duration,
+    saw_finish: bool,
+    done: bool,
+}
+
+impl UpstreamStream {
+    fn new(response: reqwest::Response, max_event_bytes: usize, idle_timeout: Duration) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            parser: SseParser::new(max_event_bytes),
+            events: VecDeque::new(),
+            idle_timeout,
+            saw_finish: false,
+            done: false,
+        }
+    }
+
+    /// The next chunk; `None` at a clean end. Errors are upstream faults.
+    async fn next(&mut self) -> Result<Option<ChatCompletionChunk>, ApiError> {
+        let upstream = |code, message: &str| ApiError::new(code, message).with_source(ErrorSource::Upstream);
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if let Some(event) = self.events.pop_front() {
+                match event {
+                    SseEvent::Done => {
+                        self.done = true;
+                        return Ok(None);
+                    }
+                    SseEvent::Data(data) => {
+                        let value: serde_json::Value = serde_json::from_str(&data)
+                            .map_err(|_| upstream(ErrorCode::UpstreamError, "the provider sent a malformed event"))?;
+                        if let Some(error) = value.get("error") {
+                            let message = error.get("message").and_then(serde_json::Value::as_str).unwrap_or("the provider failed");
+                            let code = error.get("code").and_then(serde_json::Value::as_str).and_then(ErrorCode::parse);
+                            return Err(upstream(code.filter(|code| code.status() >= 500).unwrap_or(ErrorCode::InferenceFailed), message));
+                        }
+                        let chunk: ChatCompletionChunk = serde_json::from_value(value)
+                            .map_err(|_| upstream(ErrorCode::UpstreamError, "the provider sent a malformed chunk"))?;
+                        if chunk.choices.iter().any(|choice| choice.finish_reason.is_some()) {
+                            self.saw_finish = true;
+                        }
+                        return Ok(Some(chunk));
+                    }
+                }
+            }
+            match tokio::time::timeout(self.idle_timeout, self.body.next()).await {
+                Err(_) => return Err(upstream(ErrorCode::RequestTimeout, "the provider stalled mid-stream")),
+                Ok(None) => {
+                    self.done = true;
+                    return if self.saw_finish {
+                        Ok(None)
+                    } else {
+                        Err(upstream(ErrorCode::InferenceFailed, "the provider closed the stream before finishing"))
+                    };
+                }
+                Ok(Some(Err(_))) => return Err(upstream(ErrorCode::InferenceFailed, "the connection to the provider broke mid-stream")),
+                Ok(Some(Ok(bytes))) => {
+                    let events = self
+                        .parser
+                        .push(&bytes)
+                        .map_err(|error| upstream(ErrorCode::UpstreamError, &format!("the provider's stream is invalid: {error}")))?;
+                    self.events.extend(events);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Unfinished,
+    Completed,
+    Failed(u16),
+}
+
+/// Carries one request from its provider to its client, and accounts for it when dropped
+/// (which also covers a client that goes away mid-stream).
+struct Relay {
+    state: Arc<AppState>,
+    caller: Caller,
+    request_id: String,
+    model_id: String,
+    created: u64,
+    include_usage: bool,
+    strip_thinking: bool,
+    thinking: ThinkingFilter,
+    pending: VecDeque<ChatCompletionChunk>,
+    upstream: Option<UpstreamStream>,
+    attempt: Attempt,
+    attempts: u32,
+    started: Instant,
+    first_token_at: Option<Instant>,
+    usage: Option<Usage>,
+    finish_reason: Option<String>,
+    sent_role: bool,
+    outcome: Outcome,
+}
+
+/// What the relay hands its client next.
+enum Step {
+    /// Visible text (possibly empty) and, at the end, the finish reason.
+    Chunk { content: String, reasoning: Option<String>, finish_reason: Option<String> },
+    End,
+    Failed(ApiError),
+}
+
+impl Relay {
+    async fn step(&mut self) -> Step {
+        loop {
+            let chunk = match self.pending.pop_front() {
+                Some(chunk) => chunk,
+                None => {
+                    let Some(upstream) = self.upstream.as_mut() else { return Step::End };
+                    match upstream.next().await {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => {
+                            self.upstream = None;
+                            let tail = if self.strip_thinking { self.thinking.finish() } else { String::new() };
+                            if tail.is_empty() {
+                                return Step::End;
+                            }
+                            return Step::Chunk { content: tail, reasoning: None, finish_reason: None };
+                        }
+                        Err(error) => {
+                            self.upstream = None;
+                            return Step::Failed(error);
+                        }
+                    }
+                }
+            };
+            if let Some(usage) = chunk.usage {
+                self.usage = Some(usage);
+            }
+            let Some(choice) = chunk.choices.into_iter().next() else { continue };
+            let mut content = choice.delta.content.unwrap_or_default();
+            let mut reasoning = choice.delta.reasoning_content.filter(|text| !text.is_empty());
+            if self.strip_thinking {
+                content = self.thinking.push(&content);
+                reasoning = None;
+            }
+            if !content.is_empty() && self.first_token_at.is_none() {
+                self.first_token_at = Some(Instant::now());
+            }
+            if let Some(reason) = &choice.finish_reason {
+                self.finish_reason = Some(reason.clone());
+            }
+            if content.is_empty() && reasoning.is_none() && choice.finish_reason.is_none() && self.sent_role {
+                continue;
+            }
+            return Step::Chunk { content, reasoning, finish_reason: choice.finish_reason };
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage.unwrap_or_default()
+    }
+
+    fn cost(&self) -> Cost {
+        let pricing = self.state.catalogue.pricing(&self.model_id);
+        let usage = self.usage();
+        let usd = Amount::for_tokens(pricing.input_per_million, usage.prompt_tokens)
+            .saturating_add(Amount::for_tokens(pricing.output_per_million, usage.completion_tokens));
+        Cost { usd, diem: usd }
+    }
+
+    fn chunk_json(&mut self, content: String, reasoning: Option<String>, finish_reason: Option<String>) -> Bytes {
+        let role = (!self.sent_role).then_some(Role::Assistant);
+        self.sent_role = true;
+        let chunk = ChatCompletionChunk {
+            id: self.request_id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model_id.clone(),
+            choices: vec![wire::chat::ChunkChoice {
+                index: 0,
+                delta: wire::chat::Delta { role, content: Some(content), reasoning_content: reasoning },
+                finish_reason,
+            }],
+            usage: None,
+        };
+        sse_data(&chunk)
+    }
+
+    fn usage_json(&self) -> Bytes {
+        #[derive(Serialize)]
+        struct UsageChunk<'a> {
+            id: &'a str,
+            object: &'static str,
+            created: u64,
+            model: &'a str,
+            choices: [(); 0],
+            usage: Usage,
+            cost: Cost,
+        }
+        sse_data(&UsageChunk {
+            id: &self.request_id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model_id,
+            choices: [],
+            usage: self.usage(),
+            cost: self.cost(),
+        })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let status = match self.outcome {
+            Outcome::Completed => 200,
+            Outcome::Failed(status) => status,
+            // The client left before the end.
+            Outcome::Unfinished => 499,
+        };
+        let usage = self.usage();
+        let metrics = &self.state.metrics;
+        let model = self.model_id.clone();
+        metrics.requests.get_or_create(&RequestLabels { route: "chat", model: model.clone(), status }).inc();
+        metrics.request_seconds.get_or_create(&ModelLabels { model: model.clone() }).observe(self.started.elapsed().as_secs_f64());
+        if let Some(first) = self.first_token_at {
+            metrics.first_token_seconds.get_or_create(&ModelLabels { model: model.clone() }).observe(first.duration_since(self.started).as_secs_f64());
+        }
+        metrics.tokens.get_or_create(&TokenLabels { model: model.clone(), kind: "prompt" }).inc_by(usage.prompt_tokens);
+        metrics.tokens.get_or_create(&TokenLabels { model, kind: "completion" }).inc_by(usage.completion_tokens);
+        metrics.in_flight.dec();
+        self.state.rate.record_tokens(&self.caller.name, usage.total_tokens);
+        tracing::info!(
+            request_id = %self.request_id,
+            model = %self.model_id,
+            provider = %self.attempt.provider.id,
+            attempts = self.attempts,
+            status,
+            prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            first_token_ms = self.first_token_at.map(|first| first.duration_since(self.started).as_millis() as u64),
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            "chat completion"
+        );
+    }
+}
+
+fn stream_response(relay: Relay) -> Response {
+    relay.state.metrics.in_flight.inc();
+    let provider = relay.attempt.provider.id.clone();
+    let frames = futures_util::stream::unfold(Some(relay), |relay| async move {
+        let mut relay = relay?;
+        let frame = match relay.step().await {
+            Step::Chunk { content, reasoning, finish_reason } => relay.chunk_json(content, reasoning, finish_reason),
+            Step::End => {
+                relay.outcome = Outcome::Completed;
+                let mut tail = Vec::new();
+                if relay.include_usage {
+                    tail.extend_from_slice(&relay.usage_json());
+                }
+                tail.extend_from_slice(b"data: [DONE]\n\n");
+                return Some((Ok::<Bytes, std::convert::Infallible>(Bytes::from(tail)), None));
+            }
+            Step::Failed(error) => {
+                relay.outcome = Outcome::Failed(error.status());
+                tracing::info!(request_id = %relay.request_id, code = error.code.as_str(), "stream failed after its first byte");
+                return Some((Ok(Bytes::from(error.sse_event())), None));
+            }
+        };
+        Some((Ok(frame), Some(relay)))
+    });
+    let mut response = Response::new(Body::from_stream(frames));
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    insert_header(headers, "x-gondola-provider", &provider);
+    response
+}
+
+async fn complete_response(mut relay: Relay, venice_echo: serde_json::Value) -> Result<Response, ApiError> {
+    relay.state.metrics.in_flight.inc();
+    let mut content = String::new();
+    let mut reasoning = String::new();
+    loop {
+        match relay.step().await {
+            Step::Chunk { content: text, reasoning: thought, .. } => {
+                content.push_str(&text);
+                if let Some(thought) = thought {
+                    reasoning.push_str(&thought);
+                }
+            }
+            Step::End => break,
+            Step::Failed(error) => {
+                relay.outcome = Outcome::Failed(error.status());
+                return Err(error);
+            }
+        }
+    }
+    relay.outcome = Outcome::Completed;
+    let usage = relay.usage();
+    let completion = ChatCompletion {
+        id: relay.request_id.clone(),
+        object: "chat.completion",
+        created: relay.created,
+        model: relay.model_id.clone(),
+        choices: vec![Choice {
+            index: 0,
+            message: ResponseMessage {
+                role: Role::Assistant,
+                content,
+                reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+            },
+            finish_reason: relay.finish_reason.clone().unwrap_or_else(|| "stop".into()),
+            logprobs: None,
+        }],
+        usage,
+        cost: relay.cost(),
+        venice_parameters: venice_echo,
+    };
+    let body = serde_json::to_vec(&completion).map_err(|_| ApiError::new(ErrorCode::Internal, "the response could not be encoded"))?;
+    let mut response = (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], body).into_response();
+    insert_header(response.headers_mut(), "x-gondola-provider", &relay.attempt.provider.id);
+    Ok(response)
+}
+
+fn sse_data<T: Serialize>(value: &T) -> Bytes {
+    let mut frame = b"data: ".to_vec();
+    if serde_json::to_writer(&mut frame, value).is_err() {
+        frame.truncate(6);
+        frame.extend_from_slice(br#"{"error":{"message":"encoding failed","code":"INTERNAL_ERROR"}}"#);
+    }
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
+
+fn insert_rate_headers(headers: &mut HeaderMap, rate: &RateStatus) {
+    let reset = format!("{}s", rate.reset_after.as_secs().max(1));
+    insert_header(headers, "x-ratelimit-limit-requests", &rate.limit.requests_per_minute.to_string());
+    insert_header(headers, "x-ratelimit-remaining-requests", &rate.remaining_requests.to_string());
+    insert_header(headers, "x-ratelimit-reset-requests", &reset);
+    insert_header(headers, "x-ratelimit-limit-tokens", &rate.limit.tokens_per_minute.to_string());
+    insert_header(headers, "x-ratelimit-remaining-tokens", &rate.remaining_tokens.to_string());
+    insert_header(headers, "x-ratelimit-reset-tokens", &reset);
+}
+
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::fill(buffer.as_mut_slice());
+    hex::encode(buffer)
+}
+
+pub(crate) fn unix_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+}

@@ -1,0 +1,157 @@
+//! The gateway's typed configuration. Parsing files, environment and flags into it is the
+//! binary's job; everything here is already validated.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use wire::money::Amount;
+
+/// Every bound the gateway enforces, each with the reason for its default.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body (413 beyond). Long conversations fit comfortably in 2 MiB of text.
+    pub max_body_bytes: usize,
+    /// Most messages in one request: bounds template and tokenizer work per request.
+    pub max_messages: usize,
+    /// Largest `max_tokens` a client may ask for, and the default when it asks for none.
+    pub max_output_tokens: u32,
+    /// Requests the gateway sends one provider at once, whatever the provider advertises.
+    pub max_in_flight_per_provider: u32,
+    /// Time to open a TCP connection to a provider before trying another.
+    pub connect_timeout: Duration,
+    /// Time from sending a request to a provider until its first token, queueing included.
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two chunks of a stream before it is ended with an error.
+    pub idle_chunk_timeout: Duration,
+    /// Providers tried for one request before giving up (first attempt included).
+    pub max_attempts: u32,
+    /// Consecutive failures after which a provider gets no traffic for `breaker_open_for`.
+    pub breaker_failure_threshold: u32,
+    /// How long an open breaker stays open before one probe request is let through.
+    pub breaker_open_for: Duration,
+    /// Largest SSE event accepted from a provider; a provider sending more is faulty.
+    pub max_provider_event_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 2 * 1024 * 1024,
+            max_messages: 512,
+            max_output_tokens: 4096,
+            max_in_flight_per_provider: 64,
+            connect_timeout: Duration::from_secs(2),
+            first_byte_timeout: Duration::from_secs(120),
+            idle_chunk_timeout: Duration::from_secs(30),
+            max_attempts: 3,
+            breaker_failure_threshold: 3,
+            breaker_open_for: Duration::from_secs(10),
+            max_provider_event_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// May run inference.
+    Inference,
+    /// May also read operator views (providers).
+    Admin,
+}
+
+/// One API key. Only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    /// A label for logs and metrics; never the secret.
+    pub name: String,
+    pub kind: KeyKind,
+    pub secret_sha256: [u8; 32],
+    pub rate: RateLimit,
+}
+
+/// Per-minute budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests_per_minute: u32,
+    pub tokens_per_minute: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub keys: Vec<ApiKey>,
+    /// Requests without a key are served under this shared limit; `None` refuses them (401).
+    pub anonymous: Option<RateLimit>,
+}
+
+/// Which providers may register.
+#[derive(Debug, Clone)]
+pub enum Admission {
+    /// Any provider with a valid signature.
+    Open,
+    /// Only these provider keys.
+    Allowlist(Vec<VerifyingKey>),
+}
+
+/// Prices, per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelPricing {
+    pub input_per_million: Amount,
+    pub output_per_million: Amount,
+}
+
+impl Default for ModelPricing {
+    /// The default suits a small model on commodity hardware.
+    fn default() -> Self {
+        Self {
+            input_per_million: Amount(20_000_000_000_000_000),
+            output_per_million: Amount(80_000_000_000_000_000),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CatalogueConfig {
+    /// Model that traits and aliases point to unless mapped otherwise; when unset, the first
+    /// live model by id.
+    pub default_model: Option<String>,
+    /// Trait → model id (`default`, `fastest`, `default_code`, …).
+    pub traits: BTreeMap<String, String>,
+    /// Alias → model id (`gpt-4o-mini` → …). Merged over the built-in OpenAI names.
+    pub aliases: BTreeMap<String, String>,
+    /// Per-model prices; others get `default_pricing`.
+    pub pricing: BTreeMap<String, ModelPricing>,
+    pub default_pricing: ModelPricing,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub limits: Limits,
+    pub auth: AuthConfig,
+    pub admission: Admission,
+    pub catalogue: CatalogueConfig,
+    /// The operator's system prompt, prepended unless a request sets
+    /// `venice_parameters.include_venice_system_prompt` to false. Empty: none.
+    pub system_prompt: String,
+    /// A provider without a heartbeat for this long gets no traffic.
+    pub lease_ttl: Duration,
+    /// How often providers are asked to send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How far a provider's clock may be from ours when it signs a registration.
+    pub max_clock_skew: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            auth: AuthConfig::default(),
+            admission: Admission::Open,
+            catalogue: CatalogueConfig::default(),
+            system_prompt: String::new(),
+            lease_ttl: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(5),
+            max_clock_skew: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Per-caller request and token budgets over fixed one-minute windows, in memory only, with
+//! the numbers clients see in `x-ratelimit-*` headers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::RateLimit;
+
+const WINDOW: Duration = Duration::from_secs(60);
+/// Callers tracked at once. Callers are configured keys plus `anonymous`, so this is only a
+/// guard against a configuration with absurdly many keys growing the map without end.
+const MAX_TRACKED_CALLERS: usize = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started: Instant,
+    requests: u32,
+    tokens: u64,
+}
+
+/// The state of a caller's budget after a check, for headers.
+#[derive(Debug, Clone, Copy)]
+pub struct RateStatus {
+    pub limit: RateLimit,
+    pub remaining_requests: u32,
+    pub remaining_tokens: u64,
+    pub reset_after: Duration,
+    pub allowed: bool,
+}
+
+#[derive(Default)]
+pub struct RateLimiter {
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+impl RateLimiter {
+    /// Counts one request for `caller` if its budgets allow it.
+    pub fn check(&self, caller: &str, limit: RateLimit, now: Instant) -> RateStatus {
+        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if windows.len() >= MAX_TRACKED_CALLERS && !windows.contains_key(caller) {
+            windows.retain(|_, window| now.duration_since(window.started) < WINDOW);
+        }
+        let window = windows.entry(caller.to_owned()).or_insert(Window { started: now, requests: 0, tokens: 0 });
+        if now.duration_since(window.started) >= WINDOW {
+            *window = Window { started: now, requests: 0, tokens: 0 };
+        }
+        let allowed = window.requests < limit.requests_per_minute && window.tokens < limit.tokens_per_minute;
+        if allowed {
+            window.requests += 1;
+        }
+        RateStatus {
+            limit,
+            remaining_requests: limit.requests_per_minute.saturating_sub(window.requests),
+            remaining_tokens: limit.tokens_per_minute.saturating_sub(window.tokens),
+            reset_after: WINDOW.saturating_sub(now.duration_since(window.started)),
+            allowed,
+        }
+    }
+
+    /// Adds the tokens a finished request used.
+    pub fn record_tokens(&self, caller: &str, tokens: u64) {
+        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(window) = windows.get_mut(caller) {
+            window.tokens = window.tokens.saturating_add(tokens);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_beyond_the_budget_are_refused_until_the_window_resets() {
+        let limiter = RateLimiter::default();
+        let limit = RateLimit { requests_per_minute: 2, tokens_per_minute: 1_000 };
+        let start = Instant::now();
+        assert!(limiter.check("a", limit, start).allowed);
+        let second = limiter.check("a", limit, start);
+        assert!(second.allowed);
+        assert_eq!(second.remaining_requests, 0);
+        assert!(!limiter.check("a", limit, start).allowed);
+        assert!(limiter.check("b", limit, start).allowed, "callers are independent");
+        assert!(limiter.check("a", limit, start + WINDOW).allowed);
+    }
+
+    #[test]
+    fn token_budget_spent_refuses_further_requests() {
+        let limiter = RateLimiter::default();
+        let limit = RateLimit { requests_per_minute: 100, tokens_per_minute: 50 };
+        let now = Instant::now();
+        assert!(limiter.check("a", limit, now).allowed);
+        limiter.record_tokens("a", 50);
+        let status = limiter.check("a", limit, now);
+        assert!(!status.allowed);
+        assert_eq!(status.remaining_tokens, 0);
+    }
+}
