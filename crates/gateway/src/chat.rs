@@ -89,7 +89,10 @@ async fn serve(
     let caller = state.auth.authenticate(headers).map_err(refuse)?;
     if let Some(content_type) = headers.get(http::header::CONTENT_TYPE) {
         let content_type = content_type.to_str().unwrap_or_default().to_ascii_lowercase();
-        if !content_type.contains("json") {
+        // `curl -d` labels bodies as form data by default; a JSON body under that label is
+        // still JSON. Types that are clearly something else are refused.
+        let json_like = ["json", "text/plain", "application/x-www-form-urlencoded"].iter().any(|kind| content_type.contains(kind));
+        if !json_like {
             return Err(refuse(ApiError::new(ErrorCode::InvalidContentType, "the request body must be JSON (Content-Type: application/json)")));
         }
     }

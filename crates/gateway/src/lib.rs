@@ -69,41 +69,69 @@ pub(crate) struct AppState {
     http: reqwest::Client,
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes.
+/// A running gateway's shared state. It can serve several listeners at once (say, TLS for
+/// clients and plain loopback HTTP for a provider in the same process).
+pub struct Gateway {
+    state: Arc<AppState>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Must be called inside a Tokio runtime: it starts the lease sweeper.
+    pub fn new(config: GatewayConfig) -> std::io::Result<Self> {
+        server::install_crypto_provider();
+        let limits = &config.limits;
+        let http = reqwest::Client::builder()
+            .connect_timeout(limits.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(PROVIDER_POOL_IDLE_PER_HOST)
+            // Provider traffic goes straight to the provider, never through an environment proxy.
+            .no_proxy()
+            .build()
+            .map_err(std::io::Error::other)?;
+        let state = Arc::new(AppState {
+            auth: Authenticator::new(config.auth.clone()),
+            registry: Registry::new(
+                config.lease_ttl,
+                limits.breaker_failure_threshold,
+                limits.breaker_open_for,
+                limits.max_in_flight_per_provider,
+            ),
+            catalogue: Catalogue::new(config.catalogue.clone()),
+            rate: RateLimiter::default(),
+            metrics: Metrics::default(),
+            http,
+            config,
+        });
+        let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
+        Ok(Self { state, sweeper })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains open requests.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        server::serve(listener, router(Arc::clone(&self.state)), tls, ServeLimits::default(), shutdown).await
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
+}
+
+/// Serves a gateway on `listener` until `shutdown` completes.
 pub async fn run(
     listener: TcpListener,
     config: GatewayConfig,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    server::install_crypto_provider();
-    let limits = &config.limits;
-    let http = reqwest::Client::builder()
-        .connect_timeout(limits.connect_timeout)
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(PROVIDER_POOL_IDLE_PER_HOST)
-        // Provider traffic goes straight to the provider, never through an environment proxy.
-        .no_proxy()
-        .build()
-        .map_err(std::io::Error::other)?;
-    let state = Arc::new(AppState {
-        auth: Authenticator::new(config.auth.clone()),
-        registry: Registry::new(
-            config.lease_ttl,
-            limits.breaker_failure_threshold,
-            limits.breaker_open_for,
-            limits.max_in_flight_per_provider,
-        ),
-        catalogue: Catalogue::new(config.catalogue.clone()),
-        rate: RateLimiter::default(),
-        metrics: Metrics::default(),
-        http,
-        config,
-    });
-    let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
-    let result = server::serve(listener, router(Arc::clone(&state)), tls, ServeLimits::default(), shutdown).await;
-    sweeper.abort();
-    result
+    Gateway::new(config)?.serve(listener, tls, shutdown).await
 }
 
 async fn sweep_leases(state: Arc<AppState>) {

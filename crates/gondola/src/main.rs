@@ -1,1 +1,489 @@
-fn main() {}
+//! The `gondola` command: runs the gateway, provider nodes, or both in one process, fetches
+//! models, and talks to a running gateway from the terminal.
+
+mod client;
+mod config;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use provider::model_store::{self, ModelStore, Progress};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::FileConfig;
+
+const DEFAULT_GATEWAY_LISTEN: &str = "127.0.0.1:8844";
+const DEFAULT_GATEWAY_URL: &str = "http://127.0.0.1:8844";
+
+/// Gondola: private AI chat, served by independent providers, with nothing about you kept.
+///
+/// `gondola serve` runs everything on this machine: the gateway (OpenAI- and Venice-compatible
+/// API at /v1 and /api/v1) and a provider node with the embedded model, downloaded on first
+/// start. Point any OpenAI client at http://127.0.0.1:8844/v1.
+#[derive(Parser)]
+#[command(name = "gondola", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway and one provider with the embedded model, in one process.
+    Serve(ServeArgs),
+    /// Run the gateway alone; providers register with it over HTTP.
+    Gateway(GatewayArgs),
+    /// Run a provider node that registers with a gateway and serves the embedded model or an
+    /// OpenAI-compatible engine (vLLM, llama.cpp server, Ollama, SGLang).
+    Provider(ProviderArgs),
+    /// Download a model from the catalogue into the cache (checked against pinned digests).
+    Pull(PullArgs),
+    /// List the models a running gateway serves.
+    Models(ClientArgs),
+    /// Send one prompt to a running gateway and stream the reply.
+    Chat(ChatArgs),
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// TOML configuration file; flags and environment variables override it.
+    #[arg(long, env = "GONDOLA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where state lives (provider keys). Default: the user's XDG data dir.
+    #[arg(long, env = "GONDOLA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Where downloaded models live. Default: the user's XDG cache dir.
+    #[arg(long, env = "GONDOLA_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Log filter (error, warn, info, debug, or a tracing directive). Logs never hold content.
+    #[arg(long, env = "GONDOLA_LOG")]
+    log: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct EngineArgs {
+    /// A catalogue model id, or a path to a local .gguf file.
+    #[arg(long, env = "GONDOLA_MODEL")]
+    model: Option<String>,
+    /// The id clients use for this model (default: the catalogue id or the file's name).
+    #[arg(long, env = "GONDOLA_MODEL_ID")]
+    model_id: Option<String>,
+    /// Decode threads (default: 1 on machines with 2 cores or fewer, else cores - 1, up to 8).
+    #[arg(long, env = "GONDOLA_THREADS")]
+    threads: Option<u32>,
+    /// Requests decoded together (continuous batching).
+    #[arg(long, env = "GONDOLA_PARALLEL")]
+    parallel: Option<u32>,
+    /// Context window per request, in tokens.
+    #[arg(long, env = "GONDOLA_CONTEXT")]
+    context: Option<u32>,
+    /// Package index to fetch catalogue models from.
+    #[arg(long, env = "GONDOLA_INDEX_URL", default_value = model_store::DEFAULT_INDEX_URL, hide = true)]
+    index_url: String,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "GONDOLA_LISTEN")]
+    listen: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "GONDOLA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "GONDOLA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The operator's system prompt, prepended unless a request opts out.
+    #[arg(long, env = "GONDOLA_SYSTEM_PROMPT")]
+    system_prompt: Option<String>,
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "GONDOLA_LISTEN")]
+    listen: Option<String>,
+    #[arg(long, env = "GONDOLA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, env = "GONDOLA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    #[arg(long, env = "GONDOLA_SYSTEM_PROMPT")]
+    system_prompt: Option<String>,
+}
+
+#[derive(Args)]
+struct ProviderArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// The gateway to register with.
+    #[arg(long, env = "GONDOLA_GATEWAY")]
+    gateway: Option<String>,
+    /// Address to listen on (default 127.0.0.1:0, a free port).
+    #[arg(long, env = "GONDOLA_PROVIDER_LISTEN")]
+    listen: Option<String>,
+    /// URL the gateway uses to reach this provider (default: http:// and the bound address).
+    #[arg(long, env = "GONDOLA_ADVERTISE")]
+    advertise: Option<String>,
+    /// Serve an OpenAI-compatible engine at this base URL (e.g. http://127.0.0.1:8000/v1)
+    /// instead of the embedded one; --model then names the upstream's model.
+    #[arg(long, env = "GONDOLA_UPSTREAM")]
+    upstream: Option<String>,
+    /// Environment variable holding the upstream engine's API key.
+    #[arg(long, env = "GONDOLA_UPSTREAM_KEY_ENV")]
+    upstream_key_env: Option<String>,
+    /// Requests this provider serves at once.
+    #[arg(long, env = "GONDOLA_MAX_IN_FLIGHT")]
+    max_in_flight: Option<u32>,
+}
+
+#[derive(Args)]
+struct PullArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Catalogue model id.
+    #[arg(default_value = model_store::DEFAULT_MODEL_ID)]
+    model: String,
+    #[arg(long, env = "GONDOLA_INDEX_URL", default_value = model_store::DEFAULT_INDEX_URL, hide = true)]
+    index_url: String,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct ClientArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "GONDOLA_GATEWAY", default_value = DEFAULT_GATEWAY_URL)]
+    gateway: String,
+    /// API key, if the gateway wants one.
+    #[arg(long, env = "GONDOLA_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ChatArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Model, trait or alias.
+    #[arg(long, short, default_value = "default")]
+    model: String,
+    /// A system prompt of your own.
+    #[arg(long)]
+    system: Option<String>,
+    /// Most tokens to generate.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    seed: Option<i64>,
+    /// The prompt; read from standard input when absent or "-".
+    prompt: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("gondola: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gondola: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    server::install_crypto_provider();
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Gateway(args) => gateway_only(args).await,
+        Command::Provider(args) => provider_only(args).await,
+        Command::Pull(args) => pull(args).await,
+        Command::Models(args) => client::models(&args).await,
+        Command::Chat(args) => client::chat(&args).await,
+    }
+}
+
+fn init_logging(common: &CommonArgs, file: &FileConfig) {
+    let filter = common.log.clone().or_else(|| file.log.clone()).or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _already = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).try_init();
+}
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "gondola")
+}
+
+fn data_dir(common: &CommonArgs, file: &FileConfig) -> anyhow::Result<PathBuf> {
+    common.data_dir.clone().or_else(|| file.data_dir.clone()).or_else(|| project_dirs().map(|dirs| dirs.data_dir().to_owned()))
+        .context("no data directory: pass --data-dir")
+}
+
+fn cache_dir(common: &CommonArgs, file: &FileConfig) -> anyhow::Result<PathBuf> {
+    common.cache_dir.clone().or_else(|| file.cache_dir.clone()).or_else(|| project_dirs().map(|dirs| dirs.cache_dir().to_owned()))
+        .context("no cache directory: pass --cache-dir")
+}
+
+/// Resolves SIGINT or SIGTERM into a shutdown signal every server task can wait on.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+        tracing::info!("shutting down");
+        let _ = sender.send(true);
+    });
+    receiver
+}
+
+async fn wait(mut receiver: watch::Receiver<bool>) {
+    let _ = receiver.wait_for(|stop| *stop).await;
+}
+
+fn tls(cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Option<server::TlsAcceptor>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(server::tls_acceptor(cert, key)?)),
+        (None, None) => Ok(None),
+        _ => bail!("--tls-cert and --tls-key go together"),
+    }
+}
+
+async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} for the {what}"))
+}
+
+/// Finds the model file for the embedded engine, downloading a catalogue model if needed.
+async fn model_file(engine: &EngineArgs, file: &FileConfig, cache: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let requested = engine.model.clone().or_else(|| file.provider.model.clone()).unwrap_or_else(|| model_store::DEFAULT_MODEL_ID.to_owned());
+    let explicit_id = engine.model_id.clone().or_else(|| file.provider.model_id.clone());
+    if let Some(catalogued) = model_store::find_catalogue_model(&requested) {
+        let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
+        let progress = if std::io::stderr().is_terminal() { Progress::Bar } else { Progress::Silent };
+        let path = store.pull(catalogued, progress).await?;
+        return Ok((path, explicit_id.unwrap_or_else(|| catalogued.id.to_owned())));
+    }
+    let path = PathBuf::from(&requested);
+    if !(requested.ends_with(".gguf") || requested.contains(std::path::MAIN_SEPARATOR)) {
+        let known: Vec<&str> = model_store::CATALOGUE.iter().map(|model| model.id).collect();
+        bail!("--model {requested:?} is neither a catalogue model ({}) nor a path to a .gguf file", known.join(", "));
+    }
+    model_store::check_gguf_file(&path)?;
+    let id = explicit_id.unwrap_or_else(|| {
+        path.file_stem().map_or_else(|| "local-model".to_owned(), |stem| stem.to_string_lossy().to_lowercase().replace([' ', ':', '&', '='], "-"))
+    });
+    Ok((path, id))
+}
+
+async fn load_engine(engine: &EngineArgs, file: &FileConfig, path: PathBuf) -> anyhow::Result<Arc<engine::Engine>> {
+    let raw = &file.provider.engine;
+    let mut config = engine::EngineConfig::new(path);
+    if let Some(threads) = engine.threads.or(raw.threads).and_then(NonZeroU32::new) {
+        config.decode_threads = threads;
+        config.prompt_threads = threads;
+    }
+    if let Some(threads) = raw.prompt_threads.and_then(NonZeroU32::new) {
+        config.prompt_threads = threads;
+    }
+    if let Some(parallel) = engine.parallel.or(raw.max_sequences) {
+        config.max_sequences = parallel.clamp(1, 64);
+    }
+    if let Some(context) = engine.context.or(raw.context_tokens_per_sequence) {
+        config.context_tokens_per_sequence = context.max(64);
+    }
+    if let Some(batch) = raw.batch_tokens {
+        config.batch_tokens = batch.max(1);
+    }
+    if let Some(depth) = raw.queue_depth {
+        config.queue_depth = depth;
+    }
+    let engine = tokio::task::spawn_blocking(move || engine::Engine::load(config)).await.context("the engine loader panicked")??;
+    Ok(Arc::new(engine))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    init_logging(&args.common, &file);
+    let listen = config::listen_address(args.listen.as_deref(), file.gateway.listen.as_deref(), DEFAULT_GATEWAY_LISTEN)?;
+    let gateway_config = config::gateway_config(&file.gateway, listen, args.system_prompt.clone())?;
+    let tls = tls(
+        args.tls_cert.as_deref().or(file.gateway.tls_cert.as_deref()),
+        args.tls_key.as_deref().or(file.gateway.tls_key.as_deref()),
+    )?;
+    let data = data_dir(&args.common, &file)?;
+    let cache = cache_dir(&args.common, &file)?;
+    let (model_path, model_id) = model_file(&args.engine, &file, &cache).await?;
+    let engine = load_engine(&args.engine, &file, model_path).await?;
+
+    let shutdown = shutdown_signal();
+    let public = bind(listen, "gateway").await?;
+    let address = public.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let gateway = Arc::new(gateway::Gateway::new(gateway_config)?);
+    // The embedded provider reaches the gateway over plain HTTP on loopback, whatever clients use.
+    let internal = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "internal gateway").await?;
+    let internal_address = internal.local_addr()?;
+    let provider_listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "provider").await?;
+    println!("gondola: gateway listening on {scheme}://{address}");
+
+    let public_task = {
+        let gateway = Arc::clone(&gateway);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { gateway.serve(public, tls, wait(shutdown)).await })
+    };
+    let internal_task = {
+        let gateway = Arc::clone(&gateway);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { gateway.serve(internal, None, wait(shutdown)).await })
+    };
+    let (ready, registered) = tokio::sync::oneshot::channel();
+    let provider_config = provider::ProviderConfig {
+        gateway_url: format!("http://{internal_address}"),
+        advertise_url: None,
+        data_dir: data.join("provider"),
+        max_in_flight: file.provider.max_in_flight.unwrap_or(engine.config().max_sequences + 16),
+    };
+    let backend = provider::Backend::Embedded { engine, model_id: model_id.clone() };
+    let provider_task = tokio::spawn(provider::run(provider_listener, provider_config, backend, Some(ready), wait(shutdown.clone())));
+    tokio::select! {
+        accepted = registered => {
+            let accepted = accepted.context("the embedded provider stopped before registering")?;
+            println!("gondola: ready: model {model_id} served by {} at {scheme}://{address}/v1", accepted.provider_id);
+        }
+        () = wait(shutdown.clone()) => {}
+    }
+    let (public_result, internal_result, provider_result) = tokio::join!(public_task, internal_task, provider_task);
+    public_result.context("the gateway task failed")??;
+    internal_result.context("the internal gateway task failed")??;
+    provider_result.context("the provider task failed")??;
+    Ok(())
+}
+
+async fn gateway_only(args: GatewayArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    init_logging(&args.common, &file);
+    let listen = config::listen_address(args.listen.as_deref(), file.gateway.listen.as_deref(), DEFAULT_GATEWAY_LISTEN)?;
+    let gateway_config = config::gateway_config(&file.gateway, listen, args.system_prompt.clone())?;
+    let tls = tls(
+        args.tls_cert.as_deref().or(file.gateway.tls_cert.as_deref()),
+        args.tls_key.as_deref().or(file.gateway.tls_key.as_deref()),
+    )?;
+    let shutdown = shutdown_signal();
+    let listener = bind(listen, "gateway").await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("gondola: gateway listening on {scheme}://{}", listener.local_addr()?);
+    gateway::run(listener, gateway_config, tls, wait(shutdown)).await?;
+    Ok(())
+}
+
+async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    init_logging(&args.common, &file);
+    let gateway_url = args
+        .gateway
+        .clone()
+        .or_else(|| file.provider.gateway.clone())
+        .context("--gateway URL is required: the gateway this provider registers with")?;
+    let listen = config::listen_address(args.listen.as_deref(), file.provider.listen.as_deref(), "127.0.0.1:0")?;
+    let data = data_dir(&args.common, &file)?;
+    let upstream = args.upstream.clone().or_else(|| file.provider.upstream.clone());
+    let backend = match upstream {
+        Some(base_url) => {
+            let upstream_model = args
+                .engine
+                .model
+                .clone()
+                .or_else(|| file.provider.upstream_model.clone())
+                .or_else(|| file.provider.model.clone())
+                .context("--model NAME is required with --upstream: the model name the upstream engine serves")?;
+            let api_key = match (&args.upstream_key_env, &file.provider.upstream_api_key) {
+                (Some(name), _) => Some(std::env::var(name).with_context(|| format!("--upstream-key-env {name}: not set"))?),
+                (None, Some(reference)) => Some(config::secret_from_reference(reference, "provider.upstream_api_key")?),
+                (None, None) => None,
+            };
+            let model_id = args.engine.model_id.clone().or_else(|| file.provider.model_id.clone()).unwrap_or_else(|| upstream_model.clone());
+            provider::Backend::Upstream {
+                base_url,
+                upstream_model,
+                model_id,
+                api_key,
+                context_tokens: args.engine.context.or(file.provider.context_tokens).unwrap_or(8192),
+            }
+        }
+        None => {
+            let cache = cache_dir(&args.common, &file)?;
+            let (path, model_id) = model_file(&args.engine, &file, &cache).await?;
+            provider::Backend::Embedded { engine: load_engine(&args.engine, &file, path).await?, model_id }
+        }
+    };
+    let max_in_flight = args.max_in_flight.or(file.provider.max_in_flight).unwrap_or(32);
+    let shutdown = shutdown_signal();
+    let listener = bind(listen, "provider").await?;
+    println!("gondola: provider listening on http://{}", listener.local_addr()?);
+    let config = provider::ProviderConfig {
+        gateway_url: gateway_url.clone(),
+        advertise_url: args.advertise.clone().or_else(|| file.provider.advertise.clone()),
+        data_dir: data.join("provider"),
+        max_in_flight,
+    };
+    let (ready, registered) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(provider::run(listener, config, backend, Some(ready), wait(shutdown.clone())));
+    tokio::select! {
+        accepted = registered => {
+            if let Ok(accepted) = accepted {
+                println!("gondola: ready: provider {} registered with {gateway_url}", accepted.provider_id);
+            }
+        }
+        () = wait(shutdown) => {}
+    }
+    task.await.context("the provider task failed")??;
+    Ok(())
+}
+
+async fn pull(args: PullArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    init_logging(&args.common, &file);
+    let Some(model) = model_store::find_catalogue_model(&args.model) else {
+        let known: Vec<&str> = model_store::CATALOGUE.iter().map(|model| model.id).collect();
+        bail!("{:?} is not in the catalogue; known models: {}", args.model, known.join(", "));
+    };
+    let store = ModelStore::new(cache_dir(&args.common, &file)?, args.index_url.clone())?;
+    let progress = if std::io::stderr().is_terminal() { Progress::Bar } else { Progress::Silent };
+    let path = store.pull(model, progress).await?;
+    println!("{}", path.display());
+    Ok(())
+}

@@ -1,3 +1,429 @@
-//! A Gondola provider node.
+//! A Gondola provider node: an independent machine that serves inference to a gateway.
+//!
+//! It owns its identity ([`identity`]), keeps a lease with its gateway ([`lease`]), and serves
+//! chat completions from either the embedded llama.cpp engine or any OpenAI-compatible engine
+//! (vLLM, llama.cpp's server, Ollama, SGLang) behind it. It serves its gateway only: every
+//! request must carry the lease's secret. It never logs request content.
 
+pub mod identity;
+pub mod lease;
 pub mod model_store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use engine::{Engine, Event, FinishReason, GenerationRequest, OutputFormat, SubmitError};
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::{RwLock, Semaphore, oneshot, watch};
+use wire::chat::{ChatCompletionChunk, ChunkChoice, Delta, ProviderChatRequest, ResponseFormat, Role, Usage};
+use wire::error::{ApiError, Dialect, ErrorCode};
+use wire::provider::{ModelAdvert, PROVIDER_CHAT_PATH, ProviderLoad, RegistrationAccepted};
+
+use crate::lease::{LeaseTerms, LeaseToken, LoadSource};
+
+/// Largest request body from the gateway (it enforces its own, smaller, limit first).
+const MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Time to connect to an upstream engine.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for any single read from an upstream engine (queueing included).
+const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// Most of an upstream's error body that is read.
+const MAX_UPSTREAM_ERROR_BYTES: usize = 64 * 1024;
+
+/// Where the provider's answers come from.
+pub enum Backend {
+    /// llama.cpp inside this process.
+    Embedded { engine: Arc<Engine>, model_id: String },
+    /// An OpenAI-compatible server, e.g. `http://127.0.0.1:8000/v1` for vLLM.
+    Upstream { base_url: String, upstream_model: String, model_id: String, api_key: Option<String>, context_tokens: u32 },
+}
+
+impl Backend {
+    fn advert(&self) -> ModelAdvert {
+        match self {
+            Self::Embedded { engine, model_id } => {
+                let info = engine.info();
+                ModelAdvert {
+                    id: model_id.clone(),
+                    name: info.name.clone(),
+                    context_tokens: info.context_tokens,
+                    quantization: info.quantization.clone(),
+                    parameters: info.parameters,
+                    supports_response_schema: true,
+                    supports_reasoning: info.supports_reasoning,
+                    backend: "embedded".into(),
+                }
+            }
+            Self::Upstream { upstream_model, model_id, context_tokens, .. } => ModelAdvert {
+                id: model_id.clone(),
+                name: upstream_model.clone(),
+                context_tokens: *context_tokens,
+                quantization: "unknown".into(),
+                parameters: 0,
+                supports_response_schema: true,
+                supports_reasoning: false,
+                backend: "upstream".into(),
+            },
+        }
+    }
+
+    fn model_id(&self) -> &str {
+        match self {
+            Self::Embedded { model_id, .. } | Self::Upstream { model_id, .. } => model_id,
+        }
+    }
+}
+
+pub struct ProviderConfig {
+    /// The gateway to register with, e.g. `http://127.0.0.1:8844`.
+    pub gateway_url: String,
+    /// Where the gateway reaches this provider; defaults to `http://` + the bound address.
+    pub advertise_url: Option<String>,
+    /// Holds the provider's key.
+    pub data_dir: PathBuf,
+    /// Requests served at once (beyond this: 503, and the gateway tries another provider).
+    pub max_in_flight: u32,
+}
+
+struct AppState {
+    backend: Backend,
+    token: LeaseToken,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: u32,
+    http: reqwest::Client,
+}
+
+struct Load {
+    state: Arc<AppState>,
+    last: std::sync::Mutex<(Instant, u64)>,
+}
+
+impl LoadSource for Load {
+    fn load(&self) -> ProviderLoad {
+        let in_flight = self.state.max_in_flight.saturating_sub(u32::try_from(self.state.in_flight.available_permits()).unwrap_or(u32::MAX));
+        let (queue_depth, generated) = match &self.state.backend {
+            Backend::Embedded { engine, .. } => {
+                let figures = engine.load_figures();
+                (u32::try_from(figures.queued).unwrap_or(u32::MAX), figures.generated_tokens_total)
+            }
+            // Upstream engines report no token counts to the provider; their rate shows as 0.
+            Backend::Upstream { .. } => (0, 0),
+        };
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let elapsed_ms = u64::try_from(last.0.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        let rate_milli = generated.saturating_sub(last.1).saturating_mul(1_000_000) / elapsed_ms;
+        *last = (Instant::now(), generated);
+        ProviderLoad { in_flight, queue_depth, recent_tokens_per_second_milli: rate_milli }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error("cannot serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the provider on `listener` and keeps its lease with the gateway until `shutdown`.
+/// `ready` receives the lease once the gateway has accepted the provider.
+pub async fn run(
+    listener: TcpListener,
+    config: ProviderConfig,
+    backend: Backend,
+    ready: Option<oneshot::Sender<RegistrationAccepted>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ProviderError> {
+    server::install_crypto_provider();
+    let key = identity::load_or_create(&config.data_dir)?;
+    let address: SocketAddr = listener.local_addr()?;
+    let endpoint = config.advertise_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let http = reqwest::Client::builder()
+        .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
+        .read_timeout(UPSTREAM_READ_TIMEOUT)
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+        .map_err(std::io::Error::other)?;
+    let max_in_flight = config.max_in_flight.max(1);
+    let state = Arc::new(AppState {
+        backend,
+        token: Arc::new(RwLock::new(None)),
+        in_flight: Arc::new(Semaphore::new(usize::try_from(max_in_flight).unwrap_or(1))),
+        max_in_flight,
+        http,
+    });
+    let terms = LeaseTerms {
+        gateway_url: config.gateway_url.clone(),
+        endpoint,
+        models: vec![state.backend.advert()],
+        max_in_flight,
+    };
+    let load: Arc<dyn LoadSource> = Arc::new(Load {
+        state: Arc::clone(&state),
+        last: std::sync::Mutex::new((Instant::now(), 0)),
+    });
+    let (stop_lease, lease_shutdown) = watch::channel(false);
+    let lease_task = tokio::spawn(lease::maintain(key, terms, Arc::clone(&state.token), load, ready, lease_shutdown));
+    let app = Router::new()
+        .route(PROVIDER_CHAT_PATH, post(chat))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .with_state(state);
+    let served = server::serve(listener, app, None, server::ServeLimits::default(), shutdown).await;
+    let _ = stop_lease.send(true);
+    let _ = lease_task.await;
+    served.map_err(ProviderError::from)
+}
+
+fn error_response(error: &ApiError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, [(http::header::CONTENT_TYPE, "application/json")], error.body(Dialect::OpenAi)).into_response();
+    if let Some(seconds) = error.retry_after_s {
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(http::header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let authorized = state.token.read().await.as_deref().is_some_and(|token| bool::from(token.as_bytes().ct_eq(presented.as_bytes())));
+    if !authorized {
+        return error_response(&ApiError::new(ErrorCode::AuthenticationFailed, "this provider serves its gateway only"));
+    }
+    let request: ProviderChatRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return error_response(&ApiError::new(ErrorCode::InvalidRequest, format!("not a chat request: {error}"))),
+    };
+    if request.model != state.backend.model_id() {
+        return error_response(&ApiError::new(ErrorCode::ModelNotFound, format!("this provider serves {}", state.backend.model_id())));
+    }
+    let Ok(permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
+        return error_response(&ApiError::new(ErrorCode::ModelAtCapacity, "this provider is at capacity").with_retry_after(1));
+    };
+    let request_id = headers.get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("unknown").to_owned();
+    let result = match &state.backend {
+        Backend::Embedded { engine, model_id } => embedded(engine, model_id, request, request_id),
+        Backend::Upstream { base_url, upstream_model, api_key, .. } => {
+            upstream(&state.http, base_url, upstream_model, api_key.as_deref(), request).await
+        }
+    };
+    match result {
+        Ok(mut response) => {
+            // The permit lives as long as the response body: it is freed when the stream ends
+            // or the gateway hangs up.
+            let body = std::mem::take(response.body_mut());
+            let stream = body.into_data_stream().map(move |item| {
+                let _held = &permit;
+                item
+            });
+            *response.body_mut() = Body::from_stream(stream);
+            response
+        }
+        Err(error) => error_response(&error),
+    }
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+}
+
+fn sse_frame<T: serde::Serialize>(value: &T) -> Bytes {
+    let mut frame = b"data: ".to_vec();
+    let _ = serde_json::to_writer(&mut frame, value);
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+fn submit_error(error: SubmitError) -> ApiError {
+    match error {
+        SubmitError::AtCapacity { .. } => ApiError::new(ErrorCode::ModelAtCapacity, error.to_string()).with_retry_after(1),
+        SubmitError::PromptTooLong { .. } => ApiError::new(ErrorCode::TooManyTokens, error.to_string()).with_param("messages"),
+        SubmitError::Template(_) => ApiError::new(ErrorCode::InvalidRequest, error.to_string()).with_param("messages"),
+        SubmitError::Schema(_) => ApiError::new(ErrorCode::InvalidRequest, error.to_string()).with_param("response_format"),
+        SubmitError::Stopped => ApiError::new(ErrorCode::ModelOffline, error.to_string()),
+    }
+}
+
+fn embedded(engine: &Engine, model_id: &str, request: ProviderChatRequest, request_id: String) -> Result<Response, ApiError> {
+    let defaults = engine::Sampling::default();
+    let sampling = engine::Sampling {
+        temperature: request.sampling.temperature.unwrap_or(defaults.temperature),
+        top_p: request.sampling.top_p.unwrap_or(defaults.top_p),
+        top_k: request.sampling.top_k.map_or(defaults.top_k, |top_k| i32::try_from(top_k).unwrap_or(i32::MAX)),
+        min_p: request.sampling.min_p.unwrap_or(defaults.min_p),
+        repetition_penalty: request.sampling.repetition_penalty.unwrap_or(defaults.repetition_penalty),
+        frequency_penalty: request.sampling.frequency_penalty.unwrap_or(defaults.frequency_penalty),
+        presence_penalty: request.sampling.presence_penalty.unwrap_or(defaults.presence_penalty),
+        seed: request.sampling.seed,
+    };
+    let format = match ResponseFormat::from_openai(request.response_format.as_ref())? {
+        ResponseFormat::Text => OutputFormat::Text,
+        ResponseFormat::JsonObject => OutputFormat::JsonObject,
+        ResponseFormat::JsonSchema(schema) => OutputFormat::JsonSchema(schema.to_string()),
+    };
+    let generation = GenerationRequest {
+        messages: request
+            .messages
+            .into_iter()
+            .map(|message| engine::ChatMessage { role: message.role.as_str().to_owned(), content: message.content })
+            .collect(),
+        sampling,
+        max_tokens: request.max_tokens.max(1),
+        stop: request.stop,
+        format,
+        enable_thinking: request.chat_template_kwargs.is_none_or(|kwargs| kwargs.enable_thinking),
+    };
+    let events = engine.submit(generation).map_err(submit_error)?;
+    let chunk = {
+        let id = request_id;
+        let model = model_id.to_owned();
+        let created = unix_seconds();
+        move |delta: Delta, finish_reason: Option<&str>, usage: Option<Usage>| ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.clone(),
+            choices: if usage.is_some() {
+                Vec::new()
+            } else {
+                vec![ChunkChoice { index: 0, delta, finish_reason: finish_reason.map(str::to_owned) }]
+            },
+            usage,
+        }
+    };
+    let include_usage = request.stream_options.include_usage;
+    let state = EmbeddedStream { events, chunk: Box::new(chunk), first: true, include_usage, pending: VecDeque::new(), finished: false };
+    let frames = futures_util::stream::unfold(state, |mut state| async move {
+        let frame = state.next_frame().await?;
+        Some((frame, state))
+    });
+    Ok(sse_response(frames))
+}
+
+type ChunkBuilder = Box<dyn Fn(Delta, Option<&str>, Option<Usage>) -> ChatCompletionChunk + Send>;
+
+/// Turns engine events into SSE frames. Dropping it (the gateway hung up) drops the engine's
+/// receiver, which cancels the generation at the engine's next step.
+struct EmbeddedStream {
+    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    chunk: ChunkBuilder,
+    first: bool,
+    include_usage: bool,
+    pending: VecDeque<Bytes>,
+    finished: bool,
+}
+
+impl EmbeddedStream {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Some(frame);
+        }
+        if self.finished {
+            return None;
+        }
+        let role = self.first.then_some(Role::Assistant);
+        self.first = false;
+        match self.events.recv().await {
+            Some(Event::Text(text)) => Some(sse_frame(&(self.chunk)(Delta { role, content: Some(text), reasoning_content: None }, None, None))),
+            Some(Event::Done(completion)) => {
+                self.finished = true;
+                let reason = match completion.finish_reason {
+                    FinishReason::Stop => "stop",
+                    FinishReason::Length => "length",
+                };
+                let last = Delta { role, content: Some(String::new()), reasoning_content: None };
+                self.pending.push_back(sse_frame(&(self.chunk)(last, Some(reason), None)));
+                if self.include_usage {
+                    let prompt_tokens = u64::from(completion.prompt_tokens);
+                    let completion_tokens = u64::from(completion.completion_tokens);
+                    let usage = Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
+                    self.pending.push_back(sse_frame(&(self.chunk)(Delta::default(), None, Some(usage))));
+                }
+                self.pending.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                self.pending.pop_front()
+            }
+            Some(Event::Failed(reason)) => {
+                self.finished = true;
+                tracing::warn!(%reason, "generation failed");
+                Some(Bytes::from(ApiError::new(ErrorCode::InferenceFailed, "the engine failed").sse_event()))
+            }
+            None => {
+                self.finished = true;
+                Some(Bytes::from(ApiError::new(ErrorCode::InferenceFailed, "the engine stopped").sse_event()))
+            }
+        }
+    }
+}
+
+fn sse_response(frames: impl futures_util::Stream<Item = Bytes> + Send + 'static) -> Response {
+    let body = Body::from_stream(frames.map(Ok::<Bytes, std::convert::Infallible>));
+    let mut response = Response::new(body);
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn upstream(
+    http: &reqwest::Client,
+    base_url: &str,
+    upstream_model: &str,
+    api_key: Option<&str>,
+    mut request: ProviderChatRequest,
+) -> Result<Response, ApiError> {
+    request.model = upstream_model.to_owned();
+    request.stream = true;
+    let mut call = http.post(format!("{}/chat/completions", base_url.trim_end_matches('/'))).json(&request);
+    if let Some(key) = api_key {
+        call = call.bearer_auth(key);
+    }
+    let response = call.send().await.map_err(|error| {
+        let what = if error.is_connect() { "could not be reached" } else { "failed" };
+        ApiError::new(ErrorCode::UpstreamError, format!("the upstream engine {what}"))
+    })?;
+    let status = response.status().as_u16();
+    if !(200..300).contains(&status) {
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(Ok(chunk)) = stream.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_UPSTREAM_ERROR_BYTES {
+                break;
+            }
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|value| {
+                let error = value.get("error")?;
+                error.get("message").or(Some(error)).and_then(serde_json::Value::as_str).map(str::to_owned)
+            })
+            .unwrap_or_else(|| format!("the upstream engine answered {status}"));
+        return Err(match status {
+            429 | 503 => ApiError::new(ErrorCode::ModelAtCapacity, message).with_retry_after(1),
+            400..=499 => ApiError::new(ErrorCode::InvalidRequest, message),
+            _ => ApiError::new(ErrorCode::UpstreamError, message),
+        });
+    }
+    // Relayed as it comes: the gateway parses, checks and re-frames every event.
+    let frames = response.bytes_stream().take_while(|item| std::future::ready(item.is_ok())).filter_map(|item| std::future::ready(item.ok()));
+    Ok(sse_response(frames))
+}

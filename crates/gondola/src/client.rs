@@ -1,0 +1,155 @@
+//! The terminal clients: `gondola models` and `gondola chat`, speaking the public API of a
+//! running gateway like any other client.
+
+use std::io::{IsTerminal, Read, Write};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use wire::sse::{SseEvent, SseParser};
+
+use crate::{ChatArgs, ClientArgs};
+
+/// Largest SSE event accepted from the gateway.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Longest prompt read from standard input.
+const MAX_STDIN_PROMPT_BYTES: u64 = 8 * 1024 * 1024;
+/// A gateway that does not answer in this long is treated as down.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).build().context("cannot build the HTTP client")
+}
+
+fn with_key(request: reqwest::RequestBuilder, args: &ClientArgs) -> reqwest::RequestBuilder {
+    match &args.api_key {
+        Some(key) => request.bearer_auth(key),
+        None => request,
+    }
+}
+
+/// Turns an error response into a readable message.
+async fn failure(response: reqwest::Response) -> anyhow::Error {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|value| value.pointer("/error/message").and_then(serde_json::Value::as_str).map(str::to_owned))
+        .unwrap_or(body);
+    anyhow::anyhow!("the gateway answered {status}: {message}")
+}
+
+fn unreachable(gateway: &str, error: reqwest::Error) -> anyhow::Error {
+    anyhow::anyhow!("cannot reach the gateway at {gateway} ({error}); is `gondola serve` running?")
+}
+
+pub async fn models(args: &ClientArgs) -> anyhow::Result<()> {
+    let url = format!("{}/v1/models", args.gateway.trim_end_matches('/'));
+    let response = with_key(http_client()?.get(url), args).send().await.map_err(|error| unreachable(&args.gateway, error))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    let list: serde_json::Value = response.json().await.context("the gateway's model list is not JSON")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let models = list.get("data").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    if models.is_empty() {
+        println!("no models are served right now");
+        return Ok(());
+    }
+    println!("{:<28} {:>8} {:>9} {:>14} {:>14}  {}", "MODEL", "CONTEXT", "PROVIDERS", "IN $/1M", "OUT $/1M", "TRAITS");
+    for model in models {
+        let spec = &model["model_spec"];
+        let traits: Vec<&str> = spec["traits"].as_array().map(|traits| traits.iter().filter_map(serde_json::Value::as_str).collect()).unwrap_or_default();
+        println!(
+            "{:<28} {:>8} {:>9} {:>14} {:>14}  {}",
+            model["id"].as_str().unwrap_or("?"),
+            model["context_length"].to_string(),
+            spec["providers"].to_string(),
+            spec["pricing"]["input"]["usd"].to_string(),
+            spec["pricing"]["output"]["usd"].to_string(),
+            traits.join(",")
+        );
+    }
+    Ok(())
+}
+
+pub async fn chat(args: &ChatArgs) -> anyhow::Result<()> {
+    let prompt = match args.prompt.as_deref() {
+        Some(prompt) if prompt != "-" => prompt.to_owned(),
+        _ => {
+            if std::io::stdin().is_terminal() {
+                bail!("give a prompt: gondola chat \"your question\" (or pipe it on standard input)");
+            }
+            let mut text = String::new();
+            std::io::stdin().take(MAX_STDIN_PROMPT_BYTES).read_to_string(&mut text).context("cannot read the prompt from standard input")?;
+            text
+        }
+    };
+    let mut messages = Vec::new();
+    if let Some(system) = &args.system {
+        messages.push(serde_json::json!({ "role": "system", "content": system }));
+    }
+    messages.push(serde_json::json!({ "role": "user", "content": prompt }));
+    let mut body = serde_json::json!({
+        "model": args.model,
+        "messages": messages,
+        "stream": true,
+        "stream_options": { "include_usage": true },
+    });
+    if let Some(max_tokens) = args.max_tokens {
+        body["max_tokens"] = max_tokens.into();
+    }
+    if let Some(temperature) = args.temperature {
+        body["temperature"] = temperature.into();
+    }
+    if let Some(seed) = args.seed {
+        body["seed"] = seed.into();
+    }
+    let client = &args.client;
+    let url = format!("{}/v1/chat/completions", client.gateway.trim_end_matches('/'));
+    let response = with_key(http_client()?.post(url).json(&body), client).send().await.map_err(|error| unreachable(&client.gateway, error))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    let provider = response.headers().get("x-gondola-provider").and_then(|value| value.to_str().ok()).unwrap_or("?").to_owned();
+    let mut parser = SseParser::new(MAX_EVENT_BYTES);
+    let mut stream = response.bytes_stream();
+    let mut stdout = std::io::stdout().lock();
+    let mut summary = None;
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes.context("the connection to the gateway broke")?;
+        for event in parser.push(&bytes)? {
+            let SseEvent::Data(data) = event else { continue };
+            let value: serde_json::Value = serde_json::from_str(&data).context("the gateway sent a malformed event")?;
+            if let Some(error) = value.get("error") {
+                writeln!(stdout)?;
+                bail!("the reply failed: {}", error["message"].as_str().unwrap_or("unknown error"));
+            }
+            if let Some(text) = value.pointer("/choices/0/delta/content").and_then(serde_json::Value::as_str) {
+                write!(stdout, "{text}")?;
+                stdout.flush()?;
+            }
+            if let Some(usage) = value.get("usage").filter(|usage| !usage.is_null()) {
+                summary = Some((usage.clone(), value.get("cost").cloned()));
+            }
+        }
+    }
+    writeln!(stdout)?;
+    if client.json {
+        if let Some((usage, cost)) = summary {
+            eprintln!("{}", serde_json::json!({ "provider": provider, "usage": usage, "cost": cost }));
+        }
+    } else if let Some((usage, cost)) = summary {
+        let cost = cost.and_then(|cost| cost["usd"].as_f64()).map(|usd| format!(", ${}", display_usd(usd))).unwrap_or_default();
+        eprintln!("[{provider}: {} prompt + {} completion tokens{cost}]", usage["prompt_tokens"], usage["completion_tokens"]);
+    }
+    Ok(())
+}
+
+/// A small dollar amount for people: fixed notation, no trailing zeros.
+fn display_usd(usd: f64) -> String {
+    let text = format!("{usd:.10}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}

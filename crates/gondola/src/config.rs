@@ -1,0 +1,327 @@
+//! The configuration file (TOML) and how it combines with flags and environment variables:
+//! flags > environment > file > defaults. The file is parsed into raw structs that reject
+//! unknown keys, then validated into the gateway's and provider's typed configurations.
+//! Secrets are never written in the file: a key is given as `env::NAME` (read from the
+//! environment) or as the SHA-256 of its secret.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ed25519_dalek::VerifyingKey;
+use gateway::config::{Admission, ApiKey, AuthConfig, CatalogueConfig, GatewayConfig, KeyKind, Limits, ModelPricing, RateLimit};
+use serde::Deserialize;
+use wire::money::Amount;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    pub log: Option<String>,
+    #[serde(default)]
+    pub gateway: RawGateway,
+    #[serde(default)]
+    pub provider: RawProvider,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub listen: Option<String>,
+    pub system_prompt: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `open` or `allowlist`.
+    pub admission: Option<String>,
+    #[serde(default)]
+    pub allowed_providers: Vec<String>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    pub anonymous: Option<RawAnonymous>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub models: RawModels,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_body_bytes: Option<usize>,
+    pub max_messages: Option<usize>,
+    pub max_output_tokens: Option<u32>,
+    pub max_in_flight_per_provider: Option<u32>,
+    pub connect_timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
+    pub idle_chunk_timeout_ms: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub breaker_failure_threshold: Option<u32>,
+    pub breaker_open_ms: Option<u64>,
+    pub lease_ttl_ms: Option<u64>,
+    pub heartbeat_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnonymous {
+    pub enabled: bool,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub name: String,
+    /// `inference` (default) or `admin`.
+    pub kind: Option<String>,
+    /// `env::NAME`: the secret is read from that environment variable.
+    pub secret: Option<String>,
+    /// Hex SHA-256 of the secret.
+    pub sha256: Option<String>,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModels {
+    pub default: Option<String>,
+    #[serde(default)]
+    pub traits: BTreeMap<String, String>,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub pricing: BTreeMap<String, RawPricing>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    /// USD per million input tokens, as a decimal string (`"0.02"`).
+    pub input_usd_per_million: String,
+    pub output_usd_per_million: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub gateway: Option<String>,
+    pub listen: Option<String>,
+    pub advertise: Option<String>,
+    pub max_in_flight: Option<u32>,
+    pub model: Option<String>,
+    pub model_id: Option<String>,
+    pub upstream: Option<String>,
+    pub upstream_model: Option<String>,
+    /// `env::NAME` for the upstream engine's API key.
+    pub upstream_api_key: Option<String>,
+    pub context_tokens: Option<u32>,
+    #[serde(default)]
+    pub engine: RawEngine,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    pub threads: Option<u32>,
+    pub prompt_threads: Option<u32>,
+    pub max_sequences: Option<u32>,
+    pub context_tokens_per_sequence: Option<u32>,
+    pub batch_tokens: Option<u32>,
+    pub queue_depth: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("the config file {} is not valid", path.display()))
+    }
+}
+
+/// Reads a secret given by reference. Inline secrets are refused: config files get copied,
+/// committed and pasted into issues.
+pub fn secret_from_reference(reference: &str, what: &str) -> anyhow::Result<String> {
+    let Some(name) = reference.strip_prefix("env::") else {
+        bail!("{what} must be given as env::VARIABLE_NAME (the secret itself never goes in the config file)");
+    };
+    std::env::var(name).with_context(|| format!("{what} refers to the environment variable {name}, which is not set"))
+}
+
+fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
+    text.parse().with_context(|| format!("{text:?} is not a HOST:PORT listen address (e.g. 127.0.0.1:8844)"))
+}
+
+pub fn listen_address(flag: Option<&str>, file: Option<&str>, default: &str) -> anyhow::Result<SocketAddr> {
+    parse_listen(flag.or(file).unwrap_or(default))
+}
+
+fn millis(value: Option<u64>, default: Duration) -> Duration {
+    value.map_or(default, Duration::from_millis)
+}
+
+/// Builds the gateway's configuration. `listen` decides the safe defaults: on loopback,
+/// anonymous access and open admission; elsewhere, neither unless the file says so.
+pub fn gateway_config(raw: &RawGateway, listen: SocketAddr, system_prompt_flag: Option<String>) -> anyhow::Result<GatewayConfig> {
+    let defaults = Limits::default();
+    let base = GatewayConfig::default();
+    let raw_limits = &raw.limits;
+    let limits = Limits {
+        max_body_bytes: raw_limits.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+        max_messages: raw_limits.max_messages.unwrap_or(defaults.max_messages),
+        max_output_tokens: raw_limits.max_output_tokens.unwrap_or(defaults.max_output_tokens),
+        max_in_flight_per_provider: raw_limits.max_in_flight_per_provider.unwrap_or(defaults.max_in_flight_per_provider),
+        connect_timeout: millis(raw_limits.connect_timeout_ms, defaults.connect_timeout),
+        first_byte_timeout: millis(raw_limits.first_byte_timeout_ms, defaults.first_byte_timeout),
+        idle_chunk_timeout: millis(raw_limits.idle_chunk_timeout_ms, defaults.idle_chunk_timeout),
+        max_attempts: raw_limits.max_attempts.unwrap_or(defaults.max_attempts),
+        breaker_failure_threshold: raw_limits.breaker_failure_threshold.unwrap_or(defaults.breaker_failure_threshold),
+        breaker_open_for: millis(raw_limits.breaker_open_ms, defaults.breaker_open_for),
+        max_provider_event_bytes: defaults.max_provider_event_bytes,
+    };
+    if limits.max_attempts == 0 || limits.max_body_bytes == 0 || limits.max_output_tokens == 0 {
+        bail!("gateway.limits: max_attempts, max_body_bytes and max_output_tokens must be at least 1");
+    }
+    let mut keys = Vec::new();
+    for key in &raw.keys {
+        let kind = match key.kind.as_deref().unwrap_or("inference") {
+            "inference" | "INFERENCE" => KeyKind::Inference,
+            "admin" | "ADMIN" => KeyKind::Admin,
+            other => bail!("gateway.keys {:?}: kind must be inference or admin, not {other:?}", key.name),
+        };
+        let secret_sha256 = match (&key.secret, &key.sha256) {
+            (Some(reference), None) => gateway::hash_secret(&secret_from_reference(reference, &format!("the secret of key {:?}", key.name))?),
+            (None, Some(digest)) => hex::decode(digest.trim())
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .with_context(|| format!("gateway.keys {:?}: sha256 must be 64 hex digits", key.name))?,
+            _ => bail!("gateway.keys {:?}: give exactly one of secret = \"env::NAME\" or sha256 = \"<hex>\"", key.name),
+        };
+        keys.push(ApiKey {
+            name: key.name.clone(),
+            kind,
+            secret_sha256,
+            rate: RateLimit {
+                requests_per_minute: key.requests_per_minute.unwrap_or(600),
+                tokens_per_minute: key.tokens_per_minute.unwrap_or(1_000_000),
+            },
+        });
+    }
+    let loopback = listen.ip().is_loopback();
+    let anonymous = match &raw.anonymous {
+        Some(anonymous) if anonymous.enabled => Some(RateLimit {
+            requests_per_minute: anonymous.requests_per_minute.unwrap_or(120),
+            tokens_per_minute: anonymous.tokens_per_minute.unwrap_or(1_000_000),
+        }),
+        Some(_) => None,
+        None if keys.is_empty() && loopback => Some(RateLimit { requests_per_minute: 600, tokens_per_minute: 10_000_000 }),
+        None if keys.is_empty() => bail!(
+            "the gateway listens on {listen}, beyond this machine, and has no API keys: add [[gateway.keys]] to the config, \
+             or set [gateway.anonymous] enabled = true to serve anyone"
+        ),
+        None => None,
+    };
+    let admission = match raw.admission.as_deref() {
+        Some("open") => Admission::Open,
+        Some("allowlist") => Admission::Allowlist(parse_provider_keys(&raw.allowed_providers)?),
+        Some(other) => bail!("gateway.admission must be open or allowlist, not {other:?}"),
+        None if loopback && raw.allowed_providers.is_empty() => Admission::Open,
+        None => Admission::Allowlist(parse_provider_keys(&raw.allowed_providers)?),
+    };
+    let mut pricing = BTreeMap::new();
+    for (model, price) in &raw.models.pricing {
+        let parse = |text: &str| Amount::parse_decimal(text).with_context(|| format!("gateway.models.pricing.{model}"));
+        pricing.insert(
+            model.clone(),
+            ModelPricing { input_per_million: parse(&price.input_usd_per_million)?, output_per_million: parse(&price.output_usd_per_million)? },
+        );
+    }
+    Ok(GatewayConfig {
+        limits,
+        auth: AuthConfig { keys, anonymous },
+        admission,
+        catalogue: CatalogueConfig {
+            default_model: raw.models.default.clone(),
+            traits: raw.models.traits.clone(),
+            aliases: raw.models.aliases.clone(),
+            pricing,
+            default_pricing: ModelPricing::default(),
+        },
+        system_prompt: system_prompt_flag.or_else(|| raw.system_prompt.clone()).unwrap_or_else(default_system_prompt),
+        lease_ttl: millis(raw_limits.lease_ttl_ms, base.lease_ttl),
+        heartbeat_interval: millis(raw_limits.heartbeat_interval_ms, base.heartbeat_interval),
+        max_clock_skew: base.max_clock_skew,
+    })
+}
+
+/// The operator's default platform prompt: short, so that small models keep their own voice.
+pub fn default_system_prompt() -> String {
+    "You are a helpful assistant. Answer clearly and concisely.".to_owned()
+}
+
+fn parse_provider_keys(keys: &[String]) -> anyhow::Result<Vec<VerifyingKey>> {
+    keys.iter()
+        .map(|text| {
+            let bytes: [u8; 32] = hex::decode(text.trim())
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .with_context(|| format!("gateway.allowed_providers: {text:?} is not a 64-hex-digit Ed25519 public key"))?;
+            VerifyingKey::from_bytes(&bytes).with_context(|| format!("gateway.allowed_providers: {text:?} is not a valid Ed25519 key"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> RawGateway {
+        toml::from_str::<FileConfig>(text).expect("valid file").gateway
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<FileConfig>("[gateway]\nlisten_on = \"x\"").is_err());
+        assert!(toml::from_str::<FileConfig>("[gateway.limits]\nmax_body = 3").is_err());
+    }
+
+    #[test]
+    fn loopback_defaults_to_anonymous_and_open_admission_but_elsewhere_needs_keys() {
+        let local: SocketAddr = "127.0.0.1:8844".parse().expect("address");
+        let public: SocketAddr = "0.0.0.0:8844".parse().expect("address");
+        let config = gateway_config(&raw(""), local, None).expect("valid");
+        assert!(config.auth.anonymous.is_some());
+        assert!(matches!(config.admission, Admission::Open));
+        let error = gateway_config(&raw(""), public, None).expect_err("needs keys");
+        assert!(error.to_string().contains("no API keys"));
+        let digest = hex::encode(gateway::hash_secret("sk-test"));
+        let config = gateway_config(&raw(&format!("[[gateway.keys]]\nname = \"ops\"\nkind = \"admin\"\nsha256 = \"{digest}\"")), public, None)
+            .expect("valid");
+        assert!(config.auth.anonymous.is_none());
+        assert!(matches!(config.admission, Admission::Allowlist(ref keys) if keys.is_empty()));
+    }
+
+    #[test]
+    fn inline_secrets_are_refused() {
+        let local: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let error = gateway_config(&raw("[[gateway.keys]]\nname = \"a\"\nsecret = \"sk-inline\""), local, None).expect_err("inline");
+        assert!(format!("{error:#}").contains("env::"));
+    }
+
+    #[test]
+    fn prices_are_exact_decimals() {
+        let local: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let config = gateway_config(
+            &raw("[gateway.models.pricing.m]\ninput_usd_per_million = \"0.5\"\noutput_usd_per_million = \"1\""),
+            local,
+            None,
+        )
+        .expect("valid");
+        assert_eq!(config.catalogue.pricing["m"].input_per_million, Amount(500_000_000_000_000_000));
+        assert!(gateway_config(&raw("[gateway.models.pricing.m]\ninput_usd_per_million = \"-1\"\noutput_usd_per_million = \"1\""), local, None).is_err());
+    }
+}
