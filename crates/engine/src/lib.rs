@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
@@ -51,7 +51,9 @@ pub struct EngineConfig {
 /// One decode thread on small machines (see [`EngineConfig::decode_threads`]), else one core
 /// is left for the network and the rest, up to eight, decode.
 pub fn default_decode_threads() -> NonZeroU32 {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let threads = if cores <= 2 { 1 } else { (cores - 1).min(8) };
     NonZeroU32::new(u32::try_from(threads).unwrap_or(1)).unwrap_or(NonZeroU32::MIN)
 }
@@ -241,15 +243,17 @@ impl Engine {
             return Err(LoadError::Missing(config.model_path.clone()));
         }
         let backend = backend();
-        let model = LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default())
-            .map_err(|error| LoadError::Model {
+        let model =
+            LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default())
+                .map_err(|error| LoadError::Model {
                 path: config.model_path.clone(),
                 reason: error.to_string(),
             })?;
         let model = Arc::new(model);
         let template_source = model.meta_val_str("tokenizer.chat_template").ok();
-        let supports_reasoning =
-            template_source.as_deref().is_some_and(|source| source.contains("enable_thinking"));
+        let supports_reasoning = template_source
+            .as_deref()
+            .is_some_and(|source| source.contains("enable_thinking"));
         let vocab = model.vocab();
         let bos_token = piece_text(&model, vocab.bos());
         let eos_token = piece_text(&model, vocab.eos());
@@ -261,7 +265,9 @@ impl Engine {
                 .ok()
                 .filter(|name| !name.trim().is_empty())
                 .unwrap_or_else(|| file_stem(&config.model_path)),
-            context_tokens: config.context_tokens_per_sequence.min(trained_context_tokens.max(1)),
+            context_tokens: config
+                .context_tokens_per_sequence
+                .min(trained_context_tokens.max(1)),
             trained_context_tokens,
             parameters: model.n_params(),
             size_bytes: model.size(),
@@ -269,7 +275,13 @@ impl Engine {
             supports_reasoning,
         };
         let counters = Arc::new(Counters::default());
-        let jobs = scheduler::start(Arc::clone(&model), backend, &config, &info, Arc::clone(&counters))?;
+        let jobs = scheduler::start(
+            Arc::clone(&model),
+            backend,
+            &config,
+            &info,
+            Arc::clone(&counters),
+        )?;
         tracing::info!(
             model = %info.name,
             parameters = info.parameters,
@@ -279,7 +291,14 @@ impl Engine {
             prompt_threads = config.prompt_threads.get(),
             "engine loaded"
         );
-        Ok(Self { model, template, info, config, jobs, counters })
+        Ok(Self {
+            model,
+            template,
+            info,
+            config,
+            jobs,
+            counters,
+        })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -302,25 +321,36 @@ impl Engine {
 
     /// Renders and tokenizes the request, then queues it. Returns the event stream; dropping it
     /// cancels the generation.
-    pub fn submit(&self, request: GenerationRequest) -> Result<mpsc::UnboundedReceiver<Event>, SubmitError> {
-        let prompt = self.template.render(&request.messages, request.enable_thinking)?;
+    pub fn submit(
+        &self,
+        request: GenerationRequest,
+    ) -> Result<mpsc::UnboundedReceiver<Event>, SubmitError> {
+        let prompt = self
+            .template
+            .render(&request.messages, request.enable_thinking)?;
         let prompt_tokens = self.tokenize_prompt(&prompt);
         let limit = self.info.context_tokens;
         // At least one token must fit after the prompt.
         if prompt_tokens.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
-            return Err(SubmitError::PromptTooLong { prompt_tokens: prompt_tokens.len(), limit });
+            return Err(SubmitError::PromptTooLong {
+                prompt_tokens: prompt_tokens.len(),
+                limit,
+            });
         }
         let grammar = match &request.format {
             OutputFormat::Text => None,
             OutputFormat::JsonObject => Some(json_grammar(r#"{"type":"object"}"#)?),
             OutputFormat::JsonSchema(schema) => Some(json_grammar(schema)?),
         };
-        let capacity = usize::try_from(self.config.max_sequences).unwrap_or(usize::MAX)
+        let capacity = usize::try_from(self.config.max_sequences)
+            .unwrap_or(usize::MAX)
             .saturating_add(self.config.queue_depth);
         let previous = self.counters.accepted.fetch_add(1, Ordering::AcqRel);
         if previous >= capacity {
             self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
-            return Err(SubmitError::AtCapacity { in_flight: previous });
+            return Err(SubmitError::AtCapacity {
+                in_flight: previous,
+            });
         }
         // Unbounded in type, bounded in fact: a generation sends at most `max_tokens` text events
         // plus one final event, and the scheduler must never block on a slow reader.
@@ -342,7 +372,10 @@ impl Engine {
 
     /// Number of tokens `text` encodes to, with the same tokenizer the model uses.
     pub fn count_tokens(&self, text: &str) -> usize {
-        self.model.vocab().tokenize(text.as_bytes(), false, false).len()
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, false)
+            .len()
     }
 
     fn tokenize_prompt(&self, prompt: &str) -> Vec<LlamaToken> {
@@ -355,7 +388,8 @@ impl Engine {
 }
 
 fn json_grammar(schema: &str) -> Result<String, SubmitError> {
-    llama_cpp_2::json_schema_to_grammar(schema).map_err(|error| SubmitError::Schema(error.to_string()))
+    llama_cpp_2::json_schema_to_grammar(schema)
+        .map_err(|error| SubmitError::Schema(error.to_string()))
 }
 
 fn piece_text(model: &LlamaModel, token: LlamaToken) -> String {
@@ -366,7 +400,9 @@ fn piece_text(model: &LlamaModel, token: LlamaToken) -> String {
 }
 
 fn file_stem(path: &Path) -> String {
-    path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
 }
 
 /// GGUF files name their quantization in the file name by convention (`…Q4_1.gguf`,
@@ -381,7 +417,8 @@ fn quantization_from_file_name(path: &Path) -> String {
 
 fn is_quantization(part: &str) -> bool {
     let digits_after = |prefix: &str| {
-        part.strip_prefix(prefix).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        part.strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
     };
     matches!(part, "F16" | "F32" | "BF16") || digits_after("Q") || digits_after("IQ")
 }
@@ -392,9 +429,21 @@ mod tests {
 
     #[test]
     fn quantization_is_read_from_the_file_name() {
-        assert_eq!(quantization_from_file_name(Path::new("/m/SmolLM2-135M-Instruct.Q4_1.gguf")), "Q4_1");
-        assert_eq!(quantization_from_file_name(Path::new("qwen2.5-0.5b-instruct-q8_0.gguf")), "Q8_0");
-        assert_eq!(quantization_from_file_name(Path::new("model-f16.gguf")), "F16");
-        assert_eq!(quantization_from_file_name(Path::new("model.gguf")), "unknown");
+        assert_eq!(
+            quantization_from_file_name(Path::new("/m/SmolLM2-135M-Instruct.Q4_1.gguf")),
+            "Q4_1"
+        );
+        assert_eq!(
+            quantization_from_file_name(Path::new("qwen2.5-0.5b-instruct-q8_0.gguf")),
+            "Q8_0"
+        );
+        assert_eq!(
+            quantization_from_file_name(Path::new("model-f16.gguf")),
+            "F16"
+        );
+        assert_eq!(
+            quantization_from_file_name(Path::new("model.gguf")),
+            "unknown"
+        );
     }
 }

@@ -8,13 +8,13 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
-use std::sync::Arc;
 use std::time::Instant;
 
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -23,7 +23,9 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::text::{StopMatcher, StopScan, Utf8Decoder};
-use crate::{Completion, Counters, EngineConfig, Event, FinishReason, LoadError, ModelInfo, Sampling};
+use crate::{
+    Completion, Counters, EngineConfig, Event, FinishReason, LoadError, ModelInfo, Sampling,
+};
 
 /// llama.cpp's "pick a random seed" value.
 const RANDOM_SEED: u32 = u32::MAX;
@@ -52,6 +54,8 @@ struct Slot {
     next_token: Option<LlamaToken>,
     /// Index of this sequence's logits in the batch just decoded.
     logits_index: Option<i32>,
+    /// Whether this step's batch holds tokens of this sequence.
+    in_batch: bool,
     completion_tokens: u32,
     utf8: Utf8Decoder,
     stops: StopMatcher,
@@ -70,7 +74,9 @@ pub(crate) fn start(
     info: &ModelInfo,
     counters: Arc<Counters>,
 ) -> Result<SyncSender<Job>, LoadError> {
-    let capacity = usize::try_from(config.max_sequences).unwrap_or(usize::MAX).saturating_add(config.queue_depth);
+    let capacity = usize::try_from(config.max_sequences)
+        .unwrap_or(usize::MAX)
+        .saturating_add(config.queue_depth);
     let (jobs, receiver) = std::sync::mpsc::sync_channel::<Job>(capacity);
     let (ready, ready_receiver) = std::sync::mpsc::channel::<Result<(), LoadError>>();
     let max_sequences = config.max_sequences.max(1);
@@ -103,7 +109,9 @@ pub(crate) fn start(
             run(&model, context, receiver, max_sequences, &limits, &counters);
         })
         .map_err(|error| LoadError::Thread(error.to_string()))?;
-    ready_receiver.recv().map_err(|error| LoadError::Thread(error.to_string()))??;
+    ready_receiver
+        .recv()
+        .map_err(|error| LoadError::Thread(error.to_string()))??;
     Ok(jobs)
 }
 
@@ -118,7 +126,10 @@ fn run(
     let sequences = usize::try_from(max_sequences).unwrap_or(1);
     let mut slots: Vec<Option<Slot>> = (0..sequences).map(|_| None).collect();
     let mut waiting: VecDeque<Job> = VecDeque::new();
-    let mut batch = LlamaBatch::new(limits.batch_tokens, i32::try_from(max_sequences).unwrap_or(1));
+    let mut batch = LlamaBatch::new(
+        limits.batch_tokens,
+        i32::try_from(max_sequences).unwrap_or(1),
+    );
     let mut senders_gone = false;
     loop {
         let busy = slots.iter().any(Option::is_some) || !waiting.is_empty();
@@ -155,12 +166,14 @@ fn run(
         }
         if let Err(error) = context.decode(&mut batch) {
             tracing::error!(%error, tokens = batch.n_tokens(), "llama.cpp decode failed");
-            for (seq, slot) in slots.iter_mut().enumerate() {
-                if slot.as_ref().is_some_and(|slot| slot.logits_index.is_some() || slot.next_token.is_some()) {
-                    if let Some(slot) = slot.take() {
-                        let _ = slot.job.events.send(Event::Failed(format!("decode failed: {error}")));
-                        finish_slot(&mut context, seq, counters);
-                    }
+            for (seq, entry) in slots.iter_mut().enumerate() {
+                let in_batch = entry.as_ref().is_some_and(|slot| slot.in_batch);
+                if let Some(slot) = entry.take_if(|_| in_batch) {
+                    let _ = slot
+                        .job
+                        .events
+                        .send(Event::Failed(format!("decode failed: {error}")));
+                    finish_slot(&mut context, seq, counters);
                 }
             }
             continue;
@@ -169,9 +182,16 @@ fn run(
     }
 }
 
-fn admit(model: &LlamaModel, slots: &mut [Option<Slot>], waiting: &mut VecDeque<Job>, counters: &Counters) {
+fn admit(
+    model: &LlamaModel,
+    slots: &mut [Option<Slot>],
+    waiting: &mut VecDeque<Job>,
+    counters: &Counters,
+) {
     for slot in slots.iter_mut().filter(|slot| slot.is_none()) {
-        let Some(job) = waiting.pop_front() else { return };
+        let Some(job) = waiting.pop_front() else {
+            return;
+        };
         match build_sampler(model, &job.sampling, job.grammar.as_deref()) {
             Ok(sampler) => {
                 counters.running.fetch_add(1, Ordering::AcqRel);
@@ -183,6 +203,7 @@ fn admit(model: &LlamaModel, slots: &mut [Option<Slot>], waiting: &mut VecDeque<
                     n_past: 0,
                     next_token: None,
                     logits_index: None,
+                    in_batch: false,
                     completion_tokens: 0,
                     utf8: Utf8Decoder::default(),
                     stops,
@@ -197,7 +218,11 @@ fn admit(model: &LlamaModel, slots: &mut [Option<Slot>], waiting: &mut VecDeque<
     }
 }
 
-fn build_sampler(model: &LlamaModel, sampling: &Sampling, grammar: Option<&str>) -> Result<LlamaSampler, String> {
+fn build_sampler(
+    model: &LlamaModel,
+    sampling: &Sampling,
+    grammar: Option<&str>,
+) -> Result<LlamaSampler, String> {
     let mut chain = Vec::with_capacity(8);
     if let Some(grammar) = grammar {
         chain.push(
@@ -235,9 +260,16 @@ fn build_sampler(model: &LlamaModel, sampling: &Sampling, grammar: Option<&str>)
     Ok(LlamaSampler::chain_simple(chain))
 }
 
-fn release_cancelled(context: &mut LlamaContext<'_>, slots: &mut [Option<Slot>], counters: &Counters) {
+fn release_cancelled(
+    context: &mut LlamaContext<'_>,
+    slots: &mut [Option<Slot>],
+    counters: &Counters,
+) {
     for (seq, slot) in slots.iter_mut().enumerate() {
-        if slot.as_ref().is_some_and(|slot| slot.job.events.is_closed()) {
+        if slot
+            .as_ref()
+            .is_some_and(|slot| slot.job.events.is_closed())
+        {
             if let Some(slot) = slot.take() {
                 tracing::debug!(
                     completion_tokens = slot.completion_tokens,
@@ -258,12 +290,17 @@ fn fill_batch(batch: &mut LlamaBatch, slots: &mut [Option<Slot>], batch_tokens: 
     for (seq, slot) in slots.iter_mut().enumerate() {
         let Some(slot) = slot else { continue };
         slot.logits_index = None;
-        if let Some(token) = slot.next_token {
-            if used < batch_tokens && batch.add(token, slot.n_past as i32, &[seq as i32], true).is_ok() {
-                slot.logits_index = Some(batch.n_tokens() - 1);
-                slot.n_past += 1;
-                used += 1;
-            }
+        slot.in_batch = false;
+        if let Some(token) = slot.next_token
+            && used < batch_tokens
+            && batch
+                .add(token, slot.n_past as i32, &[seq as i32], true)
+                .is_ok()
+        {
+            slot.logits_index = Some(batch.n_tokens() - 1);
+            slot.in_batch = true;
+            slot.n_past += 1;
+            used += 1;
         }
     }
     // Then prompts, in chunks that fit what is left of the batch.
@@ -280,10 +317,14 @@ fn fill_batch(batch: &mut LlamaBatch, slots: &mut [Option<Slot>], batch_tokens: 
         let last = slot.job.prompt_tokens.len() - 1;
         for index in slot.prompt_fed..end {
             let token = slot.job.prompt_tokens[index];
-            if batch.add(token, index as i32, &[seq as i32], index == last).is_err() {
+            if batch
+                .add(token, index as i32, &[seq as i32], index == last)
+                .is_err()
+            {
                 break;
             }
             used += 1;
+            slot.in_batch = true;
             slot.prompt_fed = index + 1;
             if index == last {
                 slot.logits_index = Some(batch.n_tokens() - 1);
@@ -302,15 +343,21 @@ fn sample_all(
     counters: &Counters,
 ) {
     let vocab = model.vocab();
-    for seq in 0..slots.len() {
-        let Some(slot) = slots[seq].as_mut() else { continue };
-        let Some(index) = slot.logits_index.take() else { continue };
+    for (seq, entry) in slots.iter_mut().enumerate() {
+        let Some(slot) = entry.as_mut() else {
+            continue;
+        };
+        let Some(index) = slot.logits_index.take() else {
+            continue;
+        };
         let token = slot.sampler.sample(context, index);
         let finish = if vocab.is_eog(token) {
             Some(FinishReason::Stop)
         } else {
             slot.completion_tokens += 1;
-            counters.generated_tokens_total.fetch_add(1, Ordering::Relaxed);
+            counters
+                .generated_tokens_total
+                .fetch_add(1, Ordering::Relaxed);
             let piece = vocab.token_to_piece(token, false, None);
             let text = slot.utf8.push(&piece);
             match slot.stops.push(&text) {
@@ -321,14 +368,15 @@ fn sample_all(
                 StopScan::Continue(released) => {
                     send_text(&slot.job.events, released);
                     let context_full = slot.n_past + 1 >= limits.context_tokens;
-                    (slot.completion_tokens >= slot.job.max_tokens || context_full).then_some(FinishReason::Length)
+                    (slot.completion_tokens >= slot.job.max_tokens || context_full)
+                        .then_some(FinishReason::Length)
                 }
             }
         };
         match finish {
             None => slot.next_token = Some(token),
             Some(reason) => {
-                if let Some(mut slot) = slots[seq].take() {
+                if let Some(mut slot) = entry.take() {
                     if reason == FinishReason::Length {
                         let tail = slot.utf8.finish();
                         let mut rest = match slot.stops.push(&tail) {
@@ -339,7 +387,8 @@ fn sample_all(
                     }
                     let completion = Completion {
                         finish_reason: reason,
-                        prompt_tokens: u32::try_from(slot.job.prompt_tokens.len()).unwrap_or(u32::MAX),
+                        prompt_tokens: u32::try_from(slot.job.prompt_tokens.len())
+                            .unwrap_or(u32::MAX),
                         completion_tokens: slot.completion_tokens,
                     };
                     tracing::debug!(

@@ -40,13 +40,18 @@ impl ChatTemplate {
         environment.set_fuel(Some(TEMPLATE_FUEL_PER_RENDER));
         // Templates written for Python's Jinja call string and dict methods (`.strip()`,
         // `.items()`); pycompat provides them.
-        environment.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        environment
+            .set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         environment.add_function("raise_exception", raise_exception);
         let source = source.unwrap_or_else(|| FALLBACK_CHATML_TEMPLATE.to_owned());
         environment
             .add_template_owned("chat", source)
             .map_err(|error| TemplateError(error.to_string()))?;
-        Ok(Self { environment, bos_token, eos_token })
+        Ok(Self {
+            environment,
+            bos_token,
+            eos_token,
+        })
     }
 
     pub(crate) fn render(
@@ -54,8 +59,10 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         enable_thinking: bool,
     ) -> Result<String, TemplateError> {
-        let template =
-            self.environment.get_template("chat").map_err(|error| TemplateError(error.to_string()))?;
+        let template = self
+            .environment
+            .get_template("chat")
+            .map_err(|error| TemplateError(error.to_string()))?;
         template
             .render(context! {
                 messages => messages,
@@ -79,7 +86,10 @@ mod tests {
     const SMOLLM2_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn message(role: &str, content: &str) -> ChatMessage {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 
     #[test]
@@ -87,8 +97,12 @@ mod tests {
         let template =
             ChatTemplate::new(Some(SMOLLM2_TEMPLATE.into()), String::new(), String::new())
                 .expect("template compiles");
-        let prompt = template.render(&[message("user", "hi")], true).expect("renders");
-        assert!(prompt.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"));
+        let prompt = template
+            .render(&[message("user", "hi")], true)
+            .expect("renders");
+        assert!(
+            prompt.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+        );
         assert!(prompt.ends_with("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"));
     }
 
@@ -98,7 +112,10 @@ mod tests {
             ChatTemplate::new(Some(SMOLLM2_TEMPLATE.into()), String::new(), String::new())
                 .expect("template compiles");
         let prompt = template
-            .render(&[message("system", "Be brief."), message("user", "hi")], true)
+            .render(
+                &[message("system", "Be brief."), message("user", "hi")],
+                true,
+            )
             .expect("renders");
         assert!(prompt.starts_with("<|im_start|>system\nBe brief.<|im_end|>"));
         assert!(!prompt.contains("SmolLM"));
@@ -109,14 +126,22 @@ mod tests {
         let source = "{% if messages[0].role == 'tool' %}{{ raise_exception('no tools') }}{% endif %}{{ messages[0].content.strip() }}";
         let template =
             ChatTemplate::new(Some(source.into()), String::new(), String::new()).expect("compiles");
-        assert_eq!(template.render(&[message("user", "  x  ")], true).expect("renders"), "x");
-        let error = template.render(&[message("tool", "x")], true).expect_err("raises");
+        assert_eq!(
+            template
+                .render(&[message("user", "  x  ")], true)
+                .expect("renders"),
+            "x"
+        );
+        let error = template
+            .render(&[message("tool", "x")], true)
+            .expect_err("raises");
         assert!(error.to_string().contains("no tools"));
     }
 
     #[test]
     fn a_template_that_never_ends_runs_out_of_fuel() {
-        let source = "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+        let source =
+            "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
         let template =
             ChatTemplate::new(Some(source.into()), String::new(), String::new()).expect("compiles");
         assert!(template.render(&[message("user", "x")], true).is_err());

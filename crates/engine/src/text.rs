@@ -71,7 +71,10 @@ pub(crate) enum StopScan {
 impl StopMatcher {
     pub(crate) fn new(stops: Vec<String>) -> Self {
         let stops = stops.into_iter().filter(|stop| !stop.is_empty()).collect();
-        Self { stops, held: String::new() }
+        Self {
+            stops,
+            held: String::new(),
+        }
     }
 
     pub(crate) fn push(&mut self, text: &str) -> StopScan {
@@ -79,7 +82,11 @@ impl StopMatcher {
             return StopScan::Continue(text.to_owned());
         }
         self.held.push_str(text);
-        let earliest = self.stops.iter().filter_map(|stop| self.held.find(stop.as_str())).min();
+        let earliest = self
+            .stops
+            .iter()
+            .filter_map(|stop| self.held.find(stop.as_str()))
+            .min();
         if let Some(at) = earliest {
             let before = self.held[..at].to_owned();
             self.held.clear();

@@ -34,18 +34,32 @@ impl Authenticator {
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         // With no keys configured there is nothing to check a key against: clients that must
         // send one (the OpenAI SDKs always do) are served anonymously, if that is allowed.
-        if self.config.keys.is_empty() {
-            if let Some(rate) = self.config.anonymous {
-                return Ok(Caller { name: "anonymous".into(), kind: None, rate });
-            }
+        if self.config.keys.is_empty()
+            && let Some(rate) = self.config.anonymous
+        {
+            return Ok(Caller {
+                name: "anonymous".into(),
+                kind: None,
+                rate,
+            });
         }
         let presented = headers
             .get(http::header::AUTHORIZATION)
             .map(|value| value.to_str().unwrap_or_default())
-            .map(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim());
+            .map(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                    .unwrap_or(value)
+                    .trim()
+            });
         let Some(presented) = presented.filter(|key| !key.is_empty()) else {
             return match self.config.anonymous {
-                Some(rate) => Ok(Caller { name: "anonymous".into(), kind: None, rate }),
+                Some(rate) => Ok(Caller {
+                    name: "anonymous".into(),
+                    kind: None,
+                    rate,
+                }),
                 None => Err(ApiError::new(
                     ErrorCode::AuthenticationFailed,
                     "an API key is required: send Authorization: Bearer <key>",
@@ -61,8 +75,14 @@ impl Authenticator {
             }
         }
         found
-            .map(|key| Caller { name: key.name.clone(), kind: Some(key.kind), rate: key.rate })
-            .ok_or_else(|| ApiError::new(ErrorCode::AuthenticationFailed, "the API key is not valid"))
+            .map(|key| Caller {
+                name: key.name.clone(),
+                kind: Some(key.kind),
+                rate: key.rate,
+            })
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::AuthenticationFailed, "the API key is not valid")
+            })
     }
 }
 
@@ -72,9 +92,17 @@ mod tests {
     use crate::config::ApiKey;
 
     fn authenticator(anonymous: bool) -> Authenticator {
-        let rate = RateLimit { requests_per_minute: 10, tokens_per_minute: 1000 };
+        let rate = RateLimit {
+            requests_per_minute: 10,
+            tokens_per_minute: 1000,
+        };
         Authenticator::new(AuthConfig {
-            keys: vec![ApiKey { name: "ops".into(), kind: KeyKind::Admin, secret_sha256: hash_secret("sk-right"), rate }],
+            keys: vec![ApiKey {
+                name: "ops".into(),
+                kind: KeyKind::Admin,
+                secret_sha256: hash_secret("sk-right"),
+                rate,
+            }],
             anonymous: anonymous.then_some(rate),
         })
     }
@@ -88,25 +116,65 @@ mod tests {
     #[test]
     fn a_known_key_is_accepted_and_others_refused() {
         let auth = authenticator(false);
-        let caller = auth.authenticate(&headers("Bearer sk-right")).expect("valid key");
-        assert_eq!((caller.name.as_str(), caller.kind), ("ops", Some(KeyKind::Admin)));
-        assert_eq!(auth.authenticate(&headers("Bearer sk-wrong")).expect_err("bad key").status(), 401);
-        assert_eq!(auth.authenticate(&HeaderMap::new()).expect_err("no key").status(), 401);
+        let caller = auth
+            .authenticate(&headers("Bearer sk-right"))
+            .expect("valid key");
+        assert_eq!(
+            (caller.name.as_str(), caller.kind),
+            ("ops", Some(KeyKind::Admin))
+        );
+        assert_eq!(
+            auth.authenticate(&headers("Bearer sk-wrong"))
+                .expect_err("bad key")
+                .status(),
+            401
+        );
+        assert_eq!(
+            auth.authenticate(&HeaderMap::new())
+                .expect_err("no key")
+                .status(),
+            401
+        );
     }
 
     #[test]
     fn without_configured_keys_any_key_is_served_anonymously() {
-        let rate = RateLimit { requests_per_minute: 1, tokens_per_minute: 1 };
-        let open = Authenticator::new(AuthConfig { keys: Vec::new(), anonymous: Some(rate) });
-        assert_eq!(open.authenticate(&headers("Bearer sk-anything")).expect("anonymous").name, "anonymous");
-        let closed = Authenticator::new(AuthConfig { keys: Vec::new(), anonymous: None });
-        assert_eq!(closed.authenticate(&headers("Bearer sk-anything")).expect_err("no access").status(), 401);
+        let rate = RateLimit {
+            requests_per_minute: 1,
+            tokens_per_minute: 1,
+        };
+        let open = Authenticator::new(AuthConfig {
+            keys: Vec::new(),
+            anonymous: Some(rate),
+        });
+        assert_eq!(
+            open.authenticate(&headers("Bearer sk-anything"))
+                .expect("anonymous")
+                .name,
+            "anonymous"
+        );
+        let closed = Authenticator::new(AuthConfig {
+            keys: Vec::new(),
+            anonymous: None,
+        });
+        assert_eq!(
+            closed
+                .authenticate(&headers("Bearer sk-anything"))
+                .expect_err("no access")
+                .status(),
+            401
+        );
     }
 
     #[test]
     fn anonymous_access_only_when_allowed_and_a_bad_key_is_still_refused() {
         let auth = authenticator(true);
-        assert_eq!(auth.authenticate(&HeaderMap::new()).expect("anonymous").name, "anonymous");
+        assert_eq!(
+            auth.authenticate(&HeaderMap::new())
+                .expect("anonymous")
+                .name,
+            "anonymous"
+        );
         assert!(auth.authenticate(&headers("Bearer nope")).is_err());
     }
 }

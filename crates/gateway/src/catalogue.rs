@@ -10,9 +10,26 @@ use wire::provider::ModelAdvert;
 use crate::config::{CatalogueConfig, ModelPricing};
 
 /// Traits every catalogue answers, pointing at the default model unless configured otherwise.
-const BUILT_IN_TRAITS: &[&str] = &["default", "fastest", "default_code", "default_reasoning", "most_uncensored", "most_intelligent"];
+const BUILT_IN_TRAITS: &[&str] = &[
+    "default",
+    "fastest",
+    "default_code",
+    "default_reasoning",
+    "most_uncensored",
+    "most_intelligent",
+];
 /// OpenAI model names that generic clients send; they run on the default model.
-const BUILT_IN_ALIASES: &[&str] = &["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4", "gpt-4-turbo", "gpt-3.5-turbo", "o4-mini"];
+const BUILT_IN_ALIASES: &[&str] = &[
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "gpt-4",
+    "gpt-4-turbo",
+    "gpt-3.5-turbo",
+    "o4-mini",
+];
 
 /// Matches the engine's sampling defaults.
 const DEFAULT_TEMPERATURE: f32 = 0.7;
@@ -34,7 +51,10 @@ impl Catalogue {
     }
 
     fn default_model(&self, live: &HashMap<String, (ModelAdvert, usize)>) -> Option<String> {
-        self.config.default_model.clone().or_else(|| live.keys().min().cloned())
+        self.config
+            .default_model
+            .clone()
+            .or_else(|| live.keys().min().cloned())
     }
 
     /// Trait → model id, configured ones over built-ins.
@@ -50,7 +70,10 @@ impl Catalogue {
     }
 
     /// Alias → model id, configured ones over built-ins.
-    pub fn aliases(&self, live: &HashMap<String, (ModelAdvert, usize)>) -> BTreeMap<String, String> {
+    pub fn aliases(
+        &self,
+        live: &HashMap<String, (ModelAdvert, usize)>,
+    ) -> BTreeMap<String, String> {
         let mut aliases = BTreeMap::new();
         if let Some(default) = self.default_model(live) {
             for name in BUILT_IN_ALIASES {
@@ -63,10 +86,20 @@ impl Catalogue {
 
     /// The model id a requested name refers to, if any: a served id first, then a trait, then an
     /// alias. A configured but currently unserved id still resolves (it is offline, not unknown).
-    pub fn resolve(&self, requested: &str, live: &HashMap<String, (ModelAdvert, usize)>) -> Option<Resolved> {
-        let known = |id: &str| live.contains_key(id) || self.config.pricing.contains_key(id) || self.config.default_model.as_deref() == Some(id);
+    pub fn resolve(
+        &self,
+        requested: &str,
+        live: &HashMap<String, (ModelAdvert, usize)>,
+    ) -> Option<Resolved> {
+        let known = |id: &str| {
+            live.contains_key(id)
+                || self.config.pricing.contains_key(id)
+                || self.config.default_model.as_deref() == Some(id)
+        };
         if known(requested) {
-            return Some(Resolved { model_id: requested.to_owned() });
+            return Some(Resolved {
+                model_id: requested.to_owned(),
+            });
         }
         self.traits(live)
             .get(requested)
@@ -76,14 +109,24 @@ impl Catalogue {
     }
 
     pub fn pricing(&self, model_id: &str) -> ModelPricing {
-        self.config.pricing.get(model_id).copied().unwrap_or(self.config.default_pricing)
+        self.config
+            .pricing
+            .get(model_id)
+            .copied()
+            .unwrap_or(self.config.default_pricing)
     }
 
     /// The `/models` listing: live models, plus configured ones that are offline.
     pub fn list(&self, live: &HashMap<String, (ModelAdvert, usize)>, created: u64) -> Vec<Model> {
         let traits = self.traits(live);
         let mut ids: Vec<String> = live.keys().cloned().collect();
-        ids.extend(self.config.pricing.keys().filter(|id| !live.contains_key(*id)).cloned());
+        ids.extend(
+            self.config
+                .pricing
+                .keys()
+                .filter(|id| !live.contains_key(*id))
+                .cloned(),
+        );
         ids.sort();
         ids.dedup();
         ids.into_iter()
@@ -171,10 +214,18 @@ mod tests {
         config.traits.insert("fastest".into(), "small".into());
         let catalogue = Catalogue::new(config);
         let live = live(&["big", "small"]);
-        let resolve = |name: &str| catalogue.resolve(name, &live).map(|resolved| resolved.model_id);
+        let resolve = |name: &str| {
+            catalogue
+                .resolve(name, &live)
+                .map(|resolved| resolved.model_id)
+        };
         assert_eq!(resolve("big").as_deref(), Some("big"));
         assert_eq!(resolve("default").as_deref(), Some("big"), "first by id");
-        assert_eq!(resolve("fastest").as_deref(), Some("small"), "configured trait");
+        assert_eq!(
+            resolve("fastest").as_deref(),
+            Some("small"),
+            "configured trait"
+        );
         assert_eq!(resolve("gpt-4o-mini").as_deref(), Some("big"));
         assert_eq!(resolve("nonexistent"), None);
     }
@@ -182,10 +233,15 @@ mod tests {
     #[test]
     fn the_listing_marks_configured_models_without_providers_offline() {
         let mut config = CatalogueConfig::default();
-        config.pricing.insert("resting".into(), ModelPricing::default());
+        config
+            .pricing
+            .insert("resting".into(), ModelPricing::default());
         let catalogue = Catalogue::new(config);
         let models = catalogue.list(&live(&["small"]), 0);
-        let offline: Vec<(&str, bool)> = models.iter().map(|model| (model.id.as_str(), model.model_spec.offline)).collect();
+        let offline: Vec<(&str, bool)> = models
+            .iter()
+            .map(|model| (model.id.as_str(), model.model_spec.offline))
+            .collect();
         assert_eq!(offline, vec![("resting", true), ("small", false)]);
         assert!(models[1].model_spec.traits.contains(&"default".to_owned()));
     }

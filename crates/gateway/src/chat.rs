@@ -19,8 +19,8 @@ use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 use wire::chat::{
-    ChatCompletion, ChatCompletionChunk, ChatRequest, ChatTemplateKwargs, Choice, Cost, Message, ProviderChatRequest,
-    ResponseMessage, Role, StreamOptions, Usage,
+    ChatCompletion, ChatCompletionChunk, ChatRequest, ChatTemplateKwargs, Choice, Cost, Message,
+    ProviderChatRequest, ResponseMessage, Role, StreamOptions, Usage,
 };
 use wire::error::{ApiError, Dialect, ErrorCode, ErrorSource};
 use wire::money::Amount;
@@ -54,7 +54,15 @@ pub(crate) async fn handle(
     match serve(&state, &headers, body, &request_id, started, &mut rate).await {
         Ok(response) => response,
         Err((error, model)) => {
-            state.metrics.requests.get_or_create(&RequestLabels { route: "chat", model, status: error.status() }).inc();
+            state
+                .metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: "chat",
+                    model,
+                    status: error.status(),
+                })
+                .inc();
             tracing::info!(
                 request_id = %request_id,
                 status = error.status(),
@@ -88,55 +96,109 @@ async fn serve(
     let limits = &state.config.limits;
     let caller = state.auth.authenticate(headers).map_err(refuse)?;
     if let Some(content_type) = headers.get(http::header::CONTENT_TYPE) {
-        let content_type = content_type.to_str().unwrap_or_default().to_ascii_lowercase();
+        let content_type = content_type
+            .to_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         // `curl -d` labels bodies as form data by default; a JSON body under that label is
         // still JSON. Types that are clearly something else are refused.
-        let json_like = ["json", "text/plain", "application/x-www-form-urlencoded"].iter().any(|kind| content_type.contains(kind));
+        let json_like = ["json", "text/plain", "application/x-www-form-urlencoded"]
+            .iter()
+            .any(|kind| content_type.contains(kind));
         if !json_like {
-            return Err(refuse(ApiError::new(ErrorCode::InvalidContentType, "the request body must be JSON (Content-Type: application/json)")));
+            return Err(refuse(ApiError::new(
+                ErrorCode::InvalidContentType,
+                "the request body must be JSON (Content-Type: application/json)",
+            )));
         }
     }
     let body = body.map_err(|rejection| {
         refuse(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body is larger than {} bytes", limits.max_body_bytes))
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the request body is larger than {} bytes",
+                    limits.max_body_bytes
+                ),
+            )
         } else {
-            ApiError::new(ErrorCode::InvalidRequest, "the request body could not be read")
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "the request body could not be read",
+            )
         })
     })?;
     let request = ChatRequest::parse(&body).map_err(refuse)?;
     if request.messages.len() > limits.max_messages {
-        return Err(refuse(ApiError::invalid("messages", format!("at most {} messages are allowed per request", limits.max_messages))));
+        return Err(refuse(ApiError::invalid(
+            "messages",
+            format!(
+                "at most {} messages are allowed per request",
+                limits.max_messages
+            ),
+        )));
     }
-    if let Some(max_tokens) = request.max_tokens.filter(|max| *max > limits.max_output_tokens) {
+    if let Some(max_tokens) = request
+        .max_tokens
+        .filter(|max| *max > limits.max_output_tokens)
+    {
         return Err(refuse(
-            ApiError::new(ErrorCode::TooManyTokens, format!("max_tokens is {max_tokens}; this server allows at most {}", limits.max_output_tokens))
-                .with_param("max_tokens"),
+            ApiError::new(
+                ErrorCode::TooManyTokens,
+                format!(
+                    "max_tokens is {max_tokens}; this server allows at most {}",
+                    limits.max_output_tokens
+                ),
+            )
+            .with_param("max_tokens"),
         ));
     }
     let now = Instant::now();
     let live = state.registry.live_models(now);
-    let resolved = state.catalogue.resolve(&request.model, &live).ok_or_else(|| {
-        refuse(
-            ApiError::new(ErrorCode::ModelNotFound, format!("model {:?} is not served here; GET /v1/models lists the models", request.model))
+    let resolved = state
+        .catalogue
+        .resolve(&request.model, &live)
+        .ok_or_else(|| {
+            refuse(
+                ApiError::new(
+                    ErrorCode::ModelNotFound,
+                    format!(
+                        "model {:?} is not served here; GET /v1/models lists the models",
+                        request.model
+                    ),
+                )
                 .with_param("model"),
-        )
-    })?;
+            )
+        })?;
     let model_id = resolved.model_id;
-    let model_name = live.get(&model_id).map_or_else(|| model_id.clone(), |(advert, _)| advert.name.clone());
+    let model_name = live
+        .get(&model_id)
+        .map_or_else(|| model_id.clone(), |(advert, _)| advert.name.clone());
     let rate = state.rate.check(&caller.name, caller.rate, now);
     *rate_out = Some(rate);
     if !rate.allowed {
         return Err((
-            ApiError::new(ErrorCode::RateLimitExceeded, "rate limit exceeded; see the x-ratelimit-* headers")
-                .with_retry_after(rate.reset_after.as_secs().max(1)),
+            ApiError::new(
+                ErrorCode::RateLimitExceeded,
+                "rate limit exceeded; see the x-ratelimit-* headers",
+            )
+            .with_retry_after(rate.reset_after.as_secs().max(1)),
             model_id,
         ));
     }
     let provider_request = provider_request(state, &request, &model_id);
     let provider_body = Bytes::from(serde_json::to_vec(&provider_request).map_err(|_| {
-        (ApiError::new(ErrorCode::Internal, "the provider request could not be encoded"), model_id.clone())
+        (
+            ApiError::new(
+                ErrorCode::Internal,
+                "the provider request could not be encoded",
+            ),
+            model_id.clone(),
+        )
     })?);
-    let committed = dispatch(state, &model_id, provider_body).await.map_err(|error| (error, model_id.clone()))?;
+    let committed = dispatch(state, &model_id, provider_body)
+        .await
+        .map_err(|error| (error, model_id.clone()))?;
     let relay = Relay {
         state: Arc::clone(state),
         caller,
@@ -160,7 +222,9 @@ async fn serve(
     let mut response = if request.stream {
         stream_response(relay)
     } else {
-        complete_response(relay, request.venice.echo()).await.map_err(|error| (error, model_id.clone()))?
+        complete_response(relay, request.venice.echo())
+            .await
+            .map_err(|error| (error, model_id.clone()))?
     };
     let headers = response.headers_mut();
     insert_header(headers, "x-venice-model-id", &model_id);
@@ -171,7 +235,11 @@ async fn serve(
 }
 
 /// Builds the provider's request from validated fields only.
-fn provider_request(state: &AppState, request: &ChatRequest, model_id: &str) -> ProviderChatRequest {
+fn provider_request(
+    state: &AppState,
+    request: &ChatRequest,
+    model_id: &str,
+) -> ProviderChatRequest {
     let mut messages = request.messages.clone();
     let platform_prompt = state.config.system_prompt.trim();
     if request.venice.include_venice_system_prompt && !platform_prompt.is_empty() {
@@ -181,19 +249,34 @@ fn provider_request(state: &AppState, request: &ChatRequest, model_id: &str) -> 
                 first.content = format!("{platform_prompt}\n\n{}", first.content);
                 first.role = Role::System;
             }
-            _ => messages.insert(0, Message { role: Role::System, content: platform_prompt.to_owned() }),
+            _ => messages.insert(
+                0,
+                Message {
+                    role: Role::System,
+                    content: platform_prompt.to_owned(),
+                },
+            ),
         }
     }
     ProviderChatRequest {
         model: model_id.to_owned(),
         messages,
         stream: true,
-        stream_options: StreamOptions { include_usage: true },
+        stream_options: StreamOptions {
+            include_usage: true,
+        },
         sampling: request.sampling.clone(),
         stop: request.stop.clone(),
-        max_tokens: request.max_tokens.unwrap_or(state.config.limits.max_output_tokens),
+        max_tokens: request
+            .max_tokens
+            .unwrap_or(state.config.limits.max_output_tokens),
         response_format: request.response_format.to_openai(),
-        chat_template_kwargs: request.venice.disable_thinking.then_some(ChatTemplateKwargs { enable_thinking: false }),
+        chat_template_kwargs: request
+            .venice
+            .disable_thinking
+            .then_some(ChatTemplateKwargs {
+                enable_thinking: false,
+            }),
     }
 }
 
@@ -206,7 +289,11 @@ struct Committed {
 }
 
 /// Tries providers until one produces a first token, or attempts run out.
-async fn dispatch(state: &Arc<AppState>, model_id: &str, body: Bytes) -> Result<Committed, ApiError> {
+async fn dispatch(
+    state: &Arc<AppState>,
+    model_id: &str,
+    body: Bytes,
+) -> Result<Committed, ApiError> {
     let limits = &state.config.limits;
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<ApiError> = None;
@@ -215,10 +302,16 @@ async fn dispatch(state: &Arc<AppState>, model_id: &str, body: Bytes) -> Result<
             Ok(attempt) => attempt,
             Err(reason) => {
                 return Err(last_error.unwrap_or_else(|| match reason {
-                    NoProvider::Offline => ApiError::new(ErrorCode::ModelOffline, format!("no provider is serving {model_id} right now"))
-                        .with_retry_after(5),
-                    NoProvider::Unavailable => ApiError::new(ErrorCode::ModelAtCapacity, format!("every provider of {model_id} is busy"))
-                        .with_retry_after(1),
+                    NoProvider::Offline => ApiError::new(
+                        ErrorCode::ModelOffline,
+                        format!("no provider is serving {model_id} right now"),
+                    )
+                    .with_retry_after(5),
+                    NoProvider::Unavailable => ApiError::new(
+                        ErrorCode::ModelAtCapacity,
+                        format!("every provider of {model_id} is busy"),
+                    )
+                    .with_retry_after(1),
                 }));
             }
         };
@@ -230,8 +323,20 @@ async fn dispatch(state: &Arc<AppState>, model_id: &str, body: Bytes) -> Result<
         match first_token(state, &attempt, body.clone(), &provider_request_id).await {
             Ok((first_chunks, stream)) => {
                 state.registry.record_success(&attempt.provider);
-                state.metrics.provider_attempts.get_or_create(&AttemptLabels { provider: attempt.provider.id.clone(), outcome: "ok" }).inc();
-                return Ok(Committed { attempt, attempts: attempt_number + 1, first_chunks, stream });
+                state
+                    .metrics
+                    .provider_attempts
+                    .get_or_create(&AttemptLabels {
+                        provider: attempt.provider.id.clone(),
+                        outcome: "ok",
+                    })
+                    .inc();
+                return Ok(Committed {
+                    attempt,
+                    attempts: attempt_number + 1,
+                    first_chunks,
+                    stream,
+                });
             }
             Err(failure) => {
                 let outcome = match failure.kind {
@@ -239,18 +344,32 @@ async fn dispatch(state: &Arc<AppState>, model_id: &str, body: Bytes) -> Result<
                     FailureKind::Fault => "fault",
                     FailureKind::Refused => "refused",
                 };
-                state.metrics.provider_attempts.get_or_create(&AttemptLabels { provider: attempt.provider.id.clone(), outcome }).inc();
+                state
+                    .metrics
+                    .provider_attempts
+                    .get_or_create(&AttemptLabels {
+                        provider: attempt.provider.id.clone(),
+                        outcome,
+                    })
+                    .inc();
                 tracing::debug!(provider = %attempt.provider.id, outcome, code = failure.error.code.as_str(), "provider attempt failed");
                 match failure.kind {
                     FailureKind::Refused => return Err(failure.error),
-                    FailureKind::Fault => state.registry.record_failure(&attempt.provider, Instant::now()),
+                    FailureKind::Fault => state
+                        .registry
+                        .record_failure(&attempt.provider, Instant::now()),
                     FailureKind::Busy => {}
                 }
                 last_error = Some(failure.error);
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| ApiError::new(ErrorCode::ModelAtCapacity, "no provider could take the request")))
+    Err(last_error.unwrap_or_else(|| {
+        ApiError::new(
+            ErrorCode::ModelAtCapacity,
+            "no provider could take the request",
+        )
+    }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,7 +389,10 @@ struct Failure {
 
 impl Failure {
     fn fault(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { kind: FailureKind::Fault, error: ApiError::new(code, message).with_source(ErrorSource::Upstream) }
+        Self {
+            kind: FailureKind::Fault,
+            error: ApiError::new(code, message).with_source(ErrorSource::Upstream),
+        }
     }
 }
 
@@ -283,7 +405,11 @@ async fn first_token(
 ) -> Result<(Vec<ChatCompletionChunk>, UpstreamStream), Failure> {
     let limits = &state.config.limits;
     let deadline = tokio::time::Instant::now() + limits.first_byte_timeout;
-    let url = format!("{}{}", attempt.provider.endpoint.trim_end_matches('/'), PROVIDER_CHAT_PATH);
+    let url = format!(
+        "{}{}",
+        attempt.provider.endpoint.trim_end_matches('/'),
+        PROVIDER_CHAT_PATH
+    );
     let sent = state
         .http
         .post(url)
@@ -293,10 +419,22 @@ async fn first_token(
         .body(body)
         .send();
     let response = match tokio::time::timeout_at(deadline, sent).await {
-        Err(_) => return Err(Failure::fault(ErrorCode::RequestTimeout, "the provider did not answer in time")),
+        Err(_) => {
+            return Err(Failure::fault(
+                ErrorCode::RequestTimeout,
+                "the provider did not answer in time",
+            ));
+        }
         Ok(Err(error)) => {
-            let what = if error.is_connect() { "could not be reached" } else { "failed" };
-            return Err(Failure::fault(ErrorCode::UpstreamError, format!("the provider {what}")));
+            let what = if error.is_connect() {
+                "could not be reached"
+            } else {
+                "failed"
+            };
+            return Err(Failure::fault(
+                ErrorCode::UpstreamError,
+                format!("the provider {what}"),
+            ));
         }
         Ok(Ok(response)) => response,
     };
@@ -304,26 +442,56 @@ async fn first_token(
     if !status.is_success() {
         return Err(provider_error(response, deadline).await);
     }
-    let mut stream = UpstreamStream::new(response, limits.max_provider_event_bytes, limits.idle_chunk_timeout);
+    let mut stream = UpstreamStream::new(
+        response,
+        limits.max_provider_event_bytes,
+        limits.idle_chunk_timeout,
+    );
     let mut first_chunks = Vec::new();
     loop {
         match tokio::time::timeout_at(deadline, stream.next()).await {
-            Err(_) => return Err(Failure::fault(ErrorCode::RequestTimeout, "the provider produced no token in time")),
-            Ok(Err(error)) => return Err(Failure { kind: FailureKind::Fault, error }),
-            Ok(Ok(None)) => return Err(Failure::fault(ErrorCode::UpstreamError, "the provider ended the stream without a reply")),
+            Err(_) => {
+                return Err(Failure::fault(
+                    ErrorCode::RequestTimeout,
+                    "the provider produced no token in time",
+                ));
+            }
+            Ok(Err(error)) => {
+                return Err(Failure {
+                    kind: FailureKind::Fault,
+                    error,
+                });
+            }
+            Ok(Ok(None)) => {
+                return Err(Failure::fault(
+                    ErrorCode::UpstreamError,
+                    "the provider ended the stream without a reply",
+                ));
+            }
             Ok(Ok(Some(chunk))) => {
                 let meaningful = chunk.usage.is_some()
                     || chunk.choices.iter().any(|choice| {
                         choice.finish_reason.is_some()
-                            || choice.delta.content.as_deref().is_some_and(|text| !text.is_empty())
-                            || choice.delta.reasoning_content.as_deref().is_some_and(|text| !text.is_empty())
+                            || choice
+                                .delta
+                                .content
+                                .as_deref()
+                                .is_some_and(|text| !text.is_empty())
+                            || choice
+                                .delta
+                                .reasoning_content
+                                .as_deref()
+                                .is_some_and(|text| !text.is_empty())
                     });
                 first_chunks.push(chunk);
                 if meaningful {
                     return Ok((first_chunks, stream));
                 }
                 if first_chunks.len() > MAX_EMPTY_LEADING_CHUNKS {
-                    return Err(Failure::fault(ErrorCode::UpstreamError, "the provider sent empty chunks and no token"));
+                    return Err(Failure::fault(
+                        ErrorCode::UpstreamError,
+                        "the provider sent empty chunks and no token",
+                    ));
                 }
             }
         }
@@ -348,20 +516,39 @@ async fn provider_error(response: reqwest::Response, deadline: tokio::time::Inst
         .and_then(serde_json::Value::as_str)
         .unwrap_or("the provider failed")
         .to_owned();
-    let code = error.and_then(|error| error.get("code")).and_then(serde_json::Value::as_str).and_then(ErrorCode::parse);
-    let param = error.and_then(|error| error.get("param")).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let code = error
+        .and_then(|error| error.get("code"))
+        .and_then(serde_json::Value::as_str)
+        .and_then(ErrorCode::parse);
+    let param = error
+        .and_then(|error| error.get("param"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
     match status {
         429 | 503 => Failure {
             kind: FailureKind::Busy,
-            error: ApiError::new(code.unwrap_or(ErrorCode::ModelAtCapacity), message).with_source(ErrorSource::Upstream).with_retry_after(1),
+            error: ApiError::new(code.unwrap_or(ErrorCode::ModelAtCapacity), message)
+                .with_source(ErrorSource::Upstream)
+                .with_retry_after(1),
         },
-        401 | 403 => Failure::fault(ErrorCode::UpstreamError, "the provider refused the gateway's lease"),
+        401 | 403 => Failure::fault(
+            ErrorCode::UpstreamError,
+            "the provider refused the gateway's lease",
+        ),
         400..=499 => {
-            let mut error = ApiError::new(code.unwrap_or(ErrorCode::InvalidRequest), message).with_source(ErrorSource::Client);
+            let mut error = ApiError::new(code.unwrap_or(ErrorCode::InvalidRequest), message)
+                .with_source(ErrorSource::Client);
             error.param = param;
-            Failure { kind: FailureKind::Refused, error }
+            Failure {
+                kind: FailureKind::Refused,
+                error,
+            }
         }
-        _ => Failure::fault(code.filter(|code| code.status() >= 500).unwrap_or(ErrorCode::UpstreamError), message),
+        _ => Failure::fault(
+            code.filter(|code| code.status() >= 500)
+                .unwrap_or(ErrorCode::UpstreamError),
+            message,
+        ),
     }
 }
 
@@ -389,7 +576,8 @@ impl UpstreamStream {
 
     /// The next chunk; `None` at a clean end. Errors are upstream faults.
     async fn next(&mut self) -> Result<Option<ChatCompletionChunk>, ApiError> {
-        let upstream = |code, message: &str| ApiError::new(code, message).with_source(ErrorSource::Upstream);
+        let upstream =
+            |code, message: &str| ApiError::new(code, message).with_source(ErrorSource::Upstream);
         loop {
             if self.done {
                 return Ok(None);
@@ -401,16 +589,40 @@ impl UpstreamStream {
                         return Ok(None);
                     }
                     SseEvent::Data(data) => {
-                        let value: serde_json::Value = serde_json::from_str(&data)
-                            .map_err(|_| upstream(ErrorCode::UpstreamError, "the provider sent a malformed event"))?;
+                        let value: serde_json::Value =
+                            serde_json::from_str(&data).map_err(|_| {
+                                upstream(
+                                    ErrorCode::UpstreamError,
+                                    "the provider sent a malformed event",
+                                )
+                            })?;
                         if let Some(error) = value.get("error") {
-                            let message = error.get("message").and_then(serde_json::Value::as_str).unwrap_or("the provider failed");
-                            let code = error.get("code").and_then(serde_json::Value::as_str).and_then(ErrorCode::parse);
-                            return Err(upstream(code.filter(|code| code.status() >= 500).unwrap_or(ErrorCode::InferenceFailed), message));
+                            let message = error
+                                .get("message")
+                                .and_then(serde_json::Value::as_str)
+                                .unwrap_or("the provider failed");
+                            let code = error
+                                .get("code")
+                                .and_then(serde_json::Value::as_str)
+                                .and_then(ErrorCode::parse);
+                            return Err(upstream(
+                                code.filter(|code| code.status() >= 500)
+                                    .unwrap_or(ErrorCode::InferenceFailed),
+                                message,
+                            ));
                         }
-                        let chunk: ChatCompletionChunk = serde_json::from_value(value)
-                            .map_err(|_| upstream(ErrorCode::UpstreamError, "the provider sent a malformed chunk"))?;
-                        if chunk.choices.iter().any(|choice| choice.finish_reason.is_some()) {
+                        let chunk: ChatCompletionChunk =
+                            serde_json::from_value(value).map_err(|_| {
+                                upstream(
+                                    ErrorCode::UpstreamError,
+                                    "the provider sent a malformed chunk",
+                                )
+                            })?;
+                        if chunk
+                            .choices
+                            .iter()
+                            .any(|choice| choice.finish_reason.is_some())
+                        {
                             self.saw_finish = true;
                         }
                         return Ok(Some(chunk));
@@ -418,21 +630,36 @@ impl UpstreamStream {
                 }
             }
             match tokio::time::timeout(self.idle_timeout, self.body.next()).await {
-                Err(_) => return Err(upstream(ErrorCode::RequestTimeout, "the provider stalled mid-stream")),
+                Err(_) => {
+                    return Err(upstream(
+                        ErrorCode::RequestTimeout,
+                        "the provider stalled mid-stream",
+                    ));
+                }
                 Ok(None) => {
                     self.done = true;
                     return if self.saw_finish {
                         Ok(None)
                     } else {
-                        Err(upstream(ErrorCode::InferenceFailed, "the provider closed the stream before finishing"))
+                        Err(upstream(
+                            ErrorCode::InferenceFailed,
+                            "the provider closed the stream before finishing",
+                        ))
                     };
                 }
-                Ok(Some(Err(_))) => return Err(upstream(ErrorCode::InferenceFailed, "the connection to the provider broke mid-stream")),
+                Ok(Some(Err(_))) => {
+                    return Err(upstream(
+                        ErrorCode::InferenceFailed,
+                        "the connection to the provider broke mid-stream",
+                    ));
+                }
                 Ok(Some(Ok(bytes))) => {
-                    let events = self
-                        .parser
-                        .push(&bytes)
-                        .map_err(|error| upstream(ErrorCode::UpstreamError, &format!("the provider's stream is invalid: {error}")))?;
+                    let events = self.parser.push(&bytes).map_err(|error| {
+                        upstream(
+                            ErrorCode::UpstreamError,
+                            &format!("the provider's stream is invalid: {error}"),
+                        )
+                    })?;
                     self.events.extend(events);
                 }
             }
@@ -473,7 +700,11 @@ struct Relay {
 /// What the relay hands its client next.
 enum Step {
     /// Visible text (possibly empty) and, at the end, the finish reason.
-    Chunk { content: String, reasoning: Option<String>, finish_reason: Option<String> },
+    Chunk {
+        content: String,
+        reasoning: Option<String>,
+        finish_reason: Option<String>,
+    },
     End,
     Failed(ApiError),
 }
@@ -484,16 +715,26 @@ impl Relay {
             let chunk = match self.pending.pop_front() {
                 Some(chunk) => chunk,
                 None => {
-                    let Some(upstream) = self.upstream.as_mut() else { return Step::End };
+                    let Some(upstream) = self.upstream.as_mut() else {
+                        return Step::End;
+                    };
                     match upstream.next().await {
                         Ok(Some(chunk)) => chunk,
                         Ok(None) => {
                             self.upstream = None;
-                            let tail = if self.strip_thinking { self.thinking.finish() } else { String::new() };
+                            let tail = if self.strip_thinking {
+                                self.thinking.finish()
+                            } else {
+                                String::new()
+                            };
                             if tail.is_empty() {
                                 return Step::End;
                             }
-                            return Step::Chunk { content: tail, reasoning: None, finish_reason: None };
+                            return Step::Chunk {
+                                content: tail,
+                                reasoning: None,
+                                finish_reason: None,
+                            };
                         }
                         Err(error) => {
                             self.upstream = None;
@@ -505,9 +746,14 @@ impl Relay {
             if let Some(usage) = chunk.usage {
                 self.usage = Some(usage);
             }
-            let Some(choice) = chunk.choices.into_iter().next() else { continue };
+            let Some(choice) = chunk.choices.into_iter().next() else {
+                continue;
+            };
             let mut content = choice.delta.content.unwrap_or_default();
-            let mut reasoning = choice.delta.reasoning_content.filter(|text| !text.is_empty());
+            let mut reasoning = choice
+                .delta
+                .reasoning_content
+                .filter(|text| !text.is_empty());
             if self.strip_thinking {
                 content = self.thinking.push(&content);
                 reasoning = None;
@@ -518,10 +764,18 @@ impl Relay {
             if let Some(reason) = &choice.finish_reason {
                 self.finish_reason = Some(reason.clone());
             }
-            if content.is_empty() && reasoning.is_none() && choice.finish_reason.is_none() && self.sent_role {
+            if content.is_empty()
+                && reasoning.is_none()
+                && choice.finish_reason.is_none()
+                && self.sent_role
+            {
                 continue;
             }
-            return Step::Chunk { content, reasoning, finish_reason: choice.finish_reason };
+            return Step::Chunk {
+                content,
+                reasoning,
+                finish_reason: choice.finish_reason,
+            };
         }
     }
 
@@ -532,12 +786,19 @@ impl Relay {
     fn cost(&self) -> Cost {
         let pricing = self.state.catalogue.pricing(&self.model_id);
         let usage = self.usage();
-        let usd = Amount::for_tokens(pricing.input_per_million, usage.prompt_tokens)
-            .saturating_add(Amount::for_tokens(pricing.output_per_million, usage.completion_tokens));
+        let usd =
+            Amount::for_tokens(pricing.input_per_million, usage.prompt_tokens).saturating_add(
+                Amount::for_tokens(pricing.output_per_million, usage.completion_tokens),
+            );
         Cost { usd, diem: usd }
     }
 
-    fn chunk_json(&mut self, content: String, reasoning: Option<String>, finish_reason: Option<String>) -> Bytes {
+    fn chunk_json(
+        &mut self,
+        content: String,
+        reasoning: Option<String>,
+        finish_reason: Option<String>,
+    ) -> Bytes {
         let role = (!self.sent_role).then_some(Role::Assistant);
         self.sent_role = true;
         let chunk = ChatCompletionChunk {
@@ -547,7 +808,11 @@ impl Relay {
             model: self.model_id.clone(),
             choices: vec![wire::chat::ChunkChoice {
                 index: 0,
-                delta: wire::chat::Delta { role, content: Some(content), reasoning_content: reasoning },
+                delta: wire::chat::Delta {
+                    role,
+                    content: Some(content),
+                    reasoning_content: reasoning,
+                },
                 finish_reason,
             }],
             usage: None,
@@ -589,15 +854,46 @@ impl Drop for Relay {
         let usage = self.usage();
         let metrics = &self.state.metrics;
         let model = self.model_id.clone();
-        metrics.requests.get_or_create(&RequestLabels { route: "chat", model: model.clone(), status }).inc();
-        metrics.request_seconds.get_or_create(&ModelLabels { model: model.clone() }).observe(self.started.elapsed().as_secs_f64());
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: "chat",
+                model: model.clone(),
+                status,
+            })
+            .inc();
+        metrics
+            .request_seconds
+            .get_or_create(&ModelLabels {
+                model: model.clone(),
+            })
+            .observe(self.started.elapsed().as_secs_f64());
         if let Some(first) = self.first_token_at {
-            metrics.first_token_seconds.get_or_create(&ModelLabels { model: model.clone() }).observe(first.duration_since(self.started).as_secs_f64());
+            metrics
+                .first_token_seconds
+                .get_or_create(&ModelLabels {
+                    model: model.clone(),
+                })
+                .observe(first.duration_since(self.started).as_secs_f64());
         }
-        metrics.tokens.get_or_create(&TokenLabels { model: model.clone(), kind: "prompt" }).inc_by(usage.prompt_tokens);
-        metrics.tokens.get_or_create(&TokenLabels { model, kind: "completion" }).inc_by(usage.completion_tokens);
+        metrics
+            .tokens
+            .get_or_create(&TokenLabels {
+                model: model.clone(),
+                kind: "prompt",
+            })
+            .inc_by(usage.prompt_tokens);
+        metrics
+            .tokens
+            .get_or_create(&TokenLabels {
+                model,
+                kind: "completion",
+            })
+            .inc_by(usage.completion_tokens);
         metrics.in_flight.dec();
-        self.state.rate.record_tokens(&self.caller.name, usage.total_tokens);
+        self.state
+            .rate
+            .record_tokens(&self.caller.name, usage.total_tokens);
         tracing::info!(
             request_id = %self.request_id,
             model = %self.model_id,
@@ -619,7 +915,11 @@ fn stream_response(relay: Relay) -> Response {
     let frames = futures_util::stream::unfold(Some(relay), |relay| async move {
         let mut relay = relay?;
         let frame = match relay.step().await {
-            Step::Chunk { content, reasoning, finish_reason } => relay.chunk_json(content, reasoning, finish_reason),
+            Step::Chunk {
+                content,
+                reasoning,
+                finish_reason,
+            } => relay.chunk_json(content, reasoning, finish_reason),
             Step::End => {
                 relay.outcome = Outcome::Completed;
                 let mut tail = Vec::new();
@@ -627,7 +927,10 @@ fn stream_response(relay: Relay) -> Response {
                     tail.extend_from_slice(&relay.usage_json());
                 }
                 tail.extend_from_slice(b"data: [DONE]\n\n");
-                return Some((Ok::<Bytes, std::convert::Infallible>(Bytes::from(tail)), None));
+                return Some((
+                    Ok::<Bytes, std::convert::Infallible>(Bytes::from(tail)),
+                    None,
+                ));
             }
             Step::Failed(error) => {
                 relay.outcome = Outcome::Failed(error.status());
@@ -639,19 +942,32 @@ fn stream_response(relay: Relay) -> Response {
     });
     let mut response = Response::new(Body::from_stream(frames));
     let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
     insert_header(headers, "x-gondola-provider", &provider);
     response
 }
 
-async fn complete_response(mut relay: Relay, venice_echo: serde_json::Value) -> Result<Response, ApiError> {
+async fn complete_response(
+    mut relay: Relay,
+    venice_echo: serde_json::Value,
+) -> Result<Response, ApiError> {
     relay.state.metrics.in_flight.inc();
     let mut content = String::new();
     let mut reasoning = String::new();
     loop {
         match relay.step().await {
-            Step::Chunk { content: text, reasoning: thought, .. } => {
+            Step::Chunk {
+                content: text,
+                reasoning: thought,
+                ..
+            } => {
                 content.push_str(&text);
                 if let Some(thought) = thought {
                     reasoning.push_str(&thought);
@@ -685,9 +1001,19 @@ async fn complete_response(mut relay: Relay, venice_echo: serde_json::Value) -> 
         cost: relay.cost(),
         venice_parameters: venice_echo,
     };
-    let body = serde_json::to_vec(&completion).map_err(|_| ApiError::new(ErrorCode::Internal, "the response could not be encoded"))?;
-    let mut response = (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], body).into_response();
-    insert_header(response.headers_mut(), "x-gondola-provider", &relay.attempt.provider.id);
+    let body = serde_json::to_vec(&completion)
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the response could not be encoded"))?;
+    let mut response = (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    insert_header(
+        response.headers_mut(),
+        "x-gondola-provider",
+        &relay.attempt.provider.id,
+    );
     Ok(response)
 }
 
@@ -695,7 +1021,9 @@ fn sse_data<T: Serialize>(value: &T) -> Bytes {
     let mut frame = b"data: ".to_vec();
     if serde_json::to_writer(&mut frame, value).is_err() {
         frame.truncate(6);
-        frame.extend_from_slice(br#"{"error":{"message":"encoding failed","code":"INTERNAL_ERROR"}}"#);
+        frame.extend_from_slice(
+            br#"{"error":{"message":"encoding failed","code":"INTERNAL_ERROR"}}"#,
+        );
     }
     frame.extend_from_slice(b"\n\n");
     Bytes::from(frame)
@@ -709,11 +1037,27 @@ fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
 
 fn insert_rate_headers(headers: &mut HeaderMap, rate: &RateStatus) {
     let reset = format!("{}s", rate.reset_after.as_secs().max(1));
-    insert_header(headers, "x-ratelimit-limit-requests", &rate.limit.requests_per_minute.to_string());
-    insert_header(headers, "x-ratelimit-remaining-requests", &rate.remaining_requests.to_string());
+    insert_header(
+        headers,
+        "x-ratelimit-limit-requests",
+        &rate.limit.requests_per_minute.to_string(),
+    );
+    insert_header(
+        headers,
+        "x-ratelimit-remaining-requests",
+        &rate.remaining_requests.to_string(),
+    );
     insert_header(headers, "x-ratelimit-reset-requests", &reset);
-    insert_header(headers, "x-ratelimit-limit-tokens", &rate.limit.tokens_per_minute.to_string());
-    insert_header(headers, "x-ratelimit-remaining-tokens", &rate.remaining_tokens.to_string());
+    insert_header(
+        headers,
+        "x-ratelimit-limit-tokens",
+        &rate.limit.tokens_per_minute.to_string(),
+    );
+    insert_header(
+        headers,
+        "x-ratelimit-remaining-tokens",
+        &rate.remaining_tokens.to_string(),
+    );
     insert_header(headers, "x-ratelimit-reset-tokens", &reset);
 }
 
@@ -724,5 +1068,7 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 }
 
 pub(crate) fn unix_seconds() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }

@@ -31,8 +31,8 @@ use tokio_rustls::TlsAcceptor;
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::models::ModelList;
 use wire::provider::{
-    HEARTBEAT_PATH, HEARTBEAT_PURPOSE, Heartbeat, REGISTER_PATH, REGISTRATION_PURPOSE, Registration, RegistrationAccepted,
-    SignedEnvelope, provider_id,
+    HEARTBEAT_PATH, HEARTBEAT_PURPOSE, Heartbeat, REGISTER_PATH, REGISTRATION_PURPOSE,
+    Registration, RegistrationAccepted, SignedEnvelope, provider_id,
 };
 
 pub use auth::hash_secret;
@@ -114,7 +114,14 @@ impl Gateway {
         tls: Option<TlsAcceptor>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
-        server::serve(listener, router(Arc::clone(&self.state)), tls, ServeLimits::default(), shutdown).await
+        server::serve(
+            listener,
+            router(Arc::clone(&self.state)),
+            tls,
+            ServeLimits::default(),
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -140,7 +147,10 @@ async fn sweep_leases(state: Arc<AppState>) {
     loop {
         interval.tick().await;
         let live = state.registry.sweep(Instant::now());
-        state.metrics.live_providers.set(i64::try_from(live).unwrap_or(i64::MAX));
+        state
+            .metrics
+            .live_providers
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
     }
 }
 
@@ -160,24 +170,40 @@ fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
 fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     Router::new()
-        .route(REGISTER_PATH, post(register).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)))
-        .route(HEARTBEAT_PATH, post(heartbeat).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)))
+        .route(
+            REGISTER_PATH,
+            post(register).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)),
+        )
+        .route(
+            HEARTBEAT_PATH,
+            post(heartbeat).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)),
+        )
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .with_state(Arc::clone(&state))
         .nest("/v1", api_routes(&state, Dialect::OpenAi))
-        .nest("/api/v1", api_routes(&state, Dialect::Venice).route("/openapi.json", get(openapi)))
+        .nest(
+            "/api/v1",
+            api_routes(&state, Dialect::Venice).route("/openapi.json", get(openapi)),
+        )
         .fallback(not_found_openai)
         .layer(DefaultBodyLimit::max(body_limit))
 }
 
 pub(crate) fn error_response(error: &ApiError, dialect: Dialect) -> Response {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, [(http::header::CONTENT_TYPE, "application/json")], error.body(dialect)).into_response();
-    if let Some(seconds) = error.retry_after_s {
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert(http::header::RETRY_AFTER, value);
-        }
+    let mut response = (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        error.body(dialect),
+    )
+        .into_response();
+    if let Some(seconds) = error.retry_after_s
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, value);
     }
     response
 }
@@ -200,13 +226,18 @@ struct TypeFilter {
 fn type_matches(filter: &TypeFilter) -> Result<bool, ApiError> {
     match filter.r#type.as_deref() {
         None | Some("text" | "all") => Ok(true),
-        Some("image" | "embedding" | "tts" | "asr" | "upscale" | "inpaint" | "video" | "code") => Ok(false),
-        Some(other) => Err(ApiError::invalid("type", format!("unknown model type {other:?}"))),
+        Some("image" | "embedding" | "tts" | "asr" | "upscale" | "inpaint" | "video" | "code") => {
+            Ok(false)
+        }
+        Some(other) => Err(ApiError::invalid(
+            "type",
+            format!("unknown model type {other:?}"),
+        )),
     }
 }
 
-fn authenticated(state: &AppState, headers: &HeaderMap, dialect: Dialect) -> Result<auth::Caller, Response> {
-    state.auth.authenticate(headers).map_err(|error| error_response(&error, dialect))
+fn authenticated(state: &AppState, headers: &HeaderMap) -> Result<auth::Caller, ApiError> {
+    state.auth.authenticate(headers)
 }
 
 async fn list_models(
@@ -215,18 +246,31 @@ async fn list_models(
     headers: HeaderMap,
     Query(filter): Query<TypeFilter>,
 ) -> Response {
-    if let Err(response) = authenticated(&state, &headers, dialect) {
-        return response;
+    if let Err(error) = authenticated(&state, &headers) {
+        return error_response(&error, dialect);
     }
     let include = match type_matches(&filter) {
         Ok(include) => include,
         Err(error) => return error_response(&error, dialect),
     };
     let live = state.registry.live_models(Instant::now());
-    let data = if include { state.catalogue.list(&live, started_at()) } else { Vec::new() };
+    let data = if include {
+        state.catalogue.list(&live, started_at())
+    } else {
+        Vec::new()
+    };
     count(&state, "models", 200);
-    let body = serde_json::to_vec(&ModelList { object: "list", data }).unwrap_or_default();
-    (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    let body = serde_json::to_vec(&ModelList {
+        object: "list",
+        data,
+    })
+    .unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 async fn list_traits(
@@ -235,13 +279,17 @@ async fn list_traits(
     headers: HeaderMap,
     Query(filter): Query<TypeFilter>,
 ) -> Response {
-    if let Err(response) = authenticated(&state, &headers, dialect) {
-        return response;
+    if let Err(error) = authenticated(&state, &headers) {
+        return error_response(&error, dialect);
     }
     match type_matches(&filter) {
         Ok(include) => {
             let live = state.registry.live_models(Instant::now());
-            let data = if include { state.catalogue.traits(&live) } else { Default::default() };
+            let data = if include {
+                state.catalogue.traits(&live)
+            } else {
+                Default::default()
+            };
             Json(serde_json::json!({ "object": "list", "data": data })).into_response()
         }
         Err(error) => error_response(&error, dialect),
@@ -254,26 +302,40 @@ async fn list_aliases(
     headers: HeaderMap,
     Query(filter): Query<TypeFilter>,
 ) -> Response {
-    if let Err(response) = authenticated(&state, &headers, dialect) {
-        return response;
+    if let Err(error) = authenticated(&state, &headers) {
+        return error_response(&error, dialect);
     }
     match type_matches(&filter) {
         Ok(include) => {
             let live = state.registry.live_models(Instant::now());
-            let data = if include { state.catalogue.aliases(&live) } else { Default::default() };
+            let data = if include {
+                state.catalogue.aliases(&live)
+            } else {
+                Default::default()
+            };
             Json(serde_json::json!({ "object": "list", "data": data })).into_response()
         }
         Err(error) => error_response(&error, dialect),
     }
 }
 
-async fn list_providers(State(state): State<Arc<AppState>>, Extension(dialect): Extension<Dialect>, headers: HeaderMap) -> Response {
-    let caller = match authenticated(&state, &headers, dialect) {
+async fn list_providers(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match authenticated(&state, &headers) {
         Ok(caller) => caller,
-        Err(response) => return response,
+        Err(error) => return error_response(&error, dialect),
     };
     if caller.kind != Some(KeyKind::Admin) {
-        return error_response(&ApiError::new(ErrorCode::Unauthorized, "listing providers needs an ADMIN key"), dialect);
+        return error_response(
+            &ApiError::new(
+                ErrorCode::Unauthorized,
+                "listing providers needs an ADMIN key",
+            ),
+            dialect,
+        );
     }
     let data = state.registry.views(Instant::now());
     Json(serde_json::json!({ "object": "list", "data": data })).into_response()
@@ -284,28 +346,62 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    state.metrics.live_providers.set(i64::try_from(state.registry.live_count(Instant::now())).unwrap_or(i64::MAX));
-    ([(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()).into_response()
+    state
+        .metrics
+        .live_providers
+        .set(i64::try_from(state.registry.live_count(Instant::now())).unwrap_or(i64::MAX));
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn openapi() -> Response {
-    ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI_DOCUMENT).into_response()
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI_DOCUMENT,
+    )
+        .into_response()
 }
 
 async fn not_found(Extension(dialect): Extension<Dialect>) -> Response {
-    error_response(&ApiError::new(ErrorCode::NotFound, "no such endpoint"), dialect)
+    error_response(
+        &ApiError::new(ErrorCode::NotFound, "no such endpoint"),
+        dialect,
+    )
 }
 
 async fn not_found_openai() -> Response {
-    error_response(&ApiError::new(ErrorCode::NotFound, "no such endpoint"), Dialect::OpenAi)
+    error_response(
+        &ApiError::new(ErrorCode::NotFound, "no such endpoint"),
+        Dialect::OpenAi,
+    )
 }
 
 async fn method_not_allowed(Extension(dialect): Extension<Dialect>) -> Response {
-    error_response(&ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that method"), dialect)
+    error_response(
+        &ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "this endpoint does not accept that method",
+        ),
+        dialect,
+    )
 }
 
 fn count(state: &AppState, route: &'static str, status: u16) {
-    state.metrics.requests.get_or_create(&RequestLabels { route, model: String::new(), status }).inc();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            model: String::new(),
+            status,
+        })
+        .inc();
 }
 
 fn started_at() -> u64 {
@@ -314,7 +410,11 @@ fn started_at() -> u64 {
 }
 
 fn unix_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 fn provider_error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -329,8 +429,8 @@ fn provider_error(status: StatusCode, message: impl Into<String>) -> Response {
     response
 }
 
-fn parse_envelope(body: &[u8]) -> Result<SignedEnvelope, Response> {
-    serde_json::from_slice(body).map_err(|error| provider_error(StatusCode::BAD_REQUEST, format!("not a signed message: {error}")))
+fn parse_envelope(body: &[u8]) -> Result<SignedEnvelope, String> {
+    serde_json::from_slice(body).map_err(|error| format!("not a signed message: {error}"))
 }
 
 fn within_skew(state: &AppState, issued_at_ms: u64) -> bool {
@@ -341,40 +441,67 @@ fn within_skew(state: &AppState, issued_at_ms: u64) -> bool {
 async fn register(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Response {
     let envelope = match parse_envelope(&body) {
         Ok(envelope) => envelope,
-        Err(response) => return response,
+        Err(message) => return provider_error(StatusCode::BAD_REQUEST, message),
     };
     let (key, registration): (_, Registration) = match envelope.verify() {
         Ok(verified) => verified,
         Err(error) => return provider_error(StatusCode::UNAUTHORIZED, error.to_string()),
     };
     if registration.purpose != REGISTRATION_PURPOSE {
-        return provider_error(StatusCode::BAD_REQUEST, "this message is not a registration");
+        return provider_error(
+            StatusCode::BAD_REQUEST,
+            "this message is not a registration",
+        );
     }
     if !within_skew(&state, registration.issued_at_ms) {
-        return provider_error(StatusCode::BAD_REQUEST, "the registration's timestamp is too far from the gateway's clock");
+        return provider_error(
+            StatusCode::BAD_REQUEST,
+            "the registration's timestamp is too far from the gateway's clock",
+        );
     }
     let id = provider_id(&key);
-    if let Admission::Allowlist(allowed) = &state.config.admission {
-        if !allowed.contains(&key) {
-            tracing::warn!(provider = %id, "registration refused: provider not on the allowlist");
-            return provider_error(StatusCode::FORBIDDEN, "this provider's key is not admitted by the gateway's operator");
-        }
+    if let Admission::Allowlist(allowed) = &state.config.admission
+        && !allowed.contains(&key)
+    {
+        tracing::warn!(provider = %id, "registration refused: provider not on the allowlist");
+        return provider_error(
+            StatusCode::FORBIDDEN,
+            "this provider's key is not admitted by the gateway's operator",
+        );
     }
     let endpoint = registration.endpoint.trim().to_owned();
-    if endpoint.len() > MAX_ENDPOINT_BYTES || !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        return provider_error(StatusCode::BAD_REQUEST, "endpoint must be an http:// or https:// URL");
+    if endpoint.len() > MAX_ENDPOINT_BYTES
+        || !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        return provider_error(
+            StatusCode::BAD_REQUEST,
+            "endpoint must be an http:// or https:// URL",
+        );
     }
     if registration.models.is_empty() || registration.models.len() > MAX_MODELS_PER_PROVIDER {
-        return provider_error(StatusCode::BAD_REQUEST, format!("a provider advertises 1 to {MAX_MODELS_PER_PROVIDER} models"));
+        return provider_error(
+            StatusCode::BAD_REQUEST,
+            format!("a provider advertises 1 to {MAX_MODELS_PER_PROVIDER} models"),
+        );
     }
     if let Some(bad) = registration.models.iter().find(|advert| {
-        advert.id.is_empty() || advert.id.len() > MAX_ADVERTISED_MODEL_ID_BYTES || advert.id.contains([':', '&', '=']) || advert.id.chars().any(char::is_whitespace)
+        advert.id.is_empty()
+            || advert.id.len() > MAX_ADVERTISED_MODEL_ID_BYTES
+            || advert.id.contains([':', '&', '='])
+            || advert.id.chars().any(char::is_whitespace)
     }) {
-        return provider_error(StatusCode::BAD_REQUEST, format!("model id {:?} is not valid", bad.id));
+        return provider_error(
+            StatusCode::BAD_REQUEST,
+            format!("model id {:?} is not valid", bad.id),
+        );
     }
     let lease_id = format!("lease-{}", chat::random_hex(16));
     let lease_token = chat::random_hex(32);
-    let models: Vec<String> = registration.models.iter().map(|advert| advert.id.clone()).collect();
+    let models: Vec<String> = registration
+        .models
+        .iter()
+        .map(|advert| advert.id.clone())
+        .collect();
     state.registry.register(
         id.clone(),
         key,
@@ -386,14 +513,18 @@ async fn register(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Res
         registration.issued_at_ms,
         Instant::now(),
     );
-    state.metrics.live_providers.set(i64::try_from(state.registry.live_count(Instant::now())).unwrap_or(i64::MAX));
+    state
+        .metrics
+        .live_providers
+        .set(i64::try_from(state.registry.live_count(Instant::now())).unwrap_or(i64::MAX));
     tracing::info!(provider = %id, models = ?models, max_in_flight = registration.max_in_flight, "provider registered");
     let accepted = RegistrationAccepted {
         provider_id: id,
         lease_id,
         lease_token,
         lease_ttl_ms: u64::try_from(state.config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
-        heartbeat_interval_ms: u64::try_from(state.config.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
+        heartbeat_interval_ms: u64::try_from(state.config.heartbeat_interval.as_millis())
+            .unwrap_or(u64::MAX),
     };
     Json(accepted).into_response()
 }
@@ -401,7 +532,7 @@ async fn register(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Res
 async fn heartbeat(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Response {
     let envelope = match parse_envelope(&body) {
         Ok(envelope) => envelope,
-        Err(response) => return response,
+        Err(message) => return provider_error(StatusCode::BAD_REQUEST, message),
     };
     let (key, heartbeat): (_, Heartbeat) = match envelope.verify() {
         Ok(verified) => verified,
@@ -411,12 +542,28 @@ async fn heartbeat(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Re
         return provider_error(StatusCode::BAD_REQUEST, "this message is not a heartbeat");
     }
     if !within_skew(&state, heartbeat.issued_at_ms) {
-        return provider_error(StatusCode::BAD_REQUEST, "the heartbeat's timestamp is too far from the gateway's clock");
+        return provider_error(
+            StatusCode::BAD_REQUEST,
+            "the heartbeat's timestamp is too far from the gateway's clock",
+        );
     }
-    match state.registry.heartbeat(&heartbeat.lease_id, &key, heartbeat.issued_at_ms, heartbeat.load, Instant::now()) {
+    match state.registry.heartbeat(
+        &heartbeat.lease_id,
+        &key,
+        heartbeat.issued_at_ms,
+        heartbeat.load,
+        Instant::now(),
+    ) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(HeartbeatError::UnknownLease) => provider_error(StatusCode::NOT_FOUND, HeartbeatError::UnknownLease.to_string()),
-        Err(error @ HeartbeatError::WrongKey) => provider_error(StatusCode::UNAUTHORIZED, error.to_string()),
-        Err(error @ HeartbeatError::Replayed) => provider_error(StatusCode::BAD_REQUEST, error.to_string()),
+        Err(HeartbeatError::UnknownLease) => provider_error(
+            StatusCode::NOT_FOUND,
+            HeartbeatError::UnknownLease.to_string(),
+        ),
+        Err(error @ HeartbeatError::WrongKey) => {
+            provider_error(StatusCode::UNAUTHORIZED, error.to_string())
+        }
+        Err(error @ HeartbeatError::Replayed) => {
+            provider_error(StatusCode::BAD_REQUEST, error.to_string())
+        }
     }
 }

@@ -54,21 +54,57 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("gondola");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "API requests by route, model and status", requests.clone());
-        let request_seconds = Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register("request_duration_seconds", "Chat request time, to the last byte", request_seconds.clone());
-        let first_token_seconds = Family::<ModelLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register("time_to_first_token_seconds", "Chat request time to the first token", first_token_seconds.clone());
+        registry.register(
+            "requests",
+            "API requests by route, model and status",
+            requests.clone(),
+        );
+        let request_seconds = Family::<ModelLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Chat request time, to the last byte",
+            request_seconds.clone(),
+        );
+        let first_token_seconds = Family::<ModelLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "time_to_first_token_seconds",
+            "Chat request time to the first token",
+            first_token_seconds.clone(),
+        );
         let tokens = Family::<TokenLabels, Counter>::default();
-        registry.register("tokens", "Tokens processed, by model and kind (prompt, completion)", tokens.clone());
+        registry.register(
+            "tokens",
+            "Tokens processed, by model and kind (prompt, completion)",
+            tokens.clone(),
+        );
         let provider_attempts = Family::<AttemptLabels, Counter>::default();
-        registry.register("provider_attempts", "Requests sent to providers, by outcome", provider_attempts.clone());
+        registry.register(
+            "provider_attempts",
+            "Requests sent to providers, by outcome",
+            provider_attempts.clone(),
+        );
         let failovers = Counter::default();
-        registry.register("failovers", "Requests moved to another provider before their first byte", failovers.clone());
+        registry.register(
+            "failovers",
+            "Requests moved to another provider before their first byte",
+            failovers.clone(),
+        );
         let live_providers = Gauge::default();
-        registry.register("live_providers", "Providers holding a live lease", live_providers.clone());
+        registry.register(
+            "live_providers",
+            "Providers holding a live lease",
+            live_providers.clone(),
+        );
         let in_flight = Gauge::default();
-        registry.register("in_flight_requests", "Chat requests being served", in_flight.clone());
+        registry.register(
+            "in_flight_requests",
+            "Chat requests being served",
+            in_flight.clone(),
+        );
         Self {
             registry,
             requests,

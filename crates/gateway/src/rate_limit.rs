@@ -37,15 +37,27 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// Counts one request for `caller` if its budgets allow it.
     pub fn check(&self, caller: &str, limit: RateLimit, now: Instant) -> RateStatus {
-        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if windows.len() >= MAX_TRACKED_CALLERS && !windows.contains_key(caller) {
             windows.retain(|_, window| now.duration_since(window.started) < WINDOW);
         }
-        let window = windows.entry(caller.to_owned()).or_insert(Window { started: now, requests: 0, tokens: 0 });
+        let window = windows.entry(caller.to_owned()).or_insert(Window {
+            started: now,
+            requests: 0,
+            tokens: 0,
+        });
         if now.duration_since(window.started) >= WINDOW {
-            *window = Window { started: now, requests: 0, tokens: 0 };
+            *window = Window {
+                started: now,
+                requests: 0,
+                tokens: 0,
+            };
         }
-        let allowed = window.requests < limit.requests_per_minute && window.tokens < limit.tokens_per_minute;
+        let allowed =
+            window.requests < limit.requests_per_minute && window.tokens < limit.tokens_per_minute;
         if allowed {
             window.requests += 1;
         }
@@ -60,7 +72,10 @@ impl RateLimiter {
 
     /// Adds the tokens a finished request used.
     pub fn record_tokens(&self, caller: &str, tokens: u64) {
-        let mut windows = self.windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(window) = windows.get_mut(caller) {
             window.tokens = window.tokens.saturating_add(tokens);
         }
@@ -74,21 +89,30 @@ mod tests {
     #[test]
     fn requests_beyond_the_budget_are_refused_until_the_window_resets() {
         let limiter = RateLimiter::default();
-        let limit = RateLimit { requests_per_minute: 2, tokens_per_minute: 1_000 };
+        let limit = RateLimit {
+            requests_per_minute: 2,
+            tokens_per_minute: 1_000,
+        };
         let start = Instant::now();
         assert!(limiter.check("a", limit, start).allowed);
         let second = limiter.check("a", limit, start);
         assert!(second.allowed);
         assert_eq!(second.remaining_requests, 0);
         assert!(!limiter.check("a", limit, start).allowed);
-        assert!(limiter.check("b", limit, start).allowed, "callers are independent");
+        assert!(
+            limiter.check("b", limit, start).allowed,
+            "callers are independent"
+        );
         assert!(limiter.check("a", limit, start + WINDOW).allowed);
     }
 
     #[test]
     fn token_budget_spent_refuses_further_requests() {
         let limiter = RateLimiter::default();
-        let limit = RateLimit { requests_per_minute: 100, tokens_per_minute: 50 };
+        let limit = RateLimit {
+            requests_per_minute: 100,
+            tokens_per_minute: 50,
+        };
         let now = Instant::now();
         assert!(limiter.check("a", limit, now).allowed);
         limiter.record_tokens("a", 50);

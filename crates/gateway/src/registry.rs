@@ -37,8 +37,12 @@ struct ProviderState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Breaker {
-    Closed { consecutive_failures: u32 },
-    Open { until: Instant },
+    Closed {
+        consecutive_failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One probe request is out; others wait for its outcome.
     HalfOpen,
 }
@@ -95,7 +99,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(lease_ttl: Duration, breaker_failure_threshold: u32, breaker_open_for: Duration, max_in_flight_per_provider: u32) -> Self {
+    pub fn new(
+        lease_ttl: Duration,
+        breaker_failure_threshold: u32,
+        breaker_open_for: Duration,
+        max_in_flight_per_provider: u32,
+    ) -> Self {
         Self {
             providers: RwLock::new(HashMap::new()),
             lease_ttl,
@@ -106,16 +115,23 @@ impl Registry {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Provider>>> {
-        self.providers.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.providers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Provider>>> {
-        self.providers.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.providers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Starts (or restarts) a provider's lease. A provider that registers again replaces its
     /// previous lease: it restarted, and its old endpoint may be gone.
-    #[expect(clippy::too_many_arguments, reason = "one field per part of a registration")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one field per part of a registration"
+    )]
     pub fn register(
         &self,
         id: String,
@@ -141,7 +157,9 @@ impl Registry {
                 lease_expires: now + self.lease_ttl,
                 last_heartbeat_issued_ms: issued_at_ms,
                 load: ProviderLoad::default(),
-                breaker: Breaker::Closed { consecutive_failures: 0 },
+                breaker: Breaker::Closed {
+                    consecutive_failures: 0,
+                },
             }),
         });
         self.write().insert(id, provider);
@@ -186,24 +204,41 @@ impl Registry {
     /// Ids of the models served under live leases, with how many providers serve each.
     pub fn live_models(&self, now: Instant) -> HashMap<String, (ModelAdvert, usize)> {
         let mut models: HashMap<String, (ModelAdvert, usize)> = HashMap::new();
-        for provider in self.read().values().filter(|provider| provider.is_live(now)) {
+        for provider in self
+            .read()
+            .values()
+            .filter(|provider| provider.is_live(now))
+        {
             for advert in &provider.models {
-                models.entry(advert.id.clone()).or_insert_with(|| (advert.clone(), 0)).1 += 1;
+                models
+                    .entry(advert.id.clone())
+                    .or_insert_with(|| (advert.clone(), 0))
+                    .1 += 1;
             }
         }
         models
     }
 
     pub fn live_count(&self, now: Instant) -> usize {
-        self.read().values().filter(|provider| provider.is_live(now)).count()
+        self.read()
+            .values()
+            .filter(|provider| provider.is_live(now))
+            .count()
     }
 
     /// Chooses a provider for `model`, skipping those in `tried`, and claims an in-flight place.
-    pub fn choose(&self, model: &str, tried: &[String], now: Instant) -> Result<Attempt, NoProvider> {
+    pub fn choose(
+        &self,
+        model: &str,
+        tried: &[String],
+        now: Instant,
+    ) -> Result<Attempt, NoProvider> {
         let providers = self.read();
         let serving: Vec<&Arc<Provider>> = providers
             .values()
-            .filter(|provider| provider.is_live(now) && provider.models.iter().any(|advert| advert.id == model))
+            .filter(|provider| {
+                provider.is_live(now) && provider.models.iter().any(|advert| advert.id == model)
+            })
             .collect();
         if serving.is_empty() {
             return Err(NoProvider::Offline);
@@ -219,7 +254,11 @@ impl Registry {
         while !candidates.is_empty() {
             let first = rng.random_range(0..candidates.len());
             let second = rng.random_range(0..candidates.len());
-            let pick = if candidates[second].score() < candidates[first].score() { second } else { first };
+            let pick = if candidates[second].score() < candidates[first].score() {
+                second
+            } else {
+                first
+            };
             let provider = candidates[pick];
             if provider.try_claim() {
                 if !provider.take_probe_if_half_open(now) {
@@ -227,7 +266,9 @@ impl Registry {
                     candidates.swap_remove(pick);
                     continue;
                 }
-                return Ok(Attempt { provider: Arc::clone(provider) });
+                return Ok(Attempt {
+                    provider: Arc::clone(provider),
+                });
             }
             candidates.swap_remove(pick);
         }
@@ -235,18 +276,24 @@ impl Registry {
     }
 
     pub fn record_success(&self, provider: &Provider) {
-        provider.lock_state().breaker = Breaker::Closed { consecutive_failures: 0 };
+        provider.lock_state().breaker = Breaker::Closed {
+            consecutive_failures: 0,
+        };
     }
 
     pub fn record_failure(&self, provider: &Provider, now: Instant) {
         let mut state = provider.lock_state();
         state.breaker = match state.breaker {
-            Breaker::Closed { consecutive_failures } if consecutive_failures + 1 < self.breaker_failure_threshold => {
-                Breaker::Closed { consecutive_failures: consecutive_failures + 1 }
-            }
+            Breaker::Closed {
+                consecutive_failures,
+            } if consecutive_failures + 1 < self.breaker_failure_threshold => Breaker::Closed {
+                consecutive_failures: consecutive_failures + 1,
+            },
             _ => {
                 tracing::warn!(provider = %provider.id, open_for_ms = self.breaker_open_for.as_millis() as u64, "circuit breaker opened");
-                Breaker::Open { until: now + self.breaker_open_for }
+                Breaker::Open {
+                    until: now + self.breaker_open_for,
+                }
             }
         };
     }
@@ -260,18 +307,29 @@ impl Registry {
                 let state = provider.lock_state();
                 ProviderView {
                     id: provider.id.clone(),
-                    models: provider.models.iter().map(|advert| advert.id.clone()).collect(),
+                    models: provider
+                        .models
+                        .iter()
+                        .map(|advert| advert.id.clone())
+                        .collect(),
                     in_flight: provider.in_flight.load(Ordering::Acquire),
                     max_in_flight: provider.max_in_flight,
                     queue_depth: state.load.queue_depth,
                     #[expect(clippy::cast_precision_loss, reason = "a display figure")]
-                    recent_tokens_per_second: state.load.recent_tokens_per_second_milli as f64 / 1000.0,
+                    recent_tokens_per_second: state.load.recent_tokens_per_second_milli as f64
+                        / 1000.0,
                     breaker: match state.breaker {
                         Breaker::Closed { .. } => "closed",
                         Breaker::Open { until } if until > now => "open",
                         Breaker::Open { .. } | Breaker::HalfOpen => "half_open",
                     },
-                    lease_expires_in_ms: u64::try_from(state.lease_expires.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX),
+                    lease_expires_in_ms: u64::try_from(
+                        state
+                            .lease_expires
+                            .saturating_duration_since(now)
+                            .as_millis(),
+                    )
+                    .unwrap_or(u64::MAX),
                 }
             })
             .collect();
@@ -282,7 +340,9 @@ impl Registry {
 
 impl Provider {
     fn lock_state(&self) -> std::sync::MutexGuard<'_, ProviderState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn is_live(&self, now: Instant) -> bool {
@@ -290,12 +350,15 @@ impl Provider {
     }
 
     fn score(&self) -> u64 {
-        u64::from(self.in_flight.load(Ordering::Acquire)) + u64::from(self.lock_state().load.queue_depth)
+        u64::from(self.in_flight.load(Ordering::Acquire))
+            + u64::from(self.lock_state().load.queue_depth)
     }
 
     fn try_claim(&self) -> bool {
         self.in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_flight| (in_flight < self.max_in_flight).then_some(in_flight + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_flight| {
+                (in_flight < self.max_in_flight).then_some(in_flight + 1)
+            })
             .is_ok()
     }
 
@@ -342,8 +405,19 @@ mod tests {
     fn registry_with(ids: &[&str], now: Instant) -> Registry {
         let registry = Registry::new(Duration::from_secs(15), 2, Duration::from_secs(10), 2);
         for (index, id) in ids.iter().enumerate() {
-            let key = SigningKey::from_bytes(&[u8::try_from(index).expect("small") + 1; 32]).verifying_key();
-            registry.register((*id).into(), key, format!("lease-{id}"), "token".into(), "http://x".into(), vec![advert("m")], 8, 0, now);
+            let key = SigningKey::from_bytes(&[u8::try_from(index).expect("small") + 1; 32])
+                .verifying_key();
+            registry.register(
+                (*id).into(),
+                key,
+                format!("lease-{id}"),
+                "token".into(),
+                "http://x".into(),
+                vec![advert("m")],
+                8,
+                0,
+                now,
+            );
         }
         registry
     }
@@ -352,29 +426,59 @@ mod tests {
     fn chooses_only_live_untried_providers_with_room() {
         let now = Instant::now();
         let registry = registry_with(&["a", "b"], now);
-        assert_eq!(registry.choose("other", &[], now).err(), Some(NoProvider::Offline));
+        assert_eq!(
+            registry.choose("other", &[], now).err(),
+            Some(NoProvider::Offline)
+        );
         let first = registry.choose("m", &["a".into()], now).expect("b is left");
         assert_eq!(first.provider.id, "b");
-        let _second = registry.choose("m", &["a".into()], now).expect("b has two places");
-        assert_eq!(registry.choose("m", &["a".into()], now).err(), Some(NoProvider::Unavailable));
+        let _second = registry
+            .choose("m", &["a".into()], now)
+            .expect("b has two places");
+        assert_eq!(
+            registry.choose("m", &["a".into()], now).err(),
+            Some(NoProvider::Unavailable)
+        );
         drop(first);
-        assert!(registry.choose("m", &["a".into()], now).is_ok(), "a place was released");
+        assert!(
+            registry.choose("m", &["a".into()], now).is_ok(),
+            "a place was released"
+        );
         let later = now + Duration::from_secs(16);
-        assert_eq!(registry.choose("m", &[], later).err(), Some(NoProvider::Offline), "leases lapsed");
+        assert_eq!(
+            registry.choose("m", &[], later).err(),
+            Some(NoProvider::Offline),
+            "leases lapsed"
+        );
     }
 
     #[test]
     fn the_breaker_opens_after_consecutive_failures_and_lets_one_probe_through() {
         let now = Instant::now();
         let registry = registry_with(&["a"], now);
-        let provider = registry.choose("m", &[], now).expect("live").provider.clone();
+        let provider = registry
+            .choose("m", &[], now)
+            .expect("live")
+            .provider
+            .clone();
         registry.record_failure(&provider, now);
-        assert!(registry.choose("m", &[], now).is_ok(), "one failure is below the threshold");
+        assert!(
+            registry.choose("m", &[], now).is_ok(),
+            "one failure is below the threshold"
+        );
         registry.record_failure(&provider, now);
-        assert_eq!(registry.choose("m", &[], now).err(), Some(NoProvider::Unavailable), "open");
+        assert_eq!(
+            registry.choose("m", &[], now).err(),
+            Some(NoProvider::Unavailable),
+            "open"
+        );
         let later = now + Duration::from_secs(11);
         let probe = registry.choose("m", &[], later).expect("one probe");
-        assert_eq!(registry.choose("m", &[], later).err(), Some(NoProvider::Unavailable), "only one probe");
+        assert_eq!(
+            registry.choose("m", &[], later).err(),
+            Some(NoProvider::Unavailable),
+            "only one probe"
+        );
         registry.record_success(&probe.provider);
         drop(probe);
         assert!(registry.choose("m", &[], later).is_ok(), "closed again");
@@ -387,11 +491,27 @@ mod tests {
         let key = SigningKey::from_bytes(&[1; 32]).verifying_key();
         let other = SigningKey::from_bytes(&[9; 32]).verifying_key();
         let later = now + Duration::from_secs(10);
-        assert_eq!(registry.heartbeat("lease-a", &other, 5, ProviderLoad::default(), later), Err(HeartbeatError::WrongKey));
-        registry.heartbeat("lease-a", &key, 5, ProviderLoad::default(), later).expect("accepted");
-        assert_eq!(registry.heartbeat("lease-a", &key, 5, ProviderLoad::default(), later), Err(HeartbeatError::Replayed));
-        assert_eq!(registry.heartbeat("nope", &key, 6, ProviderLoad::default(), later), Err(HeartbeatError::UnknownLease));
-        assert!(registry.choose("m", &[], now + Duration::from_secs(20)).is_ok(), "lease extended");
+        assert_eq!(
+            registry.heartbeat("lease-a", &other, 5, ProviderLoad::default(), later),
+            Err(HeartbeatError::WrongKey)
+        );
+        registry
+            .heartbeat("lease-a", &key, 5, ProviderLoad::default(), later)
+            .expect("accepted");
+        assert_eq!(
+            registry.heartbeat("lease-a", &key, 5, ProviderLoad::default(), later),
+            Err(HeartbeatError::Replayed)
+        );
+        assert_eq!(
+            registry.heartbeat("nope", &key, 6, ProviderLoad::default(), later),
+            Err(HeartbeatError::UnknownLease)
+        );
+        assert!(
+            registry
+                .choose("m", &[], now + Duration::from_secs(20))
+                .is_ok(),
+            "lease extended"
+        );
         assert_eq!(registry.sweep(now + Duration::from_secs(26)), 0);
     }
 }

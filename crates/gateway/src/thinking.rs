@@ -29,7 +29,11 @@ impl ThinkingFilter {
             // Keep back a possible partial tag at the end.
             let keep = (1..tag.len())
                 .rev()
-                .find(|&len| self.held.len() >= len && self.held.is_char_boundary(self.held.len() - len) && tag.starts_with(&self.held[self.held.len() - len..]))
+                .find(|&len| {
+                    self.held.len() >= len
+                        && self.held.is_char_boundary(self.held.len() - len)
+                        && tag.starts_with(&self.held[self.held.len() - len..])
+                })
                 .unwrap_or(0);
             let release = self.held.len() - keep;
             if !self.inside {

@@ -17,7 +17,10 @@ const MAX_STDIN_PROMPT_BYTES: u64 = 8 * 1024 * 1024;
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).build().context("cannot build the HTTP client")
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .context("cannot build the HTTP client")
 }
 
 fn with_key(request: reqwest::RequestBuilder, args: &ClientArgs) -> reqwest::RequestBuilder {
@@ -33,7 +36,12 @@ async fn failure(response: reqwest::Response) -> anyhow::Error {
     let body = response.text().await.unwrap_or_default();
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
-        .and_then(|value| value.pointer("/error/message").and_then(serde_json::Value::as_str).map(str::to_owned))
+        .and_then(|value| {
+            value
+                .pointer("/error/message")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or(body);
     anyhow::anyhow!("the gateway answered {status}: {message}")
 }
@@ -44,24 +52,45 @@ fn unreachable(gateway: &str, error: reqwest::Error) -> anyhow::Error {
 
 pub async fn models(args: &ClientArgs) -> anyhow::Result<()> {
     let url = format!("{}/v1/models", args.gateway.trim_end_matches('/'));
-    let response = with_key(http_client()?.get(url), args).send().await.map_err(|error| unreachable(&args.gateway, error))?;
+    let response = with_key(http_client()?.get(url), args)
+        .send()
+        .await
+        .map_err(|error| unreachable(&args.gateway, error))?;
     if !response.status().is_success() {
         return Err(failure(response).await);
     }
-    let list: serde_json::Value = response.json().await.context("the gateway's model list is not JSON")?;
+    let list: serde_json::Value = response
+        .json()
+        .await
+        .context("the gateway's model list is not JSON")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    let models = list.get("data").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    let models = list
+        .get("data")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if models.is_empty() {
         println!("no models are served right now");
         return Ok(());
     }
-    println!("{:<28} {:>8} {:>9} {:>14} {:>14}  {}", "MODEL", "CONTEXT", "PROVIDERS", "IN $/1M", "OUT $/1M", "TRAITS");
+    println!(
+        "{:<28} {:>8} {:>9} {:>14} {:>14}  TRAITS",
+        "MODEL", "CONTEXT", "PROVIDERS", "IN $/1M", "OUT $/1M"
+    );
     for model in models {
         let spec = &model["model_spec"];
-        let traits: Vec<&str> = spec["traits"].as_array().map(|traits| traits.iter().filter_map(serde_json::Value::as_str).collect()).unwrap_or_default();
+        let traits: Vec<&str> = spec["traits"]
+            .as_array()
+            .map(|traits| {
+                traits
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .collect()
+            })
+            .unwrap_or_default();
         println!(
             "{:<28} {:>8} {:>9} {:>14} {:>14}  {}",
             model["id"].as_str().unwrap_or("?"),
@@ -80,10 +109,15 @@ pub async fn chat(args: &ChatArgs) -> anyhow::Result<()> {
         Some(prompt) if prompt != "-" => prompt.to_owned(),
         _ => {
             if std::io::stdin().is_terminal() {
-                bail!("give a prompt: gondola chat \"your question\" (or pipe it on standard input)");
+                bail!(
+                    "give a prompt: gondola chat \"your question\" (or pipe it on standard input)"
+                );
             }
             let mut text = String::new();
-            std::io::stdin().take(MAX_STDIN_PROMPT_BYTES).read_to_string(&mut text).context("cannot read the prompt from standard input")?;
+            std::io::stdin()
+                .take(MAX_STDIN_PROMPT_BYTES)
+                .read_to_string(&mut text)
+                .context("cannot read the prompt from standard input")?;
             text
         }
     };
@@ -108,12 +142,23 @@ pub async fn chat(args: &ChatArgs) -> anyhow::Result<()> {
         body["seed"] = seed.into();
     }
     let client = &args.client;
-    let url = format!("{}/v1/chat/completions", client.gateway.trim_end_matches('/'));
-    let response = with_key(http_client()?.post(url).json(&body), client).send().await.map_err(|error| unreachable(&client.gateway, error))?;
+    let url = format!(
+        "{}/v1/chat/completions",
+        client.gateway.trim_end_matches('/')
+    );
+    let response = with_key(http_client()?.post(url).json(&body), client)
+        .send()
+        .await
+        .map_err(|error| unreachable(&client.gateway, error))?;
     if !response.status().is_success() {
         return Err(failure(response).await);
     }
-    let provider = response.headers().get("x-gondola-provider").and_then(|value| value.to_str().ok()).unwrap_or("?").to_owned();
+    let provider = response
+        .headers()
+        .get("x-gondola-provider")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("?")
+        .to_owned();
     let mut parser = SseParser::new(MAX_EVENT_BYTES);
     let mut stream = response.bytes_stream();
     let mut stdout = std::io::stdout().lock();
@@ -121,13 +166,22 @@ pub async fn chat(args: &ChatArgs) -> anyhow::Result<()> {
     while let Some(bytes) = stream.next().await {
         let bytes = bytes.context("the connection to the gateway broke")?;
         for event in parser.push(&bytes)? {
-            let SseEvent::Data(data) = event else { continue };
-            let value: serde_json::Value = serde_json::from_str(&data).context("the gateway sent a malformed event")?;
+            let SseEvent::Data(data) = event else {
+                continue;
+            };
+            let value: serde_json::Value =
+                serde_json::from_str(&data).context("the gateway sent a malformed event")?;
             if let Some(error) = value.get("error") {
                 writeln!(stdout)?;
-                bail!("the reply failed: {}", error["message"].as_str().unwrap_or("unknown error"));
+                bail!(
+                    "the reply failed: {}",
+                    error["message"].as_str().unwrap_or("unknown error")
+                );
             }
-            if let Some(text) = value.pointer("/choices/0/delta/content").and_then(serde_json::Value::as_str) {
+            if let Some(text) = value
+                .pointer("/choices/0/delta/content")
+                .and_then(serde_json::Value::as_str)
+            {
                 write!(stdout, "{text}")?;
                 stdout.flush()?;
             }
@@ -139,11 +193,20 @@ pub async fn chat(args: &ChatArgs) -> anyhow::Result<()> {
     writeln!(stdout)?;
     if client.json {
         if let Some((usage, cost)) = summary {
-            eprintln!("{}", serde_json::json!({ "provider": provider, "usage": usage, "cost": cost }));
+            eprintln!(
+                "{}",
+                serde_json::json!({ "provider": provider, "usage": usage, "cost": cost })
+            );
         }
     } else if let Some((usage, cost)) = summary {
-        let cost = cost.and_then(|cost| cost["usd"].as_f64()).map(|usd| format!(", ${}", display_usd(usd))).unwrap_or_default();
-        eprintln!("[{provider}: {} prompt + {} completion tokens{cost}]", usage["prompt_tokens"], usage["completion_tokens"]);
+        let cost = cost
+            .and_then(|cost| cost["usd"].as_f64())
+            .map(|usd| format!(", ${}", display_usd(usd)))
+            .unwrap_or_default();
+        eprintln!(
+            "[{provider}: {} prompt + {} completion tokens{cost}]",
+            usage["prompt_tokens"], usage["completion_tokens"]
+        );
     }
     Ok(())
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ed25519_dalek::VerifyingKey;
-use gateway::config::{Admission, ApiKey, AuthConfig, CatalogueConfig, GatewayConfig, KeyKind, Limits, ModelPricing, RateLimit};
+use gateway::config::{
+    Admission, ApiKey, AuthConfig, CatalogueConfig, GatewayConfig, KeyKind, Limits, ModelPricing,
+    RateLimit,
+};
 use serde::Deserialize;
 use wire::money::Amount;
 
@@ -137,9 +140,13 @@ pub struct RawEngine {
 
 impl FileConfig {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let Some(path) = path else { return Ok(Self::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("the config file {} is not valid", path.display()))
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("the config file {} is not valid", path.display()))
     }
 }
 
@@ -147,16 +154,26 @@ impl FileConfig {
 /// committed and pasted into issues.
 pub fn secret_from_reference(reference: &str, what: &str) -> anyhow::Result<String> {
     let Some(name) = reference.strip_prefix("env::") else {
-        bail!("{what} must be given as env::VARIABLE_NAME (the secret itself never goes in the config file)");
+        bail!(
+            "{what} must be given as env::VARIABLE_NAME (the secret itself never goes in the config file)"
+        );
     };
-    std::env::var(name).with_context(|| format!("{what} refers to the environment variable {name}, which is not set"))
+    std::env::var(name).with_context(|| {
+        format!("{what} refers to the environment variable {name}, which is not set")
+    })
 }
 
 fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
-    text.parse().with_context(|| format!("{text:?} is not a HOST:PORT listen address (e.g. 127.0.0.1:8844)"))
+    text.parse().with_context(|| {
+        format!("{text:?} is not a HOST:PORT listen address (e.g. 127.0.0.1:8844)")
+    })
 }
 
-pub fn listen_address(flag: Option<&str>, file: Option<&str>, default: &str) -> anyhow::Result<SocketAddr> {
+pub fn listen_address(
+    flag: Option<&str>,
+    file: Option<&str>,
+    default: &str,
+) -> anyhow::Result<SocketAddr> {
     parse_listen(flag.or(file).unwrap_or(default))
 }
 
@@ -166,40 +183,69 @@ fn millis(value: Option<u64>, default: Duration) -> Duration {
 
 /// Builds the gateway's configuration. `listen` decides the safe defaults: on loopback,
 /// anonymous access and open admission; elsewhere, neither unless the file says so.
-pub fn gateway_config(raw: &RawGateway, listen: SocketAddr, system_prompt_flag: Option<String>) -> anyhow::Result<GatewayConfig> {
+pub fn gateway_config(
+    raw: &RawGateway,
+    listen: SocketAddr,
+    system_prompt_flag: Option<String>,
+) -> anyhow::Result<GatewayConfig> {
     let defaults = Limits::default();
     let base = GatewayConfig::default();
     let raw_limits = &raw.limits;
     let limits = Limits {
         max_body_bytes: raw_limits.max_body_bytes.unwrap_or(defaults.max_body_bytes),
         max_messages: raw_limits.max_messages.unwrap_or(defaults.max_messages),
-        max_output_tokens: raw_limits.max_output_tokens.unwrap_or(defaults.max_output_tokens),
-        max_in_flight_per_provider: raw_limits.max_in_flight_per_provider.unwrap_or(defaults.max_in_flight_per_provider),
+        max_output_tokens: raw_limits
+            .max_output_tokens
+            .unwrap_or(defaults.max_output_tokens),
+        max_in_flight_per_provider: raw_limits
+            .max_in_flight_per_provider
+            .unwrap_or(defaults.max_in_flight_per_provider),
         connect_timeout: millis(raw_limits.connect_timeout_ms, defaults.connect_timeout),
-        first_byte_timeout: millis(raw_limits.first_byte_timeout_ms, defaults.first_byte_timeout),
-        idle_chunk_timeout: millis(raw_limits.idle_chunk_timeout_ms, defaults.idle_chunk_timeout),
+        first_byte_timeout: millis(
+            raw_limits.first_byte_timeout_ms,
+            defaults.first_byte_timeout,
+        ),
+        idle_chunk_timeout: millis(
+            raw_limits.idle_chunk_timeout_ms,
+            defaults.idle_chunk_timeout,
+        ),
         max_attempts: raw_limits.max_attempts.unwrap_or(defaults.max_attempts),
-        breaker_failure_threshold: raw_limits.breaker_failure_threshold.unwrap_or(defaults.breaker_failure_threshold),
+        breaker_failure_threshold: raw_limits
+            .breaker_failure_threshold
+            .unwrap_or(defaults.breaker_failure_threshold),
         breaker_open_for: millis(raw_limits.breaker_open_ms, defaults.breaker_open_for),
         max_provider_event_bytes: defaults.max_provider_event_bytes,
     };
     if limits.max_attempts == 0 || limits.max_body_bytes == 0 || limits.max_output_tokens == 0 {
-        bail!("gateway.limits: max_attempts, max_body_bytes and max_output_tokens must be at least 1");
+        bail!(
+            "gateway.limits: max_attempts, max_body_bytes and max_output_tokens must be at least 1"
+        );
     }
     let mut keys = Vec::new();
     for key in &raw.keys {
         let kind = match key.kind.as_deref().unwrap_or("inference") {
             "inference" | "INFERENCE" => KeyKind::Inference,
             "admin" | "ADMIN" => KeyKind::Admin,
-            other => bail!("gateway.keys {:?}: kind must be inference or admin, not {other:?}", key.name),
+            other => bail!(
+                "gateway.keys {:?}: kind must be inference or admin, not {other:?}",
+                key.name
+            ),
         };
         let secret_sha256 = match (&key.secret, &key.sha256) {
-            (Some(reference), None) => gateway::hash_secret(&secret_from_reference(reference, &format!("the secret of key {:?}", key.name))?),
+            (Some(reference), None) => gateway::hash_secret(&secret_from_reference(
+                reference,
+                &format!("the secret of key {:?}", key.name),
+            )?),
             (None, Some(digest)) => hex::decode(digest.trim())
                 .ok()
                 .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-                .with_context(|| format!("gateway.keys {:?}: sha256 must be 64 hex digits", key.name))?,
-            _ => bail!("gateway.keys {:?}: give exactly one of secret = \"env::NAME\" or sha256 = \"<hex>\"", key.name),
+                .with_context(|| {
+                    format!("gateway.keys {:?}: sha256 must be 64 hex digits", key.name)
+                })?,
+            _ => bail!(
+                "gateway.keys {:?}: give exactly one of secret = \"env::NAME\" or sha256 = \"<hex>\"",
+                key.name
+            ),
         };
         keys.push(ApiKey {
             name: key.name.clone(),
@@ -218,7 +264,10 @@ pub fn gateway_config(raw: &RawGateway, listen: SocketAddr, system_prompt_flag: 
             tokens_per_minute: anonymous.tokens_per_minute.unwrap_or(1_000_000),
         }),
         Some(_) => None,
-        None if keys.is_empty() && loopback => Some(RateLimit { requests_per_minute: 600, tokens_per_minute: 10_000_000 }),
+        None if keys.is_empty() && loopback => Some(RateLimit {
+            requests_per_minute: 600,
+            tokens_per_minute: 10_000_000,
+        }),
         None if keys.is_empty() => bail!(
             "the gateway listens on {listen}, beyond this machine, and has no API keys: add [[gateway.keys]] to the config, \
              or set [gateway.anonymous] enabled = true to serve anyone"
@@ -234,10 +283,15 @@ pub fn gateway_config(raw: &RawGateway, listen: SocketAddr, system_prompt_flag: 
     };
     let mut pricing = BTreeMap::new();
     for (model, price) in &raw.models.pricing {
-        let parse = |text: &str| Amount::parse_decimal(text).with_context(|| format!("gateway.models.pricing.{model}"));
+        let parse = |text: &str| {
+            Amount::parse_decimal(text).with_context(|| format!("gateway.models.pricing.{model}"))
+        };
         pricing.insert(
             model.clone(),
-            ModelPricing { input_per_million: parse(&price.input_usd_per_million)?, output_per_million: parse(&price.output_usd_per_million)? },
+            ModelPricing {
+                input_per_million: parse(&price.input_usd_per_million)?,
+                output_per_million: parse(&price.output_usd_per_million)?,
+            },
         );
     }
     Ok(GatewayConfig {
@@ -251,7 +305,9 @@ pub fn gateway_config(raw: &RawGateway, listen: SocketAddr, system_prompt_flag: 
             pricing,
             default_pricing: ModelPricing::default(),
         },
-        system_prompt: system_prompt_flag.or_else(|| raw.system_prompt.clone()).unwrap_or_else(default_system_prompt),
+        system_prompt: system_prompt_flag
+            .or_else(|| raw.system_prompt.clone())
+            .unwrap_or_else(default_system_prompt),
         lease_ttl: millis(raw_limits.lease_ttl_ms, base.lease_ttl),
         heartbeat_interval: millis(raw_limits.heartbeat_interval_ms, base.heartbeat_interval),
         max_clock_skew: base.max_clock_skew,
@@ -280,7 +336,9 @@ mod tests {
     use super::*;
 
     fn raw(text: &str) -> RawGateway {
-        toml::from_str::<FileConfig>(text).expect("valid file").gateway
+        toml::from_str::<FileConfig>(text)
+            .expect("valid file")
+            .gateway
     }
 
     #[test]
@@ -299,16 +357,37 @@ mod tests {
         let error = gateway_config(&raw(""), public, None).expect_err("needs keys");
         assert!(error.to_string().contains("no API keys"));
         let digest = hex::encode(gateway::hash_secret("sk-test"));
-        let config = gateway_config(&raw(&format!("[[gateway.keys]]\nname = \"ops\"\nkind = \"admin\"\nsha256 = \"{digest}\"")), public, None)
-            .expect("valid");
+        let config = gateway_config(
+            &raw(&format!(
+                "[[gateway.keys]]\nname = \"ops\"\nkind = \"admin\"\nsha256 = \"{digest}\""
+            )),
+            public,
+            None,
+        )
+        .expect("valid");
         assert!(config.auth.anonymous.is_none());
         assert!(matches!(config.admission, Admission::Allowlist(ref keys) if keys.is_empty()));
     }
 
     #[test]
+    fn the_readme_configuration_example_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+        let end = start + readme[start..].find("```").expect("end of the example");
+        let file: FileConfig = toml::from_str(&readme[start..end]).expect("the README example parses");
+        assert_eq!(file.gateway.keys.len(), 1);
+        assert!(file.gateway.models.pricing.contains_key("smollm2-135m-instruct"));
+    }
+
+    #[test]
     fn inline_secrets_are_refused() {
         let local: SocketAddr = "127.0.0.1:1".parse().expect("address");
-        let error = gateway_config(&raw("[[gateway.keys]]\nname = \"a\"\nsecret = \"sk-inline\""), local, None).expect_err("inline");
+        let error = gateway_config(
+            &raw("[[gateway.keys]]\nname = \"a\"\nsecret = \"sk-inline\""),
+            local,
+            None,
+        )
+        .expect_err("inline");
         assert!(format!("{error:#}").contains("env::"));
     }
 
@@ -321,7 +400,10 @@ mod tests {
             None,
         )
         .expect("valid");
-        assert_eq!(config.catalogue.pricing["m"].input_per_million, Amount(500_000_000_000_000_000));
+        assert_eq!(
+            config.catalogue.pricing["m"].input_per_million,
+            Amount(500_000_000_000_000_000)
+        );
         assert!(gateway_config(&raw("[gateway.models.pricing.m]\ninput_usd_per_million = \"-1\"\noutput_usd_per_million = \"1\""), local, None).is_err());
     }
 }

@@ -197,7 +197,10 @@ pub(crate) struct ChatArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("gondola: cannot start the async runtime: {error}");
@@ -226,9 +229,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn init_logging(common: &CommonArgs, file: &FileConfig) {
-    let filter = common.log.clone().or_else(|| file.log.clone()).or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _already = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).with_target(false).try_init();
+    let filter = common
+        .log
+        .clone()
+        .or_else(|| file.log.clone())
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _already = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
 }
 
 fn project_dirs() -> Option<directories::ProjectDirs> {
@@ -236,12 +250,20 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
 }
 
 fn data_dir(common: &CommonArgs, file: &FileConfig) -> anyhow::Result<PathBuf> {
-    common.data_dir.clone().or_else(|| file.data_dir.clone()).or_else(|| project_dirs().map(|dirs| dirs.data_dir().to_owned()))
+    common
+        .data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .or_else(|| project_dirs().map(|dirs| dirs.data_dir().to_owned()))
         .context("no data directory: pass --data-dir")
 }
 
 fn cache_dir(common: &CommonArgs, file: &FileConfig) -> anyhow::Result<PathBuf> {
-    common.cache_dir.clone().or_else(|| file.cache_dir.clone()).or_else(|| project_dirs().map(|dirs| dirs.cache_dir().to_owned()))
+    common
+        .cache_dir
+        .clone()
+        .or_else(|| file.cache_dir.clone())
+        .or_else(|| project_dirs().map(|dirs| dirs.cache_dir().to_owned()))
         .context("no cache directory: pass --cache-dir")
 }
 
@@ -284,32 +306,69 @@ fn tls(cert: Option<&Path>, key: Option<&Path>) -> anyhow::Result<Option<server:
 }
 
 async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} for the {what}"))
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for the {what}"))
 }
 
 /// Finds the model file for the embedded engine, downloading a catalogue model if needed.
-async fn model_file(engine: &EngineArgs, file: &FileConfig, cache: &Path) -> anyhow::Result<(PathBuf, String)> {
-    let requested = engine.model.clone().or_else(|| file.provider.model.clone()).unwrap_or_else(|| model_store::DEFAULT_MODEL_ID.to_owned());
-    let explicit_id = engine.model_id.clone().or_else(|| file.provider.model_id.clone());
+async fn model_file(
+    engine: &EngineArgs,
+    file: &FileConfig,
+    cache: &Path,
+) -> anyhow::Result<(PathBuf, String)> {
+    let requested = engine
+        .model
+        .clone()
+        .or_else(|| file.provider.model.clone())
+        .unwrap_or_else(|| model_store::DEFAULT_MODEL_ID.to_owned());
+    let explicit_id = engine
+        .model_id
+        .clone()
+        .or_else(|| file.provider.model_id.clone());
     if let Some(catalogued) = model_store::find_catalogue_model(&requested) {
         let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
-        let progress = if std::io::stderr().is_terminal() { Progress::Bar } else { Progress::Silent };
+        let progress = if std::io::stderr().is_terminal() {
+            Progress::Bar
+        } else {
+            Progress::Silent
+        };
         let path = store.pull(catalogued, progress).await?;
-        return Ok((path, explicit_id.unwrap_or_else(|| catalogued.id.to_owned())));
+        return Ok((
+            path,
+            explicit_id.unwrap_or_else(|| catalogued.id.to_owned()),
+        ));
     }
     let path = PathBuf::from(&requested);
     if !(requested.ends_with(".gguf") || requested.contains(std::path::MAIN_SEPARATOR)) {
-        let known: Vec<&str> = model_store::CATALOGUE.iter().map(|model| model.id).collect();
-        bail!("--model {requested:?} is neither a catalogue model ({}) nor a path to a .gguf file", known.join(", "));
+        let known: Vec<&str> = model_store::CATALOGUE
+            .iter()
+            .map(|model| model.id)
+            .collect();
+        bail!(
+            "--model {requested:?} is neither a catalogue model ({}) nor a path to a .gguf file",
+            known.join(", ")
+        );
     }
     model_store::check_gguf_file(&path)?;
     let id = explicit_id.unwrap_or_else(|| {
-        path.file_stem().map_or_else(|| "local-model".to_owned(), |stem| stem.to_string_lossy().to_lowercase().replace([' ', ':', '&', '='], "-"))
+        path.file_stem().map_or_else(
+            || "local-model".to_owned(),
+            |stem| {
+                stem.to_string_lossy()
+                    .to_lowercase()
+                    .replace([' ', ':', '&', '='], "-")
+            },
+        )
     });
     Ok((path, id))
 }
 
-async fn load_engine(engine: &EngineArgs, file: &FileConfig, path: PathBuf) -> anyhow::Result<Arc<engine::Engine>> {
+async fn load_engine(
+    engine: &EngineArgs,
+    file: &FileConfig,
+    path: PathBuf,
+) -> anyhow::Result<Arc<engine::Engine>> {
     let raw = &file.provider.engine;
     let mut config = engine::EngineConfig::new(path);
     if let Some(threads) = engine.threads.or(raw.threads).and_then(NonZeroU32::new) {
@@ -331,17 +390,25 @@ async fn load_engine(engine: &EngineArgs, file: &FileConfig, path: PathBuf) -> a
     if let Some(depth) = raw.queue_depth {
         config.queue_depth = depth;
     }
-    let engine = tokio::task::spawn_blocking(move || engine::Engine::load(config)).await.context("the engine loader panicked")??;
+    let engine = tokio::task::spawn_blocking(move || engine::Engine::load(config))
+        .await
+        .context("the engine loader panicked")??;
     Ok(Arc::new(engine))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.common.config.as_deref())?;
     init_logging(&args.common, &file);
-    let listen = config::listen_address(args.listen.as_deref(), file.gateway.listen.as_deref(), DEFAULT_GATEWAY_LISTEN)?;
+    let listen = config::listen_address(
+        args.listen.as_deref(),
+        file.gateway.listen.as_deref(),
+        DEFAULT_GATEWAY_LISTEN,
+    )?;
     let gateway_config = config::gateway_config(&file.gateway, listen, args.system_prompt.clone())?;
     let tls = tls(
-        args.tls_cert.as_deref().or(file.gateway.tls_cert.as_deref()),
+        args.tls_cert
+            .as_deref()
+            .or(file.gateway.tls_cert.as_deref()),
         args.tls_key.as_deref().or(file.gateway.tls_key.as_deref()),
     )?;
     let data = data_dir(&args.common, &file)?;
@@ -375,10 +442,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         gateway_url: format!("http://{internal_address}"),
         advertise_url: None,
         data_dir: data.join("provider"),
-        max_in_flight: file.provider.max_in_flight.unwrap_or(engine.config().max_sequences + 16),
+        max_in_flight: file
+            .provider
+            .max_in_flight
+            .unwrap_or(engine.config().max_sequences + 16),
     };
-    let backend = provider::Backend::Embedded { engine, model_id: model_id.clone() };
-    let provider_task = tokio::spawn(provider::run(provider_listener, provider_config, backend, Some(ready), wait(shutdown.clone())));
+    let backend = provider::Backend::Embedded {
+        engine,
+        model_id: model_id.clone(),
+    };
+    let provider_task = tokio::spawn(provider::run(
+        provider_listener,
+        provider_config,
+        backend,
+        Some(ready),
+        wait(shutdown.clone()),
+    ));
     tokio::select! {
         accepted = registered => {
             let accepted = accepted.context("the embedded provider stopped before registering")?;
@@ -386,7 +465,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         () = wait(shutdown.clone()) => {}
     }
-    let (public_result, internal_result, provider_result) = tokio::join!(public_task, internal_task, provider_task);
+    let (public_result, internal_result, provider_result) =
+        tokio::join!(public_task, internal_task, provider_task);
     public_result.context("the gateway task failed")??;
     internal_result.context("the internal gateway task failed")??;
     provider_result.context("the provider task failed")??;
@@ -396,16 +476,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn gateway_only(args: GatewayArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.common.config.as_deref())?;
     init_logging(&args.common, &file);
-    let listen = config::listen_address(args.listen.as_deref(), file.gateway.listen.as_deref(), DEFAULT_GATEWAY_LISTEN)?;
+    let listen = config::listen_address(
+        args.listen.as_deref(),
+        file.gateway.listen.as_deref(),
+        DEFAULT_GATEWAY_LISTEN,
+    )?;
     let gateway_config = config::gateway_config(&file.gateway, listen, args.system_prompt.clone())?;
     let tls = tls(
-        args.tls_cert.as_deref().or(file.gateway.tls_cert.as_deref()),
+        args.tls_cert
+            .as_deref()
+            .or(file.gateway.tls_cert.as_deref()),
         args.tls_key.as_deref().or(file.gateway.tls_key.as_deref()),
     )?;
     let shutdown = shutdown_signal();
     let listener = bind(listen, "gateway").await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("gondola: gateway listening on {scheme}://{}", listener.local_addr()?);
+    println!(
+        "gondola: gateway listening on {scheme}://{}",
+        listener.local_addr()?
+    );
     gateway::run(listener, gateway_config, tls, wait(shutdown)).await?;
     Ok(())
 }
@@ -418,9 +507,16 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| file.provider.gateway.clone())
         .context("--gateway URL is required: the gateway this provider registers with")?;
-    let listen = config::listen_address(args.listen.as_deref(), file.provider.listen.as_deref(), "127.0.0.1:0")?;
+    let listen = config::listen_address(
+        args.listen.as_deref(),
+        file.provider.listen.as_deref(),
+        "127.0.0.1:0",
+    )?;
     let data = data_dir(&args.common, &file)?;
-    let upstream = args.upstream.clone().or_else(|| file.provider.upstream.clone());
+    let upstream = args
+        .upstream
+        .clone()
+        .or_else(|| file.provider.upstream.clone());
     let backend = match upstream {
         Some(base_url) => {
             let upstream_model = args
@@ -431,37 +527,70 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 .or_else(|| file.provider.model.clone())
                 .context("--model NAME is required with --upstream: the model name the upstream engine serves")?;
             let api_key = match (&args.upstream_key_env, &file.provider.upstream_api_key) {
-                (Some(name), _) => Some(std::env::var(name).with_context(|| format!("--upstream-key-env {name}: not set"))?),
-                (None, Some(reference)) => Some(config::secret_from_reference(reference, "provider.upstream_api_key")?),
+                (Some(name), _) => Some(
+                    std::env::var(name)
+                        .with_context(|| format!("--upstream-key-env {name}: not set"))?,
+                ),
+                (None, Some(reference)) => Some(config::secret_from_reference(
+                    reference,
+                    "provider.upstream_api_key",
+                )?),
                 (None, None) => None,
             };
-            let model_id = args.engine.model_id.clone().or_else(|| file.provider.model_id.clone()).unwrap_or_else(|| upstream_model.clone());
+            let model_id = args
+                .engine
+                .model_id
+                .clone()
+                .or_else(|| file.provider.model_id.clone())
+                .unwrap_or_else(|| upstream_model.clone());
             provider::Backend::Upstream {
                 base_url,
                 upstream_model,
                 model_id,
                 api_key,
-                context_tokens: args.engine.context.or(file.provider.context_tokens).unwrap_or(8192),
+                context_tokens: args
+                    .engine
+                    .context
+                    .or(file.provider.context_tokens)
+                    .unwrap_or(8192),
             }
         }
         None => {
             let cache = cache_dir(&args.common, &file)?;
             let (path, model_id) = model_file(&args.engine, &file, &cache).await?;
-            provider::Backend::Embedded { engine: load_engine(&args.engine, &file, path).await?, model_id }
+            provider::Backend::Embedded {
+                engine: load_engine(&args.engine, &file, path).await?,
+                model_id,
+            }
         }
     };
-    let max_in_flight = args.max_in_flight.or(file.provider.max_in_flight).unwrap_or(32);
+    let max_in_flight = args
+        .max_in_flight
+        .or(file.provider.max_in_flight)
+        .unwrap_or(32);
     let shutdown = shutdown_signal();
     let listener = bind(listen, "provider").await?;
-    println!("gondola: provider listening on http://{}", listener.local_addr()?);
+    println!(
+        "gondola: provider listening on http://{}",
+        listener.local_addr()?
+    );
     let config = provider::ProviderConfig {
         gateway_url: gateway_url.clone(),
-        advertise_url: args.advertise.clone().or_else(|| file.provider.advertise.clone()),
+        advertise_url: args
+            .advertise
+            .clone()
+            .or_else(|| file.provider.advertise.clone()),
         data_dir: data.join("provider"),
         max_in_flight,
     };
     let (ready, registered) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(provider::run(listener, config, backend, Some(ready), wait(shutdown.clone())));
+    let task = tokio::spawn(provider::run(
+        listener,
+        config,
+        backend,
+        Some(ready),
+        wait(shutdown.clone()),
+    ));
     tokio::select! {
         accepted = registered => {
             if let Ok(accepted) = accepted {
@@ -478,11 +607,22 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.common.config.as_deref())?;
     init_logging(&args.common, &file);
     let Some(model) = model_store::find_catalogue_model(&args.model) else {
-        let known: Vec<&str> = model_store::CATALOGUE.iter().map(|model| model.id).collect();
-        bail!("{:?} is not in the catalogue; known models: {}", args.model, known.join(", "));
+        let known: Vec<&str> = model_store::CATALOGUE
+            .iter()
+            .map(|model| model.id)
+            .collect();
+        bail!(
+            "{:?} is not in the catalogue; known models: {}",
+            args.model,
+            known.join(", ")
+        );
     };
     let store = ModelStore::new(cache_dir(&args.common, &file)?, args.index_url.clone())?;
-    let progress = if std::io::stderr().is_terminal() { Progress::Bar } else { Progress::Silent };
+    let progress = if std::io::stderr().is_terminal() {
+        Progress::Bar
+    } else {
+        Progress::Silent
+    };
     let path = store.pull(model, progress).await?;
     println!("{}", path.display());
     Ok(())

@@ -11,8 +11,14 @@ const KEY_FILE_NAME: &str = "provider-ed25519.key";
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("cannot {action} the provider key {path}: {error}")]
-    Io { action: &'static str, path: PathBuf, error: std::io::Error },
-    #[error("the provider key {0} is damaged (expected 64 hex digits); move it away to create a new identity")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "the provider key {0} is damaged (expected 64 hex digits); move it away to create a new identity"
+    )]
     Damaged(PathBuf),
 }
 
@@ -28,22 +34,39 @@ pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, IdentityError> {
             Ok(SigningKey::from_bytes(&bytes))
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(|error| IdentityError::Io { action: "create the folder of", path: path.clone(), error })?;
+            std::fs::create_dir_all(data_dir).map_err(|error| IdentityError::Io {
+                action: "create the folder of",
+                path: path.clone(),
+                error,
+            })?;
             let mut seed = [0u8; 32];
             rand::fill(&mut seed);
             let key = SigningKey::from_bytes(&seed);
             let io = |action: &'static str| {
                 let path = path.clone();
-                move |error| IdentityError::Io { action, path, error }
+                move |error| IdentityError::Io {
+                    action,
+                    path,
+                    error,
+                }
             };
             let mut file = tempfile::NamedTempFile::new_in(data_dir).map_err(io("create"))?;
-            file.write_all(hex::encode(seed).as_bytes()).map_err(io("write"))?;
+            file.write_all(hex::encode(seed).as_bytes())
+                .map_err(io("write"))?;
             file.as_file().sync_all().map_err(io("write"))?;
             // NamedTempFile is created with mode 0600: the key stays private to its owner.
-            file.persist(&path).map_err(|error| IdentityError::Io { action: "save", path: path.clone(), error: error.error })?;
+            file.persist(&path).map_err(|error| IdentityError::Io {
+                action: "save",
+                path: path.clone(),
+                error: error.error,
+            })?;
             Ok(key)
         }
-        Err(error) => Err(IdentityError::Io { action: "read", path, error }),
+        Err(error) => Err(IdentityError::Io {
+            action: "read",
+            path,
+            error,
+        }),
     }
 }
 
@@ -60,10 +83,16 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE_NAME)).expect("exists").permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE_NAME))
+                .expect("exists")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0, "readable by its owner only");
         }
         std::fs::write(dir.path().join(KEY_FILE_NAME), "nonsense").expect("write");
-        assert!(matches!(load_or_create(dir.path()), Err(IdentityError::Damaged(_))));
+        assert!(matches!(
+            load_or_create(dir.path()),
+            Err(IdentityError::Damaged(_))
+        ));
     }
 }

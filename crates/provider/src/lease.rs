@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use tokio::sync::{RwLock, oneshot, watch};
 use wire::provider::{
-    HEARTBEAT_PATH, HEARTBEAT_PURPOSE, Heartbeat, ModelAdvert, ProviderLoad, REGISTER_PATH, REGISTRATION_PURPOSE, Registration,
-    RegistrationAccepted, SignedEnvelope,
+    HEARTBEAT_PATH, HEARTBEAT_PURPOSE, Heartbeat, ModelAdvert, ProviderLoad, REGISTER_PATH,
+    REGISTRATION_PURPOSE, Registration, RegistrationAccepted, SignedEnvelope,
 };
 
 /// First wait after a failed registration; doubles up to the maximum.
@@ -44,7 +44,11 @@ pub async fn maintain(
     mut ready: Option<oneshot::Sender<RegistrationAccepted>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder().timeout(GATEWAY_REQUEST_TIMEOUT).no_proxy().build() {
+    let client = match reqwest::Client::builder()
+        .timeout(GATEWAY_REQUEST_TIMEOUT)
+        .no_proxy()
+        .build()
+    {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot build the HTTP client for the gateway");
@@ -73,7 +77,8 @@ pub async fn maintain(
         retry = REGISTER_RETRY_FIRST;
         *token.write().await = Some(accepted.lease_token.clone());
         tracing::info!(provider = %accepted.provider_id, lease_ttl_ms = accepted.lease_ttl_ms, "registered with the gateway");
-        let interval = Duration::from_millis(accepted.heartbeat_interval_ms).max(MIN_HEARTBEAT_INTERVAL);
+        let interval =
+            Duration::from_millis(accepted.heartbeat_interval_ms).max(MIN_HEARTBEAT_INTERVAL);
         let lease_id = accepted.lease_id.clone();
         if let Some(ready) = ready.take() {
             let _ = ready.send(accepted);
@@ -96,10 +101,19 @@ pub async fn maintain(
 }
 
 fn unix_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
-async fn register(client: &reqwest::Client, base: &str, key: &SigningKey, terms: &LeaseTerms) -> Result<RegistrationAccepted, String> {
+async fn register(
+    client: &reqwest::Client,
+    base: &str,
+    key: &SigningKey,
+    terms: &LeaseTerms,
+) -> Result<RegistrationAccepted, String> {
     let registration = Registration {
         purpose: REGISTRATION_PURPOSE.into(),
         issued_at_ms: unix_millis(),
@@ -118,9 +132,15 @@ async fn register(client: &reqwest::Client, base: &str, key: &SigningKey, terms:
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
-        return Err(format!("the gateway refused the registration ({status}): {}", body.chars().take(300).collect::<String>()));
+        return Err(format!(
+            "the gateway refused the registration ({status}): {}",
+            body.chars().take(300).collect::<String>()
+        ));
     }
-    response.json().await.map_err(|error| format!("the gateway's answer is not a lease: {error}"))
+    response
+        .json()
+        .await
+        .map_err(|error| format!("the gateway's answer is not a lease: {error}"))
 }
 
 enum HeartbeatOutcome {
@@ -135,7 +155,12 @@ async fn send_heartbeat(
     lease_id: &str,
     load: ProviderLoad,
 ) -> Result<HeartbeatOutcome, String> {
-    let heartbeat = Heartbeat { purpose: HEARTBEAT_PURPOSE.into(), issued_at_ms: unix_millis(), lease_id: lease_id.into(), load };
+    let heartbeat = Heartbeat {
+        purpose: HEARTBEAT_PURPOSE.into(),
+        issued_at_ms: unix_millis(),
+        lease_id: lease_id.into(),
+        load,
+    };
     let envelope = SignedEnvelope::sign(key, &heartbeat).map_err(|error| error.to_string())?;
     let response = client
         .post(format!("{base}{HEARTBEAT_PATH}"))

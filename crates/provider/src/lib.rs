@@ -9,9 +9,9 @@ pub mod identity;
 pub mod lease;
 pub mod model_store;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,7 +28,9 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::{RwLock, Semaphore, oneshot, watch};
-use wire::chat::{ChatCompletionChunk, ChunkChoice, Delta, ProviderChatRequest, ResponseFormat, Role, Usage};
+use wire::chat::{
+    ChatCompletionChunk, ChunkChoice, Delta, ProviderChatRequest, ResponseFormat, Role, Usage,
+};
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::provider::{ModelAdvert, PROVIDER_CHAT_PATH, ProviderLoad, RegistrationAccepted};
 
@@ -46,9 +48,18 @@ const MAX_UPSTREAM_ERROR_BYTES: usize = 64 * 1024;
 /// Where the provider's answers come from.
 pub enum Backend {
     /// llama.cpp inside this process.
-    Embedded { engine: Arc<Engine>, model_id: String },
+    Embedded {
+        engine: Arc<Engine>,
+        model_id: String,
+    },
     /// An OpenAI-compatible server, e.g. `http://127.0.0.1:8000/v1` for vLLM.
-    Upstream { base_url: String, upstream_model: String, model_id: String, api_key: Option<String>, context_tokens: u32 },
+    Upstream {
+        base_url: String,
+        upstream_model: String,
+        model_id: String,
+        api_key: Option<String>,
+        context_tokens: u32,
+    },
 }
 
 impl Backend {
@@ -67,7 +78,12 @@ impl Backend {
                     backend: "embedded".into(),
                 }
             }
-            Self::Upstream { upstream_model, model_id, context_tokens, .. } => ModelAdvert {
+            Self::Upstream {
+                upstream_model,
+                model_id,
+                context_tokens,
+                ..
+            } => ModelAdvert {
                 id: model_id.clone(),
                 name: upstream_model.clone(),
                 context_tokens: *context_tokens,
@@ -113,20 +129,34 @@ struct Load {
 
 impl LoadSource for Load {
     fn load(&self) -> ProviderLoad {
-        let in_flight = self.state.max_in_flight.saturating_sub(u32::try_from(self.state.in_flight.available_permits()).unwrap_or(u32::MAX));
+        let in_flight = self.state.max_in_flight.saturating_sub(
+            u32::try_from(self.state.in_flight.available_permits()).unwrap_or(u32::MAX),
+        );
         let (queue_depth, generated) = match &self.state.backend {
             Backend::Embedded { engine, .. } => {
                 let figures = engine.load_figures();
-                (u32::try_from(figures.queued).unwrap_or(u32::MAX), figures.generated_tokens_total)
+                (
+                    u32::try_from(figures.queued).unwrap_or(u32::MAX),
+                    figures.generated_tokens_total,
+                )
             }
             // Upstream engines report no token counts to the provider; their rate shows as 0.
             Backend::Upstream { .. } => (0, 0),
         };
-        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let elapsed_ms = u64::try_from(last.0.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let elapsed_ms = u64::try_from(last.0.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let rate_milli = generated.saturating_sub(last.1).saturating_mul(1_000_000) / elapsed_ms;
         *last = (Instant::now(), generated);
-        ProviderLoad { in_flight, queue_depth, recent_tokens_per_second_milli: rate_milli }
+        ProviderLoad {
+            in_flight,
+            queue_depth,
+            recent_tokens_per_second_milli: rate_milli,
+        }
     }
 }
 
@@ -150,7 +180,10 @@ pub async fn run(
     server::install_crypto_provider();
     let key = identity::load_or_create(&config.data_dir)?;
     let address: SocketAddr = listener.local_addr()?;
-    let endpoint = config.advertise_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let endpoint = config
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
     let http = reqwest::Client::builder()
         .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
         .read_timeout(UPSTREAM_READ_TIMEOUT)
@@ -177,13 +210,27 @@ pub async fn run(
         last: std::sync::Mutex::new((Instant::now(), 0)),
     });
     let (stop_lease, lease_shutdown) = watch::channel(false);
-    let lease_task = tokio::spawn(lease::maintain(key, terms, Arc::clone(&state.token), load, ready, lease_shutdown));
+    let lease_task = tokio::spawn(lease::maintain(
+        key,
+        terms,
+        Arc::clone(&state.token),
+        load,
+        ready,
+        lease_shutdown,
+    ));
     let app = Router::new()
         .route(PROVIDER_CHAT_PATH, post(chat))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state);
-    let served = server::serve(listener, app, None, server::ServeLimits::default(), shutdown).await;
+    let served = server::serve(
+        listener,
+        app,
+        None,
+        server::ServeLimits::default(),
+        shutdown,
+    )
+    .await;
     let _ = stop_lease.send(true);
     let _ = lease_task.await;
     served.map_err(ProviderError::from)
@@ -191,11 +238,18 @@ pub async fn run(
 
 fn error_response(error: &ApiError) -> Response {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, [(http::header::CONTENT_TYPE, "application/json")], error.body(Dialect::OpenAi)).into_response();
-    if let Some(seconds) = error.retry_after_s {
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert(http::header::RETRY_AFTER, value);
-        }
+    let mut response = (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        error.body(Dialect::OpenAi),
+    )
+        .into_response();
+    if let Some(seconds) = error.retry_after_s
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, value);
     }
     response
 }
@@ -206,25 +260,60 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let authorized = state.token.read().await.as_deref().is_some_and(|token| bool::from(token.as_bytes().ct_eq(presented.as_bytes())));
+    let authorized = state
+        .token
+        .read()
+        .await
+        .as_deref()
+        .is_some_and(|token| bool::from(token.as_bytes().ct_eq(presented.as_bytes())));
     if !authorized {
-        return error_response(&ApiError::new(ErrorCode::AuthenticationFailed, "this provider serves its gateway only"));
+        return error_response(&ApiError::new(
+            ErrorCode::AuthenticationFailed,
+            "this provider serves its gateway only",
+        ));
     }
     let request: ProviderChatRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(error) => return error_response(&ApiError::new(ErrorCode::InvalidRequest, format!("not a chat request: {error}"))),
+        Err(error) => {
+            return error_response(&ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("not a chat request: {error}"),
+            ));
+        }
     };
     if request.model != state.backend.model_id() {
-        return error_response(&ApiError::new(ErrorCode::ModelNotFound, format!("this provider serves {}", state.backend.model_id())));
+        return error_response(&ApiError::new(
+            ErrorCode::ModelNotFound,
+            format!("this provider serves {}", state.backend.model_id()),
+        ));
     }
     let Ok(permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
-        return error_response(&ApiError::new(ErrorCode::ModelAtCapacity, "this provider is at capacity").with_retry_after(1));
+        return error_response(
+            &ApiError::new(ErrorCode::ModelAtCapacity, "this provider is at capacity")
+                .with_retry_after(1),
+        );
     };
-    let request_id = headers.get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("unknown").to_owned();
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("unknown")
+        .to_owned();
     let result = match &state.backend {
         Backend::Embedded { engine, model_id } => embedded(engine, model_id, request, request_id),
-        Backend::Upstream { base_url, upstream_model, api_key, .. } => {
-            upstream(&state.http, base_url, upstream_model, api_key.as_deref(), request).await
+        Backend::Upstream {
+            base_url,
+            upstream_model,
+            api_key,
+            ..
+        } => {
+            upstream(
+                &state.http,
+                base_url,
+                upstream_model,
+                api_key.as_deref(),
+                request,
+            )
+            .await
         }
     };
     match result {
@@ -244,7 +333,9 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
 }
 
 fn unix_seconds() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 fn sse_frame<T: serde::Serialize>(value: &T) -> Bytes {
@@ -256,24 +347,47 @@ fn sse_frame<T: serde::Serialize>(value: &T) -> Bytes {
 
 fn submit_error(error: SubmitError) -> ApiError {
     match error {
-        SubmitError::AtCapacity { .. } => ApiError::new(ErrorCode::ModelAtCapacity, error.to_string()).with_retry_after(1),
-        SubmitError::PromptTooLong { .. } => ApiError::new(ErrorCode::TooManyTokens, error.to_string()).with_param("messages"),
-        SubmitError::Template(_) => ApiError::new(ErrorCode::InvalidRequest, error.to_string()).with_param("messages"),
-        SubmitError::Schema(_) => ApiError::new(ErrorCode::InvalidRequest, error.to_string()).with_param("response_format"),
+        SubmitError::AtCapacity { .. } => {
+            ApiError::new(ErrorCode::ModelAtCapacity, error.to_string()).with_retry_after(1)
+        }
+        SubmitError::PromptTooLong { .. } => {
+            ApiError::new(ErrorCode::TooManyTokens, error.to_string()).with_param("messages")
+        }
+        SubmitError::Template(_) => {
+            ApiError::new(ErrorCode::InvalidRequest, error.to_string()).with_param("messages")
+        }
+        SubmitError::Schema(_) => ApiError::new(ErrorCode::InvalidRequest, error.to_string())
+            .with_param("response_format"),
         SubmitError::Stopped => ApiError::new(ErrorCode::ModelOffline, error.to_string()),
     }
 }
 
-fn embedded(engine: &Engine, model_id: &str, request: ProviderChatRequest, request_id: String) -> Result<Response, ApiError> {
+fn embedded(
+    engine: &Engine,
+    model_id: &str,
+    request: ProviderChatRequest,
+    request_id: String,
+) -> Result<Response, ApiError> {
     let defaults = engine::Sampling::default();
     let sampling = engine::Sampling {
         temperature: request.sampling.temperature.unwrap_or(defaults.temperature),
         top_p: request.sampling.top_p.unwrap_or(defaults.top_p),
-        top_k: request.sampling.top_k.map_or(defaults.top_k, |top_k| i32::try_from(top_k).unwrap_or(i32::MAX)),
+        top_k: request.sampling.top_k.map_or(defaults.top_k, |top_k| {
+            i32::try_from(top_k).unwrap_or(i32::MAX)
+        }),
         min_p: request.sampling.min_p.unwrap_or(defaults.min_p),
-        repetition_penalty: request.sampling.repetition_penalty.unwrap_or(defaults.repetition_penalty),
-        frequency_penalty: request.sampling.frequency_penalty.unwrap_or(defaults.frequency_penalty),
-        presence_penalty: request.sampling.presence_penalty.unwrap_or(defaults.presence_penalty),
+        repetition_penalty: request
+            .sampling
+            .repetition_penalty
+            .unwrap_or(defaults.repetition_penalty),
+        frequency_penalty: request
+            .sampling
+            .frequency_penalty
+            .unwrap_or(defaults.frequency_penalty),
+        presence_penalty: request
+            .sampling
+            .presence_penalty
+            .unwrap_or(defaults.presence_penalty),
         seed: request.sampling.seed,
     };
     let format = match ResponseFormat::from_openai(request.response_format.as_ref())? {
@@ -285,13 +399,18 @@ fn embedded(engine: &Engine, model_id: &str, request: ProviderChatRequest, reque
         messages: request
             .messages
             .into_iter()
-            .map(|message| engine::ChatMessage { role: message.role.as_str().to_owned(), content: message.content })
+            .map(|message| engine::ChatMessage {
+                role: message.role.as_str().to_owned(),
+                content: message.content,
+            })
             .collect(),
         sampling,
         max_tokens: request.max_tokens.max(1),
         stop: request.stop,
         format,
-        enable_thinking: request.chat_template_kwargs.is_none_or(|kwargs| kwargs.enable_thinking),
+        enable_thinking: request
+            .chat_template_kwargs
+            .is_none_or(|kwargs| kwargs.enable_thinking),
     };
     let events = engine.submit(generation).map_err(submit_error)?;
     let chunk = {
@@ -306,13 +425,24 @@ fn embedded(engine: &Engine, model_id: &str, request: ProviderChatRequest, reque
             choices: if usage.is_some() {
                 Vec::new()
             } else {
-                vec![ChunkChoice { index: 0, delta, finish_reason: finish_reason.map(str::to_owned) }]
+                vec![ChunkChoice {
+                    index: 0,
+                    delta,
+                    finish_reason: finish_reason.map(str::to_owned),
+                }]
             },
             usage,
         }
     };
     let include_usage = request.stream_options.include_usage;
-    let state = EmbeddedStream { events, chunk: Box::new(chunk), first: true, include_usage, pending: VecDeque::new(), finished: false };
+    let state = EmbeddedStream {
+        events,
+        chunk: Box::new(chunk),
+        first: true,
+        include_usage,
+        pending: VecDeque::new(),
+        finished: false,
+    };
     let frames = futures_util::stream::unfold(state, |mut state| async move {
         let frame = state.next_frame().await?;
         Some((frame, state))
@@ -344,32 +474,58 @@ impl EmbeddedStream {
         let role = self.first.then_some(Role::Assistant);
         self.first = false;
         match self.events.recv().await {
-            Some(Event::Text(text)) => Some(sse_frame(&(self.chunk)(Delta { role, content: Some(text), reasoning_content: None }, None, None))),
+            Some(Event::Text(text)) => Some(sse_frame(&(self.chunk)(
+                Delta {
+                    role,
+                    content: Some(text),
+                    reasoning_content: None,
+                },
+                None,
+                None,
+            ))),
             Some(Event::Done(completion)) => {
                 self.finished = true;
                 let reason = match completion.finish_reason {
                     FinishReason::Stop => "stop",
                     FinishReason::Length => "length",
                 };
-                let last = Delta { role, content: Some(String::new()), reasoning_content: None };
-                self.pending.push_back(sse_frame(&(self.chunk)(last, Some(reason), None)));
+                let last = Delta {
+                    role,
+                    content: Some(String::new()),
+                    reasoning_content: None,
+                };
+                self.pending
+                    .push_back(sse_frame(&(self.chunk)(last, Some(reason), None)));
                 if self.include_usage {
                     let prompt_tokens = u64::from(completion.prompt_tokens);
                     let completion_tokens = u64::from(completion.completion_tokens);
-                    let usage = Usage { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
-                    self.pending.push_back(sse_frame(&(self.chunk)(Delta::default(), None, Some(usage))));
+                    let usage = Usage {
+                        prompt_tokens,
+                        completion_tokens,
+                        total_tokens: prompt_tokens + completion_tokens,
+                    };
+                    self.pending.push_back(sse_frame(&(self.chunk)(
+                        Delta::default(),
+                        None,
+                        Some(usage),
+                    )));
                 }
-                self.pending.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                self.pending
+                    .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
                 self.pending.pop_front()
             }
             Some(Event::Failed(reason)) => {
                 self.finished = true;
                 tracing::warn!(%reason, "generation failed");
-                Some(Bytes::from(ApiError::new(ErrorCode::InferenceFailed, "the engine failed").sse_event()))
+                Some(Bytes::from(
+                    ApiError::new(ErrorCode::InferenceFailed, "the engine failed").sse_event(),
+                ))
             }
             None => {
                 self.finished = true;
-                Some(Bytes::from(ApiError::new(ErrorCode::InferenceFailed, "the engine stopped").sse_event()))
+                Some(Bytes::from(
+                    ApiError::new(ErrorCode::InferenceFailed, "the engine stopped").sse_event(),
+                ))
             }
         }
     }
@@ -378,8 +534,14 @@ impl EmbeddedStream {
 fn sse_response(frames: impl futures_util::Stream<Item = Bytes> + Send + 'static) -> Response {
     let body = Body::from_stream(frames.map(Ok::<Bytes, std::convert::Infallible>));
     let mut response = Response::new(body);
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
     response
 }
 
@@ -392,13 +554,25 @@ async fn upstream(
 ) -> Result<Response, ApiError> {
     request.model = upstream_model.to_owned();
     request.stream = true;
-    let mut call = http.post(format!("{}/chat/completions", base_url.trim_end_matches('/'))).json(&request);
+    let mut call = http
+        .post(format!(
+            "{}/chat/completions",
+            base_url.trim_end_matches('/')
+        ))
+        .json(&request);
     if let Some(key) = api_key {
         call = call.bearer_auth(key);
     }
     let response = call.send().await.map_err(|error| {
-        let what = if error.is_connect() { "could not be reached" } else { "failed" };
-        ApiError::new(ErrorCode::UpstreamError, format!("the upstream engine {what}"))
+        let what = if error.is_connect() {
+            "could not be reached"
+        } else {
+            "failed"
+        };
+        ApiError::new(
+            ErrorCode::UpstreamError,
+            format!("the upstream engine {what}"),
+        )
     })?;
     let status = response.status().as_u16();
     if !(200..300).contains(&status) {
@@ -414,7 +588,11 @@ async fn upstream(
             .ok()
             .and_then(|value| {
                 let error = value.get("error")?;
-                error.get("message").or(Some(error)).and_then(serde_json::Value::as_str).map(str::to_owned)
+                error
+                    .get("message")
+                    .or(Some(error))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
             })
             .unwrap_or_else(|| format!("the upstream engine answered {status}"));
         return Err(match status {
@@ -424,6 +602,9 @@ async fn upstream(
         });
     }
     // Relayed as it comes: the gateway parses, checks and re-frames every event.
-    let frames = response.bytes_stream().take_while(|item| std::future::ready(item.is_ok())).filter_map(|item| std::future::ready(item.ok()));
+    let frames = response
+        .bytes_stream()
+        .take_while(|item| std::future::ready(item.is_ok()))
+        .filter_map(|item| std::future::ready(item.ok()));
     Ok(sse_response(frames))
 }

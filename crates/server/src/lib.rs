@@ -63,21 +63,28 @@ pub fn install_crypto_provider() {
 pub fn tls_acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, TlsError> {
     let certificates = CertificateDer::pem_file_iter(cert_path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| TlsError::Certificate { path: cert_path.display().to_string(), reason: error.to_string() })?;
+        .map_err(|error| TlsError::Certificate {
+            path: cert_path.display().to_string(),
+            reason: error.to_string(),
+        })?;
     if certificates.is_empty() {
         return Err(TlsError::Certificate {
             path: cert_path.display().to_string(),
             reason: "no certificate found in the file".into(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .map_err(|error| TlsError::Key { path: key_path.display().to_string(), reason: error.to_string() })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| TlsError::Config(error.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certificates, key)
-        .map_err(|error| TlsError::Config(error.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|error| TlsError::Key {
+        path: key_path.display().to_string(),
+        reason: error.to_string(),
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| TlsError::Config(error.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certificates, key)
+    .map_err(|error| TlsError::Config(error.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -93,7 +100,10 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
@@ -127,11 +137,17 @@ pub async fn serve(
             let _permit = permit;
             let result = match tls {
                 None => {
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
                 }
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+                    let stream = match tokio::time::timeout(
+                        limits.tls_handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(error)) => {
                             tracing::debug!(%error, "TLS handshake failed");
@@ -142,7 +158,8 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
                 }
             };
@@ -152,8 +169,14 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
-        tracing::warn!(drain_timeout_ms = limits.drain_timeout.as_millis() as u64, "open connections did not finish in time; closing them");
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_timeout_ms = limits.drain_timeout.as_millis() as u64,
+            "open connections did not finish in time; closing them"
+        );
     }
     Ok(())
 }

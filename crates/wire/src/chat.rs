@@ -168,7 +168,9 @@ impl VeniceParameters {
         });
         if !self.ignored.is_empty() {
             echo["ignored_parameters"] = Value::from(self.ignored.clone());
-            echo["note"] = Value::from("these parameters are accepted for compatibility and have no effect on this server");
+            echo["note"] = Value::from(
+                "these parameters are accepted for compatibility and have no effect on this server",
+            );
         }
         echo
     }
@@ -178,7 +180,10 @@ impl VeniceParameters {
             Value::Bool(flag) => Ok(*flag),
             Value::String(text) if text == "true" => Ok(true),
             Value::String(text) if text == "false" => Ok(false),
-            _ => Err(ApiError::invalid(param, format!("{param} must be true or false"))),
+            _ => Err(ApiError::invalid(
+                param,
+                format!("{param} must be true or false"),
+            )),
         };
         match name {
             "include_venice_system_prompt" => self.include_venice_system_prompt = flag(&value)?,
@@ -209,12 +214,25 @@ pub struct ChatRequest {
     pub venice: VeniceParameters,
 }
 
-fn range_f32(value: Option<f64>, param: &str, low: f64, high: f64, low_inclusive: bool) -> Result<Option<f32>, ApiError> {
+fn range_f32(
+    value: Option<f64>,
+    param: &str,
+    low: f64,
+    high: f64,
+    low_inclusive: bool,
+) -> Result<Option<f32>, ApiError> {
     let Some(value) = value else { return Ok(None) };
-    let above_low = if low_inclusive { value >= low } else { value > low };
+    let above_low = if low_inclusive {
+        value >= low
+    } else {
+        value > low
+    };
     if !value.is_finite() || !above_low || value > high {
         let open = if low_inclusive { "" } else { " (exclusive)" };
-        return Err(ApiError::invalid(param, format!("{param} must be between {low}{open} and {high}, got {value}")));
+        return Err(ApiError::invalid(
+            param,
+            format!("{param} must be between {low}{open} and {high}, got {value}"),
+        ));
     }
     #[expect(clippy::cast_possible_truncation, reason = "range-checked just above")]
     Ok(Some(value as f32))
@@ -229,24 +247,41 @@ fn message_text(content: Value, param: &str) -> Result<String, ApiError> {
             let mut text = String::new();
             for (index, part) in parts.into_iter().enumerate() {
                 let part_param = format!("{param}[{index}]");
-                let kind = part.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let kind = part
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
                 match (kind.as_str(), part.get("text")) {
                     ("text", Some(Value::String(piece))) => text.push_str(piece),
                     ("text", _) => {
-                        return Err(ApiError::invalid(format!("{part_param}.text"), format!("{part_param}.text must be a string")));
+                        return Err(ApiError::invalid(
+                            format!("{part_param}.text"),
+                            format!("{part_param}.text must be a string"),
+                        ));
                     }
-                    ("", _) => return Err(ApiError::invalid(part_param.clone(), format!("{part_param} needs a \"type\""))),
+                    ("", _) => {
+                        return Err(ApiError::invalid(
+                            part_param.clone(),
+                            format!("{part_param} needs a \"type\""),
+                        ));
+                    }
                     (other, _) => {
                         return Err(ApiError::invalid(
                             part_param,
-                            format!("content parts of type {other:?} are not supported: this model reads text only"),
+                            format!(
+                                "content parts of type {other:?} are not supported: this model reads text only"
+                            ),
                         ));
                     }
                 }
             }
             Ok(text)
         }
-        _ => Err(ApiError::invalid(param, format!("{param} must be a string or a list of content parts"))),
+        _ => Err(ApiError::invalid(
+            param,
+            format!("{param} must be a string or a list of content parts"),
+        )),
     }
 }
 
@@ -259,16 +294,36 @@ fn stop_sequences(stop: Value) -> Result<Vec<String>, ApiError> {
             .enumerate()
             .map(|(index, item)| match item {
                 Value::String(stop) => Ok(stop),
-                _ => Err(ApiError::invalid(format!("stop[{index}]"), "stop sequences must be strings")),
+                _ => Err(ApiError::invalid(
+                    format!("stop[{index}]"),
+                    "stop sequences must be strings",
+                )),
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(ApiError::invalid("stop", "stop must be a string or a list of strings")),
+        _ => {
+            return Err(ApiError::invalid(
+                "stop",
+                "stop must be a string or a list of strings",
+            ));
+        }
     };
     if stops.len() > MAX_STOP_SEQUENCES {
-        return Err(ApiError::invalid("stop", format!("at most {MAX_STOP_SEQUENCES} stop sequences are allowed, got {}", stops.len())));
+        return Err(ApiError::invalid(
+            "stop",
+            format!(
+                "at most {MAX_STOP_SEQUENCES} stop sequences are allowed, got {}",
+                stops.len()
+            ),
+        ));
     }
-    if let Some(index) = stops.iter().position(|stop| stop.is_empty() || stop.len() > MAX_STOP_SEQUENCE_BYTES) {
-        return Err(ApiError::invalid(format!("stop[{index}]"), format!("stop sequences must be 1 to {MAX_STOP_SEQUENCE_BYTES} bytes")));
+    if let Some(index) = stops
+        .iter()
+        .position(|stop| stop.is_empty() || stop.len() > MAX_STOP_SEQUENCE_BYTES)
+    {
+        return Err(ApiError::invalid(
+            format!("stop[{index}]"),
+            format!("stop sequences must be 1 to {MAX_STOP_SEQUENCE_BYTES} bytes"),
+        ));
     }
     Ok(stops)
 }
@@ -277,33 +332,51 @@ impl ChatRequest {
     /// Parses and validates a request body. Errors name the offending field.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
         let deserializer = &mut serde_json::Deserializer::from_slice(body);
-        let raw: RawChatRequest = serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                ApiError::new(ErrorCode::InvalidRequest, format!("the request body is not valid JSON: {inner}"))
-            } else if path == "." {
-                ApiError::new(ErrorCode::InvalidRequest, format!("the request body must be a JSON object: {inner}"))
-            } else {
-                ApiError::invalid(path.clone(), format!("{path}: {inner}"))
-            }
-        })?;
+        let raw: RawChatRequest =
+            serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                let path = error.path().to_string();
+                let inner = error.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("the request body is not valid JSON: {inner}"),
+                    )
+                } else if path == "." {
+                    ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("the request body must be a JSON object: {inner}"),
+                    )
+                } else {
+                    ApiError::invalid(path.clone(), format!("{path}: {inner}"))
+                }
+            })?;
         Self::validate(raw)
     }
 
     fn validate(raw: RawChatRequest) -> Result<Self, ApiError> {
-        let model_text = raw.model.ok_or_else(|| ApiError::invalid("model", "model is required"))?;
-        let model_id = ModelId::parse(&model_text)
-            .map_err(|error| ApiError::new(ErrorCode::InvalidModel, error.to_string()).with_param("model"))?;
-        let raw_messages = raw.messages.ok_or_else(|| ApiError::invalid("messages", "messages is required"))?;
+        let model_text = raw
+            .model
+            .ok_or_else(|| ApiError::invalid("model", "model is required"))?;
+        let model_id = ModelId::parse(&model_text).map_err(|error| {
+            ApiError::new(ErrorCode::InvalidModel, error.to_string()).with_param("model")
+        })?;
+        let raw_messages = raw
+            .messages
+            .ok_or_else(|| ApiError::invalid("messages", "messages is required"))?;
         if raw_messages.is_empty() {
-            return Err(ApiError::invalid("messages", "messages must contain at least one message"));
+            return Err(ApiError::invalid(
+                "messages",
+                "messages must contain at least one message",
+            ));
         }
         let messages = raw_messages
             .into_iter()
             .enumerate()
             .map(|(index, message)| {
-                Ok(Message { role: message.role, content: message_text(message.content, &format!("messages[{index}].content"))? })
+                Ok(Message {
+                    role: message.role,
+                    content: message_text(message.content, &format!("messages[{index}].content"))?,
+                })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         if raw.n.is_some_and(|n| n != 1) {
@@ -313,7 +386,10 @@ impl ChatRequest {
             return Err(ApiError::invalid("logprobs", "logprobs are not supported"));
         }
         if raw.tools.as_array().is_some_and(|tools| !tools.is_empty()) {
-            return Err(ApiError::invalid("tools", "tool calling is not supported by the models on this server"));
+            return Err(ApiError::invalid(
+                "tools",
+                "tool calling is not supported by the models on this server",
+            ));
         }
         let max_tokens = match (raw.max_completion_tokens, raw.max_tokens) {
             (Some(value), _) => Some(("max_completion_tokens", value)),
@@ -322,13 +398,23 @@ impl ChatRequest {
         };
         let max_tokens = match max_tokens {
             None => None,
-            Some((param, 0)) => return Err(ApiError::invalid(param, format!("{param} must be at least 1"))),
+            Some((param, 0)) => {
+                return Err(ApiError::invalid(
+                    param,
+                    format!("{param} must be at least 1"),
+                ));
+            }
             Some((_, value)) => Some(u32::try_from(value).unwrap_or(u32::MAX)),
         };
         let top_k = match raw.top_k {
             None => None,
             Some(value) if (0..=100_000).contains(&value) => u32::try_from(value).ok(),
-            Some(value) => return Err(ApiError::invalid("top_k", format!("top_k must be between 0 and 100000, got {value}"))),
+            Some(value) => {
+                return Err(ApiError::invalid(
+                    "top_k",
+                    format!("top_k must be between 0 and 100000, got {value}"),
+                ));
+            }
         };
         let sampling = Sampling {
             temperature: range_f32(raw.temperature, "temperature", 0.0, 2.0, true)?,
@@ -336,11 +422,27 @@ impl ChatRequest {
             top_k,
             min_p: range_f32(raw.min_p, "min_p", 0.0, 1.0, true)?,
             // Engines take 32-bit seeds; any integer is accepted and mapped onto that range.
-            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "seeds wrap by design")]
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "seeds wrap by design"
+            )]
             seed: raw.seed.map(|seed| seed as u32),
-            frequency_penalty: range_f32(raw.frequency_penalty, "frequency_penalty", -2.0, 2.0, true)?,
+            frequency_penalty: range_f32(
+                raw.frequency_penalty,
+                "frequency_penalty",
+                -2.0,
+                2.0,
+                true,
+            )?,
             presence_penalty: range_f32(raw.presence_penalty, "presence_penalty", -2.0, 2.0, true)?,
-            repetition_penalty: range_f32(raw.repetition_penalty, "repetition_penalty", 0.0, 2.0, false)?,
+            repetition_penalty: range_f32(
+                raw.repetition_penalty,
+                "repetition_penalty",
+                0.0,
+                2.0,
+                false,
+            )?,
         };
         let response_format = match raw.response_format {
             None => ResponseFormat::Text,
@@ -359,7 +461,9 @@ impl ChatRequest {
                 other => {
                     return Err(ApiError::invalid(
                         "response_format.type",
-                        format!("response_format.type must be text, json_object or json_schema, got {other:?}"),
+                        format!(
+                            "response_format.type must be text, json_object or json_schema, got {other:?}"
+                        ),
                     ));
                 }
             },
@@ -387,7 +491,10 @@ impl ChatRequest {
             model: model_id.model,
             messages,
             stream: raw.stream.unwrap_or(false),
-            include_usage: raw.stream_options.and_then(|options| options.include_usage).unwrap_or(false),
+            include_usage: raw
+                .stream_options
+                .and_then(|options| options.include_usage)
+                .unwrap_or(false),
             sampling,
             stop: stop_sequences(raw.stop)?,
             max_tokens,
@@ -442,15 +549,23 @@ impl ResponseFormat {
 
     /// Reads back what [`Self::to_openai`] wrote (providers parse the gateway's requests).
     pub fn from_openai(value: Option<&Value>) -> Result<Self, ApiError> {
-        let Some(value) = value else { return Ok(Self::Text) };
+        let Some(value) = value else {
+            return Ok(Self::Text);
+        };
         match value.get("type").and_then(Value::as_str) {
             None | Some("text") => Ok(Self::Text),
             Some("json_object") => Ok(Self::JsonObject),
             Some("json_schema") => match value.pointer("/json_schema/schema") {
                 Some(schema @ Value::Object(_)) => Ok(Self::JsonSchema(schema.clone())),
-                _ => Err(ApiError::invalid("response_format.json_schema.schema", "a JSON Schema object is required")),
+                _ => Err(ApiError::invalid(
+                    "response_format.json_schema.schema",
+                    "a JSON Schema object is required",
+                )),
             },
-            Some(other) => Err(ApiError::invalid("response_format.type", format!("unknown response_format type {other:?}"))),
+            Some(other) => Err(ApiError::invalid(
+                "response_format.type",
+                format!("unknown response_format type {other:?}"),
+            )),
         }
     }
 }
@@ -573,7 +688,8 @@ mod tests {
 
     #[test]
     fn wrong_types_and_ranges_name_the_field() {
-        let base = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        let base =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
         let cases = [
             ("temperature", serde_json::json!("hot"), "temperature"),
             ("temperature", serde_json::json!(2.5), "temperature"),
@@ -584,18 +700,43 @@ mod tests {
             ("stop", serde_json::json!([1]), "stop[0]"),
             ("n", serde_json::json!(2), "n"),
             ("messages", serde_json::json!([]), "messages"),
-            ("messages", serde_json::json!([{"role": "wizard", "content": "x"}]), "messages[0].role"),
-            ("messages", serde_json::json!([{"role": "user", "content": 5}]), "messages[0].content"),
-            ("messages", serde_json::json!([{"role": "user", "content": [{"type": "image_url"}]}]), "messages[0].content[0]"),
-            ("response_format", serde_json::json!({"type": "yaml"}), "response_format.type"),
-            ("venice_parameters", serde_json::json!({"strip_thinking_response": "yes"}), "venice_parameters.strip_thinking_response"),
+            (
+                "messages",
+                serde_json::json!([{"role": "wizard", "content": "x"}]),
+                "messages[0].role",
+            ),
+            (
+                "messages",
+                serde_json::json!([{"role": "user", "content": 5}]),
+                "messages[0].content",
+            ),
+            (
+                "messages",
+                serde_json::json!([{"role": "user", "content": [{"type": "image_url"}]}]),
+                "messages[0].content[0]",
+            ),
+            (
+                "response_format",
+                serde_json::json!({"type": "yaml"}),
+                "response_format.type",
+            ),
+            (
+                "venice_parameters",
+                serde_json::json!({"strip_thinking_response": "yes"}),
+                "venice_parameters.strip_thinking_response",
+            ),
         ];
         for (field, value, param) in cases {
             let mut body = base.clone();
             body[field] = value;
             let error = parse(body).expect_err(field);
             assert_eq!(error.status(), 400, "{field}");
-            assert_eq!(error.param.as_deref(), Some(param), "{field}: {}", error.message);
+            assert_eq!(
+                error.param.as_deref(),
+                Some(param),
+                "{field}: {}",
+                error.message
+            );
         }
         let missing_model = parse(serde_json::json!({"messages": []})).expect_err("no model");
         assert_eq!(missing_model.param.as_deref(), Some("model"));
@@ -614,15 +755,29 @@ mod tests {
         assert_eq!(request.model, "default");
         assert!(request.venice.strip_thinking_response);
         assert!(!request.venice.include_venice_system_prompt);
-        assert_eq!(request.venice.ignored, vec!["enable_web_search".to_owned(), "character_slug".to_owned()]);
-        assert_eq!(request.venice.echo()["ignored_parameters"][1], "character_slug");
+        assert_eq!(
+            request.venice.ignored,
+            vec!["enable_web_search".to_owned(), "character_slug".to_owned()]
+        );
+        assert_eq!(
+            request.venice.echo()["ignored_parameters"][1],
+            "character_slug"
+        );
     }
 
     #[test]
     fn response_formats_round_trip_through_the_provider_request() {
-        let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}});
-        for format in [ResponseFormat::Text, ResponseFormat::JsonObject, ResponseFormat::JsonSchema(schema)] {
-            assert_eq!(ResponseFormat::from_openai(format.to_openai().as_ref()).expect("reads back"), format);
+        let schema =
+            serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        for format in [
+            ResponseFormat::Text,
+            ResponseFormat::JsonObject,
+            ResponseFormat::JsonSchema(schema),
+        ] {
+            assert_eq!(
+                ResponseFormat::from_openai(format.to_openai().as_ref()).expect("reads back"),
+                format
+            );
         }
     }
 
@@ -633,8 +788,10 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(chunk.choices[0].delta.content.as_deref(), Some("hi"));
-        let usage_only: ChatCompletionChunk =
-            serde_json::from_str(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#).expect("parses");
+        let usage_only: ChatCompletionChunk = serde_json::from_str(
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#,
+        )
+        .expect("parses");
         assert_eq!(usage_only.usage.map(|usage| usage.total_tokens), Some(7));
     }
 }

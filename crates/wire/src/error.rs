@@ -175,7 +175,13 @@ impl ApiError {
             502..=504 => ErrorSource::Upstream,
             _ => ErrorSource::Client,
         };
-        Self { code, message: message.into(), param: None, source, retry_after_s: None }
+        Self {
+            code,
+            message: message.into(),
+            param: None,
+            source,
+            retry_after_s: None,
+        }
     }
 
     /// A client error about one field.
@@ -254,11 +260,13 @@ mod tests {
     #[test]
     fn renders_both_dialects_with_the_field_named() {
         let error = ApiError::invalid("temperature", "temperature must be between 0 and 2");
-        let openai: serde_json::Value = serde_json::from_str(&error.body(Dialect::OpenAi)).expect("json");
+        let openai: serde_json::Value =
+            serde_json::from_str(&error.body(Dialect::OpenAi)).expect("json");
         assert_eq!(openai["error"]["param"], "temperature");
         assert_eq!(openai["error"]["code"], "INVALID_REQUEST");
         assert_eq!(openai["error"]["type"], "invalid_request_error");
-        let venice: serde_json::Value = serde_json::from_str(&error.body(Dialect::Venice)).expect("json");
+        let venice: serde_json::Value =
+            serde_json::from_str(&error.body(Dialect::Venice)).expect("json");
         assert_eq!(venice["error"], "temperature must be between 0 and 2");
         assert_eq!(venice["param"], "temperature");
         assert_eq!(error.status(), 400);

@@ -38,7 +38,11 @@ impl ModelId {
             return Err(ModelIdError::Empty);
         }
         let mut parameters = Vec::new();
-        for part in suffix.into_iter().flat_map(|suffix| suffix.split('&')).filter(|part| !part.is_empty()) {
+        for part in suffix
+            .into_iter()
+            .flat_map(|suffix| suffix.split('&'))
+            .filter(|part| !part.is_empty())
+        {
             let (name, value) = part
                 .split_once('=')
                 .filter(|(name, _)| !name.trim().is_empty())
@@ -48,7 +52,10 @@ impl ModelId {
             }
             parameters.push((name.trim().to_owned(), value.trim().to_owned()));
         }
-        Ok(Self { model: model.to_owned(), parameters })
+        Ok(Self {
+            model: model.to_owned(),
+            parameters,
+        })
     }
 }
 
@@ -58,7 +65,8 @@ mod tests {
 
     #[test]
     fn splits_model_and_parameters() {
-        let id = ModelId::parse("default:strip_thinking_response=true&disable_thinking=false").expect("valid");
+        let id = ModelId::parse("default:strip_thinking_response=true&disable_thinking=false")
+            .expect("valid");
         assert_eq!(id.model, "default");
         assert_eq!(
             id.parameters,
@@ -75,10 +83,22 @@ mod tests {
     fn rejects_malformed_ids() {
         assert_eq!(ModelId::parse(""), Err(ModelIdError::Empty));
         assert_eq!(ModelId::parse(":a=b"), Err(ModelIdError::Empty));
-        assert_eq!(ModelId::parse("m:flag"), Err(ModelIdError::MalformedParameter("flag".into())));
-        assert_eq!(ModelId::parse("m:=x"), Err(ModelIdError::MalformedParameter("=x".into())));
+        assert_eq!(
+            ModelId::parse("m:flag"),
+            Err(ModelIdError::MalformedParameter("flag".into()))
+        );
+        assert_eq!(
+            ModelId::parse("m:=x"),
+            Err(ModelIdError::MalformedParameter("=x".into()))
+        );
         assert_eq!(ModelId::parse(&"m".repeat(300)), Err(ModelIdError::TooLong));
-        let many = (0..20).map(|i| format!("p{i}=1")).collect::<Vec<_>>().join("&");
-        assert_eq!(ModelId::parse(&format!("m:{many}")), Err(ModelIdError::TooManyParameters));
+        let many = (0..20)
+            .map(|i| format!("p{i}=1"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert_eq!(
+            ModelId::parse(&format!("m:{many}")),
+            Err(ModelIdError::TooManyParameters)
+        );
     }
 }

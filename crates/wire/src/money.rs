@@ -24,11 +24,18 @@ impl Amount {
         let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
         if whole.is_empty() && fraction.is_empty()
             || fraction.len() > DECIMALS
-            || !whole.chars().chain(fraction.chars()).all(|c| c.is_ascii_digit())
+            || !whole
+                .chars()
+                .chain(fraction.chars())
+                .all(|c| c.is_ascii_digit())
         {
             return Err(error());
         }
-        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| error())? };
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| error())?
+        };
         let mut fraction_units: u128 = 0;
         for (position, digit) in fraction.bytes().enumerate() {
             let scale = 10u128.pow(u32::try_from(DECIMALS - 1 - position).map_err(|_| error())?);
@@ -82,10 +89,24 @@ mod tests {
     #[test]
     fn parses_and_prints_decimals_exactly() {
         for text in ["0", "15", "0.02", "0.000000000000000001", "123.45"] {
-            assert_eq!(Amount::parse_decimal(text).map(Amount::to_decimal_string), Ok(text.to_owned()));
+            assert_eq!(
+                Amount::parse_decimal(text).map(Amount::to_decimal_string),
+                Ok(text.to_owned())
+            );
         }
-        assert_eq!(Amount::parse_decimal("0.5").map(|a| a.0), Ok(BASE_UNITS_PER_WHOLE / 2));
-        for bad in ["", ".", "-1", "1e3", "0.0000000000000000001", "abc", "1.2.3"] {
+        assert_eq!(
+            Amount::parse_decimal("0.5").map(|a| a.0),
+            Ok(BASE_UNITS_PER_WHOLE / 2)
+        );
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "1e3",
+            "0.0000000000000000001",
+            "abc",
+            "1.2.3",
+        ] {
             assert!(Amount::parse_decimal(bad).is_err(), "{bad}");
         }
     }
@@ -94,7 +115,10 @@ mod tests {
     fn token_prices_round_up_to_a_base_unit() {
         let per_million = Amount::parse_decimal("0.02").expect("valid");
         assert_eq!(Amount::for_tokens(per_million, 1_000_000), per_million);
-        assert_eq!(Amount::for_tokens(per_million, 100).to_decimal_string(), "0.000002");
+        assert_eq!(
+            Amount::for_tokens(per_million, 100).to_decimal_string(),
+            "0.000002"
+        );
         assert_eq!(Amount::for_tokens(Amount(1), 1), Amount(1));
         assert_eq!(Amount::for_tokens(per_million, 0), Amount::ZERO);
     }

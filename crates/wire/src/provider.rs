@@ -61,9 +61,13 @@ impl SignedEnvelope {
             .ok()
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or(EnvelopeError::BadSignature)?;
-        key.verify_strict(self.payload.as_bytes(), &Signature::from_bytes(&signature_bytes))
-            .map_err(|_| EnvelopeError::BadSignature)?;
-        let payload = serde_json::from_str(&self.payload).map_err(|error| EnvelopeError::BadPayload(error.to_string()))?;
+        key.verify_strict(
+            self.payload.as_bytes(),
+            &Signature::from_bytes(&signature_bytes),
+        )
+        .map_err(|_| EnvelopeError::BadSignature)?;
+        let payload = serde_json::from_str(&self.payload)
+            .map_err(|error| EnvelopeError::BadPayload(error.to_string()))?;
         Ok((key, payload))
     }
 }
@@ -144,7 +148,12 @@ mod tests {
     }
 
     fn heartbeat() -> Heartbeat {
-        Heartbeat { purpose: HEARTBEAT_PURPOSE.into(), issued_at_ms: 1, lease_id: "l".into(), load: ProviderLoad::default() }
+        Heartbeat {
+            purpose: HEARTBEAT_PURPOSE.into(),
+            issued_at_ms: 1,
+            lease_id: "l".into(),
+            load: ProviderLoad::default(),
+        }
     }
 
     #[test]
@@ -162,11 +171,20 @@ mod tests {
         let key = key();
         let mut envelope = SignedEnvelope::sign(&key, &heartbeat()).expect("signs");
         envelope.payload = envelope.payload.replace("\"l\"", "\"m\"");
-        assert_eq!(envelope.verify::<Heartbeat>().err(), Some(EnvelopeError::BadSignature));
+        assert_eq!(
+            envelope.verify::<Heartbeat>().err(),
+            Some(EnvelopeError::BadSignature)
+        );
         let mut envelope = SignedEnvelope::sign(&key, &heartbeat()).expect("signs");
         envelope.public_key = hex::encode(self::key().verifying_key().as_bytes());
-        assert_eq!(envelope.verify::<Heartbeat>().err(), Some(EnvelopeError::BadSignature));
+        assert_eq!(
+            envelope.verify::<Heartbeat>().err(),
+            Some(EnvelopeError::BadSignature)
+        );
         envelope.public_key = "zz".into();
-        assert_eq!(envelope.verify::<Heartbeat>().err(), Some(EnvelopeError::BadKey));
+        assert_eq!(
+            envelope.verify::<Heartbeat>().err(),
+            Some(EnvelopeError::BadKey)
+        );
     }
 }

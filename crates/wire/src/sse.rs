@@ -30,7 +30,12 @@ pub struct SseParser {
 impl SseParser {
     /// `max_event_bytes` bounds the memory one event (or one unterminated line) may take.
     pub fn new(max_event_bytes: usize) -> Self {
-        Self { line: Vec::new(), data: String::new(), has_data: false, max_event_bytes }
+        Self {
+            line: Vec::new(),
+            data: String::new(),
+            has_data: false,
+            max_event_bytes,
+        }
     }
 
     /// Appends bytes and returns the events they complete.
@@ -52,7 +57,11 @@ impl SseParser {
                 if self.has_data {
                     let data = std::mem::take(&mut self.data);
                     self.has_data = false;
-                    events.push(if data == "[DONE]" { SseEvent::Done } else { SseEvent::Data(data) });
+                    events.push(if data == "[DONE]" {
+                        SseEvent::Done
+                    } else {
+                        SseEvent::Data(data)
+                    });
                 }
                 continue;
             }
@@ -84,7 +93,11 @@ mod tests {
             events.extend(parser.push(&stream[split..]).expect("valid"));
             assert_eq!(
                 events,
-                vec![SseEvent::Data("{\"a\":1}".into()), SseEvent::Data("line1\nline2".into()), SseEvent::Done],
+                vec![
+                    SseEvent::Data("{\"a\":1}".into()),
+                    SseEvent::Data("line1\nline2".into()),
+                    SseEvent::Done
+                ],
                 "split at {split}"
             );
         }
@@ -99,6 +112,11 @@ mod tests {
     #[test]
     fn garbage_without_events_yields_nothing() {
         let mut parser = SseParser::new(64);
-        assert_eq!(parser.push(b"HTTP/1.1 200 OK\nnonsense\n").expect("no error"), vec![]);
+        assert_eq!(
+            parser
+                .push(b"HTTP/1.1 200 OK\nnonsense\n")
+                .expect("no error"),
+            vec![]
+        );
     }
 }

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use engine::{ChatMessage, Engine, EngineConfig, Event, FinishReason, GenerationRequest, OutputFormat, Sampling, SubmitError};
+use engine::{
+    ChatMessage, Engine, EngineConfig, Event, FinishReason, GenerationRequest, OutputFormat,
+    Sampling, SubmitError,
+};
 
 use crate::support::model_path;
 
@@ -17,7 +20,10 @@ fn engine(max_sequences: u32, queue_depth: usize, context: u32) -> Engine {
 
 fn request(content: &str, max_tokens: u32, sampling: Sampling) -> GenerationRequest {
     GenerationRequest {
-        messages: vec![ChatMessage { role: "user".into(), content: content.into() }],
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: content.into(),
+        }],
         sampling,
         max_tokens,
         stop: Vec::new(),
@@ -29,12 +35,21 @@ fn request(content: &str, max_tokens: u32, sampling: Sampling) -> GenerationRequ
 /// A prompt on which greedy decoding loops (`☃☃☃…`) and never emits an end token, so the
 /// generation runs until `max_tokens`: 8,000 tokens take the engine about a minute.
 pub fn endless_request() -> GenerationRequest {
-    request(ENDLESS_PROMPT, 8000, Sampling { temperature: 0.0, ..Sampling::default() })
+    request(
+        ENDLESS_PROMPT,
+        8000,
+        Sampling {
+            temperature: 0.0,
+            ..Sampling::default()
+        },
+    )
 }
 
 pub const ENDLESS_PROMPT: &str = "Count from 0 to 10 in words. Ünïcödé ☃";
 
-async fn collect(mut events: tokio::sync::mpsc::UnboundedReceiver<Event>) -> (String, Option<engine::Completion>) {
+async fn collect(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+) -> (String, Option<engine::Completion>) {
     let mut text = String::new();
     while let Some(event) = events.recv().await {
         match event {
@@ -48,17 +63,41 @@ async fn collect(mut events: tokio::sync::mpsc::UnboundedReceiver<Event>) -> (St
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_seed_gives_the_same_text_and_stop_strings_cut_it() {
-    let engine = tokio::task::spawn_blocking(|| engine(2, 4, 1024)).await.expect("join");
-    let sampled = Sampling { temperature: 0.9, seed: Some(1234), ..Sampling::default() };
+    let engine = tokio::task::spawn_blocking(|| engine(2, 4, 1024))
+        .await
+        .expect("join");
+    let sampled = Sampling {
+        temperature: 0.9,
+        seed: Some(1234),
+        ..Sampling::default()
+    };
     let prompt = "Tell me a short story about a cat.";
-    let (first, done) = collect(engine.submit(request(prompt, 40, sampled.clone())).expect("submit")).await;
-    let (second, _) = collect(engine.submit(request(prompt, 40, sampled.clone())).expect("submit")).await;
+    let (first, done) = collect(
+        engine
+            .submit(request(prompt, 40, sampled.clone()))
+            .expect("submit"),
+    )
+    .await;
+    let (second, _) = collect(
+        engine
+            .submit(request(prompt, 40, sampled.clone()))
+            .expect("submit"),
+    )
+    .await;
     assert_eq!(first, second);
     let done = done.expect("done");
     assert!(done.prompt_tokens > 0 && done.completion_tokens > 0);
 
-    let greedy = Sampling { temperature: 0.0, ..Sampling::default() };
-    let (full, _) = collect(engine.submit(request("List the days of the week.", 60, greedy.clone())).expect("submit")).await;
+    let greedy = Sampling {
+        temperature: 0.0,
+        ..Sampling::default()
+    };
+    let (full, _) = collect(
+        engine
+            .submit(request("List the days of the week.", 60, greedy.clone()))
+            .expect("submit"),
+    )
+    .await;
     let words: Vec<&str> = full.split_whitespace().collect();
     assert!(words.len() > 4, "{full:?}");
     let stop = words[3].to_owned();
@@ -72,19 +111,35 @@ async fn the_same_seed_gives_the_same_text_and_stop_strings_cut_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_json_schema_constrains_the_output() {
-    let engine = tokio::task::spawn_blocking(|| engine(1, 4, 1024)).await.expect("join");
+    let engine = tokio::task::spawn_blocking(|| engine(1, 4, 1024))
+        .await
+        .expect("join");
     let schema = serde_json::json!({
         "type": "object",
         "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer"}},
         "required": ["name", "age"],
         "additionalProperties": false,
     });
-    let mut constrained = request("Describe a person as JSON.", 80, Sampling { temperature: 0.0, ..Sampling::default() });
+    let mut constrained = request(
+        "Describe a person as JSON.",
+        80,
+        Sampling {
+            temperature: 0.0,
+            ..Sampling::default()
+        },
+    );
     constrained.format = OutputFormat::JsonSchema(schema.to_string());
     let (text, done) = collect(engine.submit(constrained).expect("submit")).await;
-    assert_eq!(done.expect("done").finish_reason, FinishReason::Stop, "{text}");
+    assert_eq!(
+        done.expect("done").finish_reason,
+        FinishReason::Stop,
+        "{text}"
+    );
     let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-    assert!(value["name"].is_string() && value["age"].is_i64(), "{value}");
+    assert!(
+        value["name"].is_string() && value["age"].is_i64(),
+        "{value}"
+    );
 
     let mut broken = request("x", 5, Sampling::default());
     broken.format = OutputFormat::JsonSchema("{not a schema".into());
@@ -93,20 +148,38 @@ async fn a_json_schema_constrains_the_output() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dropping_the_receiver_frees_the_sequence_and_the_queue_is_bounded() {
-    let engine = tokio::task::spawn_blocking(|| engine(1, 0, 8192)).await.expect("join");
+    let engine = tokio::task::spawn_blocking(|| engine(1, 0, 8192))
+        .await
+        .expect("join");
     let mut events = engine.submit(endless_request()).expect("submit");
     let first = events.recv().await;
     assert!(matches!(first, Some(Event::Text(_))), "{first:?}");
     // It really does not end by itself: the next 200 events are all text.
     for _ in 0..200 {
-        assert!(matches!(events.recv().await, Some(Event::Text(_))), "the endless prompt ended");
+        assert!(
+            matches!(events.recv().await, Some(Event::Text(_))),
+            "the endless prompt ended"
+        );
     }
-    assert!(matches!(engine.submit(request("x", 2, Sampling::default())), Err(SubmitError::AtCapacity { .. })), "one sequence, no queue");
+    assert!(
+        matches!(
+            engine.submit(request("x", 2, Sampling::default())),
+            Err(SubmitError::AtCapacity { .. })
+        ),
+        "one sequence, no queue"
+    );
     drop(events);
     // The engine notices at its next step; then the sequence is free for the next request.
     let next = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            match engine.submit(request("Hi", 2, Sampling { temperature: 0.0, ..Sampling::default() })) {
+            match engine.submit(request(
+                "Hi",
+                2,
+                Sampling {
+                    temperature: 0.0,
+                    ..Sampling::default()
+                },
+            )) {
                 Ok(events) => return collect(events).await,
                 Err(SubmitError::AtCapacity { .. }) => tokio::task::yield_now().await,
                 Err(other) => panic!("{other}"),
@@ -119,5 +192,8 @@ async fn dropping_the_receiver_frees_the_sequence_and_the_queue_is_bounded() {
     assert_eq!(engine.load_figures().running, 0);
 
     let long = "word ".repeat(9000);
-    assert!(matches!(engine.submit(request(&long, 5, Sampling::default())), Err(SubmitError::PromptTooLong { .. })));
+    assert!(matches!(
+        engine.submit(request(&long, 5, Sampling::default())),
+        Err(SubmitError::PromptTooLong { .. })
+    ));
 }

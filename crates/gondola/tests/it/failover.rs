@@ -11,18 +11,37 @@ async fn a_killed_provider_is_routed_around_and_the_survivor_is_named() {
     let (mut first, first_id) = provider(&url);
     let (_second, second_id) = provider(&url);
     let http = client();
-    let ask = || http.post(format!("{url}/v1/chat/completions")).json(&chat_body(MODEL, "Hi", 3, false)).send();
+    let ask = || {
+        http.post(format!("{url}/v1/chat/completions"))
+            .json(&chat_body(MODEL, "Hi", 3, false))
+            .send()
+    };
     let mut served_by = std::collections::BTreeSet::new();
     for _ in 0..6 {
         let response = ask().await.expect("send");
         assert_eq!(response.status(), 200);
-        served_by.insert(response.headers()["x-gondola-provider"].to_str().expect("header").to_owned());
+        served_by.insert(
+            response.headers()["x-gondola-provider"]
+                .to_str()
+                .expect("header")
+                .to_owned(),
+        );
     }
-    assert!(served_by.iter().all(|id| *id == first_id || *id == second_id), "{served_by:?}");
+    assert!(
+        served_by
+            .iter()
+            .all(|id| *id == first_id || *id == second_id),
+        "{served_by:?}"
+    );
     first.kill();
     for _ in 0..6 {
         let response = ask().await.expect("send");
-        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+        assert_eq!(
+            response.status(),
+            200,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
         assert_eq!(response.headers()["x-gondola-provider"], second_id.as_str());
     }
 }
@@ -32,9 +51,22 @@ async fn faults_before_the_first_token_fail_over_without_a_client_visible_error(
     let config = "[gateway.limits]\nfirst_byte_timeout_ms = 1500\nbreaker_failure_threshold = 1000\nmax_attempts = 5\n";
     let (_process, url, _dir) = serve(&[], Some(config));
     let http = client();
-    let healthy: serde_json::Value = http.post(format!("{url}/v1/chat/completions")).json(&chat_body(MODEL, "Hi", 2, false)).send().await.expect("send").json().await.expect("json");
+    let healthy: serde_json::Value = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat_body(MODEL, "Hi", 2, false))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert!(healthy["id"].is_string());
-    let faults = [Fault::Stall, Fault::ServerError, Fault::Garbage, Fault::DisconnectEarly];
+    let faults = [
+        Fault::Stall,
+        Fault::ServerError,
+        Fault::Garbage,
+        Fault::DisconnectEarly,
+    ];
     let mut faulty = Vec::new();
     for fault in faults {
         faulty.push((fault, fault_provider(&url, MODEL, fault).await));
@@ -42,17 +74,40 @@ async fn faults_before_the_first_token_fail_over_without_a_client_visible_error(
     // Keep asking until every faulty provider was tried at least once (routing is random).
     for round in 0..60 {
         let stream = round % 2 == 0;
-        let response = http.post(format!("{url}/v1/chat/completions")).json(&chat_body(MODEL, "Hi", 3, stream)).send().await.expect("send");
-        assert_eq!(response.status(), 200, "round {round}: {}", response.text().await.unwrap_or_default());
-        let provider = response.headers()["x-gondola-provider"].to_str().expect("header").to_owned();
-        assert!(faulty.iter().all(|(_, fault)| fault.id != provider), "a faulty provider was named");
+        let response = http
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&chat_body(MODEL, "Hi", 3, stream))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            response.status(),
+            200,
+            "round {round}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        let provider = response.headers()["x-gondola-provider"]
+            .to_str()
+            .expect("header")
+            .to_owned();
+        assert!(
+            faulty.iter().all(|(_, fault)| fault.id != provider),
+            "a faulty provider was named"
+        );
         let text = response.text().await.expect("body");
         assert!(!text.contains("\"error\""), "round {round}: {text}");
-        if faulty.iter().all(|(_, fault)| !fault.seen.lock().expect("lock").requests.is_empty()) {
+        if faulty
+            .iter()
+            .all(|(_, fault)| !fault.seen.lock().expect("lock").requests.is_empty())
+        {
             return;
         }
     }
-    let untried: Vec<_> = faulty.iter().filter(|(_, fault)| fault.seen.lock().expect("lock").requests.is_empty()).map(|(kind, _)| *kind).collect();
+    let untried: Vec<_> = faulty
+        .iter()
+        .filter(|(_, fault)| fault.seen.lock().expect("lock").requests.is_empty())
+        .map(|(kind, _)| *kind)
+        .collect();
     panic!("some faulty providers were never tried: {untried:?}");
 }
 
@@ -63,9 +118,17 @@ async fn an_open_breaker_stops_traffic_to_a_failing_provider() {
     let failing = fault_provider(&url, MODEL, Fault::ServerError).await;
     let http = client();
     for _ in 0..30 {
-        let response = http.post(format!("{url}/v1/chat/completions")).json(&chat_body(MODEL, "Hi", 2, false)).send().await.expect("send");
+        let response = http
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&chat_body(MODEL, "Hi", 2, false))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(response.status(), 200);
     }
     let hits = failing.seen.lock().expect("lock").requests.len();
-    assert_eq!(hits, 2, "the breaker opens after two failures and stays open");
+    assert_eq!(
+        hits, 2,
+        "the breaker opens after two failures and stays open"
+    );
 }

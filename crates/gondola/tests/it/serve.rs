@@ -12,14 +12,34 @@ async fn chat_streams_and_answers_with_usage_cost_and_provider() {
     let (_process, url, _dir) = serve(&[], None);
     let http = client();
 
-    let response = http.post(format!("{url}/v1/chat/completions")).json(&chat_body("default", "Name a color.", 16, false)).send().await.expect("send");
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat_body("default", "Name a color.", 16, false))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(response.status(), 200);
-    let provider = response.headers()["x-gondola-provider"].to_str().expect("header").to_owned();
+    let provider = response.headers()["x-gondola-provider"]
+        .to_str()
+        .expect("header")
+        .to_owned();
     assert!(provider.starts_with("pv-"));
-    assert_eq!(response.headers()["x-venice-model-id"], "smollm2-135m-instruct");
-    assert!(response.headers().contains_key("x-ratelimit-remaining-requests"));
+    assert_eq!(
+        response.headers()["x-venice-model-id"],
+        "smollm2-135m-instruct"
+    );
+    assert!(
+        response
+            .headers()
+            .contains_key("x-ratelimit-remaining-requests")
+    );
     let body: serde_json::Value = response.json().await.expect("json");
-    assert!(!body["choices"][0]["message"]["content"].as_str().expect("content").is_empty());
+    assert!(
+        !body["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("content")
+            .is_empty()
+    );
     assert_eq!(body["object"], "chat.completion");
     let usage = &body["usage"];
     assert!(usage["prompt_tokens"].as_u64().expect("prompt") > 0);
@@ -27,16 +47,27 @@ async fn chat_streams_and_answers_with_usage_cost_and_provider() {
     assert!(body["cost"]["usd"].as_f64().expect("cost") > 0.0);
     assert_eq!(body["cost"]["usd"], body["cost"]["diem"]);
 
-    let response = http.post(format!("{url}/v1/chat/completions")).json(&chat_body("default", "Count to five.", 24, true)).send().await.expect("send");
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat_body("default", "Count to five.", 24, true))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let events = sse_events(&response.text().await.expect("body"));
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     assert!(events.len() > 3, "streamed in several chunks: {events:?}");
     assert!(!streamed_text(&events).is_empty());
-    let usage_event: serde_json::Value = serde_json::from_str(&events[events.len() - 2]).expect("usage chunk");
+    let usage_event: serde_json::Value =
+        serde_json::from_str(&events[events.len() - 2]).expect("usage chunk");
     assert_eq!(usage_event["choices"], serde_json::json!([]));
-    assert!(usage_event["usage"]["completion_tokens"].as_u64().expect("tokens") > 0);
+    assert!(
+        usage_event["usage"]["completion_tokens"]
+            .as_u64()
+            .expect("tokens")
+            > 0
+    );
     assert!(usage_event["cost"]["usd"].as_f64().is_some());
 }
 
@@ -52,24 +83,46 @@ async fn venice_requests_with_parameters_and_a_model_suffix_work_on_api_v1() {
         "max_tokens": 12,
         "venice_parameters": {"include_venice_system_prompt": false, "character_slug": "pirate"},
     });
-    let response = http.post(format!("{url}/api/v1/chat/completions")).json(&body).send().await.expect("send");
+    let response = http
+        .post(format!("{url}/api/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.expect("json");
     let echo = &body["venice_parameters"];
     assert_eq!(echo["strip_thinking_response"], true);
     assert_eq!(echo["include_venice_system_prompt"], false);
-    let ignored: Vec<&str> = echo["ignored_parameters"].as_array().expect("list").iter().filter_map(serde_json::Value::as_str).collect();
-    assert!(ignored.contains(&"character_slug") && ignored.contains(&"enable_web_search"), "{ignored:?}");
+    let ignored: Vec<&str> = echo["ignored_parameters"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    assert!(
+        ignored.contains(&"character_slug") && ignored.contains(&"enable_web_search"),
+        "{ignored:?}"
+    );
 
     // The operator's system prompt is added (a longer prompt) unless the request opts out.
     let with_prompt = serde_json::json!({"model": "default", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1});
     let mut without_prompt = with_prompt.clone();
-    without_prompt["venice_parameters"] = serde_json::json!({"include_venice_system_prompt": false});
+    without_prompt["venice_parameters"] =
+        serde_json::json!({"include_venice_system_prompt": false});
     let prompt_tokens = |body: serde_json::Value| {
         let http = http.clone();
         let url = url.clone();
         async move {
-            let value: serde_json::Value = http.post(format!("{url}/api/v1/chat/completions")).json(&body).send().await.expect("send").json().await.expect("json");
+            let value: serde_json::Value = http
+                .post(format!("{url}/api/v1/chat/completions"))
+                .json(&body)
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
             value["usage"]["prompt_tokens"].as_u64().expect("tokens")
         }
     };
@@ -92,7 +145,14 @@ async fn venice_requests_with_parameters_and_a_model_suffix_work_on_api_v1() {
 async fn the_catalogue_lists_the_served_model_with_its_spec() {
     let (_process, url, _dir) = serve(&[], None);
     let http = client();
-    let models: serde_json::Value = http.get(format!("{url}/v1/models")).send().await.expect("send").json().await.expect("json");
+    let models: serde_json::Value = http
+        .get(format!("{url}/v1/models"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     let model = &models["data"][0];
     assert_eq!(model["id"], "smollm2-135m-instruct");
     assert_eq!(model["type"], "text");
@@ -103,25 +163,84 @@ async fn the_catalogue_lists_the_served_model_with_its_spec() {
     assert!(spec["pricing"]["output"]["usd"].as_f64().expect("price") > 0.0);
     assert_eq!(spec["availableContextTokens"], 2048);
     assert_eq!(spec["providers"], 1);
-    let images: serde_json::Value = http.get(format!("{url}/v1/models?type=image")).send().await.expect("send").json().await.expect("json");
+    let images: serde_json::Value = http
+        .get(format!("{url}/v1/models?type=image"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(images["data"], serde_json::json!([]));
-    let traits: serde_json::Value = http.get(format!("{url}/api/v1/models/traits")).send().await.expect("send").json().await.expect("json");
+    let traits: serde_json::Value = http
+        .get(format!("{url}/api/v1/models/traits"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(traits["data"]["default"], "smollm2-135m-instruct");
-    let aliases: serde_json::Value =
-        http.get(format!("{url}/api/v1/models/compatibility_mapping")).send().await.expect("send").json().await.expect("json");
+    let aliases: serde_json::Value = http
+        .get(format!("{url}/api/v1/models/compatibility_mapping"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(aliases["data"]["gpt-4o-mini"], "smollm2-135m-instruct");
-    let alias_reply = http.post(format!("{url}/v1/chat/completions")).json(&chat_body("gpt-4o-mini", "Hi", 2, false)).send().await.expect("send");
+    let alias_reply = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat_body("gpt-4o-mini", "Hi", 2, false))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(alias_reply.status(), 200);
 
-    let openapi: serde_json::Value = http.get(format!("{url}/api/v1/openapi.json")).send().await.expect("send").json().await.expect("json");
+    let openapi: serde_json::Value = http
+        .get(format!("{url}/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     let paths = openapi["paths"].as_object().expect("paths");
-    for path in ["/v1/chat/completions", "/api/v1/chat/completions", "/v1/models", "/api/v1/models/traits", "/healthz", "/metrics", "/provider/v1/register"] {
+    for path in [
+        "/v1/chat/completions",
+        "/api/v1/chat/completions",
+        "/v1/models",
+        "/api/v1/models/traits",
+        "/healthz",
+        "/metrics",
+        "/provider/v1/register",
+    ] {
         assert!(paths.contains_key(path), "OpenAPI document lacks {path}");
     }
-    let health: serde_json::Value = http.get(format!("{url}/healthz")).send().await.expect("send").json().await.expect("json");
+    let health: serde_json::Value = http
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(health["providers"], 1);
-    let metrics = http.get(format!("{url}/metrics")).send().await.expect("send").text().await.expect("text");
-    assert!(metrics.contains("gondola_requests_total{route=\"chat\",model=\"smollm2-135m-instruct\",status=\"200\"}"), "{metrics}");
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            "gondola_requests_total{route=\"chat\",model=\"smollm2-135m-instruct\",status=\"200\"}"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -129,7 +248,10 @@ async fn bad_input_gets_the_right_status_and_names_the_problem_and_the_process_s
     let (_process, url, _dir) = serve(&[], None);
     let http = client();
     let post = |body: Vec<u8>, content_type: &'static str| {
-        let request = http.post(format!("{url}/v1/chat/completions")).header("content-type", content_type).body(body);
+        let request = http
+            .post(format!("{url}/v1/chat/completions"))
+            .header("content-type", content_type)
+            .body(body);
         async move {
             let response = request.send().await.expect("send");
             let status = response.status().as_u16();
@@ -138,21 +260,90 @@ async fn bad_input_gets_the_right_status_and_names_the_problem_and_the_process_s
         }
     };
     let json = |value: serde_json::Value| value.to_string().into_bytes();
-    let cases: Vec<(Vec<u8>, &'static str, u16, &str, Option<&str>)> = vec![
-        (b"{not json".to_vec(), "application/json", 400, "INVALID_REQUEST", None),
-        (json(serde_json::json!({"model": "default", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"})), "application/json", 400, "INVALID_REQUEST", Some("temperature")),
-        (json(serde_json::json!({"model": "default", "messages": [{"role": "user", "content": "x"}], "top_p": 7})), "application/json", 400, "INVALID_REQUEST", Some("top_p")),
-        (json(serde_json::json!({"model": "missing-model", "messages": [{"role": "user", "content": "x"}]})), "application/json", 404, "MODEL_NOT_FOUND", Some("model")),
-        (json(serde_json::json!({"model": "default", "messages": []})), "application/json", 400, "INVALID_REQUEST", Some("messages")),
-        (json(serde_json::json!({"model": "default", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1_000_000})), "application/json", 400, "TOO_MANY_TOKENS", Some("max_tokens")),
-        (vec![b'a'; 3 * 1024 * 1024], "application/json", 413, "PAYLOAD_TOO_LARGE", None),
-        (b"<xml/>".to_vec(), "application/xml", 415, "INVALID_CONTENT_TYPE", None),
+    // Body, content type, expected status, code and field.
+    type Case = (
+        Vec<u8>,
+        &'static str,
+        u16,
+        &'static str,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            b"{not json".to_vec(),
+            "application/json",
+            400,
+            "INVALID_REQUEST",
+            None,
+        ),
+        (
+            json(
+                serde_json::json!({"model": "default", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}),
+            ),
+            "application/json",
+            400,
+            "INVALID_REQUEST",
+            Some("temperature"),
+        ),
+        (
+            json(
+                serde_json::json!({"model": "default", "messages": [{"role": "user", "content": "x"}], "top_p": 7}),
+            ),
+            "application/json",
+            400,
+            "INVALID_REQUEST",
+            Some("top_p"),
+        ),
+        (
+            json(
+                serde_json::json!({"model": "missing-model", "messages": [{"role": "user", "content": "x"}]}),
+            ),
+            "application/json",
+            404,
+            "MODEL_NOT_FOUND",
+            Some("model"),
+        ),
+        (
+            json(serde_json::json!({"model": "default", "messages": []})),
+            "application/json",
+            400,
+            "INVALID_REQUEST",
+            Some("messages"),
+        ),
+        (
+            json(
+                serde_json::json!({"model": "default", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1_000_000}),
+            ),
+            "application/json",
+            400,
+            "TOO_MANY_TOKENS",
+            Some("max_tokens"),
+        ),
+        (
+            vec![b'a'; 3 * 1024 * 1024],
+            "application/json",
+            413,
+            "PAYLOAD_TOO_LARGE",
+            None,
+        ),
+        (
+            b"<xml/>".to_vec(),
+            "application/xml",
+            415,
+            "INVALID_CONTENT_TYPE",
+            None,
+        ),
     ];
     for (body, content_type, status, code, param) in cases {
         let (got_status, value) = post(body, content_type).await;
         assert_eq!(got_status, status, "{value}");
         assert_eq!(value["error"]["code"], code, "{value}");
-        assert!(!value["error"]["message"].as_str().expect("message").is_empty());
+        assert!(
+            !value["error"]["message"]
+                .as_str()
+                .expect("message")
+                .is_empty()
+        );
         if let Some(param) = param {
             assert_eq!(value["error"]["param"], param, "{value}");
         }
@@ -164,14 +355,21 @@ async fn bad_input_gets_the_right_status_and_names_the_problem_and_the_process_s
     });
     let (status, value) = post(json(liberal), "application/json").await;
     assert_eq!(status, 200, "{value}");
-    let health = http.get(format!("{url}/healthz")).send().await.expect("still up");
+    let health = http
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .expect("still up");
     assert_eq!(health.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_disconnects_cancels_its_generation() {
     // One sequence only: a second request can start only once the first lets go of it.
-    let (_process, url, _dir) = serve(&["--parallel", "1", "--context", "8192"], Some("[gateway.limits]\nmax_output_tokens = 8000\n"));
+    let (_process, url, _dir) = serve(
+        &["--parallel", "1", "--context", "8192"],
+        Some("[gateway.limits]\nmax_output_tokens = 8000\n"),
+    );
     let http = client();
     // Greedy decoding loops on this prompt and would run to all 8000 tokens.
     let long = serde_json::json!({
@@ -179,7 +377,12 @@ async fn a_client_that_disconnects_cancels_its_generation() {
         "max_tokens": 8000, "stream": true, "temperature": 0,
         "venice_parameters": {"include_venice_system_prompt": false},
     });
-    let response = http.post(format!("{url}/v1/chat/completions")).json(&long).send().await.expect("send");
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&long)
+        .send()
+        .await
+        .expect("send");
     let mut stream = response.bytes_stream();
     let first = stream.next().await.expect("a first chunk").expect("bytes");
     assert!(!first.is_empty());
@@ -188,11 +391,16 @@ async fn a_client_that_disconnects_cancels_its_generation() {
     let started = Instant::now();
     let next = tokio::time::timeout(
         Duration::from_secs(45),
-        http.post(format!("{url}/v1/chat/completions")).json(&chat_body("default", "Hi", 4, false)).send(),
+        http.post(format!("{url}/v1/chat/completions"))
+            .json(&chat_body("default", "Hi", 4, false))
+            .send(),
     )
     .await
     .expect("the abandoned generation was cancelled and freed its sequence")
     .expect("send");
     assert_eq!(next.status(), 200);
-    eprintln!("second request served {} ms after the first client left", started.elapsed().as_millis());
+    eprintln!(
+        "second request served {} ms after the first client left",
+        started.elapsed().as_millis()
+    );
 }

@@ -34,7 +34,11 @@ pub fn model_path() -> PathBuf {
             .arg(cache_dir())
             .output()
             .expect("run gondola pull");
-        assert!(output.status.success(), "gondola pull failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "gondola pull failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
     })
     .clone()
@@ -70,7 +74,12 @@ impl Process {
                 }
             }
         });
-        Self { child, lines, stderr_path, _dir: dir }
+        Self {
+            child,
+            lines,
+            stderr_path,
+            _dir: dir,
+        }
     }
 
     /// Waits for a stdout line containing `needle`; panics with the log if the process exits.
@@ -110,7 +119,12 @@ fn rand_suffix() -> String {
 
 pub fn url_in(line: &str) -> String {
     let start = line.find("http").expect("a URL in the line");
-    line[start..].split_whitespace().next().expect("url").trim_end_matches("/v1").to_owned()
+    line[start..]
+        .split_whitespace()
+        .next()
+        .expect("url")
+        .trim_end_matches("/v1")
+        .to_owned()
 }
 
 /// `gondola serve` on port 0 with the real model. Returns the process and its base URL.
@@ -119,8 +133,19 @@ pub fn serve(extra: &[&str], config: Option<&str>) -> (Process, String, Arc<temp
     model_path();
     let data = dir.path().join("data");
     let cache = cache_dir();
-    let mut args: Vec<String> = vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into(), "--log".into(), "debug".into()];
-    args.extend(["--data-dir".into(), data.display().to_string(), "--cache-dir".into(), cache.display().to_string()]);
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--log".into(),
+        "debug".into(),
+    ];
+    args.extend([
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--cache-dir".into(),
+        cache.display().to_string(),
+    ]);
     if let Some(config) = config {
         let path = dir.path().join("gondola.toml");
         std::fs::write(&path, config).expect("write config");
@@ -140,7 +165,18 @@ pub fn gateway(config: &str) -> (Process, String, Arc<tempfile::TempDir>) {
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, config).expect("write config");
     let path = path.display().to_string();
-    let mut process = Process::start(&["gateway", "--listen", "127.0.0.1:0", "--log", "debug", "--config", &path], Arc::clone(&dir));
+    let mut process = Process::start(
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "debug",
+            "--config",
+            &path,
+        ],
+        Arc::clone(&dir),
+    );
     let url = url_in(&process.wait_for_line("gateway listening on"));
     (process, url, dir)
 }
@@ -152,17 +188,36 @@ pub fn provider(gateway_url: &str) -> (Process, String) {
     let model = model_path().display().to_string();
     let data = dir.path().join("data").display().to_string();
     let mut process = Process::start(
-        &["provider", "--gateway", gateway_url, "--model", &model, "--model-id", "smollm2-135m-instruct", "--data-dir", &data, "--log", "debug"],
+        &[
+            "provider",
+            "--gateway",
+            gateway_url,
+            "--model",
+            &model,
+            "--model-id",
+            "smollm2-135m-instruct",
+            "--data-dir",
+            &data,
+            "--log",
+            "debug",
+        ],
         dir,
     );
     let line = process.wait_for_line("ready: provider");
-    let id = line.split_whitespace().find(|word| word.starts_with("pv-")).expect("provider id").to_owned();
+    let id = line
+        .split_whitespace()
+        .find(|word| word.starts_with("pv-"))
+        .expect("provider id")
+        .to_owned();
     (process, id)
 }
 
 pub fn client() -> reqwest::Client {
     server::install_crypto_provider();
-    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
 }
 
 pub fn chat_body(model: &str, content: &str, max_tokens: u32, stream: bool) -> serde_json::Value {
@@ -178,7 +233,10 @@ pub fn chat_body(model: &str, content: &str, max_tokens: u32, stream: bool) -> s
 
 /// Data events of an SSE body, `[DONE]` included as a string.
 pub fn sse_events(body: &str) -> Vec<String> {
-    body.split("\n\n").filter_map(|event| event.strip_prefix("data: ")).map(str::to_owned).collect()
+    body.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Text of a streamed reply.
@@ -186,7 +244,12 @@ pub fn streamed_text(events: &[String]) -> String {
     events
         .iter()
         .filter_map(|event| serde_json::from_str::<serde_json::Value>(event).ok())
-        .filter_map(|value| value.pointer("/choices/0/delta/content").and_then(serde_json::Value::as_str).map(str::to_owned))
+        .filter_map(|value| {
+            value
+                .pointer("/choices/0/delta/content")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        })
         .collect()
 }
 
@@ -235,9 +298,14 @@ impl Drop for FaultProvider {
 pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> FaultProvider {
     use axum::response::IntoResponse;
     use ed25519_dalek::SigningKey;
-    use wire::provider::{ModelAdvert, REGISTER_PATH, REGISTRATION_PURPOSE, Registration, RegistrationAccepted, SignedEnvelope};
+    use wire::provider::{
+        ModelAdvert, REGISTER_PATH, REGISTRATION_PURPOSE, Registration, RegistrationAccepted,
+        SignedEnvelope,
+    };
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     let seen = Arc::new(Mutex::new(Seen::default()));
     let seen_by_handler = Arc::clone(&seen);
@@ -289,7 +357,13 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
     let key = SigningKey::from_bytes(&seed);
     let registration = Registration {
         purpose: REGISTRATION_PURPOSE.into(),
-        issued_at_ms: u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis()).expect("ms"),
+        issued_at_ms: u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_millis(),
+        )
+        .expect("ms"),
         endpoint: format!("http://{address}"),
         models: vec![ModelAdvert {
             id: model_id.into(),
@@ -316,5 +390,9 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
         .json()
         .await
         .expect("lease");
-    FaultProvider { id: accepted.provider_id, seen, _task: task }
+    FaultProvider {
+        id: accepted.provider_id,
+        seen,
+        _task: task,
+    }
 }

@@ -16,16 +16,26 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_source_file_has_a_module_doc_and_no_debugging_leftovers() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("crates dir");
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crates dir");
     let mut files = Vec::new();
     rust_files(crates, &mut files);
     assert!(files.len() > 20, "found the sources");
-    let forbidden = [concat!("db", "g!("), concat!("to", "do!("), concat!("FIX", "ME"), concat!("unimpl", "emented!(")];
+    let forbidden = [
+        concat!("db", "g!("),
+        concat!("to", "do!("),
+        concat!("FIX", "ME"),
+        concat!("unimpl", "emented!("),
+    ];
     let mut problems = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("read source");
         if !text.starts_with("//!") {
-            problems.push(format!("{}: does not start with a //! doc line", file.display()));
+            problems.push(format!(
+                "{}: does not start with a //! doc line",
+                file.display()
+            ));
         }
         for word in forbidden {
             if text.contains(word) {
@@ -33,7 +43,10 @@ fn every_source_file_has_a_module_doc_and_no_debugging_leftovers() {
             }
         }
         if text.contains("unsafe ") && !text.contains("// SAFETY:") {
-            problems.push(format!("{}: unsafe code without a SAFETY comment", file.display()));
+            problems.push(format!(
+                "{}: unsafe code without a SAFETY comment",
+                file.display()
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::support::{Process, chat_body, model_path, cache_dir, url_in};
+use crate::support::{Process, cache_dir, chat_body, model_path, url_in};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_speaks_https_with_the_given_certificate() {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("certificate");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("certificate");
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
@@ -15,9 +17,24 @@ async fn serve_speaks_https_with_the_given_certificate() {
     model_path();
     let data = dir.path().join("data").display().to_string();
     let cache = cache_dir().display().to_string();
-    let (cert, key) = (cert_path.display().to_string(), key_path.display().to_string());
+    let (cert, key) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    );
     let mut process = Process::start(
-        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &data, "--cache-dir", &cache, "--tls-cert", &cert, "--tls-key", &key],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--cache-dir",
+            &cache,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
         Arc::clone(&dir),
     );
     let url = url_in(&process.wait_for_line("gateway listening on"));
@@ -25,10 +42,24 @@ async fn serve_speaks_https_with_the_given_certificate() {
     process.wait_for_line("ready:");
     server::install_crypto_provider();
     let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).expect("root");
-    let http = reqwest::Client::builder().add_root_certificate(root).build().expect("client");
-    let response = http.post(format!("{url}/v1/chat/completions")).json(&chat_body("default", "Hi", 3, false)).send().await.expect("https request");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .build()
+        .expect("client");
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat_body("default", "Hi", 3, false))
+        .send()
+        .await
+        .expect("https request");
     assert_eq!(response.status(), 200);
     let plain = url.replace("https://", "http://");
-    let refused = reqwest::Client::new().get(format!("{plain}/healthz")).send().await;
-    assert!(refused.is_err() || !refused.expect("response").status().is_success(), "plain HTTP is not served on the TLS port");
+    let refused = reqwest::Client::new()
+        .get(format!("{plain}/healthz"))
+        .send()
+        .await;
+    assert!(
+        refused.is_err() || !refused.expect("response").status().is_success(),
+        "plain HTTP is not served on the TLS port"
+    );
 }
