@@ -374,9 +374,15 @@ mod tests {
         let readme = include_str!("../../../README.md");
         let start = readme.find("```toml\n").expect("a TOML example") + "```toml\n".len();
         let end = start + readme[start..].find("```").expect("end of the example");
-        let file: FileConfig = toml::from_str(&readme[start..end]).expect("the README example parses");
+        let file: FileConfig =
+            toml::from_str(&readme[start..end]).expect("the README example parses");
         assert_eq!(file.gateway.keys.len(), 1);
-        assert!(file.gateway.models.pricing.contains_key("smollm2-135m-instruct"));
+        assert!(
+            file.gateway
+                .models
+                .pricing
+                .contains_key("smollm2-135m-instruct")
+        );
     }
 
     #[test]
