@@ -169,11 +169,11 @@ fn run(
             for (seq, entry) in slots.iter_mut().enumerate() {
                 let in_batch = entry.as_ref().is_some_and(|slot| slot.in_batch);
                 if let Some(slot) = entry.take_if(|_| in_batch) {
+                    finish_slot(&mut context, seq, counters);
                     let _ = slot
                         .job
                         .events
                         .send(Event::Failed(format!("decode failed: {error}")));
-                    finish_slot(&mut context, seq, counters);
                 }
             }
             continue;
@@ -211,8 +211,8 @@ fn admit(
                 });
             }
             Err(message) => {
-                let _ = job.events.send(Event::Failed(message));
                 counters.accepted.fetch_sub(1, Ordering::AcqRel);
+                let _ = job.events.send(Event::Failed(message));
             }
         }
     }
@@ -397,9 +397,13 @@ fn sample_all(
                         elapsed_ms = slot.started.elapsed().as_millis() as u64,
                         "generation finished"
                     );
+                    // Release first: whoever sees `Done` may submit again at once and must
+                    // find the sequence free.
+                    finish_slot(context, seq, counters);
                     let _ = slot.job.events.send(Event::Done(completion));
+                } else {
+                    finish_slot(context, seq, counters);
                 }
-                finish_slot(context, seq, counters);
             }
         }
     }

@@ -5,6 +5,7 @@
 mod engine_direct;
 mod failover;
 mod faults;
+mod network;
 mod privacy;
 mod sdk;
 mod serve;

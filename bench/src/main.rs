@@ -1,0 +1,276 @@
+//! Gondola's benchmark harness. `path` measures what the whole serving path costs: the same
+//! engine, the same requests, once called directly and once through gateway + provider over
+//! loopback HTTP, in interleaved rounds (A B A B …) so that drift on a shared machine hits both
+//! sides alike. Results go to `bench/results/path.{md,json}`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use engine::{ChatMessage, Engine, EngineConfig, Event, GenerationRequest, OutputFormat, Sampling};
+use futures_util::StreamExt;
+use serde::Serialize;
+use wire::sse::{SseEvent, SseParser};
+
+/// Greedy decoding loops on this prompt (`☃☃☃…`) and never ends early, so every run generates
+/// exactly `TOKENS` tokens.
+const PROMPT: &str = "Count from 0 to 10 in words. Ünïcödé ☃";
+const TOKENS: u32 = 128;
+const ROUNDS: usize = 7;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Run {
+    first_token_ms: f64,
+    decode_tokens_per_second: f64,
+    total_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Side {
+    name: &'static str,
+    runs: Vec<Run>,
+    median: Run,
+}
+
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    threads: u32,
+    tokens_per_run: u32,
+    rounds: usize,
+    engine: Side,
+    gateway: Side,
+    ratio_decode: f64,
+    added_first_token_ms: f64,
+}
+
+fn median(runs: &[Run]) -> Run {
+    let pick = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    Run {
+        first_token_ms: pick(runs.iter().map(|run| run.first_token_ms).collect()),
+        decode_tokens_per_second: pick(
+            runs.iter()
+                .map(|run| run.decode_tokens_per_second)
+                .collect(),
+        ),
+        total_ms: pick(runs.iter().map(|run| run.total_ms).collect()),
+    }
+}
+
+fn run_from(started: Instant, token_times: &[Instant]) -> anyhow::Result<Run> {
+    let (Some(first), Some(last)) = (token_times.first(), token_times.last()) else {
+        bail!("no tokens")
+    };
+    let decode_seconds = last.duration_since(*first).as_secs_f64().max(f64::EPSILON);
+    Ok(Run {
+        first_token_ms: first.duration_since(started).as_secs_f64() * 1e3,
+        decode_tokens_per_second: (token_times.len() - 1) as f64 / decode_seconds,
+        total_ms: last.duration_since(started).as_secs_f64() * 1e3,
+    })
+}
+
+async fn direct(engine: &Engine) -> anyhow::Result<Run> {
+    let request = GenerationRequest {
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: PROMPT.into(),
+        }],
+        sampling: Sampling {
+            temperature: 0.0,
+            ..Sampling::default()
+        },
+        max_tokens: TOKENS,
+        stop: Vec::new(),
+        format: OutputFormat::Text,
+        enable_thinking: true,
+    };
+    let started = Instant::now();
+    let mut events = engine.submit(request)?;
+    let mut times = Vec::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Text(_) => times.push(Instant::now()),
+            Event::Done(_) => break,
+            Event::Failed(reason) => bail!("generation failed: {reason}"),
+        }
+    }
+    run_from(started, &times)
+}
+
+async fn through_gateway(http: &reqwest::Client, url: &str) -> anyhow::Result<Run> {
+    let body = serde_json::json!({
+        "model": "default",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": TOKENS,
+        "temperature": 0,
+        "stream": true,
+        "venice_parameters": {"include_venice_system_prompt": false},
+    });
+    let started = Instant::now();
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut parser = SseParser::new(1 << 20);
+    let mut stream = response.bytes_stream();
+    let mut times = Vec::new();
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes?;
+        let now = Instant::now();
+        for event in parser.push(&bytes)? {
+            if let SseEvent::Data(data) = event {
+                let value: serde_json::Value = serde_json::from_str(&data)?;
+                if value
+                    .pointer("/choices/0/delta/content")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|text| !text.is_empty())
+                {
+                    times.push(now);
+                }
+            }
+        }
+    }
+    run_from(started, &times)
+}
+
+fn model_path() -> anyhow::Result<PathBuf> {
+    let path = std::env::args()
+        .nth(2)
+        .map(PathBuf::from)
+        .context("usage: gondola-bench path MODEL.gguf")?;
+    if !path.exists() {
+        bail!(
+            "{} does not exist (run `gondola pull` and pass the path it prints)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+async fn path_bench() -> anyhow::Result<()> {
+    server::install_crypto_provider();
+    let model = model_path()?;
+    let config = EngineConfig::new(model.clone());
+    let threads = config.decode_threads.get();
+    let engine = Arc::new(tokio::task::spawn_blocking(move || Engine::load(config)).await??);
+
+    let gateway_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", gateway_listener.local_addr()?);
+    let gateway_config = gateway::GatewayConfig {
+        auth: gateway::config::AuthConfig {
+            keys: Vec::new(),
+            anonymous: Some(gateway::config::RateLimit {
+                requests_per_minute: 1_000_000,
+                tokens_per_minute: u64::MAX,
+            }),
+        },
+        ..gateway::GatewayConfig::default()
+    };
+    tokio::spawn(gateway::run(
+        gateway_listener,
+        gateway_config,
+        None,
+        std::future::pending(),
+    ));
+    let data = std::env::temp_dir().join(format!("gondola-bench-{}", std::process::id()));
+    let provider_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let (ready, registered) = tokio::sync::oneshot::channel();
+    let backend = provider::Backend::Embedded {
+        engine: Arc::clone(&engine),
+        model_id: "bench-model".into(),
+    };
+    let provider_config = provider::ProviderConfig {
+        gateway_url: url.clone(),
+        advertise_url: None,
+        data_dir: data.clone(),
+        max_in_flight: 8,
+    };
+    tokio::spawn(provider::run(
+        provider_listener,
+        provider_config,
+        backend,
+        Some(ready),
+        std::future::pending(),
+    ));
+    tokio::time::timeout(Duration::from_secs(30), registered)
+        .await
+        .context("the provider did not register")??;
+
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    // Warm both paths once (page cache, connection pool).
+    direct(&engine).await?;
+    through_gateway(&http, &url).await?;
+    let (mut direct_runs, mut gateway_runs) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        eprintln!("round {}/{ROUNDS}", round + 1);
+        direct_runs.push(direct(&engine).await?);
+        gateway_runs.push(through_gateway(&http, &url).await?);
+    }
+    let (engine_median, gateway_median) = (median(&direct_runs), median(&gateway_runs));
+    let report = Report {
+        model: model
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        threads,
+        tokens_per_run: TOKENS,
+        rounds: ROUNDS,
+        ratio_decode: gateway_median.decode_tokens_per_second
+            / engine_median.decode_tokens_per_second,
+        added_first_token_ms: gateway_median.first_token_ms - engine_median.first_token_ms,
+        engine: Side {
+            name: "engine alone",
+            runs: direct_runs,
+            median: engine_median,
+        },
+        gateway: Side {
+            name: "gateway + provider over HTTP",
+            runs: gateway_runs,
+            median: gateway_median,
+        },
+    };
+    let _ = std::fs::remove_dir_all(&data);
+    let results = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&results)?;
+    std::fs::write(
+        results.join("path.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let mut table = format!(
+        "# Serving path: engine alone vs through gateway + provider\n\n{} · {} decode thread(s) · {} greedy tokens per run · medians of {} interleaved rounds\n\n\
+         | path | time to first token | decode tokens/s | total |\n|---|---|---|---|\n",
+        report.model, report.threads, report.tokens_per_run, report.rounds
+    );
+    for side in [&report.engine, &report.gateway] {
+        table.push_str(&format!(
+            "| {} | {:.1} ms | {:.1} | {:.0} ms |\n",
+            side.name,
+            side.median.first_token_ms,
+            side.median.decode_tokens_per_second,
+            side.median.total_ms
+        ));
+    }
+    table.push_str(&format!(
+        "\nThrough the gateway: decode at {:.3}× the engine's rate, first token {:+.1} ms.\n",
+        report.ratio_decode, report.added_first_token_ms
+    ));
+    std::fs::write(results.join("path.md"), &table)?;
+    println!("{table}");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match std::env::args().nth(1).as_deref() {
+        Some("path") => runtime.block_on(path_bench()),
+        _ => bail!("usage: gondola-bench path MODEL.gguf"),
+    }
+}

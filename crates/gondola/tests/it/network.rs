@@ -1,0 +1,245 @@
+//! The provider network's rules: admission by signature and policy, API key kinds, a provider
+//! fronting an OpenAI-compatible engine, and the terminal clients.
+
+use std::process::Command;
+
+use ed25519_dalek::SigningKey;
+use wire::provider::{
+    ModelAdvert, REGISTER_PATH, REGISTRATION_PURPOSE, Registration, SignedEnvelope,
+};
+
+use crate::support::{Fault, Process, binary, chat_body, client, fault_provider, gateway, serve};
+
+fn registration(endpoint: &str) -> Registration {
+    Registration {
+        purpose: REGISTRATION_PURPOSE.into(),
+        issued_at_ms: u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_millis(),
+        )
+        .expect("ms"),
+        endpoint: endpoint.into(),
+        models: vec![ModelAdvert {
+            id: "m".into(),
+            name: "m".into(),
+            context_tokens: 1,
+            quantization: "Q4_1".into(),
+            parameters: 1,
+            supports_response_schema: false,
+            supports_reasoning: false,
+            backend: "embedded".into(),
+        }],
+        max_in_flight: 1,
+        software_version: "test".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_needs_a_valid_signature_and_the_operators_admission() {
+    let admitted = SigningKey::from_bytes(&[7; 32]);
+    let stranger = SigningKey::from_bytes(&[8; 32]);
+    let config = format!(
+        "[gateway]\nadmission = \"allowlist\"\nallowed_providers = [\"{}\"]\n",
+        hex::encode(admitted.verifying_key().as_bytes())
+    );
+    let (_gateway, url, _dir) = gateway(&config);
+    let http = client();
+    let register = |envelope: SignedEnvelope| {
+        http.post(format!("{url}{REGISTER_PATH}"))
+            .json(&envelope)
+            .send()
+    };
+    let ok = register(
+        SignedEnvelope::sign(&admitted, &registration("http://127.0.0.1:9")).expect("sign"),
+    )
+    .await
+    .expect("send");
+    assert_eq!(ok.status(), 200);
+    let refused = register(
+        SignedEnvelope::sign(&stranger, &registration("http://127.0.0.1:9")).expect("sign"),
+    )
+    .await
+    .expect("send");
+    assert_eq!(refused.status(), 403);
+    let mut forged =
+        SignedEnvelope::sign(&stranger, &registration("http://127.0.0.1:9")).expect("sign");
+    forged.public_key = hex::encode(admitted.verifying_key().as_bytes());
+    assert_eq!(register(forged).await.expect("send").status(), 401);
+    let mut stale = registration("http://127.0.0.1:9");
+    stale.issued_at_ms -= 3_600_000;
+    assert_eq!(
+        register(SignedEnvelope::sign(&admitted, &stale).expect("sign"))
+            .await
+            .expect("send")
+            .status(),
+        400
+    );
+    let garbage = http
+        .post(format!("{url}{REGISTER_PATH}"))
+        .body("not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(garbage.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inference_and_admin_keys_have_their_own_rights() {
+    let inference = "sk-inference-test";
+    let admin = "sk-admin-test";
+    let config = format!(
+        "[[gateway.keys]]\nname = \"app\"\nsha256 = \"{}\"\n\n[[gateway.keys]]\nname = \"ops\"\nkind = \"admin\"\nsha256 = \"{}\"\n",
+        hex::encode(gateway::hash_secret(inference)),
+        hex::encode(gateway::hash_secret(admin))
+    );
+    let (_gateway, url, _dir) = gateway(&config);
+    let _provider = fault_provider(&url, "m", Fault::ServerError).await;
+    let http = client();
+    let providers = |key: Option<&'static str>| {
+        let request = http.get(format!("{url}/api/v1/providers"));
+        let request = match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
+        async move { request.send().await.expect("send") }
+    };
+    assert_eq!(providers(None).await.status(), 401);
+    assert_eq!(providers(Some("sk-wrong")).await.status(), 401);
+    assert_eq!(providers(Some(inference)).await.status(), 403);
+    let listed: serde_json::Value = providers(Some(admin)).await.json().await.expect("json");
+    assert_eq!(listed["data"][0]["models"][0], "m");
+    assert_eq!(listed["data"][0]["breaker"], "closed");
+    let anonymous = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat_body("m", "x", 1, false))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        anonymous.status(),
+        401,
+        "keys are configured, so anonymous use is off"
+    );
+    let keyed = http.post(format!("{url}/v1/models")).bearer_auth(inference);
+    assert_eq!(
+        keyed.send().await.expect("send").status(),
+        405,
+        "models is GET only"
+    );
+    let models = http
+        .get(format!("{url}/v1/models"))
+        .bearer_auth(inference)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(models.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_can_front_an_openai_compatible_engine() {
+    // The upstream engine is another Gondola's OpenAI-compatible /v1.
+    let (_engine, engine_url, _engine_dir) = serve(&[], None);
+    let (_gateway, url, dir) = gateway("");
+    let data = dir.path().join("upstream-provider").display().to_string();
+    let upstream = format!("{engine_url}/v1");
+    let mut provider = Process::start(
+        &[
+            "provider",
+            "--gateway",
+            &url,
+            "--upstream",
+            &upstream,
+            "--model",
+            "default",
+            "--model-id",
+            "relayed",
+            "--data-dir",
+            &data,
+        ],
+        std::sync::Arc::clone(&dir),
+    );
+    provider.wait_for_line("ready: provider");
+    let http = client();
+    let reply: serde_json::Value = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat_body("relayed", "Hi", 6, false))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        !reply["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("text")
+            .is_empty(),
+        "{reply}"
+    );
+    assert!(reply["usage"]["completion_tokens"].as_u64().expect("usage") > 0);
+    assert_eq!(reply["model"], "relayed");
+    let models: serde_json::Value = http
+        .get(format!("{url}/v1/models"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(models["data"][0]["model_spec"]["modelSource"], "upstream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_terminal_clients_list_models_and_stream_a_reply() {
+    let (_process, url, _dir) = serve(&[], None);
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(binary())
+                .args(args)
+                .output()
+                .expect("run gondola")
+        })
+    };
+    let models = run(vec!["models".into(), "--gateway".into(), url.clone()])
+        .await
+        .expect("join");
+    assert!(models.status.success());
+    let listing = String::from_utf8_lossy(&models.stdout);
+    assert!(
+        listing.contains("smollm2-135m-instruct") && listing.contains("default"),
+        "{listing}"
+    );
+    let chat = run(vec![
+        "chat".into(),
+        "--gateway".into(),
+        url.clone(),
+        "--max-tokens".into(),
+        "8".into(),
+        "Say hi.".into(),
+    ])
+    .await
+    .expect("join");
+    assert!(
+        chat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&chat.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&chat.stdout).trim().is_empty());
+    let summary = String::from_utf8_lossy(&chat.stderr);
+    assert!(
+        summary.contains("pv-") && summary.contains("completion tokens"),
+        "{summary}"
+    );
+    let down = run(vec![
+        "chat".into(),
+        "--gateway".into(),
+        "http://127.0.0.1:9".into(),
+        "hi".into(),
+    ])
+    .await
+    .expect("join");
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the gateway"));
+}
