@@ -279,21 +279,7 @@ async fn list_traits(
     headers: HeaderMap,
     Query(filter): Query<TypeFilter>,
 ) -> Response {
-    if let Err(error) = authenticated(&state, &headers) {
-        return error_response(&error, dialect);
-    }
-    match type_matches(&filter) {
-        Ok(include) => {
-            let live = state.registry.live_models(Instant::now());
-            let data = if include {
-                state.catalogue.traits(&live)
-            } else {
-                Default::default()
-            };
-            Json(serde_json::json!({ "object": "list", "data": data })).into_response()
-        }
-        Err(error) => error_response(&error, dialect),
-    }
+    name_map(&state, dialect, &headers, &filter, Catalogue::traits)
 }
 
 async fn list_aliases(
@@ -302,16 +288,32 @@ async fn list_aliases(
     headers: HeaderMap,
     Query(filter): Query<TypeFilter>,
 ) -> Response {
-    if let Err(error) = authenticated(&state, &headers) {
+    name_map(&state, dialect, &headers, &filter, Catalogue::aliases)
+}
+
+type NameMap = std::collections::BTreeMap<String, String>;
+
+/// A `{name: model id}` listing (traits or aliases) in Venice's `{object, data}` shape.
+fn name_map(
+    state: &AppState,
+    dialect: Dialect,
+    headers: &HeaderMap,
+    filter: &TypeFilter,
+    names: fn(
+        &Catalogue,
+        &std::collections::HashMap<String, (wire::provider::ModelAdvert, usize)>,
+    ) -> NameMap,
+) -> Response {
+    if let Err(error) = authenticated(state, headers) {
         return error_response(&error, dialect);
     }
-    match type_matches(&filter) {
+    match type_matches(filter) {
         Ok(include) => {
             let live = state.registry.live_models(Instant::now());
             let data = if include {
-                state.catalogue.aliases(&live)
+                names(&state.catalogue, &live)
             } else {
-                Default::default()
+                NameMap::new()
             };
             Json(serde_json::json!({ "object": "list", "data": data })).into_response()
         }

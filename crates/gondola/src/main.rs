@@ -88,12 +88,9 @@ struct EngineArgs {
     index_url: String,
 }
 
+/// What every command that runs a gateway takes.
 #[derive(Args)]
-struct ServeArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    #[command(flatten)]
-    engine: EngineArgs,
+struct GatewayServerArgs {
     /// Address to listen on (port 0 picks a free port; the bound address is printed).
     #[arg(long, env = "GONDOLA_LISTEN")]
     listen: Option<String>,
@@ -109,18 +106,21 @@ struct ServeArgs {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    server: GatewayServerArgs,
+}
+
+#[derive(Args)]
 struct GatewayArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Address to listen on (port 0 picks a free port; the bound address is printed).
-    #[arg(long, env = "GONDOLA_LISTEN")]
-    listen: Option<String>,
-    #[arg(long, env = "GONDOLA_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    #[arg(long, env = "GONDOLA_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    #[arg(long, env = "GONDOLA_SYSTEM_PROMPT")]
-    system_prompt: Option<String>,
+    #[command(flatten)]
+    server: GatewayServerArgs,
 }
 
 #[derive(Args)]
@@ -396,21 +396,48 @@ async fn load_engine(
     Ok(Arc::new(engine))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let file = FileConfig::load(args.common.config.as_deref())?;
-    init_logging(&args.common, &file);
+/// The gateway's configuration from file, environment and flags, with logging started.
+struct GatewaySetup {
+    file: FileConfig,
+    listen: SocketAddr,
+    config: gateway::GatewayConfig,
+    tls: Option<server::TlsAcceptor>,
+}
+
+fn gateway_setup(common: &CommonArgs, server: &GatewayServerArgs) -> anyhow::Result<GatewaySetup> {
+    let file = FileConfig::load(common.config.as_deref())?;
+    init_logging(common, &file);
     let listen = config::listen_address(
-        args.listen.as_deref(),
+        server.listen.as_deref(),
         file.gateway.listen.as_deref(),
         DEFAULT_GATEWAY_LISTEN,
     )?;
-    let gateway_config = config::gateway_config(&file.gateway, listen, args.system_prompt.clone())?;
+    let config = config::gateway_config(&file.gateway, listen, server.system_prompt.clone())?;
     let tls = tls(
-        args.tls_cert
+        server
+            .tls_cert
             .as_deref()
             .or(file.gateway.tls_cert.as_deref()),
-        args.tls_key.as_deref().or(file.gateway.tls_key.as_deref()),
+        server
+            .tls_key
+            .as_deref()
+            .or(file.gateway.tls_key.as_deref()),
     )?;
+    Ok(GatewaySetup {
+        file,
+        listen,
+        config,
+        tls,
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let GatewaySetup {
+        file,
+        listen,
+        config: gateway_config,
+        tls,
+    } = gateway_setup(&args.common, &args.server)?;
     let data = data_dir(&args.common, &file)?;
     let cache = cache_dir(&args.common, &file)?;
     let (model_path, model_id) = model_file(&args.engine, &file, &cache).await?;
@@ -474,20 +501,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn gateway_only(args: GatewayArgs) -> anyhow::Result<()> {
-    let file = FileConfig::load(args.common.config.as_deref())?;
-    init_logging(&args.common, &file);
-    let listen = config::listen_address(
-        args.listen.as_deref(),
-        file.gateway.listen.as_deref(),
-        DEFAULT_GATEWAY_LISTEN,
-    )?;
-    let gateway_config = config::gateway_config(&file.gateway, listen, args.system_prompt.clone())?;
-    let tls = tls(
-        args.tls_cert
-            .as_deref()
-            .or(file.gateway.tls_cert.as_deref()),
-        args.tls_key.as_deref().or(file.gateway.tls_key.as_deref()),
-    )?;
+    let GatewaySetup {
+        file: _,
+        listen,
+        config: gateway_config,
+        tls,
+    } = gateway_setup(&args.common, &args.server)?;
     let shutdown = shutdown_signal();
     let listener = bind(listen, "gateway").await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
