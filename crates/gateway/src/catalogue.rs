@@ -35,6 +35,9 @@ const BUILT_IN_ALIASES: &[&str] = &[
 const DEFAULT_TEMPERATURE: f32 = 0.7;
 const DEFAULT_TOP_P: f32 = 0.9;
 
+/// Models served under live leases: id → (advert, number of providers).
+pub type LiveModels = HashMap<String, (ModelAdvert, usize)>;
+
 pub struct Catalogue {
     config: CatalogueConfig,
 }
@@ -50,7 +53,7 @@ impl Catalogue {
         Self { config }
     }
 
-    fn default_model(&self, live: &HashMap<String, (ModelAdvert, usize)>) -> Option<String> {
+    fn default_model(&self, live: &LiveModels) -> Option<String> {
         self.config
             .default_model
             .clone()
@@ -58,7 +61,7 @@ impl Catalogue {
     }
 
     /// Trait → model id, configured ones over built-ins.
-    pub fn traits(&self, live: &HashMap<String, (ModelAdvert, usize)>) -> BTreeMap<String, String> {
+    pub fn traits(&self, live: &LiveModels) -> BTreeMap<String, String> {
         let mut traits = BTreeMap::new();
         if let Some(default) = self.default_model(live) {
             for name in BUILT_IN_TRAITS {
@@ -70,10 +73,7 @@ impl Catalogue {
     }
 
     /// Alias → model id, configured ones over built-ins.
-    pub fn aliases(
-        &self,
-        live: &HashMap<String, (ModelAdvert, usize)>,
-    ) -> BTreeMap<String, String> {
+    pub fn aliases(&self, live: &LiveModels) -> BTreeMap<String, String> {
         let mut aliases = BTreeMap::new();
         if let Some(default) = self.default_model(live) {
             for name in BUILT_IN_ALIASES {
@@ -86,11 +86,7 @@ impl Catalogue {
 
     /// The model id a requested name refers to, if any: a served id first, then a trait, then an
     /// alias. A configured but currently unserved id still resolves (it is offline, not unknown).
-    pub fn resolve(
-        &self,
-        requested: &str,
-        live: &HashMap<String, (ModelAdvert, usize)>,
-    ) -> Option<Resolved> {
+    pub fn resolve(&self, requested: &str, live: &LiveModels) -> Option<Resolved> {
         let known = |id: &str| {
             live.contains_key(id)
                 || self.config.pricing.contains_key(id)
@@ -117,7 +113,7 @@ impl Catalogue {
     }
 
     /// The `/models` listing: live models, plus configured ones that are offline.
-    pub fn list(&self, live: &HashMap<String, (ModelAdvert, usize)>, created: u64) -> Vec<Model> {
+    pub fn list(&self, live: &LiveModels, created: u64) -> Vec<Model> {
         let traits = self.traits(live);
         let mut ids: Vec<String> = live.keys().cloned().collect();
         ids.extend(

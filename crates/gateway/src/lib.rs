@@ -299,10 +299,7 @@ fn name_map(
     dialect: Dialect,
     headers: &HeaderMap,
     filter: &TypeFilter,
-    names: fn(
-        &Catalogue,
-        &std::collections::HashMap<String, (wire::provider::ModelAdvert, usize)>,
-    ) -> NameMap,
+    names: fn(&Catalogue, &catalogue::LiveModels) -> NameMap,
 ) -> Response {
     if let Err(error) = authenticated(state, headers) {
         return error_response(&error, dialect);
