@@ -18,6 +18,8 @@ use wire::sse::{SseEvent, SseParser};
 const PROMPT: &str = "Count from 0 to 10 in words. Ünïcödé ☃";
 const TOKENS: u32 = 128;
 const ROUNDS: usize = 7;
+/// Requests in flight for the batching measurement (the engine decodes four sequences at once).
+const CONCURRENCY: [usize; 3] = [1, 2, 4];
 
 #[derive(Debug, Clone, Copy, Serialize)]
 struct Run {
@@ -43,6 +45,8 @@ struct Report {
     gateway: Side,
     ratio_decode: f64,
     added_first_token_ms: f64,
+    /// Aggregate generated tokens per second through the gateway, by requests in flight.
+    concurrency: Vec<(usize, f64)>,
 }
 
 fn median(runs: &[Run]) -> Run {
@@ -61,14 +65,16 @@ fn median(runs: &[Run]) -> Run {
     }
 }
 
-fn run_from(started: Instant, token_times: &[Instant]) -> anyhow::Result<Run> {
-    let (Some(first), Some(last)) = (token_times.first(), token_times.last()) else {
+/// `text_times` are when text arrived (one event may carry several tokens: a character split
+/// over byte-level tokens arrives whole); `tokens` is the engine's count of generated tokens.
+fn run_from(started: Instant, text_times: &[Instant], tokens: u64) -> anyhow::Result<Run> {
+    let (Some(first), Some(last)) = (text_times.first(), text_times.last()) else {
         bail!("no tokens")
     };
     let decode_seconds = last.duration_since(*first).as_secs_f64().max(f64::EPSILON);
     Ok(Run {
         first_token_ms: first.duration_since(started).as_secs_f64() * 1e3,
-        decode_tokens_per_second: (token_times.len() - 1) as f64 / decode_seconds,
+        decode_tokens_per_second: tokens.saturating_sub(1) as f64 / decode_seconds,
         total_ms: last.duration_since(started).as_secs_f64() * 1e3,
     })
 }
@@ -94,11 +100,11 @@ async fn direct(engine: &Engine) -> anyhow::Result<Run> {
     while let Some(event) = events.recv().await {
         match event {
             Event::Text(_) => times.push(Instant::now()),
-            Event::Done(_) => break,
+            Event::Done(done) => return run_from(started, &times, u64::from(done.completion_tokens)),
             Event::Failed(reason) => bail!("generation failed: {reason}"),
         }
     }
-    run_from(started, &times)
+    bail!("the engine stopped")
 }
 
 async fn through_gateway(http: &reqwest::Client, url: &str) -> anyhow::Result<Run> {
@@ -108,6 +114,7 @@ async fn through_gateway(http: &reqwest::Client, url: &str) -> anyhow::Result<Ru
         "max_tokens": TOKENS,
         "temperature": 0,
         "stream": true,
+        "stream_options": {"include_usage": true},
         "venice_parameters": {"include_venice_system_prompt": false},
     });
     let started = Instant::now();
@@ -120,6 +127,7 @@ async fn through_gateway(http: &reqwest::Client, url: &str) -> anyhow::Result<Ru
     let mut parser = SseParser::new(1 << 20);
     let mut stream = response.bytes_stream();
     let mut times = Vec::new();
+    let mut tokens = 0;
     while let Some(bytes) = stream.next().await {
         let bytes = bytes?;
         let now = Instant::now();
@@ -133,10 +141,16 @@ async fn through_gateway(http: &reqwest::Client, url: &str) -> anyhow::Result<Ru
                 {
                     times.push(now);
                 }
+                if let Some(completion_tokens) = value
+                    .pointer("/usage/completion_tokens")
+                    .and_then(serde_json::Value::as_u64)
+                {
+                    tokens = completion_tokens;
+                }
             }
         }
     }
-    run_from(started, &times)
+    run_from(started, &times, tokens)
 }
 
 fn model_path() -> anyhow::Result<PathBuf> {
@@ -213,6 +227,13 @@ async fn path_bench() -> anyhow::Result<()> {
         gateway_runs.push(through_gateway(&http, &url).await?);
     }
     let (engine_median, gateway_median) = (median(&direct_runs), median(&gateway_runs));
+    let mut concurrency = Vec::new();
+    for in_flight in CONCURRENCY {
+        let started = Instant::now();
+        let runs = futures_util::future::join_all((0..in_flight).map(|_| through_gateway(&http, &url))).await;
+        let tokens = runs.into_iter().collect::<anyhow::Result<Vec<_>>>()?.len() * TOKENS as usize;
+        concurrency.push((in_flight, tokens as f64 / started.elapsed().as_secs_f64()));
+    }
     let report = Report {
         model: model
             .file_name()
@@ -224,6 +245,7 @@ async fn path_bench() -> anyhow::Result<()> {
         ratio_decode: gateway_median.decode_tokens_per_second
             / engine_median.decode_tokens_per_second,
         added_first_token_ms: gateway_median.first_token_ms - engine_median.first_token_ms,
+        concurrency,
         engine: Side {
             name: "engine alone",
             runs: direct_runs,
@@ -260,6 +282,10 @@ async fn path_bench() -> anyhow::Result<()> {
         "\nThrough the gateway: decode at {:.3}× the engine's rate, first token {:+.1} ms.\n",
         report.ratio_decode, report.added_first_token_ms
     ));
+    table.push_str("\nContinuous batching, through the gateway (aggregate generated tokens/s):\n\n| requests in flight | tokens/s |\n|---|---|\n");
+    for (in_flight, rate) in &report.concurrency {
+        table.push_str(&format!("| {in_flight} | {rate:.1} |\n"));
+    }
     std::fs::write(results.join("path.md"), &table)?;
     println!("{table}");
     Ok(())
