@@ -100,7 +100,9 @@ async fn direct(engine: &Engine) -> anyhow::Result<Run> {
     while let Some(event) = events.recv().await {
         match event {
             Event::Text(_) => times.push(Instant::now()),
-            Event::Done(done) => return run_from(started, &times, u64::from(done.completion_tokens)),
+            Event::Done(done) => {
+                return run_from(started, &times, u64::from(done.completion_tokens));
+            }
             Event::Failed(reason) => bail!("generation failed: {reason}"),
         }
     }
@@ -230,7 +232,9 @@ async fn path_bench() -> anyhow::Result<()> {
     let mut concurrency = Vec::new();
     for in_flight in CONCURRENCY {
         let started = Instant::now();
-        let runs = futures_util::future::join_all((0..in_flight).map(|_| through_gateway(&http, &url))).await;
+        let runs =
+            futures_util::future::join_all((0..in_flight).map(|_| through_gateway(&http, &url)))
+                .await;
         let tokens = runs.into_iter().collect::<anyhow::Result<Vec<_>>>()?.len() * TOKENS as usize;
         concurrency.push((in_flight, tokens as f64 / started.elapsed().as_secs_f64()));
     }
