@@ -1,0 +1,87 @@
+//! Gondola's ledger store: the IO half of the ledger. It owns the journal (an append-only,
+//! hash-chained, versioned binary file of accepted operations, fsync'd before an operation is
+//! acknowledged), recovery (replay, torn-tail truncation, refusal on mid-journal corruption),
+//! checkpoints, `verify` and `export`. It must never decide economics: every rule lives in the
+//! pure `ledger` crate, and the state is always `replay(journal)`.
+//!
+//! - [`Store::open`] → ([`Store`], [`RecoveryReport`]); [`Store::submit`] and
+//!   [`Store::submit_batch`] apply operations to the in-memory [`ledger::Ledger`] and make the
+//!   accepted ones durable (one fsync per call) before returning their [`Receipt`]s.
+//! - [`verify`] replays a journal from genesis without changing it; [`export`] writes it as JSON
+//!   lines; [`read_records`] walks its records.
+//! - [`codec`] is the explicit binary encoding of [`ledger::Op`]; [`mod@format`] documents the
+//!   journal and checkpoint files byte by byte.
+//!
+//! # Decisions
+//!
+//! **Rejected operations are not journaled.** A rejection changes nothing (the ledger guarantees
+//! it and its simulation checks it), so replaying the accepted operations alone reproduces the
+//! state exactly, and a flood of invalid submissions cannot grow the journal. Who submitted what
+//! and was refused is the gateway's log, not the ledger's history.
+//!
+//! **Snapshots are checkpoints, not state images.** The ledger has no serialization of its state
+//! (its fields are private, and its fingerprint encoding is explicitly not a format), so a
+//! snapshot here is a checkpoint: the sequence, record hash and `state_hash` at a point of the
+//! journal, written atomically every [`StoreOptions::checkpoint_interval_records`] records and on
+//! [`Store::close`]. Recovery and `verify` always replay from genesis and compare the state hash
+//! when they pass the checkpoint, which catches nondeterminism (a build whose rules changed) and a
+//! journal rewritten or cut short behind the store's back. Replay runs at about a million
+//! operations in about a second (see the crate's bench binary), which is acceptable for a
+//! process that restarts rarely. A full-state snapshot needs the ledger to expose its state
+//! as plain data; [`mod@format`] says what is missing.
+//!
+//! **Torn tails are decided per commit.** Every record names the first sequence of its commit
+//! (its fsync'd append). A bad record followed by an intact record of a later commit is damage
+//! to acknowledged data: the store refuses to start and changes nothing. A bad record with
+//! nothing after it but its own unfinished commit is a torn write: it is cut off, along with
+//! any intact records of that commit after it (a disk may persist a write's pages in any order,
+//! and none of that commit was acknowledged).
+//!
+//! **Group commit is per call.** [`Store::submit_batch`] writes every accepted record of the
+//! batch with one `write` and one `fsync`. `Store` takes `&mut self`: batching concurrent callers
+//! (a committer thread that drains a bounded queue into `submit_batch`) belongs to the gateway,
+//! which owns its threads and queues.
+
+pub mod codec;
+mod error;
+mod export;
+pub mod format;
+mod hex;
+mod journal;
+mod store;
+pub mod workload;
+
+pub use error::{Corruption, StoreError};
+pub use export::{ExportReport, export};
+pub use format::{Checkpoint, Record, RecordHash};
+pub use journal::{ReadReport, TornTail, read_records};
+pub use store::{
+    CheckpointCheck, Receipt, RecoveryReport, Store, StoreOptions, Submission, VerifyReport, verify,
+};
+
+/// The journal's file name inside the store directory.
+pub const JOURNAL_FILE_NAME: &str = "ledger.journal";
+
+/// The checkpoint's file name inside the store directory.
+pub const CHECKPOINT_FILE_NAME: &str = "ledger.checkpoint";
+
+/// Largest signature the store records. Signatures are opaque here (they are checked before an
+/// operation reaches the store): an EIP-191/712 signature is 65 bytes, and smart-contract
+/// (ERC-1271) or passkey signatures carry authenticator data and run to a few hundred bytes or
+/// about 2 KiB, so 4 KiB leaves room without letting one record carry a payload.
+pub const MAXIMUM_SIGNATURE_BYTES: usize = 4 * 1024;
+
+/// Largest whole record (length prefix to record hash). The only large operation is genesis,
+/// whose airdrop list costs 36 bytes an address: 64 MiB holds about 1.8 million allocations,
+/// more than any airdrop the ledger is meant to model, while a corrupt length prefix can make
+/// recovery allocate at most this much.
+pub const MAXIMUM_RECORD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Most operations in one [`Store::submit_batch`] call. At about 180 bytes a record, 1,024
+/// records are one ~180 KiB write: the fsync already costs the same as for one record long
+/// before this, and a larger batch would only make its first caller wait longer.
+pub const MAXIMUM_BATCH_OPERATIONS: usize = 1_024;
+
+/// Default checkpoint interval. A checkpoint costs one `state_hash` (linear in the number of
+/// accounts) and two fsyncs; every 10,000 records that is well under 1% of the journal's work.
+pub const DEFAULT_CHECKPOINT_INTERVAL_RECORDS: u64 = 10_000;
