@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -37,6 +36,11 @@ use crate::{AppState, error_response};
 /// Leading chunks with nothing in them (a bare role announcement) that are held back while
 /// waiting for the first token; a provider sending more than this before any text is faulty.
 const MAX_EMPTY_LEADING_CHUNKS: usize = 8;
+/// A body over the limit is still read (and thrown away) up to this much, so that a client that
+/// is still uploading gets its 413 instead of a reset connection (nginx's "lingering close").
+const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+/// ...and for at most this long.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most of a provider's error body that is read to learn what went wrong.
 const MAX_PROVIDER_ERROR_BODY_BYTES: usize = 64 * 1024;
 
@@ -46,7 +50,7 @@ pub(crate) async fn handle(
     state: Arc<AppState>,
     dialect: Dialect,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
     let request_id = format!("chatcmpl-{}", random_hex(12));
@@ -88,7 +92,7 @@ fn refuse(error: ApiError) -> Refusal {
 async fn serve(
     state: &Arc<AppState>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     request_id: &str,
     started: Instant,
     rate_out: &mut Option<RateStatus>,
@@ -112,22 +116,9 @@ async fn serve(
             )));
         }
     }
-    let body = body.map_err(|rejection| {
-        refuse(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "the request body is larger than {} bytes",
-                    limits.max_body_bytes
-                ),
-            )
-        } else {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                "the request body could not be read",
-            )
-        })
-    })?;
+    let body = read_body(body, limits.max_body_bytes)
+        .await
+        .map_err(refuse)?;
     let request = ChatRequest::parse(&body).map_err(refuse)?;
     if request.messages.len() > limits.max_messages {
         return Err(refuse(ApiError::invalid(
@@ -232,6 +223,56 @@ async fn serve(
     insert_header(headers, "x-request-id", request_id);
     insert_rate_headers(headers, &rate);
     Ok(response)
+}
+
+/// Reads a body of at most `limit` bytes; see [`DRAIN_LIMIT_BYTES`] for what happens beyond.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut chunks = body.into_data_stream();
+    let mut collected = bytes::BytesMut::new();
+    let mut too_large = false;
+    let mut discarded = 0usize;
+    let drain_deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        let next = if too_large {
+            match tokio::time::timeout_at(drain_deadline, chunks.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            }
+        } else {
+            chunks.next().await
+        };
+        match next {
+            None => break,
+            Some(Err(_)) if too_large => break,
+            Some(Err(_)) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "the request body could not be read",
+                ));
+            }
+            Some(Ok(chunk)) if too_large => {
+                discarded += chunk.len();
+                if discarded > DRAIN_LIMIT_BYTES {
+                    break;
+                }
+            }
+            Some(Ok(chunk)) => {
+                if collected.len() + chunk.len() > limit {
+                    too_large = true;
+                    collected = bytes::BytesMut::new();
+                } else {
+                    collected.extend_from_slice(&chunk);
+                }
+            }
+        }
+    }
+    if too_large {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is larger than {limit} bytes"),
+        ));
+    }
+    Ok(collected.freeze())
 }
 
 /// Builds the provider's request from validated fields only.

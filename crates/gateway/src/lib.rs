@@ -212,7 +212,7 @@ async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
-    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     chat::handle(state, dialect, headers, body).await
 }

@@ -48,21 +48,47 @@ enum Command {
     Models(ClientArgs),
     /// Send one prompt to a running gateway and stream the reply.
     Chat(ChatArgs),
+    /// Inspect the ledger's journal (in DATA_DIR/ledger) without changing it.
+    Ledger(LedgerArgs),
+}
+
+#[derive(Args)]
+struct LedgerArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: LedgerCommand,
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Replay the journal from genesis: check every record's checksum and hash chain,
+    /// re-apply every operation, and compare the final state with the last checkpoint.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every record of the journal as one JSON line (to standard output by default).
+    Export {
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone)]
 struct CommonArgs {
     /// TOML configuration file; flags and environment variables override it.
-    #[arg(long, env = "GONDOLA_CONFIG")]
+    #[arg(long, env = "GONDOLA_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Where state lives (provider keys). Default: the user's XDG data dir.
-    #[arg(long, env = "GONDOLA_DATA_DIR")]
+    #[arg(long, env = "GONDOLA_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Where downloaded models live. Default: the user's XDG cache dir.
-    #[arg(long, env = "GONDOLA_CACHE_DIR")]
+    #[arg(long, env = "GONDOLA_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, or a tracing directive). Logs never hold content.
-    #[arg(long, env = "GONDOLA_LOG")]
+    #[arg(long, env = "GONDOLA_LOG", global = true)]
     log: Option<String>,
 }
 
@@ -229,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pull(args) => pull(args).await,
         Command::Models(args) => client::models(&args).await,
         Command::Chat(args) => client::chat(&args).await,
+        Command::Ledger(args) => ledger(args),
     }
 }
 
@@ -692,4 +719,76 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
     let path = store.pull(model, progress).await?;
     println!("{}", path.display());
     Ok(())
+}
+
+fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    init_logging(&args.common, &file);
+    let dir = data_dir(&args.common, &file)?.join("ledger");
+    match args.command {
+        LedgerCommand::Verify { json } => {
+            let report = ledger_store::verify(&dir).with_context(|| {
+                format!("the ledger journal in {} does not verify", dir.display())
+            })?;
+            let checkpoint = match &report.checkpoint {
+                ledger_store::CheckpointCheck::Absent => "no checkpoint yet".to_owned(),
+                ledger_store::CheckpointCheck::Matched { sequence } => {
+                    format!("matched the checkpoint at record {sequence}")
+                }
+                ledger_store::CheckpointCheck::Ignored { reason } => {
+                    format!("checkpoint ignored: {reason}")
+                }
+            };
+            let torn = report
+                .torn_tail
+                .as_ref()
+                .map(|tail| tail.dropped_bytes)
+                .unwrap_or(0);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "records": report.records,
+                        "last_sequence": report.last_sequence,
+                        "last_record_hash": report.last_record_hash.to_string(),
+                        "state_hash": report.state_hash.to_string(),
+                        "final_state_checked": report.final_state_checked(),
+                        "checkpoint": checkpoint,
+                        "torn_tail_bytes": torn,
+                    })
+                );
+            } else {
+                println!(
+                    "ledger: {} records verified (hash chain, checksums, every operation re-applied)",
+                    report.records
+                );
+                println!(
+                    "ledger: last record {} ({}), state hash {}",
+                    report.last_sequence, report.last_record_hash, report.state_hash
+                );
+                println!("ledger: {checkpoint}");
+                if torn > 0 {
+                    println!(
+                        "ledger: a torn tail of {torn} bytes follows the last whole record; the store drops it on its next start"
+                    );
+                }
+            }
+            Ok(())
+        }
+        LedgerCommand::Export { output } => {
+            let report = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    ledger_store::export(&dir, &mut std::io::BufWriter::new(file))?
+                }
+                None => ledger_store::export(
+                    &dir,
+                    &mut std::io::BufWriter::new(std::io::stdout().lock()),
+                )?,
+            };
+            eprintln!("ledger: exported {} records", report.records);
+            Ok(())
+        }
+    }
 }

@@ -5,6 +5,7 @@
 mod engine_direct;
 mod failover;
 mod faults;
+mod ledger_cli;
 mod network;
 mod privacy;
 mod sdk;
