@@ -1,7 +1,9 @@
 //! Several providers behind one gateway: a provider killed mid-run, and providers that fail
 //! before their first token, are routed around without the client noticing.
 
-use crate::support::{Fault, chat_body, client, fault_provider, gateway, provider, serve};
+use crate::support::{
+    Fault, chat_body, client, fault_provider, gateway, post_json, provider, serve,
+};
 
 const MODEL: &str = "smollm2-135m-instruct";
 
@@ -51,15 +53,12 @@ async fn faults_before_the_first_token_fail_over_without_a_client_visible_error(
     let config = "[gateway.limits]\nfirst_byte_timeout_ms = 1500\nbreaker_failure_threshold = 1000\nmax_attempts = 5\n";
     let (_process, url, _dir) = serve(&[], Some(config));
     let http = client();
-    let healthy: serde_json::Value = http
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&chat_body(MODEL, "Hi", 2, false))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let healthy = post_json(
+        &http,
+        format!("{url}/v1/chat/completions"),
+        &chat_body(MODEL, "Hi", 2, false),
+    )
+    .await;
     assert!(healthy["id"].is_string());
     let faults = [
         Fault::Stall,

@@ -8,7 +8,9 @@ use wire::provider::{
     ModelAdvert, REGISTER_PATH, REGISTRATION_PURPOSE, Registration, SignedEnvelope,
 };
 
-use crate::support::{Fault, Process, binary, chat_body, client, fault_provider, gateway, serve};
+use crate::support::{
+    Fault, Process, binary, chat_body, client, fault_provider, gateway, get_json, post_json, serve,
+};
 
 fn registration(endpoint: &str) -> Registration {
     Registration {
@@ -162,15 +164,12 @@ async fn a_provider_can_front_an_openai_compatible_engine() {
     );
     provider.wait_for_line("ready: provider");
     let http = client();
-    let reply: serde_json::Value = http
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&chat_body("relayed", "Hi", 6, false))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let reply = post_json(
+        &http,
+        format!("{url}/v1/chat/completions"),
+        &chat_body("relayed", "Hi", 6, false),
+    )
+    .await;
     assert!(
         !reply["choices"][0]["message"]["content"]
             .as_str()
@@ -180,14 +179,7 @@ async fn a_provider_can_front_an_openai_compatible_engine() {
     );
     assert!(reply["usage"]["completion_tokens"].as_u64().expect("usage") > 0);
     assert_eq!(reply["model"], "relayed");
-    let models: serde_json::Value = http
-        .get(format!("{url}/v1/models"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let models = get_json(&http, format!("{url}/v1/models")).await;
     assert_eq!(models["data"][0]["model_spec"]["modelSource"], "upstream");
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::support::{chat_body, client, serve, sse_events, streamed_text};
+use crate::support::{chat_body, client, get_json, post_json, serve, sse_events, streamed_text};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chat_streams_and_answers_with_usage_cost_and_provider() {
@@ -114,29 +114,13 @@ async fn venice_requests_with_parameters_and_a_model_suffix_work_on_api_v1() {
         let http = http.clone();
         let url = url.clone();
         async move {
-            let value: serde_json::Value = http
-                .post(format!("{url}/api/v1/chat/completions"))
-                .json(&body)
-                .send()
-                .await
-                .expect("send")
-                .json()
-                .await
-                .expect("json");
+            let value = post_json(&http, format!("{url}/api/v1/chat/completions"), &body).await;
             value["usage"]["prompt_tokens"].as_u64().expect("tokens")
         }
     };
     assert!(prompt_tokens(with_prompt).await > prompt_tokens(without_prompt).await);
 
-    let error: serde_json::Value = http
-        .post(format!("{url}/api/v1/chat/completions"))
-        .json(&serde_json::json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let error = post_json(&http, format!("{url}/api/v1/chat/completions"), &serde_json::json!({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]})).await;
     assert!(error["error"].is_string(), "Venice error shape: {error}");
     assert_eq!(error["code"], "MODEL_NOT_FOUND");
 }
@@ -145,14 +129,7 @@ async fn venice_requests_with_parameters_and_a_model_suffix_work_on_api_v1() {
 async fn the_catalogue_lists_the_served_model_with_its_spec() {
     let (_process, url, _dir) = serve(&[], None);
     let http = client();
-    let models: serde_json::Value = http
-        .get(format!("{url}/v1/models"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let models = get_json(&http, format!("{url}/v1/models")).await;
     let model = &models["data"][0];
     assert_eq!(model["id"], "smollm2-135m-instruct");
     assert_eq!(model["type"], "text");
@@ -163,32 +140,11 @@ async fn the_catalogue_lists_the_served_model_with_its_spec() {
     assert!(spec["pricing"]["output"]["usd"].as_f64().expect("price") > 0.0);
     assert_eq!(spec["availableContextTokens"], 2048);
     assert_eq!(spec["providers"], 1);
-    let images: serde_json::Value = http
-        .get(format!("{url}/v1/models?type=image"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let images = get_json(&http, format!("{url}/v1/models?type=image")).await;
     assert_eq!(images["data"], serde_json::json!([]));
-    let traits: serde_json::Value = http
-        .get(format!("{url}/api/v1/models/traits"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let traits = get_json(&http, format!("{url}/api/v1/models/traits")).await;
     assert_eq!(traits["data"]["default"], "smollm2-135m-instruct");
-    let aliases: serde_json::Value = http
-        .get(format!("{url}/api/v1/models/compatibility_mapping"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let aliases = get_json(&http, format!("{url}/api/v1/models/compatibility_mapping")).await;
     assert_eq!(aliases["data"]["gpt-4o-mini"], "smollm2-135m-instruct");
     let alias_reply = http
         .post(format!("{url}/v1/chat/completions"))
@@ -198,14 +154,7 @@ async fn the_catalogue_lists_the_served_model_with_its_spec() {
         .expect("send");
     assert_eq!(alias_reply.status(), 200);
 
-    let openapi: serde_json::Value = http
-        .get(format!("{url}/api/v1/openapi.json"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let openapi = get_json(&http, format!("{url}/api/v1/openapi.json")).await;
     let paths = openapi["paths"].as_object().expect("paths");
     for path in [
         "/v1/chat/completions",
@@ -218,14 +167,7 @@ async fn the_catalogue_lists_the_served_model_with_its_spec() {
     ] {
         assert!(paths.contains_key(path), "OpenAPI document lacks {path}");
     }
-    let health: serde_json::Value = http
-        .get(format!("{url}/healthz"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let health = get_json(&http, format!("{url}/healthz")).await;
     assert_eq!(health["providers"], 1);
     let metrics = http
         .get(format!("{url}/metrics"))

@@ -396,3 +396,30 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
         _task: task,
     }
 }
+
+/// GETs `url` and parses the JSON answer.
+pub async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
+    http.get(url)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// POSTs `body` to `url` and parses the JSON answer.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: String,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json")
+}
