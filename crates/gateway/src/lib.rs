@@ -16,6 +16,7 @@ mod metrics;
 mod rate_limit;
 mod registry;
 mod thinking;
+mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -181,6 +182,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .with_state(Arc::clone(&state))
+        .merge(web::routes())
         .nest("/v1", api_routes(&state, Dialect::OpenAi))
         .nest(
             "/api/v1",

@@ -1,0 +1,291 @@
+//! The web app: Gondola's chat page, served at `/` from files built into the binary
+//! (`crates/gateway/web/`).
+//!
+//! The app is plain ES modules and CSS with no build step and no third-party script. Every
+//! response carries a strict Content-Security-Policy (scripts, styles and connections from this
+//! origin only, no inline code, no framing), a strong ETag of its bytes and
+//! `Cache-Control: no-cache`, so browsers revalidate and pick up a new binary's app at once.
+//!
+//! Nothing here reads or stores conversations: they live in the browser, encrypted in IndexedDB.
+//! The app talks to the same `/v1` API as any other client.
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::Response;
+use axum::routing::get;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+/// No inline script or style, nothing fetched or framed from elsewhere: model output rendered
+/// into the page can never run, and the page can never be embedded to trick a user.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// One file of the app.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// The whole app. `sw.js` lists the same paths as its offline shell (checked by a test).
+const ASSETS: &[Asset] = &[
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../web/index.html"),
+    },
+    Asset {
+        path: "/app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../web/app.css"),
+    },
+    Asset {
+        path: "/app.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../web/app.js"),
+    },
+    Asset {
+        path: "/api.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../web/api.js"),
+    },
+    Asset {
+        path: "/markdown.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../web/markdown.js"),
+    },
+    Asset {
+        path: "/store.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../web/store.js"),
+    },
+    Asset {
+        path: "/sw.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../web/sw.js"),
+    },
+    Asset {
+        path: "/manifest.webmanifest",
+        content_type: "application/manifest+json",
+        body: include_bytes!("../web/manifest.webmanifest"),
+    },
+    Asset {
+        path: "/icon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../web/icon.svg"),
+    },
+];
+
+/// A route for every file of the app (GET and HEAD).
+pub(crate) fn routes() -> Router {
+    ASSETS
+        .iter()
+        .enumerate()
+        .fold(Router::new(), |router, (index, asset)| {
+            router.route(
+                asset.path,
+                get(move |headers: HeaderMap| async move { respond(index, &headers) }),
+            )
+        })
+}
+
+/// `"` + the first 16 bytes of the SHA-256 of each asset, in hex, + `"`; computed once.
+fn etags() -> &'static [String] {
+    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
+    ETAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|asset| {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(asset.body);
+                format!("\"{}\"", hex::encode(&digest[..16]))
+            })
+            .collect()
+    })
+}
+
+/// Whether an `If-None-Match` header names this entity tag (or `*`).
+fn matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
+}
+
+fn respond(index: usize, request_headers: &HeaderMap) -> Response {
+    let (Some(asset), Some(etag)) = (ASSETS.get(index), etags().get(index)) else {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    };
+    let not_modified = request_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| matches(value, etag));
+    let mut response = if not_modified {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        Response::new(Body::from(asset.body))
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    // Revalidate every time: the URLs carry no version, and a 304 costs one round trip.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asset_index(path: &str) -> usize {
+        ASSETS
+            .iter()
+            .position(|asset| asset.path == path)
+            .expect("asset")
+    }
+
+    fn text(path: &str) -> &'static str {
+        std::str::from_utf8(ASSETS[asset_index(path)].body).expect("utf-8")
+    }
+
+    #[test]
+    fn every_file_is_served_with_its_type_the_policy_and_a_validator() {
+        for (index, asset) in ASSETS.iter().enumerate() {
+            let response = respond(index, &HeaderMap::new());
+            assert_eq!(response.status(), StatusCode::OK, "{}", asset.path);
+            let headers = response.headers();
+            assert_eq!(headers[header::CONTENT_TYPE], asset.content_type);
+            assert_eq!(
+                headers[header::CONTENT_SECURITY_POLICY],
+                CONTENT_SECURITY_POLICY
+            );
+            assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            let etag = headers[header::ETAG].to_str().expect("etag");
+            assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
+        }
+        assert!(
+            ASSETS[asset_index("/")]
+                .content_type
+                .starts_with("text/html"),
+            "the page is HTML"
+        );
+    }
+
+    #[test]
+    fn a_matching_etag_gets_304_and_a_stale_one_the_file() {
+        let index = asset_index("/app.js");
+        let etag = etags()[index].clone();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_str(&format!("\"stale\", W/{etag}")).expect("header"),
+        );
+        let response = respond(index, &headers);
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(response.headers()[header::ETAG], etag.as_str());
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"stale\""));
+        assert_eq!(respond(index, &headers).status(), StatusCode::OK);
+        assert_ne!(etags()[index], etags()[asset_index("/api.js")]);
+    }
+
+    #[test]
+    fn the_page_loads_only_served_files_and_the_offline_shell_is_exactly_the_app() {
+        let served: Vec<&str> = ASSETS.iter().map(|asset| asset.path).collect();
+        let page = text("/");
+        for reference in page
+            .split(['"', '\''])
+            .filter(|part| part.starts_with('/') && part.len() > 1)
+        {
+            assert!(
+                served.contains(&reference),
+                "index.html refers to {reference}, which is not served"
+            );
+        }
+        // Modules import each other by absolute path.
+        for asset in ASSETS.iter().filter(|asset| asset.path.ends_with(".js")) {
+            let source = std::str::from_utf8(asset.body).expect("utf-8");
+            for line in source.lines().filter(|line| line.starts_with("import ")) {
+                let target = line.split(['"', '\'']).nth(1).expect("import path");
+                assert!(
+                    served.contains(&target),
+                    "{} imports {target}, which is not served",
+                    asset.path
+                );
+            }
+        }
+        let worker = text("/sw.js");
+        let start = worker.find("const SHELL = [").expect("shell list");
+        let end = start + worker[start..].find("];").expect("end of shell list");
+        let mut shell: Vec<&str> = worker[start..end]
+            .split(['"', '\''])
+            .filter(|part| part.starts_with('/'))
+            .collect();
+        shell.sort_unstable();
+        let mut expected: Vec<&str> = served
+            .iter()
+            .copied()
+            .filter(|path| *path != "/sw.js")
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(shell, expected, "the service worker caches the app shell");
+    }
+
+    #[test]
+    fn no_script_writes_markup_or_evaluates_strings() {
+        let forbidden = [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "setTimeout('",
+            "setTimeout(\"",
+        ];
+        for asset in ASSETS.iter().filter(|asset| asset.path.ends_with(".js")) {
+            let source = std::str::from_utf8(asset.body).expect("utf-8");
+            for word in forbidden {
+                assert!(!source.contains(word), "{} uses {word}", asset.path);
+            }
+        }
+        let page = text("/");
+        assert!(
+            !page.contains("<script>") && !page.contains(" style="),
+            "no inline script or style in index.html"
+        );
+        let handlers: Vec<&str> = page
+            .split(|c: char| c.is_whitespace())
+            .filter(|word| {
+                word.strip_prefix("on").is_some_and(|rest| {
+                    rest.split_once('=')
+                        .is_some_and(|(name, _)| name.chars().all(|c| c.is_ascii_alphabetic()))
+                })
+            })
+            .collect();
+        assert!(handlers.is_empty(), "inline handlers: {handlers:?}");
+    }
+}

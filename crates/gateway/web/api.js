@@ -1,0 +1,237 @@
+// Talking to the gateway: the model catalogue, streamed chat completions (SSE over fetch), the
+// account headers, and what each failure means for the person at the keyboard.
+
+/** Something went wrong talking to the gateway. `kind`: network, http or stream. */
+export class ApiFailure extends Error {
+  constructor({ kind, status = 0, code = "", message = "", retryAfter = null, headers = null }) {
+    super(message || kind);
+    this.kind = kind;
+    this.status = status;
+    this.code = code;
+    this.serverMessage = message;
+    this.retryAfter = retryAfter;
+    this.headers = headers;
+  }
+}
+
+/** The user stopped the reply. */
+export class Stopped extends Error {
+  constructor() {
+    super("stopped");
+  }
+}
+
+function requestHeaders(apiKey, json) {
+  const headers = { accept: json ? "application/json" : "text/event-stream" };
+  if (json) headers["content-type"] = "application/json";
+  if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+  return headers;
+}
+
+/** Account figures the gateway may send with a reply: balances and rate-limit budget. */
+export function accountHeaders(headers) {
+  const pick = (name) => headers.get(name);
+  return {
+    balanceDiem: pick("x-venice-balance-diem"),
+    balanceUsd: pick("x-venice-balance-usd"),
+    remainingRequests: pick("x-ratelimit-remaining-requests"),
+    limitRequests: pick("x-ratelimit-limit-requests"),
+    remainingTokens: pick("x-ratelimit-remaining-tokens"),
+    resetRequests: pick("x-ratelimit-reset-requests"),
+  };
+}
+
+async function failureFrom(response) {
+  let code = "";
+  let message = "";
+  try {
+    const body = await response.json();
+    if (typeof body?.error === "string") {
+      message = body.error;
+      code = body.code ?? "";
+    } else if (body?.error) {
+      message = body.error.message ?? "";
+      code = body.error.code ?? "";
+    }
+  } catch {
+    // Not JSON (a proxy's error page, say): the status alone tells what happened.
+  }
+  const retry = Number.parseInt(response.headers.get("retry-after") ?? "", 10);
+  return new ApiFailure({
+    kind: "http",
+    status: response.status,
+    code,
+    message,
+    retryAfter: Number.isFinite(retry) ? retry : null,
+    headers: accountHeaders(response.headers),
+  });
+}
+
+async function send(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    if (init.signal?.aborted) throw new Stopped();
+    throw new ApiFailure({ kind: "network", message: String(error?.message ?? error) });
+  }
+}
+
+/** `GET /v1/models`: the served models, each with its `model_spec`. */
+export async function listModels(apiKey) {
+  const response = await send("/v1/models", { headers: requestHeaders(apiKey, false), cache: "no-store" });
+  if (!response.ok) throw await failureFrom(response);
+  const body = await response.json();
+  return Array.isArray(body?.data) ? body.data : [];
+}
+
+/** Splits a Server-Sent Events byte stream (as text) into the data of each event. */
+export class SseDecoder {
+  #buffer = "";
+
+  /** Feeds text; returns the `data` of every event it completes. */
+  push(text) {
+    this.#buffer += text;
+    // A CR at the very end may be half of a CRLF still to come.
+    const end = this.#buffer.endsWith("\r") ? this.#buffer.length - 1 : this.#buffer.length;
+    const ready = this.#buffer.slice(0, end).replace(/\r\n?/g, "\n");
+    this.#buffer = ready + this.#buffer.slice(end);
+    const events = [];
+    let boundary = this.#buffer.indexOf("\n\n");
+    while (boundary >= 0) {
+      const block = this.#buffer.slice(0, boundary);
+      this.#buffer = this.#buffer.slice(boundary + 2);
+      const data = block
+        .split("\n")
+        .filter((line) => line.startsWith("data:"))
+        .map((line) => line.slice(line.startsWith("data: ") ? 6 : 5));
+      if (data.length > 0) events.push(data.join("\n"));
+      boundary = this.#buffer.indexOf("\n\n");
+    }
+    return events;
+  }
+}
+
+/**
+ * `POST /v1/chat/completions` with `stream: true`. Calls `onOpen(provider, account)` when the
+ * reply starts and `onDelta({content, reasoning})` for each chunk; resolves with the usage and
+ * cost of the final chunk. Throws ApiFailure, or Stopped when `signal` aborts.
+ */
+export async function streamChat({ body, apiKey, signal, onOpen, onDelta }) {
+  const response = await send("/v1/chat/completions", {
+    method: "POST",
+    headers: requestHeaders(apiKey, true),
+    body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
+    signal,
+    cache: "no-store",
+  });
+  if (!response.ok) throw await failureFrom(response);
+  const provider = response.headers.get("x-gondola-provider");
+  const account = accountHeaders(response.headers);
+  onOpen?.(provider, account);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const decoder = new SseDecoder();
+  let usage = null;
+  let cost = null;
+  let finishReason = null;
+  let finished = false;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      for (const data of decoder.push(value)) {
+        if (data === "[DONE]") {
+          finished = true;
+          continue;
+        }
+        let chunk;
+        try {
+          chunk = JSON.parse(data);
+        } catch {
+          throw new ApiFailure({ kind: "stream", message: "The gateway sent an event that is not JSON." });
+        }
+        if (chunk.error) {
+          throw new ApiFailure({ kind: "stream", code: chunk.error.code ?? "", message: chunk.error.message ?? "" });
+        }
+        if (chunk.usage) usage = chunk.usage;
+        if (chunk.cost) cost = chunk.cost;
+        const choice = chunk.choices?.[0];
+        if (choice) {
+          const delta = choice.delta ?? {};
+          const content = typeof delta.content === "string" ? delta.content : "";
+          const reasoning = typeof delta.reasoning_content === "string" ? delta.reasoning_content : "";
+          if (content || reasoning) onDelta({ content, reasoning });
+          if (choice.finish_reason) finishReason = choice.finish_reason;
+        }
+      }
+    }
+  } catch (error) {
+    if (signal?.aborted) throw new Stopped();
+    if (error instanceof ApiFailure) throw error;
+    throw new ApiFailure({ kind: "stream", message: "The connection to the gateway broke during the reply." });
+  }
+  if (!finished) {
+    throw new ApiFailure({ kind: "stream", message: "The reply ended before it was complete." });
+  }
+  return { provider, account, usage, cost, finishReason };
+}
+
+/** What a failure means, in words for the person using the app: {title, detail, action}. */
+export function describeFailure(failure, { hasKey = false } = {}) {
+  if (failure.kind === "network") {
+    return {
+      title: "Can't reach the gateway",
+      detail: `Gondola's gateway at ${location.origin} is not answering. Check that it is running (gondola serve), then try again.`,
+      action: "retry",
+    };
+  }
+  if (failure.kind === "stream") {
+    return {
+      title: "The reply was cut short",
+      detail: failure.serverMessage || "The provider stopped before finishing. Try again.",
+      action: "retry",
+    };
+  }
+  const said = failure.serverMessage ? ` The gateway said: “${failure.serverMessage}”` : "";
+  switch (failure.status) {
+    case 401:
+      return hasKey
+        ? {
+            title: "API key not accepted",
+            detail: `This gateway did not accept the API key saved in Settings. Check it and try again.${said}`,
+            action: "settings",
+          }
+        : {
+            title: "API key needed",
+            detail: "This gateway only serves people with an API key. Add yours in Settings.",
+            action: "settings",
+          };
+    case 402:
+      return {
+        title: "Insufficient balance",
+        detail: `Your balance does not cover this request. Top up your DIEM or USD balance, or pick a cheaper model.${said}`,
+        action: "settings",
+      };
+    case 403:
+      return { title: "Not allowed", detail: `Your API key may not do this.${said}`, action: "settings" };
+    case 429: {
+      const wait = failure.retryAfter ? ` Try again in ${failure.retryAfter} s.` : " Wait a moment and try again.";
+      return {
+        title: "Too many requests",
+        detail: `You have reached this gateway's rate limit.${wait}`,
+        action: "retry",
+      };
+    }
+    case 503:
+      return {
+        title: "Model unavailable",
+        detail: `${failure.serverMessage || "No provider can serve this model right now."} Try again shortly, or pick another model.`,
+        action: "retry",
+      };
+    default:
+      return {
+        title: failure.status >= 500 ? `The gateway failed (${failure.status})` : `Request refused (${failure.status})`,
+        detail: failure.serverMessage || "Something went wrong. Try again.",
+        action: "retry",
+      };
+  }
+}
