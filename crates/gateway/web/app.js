@@ -414,7 +414,9 @@ function formatCost(usd) {
   const number = Number(usd);
   if (!Number.isFinite(number)) return null;
   if (number === 0) return "$0";
-  return `$${number < 0.01 ? number.toPrecision(2) : number.toFixed(4)}`;
+  if (number >= 0.01) return `$${number.toFixed(4)}`;
+  // Two significant digits, written out: $0.0000032 rather than $3.2e-6.
+  return `$${number.toFixed(Math.min(18, 1 - Math.floor(Math.log10(number))))}`;
 }
 
 function metaLine(message) {
@@ -667,7 +669,8 @@ async function reply(chat) {
       provider: result.provider,
       prompt_tokens: usage.prompt_tokens,
       completion_tokens: usage.completion_tokens,
-      tokens_per_second: usage.completion_tokens && decoding > 0 ? usage.completion_tokens / decoding : null,
+      // Too short a reply to time says nothing about speed.
+      tokens_per_second: usage.completion_tokens > 1 && decoding >= 0.05 ? usage.completion_tokens / decoding : null,
       cost_usd: result.cost?.usd,
       cost_diem: result.cost?.diem,
       first_token_ms: firstTokenAt === null ? null : Math.round(firstTokenAt - started),

@@ -1,0 +1,394 @@
+// Plumbing for the browser suite: the real `gondola` binary (serve, gateway, provider) on
+// loopback port 0, a fixture upstream engine for replies the real model cannot be made to give,
+// and Debian's Chromium driven by playwright-core with a fresh profile per browser.
+
+import { execFileSync, spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+export const repo = path.resolve(import.meta.dirname, "..", "..");
+const target = process.env.CARGO_TARGET_DIR ? path.resolve(repo, process.env.CARGO_TARGET_DIR) : path.join(repo, "target");
+export const binary = process.env.GONDOLA_BIN ?? path.join(target, "debug", "gondola");
+/** The model cache the cargo end-to-end tests use too (their CARGO_TARGET_TMPDIR). */
+export const cacheDir = path.join(target, "tmp", "model-cache");
+export const artifacts = path.join(target, "browser-artifacts");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+/** Generous bound for a process to start (model load included) on a slow, shared machine. */
+const START_TIMEOUT_MS = 120_000;
+/** Bound for a process to exit after SIGTERM before it is killed. */
+const STOP_TIMEOUT_MS = 10_000;
+
+const temporary = [];
+
+export function tempDir(prefix) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `gondola-browser-${prefix}-`));
+  temporary.push(dir);
+  return dir;
+}
+
+export function removeTempDirs() {
+  while (temporary.length) rmSync(temporary.pop(), { recursive: true, force: true });
+}
+
+/** Pulls the default model into the shared cache (a no-op once it is there and verified). */
+export function pullModel() {
+  return execFileSync(binary, ["pull", "--cache-dir", cacheDir], { encoding: "utf8" }).trim();
+}
+
+/** A running `gondola` process: its stdout lines as they come, its stderr in a file. */
+export class Gondola {
+  constructor(args) {
+    this.dir = tempDir("process");
+    this.stderrPath = path.join(this.dir, "stderr.log");
+    const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("GONDOLA_") && name !== "RUST_LOG"));
+    this.child = spawn(binary, args, { env, stdio: ["ignore", "pipe", openSync(this.stderrPath, "w")] });
+    this.lines = [];
+    this.waiters = [];
+    this.exited = new Promise((resolve) => this.child.once("exit", (code, signal) => resolve({ code, signal })));
+    this.child.once("exit", () => {
+      for (const waiter of this.waiters) waiter.fail(new Error(`gondola exited; stderr:\n${this.stderr()}`));
+      this.waiters = [];
+    });
+    let partial = "";
+    this.child.stdout.setEncoding("utf8");
+    this.child.stdout.on("data", (text) => {
+      partial += text;
+      const lines = partial.split("\n");
+      partial = lines.pop();
+      for (const line of lines) {
+        this.lines.push(line);
+        this.waiters = this.waiters.filter((waiter) => !waiter.check(line));
+      }
+    });
+  }
+
+  stderr() {
+    try {
+      return readFileSync(this.stderrPath, "utf8");
+    } catch {
+      return "";
+    }
+  }
+
+  /** Resolves with the first stdout line containing `needle`. */
+  waitForLine(needle) {
+    const seen = this.lines.find((line) => line.includes(needle));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line with ${needle}; stderr:\n${this.stderr()}`)), START_TIMEOUT_MS);
+      this.waiters.push({
+        check: (line) => {
+          if (!line.includes(needle)) return false;
+          clearTimeout(timer);
+          resolve(line);
+          return true;
+        },
+        fail: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+    });
+  }
+
+  async stop() {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), STOP_TIMEOUT_MS);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+function urlIn(line) {
+  return line.slice(line.indexOf("http")).split(/\s+/)[0].replace(/\/v1$/, "");
+}
+
+function configArgs(config) {
+  if (!config) return [];
+  const file = path.join(tempDir("config"), "gondola.toml");
+  writeFileSync(file, config);
+  return ["--config", file];
+}
+
+/** `gondola serve` with the real default model. Resolves to {process, url, port}. */
+export async function serve({ listen = "127.0.0.1:0", config = null, extra = [] } = {}) {
+  const data = path.join(tempDir("data"), "data");
+  const process_ = new Gondola([
+    "serve",
+    "--listen",
+    listen,
+    "--data-dir",
+    data,
+    "--cache-dir",
+    cacheDir,
+    ...configArgs(config),
+    ...extra,
+  ]);
+  const url = urlIn(await process_.waitForLine("gateway listening on"));
+  await process_.waitForLine("ready:");
+  return { process: process_, url, port: Number(new URL(url).port) };
+}
+
+/** `gondola gateway` alone (no model), with a config file. */
+export async function gateway(config = "") {
+  const process_ = new Gondola(["gateway", "--listen", "127.0.0.1:0", ...configArgs(config)]);
+  const url = urlIn(await process_.waitForLine("gateway listening on"));
+  return { process: process_, url };
+}
+
+/** `gondola provider` fronting an OpenAI-compatible upstream engine, registered with `gatewayUrl`. */
+export async function upstreamProvider(gatewayUrl, upstreamUrl, model) {
+  const process_ = new Gondola([
+    "provider",
+    "--gateway",
+    gatewayUrl,
+    "--upstream",
+    `${upstreamUrl}/v1`,
+    "--model",
+    model,
+    "--data-dir",
+    path.join(tempDir("provider"), "data"),
+  ]);
+  await process_.waitForLine("ready: provider");
+  return process_;
+}
+
+// ---------------------------------------------------------------- fixture upstream engine
+
+/** Text the fixture streams for a prompt containing "hostile". */
+export const HOSTILE_REPLY = [
+  "Here you go <img src=x onerror=\"window.__pwned='img';alert(1)\"> ",
+  "and <script>window.__pwned='script'</script> and ",
+  "[click me](javascript:window.__pwned='link') and [relative](/v1/models) and ",
+  "[data](data:text/html,<script>alert(2)</script>) and ",
+  "<a href=\"javascript:alert(3)\">raw anchor</a> and <svg onload=alert(4)></svg> and ",
+  "![pic](https://example.invalid/x.png) and a [safe link](https://example.com/docs?a=1).\n\n",
+  "```html\n<iframe src=\"javascript:alert(5)\"></iframe>\n```\n",
+];
+
+function chunk(delta, finishReason = null) {
+  return `data: ${JSON.stringify({
+    id: "fixture",
+    object: "chat.completion.chunk",
+    created: 0,
+    model: "fixture",
+    choices: [{ index: 0, delta, finish_reason: finishReason }],
+  })}\n\n`;
+}
+
+/**
+ * An OpenAI-compatible upstream that streams scripted replies, chosen by the last user message:
+ * "hostile" (markup and script links), "think" (reasoning both ways), "slow" (a long reply, a
+ * piece every 25 ms, until the reader goes away), otherwise "Fixture reply.". It records every
+ * request body and every stream whose reader went away.
+ */
+export async function fixtureUpstream() {
+  const requests = [];
+  const abandoned = [];
+  const events = new EventEmitter();
+  const server = http.createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (text) => {
+      body += text;
+    });
+    req.on("end", () => {
+      if (req.method !== "POST" || !req.url.endsWith("/chat/completions")) {
+        res.writeHead(404, { "content-type": "application/json" }).end('{"error":{"message":"not found"}}');
+        return;
+      }
+      const request = JSON.parse(body);
+      requests.push(request);
+      const prompt = String(request.messages.at(-1)?.content ?? "");
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      let pieces;
+      let reasoning = [];
+      if (prompt.includes("hostile")) pieces = HOSTILE_REPLY;
+      else if (prompt.includes("think")) {
+        reasoning = ["First I weigh ", "the options."];
+        pieces = ["<think>secret plan", " in tags</think>", "The **answer** is 42."];
+      } else if (prompt.includes("slow")) pieces = Array.from({ length: 2000 }, (_, i) => `word${i} `);
+      else pieces = ["Fixture ", "reply."];
+      let index = 0;
+      let closed = false;
+      res.on("close", () => {
+        closed = true;
+        if (index < pieces.length) {
+          abandoned.push(prompt);
+          events.emit("abandoned", prompt);
+        }
+      });
+      const usage = () =>
+        `data: ${JSON.stringify({ id: "fixture", object: "chat.completion.chunk", created: 0, model: "fixture", choices: [], usage: { prompt_tokens: 11, completion_tokens: pieces.length, total_tokens: 11 + pieces.length } })}\n\n`;
+      for (const thought of reasoning) res.write(chunk({ role: "assistant", reasoning_content: thought }));
+      const next = () => {
+        if (closed) return;
+        if (index < pieces.length) {
+          res.write(chunk({ role: "assistant", content: pieces[index] }));
+          index += 1;
+          if (prompt.includes("slow")) setTimeout(next, 25);
+          else setImmediate(next);
+          return;
+        }
+        res.write(chunk({}, "stop"));
+        res.write(usage());
+        res.end("data: [DONE]\n\n");
+      };
+      next();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url,
+    requests,
+    abandoned,
+    /** Resolves when the reader of the stream for `prompt` has gone away. */
+    abandonedStream: (prompt) =>
+      abandoned.includes(prompt)
+        ? Promise.resolve()
+        : new Promise((resolve) => {
+            const listener = (which) => {
+              if (which !== prompt) return;
+              events.off("abandoned", listener);
+              resolve();
+            };
+            events.on("abandoned", listener);
+          }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(resolve);
+      }),
+  };
+}
+
+// ---------------------------------------------------------------- browser
+
+/** Chromium with a fresh profile. Options go to launchPersistentContext. */
+export async function launchBrowser(options = {}) {
+  const profile = tempDir("profile");
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumPath,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    viewport: { width: 1280, height: 820 },
+    acceptDownloads: true,
+    ...options,
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const dialogs = [];
+  const errors = [];
+  context.on("page", (other) => other.on("dialog", (dialog) => dialogs.push(dialog.message())));
+  page.on("dialog", async (dialog) => {
+    dialogs.push(dialog.message());
+    await dialog.dismiss();
+  });
+  page.on("pageerror", (error) => errors.push(String(error)));
+  return { context, page, dialogs, errors, close: () => context.close() };
+}
+
+/** Opens the app and waits until it has loaded its chats and models. */
+export async function openApp(page, url) {
+  await page.goto(url);
+  await page.waitForSelector('#app[data-ready="true"]');
+}
+
+export function replies(page) {
+  return page.locator('article.message[data-role="assistant"]');
+}
+
+/** Types `text` in the composer and sends it with Enter. */
+export async function send(page, text) {
+  await page.locator("#prompt").fill(text);
+  await page.locator("#prompt").press("Enter");
+}
+
+/** Waits until the last reply is no longer streaming; returns its state. */
+export async function lastReplyFinished(page) {
+  const last = replies(page).last();
+  await page.waitForFunction(() => {
+    const all = document.querySelectorAll('article.message[data-role="assistant"]');
+    const reply = all[all.length - 1];
+    return reply && reply.dataset.state !== "streaming";
+  });
+  return last.getAttribute("data-state");
+}
+
+/** Waits until every write the app started has reached IndexedDB. */
+export async function writesSettled(page) {
+  await page.waitForSelector('#app[data-pending-writes="0"]', { state: "attached" });
+}
+
+/** Sets this chat's settings through its dialog. */
+export async function chatSettings(page, { systemPrompt, temperature, topP, maxTokens, includeGatewayPrompt } = {}) {
+  await page.getByRole("button", { name: "Chat settings" }).click();
+  const dialog = page.locator("#chat-settings-dialog");
+  if (systemPrompt !== undefined) await dialog.getByLabel("System prompt", { exact: true }).fill(systemPrompt);
+  if (temperature !== undefined) await dialog.getByLabel("Temperature").fill(String(temperature));
+  if (topP !== undefined) await dialog.getByLabel("Top p").fill(String(topP));
+  if (maxTokens !== undefined) await dialog.getByLabel("Max tokens").fill(String(maxTokens));
+  if (includeGatewayPrompt !== undefined) await dialog.getByLabel(/Include the gateway's system prompt/).setChecked(includeGatewayPrompt);
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await dialog.waitFor({ state: "hidden" });
+}
+
+/**
+ * What IndexedDB holds for this origin, read from the page: per database and store, each
+ * record's id, whether its bytes contain `needle`, and for CryptoKeys their properties.
+ */
+export function inspectIndexedDb(page, needle = "") {
+  return page.evaluate(async (needle) => {
+    const request = (req) =>
+      new Promise((resolve, reject) => {
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+    const text = (value) => {
+      if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) {
+        return new TextDecoder("utf-8", { fatal: false }).decode(value);
+      }
+      if (value instanceof CryptoKey) return "";
+      if (value && typeof value === "object") return Object.values(value).map(text).join("\u0000");
+      return String(value);
+    };
+    const result = {};
+    for (const { name } of await indexedDB.databases()) {
+      const db = await request(indexedDB.open(name));
+      result[name] = {};
+      for (const store of db.objectStoreNames) {
+        const records = await request(db.transaction(store).objectStore(store).getAll());
+        result[name][store] = records.map((record) => ({
+          id: record.id,
+          fields: Object.keys(record).sort(),
+          containsNeedle: needle !== "" && text(record).includes(needle),
+          key:
+            record.key instanceof CryptoKey
+              ? { type: record.key.type, extractable: record.key.extractable, algorithm: record.key.algorithm.name, usages: record.key.usages }
+              : null,
+          ivHex: record.iv ? Array.from(record.iv, (b) => b.toString(16).padStart(2, "0")).join("") : null,
+        }));
+      }
+      db.close();
+    }
+    return result;
+  }, needle);
+}
+
+export function artifactPath(name) {
+  mkdirSync(artifacts, { recursive: true });
+  return path.join(artifacts, name);
+}
