@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Gondola needs to build and test, if any are missing:
 # cmake, clang and libclang-dev build llama.cpp and its bindings; python3-venv makes the venv
-# the OpenAI SDK test runs in.
+# the OpenAI SDK test runs in. With --tests, also chromium, node and npm for the web app's
+# browser suite (playwright-core drives Debian's Chromium; no browser is downloaded).
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,11 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ "${1:-}" = "--tests" ]; then
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "gondola: installing ${missing[*]}" >&2

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Runs Gondola's whole test suite: formatting, lints, then every test (unit tests and the
-# end-to-end tests, which pull the default model once and make a venv for the OpenAI SDK).
+# end-to-end tests, which pull the default model once and make a venv for the OpenAI SDK), then
+# the web app's browser suite in Chromium against the debug binary those tests built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/system-deps.sh
+scripts/system-deps.sh --tests
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+cargo build -p gondola --locked
+cd tests/browser
+npm ci --no-audit --no-fund --loglevel=error
+node --test --test-concurrency=1

@@ -156,7 +156,8 @@ export function exportDocument(chats, now = new Date()) {
     format: EXPORT_FORMAT,
     version: EXPORT_VERSION,
     exported_at: now.toISOString(),
-    chats: chats.map(cleanChat),
+    // Oldest first, so the same chats always export the same way.
+    chats: chats.map(cleanChat).sort((a, b) => a.created_at - b.created_at || (a.id < b.id ? -1 : 1)),
   };
 }
 

@@ -13,3 +13,4 @@ mod serve;
 mod support;
 mod tidy;
 mod tls;
+mod web;
