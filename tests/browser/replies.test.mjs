@@ -140,6 +140,22 @@ describe("replies from a scripted upstream engine", () => {
     assert.equal(await page.getByRole("button", { name: "Send message" }).isVisible(), true);
   });
 
+  test("a chat deleted while its reply streams stays deleted", async () => {
+    const { page } = browser;
+    await page.getByRole("button", { name: "+ New chat" }).click();
+    const prompt = "Answer slowly, then vanish.";
+    await support.send(page, prompt);
+    await support.replies(page).last().locator(".message-body").getByText("word2", { exact: false }).waitFor();
+    await page.getByRole("button", { name: `Delete chat “${prompt}”` }).click();
+    await page.locator("#confirm-dialog").getByRole("button", { name: "Delete" }).click();
+    await page.locator("#chat-list").getByText(prompt).waitFor({ state: "detached" });
+    await fixture.abandonedStream(prompt);
+    await support.writesSettled(page);
+    await page.reload();
+    await page.waitForSelector('#app[data-ready="true"]');
+    assert.ok(!(await page.locator("#chat-list .chat-name").allTextContents()).includes(prompt));
+  });
+
   test("regenerate replaces the last reply; edit-and-resend rewrites the conversation from that message", async () => {
     const { page } = browser;
     await page.getByRole("button", { name: "+ New chat" }).click();

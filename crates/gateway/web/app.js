@@ -91,7 +91,8 @@ function setPendingWrites(delta) {
 
 /** Saves `chat` (never an incognito one), in order with its earlier saves. */
 function persist(chat) {
-  if (!state.store || chat.incognito) return Promise.resolve();
+  // A chat deleted while its reply was still streaming must not be written back.
+  if (!state.store || chat.incognito || !state.chats.has(chat.id)) return Promise.resolve();
   const store = state.store;
   const copy = storedCopy(chat);
   setPendingWrites(1);
@@ -449,6 +450,7 @@ function messageView(chat, message) {
   article.dataset.role = message.role;
   article.dataset.messageId = message.id;
   article.dataset.state = message.state ?? "done";
+  if (message.state === "streaming") article.setAttribute("aria-busy", "true");
   article.setAttribute("aria-label", message.role === "user" ? "Your message" : "Reply");
   article.append(element("div", "message-role", message.role === "user" ? "You" : "Gondola"));
   const busy = state.streaming !== null;
