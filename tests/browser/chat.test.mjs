@@ -214,8 +214,8 @@ describe("the chat page with the real model", () => {
     assert.ok(!(await chatTitles(page)).some((title) => title.includes(needle)));
   });
 
-  test("chats are encrypted at rest under a non-extractable key, and the service worker caches only the app shell", async () => {
-    const { page } = browser;
+  test("chats are encrypted at rest under a non-extractable key; the app is installable and its worker caches only the shell", async () => {
+    const { page, context } = browser;
     const stored = await support.inspectIndexedDb(page, "capital of France");
     assert.deepEqual(Object.keys(stored), ["gondola"]);
     assert.equal(stored.gondola.chats.length, 2);
@@ -254,6 +254,11 @@ describe("the chat page with the real model", () => {
       return urls.sort();
     });
     assert.deepEqual(cached, [...SHELL].sort());
+    const cdp = await context.newCDPSession(page);
+    assert.deepEqual(await cdp.send("Page.getInstallabilityErrors"), { installabilityErrors: [] });
+    const manifest = await cdp.send("Page.getAppManifest");
+    assert.deepEqual(manifest.errors, []);
+    await cdp.detach();
   });
 
   test("the model picker lists the served models with their privacy label, traits and capabilities", async () => {

@@ -66,7 +66,8 @@ describe("errors, in words people understand", () => {
   test("401: the app asks for a key, says when it is wrong, and works once the right one is saved", async () => {
     const { page } = browser;
     await page.locator("#banner").getByText("API key needed").waitFor();
-    assert.equal(await page.locator("#model-select option").count(), 0);
+    assert.equal(await page.locator("#model-select").isDisabled(), true);
+    assert.equal(await page.locator("#model-select").textContent(), "No models available");
     await support.send(page, "Hello.");
     assert.equal(await support.lastReplyFinished(page), "error");
     assert.equal(await lastError(page).locator("strong").textContent(), "API key needed");

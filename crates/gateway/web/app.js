@@ -243,8 +243,13 @@ function renderModelPicker() {
     option.value = wanted;
     select.append(option);
   }
+  if (select.options.length === 0) {
+    const option = element("option", null, "No models available");
+    option.value = "";
+    select.append(option);
+  }
   select.value = wanted;
-  select.disabled = select.options.length === 0;
+  select.disabled = state.models.length === 0 && !wanted;
   const model = selectedModel();
   renderChips($("model-summary"), model);
   renderChips(modelCard, model);
@@ -773,6 +778,11 @@ function openChatSettings() {
   $("top-p").value = settings.top_p ?? "";
   $("max-tokens").value = settings.max_tokens ?? "";
   $("include-system-prompt").checked = settings.include_venice_system_prompt !== false;
+  const constraints = selectedModel()?.model_spec?.constraints;
+  const rounded = (value) => Math.round(Number(value) * 100) / 100;
+  $("temperature").placeholder = constraints?.temperature ? `default ${rounded(constraints.temperature.default)}` : "default";
+  $("top-p").placeholder = constraints?.top_p ? `default ${rounded(constraints.top_p.default)}` : "default";
+  $("max-tokens").placeholder = "gateway limit";
   $("chat-settings-error").textContent = "";
   $("chat-settings-dialog").showModal();
 }
