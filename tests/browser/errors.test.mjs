@@ -1,7 +1,7 @@
 // What the web app tells people when something goes wrong, against a real `gondola gateway`
 // configured with API keys and a scripted upstream behind a real `gondola provider`: 401 (no
 // key, a wrong key, then the right one), 429 (a key's rate limit spent), 503 (a configured
-// model nobody serves), a gateway that is gone, and 402. The gateway does not produce 402 yet
+// model nobody serves), a reply cut off mid-stream, a gateway that is gone, and 402. The gateway does not produce 402 yet
 // (balances are not metered yet, and an upstream's 402 reaches clients as 400), so that one
 // answer is injected in the browser, in the exact shape the gateway renders for
 // INSUFFICIENT_BALANCE.
@@ -139,6 +139,17 @@ describe("errors, in words people understand", () => {
     } finally {
       await context.unroute("**/v1/chat/completions");
     }
+  });
+
+  test("a reply cut off mid-stream keeps its text and says it was cut short", async () => {
+    const { page } = browser;
+    await page.getByRole("button", { name: "+ New chat" }).click();
+    await support.send(page, "Please break.");
+    assert.equal(await support.lastReplyFinished(page), "error");
+    const reply = support.replies(page).last();
+    assert.equal(await reply.locator(".message-body").textContent(), "Half an ans");
+    assert.equal(await lastError(page).locator("strong").textContent(), "The reply was cut short");
+    assert.match(await lastError(page).locator("p").textContent(), /provider/);
   });
 
   test("a gateway that is gone: the reply says the gateway cannot be reached", async () => {

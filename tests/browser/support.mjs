@@ -185,7 +185,8 @@ function chunk(delta, finishReason = null) {
 /**
  * An OpenAI-compatible upstream that streams scripted replies, chosen by the last user message:
  * "hostile" (markup and script links), "think" (reasoning both ways), "slow" (a long reply, a
- * piece every 25 ms, until the reader goes away), otherwise "Fixture reply.". It records every
+ * piece every 25 ms, until the reader goes away), "break" (one piece, then a broken
+ * connection), otherwise "Fixture reply.". It records every
  * request body and every stream whose reader went away.
  */
 export async function fixtureUpstream() {
@@ -214,7 +215,13 @@ export async function fixtureUpstream() {
         reasoning = ["First I weigh ", "the options."];
         pieces = ["<think>secret plan", " in tags</think>", "The **answer** is 42."];
       } else if (prompt.includes("slow")) pieces = Array.from({ length: 2000 }, (_, i) => `word${i} `);
-      else pieces = ["Fixture ", "reply."];
+      else if (prompt.includes("break")) {
+        // One piece, then the engine's connection breaks mid-reply (after a pause, as a crash
+        // would: a break right behind the piece could overtake it).
+        res.write(chunk({ role: "assistant", content: "Half an ans" }));
+        setTimeout(() => res.destroy(), 300);
+        return;
+      } else pieces = ["Fixture ", "reply."];
       let index = 0;
       let closed = false;
       res.on("close", () => {
