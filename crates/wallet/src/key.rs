@@ -72,6 +72,16 @@ impl Wallet {
         crate::from_alloy(alloy_primitives::Address::from_private_key(&self.key))
     }
 
+    /// Signs `message` as `personal_sign` (EIP-191) does: r ‖ s ‖ v with v 27 or 28.
+    pub fn personal_sign(&self, message: &[u8]) -> [u8; 65] {
+        let digest = alloy_primitives::eip191_hash_message(message);
+        let (signature, recovery) = match self.key.sign_prehash_recoverable(&digest[..]) {
+            Ok(signed) => signed,
+            Err(error) => panic!("signing a 32-byte digest failed: {error}"),
+        };
+        alloy_primitives::Signature::from((signature, recovery)).as_bytes()
+    }
+
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.key
     }

@@ -13,7 +13,9 @@ mod typed;
 
 pub use authorization::{Authorization, AuthorizationError, Scheme, recover_signer, sign};
 pub use key::{Wallet, WalletError};
-pub use operation::{Operation, OperationError, SignedOperation, Units};
+pub use operation::{
+    AssetName, JsonAddress, Operation, OperationError, SignatureBytes, SignedOperation, Units,
+};
 pub use typed::{Domain, eip191_message, eip712_digest};
 
 /// Converts a ledger address to alloy's.

@@ -32,8 +32,8 @@ sol! {
 }
 
 /// The EIP-712 domain of one ledger: name "Gondola", version "1", and as salt the keccak-256 of
-/// the genesis operation's journal encoding, so a signature made for one deployment is void in
-/// every other.
+/// the operator's address and the genesis time, so a signature made for one deployment is void
+/// in every other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Domain {
     pub salt: [u8; 32],
@@ -43,12 +43,14 @@ impl Domain {
     pub const NAME: &'static str = "Gondola";
     pub const VERSION: &'static str = "1";
 
-    /// The domain of the ledger whose first operation is `genesis`.
-    pub fn for_genesis(genesis: &Op) -> Self {
-        let mut encoded = Vec::new();
-        ledger_store::codec::encode_op(genesis, &mut encoded);
+    /// The domain of the ledger whose genesis was signed by `admin` at `genesis_seconds`.
+    pub fn for_ledger(admin: ledger::Address, genesis_seconds: u64) -> Self {
+        let mut preimage = Vec::with_capacity(16 + 20 + 8);
+        preimage.extend_from_slice(b"gondola-ledger\0\0");
+        preimage.extend_from_slice(&admin.0);
+        preimage.extend_from_slice(&genesis_seconds.to_be_bytes());
         Self {
-            salt: keccak256(&encoded).0,
+            salt: keccak256(&preimage).0,
         }
     }
 
@@ -95,11 +97,7 @@ pub(crate) fn kind(op: &Op) -> &'static str {
         Op::ReportUtilization { .. } => "report_utilization",
         Op::BuybackAndBurn { .. } => "buyback_and_burn",
         Op::CreditAccount { .. } => "credit_account",
-        #[expect(
-            unreachable_patterns,
-            reason = "operations added to the ledger later are named generically"
-        )]
-        _ => "ledger_operation",
+        Op::SettleUsage { .. } => "settle_usage",
     }
 }
 
