@@ -700,7 +700,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public = bind(listen, "gateway").await?;
     let address = public.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let gateway = Arc::new(gateway::Gateway::new(gateway_config)?);
+    let gateway =
+        Arc::new(gateway::Gateway::new(gateway_config).context("cannot start the gateway")?);
     // The embedded provider reaches the gateway over plain HTTP on loopback, whatever clients use.
     let internal = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "internal gateway").await?;
     let internal_address = internal.local_addr()?;
@@ -764,11 +765,14 @@ async fn gateway_only(args: GatewayArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let listener = bind(listen, "gateway").await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let gateway = gateway::Gateway::new(gateway_config).context("cannot start the gateway")?;
     println!(
         "gondola: gateway listening on {scheme}://{}",
         listener.local_addr()?
     );
-    gateway::run(listener, gateway_config, tls, wait(shutdown)).await?;
+    let served = gateway.serve(listener, tls, wait(shutdown)).await;
+    gateway.close().await;
+    served?;
     Ok(())
 }
 
