@@ -14,6 +14,11 @@ pub struct Caller {
     pub name: String,
     pub kind: Option<KeyKind>,
     pub rate: RateLimit,
+    /// The ledger account a key belongs to; `None` for configured keys and anonymous callers,
+    /// which are not metered.
+    pub account: Option<ledger::Address>,
+    /// The stored key's id (for spend caps and last use).
+    pub key_id: Option<String>,
 }
 
 pub struct Authenticator {
@@ -31,16 +36,31 @@ impl Authenticator {
         Self { config }
     }
 
+    /// Authenticates against the configured keys only.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        // With no keys configured there is nothing to check a key against: clients that must
-        // send one (the OpenAI SDKs always do) are served anonymously, if that is allowed.
+        self.authenticate_with(headers, false, |_| None)
+    }
+
+    /// Authenticates against the configured keys, then `stored` (the keys accounts created):
+    /// `stored` answers a presented secret's SHA-256 with its caller, if any.
+    pub fn authenticate_with(
+        &self,
+        headers: &HeaderMap,
+        stored_keys_exist: bool,
+        stored: impl FnOnce(&[u8; 32]) -> Option<Result<Caller, ApiError>>,
+    ) -> Result<Caller, ApiError> {
+        // With no keys at all there is nothing to check a key against: clients that must send
+        // one (the OpenAI SDKs always do) are served anonymously, if that is allowed.
         if self.config.keys.is_empty()
+            && !stored_keys_exist
             && let Some(rate) = self.config.anonymous
         {
             return Ok(Caller {
                 name: "anonymous".into(),
                 kind: None,
                 rate,
+                account: None,
+                key_id: None,
             });
         }
         let presented = headers
@@ -59,6 +79,8 @@ impl Authenticator {
                     name: "anonymous".into(),
                     kind: None,
                     rate,
+                    account: None,
+                    key_id: None,
                 }),
                 None => Err(ApiError::new(
                     ErrorCode::AuthenticationFailed,
@@ -74,11 +96,18 @@ impl Authenticator {
                 found = Some(key);
             }
         }
+        if found.is_none()
+            && let Some(caller) = stored(&hash)
+        {
+            return caller;
+        }
         found
             .map(|key| Caller {
                 name: key.name.clone(),
                 kind: Some(key.kind),
                 rate: key.rate,
+                account: None,
+                key_id: None,
             })
             .ok_or_else(|| {
                 ApiError::new(ErrorCode::AuthenticationFailed, "the API key is not valid")

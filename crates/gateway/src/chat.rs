@@ -26,7 +26,6 @@ use wire::money::Amount;
 use wire::provider::PROVIDER_CHAT_PATH;
 use wire::sse::{SseEvent, SseParser};
 
-use crate::auth::Caller;
 use crate::metrics::{AttemptLabels, ModelLabels, RequestLabels, TokenLabels};
 use crate::rate_limit::RateStatus;
 use crate::registry::{Attempt, NoProvider};
@@ -55,9 +54,33 @@ pub(crate) async fn handle(
     let started = Instant::now();
     let request_id = format!("chatcmpl-{}", random_hex(12));
     let mut rate = None;
-    match serve(&state, &headers, body, &request_id, started, &mut rate).await {
+    let mut seen = Seen::default();
+    match serve(
+        &state,
+        &headers,
+        body,
+        &request_id,
+        started,
+        &mut rate,
+        &mut seen,
+    )
+    .await
+    {
         Ok(response) => response,
         Err((error, model)) => {
+            let status = error.status();
+            if let Some(caller) = &seen.caller
+                && (400..500).contains(&status)
+                && status != 429
+            {
+                let tiers = &state.tiers;
+                state.rate.record_failure(
+                    caller,
+                    tiers.failure_budget,
+                    tiers.failure_window,
+                    Instant::now(),
+                );
+            }
             state
                 .metrics
                 .requests
@@ -78,9 +101,54 @@ pub(crate) async fn handle(
             if let Some(rate) = rate {
                 insert_rate_headers(response.headers_mut(), &rate);
             }
+            if let Some(balance) = seen.balance {
+                insert_balance_headers(response.headers_mut(), &balance);
+            }
             response
         }
     }
+}
+
+/// What the error path needs to know of a request that got far enough.
+#[derive(Default)]
+struct Seen {
+    /// The rate-limit identity of an authenticated caller.
+    caller: Option<String>,
+    /// The account's balance before the request.
+    balance: Option<crate::economy::meter::Balance>,
+}
+
+fn insert_balance_headers(headers: &mut HeaderMap, balance: &crate::economy::meter::Balance) {
+    insert_header(
+        headers,
+        "x-venice-balance-diem",
+        &Amount(balance.free.allowance).to_decimal_string(),
+    );
+    insert_header(
+        headers,
+        "x-venice-balance-usd",
+        &Amount(balance.free.usd).to_decimal_string(),
+    );
+}
+
+/// The most a request can cost: every byte of its body a prompt token (tokenizers produce at
+/// most about one token per byte, plus a few template tokens per message) and `max_output`
+/// completion tokens.
+fn max_cost(
+    pricing: crate::config::ModelPricing,
+    body_bytes: usize,
+    messages: usize,
+    system_prompt_bytes: usize,
+    max_output: u32,
+) -> u128 {
+    let prompt =
+        u64::try_from(body_bytes + system_prompt_bytes + 16 * messages + 64).unwrap_or(u64::MAX);
+    Amount::for_tokens(pricing.input_per_million, prompt)
+        .saturating_add(Amount::for_tokens(
+            pricing.output_per_million,
+            u64::from(max_output),
+        ))
+        .0
 }
 
 type Refusal = (ApiError, String);
@@ -96,9 +164,20 @@ async fn serve(
     request_id: &str,
     started: Instant,
     rate_out: &mut Option<RateStatus>,
+    seen: &mut Seen,
 ) -> Result<Response, Refusal> {
     let limits = &state.config.limits;
-    let caller = state.auth.authenticate(headers).map_err(refuse)?;
+    let caller = crate::authenticate(state, headers).map_err(refuse)?;
+    seen.caller = Some(caller.name.clone());
+    if let Some(blocked) = state.rate.failure_block(&caller.name, Instant::now()) {
+        return Err(refuse(
+            ApiError::new(
+                ErrorCode::RateLimitExceeded,
+                "too many failed requests; wait before trying again",
+            )
+            .with_retry_after(blocked.as_secs().max(1)),
+        ));
+    }
     if let Some(content_type) = headers.get(http::header::CONTENT_TYPE) {
         let content_type = content_type
             .to_str()
@@ -165,7 +244,16 @@ async fn serve(
     let model_name = live
         .get(&model_id)
         .map_or_else(|| model_id.clone(), |(advert, _)| advert.name.clone());
-    let rate = state.rate.check(&caller.name, caller.rate, now);
+    // Accounts are limited per model size tier; configured keys and anonymous callers by
+    // their own limits.
+    let (rate_key, rate_limit) = match caller.account {
+        Some(account) => {
+            let (tier, limit) = state.tiers.tier_of(&model_id);
+            (format!("{account}/{tier}"), limit)
+        }
+        None => (caller.name.clone(), caller.rate),
+    };
+    let rate = state.rate.check(&rate_key, rate_limit, now);
     *rate_out = Some(rate);
     if !rate.allowed {
         return Err((
@@ -177,6 +265,35 @@ async fn serve(
             model_id,
         ));
     }
+    let metering = match (&state.economy, caller.account) {
+        (Some(economy), Some(account)) => {
+            let system_prompt_bytes = if request.venice.include_venice_system_prompt {
+                state.config.system_prompt.len()
+            } else {
+                0
+            };
+            let max_cost = max_cost(
+                state.catalogue.pricing(&model_id),
+                body.len(),
+                request.messages.len(),
+                system_prompt_bytes,
+                request.max_tokens.unwrap_or(limits.max_output_tokens),
+            );
+            match crate::economy::Metering::begin(
+                economy,
+                account,
+                caller.key_id.as_deref(),
+                max_cost,
+            ) {
+                Ok(metering) => {
+                    seen.balance = Some(metering.balance);
+                    Some(metering)
+                }
+                Err(refusal) => return Err((metering_error(refusal, seen), model_id)),
+            }
+        }
+        _ => None,
+    };
     let provider_request = provider_request(state, &request, &model_id);
     let provider_body = Bytes::from(serde_json::to_vec(&provider_request).map_err(|_| {
         (
@@ -190,9 +307,11 @@ async fn serve(
     let committed = dispatch(state, &model_id, provider_body)
         .await
         .map_err(|error| (error, model_id.clone()))?;
+    let balance = metering.as_ref().map(|metering| metering.balance);
     let relay = Relay {
         state: Arc::clone(state),
-        caller,
+        rate_key,
+        metering,
         request_id: request_id.to_owned(),
         model_id: model_id.clone(),
         created: unix_seconds(),
@@ -222,7 +341,43 @@ async fn serve(
     insert_header(headers, "x-venice-model-name", &model_name);
     insert_header(headers, "x-request-id", request_id);
     insert_rate_headers(headers, &rate);
+    if let Some(balance) = balance {
+        insert_balance_headers(headers, &balance);
+    }
     Ok(response)
+}
+
+fn metering_error(refusal: crate::economy::MeterRefusal, seen: &mut Seen) -> ApiError {
+    use crate::economy::MeterRefusal;
+    match refusal {
+        MeterRefusal::Insufficient(shortfall) => {
+            seen.balance = Some(shortfall.balance);
+            let free = shortfall.balance.free;
+            ApiError::new(
+                ErrorCode::InsufficientBalance,
+                format!(
+                    "insufficient balance: this request may cost up to ${}; the account has \
+                     ${} of today's allowance, ${} of bundled credits and ${} left",
+                    Amount(shortfall.needed).to_decimal_string(),
+                    Amount(free.allowance).to_decimal_string(),
+                    Amount(free.bundled).to_decimal_string(),
+                    Amount(free.usd).to_decimal_string(),
+                ),
+            )
+        }
+        MeterRefusal::KeyCap { remaining, period } => ApiError::new(
+            period.error_code(),
+            format!(
+                "this API key's spend limit is reached: ${} left this period",
+                Amount(remaining).to_decimal_string()
+            ),
+        ),
+        MeterRefusal::Unavailable => ApiError::new(
+            ErrorCode::ModelAtCapacity,
+            "the ledger is unavailable, so metered requests are refused",
+        )
+        .with_retry_after(5),
+    }
 }
 
 /// Reads a body of at most `limit` bytes; see [`DRAIN_LIMIT_BYTES`] for what happens beyond.
@@ -719,7 +874,9 @@ enum Outcome {
 /// (which also covers a client that goes away mid-stream).
 struct Relay {
     state: Arc<AppState>,
-    caller: Caller,
+    /// The rate limiter's identity for this request (the account and tier, or the caller).
+    rate_key: String,
+    metering: Option<crate::economy::Metering>,
     request_id: String,
     model_id: String,
     created: u64,
@@ -934,7 +1091,13 @@ impl Drop for Relay {
         metrics.in_flight.dec();
         self.state
             .rate
-            .record_tokens(&self.caller.name, usage.total_tokens);
+            .record_tokens(&self.rate_key, usage.total_tokens);
+        if self.metering.is_some() {
+            let cost = self.cost().usd.0;
+            if let Some(metering) = self.metering.as_mut() {
+                metering.finish(cost, usage.prompt_tokens, usage.completion_tokens);
+            }
+        }
         tracing::info!(
             request_id = %self.request_id,
             model = %self.model_id,

@@ -124,6 +124,59 @@ pub struct CatalogueConfig {
     pub default_pricing: ModelPricing,
 }
 
+/// Per-account rate limits by model size tier.
+#[derive(Debug, Clone)]
+pub struct TierConfig {
+    /// Tier name → limits.
+    pub tiers: BTreeMap<String, RateLimit>,
+    /// Model id → tier; models not listed are in `default_tier`.
+    pub model_tiers: BTreeMap<String, String>,
+    pub default_tier: String,
+    /// Failed requests a caller may make in `failure_window` before it gets 429 for as long.
+    pub failure_budget: u32,
+    pub failure_window: Duration,
+}
+
+impl Default for TierConfig {
+    /// Venice-like tiers: small models get the most requests, large the fewest.
+    fn default() -> Self {
+        let tier = |requests_per_minute, tokens_per_minute| RateLimit {
+            requests_per_minute,
+            tokens_per_minute,
+        };
+        Self {
+            tiers: BTreeMap::from([
+                ("small".to_owned(), tier(500, 2_000_000)),
+                ("medium".to_owned(), tier(100, 1_000_000)),
+                ("large".to_owned(), tier(20, 500_000)),
+            ]),
+            model_tiers: BTreeMap::new(),
+            default_tier: "small".to_owned(),
+            failure_budget: 50,
+            failure_window: Duration::from_secs(30),
+        }
+    }
+}
+
+impl TierConfig {
+    /// The tier of `model` and its limits.
+    pub fn tier_of(&self, model: &str) -> (&str, RateLimit) {
+        let name = self
+            .model_tiers
+            .get(model)
+            .map_or(self.default_tier.as_str(), String::as_str);
+        let limit = self.tiers.get(name).copied().unwrap_or(RateLimit {
+            requests_per_minute: 60,
+            tokens_per_minute: 100_000,
+        });
+        (name, limit)
+    }
+
+    pub fn limit_for(&self, model: &str) -> RateLimit {
+        self.tier_of(model).1
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub limits: Limits,
@@ -139,6 +192,10 @@ pub struct GatewayConfig {
     pub heartbeat_interval: Duration,
     /// How far a provider's clock may be from ours when it signs a registration.
     pub max_clock_skew: Duration,
+    /// The ledger, metering and account keys; `None` runs a plain proxy (configured keys and
+    /// anonymous access only).
+    pub economy: Option<crate::economy::EconomyConfig>,
+    pub tiers: TierConfig,
 }
 
 impl Default for GatewayConfig {
@@ -152,6 +209,8 @@ impl Default for GatewayConfig {
             lease_ttl: Duration::from_secs(15),
             heartbeat_interval: Duration::from_secs(5),
             max_clock_skew: Duration::from_secs(60),
+            economy: None,
+            tiers: TierConfig::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod auth;
 mod catalogue;
 mod chat;
 pub mod config;
+mod economy;
 mod metrics;
 mod rate_limit;
 mod registry;
@@ -38,6 +39,7 @@ use wire::provider::{
 
 pub use auth::hash_secret;
 pub use config::GatewayConfig;
+pub use economy::EconomyConfig;
 pub use server::ServeLimits;
 
 use crate::auth::Authenticator;
@@ -68,6 +70,8 @@ pub(crate) struct AppState {
     rate: RateLimiter,
     metrics: Metrics,
     http: reqwest::Client,
+    economy: Option<Arc<economy::Economy>>,
+    tiers: config::TierConfig,
 }
 
 /// A running gateway's shared state. It can serve several listeners at once (say, TLS for
@@ -75,6 +79,7 @@ pub(crate) struct AppState {
 pub struct Gateway {
     state: Arc<AppState>,
     sweeper: tokio::task::JoinHandle<()>,
+    flusher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -90,7 +95,13 @@ impl Gateway {
             .no_proxy()
             .build()
             .map_err(std::io::Error::other)?;
+        let economy = match &config.economy {
+            Some(economy) => Some(economy::Economy::open(economy.clone())?),
+            None => None,
+        };
         let state = Arc::new(AppState {
+            economy: economy.clone(),
+            tiers: config.tiers.clone(),
             auth: Authenticator::new(config.auth.clone()),
             registry: Registry::new(
                 config.lease_ttl,
@@ -105,7 +116,26 @@ impl Gateway {
             config,
         });
         let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
-        Ok(Self { state, sweeper })
+        let flusher = economy.map(|economy| {
+            let interval = economy.config.usage_flush_interval;
+            tokio::spawn(economy::flush_loop(Arc::downgrade(&economy), interval))
+        });
+        Ok(Self {
+            state,
+            sweeper,
+            flusher,
+        })
+    }
+
+    /// Writes metered usage to the ledger and checkpoints it. Call after the last `serve`
+    /// returns; requests still running afterwards are not metered into the ledger.
+    pub async fn close(&self) {
+        if let Some(flusher) = &self.flusher {
+            flusher.abort();
+        }
+        if let Some(economy) = &self.state.economy {
+            economy.close().await;
+        }
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains open requests.
@@ -129,6 +159,9 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.sweeper.abort();
+        if let Some(flusher) = &self.flusher {
+            flusher.abort();
+        }
     }
 }
 
@@ -139,7 +172,10 @@ pub async fn run(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    Gateway::new(config)?.serve(listener, tls, shutdown).await
+    let gateway = Gateway::new(config)?;
+    let served = gateway.serve(listener, tls, shutdown).await;
+    gateway.close().await;
+    served
 }
 
 async fn sweep_leases(state: Arc<AppState>) {
@@ -162,6 +198,37 @@ fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
         .route("/models/traits", get(list_traits))
         .route("/models/compatibility_mapping", get(list_aliases))
         .route("/providers", get(list_providers))
+        .route("/ledger/status", get(economy::http::status))
+        .route("/ledger/accounts/{address}", get(economy::http::account))
+        .route("/ledger/quote", get(economy::http::quote))
+        .route(
+            "/ledger/operations",
+            post(economy::http::submit)
+                .layer(DefaultBodyLimit::max(economy::http::MAX_ECONOMY_BODY_BYTES)),
+        )
+        .route(
+            "/api_keys",
+            get(economy::http::list_keys)
+                .post(economy::http::create_key)
+                .patch(economy::http::update_key)
+                .delete(economy::http::delete_key)
+                .layer(DefaultBodyLimit::max(economy::http::MAX_ECONOMY_BODY_BYTES)),
+        )
+        .route("/api_keys/rate_limits", get(economy::http::rate_limits))
+        .route(
+            "/api_keys/generate_web3_key",
+            get(economy::http::web3_challenge)
+                .post(economy::http::web3_key)
+                .layer(DefaultBodyLimit::max(economy::http::MAX_ECONOMY_BODY_BYTES)),
+        )
+        .route("/api_keys/{id}", get(economy::http::get_key))
+        .route("/billing/balance", get(economy::http::billing_balance))
+        .route("/billing/usage-history", get(economy::http::usage_history))
+        .route(
+            "/admin/clock",
+            post(economy::http::advance_clock)
+                .layer(DefaultBodyLimit::max(economy::http::MAX_ECONOMY_BODY_BYTES)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(dialect))
@@ -239,7 +306,40 @@ fn type_matches(filter: &TypeFilter) -> Result<bool, ApiError> {
 }
 
 fn authenticated(state: &AppState, headers: &HeaderMap) -> Result<auth::Caller, ApiError> {
-    state.auth.authenticate(headers)
+    authenticate(state, headers)
+}
+
+/// Who is asking: a configured key, a key an account created, or an anonymous caller.
+pub(crate) fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<auth::Caller, ApiError> {
+    let Some(economy) = &state.economy else {
+        return state.auth.authenticate(headers);
+    };
+    let stored_keys_exist = !economy.keys.is_empty();
+    state
+        .auth
+        .authenticate_with(headers, stored_keys_exist, |hash| {
+            let key = economy.keys.find(hash)?;
+            let now = economy.clock.now();
+            if key.expires_at.is_some_and(|expiry| expiry <= now) {
+                return Some(Err(ApiError::new(
+                    ErrorCode::AuthenticationFailed,
+                    "the API key has expired",
+                )));
+            }
+            Some(Ok(auth::Caller {
+                name: key.id.clone(),
+                kind: Some(match key.kind {
+                    economy::keys::KeyType::Admin => KeyKind::Admin,
+                    economy::keys::KeyType::Inference => KeyKind::Inference,
+                }),
+                rate: state.tiers.limit_for(""),
+                account: Some(key.account.0),
+                key_id: Some(key.id),
+            }))
+        })
 }
 
 async fn list_models(

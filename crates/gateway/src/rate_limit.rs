@@ -29,9 +29,17 @@ pub struct RateStatus {
     pub allowed: bool,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    started: Instant,
+    count: u32,
+    blocked_until: Option<Instant>,
+}
+
 #[derive(Default)]
 pub struct RateLimiter {
     windows: Mutex<HashMap<String, Window>>,
+    failures: Mutex<HashMap<String, Failures>>,
 }
 
 impl RateLimiter {
@@ -70,6 +78,49 @@ impl RateLimiter {
         }
     }
 
+    /// If `caller` spent its failed-request budget, how long it stays refused.
+    pub fn failure_block(&self, caller: &str, now: Instant) -> Option<Duration> {
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let until = failures.get(caller)?.blocked_until?;
+        (until > now).then(|| until - now)
+    }
+
+    /// Counts a failed request of `caller`; the `budget`-th failure within `window` blocks it
+    /// for `window`.
+    pub fn record_failure(&self, caller: &str, budget: u32, window: Duration, now: Instant) {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failures.len() >= MAX_TRACKED_CALLERS && !failures.contains_key(caller) {
+            failures.retain(|_, entry| {
+                now.duration_since(entry.started) < window
+                    || entry.blocked_until.is_some_and(|until| until > now)
+            });
+            if failures.len() >= MAX_TRACKED_CALLERS {
+                return;
+            }
+        }
+        let entry = failures.entry(caller.to_owned()).or_insert(Failures {
+            started: now,
+            count: 0,
+            blocked_until: None,
+        });
+        if now.duration_since(entry.started) >= window {
+            entry.started = now;
+            entry.count = 0;
+        }
+        entry.count = entry.count.saturating_add(1);
+        if entry.count >= budget {
+            entry.blocked_until = Some(now + window);
+            entry.started = now;
+            entry.count = 0;
+        }
+    }
+
     /// Adds the tokens a finished request used.
     pub fn record_tokens(&self, caller: &str, tokens: u64) {
         let mut windows = self
@@ -104,6 +155,25 @@ mod tests {
             "callers are independent"
         );
         assert!(limiter.check("a", limit, start + WINDOW).allowed);
+    }
+
+    #[test]
+    fn the_failure_budget_blocks_for_its_window_then_forgets() {
+        let limiter = RateLimiter::default();
+        let window = Duration::from_secs(30);
+        let start = Instant::now();
+        for _ in 0..49 {
+            limiter.record_failure("a", 50, window, start);
+        }
+        assert_eq!(limiter.failure_block("a", start), None);
+        limiter.record_failure("a", 50, window, start);
+        assert_eq!(limiter.failure_block("a", start), Some(window));
+        assert_eq!(
+            limiter.failure_block("b", start),
+            None,
+            "callers are independent"
+        );
+        assert_eq!(limiter.failure_block("a", start + window), None);
     }
 
     #[test]

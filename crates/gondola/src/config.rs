@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use ed25519_dalek::VerifyingKey;
 use gateway::config::{
     Admission, ApiKey, AuthConfig, CatalogueConfig, GatewayConfig, KeyKind, Limits, ModelPricing,
-    RateLimit,
+    RateLimit, TierConfig,
 };
 use serde::Deserialize;
 use wire::money::Amount;
@@ -48,6 +48,70 @@ pub struct RawGateway {
     pub keys: Vec<RawKey>,
     #[serde(default)]
     pub models: RawModels,
+    #[serde(default)]
+    pub ledger: RawLedger,
+}
+
+/// `[gateway.ledger]`: the economy the gateway meters against.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLedger {
+    /// Dollars of inference a day shared among active stakers by staked sVVV (a decimal).
+    pub network_capacity_usd_per_day: Option<String>,
+    /// Days an account counts as an active API user after a request.
+    pub active_window_days: Option<u64>,
+    /// How often metered usage is written to the ledger, in milliseconds.
+    pub usage_flush_ms: Option<u64>,
+    /// Airdrop allocations written at genesis (only when the ledger is created).
+    #[serde(default)]
+    pub airdrop: Vec<RawAllocation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllocation {
+    pub address: String,
+    /// Whole VVV, as a decimal.
+    pub vvv: String,
+}
+
+/// The economy's configuration for a data directory.
+pub fn economy_config(
+    raw: &RawLedger,
+    data_dir: &Path,
+    adjustable_clock: bool,
+) -> anyhow::Result<gateway::EconomyConfig> {
+    let mut config = gateway::EconomyConfig::in_dir(data_dir);
+    if let Some(capacity) = &raw.network_capacity_usd_per_day {
+        config.network_capacity_usd_units_per_day = Amount::parse_decimal(capacity)
+            .context("gateway.ledger.network_capacity_usd_per_day")?
+            .0;
+    }
+    if let Some(days) = raw.active_window_days {
+        if days == 0 {
+            bail!("gateway.ledger.active_window_days must be at least 1");
+        }
+        config.active_window_days = days;
+    }
+    if let Some(ms) = raw.usage_flush_ms {
+        config.usage_flush_interval = Duration::from_millis(ms.clamp(10, 60_000));
+    }
+    for allocation in &raw.airdrop {
+        let address = ledger::Address::from_hex(&allocation.address).with_context(|| {
+            format!(
+                "gateway.ledger.airdrop: {:?} is not an address (0x and 40 hex digits)",
+                allocation.address
+            )
+        })?;
+        let vvv_units = Amount::parse_decimal(&allocation.vvv)
+            .with_context(|| format!("gateway.ledger.airdrop {}", allocation.address))?
+            .0;
+        config
+            .airdrop
+            .push(ledger::Allocation { address, vvv_units });
+    }
+    config.adjustable_clock = adjustable_clock;
+    Ok(config)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +163,9 @@ pub struct RawModels {
     pub aliases: BTreeMap<String, String>,
     #[serde(default)]
     pub pricing: BTreeMap<String, RawPricing>,
+    /// Model id → rate-limit tier (small, medium, large) for account keys.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,7 +361,18 @@ pub fn gateway_config(
             },
         );
     }
+    let mut tiers = TierConfig::default();
+    for (model, tier) in &raw.models.tiers {
+        if !tiers.tiers.contains_key(tier) {
+            bail!(
+                "gateway.models.tiers.{model}: the tier must be small, medium or large, not {tier:?}"
+            );
+        }
+        tiers.model_tiers.insert(model.clone(), tier.clone());
+    }
     Ok(GatewayConfig {
+        economy: None,
+        tiers,
         limits,
         auth: AuthConfig { keys, anonymous },
         admission,

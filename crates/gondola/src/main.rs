@@ -3,6 +3,7 @@
 
 mod client;
 mod config;
+mod economy;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -48,14 +49,97 @@ enum Command {
     Models(ClientArgs),
     /// Send one prompt to a running gateway and stream the reply.
     Chat(ChatArgs),
-    /// Inspect the ledger's journal (in DATA_DIR/ledger) without changing it.
+    /// The ledger: `status` from a running gateway; `verify` and `export` of the journal in
+    /// DATA_DIR/ledger; operator-only `admin` operations.
     Ledger(LedgerArgs),
+    /// Create, import, show or export the wallet key that signs your ledger operations.
+    Wallet {
+        #[command(flatten)]
+        args: EconomyArgs,
+        #[command(subcommand)]
+        command: economy::WalletCommand,
+    },
+    /// Show an account's tokens, credits and today's API allowance.
+    Balance {
+        #[command(flatten)]
+        args: EconomyArgs,
+        /// The account (default: the wallet's).
+        address: Option<String>,
+    },
+    /// Send VVV or DIEM to another account.
+    Transfer {
+        #[command(flatten)]
+        args: EconomyArgs,
+        /// The receiving address.
+        #[arg(long)]
+        to: String,
+        /// VVV to send (whole tokens, decimals allowed).
+        #[arg(long)]
+        vvv: Option<String>,
+        /// DIEM to send.
+        #[arg(long)]
+        diem: Option<String>,
+    },
+    /// Stake VVV: staked sVVV earns emissions and a share of the network's daily capacity.
+    Stake {
+        #[command(flatten)]
+        args: EconomyArgs,
+        /// VVV to stake (whole tokens, decimals allowed).
+        vvv: String,
+    },
+    /// Start unstaking sVVV (7-day cooldown), or with --finalize withdraw what has cooled.
+    Unstake {
+        #[command(flatten)]
+        args: EconomyArgs,
+        #[arg(required_unless_present = "finalize")]
+        svvv: Option<String>,
+        #[arg(long, conflicts_with = "svvv")]
+        finalize: bool,
+    },
+    /// Claim staking rewards (or --stake them, or claim the --airdrop or --vested team grant).
+    Claim {
+        #[command(flatten)]
+        args: EconomyArgs,
+        #[arg(long)]
+        stake: bool,
+        #[arg(long)]
+        airdrop: bool,
+        #[arg(long)]
+        vested: bool,
+    },
+    /// DIEM: quote, mint by locking sVVV, burn, stake for daily API credit, unstake.
+    Diem {
+        #[command(flatten)]
+        args: EconomyArgs,
+        #[command(subcommand)]
+        command: economy::DiemCommand,
+    },
+    /// Mint an API key for the wallet's account by signing a challenge (needs staked sVVV).
+    Key {
+        #[command(flatten)]
+        args: EconomyArgs,
+        /// An ADMIN key (it can manage the account's other keys) instead of INFERENCE.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value = "gondola CLI")]
+        description: String,
+    },
+}
+
+#[derive(Args)]
+struct EconomyArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    wallet: economy::WalletArgs,
 }
 
 #[derive(Args)]
 struct LedgerArgs {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    wallet: economy::WalletArgs,
     #[command(subcommand)]
     command: LedgerCommand,
 }
@@ -64,15 +148,19 @@ struct LedgerArgs {
 enum LedgerCommand {
     /// Replay the journal from genesis: check every record's checksum and hash chain,
     /// re-apply every operation, and compare the final state with the last checkpoint.
-    Verify {
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Verify,
     /// Write every record of the journal as one JSON line (to standard output by default).
     Export {
         #[arg(long, short)]
         output: Option<PathBuf>,
+    },
+    /// Supply, staking, DIEM, utilization, emission split, APR and the DIEM liability, from a
+    /// running gateway.
+    Status,
+    /// Operations only the operator key may sign (use --wallet DATA_DIR/operator.key).
+    Admin {
+        #[command(subcommand)]
+        command: economy::AdminCommand,
     },
 }
 
@@ -133,6 +221,10 @@ struct GatewayServerArgs {
     /// The operator's system prompt, prepended unless a request opts out.
     #[arg(long, env = "GONDOLA_SYSTEM_PROMPT")]
     system_prompt: Option<String>,
+    /// Let ADMIN keys move the ledger's clock forward (POST /api/v1/admin/clock). For tests of
+    /// daily allowances and cooldowns only.
+    #[arg(long, env = "GONDOLA_ADJUSTABLE_CLOCK", hide = true)]
+    adjustable_clock: bool,
 }
 
 #[derive(Args)]
@@ -255,8 +347,90 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pull(args) => pull(args).await,
         Command::Models(args) => client::models(&args).await,
         Command::Chat(args) => client::chat(&args).await,
-        Command::Ledger(args) => ledger(args),
+        Command::Ledger(args) => ledger(args).await,
+        Command::Wallet { args, command } => {
+            economy_action(&args.common, &args.wallet, economy::Action::Wallet(command)).await
+        }
+        Command::Balance { args, address } => {
+            economy_action(
+                &args.common,
+                &args.wallet,
+                economy::Action::Balance { address },
+            )
+            .await
+        }
+        Command::Transfer {
+            args,
+            to,
+            vvv,
+            diem,
+        } => {
+            economy_action(
+                &args.common,
+                &args.wallet,
+                economy::Action::Transfer { to, vvv, diem },
+            )
+            .await
+        }
+        Command::Stake { args, vvv } => {
+            economy_action(&args.common, &args.wallet, economy::Action::Stake { vvv }).await
+        }
+        Command::Unstake {
+            args,
+            svvv,
+            finalize,
+        } => {
+            economy_action(
+                &args.common,
+                &args.wallet,
+                economy::Action::Unstake { svvv, finalize },
+            )
+            .await
+        }
+        Command::Claim {
+            args,
+            stake,
+            airdrop,
+            vested,
+        } => {
+            economy_action(
+                &args.common,
+                &args.wallet,
+                economy::Action::Claim {
+                    stake,
+                    airdrop,
+                    vested,
+                },
+            )
+            .await
+        }
+        Command::Diem { args, command } => {
+            economy_action(&args.common, &args.wallet, economy::Action::Diem(command)).await
+        }
+        Command::Key {
+            args,
+            admin,
+            description,
+        } => {
+            economy_action(
+                &args.common,
+                &args.wallet,
+                economy::Action::Key { admin, description },
+            )
+            .await
+        }
     }
+}
+
+async fn economy_action(
+    common: &CommonArgs,
+    wallet: &economy::WalletArgs,
+    action: economy::Action,
+) -> anyhow::Result<()> {
+    let file = FileConfig::load(common.config.as_deref())?;
+    init_logging(common, &file);
+    let data = data_dir(common, &file)?;
+    economy::run(wallet, &data, action).await
 }
 
 fn init_logging(common: &CommonArgs, file: &FileConfig) {
@@ -486,7 +660,12 @@ fn gateway_setup(common: &CommonArgs, server: &GatewayServerArgs) -> anyhow::Res
         file.gateway.listen.as_deref(),
         DEFAULT_GATEWAY_LISTEN,
     )?;
-    let config = config::gateway_config(&file.gateway, listen, server.system_prompt.clone())?;
+    let mut config = config::gateway_config(&file.gateway, listen, server.system_prompt.clone())?;
+    config.economy = Some(config::economy_config(
+        &file.gateway.ledger,
+        &data_dir(common, &file)?,
+        server.adjustable_clock,
+    )?);
     let tls = tls(
         server
             .tls_cert
@@ -521,7 +700,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public = bind(listen, "gateway").await?;
     let address = public.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let gateway = Arc::new(gateway::Gateway::new(gateway_config)?);
+    let gateway =
+        Arc::new(gateway::Gateway::new(gateway_config).context("cannot start the gateway")?);
     // The embedded provider reaches the gateway over plain HTTP on loopback, whatever clients use.
     let internal = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "internal gateway").await?;
     let internal_address = internal.local_addr()?;
@@ -568,6 +748,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let (public_result, internal_result, provider_result) =
         tokio::join!(public_task, internal_task, provider_task);
+    gateway.close().await;
     public_result.context("the gateway task failed")??;
     internal_result.context("the internal gateway task failed")??;
     provider_result.context("the provider task failed")??;
@@ -584,11 +765,14 @@ async fn gateway_only(args: GatewayArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let listener = bind(listen, "gateway").await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let gateway = gateway::Gateway::new(gateway_config).context("cannot start the gateway")?;
     println!(
         "gondola: gateway listening on {scheme}://{}",
         listener.local_addr()?
     );
-    gateway::run(listener, gateway_config, tls, wait(shutdown)).await?;
+    let served = gateway.serve(listener, tls, wait(shutdown)).await;
+    gateway.close().await;
+    served?;
     Ok(())
 }
 
@@ -721,12 +905,29 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
+async fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.common.config.as_deref())?;
     init_logging(&args.common, &file);
     let dir = data_dir(&args.common, &file)?.join("ledger");
     match args.command {
-        LedgerCommand::Verify { json } => {
+        LedgerCommand::Status => {
+            economy::run(
+                &args.wallet,
+                &data_dir(&args.common, &file)?,
+                economy::Action::Status,
+            )
+            .await
+        }
+        LedgerCommand::Admin { command } => {
+            economy::run(
+                &args.wallet,
+                &data_dir(&args.common, &file)?,
+                economy::Action::Admin(command),
+            )
+            .await
+        }
+        LedgerCommand::Verify => {
+            let json = args.wallet.json;
             let report = ledger_store::verify(&dir).with_context(|| {
                 format!("the ledger journal in {} does not verify", dir.display())
             })?;

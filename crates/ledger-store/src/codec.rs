@@ -7,13 +7,15 @@
 //! Layout: `tag: u8`, then the variant's fields in declaration order. `u32`, `u64` and `u128`
 //! are little-endian; an address is its 20 bytes; an [`Asset`] is a byte (1 VVV, 2 DIEM); a list
 //! is a `u32` count followed by its elements; a [`Box`] is its contents. Structs (genesis
-//! configuration, parameters, curve points, allocations) are their fields in declaration order.
+//! configuration, parameters, curve points, allocations, usage charges) are their fields in
+//! declaration order. A usage settlement's entry list is bounded by
+//! [`ledger::MAXIMUM_USAGE_ENTRIES`] in the encoding itself: a longer one does not decode.
 //! Tags and asset numbers are permanent: a new variant gets a new number, a removed one keeps
 //! its number unused.
 
 use ledger::{
-    Address, Allocation, Asset, CurvePoint, GenesisConfig, Op, Parameters, SplitPoint,
-    UtilizationSplit,
+    Address, Allocation, Asset, CurvePoint, GenesisConfig, MAXIMUM_USAGE_ENTRIES, Op, Parameters,
+    SplitPoint, UsageCharge, UtilizationSplit,
 };
 
 /// Permanent tag bytes, one per [`Op`] variant.
@@ -39,6 +41,7 @@ pub mod tag {
     pub const REPORT_UTILIZATION: u8 = 19;
     pub const BUYBACK_AND_BURN: u8 = 20;
     pub const CREDIT_ACCOUNT: u8 = 21;
+    pub const SETTLE_USAGE: u8 = 22;
 }
 
 const ASSET_VVV: u8 = 1;
@@ -48,6 +51,7 @@ const ADDRESS_BYTES: usize = 20;
 const ALLOCATION_BYTES: usize = ADDRESS_BYTES + 16;
 const CURVE_POINT_BYTES: usize = 8 + 16;
 const SPLIT_POINT_BYTES: usize = 4 + 4;
+const USAGE_CHARGE_BYTES: usize = ADDRESS_BYTES + 3 * 8 + 3 * 16;
 
 /// Why bytes are not an encoded operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +69,8 @@ pub enum DecodeError {
     CountTooLarge { count: u32, remaining_bytes: usize },
     #[error("{0} bytes left over after the operation")]
     TrailingBytes(usize),
+    #[error("a usage settlement claims {count} entries, more than the {maximum} allowed")]
+    TooManyUsageEntries { count: u32, maximum: usize },
 }
 
 /// Appends the encoding of `op` to `out`.
@@ -160,6 +166,11 @@ pub fn encode_op(op: &Op, out: &mut Vec<u8>) {
             writer.u128(*usd_units);
             writer.u128(*bundled_credit_units);
         }
+        Op::SettleUsage { day, entries } => {
+            writer.u8(tag::SETTLE_USAGE);
+            writer.u64(*day);
+            writer.usage_charges(entries);
+        }
     }
 }
 
@@ -217,6 +228,10 @@ pub fn decode_op(bytes: &[u8]) -> Result<Op, DecodeError> {
             account: reader.address()?,
             usd_units: reader.u128()?,
             bundled_credit_units: reader.u128()?,
+        },
+        tag::SETTLE_USAGE => Op::SettleUsage {
+            day: reader.u64()?,
+            entries: reader.usage_charges()?,
         },
         unknown => return Err(DecodeError::UnknownTag(unknown)),
     };
@@ -284,6 +299,29 @@ impl Writer<'_> {
             } = point;
             self.u64(*supply_diem);
             self.u128(*rate_svvv_units_per_diem);
+        }
+    }
+
+    fn usage_charges(&mut self, entries: &[UsageCharge]) {
+        self.count(entries.len());
+        for entry in entries {
+            // Exhaustive destructuring: a new field stops this compiling until it is encoded.
+            let UsageCharge {
+                account,
+                requests,
+                prompt_tokens,
+                completion_tokens,
+                allowance_units,
+                bundled_credit_units,
+                usd_units,
+            } = entry;
+            self.address(account);
+            self.u64(*requests);
+            self.u64(*prompt_tokens);
+            self.u64(*completion_tokens);
+            self.u128(*allowance_units);
+            self.u128(*bundled_credit_units);
+            self.u128(*usd_units);
         }
     }
 
@@ -383,6 +421,11 @@ impl Reader<'_> {
     /// that many elements: a corrupt count must not become a huge allocation.
     fn count(&mut self, element_bytes: usize) -> Result<usize, DecodeError> {
         let count = self.u32()?;
+        self.fits(count, element_bytes)
+    }
+
+    /// `count` as a length, if the bytes left can hold that many elements.
+    fn fits(&self, count: u32, element_bytes: usize) -> Result<usize, DecodeError> {
         let remaining_bytes = self.bytes.len();
         let fits = usize::try_from(count)
             .ok()
@@ -424,6 +467,32 @@ impl Reader<'_> {
                 Ok(CurvePoint {
                     supply_diem: self.u64()?,
                     rate_svvv_units_per_diem: self.u128()?,
+                })
+            })
+            .collect()
+    }
+
+    /// A usage settlement's entries. The count is refused above the ledger's maximum (and, like
+    /// every count, when the bytes left cannot hold it) before anything is allocated.
+    fn usage_charges(&mut self) -> Result<Vec<UsageCharge>, DecodeError> {
+        let count = self.u32()?;
+        if usize::try_from(count).map_or(true, |count| count > MAXIMUM_USAGE_ENTRIES) {
+            return Err(DecodeError::TooManyUsageEntries {
+                count,
+                maximum: MAXIMUM_USAGE_ENTRIES,
+            });
+        }
+        let count = self.fits(count, USAGE_CHARGE_BYTES)?;
+        (0..count)
+            .map(|_| {
+                Ok(UsageCharge {
+                    account: self.address()?,
+                    requests: self.u64()?,
+                    prompt_tokens: self.u64()?,
+                    completion_tokens: self.u64()?,
+                    allowance_units: self.u128()?,
+                    bundled_credit_units: self.u128()?,
+                    usd_units: self.u128()?,
                 })
             })
             .collect()
@@ -566,6 +635,29 @@ pub(crate) mod samples {
                 usd_units: 29,
                 bundled_credit_units: big,
             },
+            Op::SettleUsage {
+                day: u64::MAX - 30,
+                entries: vec![
+                    UsageCharge {
+                        account: ALICE,
+                        requests: 31,
+                        prompt_tokens: 32,
+                        completion_tokens: u64::MAX - 33,
+                        allowance_units: 34,
+                        bundled_credit_units: 35,
+                        usd_units: big - 36,
+                    },
+                    UsageCharge {
+                        account: Address([0xB0; 20]),
+                        requests: 37,
+                        prompt_tokens: 38,
+                        completion_tokens: 39,
+                        allowance_units: big - 40,
+                        bundled_credit_units: 41,
+                        usd_units: 42,
+                    },
+                ],
+            },
         ]
     }
 }
@@ -609,8 +701,8 @@ mod tests {
             assert_eq!(decode_op(&bytes).as_ref(), Ok(op), "{op:?}");
             tags.insert(bytes[0]);
         }
-        // 21 variants, tags 1..=21: a new variant without a tag (or a sample) fails here.
-        assert_eq!(tags, (1..=21).collect::<BTreeSet<u8>>());
+        // 22 variants, tags 1..=22: a new variant without a tag (or a sample) fails here.
+        assert_eq!(tags, (1..=22).collect::<BTreeSet<u8>>());
     }
 
     #[test]
@@ -634,6 +726,32 @@ mod tests {
             }),
             vec![19, 0x0B, 0x0A, 0, 0]
         );
+        let settle = Op::SettleUsage {
+            day: 0x0102,
+            entries: vec![UsageCharge {
+                account: ALICE,
+                requests: 3,
+                prompt_tokens: 4,
+                completion_tokens: 5,
+                allowance_units: 6,
+                bundled_credit_units: 7,
+                usd_units: 0x0809,
+            }],
+        };
+        let mut expected = vec![22, 0x02, 0x01, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        expected.extend_from_slice(&[0xA1; 20]);
+        for count in [3u8, 4, 5] {
+            expected.push(count);
+            expected.extend_from_slice(&[0; 7]);
+        }
+        for amount in [6u8, 7] {
+            expected.push(amount);
+            expected.extend_from_slice(&[0; 15]);
+        }
+        expected.extend_from_slice(&[0x09, 0x08]);
+        expected.extend_from_slice(&[0; 14]);
+        assert_eq!(encoded(&settle), expected);
+        assert_eq!(expected.len(), 1 + 8 + 4 + USAGE_CHARGE_BYTES);
     }
 
     #[test]
@@ -654,7 +772,7 @@ mod tests {
 
     #[test]
     fn unknown_tags_and_assets_are_refused() {
-        for unknown in [0u8, 22, 255] {
+        for unknown in [0u8, 23, 255] {
             assert_eq!(decode_op(&[unknown]), Err(DecodeError::UnknownTag(unknown)));
         }
         let mut bytes = encoded(&Op::Transfer {
@@ -680,6 +798,56 @@ mod tests {
     }
 
     #[test]
+    fn a_usage_settlement_longer_than_the_ledger_allows_is_refused_before_allocating() {
+        let header = |count: u32| {
+            let mut bytes = vec![tag::SETTLE_USAGE];
+            bytes.extend_from_slice(&7u64.to_le_bytes());
+            bytes.extend_from_slice(&count.to_le_bytes());
+            bytes
+        };
+        let too_many = u32::try_from(MAXIMUM_USAGE_ENTRIES + 1).expect("small");
+        for count in [too_many, u32::MAX] {
+            // Refused by the bound even though the bytes to hold the entries are there.
+            let mut bytes = header(count);
+            bytes.resize(
+                bytes.len() + MAXIMUM_USAGE_ENTRIES * USAGE_CHARGE_BYTES + 200,
+                0,
+            );
+            assert_eq!(
+                decode_op(&bytes),
+                Err(DecodeError::TooManyUsageEntries {
+                    count,
+                    maximum: MAXIMUM_USAGE_ENTRIES
+                })
+            );
+        }
+        // At the bound, the count is still checked against the bytes left.
+        let at_most = u32::try_from(MAXIMUM_USAGE_ENTRIES).expect("small");
+        assert_eq!(
+            decode_op(&header(at_most)),
+            Err(DecodeError::CountTooLarge {
+                count: at_most,
+                remaining_bytes: 0
+            })
+        );
+        // And the largest settlement round-trips.
+        let largest = Op::SettleUsage {
+            day: 20_115,
+            entries: (0..MAXIMUM_USAGE_ENTRIES)
+                .map(|index| UsageCharge {
+                    account: Address([(index % 251) as u8; 20]),
+                    requests: index as u64,
+                    usd_units: index as u128 * 1_000,
+                    ..UsageCharge::default()
+                })
+                .collect(),
+        };
+        let bytes = encoded(&largest);
+        assert_eq!(bytes.len(), 13 + MAXIMUM_USAGE_ENTRIES * USAGE_CHARGE_BYTES);
+        assert_eq!(decode_op(&bytes), Ok(largest));
+    }
+
+    #[test]
     fn random_bytes_never_panic_and_whatever_decodes_re_encodes_identically() {
         let mut random = Random(0x5EED_0001);
         let samples: Vec<Vec<u8>> = one_of_each().iter().map(encoded).collect();
@@ -692,7 +860,7 @@ mod tests {
                 if let Some(first) = noise.first_mut()
                     && round % 4 == 0
                 {
-                    *first = (random.below(21) + 1) as u8;
+                    *first = (random.below(22) + 1) as u8;
                 }
                 noise
             } else {

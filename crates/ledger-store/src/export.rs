@@ -5,13 +5,16 @@
 //!
 //! A line: `{"sequence":1,"commit_first_sequence":1,"time_seconds":…,"signer":"0x…",
 //! "signature":"0x…","op":{"type":…},"previous_record_hash":"…","record_hash":"…"}`. u64
-//! fields (sequences, times, supplies of whole DIEM) are JSON numbers; u128 amounts are decimal
-//! strings, because JSON readers commonly parse numbers as doubles and would round them.
+//! fields (sequences, times, supplies of whole DIEM, days, request and token counts) are JSON
+//! numbers; u128 amounts are decimal strings, because JSON readers commonly parse numbers as
+//! doubles and would round them.
 
 use std::io::Write;
 use std::path::Path;
 
-use ledger::{Address, Allocation, Asset, CurvePoint, GenesisConfig, Op, Parameters, SplitPoint};
+use ledger::{
+    Address, Allocation, Asset, CurvePoint, GenesisConfig, Op, Parameters, SplitPoint, UsageCharge,
+};
 
 use crate::error::StoreError;
 use crate::format::Record;
@@ -162,8 +165,40 @@ fn op_json(op: &Op, json: &mut Json<'_>) {
             json.amount("usd_units", *usd_units);
             json.amount("bundled_credit_units", *bundled_credit_units);
         }
+        Op::SettleUsage { day, entries } => {
+            json.text("type", "settle_usage");
+            json.number("day", *day);
+            usage_charges_json(entries, json);
+        }
     }
     json.close();
+}
+
+fn usage_charges_json(entries: &[UsageCharge], json: &mut Json<'_>) {
+    json.key("entries");
+    json.open_list();
+    for entry in entries {
+        let UsageCharge {
+            account,
+            requests,
+            prompt_tokens,
+            completion_tokens,
+            allowance_units,
+            bundled_credit_units,
+            usd_units,
+        } = entry;
+        json.element();
+        json.open();
+        json.address("account", account);
+        json.number("requests", *requests);
+        json.number("prompt_tokens", *prompt_tokens);
+        json.number("completion_tokens", *completion_tokens);
+        json.amount("allowance_units", *allowance_units);
+        json.amount("bundled_credit_units", *bundled_credit_units);
+        json.amount("usd_units", *usd_units);
+        json.close();
+    }
+    json.close_list();
 }
 
 fn genesis_json(config: &GenesisConfig, json: &mut Json<'_>) {
@@ -386,6 +421,46 @@ mod tests {
             let name = value["type"].as_str().expect("a type").to_owned();
             types.insert(name);
         }
-        assert_eq!(types.len(), 21, "one name per variant: {types:?}");
+        assert_eq!(types.len(), 22, "one name per variant: {types:?}");
+    }
+
+    #[test]
+    fn a_usage_settlement_exports_its_day_and_every_entry() {
+        let op = Op::SettleUsage {
+            day: 20_115,
+            entries: vec![
+                UsageCharge {
+                    account: Address([0xA1; 20]),
+                    requests: 3,
+                    prompt_tokens: 4,
+                    completion_tokens: 5,
+                    allowance_units: 6,
+                    bundled_credit_units: 7,
+                    usd_units: u128::MAX,
+                },
+                UsageCharge {
+                    account: Address([0xB0; 20]),
+                    requests: 1,
+                    ..UsageCharge::default()
+                },
+            ],
+        };
+        let mut text = String::new();
+        op_json(&op, &mut Json { out: &mut text });
+        let expected = format!(
+            "{{\"type\":\"settle_usage\",\"day\":20115,\"entries\":[\
+             {{\"account\":\"0x{}\",\"requests\":3,\"prompt_tokens\":4,\
+             \"completion_tokens\":5,\"allowance_units\":\"6\",\"bundled_credit_units\":\"7\",\
+             \"usd_units\":\"{}\"}},\
+             {{\"account\":\"0x{}\",\"requests\":1,\"prompt_tokens\":0,\
+             \"completion_tokens\":0,\"allowance_units\":\"0\",\"bundled_credit_units\":\"0\",\
+             \"usd_units\":\"0\"}}]}}",
+            "a1".repeat(20),
+            u128::MAX,
+            "b0".repeat(20),
+        );
+        assert_eq!(text, expected);
+        let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(value["entries"].as_array().map(Vec::len), Some(2));
     }
 }

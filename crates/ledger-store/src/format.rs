@@ -39,12 +39,12 @@
 //! have persisted in any order, so intact records can follow a torn one) from damage to a
 //! commit that was acknowledged (see `journal.rs`).
 //!
-//! # Checkpoint (`ledger.checkpoint`), format version 1
+//! # Checkpoint (`ledger.checkpoint`), format version 2
 //!
 //! | bytes | field |
 //! |-------|-------|
 //! | 8 | magic `GNDLCKPT` |
-//! | 4 | format version, u32 (1) |
+//! | 4 | format version, u32 (2) |
 //! | 4 | reserved, zero |
 //! | 8 | `sequence` of the last record covered |
 //! | 32 | that record's `record_hash` |
@@ -84,8 +84,12 @@ pub const JOURNAL_HEADER_BYTES: usize = 16;
 /// The checkpoint file's first eight bytes.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"GNDLCKPT";
 
-/// The checkpoint format this build writes and reads.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+/// The checkpoint format this build writes and reads. The layout has not changed since 1, but
+/// the meaning of its state hash has: version 2's is the ledger's fingerprint with nonces and
+/// usage settlement in it. A version-1 checkpoint is therefore unreadable to this build (and
+/// ignored, to be replaced by the next checkpoint) rather than read as a contradiction of the
+/// replay, which would refuse to start. Bump it again whenever the state hash's meaning changes.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
 
 /// Header (16), sequence (8), record hash (32), state hash (16), checksum (32).
 pub const CHECKPOINT_BYTES: usize = 104;
@@ -484,6 +488,16 @@ mod tests {
             assert!(decode_checkpoint(&damaged).is_err(), "byte {index}");
         }
         assert!(decode_checkpoint(&bytes[..50]).is_err());
+
+        // A checkpoint of the previous version, with a valid checksum, is not read.
+        let mut previous = bytes;
+        previous[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let checksum = Sha256::digest(&previous[..72]);
+        previous[72..].copy_from_slice(&checksum);
+        assert_eq!(
+            decode_checkpoint(&previous),
+            Err("unsupported checkpoint format version 1".to_owned())
+        );
     }
 
     #[test]

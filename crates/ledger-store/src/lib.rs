@@ -74,7 +74,8 @@ pub const MAXIMUM_SIGNATURE_BYTES: usize = 4 * 1024;
 /// Largest whole record (length prefix to record hash). The only large operation is genesis,
 /// whose airdrop list costs 36 bytes an address: 64 MiB holds about 1.8 million allocations,
 /// more than any airdrop the ledger is meant to model, while a corrupt length prefix can make
-/// recovery allocate at most this much.
+/// recovery allocate at most this much. (The next largest, a usage settlement, is at most
+/// `ledger::MAXIMUM_USAGE_ENTRIES` entries of 92 bytes: about 370 KiB.)
 pub const MAXIMUM_RECORD_BYTES: usize = 64 * 1024 * 1024;
 
 /// Most operations in one [`Store::submit_batch`] call. At about 180 bytes a record, 1,024

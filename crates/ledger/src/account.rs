@@ -34,13 +34,18 @@ pub(crate) struct Account {
     pub(crate) reward_per_locked_share_paid: u128,
     pub(crate) usd_credit_units: u128,
     pub(crate) bundled_credit_units: u128,
+    /// How many operations this address signed that the ledger accepted. It only grows, so an
+    /// account that has signed anything is stored for good.
+    pub(crate) nonce: u64,
 }
 
 impl Account {
-    /// True when the account holds nothing; such accounts are not stored, so that an account
-    /// that was emptied and one that never existed are the same state.
+    /// True when the account holds nothing and has signed nothing; such accounts are not stored,
+    /// so that an account that was emptied and one that never existed are the same state. (The
+    /// reward checkpoints are not holdings: with nothing staked they earn nothing.)
     pub(crate) fn is_empty(&self) -> bool {
-        self.vvv_units == 0
+        self.nonce == 0
+            && self.vvv_units == 0
             && self.staked_svvv_units == 0
             && self.cooling_svvv_units == 0
             && self.locked_svvv_units == 0

@@ -10,6 +10,7 @@ use crate::address::Address;
 use crate::emissions::Emissions;
 use crate::ledger::{GenesisTerms, Ledger, Supply};
 use crate::params::Parameters;
+use crate::usage::{AccountUsage, UsageDay, UsageTotals};
 
 const FNV_128_OFFSET_BASIS: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
 const FNV_128_PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
@@ -90,6 +91,7 @@ impl Fnv1a128 {
             reward_per_locked_share_paid,
             usd_credit_units,
             bundled_credit_units,
+            nonce,
         } = *account;
         for amount in [
             vvv_units,
@@ -110,6 +112,35 @@ impl Fnv1a128 {
         }
         self.u64(svvv_unlock_at_seconds);
         self.u64(diem_unlock_at_seconds);
+        self.u64(nonce);
+    }
+
+    fn usage(&mut self, usage: &AccountUsage) {
+        let AccountUsage {
+            allowance_day,
+            allowance_spent_units,
+            days,
+        } = usage;
+        self.u64(*allowance_day);
+        self.u128(*allowance_spent_units);
+        self.length(days.len());
+        for (day, record) in days {
+            let UsageDay {
+                requests,
+                prompt_tokens,
+                completion_tokens,
+                allowance_units,
+                bundled_credit_units,
+                usd_units,
+            } = *record;
+            self.u64(*day);
+            self.u64(requests);
+            self.u64(prompt_tokens);
+            self.u64(completion_tokens);
+            self.u128(allowance_units);
+            self.u128(bundled_credit_units);
+            self.u128(usd_units);
+        }
     }
 }
 
@@ -130,9 +161,13 @@ impl Ledger {
             vesting_grants,
             airdrop_unclaimed,
             buybacks_by_day,
+            usage,
+            usage_totals,
+            operations_accepted,
         } = self;
         let mut hash = Fnv1a128::new();
-        hash.bytes(b"gondola ledger state v1");
+        // v2: nonces, usage settlement and credit conservation counters.
+        hash.bytes(b"gondola ledger state v2");
         match genesis {
             None => hash.bytes(&[0]),
             Some(terms) => {
@@ -195,6 +230,8 @@ impl Ledger {
             airdrop_unclaimed_units,
             team_unclaimed_units,
             diem_supply_units,
+            credited_usd_units,
+            credited_bundled_credit_units,
         } = *supply;
         for amount in [
             genesis_units,
@@ -207,6 +244,8 @@ impl Ledger {
             airdrop_unclaimed_units,
             team_unclaimed_units,
             diem_supply_units,
+            credited_usd_units,
+            credited_bundled_credit_units,
         ] {
             hash.u128(amount);
         }
@@ -262,6 +301,20 @@ impl Ledger {
             hash.u128(record.vvv_burned_units);
             hash.u128(record.revenue_usd_units);
         }
+        hash.length(usage.len());
+        for (address, record) in usage {
+            hash.address(address);
+            hash.usage(record);
+        }
+        let UsageTotals {
+            allowance_units,
+            bundled_credit_units,
+            usd_units,
+        } = *usage_totals;
+        hash.u128(allowance_units);
+        hash.u128(bundled_credit_units);
+        hash.u128(usd_units);
+        hash.u64(*operations_accepted);
         StateHash(hash.state)
     }
 }

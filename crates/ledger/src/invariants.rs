@@ -30,6 +30,11 @@ impl Ledger {
     ///   the settled-but-unclaimed rewards fit in the pool.
     /// - DIEM supply equals all DIEM held (liquid, staked, cooling) and all DIEM minted and not
     ///   burned, account by account.
+    /// - Credits are conserved: everything the admin credited is either still in accounts or was
+    ///   spent by a usage settlement, for USD and bundled credits alike; and the usage revenue
+    ///   (allowance + bundled + USD ever settled) fits.
+    /// - Every touched account's usage record is bounded and its allowance drawn is its latest
+    ///   day's.
     /// - No negative amounts: every amount is a u128, so there is nothing to check; a debit
     ///   that would go below zero is refused or asserted where it is computed.
     pub(crate) fn assert_invariants(&self, touched: &[Address]) {
@@ -75,9 +80,29 @@ impl Ledger {
         );
         assert!(self.emissions.rate_vvv_units_per_second <= MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND);
         assert!(u128::from(self.emissions.utilization_bps) <= BASIS_POINTS);
+        assert_eq!(
+            supply.credited_usd_units,
+            checked_sum(self.totals.usd_credit_units, self.usage_totals.usd_units),
+            "invariant: USD credited ≠ USD held + USD spent on usage"
+        );
+        assert_eq!(
+            supply.credited_bundled_credit_units,
+            checked_sum(
+                self.totals.bundled_credit_units,
+                self.usage_totals.bundled_credit_units
+            ),
+            "invariant: bundled credits granted ≠ bundled held + bundled spent on usage"
+        );
+        assert!(
+            self.usage_totals.revenue_usd_units().is_some(),
+            "invariant: the usage revenue exceeds u128"
+        );
         for address in touched {
             if let Some(account) = self.accounts.get(address) {
                 self.assert_account(address, account);
+            }
+            if let Some(usage) = self.usage.get(address) {
+                self.assert_usage(address, usage, false);
             }
         }
     }
@@ -174,6 +199,19 @@ impl Ledger {
         assert_eq!(
             revenue, self.supply.buyback_revenue_usd_units,
             "invariant: buyback days ≠ revenue"
+        );
+        for (address, usage) in &self.usage {
+            self.assert_usage(address, usage, true);
+        }
+        let nonces = self.accounts.values().fold(0u64, |sum, account| {
+            match sum.checked_add(account.nonce) {
+                Some(next) => next,
+                None => panic!("invariant: the nonces add up beyond u64"),
+            }
+        });
+        assert_eq!(
+            nonces, self.operations_accepted,
+            "invariant: the nonces ≠ the operations accepted"
         );
         let all: Vec<Address> = Vec::new();
         self.assert_invariants(&all);

@@ -12,6 +12,7 @@ use crate::emissions::{self, Emissions, MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND};
 use crate::op::{Asset, GenesisConfig, Op, Outcome};
 use crate::params::Parameters;
 use crate::rejection::Rejection;
+use crate::usage::{AccountUsage, UsageTotals};
 use crate::wide::mul_div_floor;
 use crate::{
     BASIS_POINTS, MAXIMUM_GENESIS_SUPPLY_UNITS, MAXIMUM_GENESIS_TERM_SECONDS, SECONDS_PER_DAY,
@@ -43,6 +44,10 @@ pub(crate) struct Supply {
     /// The vesting part of team grants not yet claimed, whether vested or not.
     pub(crate) team_unclaimed_units: u128,
     pub(crate) diem_supply_units: u128,
+    /// Every USD and bundled credit the admin ever granted: what is still in accounts plus what
+    /// usage settlements spent.
+    pub(crate) credited_usd_units: u128,
+    pub(crate) credited_bundled_credit_units: u128,
 }
 
 /// The vesting part of one team grant.
@@ -75,6 +80,11 @@ pub struct Ledger {
     pub(crate) vesting_grants: BTreeMap<Address, VestingGrant>,
     pub(crate) airdrop_unclaimed: BTreeMap<Address, u128>,
     pub(crate) buybacks_by_day: BTreeMap<u64, BuybackDay>,
+    /// Usage history and allowance drawn, for every account that was ever charged.
+    pub(crate) usage: BTreeMap<Address, AccountUsage>,
+    pub(crate) usage_totals: UsageTotals,
+    /// Every operation accepted, genesis included: the sum of all accounts' nonces.
+    pub(crate) operations_accepted: u64,
 }
 
 impl Default for Ledger {
@@ -95,7 +105,7 @@ struct BeforeAccrual {
 
 /// `a + b` for amounts bounded by a supply that fits in u128: overflow would mean conservation
 /// is already broken, so it is a bug, not a rejection.
-fn add_within_supply(left: u128, right: u128) -> u128 {
+pub(crate) fn add_within_supply(left: u128, right: u128) -> u128 {
     match left.checked_add(right) {
         Some(sum) => sum,
         None => panic!("an amount bounded by the supply overflowed u128"),
@@ -125,13 +135,17 @@ impl Ledger {
             vesting_grants: BTreeMap::new(),
             airdrop_unclaimed: BTreeMap::new(),
             buybacks_by_day: BTreeMap::new(),
+            usage: BTreeMap::new(),
+            usage_totals: UsageTotals::default(),
+            operations_accepted: 0,
         }
     }
 
     /// Applies one operation at `now_seconds`, signed by `signer` (whose signature the caller has
     /// already checked). Accrues emissions up to `now_seconds` first, so the operation sees them.
-    /// A rejection leaves the state exactly as it was, accrual included; an acceptance is
-    /// followed by the O(1) invariant checks, which panic on a bug in release builds too.
+    /// A rejection leaves the state exactly as it was, accrual included; an acceptance counts
+    /// toward the signer's nonce ([`Ledger::next_nonce`]) and is followed by the O(1) invariant
+    /// checks, which panic on a bug in release builds too.
     pub fn apply(
         &mut self,
         now_seconds: u64,
@@ -164,6 +178,7 @@ impl Ledger {
         self.accrue_until(now_seconds, terms.treasury);
         match self.execute(now_seconds, signer, op, terms) {
             Ok(outcome) => {
+                self.count_accepted(signer);
                 self.assert_invariants(&touched);
                 Ok(outcome)
             }
@@ -252,6 +267,8 @@ impl Ledger {
                 add_within_supply(ledger.supply.airdrop_unclaimed_units, allocation.vvv_units);
         }
         credited.insert(config.treasury.address);
+        ledger.count_accepted(config.admin);
+        credited.insert(config.admin);
         let touched: Vec<Address> = credited.into_iter().collect();
         ledger.assert_invariants(&touched);
         *self = ledger;
@@ -282,6 +299,23 @@ impl Ledger {
         } else {
             self.accounts.insert(address, account);
         }
+    }
+
+    /// Counts an accepted operation toward its signer's nonce. The stored account is changed as
+    /// it is, not settled: settling is the operations' business, and settling here would move
+    /// reward rounding to points the operations did not choose.
+    fn count_accepted(&mut self, signer: Address) {
+        let mut account = self.accounts.get(&signer).copied().unwrap_or_default();
+        // 2^64 operations at a billion a second would take 584 years.
+        account.nonce = match account.nonce.checked_add(1) {
+            Some(nonce) => nonce,
+            None => panic!("a nonce reached 2^64"),
+        };
+        self.operations_accepted = match self.operations_accepted.checked_add(1) {
+            Some(count) => count,
+            None => panic!("the operation count reached 2^64"),
+        };
+        self.store(signer, account);
     }
 
     /// Mints the emissions of the time since the last operation: the stakers' part into the
@@ -495,30 +529,31 @@ impl Ledger {
                 if usd_units == 0 && bundled_credit_units == 0 {
                     return Err(Rejection::ZeroAmount);
                 }
+                // Everything ever credited must fit; what is in accounts (less what usage spent)
+                // then fits too.
+                let credited_usd_units = self
+                    .supply
+                    .credited_usd_units
+                    .checked_add(usd_units)
+                    .ok_or(Rejection::Overflow)?;
+                let credited_bundled_credit_units = self
+                    .supply
+                    .credited_bundled_credit_units
+                    .checked_add(bundled_credit_units)
+                    .ok_or(Rejection::Overflow)?;
                 let mut account = self.load(address);
-                account.usd_credit_units = account
-                    .usd_credit_units
-                    .checked_add(usd_units)
-                    .ok_or(Rejection::Overflow)?;
-                account.bundled_credit_units = account
-                    .bundled_credit_units
-                    .checked_add(bundled_credit_units)
-                    .ok_or(Rejection::Overflow)?;
-                // Each account fits, but the sum over accounts must fit too.
-                self.totals
-                    .usd_credit_units
-                    .checked_add(usd_units)
-                    .ok_or(Rejection::Overflow)?;
-                self.totals
-                    .bundled_credit_units
-                    .checked_add(bundled_credit_units)
-                    .ok_or(Rejection::Overflow)?;
+                account.usd_credit_units = add_within_supply(account.usd_credit_units, usd_units);
+                account.bundled_credit_units =
+                    add_within_supply(account.bundled_credit_units, bundled_credit_units);
+                self.supply.credited_usd_units = credited_usd_units;
+                self.supply.credited_bundled_credit_units = credited_bundled_credit_units;
                 self.store(address, account);
                 Ok(Outcome::AccountCredited {
                     usd_units,
                     bundled_credit_units,
                 })
             }
+            Op::SettleUsage { day, entries } => self.settle_usage(now_seconds, day, &entries),
         }
     }
 
@@ -783,6 +818,9 @@ fn touched_addresses(signer: Address, op: &Op, treasury: Address) -> Vec<Address
     match op {
         Op::Transfer { to, .. } => touched.push(*to),
         Op::CreditAccount { account, .. } => touched.push(*account),
+        Op::SettleUsage { entries, .. } => {
+            touched.extend(entries.iter().map(|charge| charge.account));
+        }
         _ => {}
     }
     touched

@@ -7,10 +7,13 @@
 //!   rejected operation changes nothing, an accepted one is followed by invariant assertions that
 //!   stay on in release builds.
 //! - [`Op`]: genesis, transfers, the airdrop and team vesting, staking and its cooldown, rewards,
-//!   DIEM minting along the [`MintCurve`], DIEM burning and staking, and the admin operations.
+//!   DIEM minting along the [`MintCurve`], DIEM burning and staking, and the admin operations,
+//!   among them the gateway's daily usage settlement ([`Op::SettleUsage`]).
 //! - Queries on [`Ledger`]: [`Ledger::balances`], [`Ledger::supply`], the mint rate and quotes,
-//!   [`Ledger::emission_split`], [`Ledger::staking_apr`], [`Ledger::diem_liability`], and
-//!   [`Ledger::state_hash`] for comparing a replay with the original.
+//!   [`Ledger::emission_split`], [`Ledger::staking_apr`], [`Ledger::diem_liability`], the
+//!   signer nonces ([`Ledger::next_nonce`]), usage history and allowance drawn
+//!   ([`Ledger::usage_history`], [`Ledger::allowance_spent_units`]), and [`Ledger::state_hash`]
+//!   for comparing a replay with the original.
 //!
 //! Amounts are u128 base units: 10^-18 of a VVV, sVVV or DIEM, or of a US dollar for credits.
 //! Signatures, the journal and snapshots belong to the store, outside this crate.
@@ -26,6 +29,7 @@ mod op;
 mod params;
 mod queries;
 mod rejection;
+mod usage;
 mod wide;
 
 pub use address::Address;
@@ -41,11 +45,11 @@ pub use emissions::{
 pub use fingerprint::StateHash;
 pub use ledger::{BuybackDay, Ledger};
 pub use op::{
-    Allocation, Asset, GenesisConfig, Op, Outcome, VENICE_AIRDROP_CLAIM_WINDOW_SECONDS,
-    VENICE_AIRDROP_VVV, VENICE_COMPANY_VVV, VENICE_GENESIS_SUPPLY_VVV, VENICE_INCENTIVE_FUND_VVV,
-    VENICE_LAUNCH_EMISSIONS_VVV_PER_YEAR, VENICE_LIQUIDITY_VVV,
-    VENICE_TEAM_UNLOCKED_AT_GENESIS_BPS, VENICE_TEAM_VESTING_SECONDS, VENICE_TEAM_VVV,
-    VENICE_TREASURY_VVV, emission_rate_for_vvv_per_year,
+    Allocation, Asset, GenesisConfig, Op, Outcome, UsageCharge,
+    VENICE_AIRDROP_CLAIM_WINDOW_SECONDS, VENICE_AIRDROP_VVV, VENICE_COMPANY_VVV,
+    VENICE_GENESIS_SUPPLY_VVV, VENICE_INCENTIVE_FUND_VVV, VENICE_LAUNCH_EMISSIONS_VVV_PER_YEAR,
+    VENICE_LIQUIDITY_VVV, VENICE_TEAM_UNLOCKED_AT_GENESIS_BPS, VENICE_TEAM_VESTING_SECONDS,
+    VENICE_TEAM_VVV, VENICE_TREASURY_VVV, emission_rate_for_vvv_per_year,
 };
 pub use params::{
     DEFAULT_DIEM_UNSTAKE_COOLDOWN_SECONDS, DEFAULT_LOCKED_YIELD_BPS,
@@ -57,6 +61,7 @@ pub use queries::{
     AccountBalances, DiemLiability, EmissionSplit, Ratio, StakingApr, SupplySummary,
 };
 pub use rejection::Rejection;
+pub use usage::{MAXIMUM_USAGE_ENTRIES, USAGE_HISTORY_DAYS, UsageDay};
 pub use wide::{mul_div_ceil, mul_div_floor};
 
 /// Base units in one whole VVV, sVVV or DIEM (18 decimals, like an ERC-20), and in one dollar.

@@ -21,6 +21,22 @@ pub struct Allocation {
     pub vvv_units: u128,
 }
 
+/// What one account's API usage cost on the day of an [`Op::SettleUsage`], as the gateway
+/// metered and priced it. Amounts are USD base units (10^-18 of a dollar).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageCharge {
+    pub account: Address,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Drawn from the day's allowance (DIEM + staking capacity share), USD base units.
+    pub allowance_units: u128,
+    /// Debited from the account's bundled credits.
+    pub bundled_credit_units: u128,
+    /// Debited from the account's USD credit balance.
+    pub usd_units: u128,
+}
+
 /// Genesis supply of the seed: 100,000,000 VVV.
 pub const VENICE_GENESIS_SUPPLY_VVV: u128 = 100_000_000;
 /// User airdrop (25M) plus AI-community airdrop (25M) [seed].
@@ -192,6 +208,10 @@ pub enum Op {
         usd_units: u128,
         bundled_credit_units: u128,
     },
+    /// Admin (the gateway): what API usage cost, per account, for one UTC day (`day` is days
+    /// since the Unix epoch, at most today). Debits each entry's bundled and USD credits, all or
+    /// nothing, and adds the entry to the account's usage history and allowance drawn.
+    SettleUsage { day: u64, entries: Vec<UsageCharge> },
 }
 
 impl Op {
@@ -207,6 +227,7 @@ impl Op {
                 | Self::ReportUtilization { .. }
                 | Self::BuybackAndBurn { .. }
                 | Self::CreditAccount { .. }
+                | Self::SettleUsage { .. }
         )
     }
 }
@@ -281,5 +302,12 @@ pub enum Outcome {
     AccountCredited {
         usd_units: u128,
         bundled_credit_units: u128,
+    },
+    /// Sums over the settlement's entries.
+    UsageSettled {
+        entries: u32,
+        usd_units: u128,
+        bundled_credit_units: u128,
+        allowance_units: u128,
     },
 }

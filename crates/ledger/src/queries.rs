@@ -9,6 +9,7 @@ use crate::curve::{MintCurve, MintQuote};
 use crate::emissions::{self, MINIMUM_STAKE_FOR_EMISSIONS_UNITS};
 use crate::ledger::{BuybackDay, Ledger, vested_units};
 use crate::params::Parameters;
+use crate::usage::UsageDay;
 use crate::wide::mul_div_floor;
 use crate::{BASIS_POINTS, SECONDS_PER_YEAR};
 
@@ -41,6 +42,9 @@ pub struct AccountBalances {
     /// The DIEM part of the daily allowance: staked DIEM as USD base units per day (one DIEM is
     /// $1 a day), or zero below the spendable minimum.
     pub diem_allowance_usd_units_per_day: u128,
+    /// Operations this address signed that the ledger accepted: the nonce its next signed
+    /// operation must carry (see [`Ledger::next_nonce`]).
+    pub nonce: u64,
 }
 
 /// The supply, in base units.
@@ -74,6 +78,14 @@ pub struct SupplySummary {
     pub buyback_revenue_usd_units: u128,
     pub usd_credit_units: u128,
     pub bundled_credit_units: u128,
+    /// Allowance drawn by every usage settlement ever accepted (USD base units).
+    pub usage_allowance_units: u128,
+    /// Bundled credits spent by every usage settlement.
+    pub usage_bundled_credit_units: u128,
+    /// USD credit spent by every usage settlement.
+    pub usage_usd_units: u128,
+    /// What all settled usage was worth: allowance + bundled credits + USD.
+    pub usage_revenue_usd_units: u128,
 }
 
 /// How emissions are divided right now.
@@ -220,6 +232,7 @@ impl Ledger {
             vesting_claimable_units,
             vesting_unvested_units,
             diem_allowance_usd_units_per_day: self.allowance_for(account.staked_diem_units),
+            nonce: account.nonce,
         }
     }
 
@@ -278,6 +291,11 @@ impl Ledger {
             buyback_revenue_usd_units: supply.buyback_revenue_usd_units,
             usd_credit_units: totals.usd_credit_units,
             bundled_credit_units: totals.bundled_credit_units,
+            usage_allowance_units: self.usage_totals.allowance_units,
+            usage_bundled_credit_units: self.usage_totals.bundled_credit_units,
+            usage_usd_units: self.usage_totals.usd_units,
+            // The settlement refuses to let it overflow; the invariants check it.
+            usage_revenue_usd_units: self.usage_totals.revenue_usd_units().unwrap_or(u128::MAX),
         }
     }
 
@@ -351,6 +369,43 @@ impl Ledger {
             locked_svvv_units_per_diem: mul_div_floor(locked, crate::UNITS_PER_TOKEN, outstanding),
             mint_rate_svvv_units_per_diem: self.mint_rate_svvv_units_per_diem(),
         }
+    }
+
+    /// How many operations `address` has signed that the ledger accepted (admin operations and
+    /// genesis included): the nonce its next signed operation must carry. The ledger counts; the
+    /// gateway compares a signed nonce with this before it submits.
+    pub fn next_nonce(&self, address: Address) -> u64 {
+        self.accounts
+            .get(&address)
+            .map_or(0, |account| account.nonce)
+    }
+
+    /// Every operation accepted so far, genesis included (the sum of all nonces).
+    pub fn operations_accepted(&self) -> u64 {
+        self.operations_accepted
+    }
+
+    /// The allowance (USD base units) that usage settlements drew for `address` on UTC `day`, if
+    /// `day` is the latest day settled for it; zero for any other day.
+    pub fn allowance_spent_units(&self, address: Address, day: u64) -> u128 {
+        match self.usage.get(&address) {
+            Some(usage) if usage.allowance_day == day => usage.allowance_spent_units,
+            _ => 0,
+        }
+    }
+
+    /// An account's usage by UTC day, oldest first: at most the latest
+    /// [`crate::USAGE_HISTORY_DAYS`] days that had any usage.
+    pub fn usage_history(&self, address: Address) -> impl Iterator<Item = (u64, &UsageDay)> + '_ {
+        self.usage
+            .get(&address)
+            .into_iter()
+            .flat_map(|usage| usage.days.iter().map(|(day, record)| (*day, record)))
+    }
+
+    /// The latest UTC day any usage was settled for `address`.
+    pub fn last_usage_day(&self, address: Address) -> Option<u64> {
+        self.usage.get(&address).map(|usage| usage.allowance_day)
     }
 
     /// Buy-back-and-burn by UTC day number (seconds since the epoch / 86,400).

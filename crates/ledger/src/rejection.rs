@@ -6,10 +6,11 @@ use std::fmt;
 
 /// Why [`crate::Ledger::apply`] refused an operation. A rejected operation changes nothing.
 ///
-/// Variants are listed in the order the checks run: lifecycle, time, authority, the operation's
-/// own arguments, balances, windows and cooldowns, pricing, and last arithmetic range. Numbers
-/// are explicit and permanent: a new reason gets a new number, an obsolete one keeps its number
-/// and is never reused.
+/// Variants up to `Overflow` are listed in the order the checks run: lifecycle, time, authority,
+/// the operation's own arguments, balances, windows and cooldowns, pricing, and last arithmetic
+/// range. Numbers are explicit and permanent: a new reason gets a new number after the last, an
+/// obsolete one keeps its number and is never reused; so reasons added later are listed after
+/// `Overflow`, each saying where among the others its check runs.
 #[repr(u16)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rejection {
@@ -23,7 +24,7 @@ pub enum Rejection {
     NotAdmin = 4,
     /// The genesis configuration is inconsistent or out of range.
     InvalidGenesis = 5,
-    /// An amount that must move something is zero.
+    /// An amount that must move something is zero (or a usage entry records nothing at all).
     ZeroAmount = 6,
     /// A transfer from an account to itself.
     SelfTransfer = 7,
@@ -75,11 +76,25 @@ pub enum Rejection {
     /// representable supply, a cooldown ending after the year 584 billion). Listed last, but
     /// reported by whichever step's arithmetic leaves range.
     Overflow = 30,
+    /// A usage settlement for a day after today (UTC). Checked after authority, first among the
+    /// settlement's own arguments.
+    UsageDayInFuture = 31,
+    /// A usage settlement with no entries. Checked after the day.
+    EmptyUsageSettlement = 32,
+    /// A usage settlement with more than `MAXIMUM_USAGE_ENTRIES` entries. Checked after
+    /// emptiness.
+    TooManyUsageEntries = 33,
+    /// A usage settlement that names one account twice. Checked after the entry count and before
+    /// an entry that charges nothing (`ZeroAmount`).
+    DuplicateUsageAccount = 34,
+    /// A usage entry would overdraw the account's bundled or USD credits. Checked after the
+    /// settlement's arguments and before `Overflow`.
+    InsufficientCredit = 35,
 }
 
 impl Rejection {
-    /// Every rejection, in check order.
-    pub const ALL: [Self; 30] = [
+    /// Every rejection, in number order (check order up to `Overflow`).
+    pub const ALL: [Self; 35] = [
         Self::NotInitialized,
         Self::AlreadyInitialized,
         Self::TimeWentBackwards,
@@ -110,6 +125,11 @@ impl Rejection {
         Self::MintsNoDiem,
         Self::SlippageExceeded,
         Self::Overflow,
+        Self::UsageDayInFuture,
+        Self::EmptyUsageSettlement,
+        Self::TooManyUsageEntries,
+        Self::DuplicateUsageAccount,
+        Self::InsufficientCredit,
     ];
 
     /// The permanent number of this rejection.
@@ -157,6 +177,11 @@ impl Rejection {
             Self::MintsNoDiem => "mints_no_diem",
             Self::SlippageExceeded => "slippage_exceeded",
             Self::Overflow => "overflow",
+            Self::UsageDayInFuture => "usage_day_in_future",
+            Self::EmptyUsageSettlement => "empty_usage_settlement",
+            Self::TooManyUsageEntries => "too_many_usage_entries",
+            Self::DuplicateUsageAccount => "duplicate_usage_account",
+            Self::InsufficientCredit => "insufficient_credit",
         }
     }
 }
@@ -183,11 +208,16 @@ mod tests {
         assert_eq!(Rejection::NotAdmin.code(), 4);
         assert_eq!(Rejection::SlippageExceeded.code(), 29);
         assert_eq!(Rejection::Overflow.code(), 30);
+        assert_eq!(Rejection::UsageDayInFuture.code(), 31);
+        assert_eq!(Rejection::InsufficientCredit.code(), 35);
         assert_eq!(Rejection::from_code(0), None);
-        assert_eq!(Rejection::from_code(31), None);
+        assert_eq!(Rejection::from_code(36), None);
         assert_eq!(
             Rejection::CooldownNotElapsed.to_string(),
             "cooldown_not_elapsed (24)"
         );
+        let names: std::collections::BTreeSet<&str> =
+            Rejection::ALL.into_iter().map(Rejection::name).collect();
+        assert_eq!(names.len(), Rejection::ALL.len(), "names are unique");
     }
 }

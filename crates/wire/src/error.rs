@@ -15,6 +15,9 @@ pub enum ErrorCode {
     TooManyTokens,
     AuthenticationFailed,
     InsufficientBalance,
+    ApiKeyEpochSpendLimitExceeded,
+    ApiKeyMonthSpendLimitExceeded,
+    ApiKeyLifetimeSpendLimitExceeded,
     Unauthorized,
     NotFound,
     ModelNotFound,
@@ -39,6 +42,9 @@ impl ErrorCode {
             Self::TooManyTokens => "TOO_MANY_TOKENS",
             Self::AuthenticationFailed => "AUTHENTICATION_FAILED",
             Self::InsufficientBalance => "INSUFFICIENT_BALANCE",
+            Self::ApiKeyEpochSpendLimitExceeded => "API_KEY_EPOCH_SPEND_LIMIT_EXCEEDED",
+            Self::ApiKeyMonthSpendLimitExceeded => "API_KEY_MONTH_SPEND_LIMIT_EXCEEDED",
+            Self::ApiKeyLifetimeSpendLimitExceeded => "API_KEY_LIFETIME_SPEND_LIMIT_EXCEEDED",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::NotFound => "NOT_FOUND",
             Self::ModelNotFound => "MODEL_NOT_FOUND",
@@ -66,7 +72,10 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest | Self::InvalidModel | Self::TooManyTokens => 400,
             Self::AuthenticationFailed => 401,
-            Self::InsufficientBalance => 402,
+            Self::InsufficientBalance
+            | Self::ApiKeyEpochSpendLimitExceeded
+            | Self::ApiKeyMonthSpendLimitExceeded
+            | Self::ApiKeyLifetimeSpendLimitExceeded => 402,
             Self::Unauthorized => 403,
             Self::NotFound | Self::ModelNotFound => 404,
             Self::MethodNotAllowed => 405,
@@ -100,6 +109,9 @@ const ALL_CODES: &[ErrorCode] = &[
     ErrorCode::TooManyTokens,
     ErrorCode::AuthenticationFailed,
     ErrorCode::InsufficientBalance,
+    ErrorCode::ApiKeyEpochSpendLimitExceeded,
+    ErrorCode::ApiKeyMonthSpendLimitExceeded,
+    ErrorCode::ApiKeyLifetimeSpendLimitExceeded,
     ErrorCode::Unauthorized,
     ErrorCode::NotFound,
     ErrorCode::ModelNotFound,

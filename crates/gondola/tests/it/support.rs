@@ -165,6 +165,7 @@ pub fn gateway(config: &str) -> (Process, String, Arc<tempfile::TempDir>) {
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, config).expect("write config");
     let path = path.display().to_string();
+    let data = dir.path().join("data").display().to_string();
     let mut process = Process::start(
         &[
             "gateway",
@@ -174,6 +175,8 @@ pub fn gateway(config: &str) -> (Process, String, Arc<tempfile::TempDir>) {
             "debug",
             "--config",
             &path,
+            "--data-dir",
+            &data,
         ],
         Arc::clone(&dir),
     );

@@ -7,7 +7,7 @@ use std::num::NonZeroU64;
 use ledger::{Address, Op, Rejection};
 use ledger_store::{
     CHECKPOINT_FILE_NAME, CheckpointCheck, MAXIMUM_BATCH_OPERATIONS, MAXIMUM_SIGNATURE_BYTES,
-    Store, StoreError, StoreOptions, Submission, verify,
+    Store, StoreError, StoreOptions, Submission, export, verify,
 };
 
 use crate::support::*;
@@ -237,4 +237,82 @@ fn checkpoints_are_written_every_interval_and_checked_on_reopen() {
     let report = verify(dir.path()).expect("verify");
     assert_eq!(report.checkpoint, CheckpointCheck::Matched { sequence: 25 });
     assert!(report.final_state_checked());
+}
+
+#[test]
+fn a_usage_settlement_is_journaled_replayed_with_nonces_and_exported() {
+    use ledger::{Outcome, UsageCharge};
+    use ledger_store::workload::{ADMIN, TREASURY};
+
+    let dir = filled_store(9);
+    let (mut store, _) = Store::open(dir.path(), create_options()).expect("open");
+    let account = ledger_store::workload::Workload::account(0);
+    let now = store.last_time_seconds() + 1;
+    let today = now / 86_400;
+    let credit = Op::CreditAccount {
+        account,
+        usd_units: 1_000,
+        bundled_credit_units: 500,
+    };
+    let charge = |usd_units| UsageCharge {
+        account,
+        requests: 2,
+        prompt_tokens: 300,
+        completion_tokens: 40,
+        allowance_units: 7,
+        bundled_credit_units: 100,
+        usd_units,
+    };
+    let settle = |usd_units| Op::SettleUsage {
+        day: today,
+        entries: vec![charge(usd_units)],
+    };
+    let admin_nonce = store.ledger().next_nonce(ADMIN);
+    store
+        .submit(now, ADMIN, b"signature", credit)
+        .expect("store works")
+        .expect("credit accepted");
+    let bytes_before = store.journal_bytes();
+    let overdraw = store
+        .submit(now, ADMIN, b"signature", settle(1_001))
+        .expect("store works");
+    assert_eq!(overdraw, Err(Rejection::InsufficientCredit));
+    assert_eq!(store.journal_bytes(), bytes_before, "not journaled");
+    let receipt = store
+        .submit(now, ADMIN, b"signature", settle(600))
+        .expect("store works")
+        .expect("settlement accepted");
+    assert_eq!(
+        receipt.outcome,
+        Outcome::UsageSettled {
+            entries: 1,
+            usd_units: 600,
+            bundled_credit_units: 100,
+            allowance_units: 7,
+        }
+    );
+    assert_eq!(store.ledger().next_nonce(ADMIN), admin_nonce + 2);
+    let state_hash = store.ledger().state_hash();
+    drop(store);
+
+    let (store, report) = Store::open(dir.path(), create_options()).expect("reopen");
+    assert_eq!(report.records_replayed, 11);
+    assert_eq!(store.ledger().state_hash(), state_hash);
+    let ledger = store.ledger();
+    assert_eq!(ledger.next_nonce(ADMIN), admin_nonce + 2);
+    assert_eq!(ledger.balances(account, now).usd_credit_units, 400);
+    assert_eq!(ledger.allowance_spent_units(account, today), 7);
+    assert_eq!(ledger.last_usage_day(account), Some(today));
+    assert!(ledger.next_nonce(TREASURY) > 0, "the workload's sender");
+    drop(store);
+
+    let mut out = Vec::new();
+    export(dir.path(), &mut out).expect("export");
+    let text = String::from_utf8(out).expect("utf-8");
+    let last = text.lines().last().expect("a line");
+    let value: serde_json::Value = serde_json::from_str(last).expect("valid JSON");
+    assert_eq!(value["op"]["type"], "settle_usage");
+    assert_eq!(value["op"]["day"], today);
+    assert_eq!(value["op"]["entries"][0]["usd_units"], "600");
+    assert_eq!(value["op"]["entries"][0]["prompt_tokens"], 300);
 }

@@ -2,13 +2,15 @@
 //! the ledger against. It shares no code with the ledger: rewards are handed to every staker on
 //! every accrual (O(accounts), no accumulators), arithmetic on wide products is a slow bit-by-bit
 //! loop, and where exact agreement would mean copying the ledger's algorithm (the mint bisection,
-//! accumulator rounding) it checks bounds that any correct answer must satisfy instead.
+//! accumulator rounding) it checks bounds that any correct answer must satisfy instead. Usage is
+//! kept as a full, never-truncated history per account: the ledger's bounded history must be its
+//! latest days, and the ledger's allowance drawn must be the latest day's figure.
 
 use std::collections::BTreeMap;
 
 use ledger::{
     AccountBalances, Address, Asset, CurvePoint, GenesisConfig, Ledger, Op, Outcome, Parameters,
-    Rejection, SupplySummary,
+    Rejection, SupplySummary, UsageCharge, UsageDay,
 };
 
 const UNITS: u128 = 1_000_000_000_000_000_000;
@@ -19,6 +21,9 @@ const MAXIMUM_EMISSION_RATE: u128 = 10 * UNITS;
 const MAXIMUM_COOLDOWN_SECONDS: u64 = 365 * 86_400;
 const MAXIMUM_CURVE_SUPPLY_DIEM: u64 = 1_000_000;
 const MAXIMUM_RATE: u128 = 1_000_000_000 * UNITS;
+/// The documented bounds of a usage settlement and of an account's history.
+const MAXIMUM_USAGE_ENTRIES: usize = 4_096;
+const USAGE_HISTORY_DAYS: usize = 400;
 
 /// `⌊a · b / d⌋` by shift-and-add multiplication into four 64-bit limbs and bit-by-bit
 /// division. Slow and obviously correct; panics if the quotient does not fit in u128.
@@ -80,6 +85,8 @@ pub struct ExpectedAccount {
     pub rewards: i128,
     /// How far the ledger's accumulators may legitimately differ from `rewards`.
     pub reward_slack: u128,
+    /// Operations this address signed that were accepted.
+    pub nonce: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -106,6 +113,12 @@ pub struct Auditor {
     diem_supply: u128,
     credited_usd: u128,
     credited_bundled: u128,
+    /// Every usage day ever settled, per account, never truncated.
+    usage: BTreeMap<Address, BTreeMap<u64, UsageDay>>,
+    usage_allowance: u128,
+    usage_bundled: u128,
+    usage_usd: u128,
+    accepted: u64,
 }
 
 enum Verdict {
@@ -142,7 +155,13 @@ impl Auditor {
             diem_supply: 0,
             credited_usd: 0,
             credited_bundled: 0,
+            usage: BTreeMap::new(),
+            usage_allowance: 0,
+            usage_bundled: 0,
+            usage_usd: 0,
+            accepted: 1,
         };
+        auditor.account(config.admin).nonce = 1;
         for allocation in [config.treasury, config.incentive_fund, config.liquidity] {
             auditor.account(allocation.address).vvv += allocation.vvv_units;
             auditor.genesis_supply += allocation.vvv_units;
@@ -315,6 +334,8 @@ impl Auditor {
                 if let Some(expected) = expected {
                     assert_eq!(outcome, &expected, "{op:?} by {signer}");
                 }
+                next.account(signer).nonce += 1;
+                next.accepted += 1;
                 *self = next;
             }
         }
@@ -705,7 +726,154 @@ impl Auditor {
                     bundled_credit_units,
                 }))
             }
+            Op::SettleUsage { day, entries } => self.settle_usage(now, day, &entries),
         }
+    }
+
+    fn settle_usage(&mut self, now: u64, day: u64, entries: &[UsageCharge]) -> Verdict {
+        use Verdict::{Accept, Reject};
+        if day > now / 86_400 {
+            return Reject(Rejection::UsageDayInFuture);
+        }
+        if entries.is_empty() {
+            return Reject(Rejection::EmptyUsageSettlement);
+        }
+        if entries.len() > MAXIMUM_USAGE_ENTRIES {
+            return Reject(Rejection::TooManyUsageEntries);
+        }
+        let mut named: Vec<Address> = entries.iter().map(|entry| entry.account).collect();
+        named.sort();
+        if named.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Reject(Rejection::DuplicateUsageAccount);
+        }
+        let records_nothing = |entry: &UsageCharge| {
+            entry.requests == 0
+                && entry.prompt_tokens == 0
+                && entry.completion_tokens == 0
+                && entry.allowance_units == 0
+                && entry.bundled_credit_units == 0
+                && entry.usd_units == 0
+        };
+        if entries.iter().any(records_nothing) {
+            return Reject(Rejection::ZeroAmount);
+        }
+        for entry in entries {
+            let held = self.get(entry.account);
+            if held.bundled < entry.bundled_credit_units || held.usd < entry.usd_units {
+                return Reject(Rejection::InsufficientCredit);
+            }
+        }
+        let mut days_after = Vec::new();
+        for entry in entries {
+            let before = self
+                .usage
+                .get(&entry.account)
+                .and_then(|days| days.get(&day))
+                .copied()
+                .unwrap_or_default();
+            let after = (|| {
+                Some(UsageDay {
+                    requests: before.requests.checked_add(entry.requests)?,
+                    prompt_tokens: before.prompt_tokens.checked_add(entry.prompt_tokens)?,
+                    completion_tokens: before
+                        .completion_tokens
+                        .checked_add(entry.completion_tokens)?,
+                    allowance_units: before.allowance_units.checked_add(entry.allowance_units)?,
+                    bundled_credit_units: before
+                        .bundled_credit_units
+                        .checked_add(entry.bundled_credit_units)?,
+                    usd_units: before.usd_units.checked_add(entry.usd_units)?,
+                })
+            })();
+            let Some(after) = after else {
+                return Reject(Rejection::Overflow);
+            };
+            days_after.push(after);
+        }
+        let revenue_after = entries.iter().try_fold(
+            self.usage_allowance + self.usage_bundled + self.usage_usd,
+            |sum, entry| {
+                sum.checked_add(entry.allowance_units)?
+                    .checked_add(entry.bundled_credit_units)?
+                    .checked_add(entry.usd_units)
+            },
+        );
+        if revenue_after.is_none() {
+            return Reject(Rejection::Overflow);
+        }
+        let (mut allowance, mut bundled, mut usd) = (0u128, 0u128, 0u128);
+        for (entry, after) in entries.iter().zip(days_after) {
+            let account = self.account(entry.account);
+            account.bundled -= entry.bundled_credit_units;
+            account.usd -= entry.usd_units;
+            self.usage
+                .entry(entry.account)
+                .or_default()
+                .insert(day, after);
+            allowance += entry.allowance_units;
+            bundled += entry.bundled_credit_units;
+            usd += entry.usd_units;
+        }
+        self.usage_allowance += allowance;
+        self.usage_bundled += bundled;
+        self.usage_usd += usd;
+        Accept(Some(Outcome::UsageSettled {
+            entries: u32::try_from(entries.len()).expect("bounded"),
+            usd_units: usd,
+            bundled_credit_units: bundled,
+            allowance_units: allowance,
+        }))
+    }
+
+    /// The ledger keeps the latest [`USAGE_HISTORY_DAYS`] days of the full history, and the
+    /// allowance drawn on the latest day only.
+    fn compare_usage(&self, ledger: &Ledger, address: Address) {
+        let full = self.usage.get(&address);
+        let expected: Vec<(u64, UsageDay)> = full.map_or_else(Vec::new, |days| {
+            let skip = days.len().saturating_sub(USAGE_HISTORY_DAYS);
+            days.iter()
+                .skip(skip)
+                .map(|(day, usage)| (*day, *usage))
+                .collect()
+        });
+        let actual: Vec<(u64, UsageDay)> = ledger
+            .usage_history(address)
+            .map(|(day, usage)| (day, *usage))
+            .collect();
+        assert_eq!(actual, expected, "{address}: usage history");
+        let latest = full.and_then(|days| days.last_key_value());
+        assert_eq!(
+            ledger.last_usage_day(address),
+            latest.map(|(day, _)| *day),
+            "{address}: last usage day"
+        );
+        let Some((&latest_day, latest_usage)) = latest else {
+            return;
+        };
+        assert_eq!(
+            ledger.allowance_spent_units(address, latest_day),
+            latest_usage.allowance_units,
+            "{address}: allowance drawn on the latest day"
+        );
+        // The earliest day and the one before the latest, if any: not the latest, so nothing.
+        let earlier = full.into_iter().flat_map(|days| {
+            days.keys()
+                .next()
+                .into_iter()
+                .chain(days.keys().rev().nth(1))
+        });
+        for &day in earlier.filter(|day| **day != latest_day) {
+            assert_eq!(
+                ledger.allowance_spent_units(address, day),
+                0,
+                "{address}: allowance drawn on an earlier day {day}"
+            );
+        }
+        assert_eq!(
+            ledger.allowance_spent_units(address, latest_day + 1),
+            0,
+            "{address}: allowance drawn on a later day"
+        );
     }
 
     /// Compares every account and the supply with the ledger's queries.
@@ -741,6 +909,13 @@ impl Auditor {
                 ("usd", expected.usd, actual.usd_credit_units),
                 ("bundled", expected.bundled, actual.bundled_credit_units),
             ];
+            assert_eq!(actual.nonce, expected.nonce, "{address}: nonce");
+            assert_eq!(
+                ledger.next_nonce(address),
+                expected.nonce,
+                "{address}: next nonce"
+            );
+            self.compare_usage(ledger, address);
             for (name, expected_units, actual_units) in pairs {
                 assert_eq!(actual_units, expected_units, "{address}: {name}");
             }
@@ -805,6 +980,41 @@ impl Auditor {
         );
         assert_eq!(supply.diem_supply_units, self.diem_supply, "DIEM supply");
         assert_eq!(supply.buyback_revenue_usd_units, self.revenue, "revenue");
+        assert_eq!(
+            (
+                supply.usage_allowance_units,
+                supply.usage_bundled_credit_units,
+                supply.usage_usd_units,
+                supply.usage_revenue_usd_units,
+            ),
+            (
+                self.usage_allowance,
+                self.usage_bundled,
+                self.usage_usd,
+                self.usage_allowance + self.usage_bundled + self.usage_usd,
+            ),
+            "usage totals"
+        );
+        assert_eq!(
+            supply.usd_credit_units + supply.usage_usd_units,
+            self.credited_usd,
+            "USD credits are held or spent"
+        );
+        assert_eq!(
+            supply.bundled_credit_units + supply.usage_bundled_credit_units,
+            self.credited_bundled,
+            "bundled credits are held or spent"
+        );
+        assert_eq!(
+            ledger.operations_accepted(),
+            self.accepted,
+            "operations accepted"
+        );
+        assert_eq!(
+            self.accounts.values().map(|a| a.nonce).sum::<u64>(),
+            self.accepted,
+            "auditor nonces"
+        );
         assert_eq!(
             ledger.mint_rate_svvv_units_per_diem(),
             self.rate_at(self.diem_supply),

@@ -1,11 +1,14 @@
 //! One test per operation, each with the published number it must reproduce: genesis and its
 //! allocations, vesting at 0, 12 and 24 months, the airdrop and the burn of its unclaimed 33.68M,
 //! cooldowns of 7 days and 1 day, the emission split at utilization 0, ½ and 1, mint rates of 90
-//! and 93.34, path-independent minting, the 0.1 DIEM minimum, and every admin operation.
+//! and 93.34, path-independent minting, the 0.1 DIEM minimum, and every admin operation; then the
+//! signers' nonces and the gateway's usage settlement (debits, all-or-nothing, the allowance day,
+//! late batches and the 400-day history).
 
 use ledger::{
-    Address, Asset, CurvePoint, GenesisConfig, Ledger, MintCurve, Op, Outcome, Parameters,
-    Rejection, SplitPoint, UNITS_PER_TOKEN, UtilizationSplit,
+    Address, Asset, CurvePoint, GenesisConfig, Ledger, MAXIMUM_USAGE_ENTRIES, MintCurve, Op,
+    Outcome, Parameters, Rejection, SplitPoint, UNITS_PER_TOKEN, USAGE_HISTORY_DAYS, UsageCharge,
+    UsageDay, UtilizationSplit,
 };
 
 use crate::support::*;
@@ -1072,6 +1075,14 @@ fn admin_operations_are_refused_from_anyone_but_the_admin() {
             usd_units: 1,
             bundled_credit_units: 0,
         },
+        Op::SettleUsage {
+            day: GENESIS_SECONDS / DAY_SECONDS,
+            entries: vec![UsageCharge {
+                account: ALICE,
+                requests: 1,
+                ..UsageCharge::default()
+            }],
+        },
     ];
     for op in admin_ops {
         assert!(op.requires_admin());
@@ -1375,4 +1386,610 @@ fn genesis_rejects_out_of_range_terms() {
         assert_eq!(result, Err(Rejection::InvalidGenesis), "variant {index}");
         assert!(!ledger.is_initialized());
     }
+}
+
+#[test]
+fn nonces_count_each_signers_accepted_operations_and_nothing_else() {
+    let mut ledger = Ledger::new();
+    assert_eq!(ledger.next_nonce(ADMIN), 0);
+    reject(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ALICE,
+        Op::Genesis(Box::new(venice_genesis_config())),
+        Rejection::NotAdmin,
+    );
+    assert_eq!(ledger.next_nonce(ALICE), 0);
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        Op::Genesis(Box::new(venice_genesis_config())),
+    );
+    // Genesis is the admin's first operation; the accounts it funded signed nothing.
+    assert_eq!(ledger.next_nonce(ADMIN), 1);
+    assert_eq!(ledger.balances(ADMIN, GENESIS_SECONDS).nonce, 1);
+    assert_eq!(ledger.next_nonce(TREASURY), 0);
+    assert_eq!(ledger.operations_accepted(), 1);
+
+    accept(&mut ledger, GENESIS_SECONDS, ALICE, Op::ClaimAirdrop);
+    assert_eq!(ledger.next_nonce(ALICE), 1);
+    // Rejections count for nobody, whatever the reason.
+    reject(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ALICE,
+        Op::ClaimAirdrop,
+        Rejection::NoAirdropAllocation,
+    );
+    reject(
+        &mut ledger,
+        GENESIS_SECONDS - 1,
+        ALICE,
+        Op::Stake { vvv_units: 1 },
+        Rejection::TimeWentBackwards,
+    );
+    reject(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ALICE,
+        Op::ReportUtilization { utilization_bps: 1 },
+        Rejection::NotAdmin,
+    );
+    assert_eq!(ledger.next_nonce(ALICE), 1);
+    // Admin operations count for the admin, not for the account they touch.
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        Op::CreditAccount {
+            account: BOB,
+            usd_units: tokens(1),
+            bundled_credit_units: 0,
+        },
+    );
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        Op::ReportUtilization { utilization_bps: 1 },
+    );
+    assert_eq!(ledger.next_nonce(ADMIN), 3);
+    assert_eq!(ledger.next_nonce(BOB), 0);
+    // A signer that gives everything away is still stored, for its nonce alone.
+    let everything = ledger.balances(ALICE, GENESIS_SECONDS).vvv_units;
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ALICE,
+        Op::Transfer {
+            asset: Asset::Vvv,
+            to: CAROL,
+            amount_units: everything,
+        },
+    );
+    let alice = ledger.balances(ALICE, GENESIS_SECONDS);
+    assert_eq!((alice.vvv_units, alice.nonce), (0, 2));
+    assert!(ledger.account_addresses().any(|address| address == ALICE));
+    assert!(!ledger.account_addresses().any(|address| address == NOBODY));
+    assert_eq!(ledger.operations_accepted(), 5);
+    // The nonce is state: two ledgers whose holdings are the same but whose operations were
+    // signed by different people have different hashes.
+    let mut by_users = quiet_ledger();
+    accept(&mut by_users, GENESIS_SECONDS, ALICE, Op::ClaimAirdrop);
+    accept(&mut by_users, GENESIS_SECONDS, BOB, Op::ClaimAirdrop);
+    let mut by_admin = by_users.clone();
+    let to = |to| Op::Transfer {
+        asset: Asset::Vvv,
+        to,
+        amount_units: 1,
+    };
+    accept(&mut by_users, GENESIS_SECONDS, ALICE, to(BOB));
+    accept(&mut by_users, GENESIS_SECONDS, BOB, to(ALICE));
+    let unchanged = Op::ReportUtilization { utilization_bps: 0 };
+    accept(&mut by_admin, GENESIS_SECONDS, ADMIN, unchanged.clone());
+    accept(&mut by_admin, GENESIS_SECONDS, ADMIN, unchanged);
+    for who in [ALICE, BOB] {
+        let (users, admin) = (
+            by_users.balances(who, GENESIS_SECONDS),
+            by_admin.balances(who, GENESIS_SECONDS),
+        );
+        assert_eq!(users.vvv_units, admin.vvv_units);
+        assert_eq!(users.nonce, admin.nonce + 1);
+    }
+    assert_eq!(
+        by_users.operations_accepted(),
+        by_admin.operations_accepted()
+    );
+    assert_ne!(by_users.state_hash(), by_admin.state_hash());
+}
+
+const TODAY: u64 = GENESIS_SECONDS / DAY_SECONDS;
+
+/// A usage entry with only its money set.
+fn usage(account: Address, allowance_units: u128, bundled: u128, usd: u128) -> UsageCharge {
+    UsageCharge {
+        account,
+        requests: 1,
+        prompt_tokens: 100,
+        completion_tokens: 10,
+        allowance_units,
+        bundled_credit_units: bundled,
+        usd_units: usd,
+    }
+}
+
+fn settle(day: u64, entries: Vec<UsageCharge>) -> Op {
+    Op::SettleUsage { day, entries }
+}
+
+/// A quiet ledger with $10 of USD credit and $5 of bundled credit for Alice and Bob each.
+fn credited_ledger() -> Ledger {
+    let mut ledger = quiet_ledger();
+    for account in [ALICE, BOB] {
+        accept(
+            &mut ledger,
+            GENESIS_SECONDS,
+            ADMIN,
+            Op::CreditAccount {
+                account,
+                usd_units: tokens(10),
+                bundled_credit_units: tokens(5),
+            },
+        );
+    }
+    ledger
+}
+
+#[test]
+fn usage_settlement_debits_credits_and_records_the_day() {
+    let mut ledger = credited_ledger();
+    let admin_nonce = ledger.next_nonce(ADMIN);
+    let outcome = accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        settle(
+            TODAY,
+            vec![
+                UsageCharge {
+                    account: ALICE,
+                    requests: 12,
+                    prompt_tokens: 3_400,
+                    completion_tokens: 560,
+                    allowance_units: tokens(4),
+                    bundled_credit_units: tokens(2),
+                    usd_units: tokens(3),
+                },
+                // Carol has no credits, but usage drawn from the allowance alone needs none.
+                usage(CAROL, tokens(1), 0, 0),
+            ],
+        ),
+    );
+    assert_eq!(
+        outcome,
+        Outcome::UsageSettled {
+            entries: 2,
+            usd_units: tokens(3),
+            bundled_credit_units: tokens(2),
+            allowance_units: tokens(5),
+        }
+    );
+    let alice = ledger.balances(ALICE, GENESIS_SECONDS);
+    assert_eq!(
+        (alice.usd_credit_units, alice.bundled_credit_units),
+        (tokens(7), tokens(3))
+    );
+    // The gateway signs settlements: they count for the admin, not for the accounts charged.
+    assert_eq!(ledger.next_nonce(ADMIN), admin_nonce + 1);
+    assert_eq!(alice.nonce, 0);
+    assert_eq!(
+        ledger.usage_history(ALICE).collect::<Vec<_>>(),
+        vec![(
+            TODAY,
+            &UsageDay {
+                requests: 12,
+                prompt_tokens: 3_400,
+                completion_tokens: 560,
+                allowance_units: tokens(4),
+                bundled_credit_units: tokens(2),
+                usd_units: tokens(3),
+            }
+        )]
+    );
+    assert_eq!(ledger.last_usage_day(ALICE), Some(TODAY));
+    assert_eq!(ledger.last_usage_day(BOB), None);
+    assert_eq!(ledger.usage_history(BOB).count(), 0);
+    assert_eq!(ledger.allowance_spent_units(ALICE, TODAY), tokens(4));
+    assert_eq!(ledger.allowance_spent_units(CAROL, TODAY), tokens(1));
+    assert_eq!(ledger.allowance_spent_units(ALICE, TODAY - 1), 0);
+    let supply = ledger.supply();
+    assert_eq!(supply.usd_credit_units, tokens(17));
+    assert_eq!(supply.bundled_credit_units, tokens(8));
+    assert_eq!(
+        (
+            supply.usage_allowance_units,
+            supply.usage_bundled_credit_units,
+            supply.usage_usd_units,
+            supply.usage_revenue_usd_units,
+        ),
+        (tokens(5), tokens(2), tokens(3), tokens(10))
+    );
+
+    // A second batch for the same day adds to it.
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS + 60,
+        ADMIN,
+        settle(TODAY, vec![usage(ALICE, tokens(1), tokens(3), tokens(7))]),
+    );
+    let alice = ledger.balances(ALICE, GENESIS_SECONDS + 60);
+    assert_eq!((alice.usd_credit_units, alice.bundled_credit_units), (0, 0));
+    let (_, today) = ledger.usage_history(ALICE).last().expect("a day");
+    assert_eq!(
+        (today.requests, today.allowance_units, today.usd_units),
+        (13, tokens(5), tokens(10))
+    );
+    assert_eq!(ledger.allowance_spent_units(ALICE, TODAY), tokens(5));
+    assert_eq!(ledger.supply().usage_revenue_usd_units, tokens(21));
+
+    // Usage history is state: the same totals charged to different accounts, or on different
+    // days, or as different token counts, are different states.
+    let base = credited_ledger();
+    let hashes: Vec<_> = [
+        usage(ALICE, 1, 0, 0),
+        usage(BOB, 1, 0, 0),
+        UsageCharge {
+            prompt_tokens: 101,
+            ..usage(ALICE, 1, 0, 0)
+        },
+    ]
+    .into_iter()
+    .flat_map(|entry| [(TODAY, entry), (TODAY - 1, entry)])
+    .map(|(day, entry)| {
+        let mut ledger = base.clone();
+        accept(
+            &mut ledger,
+            GENESIS_SECONDS,
+            ADMIN,
+            settle(day, vec![entry]),
+        );
+        ledger.state_hash()
+    })
+    .collect();
+    let distinct: std::collections::BTreeSet<_> = hashes.iter().collect();
+    assert_eq!(distinct.len(), hashes.len());
+}
+
+#[test]
+fn an_overdrawing_entry_rejects_the_whole_settlement() {
+    let mut ledger = credited_ledger();
+    let fine = usage(ALICE, tokens(1), tokens(1), tokens(1));
+    for overdraft in [
+        usage(BOB, 0, tokens(5) + 1, 0),
+        usage(BOB, 0, 0, tokens(10) + 1),
+        usage(CAROL, 0, 0, 1),
+    ] {
+        // Whether the overdraft comes first or last, nothing is debited or recorded.
+        for entries in [vec![fine, overdraft], vec![overdraft, fine]] {
+            reject(
+                &mut ledger,
+                GENESIS_SECONDS,
+                ADMIN,
+                settle(TODAY, entries),
+                Rejection::InsufficientCredit,
+            );
+        }
+    }
+    assert_eq!(ledger.usage_history(ALICE).count(), 0);
+    assert_eq!(ledger.supply().usage_revenue_usd_units, 0);
+    // Exactly everything is not an overdraft.
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        settle(TODAY, vec![fine, usage(BOB, 0, tokens(5), tokens(10))]),
+    );
+    let bob = ledger.balances(BOB, GENESIS_SECONDS);
+    assert_eq!((bob.usd_credit_units, bob.bundled_credit_units), (0, 0));
+}
+
+#[test]
+fn usage_settlement_arguments_are_checked_in_order() {
+    let mut ledger = credited_ledger();
+    let one = usage(ALICE, 1, 0, 0);
+    let now = GENESIS_SECONDS + DAY_SECONDS - 1;
+    // The day is the UTC day of `now` at the latest.
+    reject(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(TODAY + 1, vec![one]),
+        Rejection::UsageDayInFuture,
+    );
+    accept(&mut ledger, now, ADMIN, settle(TODAY, vec![one]));
+    reject(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(TODAY, Vec::new()),
+        Rejection::EmptyUsageSettlement,
+    );
+    let distinct = |count: usize| -> Vec<UsageCharge> {
+        (0..count)
+            .map(|index| {
+                let mut address = [0xEEu8; 20];
+                address[..8].copy_from_slice(&(index as u64).to_be_bytes());
+                usage(Address(address), 1, 0, 0)
+            })
+            .collect()
+    };
+    reject(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(TODAY, distinct(MAXIMUM_USAGE_ENTRIES + 1)),
+        Rejection::TooManyUsageEntries,
+    );
+    reject(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(TODAY, vec![one, usage(BOB, 1, 0, 0), usage(ALICE, 2, 0, 0)]),
+        Rejection::DuplicateUsageAccount,
+    );
+    let nothing = UsageCharge {
+        account: BOB,
+        ..UsageCharge::default()
+    };
+    reject(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(TODAY, vec![one, nothing]),
+        Rejection::ZeroAmount,
+    );
+    // Earlier checks win: a duplicate is reported before an overdraft, an empty entry before an
+    // overdraft, the future before everything.
+    let overdraft = usage(CAROL, 0, 0, 1);
+    reject(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(TODAY, vec![overdraft, overdraft]),
+        Rejection::DuplicateUsageAccount,
+    );
+    reject(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(TODAY, vec![overdraft, nothing]),
+        Rejection::ZeroAmount,
+    );
+    reject(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(TODAY + 1, Vec::new()),
+        Rejection::UsageDayInFuture,
+    );
+    reject(
+        &mut ledger,
+        now,
+        ALICE,
+        settle(TODAY + 1, Vec::new()),
+        Rejection::NotAdmin,
+    );
+    // The largest batch is accepted.
+    let outcome = accept(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(TODAY, distinct(MAXIMUM_USAGE_ENTRIES)),
+    );
+    assert_eq!(
+        outcome,
+        Outcome::UsageSettled {
+            entries: MAXIMUM_USAGE_ENTRIES as u32,
+            usd_units: 0,
+            bundled_credit_units: 0,
+            allowance_units: MAXIMUM_USAGE_ENTRIES as u128,
+        }
+    );
+}
+
+#[test]
+fn usage_figures_that_would_overflow_are_refused_not_saturated() {
+    let mut ledger = credited_ledger();
+    let requests = |count| UsageCharge {
+        account: ALICE,
+        requests: count,
+        ..UsageCharge::default()
+    };
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        settle(TODAY, vec![requests(u64::MAX)]),
+    );
+    reject(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        settle(TODAY, vec![requests(1)]),
+        Rejection::Overflow,
+    );
+    // Another day is another count.
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        settle(TODAY - 1, vec![requests(1)]),
+    );
+    // The ledger-wide revenue must fit too, whoever's allowance makes it overflow.
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        settle(TODAY, vec![usage(BOB, u128::MAX - tokens(1), 0, 0)]),
+    );
+    reject(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        settle(TODAY, vec![usage(CAROL, tokens(1) + 1, 0, 0)]),
+        Rejection::Overflow,
+    );
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        settle(TODAY, vec![usage(CAROL, tokens(1) - 1, 0, 0)]),
+    );
+    // Spending credits is revenue too.
+    let usd = |usd_units| UsageCharge {
+        account: ALICE,
+        usd_units,
+        ..UsageCharge::default()
+    };
+    reject(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        settle(TODAY, vec![usd(2)]),
+        Rejection::Overflow,
+    );
+    accept(
+        &mut ledger,
+        GENESIS_SECONDS,
+        ADMIN,
+        settle(TODAY, vec![usd(1)]),
+    );
+    assert_eq!(ledger.supply().usage_revenue_usd_units, u128::MAX);
+}
+
+#[test]
+fn the_allowance_resets_on_a_new_day_and_late_batches_leave_it_alone() {
+    let mut ledger = credited_ledger();
+    let allowance = |units| vec![usage(ALICE, units, 0, 0)];
+    let day_seconds = |day: u64| day * DAY_SECONDS + 3_600;
+    accept(
+        &mut ledger,
+        day_seconds(TODAY),
+        ADMIN,
+        settle(TODAY, allowance(3)),
+    );
+    accept(
+        &mut ledger,
+        day_seconds(TODAY),
+        ADMIN,
+        settle(TODAY, allowance(2)),
+    );
+    assert_eq!(ledger.allowance_spent_units(ALICE, TODAY), 5);
+    // A new day starts from that day's first entry.
+    let tomorrow = TODAY + 1;
+    accept(
+        &mut ledger,
+        day_seconds(tomorrow),
+        ADMIN,
+        settle(tomorrow, allowance(1)),
+    );
+    assert_eq!(ledger.allowance_spent_units(ALICE, tomorrow), 1);
+    assert_eq!(ledger.allowance_spent_units(ALICE, TODAY), 0);
+    assert_eq!(ledger.last_usage_day(ALICE), Some(tomorrow));
+    // A late batch for yesterday goes into yesterday's history, not into today's allowance.
+    accept(
+        &mut ledger,
+        day_seconds(tomorrow),
+        ADMIN,
+        settle(TODAY, allowance(4)),
+    );
+    assert_eq!(ledger.allowance_spent_units(ALICE, tomorrow), 1);
+    assert_eq!(ledger.allowance_spent_units(ALICE, TODAY), 0);
+    assert_eq!(ledger.last_usage_day(ALICE), Some(tomorrow));
+    let history: Vec<(u64, u128)> = ledger
+        .usage_history(ALICE)
+        .map(|(day, usage)| (day, usage.allowance_units))
+        .collect();
+    assert_eq!(history, vec![(TODAY, 9), (tomorrow, 1)]);
+    // A day skipped is simply absent; the next day with usage resets again.
+    let later = TODAY + 5;
+    accept(
+        &mut ledger,
+        day_seconds(later),
+        ADMIN,
+        settle(later, allowance(7)),
+    );
+    assert_eq!(ledger.allowance_spent_units(ALICE, later), 7);
+    assert_eq!(ledger.usage_history(ALICE).count(), 3);
+}
+
+#[test]
+fn usage_history_keeps_the_latest_400_days() {
+    let mut ledger = credited_ledger();
+    let first = TODAY;
+    let days = USAGE_HISTORY_DAYS as u64 + 1;
+    for offset in 0..days {
+        let day = first + offset;
+        accept(
+            &mut ledger,
+            day * DAY_SECONDS,
+            ADMIN,
+            settle(day, vec![usage(ALICE, u128::from(offset) + 1, 0, 0)]),
+        );
+    }
+    let last = first + days - 1;
+    let kept: Vec<u64> = ledger.usage_history(ALICE).map(|(day, _)| day).collect();
+    assert_eq!(kept.len(), USAGE_HISTORY_DAYS);
+    assert_eq!(kept.first(), Some(&(first + 1)), "the oldest day went");
+    assert_eq!(kept.last(), Some(&last));
+    assert_eq!(ledger.last_usage_day(ALICE), Some(last));
+    // The ledger-wide total is never truncated: 1 + 2 + … + 401.
+    let total = u128::from(days * (days + 1) / 2);
+    assert_eq!(ledger.supply().usage_allowance_units, total);
+
+    // A late batch older than every kept day is charged and counted, then dropped at once.
+    let now = last * DAY_SECONDS;
+    let hash_before = ledger.state_hash();
+    accept(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(first, vec![usage(ALICE, 0, tokens(1), tokens(1))]),
+    );
+    assert_ne!(ledger.state_hash(), hash_before);
+    let after: Vec<u64> = ledger.usage_history(ALICE).map(|(day, _)| day).collect();
+    assert_eq!(after, kept);
+    let alice = ledger.balances(ALICE, now);
+    assert_eq!(
+        (alice.usd_credit_units, alice.bundled_credit_units),
+        (tokens(9), tokens(4))
+    );
+    assert_eq!(ledger.supply().usage_revenue_usd_units, total + tokens(2));
+    assert_eq!(ledger.allowance_spent_units(ALICE, last), u128::from(days));
+    // A late batch inside the window fills its own day and pushes out the oldest.
+    accept(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(first + 1, vec![usage(ALICE, 1_000, 0, 0)]),
+    );
+    let (day, oldest) = ledger.usage_history(ALICE).next().expect("a day");
+    assert_eq!((day, oldest.allowance_units), (first + 1, 2 + 1_000));
+    accept(
+        &mut ledger,
+        now,
+        ADMIN,
+        settle(last + 1 - days, vec![usage(BOB, 5, 0, 0)]),
+    );
+    assert_eq!(ledger.usage_history(BOB).count(), 1, "Bob's own history");
+    accept(
+        &mut ledger,
+        (last + 1) * DAY_SECONDS,
+        ADMIN,
+        settle(last + 1, vec![usage(ALICE, 1, 0, 0)]),
+    );
+    let (day, _) = ledger.usage_history(ALICE).next().expect("a day");
+    assert_eq!(day, first + 2);
+    assert_eq!(ledger.usage_history(ALICE).count(), USAGE_HISTORY_DAYS);
 }

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ledger::{
     Address, Asset, CurvePoint, Ledger, MintCurve, Op, Outcome, Parameters, Rejection, SplitPoint,
-    StateHash, UtilizationSplit,
+    StateHash, UsageCharge, UtilizationSplit,
 };
 
 use crate::auditor::Auditor;
@@ -158,6 +158,81 @@ fn curve(random: &mut Random) -> Vec<CurvePoint> {
         _ => {}
     }
     points
+}
+
+/// A charge against credits of `held`: mostly affordable, sometimes any shape of amount.
+fn charge(random: &mut Random, held: u128) -> u128 {
+    if random.chance(75) {
+        random.u128_below(held.saturating_add(1))
+    } else {
+        random.amount(held)
+    }
+}
+
+/// A usage settlement: mostly today's, sometimes a late batch (up to well past the history
+/// bound), a future day, an empty or oversized batch, a repeated account, an entry that records
+/// nothing, an overdraft, or a figure that overflows.
+fn usage_settlement(random: &mut Random, ledger: &Ledger) -> Op {
+    let now = ledger.now_seconds();
+    let today = now / DAY_SECONDS;
+    let day = match random.below(20) {
+        0 => today + 1 + random.below(3),
+        1..=3 => today.saturating_sub(1 + random.below(10)),
+        4 => today.saturating_sub(random.below(1_000)),
+        _ => today,
+    };
+    if random.chance(2) {
+        return Op::SettleUsage {
+            day,
+            entries: Vec::new(),
+        };
+    }
+    if random.chance(1) {
+        let entries = (0..=ledger::MAXIMUM_USAGE_ENTRIES)
+            .map(|index| UsageCharge {
+                account: Address([(index % 200) as u8; 20]),
+                requests: 1,
+                ..UsageCharge::default()
+            })
+            .collect();
+        return Op::SettleUsage { day, entries };
+    }
+    let revenue = ledger.supply().usage_revenue_usd_units;
+    let count = 1 + random.below(4);
+    let entries = (0..count)
+        .map(|_| {
+            let account = random.pick(&PEOPLE);
+            let held = ledger.balances(account, now);
+            if random.chance(3) {
+                return UsageCharge {
+                    account,
+                    ..UsageCharge::default()
+                };
+            }
+            let allowance_units = if random.chance(2) && revenue > 0 {
+                // Brings the ledger-wide revenue one unit past u128.
+                u128::MAX - revenue + 1
+            } else if random.chance(30) {
+                0
+            } else {
+                random.u128_below(tokens(5))
+            };
+            UsageCharge {
+                account,
+                requests: if random.chance(1) {
+                    u64::MAX
+                } else {
+                    random.below(500)
+                },
+                prompt_tokens: random.below(2_000_000),
+                completion_tokens: random.below(500_000),
+                allowance_units,
+                bundled_credit_units: charge(random, held.bundled_credit_units),
+                usd_units: charge(random, held.usd_credit_units),
+            }
+        })
+        .collect();
+    Op::SettleUsage { day, entries }
 }
 
 /// One random operation, with a signer; about a third of them are meant to be rejected.
@@ -325,7 +400,8 @@ fn random_operation(random: &mut Random, ledger: &Ledger) -> (Address, Op) {
             )
         }
         94 => (admin, Op::Genesis(Box::new(venice_genesis_config()))),
-        _ => (anyone, Op::ClaimRewards),
+        95 => (anyone, Op::ClaimRewards),
+        _ => (admin, usage_settlement(random, ledger)),
     }
 }
 
@@ -373,6 +449,7 @@ fn random_workload_agrees_with_the_auditor_and_replays_to_the_same_state() {
         hash_after: ledger.state_hash(),
     }];
     let mut accepted = 0u64;
+    let mut usage_settled = 0u64;
     let mut rejections = std::collections::BTreeMap::<Rejection, u64>::new();
     let mut now = GENESIS_SECONDS;
     for step in 0..steps {
@@ -381,11 +458,23 @@ fn random_workload_agrees_with_the_auditor_and_replays_to_the_same_state() {
         let before = ledger.clone();
         let hash_before = ledger.state_hash();
         let result = ledger.apply(now, signer, op.clone());
-        let context =
-            || format!("step {step} (SIM_SEED={seed}): {op:?} by {signer} at {now} → {result:?}");
+        let context = || {
+            let mut text = format!("{op:?}");
+            text.truncate(2_000);
+            format!("step {step} (SIM_SEED={seed}): {text} by {signer} at {now} → {result:?}")
+        };
         match &result {
-            Ok(_) => {
+            Ok(outcome) => {
                 accepted += 1;
+                if matches!(outcome, Outcome::UsageSettled { .. }) {
+                    usage_settled += 1;
+                }
+                assert_eq!(
+                    ledger.next_nonce(signer),
+                    before.next_nonce(signer) + 1,
+                    "an acceptance counts once toward its signer's nonce: {}",
+                    context()
+                );
                 if ledger != before {
                     assert_ne!(
                         ledger.state_hash(),
@@ -441,8 +530,13 @@ fn random_workload_agrees_with_the_auditor_and_replays_to_the_same_state() {
     assert!(replayed == ledger);
 
     let supply = ledger.supply();
+    let longest_history = PEOPLE
+        .iter()
+        .map(|&who| ledger.usage_history(who).count())
+        .max()
+        .unwrap_or(0);
     println!(
-        "{accepted} accepted, {} rejected in {run_time:?}; {} days simulated; DIEM supply {}, total VVV {}, rejections {rejections:?}",
+        "{accepted} accepted ({usage_settled} usage settlements, longest history {longest_history} days), {} rejected in {run_time:?}; {} days simulated; DIEM supply {}, total VVV {}, rejections {rejections:?}",
         steps - accepted,
         (ledger.now_seconds() - GENESIS_SECONDS) / DAY_SECONDS,
         supply.diem_supply_units,
@@ -451,5 +545,9 @@ fn random_workload_agrees_with_the_auditor_and_replays_to_the_same_state() {
     assert!(
         accepted > steps / 4,
         "the workload should be mostly meaningful"
+    );
+    assert!(
+        usage_settled > 0 || steps < 1_000,
+        "the workload should settle some usage"
     );
 }

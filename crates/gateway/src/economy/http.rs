@@ -1,0 +1,977 @@
+//! The economy's HTTP API: ledger state and signed operations (`/ledger/*`), API keys
+//! (`/api_keys*`, wallet-signed minting included), balances and usage (`/billing/*`). Amounts
+//! a client computes with are base units (10^-18) as decimal strings (`*_units`); amounts in
+//! Venice's own shapes are exact decimal dollars.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use http::HeaderMap;
+use ledger::{Address, Outcome, Rejection};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wallet::{JsonAddress, Operation, SignedOperation, Units};
+use wire::error::{ApiError, Dialect, ErrorCode};
+use wire::money::Amount;
+
+use super::keys::{KeyError, KeyType, LimitPeriod, MAX_DESCRIPTION_CHARS, SpendLimit, StoredKey};
+use super::{Economy, MAX_DEADLINE_AHEAD_SECONDS, Refusal, SECONDS_PER_DAY, Signing};
+use crate::auth::Caller;
+use crate::config::KeyKind;
+use crate::{AppState, error_response};
+
+/// How long a wallet key-minting challenge stays valid.
+const CHALLENGE_SECONDS: u64 = 15 * 60;
+/// Challenges outstanding at once (a bound on memory; older ones are dropped first).
+const MAX_CHALLENGES: usize = 10_000;
+/// Longest body of an economy request.
+pub(crate) const MAX_ECONOMY_BODY_BYTES: usize = 64 * 1024;
+
+fn units(value: u128) -> String {
+    value.to_string()
+}
+
+/// Dollars as an exact decimal string (a JSON number would pass through a float here).
+fn usd(value: u128) -> String {
+    Amount(value).to_decimal_string()
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message)
+}
+
+fn economy(state: &AppState) -> Result<&Arc<Economy>, ApiError> {
+    state.economy.as_ref().ok_or_else(|| {
+        error(
+            ErrorCode::NotFound,
+            "this gateway runs without a ledger (no data directory)",
+        )
+    })
+}
+
+fn respond(result: Result<Value, ApiError>, dialect: Dialect) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(error) => error_response(&error, dialect),
+    }
+}
+
+fn parse_address(text: &str) -> Result<Address, ApiError> {
+    Address::from_hex(text)
+        .ok_or_else(|| ApiError::invalid("address", "an address is 0x and 40 hex digits"))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let param = if path == "." { None } else { Some(path) };
+        let mut api = ApiError::new(ErrorCode::InvalidRequest, error.inner().to_string());
+        if let Some(param) = param {
+            api = api.with_param(param);
+        }
+        api
+    })
+}
+
+/// The account a key-holding caller acts for, and whether it may manage keys.
+fn account_of(caller: &Caller) -> Result<Address, ApiError> {
+    caller.account.ok_or_else(|| {
+        error(
+            ErrorCode::Unauthorized,
+            "this endpoint needs an API key that belongs to an account (minted with \
+             /api_keys/generate_web3_key or created by one)",
+        )
+    })
+}
+
+fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+    if caller.kind == Some(KeyKind::Admin) {
+        Ok(())
+    } else {
+        Err(error(
+            ErrorCode::Unauthorized,
+            "this endpoint needs an ADMIN key",
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ledger
+
+pub(crate) async fn status(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+) -> Response {
+    respond(status_body(&state), dialect)
+}
+
+fn status_body(state: &AppState) -> Result<Value, ApiError> {
+    let economy = economy(state)?;
+    let now = economy.clock.now();
+    Ok(economy.read(|store| {
+        let ledger = store.ledger();
+        let supply = ledger.supply();
+        let split = ledger.emission_split();
+        let apr = ledger.staking_apr();
+        let liability = ledger.diem_liability();
+        let parameters = ledger.parameters();
+        json!({
+            "object": "ledger.status",
+            "sequence": store.last_sequence(),
+            "record_hash": store.last_record_hash().to_string(),
+            "now": now,
+            "today": now / SECONDS_PER_DAY,
+            "next_epoch_begins": (now / SECONDS_PER_DAY + 1) * SECONDS_PER_DAY,
+            "operator": economy.operator.to_string(),
+            "genesis_seconds": ledger.genesis_seconds(),
+            "eip712_domain": {
+                "name": wallet::Domain::NAME,
+                "version": wallet::Domain::VERSION,
+                "salt": format!("0x{}", hex::encode(economy.domain.salt)),
+            },
+            "supply": {
+                "genesis_vvv_units": units(supply.genesis_vvv_units),
+                "total_vvv_units": units(supply.total_vvv_units),
+                "circulating_vvv_units": units(supply.circulating_vvv_units),
+                "burned_vvv_units": units(supply.burned_vvv_units),
+                "burned_by_buyback_vvv_units": units(supply.burned_by_buyback_vvv_units),
+                "burned_unclaimed_airdrop_vvv_units": units(supply.burned_unclaimed_airdrop_vvv_units),
+                "emitted_to_stakers_vvv_units": units(supply.emitted_to_stakers_vvv_units),
+                "emitted_to_company_vvv_units": units(supply.emitted_to_company_vvv_units),
+                "liquid_vvv_units": units(supply.liquid_vvv_units),
+                "staked_svvv_units": units(supply.staked_svvv_units),
+                "cooling_svvv_units": units(supply.cooling_svvv_units),
+                "locked_svvv_units": units(supply.locked_svvv_units),
+                "reward_pool_vvv_units": units(supply.reward_pool_vvv_units),
+                "diem_supply_units": units(supply.diem_supply_units),
+                "staked_diem_units": units(supply.staked_diem_units),
+                "buyback_revenue_usd_units": units(supply.buyback_revenue_usd_units),
+                "usage_revenue_usd_units": units(supply.usage_revenue_usd_units),
+            },
+            "mint_rate_svvv_units_per_diem": units(ledger.mint_rate_svvv_units_per_diem()),
+            "emissions": {
+                "rate_vvv_units_per_second": units(split.emission_rate_vvv_units_per_second),
+                "utilization_bps": split.utilization_bps,
+                "company_share_of_unlocked_bps": split.company_share_of_unlocked_bps,
+                "stakers_share_of_unlocked_bps": split.stakers_share_of_unlocked_bps,
+                "stakers_share_of_locked_bps": split.stakers_share_of_locked_bps,
+            },
+            "apr_bps": {
+                "unlocked": apr.unlocked.basis_points().map(units),
+                "locked": apr.locked.basis_points().map(units),
+            },
+            "diem_liability": {
+                "outstanding_diem_units": units(liability.outstanding_diem_units),
+                "liability_usd_units_per_day": units(liability.liability_usd_units_per_day),
+                "staked_diem_units": units(liability.staked_diem_units),
+                "locked_svvv_units": units(liability.locked_svvv_units),
+                "locked_svvv_units_per_diem": liability.locked_svvv_units_per_diem.map(units),
+            },
+            "parameters": {
+                "unstake_cooldown_seconds": parameters.unstake_cooldown_seconds,
+                "diem_unstake_cooldown_seconds": parameters.diem_unstake_cooldown_seconds,
+                "locked_yield_bps": parameters.locked_yield_bps,
+                "minimum_spendable_staked_diem_units": units(parameters.minimum_spendable_staked_diem_units),
+            },
+        })
+    }))
+}
+
+pub(crate) async fn account(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    Path(address): Path<String>,
+) -> Response {
+    respond(account_body(&state, &address), dialect)
+}
+
+fn account_body(state: &AppState, address: &str) -> Result<Value, ApiError> {
+    let economy = economy(state)?;
+    let address = parse_address(address)?;
+    let now = economy.clock.now();
+    let today = now / SECONDS_PER_DAY;
+    let balance = economy.meter.balance(address, today);
+    Ok(economy.read(|store| {
+        let ledger = store.ledger();
+        let balances = ledger.balances(address, now.max(ledger.now_seconds()));
+        json!({
+            "object": "ledger.account",
+            "address": address.to_string(),
+            "nonce": balances.nonce,
+            "vvv_units": units(balances.vvv_units),
+            "staked_svvv_units": units(balances.staked_svvv_units),
+            "cooling_svvv_units": units(balances.cooling_svvv_units),
+            "svvv_unlock_at": balances.svvv_unlock_at_seconds,
+            "locked_svvv_units": units(balances.locked_svvv_units),
+            "diem_minted_outstanding_units": units(balances.diem_minted_outstanding_units),
+            "diem_units": units(balances.diem_units),
+            "staked_diem_units": units(balances.staked_diem_units),
+            "cooling_diem_units": units(balances.cooling_diem_units),
+            "diem_unlock_at": balances.diem_unlock_at_seconds,
+            "pending_rewards_units": units(balances.pending_rewards_units),
+            "usd_credit_units": units(balances.usd_credit_units),
+            "bundled_credit_units": units(balances.bundled_credit_units),
+            "airdrop_claimable_units": units(balances.airdrop_claimable_units),
+            "vesting_claimable_units": units(balances.vesting_claimable_units),
+            "vesting_unvested_units": units(balances.vesting_unvested_units),
+            "allowance": {
+                "day": today,
+                "diem_usd_units_per_day": units(balances.diem_allowance_usd_units_per_day),
+                "total_usd_units_per_day": units(balance.allowance_per_day),
+                "remaining_usd_units": units(balance.free.allowance),
+                "next_epoch_begins": (today + 1) * SECONDS_PER_DAY,
+            },
+            "spendable": {
+                "allowance_usd_units": units(balance.free.allowance),
+                "bundled_credit_units": units(balance.free.bundled),
+                "usd_units": units(balance.free.usd),
+            },
+        })
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuoteQuery {
+    svvv_units: Option<String>,
+    diem_units: Option<String>,
+}
+
+pub(crate) async fn quote(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    Query(query): Query<QuoteQuery>,
+) -> Response {
+    respond(quote_body(&state, &query), dialect)
+}
+
+fn quote_body(state: &AppState, query: &QuoteQuery) -> Result<Value, ApiError> {
+    let economy = economy(state)?;
+    let parse = |name: &str, text: &str| {
+        text.parse::<u128>().map_err(|_| {
+            ApiError::invalid(name, "base units (10^-18) as a string of decimal digits")
+        })
+    };
+    economy.read(|store| {
+        let ledger = store.ledger();
+        let rate = ledger.mint_rate_svvv_units_per_diem();
+        match (&query.svvv_units, &query.diem_units) {
+            (Some(svvv), None) => {
+                let svvv = parse("svvv_units", svvv)?;
+                let quote = ledger.preview_mint(svvv).ok_or_else(|| {
+                    ApiError::invalid("svvv_units", "the curve cannot price this mint")
+                })?;
+                Ok(json!({
+                    "object": "ledger.mint_quote",
+                    "svvv_units": units(quote.svvv_units),
+                    "diem_units": units(quote.diem_units),
+                    "mint_rate_svvv_units_per_diem": units(rate),
+                }))
+            }
+            (None, Some(diem)) => {
+                let diem = parse("diem_units", diem)?;
+                let svvv = ledger.quote_mint_svvv_units(diem).ok_or_else(|| {
+                    ApiError::invalid("diem_units", "the curve cannot price this mint")
+                })?;
+                Ok(json!({
+                    "object": "ledger.mint_quote",
+                    "svvv_units": units(svvv),
+                    "diem_units": units(diem),
+                    "mint_rate_svvv_units_per_diem": units(rate),
+                }))
+            }
+            _ => Err(ApiError::invalid(
+                "svvv_units",
+                "give exactly one of svvv_units (what to lock) or diem_units (what to mint)",
+            )),
+        }
+    })
+}
+
+pub(crate) async fn submit(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    body: bytes::Bytes,
+) -> Response {
+    match submit_body(&state, &body).await {
+        Ok(body) => Json(body).into_response(),
+        Err(error) => error_response(&error, dialect),
+    }
+}
+
+async fn submit_body(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
+    let economy = economy(state)?;
+    let signed: SignedOperation = parse_json(body)?;
+    let op = signed.operation.to_op();
+    let now = economy.clock.now();
+    if signed.deadline < now {
+        return Err(ApiError::invalid(
+            "deadline",
+            format!(
+                "the signature expired at {}; it is now {now}",
+                signed.deadline
+            ),
+        ));
+    }
+    if signed.deadline > now + MAX_DEADLINE_AHEAD_SECONDS {
+        return Err(ApiError::invalid(
+            "deadline",
+            format!("a deadline may be at most {MAX_DEADLINE_AHEAD_SECONDS} s ahead"),
+        ));
+    }
+    let authorization = signed.authorization();
+    let recovered = wallet::recover_signer(&economy.domain, &op, &authorization)
+        .map_err(|failure| ApiError::invalid("signature", failure.to_string()))?;
+    if recovered != signed.signer.0 {
+        return Err(error(
+            ErrorCode::AuthenticationFailed,
+            "the signature was not made by `signer` over this operation, nonce, deadline and \
+             this ledger's EIP-712 domain",
+        ));
+    }
+    let receipt = economy
+        .submit(recovered, op, Signing::User(authorization))
+        .await
+        .map_err(refusal_error)?;
+    tracing::info!(
+        sequence = receipt.sequence,
+        operation = kind_of(&signed.operation),
+        "ledger operation committed"
+    );
+    Ok(json!({
+        "object": "ledger.receipt",
+        "sequence": receipt.sequence,
+        "record_hash": receipt.record_hash.to_string(),
+        "outcome": outcome_json(&receipt.outcome),
+    }))
+}
+
+fn kind_of(operation: &Operation) -> String {
+    serde_json::to_value(operation)
+        .ok()
+        .and_then(|value| value.get("type").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn refusal_error(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Nonce { expected, got } => ApiError::invalid(
+            "nonce",
+            format!(
+                "nonce {got} is not the account's next nonce {expected} (replayed or out of order)"
+            ),
+        ),
+        Refusal::Rejected(rejection) => rejection_error(rejection),
+        Refusal::Unavailable(message) => {
+            error(ErrorCode::ModelAtCapacity, message).with_retry_after(1)
+        }
+    }
+}
+
+fn rejection_error(rejection: Rejection) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        format!(
+            "the ledger refused the operation: {} (rejection {})",
+            rejection.name(),
+            rejection.code()
+        ),
+    )
+}
+
+fn outcome_json(outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::GenesisApplied {
+            genesis_supply_units,
+        } => {
+            json!({"type": "genesis_applied", "genesis_supply_units": units(*genesis_supply_units)})
+        }
+        Outcome::Transferred { amount_units, .. } => {
+            json!({"type": "transferred", "amount_units": units(*amount_units)})
+        }
+        Outcome::AirdropClaimed { vvv_units } => {
+            json!({"type": "airdrop_claimed", "vvv_units": units(*vvv_units)})
+        }
+        Outcome::UnclaimedAirdropBurned { vvv_units } => {
+            json!({"type": "unclaimed_airdrop_burned", "vvv_units": units(*vvv_units)})
+        }
+        Outcome::VestedClaimed { vvv_units } => {
+            json!({"type": "vested_claimed", "vvv_units": units(*vvv_units)})
+        }
+        Outcome::Staked { svvv_units } => {
+            json!({"type": "staked", "svvv_units": units(*svvv_units)})
+        }
+        Outcome::UnstakeInitiated {
+            cooling_svvv_units,
+            unlock_at_seconds,
+        } => {
+            json!({"type": "unstake_initiated", "cooling_svvv_units": units(*cooling_svvv_units), "unlock_at": unlock_at_seconds})
+        }
+        Outcome::UnstakeFinalized { vvv_units } => {
+            json!({"type": "unstake_finalized", "vvv_units": units(*vvv_units)})
+        }
+        Outcome::RewardsClaimed { vvv_units } => {
+            json!({"type": "rewards_claimed", "vvv_units": units(*vvv_units)})
+        }
+        Outcome::RewardsStaked { svvv_units } => {
+            json!({"type": "rewards_staked", "svvv_units": units(*svvv_units)})
+        }
+        Outcome::DiemMinted {
+            diem_units,
+            svvv_locked_units,
+            mint_rate_after_svvv_units_per_diem,
+        } => {
+            json!({"type": "diem_minted", "diem_units": units(*diem_units), "svvv_locked_units": units(*svvv_locked_units), "mint_rate_after_svvv_units_per_diem": units(*mint_rate_after_svvv_units_per_diem)})
+        }
+        Outcome::DiemBurned {
+            diem_units,
+            svvv_unlocked_units,
+        } => {
+            json!({"type": "diem_burned", "diem_units": units(*diem_units), "svvv_unlocked_units": units(*svvv_unlocked_units)})
+        }
+        Outcome::DiemStaked { diem_units } => {
+            json!({"type": "diem_staked", "diem_units": units(*diem_units)})
+        }
+        Outcome::DiemUnstakeInitiated {
+            cooling_diem_units,
+            unlock_at_seconds,
+        } => {
+            json!({"type": "diem_unstake_initiated", "cooling_diem_units": units(*cooling_diem_units), "unlock_at": unlock_at_seconds})
+        }
+        Outcome::DiemUnstakeFinalized { diem_units } => {
+            json!({"type": "diem_unstake_finalized", "diem_units": units(*diem_units)})
+        }
+        Outcome::EmissionRateSet {
+            vvv_units_per_second,
+        } => {
+            json!({"type": "emission_rate_set", "vvv_units_per_second": units(*vvv_units_per_second)})
+        }
+        Outcome::MintCurveSet => json!({"type": "mint_curve_set"}),
+        Outcome::ParametersSet => json!({"type": "parameters_set"}),
+        Outcome::UtilizationReported {
+            utilization_bps,
+            company_share_bps,
+        } => {
+            json!({"type": "utilization_reported", "utilization_bps": utilization_bps, "company_share_bps": company_share_bps})
+        }
+        Outcome::BoughtBackAndBurned {
+            vvv_units,
+            revenue_usd_units,
+        } => {
+            json!({"type": "bought_back_and_burned", "vvv_units": units(*vvv_units), "revenue_usd_units": units(*revenue_usd_units)})
+        }
+        Outcome::AccountCredited {
+            usd_units,
+            bundled_credit_units,
+        } => {
+            json!({"type": "account_credited", "usd_units": units(*usd_units), "bundled_credit_units": units(*bundled_credit_units)})
+        }
+        other => json!({"type": format!("{other:?}")}),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// API keys
+
+fn key_json(key: &StoredKey) -> Value {
+    json!({
+        "id": key.id,
+        "apiKeyType": key.kind,
+        "description": key.description,
+        "last6Chars": key.last6,
+        "createdAt": key.created_at,
+        "expiresAt": key.expires_at,
+        "lastUsedAt": key.last_used_at,
+        "consumptionLimit": key.limit.map(|limit| json!({"usd": usd(limit.usd_units.0)})),
+        "limitPeriod": key.limit.map(|limit| limit.period),
+        "usage": {"usd": usd(key.lifetime_units.0)},
+    })
+}
+
+fn key_error(failure: KeyError) -> ApiError {
+    match failure {
+        KeyError::NotFound => error(ErrorCode::NotFound, "no such API key"),
+        KeyError::TooMany | KeyError::TooManyForAccount => {
+            error(ErrorCode::InvalidRequest, failure.to_string())
+        }
+        KeyError::Io { .. } => {
+            tracing::error!(error = %failure, "cannot save the key table");
+            error(ErrorCode::Internal, "the key table could not be saved")
+        }
+    }
+}
+
+fn authenticated(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    crate::authenticate(state, headers)
+}
+
+pub(crate) async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let caller = authenticated(&state, &headers)?;
+        require_admin(&caller)?;
+        let account = account_of(&caller)?;
+        let data: Vec<Value> = economy.keys.list(account).iter().map(key_json).collect();
+        Ok(json!({"object": "list", "data": data}))
+    })();
+    respond(result, dialect)
+}
+
+pub(crate) async fn get_key(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let caller = authenticated(&state, &headers)?;
+        require_admin(&caller)?;
+        let account = account_of(&caller)?;
+        economy
+            .keys
+            .list(account)
+            .iter()
+            .find(|key| key.id == id)
+            .map(|key| json!({"data": key_json(key)}))
+            .ok_or_else(|| error(ErrorCode::NotFound, "no such API key"))
+    })();
+    respond(result, dialect)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ConsumptionLimit {
+    usd: Option<serde_json::Number>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateKey {
+    api_key_type: KeyType,
+    description: String,
+    #[serde(default)]
+    expires_at: Option<u64>,
+    #[serde(default)]
+    consumption_limit: Option<ConsumptionLimit>,
+    #[serde(default)]
+    limit_period: Option<LimitPeriod>,
+    /// Only for the operator's own (configured) ADMIN keys: the account to create the key for.
+    #[serde(default)]
+    account: Option<JsonAddress>,
+}
+
+fn spend_limit(
+    limit: Option<ConsumptionLimit>,
+    period: Option<LimitPeriod>,
+) -> Result<Option<SpendLimit>, ApiError> {
+    let Some(usd) = limit.and_then(|limit| limit.usd) else {
+        return Ok(None);
+    };
+    let amount = Amount::parse_decimal(&usd.to_string())
+        .map_err(|failure| ApiError::invalid("consumptionLimit.usd", failure.to_string()))?;
+    Ok(Some(SpendLimit {
+        usd_units: Units(amount.0),
+        period: period.unwrap_or(LimitPeriod::Epoch),
+    }))
+}
+
+fn check_description(description: &str) -> Result<(), ApiError> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS || description.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "description",
+            format!("a description is 1 to {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn create_key(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let caller = authenticated(&state, &headers)?;
+        require_admin(&caller)?;
+        let request: CreateKey = parse_json(&body)?;
+        let account = match (caller.account, request.account) {
+            (Some(own), None) => own,
+            (Some(own), Some(named)) if named.0 == own => own,
+            (Some(_), Some(_)) => {
+                return Err(error(
+                    ErrorCode::Unauthorized,
+                    "an account's key can only create keys for its own account",
+                ));
+            }
+            (None, Some(named)) => named.0,
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "account",
+                    "the operator's keys must name the account to create a key for",
+                ));
+            }
+        };
+        check_description(&request.description)?;
+        let now = economy.clock.now();
+        if request.expires_at.is_some_and(|expiry| expiry <= now) {
+            return Err(ApiError::invalid("expiresAt", "the expiry is in the past"));
+        }
+        let limit = spend_limit(request.consumption_limit, request.limit_period)?;
+        let minted = economy
+            .keys
+            .create(
+                account,
+                request.api_key_type,
+                request.description,
+                request.expires_at,
+                limit,
+                now,
+            )
+            .map_err(key_error)?;
+        economy.refresh_account(account);
+        let mut data = key_json(&minted.key);
+        data["apiKey"] = Value::String(minted.secret);
+        tracing::info!(key = %minted.key.id, "API key created");
+        Ok(json!({"data": data}))
+    })();
+    respond(result, dialect)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UpdateKey {
+    id: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    expires_at: Option<Option<u64>>,
+    #[serde(default)]
+    consumption_limit: Option<ConsumptionLimit>,
+    #[serde(default)]
+    limit_period: Option<LimitPeriod>,
+}
+
+pub(crate) async fn update_key(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let caller = authenticated(&state, &headers)?;
+        require_admin(&caller)?;
+        let account = account_of(&caller)?;
+        let request: UpdateKey = parse_json(&body)?;
+        if let Some(description) = &request.description {
+            check_description(description)?;
+        }
+        let limit = match request.consumption_limit {
+            Some(limit) => Some(spend_limit(Some(limit), request.limit_period)?),
+            None => None,
+        };
+        let updated = economy
+            .keys
+            .update(account, &request.id, |key| {
+                if let Some(description) = request.description {
+                    key.description = description;
+                }
+                if let Some(expires_at) = request.expires_at {
+                    key.expires_at = expires_at;
+                }
+                if let Some(limit) = limit {
+                    key.limit = limit;
+                }
+            })
+            .map_err(key_error)?;
+        Ok(json!({"data": key_json(&updated)}))
+    })();
+    respond(result, dialect)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdQuery {
+    id: String,
+}
+
+pub(crate) async fn delete_key(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    Query(query): Query<IdQuery>,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let caller = authenticated(&state, &headers)?;
+        require_admin(&caller)?;
+        let account = account_of(&caller)?;
+        economy.keys.delete(account, &query.id).map_err(key_error)?;
+        tracing::info!(key = %query.id, "API key deleted");
+        Ok(json!({"success": true}))
+    })();
+    respond(result, dialect)
+}
+
+pub(crate) async fn web3_challenge(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let now = economy.clock.now();
+        let token = format!("gondola-key-challenge-{}", crate::chat::random_hex(16));
+        let mut challenges = economy
+            .challenges
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        challenges.retain(|_, expiry| *expiry > now);
+        if challenges.len() >= MAX_CHALLENGES {
+            return Err(error(
+                ErrorCode::RateLimitExceeded,
+                "too many key challenges outstanding; try again shortly",
+            )
+            .with_retry_after(60));
+        }
+        challenges.insert(token.clone(), now + CHALLENGE_SECONDS);
+        Ok(json!({"success": true, "data": {"token": token, "expiresAt": now + CHALLENGE_SECONDS}}))
+    })();
+    respond(result, dialect)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Web3Key {
+    address: JsonAddress,
+    signature: String,
+    token: String,
+    #[serde(default)]
+    api_key_type: Option<KeyType>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    consumption_limit: Option<ConsumptionLimit>,
+    #[serde(default)]
+    limit_period: Option<LimitPeriod>,
+}
+
+pub(crate) async fn web3_key(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    body: bytes::Bytes,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let request: Web3Key = parse_json(&body)?;
+        let now = economy.clock.now();
+        // The challenge is spent whatever happens next: a token signs in at most once.
+        let expiry = economy
+            .challenges
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&request.token);
+        if expiry.is_none_or(|expiry| expiry <= now) {
+            return Err(error(
+                ErrorCode::AuthenticationFailed,
+                "unknown or expired token; GET /api_keys/generate_web3_key for a new one",
+            ));
+        }
+        let signature: [u8; 65] = request
+            .signature
+            .strip_prefix("0x")
+            .and_then(|digits| hex::decode(digits).ok())
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| ApiError::invalid("signature", "0x and 130 hex digits"))?;
+        let recovered = alloy_primitives::Signature::from_raw(&signature)
+            .and_then(|signature| signature.recover_address_from_msg(request.token.as_bytes()))
+            .map_err(|failure| ApiError::invalid("signature", failure.to_string()))?;
+        let recovered = wallet::from_alloy(recovered);
+        if recovered != request.address.0 {
+            return Err(error(
+                ErrorCode::AuthenticationFailed,
+                "the signature was not made by `address` over the token (personal_sign)",
+            ));
+        }
+        let staked = economy.read(|store| {
+            let balances = store
+                .ledger()
+                .balances(recovered, store.ledger().now_seconds());
+            balances
+                .staked_svvv_units
+                .saturating_add(balances.locked_svvv_units)
+        });
+        if staked == 0 {
+            return Err(error(
+                ErrorCode::Unauthorized,
+                "minting a key with a wallet needs staked sVVV in that wallet",
+            ));
+        }
+        let description = request.description.unwrap_or_else(|| "Web3 key".to_owned());
+        check_description(&description)?;
+        let limit = spend_limit(request.consumption_limit, request.limit_period)?;
+        let minted = economy
+            .keys
+            .create(
+                recovered,
+                request.api_key_type.unwrap_or(KeyType::Inference),
+                description,
+                None,
+                limit,
+                now,
+            )
+            .map_err(key_error)?;
+        economy.refresh_account(recovered);
+        let mut data = key_json(&minted.key);
+        data["apiKey"] = Value::String(minted.secret);
+        tracing::info!(key = %minted.key.id, "API key minted with a wallet signature");
+        Ok(json!({"success": true, "data": data}))
+    })();
+    respond(result, dialect)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Balances, limits and usage
+
+pub(crate) async fn rate_limits(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let caller = authenticated(&state, &headers)?;
+        let account = account_of(&caller)?;
+        let today = economy.clock.today();
+        let balance = economy.meter.balance(account, today);
+        let limits: Vec<Value> = state
+            .registry
+            .live_models(std::time::Instant::now())
+            .keys()
+            .map(|model| {
+                let limit = state.tiers.limit_for(model);
+                json!({
+                    "apiModelId": model,
+                    "rateLimits": [
+                        {"type": "RPM", "amount": limit.requests_per_minute},
+                        {"type": "TPM", "amount": limit.tokens_per_minute},
+                    ],
+                })
+            })
+            .collect();
+        Ok(json!({"data": {
+            "accessPermitted": balance.free.total() > 0,
+            "apiTier": {"id": "staker", "isCharged": true},
+            "balances": {
+                "DIEM": usd(balance.free.allowance),
+                "USD": usd(balance.free.usd),
+                "BUNDLED_CREDITS": usd(balance.free.bundled),
+            },
+            "nextEpochBegins": (today + 1) * SECONDS_PER_DAY,
+            "rateLimits": limits,
+        }}))
+    })();
+    respond(result, dialect)
+}
+
+pub(crate) async fn billing_balance(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let caller = authenticated(&state, &headers)?;
+        let account = account_of(&caller)?;
+        let today = economy.clock.today();
+        let balance = economy.meter.balance(account, today);
+        Ok(json!({"data": {
+            "canConsume": balance.free.total() > 0,
+            "consumptionCurrency": if balance.free.allowance > 0 { "DIEM" } else { "USD" },
+            "balances": {
+                "diem": usd(balance.free.allowance),
+                "usd": usd(balance.free.usd),
+                "bundledCredits": usd(balance.free.bundled),
+            },
+            "diemEpochAllocation": usd(balance.allowance_per_day),
+            "nextEpochBegins": (today + 1) * SECONDS_PER_DAY,
+        }}))
+    })();
+    respond(result, dialect)
+}
+
+pub(crate) async fn usage_history(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let caller = authenticated(&state, &headers)?;
+        let account = account_of(&caller)?;
+        let data: Vec<Value> = economy.read(|store| {
+            store
+                .ledger()
+                .usage_history(account)
+                .map(|(day, usage)| {
+                    json!({
+                        "day": day,
+                        "date": day * SECONDS_PER_DAY,
+                        "requests": usage.requests,
+                        "promptTokens": usage.prompt_tokens,
+                        "completionTokens": usage.completion_tokens,
+                        "diem": usd(usage.allowance_units),
+                        "bundledCredits": usd(usage.bundled_credit_units),
+                        "usd": usd(usage.usd_units),
+                    })
+                })
+                .collect()
+        });
+        Ok(
+            json!({"object": "list", "data": data, "note": "settled usage by UTC day; requests of the last second may not be settled yet"}),
+        )
+    })();
+    respond(result, dialect)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    advance_seconds: u64,
+}
+
+pub(crate) async fn advance_clock(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        if !economy.config.adjustable_clock {
+            return Err(error(ErrorCode::NotFound, "no such endpoint"));
+        }
+        let caller = authenticated(&state, &headers)?;
+        require_admin(&caller)?;
+        let request: Advance = parse_json(&body)?;
+        if request.advance_seconds > 400 * SECONDS_PER_DAY {
+            return Err(ApiError::invalid(
+                "advance_seconds",
+                "at most 400 days at once",
+            ));
+        }
+        economy.clock.advance(request.advance_seconds);
+        economy.meter.roll_day(economy.clock.today());
+        Ok(json!({"now": economy.clock.now()}))
+    })();
+    respond(result, dialect)
+}

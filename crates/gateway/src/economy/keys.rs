@@ -1,0 +1,426 @@
+//! API keys bound to ledger accounts: created by an account's ADMIN key or minted with a wallet
+//! signature, stored hashed (the secret is shown once), with expiry, description, last use and
+//! an optional spend cap per UTC day, calendar month or lifetime. The table lives in memory and
+//! is written to one JSON file atomically (temporary file, fsync, rename) on every change to
+//! the set of keys, and with usage at each usage flush.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ledger::Address;
+use serde::{Deserialize, Serialize};
+use wallet::Units;
+
+/// Keys one account may hold at once.
+pub(crate) const MAX_KEYS_PER_ACCOUNT: usize = 500;
+/// Keys the gateway holds in all.
+const MAX_KEYS: usize = 200_000;
+pub(crate) const MAX_DESCRIPTION_CHARS: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum KeyType {
+    #[serde(rename = "INFERENCE")]
+    Inference,
+    #[serde(rename = "ADMIN")]
+    Admin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum LimitPeriod {
+    /// The UTC day.
+    #[serde(rename = "EPOCH")]
+    Epoch,
+    #[serde(rename = "MONTH")]
+    Month,
+    #[serde(rename = "LIFETIME")]
+    Lifetime,
+}
+
+impl LimitPeriod {
+    /// The period containing `day` (days since the epoch): the day, the month, or 0.
+    pub(crate) fn period_of(self, day: u64) -> u64 {
+        match self {
+            Self::Epoch => day,
+            Self::Month => {
+                let (year, month) = civil_month(day);
+                year * 12 + month
+            }
+            Self::Lifetime => 0,
+        }
+    }
+
+    pub(crate) fn error_code(self) -> wire::error::ErrorCode {
+        use wire::error::ErrorCode;
+        match self {
+            Self::Epoch => ErrorCode::ApiKeyEpochSpendLimitExceeded,
+            Self::Month => ErrorCode::ApiKeyMonthSpendLimitExceeded,
+            Self::Lifetime => ErrorCode::ApiKeyLifetimeSpendLimitExceeded,
+        }
+    }
+}
+
+/// Year and month (1–12) of a day number, by Howard Hinnant's civil-from-days algorithm.
+fn civil_month(day: u64) -> (u64, u64) {
+    let z = day + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SpendLimit {
+    pub usd_units: Units,
+    pub period: LimitPeriod,
+}
+
+/// One stored key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredKey {
+    pub id: String,
+    pub secret_sha256: String,
+    pub last6: String,
+    pub kind: KeyType,
+    pub account: wallet::JsonAddress,
+    pub description: String,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    pub last_used_at: Option<u64>,
+    pub limit: Option<SpendLimit>,
+    /// The period `spent_units` counts, in the limit's terms.
+    pub spent_period: u64,
+    pub spent_units: Units,
+    pub lifetime_units: Units,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    version: u32,
+    keys: Vec<StoredKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeyError {
+    #[error("this account already has {MAX_KEYS_PER_ACCOUNT} keys; delete one first")]
+    TooManyForAccount,
+    #[error("the gateway holds its maximum number of keys")]
+    TooMany,
+    #[error("no such key")]
+    NotFound,
+    #[error("cannot save the key table {path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+pub(crate) struct KeyStore {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    keys: HashMap<String, StoredKey>,
+    by_hash: HashMap<[u8; 32], String>,
+    dirty: bool,
+}
+
+/// A new key's secret and its stored record.
+pub(crate) struct Minted {
+    pub secret: String,
+    pub key: StoredKey,
+}
+
+impl KeyStore {
+    /// Opens the table at `path` (a missing file is an empty table).
+    pub(crate) fn open(path: &Path) -> std::io::Result<Self> {
+        let mut inner = Inner::default();
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let file: KeyFile = serde_json::from_slice(&bytes).map_err(|error| {
+                    std::io::Error::other(format!(
+                        "the key table {} is damaged: {error}",
+                        path.display()
+                    ))
+                })?;
+                if file.version != 1 {
+                    return Err(std::io::Error::other(format!(
+                        "the key table {} has version {}, which this gateway does not read",
+                        path.display(),
+                        file.version
+                    )));
+                }
+                for key in file.keys {
+                    let hash = parse_hash(&key.secret_sha256).ok_or_else(|| {
+                        std::io::Error::other(format!(
+                            "the key table {} has a damaged hash for key {}",
+                            path.display(),
+                            key.id
+                        ))
+                    })?;
+                    inner.by_hash.insert(hash, key.id.clone());
+                    inner.keys.insert(key.id.clone(), key);
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(std::io::Error::other(format!(
+                    "cannot read the key table {}: {error}",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().keys.is_empty()
+    }
+
+    /// Every account that holds a key.
+    pub(crate) fn accounts(&self) -> Vec<Address> {
+        let mut accounts: Vec<Address> =
+            self.lock().keys.values().map(|key| key.account.0).collect();
+        accounts.sort();
+        accounts.dedup();
+        accounts
+    }
+
+    /// The key whose secret hashes to `hash`, if it exists.
+    pub(crate) fn find(&self, hash: &[u8; 32]) -> Option<StoredKey> {
+        let inner = self.lock();
+        let id = inner.by_hash.get(hash)?;
+        inner.keys.get(id).cloned()
+    }
+
+    /// Creates a key and saves the table before the secret is returned.
+    pub(crate) fn create(
+        &self,
+        account: Address,
+        kind: KeyType,
+        description: String,
+        expires_at: Option<u64>,
+        limit: Option<SpendLimit>,
+        now: u64,
+    ) -> Result<Minted, KeyError> {
+        let secret = format!("gk-{}", crate::chat::random_hex(24));
+        let hash = crate::auth::hash_secret(&secret);
+        let key = StoredKey {
+            id: format!("key_{}", crate::chat::random_hex(8)),
+            secret_sha256: hex::encode(hash),
+            last6: secret[secret.len() - 6..].to_owned(),
+            kind,
+            account: wallet::JsonAddress(account),
+            description,
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            limit,
+            spent_period: 0,
+            spent_units: Units(0),
+            lifetime_units: Units(0),
+        };
+        let mut inner = self.lock();
+        if inner.keys.len() >= MAX_KEYS {
+            return Err(KeyError::TooMany);
+        }
+        let held = inner
+            .keys
+            .values()
+            .filter(|existing| existing.account.0 == account)
+            .count();
+        if held >= MAX_KEYS_PER_ACCOUNT {
+            return Err(KeyError::TooManyForAccount);
+        }
+        inner.by_hash.insert(hash, key.id.clone());
+        inner.keys.insert(key.id.clone(), key.clone());
+        self.save_locked(&mut inner)?;
+        Ok(Minted { secret, key })
+    }
+
+    /// The keys of `account`, oldest first.
+    pub(crate) fn list(&self, account: Address) -> Vec<StoredKey> {
+        let mut keys: Vec<StoredKey> = self
+            .lock()
+            .keys
+            .values()
+            .filter(|key| key.account.0 == account)
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        keys
+    }
+
+    /// Changes a key of `account`.
+    pub(crate) fn update(
+        &self,
+        account: Address,
+        id: &str,
+        change: impl FnOnce(&mut StoredKey),
+    ) -> Result<StoredKey, KeyError> {
+        let mut inner = self.lock();
+        let key = inner
+            .keys
+            .get_mut(id)
+            .filter(|key| key.account.0 == account)
+            .ok_or(KeyError::NotFound)?;
+        change(key);
+        let updated = key.clone();
+        self.save_locked(&mut inner)?;
+        Ok(updated)
+    }
+
+    pub(crate) fn delete(&self, account: Address, id: &str) -> Result<(), KeyError> {
+        let mut inner = self.lock();
+        let key = inner
+            .keys
+            .get(id)
+            .filter(|key| key.account.0 == account)
+            .ok_or(KeyError::NotFound)?;
+        let hash = parse_hash(&key.secret_sha256);
+        inner.keys.remove(id);
+        if let Some(hash) = hash {
+            inner.by_hash.remove(&hash);
+        }
+        self.save_locked(&mut inner)
+    }
+
+    /// What is left under the key's cap in the period of `day`, or `None` without a cap.
+    pub(crate) fn cap_remaining(&self, id: &str, day: u64) -> Option<(u128, LimitPeriod)> {
+        let inner = self.lock();
+        let key = inner.keys.get(id)?;
+        let limit = key.limit?;
+        let period = limit.period.period_of(day);
+        let spent = if key.spent_period == period {
+            key.spent_units.0
+        } else {
+            0
+        };
+        Some((limit.usd_units.0.saturating_sub(spent), limit.period))
+    }
+
+    /// Records a request's cost against its key (saved at the next flush).
+    pub(crate) fn record_use(&self, id: &str, day: u64, now: u64, cost: u128) {
+        let mut inner = self.lock();
+        if let Some(key) = inner.keys.get_mut(id) {
+            key.last_used_at = Some(now);
+            let period = key.limit.map_or(day, |limit| limit.period.period_of(day));
+            if key.spent_period != period {
+                key.spent_period = period;
+                key.spent_units = Units(0);
+            }
+            key.spent_units = Units(key.spent_units.0.saturating_add(cost));
+            key.lifetime_units = Units(key.lifetime_units.0.saturating_add(cost));
+            inner.dirty = true;
+        }
+    }
+
+    /// Saves the table if usage changed it since the last save.
+    pub(crate) fn flush(&self) -> Result<(), KeyError> {
+        let mut inner = self.lock();
+        if inner.dirty {
+            self.save_locked(&mut inner)?;
+        }
+        Ok(())
+    }
+
+    fn save_locked(&self, inner: &mut Inner) -> Result<(), KeyError> {
+        let mut keys: Vec<StoredKey> = inner.keys.values().cloned().collect();
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        let io = |error| KeyError::Io {
+            path: self.path.clone(),
+            error,
+        };
+        let bytes = serde_json::to_vec_pretty(&KeyFile { version: 1, keys })
+            .map_err(|error| io(std::io::Error::other(error)))?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        std::io::Write::write_all(&mut file, &bytes).map_err(io)?;
+        file.as_file().sync_all().map_err(io)?;
+        file.persist(&self.path).map_err(|error| io(error.error))?;
+        inner.dirty = false;
+        Ok(())
+    }
+}
+
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    hex::decode(text).ok()?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_of_day_numbers() {
+        // 1970-01-01 is day 0; 2026-11-24 is day 20781; 2024-02-29 is day 19782.
+        assert_eq!(civil_month(0), (1970, 1));
+        assert_eq!(civil_month(20_781), (2026, 11));
+        assert_eq!(civil_month(19_782), (2024, 2));
+        assert_eq!(civil_month(19_783), (2024, 3));
+    }
+
+    #[test]
+    fn keys_survive_a_reopen_hashed_and_caps_reset_with_their_period() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("api-keys.json");
+        let store = KeyStore::open(&path).expect("opens");
+        let account = Address([3; 20]);
+        let minted = store
+            .create(
+                account,
+                KeyType::Inference,
+                "laptop".into(),
+                None,
+                Some(SpendLimit {
+                    usd_units: Units(100),
+                    period: LimitPeriod::Epoch,
+                }),
+                1,
+            )
+            .expect("created");
+        let text = std::fs::read_to_string(&path).expect("saved");
+        assert!(!text.contains(&minted.secret), "the secret is never stored");
+        store.record_use(&minted.key.id, 10, 11, 60);
+        store.flush().expect("flushed");
+        let reopened = KeyStore::open(&path).expect("reopens");
+        let found = reopened
+            .find(&crate::auth::hash_secret(&minted.secret))
+            .expect("found by its secret");
+        assert_eq!(found.last6, minted.secret[minted.secret.len() - 6..]);
+        assert_eq!(
+            reopened.cap_remaining(&found.id, 10),
+            Some((40, LimitPeriod::Epoch))
+        );
+        assert_eq!(
+            reopened.cap_remaining(&found.id, 11),
+            Some((100, LimitPeriod::Epoch))
+        );
+        reopened.delete(account, &found.id).expect("deleted");
+        assert!(
+            reopened
+                .find(&crate::auth::hash_secret(&minted.secret))
+                .is_none()
+        );
+        assert!(matches!(
+            reopened.delete(Address([4; 20]), &found.id),
+            Err(KeyError::NotFound)
+        ));
+    }
+}

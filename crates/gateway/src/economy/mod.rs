@@ -1,0 +1,532 @@
+//! The economy inside the gateway: the ledger store behind a committer thread, the meter on the
+//! request path, the key table, and the clock they share.
+//!
+//! - Operations (users' signed ones from HTTP, and the gateway's own usage settlements) go to
+//!   the committer through a bounded queue. The committer takes what is queued, at most one
+//!   operation per signer, checks nonces against the ledger, and commits the batch with one
+//!   fsync before any caller hears back (`Store::submit_batch`).
+//! - Chat requests never wait on the ledger: they reserve and settle against the meter in
+//!   memory. Every `usage_flush_interval` the flusher turns settled usage into `SettleUsage`
+//!   operations signed with the operator key; a crash loses at most that interval of usage and
+//!   never an acknowledged ledger operation.
+
+pub(crate) mod http;
+pub(crate) mod keys;
+pub(crate) mod meter;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ledger::{Address, GenesisConfig, Op, Rejection};
+use ledger_store::{Receipt, Store, StoreOptions, Submission};
+use tokio::sync::{mpsc, oneshot};
+use wallet::{Authorization, Domain, Scheme, Wallet};
+
+use crate::economy::keys::KeyStore;
+use crate::economy::meter::{Capacity, Meter};
+
+pub(crate) const SECONDS_PER_DAY: u64 = 86_400;
+/// Operations waiting for the committer; beyond this, submitters get 503.
+const JOB_QUEUE: usize = 4_096;
+/// Entries of one usage settlement (the ledger's own bound).
+const SETTLEMENT_ENTRIES: usize = ledger::MAXIMUM_USAGE_ENTRIES;
+/// Longest a signature may stay valid: a signed operation names a deadline at most this far
+/// ahead, so a signature that was never submitted cannot be used much later.
+pub(crate) const MAX_DEADLINE_AHEAD_SECONDS: u64 = 86_400;
+
+/// The economy's configuration.
+#[derive(Debug, Clone)]
+pub struct EconomyConfig {
+    /// The ledger's journal directory (created on first start, with genesis).
+    pub ledger_dir: PathBuf,
+    /// The operator's wallet key: created on first start; signs genesis and usage settlements.
+    pub operator_key: PathBuf,
+    /// The API key table.
+    pub keys_file: PathBuf,
+    /// USD base units of inference a day shared among active stakers by staked sVVV.
+    pub network_capacity_usd_units_per_day: u128,
+    /// An account counts as an active API user for this many days after a request.
+    pub active_window_days: u64,
+    /// How often metered usage is written to the ledger.
+    pub usage_flush_interval: Duration,
+    /// Airdrop allocations written at genesis.
+    pub airdrop: Vec<ledger::Allocation>,
+    /// Lets an ADMIN key move the gateway's clock forward (`POST /api/v1/admin/clock`), for
+    /// tests of daily allowances and cooldowns. Never on in production.
+    pub adjustable_clock: bool,
+}
+
+impl EconomyConfig {
+    /// The defaults for a data directory.
+    pub fn in_dir(dir: &std::path::Path) -> Self {
+        Self {
+            ledger_dir: dir.join("ledger"),
+            operator_key: dir.join("operator.key"),
+            keys_file: dir.join("api-keys.json"),
+            network_capacity_usd_units_per_day: 1_000 * wire::money::BASE_UNITS_PER_WHOLE,
+            active_window_days: 7,
+            usage_flush_interval: Duration::from_secs(1),
+            airdrop: Vec::new(),
+            adjustable_clock: false,
+        }
+    }
+}
+
+/// Wall-clock seconds plus an offset that only an adjustable clock ever moves.
+pub(crate) struct Clock {
+    offset: AtomicU64,
+}
+
+impl Clock {
+    pub(crate) fn now(&self) -> u64 {
+        crate::chat::unix_seconds().saturating_add(self.offset.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn today(&self) -> u64 {
+        self.now() / SECONDS_PER_DAY
+    }
+
+    pub(crate) fn advance(&self, seconds: u64) {
+        self.offset.fetch_add(seconds, Ordering::Relaxed);
+    }
+}
+
+/// How an operation is signed.
+pub(crate) enum Signing {
+    /// By a user, checked before it was queued; the nonce is checked at commit.
+    User(Authorization),
+    /// By the operator key, inside the committer (so the nonce is exact).
+    Operator,
+}
+
+/// Why the committer did not commit an operation.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Nonce {
+        expected: u64,
+        got: u64,
+    },
+    Rejected(Rejection),
+    /// The store failed; the economy is read-only until the gateway restarts.
+    Unavailable(String),
+}
+
+struct Job {
+    signer: Address,
+    op: Op,
+    signing: Signing,
+    reply: oneshot::Sender<Result<Receipt, Refusal>>,
+}
+
+pub(crate) struct Economy {
+    store: Arc<Mutex<Store>>,
+    jobs: mpsc::Sender<Job>,
+    pub(crate) domain: Domain,
+    pub(crate) operator: Address,
+    pub(crate) clock: Arc<Clock>,
+    pub(crate) meter: Arc<Meter>,
+    pub(crate) keys: KeyStore,
+    pub(crate) config: EconomyConfig,
+    /// Web3 key challenges: token → expiry (seconds).
+    pub(crate) challenges: Mutex<HashMap<String, u64>>,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Economy {
+    /// Opens (or creates, with genesis) the ledger and starts the committer thread.
+    pub(crate) fn open(config: EconomyConfig) -> std::io::Result<Arc<Self>> {
+        let operator =
+            Wallet::load_or_create(&config.operator_key).map_err(std::io::Error::other)?;
+        let (mut store, report) = Store::open(
+            &config.ledger_dir,
+            StoreOptions {
+                create_if_missing: true,
+                ..StoreOptions::default()
+            },
+        )
+        .map_err(std::io::Error::other)?;
+        if report.torn_tail.is_some() {
+            tracing::warn!(
+                records = report.records_replayed,
+                "the ledger journal ended in a torn write, which was cut off"
+            );
+        }
+        let clock = Arc::new(Clock {
+            offset: AtomicU64::new(0),
+        });
+        if !store.ledger().is_initialized() {
+            let admin = operator.address();
+            let mut genesis =
+                GenesisConfig::venice(admin, admin, admin, admin, admin, config.airdrop.clone());
+            genesis.airdrop = config.airdrop.clone();
+            let now = clock.now();
+            let op = Op::Genesis(Box::new(genesis));
+            let domain = Domain::for_ledger(admin, now);
+            let authorization = wallet::sign(&operator, &domain, &op, 0, now, Scheme::Eip712);
+            match store.submit(now, admin, &authorization.encode(), op) {
+                Ok(Ok(_)) => tracing::info!("ledger created with genesis"),
+                Ok(Err(rejection)) => {
+                    return Err(std::io::Error::other(format!(
+                        "the ledger refused its genesis: {rejection:?}"
+                    )));
+                }
+                Err(error) => return Err(std::io::Error::other(error)),
+            }
+        }
+        let ledger = store.ledger();
+        let (Some(admin), Some(genesis_seconds)) = (ledger.admin(), ledger.genesis_seconds())
+        else {
+            return Err(std::io::Error::other("the ledger has no genesis"));
+        };
+        if admin != operator.address() {
+            return Err(std::io::Error::other(format!(
+                "the operator key {} is not this ledger's operator",
+                config.operator_key.display()
+            )));
+        }
+        let domain = Domain::for_ledger(admin, genesis_seconds);
+        let keys = KeyStore::open(&config.keys_file)?;
+        let meter = Arc::new(Meter::new(Capacity {
+            network_usd_units_per_day: config.network_capacity_usd_units_per_day,
+            active_window_days: config.active_window_days.max(1),
+        }));
+        let today = clock.today();
+        meter.refresh(store.ledger(), &keys.accounts(), today);
+        tracing::info!(
+            sequence = store.last_sequence(),
+            replay_ms = report.replay_duration.as_millis() as u64,
+            "ledger open"
+        );
+        let store = Arc::new(Mutex::new(store));
+        let (jobs, receiver) = mpsc::channel(JOB_QUEUE);
+        let healthy = Arc::new(AtomicBool::new(true));
+        {
+            let store = Arc::clone(&store);
+            let meter = Arc::clone(&meter);
+            let clock = Arc::clone(&clock);
+            let healthy = Arc::clone(&healthy);
+            std::thread::Builder::new()
+                .name("ledger-committer".into())
+                .spawn(move || {
+                    commit_loop(
+                        receiver, &store, &meter, &clock, &healthy, &operator, domain,
+                    );
+                })?;
+        }
+        Ok(Arc::new(Self {
+            store,
+            jobs,
+            domain,
+            operator: admin,
+            clock,
+            meter,
+            keys,
+            config,
+            challenges: Mutex::new(HashMap::new()),
+            healthy,
+        }))
+    }
+
+    /// Reads the ledger. Waits for a commit in progress (an fsync) at most.
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&Store) -> T) -> T {
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        read(&store)
+    }
+
+    /// Loads an account into the meter (when it gets its first key).
+    pub(crate) fn refresh_account(&self, account: Address) {
+        let today = self.clock.today();
+        self.read(|store| self.meter.refresh(store.ledger(), &[account], today));
+    }
+
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Queues an operation and waits until it is durable or refused.
+    pub(crate) async fn submit(
+        &self,
+        signer: Address,
+        op: Op,
+        signing: Signing,
+    ) -> Result<Receipt, Refusal> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            signer,
+            op,
+            signing,
+            reply,
+        };
+        self.jobs.try_send(job).map_err(|_| {
+            Refusal::Unavailable("the ledger's queue is full; try again shortly".into())
+        })?;
+        answer
+            .await
+            .map_err(|_| Refusal::Unavailable("the ledger committer stopped".into()))?
+    }
+
+    /// Writes pending usage to the ledger and the key table to disk.
+    pub(crate) async fn flush(&self) {
+        let today = self.clock.today();
+        self.meter.roll_day(today);
+        let settlements = self.meter.begin_settlement(SETTLEMENT_ENTRIES);
+        let mut lost = false;
+        for (day, entries) in settlements {
+            let count = entries.len();
+            let op = Op::SettleUsage { day, entries };
+            match self.submit(self.operator, op, Signing::Operator).await {
+                Ok(receipt) => {
+                    tracing::debug!(
+                        sequence = receipt.sequence,
+                        entries = count,
+                        "usage settled"
+                    );
+                }
+                Err(refusal) => {
+                    lost = true;
+                    tracing::error!(
+                        ?refusal,
+                        entries = count,
+                        day,
+                        "usage settlement failed; its usage is lost"
+                    );
+                }
+            }
+        }
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.meter.finish_settlement(store.ledger(), today);
+        drop(store);
+        if lost {
+            self.healthy.store(false, Ordering::Relaxed);
+        }
+        if let Err(error) = self.keys.flush() {
+            tracing::error!(%error, "cannot save the key table");
+        }
+    }
+
+    /// Flushes usage, then writes a checkpoint so `ledger verify` can check the final state.
+    pub(crate) async fn close(&self) {
+        self.flush().await;
+        let mut store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(error) = store.write_checkpoint() {
+            tracing::warn!(%error, "cannot write the ledger checkpoint at shutdown");
+        }
+    }
+}
+
+/// A metered request's hold on its account: the reservation made before it was sent, settled
+/// with the real cost when the request ends (or released, if it never produced anything).
+pub(crate) struct Metering {
+    economy: Arc<Economy>,
+    account: Address,
+    key_id: Option<String>,
+    day: u64,
+    reserved: meter::Draw,
+    /// What the account could spend before this request, for the balance headers.
+    pub(crate) balance: meter::Balance,
+    settled: bool,
+}
+
+/// Why a metered request may not start.
+pub(crate) enum MeterRefusal {
+    Insufficient(meter::Shortfall),
+    KeyCap {
+        remaining: u128,
+        period: keys::LimitPeriod,
+    },
+    Unavailable,
+}
+
+impl Metering {
+    /// Reserves `max_cost` for `account`, within the key's spend cap.
+    pub(crate) fn begin(
+        economy: &Arc<Economy>,
+        account: Address,
+        key_id: Option<&str>,
+        max_cost: u128,
+    ) -> Result<Self, MeterRefusal> {
+        if !economy.is_healthy() {
+            return Err(MeterRefusal::Unavailable);
+        }
+        let day = economy.clock.today();
+        if let Some(id) = key_id
+            && let Some((remaining, period)) = economy.keys.cap_remaining(id, day)
+            && remaining < max_cost
+        {
+            return Err(MeterRefusal::KeyCap { remaining, period });
+        }
+        let (reserved, balance) = economy
+            .meter
+            .reserve(account, day, max_cost)
+            .map_err(MeterRefusal::Insufficient)?;
+        Ok(Self {
+            economy: Arc::clone(economy),
+            account,
+            key_id: key_id.map(str::to_owned),
+            day,
+            reserved,
+            balance,
+            settled: false,
+        })
+    }
+
+    /// Charges the request's real cost.
+    pub(crate) fn finish(&mut self, cost: u128, prompt_tokens: u64, completion_tokens: u64) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let charged = self.economy.meter.settle(
+            self.account,
+            self.day,
+            self.reserved,
+            cost,
+            prompt_tokens,
+            completion_tokens,
+        );
+        if let Some(id) = &self.key_id {
+            self.economy
+                .keys
+                .record_use(id, self.day, self.economy.clock.now(), charged.total());
+        }
+    }
+}
+
+impl Drop for Metering {
+    fn drop(&mut self) {
+        // A request that ended before the relay took it over (no provider, a refusal) costs
+        // nothing and counts as no request.
+        if !self.settled {
+            self.settled = true;
+            self.economy.meter.release(self.account, self.reserved);
+        }
+    }
+}
+
+/// Flushes usage every interval, for as long as the economy lives.
+pub(crate) async fn flush_loop(economy: std::sync::Weak<Economy>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(economy) = economy.upgrade() else {
+            return;
+        };
+        economy.flush().await;
+    }
+}
+
+fn touched_accounts(signer: Address, op: &Op, into: &mut Vec<Address>) {
+    into.push(signer);
+    match op {
+        Op::Transfer { to, .. } => into.push(*to),
+        Op::CreditAccount { account, .. } => into.push(*account),
+        Op::SettleUsage { entries, .. } => into.extend(entries.iter().map(|entry| entry.account)),
+        _ => {}
+    }
+}
+
+fn commit_loop(
+    mut receiver: mpsc::Receiver<Job>,
+    store: &Mutex<Store>,
+    meter: &Meter,
+    clock: &Clock,
+    healthy: &AtomicBool,
+    operator: &Wallet,
+    domain: Domain,
+) {
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match receiver.blocking_recv() {
+                Some(job) => waiting.push_back(job),
+                None => return,
+            }
+        }
+        while waiting.len() < ledger_store::MAXIMUM_BATCH_OPERATIONS {
+            match receiver.try_recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(_) => break,
+            }
+        }
+        // One operation per signer per batch, so each nonce is checked against a ledger that
+        // has applied every earlier operation of its signer.
+        let mut signers = HashSet::new();
+        let mut batch = Vec::new();
+        let mut later = VecDeque::new();
+        for job in waiting.drain(..) {
+            if batch.len() < ledger_store::MAXIMUM_BATCH_OPERATIONS && signers.insert(job.signer) {
+                batch.push(job);
+            } else {
+                later.push_back(job);
+            }
+        }
+        waiting = later;
+
+        let mut guard = store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = clock.now().max(guard.last_time_seconds());
+        let mut submissions = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut touched = Vec::new();
+        for job in batch {
+            let expected = guard.ledger().next_nonce(job.signer);
+            let authorization = match job.signing {
+                Signing::User(authorization) => {
+                    if authorization.nonce != expected {
+                        let _ = job.reply.send(Err(Refusal::Nonce {
+                            expected,
+                            got: authorization.nonce,
+                        }));
+                        continue;
+                    }
+                    authorization
+                }
+                Signing::Operator => {
+                    wallet::sign(operator, &domain, &job.op, expected, now, Scheme::Eip712)
+                }
+            };
+            touched_accounts(job.signer, &job.op, &mut touched);
+            submissions.push(Submission {
+                now_seconds: now,
+                signer: job.signer,
+                signature: authorization.encode(),
+                op: job.op,
+            });
+            replies.push(job.reply);
+        }
+        if submissions.is_empty() {
+            continue;
+        }
+        match guard.submit_batch(submissions) {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result.map_err(Refusal::Rejected));
+                }
+                meter.refresh(guard.ledger(), &touched, now / SECONDS_PER_DAY);
+            }
+            Err(error) => {
+                healthy.store(false, Ordering::Relaxed);
+                tracing::error!(%error, "the ledger store failed; operations are refused until restart");
+                for reply in replies {
+                    let _ = reply.send(Err(Refusal::Unavailable(format!(
+                        "the ledger store failed: {error}"
+                    ))));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! The economy's terminal clients: the wallet (a secp256k1 key file), and commands that sign
+//! ledger operations locally and submit them to a running gateway (`stake`, `diem mint`, …), or
+//! read its state (`balance`, `ledger status`). The key never leaves this machine: the gateway
+//! receives an EIP-712 signature, the operation, a nonce and a deadline.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use wallet::{JsonAddress, Operation, Scheme, SignedOperation, Units, Wallet};
+use wire::money::Amount;
+
+use crate::DEFAULT_GATEWAY_URL;
+
+/// How long a signed operation stays valid.
+const DEADLINE_SECONDS: u64 = 10 * 60;
+/// Longest private key accepted on standard input.
+const MAX_KEY_INPUT_BYTES: u64 = 1024;
+
+#[derive(Args, Clone)]
+pub(crate) struct WalletArgs {
+    /// The wallet key file (64 hex digits, mode 0600). Default: DATA_DIR/wallet.key.
+    #[arg(long, env = "GONDOLA_WALLET", global = true)]
+    pub wallet: Option<PathBuf>,
+    /// The gateway's base URL.
+    #[arg(long, env = "GONDOLA_GATEWAY", default_value = DEFAULT_GATEWAY_URL, global = true)]
+    pub gateway: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum WalletCommand {
+    /// Create a new wallet key (refuses to overwrite one) and print its address.
+    New,
+    /// Print the wallet's address.
+    Show,
+    /// Import a private key (64 hex digits) read from standard input, or from the environment
+    /// variable named by --from-env; never from the command line, where other users could see it.
+    Import {
+        #[arg(long)]
+        from_env: Option<String>,
+    },
+    /// Print the private key, for moving the wallet to a browser or another machine.
+    Export,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DiemCommand {
+    /// What minting costs now: give the sVVV to lock or the DIEM to mint.
+    Quote {
+        #[arg(long, conflicts_with = "diem", required_unless_present = "diem")]
+        svvv: Option<String>,
+        #[arg(long)]
+        diem: Option<String>,
+    },
+    /// Lock staked sVVV and mint DIEM at the curve's price.
+    Mint {
+        /// sVVV to lock (whole tokens, decimals allowed).
+        svvv: String,
+        /// Refuse if fewer DIEM than this come out (default: the quote less --slippage-bps).
+        #[arg(long)]
+        min_diem: Option<String>,
+        /// Tolerated shortfall against the quote, in basis points.
+        #[arg(long, default_value_t = 50)]
+        slippage_bps: u32,
+    },
+    /// Burn DIEM and unlock the proportional sVVV.
+    Burn { diem: String },
+    /// Stake DIEM: each staked DIEM is $1 a day of API credit (at least 0.1 staked).
+    Stake { diem: String },
+    /// Start unstaking DIEM (1-day cooldown), or with --finalize withdraw what has cooled.
+    Unstake {
+        #[arg(required_unless_present = "finalize")]
+        diem: Option<String>,
+        #[arg(long, conflicts_with = "diem")]
+        finalize: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Credit USD balance and bundled credits to an account (operator key only).
+    Credit {
+        #[arg(long)]
+        account: String,
+        /// Dollars of USD balance.
+        #[arg(long, default_value = "0")]
+        usd: String,
+        /// Dollars of bundled credits.
+        #[arg(long, default_value = "0")]
+        bundled: String,
+    },
+    /// Set the emission rate in whole VVV per year (operator key only).
+    SetEmissions { vvv_per_year: String },
+}
+
+/// An economy command, as parsed.
+pub(crate) enum Action {
+    Wallet(WalletCommand),
+    Balance {
+        address: Option<String>,
+    },
+    Status,
+    Transfer {
+        to: String,
+        vvv: Option<String>,
+        diem: Option<String>,
+    },
+    Stake {
+        vvv: String,
+    },
+    Unstake {
+        svvv: Option<String>,
+        finalize: bool,
+    },
+    Claim {
+        stake: bool,
+        airdrop: bool,
+        vested: bool,
+    },
+    Diem(DiemCommand),
+    Key {
+        admin: bool,
+        description: String,
+    },
+    Admin(AdminCommand),
+}
+
+fn default_wallet(data_dir: &Path) -> PathBuf {
+    data_dir.join("wallet.key")
+}
+
+fn tokens(text: &str, what: &str) -> anyhow::Result<u128> {
+    Ok(Amount::parse_decimal(text)
+        .with_context(|| format!("{what}: {text:?} is not an amount (a decimal, up to 18 places)"))?
+        .0)
+}
+
+fn show(units: &Value) -> String {
+    units
+        .as_str()
+        .and_then(|text| text.parse::<u128>().ok())
+        .map_or_else(|| "?".to_owned(), |units| Amount(units).to_decimal_string())
+}
+
+struct Client {
+    http: reqwest::Client,
+    gateway: String,
+}
+
+impl Client {
+    fn new(gateway: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .context("cannot build the HTTP client")?,
+            gateway: gateway.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    async fn answer(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request.send().await.map_err(|error| {
+            anyhow::anyhow!(
+                "cannot reach the gateway at {} ({error}); is `gondola serve` running?",
+                self.gateway
+            )
+        })?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = body
+                .pointer("/error/message")
+                .or_else(|| body.get("error"))
+                .and_then(Value::as_str)
+                .unwrap_or("no details");
+            bail!("the gateway answered {status}: {message}");
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.answer(self.http.get(format!("{}/api/v1{path}", self.gateway)))
+            .await
+    }
+
+    async fn post(&self, path: &str, body: &impl serde::Serialize) -> anyhow::Result<Value> {
+        self.answer(
+            self.http
+                .post(format!("{}/api/v1{path}", self.gateway))
+                .json(body),
+        )
+        .await
+    }
+
+    /// Signs `operation` with the wallet's next nonce and the gateway's domain, and submits it.
+    async fn submit(&self, wallet: &Wallet, operation: Operation) -> anyhow::Result<Value> {
+        let status = self.get("/ledger/status").await?;
+        let salt = status
+            .pointer("/eip712_domain/salt")
+            .and_then(Value::as_str)
+            .and_then(|text| text.strip_prefix("0x"))
+            .and_then(|digits| hex::decode(digits).ok())
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .context("the gateway's ledger status has no EIP-712 domain")?;
+        let now = status
+            .get("now")
+            .and_then(Value::as_u64)
+            .context("the gateway's ledger status has no time")?;
+        let account = self
+            .get(&format!("/ledger/accounts/{}", wallet.address()))
+            .await?;
+        let nonce = account
+            .get("nonce")
+            .and_then(Value::as_u64)
+            .context("the gateway did not say the account's nonce")?;
+        let signed = SignedOperation::sign(
+            wallet,
+            &wallet::Domain { salt },
+            operation,
+            nonce,
+            now + DEADLINE_SECONDS,
+            Scheme::Eip712,
+        );
+        self.post("/ledger/operations", &signed).await
+    }
+}
+
+fn load_wallet(path: &Path) -> anyhow::Result<Wallet> {
+    Wallet::load(path).with_context(|| {
+        format!(
+            "no wallet at {}; create one with `gondola wallet new` or import one",
+            path.display()
+        )
+    })
+}
+
+fn print(json: bool, value: &Value, text: impl FnOnce(&Value) -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", text(value));
+    }
+}
+
+fn receipt_text(receipt: &Value) -> String {
+    let outcome = receipt.get("outcome").cloned().unwrap_or(Value::Null);
+    let kind = outcome
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("done");
+    let mut parts = vec![format!(
+        "{} (ledger record {})",
+        kind.replace('_', " "),
+        receipt.get("sequence").and_then(Value::as_u64).unwrap_or(0)
+    )];
+    if let Some(fields) = outcome.as_object() {
+        for (name, value) in fields {
+            if let Some(name) = name.strip_suffix("_units") {
+                parts.push(format!("{}: {}", name.replace('_', " "), show(value)));
+            } else if name == "unlock_at" {
+                parts.push(format!("unlocks at {value} (unix time)"));
+            }
+        }
+    }
+    parts.join("; ")
+}
+
+pub(crate) async fn run(args: &WalletArgs, data_dir: &Path, action: Action) -> anyhow::Result<()> {
+    let path = args
+        .wallet
+        .clone()
+        .unwrap_or_else(|| default_wallet(data_dir));
+    let client = Client::new(&args.gateway)?;
+    let json = args.json;
+    let submit = |operation: Operation| async {
+        let wallet = load_wallet(&path)?;
+        let receipt = client.submit(&wallet, operation).await?;
+        print(json, &receipt, receipt_text);
+        anyhow::Ok(())
+    };
+    match action {
+        Action::Wallet(command) => wallet_command(&path, json, command),
+        Action::Balance { address } => {
+            let address = match address {
+                Some(address) => address,
+                None => load_wallet(&path)?.address().to_string(),
+            };
+            let account = client.get(&format!("/ledger/accounts/{address}")).await?;
+            print(json, &account, balance_text);
+            Ok(())
+        }
+        Action::Status => {
+            let status = client.get("/ledger/status").await?;
+            print(json, &status, status_text);
+            Ok(())
+        }
+        Action::Transfer { to, vvv, diem } => {
+            let to = JsonAddress(
+                ledger::Address::from_hex(&to).context("--to is 0x and 40 hex digits")?,
+            );
+            let (asset, amount) = match (vvv, diem) {
+                (Some(vvv), None) => (wallet::AssetName::Vvv, tokens(&vvv, "--vvv")?),
+                (None, Some(diem)) => (wallet::AssetName::Diem, tokens(&diem, "--diem")?),
+                _ => bail!("give exactly one of --vvv or --diem"),
+            };
+            submit(Operation::Transfer {
+                asset,
+                to,
+                amount_units: Units(amount),
+            })
+            .await
+        }
+        Action::Stake { vvv } => {
+            submit(Operation::Stake {
+                vvv_units: Units(tokens(&vvv, "VVV")?),
+            })
+            .await
+        }
+        Action::Unstake { svvv, finalize } => {
+            if finalize {
+                submit(Operation::FinalizeUnstake).await
+            } else {
+                let svvv = svvv.context("give the sVVV to unstake, or --finalize")?;
+                submit(Operation::InitiateUnstake {
+                    svvv_units: Units(tokens(&svvv, "sVVV")?),
+                })
+                .await
+            }
+        }
+        Action::Claim {
+            stake,
+            airdrop,
+            vested,
+        } => {
+            let operation = match (stake, airdrop, vested) {
+                (false, false, false) => Operation::ClaimRewards,
+                (true, false, false) => Operation::ClaimAndStakeRewards,
+                (false, true, false) => Operation::ClaimAirdrop,
+                (false, false, true) => Operation::ClaimVested,
+                _ => bail!("give at most one of --stake, --airdrop, --vested"),
+            };
+            submit(operation).await
+        }
+        Action::Diem(command) => match command {
+            DiemCommand::Quote { svvv, diem } => {
+                let query = match (svvv, diem) {
+                    (Some(svvv), _) => format!("svvv_units={}", tokens(&svvv, "--svvv")?),
+                    (None, Some(diem)) => format!("diem_units={}", tokens(&diem, "--diem")?),
+                    (None, None) => bail!("give --svvv or --diem"),
+                };
+                let quote = client.get(&format!("/ledger/quote?{query}")).await?;
+                print(json, &quote, |quote| {
+                    format!(
+                        "lock {} sVVV → mint {} DIEM (rate now {} sVVV per DIEM)",
+                        show(&quote["svvv_units"]),
+                        show(&quote["diem_units"]),
+                        show(&quote["mint_rate_svvv_units_per_diem"])
+                    )
+                });
+                Ok(())
+            }
+            DiemCommand::Mint {
+                svvv,
+                min_diem,
+                slippage_bps,
+            } => {
+                let svvv = tokens(&svvv, "sVVV")?;
+                let min_diem = match min_diem {
+                    Some(min) => tokens(&min, "--min-diem")?,
+                    None => {
+                        let quote = client
+                            .get(&format!("/ledger/quote?svvv_units={svvv}"))
+                            .await?;
+                        let quoted = quote["diem_units"]
+                            .as_str()
+                            .and_then(|text| text.parse::<u128>().ok())
+                            .context("the gateway's quote has no DIEM amount")?;
+                        let keep = 10_000u128.saturating_sub(u128::from(slippage_bps.min(10_000)));
+                        ledger::mul_div_floor(quoted, keep, 10_000).unwrap_or(0)
+                    }
+                };
+                submit(Operation::MintDiem {
+                    svvv_to_lock_units: Units(svvv),
+                    min_diem_out_units: Units(min_diem),
+                })
+                .await
+            }
+            DiemCommand::Burn { diem } => {
+                submit(Operation::BurnDiem {
+                    diem_units: Units(tokens(&diem, "DIEM")?),
+                })
+                .await
+            }
+            DiemCommand::Stake { diem } => {
+                submit(Operation::StakeDiem {
+                    diem_units: Units(tokens(&diem, "DIEM")?),
+                })
+                .await
+            }
+            DiemCommand::Unstake { diem, finalize } => {
+                if finalize {
+                    submit(Operation::FinalizeDiemUnstake).await
+                } else {
+                    let diem = diem.context("give the DIEM to unstake, or --finalize")?;
+                    submit(Operation::InitiateDiemUnstake {
+                        diem_units: Units(tokens(&diem, "DIEM")?),
+                    })
+                    .await
+                }
+            }
+        },
+        Action::Key { admin, description } => {
+            let wallet = load_wallet(&path)?;
+            let challenge = client.get("/api_keys/generate_web3_key").await?;
+            let token = challenge
+                .pointer("/data/token")
+                .and_then(Value::as_str)
+                .context("the gateway sent no challenge")?
+                .to_owned();
+            let signature = wallet.personal_sign(token.as_bytes());
+            let body = serde_json::json!({
+                "address": wallet.address().to_string(),
+                "signature": format!("0x{}", hex::encode(signature)),
+                "token": token,
+                "apiKeyType": if admin { "ADMIN" } else { "INFERENCE" },
+                "description": description,
+            });
+            let key = client.post("/api_keys/generate_web3_key", &body).await?;
+            print(json, &key, |key| {
+                format!(
+                    "{}\n(this {} key is shown once; keep it safe)",
+                    key.pointer("/data/apiKey")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?"),
+                    key.pointer("/data/apiKeyType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                )
+            });
+            Ok(())
+        }
+        Action::Admin(command) => match command {
+            AdminCommand::Credit {
+                account,
+                usd,
+                bundled,
+            } => {
+                let account = JsonAddress(
+                    ledger::Address::from_hex(&account)
+                        .context("--account is 0x and 40 hex digits")?,
+                );
+                submit(Operation::CreditAccount {
+                    account,
+                    usd_units: Units(tokens(&usd, "--usd")?),
+                    bundled_credit_units: Units(tokens(&bundled, "--bundled")?),
+                })
+                .await
+            }
+            AdminCommand::SetEmissions { vvv_per_year } => {
+                let per_year = tokens(&vvv_per_year, "VVV per year")?;
+                submit(Operation::SetEmissionRate {
+                    vvv_units_per_second: Units(per_year / (365 * 86_400)),
+                })
+                .await
+            }
+        },
+    }
+}
+
+fn wallet_command(path: &Path, json: bool, command: WalletCommand) -> anyhow::Result<()> {
+    let report = |wallet: &Wallet, what: &str| {
+        let value = serde_json::json!({
+            "address": wallet.address().to_string(),
+            "path": path.display().to_string(),
+        });
+        print(json, &value, |_| {
+            format!("{what} {} ({})", wallet.address(), path.display())
+        });
+    };
+    match command {
+        WalletCommand::New => {
+            let wallet = Wallet::generate();
+            wallet.save(path)?;
+            report(&wallet, "created wallet");
+        }
+        WalletCommand::Show => report(&load_wallet(path)?, "wallet"),
+        WalletCommand::Import { from_env } => {
+            let text = match from_env {
+                Some(name) => std::env::var(&name)
+                    .with_context(|| format!("the environment variable {name} is not set"))?,
+                None => {
+                    if std::io::stdin().is_terminal() {
+                        eprintln!(
+                            "paste the private key (64 hex digits), then press Enter and Ctrl-D:"
+                        );
+                    }
+                    let mut text = String::new();
+                    std::io::stdin()
+                        .take(MAX_KEY_INPUT_BYTES)
+                        .read_to_string(&mut text)
+                        .context("cannot read the key from standard input")?;
+                    text
+                }
+            };
+            let wallet = Wallet::from_hex(&text)?;
+            wallet.save(path)?;
+            report(&wallet, "imported wallet");
+        }
+        WalletCommand::Export => {
+            let wallet = load_wallet(path)?;
+            println!("{}", wallet.secret_hex());
+        }
+    }
+    Ok(())
+}
+
+fn balance_text(account: &Value) -> String {
+    let line = |label: &str, field: &str| format!("{label:<28}{}", show(&account[field]));
+    let mut lines = vec![
+        format!("account {}", account["address"].as_str().unwrap_or("?")),
+        line("VVV", "vvv_units"),
+        line("staked sVVV", "staked_svvv_units"),
+        line("cooling sVVV", "cooling_svvv_units"),
+        line("locked sVVV (behind DIEM)", "locked_svvv_units"),
+        line("pending rewards (VVV)", "pending_rewards_units"),
+        line("DIEM", "diem_units"),
+        line("staked DIEM", "staked_diem_units"),
+        line("cooling DIEM", "cooling_diem_units"),
+        line("USD credit", "usd_credit_units"),
+        line("bundled credits (USD)", "bundled_credit_units"),
+        format!(
+            "{:<28}{} of {} (next day begins at {})",
+            "allowance left today ($)",
+            show(&account["allowance"]["remaining_usd_units"]),
+            show(&account["allowance"]["total_usd_units_per_day"]),
+            account["allowance"]["next_epoch_begins"]
+        ),
+    ];
+    if let Some(unlock) = account["svvv_unlock_at"].as_u64() {
+        lines.push(format!("{:<28}{unlock} (unix time)", "sVVV unlocks at"));
+    }
+    if let Some(unlock) = account["diem_unlock_at"].as_u64() {
+        lines.push(format!("{:<28}{unlock} (unix time)", "DIEM unlocks at"));
+    }
+    lines.join("\n")
+}
+
+fn status_text(status: &Value) -> String {
+    let supply = &status["supply"];
+    let emissions = &status["emissions"];
+    let liability = &status["diem_liability"];
+    let bps = |value: &Value| {
+        value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+            .map_or_else(
+                || "n/a".to_owned(),
+                |bps| format!("{}.{:02}%", bps / 100, bps % 100),
+            )
+    };
+    let lines = [
+        format!(
+            "ledger record {}, time {}",
+            status["sequence"], status["now"]
+        ),
+        format!(
+            "total VVV supply            {}",
+            show(&supply["total_vvv_units"])
+        ),
+        format!(
+            "circulating                 {}",
+            show(&supply["circulating_vvv_units"])
+        ),
+        format!(
+            "burned                      {}",
+            show(&supply["burned_vvv_units"])
+        ),
+        format!(
+            "staked sVVV                 {}",
+            show(&supply["staked_svvv_units"])
+        ),
+        format!(
+            "locked sVVV                 {}",
+            show(&supply["locked_svvv_units"])
+        ),
+        format!(
+            "DIEM supply                 {}",
+            show(&supply["diem_supply_units"])
+        ),
+        format!(
+            "mint rate (sVVV per DIEM)   {}",
+            show(&status["mint_rate_svvv_units_per_diem"])
+        ),
+        format!(
+            "utilization                 {}",
+            bps(&emissions["utilization_bps"])
+        ),
+        format!(
+            "emission split              {} stakers / {} company (unlocked stake)",
+            bps(&emissions["stakers_share_of_unlocked_bps"]),
+            bps(&emissions["company_share_of_unlocked_bps"])
+        ),
+        format!(
+            "staking APR                 {}",
+            bps(&status["apr_bps"]["unlocked"])
+        ),
+        format!(
+            "DIEM liability              ${}/day against {} locked sVVV",
+            show(&liability["liability_usd_units_per_day"]),
+            show(&liability["locked_svvv_units"])
+        ),
+    ];
+    lines.join("\n")
+}
