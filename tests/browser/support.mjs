@@ -137,7 +137,14 @@ export async function serve({ listen = "127.0.0.1:0", config = null, extra = [] 
 
 /** `gondola gateway` alone (no model), with a config file. */
 export async function gateway(config = "") {
-  const process_ = new Gondola(["gateway", "--listen", "127.0.0.1:0", ...configArgs(config)]);
+  const process_ = new Gondola([
+    "gateway",
+    "--listen",
+    "127.0.0.1:0",
+    "--data-dir",
+    path.join(tempDir("gateway"), "data"),
+    ...configArgs(config),
+  ]);
   const url = urlIn(await process_.waitForLine("gateway listening on"));
   return { process: process_, url };
 }
