@@ -508,16 +508,28 @@ fn authenticated(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErr
     crate::authenticate(state, headers)
 }
 
+/// The economy and the account of a caller whose key belongs to one (an ADMIN key if
+/// `admin`).
+fn key_holder<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    admin: bool,
+) -> Result<(&'a Arc<Economy>, Address), ApiError> {
+    let economy = economy(state)?;
+    let caller = authenticated(state, headers)?;
+    if admin {
+        require_admin(&caller)?;
+    }
+    Ok((economy, account_of(&caller)?))
+}
+
 pub(crate) async fn list_keys(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
-        let economy = economy(&state)?;
-        let caller = authenticated(&state, &headers)?;
-        require_admin(&caller)?;
-        let account = account_of(&caller)?;
+        let (economy, account) = key_holder(&state, &headers, true)?;
         let data: Vec<Value> = economy.keys.list(account).iter().map(key_json).collect();
         Ok(json!({"object": "list", "data": data}))
     })();
@@ -531,10 +543,7 @@ pub(crate) async fn get_key(
     Path(id): Path<String>,
 ) -> Response {
     let result = (|| {
-        let economy = economy(&state)?;
-        let caller = authenticated(&state, &headers)?;
-        require_admin(&caller)?;
-        let account = account_of(&caller)?;
+        let (economy, account) = key_holder(&state, &headers, true)?;
         economy
             .keys
             .list(account)
@@ -668,10 +677,7 @@ pub(crate) async fn update_key(
     body: bytes::Bytes,
 ) -> Response {
     let result = (|| {
-        let economy = economy(&state)?;
-        let caller = authenticated(&state, &headers)?;
-        require_admin(&caller)?;
-        let account = account_of(&caller)?;
+        let (economy, account) = key_holder(&state, &headers, true)?;
         let request: UpdateKey = parse_json(&body)?;
         if let Some(description) = &request.description {
             check_description(description)?;
@@ -712,10 +718,7 @@ pub(crate) async fn delete_key(
     Query(query): Query<IdQuery>,
 ) -> Response {
     let result = (|| {
-        let economy = economy(&state)?;
-        let caller = authenticated(&state, &headers)?;
-        require_admin(&caller)?;
-        let account = account_of(&caller)?;
+        let (economy, account) = key_holder(&state, &headers, true)?;
         economy.keys.delete(account, &query.id).map_err(key_error)?;
         tracing::info!(key = %query.id, "API key deleted");
         Ok(json!({"success": true}))
@@ -753,7 +756,7 @@ pub(crate) async fn web3_challenge(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Web3Key {
     address: JsonAddress,
-    signature: String,
+    signature: wallet::SignatureBytes,
     token: String,
     #[serde(default)]
     api_key_type: Option<KeyType>,
@@ -786,13 +789,7 @@ pub(crate) async fn web3_key(
                 "unknown or expired token; GET /api_keys/generate_web3_key for a new one",
             ));
         }
-        let signature: [u8; 65] = request
-            .signature
-            .strip_prefix("0x")
-            .and_then(|digits| hex::decode(digits).ok())
-            .and_then(|bytes| bytes.try_into().ok())
-            .ok_or_else(|| ApiError::invalid("signature", "0x and 130 hex digits"))?;
-        let recovered = alloy_primitives::Signature::from_raw(&signature)
+        let recovered = alloy_primitives::Signature::from_raw(&request.signature.0)
             .and_then(|signature| signature.recover_address_from_msg(request.token.as_bytes()))
             .map_err(|failure| ApiError::invalid("signature", failure.to_string()))?;
         let recovered = wallet::from_alloy(recovered);
@@ -848,9 +845,7 @@ pub(crate) async fn rate_limits(
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
-        let economy = economy(&state)?;
-        let caller = authenticated(&state, &headers)?;
-        let account = account_of(&caller)?;
+        let (economy, account) = key_holder(&state, &headers, false)?;
         let today = economy.clock.today();
         let balance = economy.meter.balance(account, today);
         let limits: Vec<Value> = state
@@ -889,9 +884,7 @@ pub(crate) async fn billing_balance(
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
-        let economy = economy(&state)?;
-        let caller = authenticated(&state, &headers)?;
-        let account = account_of(&caller)?;
+        let (economy, account) = key_holder(&state, &headers, false)?;
         let today = economy.clock.today();
         let balance = economy.meter.balance(account, today);
         Ok(json!({"data": {
@@ -915,9 +908,7 @@ pub(crate) async fn usage_history(
     headers: HeaderMap,
 ) -> Response {
     let result = (|| {
-        let economy = economy(&state)?;
-        let caller = authenticated(&state, &headers)?;
-        let account = account_of(&caller)?;
+        let (economy, account) = key_holder(&state, &headers, false)?;
         let data: Vec<Value> = economy.read(|store| {
             store
                 .ledger()

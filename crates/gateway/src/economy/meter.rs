@@ -308,8 +308,13 @@ fn view_of(ledger: &Ledger, account: Address, today: u64) -> AccountView {
     }
 }
 
+/// The first day of the active window that ends on `day`.
+fn first_active_day(window_days: u64, day: u64) -> u64 {
+    day.saturating_sub(window_days.saturating_sub(1))
+}
+
 fn recompute_active(state: &mut MeterState, window_days: u64, today: u64) {
-    let first_active_day = today.saturating_sub(window_days.saturating_sub(1));
+    let first_active_day = first_active_day(window_days, today);
     state.active_staked = state
         .accounts
         .values()
@@ -379,7 +384,7 @@ fn balance_of(state: &MeterState, capacity: &Capacity, account: Address, day: u6
 }
 
 fn was_active(view: &AccountView, capacity: &Capacity, day: u64) -> bool {
-    let first_active_day = day.saturating_sub(capacity.active_window_days.saturating_sub(1));
+    let first_active_day = first_active_day(capacity.active_window_days, day);
     view.last_usage_day
         .is_some_and(|seen| seen >= first_active_day)
 }

@@ -159,9 +159,8 @@ impl Economy {
         });
         if !store.ledger().is_initialized() {
             let admin = operator.address();
-            let mut genesis =
+            let genesis =
                 GenesisConfig::venice(admin, admin, admin, admin, admin, config.airdrop.clone());
-            genesis.airdrop = config.airdrop.clone();
             let now = clock.now();
             let op = Op::Genesis(Box::new(genesis));
             let domain = Domain::for_ledger(admin, now);
