@@ -1,13 +1,13 @@
 // What the web app tells people when something goes wrong, against a real `gondola gateway`
 // configured with API keys and a scripted upstream behind a real `gondola provider`: 401 (no
 // key, a wrong key, then the right one), 429 (a key's rate limit spent), 503 (a configured
-// model nobody serves), a reply cut off mid-stream, a gateway that is gone, and 402. The gateway does not produce 402 yet
-// (balances are not metered yet, and an upstream's 402 reaches clients as 400), so that one
-// answer is injected in the browser, in the exact shape the gateway renders for
-// INSUFFICIENT_BALANCE.
+// model nobody serves), 402 (an account API key, minted with a wallet signature through the CLI,
+// whose account stakes but has no allowance), a reply cut off mid-stream, and a gateway that is
+// gone.
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import * as support from "./support.mjs";
@@ -16,6 +16,9 @@ const GOOD_KEY = "sk-browser-good-2d1f";
 const TINY_KEY = "sk-browser-tiny-93ab";
 const sha256 = (text) => createHash("sha256").update(text).digest("hex");
 const CONFIG = `
+[gateway.ledger]
+network_capacity_usd_per_day = "0"
+
 [[gateway.keys]]
 name = "good"
 sha256 = "${sha256(GOOD_KEY)}"
@@ -27,6 +30,7 @@ requests_per_minute = 1
 
 [gateway.models.pricing]
 offline-model = { input_usd_per_million = "1", output_usd_per_million = "2" }
+fixture = { input_usd_per_million = "1", output_usd_per_million = "2" }
 `;
 
 async function saveKey(page, key) {
@@ -117,27 +121,27 @@ describe("errors, in words people understand", () => {
     await page.locator("#model-select").selectOption("fixture");
   });
 
-  test("402 (injected in the browser: the gateway does not meter balances yet) reads as insufficient balance, with the balance headers shown", async () => {
-    const { page, context } = browser;
-    await context.route("**/v1/chat/completions", (route) =>
-      route.fulfill({
-        status: 402,
-        contentType: "application/json",
-        headers: { "x-venice-balance-diem": "0.00", "x-venice-balance-usd": "0.00" },
-        body: JSON.stringify({
-          error: { message: "your balance does not cover this request", type: "insufficient_quota", param: null, code: "INSUFFICIENT_BALANCE" },
-        }),
-      }),
-    );
+  test("402: an account key whose account has nothing to spend reads as insufficient balance, with the balances shown", async () => {
+    const { page } = browser;
+    // A wallet funded by the operator stakes sVVV (enough to mint a key) but holds no DIEM, and
+    // the network's shared capacity is zero: its key is good, its allowance is nothing.
+    const wallet = path.join(support.tempDir("wallet"), "user.key");
+    const user = support.cli(["wallet", "new", "--wallet", wallet], gateway.url, gateway.data).address;
+    const operator = path.join(gateway.data, "operator.key");
+    support.cli(["transfer", "--wallet", operator, "--to", user, "--vvv", "100"], gateway.url, gateway.data);
+    support.cli(["stake", "--wallet", wallet, "100"], gateway.url, gateway.data);
+    const key = support.cli(["key", "--wallet", wallet], gateway.url, gateway.data).data.apiKey;
+    await saveKey(page, key);
     try {
       await page.getByRole("button", { name: "+ New chat" }).click();
       await support.send(page, "Expensive question.");
       assert.equal(await support.lastReplyFinished(page), "error");
       assert.equal(await lastError(page).locator("strong").textContent(), "Insufficient balance");
       assert.match(await lastError(page).locator("p").textContent(), /Top up your DIEM or USD balance/);
-      assert.equal(await page.locator("#account").textContent(), "Balance 0.00 DIEM · $0.00");
+      assert.match(await page.locator("#account").textContent(), /^Balance 0\.00 DIEM · \$0\.00 · \d+ of \d+ requests left this minute$/);
+      await page.screenshot({ path: support.artifactPath("error-insufficient-balance.png") });
     } finally {
-      await context.unroute("**/v1/chat/completions");
+      await saveKey(page, GOOD_KEY);
     }
   });
 

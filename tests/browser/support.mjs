@@ -137,16 +137,19 @@ export async function serve({ listen = "127.0.0.1:0", config = null, extra = [] 
 
 /** `gondola gateway` alone (no model), with a config file. */
 export async function gateway(config = "") {
-  const process_ = new Gondola([
-    "gateway",
-    "--listen",
-    "127.0.0.1:0",
-    "--data-dir",
-    path.join(tempDir("gateway"), "data"),
-    ...configArgs(config),
-  ]);
+  const data = path.join(tempDir("gateway"), "data");
+  const process_ = new Gondola(["gateway", "--listen", "127.0.0.1:0", "--data-dir", data, ...configArgs(config)]);
   const url = urlIn(await process_.waitForLine("gateway listening on"));
-  return { process: process_, url };
+  return { process: process_, url, data };
+}
+
+/** Runs a `gondola` CLI command against a gateway, as a user would, and returns its `--json` output. */
+export function cli(args, gatewayUrl, dataDir) {
+  const output = execFileSync(binary, [...args, "--gateway", gatewayUrl, "--data-dir", dataDir, "--json"], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return JSON.parse(output);
 }
 
 /** `gondola provider` fronting an OpenAI-compatible upstream engine, registered with `gatewayUrl`. */

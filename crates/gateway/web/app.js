@@ -145,11 +145,22 @@ function hideBanner() {
   $("banner").hidden = true;
 }
 
+/**
+ * An exact decimal from the gateway ("0.999876", "12") cut (never rounded up: a balance is not
+ * overstated) to `places` fractional digits; anything that is not a plain decimal shows as sent.
+ */
+export function formatAmount(text, places = 2) {
+  const match = /^(\d+)(?:\.(\d*))?$/.exec(text.trim());
+  if (!match) return text;
+  const fraction = (match[2] ?? "").padEnd(places, "0").slice(0, places);
+  return places ? `${match[1]}.${fraction}` : match[1];
+}
+
 function showAccount(account) {
   if (!account) return;
   const parts = [];
-  if (account.balanceDiem !== null) parts.push(`${account.balanceDiem} DIEM`);
-  if (account.balanceUsd !== null) parts.push(`$${account.balanceUsd}`);
+  if (account.balanceDiem !== null) parts.push(`${formatAmount(account.balanceDiem)} DIEM`);
+  if (account.balanceUsd !== null) parts.push(`$${formatAmount(account.balanceUsd)}`);
   if (parts.length) parts.unshift("Balance");
   if (account.remainingRequests !== null) {
     const of = account.limitRequests !== null ? ` of ${account.limitRequests}` : "";
