@@ -933,7 +933,8 @@ async fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
             })?;
             let checkpoint = match &report.checkpoint {
                 ledger_store::CheckpointCheck::Absent => "no checkpoint yet".to_owned(),
-                ledger_store::CheckpointCheck::Matched { sequence } => {
+                ledger_store::CheckpointCheck::Matched { sequence }
+                | ledger_store::CheckpointCheck::Restored { sequence } => {
                     format!("matched the checkpoint at record {sequence}")
                 }
                 ledger_store::CheckpointCheck::Ignored { reason } => {

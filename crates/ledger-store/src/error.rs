@@ -118,6 +118,18 @@ pub enum StoreError {
         replayed_state_hash: StateHash,
     },
 
+    /// Recovery from the checkpoint's state found a different record at its sequence: the
+    /// journal is not the one the checkpoint was taken from.
+    #[error(
+        "the checkpoint at record {sequence} has record hash {checkpoint_record_hash} but the \
+         journal's record there has {journal_record_hash}: they are not the same history"
+    )]
+    CheckpointRecordMismatch {
+        sequence: u64,
+        checkpoint_record_hash: RecordHash,
+        journal_record_hash: RecordHash,
+    },
+
     /// The checkpoint is written only after the records it covers are fsync'd, so a journal
     /// that ends before it has lost acknowledged operations (or was replaced).
     #[error(

@@ -39,28 +39,24 @@
 //! have persisted in any order, so intact records can follow a torn one) from damage to a
 //! commit that was acknowledged (see `journal.rs`).
 //!
-//! # Checkpoint (`ledger.checkpoint`), format version 2
+//! # Checkpoint (`ledger.checkpoint`), format version 3: a snapshot of the whole state
 //!
 //! | bytes | field |
 //! |-------|-------|
 //! | 8 | magic `GNDLCKPT` |
-//! | 4 | format version, u32 (2) |
+//! | 4 | format version, u32 (3) |
 //! | 4 | reserved, zero |
 //! | 8 | `sequence` of the last record covered |
 //! | 32 | that record's `record_hash` |
 //! | 16 | the ledger's `state_hash` after it, u128 |
-//! | 32 | SHA-256 of the 68 bytes before it |
+//! | 8 | `state_length`, u64, at most [`crate::MAXIMUM_CHECKPOINT_BYTES`] in all |
+//! | n | the state: `ledger::Ledger::encode_state`'s bytes, which carry their own version tag |
+//! | 32 | SHA-256 of every byte before it |
 //!
-//! # Why no full-state snapshot
-//!
-//! `ledger::Ledger` keeps its fields private and offers no encoding of its state (its
-//! fingerprint's byte stream must never be stored), so this crate cannot write one without
-//! changing the ledger. What the ledger would need to expose: a plain, public, versionable
-//! description of its state, e.g. `Ledger::to_parts(&self) -> LedgerParts` and
-//! `Ledger::from_parts(LedgerParts) -> Result<Ledger, InvalidState>` (the latter running the full
-//! invariant audit), with `LedgerParts` holding the genesis terms, time, parameters, curve points,
-//! emissions accumulators, supply counters, totals and the four maps. The store would then own a
-//! versioned snapshot encoding of `LedgerParts` next to the journal, exactly like the op codec.
+//! Recovery starts from the state in it and replays only the records after `sequence`, once
+//! the journal's record at `sequence` is found to have the same record hash; `verify` replays
+//! from genesis and compares the state hash when it passes `sequence`. The state hash is the
+//! FNV fingerprint of the state bytes, so a decoded state is also checked against it.
 
 use std::fmt;
 
@@ -84,15 +80,16 @@ pub const JOURNAL_HEADER_BYTES: usize = 16;
 /// The checkpoint file's first eight bytes.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"GNDLCKPT";
 
-/// The checkpoint format this build writes and reads. The layout has not changed since 1, but
-/// the meaning of its state hash has: version 2's is the ledger's fingerprint with nonces and
-/// usage settlement in it. A version-1 checkpoint is therefore unreadable to this build (and
-/// ignored, to be replaced by the next checkpoint) rather than read as a contradiction of the
-/// replay, which would refuse to start. Bump it again whenever the state hash's meaning changes.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
+/// The checkpoint format this build writes and reads. Version 2 had no state in it; version 1's
+/// state hash had no nonces or usage. An older checkpoint is unreadable to this build (and
+/// ignored: recovery replays from genesis, and the next checkpoint replaces it) rather than read
+/// as a contradiction of the replay, which would refuse to start. Bump it whenever the layout
+/// or the state hash's meaning changes.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 3;
 
-/// Header (16), sequence (8), record hash (32), state hash (16), checksum (32).
-pub const CHECKPOINT_BYTES: usize = 104;
+/// Header (16), sequence (8), record hash (32), state hash (16), state length (8) and the
+/// checksum (32): everything but the state.
+pub const CHECKPOINT_FIXED_BYTES: usize = 112;
 
 pub(crate) const LENGTH_PREFIX_BYTES: usize = 4;
 pub(crate) const HASH_BYTES: usize = 32;
@@ -350,31 +347,33 @@ impl<'a> FieldReader<'a> {
     }
 }
 
-/// The checkpoint file's bytes.
-pub(crate) fn encode_checkpoint(checkpoint: &Checkpoint) -> [u8; CHECKPOINT_BYTES] {
-    let mut bytes = [0u8; CHECKPOINT_BYTES];
-    let mut body = Vec::with_capacity(CHECKPOINT_BYTES);
-    body.extend_from_slice(&CHECKPOINT_MAGIC);
-    body.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
-    body.extend_from_slice(&0u32.to_le_bytes());
-    body.extend_from_slice(&checkpoint.sequence.to_le_bytes());
-    body.extend_from_slice(&checkpoint.record_hash.0);
-    body.extend_from_slice(&checkpoint.state_hash.0.to_le_bytes());
-    let checksum: [u8; HASH_BYTES] = Sha256::digest(&body).into();
-    body.extend_from_slice(&checksum);
-    bytes.copy_from_slice(&body);
+/// The checkpoint file's bytes: `checkpoint` and the ledger's encoded `state`.
+pub(crate) fn encode_checkpoint(checkpoint: &Checkpoint, state: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(CHECKPOINT_FIXED_BYTES + state.len());
+    bytes.extend_from_slice(&CHECKPOINT_MAGIC);
+    bytes.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&checkpoint.sequence.to_le_bytes());
+    bytes.extend_from_slice(&checkpoint.record_hash.0);
+    bytes.extend_from_slice(&checkpoint.state_hash.0.to_le_bytes());
+    let state_length = u64::try_from(state.len()).unwrap_or(u64::MAX);
+    bytes.extend_from_slice(&state_length.to_le_bytes());
+    bytes.extend_from_slice(state);
+    let checksum: [u8; HASH_BYTES] = Sha256::digest(&bytes).into();
+    bytes.extend_from_slice(&checksum);
     bytes
 }
 
-/// Decodes a checkpoint file, or says why it is not one.
-pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
-    let Ok(bytes) = <&[u8; CHECKPOINT_BYTES]>::try_from(bytes) else {
+/// Decodes a checkpoint file into its fields and the encoded state it holds, or says why it is
+/// not one. The state bytes are checksummed but not decoded here.
+pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Result<(Checkpoint, &[u8]), String> {
+    if bytes.len() < CHECKPOINT_FIXED_BYTES {
         return Err(format!(
-            "{} bytes where a checkpoint has {CHECKPOINT_BYTES}",
+            "{} bytes where a checkpoint has at least {CHECKPOINT_FIXED_BYTES}",
             bytes.len()
         ));
-    };
-    let (covered, checksum) = bytes.split_at(CHECKPOINT_BYTES - HASH_BYTES);
+    }
+    let (covered, checksum) = bytes.split_at(bytes.len() - HASH_BYTES);
     if <[u8; HASH_BYTES]>::from(Sha256::digest(covered)) != *checksum {
         return Err("checksum mismatch".to_owned());
     }
@@ -393,11 +392,21 @@ pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
     let sequence = reader.u64().map_err(wrong)?;
     let record_hash = RecordHash(reader.array::<HASH_BYTES>().map_err(wrong)?);
     let state_hash = StateHash(u128::from_le_bytes(reader.array::<16>().map_err(wrong)?));
-    Ok(Checkpoint {
-        sequence,
-        record_hash,
-        state_hash,
-    })
+    let state_length = reader.u64().map_err(wrong)?;
+    if u64::try_from(reader.bytes.len()).ok() != Some(state_length) {
+        return Err(format!(
+            "the state length says {state_length} bytes but {} follow",
+            reader.bytes.len()
+        ));
+    }
+    Ok((
+        Checkpoint {
+            sequence,
+            record_hash,
+            state_hash,
+        },
+        reader.bytes,
+    ))
 }
 
 #[cfg(test)]
@@ -480,23 +489,31 @@ mod tests {
             record_hash: RecordHash([0xAB; 32]),
             state_hash: StateHash(0x1234_5678_9abc_def0_1122_3344_5566_7788),
         };
-        let bytes = encode_checkpoint(&checkpoint);
-        assert_eq!(decode_checkpoint(&bytes), Ok(checkpoint));
+        let state = b"any state bytes";
+        let bytes = encode_checkpoint(&checkpoint, state);
+        assert_eq!(bytes.len(), CHECKPOINT_FIXED_BYTES + state.len());
+        assert_eq!(decode_checkpoint(&bytes), Ok((checkpoint, &state[..])));
         for index in 0..bytes.len() {
-            let mut damaged = bytes;
+            let mut damaged = bytes.clone();
             damaged[index] ^= 0x10;
             assert!(decode_checkpoint(&damaged).is_err(), "byte {index}");
         }
-        assert!(decode_checkpoint(&bytes[..50]).is_err());
+        for length in [0, 50, CHECKPOINT_FIXED_BYTES, bytes.len() - 1] {
+            assert!(
+                decode_checkpoint(&bytes[..length]).is_err(),
+                "{length} bytes"
+            );
+        }
 
         // A checkpoint of the previous version, with a valid checksum, is not read.
-        let mut previous = bytes;
-        previous[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let checksum = Sha256::digest(&previous[..72]);
-        previous[72..].copy_from_slice(&checksum);
+        let mut previous = bytes.clone();
+        previous[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let covered = previous.len() - HASH_BYTES;
+        let checksum = Sha256::digest(&previous[..covered]);
+        previous[covered..].copy_from_slice(&checksum);
         assert_eq!(
             decode_checkpoint(&previous),
-            Err("unsupported checkpoint format version 1".to_owned())
+            Err("unsupported checkpoint format version 2".to_owned())
         );
     }
 

@@ -19,16 +19,16 @@
 //! state exactly, and a flood of invalid submissions cannot grow the journal. Who submitted what
 //! and was refused is the gateway's log, not the ledger's history.
 //!
-//! **Snapshots are checkpoints, not state images.** The ledger has no serialization of its state
-//! (its fields are private, and its fingerprint encoding is explicitly not a format), so a
-//! snapshot here is a checkpoint: the sequence, record hash and `state_hash` at a point of the
-//! journal, written atomically every [`StoreOptions::checkpoint_interval_records`] records and on
-//! [`Store::close`]. Recovery and `verify` always replay from genesis and compare the state hash
-//! when they pass the checkpoint, which catches nondeterminism (a build whose rules changed) and a
-//! journal rewritten or cut short behind the store's back. Replay runs at about a million
-//! operations in about a second (see the crate's bench binary), which is acceptable for a
-//! process that restarts rarely. A full-state snapshot needs the ledger to expose its state
-//! as plain data; [`mod@format`] says what is missing.
+//! **Checkpoints are snapshots.** Every [`StoreOptions::checkpoint_interval_records`] records
+//! and on [`Store::close`], the store writes the whole state (the ledger's own canonical
+//! encoding, `Ledger::encode_state`) with the sequence, record hash and `state_hash` it follows,
+//! atomically and checksummed. Recovery loads it (checking its checksum, its state hash and the
+//! ledger's full invariant audit), reads and hash-checks the whole journal, confirms the record
+//! at the checkpoint's sequence is the one the checkpoint names, and applies only the records
+//! after it. A checkpoint that fails any check is ignored and recovery replays from genesis, so
+//! it can never make a store unopenable. [`verify`] always replays from genesis and compares
+//! the state hash when it passes the checkpoint, which catches nondeterminism (a build whose
+//! rules changed) and a journal rewritten or cut short behind the store's back.
 //!
 //! **Torn tails are decided per commit.** Every record names the first sequence of its commit
 //! (its fsync'd append). A bad record followed by an intact record of a later commit is damage
@@ -62,6 +62,10 @@ pub use store::{
 /// The journal's file name inside the store directory.
 pub const JOURNAL_FILE_NAME: &str = "ledger.journal";
 
+/// Largest checkpoint file recovery reads (a state of some four million accounts); a larger one
+/// is ignored and the journal replayed from genesis instead.
+pub const MAXIMUM_CHECKPOINT_BYTES: u64 = 1 << 30;
+
 /// The checkpoint's file name inside the store directory.
 pub const CHECKPOINT_FILE_NAME: &str = "ledger.checkpoint";
 
@@ -83,6 +87,7 @@ pub const MAXIMUM_RECORD_BYTES: usize = 64 * 1024 * 1024;
 /// before this, and a larger batch would only make its first caller wait longer.
 pub const MAXIMUM_BATCH_OPERATIONS: usize = 1_024;
 
-/// Default checkpoint interval. A checkpoint costs one `state_hash` (linear in the number of
-/// accounts) and two fsyncs; every 10,000 records that is well under 1% of the journal's work.
+/// Default checkpoint interval. A checkpoint costs encoding and hashing the state (linear in the
+/// number of accounts, a few hundred bytes each) and two fsyncs; every 10,000 records that is
+/// well under 1% of the journal's work.
 pub const DEFAULT_CHECKPOINT_INTERVAL_RECORDS: u64 = 10_000;

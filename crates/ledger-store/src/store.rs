@@ -16,7 +16,7 @@ use crate::format::{self, Checkpoint, NewRecord, RecordHash};
 use crate::journal::{self, JournalWriter, ReadReport, TornTail};
 use crate::{
     CHECKPOINT_FILE_NAME, DEFAULT_CHECKPOINT_INTERVAL_RECORDS, MAXIMUM_BATCH_OPERATIONS,
-    MAXIMUM_RECORD_BYTES, MAXIMUM_SIGNATURE_BYTES,
+    MAXIMUM_CHECKPOINT_BYTES, MAXIMUM_RECORD_BYTES, MAXIMUM_SIGNATURE_BYTES,
 };
 
 /// How to open a store.
@@ -63,21 +63,29 @@ pub struct Receipt {
     pub outcome: Outcome,
 }
 
-/// What became of the checkpoint file when a journal was replayed.
+/// What became of the checkpoint file when a journal was opened or verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckpointCheck {
     /// There is none (a new store, or one that never reached a checkpoint).
     Absent,
-    /// The replay passed the checkpoint's record with the same record hash and state hash.
+    /// Recovery started from the checkpoint's state: the journal's record at its sequence has
+    /// the checkpoint's record hash, and only the records after it were applied.
+    Restored { sequence: u64 },
+    /// A replay from genesis passed the checkpoint's record with the same record hash and state
+    /// hash (what `verify` does, and recovery when the checkpoint had no usable state).
     Matched { sequence: u64 },
-    /// The file is unreadable (bad checksum, unknown version). It is only a cross-check, so
-    /// recovery goes on without it and the next checkpoint replaces it.
+    /// The file is unusable (bad checksum, unknown version, a state that does not decode or
+    /// fails its hash or the invariant audit). Recovery then replays from genesis, and the next
+    /// checkpoint replaces it.
     Ignored { reason: String },
 }
 
 /// What [`Store::open`] found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// Records read and checked (hash chain and record hashes): the whole journal.
+    pub records_read: u64,
+    /// Records applied to the ledger: those after the checkpoint it restored, or all of them.
     pub records_replayed: u64,
     pub last_sequence: u64,
     pub last_record_hash: RecordHash,
@@ -153,16 +161,19 @@ impl Store {
         }
         // Lock before reading, so that the replay sees a journal nobody else is appending to.
         let mut writer = JournalWriter::open_locked(&path)?;
-        let replayed = replay(dir, &path)?;
+        let replayed = replay(dir, &path, Start::FromCheckpoint)?;
         // Only now that the journal is known to be sound does anything on disk change.
         journal::remove_temporary_files(dir)?;
         writer.truncate_and_position(replayed.read.valid_bytes)?;
         let last_checkpoint_sequence = match replayed.checkpoint {
-            CheckpointCheck::Matched { sequence } => sequence,
+            CheckpointCheck::Matched { sequence } | CheckpointCheck::Restored { sequence } => {
+                sequence
+            }
             CheckpointCheck::Absent | CheckpointCheck::Ignored { .. } => 0,
         };
         let report = RecoveryReport {
-            records_replayed: replayed.read.records,
+            records_read: replayed.read.records,
+            records_replayed: replayed.records_applied,
             last_sequence: replayed.read.last_sequence,
             last_record_hash: replayed.read.last_record_hash,
             torn_tail: replayed.read.torn_tail,
@@ -329,15 +340,18 @@ impl Store {
     }
 
     /// Writes a checkpoint of the current state now (the store also writes one every
-    /// [`StoreOptions::checkpoint_interval_records`] records and on [`Store::close`]).
+    /// [`StoreOptions::checkpoint_interval_records`] records and on [`Store::close`]): the
+    /// whole state, encoded, with the sequence and record hash it follows.
     pub fn write_checkpoint(&mut self) -> Result<Checkpoint, StoreError> {
         self.refuse_if_poisoned()?;
+        let mut state = Vec::new();
+        self.ledger.encode_state(&mut state);
         let checkpoint = Checkpoint {
             sequence: self.last_sequence,
             record_hash: self.last_record_hash,
             state_hash: self.ledger.state_hash(),
         };
-        write_checkpoint_file(&self.dir, &checkpoint)?;
+        write_checkpoint_file(&self.dir, &checkpoint, &state)?;
         self.last_checkpoint_sequence = checkpoint.sequence;
         self.checkpoint_error = None;
         Ok(checkpoint)
@@ -414,7 +428,7 @@ impl Store {
 /// reads the records that existed when it started (and may see the store's in-flight write as a
 /// torn tail).
 pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
-    let replayed = replay(dir, &journal::journal_path(dir))?;
+    let replayed = replay(dir, &journal::journal_path(dir), Start::FromGenesis)?;
     Ok(VerifyReport {
         records: replayed.read.records,
         last_sequence: replayed.read.last_sequence,
@@ -428,23 +442,79 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
 struct Replayed {
     ledger: Ledger,
     read: ReadReport,
+    records_applied: u64,
     checkpoint: CheckpointCheck,
 }
 
-/// Reads the journal at `path` into a fresh ledger, comparing the checkpoint of `dir` on the way.
+/// Where a replay starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// From the checkpoint's state when it is usable (recovery).
+    FromCheckpoint,
+    /// From an empty ledger, comparing the checkpoint on the way (`verify`).
+    FromGenesis,
+}
+
+/// The checkpoint file of `dir`: its fields and its state, decoded, checked against its state
+/// hash and audited. `Err` only for IO failures; an unusable file is `Ignored` with the reason.
+fn read_checkpoint(
+    dir: &Path,
+) -> Result<(Option<(Checkpoint, Ledger)>, CheckpointCheck), StoreError> {
+    use std::io::Read;
+
+    let path = dir.join(CHECKPOINT_FILE_NAME);
+    let ignored = |reason: String| Ok((None, CheckpointCheck::Ignored { reason }));
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Ok((None, CheckpointCheck::Absent));
+        }
+        Err(error) => return Err(StoreError::io("open checkpoint", path, error)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAXIMUM_CHECKPOINT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| StoreError::io("read checkpoint", &path, error))?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAXIMUM_CHECKPOINT_BYTES {
+        return ignored(format!(
+            "larger than the limit of {MAXIMUM_CHECKPOINT_BYTES} bytes"
+        ));
+    }
+    let (checkpoint, state) = match format::decode_checkpoint(&bytes) {
+        Ok(decoded) => decoded,
+        Err(reason) => return ignored(reason),
+    };
+    let ledger = match Ledger::decode_state(state) {
+        Ok(ledger) => ledger,
+        Err(error) => return ignored(format!("its state does not decode: {error}")),
+    };
+    if ledger.state_hash() != checkpoint.state_hash {
+        return ignored("its state does not have its state hash".to_owned());
+    }
+    // The audit panics on the first broken invariant: a state that passed its checksum and
+    // hash yet breaks one was written by a faulty build, and recovery must not start from it.
+    let audited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ledger.assert_invariants_full();
+    }));
+    if audited.is_err() {
+        return ignored("its state fails the invariant audit".to_owned());
+    }
+    Ok((Some((checkpoint, ledger)), CheckpointCheck::Absent))
+}
+
+/// Reads the journal at `path` into a ledger: from the checkpoint's state (recovery, when the
+/// checkpoint is usable) or from genesis (comparing the checkpoint when the replay passes it).
+/// Every record's hash and the hash chain are checked either way.
 ///
 /// The checkpoint is read before the journal's length is taken. A live store writes a
 /// checkpoint only after the records it covers are durable, so a `verify` running beside it
 /// never sees a checkpoint ahead of the journal it reads.
-fn replay(dir: &Path, path: &Path) -> Result<Replayed, StoreError> {
-    let checkpoint_path = dir.join(CHECKPOINT_FILE_NAME);
-    let (checkpoint, mut check) = match std::fs::read(&checkpoint_path) {
-        Ok(bytes) => match format::decode_checkpoint(&bytes) {
-            Ok(checkpoint) => (Some(checkpoint), CheckpointCheck::Absent),
-            Err(reason) => (None, CheckpointCheck::Ignored { reason }),
-        },
-        Err(error) if error.kind() == io::ErrorKind::NotFound => (None, CheckpointCheck::Absent),
-        Err(error) => return Err(StoreError::io("read checkpoint", checkpoint_path, error)),
+fn replay(dir: &Path, path: &Path, start: Start) -> Result<Replayed, StoreError> {
+    let (loaded, mut check) = read_checkpoint(dir)?;
+    let checkpoint = loaded.as_ref().map(|(checkpoint, _)| *checkpoint);
+    let mut restore = match (start, loaded) {
+        (Start::FromCheckpoint, Some((checkpoint, state))) => Some((checkpoint, state)),
+        _ => None,
     };
     let mut ledger = Ledger::new();
     let compare = |ledger: &Ledger, sequence, record_hash| -> Result<CheckpointCheck, StoreError> {
@@ -464,14 +534,50 @@ fn replay(dir: &Path, path: &Path) -> Result<Replayed, StoreError> {
             _ => Ok(CheckpointCheck::Matched { sequence }),
         }
     };
+    // Takes the checkpoint's state as the ledger once the journal has shown the same record at
+    // the checkpoint's sequence.
+    let restore_at = |restore: &mut Option<(Checkpoint, Ledger)>,
+                      ledger: &mut Ledger,
+                      sequence: u64,
+                      record_hash: RecordHash|
+     -> Result<CheckpointCheck, StoreError> {
+        match restore.take() {
+            Some((checkpoint, _)) if checkpoint.record_hash != record_hash => {
+                Err(StoreError::CheckpointRecordMismatch {
+                    sequence,
+                    checkpoint_record_hash: checkpoint.record_hash,
+                    journal_record_hash: record_hash,
+                })
+            }
+            Some((_, state)) => {
+                *ledger = state;
+                Ok(CheckpointCheck::Restored { sequence })
+            }
+            None => Ok(CheckpointCheck::Absent),
+        }
+    };
     let checkpoint_sequence = checkpoint.map(|checkpoint| checkpoint.sequence);
+    let restore_sequence = restore.as_ref().map(|(checkpoint, _)| checkpoint.sequence);
     if checkpoint_sequence == Some(0) {
-        check = compare(&ledger, 0, RecordHash::GENESIS_PREVIOUS)?;
+        check = if restore.is_some() {
+            restore_at(&mut restore, &mut ledger, 0, RecordHash::GENESIS_PREVIOUS)?
+        } else {
+            compare(&ledger, 0, RecordHash::GENESIS_PREVIOUS)?
+        };
     }
+    let mut records_applied = 0u64;
     let read = journal::scan(path, |record| {
         let sequence = record.sequence;
-        let offset_bytes = record.offset_bytes;
         let record_hash = record.record_hash;
+        if let Some(restore_sequence) = restore_sequence
+            && sequence <= restore_sequence
+        {
+            if sequence == restore_sequence {
+                check = restore_at(&mut restore, &mut ledger, sequence, record_hash)?;
+            }
+            return Ok(());
+        }
+        let offset_bytes = record.offset_bytes;
         ledger
             .apply(record.time_seconds, record.signer, record.op)
             .map_err(|rejection| StoreError::ReplayRejected {
@@ -479,6 +585,7 @@ fn replay(dir: &Path, path: &Path) -> Result<Replayed, StoreError> {
                 offset_bytes,
                 rejection,
             })?;
+        records_applied += 1;
         if checkpoint_sequence == Some(sequence) {
             check = compare(&ledger, sequence, record_hash)?;
         }
@@ -495,6 +602,7 @@ fn replay(dir: &Path, path: &Path) -> Result<Replayed, StoreError> {
     Ok(Replayed {
         ledger,
         read,
+        records_applied,
         checkpoint: check,
     })
 }
@@ -502,13 +610,17 @@ fn replay(dir: &Path, path: &Path) -> Result<Replayed, StoreError> {
 /// Writes the checkpoint atomically: a temporary file in the same directory, fsync'd, renamed
 /// over the old one, and the directory fsync'd. A crash leaves the old checkpoint or the new
 /// one, never a mixture.
-fn write_checkpoint_file(dir: &Path, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+fn write_checkpoint_file(
+    dir: &Path,
+    checkpoint: &Checkpoint,
+    state: &[u8],
+) -> Result<(), StoreError> {
     use std::io::Write;
 
     let path = dir.join(CHECKPOINT_FILE_NAME);
     let mut temporary = journal::temporary_file_in(dir)?;
     temporary
-        .write_all(&format::encode_checkpoint(checkpoint))
+        .write_all(&format::encode_checkpoint(checkpoint, state))
         .and_then(|()| temporary.as_file().sync_all())
         .map_err(|error| StoreError::io("write checkpoint", temporary.path(), error))?;
     temporary

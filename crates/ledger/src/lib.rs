@@ -14,9 +14,11 @@
 //!   signer nonces ([`Ledger::next_nonce`]), usage history and allowance drawn
 //!   ([`Ledger::usage_history`], [`Ledger::allowance_spent_units`]), and [`Ledger::state_hash`]
 //!   for comparing a replay with the original.
+//! - The state's canonical encoding: [`Ledger::encode_state`] and [`Ledger::decode_state`], the
+//!   body of the store's snapshots.
 //!
 //! Amounts are u128 base units: 10^-18 of a VVV, sVVV or DIEM, or of a US dollar for credits.
-//! Signatures, the journal and snapshots belong to the store, outside this crate.
+//! Signatures, the journal and snapshot files belong to the store, outside this crate.
 
 mod account;
 mod address;
@@ -29,6 +31,7 @@ mod op;
 mod params;
 mod queries;
 mod rejection;
+mod snapshot;
 mod usage;
 mod wide;
 
@@ -61,6 +64,7 @@ pub use queries::{
     AccountBalances, DiemLiability, EmissionSplit, Ratio, StakingApr, SupplySummary,
 };
 pub use rejection::Rejection;
+pub use snapshot::StateDecodeError;
 pub use usage::{MAXIMUM_USAGE_ENTRIES, USAGE_HISTORY_DAYS, UsageDay};
 pub use wide::{mul_div_ceil, mul_div_floor};
 

@@ -150,10 +150,26 @@ impl Economy {
         .map_err(std::io::Error::other)?;
         if report.torn_tail.is_some() {
             tracing::warn!(
-                records = report.records_replayed,
+                records = report.records_read,
                 "the ledger journal ended in a torn write, which was cut off"
             );
         }
+        let restored_from = match &report.checkpoint {
+            ledger_store::CheckpointCheck::Restored { sequence } => Some(*sequence),
+            ledger_store::CheckpointCheck::Ignored { reason } => {
+                tracing::warn!(%reason, "the ledger checkpoint was unusable; replayed the whole journal");
+                None
+            }
+            ledger_store::CheckpointCheck::Absent
+            | ledger_store::CheckpointCheck::Matched { .. } => None,
+        };
+        tracing::info!(
+            records = report.records_read,
+            replayed = report.records_replayed,
+            restored_from,
+            elapsed_ms = report.replay_duration.as_millis() as u64,
+            "ledger recovered"
+        );
         let clock = Arc::new(Clock {
             offset: AtomicU64::new(0),
         });

@@ -1,8 +1,10 @@
 //! Recovery: a torn tail is cut off at every byte offset and the state is the replay of the
 //! records before it; an unfinished last commit is cut off even with intact records after the
 //! tear; damage to an earlier commit is refused with its location and the journal left
-//! untouched; checkpoints that the journal contradicts are refused.
+//! untouched; recovery starts from the checkpoint's state and applies only what follows it;
+//! checkpoints that the journal contradicts are refused, and unusable ones ignored.
 
+use ledger::Ledger;
 use ledger_store::{CHECKPOINT_FILE_NAME, CheckpointCheck, Corruption, Store, StoreError, verify};
 use sha2::{Digest, Sha256};
 
@@ -271,44 +273,182 @@ fn a_journal_shorter_than_its_checkpoint_is_refused() {
     );
 }
 
+/// The fields of a checkpoint file, read by its documented layout (`format.rs`).
+struct CheckpointFile {
+    version: u32,
+    sequence: u64,
+    record_hash: [u8; 32],
+    state_hash: u128,
+    state: Vec<u8>,
+}
+
+impl CheckpointFile {
+    fn parse(bytes: &[u8]) -> Self {
+        let field = |range: std::ops::Range<usize>| bytes[range].to_vec();
+        assert_eq!(&bytes[..8], b"GNDLCKPT");
+        let state_length = u64::from_le_bytes(field(72..80).try_into().expect("8 bytes"));
+        assert_eq!(
+            bytes.len() as u64,
+            80 + state_length + 32,
+            "the documented size"
+        );
+        Self {
+            version: u32::from_le_bytes(field(8..12).try_into().expect("4 bytes")),
+            sequence: u64::from_le_bytes(field(16..24).try_into().expect("8 bytes")),
+            record_hash: field(24..56).try_into().expect("32 bytes"),
+            state_hash: u128::from_le_bytes(field(56..72).try_into().expect("16 bytes")),
+            state: field(80..bytes.len() - 32),
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut bytes = b"GNDLCKPT".to_vec();
+        bytes.extend_from_slice(&self.version.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&self.sequence.to_le_bytes());
+        bytes.extend_from_slice(&self.record_hash);
+        bytes.extend_from_slice(&self.state_hash.to_le_bytes());
+        bytes.extend_from_slice(&(self.state.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&self.state);
+        let checksum = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&checksum);
+        bytes
+    }
+}
+
 #[test]
-fn a_checkpoint_the_replay_contradicts_is_refused_and_an_unreadable_one_ignored() {
+fn recovery_starts_from_the_checkpoint_state_and_applies_only_the_records_after_it() {
+    let dir = filled_store(RECORDS);
+    let (store, _) = Store::open(dir.path(), create_options()).expect("open");
+    store.close().expect("close");
+    let file = CheckpointFile::parse(
+        &std::fs::read(dir.path().join(CHECKPOINT_FILE_NAME)).expect("checkpoint"),
+    );
+    assert_eq!((file.version, file.sequence), (3, RECORDS));
+    let state = Ledger::decode_state(&file.state).expect("the state decodes");
+    assert_eq!(state.state_hash(), replayed_state_hash(RECORDS));
+    assert_eq!(state.state_hash().0, file.state_hash);
+
+    // Five more records after the checkpoint: recovery reads all, applies five.
+    let (mut store, report) = Store::open(dir.path(), create_options()).expect("open");
+    assert_eq!(
+        (report.checkpoint.clone(), report.records_replayed),
+        (CheckpointCheck::Restored { sequence: RECORDS }, 0)
+    );
+    for index in RECORDS..RECORDS + 5 {
+        submit_workload(&mut store, index);
+    }
+    drop(store);
+    let (store, report) = Store::open(dir.path(), create_options()).expect("reopen");
+    assert_eq!(
+        (
+            report.checkpoint,
+            report.records_read,
+            report.records_replayed
+        ),
+        (
+            CheckpointCheck::Restored { sequence: RECORDS },
+            RECORDS + 5,
+            5
+        )
+    );
+    assert_eq!(
+        store.ledger().state_hash(),
+        replayed_state_hash(RECORDS + 5)
+    );
+    assert_eq!(*store.ledger(), replayed_ledger(RECORDS + 5));
+}
+
+#[test]
+fn a_checkpoint_the_journal_contradicts_is_refused_and_an_unusable_one_ignored() {
     let dir = filled_store(RECORDS);
     let (store, _) = Store::open(dir.path(), create_options()).expect("open");
     store.close().expect("close");
     let checkpoint_path = dir.path().join(CHECKPOINT_FILE_NAME);
     let original = std::fs::read(&checkpoint_path).expect("checkpoint");
-    assert_eq!(original.len(), 104, "the documented size");
+    let file = CheckpointFile::parse(&original);
 
-    // A different state hash (bytes 56..72) with a correct checksum: what a build whose rules
-    // changed would find.
-    let mut contradicting = original.clone();
-    contradicting[60] ^= 1;
-    let checksum = Sha256::digest(&contradicting[..72]);
-    contradicting[72..].copy_from_slice(&checksum);
-    std::fs::write(&checkpoint_path, &contradicting).expect("write");
+    // Another history's record at the checkpoint's sequence: recovery refuses to start from it.
+    let mut other_history = CheckpointFile::parse(&original);
+    other_history.record_hash[0] ^= 1;
+    std::fs::write(&checkpoint_path, other_history.bytes()).expect("write");
+    match Store::open(dir.path(), create_options()).map(|_| ()) {
+        Err(StoreError::CheckpointRecordMismatch { sequence, .. }) => assert_eq!(sequence, RECORDS),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        verify(dir.path()),
+        Err(StoreError::CheckpointMismatch { .. })
+    ));
+
+    // A sound state that is not the replay's (what a build whose rules changed would find):
+    // `verify`, which replays from genesis, refuses it.
+    let empty = Ledger::new();
+    let mut state = Vec::new();
+    empty.encode_state(&mut state);
+    let other_state = CheckpointFile {
+        state_hash: empty.state_hash().0,
+        state,
+        ..CheckpointFile::parse(&original)
+    };
+    std::fs::write(&checkpoint_path, other_state.bytes()).expect("write");
     match verify(dir.path()) {
         Err(StoreError::CheckpointMismatch { sequence, .. }) => assert_eq!(sequence, RECORDS),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        Store::open(dir.path(), create_options()).map(|_| ()),
-        Err(StoreError::CheckpointMismatch { .. })
-    ));
 
-    // A damaged checkpoint is only a lost cross-check.
+    // Unusable checkpoints are ignored, and recovery replays the whole journal instead: a
+    // damaged byte, a state hash the state does not have, a state that breaks an invariant,
+    // and the previous format version.
     let mut damaged = original.clone();
-    damaged[20] ^= 1;
-    std::fs::write(&checkpoint_path, &damaged).expect("write");
-    let (_, report) = Store::open(dir.path(), create_options()).expect("open");
-    assert!(
-        matches!(report.checkpoint, CheckpointCheck::Ignored { .. }),
-        "{:?}",
-        report.checkpoint
-    );
+    damaged[100] ^= 1;
+    let wrong_hash = CheckpointFile {
+        state_hash: file.state_hash ^ 1,
+        ..CheckpointFile::parse(&original)
+    };
+    // The state's last field counts the operations accepted; one more than the accounts'
+    // nonces add up to still decodes, but fails the audit.
+    let mut unsound_state = file.state.clone();
+    if let Some(last) = unsound_state.last_mut() {
+        *last ^= 1;
+    }
+    let unsound_hash = Ledger::decode_state(&unsound_state)
+        .expect("still decodes")
+        .state_hash()
+        .0;
+    let unsound = CheckpointFile {
+        state_hash: unsound_hash,
+        state: unsound_state,
+        ..CheckpointFile::parse(&original)
+    };
+    let previous_version = CheckpointFile {
+        version: 2,
+        ..CheckpointFile::parse(&original)
+    };
+    for (name, bytes) in [
+        ("damaged", damaged),
+        ("wrong state hash", wrong_hash.bytes()),
+        ("unsound state", unsound.bytes()),
+        ("version 2", previous_version.bytes()),
+    ] {
+        std::fs::write(&checkpoint_path, &bytes).expect("write");
+        let (store, report) = Store::open(dir.path(), create_options()).expect("open");
+        assert!(
+            matches!(report.checkpoint, CheckpointCheck::Ignored { .. }),
+            "{name}: {:?}",
+            report.checkpoint
+        );
+        assert_eq!(report.records_replayed, RECORDS, "{name}");
+        assert_eq!(store.ledger().state_hash(), replayed_state_hash(RECORDS));
+    }
 
     std::fs::write(&checkpoint_path, &original).expect("write");
     let (_, report) = Store::open(dir.path(), create_options()).expect("open");
+    assert_eq!(
+        report.checkpoint,
+        CheckpointCheck::Restored { sequence: RECORDS }
+    );
+    let report = verify(dir.path()).expect("verify");
     assert_eq!(
         report.checkpoint,
         CheckpointCheck::Matched { sequence: RECORDS }

@@ -14,19 +14,6 @@ use crate::support::*;
 
 const NOBODY: Address = Address([0x99; 20]);
 
-fn submit_workload(store: &mut Store, index: u64) -> ledger_store::Receipt {
-    let submission = WORKLOAD.submission(index);
-    store
-        .submit(
-            submission.now_seconds,
-            submission.signer,
-            &submission.signature,
-            submission.op,
-        )
-        .expect("store works")
-        .expect("the workload is accepted")
-}
-
 #[test]
 fn acknowledged_operations_survive_a_reopen() {
     let dir = tempfile::tempdir().expect("scratch");
@@ -225,7 +212,12 @@ fn checkpoints_are_written_every_interval_and_checked_on_reopen() {
     assert!(dir.path().join(CHECKPOINT_FILE_NAME).exists());
     drop(store);
     let (store, report) = Store::open(dir.path(), options).expect("reopen");
-    assert_eq!(report.checkpoint, CheckpointCheck::Matched { sequence: 20 });
+    assert_eq!(
+        report.checkpoint,
+        CheckpointCheck::Restored { sequence: 20 }
+    );
+    assert_eq!((report.records_read, report.records_replayed), (25, 5));
+    assert_eq!(store.ledger().state_hash(), replayed_state_hash(25));
     let report = verify(dir.path()).expect("verify");
     assert!(
         !report.final_state_checked(),

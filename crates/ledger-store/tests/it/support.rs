@@ -74,9 +74,8 @@ pub fn frame_offsets(dir: &Path) -> Vec<u64> {
     offsets
 }
 
-/// The state hash of the first `records` workload operations, applied to a fresh ledger with no
-/// store involved.
-pub fn replayed_state_hash(records: u64) -> StateHash {
+/// The first `records` workload operations, applied to a fresh ledger with no store involved.
+pub fn replayed_ledger(records: u64) -> Ledger {
     let mut ledger = Ledger::new();
     for index in 0..records {
         let submission = WORKLOAD.submission(index);
@@ -84,5 +83,24 @@ pub fn replayed_state_hash(records: u64) -> StateHash {
             .apply(submission.now_seconds, submission.signer, submission.op)
             .expect("the workload is accepted");
     }
-    ledger.state_hash()
+    ledger
+}
+
+/// The state hash of [`replayed_ledger`].
+pub fn replayed_state_hash(records: u64) -> StateHash {
+    replayed_ledger(records).state_hash()
+}
+
+/// Submits workload operation `index` to `store`, which must accept it.
+pub fn submit_workload(store: &mut Store, index: u64) -> ledger_store::Receipt {
+    let submission = WORKLOAD.submission(index);
+    store
+        .submit(
+            submission.now_seconds,
+            submission.signer,
+            &submission.signature,
+            submission.op,
+        )
+        .expect("store works")
+        .expect("the workload is accepted")
 }

@@ -431,6 +431,7 @@ fn random_workload_agrees_with_the_auditor_and_replays_to_the_same_state() {
             .map_or(0, |elapsed| elapsed.as_nanos() as u64)
     });
     let steps = env_number("SIM_STEPS").unwrap_or(DEFAULT_STEPS);
+    const SNAPSHOT_EVERY_STEPS: u64 = 487;
     println!("simulation seed {seed}, {steps} steps (rerun with SIM_SEED={seed})");
     let started = Instant::now();
     let mut random = Random(seed);
@@ -452,6 +453,8 @@ fn random_workload_agrees_with_the_auditor_and_replays_to_the_same_state() {
     let mut usage_settled = 0u64;
     let mut rejections = std::collections::BTreeMap::<Rejection, u64>::new();
     let mut now = GENESIS_SECONDS;
+    // A snapshot of the state every so often (the history index it follows, and its bytes).
+    let mut snapshot: Option<(usize, Vec<u8>)> = None;
     for step in 0..steps {
         now = next_time(&mut random, now.max(ledger.now_seconds()));
         let (signer, op) = random_operation(&mut random, &ledger);
@@ -502,6 +505,19 @@ fn random_workload_agrees_with_the_auditor_and_replays_to_the_same_state() {
         if audited.is_err() {
             panic!("disagreement at {}", context());
         }
+        if step % SNAPSHOT_EVERY_STEPS == 0 {
+            let mut bytes = Vec::new();
+            ledger.encode_state(&mut bytes);
+            let decoded = Ledger::decode_state(&bytes)
+                .unwrap_or_else(|error| panic!("snapshot at {}: {error}", context()));
+            assert!(
+                decoded == ledger,
+                "a snapshot changed the state: {}",
+                context()
+            );
+            // The step about to be pushed is the last one the snapshot includes.
+            snapshot = Some((history.len(), bytes));
+        }
         history.push(Step {
             now_seconds: now,
             signer,
@@ -511,6 +527,21 @@ fn random_workload_agrees_with_the_auditor_and_replays_to_the_same_state() {
         });
     }
     let run_time = started.elapsed();
+
+    // Recovery from a snapshot: the last one, plus the steps after it, gives the same state as
+    // the whole history.
+    if let Some((index, bytes)) = snapshot {
+        let mut recovered = Ledger::decode_state(&bytes).expect("the snapshot decodes");
+        recovered.assert_invariants_full();
+        for step in history.iter().skip(index + 1) {
+            let result = recovered.apply(step.now_seconds, step.signer, step.op.clone());
+            assert_eq!(result, step.result, "replay after the snapshot diverged");
+        }
+        assert!(
+            recovered == ledger,
+            "snapshot + replay ≠ the ledger (SIM_SEED={seed})"
+        );
+    }
 
     // Replay: the same (now, signer, op) sequence into a fresh ledger gives the same results and
     // the same state after every step.
