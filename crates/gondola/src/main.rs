@@ -147,7 +147,8 @@ struct LedgerArgs {
 #[derive(Subcommand)]
 enum LedgerCommand {
     /// Replay the journal from genesis: check every record's checksum and hash chain,
-    /// re-apply every operation, and compare the final state with the last checkpoint.
+    /// re-apply every operation, compare the state with the last checkpoint, and check every
+    /// record's signature again (signer, operation, the ledger's domain, nonce and deadline).
     Verify,
     /// Write every record of the journal as one JSON line (to standard output by default).
     Export {
@@ -931,6 +932,12 @@ async fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
             let report = ledger_store::verify(&dir).with_context(|| {
                 format!("the ledger journal in {} does not verify", dir.display())
             })?;
+            let signatures = wallet::audit_journal_signatures(&dir).with_context(|| {
+                format!(
+                    "the signatures in the ledger journal in {} do not verify",
+                    dir.display()
+                )
+            })?;
             let checkpoint = match &report.checkpoint {
                 ledger_store::CheckpointCheck::Absent => "no checkpoint yet".to_owned(),
                 ledger_store::CheckpointCheck::Matched { sequence }
@@ -951,6 +958,7 @@ async fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
                     "{}",
                     serde_json::json!({
                         "records": report.records,
+                        "signatures_checked": signatures,
                         "last_sequence": report.last_sequence,
                         "last_record_hash": report.last_record_hash.to_string(),
                         "state_hash": report.state_hash.to_string(),
@@ -963,6 +971,9 @@ async fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
                 println!(
                     "ledger: {} records verified (hash chain, checksums, every operation re-applied)",
                     report.records
+                );
+                println!(
+                    "ledger: {signatures} signatures checked (signer, operation, domain, nonce, deadline)"
                 );
                 println!(
                     "ledger: last record {} ({}), state hash {}",

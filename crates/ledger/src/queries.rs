@@ -403,6 +403,29 @@ impl Ledger {
             .flat_map(|usage| usage.days.iter().map(|(day, record)| (*day, record)))
     }
 
+    /// Every account's usage on UTC `day`, added up (days older than the kept history count as
+    /// nothing). O(accounts that were ever charged): for a daily report, not per request.
+    pub fn usage_on_day(&self, day: u64) -> UsageDay {
+        let mut total = UsageDay::default();
+        for usage in self.usage.values() {
+            if let Some(record) = usage.days.get(&day) {
+                total = UsageDay {
+                    requests: total.requests.saturating_add(record.requests),
+                    prompt_tokens: total.prompt_tokens.saturating_add(record.prompt_tokens),
+                    completion_tokens: total
+                        .completion_tokens
+                        .saturating_add(record.completion_tokens),
+                    allowance_units: total.allowance_units.saturating_add(record.allowance_units),
+                    bundled_credit_units: total
+                        .bundled_credit_units
+                        .saturating_add(record.bundled_credit_units),
+                    usd_units: total.usd_units.saturating_add(record.usd_units),
+                };
+            }
+        }
+        total
+    }
+
     /// The latest UTC day any usage was settled for `address`.
     pub fn last_usage_day(&self, address: Address) -> Option<u64> {
         self.usage.get(&address).map(|usage| usage.allowance_day)

@@ -6,11 +6,13 @@
 //! passes the address to `Ledger::apply`; the journal keeps the [`Authorization`] bytes so
 //! `gondola ledger verify` can check every signature again.
 
+mod audit;
 mod authorization;
 mod key;
 mod operation;
 mod typed;
 
+pub use audit::{JournalAuditError, SignatureAudit, SignatureProblem, audit_journal_signatures};
 pub use authorization::{Authorization, AuthorizationError, Scheme, recover_signer, sign};
 pub use key::{Wallet, WalletError};
 pub use operation::{

@@ -364,6 +364,12 @@ fn refusal_error(refusal: Refusal) -> ApiError {
                 "nonce {got} is not the account's next nonce {expected} (replayed or out of order)"
             ),
         ),
+        Refusal::Expired { deadline, now } => ApiError::invalid(
+            "deadline",
+            format!(
+                "the signature's deadline {deadline} passed before it was committed (now {now})"
+            ),
+        ),
         Refusal::Rejected(rejection) => rejection_error(rejection),
         Refusal::Unavailable(message) => {
             error(ErrorCode::ModelAtCapacity, message).with_retry_after(1)

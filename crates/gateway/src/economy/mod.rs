@@ -109,6 +109,11 @@ pub(crate) enum Refusal {
         expected: u64,
         got: u64,
     },
+    /// The signature's deadline passed while the operation waited to be committed.
+    Expired {
+        deadline: u64,
+        now: u64,
+    },
     Rejected(Rejection),
     /// The store failed; the economy is read-only until the gateway restarts.
     Unavailable(String),
@@ -133,6 +138,34 @@ pub(crate) struct Economy {
     /// Web3 key challenges: token → expiry (seconds).
     pub(crate) challenges: Mutex<HashMap<String, u64>>,
     healthy: Arc<AtomicBool>,
+    /// The UTC day whose flush last reported utilization (for the day before it); zero until
+    /// the first flush, so a restarted gateway reports again (the same figure: it is computed
+    /// from the ledger alone).
+    utilization_reported_on: AtomicU64,
+}
+
+/// API utilization on one UTC day, in basis points of the network's daily capacity: everything
+/// settled for that day (allowance, bundled credits and USD) over the configured network
+/// capacity plus the allowance of all staked DIEM ($1 per DIEM), capped at 100%. With no
+/// capacity at all, any usage is full utilization.
+pub(crate) fn utilization_bps(
+    ledger: &ledger::Ledger,
+    day: u64,
+    network_capacity_usd_units: u128,
+) -> u32 {
+    let usage = ledger.usage_on_day(day);
+    let spent = usage
+        .allowance_units
+        .saturating_add(usage.bundled_credit_units)
+        .saturating_add(usage.usd_units);
+    let capacity = network_capacity_usd_units.saturating_add(ledger.supply().staked_diem_units);
+    let full = u32::try_from(ledger::BASIS_POINTS).unwrap_or(u32::MAX);
+    if capacity == 0 {
+        return if spent > 0 { full } else { 0 };
+    }
+    ledger::mul_div_floor(spent, ledger::BASIS_POINTS, capacity)
+        .and_then(|bps| u32::try_from(bps).ok())
+        .map_or(full, |bps| bps.min(full))
 }
 
 impl Economy {
@@ -242,6 +275,7 @@ impl Economy {
             config,
             challenges: Mutex::new(HashMap::new()),
             healthy,
+            utilization_reported_on: AtomicU64::new(0),
         }))
     }
 
@@ -314,17 +348,47 @@ impl Economy {
                 }
             }
         }
-        let store = self
-            .store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.meter.finish_settlement(store.ledger(), today);
-        drop(store);
+        self.read(|store| self.meter.finish_settlement(store.ledger(), today));
         if lost {
             self.healthy.store(false, Ordering::Relaxed);
         }
+        self.report_utilization(today).await;
         if let Err(error) = self.keys.flush() {
             tracing::error!(%error, "cannot save the key table");
+        }
+    }
+
+    /// Once per UTC day, after yesterday's usage is settled: reports yesterday's utilization to
+    /// the ledger, which sets the company's share of emissions from then on.
+    async fn report_utilization(&self, today: u64) {
+        if self.utilization_reported_on.swap(today, Ordering::Relaxed) == today {
+            return;
+        }
+        let Some(yesterday) = today.checked_sub(1) else {
+            return;
+        };
+        let utilization = self.read(|store| {
+            utilization_bps(
+                store.ledger(),
+                yesterday,
+                self.config.network_capacity_usd_units_per_day,
+            )
+        });
+        let op = Op::ReportUtilization {
+            utilization_bps: utilization,
+        };
+        match self.submit(self.operator, op, Signing::Operator).await {
+            Ok(receipt) => tracing::info!(
+                sequence = receipt.sequence,
+                day = yesterday,
+                utilization_bps = utilization,
+                "utilization reported"
+            ),
+            Err(refusal) => {
+                // Tried again at the next flush.
+                self.utilization_reported_on.store(0, Ordering::Relaxed);
+                tracing::warn!(?refusal, day = yesterday, "cannot report utilization");
+            }
         }
     }
 
@@ -505,6 +569,15 @@ fn commit_loop(
                         let _ = job.reply.send(Err(Refusal::Nonce {
                             expected,
                             got: authorization.nonce,
+                        }));
+                        continue;
+                    }
+                    // Checked again here, at the time the record will carry, so that every
+                    // journaled signature was applied before its deadline.
+                    if authorization.deadline_seconds < now {
+                        let _ = job.reply.send(Err(Refusal::Expired {
+                            deadline: authorization.deadline_seconds,
+                            now,
                         }));
                         continue;
                     }

@@ -38,6 +38,15 @@ fn units(value: &Value) -> u128 {
         .unwrap_or_else(|| panic!("not base units: {value}"))
 }
 
+/// A decimal string ("0.25") as 18-decimal base units, exactly.
+fn decimal_units(text: &str) -> u128 {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    assert!(fraction.len() <= 18, "{text}");
+    let fraction = format!("{fraction:0<18}");
+    whole.parse::<u128>().expect("whole part") * 10u128.pow(18)
+        + fraction.parse::<u128>().expect("fraction")
+}
+
 fn dollars(text: &str) -> f64 {
     text.parse().expect("a decimal")
 }
@@ -251,6 +260,31 @@ output_usd_per_million = "1000"
         );
     }
 
+    // The first day's utilization reaches the ledger once that day is over: everything spent
+    // on it over the day's capacity (no network share here, one staked DIEM: $1).
+    let first_day = &history["data"][0];
+    let spent = decimal_units(first_day["diem"].as_str().expect("decimal"))
+        + decimal_units(first_day["bundledCredits"].as_str().expect("decimal"))
+        + decimal_units(first_day["usd"].as_str().expect("decimal"));
+    let expected_bps = (spent * 10_000 / 10u128.pow(18)).min(10_000) as u64;
+    assert!(
+        expected_bps > 0,
+        "the first day spent something: {first_day}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = get_json(&http, format!("{url}/api/v1/ledger/status")).await;
+        if status["emissions"]["utilization_bps"].as_u64() == Some(expected_bps) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "utilization {} ≠ {expected_bps}",
+            status["emissions"]
+        );
+        tokio::task::yield_now().await;
+    }
+
     // A replayed signed operation and a forged one are refused.
     replay_and_forgery_are_refused(&http, &url, user_wallet).await;
 
@@ -269,6 +303,10 @@ output_usd_per_million = "1000"
     assert!(
         report["records"].as_u64().expect("records") >= 9,
         "{report}"
+    );
+    assert_eq!(
+        report["signatures_checked"], report["records"],
+        "every record, the operator's and the user's, carries a signature that holds"
     );
 }
 
