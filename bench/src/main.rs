@@ -1,7 +1,10 @@
 //! Gondola's benchmark harness. `path` measures what the whole serving path costs: the same
 //! engine, the same requests, once called directly and once through gateway + provider over
 //! loopback HTTP, in interleaved rounds (A B A B …) so that drift on a shared machine hits both
-//! sides alike. Results go to `bench/results/path.{md,json}`.
+//! sides alike. Results go to `bench/results/path.{md,json}`. `metering` measures the quota
+//! check on the request path (see `metering.rs`).
+
+mod metering;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -301,6 +304,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match std::env::args().nth(1).as_deref() {
         Some("path") => runtime.block_on(path_bench()),
-        _ => bail!("usage: gondola-bench path MODEL.gguf"),
+        Some("metering") => metering::run(),
+        _ => bail!("usage: gondola-bench path MODEL.gguf | gondola-bench metering"),
     }
 }

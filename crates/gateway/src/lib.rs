@@ -40,6 +40,9 @@ use wire::provider::{
 pub use auth::hash_secret;
 pub use config::GatewayConfig;
 pub use economy::EconomyConfig;
+/// The in-memory metering hot path (per-account balances, reservations, unsettled usage), public
+/// for benchmarks and for embedding the gateway's metering elsewhere.
+pub use economy::meter as metering;
 pub use server::ServeLimits;
 
 use crate::auth::Authenticator;

@@ -28,14 +28,14 @@ struct AccountView {
 
 /// Amounts drawn from each source, in USD base units.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Draw {
+pub struct Draw {
     pub allowance: u128,
     pub bundled: u128,
     pub usd: u128,
 }
 
 impl Draw {
-    pub(crate) fn total(&self) -> u128 {
+    pub fn total(&self) -> u128 {
         self.allowance
             .saturating_add(self.bundled)
             .saturating_add(self.usd)
@@ -71,6 +71,13 @@ struct AccountState {
     pending: Vec<(u64, Usage)>,
     /// Usage in the settlement being committed, by day.
     settling: Vec<(u64, Usage)>,
+    /// What this account adds to `MeterState::active_staked` now: its stake if it is active,
+    /// else zero. Kept so that one account's change adjusts the sum in O(1).
+    counted_stake: u128,
+    /// The last network share computed: (stake, active stake it was divided by, share). The
+    /// division is 256-bit wide and would otherwise run twice per request; the inputs change
+    /// only when stakes or the active set do.
+    share_cache: std::cell::Cell<(u128, u128, u128)>,
 }
 
 impl AccountState {
@@ -85,7 +92,7 @@ impl AccountState {
 
 /// The spendable amounts an account has now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Balance {
+pub struct Balance {
     /// Today's allowance (DIEM plus the capacity share) in total and what is left of it.
     pub allowance_per_day: u128,
     pub free: Draw,
@@ -93,21 +100,21 @@ pub(crate) struct Balance {
 
 /// Why a reservation was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Shortfall {
+pub struct Shortfall {
     pub needed: u128,
     pub balance: Balance,
 }
 
 /// Capacity rules, from the configuration.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Capacity {
+pub struct Capacity {
     /// USD base units a day shared among active stakers by staked sVVV.
     pub network_usd_units_per_day: u128,
     /// An account is active if it used the API on one of this many days up to today.
     pub active_window_days: u64,
 }
 
-pub(crate) struct Meter {
+pub struct Meter {
     capacity: Capacity,
     state: Mutex<MeterState>,
 }
@@ -115,16 +122,36 @@ pub(crate) struct Meter {
 #[derive(Default)]
 struct MeterState {
     accounts: HashMap<Address, AccountState>,
-    /// Σ staked sVVV of active accounts, as of the last refresh.
+    /// Σ staked sVVV of active accounts: every account's `counted_stake`.
     active_staked: u128,
     active_day: u64,
+    /// Accounts with pending usage, so a settlement visits only them.
+    pending_accounts: Vec<Address>,
+    /// Accounts in the settlement being committed.
+    settling_accounts: Vec<Address>,
+}
+
+impl MeterState {
+    /// Brings `address`'s share of the active stake up to date after its view or unsettled
+    /// usage changed. O(1).
+    fn recount(&mut self, window_days: u64, address: Address) {
+        let first_active_day = first_active_day(window_days, self.active_day);
+        if let Some(account) = self.accounts.get_mut(&address) {
+            let stake = contribution(account, first_active_day);
+            self.active_staked = self
+                .active_staked
+                .saturating_sub(account.counted_stake)
+                .saturating_add(stake);
+            account.counted_stake = stake;
+        }
+    }
 }
 
 /// Bounds the accounts kept in memory; an account appears when it gets a key.
 const MAX_ACCOUNTS: usize = 1_000_000;
 
 impl Meter {
-    pub(crate) fn new(capacity: Capacity) -> Self {
+    pub fn new(capacity: Capacity) -> Self {
         Self {
             capacity,
             state: Mutex::new(MeterState::default()),
@@ -137,9 +164,11 @@ impl Meter {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Loads or refreshes `accounts` from the ledger, and recomputes the active stake.
-    pub(crate) fn refresh(&self, ledger: &Ledger, accounts: &[Address], today: u64) {
+    /// Loads or refreshes `accounts` from the ledger and their share of the active stake:
+    /// O(`accounts`), except on the first call of a new day, which recounts every account.
+    pub fn refresh(&self, ledger: &Ledger, accounts: &[Address], today: u64) {
         let mut state = self.lock();
+        let new_day = state.active_day != today;
         for account in accounts {
             if state.accounts.len() >= MAX_ACCOUNTS && !state.accounts.contains_key(account) {
                 tracing::warn!("metered account table full; account not tracked");
@@ -147,25 +176,30 @@ impl Meter {
             }
             let view = view_of(ledger, *account, today);
             state.accounts.entry(*account).or_default().view = view;
+            if !new_day {
+                state.recount(self.capacity.active_window_days, *account);
+            }
         }
-        recompute_active(&mut state, self.capacity.active_window_days, today);
+        if new_day {
+            recompute_active(&mut state, self.capacity.active_window_days, today);
+        }
     }
 
     /// Recomputes the active stake for `today` (called when the day changes).
-    pub(crate) fn roll_day(&self, today: u64) {
+    pub fn roll_day(&self, today: u64) {
         let mut state = self.lock();
         if state.active_day != today {
             recompute_active(&mut state, self.capacity.active_window_days, today);
         }
     }
 
-    pub(crate) fn balance(&self, account: Address, day: u64) -> Balance {
+    pub fn balance(&self, account: Address, day: u64) -> Balance {
         let state = self.lock();
         balance_of(&state, &self.capacity, account, day)
     }
 
     /// Reserves `max_cost` for a request of `account` on `day`.
-    pub(crate) fn reserve(
+    pub fn reserve(
         &self,
         account: Address,
         day: u64,
@@ -190,7 +224,7 @@ impl Meter {
     }
 
     /// Gives back a reservation whose request never ran.
-    pub(crate) fn release(&self, account: Address, reserved: Draw) {
+    pub fn release(&self, account: Address, reserved: Draw) {
         let mut state = self.lock();
         if let Some(entry) = state.accounts.get_mut(&account) {
             entry.reserved.sub(reserved);
@@ -200,7 +234,7 @@ impl Meter {
     /// Ends a request: releases its reservation and charges `cost` (capped at what the account
     /// can pay, which the reservation guarantees covers it unless the estimate was exceeded).
     /// Returns what was charged.
-    pub(crate) fn settle(
+    pub fn settle(
         &self,
         account: Address,
         day: u64,
@@ -222,6 +256,7 @@ impl Meter {
             );
         }
         let entry = state.accounts.entry(account).or_default();
+        let first_pending = entry.pending.is_empty();
         let usage = match entry.pending.iter_mut().find(|(seen, _)| *seen == day) {
             Some((_, usage)) => usage,
             None => {
@@ -234,28 +269,29 @@ impl Meter {
         usage.prompt_tokens = usage.prompt_tokens.saturating_add(prompt_tokens);
         usage.completion_tokens = usage.completion_tokens.saturating_add(completion_tokens);
         usage.draw.add(charge);
+        if first_pending {
+            state.pending_accounts.push(account);
+        }
+        // Its first request of the day may have made it active.
+        state.recount(self.capacity.active_window_days, account);
         charge
     }
 
     /// Moves pending usage into a settlement for `day` and earlier days, one operation per day,
     /// or nothing when there is none or a settlement is still being committed.
-    pub(crate) fn begin_settlement(&self, max_entries: usize) -> Vec<(u64, Vec<UsageCharge>)> {
+    pub fn begin_settlement(&self, max_entries: usize) -> Vec<(u64, Vec<UsageCharge>)> {
         let mut state = self.lock();
-        if state
-            .accounts
-            .values()
-            .any(|account| !account.settling.is_empty())
-        {
+        if !state.settling_accounts.is_empty() {
             return Vec::new();
         }
+        let take = state.pending_accounts.len().min(max_entries);
+        let settling: Vec<Address> = state.pending_accounts.drain(..take).collect();
         let mut by_day: std::collections::BTreeMap<u64, Vec<UsageCharge>> =
             std::collections::BTreeMap::new();
-        let mut taken = 0;
-        for (address, account) in &mut state.accounts {
-            if account.pending.is_empty() || taken >= max_entries {
+        for address in &settling {
+            let Some(account) = state.accounts.get_mut(address) else {
                 continue;
-            }
-            taken += 1;
+            };
             account.settling = std::mem::take(&mut account.pending);
             for (day, usage) in &account.settling {
                 by_day.entry(*day).or_default().push(UsageCharge {
@@ -269,27 +305,29 @@ impl Meter {
                 });
             }
         }
+        state.settling_accounts = settling;
         by_day.into_iter().collect()
     }
 
     /// The settlement begun last is in the ledger (or was lost): forgets it and refreshes the
     /// accounts it charged, under one lock, so no moment counts it twice or not at all.
-    pub(crate) fn finish_settlement(&self, ledger: &Ledger, today: u64) {
+    pub fn finish_settlement(&self, ledger: &Ledger, today: u64) {
         let mut state = self.lock();
-        let settled: Vec<Address> = state
-            .accounts
-            .iter()
-            .filter(|(_, account)| !account.settling.is_empty())
-            .map(|(address, _)| *address)
-            .collect();
+        let settled = std::mem::take(&mut state.settling_accounts);
+        let new_day = state.active_day != today;
         for address in settled {
             let view = view_of(ledger, address, today);
             if let Some(account) = state.accounts.get_mut(&address) {
                 account.settling.clear();
                 account.view = view;
             }
+            if !new_day {
+                state.recount(self.capacity.active_window_days, address);
+            }
         }
-        recompute_active(&mut state, self.capacity.active_window_days, today);
+        if new_day {
+            recompute_active(&mut state, self.capacity.active_window_days, today);
+        }
     }
 }
 
@@ -313,20 +351,26 @@ fn first_active_day(window_days: u64, day: u64) -> u64 {
     day.saturating_sub(window_days.saturating_sub(1))
 }
 
+/// An account's stake if it is active (it used the API on a day of the window, settled or not),
+/// else zero.
+fn contribution(account: &AccountState, first_active_day: u64) -> u128 {
+    let active = account
+        .view
+        .last_usage_day
+        .is_some_and(|day| day >= first_active_day)
+        || account.unsettled().any(|(day, _)| *day >= first_active_day);
+    if active { account.view.staked_svvv } else { 0 }
+}
+
+/// Recounts every account's share of the active stake for `today`: O(accounts), once a day.
 fn recompute_active(state: &mut MeterState, window_days: u64, today: u64) {
     let first_active_day = first_active_day(window_days, today);
-    state.active_staked = state
-        .accounts
-        .values()
-        .filter(|account| {
-            account
-                .view
-                .last_usage_day
-                .is_some_and(|day| day >= first_active_day)
-                || account.unsettled().any(|(day, _)| *day >= first_active_day)
-        })
-        .map(|account| account.view.staked_svvv)
-        .fold(0u128, u128::saturating_add);
+    let mut total: u128 = 0;
+    for account in state.accounts.values_mut() {
+        account.counted_stake = contribution(account, first_active_day);
+        total = total.saturating_add(account.counted_stake);
+    }
+    state.active_staked = total;
     state.active_day = today;
 }
 
@@ -344,12 +388,21 @@ fn balance_of(state: &MeterState, capacity: &Capacity, account: Address, day: u6
     let share = if denominator == 0 {
         0
     } else {
-        ledger::mul_div_floor(
-            capacity.network_usd_units_per_day,
-            view.staked_svvv,
-            denominator,
-        )
-        .unwrap_or(0)
+        let (stake, divided_by, share) = entry.share_cache.get();
+        if stake == view.staked_svvv && divided_by == denominator {
+            share
+        } else {
+            let share = ledger::mul_div_floor(
+                capacity.network_usd_units_per_day,
+                view.staked_svvv,
+                denominator,
+            )
+            .unwrap_or(0);
+            entry
+                .share_cache
+                .set((view.staked_svvv, denominator, share));
+            share
+        }
     };
     let allowance_per_day = view.diem_allowance_per_day.saturating_add(share);
     let mut spent_today = if view.allowance_day == day {
@@ -428,5 +481,97 @@ mod tests {
                 usd: 1
             }
         );
+    }
+
+    /// Accounts 1..=5 with 100·i sVVV staked (so different weights) and $10 of USD credit each.
+    fn staked_ledger() -> (Ledger, Vec<Address>) {
+        use ledger::{Asset, GenesisConfig, Op, UNITS_PER_TOKEN};
+        let admin = Address([1; 20]);
+        let now = 1_750_000_000;
+        let mut ledger = Ledger::new();
+        let genesis = GenesisConfig::venice(admin, admin, admin, admin, admin, Vec::new());
+        let mut apply = |signer, op| {
+            assert!(ledger.apply(now, signer, op).is_ok());
+        };
+        apply(admin, Op::Genesis(Box::new(genesis)));
+        let accounts: Vec<Address> = (1..=5u8).map(|index| Address([index + 10; 20])).collect();
+        for (index, account) in accounts.iter().enumerate() {
+            let vvv = 100 * (index as u128 + 1) * UNITS_PER_TOKEN;
+            apply(
+                admin,
+                Op::Transfer {
+                    asset: Asset::Vvv,
+                    to: *account,
+                    amount_units: vvv,
+                },
+            );
+            apply(*account, Op::Stake { vvv_units: vvv });
+            apply(
+                admin,
+                Op::CreditAccount {
+                    account: *account,
+                    usd_units: 10 * UNITS_PER_TOKEN,
+                    bundled_credit_units: 0,
+                },
+            );
+        }
+        (ledger, accounts)
+    }
+
+    /// The active stake recounted from scratch, without changing anything.
+    fn recounted(meter: &Meter) -> u128 {
+        let state = meter.lock();
+        let first = first_active_day(meter.capacity.active_window_days, state.active_day);
+        state
+            .accounts
+            .values()
+            .map(|account| contribution(account, first))
+            .sum()
+    }
+
+    #[test]
+    fn the_active_stake_kept_in_o1_steps_equals_a_full_recount_after_every_call() {
+        let (ledger, accounts) = staked_ledger();
+        let meter = Meter::new(Capacity {
+            network_usd_units_per_day: 1_000,
+            active_window_days: 3,
+        });
+        let mut day = 20_000;
+        meter.refresh(&ledger, &accounts, day);
+        assert_eq!(recounted(&meter), 0, "nobody has used the API yet");
+        // A small deterministic generator picks the call and the account.
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let mut became_active = false;
+        for step in 0..2_000 {
+            let account = accounts[next(accounts.len() as u64) as usize];
+            match next(6) {
+                0 | 1 => {
+                    if let Ok((draw, _)) = meter.reserve(account, day, 1_000) {
+                        meter.settle(account, day, draw, 500, 10, 5);
+                    }
+                }
+                2 => {
+                    let _ = meter.begin_settlement(2);
+                }
+                3 => meter.finish_settlement(&ledger, day),
+                4 => meter.refresh(&ledger, &[account], day),
+                _ => {
+                    if next(50) == 0 {
+                        day += 1;
+                        meter.roll_day(day);
+                    }
+                }
+            }
+            let kept = meter.lock().active_staked;
+            became_active |= kept > 0;
+            assert_eq!(kept, recounted(&meter), "step {step}, day {day}");
+        }
+        assert!(became_active, "the walk made accounts active");
     }
 }

@@ -12,7 +12,7 @@
 
 pub(crate) mod http;
 pub(crate) mod keys;
-pub(crate) mod meter;
+pub mod meter;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
