@@ -246,16 +246,32 @@ async fn serve(
         .map_or_else(|| model_id.clone(), |(advert, _)| advert.name.clone());
     // Accounts are limited per model size tier; configured keys and anonymous callers by
     // their own limits.
-    let (rate_key, rate_limit) = match caller.account {
+    let (rate_key, rate_limit, tier) = match caller.account {
         Some(account) => {
             let (tier, limit) = state.tiers.tier_of(&model_id);
-            (format!("{account}/{tier}"), limit)
+            (format!("{account}/{tier}"), limit, Some(tier))
         }
-        None => (caller.name.clone(), caller.rate),
+        None => (caller.name.clone(), caller.rate, None),
     };
     let rate = state.rate.check(&rate_key, rate_limit, now);
     *rate_out = Some(rate);
     if !rate.allowed {
+        if let (Some(economy), Some(account), Some(tier)) = (&state.economy, caller.account, tier) {
+            economy.rate_limit_log.record(
+                account,
+                crate::economy::RateLimitHit {
+                    key_id: caller.key_id.clone(),
+                    model_id: model_id.clone(),
+                    tier: tier.to_owned(),
+                    limit_type: if rate.remaining_requests == 0 {
+                        "RPM"
+                    } else {
+                        "TPM"
+                    },
+                    timestamp_seconds: economy.clock.now(),
+                },
+            );
+        }
         return Err((
             ApiError::new(
                 ErrorCode::RateLimitExceeded,

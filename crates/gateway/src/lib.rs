@@ -219,6 +219,10 @@ fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
         )
         .route("/api_keys/rate_limits", get(economy::http::rate_limits))
         .route(
+            "/api_keys/rate_limits/log",
+            get(economy::http::rate_limit_log),
+        )
+        .route(
             "/api_keys/generate_web3_key",
             get(economy::http::web3_challenge)
                 .post(economy::http::web3_key)

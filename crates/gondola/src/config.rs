@@ -50,6 +50,16 @@ pub struct RawGateway {
     pub models: RawModels,
     #[serde(default)]
     pub ledger: RawLedger,
+    /// `[gateway.rate_limits.<tier>]`: each tier's per-account limits (small, medium, large).
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RawTierLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTierLimit {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 /// `[gateway.ledger]`: the economy the gateway meters against.
@@ -362,6 +372,20 @@ pub fn gateway_config(
         );
     }
     let mut tiers = TierConfig::default();
+    for (tier, limit) in &raw.rate_limits {
+        let Some(current) = tiers.tiers.get_mut(tier) else {
+            bail!("gateway.rate_limits.{tier}: the tier must be small, medium or large");
+        };
+        if let Some(requests) = limit.requests_per_minute {
+            current.requests_per_minute = requests;
+        }
+        if let Some(tokens) = limit.tokens_per_minute {
+            current.tokens_per_minute = tokens;
+        }
+        if current.requests_per_minute == 0 || current.tokens_per_minute == 0 {
+            bail!("gateway.rate_limits.{tier}: limits must be at least 1");
+        }
+    }
     for (model, tier) in &raw.models.tiers {
         if !tiers.tiers.contains_key(tier) {
             bail!(
@@ -489,5 +513,33 @@ mod tests {
             Amount(500_000_000_000_000_000)
         );
         assert!(gateway_config(&raw("[gateway.models.pricing.m]\ninput_usd_per_million = \"-1\"\noutput_usd_per_million = \"1\""), local, None).is_err());
+    }
+
+    #[test]
+    fn tier_limits_can_be_set_and_nonsense_is_refused() {
+        let local: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let config = gateway_config(
+            &raw("[gateway.rate_limits.large]\nrequests_per_minute = 7"),
+            local,
+            None,
+        )
+        .expect("valid");
+        let large = config.tiers.tiers["large"];
+        assert_eq!(large.requests_per_minute, 7);
+        assert_eq!(
+            large.tokens_per_minute,
+            TierConfig::default().tiers["large"].tokens_per_minute,
+            "what is not set keeps its default"
+        );
+        for bad in [
+            "[gateway.rate_limits.huge]\nrequests_per_minute = 7",
+            "[gateway.rate_limits.small]\nrequests_per_minute = 0",
+        ] {
+            assert!(gateway_config(&raw(bad), local, None).is_err(), "{bad}");
+        }
+        assert!(
+            toml::from_str::<FileConfig>("[gateway.rate_limits.small]\nrequests_per_hour = 7")
+                .is_err()
+        );
     }
 }

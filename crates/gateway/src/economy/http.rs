@@ -884,6 +884,34 @@ pub(crate) async fn rate_limits(
     respond(result, dialect)
 }
 
+/// The account's latest rate-limit refusals (at most 50, newest first; kept in memory, so a
+/// restart clears them).
+pub(crate) async fn rate_limit_log(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+) -> Response {
+    let result = (|| {
+        let (economy, account) = key_holder(&state, &headers, false)?;
+        let data: Vec<Value> = economy
+            .rate_limit_log
+            .recent(account)
+            .into_iter()
+            .map(|hit| {
+                json!({
+                    "apiKeyId": hit.key_id,
+                    "modelId": hit.model_id,
+                    "rateLimitTier": hit.tier,
+                    "rateLimitType": hit.limit_type,
+                    "timestamp": hit.timestamp_seconds,
+                })
+            })
+            .collect();
+        Ok(json!({"object": "list", "data": data}))
+    })();
+    respond(result, dialect)
+}
+
 pub(crate) async fn billing_balance(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,

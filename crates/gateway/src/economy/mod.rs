@@ -138,10 +138,63 @@ pub(crate) struct Economy {
     /// Web3 key challenges: token → expiry (seconds).
     pub(crate) challenges: Mutex<HashMap<String, u64>>,
     healthy: Arc<AtomicBool>,
+    /// Each account's latest rate-limit refusals, for `/api_keys/rate_limits/log`.
+    pub(crate) rate_limit_log: RateLimitLog,
     /// The UTC day whose flush last reported utilization (for the day before it); zero until
     /// the first flush, so a restarted gateway reports again (the same figure: it is computed
     /// from the ledger alone).
     utilization_reported_on: AtomicU64,
+}
+
+/// Latest rate-limit refusals kept per account.
+pub(crate) const RATE_LIMIT_LOG_ENTRIES: usize = 50;
+/// Accounts the rate-limit log keeps entries for; further accounts' refusals are not logged
+/// until the gateway restarts (the log lives in memory only).
+const RATE_LIMIT_LOG_ACCOUNTS: usize = 100_000;
+
+/// One rate-limit refusal: which key, model, tier and limit, and when. No content, no address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RateLimitHit {
+    pub key_id: Option<String>,
+    pub model_id: String,
+    pub tier: String,
+    /// `RPM` or `TPM`.
+    pub limit_type: &'static str,
+    pub timestamp_seconds: u64,
+}
+
+/// Each account's latest [`RATE_LIMIT_LOG_ENTRIES`] rate-limit refusals, in memory.
+#[derive(Default)]
+pub(crate) struct RateLimitLog {
+    hits: Mutex<HashMap<Address, std::collections::VecDeque<RateLimitHit>>>,
+}
+
+impl RateLimitLog {
+    pub(crate) fn record(&self, account: Address, hit: RateLimitHit) {
+        let mut hits = self
+            .hits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if hits.len() >= RATE_LIMIT_LOG_ACCOUNTS && !hits.contains_key(&account) {
+            return;
+        }
+        let entries = hits.entry(account).or_default();
+        if entries.len() >= RATE_LIMIT_LOG_ENTRIES {
+            entries.pop_front();
+        }
+        entries.push_back(hit);
+    }
+
+    /// Newest first.
+    pub(crate) fn recent(&self, account: Address) -> Vec<RateLimitHit> {
+        let hits = self
+            .hits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hits.get(&account)
+            .map(|entries| entries.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// API utilization on one UTC day, in basis points of the network's daily capacity: everything
@@ -276,6 +329,7 @@ impl Economy {
             challenges: Mutex::new(HashMap::new()),
             healthy,
             utilization_reported_on: AtomicU64::new(0),
+            rate_limit_log: RateLimitLog::default(),
         }))
     }
 

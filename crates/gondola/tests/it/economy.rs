@@ -376,3 +376,90 @@ async fn replay_and_forgery_are_refused(http: &reqwest::Client, url: &str, walle
     let (status, error) = post(forged).await;
     assert_eq!(status, 401, "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accounts_rate_limit_refusals_are_logged_for_it_alone() {
+    // Two requests a minute for the small tier (every model is small unless configured).
+    let config = r#"
+[gateway.rate_limits.small]
+requests_per_minute = 2
+"#;
+    let (_process, url, dir) = serve(&[], Some(config));
+    let data = dir.path().join("data");
+    let operator_wallet = data.join("operator.key");
+    let operator_wallet = operator_wallet.to_str().expect("utf-8 path");
+    let user_wallet = dir.path().join("user.key");
+    let user_wallet = user_wallet.to_str().expect("utf-8 path");
+    let user = gondola(&["wallet", "new", "--wallet", user_wallet], &url, &data)["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    gondola(
+        &[
+            "transfer",
+            "--wallet",
+            operator_wallet,
+            "--to",
+            &user,
+            "--vvv",
+            "100",
+        ],
+        &url,
+        &data,
+    );
+    gondola(&["stake", "--wallet", user_wallet, "100"], &url, &data);
+    let minted = gondola(&["key", "--wallet", user_wallet], &url, &data);
+    let key = minted["data"]["apiKey"].as_str().expect("a key").to_owned();
+    let key_id = minted["data"]["id"].as_str().expect("an id").to_owned();
+
+    let http = client();
+    let log_url = format!("{url}/api/v1/api_keys/rate_limits/log");
+    let empty = get_json_with_key(&http, &log_url, &key).await;
+    assert_eq!(empty["data"], serde_json::json!([]), "{empty}");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(chat(&http, &url, &key).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+
+    let log = get_json_with_key(&http, &log_url, &key).await;
+    let entries = log["data"].as_array().expect("a list");
+    assert_eq!(entries.len(), 1, "{log}");
+    assert_eq!(entries[0]["apiKeyId"], key_id.as_str());
+    assert_eq!(entries[0]["modelId"], MODEL);
+    assert_eq!(entries[0]["rateLimitTier"], "small");
+    assert_eq!(entries[0]["rateLimitType"], "RPM");
+    assert!(
+        entries[0]["timestamp"]
+            .as_u64()
+            .is_some_and(|at| at > 1_700_000_000)
+    );
+
+    // Another account sees nothing of it.
+    let other_wallet = dir.path().join("other.key");
+    let other_wallet = other_wallet.to_str().expect("utf-8 path");
+    let other = gondola(&["wallet", "new", "--wallet", other_wallet], &url, &data)["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    gondola(
+        &[
+            "transfer",
+            "--wallet",
+            operator_wallet,
+            "--to",
+            &other,
+            "--vvv",
+            "1",
+        ],
+        &url,
+        &data,
+    );
+    gondola(&["stake", "--wallet", other_wallet, "1"], &url, &data);
+    let other_key = gondola(&["key", "--wallet", other_wallet], &url, &data)["data"]["apiKey"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    let theirs = get_json_with_key(&http, &log_url, &other_key).await;
+    assert_eq!(theirs["data"], serde_json::json!([]), "{theirs}");
+}
