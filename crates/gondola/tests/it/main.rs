@@ -7,6 +7,7 @@ mod engine_direct;
 mod failover;
 mod faults;
 mod ledger_cli;
+mod ledger_crash;
 mod network;
 mod privacy;
 mod sdk;
