@@ -46,7 +46,11 @@ function openDatabase() {
       if (!db.objectStoreNames.contains(name)) db.createObjectStore(name, { keyPath: "id" });
     }
   };
-  return request(opening).then((db) => {
+  // A tab still running an older app holds the old version open; say so rather than wait.
+  const blocked = new Promise((_, reject) => {
+    opening.onblocked = () => reject(new Error("another Gondola tab holds an older version of its storage open; close it and reload"));
+  });
+  return Promise.race([request(opening), blocked]).then((db) => {
     // A newer version of the app opened in another tab: step aside so it can upgrade.
     db.onversionchange = () => db.close();
     return db;

@@ -263,7 +263,11 @@ export class WalletPage {
       return;
     }
     input.value = "";
-    await this.#adopt(privateKey, "imported");
+    try {
+      await this.#adopt(privateKey, "imported");
+    } catch (error) {
+      $("wallet-key-error").textContent = `Could not keep the key: ${error?.message ?? error}`;
+    }
   }
 
   #forgetInMemory() {
