@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Gondola needs to build and test, if any are missing:
 # cmake, clang and libclang-dev build llama.cpp and its bindings; python3-venv makes the venv
-# the OpenAI SDK test runs in. With --tests, also chromium, node and npm for the web app's
-# browser suite (playwright-core drives Debian's Chromium; no browser is downloaded).
+# the OpenAI SDK test runs in; node and npm install and bundle the web app's signing library.
+# With --tests, also chromium for the web app's browser suite (playwright-core drives Debian's
+# Chromium; no browser is downloaded).
 set -euo pipefail
 
 missing=()
@@ -10,10 +11,10 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-  command -v node >/dev/null 2>&1 || missing+=(nodejs)
-  command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

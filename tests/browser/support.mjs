@@ -135,10 +135,10 @@ export async function serve({ listen = "127.0.0.1:0", config = null, extra = [] 
   return { process: process_, url, port: Number(new URL(url).port) };
 }
 
-/** `gondola gateway` alone (no model), with a config file. */
-export async function gateway(config = "") {
+/** `gondola gateway` alone (no model), with a config file and any `extra` flags. */
+export async function gateway(config = "", extra = []) {
   const data = path.join(tempDir("gateway"), "data");
-  const process_ = new Gondola(["gateway", "--listen", "127.0.0.1:0", "--data-dir", data, ...configArgs(config)]);
+  const process_ = new Gondola(["gateway", "--listen", "127.0.0.1:0", "--data-dir", data, ...configArgs(config), ...extra]);
   const url = urlIn(await process_.waitForLine("gateway listening on"));
   return { process: process_, url, data };
 }
@@ -150,6 +150,14 @@ export function cli(args, gatewayUrl, dataDir) {
     stdio: ["ignore", "pipe", "pipe"],
   });
   return JSON.parse(output);
+}
+
+/** Runs a `gondola` CLI command against a gateway and returns what it printed, trimmed. */
+export function cliText(args, gatewayUrl, dataDir) {
+  return execFileSync(binary, [...args, "--gateway", gatewayUrl, "--data-dir", dataDir], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  }).trim();
 }
 
 /** `gondola provider` fronting an OpenAI-compatible upstream engine, registered with `gatewayUrl`. */

@@ -1,13 +1,16 @@
 //! The web app: Gondola's chat page, served at `/` from files built into the binary
 //! (`crates/gateway/web/`).
 //!
-//! The app is plain ES modules and CSS with no build step and no third-party script. Every
-//! response carries a strict Content-Security-Policy (scripts, styles and connections from this
+//! The app is plain ES modules and CSS, served as written, plus one third-party script:
+//! `/signing.js`, viem's local accounts for the wallet page, which `build.rs` bundles from
+//! `web/signing` when its `node_modules` is installed (and otherwise replaces with a module that
+//! says this build cannot sign). Every response carries a strict Content-Security-Policy (scripts, styles and connections from this
 //! origin only, no inline code, no framing), a strong ETag of its bytes and
 //! `Cache-Control: no-cache`, so browsers revalidate and pick up a new binary's app at once.
 //!
-//! Nothing here reads or stores conversations: they live in the browser, encrypted in IndexedDB.
-//! The app talks to the same `/v1` API as any other client.
+//! Nothing here reads or stores conversations or wallet keys: they live in the browser,
+//! encrypted in IndexedDB, and the wallet page sends only signatures. The app talks to the same
+//! `/v1` and `/api/v1` API as any other client.
 
 use std::sync::OnceLock;
 
@@ -61,6 +64,21 @@ const ASSETS: &[Asset] = &[
         path: "/store.js",
         content_type: JAVASCRIPT,
         body: include_bytes!("../web/store.js"),
+    },
+    Asset {
+        path: "/wallet.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../web/wallet.js"),
+    },
+    Asset {
+        path: "/amounts.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../web/amounts.js"),
+    },
+    Asset {
+        path: "/signing.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!(concat!(env!("OUT_DIR"), "/signing.js")),
     },
     Asset {
         path: "/sw.js",
@@ -252,6 +270,47 @@ mod tests {
             .collect();
         expected.sort_unstable();
         assert_eq!(shell, expected, "the service worker caches the app shell");
+    }
+
+    /// The names the wallet page takes from `/signing.js`, whichever module a build embedded.
+    fn exported_names(module: &str) -> Vec<String> {
+        let mut names: Vec<String> = if let Some(start) = module.rfind("export{") {
+            // esbuild's bundle ends with one `export{local as name, …}`.
+            let list = &module[start + "export{".len()..];
+            let list = &list[..list.find('}').expect("end of the export list")];
+            list.split(',')
+                .map(|item| item.rsplit(" as ").next().unwrap_or(item).trim().to_owned())
+                .collect()
+        } else {
+            module
+                .lines()
+                .filter_map(|line| line.strip_prefix("export const "))
+                .filter_map(|rest| rest.split([' ', '=']).next())
+                .map(str::to_owned)
+                .collect()
+        };
+        names.sort_unstable();
+        names.retain(|name| name != "missing");
+        names
+    }
+
+    #[test]
+    fn the_signing_module_offers_the_wallet_page_the_same_names_built_or_missing() {
+        let expected = ["available", "generatePrivateKey", "privateKeyToAccount"];
+        let embedded = text("/signing.js");
+        assert_eq!(exported_names(embedded), expected);
+        let missing = include_str!("../web/signing/missing.js");
+        assert_eq!(exported_names(missing), expected);
+        assert!(missing.contains("export const available = false;"));
+        let entry = include_str!("../web/signing/index.js");
+        assert!(entry.contains("export const available = true;"));
+        assert!(entry.contains(
+            "export { generatePrivateKey, privateKeyToAccount } from \"viem/accounts\";"
+        ));
+        // The page loads it on demand; a static import would cost the chat page its 75 KB.
+        let wallet = text("/wallet.js");
+        assert!(wallet.contains("import(\"/signing.js\")"));
+        assert!(!text("/app.js").contains("/signing.js"));
     }
 
     #[test]

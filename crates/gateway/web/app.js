@@ -1,4 +1,5 @@
-// Gondola's chat page: conversations, the composer, streaming replies, settings and data.
+// Gondola's chat page: conversations, the composer, streaming replies, settings and data, and
+// the way to the wallet page (wallet.js, at #wallet).
 //
 // All state lives in this page and in the browser's IndexedDB (encrypted, see store.js);
 // the gateway is only asked for models and replies, like any other API client. Every piece of
@@ -7,6 +8,7 @@
 import { ApiFailure, Stopped, describeFailure, listModels, streamChat } from "/api.js";
 import { renderMarkdown } from "/markdown.js";
 import { Store, canEncrypt, exportDocument, parseExport } from "/store.js";
+import { WalletPage } from "/wallet.js";
 
 const $ = (id) => document.getElementById(id);
 const DEFAULT_TITLE = "New chat";
@@ -24,7 +26,10 @@ const state = {
   /** The chat on screen (possibly a draft not yet in `chats`). */
   current: null,
   models: [],
-  prefs: { apiKey: "", theme: "system", model: null },
+  /** `apiKeyAccount`: the wallet address `apiKey` was minted for on the wallet page, if it was. */
+  prefs: { apiKey: "", apiKeyAccount: null, theme: "system", model: null },
+  /** The wallet page, made at start. */
+  wallet: null,
   /** The reply being streamed: {chat, message, controller}. */
   streaming: null,
   search: "",
@@ -391,6 +396,7 @@ async function deleteChat(id) {
 function openChat(id) {
   const chat = state.chats.get(id);
   if (!chat) return;
+  showChatView();
   state.current = chat;
   closeSidebar();
   renderAll();
@@ -398,6 +404,7 @@ function openChat(id) {
 }
 
 function startNewChat({ incognito = false } = {}) {
+  showChatView();
   const chat = newChat({ incognito });
   chat.model = $("model-select").value || null;
   state.current = chat;
@@ -773,6 +780,7 @@ async function saveSettings() {
   const key = $("api-key").value.trim();
   const keyChanged = key !== (state.prefs.apiKey ?? "");
   state.prefs.apiKey = key;
+  if (keyChanged) state.prefs.apiKeyAccount = null;
   state.prefs.theme = $("theme-select").value;
   applyTheme();
   await savePrefs();
@@ -863,7 +871,7 @@ async function deleteEverything() {
   $("settings-dialog").close();
   const sure = await confirmAction(
     "Delete everything?",
-    "Every chat, your API key and settings, and the encryption key will be deleted from this browser. Export first if you want to keep your chats.",
+    "Every chat, your API key and settings, your wallet key, and the encryption key will be deleted from this browser. Export your chats first, and show and copy the wallet key on the wallet page, if you want to keep them: without its key a wallet's funds cannot be used again.",
     "Delete everything",
   );
   if (!sure) return;
@@ -871,16 +879,53 @@ async function deleteEverything() {
   await Promise.all([...state.saveChains.values()]);
   state.saveChains.clear();
   state.chats.clear();
-  state.prefs = { apiKey: "", theme: "system", model: null };
+  state.prefs = { apiKey: "", apiKeyAccount: null, theme: "system", model: null };
   if (state.store) {
     await state.store.destroy();
     state.store = await Store.open();
   }
+  await state.wallet.reset(state.store);
   applyTheme();
   state.current = newChat();
   renderAll();
   await loadModels();
   $("data-status").textContent = "Everything was deleted.";
+}
+
+// ---------------------------------------------------------------- views
+
+const WALLET_ROUTE = "#wallet";
+
+/** Shows the chat or the wallet page, as the address's fragment says. */
+function route() {
+  const wallet = location.hash === WALLET_ROUTE;
+  $("main").hidden = wallet;
+  $("wallet-view").hidden = !wallet;
+  if (wallet) $("open-wallet").setAttribute("aria-current", "page");
+  else $("open-wallet").removeAttribute("aria-current");
+  closeSidebar();
+  if (wallet) {
+    document.title = "Wallet · Gondola";
+    state.wallet.show();
+  } else {
+    document.title = "Gondola";
+    state.wallet.hide();
+  }
+}
+
+function showChatView() {
+  if (location.hash !== WALLET_ROUTE) return;
+  history.pushState(null, "", location.pathname + location.search);
+  route();
+}
+
+/** The wallet page's minted key becomes the chats' API key. */
+async function useApiKey(key, account) {
+  state.prefs.apiKey = key;
+  state.prefs.apiKeyAccount = account;
+  await savePrefs();
+  if ($("banner").dataset.source === "models") hideBanner();
+  await loadModels();
 }
 
 // ---------------------------------------------------------------- layout
@@ -973,6 +1018,15 @@ function wireEvents() {
     if (event.submitter?.id === "chat-settings-save") saveChatSettings(event);
   });
   $("open-sidebar").addEventListener("click", openSidebar);
+  $("wallet-open-sidebar").addEventListener("click", openSidebar);
+  $("wallet-back").addEventListener("click", (event) => {
+    event.preventDefault();
+    showChatView();
+    $("prompt").focus();
+  });
+  // Already on the wallet page, the link changes no fragment; it still closes the sidebar.
+  $("open-wallet").addEventListener("click", closeSidebar);
+  window.addEventListener("hashchange", route);
   $("close-sidebar").addEventListener("click", closeSidebar);
   $("scrim").addEventListener("click", closeSidebar);
 }
@@ -1002,11 +1056,18 @@ async function start() {
     }
   }
   applyTheme();
+  state.wallet = new WalletPage({
+    store: state.store,
+    confirm: confirmAction,
+    useApiKey,
+    apiKeyFor: (address) => (state.prefs.apiKey && state.prefs.apiKeyAccount === address ? state.prefs.apiKey : ""),
+  });
   const latest = listedChats()[0];
   state.current = latest ?? newChat();
   renderAll();
   await loadModels();
   if (!state.current.model) state.current.model = $("model-select").value || null;
+  route();
   $("app").dataset.ready = "true";
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js").catch(() => {

@@ -1,5 +1,5 @@
-// Where Gondola's web app keeps conversations and preferences: IndexedDB in this browser, and
-// nowhere else (no server endpoint stores anything).
+// Where Gondola's web app keeps conversations, preferences and the wallet key: IndexedDB in
+// this browser, and nowhere else (no server endpoint stores anything).
 //
 // Every record is encrypted with AES-GCM (256-bit) under one key generated on first use by
 // WebCrypto as non-extractable: page script can use it but never read its bytes. The CryptoKey
@@ -9,12 +9,15 @@
 // who can run script in this origin, or who copies the whole browser profile, key included.
 
 const DATABASE = "gondola";
-const VERSION = 1;
+// Version 2 added the wallet store.
+const VERSION = 2;
 const KEYS = "keys";
 const CHATS = "chats";
 const PREFS = "prefs";
+const WALLET = "wallet";
 const KEY_ID = "records";
 const PREFS_ID = "prefs";
+const WALLET_ID = "wallet";
 
 /** Version of the export file format; `importChats` accepts this one. */
 export const EXPORT_FORMAT = "gondola.chats";
@@ -39,11 +42,19 @@ function openDatabase() {
   const opening = indexedDB.open(DATABASE, VERSION);
   opening.onupgradeneeded = () => {
     const db = opening.result;
-    for (const name of [KEYS, CHATS, PREFS]) {
+    for (const name of [KEYS, CHATS, PREFS, WALLET]) {
       if (!db.objectStoreNames.contains(name)) db.createObjectStore(name, { keyPath: "id" });
     }
   };
-  return request(opening);
+  // A tab still running an older app holds the old version open; say so rather than wait.
+  const blocked = new Promise((_, reject) => {
+    opening.onblocked = () => reject(new Error("another Gondola tab holds an older version of its storage open; close it and reload"));
+  });
+  return Promise.race([request(opening), blocked]).then((db) => {
+    // A newer version of the app opened in another tab: step aside so it can upgrade.
+    db.onversionchange = () => db.close();
+    return db;
+  });
 }
 
 /** Whether this browser context can encrypt (WebCrypto needs HTTPS or loopback). */
@@ -136,6 +147,23 @@ export class Store {
 
   savePrefs(prefs) {
     return this.#put(PREFS, PREFS_ID, prefs);
+  }
+
+  /** The stored wallet ({privateKey, address, created_at, source}), or null. */
+  async loadWallet() {
+    const record = await request(this.#db.transaction(WALLET).objectStore(WALLET).get(WALLET_ID));
+    return record ? this.#open(record) : null;
+  }
+
+  /** Stores the wallet key, encrypted like every other record. */
+  saveWallet(wallet) {
+    return this.#put(WALLET, WALLET_ID, wallet);
+  }
+
+  async deleteWallet() {
+    const transaction = this.#db.transaction(WALLET, "readwrite");
+    transaction.objectStore(WALLET).delete(WALLET_ID);
+    await done(transaction);
   }
 
   /** Deletes the whole database, key included; the store is unusable afterwards. */

@@ -1,8 +1,8 @@
-// Gondola's service worker: keeps the app shell (the page, its scripts, styles, manifest and
-// icon) so the app opens without a network. It never touches API traffic: requests for
-// anything outside SHELL pass straight through, uncached.
+// Gondola's service worker: keeps the app shell (the page, its scripts, the signing library,
+// styles, manifest and icon) so the app opens without a network. It never touches API
+// traffic: requests for anything outside SHELL pass straight through, uncached.
 
-const CACHE = "gondola-shell-v1";
+const CACHE = "gondola-shell-v2";
 const SHELL = [
   "/",
   "/app.css",
@@ -10,6 +10,9 @@ const SHELL = [
   "/api.js",
   "/markdown.js",
   "/store.js",
+  "/wallet.js",
+  "/amounts.js",
+  "/signing.js",
   "/manifest.webmanifest",
   "/icon.svg",
 ];
