@@ -32,6 +32,8 @@ pub struct Limits {
     pub breaker_open_for: Duration,
     /// Largest SSE event accepted from a provider; a provider sending more is faulty.
     pub max_provider_event_bytes: usize,
+    /// Largest response returned through Oblivious HTTP (read whole before it is sealed).
+    pub max_oblivious_response_bytes: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +50,8 @@ impl Default for Limits {
             breaker_failure_threshold: 3,
             breaker_open_for: Duration::from_secs(10),
             max_provider_event_bytes: 1024 * 1024,
+            // A 4,096-token reply streamed as SSE is well under 1 MiB.
+            max_oblivious_response_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -196,6 +200,9 @@ pub struct GatewayConfig {
     /// anonymous access only).
     pub economy: Option<crate::economy::EconomyConfig>,
     pub tiers: TierConfig,
+    /// The seed file of the Oblivious HTTP key (created on first start); `None` serves no
+    /// OHTTP endpoint.
+    pub oblivious_seed: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -211,6 +218,7 @@ impl Default for GatewayConfig {
             max_clock_skew: Duration::from_secs(60),
             economy: None,
             tiers: TierConfig::default(),
+            oblivious_seed: None,
         }
     }
 }

@@ -14,6 +14,7 @@ mod chat;
 pub mod config;
 mod economy;
 mod metrics;
+pub mod oblivious;
 mod rate_limit;
 mod registry;
 mod thinking;
@@ -75,6 +76,7 @@ pub(crate) struct AppState {
     http: reqwest::Client,
     economy: Option<Arc<economy::Economy>>,
     tiers: config::TierConfig,
+    oblivious: Option<oblivious::ObliviousGateway>,
 }
 
 /// A running gateway's shared state. It can serve several listeners at once (say, TLS for
@@ -102,7 +104,14 @@ impl Gateway {
             Some(economy) => Some(economy::Economy::open(economy.clone())?),
             None => None,
         };
+        let oblivious = match &config.oblivious_seed {
+            Some(path) => Some(
+                oblivious::ObliviousGateway::from_seed_file(path).map_err(std::io::Error::other)?,
+            ),
+            None => None,
+        };
         let state = Arc::new(AppState {
+            oblivious,
             economy: economy.clone(),
             tiers: config.tiers.clone(),
             auth: Authenticator::new(config.auth.clone()),
@@ -244,6 +253,7 @@ fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
 
 fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
+    let oblivious = oblivious_routes(&state, body_limit);
     Router::new()
         .route(
             REGISTER_PATH,
@@ -262,8 +272,66 @@ fn router(state: Arc<AppState>) -> Router {
             "/api/v1",
             api_routes(&state, Dialect::Venice).route("/openapi.json", get(openapi)),
         )
+        .merge(oblivious)
         .fallback(not_found_openai)
         .layer(DefaultBodyLimit::max(body_limit))
+}
+
+/// Bytes an encapsulated request adds to the request it seals (HPKE encapsulated key, key id,
+/// suite, tag, Binary HTTP framing and a few headers), with room to spare.
+const OBLIVIOUS_OVERHEAD_BYTES: usize = 16 * 1024;
+
+/// The OHTTP key configuration and gateway resource, when the gateway has a key: encapsulated
+/// requests run through the same API routes as plain ones.
+fn oblivious_routes(state: &Arc<AppState>, body_limit: usize) -> Router {
+    if state.oblivious.is_none() {
+        return Router::new();
+    }
+    let inner = Router::new()
+        .nest("/v1", api_routes(state, Dialect::OpenAi))
+        .nest("/api/v1", api_routes(state, Dialect::Venice))
+        .layer(DefaultBodyLimit::max(body_limit));
+    let keys_state = Arc::clone(state);
+    let gateway_state = Arc::clone(state);
+    let max_response_bytes = state.config.limits.max_oblivious_response_bytes;
+    Router::new()
+        .route(
+            oblivious::KEYS_PATH,
+            get(move || {
+                let state = Arc::clone(&keys_state);
+                async move {
+                    match &state.oblivious {
+                        Some(gateway) => oblivious::keys_response(gateway),
+                        None => StatusCode::NOT_FOUND.into_response(),
+                    }
+                }
+            }),
+        )
+        .route(
+            oblivious::GATEWAY_PATH,
+            post(move |headers: HeaderMap, body: bytes::Bytes| {
+                let state = Arc::clone(&gateway_state);
+                let inner = inner.clone();
+                async move {
+                    match &state.oblivious {
+                        Some(gateway) => {
+                            oblivious::handle(
+                                gateway,
+                                inner,
+                                headers.get(http::header::CONTENT_TYPE),
+                                body,
+                                max_response_bytes,
+                            )
+                            .await
+                        }
+                        None => StatusCode::NOT_FOUND.into_response(),
+                    }
+                }
+            })
+            .layer(DefaultBodyLimit::max(
+                body_limit.saturating_add(OBLIVIOUS_OVERHEAD_BYTES),
+            )),
+        )
 }
 
 pub(crate) fn error_response(error: &ApiError, dialect: Dialect) -> Response {

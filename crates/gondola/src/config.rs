@@ -292,6 +292,7 @@ pub fn gateway_config(
             .unwrap_or(defaults.breaker_failure_threshold),
         breaker_open_for: millis(raw_limits.breaker_open_ms, defaults.breaker_open_for),
         max_provider_event_bytes: defaults.max_provider_event_bytes,
+        max_oblivious_response_bytes: defaults.max_oblivious_response_bytes,
     };
     if limits.max_attempts == 0 || limits.max_body_bytes == 0 || limits.max_output_tokens == 0 {
         bail!(
@@ -396,6 +397,7 @@ pub fn gateway_config(
     }
     Ok(GatewayConfig {
         economy: None,
+        oblivious_seed: None,
         tiers,
         limits,
         auth: AuthConfig { keys, anonymous },

@@ -662,11 +662,13 @@ fn gateway_setup(common: &CommonArgs, server: &GatewayServerArgs) -> anyhow::Res
         DEFAULT_GATEWAY_LISTEN,
     )?;
     let mut config = config::gateway_config(&file.gateway, listen, server.system_prompt.clone())?;
+    let data = data_dir(common, &file)?;
     config.economy = Some(config::economy_config(
         &file.gateway.ledger,
-        &data_dir(common, &file)?,
+        &data,
         server.adjustable_clock,
     )?);
+    config.oblivious_seed = Some(data.join("ohttp.seed"));
     let tls = tls(
         server
             .tls_cert

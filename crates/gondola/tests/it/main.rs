@@ -9,6 +9,7 @@ mod faults;
 mod ledger_cli;
 mod ledger_crash;
 mod network;
+mod oblivious;
 mod privacy;
 mod sdk;
 mod serve;
