@@ -76,7 +76,7 @@ pub(crate) struct AppState {
     http: reqwest::Client,
     economy: Option<Arc<economy::Economy>>,
     tiers: config::TierConfig,
-    oblivious: Option<oblivious::ObliviousGateway>,
+    oblivious: Option<Arc<oblivious::ObliviousGateway>>,
 }
 
 /// A running gateway's shared state. It can serve several listeners at once (say, TLS for
@@ -105,9 +105,9 @@ impl Gateway {
             None => None,
         };
         let oblivious = match &config.oblivious_seed {
-            Some(path) => Some(
+            Some(path) => Some(Arc::new(
                 oblivious::ObliviousGateway::from_seed_file(path).map_err(std::io::Error::other)?,
-            ),
+            )),
             None => None,
         };
         let state = Arc::new(AppState {
@@ -284,49 +284,32 @@ const OBLIVIOUS_OVERHEAD_BYTES: usize = 16 * 1024;
 /// The OHTTP key configuration and gateway resource, when the gateway has a key: encapsulated
 /// requests run through the same API routes as plain ones.
 fn oblivious_routes(state: &Arc<AppState>, body_limit: usize) -> Router {
-    if state.oblivious.is_none() {
+    let Some(gateway) = &state.oblivious else {
         return Router::new();
-    }
+    };
     let inner = Router::new()
         .nest("/v1", api_routes(state, Dialect::OpenAi))
         .nest("/api/v1", api_routes(state, Dialect::Venice))
         .layer(DefaultBodyLimit::max(body_limit));
-    let keys_state = Arc::clone(state);
-    let gateway_state = Arc::clone(state);
     let max_response_bytes = state.config.limits.max_oblivious_response_bytes;
+    let keys = Arc::clone(gateway);
+    let gateway = Arc::clone(gateway);
     Router::new()
         .route(
             oblivious::KEYS_PATH,
-            get(move || {
-                let state = Arc::clone(&keys_state);
-                async move {
-                    match &state.oblivious {
-                        Some(gateway) => oblivious::keys_response(gateway),
-                        None => StatusCode::NOT_FOUND.into_response(),
-                    }
-                }
-            }),
+            get(move || async move { oblivious::keys_response(&keys) }),
         )
         .route(
             oblivious::GATEWAY_PATH,
-            post(move |headers: HeaderMap, body: bytes::Bytes| {
-                let state = Arc::clone(&gateway_state);
-                let inner = inner.clone();
-                async move {
-                    match &state.oblivious {
-                        Some(gateway) => {
-                            oblivious::handle(
-                                gateway,
-                                inner,
-                                headers.get(http::header::CONTENT_TYPE),
-                                body,
-                                max_response_bytes,
-                            )
-                            .await
-                        }
-                        None => StatusCode::NOT_FOUND.into_response(),
-                    }
-                }
+            post(move |headers: HeaderMap, body: bytes::Bytes| async move {
+                oblivious::handle(
+                    &gateway,
+                    inner,
+                    headers.get(http::header::CONTENT_TYPE),
+                    body,
+                    max_response_bytes,
+                )
+                .await
             })
             .layer(DefaultBodyLimit::max(
                 body_limit.saturating_add(OBLIVIOUS_OVERHEAD_BYTES),

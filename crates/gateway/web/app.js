@@ -6,6 +6,7 @@
 // text a model or a person wrote is put into the page as text, never as markup.
 
 import { ApiFailure, Stopped, describeFailure, listModels, streamChat } from "/api.js";
+import { formatUsd, parseAmount } from "/amounts.js";
 import { renderMarkdown } from "/markdown.js";
 import { Store, canEncrypt, exportDocument, parseExport } from "/store.js";
 import { WalletPage } from "/wallet.js";
@@ -150,22 +151,21 @@ function hideBanner() {
   $("banner").hidden = true;
 }
 
-/**
- * An exact decimal from the gateway ("0.999876", "12") cut (never rounded up: a balance is not
- * overstated) to `places` fractional digits; anything that is not a plain decimal shows as sent.
- */
-export function formatAmount(text, places = 2) {
-  const match = /^(\d+)(?:\.(\d*))?$/.exec(text.trim());
-  if (!match) return text;
-  const fraction = (match[2] ?? "").padEnd(places, "0").slice(0, places);
-  return places ? `${match[1]}.${fraction}` : match[1];
+/** A balance header's exact decimal ("0.999876") cut to the cent, never rounded up (a balance
+ * is not overstated); anything that is not a plain decimal shows as sent. */
+function toCents(text) {
+  try {
+    return formatUsd(parseAmount(text)).slice(1);
+  } catch {
+    return text;
+  }
 }
 
 function showAccount(account) {
   if (!account) return;
   const parts = [];
-  if (account.balanceDiem !== null) parts.push(`${formatAmount(account.balanceDiem)} DIEM`);
-  if (account.balanceUsd !== null) parts.push(`$${formatAmount(account.balanceUsd)}`);
+  if (account.balanceDiem !== null) parts.push(`${toCents(account.balanceDiem)} DIEM`);
+  if (account.balanceUsd !== null) parts.push(`$${toCents(account.balanceUsd)}`);
   if (parts.length) parts.unshift("Balance");
   if (account.remainingRequests !== null) {
     const of = account.limitRequests !== null ? ` of ${account.limitRequests}` : "";

@@ -484,13 +484,14 @@ fn read_checkpoint(
         Ok(decoded) => decoded,
         Err(reason) => return ignored(reason),
     };
+    // The fingerprint is the hash of the encoding, so the bytes are checked before decoding.
+    if StateHash::of_encoding(state) != checkpoint.state_hash {
+        return ignored("its state does not have its state hash".to_owned());
+    }
     let ledger = match Ledger::decode_state(state) {
         Ok(ledger) => ledger,
         Err(error) => return ignored(format!("its state does not decode: {error}")),
     };
-    if ledger.state_hash() != checkpoint.state_hash {
-        return ignored("its state does not have its state hash".to_owned());
-    }
     // The audit panics on the first broken invariant: a state that passed its checksum and
     // hash yet breaks one was written by a faulty build, and recovery must not start from it.
     let audited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -33,6 +33,16 @@ const FNV_128_PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StateHash(pub u128);
 
+impl StateHash {
+    /// The fingerprint of the state whose [`Ledger::encode_state`] bytes these are, computed
+    /// from the bytes alone (the fingerprint is the hash of that encoding).
+    pub fn of_encoding(bytes: &[u8]) -> Self {
+        let mut hash = Fnv1a128::new();
+        hash.bytes(bytes);
+        Self(hash.state)
+    }
+}
+
 impl fmt::Display for StateHash {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "{:032x}", self.0)
@@ -368,6 +378,14 @@ mod tests {
         assert_eq!(digest(b""), 0x6c62272e07bb014262b821756295c58d);
         assert_eq!(digest(b"a"), 0xd228cb696f1a8caf78912b704e4a8964);
         assert_eq!(digest(b"foobar"), 0x343e1662793c64bf6f0d3597ba446f18);
+    }
+
+    #[test]
+    fn the_hash_of_a_state_is_the_hash_of_its_encoding() {
+        let ledger = Ledger::new();
+        let mut bytes = Vec::new();
+        ledger.encode_state(&mut bytes);
+        assert_eq!(StateHash::of_encoding(&bytes), ledger.state_hash());
     }
 
     #[test]

@@ -84,10 +84,6 @@ impl AccountState {
     fn unsettled(&self) -> impl Iterator<Item = &(u64, Usage)> {
         self.pending.iter().chain(self.settling.iter())
     }
-
-    fn used_on(&self, day: u64) -> bool {
-        self.view.last_usage_day == Some(day) || self.unsettled().any(|(seen, _)| *seen == day)
-    }
 }
 
 /// The spendable amounts an account has now.
@@ -379,12 +375,12 @@ fn balance_of(state: &MeterState, capacity: &Capacity, account: Address, day: u6
         return Balance::default();
     };
     let view = &entry.view;
-    // An account that is not yet active joins the active set with its first request.
-    let denominator = if entry.used_on(day) || was_active(view, capacity, day) {
-        state.active_staked
-    } else {
-        state.active_staked.saturating_add(view.staked_svvv)
-    };
+    // The active stake as it is with this account in it: an account that is not yet active
+    // joins the active set with its first request.
+    let denominator = state
+        .active_staked
+        .saturating_sub(entry.counted_stake)
+        .saturating_add(view.staked_svvv);
     let share = if denominator == 0 {
         0
     } else {
@@ -434,12 +430,6 @@ fn balance_of(state: &MeterState, capacity: &Capacity, account: Address, day: u6
                 .saturating_sub(entry.reserved.usd),
         },
     }
-}
-
-fn was_active(view: &AccountView, capacity: &Capacity, day: u64) -> bool {
-    let first_active_day = first_active_day(capacity.active_window_days, day);
-    view.last_usage_day
-        .is_some_and(|seen| seen >= first_active_day)
 }
 
 /// Takes `amount` from `free` in the spend order: allowance, bundled credits, USD.
