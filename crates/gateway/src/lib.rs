@@ -277,9 +277,10 @@ fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
 }
 
-/// Bytes an encapsulated request adds to the request it seals (HPKE encapsulated key, key id,
-/// suite, tag, Binary HTTP framing and a few headers), with room to spare.
-const OBLIVIOUS_OVERHEAD_BYTES: usize = 16 * 1024;
+/// Bytes an encapsulated request adds to the request it seals: padding to its size bucket (at
+/// most 64 KiB above 64 KiB), the HPKE encapsulated key, key id, suite, tags and chunk lengths,
+/// Binary HTTP framing and a few headers, with room to spare.
+const OBLIVIOUS_OVERHEAD_BYTES: usize = privacy::framing::LARGE_MESSAGE_STEP_BYTES + 16 * 1024;
 
 /// The OHTTP key configuration and gateway resource, when the gateway has a key: encapsulated
 /// requests run through the same API routes as plain ones.

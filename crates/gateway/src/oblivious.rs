@@ -10,8 +10,11 @@
 //!   authentication, metering and limits as any request, minus a client address, which the
 //!   inner request never has), and encapsulates the response (`message/ohttp-res`).
 //!
-//! Responses are returned whole, so a streamed chat reply arrives at once when it is done;
-//! chunked OHTTP (one encrypted chunk per event) is the streaming form and not built yet.
+//! The same endpoint takes chunked requests (`message/ohttp-chunked-req`) and answers them in
+//! chunked form (`message/ohttp-chunked-res`): the reply is an indeterminate-length Binary HTTP
+//! response sealed piece by piece, one chunk for its head and one per server-sent event, each
+//! padded to a size bucket, so a stream reaches the client token by token. A whole-message
+//! request gets a whole-message reply, read in full (bounded) and padded to a bucket.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -24,14 +27,11 @@ use ohttp::hpke::{Aead, Kdf, Kem};
 use ohttp::{KeyConfig, Server, SymmetricSuite};
 use tower::ServiceExt;
 
-/// Media types of RFC 9458 and RFC 9540.
-pub const KEYS_MEDIA_TYPE: &str = "application/ohttp-keys";
-pub const REQUEST_MEDIA_TYPE: &str = "message/ohttp-req";
-pub const RESPONSE_MEDIA_TYPE: &str = "message/ohttp-res";
-
-/// Where the key configuration is published, and where encapsulated requests go.
-pub const KEYS_PATH: &str = "/.well-known/ohttp-gateway";
-pub const GATEWAY_PATH: &str = "/ohttp";
+use privacy::framing;
+pub use privacy::{
+    CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, GATEWAY_PATH, KEYS_MEDIA_TYPE,
+    KEYS_PATH, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE,
+};
 
 /// The one key's identifier in the configuration (clients name it in every request).
 const KEY_ID: u8 = 1;
@@ -152,7 +152,8 @@ fn plain_error(status: StatusCode, message: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain")], message).into_response()
 }
 
-/// `POST /ohttp`: one encapsulated request through `inner` (the gateway's API router).
+/// `POST /ohttp`: one encapsulated request through `inner` (the gateway's API router), whole
+/// or chunked as the request's media type says.
 pub(crate) async fn handle(
     gateway: &ObliviousGateway,
     inner: axum::Router,
@@ -160,25 +161,41 @@ pub(crate) async fn handle(
     body: bytes::Bytes,
     max_response_bytes: usize,
 ) -> Response {
-    if content_type.and_then(|value| value.to_str().ok()) != Some(REQUEST_MEDIA_TYPE) {
-        return plain_error(
+    match content_type.and_then(|value| value.to_str().ok()) {
+        Some(REQUEST_MEDIA_TYPE) => handle_whole(gateway, inner, &body, max_response_bytes).await,
+        Some(CHUNKED_REQUEST_MEDIA_TYPE) => {
+            handle_chunked(gateway, inner, &body, max_response_bytes).await
+        }
+        _ => plain_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "an oblivious request is message/ohttp-req",
-        );
+            "an oblivious request is message/ohttp-req or message/ohttp-chunked-req",
+        ),
     }
-    let Ok((plaintext, responder)) = gateway.server.decapsulate(&body) else {
-        return plain_error(
-            StatusCode::BAD_REQUEST,
-            "the request could not be decrypted with this gateway's key",
-        );
-    };
-    let inner_response = match inner_request(&plaintext) {
+}
+
+const UNDECRYPTABLE: &str = "the request could not be decrypted with this gateway's key";
+
+/// Runs a decrypted request through the API, or refuses it.
+async fn run_inner(inner: axum::Router, plaintext: &[u8]) -> Response {
+    match inner_request(plaintext) {
         Ok(request) => match inner.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         },
         Err(message) => plain_error(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+async fn handle_whole(
+    gateway: &ObliviousGateway,
+    inner: axum::Router,
+    body: &[u8],
+    max_response_bytes: usize,
+) -> Response {
+    let Ok((plaintext, responder)) = gateway.server.decapsulate(body) else {
+        return plain_error(StatusCode::BAD_REQUEST, UNDECRYPTABLE);
     };
+    let inner_response = run_inner(inner, &plaintext).await;
     let message = match to_bhttp_response(inner_response, max_response_bytes).await {
         Ok(message) => message,
         Err(problem) => {
@@ -201,6 +218,7 @@ pub(crate) async fn handle(
             "cannot encode the response",
         );
     }
+    framing::pad_message(&mut encoded);
     match responder.encapsulate(&encoded) {
         Ok(sealed) => ([(header::CONTENT_TYPE, RESPONSE_MEDIA_TYPE)], sealed).into_response(),
         Err(_) => plain_error(
@@ -208,6 +226,120 @@ pub(crate) async fn handle(
             "cannot encrypt the response",
         ),
     }
+}
+
+/// Bytes of sealed reply buffered between the sealing task and the connection.
+const SEALED_BUFFER_BYTES: usize = 64 * 1024;
+/// Largest server-sent event sealed as one piece; a larger one is passed on in pieces.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+async fn handle_chunked(
+    gateway: &ObliviousGateway,
+    inner: axum::Router,
+    body: &[u8],
+    max_response_bytes: usize,
+) -> Response {
+    use futures_util::AsyncReadExt;
+    use tokio_util::compat::TokioAsyncWriteCompatExt;
+
+    // The request is already whole (the body limit bounds it), and what decrypts from it is
+    // no larger.
+    let mut request = gateway.server.clone().decapsulate_stream(body);
+    let mut plaintext = Vec::new();
+    if request.read_to_end(&mut plaintext).await.is_err() {
+        return plain_error(StatusCode::BAD_REQUEST, UNDECRYPTABLE);
+    }
+    let (sink, source) = tokio::io::duplex(SEALED_BUFFER_BYTES);
+    let Ok(sealed) = request.response(sink.compat_write()) else {
+        return plain_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encrypt the response",
+        );
+    };
+    drop(request);
+    tokio::spawn(async move {
+        let response = run_inner(inner, &plaintext).await;
+        // A failure here is the client going away or the API's stream breaking; the client
+        // sees a reply that ends without its final chunk either way.
+        if let Err(error) = seal_stream(response, sealed, max_response_bytes).await {
+            tracing::debug!(%error, "a chunked oblivious reply ended early");
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::new(source)),
+    )
+        .into_response()
+}
+
+/// Writes `response` into `sealed` as an indeterminate-length Binary HTTP response: the head,
+/// then each server-sent event as its own padded chunk (or a body that is not a stream as one
+/// padded piece), then the end, then the final chunk.
+async fn seal_stream(
+    response: Response,
+    mut sealed: impl futures_util::AsyncWrite + Unpin,
+    max_response_bytes: usize,
+) -> std::io::Result<()> {
+    use futures_util::{AsyncWriteExt, StreamExt};
+
+    let (parts, body) = response.into_parts();
+    let is_stream = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"));
+    let fields = RETURNED_HEADERS.into_iter().filter_map(|name| {
+        parts
+            .headers
+            .get(name)
+            .map(|value| (name.as_bytes(), value.as_bytes()))
+    });
+    if is_stream {
+        sealed
+            .write_all(&framing::response_head(parts.status.as_u16(), fields))
+            .await?;
+        sealed.flush().await?;
+        let mut splitter = framing::EventSplitter::new(MAX_EVENT_BYTES);
+        let mut frames = body.into_data_stream();
+        while let Some(frame) = frames.next().await {
+            let frame = frame.map_err(std::io::Error::other)?;
+            for event in splitter.push(&frame) {
+                sealed
+                    .write_all(&framing::content_chunk(&framing::pad_event(&event)))
+                    .await?;
+                sealed.flush().await?;
+            }
+        }
+        if let Some(rest) = splitter.finish() {
+            sealed
+                .write_all(&framing::content_chunk(&framing::pad_event(&rest)))
+                .await?;
+        }
+        sealed.write_all(&framing::END).await?;
+    } else {
+        let (mut message, content) = match axum::body::to_bytes(body, max_response_bytes).await {
+            Ok(content) => (
+                framing::response_head(parts.status.as_u16(), fields),
+                content,
+            ),
+            Err(_) => (
+                framing::response_head(502, [(&b"content-type"[..], &b"text/plain"[..])]),
+                bytes::Bytes::from_static(
+                    b"the response was larger than an oblivious response may be",
+                ),
+            ),
+        };
+        if !content.is_empty() {
+            message.extend(framing::content_chunk(&content));
+        }
+        message.extend(framing::END);
+        framing::pad_message(&mut message);
+        sealed.write_all(&message).await?;
+    }
+    sealed.close().await
 }
 
 /// The HTTP request a Binary HTTP message stands for, if it is one the gateway lets through:
@@ -258,109 +390,6 @@ async fn to_bhttp_response(response: Response, max_bytes: usize) -> Result<Messa
     }
     message.write_content(&body);
     Ok(message)
-}
-
-/// The client side, for `gondola` clients and tests: fetches nothing itself, it only seals
-/// requests to a key configuration list and opens the responses.
-pub mod client {
-    use std::io::Cursor;
-
-    use bhttp::{Message, Mode};
-    use ohttp::{ClientRequest, ClientResponse, KeyConfig};
-
-    /// Why a request could not be sealed or a response opened.
-    #[derive(Debug, thiserror::Error)]
-    pub enum ClientError {
-        #[error("the gateway's key configuration is unusable: {0}")]
-        Keys(String),
-        #[error("the response could not be decrypted: {0}")]
-        Open(String),
-        #[error("the decrypted response is not Binary HTTP: {0}")]
-        Format(String),
-    }
-
-    /// A sealed request and what opens its response.
-    pub struct Sealed {
-        pub body: Vec<u8>,
-        opener: ClientResponse,
-    }
-
-    /// A response, decrypted.
-    #[derive(Debug)]
-    pub struct Opened {
-        pub status: u16,
-        pub headers: Vec<(String, String)>,
-        pub body: Vec<u8>,
-    }
-
-    /// Seals `method path` with `headers` and `body` to the first usable configuration of
-    /// `encoded_keys` (an `application/ohttp-keys` body).
-    pub fn seal(
-        encoded_keys: &[u8],
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<Sealed, ClientError> {
-        let mut configs = KeyConfig::decode_list(encoded_keys)
-            .map_err(|error| ClientError::Keys(error.to_string()))?;
-        // Chosen explicitly: the crate's own list helper takes the last entry.
-        let config = configs
-            .first_mut()
-            .ok_or_else(|| ClientError::Keys("the list is empty".into()))?;
-        let mut message = Message::request(
-            method.as_bytes().to_vec(),
-            b"https".to_vec(),
-            b"gondola".to_vec(),
-            path.as_bytes().to_vec(),
-        );
-        for (name, value) in headers {
-            message.put_header(*name, *value);
-        }
-        message.write_content(body);
-        let mut plaintext = Vec::new();
-        message
-            .write_bhttp(Mode::KnownLength, &mut plaintext)
-            .map_err(|error| ClientError::Keys(error.to_string()))?;
-        let request = ClientRequest::from_config(config)
-            .map_err(|error| ClientError::Keys(error.to_string()))?;
-        let (body, opener) = request
-            .encapsulate(&plaintext)
-            .map_err(|error| ClientError::Keys(error.to_string()))?;
-        Ok(Sealed { body, opener })
-    }
-
-    impl Sealed {
-        /// Opens the gateway's `message/ohttp-res` body.
-        pub fn open(self, response: &[u8]) -> Result<Opened, ClientError> {
-            let plaintext = self
-                .opener
-                .decapsulate(response)
-                .map_err(|error| ClientError::Open(error.to_string()))?;
-            let message = Message::read_bhttp(&mut Cursor::new(&plaintext[..]))
-                .map_err(|error| ClientError::Format(error.to_string()))?;
-            let status = message
-                .control()
-                .status()
-                .map(|status| status.code())
-                .ok_or_else(|| ClientError::Format("not a response".into()))?;
-            let headers = message
-                .header()
-                .iter()
-                .map(|field| {
-                    (
-                        String::from_utf8_lossy(field.name()).into_owned(),
-                        String::from_utf8_lossy(field.value()).into_owned(),
-                    )
-                })
-                .collect();
-            Ok(Opened {
-                status,
-                headers,
-                body: message.content().to_vec(),
-            })
-        }
-    }
 }
 
 #[cfg(test)]
@@ -446,5 +475,244 @@ mod tests {
             );
         }
         assert!(inner_request(b"not binary http").is_err());
+    }
+
+    /// A tiny API behind the oblivious endpoint: a stream of three events of very different
+    /// lengths, and a JSON document.
+    fn test_api() -> axum::Router {
+        use axum::routing::{get, post};
+        let events = [
+            "data: {\"a\":1}\n\n".to_owned(),
+            format!("data: {{\"b\":\"{}\"}}\n\n", "x".repeat(150)),
+            "data: [DONE]\n\n".to_owned(),
+        ];
+        axum::Router::new()
+            .route(
+                "/v1/chat/completions",
+                post(move || async move {
+                    let pieces = futures_util::stream::iter(
+                        events
+                            .concat()
+                            .into_bytes()
+                            .chunks(7)
+                            .map(|piece| {
+                                Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(piece))
+                            })
+                            .collect::<Vec<_>>(),
+                    );
+                    (
+                        [(header::CONTENT_TYPE, "text/event-stream")],
+                        Body::from_stream(pieces),
+                    )
+                }),
+            )
+            .route(
+                "/v1/models",
+                get(|| async {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        "{\"data\":[]}",
+                    )
+                }),
+            )
+    }
+
+    /// The lengths of the sealed chunks of a chunked reply (after its nonce), the final one last.
+    fn chunk_lengths(reply: &[u8], nonce_bytes: usize) -> Vec<usize> {
+        let mut at = nonce_bytes;
+        let mut lengths = Vec::new();
+        while at < reply.len() {
+            let width = 1usize << (reply[at] >> 6);
+            let mut length = u64::from(reply[at] & 0x3f);
+            for &byte in &reply[at + 1..at + width] {
+                length = length << 8 | u64::from(byte);
+            }
+            at += width;
+            if length == 0 {
+                // The final chunk runs to the end.
+                lengths.push(reply.len() - at);
+                break;
+            }
+            let length = usize::try_from(length).expect("fits");
+            lengths.push(length);
+            at += length;
+        }
+        lengths
+    }
+
+    async fn chunked_round_trip(
+        gateway: &ObliviousGateway,
+        method: &str,
+        path: &str,
+    ) -> (Vec<u8>, privacy::client::ResponseOpener) {
+        let keys = privacy::client::GatewayKeys::decode(gateway.encoded_keys()).expect("keys");
+        let (sealed, opener) = privacy::client::seal_chunked(
+            &keys,
+            method,
+            path,
+            &[("content-type", "application/json")],
+            b"{}",
+        )
+        .await
+        .expect("sealed");
+        let content_type = HeaderValue::from_static(CHUNKED_REQUEST_MEDIA_TYPE);
+        let response = handle(
+            gateway,
+            test_api(),
+            Some(&content_type),
+            sealed.into(),
+            1 << 20,
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            CHUNKED_RESPONSE_MEDIA_TYPE
+        );
+        let reply = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("reply");
+        (reply.to_vec(), opener)
+    }
+
+    async fn read_all(opened: privacy::client::OpenedStream) -> std::io::Result<Vec<u8>> {
+        use futures_util::TryStreamExt;
+        opened
+            .body
+            .try_fold(Vec::new(), |mut all, piece| async move {
+                all.extend_from_slice(&piece);
+                Ok(all)
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_chunked_reply_seals_each_event_alone_at_one_size_and_opens_to_the_same_events() {
+        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES]).expect("key");
+        let (reply, opener) = chunked_round_trip(&gateway, "POST", "/v1/chat/completions").await;
+        // AES-128-GCM: a 16-byte response nonce, then the head, three events, the end, and
+        // the final (empty) chunk.
+        let lengths = chunk_lengths(&reply, 16);
+        assert_eq!(lengths.len(), 6, "{lengths:?}");
+        let tag = 16;
+        assert_eq!(lengths[0], framing::EVENT_BUCKET_BYTES + tag, "the head");
+        // Every event fills one bucket whatever its length: 12, 163 and 14 bytes of data.
+        let varint = 2;
+        for length in &lengths[1..4] {
+            assert_eq!(*length, framing::EVENT_BUCKET_BYTES + varint + tag);
+        }
+        assert_eq!(lengths[4], framing::END.len() + tag);
+        assert_eq!(lengths[5], tag);
+
+        let opened = opener
+            .open(futures_util::stream::iter([Ok::<_, std::io::Error>(
+                bytes::Bytes::from(reply),
+            )]))
+            .await
+            .expect("opens");
+        assert_eq!(opened.status, 200);
+        assert_eq!(opened.header("content-type"), Some("text/event-stream"));
+        let body = read_all(opened).await.expect("whole");
+        let mut parser = wire::sse::SseParser::new(1 << 20);
+        let events = parser.push(&body).expect("sse");
+        assert_eq!(
+            events,
+            [
+                wire::sse::SseEvent::Data("{\"a\":1}".into()),
+                wire::sse::SseEvent::Data(format!("{{\"b\":\"{}\"}}", "x".repeat(150))),
+                wire::sse::SseEvent::Done,
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chunked_reply_that_is_not_a_stream_is_one_padded_piece() {
+        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES]).expect("key");
+        let (reply, opener) = chunked_round_trip(&gateway, "GET", "/v1/models").await;
+        let lengths = chunk_lengths(&reply, 16);
+        assert_eq!(
+            lengths,
+            [framing::MIN_MESSAGE_BUCKET_BYTES + 16, 16],
+            "one padded piece, then the final chunk"
+        );
+        let opened = opener
+            .open(futures_util::stream::iter([Ok::<_, std::io::Error>(
+                bytes::Bytes::from(reply),
+            )]))
+            .await
+            .expect("opens");
+        assert_eq!(opened.status, 200);
+        assert_eq!(read_all(opened).await.expect("whole"), b"{\"data\":[]}");
+    }
+
+    #[tokio::test]
+    async fn a_chunked_reply_with_any_piece_tampered_or_cut_short_fails_to_open() {
+        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES]).expect("key");
+        let (reply, _) = chunked_round_trip(&gateway, "POST", "/v1/chat/completions").await;
+        let lengths = chunk_lengths(&reply, 16);
+        // Where each sealed piece starts (all replies to this API are laid out alike).
+        let mut starts = Vec::new();
+        let mut at = 16;
+        for length in &lengths[..lengths.len() - 1] {
+            let width = 1usize << (reply[at] >> 6);
+            starts.push(at + width);
+            at += width + length;
+        }
+        for case in 0..=starts.len() {
+            let (reply, opener) =
+                chunked_round_trip(&gateway, "POST", "/v1/chat/completions").await;
+            let damaged = match starts.get(case) {
+                Some(&start) => {
+                    let mut copy = reply.clone();
+                    copy[start + 3] ^= 0x40;
+                    copy
+                }
+                // Cut off before the content's end marker (which is sealed in its own chunk, so
+                // no relay can forge an early end).
+                None => reply[..starts[starts.len() - 1] - 1].to_vec(),
+            };
+            let opened = opener
+                .open(futures_util::stream::iter([Ok::<_, std::io::Error>(
+                    bytes::Bytes::from(damaged),
+                )]))
+                .await;
+            match opened {
+                Err(_) => assert_eq!(case, 0, "only a damaged head fails before the body"),
+                Ok(opened) => assert!(read_all(opened).await.is_err(), "case {case}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tampered_chunked_request_is_refused_in_the_clear() {
+        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES]).expect("key");
+        let keys = privacy::client::GatewayKeys::decode(gateway.encoded_keys()).expect("keys");
+        let (sealed, _) = privacy::client::seal_chunked(&keys, "GET", "/v1/models", &[], b"")
+            .await
+            .expect("sealed");
+        let content_type = HeaderValue::from_static(CHUNKED_REQUEST_MEDIA_TYPE);
+        for position in [0, 5, 40, sealed.len() / 2, sealed.len() - 1] {
+            let mut tampered = sealed.clone();
+            tampered[position] ^= 1;
+            let response = handle(
+                &gateway,
+                test_api(),
+                Some(&content_type),
+                tampered.into(),
+                1 << 20,
+            )
+            .await;
+            assert_eq!(response.status(), 400, "byte {position}");
+        }
+        let cut = sealed[..sealed.len() - 1].to_vec();
+        let response = handle(
+            &gateway,
+            test_api(),
+            Some(&content_type),
+            cut.into(),
+            1 << 20,
+        )
+        .await;
+        assert_eq!(response.status(), 400);
     }
 }

@@ -142,29 +142,37 @@ pub async fn chat(args: &ChatArgs) -> anyhow::Result<()> {
         body["seed"] = seed.into();
     }
     let client = &args.client;
-    let url = format!(
-        "{}/v1/chat/completions",
-        client.gateway.trim_end_matches('/')
-    );
-    let response = with_key(http_client()?.post(url).json(&body), client)
-        .send()
-        .await
-        .map_err(|error| unreachable(&client.gateway, error))?;
-    if !response.status().is_success() {
-        return Err(failure(response).await);
-    }
-    let provider = response
-        .headers()
-        .get("x-gondola-provider")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("?")
-        .to_owned();
+    let (provider, mut stream) = if args.private {
+        private_reply(args, &body).await?
+    } else {
+        let url = format!(
+            "{}/v1/chat/completions",
+            client.gateway.trim_end_matches('/')
+        );
+        let response = with_key(http_client()?.post(url).json(&body), client)
+            .send()
+            .await
+            .map_err(|error| unreachable(&client.gateway, error))?;
+        if !response.status().is_success() {
+            return Err(failure(response).await);
+        }
+        let provider = response
+            .headers()
+            .get("x-gondola-provider")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("?")
+            .to_owned();
+        let stream = response
+            .bytes_stream()
+            .map(|bytes| bytes.context("the connection to the gateway broke"))
+            .boxed();
+        (provider, stream)
+    };
     let mut parser = SseParser::new(MAX_EVENT_BYTES);
-    let mut stream = response.bytes_stream();
     let mut stdout = std::io::stdout().lock();
     let mut summary = None;
     while let Some(bytes) = stream.next().await {
-        let bytes = bytes.context("the connection to the gateway broke")?;
+        let bytes = bytes?;
         for event in parser.push(&bytes)? {
             let SseEvent::Data(data) = event else {
                 continue;
@@ -209,6 +217,70 @@ pub async fn chat(args: &ChatArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A reply's bytes, as they arrive.
+type ReplyStream = futures_util::stream::BoxStream<'static, anyhow::Result<bytes::Bytes>>;
+
+/// Most bytes of a refusal read to explain it.
+const MAX_REFUSAL_BYTES: usize = 64 * 1024;
+
+/// Sends the chat request sealed, through the relay; the gateway answers without ever seeing
+/// this machine's address. The provider is not named in a private reply.
+async fn private_reply(
+    args: &ChatArgs,
+    body: &serde_json::Value,
+) -> anyhow::Result<(String, ReplyStream)> {
+    let Some(relay) = &args.relay else {
+        bail!(
+            "--private sends through a relay: give --relay URL (or set GONDOLA_RELAY); \
+             `gondola relay --gateway URL` runs one"
+        );
+    };
+    let mut config = privacy::proxy::ProxyConfig::new(relay.clone());
+    config.keys_from = relay.clone();
+    let private =
+        privacy::proxy::PrivateClient::new(config).context("cannot build the HTTP client")?;
+    let authorization = args
+        .client
+        .api_key
+        .as_ref()
+        .map(|key| format!("Bearer {key}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(authorization) = &authorization {
+        headers.push(("authorization", authorization.as_str()));
+    }
+    let body = serde_json::to_vec(body)?;
+    let mut opened = private
+        .send("POST", "/v1/chat/completions", &headers, &body)
+        .await
+        .context("the private request failed")?;
+    if opened.status != 200 {
+        let mut text = Vec::new();
+        while let Some(piece) = opened.body.next().await {
+            let Ok(piece) = piece else { break };
+            text.extend_from_slice(&piece);
+            if text.len() > MAX_REFUSAL_BYTES {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|value| {
+                value
+                    .pointer("/error/message")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or(text);
+        bail!("the gateway answered {}: {message}", opened.status);
+    }
+    let stream = opened
+        .body
+        .map(|bytes| bytes.context("the private reply broke off or was tampered with"))
+        .boxed();
+    Ok(("private".to_owned(), stream))
 }
 
 /// A small dollar amount for people: fixed notation, no trailing zeros.

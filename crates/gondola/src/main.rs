@@ -49,6 +49,15 @@ enum Command {
     Models(ClientArgs),
     /// Send one prompt to a running gateway and stream the reply.
     Chat(ChatArgs),
+    /// Run an Oblivious HTTP relay in front of a gateway. It forwards sealed requests and
+    /// streams sealed replies back; it holds no key and cannot read them. It is meant to be run
+    /// by someone other than the gateway's operator, so that neither of them sees both who asks
+    /// and what is asked.
+    Relay(RelayArgs),
+    /// Run a local OpenAI-compatible endpoint that sends every request privately: padded,
+    /// sealed to the gateway's key (Oblivious HTTP, chunked for streams) and carried by a relay.
+    /// Point any OpenAI client at it.
+    Proxy(ProxyArgs),
     /// The ledger: `status` from a running gateway; `verify` and `export` of the journal in
     /// DATA_DIR/ledger; operator-only `admin` operations.
     Ledger(LedgerArgs),
@@ -273,6 +282,51 @@ struct ProviderArgs {
     max_in_flight: Option<u32>,
 }
 
+/// Where `gondola relay` listens by default.
+const DEFAULT_RELAY_LISTEN: &str = "127.0.0.1:8845";
+/// Where `gondola proxy` listens by default.
+const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:8846";
+
+#[derive(Args)]
+struct RelayArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The gateway's base URL: sealed requests go to its /ohttp.
+    #[arg(long, env = "GONDOLA_GATEWAY")]
+    gateway: String,
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "GONDOLA_RELAY_LISTEN", default_value = DEFAULT_RELAY_LISTEN)]
+    listen: SocketAddr,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "GONDOLA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "GONDOLA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Requests carried at once; more are refused with 503.
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The relay's base URL (`gondola relay`).
+    #[arg(long, env = "GONDOLA_RELAY")]
+    relay: String,
+    /// Where to fetch the gateway's key configuration (default: through the relay, so the
+    /// gateway never sees this machine's address).
+    #[arg(long, env = "GONDOLA_KEYS_FROM")]
+    keys_from: Option<String>,
+    /// API key sent inside every sealed request (default: whatever each local client sends).
+    #[arg(long, env = "GONDOLA_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Address to listen on. Keep it on loopback: whoever reaches the proxy uses its key.
+    #[arg(long, env = "GONDOLA_PROXY_LISTEN", default_value = DEFAULT_PROXY_LISTEN)]
+    listen: SocketAddr,
+}
+
 #[derive(Args)]
 struct PullArgs {
     #[command(flatten)]
@@ -314,6 +368,13 @@ pub(crate) struct ChatArgs {
     temperature: Option<f32>,
     #[arg(long)]
     seed: Option<i64>,
+    /// Send the prompt privately: sealed to the gateway's key (Oblivious HTTP) and carried by
+    /// the relay given with --relay, so the gateway never sees this machine's address.
+    #[arg(long)]
+    private: bool,
+    /// The relay for --private (`gondola relay`).
+    #[arg(long, env = "GONDOLA_RELAY")]
+    relay: Option<String>,
     /// The prompt; read from standard input when absent or "-".
     prompt: Option<String>,
 }
@@ -348,6 +409,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pull(args) => pull(args).await,
         Command::Models(args) => client::models(&args).await,
         Command::Chat(args) => client::chat(&args).await,
+        Command::Relay(args) => relay(args).await,
+        Command::Proxy(args) => proxy(args).await,
         Command::Ledger(args) => ledger(args).await,
         Command::Wallet { args, command } => {
             economy_action(&args.common, &args.wallet, economy::Action::Wallet(command)).await
@@ -421,6 +484,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
     }
+}
+
+async fn relay(args: RelayArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    init_logging(&args.common, &file);
+    let tls = tls(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    let mut config = privacy::relay::RelayConfig::new(args.gateway.clone());
+    config.max_in_flight = args.max_in_flight;
+    let app = privacy::relay::router(config).context("cannot start the relay's HTTP client")?;
+    let listener = bind(args.listen, "relay").await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!(
+        "gondola: relay listening on {scheme}://{} for the gateway at {}",
+        listener.local_addr()?,
+        args.gateway
+    );
+    let shutdown = shutdown_signal();
+    server::serve(
+        listener,
+        app,
+        tls,
+        server::ServeLimits::default(),
+        wait(shutdown),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    init_logging(&args.common, &file);
+    if !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "the proxy listens beyond this machine: anyone who reaches it sends requests as you"
+        );
+    }
+    let mut config = privacy::proxy::ProxyConfig::new(args.relay.clone());
+    if let Some(keys_from) = &args.keys_from {
+        config.keys_from = keys_from.clone();
+    }
+    config.api_key = args.api_key.clone();
+    let app = privacy::proxy::router(config).context("cannot start the proxy's HTTP client")?;
+    let listener = bind(args.listen, "proxy").await?;
+    println!(
+        "gondola: private proxy listening on http://{} through the relay at {}",
+        listener.local_addr()?,
+        args.relay
+    );
+    let shutdown = shutdown_signal();
+    server::serve(
+        listener,
+        app,
+        None,
+        server::ServeLimits::default(),
+        wait(shutdown),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn economy_action(

@@ -11,6 +11,7 @@ mod ledger_crash;
 mod network;
 mod oblivious;
 mod privacy;
+mod private_path;
 mod sdk;
 mod serve;
 mod support;

@@ -3,7 +3,8 @@
 //! client opens, a sealed request for a route outside the chat and model APIs is refused inside
 //! the envelope, and a tampered or mislabelled envelope is refused without harming the gateway.
 
-use gateway::oblivious::{self, client};
+use ::privacy::client;
+use gateway::oblivious;
 use serde_json::Value;
 
 use crate::support::{chat_body, client as http_client, serve};

@@ -10,7 +10,7 @@ use crate::support::{serve, shared_dir};
 const OPENAI_PACKAGE: &str = "openai==3.54.0";
 
 /// A venv with the `openai` package, made once per test run.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
         .get_or_init(|| {

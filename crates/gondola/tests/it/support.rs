@@ -215,6 +215,116 @@ pub fn provider(gateway_url: &str) -> (Process, String) {
     (process, id)
 }
 
+/// `gondola relay` on port 0 in front of `gateway_url`. Returns the process and its base URL.
+pub fn relay(gateway_url: &str) -> (Process, String) {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let mut process = Process::start(
+        &[
+            "relay",
+            "--gateway",
+            gateway_url,
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            "debug",
+        ],
+        dir,
+    );
+    let url = url_in(&process.wait_for_line("relay listening on"));
+    (process, url)
+}
+
+/// `gondola proxy` on port 0 through `relay_url`, with `extra` arguments. Returns the process
+/// and its base URL.
+pub fn proxy(relay_url: &str, extra: &[&str]) -> (Process, String) {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let mut args = vec![
+        "proxy",
+        "--relay",
+        relay_url,
+        "--listen",
+        "127.0.0.1:0",
+        "--log",
+        "debug",
+    ];
+    args.extend_from_slice(extra);
+    let mut process = Process::start(&args, dir);
+    let url = url_in(&process.wait_for_line("proxy listening on"));
+    (process, url)
+}
+
+/// A wiretap: a TCP forwarder to `target` that keeps every byte it passes, each direction
+/// apart. Whatever a party on that link could see, the tap has.
+pub struct Tap {
+    pub url: String,
+    /// Bytes sent towards the target.
+    pub sent: Arc<Mutex<Vec<u8>>>,
+    /// Bytes the target sent back.
+    pub received: Arc<Mutex<Vec<u8>>>,
+}
+
+pub async fn tap(target_url: &str) -> Tap {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = target_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the tap");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let (sent_log, received_log) = (Arc::clone(&sent), Arc::clone(&received));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(upstream) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut upstream_read, mut upstream_write) = upstream.into_split();
+            let (sent_log, received_log) = (Arc::clone(&sent_log), Arc::clone(&received_log));
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 16 * 1024];
+                while let Ok(read) = client_read.read(&mut buffer).await {
+                    if read == 0 {
+                        break;
+                    }
+                    sent_log
+                        .lock()
+                        .expect("log")
+                        .extend_from_slice(&buffer[..read]);
+                    if upstream_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = upstream_write.shutdown().await;
+            });
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 16 * 1024];
+                while let Ok(read) = upstream_read.read(&mut buffer).await {
+                    if read == 0 {
+                        break;
+                    }
+                    received_log
+                        .lock()
+                        .expect("log")
+                        .extend_from_slice(&buffer[..read]);
+                    if client_write.write_all(&buffer[..read]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = client_write.shutdown().await;
+            });
+        }
+    });
+    Tap {
+        url,
+        sent,
+        received,
+    }
+}
+
 pub fn client() -> reqwest::Client {
     server::install_crypto_provider();
     reqwest::Client::builder()

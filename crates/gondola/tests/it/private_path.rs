@@ -1,0 +1,232 @@
+//! The private path end to end, with real processes: a client (the official `openai` Python
+//! package through `gondola proxy`, and `gondola chat --private`) → `gondola relay` →
+//! `gondola serve` with the real model. Wiretaps on both links keep every byte that crossed
+//! them, so the tests check what a relay or an eavesdropper could see, not what the code says.
+
+use std::process::Command;
+
+use crate::sdk::python;
+use crate::support::{
+    binary, chat_body, client, proxy, relay, serve, sse_events, streamed_text, tap,
+};
+
+const MODEL: &str = "smollm2-135m-instruct";
+
+fn canary() -> String {
+    let mut bytes = [0u8; 8];
+    rand::fill(&mut bytes);
+    format!("CANARY{}", hex::encode(bytes))
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+/// The header names of each HTTP/1.1 request in `bytes` (requests with a content length).
+fn request_header_names(bytes: &[u8]) -> Vec<Vec<String>> {
+    let mut requests = Vec::new();
+    let mut at = 0;
+    while let Some(end) = bytes[at..]
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+    {
+        let head = String::from_utf8_lossy(&bytes[at..at + end]).into_owned();
+        let mut names = Vec::new();
+        let mut length = 0usize;
+        for line in head.lines().skip(1) {
+            let (name, value) = line.split_once(':').expect("a header line");
+            let name = name.trim().to_ascii_lowercase();
+            if name == "content-length" {
+                length = value.trim().parse().expect("a length");
+            }
+            names.push(name);
+        }
+        requests.push(names);
+        at += end + 4 + length;
+        if at >= bytes.len() {
+            break;
+        }
+    }
+    requests
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_openai_python_client_streams_through_the_proxy_and_relay() {
+    let python = python();
+    let (_gateway, gateway_url, _dir) = serve(&[], None);
+    let (_relay, relay_url) = relay(&gateway_url);
+    let (_proxy, proxy_url) = proxy(&relay_url, &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/openai_sdk.py");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .env("OPENAI_BASE_URL", format!("{proxy_url}/v1"))
+            .env("OPENAI_API_KEY", "unused-locally")
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run the script");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.trim().lines().last().expect("a result line")).expect("json");
+    assert!(!result["completion"].as_str().expect("text").is_empty());
+    assert!(result["completion_tokens"].as_u64().expect("usage") > 0);
+    assert!(result["stream_chunks"].as_u64().expect("chunks") > 1);
+    assert!(!result["streamed"].as_str().expect("text").is_empty());
+    assert!(
+        result["stream_usage_completion_tokens"]
+            .as_u64()
+            .expect("usage")
+            > 0
+    );
+    assert_eq!(result["models"][0], MODEL);
+    // A request the gateway refuses comes back with the gateway's own status and error.
+    assert_eq!(result["bad_request_status"], 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_chat_crosses_relay_and_gateway_with_nothing_readable_on_either_link() {
+    let secret = canary();
+    let api_key = format!("sk-{}", canary());
+    let prompt = format!("Repeat this word: {secret}");
+    let (gateway, gateway_url, _dir) = serve(&[], None);
+    let gateway_link = tap(&gateway_url).await;
+    let (relay_process, relay_url) = relay(&gateway_link.url);
+    let client_link = tap(&relay_url).await;
+
+    // `gondola chat --private`, through the tapped link to the relay.
+    let chat = {
+        let args = vec![
+            "chat".to_owned(),
+            "--private".to_owned(),
+            "--relay".to_owned(),
+            client_link.url.clone(),
+            "--api-key".to_owned(),
+            api_key.clone(),
+            "--max-tokens".to_owned(),
+            "12".to_owned(),
+            prompt.clone(),
+        ];
+        tokio::task::spawn_blocking(move || Command::new(binary()).args(args).output())
+            .await
+            .expect("join")
+            .expect("run gondola chat")
+    };
+    let chat_stderr = String::from_utf8_lossy(&chat.stderr);
+    assert!(chat.status.success(), "{chat_stderr}");
+    assert!(!String::from_utf8_lossy(&chat.stdout).trim().is_empty());
+    assert!(chat_stderr.contains("[private: "), "{chat_stderr}");
+
+    // A streamed request through `gondola proxy`: events arrive as events.
+    let (proxy_process, proxy_url) = proxy(&client_link.url, &["--api-key", &api_key]);
+    let http = client();
+    let response = http
+        .post(format!("{proxy_url}/v1/chat/completions"))
+        .json(&chat_body(MODEL, &prompt, 12, true))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events = sse_events(&response.text().await.expect("body"));
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let reply = streamed_text(&events);
+    assert!(!reply.is_empty());
+    // Routes the proxy does not carry are refused in the API's own error shape.
+    let refused = http
+        .get(format!("{proxy_url}/v1/api_keys"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 404);
+    let refused: serde_json::Value = refused.json().await.expect("json");
+    assert!(refused["error"]["message"].as_str().is_some());
+
+    // Neither link carried the prompt, the API key or the reply in a readable form.
+    let links = [
+        (
+            "client to relay",
+            client_link.sent.lock().expect("log").clone(),
+        ),
+        (
+            "relay to client",
+            client_link.received.lock().expect("log").clone(),
+        ),
+        (
+            "relay to gateway",
+            gateway_link.sent.lock().expect("log").clone(),
+        ),
+        (
+            "gateway to relay",
+            gateway_link.received.lock().expect("log").clone(),
+        ),
+    ];
+    for (link, bytes) in &links {
+        assert!(bytes.len() > 1000, "{link} carried the exchange");
+        assert!(!holds(bytes, &secret), "the prompt crossed {link}");
+        assert!(!holds(bytes, &api_key), "the API key crossed {link}");
+        assert!(
+            !holds(bytes, "Repeat this word"),
+            "the prompt crossed {link}"
+        );
+        if reply.len() >= 12 {
+            assert!(!holds(bytes, &reply), "the reply crossed {link}");
+        }
+        assert!(!holds(bytes, "\"choices\""), "a reply crossed {link}");
+    }
+    // The relay passed on nothing of the client's request but the sealed body and its type.
+    for names in request_header_names(&links[2].1) {
+        for name in &names {
+            assert!(
+                ["host", "content-type", "content-length", "accept"].contains(&name.as_str()),
+                "the relay sent the gateway a {name} header"
+            );
+        }
+    }
+    // No process wrote the prompt or the key to its log.
+    for (name, log) in [
+        ("gateway", gateway.stderr()),
+        ("relay", relay_process.stderr()),
+        ("proxy", proxy_process.stderr()),
+    ] {
+        assert!(!log.contains(&secret), "the {name}'s log holds the prompt");
+        assert!(!log.contains(&api_key), "the {name}'s log holds the key");
+    }
+    assert!(relay_process.stderr().contains("relayed"));
+
+    // The relay refuses what is not a sealed request.
+    let mislabelled = http
+        .post(format!("{relay_url}/ohttp"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(mislabelled.status(), 415);
+    let elsewhere = http
+        .get(format!("{relay_url}/v1/models"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(elsewhere.status(), 404);
+}
+
+#[test]
+fn chat_private_without_a_relay_says_what_is_missing() {
+    let output = Command::new(binary())
+        .args(["chat", "--private", "hello"])
+        .env_remove("GONDOLA_RELAY")
+        .output()
+        .expect("run gondola chat");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--relay"), "{stderr}");
+}

@@ -1,0 +1,34 @@
+//! Gondola's private path, client side and in between.
+//!
+//! A client seals each API request with Oblivious HTTP (RFC 9458) to the gateway's published
+//! key and sends it through a relay run by someone else. The relay sees the client's address and
+//! padded sizes; the gateway sees the request but not who sent it. Streamed replies use chunked
+//! OHTTP: the gateway seals every server-sent event as its own chunk, padded to a size bucket,
+//! so tokens reach the client as they are generated without their lengths showing.
+//!
+//! - [`client`]: sealing requests and opening replies, whole or chunked.
+//! - [`framing`]: the Binary HTTP (RFC 9292) framing the gateway streams with, and the padding
+//!   both sides apply.
+//! - [`relay`]: `gondola relay`, which forwards sealed messages and holds no key.
+//! - [`proxy`]: `gondola proxy`, an OpenAI-compatible endpoint on localhost that sends every
+//!   request it gets down the private path, so any OpenAI client gets it unchanged.
+
+pub mod client;
+pub mod framing;
+pub mod proxy;
+pub mod relay;
+
+/// Media types of RFC 9458, RFC 9540 and chunked OHTTP (draft-ietf-ohai-chunked-ohttp).
+pub const KEYS_MEDIA_TYPE: &str = "application/ohttp-keys";
+pub const REQUEST_MEDIA_TYPE: &str = "message/ohttp-req";
+pub const RESPONSE_MEDIA_TYPE: &str = "message/ohttp-res";
+pub const CHUNKED_REQUEST_MEDIA_TYPE: &str = "message/ohttp-chunked-req";
+pub const CHUNKED_RESPONSE_MEDIA_TYPE: &str = "message/ohttp-chunked-res";
+
+/// Where a gateway publishes its key configuration, and where sealed requests go (on the
+/// gateway and, with the same paths, on a relay in front of it).
+pub const KEYS_PATH: &str = "/.well-known/ohttp-gateway";
+pub const GATEWAY_PATH: &str = "/ohttp";
+
+/// Largest key configuration list a client or relay accepts.
+pub const MAX_KEYS_BYTES: usize = 64 * 1024;

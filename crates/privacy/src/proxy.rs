@@ -1,0 +1,318 @@
+//! `gondola proxy`: an OpenAI-compatible endpoint on localhost that sends every request down
+//! the private path. Point any OpenAI client, agent framework or the web app at it and each
+//! chat request is padded, sealed to the gateway's key (chunked OHTTP), carried by a relay that
+//! cannot read it, and the reply streamed back event by event as the gateway releases it.
+//!
+//! It serves `POST /v1/chat/completions`, `GET /v1/models` and the same under `/api/v1`. The
+//! API key is the proxy's own (`--api-key`) or, without one, whatever the local client sends;
+//! either way it travels only inside the sealed request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use tokio::sync::RwLock;
+use wire::error::{ApiError, Dialect, ErrorCode};
+
+use crate::client::{ClientError, GatewayKeys, OpenedStream, seal_chunked};
+use crate::framing::{EventSplitter, strip_event_padding};
+use crate::{CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, GATEWAY_PATH};
+
+/// Headers of the gateway's reply that reach the local client.
+const RETURNED_HEADERS: [&str; 4] = [
+    "content-type",
+    "x-venice-balance-diem",
+    "x-venice-balance-usd",
+    "retry-after",
+];
+
+/// How a proxy runs.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The relay's base URL: sealed requests go to its `/ohttp`.
+    pub relay: String,
+    /// Where the gateway's key configuration is fetched: the relay by default, so the gateway
+    /// does not see this machine's address even then.
+    pub keys_from: String,
+    /// The API key sent inside every sealed request; `None` passes on the local client's.
+    pub api_key: Option<String>,
+    /// Largest request body accepted from the local client.
+    pub max_body_bytes: usize,
+    /// How long the relay has to start answering.
+    pub response_timeout: Duration,
+    /// How long a streamed reply may go without a byte.
+    pub idle_timeout: Duration,
+}
+
+impl ProxyConfig {
+    pub fn new(relay: impl Into<String>) -> Self {
+        let relay = relay.into();
+        Self {
+            keys_from: relay.clone(),
+            relay,
+            api_key: None,
+            max_body_bytes: 2 * 1024 * 1024,
+            response_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why a request could not be carried.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("the relay could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the relay did not answer in {0:?}")]
+    Timeout(Duration),
+    #[error("the relay or gateway refused the sealed request ({status}): {message}")]
+    Refused { status: u16, message: String },
+}
+
+/// Sends requests down the private path: keys fetched once (and again if the gateway no
+/// longer accepts them), requests sealed, replies opened.
+pub struct PrivateClient {
+    config: ProxyConfig,
+    http: reqwest::Client,
+    relay_url: String,
+    keys: RwLock<Option<GatewayKeys>>,
+}
+
+/// Longest plain-text refusal kept from a relay or gateway.
+const MAX_REFUSAL_BYTES: usize = 4096;
+
+impl PrivateClient {
+    pub fn new(config: ProxyConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(config.idle_timeout)
+            .build()?;
+        Ok(Self {
+            relay_url: format!("{}{GATEWAY_PATH}", config.relay.trim_end_matches('/')),
+            config,
+            http,
+            keys: RwLock::new(None),
+        })
+    }
+
+    async fn keys(&self, refresh: bool) -> Result<GatewayKeys, ClientError> {
+        if !refresh && let Some(keys) = self.keys.read().await.as_ref() {
+            return Ok(keys.clone());
+        }
+        let keys = GatewayKeys::fetch(&self.http, &self.config.keys_from).await?;
+        *self.keys.write().await = Some(keys.clone());
+        Ok(keys)
+    }
+
+    /// Sends `method path` with `headers` and `body` through the relay; returns the gateway's
+    /// reply as it streams.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<OpenedStream, SendError> {
+        let mut refreshed = false;
+        loop {
+            let keys = self.keys(refreshed).await?;
+            let (sealed, opener) = seal_chunked(&keys, method, path, headers, body).await?;
+            let sent = self
+                .http
+                .post(&self.relay_url)
+                .header(header::CONTENT_TYPE, CHUNKED_REQUEST_MEDIA_TYPE)
+                .body(sealed)
+                .send();
+            let response = match tokio::time::timeout(self.config.response_timeout, sent).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => {
+                    return Err(SendError::Unreachable(error.without_url().to_string()));
+                }
+                Err(_) => return Err(SendError::Timeout(self.config.response_timeout)),
+            };
+            let media_type = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            if response.status().is_success() && media_type == CHUNKED_RESPONSE_MEDIA_TYPE {
+                return Ok(opener.open(response.bytes_stream()).await?);
+            }
+            let status = response.status().as_u16();
+            let message = refusal_text(response).await;
+            // A gateway that cannot decrypt may have a new key: fetch it once and try again
+            // (nothing ran, so nothing runs twice).
+            if status == 400 && !refreshed {
+                refreshed = true;
+                continue;
+            }
+            return Err(SendError::Refused { status, message });
+        }
+    }
+}
+
+async fn refusal_text(response: reqwest::Response) -> String {
+    use futures_util::StreamExt;
+    let mut text = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(Ok(chunk)) = chunks.next().await {
+        text.extend_from_slice(&chunk);
+        if text.len() >= MAX_REFUSAL_BYTES {
+            text.truncate(MAX_REFUSAL_BYTES);
+            break;
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// The proxy's routes.
+pub fn router(config: ProxyConfig) -> Result<Router, reqwest::Error> {
+    let limit = config.max_body_bytes;
+    let client = Arc::new(PrivateClient::new(config)?);
+    // Whole paths, not nested routers: the path is passed on as it is.
+    Ok(Router::new()
+        .route("/v1/chat/completions", post(forward))
+        .route("/api/v1/chat/completions", post(forward))
+        .route("/v1/models", get(forward))
+        .route("/api/v1/models", get(forward))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(not_carried)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(client))
+}
+
+fn dialect(uri: &Uri) -> Dialect {
+    if uri.path().starts_with("/api/") {
+        Dialect::Venice
+    } else {
+        Dialect::OpenAi
+    }
+}
+
+fn error_response(error: &ApiError, dialect: Dialect) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        error.body(dialect),
+    )
+        .into_response()
+}
+
+/// Largest event passed on whole; a larger one goes on in pieces.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// A reply's events with the padding taken off: it has crossed the network, and local clients
+/// get the stream exactly as the API sends it.
+fn without_padding(
+    body: futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    use futures_util::StreamExt;
+    let splitter = EventSplitter::new(MAX_EVENT_BYTES);
+    futures_util::stream::unfold(
+        (body, Some(splitter)),
+        |(mut body, mut splitter)| async move {
+            let active = splitter.as_mut()?;
+            match body.next().await {
+                Some(Ok(bytes)) => {
+                    let events: Vec<u8> = active
+                        .push(&bytes)
+                        .iter()
+                        .flat_map(|event| strip_event_padding(event).to_vec())
+                        .collect();
+                    Some((Ok(Bytes::from(events)), (body, splitter)))
+                }
+                Some(Err(error)) => Some((Err(error), (body, None))),
+                None => {
+                    let rest = splitter.take()?.finish().unwrap_or_default();
+                    Some((Ok(Bytes::from(rest)), (body, None)))
+                }
+            }
+        },
+    )
+    .filter(|item| std::future::ready(!matches!(item, Ok(bytes) if bytes.is_empty())))
+}
+
+async fn not_carried(uri: Uri) -> Response {
+    error_response(
+        &ApiError::new(
+            ErrorCode::NotFound,
+            "the private proxy carries the chat completions and model list APIs only",
+        ),
+        dialect(&uri),
+    )
+}
+
+async fn forward(
+    State(client): State<Arc<PrivateClient>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let dialect = dialect(&uri);
+    let authorization = match &client.config.api_key {
+        Some(key) => Some(format!("Bearer {key}")),
+        None => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+    };
+    let mut inner_headers = Vec::new();
+    if let Some(authorization) = &authorization {
+        inner_headers.push(("authorization", authorization.as_str()));
+    }
+    if method == Method::POST {
+        inner_headers.push(("content-type", "application/json"));
+    }
+    let opened = match client
+        .send(method.as_str(), uri.path(), &inner_headers, &body)
+        .await
+    {
+        Ok(opened) => opened,
+        Err(error) => {
+            tracing::warn!(error = %error, "a private request failed");
+            let code = match error {
+                SendError::Timeout(_) => ErrorCode::RequestTimeout,
+                _ => ErrorCode::UpstreamError,
+            };
+            return error_response(&ApiError::new(code, error.to_string()), dialect);
+        }
+    };
+    let status = StatusCode::from_u16(opened.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::builder().status(status);
+    for name in RETURNED_HEADERS {
+        if let Some(value) = opened
+            .header(name)
+            .and_then(|value| HeaderValue::from_str(value).ok())
+        {
+            response = response.header(name, value);
+        }
+    }
+    let is_stream = opened
+        .header("content-type")
+        .is_some_and(|value| value.starts_with("text/event-stream"));
+    let body = if is_stream {
+        Body::from_stream(without_padding(opened.body))
+    } else {
+        Body::from_stream(opened.body)
+    };
+    response.body(body).unwrap_or_else(|_| {
+        error_response(
+            &ApiError::new(
+                ErrorCode::UpstreamError,
+                "the gateway's reply was malformed",
+            ),
+            dialect,
+        )
+    })
+}
