@@ -2,9 +2,11 @@
 //! engine, the same requests, once called directly and once through gateway + provider over
 //! loopback HTTP, in interleaved rounds (A B A B …) so that drift on a shared machine hits both
 //! sides alike. Results go to `bench/results/path.{md,json}`. `metering` measures the quota
-//! check on the request path (see `metering.rs`).
+//! check on the request path (see `metering.rs`); `private` what the private path (Oblivious
+//! HTTP through a relay) adds to a request (see `private.rs`).
 
 mod metering;
+mod private;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -112,8 +114,9 @@ async fn direct(engine: &Engine) -> anyhow::Result<Run> {
     bail!("the engine stopped")
 }
 
-async fn through_gateway(http: &reqwest::Client, url: &str) -> anyhow::Result<Run> {
-    let body = serde_json::json!({
+/// The streamed chat request both paths send.
+fn chat_request() -> serde_json::Value {
+    serde_json::json!({
         "model": "default",
         "messages": [{"role": "user", "content": PROMPT}],
         "max_tokens": TOKENS,
@@ -121,16 +124,18 @@ async fn through_gateway(http: &reqwest::Client, url: &str) -> anyhow::Result<Ru
         "stream": true,
         "stream_options": {"include_usage": true},
         "venice_parameters": {"include_venice_system_prompt": false},
-    });
-    let started = Instant::now();
-    let response = http
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await?
-        .error_for_status()?;
+    })
+}
+
+/// Reads a streamed chat reply, noting when text arrived.
+async fn timed_reply<E>(
+    started: Instant,
+    mut stream: impl futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+) -> anyhow::Result<Run>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     let mut parser = SseParser::new(1 << 20);
-    let mut stream = response.bytes_stream();
     let mut times = Vec::new();
     let mut tokens = 0;
     while let Some(bytes) = stream.next().await {
@@ -158,11 +163,22 @@ async fn through_gateway(http: &reqwest::Client, url: &str) -> anyhow::Result<Ru
     run_from(started, &times, tokens)
 }
 
+async fn through_gateway(http: &reqwest::Client, url: &str) -> anyhow::Result<Run> {
+    let started = Instant::now();
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat_request())
+        .send()
+        .await?
+        .error_for_status()?;
+    timed_reply(started, response.bytes_stream()).await
+}
+
 fn model_path() -> anyhow::Result<PathBuf> {
     let path = std::env::args()
         .nth(2)
         .map(PathBuf::from)
-        .context("usage: gondola-bench path MODEL.gguf")?;
+        .context("usage: gondola-bench path|private MODEL.gguf")?;
     if !path.exists() {
         bail!(
             "{} does not exist (run `gondola pull` and pass the path it prints)",
@@ -172,13 +188,10 @@ fn model_path() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn path_bench() -> anyhow::Result<()> {
-    server::install_crypto_provider();
-    let model = model_path()?;
-    let config = EngineConfig::new(model.clone());
-    let threads = config.decode_threads.get();
-    let engine = Arc::new(tokio::task::spawn_blocking(move || Engine::load(config)).await??);
-
+/// A gateway (with an Oblivious HTTP key) and one provider serving `engine`, in this process
+/// on loopback. Returns the gateway's URL and the provider's data directory.
+async fn start_stack(engine: &Arc<Engine>) -> anyhow::Result<(String, PathBuf)> {
+    let data = std::env::temp_dir().join(format!("gondola-bench-{}", std::process::id()));
     let gateway_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", gateway_listener.local_addr()?);
     let gateway_config = gateway::GatewayConfig {
@@ -189,6 +202,7 @@ async fn path_bench() -> anyhow::Result<()> {
                 tokens_per_minute: u64::MAX,
             }),
         },
+        oblivious_seed: Some(data.join("ohttp.seed")),
         ..gateway::GatewayConfig::default()
     };
     tokio::spawn(gateway::run(
@@ -197,11 +211,10 @@ async fn path_bench() -> anyhow::Result<()> {
         None,
         std::future::pending(),
     ));
-    let data = std::env::temp_dir().join(format!("gondola-bench-{}", std::process::id()));
     let provider_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let (ready, registered) = tokio::sync::oneshot::channel();
     let backend = provider::Backend::Embedded {
-        engine: Arc::clone(&engine),
+        engine: Arc::clone(engine),
         model_id: "bench-model".into(),
     };
     let provider_config = provider::ProviderConfig {
@@ -220,6 +233,21 @@ async fn path_bench() -> anyhow::Result<()> {
     tokio::time::timeout(Duration::from_secs(30), registered)
         .await
         .context("the provider did not register")??;
+    Ok((url, data))
+}
+
+async fn load_engine() -> anyhow::Result<(PathBuf, u32, Arc<Engine>)> {
+    server::install_crypto_provider();
+    let model = model_path()?;
+    let config = EngineConfig::new(model.clone());
+    let threads = config.decode_threads.get();
+    let engine = Arc::new(tokio::task::spawn_blocking(move || Engine::load(config)).await??);
+    Ok((model, threads, engine))
+}
+
+async fn path_bench() -> anyhow::Result<()> {
+    let (model, threads, engine) = load_engine().await?;
+    let (url, data) = start_stack(&engine).await?;
 
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
     // Warm both paths once (page cache, connection pool).
@@ -305,6 +333,9 @@ fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("path") => runtime.block_on(path_bench()),
         Some("metering") => metering::run(),
-        _ => bail!("usage: gondola-bench path MODEL.gguf | gondola-bench metering"),
+        Some("private") => runtime.block_on(private::run()),
+        _ => bail!(
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering"
+        ),
     }
 }

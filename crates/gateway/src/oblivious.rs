@@ -154,7 +154,7 @@ fn plain_error(status: StatusCode, message: &'static str) -> Response {
 
 /// `POST /ohttp`: one encapsulated request through `inner` (the gateway's API router), whole
 /// or chunked as the request's media type says.
-pub(crate) async fn handle(
+pub async fn handle(
     gateway: &ObliviousGateway,
     inner: axum::Router,
     content_type: Option<&HeaderValue>,
