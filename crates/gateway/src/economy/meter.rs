@@ -170,6 +170,17 @@ impl Meter {
                 tracing::warn!("metered account table full; account not tracked");
                 continue;
             }
+            // An account whose usage is being settled keeps its view until the settlement is
+            // finished: the ledger may already hold that usage while the meter still counts it
+            // as unsettled, and refreshing now would count it twice. `finish_settlement`
+            // refreshes it from the ledger under the same lock that forgets the usage.
+            if state
+                .accounts
+                .get(account)
+                .is_some_and(|entry| !entry.settling.is_empty())
+            {
+                continue;
+            }
             let view = view_of(ledger, *account, today);
             state.accounts.entry(*account).or_default().view = view;
             if !new_day {
@@ -517,6 +528,40 @@ mod tests {
             .values()
             .map(|account| contribution(account, first))
             .sum()
+    }
+
+    #[test]
+    fn usage_is_never_counted_twice_while_its_settlement_is_committed() {
+        let (mut ledger, accounts) = staked_ledger();
+        let admin = Address([1; 20]);
+        let now = ledger.now_seconds();
+        let day = now / 86_400;
+        let meter = Meter::new(Capacity {
+            network_usd_units_per_day: 1_000_000,
+            active_window_days: 3,
+        });
+        let account = accounts[0];
+        meter.refresh(&ledger, &accounts, day);
+        let (draw, _) = meter.reserve(account, day, 10_000).expect("reserved");
+        meter.settle(account, day, draw, 4_000, 10, 5);
+        let after_request = meter.balance(account, day).free.total();
+        let settlements = meter.begin_settlement(16);
+        assert_eq!(settlements.len(), 1);
+        for (day, entries) in settlements {
+            assert!(
+                ledger
+                    .apply(now, admin, ledger::Op::SettleUsage { day, entries })
+                    .is_ok()
+            );
+        }
+        // The committer refreshes every account an operation touched, before the flusher
+        // finishes the settlement: the usage is in the ledger and still in the meter.
+        meter.refresh(&ledger, &accounts, day);
+        assert_eq!(meter.balance(account, day).free.total(), after_request);
+        meter.finish_settlement(&ledger, day);
+        assert_eq!(meter.balance(account, day).free.total(), after_request);
+        meter.refresh(&ledger, &accounts, day);
+        assert_eq!(meter.balance(account, day).free.total(), after_request);
     }
 
     #[test]
