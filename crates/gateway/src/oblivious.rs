@@ -27,11 +27,11 @@ use ohttp::hpke::{Aead, Kdf, Kem};
 use ohttp::{KeyConfig, Server, SymmetricSuite};
 use tower::ServiceExt;
 
-use privacy::framing;
 pub use privacy::{
     CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, GATEWAY_PATH, KEYS_MEDIA_TYPE,
     KEYS_PATH, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE,
 };
+use privacy::{RETURNED_HEADERS, framing};
 
 /// The one key's identifier in the configuration (clients name it in every request).
 const KEY_ID: u8 = 1;
@@ -39,13 +39,6 @@ const KEY_ID: u8 = 1;
 pub const SEED_BYTES: usize = 32;
 /// Headers of the inner request that reach the API; everything else is dropped.
 const FORWARDED_HEADERS: [&str; 2] = ["authorization", "content-type"];
-/// Headers of the API's response that go back inside the encapsulated response.
-const RETURNED_HEADERS: [&str; 4] = [
-    "content-type",
-    "x-venice-balance-diem",
-    "x-venice-balance-usd",
-    "retry-after",
-];
 
 /// Why the gateway's oblivious key could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -34,7 +34,12 @@ fn with_key(request: reqwest::RequestBuilder, args: &ClientArgs) -> reqwest::Req
 async fn failure(response: reqwest::Response) -> anyhow::Error {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&body)
+    anyhow::anyhow!("the gateway answered {status}: {}", error_message(body))
+}
+
+/// The message of an API error body, or the body itself when it is not one.
+fn error_message(body: String) -> String {
+    serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|value| {
             value
@@ -42,8 +47,7 @@ async fn failure(response: reqwest::Response) -> anyhow::Error {
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned)
         })
-        .unwrap_or(body);
-    anyhow::anyhow!("the gateway answered {status}: {message}")
+        .unwrap_or(body)
 }
 
 fn unreachable(gateway: &str, error: reqwest::Error) -> anyhow::Error {
@@ -237,10 +241,9 @@ async fn private_reply(
              `gondola relay --gateway URL` runs one"
         );
     };
-    let mut config = privacy::proxy::ProxyConfig::new(relay.clone());
-    config.keys_from = relay.clone();
-    let private =
-        privacy::proxy::PrivateClient::new(config).context("cannot build the HTTP client")?;
+    // Keys come through the relay too (the configuration's default).
+    let private = privacy::proxy::PrivateClient::new(privacy::proxy::ProxyConfig::new(relay))
+        .context("cannot build the HTTP client")?;
     let authorization = args
         .client
         .api_key
@@ -265,16 +268,11 @@ async fn private_reply(
             }
         }
         let text = String::from_utf8_lossy(&text).into_owned();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|value| {
-                value
-                    .pointer("/error/message")
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or(text);
-        bail!("the gateway answered {}: {message}", opened.status);
+        bail!(
+            "the gateway answered {}: {}",
+            opened.status,
+            error_message(text)
+        );
     }
     let stream = opened
         .body

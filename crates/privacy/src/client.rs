@@ -68,15 +68,9 @@ impl GatewayKeys {
         if !response.status().is_success() {
             return Err(failed(format!("answered {}", response.status())));
         }
-        let mut body = Vec::new();
-        let mut chunks = response.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|error| failed(error.to_string()))?;
-            if body.len() + chunk.len() > MAX_KEYS_BYTES {
-                return Err(failed(format!("the list is over {MAX_KEYS_BYTES} bytes")));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::read_bounded(response, MAX_KEYS_BYTES)
+            .await
+            .map_err(failed)?;
         Self::decode(&body)
     }
 

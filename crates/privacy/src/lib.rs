@@ -32,3 +32,30 @@ pub const GATEWAY_PATH: &str = "/ohttp";
 
 /// Largest key configuration list a client or relay accepts.
 pub const MAX_KEYS_BYTES: usize = 64 * 1024;
+
+/// Headers of an API reply that travel back inside a sealed reply (and out of the proxy);
+/// every other header of the reply stays behind.
+pub const RETURNED_HEADERS: [&str; 4] = [
+    "content-type",
+    "x-venice-balance-diem",
+    "x-venice-balance-usd",
+    "retry-after",
+];
+
+/// A reply's body, read whole up to `limit` bytes; `Err` with the reason otherwise.
+pub(crate) async fn read_bounded(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|error| error.without_url().to_string())?;
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the body is over {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

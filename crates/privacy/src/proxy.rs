@@ -22,15 +22,9 @@ use wire::error::{ApiError, Dialect, ErrorCode};
 
 use crate::client::{ClientError, GatewayKeys, OpenedStream, seal_chunked};
 use crate::framing::{EventSplitter, strip_event_padding};
-use crate::{CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, GATEWAY_PATH};
-
-/// Headers of the gateway's reply that reach the local client.
-const RETURNED_HEADERS: [&str; 4] = [
-    "content-type",
-    "x-venice-balance-diem",
-    "x-venice-balance-usd",
-    "retry-after",
-];
+use crate::{
+    CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, GATEWAY_PATH, RETURNED_HEADERS,
+};
 
 /// How a proxy runs.
 #[derive(Debug, Clone)]
@@ -161,17 +155,10 @@ impl PrivateClient {
 }
 
 async fn refusal_text(response: reqwest::Response) -> String {
-    use futures_util::StreamExt;
-    let mut text = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(Ok(chunk)) = chunks.next().await {
-        text.extend_from_slice(&chunk);
-        if text.len() >= MAX_REFUSAL_BYTES {
-            text.truncate(MAX_REFUSAL_BYTES);
-            break;
-        }
+    match crate::read_bounded(response, MAX_REFUSAL_BYTES).await {
+        Ok(text) => String::from_utf8_lossy(&text).into_owned(),
+        Err(reason) => format!("(an unreadable refusal: {reason})"),
     }
-    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// The proxy's routes.
@@ -224,11 +211,10 @@ fn without_padding(
             let active = splitter.as_mut()?;
             match body.next().await {
                 Some(Ok(bytes)) => {
-                    let events: Vec<u8> = active
-                        .push(&bytes)
-                        .iter()
-                        .flat_map(|event| strip_event_padding(event).to_vec())
-                        .collect();
+                    let mut events = Vec::with_capacity(bytes.len());
+                    for event in active.push(&bytes) {
+                        events.extend_from_slice(strip_event_padding(&event));
+                    }
                     Some((Ok(Bytes::from(events)), (body, splitter)))
                 }
                 Some(Err(error)) => Some((Err(error), (body, None))),

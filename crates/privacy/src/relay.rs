@@ -188,15 +188,7 @@ async fn keys(State(relay): State<Arc<Relay>>) -> Response {
         if !response.status().is_success() {
             return None;
         }
-        let mut body = Vec::new();
-        let mut chunks = response.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.ok()?;
-            if body.len() + chunk.len() > MAX_KEYS_BYTES {
-                return None;
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::read_bounded(response, MAX_KEYS_BYTES).await.ok()?;
         Some(body)
     };
     match tokio::time::timeout(relay.config.response_timeout, fetched).await {

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::sdk::python;
+use crate::sdk::check_the_openai_script_against;
 use crate::support::{
     binary, chat_body, client, proxy, relay, serve, sse_events, streamed_text, tap,
 };
@@ -54,42 +54,12 @@ fn request_header_names(bytes: &[u8]) -> Vec<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_openai_python_client_streams_through_the_proxy_and_relay() {
-    let python = python();
     let (_gateway, gateway_url, _dir) = serve(&[], None);
     let (_relay, relay_url) = relay(&gateway_url);
     let (_proxy, proxy_url) = proxy(&relay_url, &[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/openai_sdk.py");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("OPENAI_BASE_URL", format!("{proxy_url}/v1"))
-            .env("OPENAI_API_KEY", "unused-locally")
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run the script");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value =
-        serde_json::from_str(stdout.trim().lines().last().expect("a result line")).expect("json");
-    assert!(!result["completion"].as_str().expect("text").is_empty());
-    assert!(result["completion_tokens"].as_u64().expect("usage") > 0);
-    assert!(result["stream_chunks"].as_u64().expect("chunks") > 1);
-    assert!(!result["streamed"].as_str().expect("text").is_empty());
-    assert!(
-        result["stream_usage_completion_tokens"]
-            .as_u64()
-            .expect("usage")
-            > 0
-    );
-    assert_eq!(result["models"][0], MODEL);
-    // A request the gateway refuses comes back with the gateway's own status and error.
-    assert_eq!(result["bad_request_status"], 400);
+    // Completion, stream with usage, models, and a request the gateway refuses coming back
+    // with the gateway's own status and error.
+    check_the_openai_script_against(format!("{proxy_url}/v1")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

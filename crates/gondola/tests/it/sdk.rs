@@ -10,7 +10,7 @@ use crate::support::{serve, shared_dir};
 const OPENAI_PACKAGE: &str = "openai==3.54.0";
 
 /// A venv with the `openai` package, made once per test run.
-pub fn python() -> PathBuf {
+fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
@@ -43,15 +43,15 @@ pub fn python() -> PathBuf {
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_official_openai_python_client_works_unmodified() {
+/// Runs `openai_sdk.py` against `base_url` (an OpenAI `/v1` base) and checks what it saw: a
+/// completion, a stream with usage, the model list, and a refused request with its status.
+pub async fn check_the_openai_script_against(base_url: String) {
     let python = python();
-    let (_process, url, _dir) = serve(&[], None);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/openai_sdk.py");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(script)
-            .env("OPENAI_BASE_URL", format!("{url}/v1"))
+            .env("OPENAI_BASE_URL", base_url)
             .env("OPENAI_API_KEY", "unused-locally")
             .output()
     })
@@ -78,4 +78,10 @@ async fn the_official_openai_python_client_works_unmodified() {
     );
     assert_eq!(result["models"][0], "smollm2-135m-instruct");
     assert_eq!(result["bad_request_status"], 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_openai_python_client_works_unmodified() {
+    let (_process, url, _dir) = serve(&[], None);
+    check_the_openai_script_against(format!("{url}/v1")).await;
 }
