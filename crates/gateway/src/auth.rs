@@ -21,6 +21,22 @@ pub struct Caller {
     pub key_id: Option<String>,
 }
 
+impl Caller {
+    /// A request paid with Privacy Pass tokens: no key, no account, no name.
+    pub(crate) fn token_holder() -> Self {
+        Self {
+            name: "private-token".into(),
+            kind: Some(KeyKind::Inference),
+            rate: RateLimit {
+                requests_per_minute: u32::MAX,
+                tokens_per_minute: u64::MAX,
+            },
+            account: None,
+            key_id: None,
+        }
+    }
+}
+
 pub struct Authenticator {
     config: AuthConfig,
 }

@@ -104,6 +104,13 @@ pub(crate) async fn handle(
             if let Some(balance) = seen.balance {
                 insert_balance_headers(response.headers_mut(), &balance);
             }
+            if let Some(required) = seen.tokens_required {
+                insert_header(
+                    response.headers_mut(),
+                    privacy::tokens::TOKENS_REQUIRED_HEADER,
+                    &required.to_string(),
+                );
+            }
             response
         }
     }
@@ -116,6 +123,8 @@ struct Seen {
     caller: Option<String>,
     /// The account's balance before the request.
     balance: Option<crate::economy::meter::Balance>,
+    /// How many tokens the request needs, when it carried too few.
+    tokens_required: Option<u128>,
 }
 
 fn insert_balance_headers(headers: &mut HeaderMap, balance: &crate::economy::meter::Balance) {
@@ -167,9 +176,21 @@ async fn serve(
     seen: &mut Seen,
 ) -> Result<Response, Refusal> {
     let limits = &state.config.limits;
-    let caller = crate::authenticate(state, headers).map_err(refuse)?;
-    seen.caller = Some(caller.name.clone());
-    if let Some(blocked) = state.rate.failure_block(&caller.name, Instant::now()) {
+    // A request paid with tokens has no caller to limit or block: what it may cost is bounded
+    // by the tokens it carries, and how many tokens an account gets by the issuer.
+    let tokens = crate::presented_tokens(state, headers).map_err(refuse)?;
+    let caller = match &tokens {
+        Some(_) => crate::auth::Caller::token_holder(),
+        None => crate::authenticate(state, headers).map_err(refuse)?,
+    };
+    if tokens.is_none() {
+        seen.caller = Some(caller.name.clone());
+    }
+    if let Some(blocked) = seen
+        .caller
+        .as_ref()
+        .and_then(|caller| state.rate.failure_block(caller, Instant::now()))
+    {
         return Err(refuse(
             ApiError::new(
                 ErrorCode::RateLimitExceeded,
@@ -253,9 +274,12 @@ async fn serve(
         }
         None => (caller.name.clone(), caller.rate, None),
     };
-    let rate = state.rate.check(&rate_key, rate_limit, now);
-    *rate_out = Some(rate);
-    if !rate.allowed {
+    let rate = match &tokens {
+        Some(_) => None,
+        None => Some(state.rate.check(&rate_key, rate_limit, now)),
+    };
+    *rate_out = rate;
+    if let Some(rate) = rate.filter(|rate| !rate.allowed) {
         if let (Some(economy), Some(account), Some(tier)) = (&state.economy, caller.account, tier) {
             economy.rate_limit_log.record(
                 account,
@@ -281,20 +305,28 @@ async fn serve(
             model_id,
         ));
     }
+    let system_prompt_bytes = if request.venice.include_venice_system_prompt {
+        state.config.system_prompt.len()
+    } else {
+        0
+    };
+    let max_cost = max_cost(
+        state.catalogue.pricing(&model_id),
+        body.len(),
+        request.messages.len(),
+        system_prompt_bytes,
+        request.max_tokens.unwrap_or(limits.max_output_tokens),
+    );
+    let reservation = match &tokens {
+        Some(tokens) => Some(
+            redeem(state, tokens, max_cost, seen)
+                .await
+                .map_err(|error| (error, model_id.clone()))?,
+        ),
+        None => None,
+    };
     let metering = match (&state.economy, caller.account) {
         (Some(economy), Some(account)) => {
-            let system_prompt_bytes = if request.venice.include_venice_system_prompt {
-                state.config.system_prompt.len()
-            } else {
-                0
-            };
-            let max_cost = max_cost(
-                state.catalogue.pricing(&model_id),
-                body.len(),
-                request.messages.len(),
-                system_prompt_bytes,
-                request.max_tokens.unwrap_or(limits.max_output_tokens),
-            );
             match crate::economy::Metering::begin(
                 economy,
                 account,
@@ -323,6 +355,17 @@ async fn serve(
     let committed = dispatch(state, &model_id, provider_body)
         .await
         .map_err(|error| (error, model_id.clone()))?;
+    // A provider has the request: its tokens are spent for good (until now a failure
+    // released them, so the client may send them again).
+    if let Some(reservation) = reservation {
+        reservation.commit().await.map_err(|error| {
+            tracing::error!(error = %error, "cannot record spent tokens");
+            (
+                crate::tokens::Refusal::Unavailable.to_api_error(),
+                model_id.clone(),
+            )
+        })?;
+    }
     let balance = metering.as_ref().map(|metering| metering.balance);
     let relay = Relay {
         state: Arc::clone(state),
@@ -344,6 +387,11 @@ async fn serve(
         finish_reason: None,
         sent_role: false,
         outcome: Outcome::Unfinished,
+        paid_with: match (&tokens, caller.account) {
+            (Some(_), _) => "tokens",
+            (None, Some(_)) => "account",
+            (None, None) => "none",
+        },
     };
     let mut response = if request.stream {
         stream_response(relay)
@@ -356,23 +404,62 @@ async fn serve(
     insert_header(headers, "x-venice-model-id", &model_id);
     insert_header(headers, "x-venice-model-name", &model_name);
     insert_header(headers, "x-request-id", request_id);
-    insert_rate_headers(headers, &rate);
+    if let Some(rate) = &rate {
+        insert_rate_headers(headers, rate);
+    }
     if let Some(balance) = balance {
         insert_balance_headers(headers, &balance);
     }
     Ok(response)
 }
 
+/// Checks the tokens a request carries and reserves them: enough of them to pay `max_cost`,
+/// each valid for today and unspent.
+async fn redeem(
+    state: &AppState,
+    tokens: &[privacypass::public_tokens::PublicToken],
+    max_cost: u128,
+    seen: &mut Seen,
+) -> Result<crate::tokens::spent::Reservation, ApiError> {
+    let issuer = state.tokens.as_ref().ok_or_else(crate::tokens_not_taken)?;
+    let value = issuer.token_value();
+    let required = max_cost.div_ceil(value).max(1);
+    let sent = u128::try_from(tokens.len()).unwrap_or(u128::MAX);
+    if sent < required {
+        seen.tokens_required = Some(required);
+        return Err(ApiError::new(
+            ErrorCode::InsufficientBalance,
+            format!(
+                "this request may cost up to ${}, {required} tokens of ${} each; it carried \
+                 {sent} (lower max_tokens to need fewer)",
+                Amount(max_cost).to_decimal_string(),
+                Amount(value).to_decimal_string(),
+            ),
+        ));
+    }
+    issuer
+        .redeem(tokens)
+        .await
+        .map_err(|refusal| refusal.to_api_error())
+}
+
 fn metering_error(refusal: crate::economy::MeterRefusal, seen: &mut Seen) -> ApiError {
+    if let crate::economy::MeterRefusal::Insufficient(shortfall) = &refusal {
+        seen.balance = Some(shortfall.balance);
+    }
+    refusal_error(refusal)
+}
+
+/// What a client is told when its account cannot pay for what it asked.
+pub(crate) fn refusal_error(refusal: crate::economy::MeterRefusal) -> ApiError {
     use crate::economy::MeterRefusal;
     match refusal {
         MeterRefusal::Insufficient(shortfall) => {
-            seen.balance = Some(shortfall.balance);
             let free = shortfall.balance.free;
             ApiError::new(
                 ErrorCode::InsufficientBalance,
                 format!(
-                    "insufficient balance: this request may cost up to ${}; the account has \
+                    "insufficient balance: this may cost up to ${}; the account has \
                      ${} of today's allowance, ${} of bundled credits and ${} left",
                     Amount(shortfall.needed).to_decimal_string(),
                     Amount(free.allowance).to_decimal_string(),
@@ -889,6 +976,8 @@ enum Outcome {
 /// Carries one request from its provider to its client, and accounts for it when dropped
 /// (which also covers a client that goes away mid-stream).
 struct Relay {
+    /// `tokens`, `account` (an account's key, metered) or `none`: for the log line.
+    paid_with: &'static str,
     state: Arc<AppState>,
     /// The rate limiter's identity for this request (the account and tier, or the caller).
     rate_key: String,
@@ -1119,6 +1208,7 @@ impl Drop for Relay {
             model = %self.model_id,
             provider = %self.attempt.provider.id,
             attempts = self.attempts,
+            paid_with = self.paid_with,
             status,
             prompt_tokens = usage.prompt_tokens,
             completion_tokens = usage.completion_tokens,

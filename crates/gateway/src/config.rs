@@ -203,6 +203,8 @@ pub struct GatewayConfig {
     /// The seed file of the Oblivious HTTP key (created on first start); `None` serves no
     /// OHTTP endpoint.
     pub oblivious_seed: Option<std::path::PathBuf>,
+    /// Privacy Pass tokens (issued and taken only when there is a ledger); `None` takes none.
+    pub tokens: Option<crate::tokens::TokensConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -219,6 +221,7 @@ impl Default for GatewayConfig {
             economy: None,
             tiers: TierConfig::default(),
             oblivious_seed: None,
+            tokens: None,
         }
     }
 }

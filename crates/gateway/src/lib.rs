@@ -18,6 +18,7 @@ pub mod oblivious;
 mod rate_limit;
 mod registry;
 mod thinking;
+pub mod tokens;
 mod web;
 
 use std::future::Future;
@@ -77,6 +78,8 @@ pub(crate) struct AppState {
     economy: Option<Arc<economy::Economy>>,
     tiers: config::TierConfig,
     oblivious: Option<Arc<oblivious::ObliviousGateway>>,
+    /// Privacy Pass issuance and redemption; only with a ledger.
+    tokens: Option<Arc<tokens::Tokens>>,
 }
 
 /// A running gateway's shared state. It can serve several listeners at once (say, TLS for
@@ -110,8 +113,15 @@ impl Gateway {
             )),
             None => None,
         };
+        let tokens = match (&config.tokens, &economy) {
+            (Some(tokens), Some(economy)) => {
+                Some(Arc::new(tokens::Tokens::open(tokens, Arc::clone(economy))?))
+            }
+            _ => None,
+        };
         let state = Arc::new(AppState {
             oblivious,
+            tokens,
             economy: economy.clone(),
             tiers: config.tiers.clone(),
             auth: Authenticator::new(config.auth.clone()),
@@ -210,6 +220,12 @@ fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
         .route("/models/traits", get(list_traits))
         .route("/models/compatibility_mapping", get(list_aliases))
         .route("/providers", get(list_providers))
+        .route(
+            "/privacy/tokens",
+            post(tokens::issue).layer(DefaultBodyLimit::max(
+                privacy::tokens::MAX_BATCH_REQUEST_BYTES,
+            )),
+        )
         .route("/ledger/status", get(economy::http::status))
         .route("/ledger/accounts/{address}", get(economy::http::account))
         .route("/ledger/quote", get(economy::http::quote))
@@ -265,6 +281,10 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
+        .route(
+            privacy::tokens::ISSUER_DIRECTORY_PATH,
+            get(tokens::directory),
+        )
         .with_state(Arc::clone(&state))
         .merge(web::routes())
         .nest("/v1", api_routes(&state, Dialect::OpenAi))
@@ -289,6 +309,10 @@ fn oblivious_routes(state: &Arc<AppState>, body_limit: usize) -> Router {
         return Router::new();
     };
     let inner = Router::new()
+        .route(
+            privacy::tokens::ISSUER_DIRECTORY_PATH,
+            get(tokens::directory).with_state(Arc::clone(state)),
+        )
         .nest("/v1", api_routes(state, Dialect::OpenAi))
         .nest("/api/v1", api_routes(state, Dialect::Venice))
         .layer(DefaultBodyLimit::max(body_limit));
@@ -364,8 +388,50 @@ fn type_matches(filter: &TypeFilter) -> Result<bool, ApiError> {
     }
 }
 
-fn authenticated(state: &AppState, headers: &HeaderMap) -> Result<auth::Caller, ApiError> {
-    authenticate(state, headers)
+/// Who is asking, for reads: an API key as [`authenticate`] takes it, or Privacy Pass tokens,
+/// which are checked but not spent.
+async fn authenticated(state: &AppState, headers: &HeaderMap) -> Result<auth::Caller, ApiError> {
+    match presented_tokens(state, headers)? {
+        Some(tokens) => {
+            state
+                .tokens
+                .as_ref()
+                .ok_or_else(tokens_not_taken)?
+                .check(&tokens)
+                .await?;
+            Ok(auth::Caller::token_holder())
+        }
+        None => authenticate(state, headers),
+    }
+}
+
+pub(crate) fn tokens_not_taken() -> ApiError {
+    ApiError::new(
+        ErrorCode::AuthenticationFailed,
+        "this gateway takes no privacy tokens; send an API key",
+    )
+}
+
+/// The Privacy Pass tokens a request carries instead of an API key, if it does.
+pub(crate) fn presented_tokens(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Vec<privacypass::public_tokens::PublicToken>>, ApiError> {
+    let Some(value) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    match privacy::tokens::parse_authorization(value) {
+        Ok(None) => Ok(None),
+        Ok(Some(_)) if state.tokens.is_none() => Err(tokens_not_taken()),
+        Ok(Some(tokens)) => Ok(Some(tokens)),
+        Err(error) => Err(ApiError::new(
+            ErrorCode::AuthenticationFailed,
+            error.to_string(),
+        )),
+    }
 }
 
 /// Who is asking: a configured key, a key an account created, or an anonymous caller.
@@ -407,7 +473,7 @@ async fn list_models(
     headers: HeaderMap,
     Query(filter): Query<TypeFilter>,
 ) -> Response {
-    if let Err(error) = authenticated(&state, &headers) {
+    if let Err(error) = authenticated(&state, &headers).await {
         return error_response(&error, dialect);
     }
     let include = match type_matches(&filter) {
@@ -440,7 +506,7 @@ async fn list_traits(
     headers: HeaderMap,
     Query(filter): Query<TypeFilter>,
 ) -> Response {
-    name_map(&state, dialect, &headers, &filter, Catalogue::traits)
+    name_map(&state, dialect, &headers, &filter, Catalogue::traits).await
 }
 
 async fn list_aliases(
@@ -449,20 +515,20 @@ async fn list_aliases(
     headers: HeaderMap,
     Query(filter): Query<TypeFilter>,
 ) -> Response {
-    name_map(&state, dialect, &headers, &filter, Catalogue::aliases)
+    name_map(&state, dialect, &headers, &filter, Catalogue::aliases).await
 }
 
 type NameMap = std::collections::BTreeMap<String, String>;
 
 /// A `{name: model id}` listing (traits or aliases) in Venice's `{object, data}` shape.
-fn name_map(
+async fn name_map(
     state: &AppState,
     dialect: Dialect,
     headers: &HeaderMap,
     filter: &TypeFilter,
     names: fn(&Catalogue, &catalogue::LiveModels) -> NameMap,
 ) -> Response {
-    if let Err(error) = authenticated(state, headers) {
+    if let Err(error) = authenticated(state, headers).await {
         return error_response(&error, dialect);
     }
     match type_matches(filter) {
@@ -484,7 +550,7 @@ async fn list_providers(
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticated(&state, &headers) {
+    let caller = match authenticated(&state, &headers).await {
         Ok(caller) => caller,
         Err(error) => return error_response(&error, dialect),
     };

@@ -97,7 +97,7 @@ impl ObliviousGateway {
     }
 }
 
-fn read_or_create_seed(path: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_or_create_seed(path: &Path) -> std::io::Result<Vec<u8>> {
     match std::fs::read(path) {
         Ok(seed) => return Ok(seed),
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
@@ -349,11 +349,19 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
     let path = std::str::from_utf8(path).map_err(|_| "the path is not UTF-8")?;
     let allowed = matches!(
         (method, path),
-        (b"POST", "/v1/chat/completions" | "/api/v1/chat/completions")
-            | (b"GET", "/v1/models" | "/api/v1/models")
+        (
+            b"POST",
+            "/v1/chat/completions"
+                | "/api/v1/chat/completions"
+                | "/v1/privacy/tokens"
+                | "/api/v1/privacy/tokens"
+        ) | (
+            b"GET",
+            "/v1/models" | "/api/v1/models" | privacy::tokens::ISSUER_DIRECTORY_PATH
+        )
     );
     if !allowed {
-        return Err("an oblivious request may only reach the chat and model APIs");
+        return Err("an oblivious request may only reach the chat, model and token APIs");
     }
     let method = http::Method::from_bytes(method).map_err(|_| "bad method")?;
     let mut request = http::Request::builder().method(method).uri(path);

@@ -249,13 +249,16 @@ async fn private_reply(
         .api_key
         .as_ref()
         .map(|key| format!("Bearer {key}"));
-    let mut headers = vec![("content-type", "application/json")];
-    if let Some(authorization) = &authorization {
-        headers.push(("authorization", authorization.as_str()));
-    }
     let body = serde_json::to_vec(body)?;
+    // With a key, the request is paid with privacy tokens where the gateway issues them.
     let mut opened = private
-        .send("POST", "/v1/chat/completions", &headers, &body)
+        .send_paid(
+            "POST",
+            "/v1/chat/completions",
+            authorization.as_deref(),
+            Some("application/json"),
+            &body,
+        )
         .await
         .context("the private request failed")?;
     if opened.status != 200 {

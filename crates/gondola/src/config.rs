@@ -398,6 +398,7 @@ pub fn gateway_config(
     Ok(GatewayConfig {
         economy: None,
         oblivious_seed: None,
+        tokens: None,
         tiers,
         limits,
         auth: AuthConfig { keys, anonymous },

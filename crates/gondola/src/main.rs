@@ -791,6 +791,7 @@ fn gateway_setup(common: &CommonArgs, server: &GatewayServerArgs) -> anyhow::Res
         server.adjustable_clock,
     )?);
     config.oblivious_seed = Some(data.join("ohttp.seed"));
+    config.tokens = Some(gateway::tokens::TokensConfig::in_dir(&data));
     let tls = tls(
         server
             .tls_cert

@@ -4,8 +4,10 @@
 //! cannot read it, and the reply streamed back event by event as the gateway releases it.
 //!
 //! It serves `POST /v1/chat/completions`, `GET /v1/models` and the same under `/api/v1`. The
-//! API key is the proxy's own (`--api-key`) or, without one, whatever the local client sends;
-//! either way it travels only inside the sealed request.
+//! API key is the proxy's own (`--api-key`) or, without one, whatever the local client sends.
+//! Where the gateway issues privacy tokens, the key only buys them (sealed, in batches) and
+//! each request carries tokens instead, so the gateway cannot tie a request to an account;
+//! where it does not, the key travels inside the sealed request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +19,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use tokio::sync::RwLock;
+use std::collections::VecDeque;
+
+use privacypass::public_tokens::PublicToken;
+use tokio::sync::{Mutex, RwLock};
 use wire::error::{ApiError, Dialect, ErrorCode};
 
 use crate::client::{ClientError, GatewayKeys, OpenedStream, seal_chunked};
 use crate::framing::{EventSplitter, strip_event_padding};
+use crate::tokens::IssuerKey;
 use crate::{
     CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, GATEWAY_PATH, RETURNED_HEADERS,
 };
@@ -69,6 +75,8 @@ pub enum SendError {
     Timeout(Duration),
     #[error("the relay or gateway refused the sealed request ({status}): {message}")]
     Refused { status: u16, message: String },
+    #[error("privacy tokens: {0}")]
+    Tokens(String),
 }
 
 /// Sends requests down the private path: keys fetched once (and again if the gateway no
@@ -78,7 +86,29 @@ pub struct PrivateClient {
     http: reqwest::Client,
     relay_url: String,
     keys: RwLock<Option<GatewayKeys>>,
+    purse: Mutex<Purse>,
 }
+
+/// Tokens bought with the API key and not yet spent, and the issuer key they were bought under.
+#[derive(Default)]
+struct Purse {
+    issuer: Issuer,
+    tokens: VecDeque<PublicToken>,
+}
+
+#[derive(Default)]
+enum Issuer {
+    /// Not asked yet (or asked to ask again).
+    #[default]
+    Unknown,
+    /// The gateway issues no tokens: requests carry the API key.
+    Absent,
+    Known(IssuerKey),
+}
+
+/// Tokens bought at once: enough that buying is rare and does not mark out single requests,
+/// few enough that little is lost if the proxy stops or the day ends.
+const TOKEN_BATCH: usize = 20;
 
 /// Longest plain-text refusal kept from a relay or gateway.
 const MAX_REFUSAL_BYTES: usize = 4096;
@@ -94,6 +124,7 @@ impl PrivateClient {
             config,
             http,
             keys: RwLock::new(None),
+            purse: Mutex::new(Purse::default()),
         })
     }
 
@@ -152,6 +183,230 @@ impl PrivateClient {
             return Err(SendError::Refused { status, message });
         }
     }
+}
+
+/// What a request is paid with.
+enum Payment {
+    /// Nothing: the gateway serves anonymous callers.
+    None,
+    /// The API key itself (the gateway issues no tokens).
+    Key(String),
+    /// Tokens, spent if the request reaches a provider.
+    Tokens(Vec<PublicToken>),
+}
+
+impl PrivateClient {
+    /// Sends an API request paid for by the API key behind `authorization`: with tokens bought
+    /// from the gateway's issuer (through the relay, in batches) where it issues them, so the
+    /// request itself carries no key; with the key where it does not. Tokens a request did not
+    /// spend (it was refused before reaching a provider) go back into the purse. A refusal for
+    /// too few tokens is retried once with as many as the gateway asks for, and a refusal of
+    /// the tokens themselves (a new day's key) once with new tokens.
+    pub async fn send_paid(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<OpenedStream, SendError> {
+        let spends = method == "POST";
+        let mut count = 1;
+        let mut retried = false;
+        loop {
+            let payment = match self.payment(path, authorization, count, spends).await? {
+                Ok(payment) => payment,
+                Err(refusal) => return Ok(refusal),
+            };
+            let header = match &payment {
+                Payment::None => None,
+                Payment::Key(key) => Some(key.clone()),
+                Payment::Tokens(tokens) => Some(
+                    crate::tokens::authorization_value(tokens)
+                        .map_err(|error| SendError::Tokens(error.to_string()))?,
+                ),
+            };
+            let mut headers = Vec::with_capacity(2);
+            if let Some(header) = &header {
+                headers.push(("authorization", header.as_str()));
+            }
+            if let Some(content_type) = content_type {
+                headers.push(("content-type", content_type));
+            }
+            let opened = self.send(method, path, &headers, body).await;
+            let Payment::Tokens(tokens) = payment else {
+                return opened;
+            };
+            let opened = match opened {
+                Ok(opened) => opened,
+                Err(error) => {
+                    // Whether the gateway saw them is unknown: keeping them risks nothing, as
+                    // a spent token is refused without harm.
+                    self.give_back(tokens).await;
+                    return Err(error);
+                }
+            };
+            let required = opened
+                .header(crate::tokens::TOKENS_REQUIRED_HEADER)
+                .and_then(|value| value.parse::<usize>().ok());
+            match (opened.status, required) {
+                (200..=299, _) => {
+                    if !spends {
+                        self.give_back(tokens).await;
+                    }
+                    return Ok(opened);
+                }
+                (402, Some(required)) if !retried && required > count => {
+                    self.give_back(tokens).await;
+                    count = required.min(crate::tokens::MAX_TOKENS_PER_REQUEST);
+                    retried = true;
+                }
+                (401, _) if !retried => {
+                    // Refused tokens: most likely a new epoch. Start over with a fresh key.
+                    *self.purse.lock().await = Purse::default();
+                    retried = true;
+                }
+                (401 | 402, _) => return Ok(opened),
+                _ => {
+                    self.give_back(tokens).await;
+                    return Ok(opened);
+                }
+            }
+        }
+    }
+
+    /// Puts unspent tokens back, first in line.
+    async fn give_back(&self, tokens: Vec<PublicToken>) {
+        let mut purse = self.purse.lock().await;
+        for token in tokens.into_iter().rev() {
+            purse.tokens.push_front(token);
+        }
+    }
+
+    /// How to pay for a request under `path`: `Err` carries the gateway's refusal to issue
+    /// tokens (its own error, passed on).
+    async fn payment(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        count: usize,
+        spends: bool,
+    ) -> Result<Result<Payment, OpenedStream>, SendError> {
+        let Some(authorization) = authorization else {
+            return Ok(Ok(Payment::None));
+        };
+        let mut purse = self.purse.lock().await;
+        if matches!(purse.issuer, Issuer::Unknown) {
+            purse.issuer = self.issuer().await?;
+            purse.tokens.clear();
+        }
+        let key = match &purse.issuer {
+            Issuer::Known(key) => key.clone(),
+            Issuer::Absent | Issuer::Unknown => {
+                return Ok(Ok(Payment::Key(authorization.to_owned())));
+            }
+        };
+        let wanted = if spends { count } else { 1 };
+        if purse.tokens.len() < wanted {
+            let buy = (wanted - purse.tokens.len())
+                .max(TOKEN_BATCH)
+                .min(key.max_batch);
+            match self.buy(&key, path, authorization, buy).await? {
+                Ok(tokens) => purse.tokens.extend(tokens),
+                // Not an account's key (an operator's key, or a gateway open to all): it buys
+                // nothing, and requests carry it as they would without tokens.
+                Err(refusal) if refusal.status == 403 => {
+                    tracing::warn!(
+                        "the gateway issues no tokens for this API key; requests carry the key"
+                    );
+                    purse.issuer = Issuer::Absent;
+                    return Ok(Ok(Payment::Key(authorization.to_owned())));
+                }
+                Err(refusal) => return Ok(Err(refusal)),
+            }
+        }
+        // A read (the model list) shows one token without spending it; it comes back after.
+        Ok(Ok(Payment::Tokens(purse.tokens.drain(..wanted).collect())))
+    }
+
+    /// The gateway's issuer key, read from its directory through the relay.
+    async fn issuer(&self) -> Result<Issuer, SendError> {
+        let mut opened = self
+            .send("GET", crate::tokens::ISSUER_DIRECTORY_PATH, &[], &[])
+            .await?;
+        if opened.status == 404 {
+            return Ok(Issuer::Absent);
+        }
+        let status = opened.status;
+        let body = read_opened(&mut opened, crate::tokens::MAX_DIRECTORY_BYTES).await?;
+        if status != 200 {
+            return Err(SendError::Refused {
+                status,
+                message: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        crate::tokens::IssuerKey::from_directory_json(&body)
+            .map(Issuer::Known)
+            .map_err(|error| SendError::Tokens(error.to_string()))
+    }
+
+    /// Buys `count` tokens under `key` with the API key: the issuer's refusal, if it refuses.
+    async fn buy(
+        &self,
+        key: &IssuerKey,
+        path: &str,
+        authorization: &str,
+        count: usize,
+    ) -> Result<Result<Vec<PublicToken>, OpenedStream>, SendError> {
+        let (request, pending) = crate::tokens::request_batch(key, count)
+            .map_err(|error| SendError::Tokens(error.to_string()))?;
+        // The issuer answers in the dialect of the request it pays for.
+        let issue_path = if path.starts_with("/api/") {
+            format!("/api{}", crate::tokens::ISSUE_PATH)
+        } else {
+            crate::tokens::ISSUE_PATH.to_owned()
+        };
+        let mut opened = self
+            .send(
+                "POST",
+                &issue_path,
+                &[
+                    ("authorization", authorization),
+                    ("content-type", crate::tokens::BATCH_REQUEST_MEDIA_TYPE),
+                ],
+                &request,
+            )
+            .await?;
+        if opened.status != 200 {
+            return Ok(Err(opened));
+        }
+        let body = read_opened(&mut opened, MAX_SIGNED_BATCH_BYTES).await?;
+        let tokens = pending
+            .finish(&body)
+            .map_err(|error| SendError::Tokens(error.to_string()))?;
+        tracing::debug!(count = tokens.len(), epoch = key.epoch, "bought tokens");
+        Ok(Ok(tokens))
+    }
+}
+
+/// Largest signed batch read: a length prefix and, per token, an option tag, a type and a
+/// 256-byte signature.
+const MAX_SIGNED_BATCH_BYTES: usize = 16 + crate::tokens::MAX_BATCH * (1 + 2 + 256);
+
+/// An opened reply's body, read whole up to `limit` bytes.
+async fn read_opened(opened: &mut OpenedStream, limit: usize) -> Result<Vec<u8>, SendError> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    while let Some(piece) = opened.body.next().await {
+        let piece = piece.map_err(|error| ClientError::Open(error.to_string()))?;
+        if body.len() + piece.len() > limit {
+            return Err(SendError::Tokens(format!(
+                "the gateway's answer is over {limit} bytes"
+            )));
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(body)
 }
 
 async fn refusal_text(response: reqwest::Response) -> String {
@@ -253,15 +508,15 @@ async fn forward(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned),
     };
-    let mut inner_headers = Vec::new();
-    if let Some(authorization) = &authorization {
-        inner_headers.push(("authorization", authorization.as_str()));
-    }
-    if method == Method::POST {
-        inner_headers.push(("content-type", "application/json"));
-    }
+    let content_type = (method == Method::POST).then_some("application/json");
     let opened = match client
-        .send(method.as_str(), uri.path(), &inner_headers, &body)
+        .send_paid(
+            method.as_str(),
+            uri.path(),
+            authorization.as_deref(),
+            content_type,
+            &body,
+        )
         .await
     {
         Ok(opened) => opened,

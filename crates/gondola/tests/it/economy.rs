@@ -15,7 +15,7 @@ use crate::support::{binary, chat_body, client, get_json, serve};
 const ADMIN_SECRET: &str = "sk-economy-operator";
 const MODEL: &str = "smollm2-135m-instruct";
 
-fn gondola(args: &[&str], gateway: &str, data: &Path) -> Value {
+pub(crate) fn gondola(args: &[&str], gateway: &str, data: &Path) -> Value {
     let output = Command::new(binary())
         .args(args)
         .args(["--gateway", gateway, "--data-dir"])

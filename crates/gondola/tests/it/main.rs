@@ -17,4 +17,5 @@ mod serve;
 mod support;
 mod tidy;
 mod tls;
+mod tokens;
 mod web;

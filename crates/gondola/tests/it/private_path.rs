@@ -1,6 +1,7 @@
 //! The private path end to end, with real processes: a client (the official `openai` Python
 //! package through `gondola proxy`, and `gondola chat --private`) → `gondola relay` →
-//! `gondola serve` with the real model. Wiretaps on both links keep every byte that crossed
+//! `gondola serve` with the real model, paid with privacy tokens where an account's key is
+//! given. Wiretaps on both links keep every byte that crossed
 //! them, so the tests check what a relay or an eavesdropper could see, not what the code says.
 
 use std::process::Command;
@@ -9,6 +10,7 @@ use crate::sdk::check_the_openai_script_against;
 use crate::support::{
     binary, chat_body, client, proxy, relay, serve, sse_events, streamed_text, tap,
 };
+use crate::tokens::account_key;
 
 const MODEL: &str = "smollm2-135m-instruct";
 
@@ -65,9 +67,10 @@ async fn the_official_openai_python_client_streams_through_the_proxy_and_relay()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_private_chat_crosses_relay_and_gateway_with_nothing_readable_on_either_link() {
     let secret = canary();
-    let api_key = format!("sk-{}", canary());
     let prompt = format!("Repeat this word: {secret}");
-    let (gateway, gateway_url, _dir) = serve(&[], None);
+    let (gateway, gateway_url, dir) = serve(&[], None);
+    // An account's key: it buys privacy tokens, and the requests carry tokens instead.
+    let api_key = account_key(&gateway_url, dir.path());
     let gateway_link = tap(&gateway_url).await;
     let (relay_process, relay_url) = relay(&gateway_link.url);
     let client_link = tap(&relay_url).await;
@@ -161,6 +164,14 @@ async fn a_private_chat_crosses_relay_and_gateway_with_nothing_readable_on_eithe
             );
         }
     }
+    // The gateway was paid with tokens: it never learned which account asked.
+    let gateway_log = gateway.stderr();
+    assert_eq!(
+        gateway_log.matches("paid_with=\"tokens\"").count(),
+        2,
+        "{gateway_log}"
+    );
+    assert!(!gateway_log.contains("paid_with=\"account\""));
     // No process wrote the prompt or the key to its log.
     for (name, log) in [
         ("gateway", gateway.stderr()),

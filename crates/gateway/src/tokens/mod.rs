@@ -1,0 +1,491 @@
+//! The gateway's half of capacity tokens (Privacy Pass, type 0x0002; the format and the
+//! client's half are in `privacy::tokens`): the issuer, which sells an account tokens out of
+//! its daily allowance, and the redeemer, which takes tokens instead of an API key.
+//!
+//! The issuer's key changes every epoch (a UTC day on the economy's clock). Each epoch's RSA
+//! key is derived from a stored seed and the epoch number, so restarts and replicas sharing
+//! the seed agree on it without storing keys. A token carries its key's id: a token of another
+//! epoch (or another issuer) names a key the gateway does not hold and is refused, so the
+//! allowance a token stands for ends with its day.
+//!
+//! What the issuer learns is an account and a count; the signatures are blind, so no token can
+//! be traced back to the batch it came from. What the redeemer learns is that a request was
+//! paid for.
+
+pub(crate) mod spent;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use axum::Extension;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use blind_rsa_signatures::{Deterministic, KeyPair as GenericKeyPair, PSS, Sha384, Signature};
+use bytes::Bytes;
+use http::{HeaderMap, header};
+use privacy::tokens::{
+    BATCH_REQUEST_MEDIA_TYPE, BATCH_RESPONSE_MEDIA_TYPE, IssuerDirectory, MAX_BATCH,
+    MAX_BATCH_REQUEST_BYTES, TokenKeyEntry, token_input,
+};
+use privacypass::TruncatedTokenKeyId;
+use privacypass::generic_tokens::{
+    GenericBatchTokenRequest, GenericBatchTokenResponse, GenericTokenRequest, GenericTokenResponse,
+    OptionalTokenResponse,
+};
+use privacypass::public_tokens::PublicToken;
+use privacypass::public_tokens::server::{IssuerKeyStore, IssuerServer};
+use privacypass::{Serialize as _, TokenType};
+use rand_rsa::SeedableRng as _;
+use sha2::Digest as _;
+use wire::error::{ApiError, Dialect, ErrorCode};
+use wire::money::Amount;
+
+use crate::economy::Economy;
+use crate::{AppState, error_response};
+
+type KeyPair = GenericKeyPair<Sha384, PSS, Deterministic>;
+
+/// The modulus of every issuer key (RFC 9578 fixes 2048 bits for type 0x0002).
+const MODULUS_BITS: usize = 2048;
+const SECONDS_PER_DAY: u64 = 86_400;
+const SEED_BYTES: usize = 32;
+
+/// How the gateway issues and takes tokens.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// The seed every epoch's key is derived from (created on first start, mode 0600).
+    pub seed: PathBuf,
+    /// Where spent nonces are kept.
+    pub spent_dir: PathBuf,
+    /// What one token is worth, in base units of USD.
+    pub token_value: Amount,
+}
+
+impl TokensConfig {
+    /// Tokens worth $0.001 each, the seed and spent nonces under `dir`.
+    pub fn in_dir(dir: &std::path::Path) -> Self {
+        Self {
+            seed: dir.join("issuer.seed"),
+            spent_dir: dir.join("spent-tokens"),
+            token_value: Amount(1_000_000_000_000_000),
+        }
+    }
+}
+
+/// One epoch's issuer key.
+pub(crate) struct EpochKey {
+    epoch: u64,
+    pair: KeyPair,
+    key_id: [u8; 32],
+    truncated_id: TruncatedTokenKeyId,
+    /// The issuer directory naming this key, ready to send.
+    directory: Bytes,
+}
+
+/// Derives the key of `epoch` from `seed`: RSA key generation fed by a ChaCha stream seeded
+/// with SHA-256 of a label, the seed and the epoch.
+fn derive_key(seed: &[u8; SEED_BYTES], epoch: u64) -> Result<KeyPair, blind_rsa_signatures::Error> {
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"gondola privacy pass issuer key v1");
+    hasher.update(seed);
+    hasher.update(epoch.to_be_bytes());
+    let mut rng = rand_rsa::rngs::StdRng::from_seed(hasher.finalize().into());
+    KeyPair::generate(&mut rng, MODULUS_BITS)
+}
+
+/// Why a request's tokens were not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Signed under a key this gateway does not hold now: another epoch or issuer.
+    UnknownKey,
+    /// Not a token this issuer made for this challenge.
+    Invalid,
+    /// Spent before.
+    Reused,
+    /// The spent-token store could not be used.
+    Unavailable,
+}
+
+impl Refusal {
+    pub(crate) fn to_api_error(&self) -> ApiError {
+        match self {
+            Self::UnknownKey => ApiError::new(
+                ErrorCode::AuthenticationFailed,
+                "a token was issued under another epoch's or issuer's key; fetch the issuer \
+                 directory and new tokens",
+            ),
+            Self::Invalid => ApiError::new(
+                ErrorCode::AuthenticationFailed,
+                "a token is not valid: its signature does not verify",
+            ),
+            Self::Reused => ApiError::new(
+                ErrorCode::InsufficientBalance,
+                "a token was already spent; every token pays for one request only",
+            ),
+            Self::Unavailable => ApiError::new(
+                ErrorCode::ModelAtCapacity,
+                "spent tokens cannot be recorded right now",
+            )
+            .with_retry_after(1),
+        }
+    }
+}
+
+pub(crate) struct Tokens {
+    seed: [u8; SEED_BYTES],
+    token_value: u128,
+    challenge_digest: [u8; 32],
+    economy: Arc<Economy>,
+    /// Keys of at most two epochs (today's, and yesterday's until it is pruned).
+    keys: Mutex<Vec<Arc<EpochKey>>>,
+    /// One derivation at a time: a burst at midnight derives the new key once.
+    deriving: tokio::sync::Mutex<()>,
+    spent: Arc<spent::SpentTokens>,
+}
+
+impl Tokens {
+    pub(crate) fn open(config: &TokensConfig, economy: Arc<Economy>) -> std::io::Result<Self> {
+        let seed = crate::oblivious::read_or_create_seed(&config.seed)?;
+        let seed: [u8; SEED_BYTES] = seed.try_into().map_err(|_| {
+            std::io::Error::other(format!(
+                "the issuer seed {} is not {SEED_BYTES} bytes",
+                config.seed.display()
+            ))
+        })?;
+        let challenge_digest =
+            privacy::tokens::challenge_digest().map_err(std::io::Error::other)?;
+        let spent = spent::SpentTokens::open(&config.spent_dir, economy.clock.today())?;
+        Ok(Self {
+            seed,
+            token_value: config.token_value.0.max(1),
+            challenge_digest,
+            economy,
+            keys: Mutex::new(Vec::new()),
+            deriving: tokio::sync::Mutex::new(()),
+            spent,
+        })
+    }
+
+    pub(crate) fn token_value(&self) -> u128 {
+        self.token_value
+    }
+
+    pub(crate) fn today(&self) -> u64 {
+        self.economy.clock.today()
+    }
+
+    fn cached(&self, epoch: u64) -> Option<Arc<EpochKey>> {
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|key| key.epoch == epoch)
+            .cloned()
+    }
+
+    /// The key of `epoch`, derived on first use (tens of milliseconds, off the runtime).
+    pub(crate) async fn key(&self, epoch: u64) -> Result<Arc<EpochKey>, ApiError> {
+        if let Some(key) = self.cached(epoch) {
+            return Ok(key);
+        }
+        let _deriving = self.deriving.lock().await;
+        if let Some(key) = self.cached(epoch) {
+            return Ok(key);
+        }
+        let seed = self.seed;
+        let pair = tokio::task::spawn_blocking(move || derive_key(&seed, epoch))
+            .await
+            .map_err(|_| internal("the issuer key could not be derived"))?
+            .map_err(|error| {
+                tracing::error!(error = %error, epoch, "cannot derive the issuer key");
+                internal("the issuer key could not be derived")
+            })?;
+        let spki = pair
+            .pk
+            .to_spki()
+            .map_err(|_| internal("the issuer key could not be encoded"))?;
+        let key_id = privacy::tokens::token_key_id(&spki);
+        let directory = IssuerDirectory {
+            issuer_request_uri: privacy::tokens::ISSUE_PATH.to_owned(),
+            token_keys: vec![TokenKeyEntry {
+                token_type: TokenType::Public as u16,
+                token_key: {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&spki)
+                },
+                not_before: Some(epoch.saturating_mul(SECONDS_PER_DAY)),
+            }],
+            epoch,
+            epoch_ends: epoch.saturating_add(1).saturating_mul(SECONDS_PER_DAY),
+            token_value_usd: Amount(self.token_value).to_decimal_string(),
+            max_batch: MAX_BATCH,
+        };
+        let directory = serde_json::to_vec(&directory)
+            .map_err(|_| internal("the issuer directory could not be encoded"))?;
+        let key = Arc::new(EpochKey {
+            epoch,
+            truncated_id: key_id[31],
+            key_id,
+            pair,
+            directory: Bytes::from(directory),
+        });
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.retain(|kept| kept.epoch + 1 >= epoch && kept.epoch <= epoch + 1);
+        keys.push(Arc::clone(&key));
+        Ok(key)
+    }
+
+    /// Today's issuer directory.
+    pub(crate) async fn directory(&self) -> Result<Bytes, ApiError> {
+        Ok(self.key(self.today()).await?.directory.clone())
+    }
+
+    /// Checks that `token` was signed by `key` for Gondola's challenge.
+    fn verify(&self, key: &EpochKey, token: &PublicToken) -> Result<(), Refusal> {
+        if token.token_type() != TokenType::Public {
+            return Err(Refusal::Invalid);
+        }
+        if token.token_key_id() != &key.key_id {
+            return Err(Refusal::UnknownKey);
+        }
+        if token.challenge_digest() != &self.challenge_digest {
+            return Err(Refusal::Invalid);
+        }
+        key.pair
+            .pk
+            .verify(
+                &Signature(token.authenticator().to_vec()),
+                None,
+                token_input(token),
+            )
+            .map_err(|_| Refusal::Invalid)
+    }
+
+    /// Checks `tokens` without spending them (for reads such as the model list).
+    pub(crate) async fn check(&self, tokens: &[PublicToken]) -> Result<(), ApiError> {
+        let key = self.key(self.today()).await?;
+        for token in tokens {
+            self.verify(&key, token)
+                .map_err(|refusal| refusal.to_api_error())?;
+        }
+        Ok(())
+    }
+
+    /// Checks `tokens` and reserves their nonces for one request: commit the reservation when
+    /// the request has a provider, drop it otherwise.
+    pub(crate) async fn redeem(
+        &self,
+        tokens: &[PublicToken],
+    ) -> Result<spent::Reservation, Refusal> {
+        let epoch = self.today();
+        let key = self.key(epoch).await.map_err(|_| Refusal::Unavailable)?;
+        for token in tokens {
+            self.verify(&key, token)?;
+        }
+        let nonces = tokens.iter().map(PublicToken::nonce).collect();
+        self.spent
+            .reserve(epoch, nonces)
+            .map_err(|refused| match refused {
+                spent::Refused::Reused => Refusal::Reused,
+                spent::Refused::PastEpoch => Refusal::UnknownKey,
+            })
+    }
+
+    /// Reads a batch of blinded token requests (so the account can be charged for its size
+    /// before anything is signed).
+    pub(crate) fn parse_batch(body: &[u8]) -> Result<GenericBatchTokenRequest, ApiError> {
+        let batch = GenericBatchTokenRequest::try_from_bytes(body).map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "the body is not a batch of Privacy Pass token requests",
+            )
+        })?;
+        let count = batch.token_requests.len();
+        if count == 0 || count > MAX_BATCH {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("a batch holds 1 to {MAX_BATCH} token requests, not {count}"),
+            ));
+        }
+        if batch
+            .token_requests
+            .iter()
+            .any(|request| !matches!(request, GenericTokenRequest::Public(_)))
+        {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "this issuer signs blind RSA tokens (type 0x0002) only",
+            ));
+        }
+        Ok(batch)
+    }
+
+    /// Blind-signs every request of `batch` under today's key, off the runtime (about a
+    /// millisecond a token). All or nothing: a request under another key fails the batch.
+    pub(crate) async fn sign(&self, batch: GenericBatchTokenRequest) -> Result<Bytes, ApiError> {
+        let key = self.key(self.today()).await?;
+        let handle = tokio::runtime::Handle::current();
+        let signed = tokio::task::spawn_blocking(move || {
+            handle.block_on(async move {
+                let store = OneKey(key);
+                let server = IssuerServer::new();
+                let mut responses = Vec::with_capacity(batch.token_requests.len());
+                for request in batch.token_requests {
+                    let GenericTokenRequest::Public(request) = request else {
+                        return Err(());
+                    };
+                    let response = server
+                        .issue_token_response(&store, *request)
+                        .await
+                        .map_err(|_| ())?;
+                    responses.push(OptionalTokenResponse {
+                        token_response: Some(GenericTokenResponse::Public(Box::new(response))),
+                    });
+                }
+                GenericBatchTokenResponse {
+                    token_responses: responses,
+                }
+                .tls_serialize_detached()
+                .map_err(|_| ())
+            })
+        })
+        .await
+        .map_err(|_| internal("the tokens could not be signed"))?;
+        signed.map(Bytes::from).map_err(|()| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "a token request is not for today's issuer key; fetch the issuer directory \
+                 again",
+            )
+        })
+    }
+}
+
+fn internal(message: &'static str) -> ApiError {
+    ApiError::new(ErrorCode::Internal, message)
+}
+
+/// The issuer key store `privacypass` signs from: today's key alone.
+struct OneKey(Arc<EpochKey>);
+
+#[async_trait]
+impl IssuerKeyStore for OneKey {
+    async fn insert(&self, _: TruncatedTokenKeyId, _: KeyPair) -> bool {
+        false
+    }
+
+    async fn get(&self, truncated_token_key_id: &TruncatedTokenKeyId) -> Option<KeyPair> {
+        (*truncated_token_key_id == self.0.truncated_id).then(|| self.0.pair.clone())
+    }
+
+    async fn remove(&self, _: &TruncatedTokenKeyId) -> bool {
+        false
+    }
+}
+
+/// `GET /.well-known/private-token-issuer-directory`: today's key, in the clear (it is the
+/// same for everyone).
+pub(crate) async fn directory(
+    State(state): State<Arc<AppState>>,
+    dialect: Option<Extension<Dialect>>,
+) -> Response {
+    let dialect = dialect.map_or(Dialect::OpenAi, |Extension(dialect)| dialect);
+    let result = match &state.tokens {
+        Some(tokens) => tokens.directory().await,
+        None => Err(not_issued()),
+    };
+    match result {
+        Ok(directory) => (
+            [
+                (header::CONTENT_TYPE, privacy::tokens::DIRECTORY_MEDIA_TYPE),
+                (header::CACHE_CONTROL, "max-age=300"),
+            ],
+            directory,
+        )
+            .into_response(),
+        Err(error) => error_response(&error, dialect),
+    }
+}
+
+fn not_issued() -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        "this gateway issues no privacy tokens (it runs without a ledger)",
+    )
+}
+
+/// `POST /v1/privacy/tokens`: an account's API key and a batch of blinded token requests in;
+/// the account is charged a token's worth for each, and the blind signatures come back.
+pub(crate) async fn issue(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match issue_batch(&state, &headers, &body).await {
+        Ok(signed) => ([(header::CONTENT_TYPE, BATCH_RESPONSE_MEDIA_TYPE)], signed).into_response(),
+        Err(error) => error_response(&error, dialect),
+    }
+}
+
+async fn issue_batch(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Bytes, ApiError> {
+    let (Some(tokens), Some(economy)) = (&state.tokens, &state.economy) else {
+        return Err(not_issued());
+    };
+    let caller = crate::authenticate(state, headers)?;
+    let account = caller.account.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthorized,
+            "tokens are issued to ledger accounts: use an API key an account created",
+        )
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.eq_ignore_ascii_case(BATCH_REQUEST_MEDIA_TYPE) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidContentType,
+            format!("the body must be {BATCH_REQUEST_MEDIA_TYPE}"),
+        ));
+    }
+    if body.len() > MAX_BATCH_REQUEST_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("a batch request is at most {MAX_BATCH_REQUEST_BYTES} bytes"),
+        ));
+    }
+    let batch = Tokens::parse_batch(body)?;
+    let count = u128::try_from(batch.token_requests.len()).unwrap_or(u128::MAX);
+    let price = tokens.token_value().saturating_mul(count);
+    let mut metering =
+        crate::economy::Metering::begin(economy, account, caller.key_id.as_deref(), price)
+            .map_err(crate::chat::refusal_error)?;
+    // Dropped unfinished (signing failed), the metering releases what it reserved.
+    let signed = tokens.sign(batch).await?;
+    metering.finish(price, 0, 0);
+    Ok(signed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_epoch_has_its_own_key_and_the_seed_fixes_it() {
+        let seed = [7u8; SEED_BYTES];
+        let first = derive_key(&seed, 20_000).expect("derived");
+        let again = derive_key(&seed, 20_000).expect("derived");
+        let next = derive_key(&seed, 20_001).expect("derived");
+        let other_seed = derive_key(&[8u8; SEED_BYTES], 20_000).expect("derived");
+        let spki = |pair: &KeyPair| pair.pk.to_spki().expect("encoded");
+        assert_eq!(spki(&first), spki(&again));
+        assert_ne!(spki(&first), spki(&next));
+        assert_ne!(spki(&first), spki(&other_seed));
+    }
+}
