@@ -3,10 +3,12 @@
 //! loopback HTTP, in interleaved rounds (A B A B …) so that drift on a shared machine hits both
 //! sides alike. Results go to `bench/results/path.{md,json}`. `metering` measures the quota
 //! check on the request path (see `metering.rs`); `private` what the private path (Oblivious
-//! HTTP through a relay) adds to a request (see `private.rs`).
+//! HTTP through a relay) adds to a request (see `private.rs`); `tokens` what privacy tokens
+//! cost to issue and redeem (see `tokens.rs`).
 
 mod metering;
 mod private;
+mod tokens;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -334,8 +336,9 @@ fn main() -> anyhow::Result<()> {
         Some("path") => runtime.block_on(path_bench()),
         Some("metering") => metering::run(),
         Some("private") => runtime.block_on(private::run()),
+        Some("tokens") => runtime.block_on(tokens::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens"
         ),
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 
-pub(crate) type Nonce = [u8; 32];
+pub type Nonce = [u8; 32];
 
 const NONCE_BYTES: usize = 32;
 /// Commits waiting for the writer; beyond this, requests are refused rather than queued.
@@ -24,14 +24,14 @@ const MAX_GROUP: usize = 512;
 
 /// Why nonces could not be reserved.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub enum Refused {
     /// One of them was spent before (or appears twice in the request).
     Reused,
     /// The epoch is over.
     PastEpoch,
 }
 
-pub(crate) struct SpentTokens {
+pub struct SpentTokens {
     dir: PathBuf,
     state: Mutex<Spent>,
     writer: SyncSender<Commit>,
@@ -92,7 +92,7 @@ fn forget_before(dir: &Path, epoch: u64) -> io::Result<()> {
 
 impl SpentTokens {
     /// Opens the store in `dir` (created if missing) for `epoch`.
-    pub(crate) fn open(dir: &Path, epoch: u64) -> io::Result<Arc<Self>> {
+    pub fn open(dir: &Path, epoch: u64) -> io::Result<Arc<Self>> {
         std::fs::create_dir_all(dir)?;
         forget_before(dir, epoch)?;
         let nonces = load(dir, epoch)?;
@@ -109,7 +109,7 @@ impl SpentTokens {
     }
 
     /// Reserves `nonces` for one request: all of them, or none if any is spent already.
-    pub(crate) fn reserve(
+    pub fn reserve(
         self: &Arc<Self>,
         epoch: u64,
         nonces: Vec<Nonce>,
@@ -158,7 +158,7 @@ impl SpentTokens {
 }
 
 /// Nonces reserved for a request: released when dropped uncommitted.
-pub(crate) struct Reservation {
+pub struct Reservation {
     store: Arc<SpentTokens>,
     epoch: u64,
     nonces: Vec<Nonce>,
@@ -168,7 +168,7 @@ pub(crate) struct Reservation {
 impl Reservation {
     /// Makes the spend permanent: returns once the nonces are on disk. On an error they stay
     /// spent in memory (a token is never honoured twice), and the request should fail.
-    pub(crate) async fn commit(mut self) -> io::Result<()> {
+    pub async fn commit(mut self) -> io::Result<()> {
         self.settled = true;
         let (done, finished) = tokio::sync::oneshot::channel();
         let commit = Commit {
