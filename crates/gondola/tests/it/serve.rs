@@ -164,6 +164,8 @@ async fn the_catalogue_lists_the_served_model_with_its_spec() {
         "/healthz",
         "/metrics",
         "/provider/v1/register",
+        "/v1/privacy/tokens",
+        "/.well-known/private-token-issuer-directory",
     ] {
         assert!(paths.contains_key(path), "OpenAPI document lacks {path}");
     }
