@@ -76,9 +76,7 @@ pub async fn run() -> anyhow::Result<()> {
         let batch = GenericBatchTokenRequest::try_from_bytes(&body)
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         let started = Instant::now();
-        let signed = key
-            .sign(batch)
-            .map_err(|()| anyhow::anyhow!("the batch was not signed"))?;
+        let signed = key.sign(batch).map_err(|error| anyhow::anyhow!(error))?;
         sign.push(per_item_us(started.elapsed(), BATCH));
         let started = Instant::now();
         tokens.extend(pending.finish(&signed)?);

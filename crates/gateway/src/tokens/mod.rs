@@ -157,21 +157,26 @@ impl EpochKey {
 
     /// Blind-signs every request of `batch` (about a millisecond of CPU each; call it off the
     /// runtime): the encoded batch response. `Err` when a request is not for this key.
-    pub fn sign(self: &Arc<Self>, batch: GenericBatchTokenRequest) -> Result<Vec<u8>, ()> {
+    pub fn sign(
+        self: &Arc<Self>,
+        batch: GenericBatchTokenRequest,
+    ) -> Result<Vec<u8>, &'static str> {
         let store = OneKey(Arc::clone(self));
         let server = IssuerServer::new();
         let mut responses = Vec::with_capacity(batch.token_requests.len());
         for request in batch.token_requests {
             let GenericTokenRequest::Public(request) = request else {
-                return Err(());
+                return Err("this issuer signs blind RSA tokens (type 0x0002) only");
             };
             // The issuer's signing is written as async for key stores that do IO; this one
             // holds the key, so it completes at its first poll.
             let response = futures_util::FutureExt::now_or_never(
                 server.issue_token_response(&store, *request),
             )
-            .ok_or(())?
-            .map_err(|_| ())?;
+            .ok_or("the issuer's key store did not answer at once")?
+            .map_err(|_| {
+                "a token request is not for today's issuer key; fetch the issuer directory again"
+            })?;
             responses.push(OptionalTokenResponse {
                 token_response: Some(GenericTokenResponse::Public(Box::new(response))),
             });
@@ -180,7 +185,7 @@ impl EpochKey {
             token_responses: responses,
         }
         .tls_serialize_detached()
-        .map_err(|_| ())
+        .map_err(|_| "the signed batch could not be encoded")
     }
 }
 
@@ -374,13 +379,9 @@ impl Tokens {
         let signed = tokio::task::spawn_blocking(move || key.sign(batch))
             .await
             .map_err(|_| internal("the tokens could not be signed"))?;
-        signed.map(Bytes::from).map_err(|()| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                "a token request is not for today's issuer key; fetch the issuer directory \
-                 again",
-            )
-        })
+        signed
+            .map(Bytes::from)
+            .map_err(|message| ApiError::new(ErrorCode::InvalidRequest, message))
     }
 }
 
