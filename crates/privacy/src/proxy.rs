@@ -212,7 +212,9 @@ impl PrivateClient {
     ) -> Result<OpenedStream, SendError> {
         let spends = method == "POST";
         let mut count = 1;
-        let mut retried = false;
+        // Each kind of refusal is retried once: too few tokens, tokens of a past day, a token
+        // spent already.
+        let (mut recounted, mut renewed, mut replaced) = (false, false, false);
         loop {
             let payment = match self.payment(path, authorization, count, spends).await? {
                 Ok(payment) => payment,
@@ -240,8 +242,9 @@ impl PrivateClient {
             let opened = match opened {
                 Ok(opened) => opened,
                 Err(error) => {
-                    // Whether the gateway saw them is unknown: keeping them risks nothing, as
-                    // a spent token is refused without harm.
+                    // Whether the gateway spent them is unknown: they are kept, and if they
+                    // were spent, the request that next sends them is refused without harm
+                    // and tried again with others.
                     self.give_back(tokens).await;
                     return Err(error);
                 }
@@ -256,15 +259,19 @@ impl PrivateClient {
                     }
                     return Ok(opened);
                 }
-                (402, Some(required)) if !retried && required > count => {
+                (402, Some(required)) if !recounted && required > count => {
                     self.give_back(tokens).await;
                     count = required.min(crate::tokens::MAX_TOKENS_PER_REQUEST);
-                    retried = true;
+                    recounted = true;
                 }
-                (401, _) if !retried => {
-                    // Refused tokens: most likely a new epoch. Start over with a fresh key.
+                (402, None) if !replaced => {
+                    // One of them was spent already: they are dropped.
+                    replaced = true;
+                }
+                (401, _) if !renewed => {
+                    // Refused tokens: most likely a new day. Start over with its key.
                     *self.purse.lock().await = Purse::default();
-                    retried = true;
+                    renewed = true;
                 }
                 (401 | 402, _) => return Ok(opened),
                 _ => {

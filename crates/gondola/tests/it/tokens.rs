@@ -1,7 +1,9 @@
 //! Privacy Pass capacity tokens against the real binary and model: an account's key buys
 //! blind-signed tokens from the issuer, each chat request pays with tokens instead of the key,
 //! a token is good for one request of its own day only, and the issuer sells no more than the
-//! account's allowance.
+//! account's allowance; `gondola proxy` (through `gondola relay`) buys and spends them by
+//! itself, paying a long answer with as many as the gateway asks for and starting over on a
+//! new day.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
@@ -10,7 +12,7 @@ use privacypass::public_tokens::PublicToken;
 use sha2::Digest as _;
 
 use crate::economy::gondola;
-use crate::support::{chat_body, client, serve};
+use crate::support::{chat_body, client, proxy, relay, serve};
 
 const MODEL: &str = "smollm2-135m-instruct";
 const ADMIN_SECRET: &str = "sk-tokens-operator";
@@ -111,12 +113,12 @@ fn paid(tokens: &[PublicToken]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_pay_once_on_their_own_day_and_the_issuer_sells_only_the_allowance() {
     let admin_sha = hex::encode(sha2::Sha256::digest(ADMIN_SECRET.as_bytes()));
-    // A $0.05 network: the only staker's allowance is 50 tokens of $0.001 a day. A price high
-    // enough that a long answer needs several tokens.
+    // A $0.10 network: the only staker's allowance is 100 tokens of $0.001 a day. A price
+    // high enough that a long answer needs several tokens.
     let config = format!(
         r#"
 [gateway.ledger]
-network_capacity_usd_per_day = "0.05"
+network_capacity_usd_per_day = "0.1"
 usage_flush_ms = 20
 
 [[gateway.keys]]
@@ -135,24 +137,20 @@ output_usd_per_million = "1"
     let issuer = issuer_key(&http, &url).await;
 
     // The issuer sells at most the day's allowance, and only to an account's key.
-    let (status, refusal) = buy(&http, &url, &issuer, &key, 60)
-        .await
-        .expect_err("$0.06 of tokens on a $0.05 allowance");
-    assert_eq!(status, 402, "{refusal}");
-    assert_eq!(
-        refusal["error"]["code"], "INSUFFICIENT_BALANCE",
-        "{refusal}"
-    );
     let (status, _) = buy(&http, &url, &issuer, "sk-not-a-key", 1)
         .await
         .expect_err("an unknown key");
     assert_eq!(status, 401);
     let mut tokens = buy(&http, &url, &issuer, &key, 40).await.expect("tokens");
     assert_eq!(tokens.len(), 40);
-    let (status, _) = buy(&http, &url, &issuer, &key, 11)
+    let (status, refusal) = buy(&http, &url, &issuer, &key, 61)
         .await
-        .expect_err("ten dollars-thousandths left");
-    assert_eq!(status, 402);
+        .expect_err("$0.061 of tokens with $0.06 of the allowance left");
+    assert_eq!(status, 402, "{refusal}");
+    assert_eq!(
+        refusal["error"]["code"], "INSUFFICIENT_BALANCE",
+        "{refusal}"
+    );
 
     // A token pays for one request, without the key; the reply names no account.
     let first = tokens.remove(0);
@@ -220,6 +218,34 @@ output_usd_per_million = "1"
     assert_eq!(status, 200, "{body}");
     tokens.remove(0);
 
+    // `gondola proxy` with the account's key does the same by itself, through a relay: it buys
+    // a batch (20 of the 60 left), and a long answer's refusal tells it how many to send.
+    let (_relay, relay_url) = relay(&url);
+    let (_proxy, proxy_url) = proxy(&relay_url, &["--api-key", &key]);
+    let through_proxy = |max_tokens: u32| {
+        let http = http.clone();
+        let proxy_url = proxy_url.clone();
+        async move {
+            let response = http
+                .post(format!("{proxy_url}/v1/chat/completions"))
+                .json(&chat_body(MODEL, "Say hello.", max_tokens, false))
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+    let (status, body) = through_proxy(4000).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, refusal) = buy(&http, &url, &issuer, &key, 41)
+        .await
+        .expect_err("the proxy bought 20 of the 60");
+    assert_eq!(status, 402, "{refusal}");
+
     // The next day has a new key: yesterday's tokens are refused, today's allowance is new.
     let advanced = http
         .post(format!("{url}/api/v1/admin/clock"))
@@ -245,6 +271,9 @@ output_usd_per_million = "1"
         .await
         .expect_err("a request under yesterday's key");
     assert_eq!(status, 400);
+    // The proxy's purse holds yesterday's tokens: refused, it buys today's and goes on.
+    let (status, body) = through_proxy(8).await;
+    assert_eq!(status, 200, "{body}");
     let fresh = buy(&http, &url, &today, &key, 50)
         .await
         .expect("a new day's allowance");
