@@ -83,6 +83,8 @@ describe("errors, in words people understand", () => {
 
     await saveKey(page, GOOD_KEY);
     await page.locator("#banner").waitFor({ state: "hidden" });
+    // The banner goes as soon as the key is accepted; the model list fills in after.
+    await page.locator('#model-select option[value="offline-model"]').waitFor({ state: "attached" });
     assert.deepEqual(await page.locator("#model-select option").evaluateAll((options) => options.map((o) => o.value)), ["fixture", "offline-model"]);
     await support.replies(page).last().getByRole("button", { name: "Regenerate" }).click();
     assert.equal(await support.lastReplyFinished(page), "done");
