@@ -14,6 +14,8 @@ use gateway::tokens::spent::SpentTokens;
 use privacy::tokens::{IssuerKey, authorization_value, parse_authorization, request_batch};
 use privacypass::generic_tokens::GenericBatchTokenRequest;
 use serde::Serialize;
+
+use crate::metering::median;
 use sha2::Digest as _;
 
 const EPOCH: u64 = 20_000;
@@ -37,11 +39,6 @@ struct Report {
     reserve_release_us: f64,
     commits_per_second_one_in_flight: f64,
     commits_per_second_64_in_flight: f64,
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn per_item_us(elapsed: Duration, items: usize) -> f64 {

@@ -369,7 +369,8 @@ async fn serve(
     let balance = metering.as_ref().map(|metering| metering.balance);
     let relay = Relay {
         state: Arc::clone(state),
-        rate_key,
+        // A request paid with tokens has no caller whose limit it counts against.
+        rate_key: rate.is_some().then_some(rate_key),
         metering,
         request_id: request_id.to_owned(),
         model_id: model_id.clone(),
@@ -979,8 +980,9 @@ struct Relay {
     /// `tokens`, `account` (an account's key, metered) or `none`: for the log line.
     paid_with: &'static str,
     state: Arc<AppState>,
-    /// The rate limiter's identity for this request (the account and tier, or the caller).
-    rate_key: String,
+    /// The rate limiter's identity for this request (the account and tier, or the caller);
+    /// `None` for a request paid with tokens.
+    rate_key: Option<String>,
     metering: Option<crate::economy::Metering>,
     request_id: String,
     model_id: String,
@@ -1194,9 +1196,9 @@ impl Drop for Relay {
             })
             .inc_by(usage.completion_tokens);
         metrics.in_flight.dec();
-        self.state
-            .rate
-            .record_tokens(&self.rate_key, usage.total_tokens);
+        if let Some(rate_key) = &self.rate_key {
+            self.state.rate.record_tokens(rate_key, usage.total_tokens);
+        }
         if self.metering.is_some() {
             let cost = self.cost().usd.0;
             if let Some(metering) = self.metering.as_mut() {

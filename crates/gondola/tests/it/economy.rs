@@ -78,14 +78,19 @@ fn balance_header(headers: &reqwest::header::HeaderMap) -> f64 {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn staking_buys_a_daily_allowance_that_requests_draw_down_and_the_next_day_restores() {
-    let admin_sha = hex::encode(sha2::Sha256::digest(ADMIN_SECRET.as_bytes()));
-    // Prices high enough that a one-dollar allowance lasts a handful of requests.
-    let config = format!(
+/// A gateway configuration with a ledger whose network capacity is `capacity_usd` a day, an
+/// ADMIN key `admin_secret` (which may move the clock), and `MODEL` priced at
+/// `usd_per_million` for input and output alike.
+pub(crate) fn ledger_config(
+    capacity_usd: &str,
+    admin_secret: &str,
+    usd_per_million: &str,
+) -> String {
+    let admin_sha = hex::encode(sha2::Sha256::digest(admin_secret.as_bytes()));
+    format!(
         r#"
 [gateway.ledger]
-network_capacity_usd_per_day = "0"
+network_capacity_usd_per_day = "{capacity_usd}"
 usage_flush_ms = 20
 
 [[gateway.keys]]
@@ -94,10 +99,49 @@ kind = "admin"
 sha256 = "{admin_sha}"
 
 [gateway.models.pricing.{MODEL}]
-input_usd_per_million = "1000"
-output_usd_per_million = "1000"
+input_usd_per_million = "{usd_per_million}"
+output_usd_per_million = "{usd_per_million}"
 "#
+    )
+}
+
+/// A new wallet (`name` in `dir`) given `vvv` VVV by the operator, all staked, and an API key
+/// of its account: the key's secret and id.
+pub(crate) fn staked_account_key(url: &str, dir: &Path, name: &str, vvv: &str) -> (String, String) {
+    let data = dir.join("data");
+    let operator_wallet = data.join("operator.key");
+    let operator_wallet = operator_wallet.to_str().expect("utf-8 path");
+    let wallet = dir.join(format!("{name}.key"));
+    let wallet = wallet.to_str().expect("utf-8 path");
+    let address = gondola(&["wallet", "new", "--wallet", wallet], url, &data)["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    gondola(
+        &[
+            "transfer",
+            "--wallet",
+            operator_wallet,
+            "--to",
+            &address,
+            "--vvv",
+            vvv,
+        ],
+        url,
+        &data,
     );
+    gondola(&["stake", "--wallet", wallet, vvv], url, &data);
+    let minted = gondola(&["key", "--wallet", wallet], url, &data);
+    (
+        minted["data"]["apiKey"].as_str().expect("a key").to_owned(),
+        minted["data"]["id"].as_str().expect("an id").to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staking_buys_a_daily_allowance_that_requests_draw_down_and_the_next_day_restores() {
+    // Prices high enough that a one-dollar allowance lasts a handful of requests.
+    let config = ledger_config("0", ADMIN_SECRET, "1000");
     let (mut process, url, dir) = serve(&["--adjustable-clock"], Some(&config));
     let data = dir.path().join("data");
     let user_wallet = dir.path().join("user.key");
@@ -385,32 +429,7 @@ async fn an_accounts_rate_limit_refusals_are_logged_for_it_alone() {
 requests_per_minute = 2
 "#;
     let (_process, url, dir) = serve(&[], Some(config));
-    let data = dir.path().join("data");
-    let operator_wallet = data.join("operator.key");
-    let operator_wallet = operator_wallet.to_str().expect("utf-8 path");
-    let user_wallet = dir.path().join("user.key");
-    let user_wallet = user_wallet.to_str().expect("utf-8 path");
-    let user = gondola(&["wallet", "new", "--wallet", user_wallet], &url, &data)["address"]
-        .as_str()
-        .expect("address")
-        .to_owned();
-    gondola(
-        &[
-            "transfer",
-            "--wallet",
-            operator_wallet,
-            "--to",
-            &user,
-            "--vvv",
-            "100",
-        ],
-        &url,
-        &data,
-    );
-    gondola(&["stake", "--wallet", user_wallet, "100"], &url, &data);
-    let minted = gondola(&["key", "--wallet", user_wallet], &url, &data);
-    let key = minted["data"]["apiKey"].as_str().expect("a key").to_owned();
-    let key_id = minted["data"]["id"].as_str().expect("an id").to_owned();
+    let (key, key_id) = staked_account_key(&url, dir.path(), "user", "100");
 
     let http = client();
     let log_url = format!("{url}/api/v1/api_keys/rate_limits/log");
@@ -436,30 +455,7 @@ requests_per_minute = 2
     );
 
     // Another account sees nothing of it.
-    let other_wallet = dir.path().join("other.key");
-    let other_wallet = other_wallet.to_str().expect("utf-8 path");
-    let other = gondola(&["wallet", "new", "--wallet", other_wallet], &url, &data)["address"]
-        .as_str()
-        .expect("address")
-        .to_owned();
-    gondola(
-        &[
-            "transfer",
-            "--wallet",
-            operator_wallet,
-            "--to",
-            &other,
-            "--vvv",
-            "1",
-        ],
-        &url,
-        &data,
-    );
-    gondola(&["stake", "--wallet", other_wallet, "1"], &url, &data);
-    let other_key = gondola(&["key", "--wallet", other_wallet], &url, &data)["data"]["apiKey"]
-        .as_str()
-        .expect("a key")
-        .to_owned();
+    let (other_key, _) = staked_account_key(&url, dir.path(), "other", "1");
     let theirs = get_json_with_key(&http, &log_url, &other_key).await;
     assert_eq!(theirs["data"], serde_json::json!([]), "{theirs}");
 }

@@ -9,9 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
 use privacy::tokens::{IssuerKey, authorization_value, request_batch};
 use privacypass::public_tokens::PublicToken;
-use sha2::Digest as _;
 
-use crate::economy::gondola;
+use crate::economy::{ledger_config, staked_account_key};
 use crate::support::{chat_body, client, proxy, relay, serve};
 
 const MODEL: &str = "smollm2-135m-instruct";
@@ -19,33 +18,7 @@ const ADMIN_SECRET: &str = "sk-tokens-operator";
 
 /// A new account staking all the VVV there is, and an API key of its.
 pub(crate) fn account_key(url: &str, dir: &std::path::Path) -> String {
-    let data = dir.join("data");
-    let operator_wallet = data.join("operator.key");
-    let operator_wallet = operator_wallet.to_str().expect("utf-8 path");
-    let user_wallet = dir.join("user.key");
-    let user_wallet = user_wallet.to_str().expect("utf-8 path");
-    let user = gondola(&["wallet", "new", "--wallet", user_wallet], url, &data)["address"]
-        .as_str()
-        .expect("address")
-        .to_owned();
-    gondola(
-        &[
-            "transfer",
-            "--wallet",
-            operator_wallet,
-            "--to",
-            &user,
-            "--vvv",
-            "100",
-        ],
-        url,
-        &data,
-    );
-    gondola(&["stake", "--wallet", user_wallet, "100"], url, &data);
-    gondola(&["key", "--wallet", user_wallet], url, &data)["data"]["apiKey"]
-        .as_str()
-        .expect("a key")
-        .to_owned()
+    staked_account_key(url, dir, "user", "100").0
 }
 
 async fn issuer_key(http: &reqwest::Client, url: &str) -> IssuerKey {
@@ -112,25 +85,9 @@ fn paid(tokens: &[PublicToken]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_pay_once_on_their_own_day_and_the_issuer_sells_only_the_allowance() {
-    let admin_sha = hex::encode(sha2::Sha256::digest(ADMIN_SECRET.as_bytes()));
     // A $0.10 network: the only staker's allowance is 100 tokens of $0.001 a day. A price
     // high enough that a long answer needs several tokens.
-    let config = format!(
-        r#"
-[gateway.ledger]
-network_capacity_usd_per_day = "0.1"
-usage_flush_ms = 20
-
-[[gateway.keys]]
-name = "operator"
-kind = "admin"
-sha256 = "{admin_sha}"
-
-[gateway.models.pricing.{MODEL}]
-input_usd_per_million = "1"
-output_usd_per_million = "1"
-"#
-    );
+    let config = ledger_config("0.1", ADMIN_SECRET, "1");
     let (gateway, url, dir) = serve(&["--adjustable-clock"], Some(&config));
     let key = account_key(&url, dir.path());
     let http = client();
