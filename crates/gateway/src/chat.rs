@@ -18,8 +18,8 @@ use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 use wire::chat::{
-    ChatCompletion, ChatCompletionChunk, ChatRequest, ChatTemplateKwargs, Choice, Cost, Message,
-    ProviderChatRequest, ResponseMessage, Role, StreamOptions, Usage,
+    ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, Cost, Message, ProviderChatRequest,
+    ResponseMessage, Role, Usage,
 };
 use wire::error::{ApiError, Dialect, ErrorCode, ErrorSource};
 use wire::money::Amount;
@@ -43,7 +43,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most of a provider's error body that is read to learn what went wrong.
 const MAX_PROVIDER_ERROR_BODY_BYTES: usize = 64 * 1024;
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+pub(crate) type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 pub(crate) async fn handle(
     state: Arc<AppState>,
@@ -118,16 +118,19 @@ pub(crate) async fn handle(
 
 /// What the error path needs to know of a request that got far enough.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// The rate-limit identity of an authenticated caller.
-    caller: Option<String>,
+    pub(crate) caller: Option<String>,
     /// The account's balance before the request.
-    balance: Option<crate::economy::meter::Balance>,
+    pub(crate) balance: Option<crate::economy::meter::Balance>,
     /// How many tokens the request needs, when it carried too few.
-    tokens_required: Option<u128>,
+    pub(crate) tokens_required: Option<u128>,
 }
 
-fn insert_balance_headers(headers: &mut HeaderMap, balance: &crate::economy::meter::Balance) {
+pub(crate) fn insert_balance_headers(
+    headers: &mut HeaderMap,
+    balance: &crate::economy::meter::Balance,
+) {
     insert_header(
         headers,
         "x-venice-balance-diem",
@@ -143,7 +146,7 @@ fn insert_balance_headers(headers: &mut HeaderMap, balance: &crate::economy::met
 /// The most a request can cost: every byte of its body a prompt token (tokenizers produce at
 /// most about one token per byte, plus a few template tokens per message) and `max_output`
 /// completion tokens.
-fn max_cost(
+pub(crate) fn max_cost(
     pricing: crate::config::ModelPricing,
     body_bytes: usize,
     messages: usize,
@@ -160,22 +163,22 @@ fn max_cost(
         .0
 }
 
-type Refusal = (ApiError, String);
+pub(crate) type Refusal = (ApiError, String);
 
-fn refuse(error: ApiError) -> Refusal {
+pub(crate) fn refuse(error: ApiError) -> Refusal {
     (error, "unknown".to_owned())
 }
 
-async fn serve(
-    state: &Arc<AppState>,
+/// Privacy Pass tokens, if the request pays with them.
+pub(crate) type Tokens = Option<Vec<privacypass::public_tokens::PublicToken>>;
+
+/// Who is asking, or why they may not: tokens (checked later, against the cost) or an API key,
+/// and a caller blocked for too many failed requests.
+pub(crate) fn admit(
+    state: &AppState,
     headers: &HeaderMap,
-    body: Body,
-    request_id: &str,
-    started: Instant,
-    rate_out: &mut Option<RateStatus>,
     seen: &mut Seen,
-) -> Result<Response, Refusal> {
-    let limits = &state.config.limits;
+) -> Result<(Tokens, crate::auth::Caller), Refusal> {
     // A request paid with tokens has no caller to limit or block: what it may cost is bounded
     // by the tokens it carries, and how many tokens an account gets by the issuer.
     let tokens = crate::presented_tokens(state, headers).map_err(refuse)?;
@@ -199,6 +202,68 @@ async fn serve(
             .with_retry_after(blocked.as_secs().max(1)),
         ));
     }
+    Ok((tokens, caller))
+}
+
+/// Applies the caller's per-minute budget for `model_id` (none for a request paid with
+/// tokens): its status and the limiter's key, or the refusal.
+pub(crate) fn check_rate(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    paid_with_tokens: bool,
+    model_id: &str,
+    now: Instant,
+) -> Result<(Option<RateStatus>, String), Refusal> {
+    // Accounts are limited per model size tier; configured keys and anonymous callers by
+    // their own limits.
+    let (rate_key, rate_limit, tier) = match caller.account {
+        Some(account) => {
+            let (tier, limit) = state.tiers.tier_of(model_id);
+            (format!("{account}/{tier}"), limit, Some(tier))
+        }
+        None => (caller.name.clone(), caller.rate, None),
+    };
+    let rate = (!paid_with_tokens).then(|| state.rate.check(&rate_key, rate_limit, now));
+    if let Some(rate) = rate.filter(|rate| !rate.allowed) {
+        if let (Some(economy), Some(account), Some(tier)) = (&state.economy, caller.account, tier) {
+            economy.rate_limit_log.record(
+                account,
+                crate::economy::RateLimitHit {
+                    key_id: caller.key_id.clone(),
+                    model_id: model_id.to_owned(),
+                    tier: tier.to_owned(),
+                    limit_type: if rate.remaining_requests == 0 {
+                        "RPM"
+                    } else {
+                        "TPM"
+                    },
+                    timestamp_seconds: economy.clock.now(),
+                },
+            );
+        }
+        return Err((
+            ApiError::new(
+                ErrorCode::RateLimitExceeded,
+                "rate limit exceeded; see the x-ratelimit-* headers",
+            )
+            .with_retry_after(rate.reset_after.as_secs().max(1)),
+            model_id.to_owned(),
+        ));
+    }
+    Ok((rate, rate_key))
+}
+
+async fn serve(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &str,
+    started: Instant,
+    rate_out: &mut Option<RateStatus>,
+    seen: &mut Seen,
+) -> Result<Response, Refusal> {
+    let limits = &state.config.limits;
+    let (tokens, caller) = admit(state, headers, seen)?;
     if let Some(content_type) = headers.get(http::header::CONTENT_TYPE) {
         let content_type = content_type
             .to_str()
@@ -265,46 +330,8 @@ async fn serve(
     let model_name = live
         .get(&model_id)
         .map_or_else(|| model_id.clone(), |(advert, _)| advert.name.clone());
-    // Accounts are limited per model size tier; configured keys and anonymous callers by
-    // their own limits.
-    let (rate_key, rate_limit, tier) = match caller.account {
-        Some(account) => {
-            let (tier, limit) = state.tiers.tier_of(&model_id);
-            (format!("{account}/{tier}"), limit, Some(tier))
-        }
-        None => (caller.name.clone(), caller.rate, None),
-    };
-    let rate = match &tokens {
-        Some(_) => None,
-        None => Some(state.rate.check(&rate_key, rate_limit, now)),
-    };
+    let (rate, rate_key) = check_rate(state, &caller, tokens.is_some(), &model_id, now)?;
     *rate_out = rate;
-    if let Some(rate) = rate.filter(|rate| !rate.allowed) {
-        if let (Some(economy), Some(account), Some(tier)) = (&state.economy, caller.account, tier) {
-            economy.rate_limit_log.record(
-                account,
-                crate::economy::RateLimitHit {
-                    key_id: caller.key_id.clone(),
-                    model_id: model_id.clone(),
-                    tier: tier.to_owned(),
-                    limit_type: if rate.remaining_requests == 0 {
-                        "RPM"
-                    } else {
-                        "TPM"
-                    },
-                    timestamp_seconds: economy.clock.now(),
-                },
-            );
-        }
-        return Err((
-            ApiError::new(
-                ErrorCode::RateLimitExceeded,
-                "rate limit exceeded; see the x-ratelimit-* headers",
-            )
-            .with_retry_after(rate.reset_after.as_secs().max(1)),
-            model_id,
-        ));
-    }
     let system_prompt_bytes = if request.venice.include_venice_system_prompt {
         state.config.system_prompt.len()
     } else {
@@ -416,7 +443,7 @@ async fn serve(
 
 /// Checks the tokens a request carries and reserves them: enough of them to pay `max_cost`,
 /// each valid for today and unspent.
-async fn redeem(
+pub(crate) async fn redeem(
     state: &AppState,
     tokens: &[privacypass::public_tokens::PublicToken],
     max_cost: u128,
@@ -444,7 +471,7 @@ async fn redeem(
         .map_err(|refusal| refusal.to_api_error())
 }
 
-fn metering_error(refusal: crate::economy::MeterRefusal, seen: &mut Seen) -> ApiError {
+pub(crate) fn metering_error(refusal: crate::economy::MeterRefusal, seen: &mut Seen) -> ApiError {
     if let crate::economy::MeterRefusal::Insufficient(shortfall) = &refusal {
         seen.balance = Some(shortfall.balance);
     }
@@ -485,7 +512,7 @@ pub(crate) fn refusal_error(refusal: crate::economy::MeterRefusal) -> ApiError {
 }
 
 /// Reads a body of at most `limit` bytes; see [`DRAIN_LIMIT_BYTES`] for what happens beyond.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut chunks = body.into_data_stream();
     let mut collected = bytes::BytesMut::new();
     let mut too_large = false;
@@ -534,13 +561,16 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     Ok(collected.freeze())
 }
 
-/// Builds the provider's request from validated fields only.
+/// Builds the provider's request from validated fields only, with the platform's system prompt
+/// first unless the client opted out.
 fn provider_request(
     state: &AppState,
     request: &ChatRequest,
     model_id: &str,
 ) -> ProviderChatRequest {
-    let mut messages = request.messages.clone();
+    let mut provider_request =
+        ProviderChatRequest::from_chat(request, model_id, state.config.limits.max_output_tokens);
+    let messages = &mut provider_request.messages;
     let platform_prompt = state.config.system_prompt.trim();
     if request.venice.include_venice_system_prompt && !platform_prompt.is_empty() {
         // One system message first: many chat templates accept no other arrangement.
@@ -558,26 +588,7 @@ fn provider_request(
             ),
         }
     }
-    ProviderChatRequest {
-        model: model_id.to_owned(),
-        messages,
-        stream: true,
-        stream_options: StreamOptions {
-            include_usage: true,
-        },
-        sampling: request.sampling.clone(),
-        stop: request.stop.clone(),
-        max_tokens: request
-            .max_tokens
-            .unwrap_or(state.config.limits.max_output_tokens),
-        response_format: request.response_format.to_openai(),
-        chat_template_kwargs: request
-            .venice
-            .disable_thinking
-            .then_some(ChatTemplateKwargs {
-                enable_thinking: false,
-            }),
-    }
+    provider_request
 }
 
 /// A provider that produced its first token, and its stream.
@@ -673,7 +684,7 @@ async fn dispatch(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FailureKind {
+pub(crate) enum FailureKind {
     /// The provider is full: try another, but it is not broken.
     Busy,
     /// The provider failed: try another and count it against its breaker.
@@ -682,13 +693,13 @@ enum FailureKind {
     Refused,
 }
 
-struct Failure {
-    kind: FailureKind,
-    error: ApiError,
+pub(crate) struct Failure {
+    pub(crate) kind: FailureKind,
+    pub(crate) error: ApiError,
 }
 
 impl Failure {
-    fn fault(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn fault(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             kind: FailureKind::Fault,
             error: ApiError::new(code, message).with_source(ErrorSource::Upstream),
@@ -799,7 +810,10 @@ async fn first_token(
 }
 
 /// Reads a provider's error answer: its status says whether to try elsewhere.
-async fn provider_error(response: reqwest::Response, deadline: tokio::time::Instant) -> Failure {
+pub(crate) async fn provider_error(
+    response: reqwest::Response,
+    deadline: tokio::time::Instant,
+) -> Failure {
     let status = response.status().as_u16();
     let mut body = Vec::new();
     let mut chunks = response.bytes_stream();
@@ -1329,7 +1343,7 @@ async fn complete_response(
     Ok(response)
 }
 
-fn sse_data<T: Serialize>(value: &T) -> Bytes {
+pub(crate) fn sse_data<T: Serialize>(value: &T) -> Bytes {
     let mut frame = b"data: ".to_vec();
     if serde_json::to_writer(&mut frame, value).is_err() {
         frame.truncate(6);
@@ -1341,13 +1355,13 @@ fn sse_data<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(frame)
 }
 
-fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+pub(crate) fn insert_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(HeaderName::from_static(name), value);
     }
 }
 
-fn insert_rate_headers(headers: &mut HeaderMap, rate: &RateStatus) {
+pub(crate) fn insert_rate_headers(headers: &mut HeaderMap, rate: &RateStatus) {
     let reset = format!("{}s", rate.reset_after.as_secs().max(1));
     insert_header(
         headers,

@@ -17,6 +17,7 @@ mod metrics;
 pub mod oblivious;
 mod rate_limit;
 mod registry;
+mod sealed;
 mod thinking;
 pub mod tokens;
 mod web;
@@ -216,6 +217,18 @@ async fn sweep_leases(state: Arc<AppState>) {
 fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
     Router::new()
         .route("/chat/completions", post(chat_completions))
+        .route(
+            "/privacy/chat",
+            post(sealed_chat).layer(DefaultBodyLimit::max(sealed::body_limit(
+                state.config.limits.max_body_bytes,
+            ))),
+        )
+        .route(
+            "/privacy/providers",
+            get(
+                |State(state): State<Arc<AppState>>| async move { sealed::providers(&state).await },
+            ),
+        )
         .route("/models", get(list_models))
         .route("/models/traits", get(list_traits))
         .route("/models/compatibility_mapping", get(list_aliases))
@@ -336,8 +349,10 @@ fn oblivious_routes(state: &Arc<AppState>, body_limit: usize) -> Router {
                 )
                 .await
             })
+            // Large enough for a sealed chat request (several sealed copies of a chat body);
+            // each inner route holds its request to its own limit.
             .layer(DefaultBodyLimit::max(
-                body_limit.saturating_add(OBLIVIOUS_OVERHEAD_BYTES),
+                sealed::body_limit(body_limit).saturating_add(OBLIVIOUS_OVERHEAD_BYTES),
             )),
         )
 }
@@ -358,6 +373,15 @@ pub(crate) fn error_response(error: &ApiError, dialect: Dialect) -> Response {
             .insert(http::header::RETRY_AFTER, value);
     }
     response
+}
+
+async fn sealed_chat(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    sealed::handle(state, dialect, headers, body).await
 }
 
 async fn chat_completions(
@@ -721,6 +745,20 @@ async fn register(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Res
             format!("model id {:?} is not valid", bad.id),
         );
     }
+    if let Some(keys) = &registration.sealing_keys {
+        use base64::Engine as _;
+        let usable = keys.len() <= 4 * privacy::MAX_KEYS_BYTES.div_ceil(3)
+            && base64::engine::general_purpose::STANDARD
+                .decode(keys)
+                .ok()
+                .is_some_and(|encoded| privacy::client::GatewayKeys::decode(&encoded).is_ok());
+        if !usable {
+            return provider_error(
+                StatusCode::BAD_REQUEST,
+                "sealing_keys is not a base64 application/ohttp-keys list",
+            );
+        }
+    }
     let lease_id = format!("lease-{}", chat::random_hex(16));
     let lease_token = chat::random_hex(32);
     let models: Vec<String> = registration
@@ -736,6 +774,7 @@ async fn register(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Res
         endpoint,
         registration.models,
         registration.max_in_flight,
+        registration.sealing_keys,
         registration.issued_at_ms,
         Instant::now(),
     );

@@ -355,13 +355,21 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
                 | "/api/v1/chat/completions"
                 | "/v1/privacy/tokens"
                 | "/api/v1/privacy/tokens"
+                | "/v1/privacy/chat"
+                | "/api/v1/privacy/chat"
         ) | (
             b"GET",
-            "/v1/models" | "/api/v1/models" | privacy::tokens::ISSUER_DIRECTORY_PATH
+            "/v1/models"
+                | "/api/v1/models"
+                | "/v1/privacy/providers"
+                | "/api/v1/privacy/providers"
+                | privacy::tokens::ISSUER_DIRECTORY_PATH
         )
     );
     if !allowed {
-        return Err("an oblivious request may only reach the chat, model and token APIs");
+        return Err(
+            "an oblivious request may only reach the chat, model, token and sealed-chat APIs",
+        );
     }
     let method = http::Method::from_bytes(method).map_err(|_| "bad method")?;
     let mut request = http::Request::builder().method(method).uri(path);

@@ -24,6 +24,8 @@ pub struct Provider {
     pub endpoint: String,
     pub models: Vec<ModelAdvert>,
     pub max_in_flight: u32,
+    /// Its key for sealed requests (base64 `application/ohttp-keys`), if it takes them.
+    pub sealing_keys: Option<String>,
     in_flight: AtomicU32,
     state: Mutex<ProviderState>,
 }
@@ -141,6 +143,7 @@ impl Registry {
         endpoint: String,
         models: Vec<ModelAdvert>,
         max_in_flight: u32,
+        sealing_keys: Option<String>,
         issued_at_ms: u64,
         now: Instant,
     ) {
@@ -152,6 +155,7 @@ impl Registry {
             endpoint,
             models,
             max_in_flight: max_in_flight.clamp(1, self.max_in_flight_per_provider.max(1)),
+            sealing_keys,
             in_flight: AtomicU32::new(0),
             state: Mutex::new(ProviderState {
                 lease_expires: now + self.lease_ttl,
@@ -226,6 +230,29 @@ impl Registry {
             .count()
     }
 
+    /// The live providers that take sealed requests, with their keys.
+    pub fn sealing_providers(&self, now: Instant) -> Vec<wire::sealed::SealingProvider> {
+        let mut listed: Vec<wire::sealed::SealingProvider> = self
+            .read()
+            .values()
+            .filter(|provider| provider.is_live(now))
+            .filter_map(|provider| {
+                Some(wire::sealed::SealingProvider {
+                    id: provider.id.clone(),
+                    public_key: hex::encode(provider.key.as_bytes()),
+                    keys: provider.sealing_keys.clone()?,
+                    models: provider
+                        .models
+                        .iter()
+                        .map(|advert| advert.id.clone())
+                        .collect(),
+                })
+            })
+            .collect();
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        listed
+    }
+
     /// Chooses a provider for `model`, skipping those in `tried`, and claims an in-flight place.
     pub fn choose(
         &self,
@@ -233,11 +260,24 @@ impl Registry {
         tried: &[String],
         now: Instant,
     ) -> Result<Attempt, NoProvider> {
+        self.choose_among(model, None, tried, now)
+    }
+
+    /// As [`Registry::choose`], among the providers in `allowed` only (when given).
+    pub fn choose_among(
+        &self,
+        model: &str,
+        allowed: Option<&[String]>,
+        tried: &[String],
+        now: Instant,
+    ) -> Result<Attempt, NoProvider> {
         let providers = self.read();
         let serving: Vec<&Arc<Provider>> = providers
             .values()
             .filter(|provider| {
-                provider.is_live(now) && provider.models.iter().any(|advert| advert.id == model)
+                provider.is_live(now)
+                    && provider.models.iter().any(|advert| advert.id == model)
+                    && allowed.is_none_or(|allowed| allowed.contains(&provider.id))
             })
             .collect();
         if serving.is_empty() {
@@ -415,6 +455,7 @@ mod tests {
                 "http://x".into(),
                 vec![advert("m")],
                 8,
+                None,
                 0,
                 now,
             );

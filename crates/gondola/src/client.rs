@@ -230,7 +230,7 @@ type ReplyStream = futures_util::stream::BoxStream<'static, anyhow::Result<bytes
 const MAX_REFUSAL_BYTES: usize = 64 * 1024;
 
 /// Sends the chat request sealed, through the relay; the gateway answers without ever seeing
-/// this machine's address. The provider is not named in a private reply.
+/// this machine's address. A reply sealed by its provider names the provider.
 async fn private_reply(
     args: &ChatArgs,
     body: &serde_json::Value,
@@ -251,14 +251,10 @@ async fn private_reply(
         .map(|key| format!("Bearer {key}"));
     let body = serde_json::to_vec(body)?;
     // With a key, the request is paid with privacy tokens where the gateway issues them.
+    // Sealed to the model's providers where they take sealed requests: then the gateway
+    // cannot read it either, and the reply ends with the provider's signed receipt.
     let mut opened = private
-        .send_paid(
-            "POST",
-            "/v1/chat/completions",
-            authorization.as_deref(),
-            Some("application/json"),
-            &body,
-        )
+        .send_chat("/v1/chat/completions", authorization.as_deref(), &body)
         .await
         .context("the private request failed")?;
     if opened.status != 200 {
@@ -277,11 +273,19 @@ async fn private_reply(
             error_message(text)
         );
     }
+    // A sealed reply's body ends in an error unless the provider's receipt verifies, so a reply
+    // read to its end is a verified one.
+    let label = match &opened.sealed {
+        Some((provider, _)) => format!("{provider}, sealed, receipt verified"),
+        None => "private".to_owned(),
+    };
     let stream = opened
         .body
-        .map(|bytes| bytes.context("the private reply broke off or was tampered with"))
+        .map(|bytes| {
+            bytes.context("the private reply broke off, was tampered with or failed its receipt")
+        })
         .boxed();
-    Ok(("private".to_owned(), stream))
+    Ok((label, stream))
 }
 
 /// A small dollar amount for people: fixed notation, no trailing zeros.

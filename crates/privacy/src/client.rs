@@ -187,6 +187,9 @@ pub struct OpenedStream {
     pub headers: Vec<(String, String)>,
     /// The decrypted body. An error means the reply was cut short or tampered with.
     pub body: BoxStream<'static, std::io::Result<Bytes>>,
+    /// The reply's trailer fields, once the body has been read to its end (dropped unsent if
+    /// the body broke off).
+    pub trailer: tokio::sync::oneshot::Receiver<Vec<(String, String)>>,
 }
 
 impl OpenedStream {
@@ -267,25 +270,35 @@ impl ResponseOpener {
             .map(|status| status.code())
             .ok_or_else(|| ClientError::Format("not a response".into()))?;
         let headers = fields(&head);
-        let body = stream::try_unfold(message, |mut message| async move {
-            let mut buffer = vec![0u8; READ_BYTES];
-            let read = match message.body() {
-                Ok(mut body) => body.read(&mut buffer).await?,
-                // The content has ended (a known-length body moves past it by itself).
-                Err(bhttp::Error::InvalidState) => 0,
-                Err(error) => return Err(std::io::Error::other(error)),
-            };
-            if read == 0 {
-                return Ok(None);
-            }
-            buffer.truncate(read);
-            Ok(Some((Bytes::from(buffer), message)))
-        })
+        let (trailer_sender, trailer) = tokio::sync::oneshot::channel();
+        let body = stream::try_unfold(
+            (message, Some(trailer_sender)),
+            |(mut message, mut trailer_sender)| async move {
+                let mut buffer = vec![0u8; READ_BYTES];
+                let read = match message.body() {
+                    Ok(mut body) => body.read(&mut buffer).await?,
+                    // The content has ended (a known-length body moves past it by itself).
+                    Err(bhttp::Error::InvalidState) => 0,
+                    Err(error) => return Err(std::io::Error::other(error)),
+                };
+                if read == 0 {
+                    if let Some(sender) = trailer_sender.take() {
+                        let trailer = message.trailer().await.map_err(std::io::Error::other)?;
+                        // Nobody waiting for the trailer is fine.
+                        let _ = sender.send(fields(&trailer));
+                    }
+                    return Ok(None);
+                }
+                buffer.truncate(read);
+                Ok(Some((Bytes::from(buffer), (message, trailer_sender))))
+            },
+        )
         .boxed();
         Ok(OpenedStream {
             status,
             headers,
             body,
+            trailer,
         })
     }
 }

@@ -10,6 +10,8 @@
 //! - [`framing`]: the Binary HTTP (RFC 9292) framing the gateway streams with, and the padding
 //!   both sides apply.
 //! - [`relay`]: `gondola relay`, which forwards sealed messages and holds no key.
+//! - [`sealed`]: the inner layer: chat requests sealed to providers' keys, which the gateway
+//!   routes without reading, and the providers' signed receipts.
 //! - [`tokens`]: Privacy Pass capacity tokens, which a request carries instead of the API key.
 //! - [`proxy`]: `gondola proxy`, an OpenAI-compatible endpoint on localhost that sends every
 //!   request it gets down the private path, so any OpenAI client gets it unchanged.
@@ -18,6 +20,7 @@ pub mod client;
 pub mod framing;
 pub mod proxy;
 pub mod relay;
+pub mod sealed;
 pub mod tokens;
 
 /// Media types of RFC 9458, RFC 9540 and chunked OHTTP (draft-ietf-ohai-chunked-ohttp).
@@ -37,8 +40,9 @@ pub const MAX_KEYS_BYTES: usize = 64 * 1024;
 
 /// Headers of an API reply that travel back inside a sealed reply (and out of the proxy);
 /// every other header of the reply stays behind.
-pub const RETURNED_HEADERS: [&str; 5] = [
+pub const RETURNED_HEADERS: [&str; 6] = [
     "content-type",
+    wire::sealed::PROVIDER_HEADER,
     "x-venice-balance-diem",
     "x-venice-balance-usd",
     "retry-after",

@@ -10,7 +10,7 @@
 //! where it does not, the key travels inside the sealed request.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -27,9 +27,14 @@ use wire::error::{ApiError, Dialect, ErrorCode};
 
 use crate::client::{ClientError, GatewayKeys, OpenedStream, seal_chunked};
 use crate::framing::{EventSplitter, strip_event_padding};
+use crate::sealed::{ReceiptError, SealedRequest, seal_chat, targets};
 use crate::tokens::IssuerKey;
 use crate::{
     CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, GATEWAY_PATH, RETURNED_HEADERS,
+};
+use wire::provider::Receipt;
+use wire::sealed::{
+    PROVIDER_HEADER, PROVIDERS_PATH, SEALED_CHAT_PATH, SealingProvider, SealingProviders,
 };
 
 /// How a proxy runs.
@@ -87,6 +92,8 @@ pub struct PrivateClient {
     relay_url: String,
     keys: RwLock<Option<GatewayKeys>>,
     purse: Mutex<Purse>,
+    /// The providers that take sealed requests, as last listed, and when.
+    providers: Mutex<Option<(Instant, Vec<SealingProvider>)>>,
 }
 
 /// Tokens bought with the API key and not yet spent, and the issuer key they were bought under.
@@ -125,6 +132,7 @@ impl PrivateClient {
             http,
             keys: RwLock::new(None),
             purse: Mutex::new(Purse::default()),
+            providers: Mutex::new(None),
         })
     }
 
@@ -396,6 +404,151 @@ impl PrivateClient {
     }
 }
 
+/// How long a list of the providers that take sealed requests is used before it is fetched
+/// again (sooner when the gateway says that none of a request's providers is there).
+const PROVIDERS_TTL: Duration = Duration::from_secs(30);
+/// Largest provider list read.
+const MAX_PROVIDERS_BYTES: usize = 1024 * 1024;
+/// What a sealed request declares, and pays for, when the client set no `max_tokens`.
+pub const DEFAULT_SEALED_MAX_TOKENS: u32 = 1024;
+
+/// A chat reply: the provider's own, opened, when the request was sealed to providers; the
+/// gateway's otherwise (or when it refused the request).
+pub struct ChatReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    /// For a sealed reply: the provider that answered, and its receipt's verdict once the body
+    /// has ended.
+    pub sealed: Option<(
+        String,
+        tokio::sync::oneshot::Receiver<Result<Receipt, ReceiptError>>,
+    )>,
+}
+
+impl ChatReply {
+    /// The value of field `name`, if the reply has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn from_gateway(opened: OpenedStream) -> Self {
+        Self {
+            status: opened.status,
+            headers: opened.headers,
+            body: opened.body,
+            sealed: None,
+        }
+    }
+}
+
+impl PrivateClient {
+    /// Sends a chat request (`path` under `/v1` or `/api/v1`). Where providers of its model take
+    /// sealed requests, it is sealed to a few of them, so that the gateway routes and charges it
+    /// without reading it, and the reply is the provider's own, with its receipt checked;
+    /// otherwise it goes to the gateway's chat API (still sealed to the gateway).
+    pub async fn send_chat(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        body: &[u8],
+    ) -> Result<ChatReply, SendError> {
+        for attempt in 0..2 {
+            let Some(sealed) = self.seal(body, attempt > 0).await? else {
+                break;
+            };
+            let sealed_path = if path.starts_with("/api/") {
+                format!("/api{SEALED_CHAT_PATH}")
+            } else {
+                SEALED_CHAT_PATH.to_owned()
+            };
+            let outer = self
+                .send_paid(
+                    "POST",
+                    &sealed_path,
+                    authorization,
+                    Some("application/json"),
+                    &sealed.body,
+                )
+                .await?;
+            let provider = outer.header(PROVIDER_HEADER).map(str::to_owned);
+            match (outer.status, provider) {
+                (200, Some(provider)) => {
+                    // Balances and the like come from the gateway; the rest from the provider.
+                    let gateway_fields: Vec<(String, String)> = outer
+                        .headers
+                        .iter()
+                        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type"))
+                        .cloned()
+                        .collect();
+                    let reply = sealed.open(&provider, outer.body).await?;
+                    let mut headers = reply.headers;
+                    headers.extend(gateway_fields);
+                    return Ok(ChatReply {
+                        status: reply.status,
+                        headers,
+                        body: reply.body,
+                        sealed: Some((provider, reply.receipt)),
+                    });
+                }
+                // None of the providers it was sealed to is there any more: list them again.
+                (503, _) if attempt == 0 => continue,
+                _ => return Ok(ChatReply::from_gateway(outer)),
+            }
+        }
+        let opened = self
+            .send_paid("POST", path, authorization, Some("application/json"), body)
+            .await?;
+        Ok(ChatReply::from_gateway(opened))
+    }
+
+    /// The chat request `body` sealed to providers of its model, if any take sealed requests.
+    /// A body that does not parse goes to the gateway as it is, to be refused in the API's words.
+    async fn seal(&self, body: &[u8], refresh: bool) -> Result<Option<SealedRequest>, SendError> {
+        let Ok(request) = wire::chat::ChatRequest::parse(body) else {
+            return Ok(None);
+        };
+        let model = request
+            .model
+            .split_once(':')
+            .map_or(request.model.as_str(), |(base, _)| base)
+            .to_owned();
+        let providers = self.sealing_providers(refresh).await?;
+        let chosen = targets(&providers, &model);
+        if chosen.is_empty() {
+            tracing::debug!(model = %model, "no provider of the model takes sealed requests");
+            return Ok(None);
+        }
+        let max_tokens = request.max_tokens.unwrap_or(DEFAULT_SEALED_MAX_TOKENS);
+        Ok(Some(seal_chat(&chosen, &model, max_tokens, body).await?))
+    }
+
+    /// The providers that take sealed requests (none from a gateway that lists none).
+    async fn sealing_providers(&self, refresh: bool) -> Result<Vec<SealingProvider>, SendError> {
+        let mut cached = self.providers.lock().await;
+        if !refresh
+            && let Some((fetched, providers)) = cached.as_ref()
+            && fetched.elapsed() < PROVIDERS_TTL
+        {
+            return Ok(providers.clone());
+        }
+        let mut opened = self.send("GET", PROVIDERS_PATH, &[], &[]).await?;
+        let providers = if opened.status == 200 {
+            let body = read_opened(&mut opened, MAX_PROVIDERS_BYTES).await?;
+            serde_json::from_slice::<SealingProviders>(&body)
+                .map(|list| list.data)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        *cached = Some((Instant::now(), providers.clone()));
+        Ok(providers)
+    }
+}
+
 /// Largest signed batch read: a length prefix and, per token, an option tag, a type and a
 /// 256-byte signature.
 const MAX_SIGNED_BATCH_BYTES: usize = 16 + crate::tokens::MAX_BATCH * (1 + 2 + 256);
@@ -515,17 +668,23 @@ async fn forward(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned),
     };
-    let content_type = (method == Method::POST).then_some("application/json");
-    let opened = match client
-        .send_paid(
-            method.as_str(),
-            uri.path(),
-            authorization.as_deref(),
-            content_type,
-            &body,
-        )
-        .await
-    {
+    let sent = if method == Method::POST {
+        client
+            .send_chat(uri.path(), authorization.as_deref(), &body)
+            .await
+    } else {
+        client
+            .send_paid(
+                method.as_str(),
+                uri.path(),
+                authorization.as_deref(),
+                None,
+                &body,
+            )
+            .await
+            .map(ChatReply::from_gateway)
+    };
+    let mut opened = match sent {
         Ok(opened) => opened,
         Err(error) => {
             tracing::warn!(error = %error, "a private request failed");
@@ -536,6 +695,23 @@ async fn forward(
             return error_response(&ApiError::new(code, error.to_string()), dialect);
         }
     };
+    if let Some((provider, receipt)) = opened.sealed.take() {
+        // The body ends in an error if the receipt fails, which breaks the local client's
+        // connection; this says why.
+        tokio::spawn(async move {
+            match receipt.await {
+                Ok(Ok(receipt)) => tracing::debug!(
+                    provider = %provider,
+                    completion_tokens = receipt.completion_tokens,
+                    "the provider's receipt verified"
+                ),
+                Ok(Err(error)) => {
+                    tracing::warn!(provider = %provider, error = %error, "a sealed reply failed its receipt");
+                }
+                Err(_) => {}
+            }
+        });
+    }
     let status = StatusCode::from_u16(opened.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = Response::builder().status(status);
     for name in RETURNED_HEADERS {

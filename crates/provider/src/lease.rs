@@ -26,6 +26,8 @@ pub struct LeaseTerms {
     pub endpoint: String,
     pub models: Vec<ModelAdvert>,
     pub max_in_flight: u32,
+    /// The sealing key list (base64 `application/ohttp-keys`) published with the registration.
+    pub sealing_keys: Option<String>,
 }
 
 /// The secret of the current lease, checked on every request from the gateway.
@@ -121,6 +123,7 @@ async fn register(
         models: terms.models.clone(),
         max_in_flight: terms.max_in_flight,
         software_version: env!("CARGO_PKG_VERSION").into(),
+        sealing_keys: terms.sealing_keys.clone(),
     };
     let envelope = SignedEnvelope::sign(key, &registration).map_err(|error| error.to_string())?;
     let response = client

@@ -8,6 +8,7 @@
 pub mod identity;
 pub mod lease;
 pub mod model_store;
+mod sealed;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -32,7 +33,9 @@ use wire::chat::{
     ChatCompletionChunk, ChunkChoice, Delta, ProviderChatRequest, ResponseFormat, Role, Usage,
 };
 use wire::error::{ApiError, Dialect, ErrorCode};
-use wire::provider::{ModelAdvert, PROVIDER_CHAT_PATH, ProviderLoad, RegistrationAccepted};
+use wire::provider::{
+    ModelAdvert, PROVIDER_CHAT_PATH, PROVIDER_SEALED_CHAT_PATH, ProviderLoad, RegistrationAccepted,
+};
 
 use crate::lease::{LeaseTerms, LeaseToken, LoadSource};
 
@@ -116,6 +119,10 @@ pub struct ProviderConfig {
 
 struct AppState {
     backend: Backend,
+    /// Opens sealed requests; its public half is published with the registration.
+    sealing: privacy::sealed::ProviderKeys,
+    /// Signs receipts (the identity key).
+    identity: ed25519_dalek::SigningKey,
     token: LeaseToken,
     in_flight: Arc<Semaphore>,
     max_in_flight: u32,
@@ -166,6 +173,8 @@ pub enum ProviderError {
     Identity(#[from] identity::IdentityError),
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot derive the sealing key: {0}")]
+    Sealing(String),
 }
 
 /// Serves the provider on `listener` and keeps its lease with the gateway until `shutdown`.
@@ -179,6 +188,9 @@ pub async fn run(
 ) -> Result<(), ProviderError> {
     server::install_crypto_provider();
     let key = identity::load_or_create(&config.data_dir)?;
+    let sealing = privacy::sealed::ProviderKeys::derive(&key.to_bytes())
+        .map_err(|error| ProviderError::Sealing(error.to_string()))?;
+    let sealing_keys = Some(sealing.encoded_base64());
     let address: SocketAddr = listener.local_addr()?;
     let endpoint = config
         .advertise_url
@@ -194,6 +206,8 @@ pub async fn run(
     let max_in_flight = config.max_in_flight.max(1);
     let state = Arc::new(AppState {
         backend,
+        sealing,
+        identity: key.clone(),
         token: Arc::new(RwLock::new(None)),
         in_flight: Arc::new(Semaphore::new(usize::try_from(max_in_flight).unwrap_or(1))),
         max_in_flight,
@@ -204,6 +218,7 @@ pub async fn run(
         endpoint,
         models: vec![state.backend.advert()],
         max_in_flight,
+        sealing_keys,
     };
     let load: Arc<dyn LoadSource> = Arc::new(Load {
         state: Arc::clone(&state),
@@ -220,6 +235,7 @@ pub async fn run(
     ));
     let app = Router::new()
         .route(PROVIDER_CHAT_PATH, post(chat))
+        .route(PROVIDER_SEALED_CHAT_PATH, post(sealed::chat))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state);
@@ -254,7 +270,8 @@ fn error_response(error: &ApiError) -> Response {
     response
 }
 
-async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Whether a request carries the current lease's secret; the error to answer otherwise.
+async fn check_lease(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -266,11 +283,45 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         .await
         .as_deref()
         .is_some_and(|token| bool::from(token.as_bytes().ct_eq(presented.as_bytes())));
-    if !authorized {
-        return error_response(&ApiError::new(
+    if authorized {
+        Ok(())
+    } else {
+        Err(ApiError::new(
             ErrorCode::AuthenticationFailed,
             "this provider serves its gateway only",
-        ));
+        ))
+    }
+}
+
+/// The backend's streamed answer to `request`, or why it could not start.
+async fn generate(
+    state: &AppState,
+    request: ProviderChatRequest,
+    request_id: String,
+) -> Result<Response, ApiError> {
+    match &state.backend {
+        Backend::Embedded { engine, model_id } => embedded(engine, model_id, request, request_id),
+        Backend::Upstream {
+            base_url,
+            upstream_model,
+            api_key,
+            ..
+        } => {
+            upstream(
+                &state.http,
+                base_url,
+                upstream_model,
+                api_key.as_deref(),
+                request,
+            )
+            .await
+        }
+    }
+}
+
+async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(error) = check_lease(&state, &headers).await {
+        return error_response(&error);
     }
     let request: ProviderChatRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -298,25 +349,7 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         .and_then(|value| value.to_str().ok())
         .unwrap_or("unknown")
         .to_owned();
-    let result = match &state.backend {
-        Backend::Embedded { engine, model_id } => embedded(engine, model_id, request, request_id),
-        Backend::Upstream {
-            base_url,
-            upstream_model,
-            api_key,
-            ..
-        } => {
-            upstream(
-                &state.http,
-                base_url,
-                upstream_model,
-                api_key.as_deref(),
-                request,
-            )
-            .await
-        }
-    };
-    match result {
+    match generate(&state, request, request_id).await {
         Ok(mut response) => {
             // The permit lives as long as the response body: it is freed when the stream ends
             // or the gateway hangs up.

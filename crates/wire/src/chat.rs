@@ -524,6 +524,31 @@ pub struct ProviderChatRequest {
     pub chat_template_kwargs: Option<ChatTemplateKwargs>,
 }
 
+impl ProviderChatRequest {
+    /// The streaming request for `model_id` built from `request`'s validated fields only, with
+    /// `default_max_tokens` where the client set no limit.
+    pub fn from_chat(request: &ChatRequest, model_id: &str, default_max_tokens: u32) -> Self {
+        Self {
+            model: model_id.to_owned(),
+            messages: request.messages.clone(),
+            stream: true,
+            stream_options: StreamOptions {
+                include_usage: true,
+            },
+            sampling: request.sampling.clone(),
+            stop: request.stop.clone(),
+            max_tokens: request.max_tokens.unwrap_or(default_max_tokens),
+            response_format: request.response_format.to_openai(),
+            chat_template_kwargs: request
+                .venice
+                .disable_thinking
+                .then_some(ChatTemplateKwargs {
+                    enable_thinking: false,
+                }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct StreamOptions {
     pub include_usage: bool,

@@ -8,6 +8,8 @@
 //! - [`sse`]: an incremental, bounded Server-Sent Events parser.
 //! - [`money`]: USD and DIEM amounts as integers in 18-decimal base units.
 //! - [`provider`]: the signed messages between provider nodes and the gateway.
+//! - [`sealed`]: chat requests sealed to providers' keys, as client, gateway and provider pass
+//!   them on.
 //!
 //! This crate does no IO and holds no state. Types here are the formats; internal state
 //! elsewhere must not derive its way into them.
@@ -18,4 +20,5 @@ pub mod model_id;
 pub mod models;
 pub mod money;
 pub mod provider;
+pub mod sealed;
 pub mod sse;

@@ -11,12 +11,15 @@ use serde::{Deserialize, Serialize};
 
 pub const REGISTRATION_PURPOSE: &str = "gondola/provider-registration/v1";
 pub const HEARTBEAT_PURPOSE: &str = "gondola/provider-heartbeat/v1";
+pub const RECEIPT_PURPOSE: &str = "gondola/provider-receipt/v1";
 
 /// Gateway routes of the provider protocol.
 pub const REGISTER_PATH: &str = "/provider/v1/register";
 pub const HEARTBEAT_PATH: &str = "/provider/v1/heartbeat";
 /// Provider route the gateway sends inference to.
 pub const PROVIDER_CHAT_PATH: &str = "/provider/v1/chat/completions";
+/// Provider route the gateway sends sealed requests to (see [`crate::sealed`]).
+pub const PROVIDER_SEALED_CHAT_PATH: &str = "/provider/v1/sealed/chat";
 
 /// A payload and its signature by `public_key`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,7 +32,7 @@ pub struct SignedEnvelope {
     pub signature: String,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
     #[error("the public key is not a valid Ed25519 key")]
     BadKey,
@@ -105,6 +108,11 @@ pub struct Registration {
     /// Requests the provider accepts at once; the gateway sends no more.
     pub max_in_flight: u32,
     pub software_version: String,
+    /// The provider's Oblivious HTTP key configuration list (`application/ohttp-keys`,
+    /// base64), to which clients seal requests that only this provider can read. Absent from
+    /// providers that take no sealed requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealing_keys: Option<String>,
 }
 
 /// The gateway's answer to an accepted registration.
@@ -135,6 +143,26 @@ pub struct ProviderLoad {
     pub queue_depth: u32,
     /// Recent generation rate, in thousandths of a token per second.
     pub recent_tokens_per_second_milli: u64,
+}
+
+/// "I ran this request and gave this answer." Signed by the provider's key, handed to the client
+/// inside the sealed reply (the `gondola-receipt` trailer field), kept by the client only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub purpose: String,
+    /// The provider's id (as [`provider_id`] makes it from the signing key).
+    pub provider: String,
+    pub model: String,
+    /// The model's quantization as the provider advertises it (`Q4_1`, …).
+    pub quantization: String,
+    /// Hex SHA-256 of the chat request's body, as the client sealed it.
+    pub request_sha256: String,
+    /// Hex SHA-256 of the reply's content, every byte the client decrypts before the trailer.
+    pub response_sha256: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// When the reply ended, in milliseconds since the Unix epoch.
+    pub issued_at_ms: u64,
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ fn registration(endpoint: &str) -> Registration {
         }],
         max_in_flight: 1,
         software_version: "test".into(),
+        sealing_keys: None,
     }
 }
 

@@ -490,6 +490,7 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
         }],
         max_in_flight: 16,
         software_version: "test".into(),
+        sealing_keys: None,
     };
     let envelope = SignedEnvelope::sign(&key, &registration).expect("sign");
     let accepted: RegistrationAccepted = client()

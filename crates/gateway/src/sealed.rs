@@ -1,0 +1,711 @@
+//! `POST /privacy/chat`: chat requests sealed to providers' keys (see [`wire::sealed`]), and
+//! `GET /privacy/providers`, the keys to seal them to.
+//!
+//! The gateway authenticates and charges a sealed request as it does any other, from what the
+//! client declares in the clear (model and `max_tokens`; the sealed size stands for the prompt),
+//! sends each provider only the copy sealed to it, fails over among the copies until one
+//! provider produces a first token, and passes the sealed reply through, piece by piece. It
+//! reads no content: it cannot. Accounts are charged by the token counts the provider reports at
+//! the end.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::HeaderMap;
+use wire::chat::Usage;
+use wire::error::{ApiError, Dialect, ErrorCode, ErrorSource};
+use wire::money::Amount;
+use wire::provider::PROVIDER_SEALED_CHAT_PATH;
+use wire::sealed::{
+    MAX_TARGETS, MAX_TOKENS_HEADER, MODEL_HEADER, PROVIDER_HEADER, SealedChat, SealedError,
+    SealedEvent, SealingProviders,
+};
+use wire::sse::{SseEvent, SseParser};
+
+use crate::chat::{
+    Failure, FailureKind, Refusal, Seen, insert_balance_headers, insert_header,
+    insert_rate_headers, random_hex, refuse, sse_data,
+};
+use crate::metrics::{AttemptLabels, ModelLabels, RequestLabels, TokenLabels};
+use crate::registry::{Attempt, NoProvider};
+use crate::{AppState, error_response};
+
+/// Largest body of a sealed chat request for a gateway whose chat bodies may be `max_body_bytes`:
+/// [`MAX_TARGETS`] copies, each padded and sealed, in base64, with room for the JSON around them.
+pub(crate) fn body_limit(max_body_bytes: usize) -> usize {
+    let sealed_copy =
+        privacy::framing::message_bucket(max_body_bytes.saturating_add(4096)).saturating_add(1024);
+    sealed_copy
+        .saturating_mul(MAX_TARGETS)
+        .saturating_mul(4)
+        .div_ceil(3)
+        .saturating_add(64 * 1024)
+}
+
+/// `GET /privacy/providers`: public keys, so public.
+pub(crate) async fn providers(state: &AppState) -> Response {
+    Json(SealingProviders {
+        object: "list".into(),
+        data: state.registry.sealing_providers(Instant::now()),
+    })
+    .into_response()
+}
+
+pub(crate) async fn handle(
+    state: Arc<AppState>,
+    dialect: Dialect,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let request_id = format!("sealed-{}", random_hex(12));
+    let mut rate = None;
+    let mut seen = Seen::default();
+    match serve(
+        &state,
+        &headers,
+        body,
+        &request_id,
+        started,
+        &mut rate,
+        &mut seen,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err((error, model)) => {
+            let status = error.status();
+            if let Some(caller) = &seen.caller
+                && (400..500).contains(&status)
+                && status != 429
+            {
+                let tiers = &state.tiers;
+                state.rate.record_failure(
+                    caller,
+                    tiers.failure_budget,
+                    tiers.failure_window,
+                    Instant::now(),
+                );
+            }
+            state
+                .metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: "sealed_chat",
+                    model,
+                    status,
+                })
+                .inc();
+            tracing::info!(
+                request_id = %request_id,
+                status,
+                code = error.code.as_str(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "sealed chat refused"
+            );
+            let mut response = error_response(&error, dialect);
+            if let Some(rate) = rate {
+                insert_rate_headers(response.headers_mut(), &rate);
+            }
+            if let Some(balance) = seen.balance {
+                insert_balance_headers(response.headers_mut(), &balance);
+            }
+            if let Some(required) = seen.tokens_required {
+                insert_header(
+                    response.headers_mut(),
+                    privacy::tokens::TOKENS_REQUIRED_HEADER,
+                    &required.to_string(),
+                );
+            }
+            response
+        }
+    }
+}
+
+/// A sealed copy, decoded, for the provider it is sealed to.
+struct Copy {
+    provider: String,
+    sealed: Bytes,
+}
+
+/// The declared request, checked: model, `max_tokens`, and one copy per provider.
+fn parse(state: &AppState, body: &[u8]) -> Result<(SealedChat, Vec<Copy>), ApiError> {
+    let limits = &state.config.limits;
+    let request: SealedChat = serde_json::from_slice(body).map_err(|error| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("not a sealed chat request: {error}"),
+        )
+    })?;
+    if request.sealed.is_empty() || request.sealed.len() > MAX_TARGETS {
+        return Err(ApiError::invalid(
+            "sealed",
+            format!("a request is sealed to 1 to {MAX_TARGETS} providers"),
+        ));
+    }
+    if request.max_tokens == 0 || request.max_tokens > limits.max_output_tokens {
+        return Err(ApiError::new(
+            ErrorCode::TooManyTokens,
+            format!(
+                "max_tokens is {}; this server allows 1 to {}",
+                request.max_tokens, limits.max_output_tokens
+            ),
+        )
+        .with_param("max_tokens"));
+    }
+    let largest = body_limit(limits.max_body_bytes) / MAX_TARGETS;
+    let mut copies: Vec<Copy> = Vec::with_capacity(request.sealed.len());
+    for (index, target) in request.sealed.iter().enumerate() {
+        if copies.iter().any(|copy| copy.provider == target.provider) {
+            return Err(ApiError::invalid(
+                format!("sealed[{index}].provider"),
+                "each copy must be sealed to another provider",
+            ));
+        }
+        let sealed = BASE64
+            .decode(&target.request)
+            .ok()
+            .filter(|sealed| !sealed.is_empty() && sealed.len() <= largest)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    format!("sealed[{index}].request"),
+                    format!("must be a sealed request in base64, at most {largest} bytes"),
+                )
+            })?;
+        copies.push(Copy {
+            provider: target.provider.clone(),
+            sealed: Bytes::from(sealed),
+        });
+    }
+    Ok((request, copies))
+}
+
+async fn serve(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &str,
+    started: Instant,
+    rate_out: &mut Option<crate::rate_limit::RateStatus>,
+    seen: &mut Seen,
+) -> Result<Response, Refusal> {
+    let limits = &state.config.limits;
+    let (tokens, caller) = crate::chat::admit(state, headers, seen)?;
+    let body = crate::chat::read_body(body, body_limit(limits.max_body_bytes))
+        .await
+        .map_err(refuse)?;
+    let (request, copies) = parse(state, &body).map_err(refuse)?;
+    let now = Instant::now();
+    let model_id = request.model.clone();
+    if !state.registry.live_models(now).contains_key(&model_id) {
+        return Err(refuse(
+            ApiError::new(
+                ErrorCode::ModelNotFound,
+                format!(
+                    "model {model_id:?} is not served here; {} lists the models that take sealed requests",
+                    wire::sealed::PROVIDERS_PATH
+                ),
+            )
+            .with_param("model"),
+        ));
+    }
+    let (rate, rate_key) =
+        crate::chat::check_rate(state, &caller, tokens.is_some(), &model_id, now)?;
+    *rate_out = rate;
+    // Every byte of the largest copy counted as a prompt token: the seal hides how many there
+    // are, and the padded, sealed size is never smaller.
+    let largest = copies
+        .iter()
+        .map(|copy| copy.sealed.len())
+        .max()
+        .unwrap_or(0);
+    let max_cost = crate::chat::max_cost(
+        state.catalogue.pricing(&model_id),
+        largest,
+        0,
+        0,
+        request.max_tokens,
+    );
+    let reservation = match &tokens {
+        Some(tokens) => Some(
+            crate::chat::redeem(state, tokens, max_cost, seen)
+                .await
+                .map_err(|error| (error, model_id.clone()))?,
+        ),
+        None => None,
+    };
+    let metering = match (&state.economy, caller.account) {
+        (Some(economy), Some(account)) => {
+            match crate::economy::Metering::begin(
+                economy,
+                account,
+                caller.key_id.as_deref(),
+                max_cost,
+            ) {
+                Ok(metering) => {
+                    seen.balance = Some(metering.balance);
+                    Some(metering)
+                }
+                Err(refusal) => {
+                    return Err((crate::chat::metering_error(refusal, seen), model_id));
+                }
+            }
+        }
+        _ => None,
+    };
+    let committed = dispatch(state, &model_id, request.max_tokens, &copies)
+        .await
+        .map_err(|error| (error, model_id.clone()))?;
+    if let Some(reservation) = reservation {
+        reservation.commit().await.map_err(|error| {
+            tracing::error!(error = %error, "cannot record spent tokens");
+            (
+                crate::tokens::Refusal::Unavailable.to_api_error(),
+                model_id.clone(),
+            )
+        })?;
+    }
+    let balance = metering.as_ref().map(|metering| metering.balance);
+    let provider = committed.attempt.provider.id.clone();
+    let relay = SealedRelay {
+        state: Arc::clone(state),
+        rate_key: rate.is_some().then_some(rate_key),
+        metering,
+        request_id: request_id.to_owned(),
+        model_id,
+        attempt: committed.attempt,
+        attempts: committed.attempts,
+        pending: committed.first.into(),
+        upstream: committed.stream,
+        started,
+        first_token_at: Some(Instant::now()),
+        usage: None,
+        sealed_bytes: 0,
+        outcome: None,
+        finished: false,
+        paid_with: match (&tokens, caller.account) {
+            (Some(_), _) => "tokens",
+            (None, Some(_)) => "account",
+            (None, None) => "none",
+        },
+    };
+    state.metrics.in_flight.inc();
+    let frames = futures_util::stream::unfold(relay, |mut relay| async move {
+        let frame = relay.next_frame().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(frame), relay))
+    });
+    let mut response = Response::new(Body::from_stream(frames));
+    let headers = response.headers_mut();
+    insert_header(headers, "content-type", "text/event-stream");
+    insert_header(headers, "cache-control", "no-cache");
+    insert_header(headers, PROVIDER_HEADER, &provider);
+    insert_header(headers, "x-request-id", request_id);
+    if let Some(rate) = &rate {
+        insert_rate_headers(headers, rate);
+    }
+    if let Some(balance) = balance {
+        insert_balance_headers(headers, &balance);
+    }
+    Ok(response)
+}
+
+/// A provider's stream of [`SealedEvent`]s, with an idle timeout between events.
+struct SealedStream {
+    body: crate::chat::ByteStream,
+    parser: SseParser,
+    events: VecDeque<SseEvent>,
+    idle_timeout: Duration,
+}
+
+/// What a provider's sealed stream says next.
+enum Next {
+    Sealed(String),
+    Usage(Usage),
+    Done,
+}
+
+impl SealedStream {
+    async fn next(&mut self) -> Result<Next, ApiError> {
+        let upstream =
+            |code, message: &str| ApiError::new(code, message).with_source(ErrorSource::Upstream);
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                let data = match event {
+                    SseEvent::Done => return Ok(Next::Done),
+                    SseEvent::Data(data) => data,
+                };
+                let event: SealedEvent = serde_json::from_str(&data).map_err(|_| {
+                    upstream(
+                        ErrorCode::UpstreamError,
+                        "the provider sent a malformed event",
+                    )
+                })?;
+                return match (event.sealed, event.usage) {
+                    (Some(sealed), None) => Ok(Next::Sealed(sealed)),
+                    (None, Some(usage)) => Ok(Next::Usage(usage)),
+                    _ => Err(upstream(
+                        ErrorCode::UpstreamError,
+                        "the provider sent an event that is neither sealed bytes nor usage",
+                    )),
+                };
+            }
+            match tokio::time::timeout(self.idle_timeout, self.body.next()).await {
+                Err(_) => {
+                    return Err(upstream(
+                        ErrorCode::RequestTimeout,
+                        "the provider stalled mid-stream",
+                    ));
+                }
+                Ok(None) => {
+                    return Err(upstream(
+                        ErrorCode::InferenceFailed,
+                        "the provider closed the stream before finishing",
+                    ));
+                }
+                Ok(Some(Err(_))) => {
+                    return Err(upstream(
+                        ErrorCode::InferenceFailed,
+                        "the connection to the provider broke mid-stream",
+                    ));
+                }
+                Ok(Some(Ok(bytes))) => {
+                    let events = self.parser.push(&bytes).map_err(|error| {
+                        upstream(
+                            ErrorCode::UpstreamError,
+                            &format!("the provider's stream is invalid: {error}"),
+                        )
+                    })?;
+                    self.events.extend(events);
+                }
+            }
+        }
+    }
+}
+
+/// A provider that sent the first piece of its sealed reply.
+struct Committed {
+    attempt: Attempt,
+    attempts: u32,
+    first: Vec<String>,
+    stream: SealedStream,
+}
+
+/// Tries the providers the request was sealed to until one sends a first piece of its reply.
+async fn dispatch(
+    state: &Arc<AppState>,
+    model_id: &str,
+    max_tokens: u32,
+    copies: &[Copy],
+) -> Result<Committed, ApiError> {
+    let limits = &state.config.limits;
+    let allowed: Vec<String> = copies.iter().map(|copy| copy.provider.clone()).collect();
+    let mut tried: Vec<String> = Vec::new();
+    let mut last_error: Option<ApiError> = None;
+    for attempt_number in 0..limits.max_attempts.max(1) {
+        let attempt =
+            match state
+                .registry
+                .choose_among(model_id, Some(&allowed), &tried, Instant::now())
+            {
+                Ok(attempt) => attempt,
+                Err(reason) => {
+                    return Err(last_error.unwrap_or_else(|| match reason {
+                        NoProvider::Offline => ApiError::new(
+                            ErrorCode::ModelOffline,
+                            format!(
+                                "none of the providers the request is sealed to serves \
+                                 {model_id} right now; fetch {} and seal it again",
+                                wire::sealed::PROVIDERS_PATH
+                            ),
+                        )
+                        .with_retry_after(1),
+                        NoProvider::Unavailable => ApiError::new(
+                            ErrorCode::ModelAtCapacity,
+                            "every provider the request is sealed to is busy",
+                        )
+                        .with_retry_after(1),
+                    }));
+                }
+            };
+        if attempt_number > 0 {
+            state.metrics.failovers.inc();
+        }
+        tried.push(attempt.provider.id.clone());
+        let Some(copy) = copies
+            .iter()
+            .find(|copy| copy.provider == attempt.provider.id)
+        else {
+            continue;
+        };
+        let outcome = first_piece(state, &attempt, model_id, max_tokens, copy.sealed.clone()).await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(failure) => match failure.kind {
+                FailureKind::Busy => "busy",
+                FailureKind::Fault => "fault",
+                FailureKind::Refused => "refused",
+            },
+        };
+        state
+            .metrics
+            .provider_attempts
+            .get_or_create(&AttemptLabels {
+                provider: attempt.provider.id.clone(),
+                outcome: label,
+            })
+            .inc();
+        match outcome {
+            Ok((first, stream)) => {
+                state.registry.record_success(&attempt.provider);
+                return Ok(Committed {
+                    attempt,
+                    attempts: attempt_number + 1,
+                    first,
+                    stream,
+                });
+            }
+            Err(failure) => {
+                tracing::debug!(provider = %attempt.provider.id, outcome = label, code = failure.error.code.as_str(), "sealed provider attempt failed");
+                match failure.kind {
+                    FailureKind::Refused => return Err(failure.error),
+                    FailureKind::Fault => state
+                        .registry
+                        .record_failure(&attempt.provider, Instant::now()),
+                    FailureKind::Busy => {}
+                }
+                last_error = Some(failure.error);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        ApiError::new(
+            ErrorCode::ModelAtCapacity,
+            "no provider could take the request",
+        )
+    }))
+}
+
+/// Sends one provider its copy and waits for the first piece of its sealed reply.
+async fn first_piece(
+    state: &AppState,
+    attempt: &Attempt,
+    model_id: &str,
+    max_tokens: u32,
+    sealed: Bytes,
+) -> Result<(Vec<String>, SealedStream), Failure> {
+    let limits = &state.config.limits;
+    let deadline = tokio::time::Instant::now() + limits.first_byte_timeout;
+    let url = format!(
+        "{}{}",
+        attempt.provider.endpoint.trim_end_matches('/'),
+        PROVIDER_SEALED_CHAT_PATH
+    );
+    let sent = state
+        .http
+        .post(url)
+        .bearer_auth(&attempt.provider.lease_token)
+        .header(
+            http::header::CONTENT_TYPE,
+            privacy::CHUNKED_REQUEST_MEDIA_TYPE,
+        )
+        .header(MODEL_HEADER, model_id)
+        .header(MAX_TOKENS_HEADER, max_tokens.to_string())
+        .header("x-request-id", random_hex(16))
+        .body(sealed)
+        .send();
+    let response = match tokio::time::timeout_at(deadline, sent).await {
+        Err(_) => {
+            return Err(Failure::fault(
+                ErrorCode::RequestTimeout,
+                "the provider did not answer in time",
+            ));
+        }
+        Ok(Err(error)) => {
+            let what = if error.is_connect() {
+                "could not be reached"
+            } else {
+                "failed"
+            };
+            return Err(Failure::fault(
+                ErrorCode::UpstreamError,
+                format!("the provider {what}"),
+            ));
+        }
+        Ok(Ok(response)) => response,
+    };
+    if !response.status().is_success() {
+        return Err(crate::chat::provider_error(response, deadline).await);
+    }
+    let mut stream = SealedStream {
+        body: Box::pin(response.bytes_stream()),
+        parser: SseParser::new(privacy::sealed::MAX_SEALED_EVENT_BYTES),
+        events: VecDeque::new(),
+        idle_timeout: limits.idle_chunk_timeout,
+    };
+    match tokio::time::timeout_at(deadline, stream.next()).await {
+        Err(_) => Err(Failure::fault(
+            ErrorCode::RequestTimeout,
+            "the provider produced no token in time",
+        )),
+        Ok(Err(error)) => Err(Failure {
+            kind: FailureKind::Fault,
+            error,
+        }),
+        Ok(Ok(Next::Sealed(first))) => Ok((vec![first], stream)),
+        Ok(Ok(Next::Usage(_) | Next::Done)) => Err(Failure::fault(
+            ErrorCode::UpstreamError,
+            "the provider ended the stream without a reply",
+        )),
+    }
+}
+
+/// Carries one sealed reply from its provider to its client, and accounts for it when dropped.
+struct SealedRelay {
+    paid_with: &'static str,
+    state: Arc<AppState>,
+    rate_key: Option<String>,
+    metering: Option<crate::economy::Metering>,
+    request_id: String,
+    model_id: String,
+    attempt: Attempt,
+    attempts: u32,
+    pending: VecDeque<String>,
+    upstream: SealedStream,
+    started: Instant,
+    first_token_at: Option<Instant>,
+    usage: Option<Usage>,
+    sealed_bytes: usize,
+    /// The status the log line reports, once the stream has ended (200, or the error's).
+    outcome: Option<u16>,
+    finished: bool,
+}
+
+impl SealedRelay {
+    fn sealed_frame(&mut self, sealed: String) -> Bytes {
+        self.sealed_bytes += sealed.len();
+        sse_data(&SealedEvent {
+            sealed: Some(sealed),
+            ..SealedEvent::default()
+        })
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.finished {
+            return None;
+        }
+        if let Some(sealed) = self.pending.pop_front() {
+            return Some(self.sealed_frame(sealed));
+        }
+        match self.upstream.next().await {
+            Ok(Next::Sealed(sealed)) => Some(self.sealed_frame(sealed)),
+            Ok(Next::Usage(usage)) => {
+                self.usage = Some(usage);
+                Some(sse_data(&SealedEvent {
+                    usage: Some(usage),
+                    ..SealedEvent::default()
+                }))
+            }
+            Ok(Next::Done) => {
+                self.finished = true;
+                self.outcome = Some(200);
+                Some(Bytes::from_static(b"data: [DONE]\n\n"))
+            }
+            Err(error) => {
+                self.finished = true;
+                self.outcome = Some(error.status());
+                Some(sse_data(&SealedEvent {
+                    error: Some(SealedError::from(&error)),
+                    ..SealedEvent::default()
+                }))
+            }
+        }
+    }
+}
+
+impl Drop for SealedRelay {
+    fn drop(&mut self) {
+        let usage = self.usage.unwrap_or_default();
+        // A client that went away before the end: 499, as for a request in the clear.
+        let status = self.outcome.unwrap_or(499);
+        let metrics = &self.state.metrics;
+        let model = self.model_id.clone();
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: "sealed_chat",
+                model: model.clone(),
+                status,
+            })
+            .inc();
+        metrics
+            .request_seconds
+            .get_or_create(&ModelLabels {
+                model: model.clone(),
+            })
+            .observe(self.started.elapsed().as_secs_f64());
+        for (kind, count) in [
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+        ] {
+            metrics
+                .tokens
+                .get_or_create(&TokenLabels {
+                    model: model.clone(),
+                    kind,
+                })
+                .inc_by(count);
+        }
+        metrics.in_flight.dec();
+        if let Some(rate_key) = &self.rate_key {
+            self.state.rate.record_tokens(rate_key, usage.total_tokens);
+        }
+        if let Some(metering) = self.metering.as_mut() {
+            let pricing = self.state.catalogue.pricing(&self.model_id);
+            let cost =
+                Amount::for_tokens(pricing.input_per_million, usage.prompt_tokens).saturating_add(
+                    Amount::for_tokens(pricing.output_per_million, usage.completion_tokens),
+                );
+            metering.finish(cost.0, usage.prompt_tokens, usage.completion_tokens);
+        }
+        tracing::info!(
+            request_id = %self.request_id,
+            model = %self.model_id,
+            provider = %self.attempt.provider.id,
+            attempts = self.attempts,
+            paid_with = self.paid_with,
+            status,
+            prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            sealed_bytes = self.sealed_bytes,
+            first_token_ms = self.first_token_at.map(|first| first.duration_since(self.started).as_millis() as u64),
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            "sealed chat completion"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_limit_holds_every_copy_of_the_largest_chat_body() {
+        for max_body in [1024, 1024 * 1024, 4 * 1024 * 1024] {
+            let limit = body_limit(max_body);
+            let sealed = privacy::framing::message_bucket(max_body + 200) + 200;
+            assert!(limit >= MAX_TARGETS * sealed * 4 / 3, "{max_body}");
+            assert!(
+                limit <= MAX_TARGETS * 3 * max_body.max(64 * 1024),
+                "{max_body}"
+            );
+        }
+    }
+}
