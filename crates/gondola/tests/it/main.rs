@@ -13,6 +13,7 @@ mod oblivious;
 mod privacy;
 mod private_path;
 mod sdk;
+mod sealed;
 mod serve;
 mod support;
 mod tidy;

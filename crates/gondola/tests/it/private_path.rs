@@ -96,7 +96,10 @@ async fn a_private_chat_crosses_relay_and_gateway_with_nothing_readable_on_eithe
     let chat_stderr = String::from_utf8_lossy(&chat.stderr);
     assert!(chat.status.success(), "{chat_stderr}");
     assert!(!String::from_utf8_lossy(&chat.stdout).trim().is_empty());
-    assert!(chat_stderr.contains("[private: "), "{chat_stderr}");
+    assert!(
+        chat_stderr.contains(", sealed, receipt verified: "),
+        "{chat_stderr}"
+    );
 
     // A streamed request through `gondola proxy`: events arrive as events.
     let (proxy_process, proxy_url) = proxy(&client_link.url, &["--api-key", &api_key]);

@@ -187,32 +187,37 @@ pub fn gateway(config: &str) -> (Process, String, Arc<tempfile::TempDir>) {
 /// `gondola provider` with the embedded model, registered with `gateway_url`. Returns the
 /// process and its provider id.
 pub fn provider(gateway_url: &str) -> (Process, String) {
+    provider_with(gateway_url, &[]).0
+}
+
+/// As [`provider`], with `extra` arguments; also returns its data dir.
+pub fn provider_with(gateway_url: &str, extra: &[&str]) -> ((Process, String), PathBuf) {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let model = model_path().display().to_string();
-    let data = dir.path().join("data").display().to_string();
-    let mut process = Process::start(
-        &[
-            "provider",
-            "--gateway",
-            gateway_url,
-            "--model",
-            &model,
-            "--model-id",
-            "smollm2-135m-instruct",
-            "--data-dir",
-            &data,
-            "--log",
-            "debug",
-        ],
-        dir,
-    );
+    let data_dir = dir.path().join("data");
+    let data = data_dir.display().to_string();
+    let mut args = vec![
+        "provider",
+        "--gateway",
+        gateway_url,
+        "--model",
+        &model,
+        "--model-id",
+        "smollm2-135m-instruct",
+        "--data-dir",
+        &data,
+        "--log",
+        "debug",
+    ];
+    args.extend_from_slice(extra);
+    let mut process = Process::start(&args, dir);
     let line = process.wait_for_line("ready: provider");
     let id = line
         .split_whitespace()
         .find(|word| word.starts_with("pv-"))
         .expect("provider id")
         .to_owned();
-    (process, id)
+    ((process, id), data_dir)
 }
 
 /// `gondola relay` on port 0 in front of `gateway_url`. Returns the process and its base URL.
