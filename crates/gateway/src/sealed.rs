@@ -52,9 +52,15 @@ pub(crate) fn body_limit(max_body_bytes: usize) -> usize {
 
 /// `GET /privacy/providers`: public keys, so public.
 pub(crate) async fn providers(state: &AppState) -> Response {
+    let now = Instant::now();
+    let live = state.registry.live_models(now);
+    // Aliases configured over traits, as the catalogue resolves them (traits first).
+    let mut aliases = state.catalogue.aliases(&live);
+    aliases.extend(state.catalogue.traits(&live));
     Json(SealingProviders {
         object: "list".into(),
-        data: state.registry.sealing_providers(Instant::now()),
+        data: state.registry.sealing_providers(now),
+        aliases,
     })
     .into_response()
 }

@@ -33,9 +33,7 @@ use crate::{
     CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, GATEWAY_PATH, RETURNED_HEADERS,
 };
 use wire::provider::Receipt;
-use wire::sealed::{
-    PROVIDER_HEADER, PROVIDERS_PATH, SEALED_CHAT_PATH, SealingProvider, SealingProviders,
-};
+use wire::sealed::{PROVIDER_HEADER, PROVIDERS_PATH, SEALED_CHAT_PATH, SealingProviders};
 
 /// How a proxy runs.
 #[derive(Debug, Clone)]
@@ -93,7 +91,7 @@ pub struct PrivateClient {
     keys: RwLock<Option<GatewayKeys>>,
     purse: Mutex<Purse>,
     /// The providers that take sealed requests, as last listed, and when.
-    providers: Mutex<Option<(Instant, Vec<SealingProvider>)>>,
+    providers: Mutex<Option<(Instant, SealingProviders)>>,
 }
 
 /// Tokens bought with the API key and not yet spent, and the issuer key they were bought under.
@@ -511,13 +509,24 @@ impl PrivateClient {
         let Ok(request) = wire::chat::ChatRequest::parse(body) else {
             return Ok(None);
         };
-        let model = request
+        let requested = request
             .model
             .split_once(':')
-            .map_or(request.model.as_str(), |(base, _)| base)
-            .to_owned();
-        let providers = self.sealing_providers(refresh).await?;
-        let chosen = targets(&providers, &model);
+            .map_or(request.model.as_str(), |(base, _)| base);
+        let listed = self.sealing_providers(refresh).await?;
+        let model = if listed
+            .data
+            .iter()
+            .any(|provider| provider.models.iter().any(|served| served == requested))
+        {
+            requested.to_owned()
+        } else {
+            match listed.aliases.get(requested) {
+                Some(model) => model.clone(),
+                None => requested.to_owned(),
+            }
+        };
+        let chosen = targets(&listed.data, &model);
         if chosen.is_empty() {
             tracing::debug!(model = %model, "no provider of the model takes sealed requests");
             return Ok(None);
@@ -526,26 +535,30 @@ impl PrivateClient {
         Ok(Some(seal_chat(&chosen, &model, max_tokens, body).await?))
     }
 
-    /// The providers that take sealed requests (none from a gateway that lists none).
-    async fn sealing_providers(&self, refresh: bool) -> Result<Vec<SealingProvider>, SendError> {
+    /// The providers that take sealed requests, and the other names of their models (none
+    /// from a gateway that lists none).
+    async fn sealing_providers(&self, refresh: bool) -> Result<SealingProviders, SendError> {
         let mut cached = self.providers.lock().await;
         if !refresh
-            && let Some((fetched, providers)) = cached.as_ref()
+            && let Some((fetched, listed)) = cached.as_ref()
             && fetched.elapsed() < PROVIDERS_TTL
         {
-            return Ok(providers.clone());
+            return Ok(listed.clone());
         }
         let mut opened = self.send("GET", PROVIDERS_PATH, &[], &[]).await?;
-        let providers = if opened.status == 200 {
-            let body = read_opened(&mut opened, MAX_PROVIDERS_BYTES).await?;
-            serde_json::from_slice::<SealingProviders>(&body)
-                .map(|list| list.data)
-                .unwrap_or_default()
-        } else {
-            Vec::new()
+        let unlisted = SealingProviders {
+            object: "list".into(),
+            data: Vec::new(),
+            aliases: Default::default(),
         };
-        *cached = Some((Instant::now(), providers.clone()));
-        Ok(providers)
+        let listed = if opened.status == 200 {
+            let body = read_opened(&mut opened, MAX_PROVIDERS_BYTES).await?;
+            serde_json::from_slice::<SealingProviders>(&body).unwrap_or(unlisted)
+        } else {
+            unlisted
+        };
+        *cached = Some((Instant::now(), listed.clone()));
+        Ok(listed)
     }
 }
 

@@ -658,7 +658,8 @@ mod tests {
         let provider = listed(&signer, &keys);
         // A receipt over another reply, another request, for another provider, or signed by
         // another key: the reply's body ends in an error, and the verdict says why.
-        let cases: [(fn(&mut Receipt), &SigningKey, ReceiptError); 4] = [
+        type Case<'a> = (fn(&mut Receipt), &'a SigningKey, ReceiptError);
+        let cases: [Case; 4] = [
             (
                 |receipt| receipt.response_sha256 = hex::encode([0u8; 32]),
                 &signer,

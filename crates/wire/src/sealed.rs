@@ -47,6 +47,10 @@ pub struct SealingProvider {
 pub struct SealingProviders {
     pub object: String,
     pub data: Vec<SealingProvider>,
+    /// Other names of served models (traits such as `default`, compatibility aliases) and the
+    /// model id each stands for: a sealed request declares the id.
+    #[serde(default)]
+    pub aliases: std::collections::BTreeMap<String, String>,
 }
 
 /// One copy of the request, sealed to one provider.

@@ -21,8 +21,11 @@ fn holds(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
-/// Each HTTP/1.1 request in `bytes`: its header lines (lower-case names) and its body.
-fn requests(bytes: &[u8]) -> Vec<(Vec<(String, String)>, Vec<u8>)> {
+/// One HTTP/1.1 request as it crossed a link: header fields (lower-case names) and body.
+type Request = (Vec<(String, String)>, Vec<u8>);
+
+/// Each HTTP/1.1 request in `bytes`.
+fn requests(bytes: &[u8]) -> Vec<Request> {
     let mut requests = Vec::new();
     let mut at = 0;
     while let Some(end) = bytes[at..]
