@@ -165,6 +165,8 @@ async fn the_catalogue_lists_the_served_model_with_its_spec() {
         "/metrics",
         "/provider/v1/register",
         "/v1/privacy/tokens",
+        "/v1/privacy/chat",
+        "/api/v1/privacy/providers",
         "/.well-known/private-token-issuer-directory",
     ] {
         assert!(paths.contains_key(path), "OpenAPI document lacks {path}");
