@@ -28,7 +28,7 @@ use wire::sse::{SseEvent, SseParser};
 
 use crate::metrics::{AttemptLabels, ModelLabels, RequestLabels, TokenLabels};
 use crate::rate_limit::RateStatus;
-use crate::registry::{Attempt, NoProvider};
+use crate::registry::{Attempt, NoProvider, Provider};
 use crate::thinking::ThinkingFilter;
 use crate::{AppState, error_response};
 
@@ -67,53 +67,83 @@ pub(crate) async fn handle(
     .await
     {
         Ok(response) => response,
-        Err((error, model)) => {
-            let status = error.status();
-            if let Some(caller) = &seen.caller
-                && (400..500).contains(&status)
-                && status != 429
-            {
-                let tiers = &state.tiers;
-                state.rate.record_failure(
-                    caller,
-                    tiers.failure_budget,
-                    tiers.failure_window,
-                    Instant::now(),
-                );
-            }
-            state
-                .metrics
-                .requests
-                .get_or_create(&RequestLabels {
-                    route: "chat",
-                    model,
-                    status: error.status(),
-                })
-                .inc();
-            tracing::info!(
-                request_id = %request_id,
-                status = error.status(),
-                code = error.code.as_str(),
-                duration_ms = started.elapsed().as_millis() as u64,
-                "chat completion refused"
-            );
-            let mut response = error_response(&error, dialect);
-            if let Some(rate) = rate {
-                insert_rate_headers(response.headers_mut(), &rate);
-            }
-            if let Some(balance) = seen.balance {
-                insert_balance_headers(response.headers_mut(), &balance);
-            }
-            if let Some(required) = seen.tokens_required {
-                insert_header(
-                    response.headers_mut(),
-                    privacy::tokens::TOKENS_REQUIRED_HEADER,
-                    &required.to_string(),
-                );
-            }
-            response
-        }
+        Err((error, model)) => refused(
+            &state,
+            dialect,
+            "chat",
+            &request_id,
+            started,
+            &error,
+            model,
+            rate,
+            &seen,
+        ),
     }
+}
+
+/// The response to a refused request (`route` is its metric label), after counting it: a
+/// failure against the caller, the metric, the log line; with the rate, balance and
+/// tokens-required headers of what `seen` learned.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per thing a refusal reports"
+)]
+pub(crate) fn refused(
+    state: &AppState,
+    dialect: Dialect,
+    route: &'static str,
+    request_id: &str,
+    started: Instant,
+    error: &ApiError,
+    model: String,
+    rate: Option<RateStatus>,
+    seen: &Seen,
+) -> Response {
+    let status = error.status();
+    if let Some(caller) = &seen.caller
+        && (400..500).contains(&status)
+        && status != 429
+    {
+        let tiers = &state.tiers;
+        state.rate.record_failure(
+            caller,
+            tiers.failure_budget,
+            tiers.failure_window,
+            Instant::now(),
+        );
+    }
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            model,
+            status,
+        })
+        .inc();
+    tracing::info!(
+        request_id = %request_id,
+        route,
+        status,
+        code = error.code.as_str(),
+        duration_ms = started.elapsed().as_millis() as u64,
+        "request refused"
+    );
+    let mut response = error_response(error, dialect);
+    if let Some(rate) = rate {
+        insert_rate_headers(response.headers_mut(), &rate);
+    }
+    if let Some(balance) = seen.balance {
+        insert_balance_headers(response.headers_mut(), &balance);
+    }
+    if let Some(required) = seen.tokens_required {
+        insert_header(
+            response.headers_mut(),
+            privacy::tokens::TOKENS_REQUIRED_HEADER,
+            &required.to_string(),
+        );
+    }
+    response
 }
 
 /// What the error path needs to know of a request that got far enough.
@@ -344,31 +374,7 @@ async fn serve(
         system_prompt_bytes,
         request.max_tokens.unwrap_or(limits.max_output_tokens),
     );
-    let reservation = match &tokens {
-        Some(tokens) => Some(
-            redeem(state, tokens, max_cost, seen)
-                .await
-                .map_err(|error| (error, model_id.clone()))?,
-        ),
-        None => None,
-    };
-    let metering = match (&state.economy, caller.account) {
-        (Some(economy), Some(account)) => {
-            match crate::economy::Metering::begin(
-                economy,
-                account,
-                caller.key_id.as_deref(),
-                max_cost,
-            ) {
-                Ok(metering) => {
-                    seen.balance = Some(metering.balance);
-                    Some(metering)
-                }
-                Err(refusal) => return Err((metering_error(refusal, seen), model_id)),
-            }
-        }
-        _ => None,
-    };
+    let (reservation, metering) = pay(state, &tokens, &caller, max_cost, &model_id, seen).await?;
     let provider_request = provider_request(state, &request, &model_id);
     let provider_body = Bytes::from(serde_json::to_vec(&provider_request).map_err(|_| {
         (
@@ -439,6 +445,50 @@ async fn serve(
         insert_balance_headers(headers, &balance);
     }
     Ok(response)
+}
+
+/// Takes payment for a request that may cost up to `max_cost`: reserves its tokens, or
+/// reserves the amount on the caller's account (callers without one pay nothing).
+pub(crate) async fn pay(
+    state: &AppState,
+    tokens: &Tokens,
+    caller: &crate::auth::Caller,
+    max_cost: u128,
+    model_id: &str,
+    seen: &mut Seen,
+) -> Result<
+    (
+        Option<crate::tokens::spent::Reservation>,
+        Option<crate::economy::Metering>,
+    ),
+    Refusal,
+> {
+    let reservation = match tokens {
+        Some(tokens) => Some(
+            redeem(state, tokens, max_cost, seen)
+                .await
+                .map_err(|error| (error, model_id.to_owned()))?,
+        ),
+        None => None,
+    };
+    let metering = match (&state.economy, caller.account) {
+        (Some(economy), Some(account)) => {
+            match crate::economy::Metering::begin(
+                economy,
+                account,
+                caller.key_id.as_deref(),
+                max_cost,
+            ) {
+                Ok(metering) => {
+                    seen.balance = Some(metering.balance);
+                    Some(metering)
+                }
+                Err(refusal) => return Err((metering_error(refusal, seen), model_id.to_owned())),
+            }
+        }
+        _ => None,
+    };
+    Ok((reservation, metering))
 }
 
 /// Checks the tokens a request carries and reserves them: enough of them to pay `max_cost`,
@@ -605,22 +655,65 @@ async fn dispatch(
     model_id: &str,
     body: Bytes,
 ) -> Result<Committed, ApiError> {
+    let (attempt, attempts, (first_chunks, stream)) =
+        dispatch_with(state, model_id, None, |provider| {
+            first_token(state, provider, body.clone(), random_hex(16))
+        })
+        .await?;
+    Ok(Committed {
+        attempt,
+        attempts,
+        first_chunks,
+        stream,
+    })
+}
+
+/// Tries providers of `model_id` (only those in `allowed`, when given) with `try_one` until
+/// one succeeds, the request itself is refused, or attempts run out: the provider, how many
+/// attempts it took, and what `try_one` returned. Each attempt is counted in the metrics and
+/// a fault against the provider's breaker.
+pub(crate) async fn dispatch_with<T, Tried>(
+    state: &Arc<AppState>,
+    model_id: &str,
+    allowed: Option<&[String]>,
+    mut try_one: impl FnMut(Arc<Provider>) -> Tried,
+) -> Result<(Attempt, u32, T), ApiError>
+where
+    Tried: std::future::Future<Output = Result<T, Failure>>,
+{
     let limits = &state.config.limits;
     let mut tried: Vec<String> = Vec::new();
     let mut last_error: Option<ApiError> = None;
     for attempt_number in 0..limits.max_attempts.max(1) {
-        let attempt = match state.registry.choose(model_id, &tried, Instant::now()) {
+        let attempt = match state
+            .registry
+            .choose(model_id, allowed, &tried, Instant::now())
+        {
             Ok(attempt) => attempt,
             Err(reason) => {
-                return Err(last_error.unwrap_or_else(|| match reason {
-                    NoProvider::Offline => ApiError::new(
+                return Err(last_error.unwrap_or_else(|| match (reason, allowed) {
+                    (NoProvider::Offline, None) => ApiError::new(
                         ErrorCode::ModelOffline,
                         format!("no provider is serving {model_id} right now"),
                     )
                     .with_retry_after(5),
-                    NoProvider::Unavailable => ApiError::new(
+                    (NoProvider::Offline, Some(_)) => ApiError::new(
+                        ErrorCode::ModelOffline,
+                        format!(
+                            "none of the providers the request is sealed to serves \
+                             {model_id} right now; fetch {} and seal it again",
+                            wire::sealed::PROVIDERS_PATH
+                        ),
+                    )
+                    .with_retry_after(1),
+                    (NoProvider::Unavailable, None) => ApiError::new(
                         ErrorCode::ModelAtCapacity,
                         format!("every provider of {model_id} is busy"),
+                    )
+                    .with_retry_after(1),
+                    (NoProvider::Unavailable, Some(_)) => ApiError::new(
+                        ErrorCode::ModelAtCapacity,
+                        "every provider the request is sealed to is busy",
                     )
                     .with_retry_after(1),
                 }));
@@ -630,40 +723,30 @@ async fn dispatch(
             state.metrics.failovers.inc();
         }
         tried.push(attempt.provider.id.clone());
-        let provider_request_id = random_hex(16);
-        match first_token(state, &attempt, body.clone(), &provider_request_id).await {
-            Ok((first_chunks, stream)) => {
+        let outcome = try_one(Arc::clone(&attempt.provider)).await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(failure) => match failure.kind {
+                FailureKind::Busy => "busy",
+                FailureKind::Fault => "fault",
+                FailureKind::Refused => "refused",
+            },
+        };
+        state
+            .metrics
+            .provider_attempts
+            .get_or_create(&AttemptLabels {
+                provider: attempt.provider.id.clone(),
+                outcome: label,
+            })
+            .inc();
+        match outcome {
+            Ok(value) => {
                 state.registry.record_success(&attempt.provider);
-                state
-                    .metrics
-                    .provider_attempts
-                    .get_or_create(&AttemptLabels {
-                        provider: attempt.provider.id.clone(),
-                        outcome: "ok",
-                    })
-                    .inc();
-                return Ok(Committed {
-                    attempt,
-                    attempts: attempt_number + 1,
-                    first_chunks,
-                    stream,
-                });
+                return Ok((attempt, attempt_number + 1, value));
             }
             Err(failure) => {
-                let outcome = match failure.kind {
-                    FailureKind::Busy => "busy",
-                    FailureKind::Fault => "fault",
-                    FailureKind::Refused => "refused",
-                };
-                state
-                    .metrics
-                    .provider_attempts
-                    .get_or_create(&AttemptLabels {
-                        provider: attempt.provider.id.clone(),
-                        outcome,
-                    })
-                    .inc();
-                tracing::debug!(provider = %attempt.provider.id, outcome, code = failure.error.code.as_str(), "provider attempt failed");
+                tracing::debug!(provider = %attempt.provider.id, outcome = label, code = failure.error.code.as_str(), "provider attempt failed");
                 match failure.kind {
                     FailureKind::Refused => return Err(failure.error),
                     FailureKind::Fault => state
@@ -707,29 +790,22 @@ impl Failure {
     }
 }
 
-/// Sends the request to one provider and waits for its first token (or its end).
-async fn first_token(
+/// Sends `body` to `path` at `provider` with its lease secret and `headers`: its
+/// successful response, or the failure that says whether to try elsewhere.
+pub(crate) async fn send_to_provider(
     state: &AppState,
-    attempt: &Attempt,
+    provider: &Provider,
+    path: &str,
+    headers: &[(&str, &str)],
     body: Bytes,
-    provider_request_id: &str,
-) -> Result<(Vec<ChatCompletionChunk>, UpstreamStream), Failure> {
-    let limits = &state.config.limits;
-    let deadline = tokio::time::Instant::now() + limits.first_byte_timeout;
-    let url = format!(
-        "{}{}",
-        attempt.provider.endpoint.trim_end_matches('/'),
-        PROVIDER_CHAT_PATH
-    );
-    let sent = state
-        .http
-        .post(url)
-        .bearer_auth(&attempt.provider.lease_token)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("x-request-id", provider_request_id)
-        .body(body)
-        .send();
-    let response = match tokio::time::timeout_at(deadline, sent).await {
+    deadline: tokio::time::Instant,
+) -> Result<reqwest::Response, Failure> {
+    let url = format!("{}{path}", provider.endpoint.trim_end_matches('/'));
+    let mut request = state.http.post(url).bearer_auth(&provider.lease_token);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = match tokio::time::timeout_at(deadline, request.body(body).send()).await {
         Err(_) => {
             return Err(Failure::fault(
                 ErrorCode::RequestTimeout,
@@ -749,10 +825,33 @@ async fn first_token(
         }
         Ok(Ok(response)) => response,
     };
-    let status = response.status();
-    if !status.is_success() {
+    if !response.status().is_success() {
         return Err(provider_error(response, deadline).await);
     }
+    Ok(response)
+}
+
+/// Sends the request to one provider and waits for its first token (or its end).
+async fn first_token(
+    state: &AppState,
+    provider: Arc<Provider>,
+    body: Bytes,
+    provider_request_id: String,
+) -> Result<(Vec<ChatCompletionChunk>, UpstreamStream), Failure> {
+    let limits = &state.config.limits;
+    let deadline = tokio::time::Instant::now() + limits.first_byte_timeout;
+    let response = send_to_provider(
+        state,
+        &provider,
+        PROVIDER_CHAT_PATH,
+        &[
+            (http::header::CONTENT_TYPE.as_str(), "application/json"),
+            ("x-request-id", &provider_request_id),
+        ],
+        body,
+        deadline,
+    )
+    .await?;
     let mut stream = UpstreamStream::new(
         response,
         limits.max_provider_event_bytes,

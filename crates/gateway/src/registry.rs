@@ -253,18 +253,9 @@ impl Registry {
         listed
     }
 
-    /// Chooses a provider for `model`, skipping those in `tried`, and claims an in-flight place.
+    /// Chooses a provider for `model` (among those in `allowed`, when given), skipping those
+    /// in `tried`, and claims an in-flight place.
     pub fn choose(
-        &self,
-        model: &str,
-        tried: &[String],
-        now: Instant,
-    ) -> Result<Attempt, NoProvider> {
-        self.choose_among(model, None, tried, now)
-    }
-
-    /// As [`Registry::choose`], among the providers in `allowed` only (when given).
-    pub fn choose_among(
         &self,
         model: &str,
         allowed: Option<&[String]>,
@@ -468,26 +459,28 @@ mod tests {
         let now = Instant::now();
         let registry = registry_with(&["a", "b"], now);
         assert_eq!(
-            registry.choose("other", &[], now).err(),
+            registry.choose("other", None, &[], now).err(),
             Some(NoProvider::Offline)
         );
-        let first = registry.choose("m", &["a".into()], now).expect("b is left");
+        let first = registry
+            .choose("m", None, &["a".into()], now)
+            .expect("b is left");
         assert_eq!(first.provider.id, "b");
         let _second = registry
-            .choose("m", &["a".into()], now)
+            .choose("m", None, &["a".into()], now)
             .expect("b has two places");
         assert_eq!(
-            registry.choose("m", &["a".into()], now).err(),
+            registry.choose("m", None, &["a".into()], now).err(),
             Some(NoProvider::Unavailable)
         );
         drop(first);
         assert!(
-            registry.choose("m", &["a".into()], now).is_ok(),
+            registry.choose("m", None, &["a".into()], now).is_ok(),
             "a place was released"
         );
         let later = now + Duration::from_secs(16);
         assert_eq!(
-            registry.choose("m", &[], later).err(),
+            registry.choose("m", None, &[], later).err(),
             Some(NoProvider::Offline),
             "leases lapsed"
         );
@@ -498,31 +491,34 @@ mod tests {
         let now = Instant::now();
         let registry = registry_with(&["a"], now);
         let provider = registry
-            .choose("m", &[], now)
+            .choose("m", None, &[], now)
             .expect("live")
             .provider
             .clone();
         registry.record_failure(&provider, now);
         assert!(
-            registry.choose("m", &[], now).is_ok(),
+            registry.choose("m", None, &[], now).is_ok(),
             "one failure is below the threshold"
         );
         registry.record_failure(&provider, now);
         assert_eq!(
-            registry.choose("m", &[], now).err(),
+            registry.choose("m", None, &[], now).err(),
             Some(NoProvider::Unavailable),
             "open"
         );
         let later = now + Duration::from_secs(11);
-        let probe = registry.choose("m", &[], later).expect("one probe");
+        let probe = registry.choose("m", None, &[], later).expect("one probe");
         assert_eq!(
-            registry.choose("m", &[], later).err(),
+            registry.choose("m", None, &[], later).err(),
             Some(NoProvider::Unavailable),
             "only one probe"
         );
         registry.record_success(&probe.provider);
         drop(probe);
-        assert!(registry.choose("m", &[], later).is_ok(), "closed again");
+        assert!(
+            registry.choose("m", None, &[], later).is_ok(),
+            "closed again"
+        );
     }
 
     #[test]
@@ -549,7 +545,7 @@ mod tests {
         );
         assert!(
             registry
-                .choose("m", &[], now + Duration::from_secs(20))
+                .choose("m", None, &[], now + Duration::from_secs(20))
                 .is_ok(),
             "lease extended"
         );

@@ -30,13 +30,13 @@ use wire::sealed::{
 };
 use wire::sse::{SseEvent, SseParser};
 
+use crate::AppState;
 use crate::chat::{
     Failure, FailureKind, Refusal, Seen, insert_balance_headers, insert_header,
     insert_rate_headers, random_hex, refuse, sse_data,
 };
-use crate::metrics::{AttemptLabels, ModelLabels, RequestLabels, TokenLabels};
-use crate::registry::{Attempt, NoProvider};
-use crate::{AppState, error_response};
+use crate::metrics::{ModelLabels, RequestLabels, TokenLabels};
+use crate::registry::{Attempt, Provider};
 
 /// Largest body of a sealed chat request for a gateway whose chat bodies may be `max_body_bytes`:
 /// [`MAX_TARGETS`] copies, each padded and sealed, in base64, with room for the JSON around them.
@@ -87,52 +87,17 @@ pub(crate) async fn handle(
     .await
     {
         Ok(response) => response,
-        Err((error, model)) => {
-            let status = error.status();
-            if let Some(caller) = &seen.caller
-                && (400..500).contains(&status)
-                && status != 429
-            {
-                let tiers = &state.tiers;
-                state.rate.record_failure(
-                    caller,
-                    tiers.failure_budget,
-                    tiers.failure_window,
-                    Instant::now(),
-                );
-            }
-            state
-                .metrics
-                .requests
-                .get_or_create(&RequestLabels {
-                    route: "sealed_chat",
-                    model,
-                    status,
-                })
-                .inc();
-            tracing::info!(
-                request_id = %request_id,
-                status,
-                code = error.code.as_str(),
-                duration_ms = started.elapsed().as_millis() as u64,
-                "sealed chat refused"
-            );
-            let mut response = error_response(&error, dialect);
-            if let Some(rate) = rate {
-                insert_rate_headers(response.headers_mut(), &rate);
-            }
-            if let Some(balance) = seen.balance {
-                insert_balance_headers(response.headers_mut(), &balance);
-            }
-            if let Some(required) = seen.tokens_required {
-                insert_header(
-                    response.headers_mut(),
-                    privacy::tokens::TOKENS_REQUIRED_HEADER,
-                    &required.to_string(),
-                );
-            }
-            response
-        }
+        Err((error, model)) => crate::chat::refused(
+            &state,
+            dialect,
+            "sealed_chat",
+            &request_id,
+            started,
+            &error,
+            model,
+            rate,
+            &seen,
+        ),
     }
 }
 
@@ -240,33 +205,8 @@ async fn serve(
         0,
         request.max_tokens,
     );
-    let reservation = match &tokens {
-        Some(tokens) => Some(
-            crate::chat::redeem(state, tokens, max_cost, seen)
-                .await
-                .map_err(|error| (error, model_id.clone()))?,
-        ),
-        None => None,
-    };
-    let metering = match (&state.economy, caller.account) {
-        (Some(economy), Some(account)) => {
-            match crate::economy::Metering::begin(
-                economy,
-                account,
-                caller.key_id.as_deref(),
-                max_cost,
-            ) {
-                Ok(metering) => {
-                    seen.balance = Some(metering.balance);
-                    Some(metering)
-                }
-                Err(refusal) => {
-                    return Err((crate::chat::metering_error(refusal, seen), model_id));
-                }
-            }
-        }
-        _ => None,
-    };
+    let (reservation, metering) =
+        crate::chat::pay(state, &tokens, &caller, max_cost, &model_id, seen).await?;
     let committed = dispatch(state, &model_id, request.max_tokens, &copies)
         .await
         .map_err(|error| (error, model_id.clone()))?;
@@ -411,145 +351,55 @@ async fn dispatch(
     max_tokens: u32,
     copies: &[Copy],
 ) -> Result<Committed, ApiError> {
-    let limits = &state.config.limits;
     let allowed: Vec<String> = copies.iter().map(|copy| copy.provider.clone()).collect();
-    let mut tried: Vec<String> = Vec::new();
-    let mut last_error: Option<ApiError> = None;
-    for attempt_number in 0..limits.max_attempts.max(1) {
-        let attempt =
-            match state
-                .registry
-                .choose_among(model_id, Some(&allowed), &tried, Instant::now())
-            {
-                Ok(attempt) => attempt,
-                Err(reason) => {
-                    return Err(last_error.unwrap_or_else(|| match reason {
-                        NoProvider::Offline => ApiError::new(
-                            ErrorCode::ModelOffline,
-                            format!(
-                                "none of the providers the request is sealed to serves \
-                                 {model_id} right now; fetch {} and seal it again",
-                                wire::sealed::PROVIDERS_PATH
-                            ),
-                        )
-                        .with_retry_after(1),
-                        NoProvider::Unavailable => ApiError::new(
-                            ErrorCode::ModelAtCapacity,
-                            "every provider the request is sealed to is busy",
-                        )
-                        .with_retry_after(1),
-                    }));
-                }
-            };
-        if attempt_number > 0 {
-            state.metrics.failovers.inc();
-        }
-        tried.push(attempt.provider.id.clone());
-        let Some(copy) = copies
-            .iter()
-            .find(|copy| copy.provider == attempt.provider.id)
-        else {
-            continue;
-        };
-        let outcome = first_piece(state, &attempt, model_id, max_tokens, copy.sealed.clone()).await;
-        let label = match &outcome {
-            Ok(_) => "ok",
-            Err(failure) => match failure.kind {
-                FailureKind::Busy => "busy",
-                FailureKind::Fault => "fault",
-                FailureKind::Refused => "refused",
-            },
-        };
-        state
-            .metrics
-            .provider_attempts
-            .get_or_create(&AttemptLabels {
-                provider: attempt.provider.id.clone(),
-                outcome: label,
-            })
-            .inc();
-        match outcome {
-            Ok((first, stream)) => {
-                state.registry.record_success(&attempt.provider);
-                return Ok(Committed {
-                    attempt,
-                    attempts: attempt_number + 1,
-                    first,
-                    stream,
-                });
-            }
-            Err(failure) => {
-                tracing::debug!(provider = %attempt.provider.id, outcome = label, code = failure.error.code.as_str(), "sealed provider attempt failed");
-                match failure.kind {
-                    FailureKind::Refused => return Err(failure.error),
-                    FailureKind::Fault => state
-                        .registry
-                        .record_failure(&attempt.provider, Instant::now()),
-                    FailureKind::Busy => {}
-                }
-                last_error = Some(failure.error);
-            }
-        }
-    }
-    Err(last_error.unwrap_or_else(|| {
-        ApiError::new(
-            ErrorCode::ModelAtCapacity,
-            "no provider could take the request",
-        )
-    }))
+    let (attempt, attempts, (first, stream)) =
+        crate::chat::dispatch_with(state, model_id, Some(&allowed), |provider| {
+            // Only the providers of `allowed` are chosen: each has its copy.
+            let sealed = copies
+                .iter()
+                .find(|copy| copy.provider == provider.id)
+                .map(|copy| copy.sealed.clone())
+                .unwrap_or_default();
+            first_piece(state, provider, model_id, max_tokens, sealed)
+        })
+        .await?;
+    Ok(Committed {
+        attempt,
+        attempts,
+        first,
+        stream,
+    })
 }
 
 /// Sends one provider its copy and waits for the first piece of its sealed reply.
 async fn first_piece(
     state: &AppState,
-    attempt: &Attempt,
+    provider: Arc<Provider>,
     model_id: &str,
     max_tokens: u32,
     sealed: Bytes,
 ) -> Result<(Vec<String>, SealedStream), Failure> {
     let limits = &state.config.limits;
     let deadline = tokio::time::Instant::now() + limits.first_byte_timeout;
-    let url = format!(
-        "{}{}",
-        attempt.provider.endpoint.trim_end_matches('/'),
-        PROVIDER_SEALED_CHAT_PATH
-    );
-    let sent = state
-        .http
-        .post(url)
-        .bearer_auth(&attempt.provider.lease_token)
-        .header(
-            http::header::CONTENT_TYPE,
-            privacy::CHUNKED_REQUEST_MEDIA_TYPE,
-        )
-        .header(MODEL_HEADER, model_id)
-        .header(MAX_TOKENS_HEADER, max_tokens.to_string())
-        .header("x-request-id", random_hex(16))
-        .body(sealed)
-        .send();
-    let response = match tokio::time::timeout_at(deadline, sent).await {
-        Err(_) => {
-            return Err(Failure::fault(
-                ErrorCode::RequestTimeout,
-                "the provider did not answer in time",
-            ));
-        }
-        Ok(Err(error)) => {
-            let what = if error.is_connect() {
-                "could not be reached"
-            } else {
-                "failed"
-            };
-            return Err(Failure::fault(
-                ErrorCode::UpstreamError,
-                format!("the provider {what}"),
-            ));
-        }
-        Ok(Ok(response)) => response,
-    };
-    if !response.status().is_success() {
-        return Err(crate::chat::provider_error(response, deadline).await);
-    }
+    let max_tokens = max_tokens.to_string();
+    let request_id = random_hex(16);
+    let response = crate::chat::send_to_provider(
+        state,
+        &provider,
+        PROVIDER_SEALED_CHAT_PATH,
+        &[
+            (
+                http::header::CONTENT_TYPE.as_str(),
+                privacy::CHUNKED_REQUEST_MEDIA_TYPE,
+            ),
+            (MODEL_HEADER, model_id),
+            (MAX_TOKENS_HEADER, &max_tokens),
+            ("x-request-id", &request_id),
+        ],
+        sealed,
+        deadline,
+    )
+    .await?;
     let mut stream = SealedStream {
         body: Box::pin(response.bytes_stream()),
         parser: SseParser::new(privacy::sealed::MAX_SEALED_EVENT_BYTES),

@@ -181,6 +181,14 @@ pub struct ResponseOpener {
     reply: tokio::sync::oneshot::Sender<ReplyBytes>,
 }
 
+/// The value of field `name` among `headers`, if there is one.
+pub(crate) fn field<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(field, _)| field.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
 /// A chunked reply, opened: status and fields at once, the body as it arrives.
 pub struct OpenedStream {
     pub status: u16,
@@ -195,10 +203,7 @@ pub struct OpenedStream {
 impl OpenedStream {
     /// The value of field `name`, if the reply has it.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        field(&self.headers, name)
     }
 }
 

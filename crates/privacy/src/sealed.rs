@@ -186,10 +186,7 @@ pub struct SealedReply {
 impl SealedReply {
     /// The value of field `name`, if the reply has it.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        crate::client::field(&self.headers, name)
     }
 }
 

@@ -8,50 +8,19 @@ use std::process::Command;
 
 use crate::sdk::check_the_openai_script_against;
 use crate::support::{
-    binary, chat_body, client, proxy, relay, serve, sse_events, streamed_text, tap,
+    binary, canary, chat_body, client, holds, proxy, relay, requests, serve, sse_events,
+    streamed_text, tap,
 };
 use crate::tokens::account_key;
 
 const MODEL: &str = "smollm2-135m-instruct";
 
-fn canary() -> String {
-    let mut bytes = [0u8; 8];
-    rand::fill(&mut bytes);
-    format!("CANARY{}", hex::encode(bytes))
-}
-
-fn holds(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle.as_bytes())
-}
-
-/// The header names of each HTTP/1.1 request in `bytes` (requests with a content length).
+/// The header names of each HTTP/1.1 request in `bytes`.
 fn request_header_names(bytes: &[u8]) -> Vec<Vec<String>> {
-    let mut requests = Vec::new();
-    let mut at = 0;
-    while let Some(end) = bytes[at..]
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-    {
-        let head = String::from_utf8_lossy(&bytes[at..at + end]).into_owned();
-        let mut names = Vec::new();
-        let mut length = 0usize;
-        for line in head.lines().skip(1) {
-            let (name, value) = line.split_once(':').expect("a header line");
-            let name = name.trim().to_ascii_lowercase();
-            if name == "content-length" {
-                length = value.trim().parse().expect("a length");
-            }
-            names.push(name);
-        }
-        requests.push(names);
-        at += end + 4 + length;
-        if at >= bytes.len() {
-            break;
-        }
-    }
-    requests
+    requests(bytes)
+        .into_iter()
+        .map(|(fields, _)| fields.into_iter().map(|(name, _)| name).collect())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,55 +9,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::economy::ledger_config;
 use crate::support::{
-    chat_body, client, gateway, provider_with, proxy, relay, sse_events, streamed_text, tap,
+    canary, chat_body, client, gateway, holds, provider_with, proxy, relay, requests, sse_events,
+    streamed_text, tap,
 };
 use crate::tokens::account_key;
 
 const MODEL: &str = "smollm2-135m-instruct";
-
-fn holds(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle.as_bytes())
-}
-
-/// One HTTP/1.1 request as it crossed a link: header fields (lower-case names) and body.
-type Request = (Vec<(String, String)>, Vec<u8>);
-
-/// Each HTTP/1.1 request in `bytes`.
-fn requests(bytes: &[u8]) -> Vec<Request> {
-    let mut requests = Vec::new();
-    let mut at = 0;
-    while let Some(end) = bytes[at..]
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-    {
-        let head = String::from_utf8_lossy(&bytes[at..at + end]).into_owned();
-        let mut fields = Vec::new();
-        let mut length = 0usize;
-        for line in head.lines().skip(1) {
-            let (name, value) = line.split_once(':').expect("a header line");
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
-            if name == "content-length" {
-                length = value.parse().expect("a length");
-            }
-            fields.push((name, value));
-        }
-        let body_at = at + end + 4;
-        requests.push((fields, bytes[body_at..body_at + length].to_vec()));
-        at = body_at + length;
-        if at >= bytes.len() {
-            break;
-        }
-    }
-    requests
-}
-
-fn canary() -> String {
-    let mut bytes = [0u8; 8];
-    rand::fill(&mut bytes);
-    format!("CANARY{}", hex::encode(bytes))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sealed_chat_is_read_by_its_provider_alone_and_comes_back_with_a_verified_receipt() {
