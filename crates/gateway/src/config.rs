@@ -205,6 +205,10 @@ pub struct GatewayConfig {
     pub oblivious_seed: Option<std::path::PathBuf>,
     /// Privacy Pass tokens (issued and taken only when there is a ledger); `None` takes none.
     pub tokens: Option<crate::tokens::TokensConfig>,
+    /// Origins of Oblivious HTTP relays the web app may send its private mode through (each
+    /// `scheme://host[:port]`): listed in the page's Content-Security-Policy and offered in
+    /// its settings. Empty: the web app has no private mode.
+    pub web_relays: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -222,6 +226,7 @@ impl Default for GatewayConfig {
             tiers: TierConfig::default(),
             oblivious_seed: None,
             tokens: None,
+            web_relays: Vec::new(),
         }
     }
 }

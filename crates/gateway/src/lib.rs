@@ -299,7 +299,7 @@ fn router(state: Arc<AppState>) -> Router {
             get(tokens::directory),
         )
         .with_state(Arc::clone(&state))
-        .merge(web::routes())
+        .merge(web::routes(&state.config.web_relays))
         .nest("/v1", api_routes(&state, Dialect::OpenAi))
         .nest(
             "/api/v1",

@@ -1,12 +1,16 @@
 //! The web app: Gondola's chat page, served at `/` from files built into the binary
 //! (`crates/gateway/web/`).
 //!
-//! The app is plain ES modules and CSS, served as written, plus one third-party script:
-//! `/signing.js`, viem's local accounts for the wallet page, which `build.rs` bundles from
-//! `web/signing` when its `node_modules` is installed (and otherwise replaces with a module that
-//! says this build cannot sign). Every response carries a strict Content-Security-Policy (scripts, styles and connections from this
-//! origin only, no inline code, no framing), a strong ETag of its bytes and
-//! `Cache-Control: no-cache`, so browsers revalidate and pick up a new binary's app at once.
+//! The app is plain ES modules and CSS, served as written, plus two third-party scripts that
+//! `build.rs` bundles from `web/lib` when its `node_modules` is installed (and otherwise
+//! replaces with modules that say what this build lacks): `/signing.js`, viem's local accounts
+//! for the wallet page, and `/privacy.js`, HPKE, blind RSA and Ed25519 for the chat page's
+//! private mode. Every response carries a strict Content-Security-Policy (scripts and styles
+//! from this origin only, connections to it and to the relays the operator lists, no inline
+//! code, no framing), a strong ETag of its bytes and `Cache-Control: no-cache`, so browsers
+//! revalidate and pick up a new binary's app at once.
+//!
+//! `/app-config.json` tells the app those relays (`gateway.relays`), for its private mode.
 //!
 //! Nothing here reads or stores conversations or wallet keys: they live in the browser,
 //! encrypted in IndexedDB, and the wallet page sends only signatures. The app talks to the same
@@ -23,6 +27,16 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 /// No inline script or style, nothing fetched or framed from elsewhere: model output rendered
 /// into the page can never run, and the page can never be embedded to trick a user.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// [`CONTENT_SECURITY_POLICY`], with the page also allowed to connect to `relays` (origins).
+pub fn content_security_policy(relays: &[String]) -> String {
+    let mut connect = String::from("connect-src 'self'");
+    for relay in relays {
+        connect.push(' ');
+        connect.push_str(relay);
+    }
+    CONTENT_SECURITY_POLICY.replace("connect-src 'self'", &connect)
+}
 
 /// One file of the app.
 struct Asset {
@@ -81,6 +95,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!(concat!(env!("OUT_DIR"), "/signing.js")),
     },
     Asset {
+        path: "/privacy.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!(concat!(env!("OUT_DIR"), "/privacy.js")),
+    },
+    Asset {
+        path: "/oblivious.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../web/oblivious.js"),
+    },
+    Asset {
         path: "/sw.js",
         content_type: JAVASCRIPT,
         body: include_bytes!("../web/sw.js"),
@@ -97,17 +121,36 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// A route for every file of the app (GET and HEAD).
-pub(crate) fn routes() -> Router {
-    ASSETS
+/// A route for every file of the app (GET and HEAD), and `/app-config.json`. `relays` are the
+/// origins the private mode may send through.
+pub(crate) fn routes(relays: &[String]) -> Router {
+    // Origins are ASCII (checked when the configuration was read); one that is not would leave
+    // the strict policy in place rather than none.
+    let policy = HeaderValue::from_str(&content_security_policy(relays))
+        .unwrap_or_else(|_| HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    let config = serde_json::json!({ "relays": relays }).to_string();
+    let assets = ASSETS
         .iter()
         .enumerate()
         .fold(Router::new(), |router, (index, asset)| {
+            let policy = policy.clone();
             router.route(
                 asset.path,
-                get(move |headers: HeaderMap| async move { respond(index, &headers) }),
+                get(move |headers: HeaderMap| async move { respond(index, &headers, policy) }),
             )
-        })
+        });
+    assets.route(
+        "/app-config.json",
+        get(move || async move {
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                config,
+            )
+        }),
+    )
 }
 
 /// `"` + the first 16 bytes of the SHA-256 of each asset, in hex, + `"`; computed once.
@@ -132,7 +175,7 @@ fn matches(if_none_match: &str, etag: &str) -> bool {
     })
 }
 
-fn respond(index: usize, request_headers: &HeaderMap) -> Response {
+fn respond(index: usize, request_headers: &HeaderMap, policy: HeaderValue) -> Response {
     let (Some(asset), Some(etag)) = (ASSETS.get(index), etags().get(index)) else {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NOT_FOUND;
@@ -159,10 +202,7 @@ fn respond(index: usize, request_headers: &HeaderMap) -> Response {
     }
     // Revalidate every time: the URLs carry no version, and a 304 costs one round trip.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -192,7 +232,11 @@ mod tests {
     #[test]
     fn every_file_is_served_with_its_type_the_policy_and_a_validator() {
         for (index, asset) in ASSETS.iter().enumerate() {
-            let response = respond(index, &HeaderMap::new());
+            let response = respond(
+                index,
+                &HeaderMap::new(),
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            );
             assert_eq!(response.status(), StatusCode::OK, "{}", asset.path);
             let headers = response.headers();
             assert_eq!(headers[header::CONTENT_TYPE], asset.content_type);
@@ -214,6 +258,23 @@ mod tests {
     }
 
     #[test]
+    fn listed_relays_are_the_only_other_origins_the_page_may_connect_to() {
+        assert_eq!(content_security_policy(&[]), CONTENT_SECURITY_POLICY);
+        let policy = content_security_policy(&[
+            "https://relay.example".to_owned(),
+            "http://127.0.0.1:8090".to_owned(),
+        ]);
+        assert!(
+            policy.contains("; connect-src 'self' https://relay.example http://127.0.0.1:8090; ")
+        );
+        // Only connections: scripts, styles and frames stay this origin's alone.
+        assert_eq!(
+            policy.replace(" https://relay.example http://127.0.0.1:8090", ""),
+            CONTENT_SECURITY_POLICY
+        );
+    }
+
+    #[test]
     fn a_matching_etag_gets_304_and_a_stale_one_the_file() {
         let index = asset_index("/app.js");
         let etag = etags()[index].clone();
@@ -222,11 +283,12 @@ mod tests {
             header::IF_NONE_MATCH,
             HeaderValue::from_str(&format!("\"stale\", W/{etag}")).expect("header"),
         );
-        let response = respond(index, &headers);
+        let policy = HeaderValue::from_static(CONTENT_SECURITY_POLICY);
+        let response = respond(index, &headers, policy.clone());
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(response.headers()[header::ETAG], etag.as_str());
         headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"stale\""));
-        assert_eq!(respond(index, &headers).status(), StatusCode::OK);
+        assert_eq!(respond(index, &headers, policy).status(), StatusCode::OK);
         assert_ne!(etags()[index], etags()[asset_index("/api.js")]);
     }
 
@@ -272,7 +334,7 @@ mod tests {
         assert_eq!(shell, expected, "the service worker caches the app shell");
     }
 
-    /// The names the wallet page takes from `/signing.js`, whichever module a build embedded.
+    /// The names a page takes from a bundled library, whichever module a build embedded.
     fn exported_names(module: &str) -> Vec<String> {
         let mut names: Vec<String> = if let Some(start) = module.rfind("export{") {
             // esbuild's bundle ends with one `export{local as name, …}`.
@@ -299,10 +361,10 @@ mod tests {
         let expected = ["available", "generatePrivateKey", "privateKeyToAccount"];
         let embedded = text("/signing.js");
         assert_eq!(exported_names(embedded), expected);
-        let missing = include_str!("../web/signing/missing.js");
+        let missing = include_str!("../web/lib/missing-signing.js");
         assert_eq!(exported_names(missing), expected);
         assert!(missing.contains("export const available = false;"));
-        let entry = include_str!("../web/signing/index.js");
+        let entry = include_str!("../web/lib/signing.js");
         assert!(entry.contains("export const available = true;"));
         assert!(entry.contains(
             "export { generatePrivateKey, privateKeyToAccount } from \"viem/accounts\";"
@@ -311,6 +373,31 @@ mod tests {
         let wallet = text("/wallet.js");
         assert!(wallet.contains("import(\"/signing.js\")"));
         assert!(!text("/app.js").contains("/signing.js"));
+    }
+
+    #[test]
+    fn the_privacy_module_offers_the_private_mode_the_same_names_built_or_missing() {
+        let expected = [
+            "Aes128Gcm",
+            "Aes256Gcm",
+            "CipherSuite",
+            "DhkemX25519HkdfSha256",
+            "HkdfSha256",
+            "RSABSSA",
+            "available",
+            "ed25519",
+            "sha256",
+        ];
+        assert_eq!(exported_names(text("/privacy.js")), expected);
+        let missing = include_str!("../web/lib/missing-privacy.js");
+        assert_eq!(exported_names(missing), expected);
+        assert!(missing.contains("export const available = false;"));
+        assert!(include_str!("../web/lib/privacy.js").contains("export const available = true;"));
+        // Loaded on demand, by the private mode alone.
+        assert!(text("/oblivious.js").contains("import(\"/privacy.js\")"));
+        for page in ["/app.js", "/api.js", "/wallet.js"] {
+            assert!(!text(page).contains("/privacy.js"), "{page}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
-// Talking to the gateway: the model catalogue, streamed chat completions (SSE over fetch), the
-// account headers, and what each failure means for the person at the keyboard.
+// Talking to the gateway: the model catalogue, streamed chat completions (SSE over fetch, or
+// sealed through a relay in private mode, /oblivious.js), the account headers, and what each
+// failure means for the person at the keyboard.
 
-/** Something went wrong talking to the gateway. `kind`: network, http or stream. */
+/** Something went wrong talking to the gateway. `kind`: network, http, stream or private. */
 export class ApiFailure extends Error {
   constructor({ kind, status = 0, code = "", message = "", retryAfter = null, headers = null }) {
     super(message || kind);
@@ -84,6 +85,18 @@ export async function listModels(apiKey) {
   return Array.isArray(body?.data) ? body.data : [];
 }
 
+/** The relays this gateway's page may send its private mode through (`gateway.relays`). */
+export async function listRelays() {
+  try {
+    const response = await fetch("/app-config.json", { cache: "no-store" });
+    if (!response.ok) return [];
+    const body = await response.json();
+    return Array.isArray(body?.relays) ? body.relays.filter((relay) => typeof relay === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
 /** Splits a Server-Sent Events byte stream (as text) into the data of each event. */
 export class SseDecoder {
   #buffer = "";
@@ -111,57 +124,116 @@ export class SseDecoder {
   }
 }
 
-/**
- * `POST /v1/chat/completions` with `stream: true`. Calls `onOpen(provider, account)` when the
- * reply starts and `onDelta({content, reasoning})` for each chunk; resolves with the usage and
- * cost of the final chunk. Throws ApiFailure, or Stopped when `signal` aborts.
- */
-export async function streamChat({ body, apiKey, signal, onOpen, onDelta }) {
-  const response = await send("/v1/chat/completions", {
-    method: "POST",
-    headers: requestHeaders(apiKey, true),
-    body: JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } }),
-    signal,
-    cache: "no-store",
-  });
-  if (!response.ok) throw await failureFrom(response);
-  const provider = response.headers.get("x-gondola-provider");
-  const account = accountHeaders(response.headers);
-  onOpen?.(provider, account);
+/** The `data` of each server-sent event of a plain reply, as it arrives. */
+async function* plainEvents(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   const decoder = new SseDecoder();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      yield* decoder.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/** A failure of the private path (/oblivious.js), as the failure the app describes. */
+function privateFailure(error) {
+  if (error instanceof ApiFailure || error instanceof Stopped) return error;
+  if (error?.name !== "PrivateFailure") {
+    return new ApiFailure({ kind: "private", message: String(error?.message ?? error) });
+  }
+  const headers = error.headers ? accountHeaders(error.headers) : null;
+  if (error.status > 0 && error.kind === "http") {
+    return new ApiFailure({ kind: "http", status: error.status, code: error.code, message: error.message, retryAfter: error.retryAfter, headers });
+  }
+  return new ApiFailure({ kind: error.kind === "network" || error.kind === "stream" ? error.kind : "private", code: error.code, message: error.message });
+}
+
+/**
+ * The reply to a chat request sent privately through `relay` (see /oblivious.js, loaded on
+ * first use): `{headers, events, sealed}`.
+ */
+async function openPrivate({ relay, apiKey, body, signal }) {
+  try {
+    const { privateChat } = await import("/oblivious.js");
+    const reply = await privateChat({ relay, apiKey, body, signal });
+    return { ...reply, events: guarded(reply.events, signal) };
+  } catch (error) {
+    if (signal?.aborted) throw new Stopped();
+    throw privateFailure(error);
+  }
+}
+
+/** `events`, with the private path's failures turned into the app's. */
+async function* guarded(events, signal) {
+  try {
+    yield* events;
+  } catch (error) {
+    if (signal?.aborted) throw new Stopped();
+    throw privateFailure(error);
+  }
+}
+
+/**
+ * `POST /v1/chat/completions` with `stream: true`: to the gateway, or, given a `relay`, sealed
+ * through it (private mode). Calls `onOpen(provider, account)` when the reply starts and
+ * `onDelta({content, reasoning})` for each chunk; resolves with the usage and cost of the final
+ * chunk, and `sealed` (`{provider, receipt}`, the provider's checked receipt) for a reply sealed
+ * end to end. Throws ApiFailure, or Stopped when `signal` aborts.
+ */
+export async function streamChat({ body, apiKey, relay = null, signal, onOpen, onDelta }) {
+  const request = { ...body, stream: true, stream_options: { include_usage: true } };
+  let headers;
+  let events;
+  let sealed = () => null;
+  if (relay) {
+    ({ headers, events, sealed } = await openPrivate({ relay, apiKey, body: request, signal }));
+  } else {
+    const response = await send("/v1/chat/completions", {
+      method: "POST",
+      headers: requestHeaders(apiKey, true),
+      body: JSON.stringify(request),
+      signal,
+      cache: "no-store",
+    });
+    if (!response.ok) throw await failureFrom(response);
+    headers = response.headers;
+    events = plainEvents(response);
+  }
+  const provider = headers.get("x-gondola-provider");
+  const account = accountHeaders(headers);
+  onOpen?.(provider, account);
   let usage = null;
   let cost = null;
   let finishReason = null;
   let finished = false;
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      for (const data of decoder.push(value)) {
-        if (data === "[DONE]") {
-          finished = true;
-          continue;
-        }
-        let chunk;
-        try {
-          chunk = JSON.parse(data);
-        } catch {
-          throw new ApiFailure({ kind: "stream", message: "The gateway sent an event that is not JSON." });
-        }
-        if (chunk.error) {
-          throw new ApiFailure({ kind: "stream", code: chunk.error.code ?? "", message: chunk.error.message ?? "" });
-        }
-        if (chunk.usage) usage = chunk.usage;
-        if (chunk.cost) cost = chunk.cost;
-        const choice = chunk.choices?.[0];
-        if (choice) {
-          const delta = choice.delta ?? {};
-          const content = typeof delta.content === "string" ? delta.content : "";
-          const reasoning = typeof delta.reasoning_content === "string" ? delta.reasoning_content : "";
-          if (content || reasoning) onDelta({ content, reasoning });
-          if (choice.finish_reason) finishReason = choice.finish_reason;
-        }
+    for await (const data of events) {
+      if (data === "[DONE]") {
+        finished = true;
+        continue;
+      }
+      let chunk;
+      try {
+        chunk = JSON.parse(data);
+      } catch {
+        throw new ApiFailure({ kind: "stream", message: "The gateway sent an event that is not JSON." });
+      }
+      if (chunk.error) {
+        throw new ApiFailure({ kind: "stream", code: chunk.error.code ?? "", message: chunk.error.message ?? "" });
+      }
+      if (chunk.usage) usage = chunk.usage;
+      if (chunk.cost) cost = chunk.cost;
+      const choice = chunk.choices?.[0];
+      if (choice) {
+        const delta = choice.delta ?? {};
+        const content = typeof delta.content === "string" ? delta.content : "";
+        const reasoning = typeof delta.reasoning_content === "string" ? delta.reasoning_content : "";
+        if (content || reasoning) onDelta({ content, reasoning });
+        if (choice.finish_reason) finishReason = choice.finish_reason;
       }
     }
   } catch (error) {
@@ -172,11 +244,25 @@ export async function streamChat({ body, apiKey, signal, onOpen, onDelta }) {
   if (!finished) {
     throw new ApiFailure({ kind: "stream", message: "The reply ended before it was complete." });
   }
-  return { provider, account, usage, cost, finishReason };
+  return { provider, account, usage, cost, finishReason, sealed: sealed() };
 }
 
 /** What a failure means, in words for the person using the app: {title, detail, action}. */
-export function describeFailure(failure, { hasKey = false } = {}) {
+export function describeFailure(failure, { hasKey = false, relay = null } = {}) {
+  if (failure.kind === "network" && relay) {
+    return {
+      title: "Can't reach the relay",
+      detail: `Private mode sends through the relay at ${relay}, which is not answering${failure.serverMessage ? ` (${failure.serverMessage})` : ""}. Try again, pick another relay in Settings, or turn private mode off.`,
+      action: "settings",
+    };
+  }
+  if (failure.kind === "private") {
+    return {
+      title: "Private mode could not send this",
+      detail: failure.serverMessage || "The request could not be sealed.",
+      action: "settings",
+    };
+  }
   if (failure.kind === "network") {
     return {
       title: "Can't reach the gateway",

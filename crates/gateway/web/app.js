@@ -5,7 +5,7 @@
 // the gateway is only asked for models and replies, like any other API client. Every piece of
 // text a model or a person wrote is put into the page as text, never as markup.
 
-import { ApiFailure, Stopped, describeFailure, listModels, streamChat } from "/api.js";
+import { ApiFailure, Stopped, describeFailure, listModels, listRelays, streamChat } from "/api.js";
 import { formatUsd, parseAmount } from "/amounts.js";
 import { renderMarkdown } from "/markdown.js";
 import { Store, canEncrypt, exportDocument, parseExport } from "/store.js";
@@ -28,7 +28,10 @@ const state = {
   current: null,
   models: [],
   /** `apiKeyAccount`: the wallet address `apiKey` was minted for on the wallet page, if it was. */
-  prefs: { apiKey: "", apiKeyAccount: null, theme: "system", model: null },
+  /** `privateRelay`: the relay private mode sends through; empty when private mode is off. */
+  prefs: { apiKey: "", apiKeyAccount: null, theme: "system", model: null, privateRelay: "" },
+  /** The relays this gateway lets the page send through (its `gateway.relays`). */
+  relays: [],
   /** The wallet page, made at start. */
   wallet: null,
   /** The reply being streamed: {chat, message, controller}. */
@@ -460,6 +463,15 @@ function metaLine(message) {
   }
   if (meta.tokens_per_second) add("speed", `${meta.tokens_per_second.toFixed(1)} tokens/s`, "Completion tokens per second after the first token");
   add("cost", formatCost(meta.cost_usd), meta.cost_diem !== undefined ? `Cost: ${meta.cost_usd} USD = ${meta.cost_diem} DIEM` : "Cost");
+  if (meta.sealed) {
+    add(
+      "privacy",
+      "sealed · receipt verified",
+      `Sealed to ${meta.sealed.provider} and sent through ${meta.relay}. The provider signed a receipt over this request (SHA-256 ${meta.sealed.request_sha256}) and this reply (SHA-256 ${meta.sealed.response_sha256}), ${meta.sealed.model} ${meta.sealed.quantization}; it was checked against the provider's registered key.`,
+    );
+  } else if (meta.relay) {
+    add("privacy", "sent through the relay", `Sealed to the gateway and sent through ${meta.relay}; no provider of this model takes requests sealed to it.`);
+  }
   return line;
 }
 
@@ -609,10 +621,17 @@ function scheduleLiveRender() {
   });
 }
 
+/** The relay private mode sends through, or null when it is off (or the relay is no longer listed). */
+function privateRelay() {
+  const relay = state.prefs.privateRelay;
+  return relay && state.relays.includes(relay) ? relay : null;
+}
+
 function renderHeader() {
   const chat = state.current;
   $("chat-title").textContent = chat?.title ?? DEFAULT_TITLE;
   $("incognito-badge").hidden = !chat?.incognito;
+  $("private-badge").hidden = privateRelay() === null;
   $("main").dataset.incognito = chat?.incognito ? "true" : "false";
   document.title = chat && chat.title !== DEFAULT_TITLE ? `${chat.title} · Gondola` : "Gondola";
 }
@@ -670,13 +689,15 @@ async function reply(chat) {
   persist(chat);
   const started = performance.now();
   let firstTokenAt = null;
+  const relay = privateRelay();
   try {
     const result = await streamChat({
       body: requestBody(chat, message),
       apiKey: state.prefs.apiKey,
+      relay,
       signal: controller.signal,
       onOpen: (provider, account) => {
-        message.meta = { provider, model: chat.model };
+        message.meta = { provider, model: chat.model, relay };
         showAccount(account);
       },
       onDelta: ({ content, reasoning }) => {
@@ -700,6 +721,15 @@ async function reply(chat) {
       cost_diem: result.cost?.diem,
       first_token_ms: firstTokenAt === null ? null : Math.round(firstTokenAt - started),
       finish_reason: result.finishReason,
+      sealed: result.sealed
+        ? {
+            provider: result.sealed.provider,
+            model: result.sealed.receipt?.model,
+            quantization: result.sealed.receipt?.quantization,
+            request_sha256: result.sealed.receipt?.request_sha256,
+            response_sha256: result.sealed.receipt?.response_sha256,
+          }
+        : null,
     };
     message.state = "done";
   } catch (error) {
@@ -707,7 +737,7 @@ async function reply(chat) {
       message.state = "stopped";
     } else if (error instanceof ApiFailure) {
       message.state = "error";
-      message.error = { ...describeFailure(error, { hasKey: Boolean(state.prefs.apiKey) }), status: error.status, code: error.code };
+      message.error = { ...describeFailure(error, { hasKey: Boolean(state.prefs.apiKey), relay }), status: error.status, code: error.code };
       if (error.headers) showAccount(error.headers);
     } else {
       message.state = "error";
@@ -773,6 +803,17 @@ function openSettings() {
   $("toggle-key").setAttribute("aria-pressed", "false");
   $("theme-select").value = state.prefs.theme ?? "system";
   $("data-status").textContent = "";
+  const relays = $("private-relay");
+  relays.replaceChildren(...state.relays.map((relay) => new Option(relay, relay)));
+  const current = privateRelay();
+  $("private-mode").checked = current !== null;
+  if (current) relays.value = current;
+  $("private-mode").disabled = state.relays.length === 0;
+  relays.disabled = state.relays.length === 0;
+  if (state.relays.length === 0) {
+    $("private-note").textContent =
+      "This gateway lists no relay (gateway.relays in its configuration), so its page cannot send privately. gondola proxy gives any OpenAI client, this app included, the same private path.";
+  }
   $("settings-dialog").showModal();
 }
 
@@ -782,7 +823,9 @@ async function saveSettings() {
   state.prefs.apiKey = key;
   if (keyChanged) state.prefs.apiKeyAccount = null;
   state.prefs.theme = $("theme-select").value;
+  state.prefs.privateRelay = $("private-mode").checked ? $("private-relay").value : "";
   applyTheme();
+  renderHeader();
   await savePrefs();
   if (keyChanged) {
     hideBanner();
@@ -879,7 +922,7 @@ async function deleteEverything() {
   await Promise.all([...state.saveChains.values()]);
   state.saveChains.clear();
   state.chats.clear();
-  state.prefs = { apiKey: "", apiKeyAccount: null, theme: "system", model: null };
+  state.prefs = { apiKey: "", apiKeyAccount: null, theme: "system", model: null, privateRelay: "" };
   if (state.store) {
     await state.store.destroy();
     state.store = await Store.open();
@@ -1062,6 +1105,7 @@ async function start() {
     useApiKey,
     apiKeyFor: (address) => (state.prefs.apiKey && state.prefs.apiKeyAccount === address ? state.prefs.apiKey : ""),
   });
+  state.relays = await listRelays();
   const latest = listedChats()[0];
   state.current = latest ?? newChat();
   renderAll();

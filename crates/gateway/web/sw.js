@@ -1,8 +1,8 @@
-// Gondola's service worker: keeps the app shell (the page, its scripts, the signing library,
-// styles, manifest and icon) so the app opens without a network. It never touches API
+// Gondola's service worker: keeps the app shell (the page, its scripts, the signing and privacy
+// libraries, styles, manifest and icon) so the app opens without a network. It never touches API
 // traffic: requests for anything outside SHELL pass straight through, uncached.
 
-const CACHE = "gondola-shell-v2";
+const CACHE = "gondola-shell-v3";
 const SHELL = [
   "/",
   "/app.css",
@@ -13,6 +13,8 @@ const SHELL = [
   "/wallet.js",
   "/amounts.js",
   "/signing.js",
+  "/privacy.js",
+  "/oblivious.js",
   "/manifest.webmanifest",
   "/icon.svg",
 ];

@@ -53,6 +53,10 @@ pub struct RawGateway {
     /// `[gateway.rate_limits.<tier>]`: each tier's per-account limits (small, medium, large).
     #[serde(default)]
     pub rate_limits: BTreeMap<String, RawTierLimit>,
+    /// Oblivious HTTP relays (`gondola relay`, run by someone else) the web app's private mode
+    /// may use, as origins: `https://relay.example` or `http://127.0.0.1:8090`.
+    #[serde(default)]
+    pub relays: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +258,24 @@ pub fn listen_address(
     parse_listen(flag.or(file).unwrap_or(default))
 }
 
+/// A relay's origin (`scheme://host[:port]`), as a Content-Security-Policy names it.
+fn relay_origin(relay: &str) -> anyhow::Result<String> {
+    let url = reqwest::Url::parse(relay)
+        .with_context(|| format!("gateway.relays: {relay:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || url.path() != "/"
+        || url.query().is_some()
+        || !url.username().is_empty()
+    {
+        bail!(
+            "gateway.relays: {relay:?} must be a relay's origin, such as https://relay.example or \
+             http://127.0.0.1:8090 (no path, query or user)"
+        );
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
 fn millis(value: Option<u64>, default: Duration) -> Duration {
     value.map_or(default, Duration::from_millis)
 }
@@ -399,6 +421,11 @@ pub fn gateway_config(
         economy: None,
         oblivious_seed: None,
         tokens: None,
+        web_relays: raw
+            .relays
+            .iter()
+            .map(|relay| relay_origin(relay))
+            .collect::<anyhow::Result<_>>()?,
         tiers,
         limits,
         auth: AuthConfig { keys, anonymous },
@@ -544,5 +571,38 @@ mod tests {
             toml::from_str::<FileConfig>("[gateway.rate_limits.small]\nrequests_per_hour = 7")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn relays_are_origins_and_anything_else_is_refused() {
+        let local: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let config = gateway_config(
+            &raw("[gateway]\nrelays = [\"https://Relay.example\", \"http://127.0.0.1:8090/\"]"),
+            local,
+            None,
+        )
+        .expect("valid");
+        assert_eq!(
+            config.web_relays,
+            ["https://relay.example", "http://127.0.0.1:8090"]
+        );
+        for bad in [
+            "relay.example",
+            "ftp://relay.example",
+            "https://relay.example/ohttp",
+            "https://relay.example/?a=1",
+            "https://user@relay.example",
+        ] {
+            let error = gateway_config(
+                &raw(&format!("[gateway]\nrelays = [\"{bad}\"]")),
+                local,
+                None,
+            )
+            .expect_err(bad);
+            assert!(
+                format!("{error:#}").contains("gateway.relays"),
+                "{bad}: {error:#}"
+            );
+        }
     }
 }

@@ -5,6 +5,9 @@
 //! chunk as they come. It holds no key and cannot read what it carries. Of the client's request
 //! it passes on the body and its media type and nothing else: no address, no other header. It
 //! logs a request id, sizes, status and latency; never an address.
+//!
+//! Browsers may use it from any page (CORS, without credentials): a web app in private mode
+//! sends its sealed requests here from the gateway's origin. The page's origin is not passed on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,7 +90,18 @@ pub fn router(config: RelayConfig) -> Result<Router, reqwest::Error> {
                 "a relay carries POST /ohttp and GET /.well-known/ohttp-gateway only",
             )
         })
-        .with_state(relay))
+        .with_state(relay)
+        .layer(cors()))
+}
+
+/// Any page may send sealed requests and fetch the key configuration; no cookie or
+/// authorization travels (a sealed request carries its own inside the seal).
+fn cors() -> tower_http::cors::CorsLayer {
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([http::Method::GET, http::Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response {
