@@ -116,7 +116,7 @@ function configArgs(config) {
   return ["--config", file];
 }
 
-/** `gondola serve` with the real default model. Resolves to {process, url, port}. */
+/** `gondola serve` with the real default model. Resolves to {process, url, port, data}. */
 export async function serve({ listen = "127.0.0.1:0", config = null, extra = [] } = {}) {
   const data = path.join(tempDir("data"), "data");
   const process_ = new Gondola([
@@ -132,7 +132,7 @@ export async function serve({ listen = "127.0.0.1:0", config = null, extra = [] 
   ]);
   const url = urlIn(await process_.waitForLine("gateway listening on"));
   await process_.waitForLine("ready:");
-  return { process: process_, url, port: Number(new URL(url).port) };
+  return { process: process_, url, port: Number(new URL(url).port), data };
 }
 
 /** `gondola gateway` alone (no model), with a config file and any `extra` flags. */
@@ -141,6 +141,25 @@ export async function gateway(config = "", extra = []) {
   const process_ = new Gondola(["gateway", "--listen", "127.0.0.1:0", "--data-dir", data, ...configArgs(config), ...extra]);
   const url = urlIn(await process_.waitForLine("gateway listening on"));
   return { process: process_, url, data };
+}
+
+/** `gondola relay` on `listen`, in front of the gateway at `gatewayUrl`. Resolves to {process, url}. */
+export async function relay(gatewayUrl, listen = "127.0.0.1:0") {
+  const process_ = new Gondola(["relay", "--listen", listen, "--gateway", gatewayUrl]);
+  const url = urlIn(await process_.waitForLine("relay listening on"));
+  return { process: process_, url };
+}
+
+/** A loopback port free a moment ago (for a process whose address must be known before it starts). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = http.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 /** Runs a `gondola` CLI command against a gateway, as a user would, and returns its `--json` output. */

@@ -378,6 +378,9 @@ export class ResponseReader {
       }
     }
     this.#trailer = new Headers(fields);
+    // What follows is padding. Reading it to the end lets the decryption below check the last
+    // chunk, so a reply cut short after its message is noticed too.
+    await this.#reader.rest(LARGE_MESSAGE_STEP * 2);
   }
 
   /** The trailer fields, once `content()` has been read to its end. */
@@ -857,8 +860,11 @@ async function* sseData(pieces) {
 
 /** The sealed bytes a gateway's stream of sealed events carries. */
 async function* sealedBytes(reply) {
+  let done = false;
+  // Read to the end (past [DONE]), so that the outer layer's last chunk is checked too.
   for await (const data of sseData(reply.content())) {
-    if (data === "[DONE]") return;
+    if (data === "[DONE]") done = true;
+    if (done) continue;
     let event;
     try {
       event = JSON.parse(data);
