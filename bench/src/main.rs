@@ -224,6 +224,7 @@ async fn start_stack(engine: &Arc<Engine>) -> anyhow::Result<(String, PathBuf)> 
         advertise_url: None,
         data_dir: data.clone(),
         max_in_flight: 8,
+        x_wing: false,
     };
     tokio::spawn(provider::run(
         provider_listener,

@@ -203,6 +203,8 @@ pub struct GatewayConfig {
     /// The seed file of the Oblivious HTTP key (created on first start); `None` serves no
     /// OHTTP endpoint.
     pub oblivious_seed: Option<std::path::PathBuf>,
+    /// Also publish an X-Wing (post-quantum hybrid) OHTTP key, listed before the X25519 one.
+    pub oblivious_x_wing: bool,
     /// Privacy Pass tokens (issued and taken only when there is a ledger); `None` takes none.
     pub tokens: Option<crate::tokens::TokensConfig>,
     /// Origins of Oblivious HTTP relays the web app may send its private mode through (each
@@ -225,6 +227,7 @@ impl Default for GatewayConfig {
             economy: None,
             tiers: TierConfig::default(),
             oblivious_seed: None,
+            oblivious_x_wing: false,
             tokens: None,
             web_relays: Vec::new(),
         }

@@ -110,7 +110,8 @@ impl Gateway {
         };
         let oblivious = match &config.oblivious_seed {
             Some(path) => Some(Arc::new(
-                oblivious::ObliviousGateway::from_seed_file(path).map_err(std::io::Error::other)?,
+                oblivious::ObliviousGateway::from_seed_file(path, config.oblivious_x_wing)
+                    .map_err(std::io::Error::other)?,
             )),
             None => None,
         };

@@ -3,8 +3,9 @@
 //! address and an opaque body, the gateway sees the request but not who sent it.
 //!
 //! - `GET /.well-known/ohttp-gateway`: the key configuration list (RFC 9540,
-//!   `application/ohttp-keys`). The key is derived from a 32-byte seed kept in the data
-//!   directory, so restarts and replicas sharing the seed publish the same key.
+//!   `application/ohttp-keys`). The keys are derived from a 32-byte seed kept in the data
+//!   directory, so restarts and replicas sharing the seed publish the same keys: X25519, and
+//!   with post-quantum sealing on (`gateway.x_wing`) an X-Wing key listed before it.
 //! - `POST /ohttp` (`message/ohttp-req`): decapsulates, checks the inner request against the
 //!   short list of API routes it may reach, runs it through the gateway's own router (same
 //!   authentication, metering and limits as any request, minus a client address, which the
@@ -23,10 +24,9 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bhttp::{Message, Mode, StatusCode as BhttpStatus};
 use http::{HeaderValue, StatusCode, header};
-use ohttp::hpke::{Aead, Kdf, Kem};
-use ohttp::{KeyConfig, Server, SymmetricSuite};
 use tower::ServiceExt;
 
+use privacy::keys::KeySet;
 pub use privacy::{
     CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, GATEWAY_PATH, KEYS_MEDIA_TYPE,
     KEYS_PATH, REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE,
@@ -54,33 +54,22 @@ pub enum SetupError {
     Key(#[from] ohttp::Error),
 }
 
-/// The gateway's OHTTP key and its published configuration.
+/// The gateway's OHTTP keys and their published configuration.
 pub struct ObliviousGateway {
-    server: Server,
-    encoded_keys: Vec<u8>,
+    keys: KeySet,
 }
 
 impl ObliviousGateway {
-    /// The key derived from `seed` (X25519, HKDF-SHA256, AES-128-GCM or ChaCha20-Poly1305).
-    pub fn from_seed(seed: &[u8; SEED_BYTES]) -> Result<Self, SetupError> {
-        let config = KeyConfig::derive(
-            KEY_ID,
-            Kem::X25519Sha256,
-            vec![
-                SymmetricSuite::new(Kdf::HkdfSha256, Aead::Aes128Gcm),
-                SymmetricSuite::new(Kdf::HkdfSha256, Aead::ChaCha20Poly1305),
-            ],
-            seed,
-        )?;
-        let encoded_keys = KeyConfig::encode_list(&[&config])?;
+    /// The keys derived from `seed` (X25519 and, with `post_quantum`, X-Wing listed first;
+    /// HKDF-SHA256, AES-128-GCM or ChaCha20-Poly1305).
+    pub fn from_seed(seed: &[u8; SEED_BYTES], post_quantum: bool) -> Result<Self, SetupError> {
         Ok(Self {
-            server: Server::new(config)?,
-            encoded_keys,
+            keys: KeySet::derive(KEY_ID, seed, post_quantum)?,
         })
     }
 
     /// Reads the seed at `path`, or creates it (random, mode 0600) when there is none.
-    pub fn from_seed_file(path: &Path) -> Result<Self, SetupError> {
+    pub fn from_seed_file(path: &Path, post_quantum: bool) -> Result<Self, SetupError> {
         let seed = read_or_create_seed(path).map_err(|error| SetupError::Seed {
             path: path.to_owned(),
             error,
@@ -88,12 +77,12 @@ impl ObliviousGateway {
         let seed: [u8; SEED_BYTES] = seed
             .try_into()
             .map_err(|_| SetupError::SeedLength(path.to_owned()))?;
-        Self::from_seed(&seed)
+        Self::from_seed(&seed, post_quantum)
     }
 
     /// The `application/ohttp-keys` body.
     pub fn encoded_keys(&self) -> &[u8] {
-        &self.encoded_keys
+        self.keys.encoded()
     }
 }
 
@@ -134,7 +123,7 @@ pub(crate) fn keys_response(gateway: &ObliviousGateway) -> Response {
             (header::CONTENT_TYPE, KEYS_MEDIA_TYPE),
             (header::CACHE_CONTROL, "max-age=86400"),
         ],
-        gateway.encoded_keys.clone(),
+        gateway.encoded_keys().to_vec(),
     )
         .into_response()
 }
@@ -185,7 +174,11 @@ async fn handle_whole(
     body: &[u8],
     max_response_bytes: usize,
 ) -> Response {
-    let Ok((plaintext, responder)) = gateway.server.decapsulate(body) else {
+    let Some(Ok((plaintext, responder))) = gateway
+        .keys
+        .server_for(body)
+        .map(|server| server.decapsulate(body))
+    else {
         return plain_error(StatusCode::BAD_REQUEST, UNDECRYPTABLE);
     };
     let inner_response = run_inner(inner, &plaintext).await;
@@ -237,7 +230,10 @@ async fn handle_chunked(
 
     // The request is already whole (the body limit bounds it), and what decrypts from it is
     // no larger.
-    let mut request = gateway.server.clone().decapsulate_stream(body);
+    let Some(server) = gateway.keys.server_for(body) else {
+        return plain_error(StatusCode::BAD_REQUEST, UNDECRYPTABLE);
+    };
+    let mut request = server.decapsulate_stream(body);
     let mut plaintext = Vec::new();
     if request.read_to_end(&mut plaintext).await.is_err() {
         return plain_error(StatusCode::BAD_REQUEST, UNDECRYPTABLE);
@@ -409,8 +405,8 @@ mod tests {
     fn the_seed_file_gives_the_same_key_every_time_and_another_seed_another_key() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("ohttp.seed");
-        let first = ObliviousGateway::from_seed_file(&path).expect("created");
-        let again = ObliviousGateway::from_seed_file(&path).expect("read");
+        let first = ObliviousGateway::from_seed_file(&path, false).expect("created");
+        let again = ObliviousGateway::from_seed_file(&path, false).expect("read");
         assert_eq!(first.encoded_keys(), again.encoded_keys());
         assert_eq!(std::fs::read(&path).expect("seed").len(), SEED_BYTES);
         #[cfg(unix)]
@@ -422,13 +418,13 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let other =
-            ObliviousGateway::from_seed_file(&dir.path().join("other.seed")).expect("created");
+        let other = ObliviousGateway::from_seed_file(&dir.path().join("other.seed"), false)
+            .expect("created");
         assert_ne!(first.encoded_keys(), other.encoded_keys());
 
         std::fs::write(&path, [1u8; 5]).expect("write");
         assert!(matches!(
-            ObliviousGateway::from_seed_file(&path),
+            ObliviousGateway::from_seed_file(&path, false),
             Err(SetupError::SeedLength(_))
         ));
     }
@@ -597,7 +593,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_reply_seals_each_event_alone_at_one_size_and_opens_to_the_same_events() {
-        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES]).expect("key");
+        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES], false).expect("key");
         let (reply, opener) = chunked_round_trip(&gateway, "POST", "/v1/chat/completions").await;
         // AES-128-GCM: a 16-byte response nonce, then the head, three events, the end, and
         // the final (empty) chunk.
@@ -636,7 +632,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_reply_that_is_not_a_stream_is_one_padded_piece() {
-        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES]).expect("key");
+        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES], false).expect("key");
         let (reply, opener) = chunked_round_trip(&gateway, "GET", "/v1/models").await;
         let lengths = chunk_lengths(&reply, 16);
         assert_eq!(
@@ -656,7 +652,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_reply_with_any_piece_tampered_or_cut_short_fails_to_open() {
-        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES]).expect("key");
+        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES], false).expect("key");
         let (reply, _) = chunked_round_trip(&gateway, "POST", "/v1/chat/completions").await;
         let lengths = chunk_lengths(&reply, 16);
         // Where each sealed piece starts (all replies to this API are laid out alike).
@@ -694,7 +690,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tampered_chunked_request_is_refused_in_the_clear() {
-        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES]).expect("key");
+        let gateway = ObliviousGateway::from_seed(&[7; SEED_BYTES], false).expect("key");
         let keys = privacy::client::GatewayKeys::decode(gateway.encoded_keys()).expect("keys");
         let (sealed, _) = privacy::client::seal_chunked(&keys, "GET", "/v1/models", &[], b"")
             .await

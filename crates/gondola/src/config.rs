@@ -57,6 +57,10 @@ pub struct RawGateway {
     /// may use, as origins: `https://relay.example` or `http://127.0.0.1:8090`.
     #[serde(default)]
     pub relays: Vec<String>,
+    /// Also publish an X-Wing key (ML-KEM-768 + X25519, post-quantum) for Oblivious HTTP,
+    /// listed before the X25519 key; clients that cannot use it keep using X25519.
+    #[serde(default)]
+    pub x_wing: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +208,9 @@ pub struct RawProvider {
     /// `env::NAME` for the upstream engine's API key.
     pub upstream_api_key: Option<String>,
     pub context_tokens: Option<u32>,
+    /// Also publish an X-Wing sealing key (post-quantum hybrid), listed before the X25519 one.
+    #[serde(default)]
+    pub x_wing: bool,
     #[serde(default)]
     pub engine: RawEngine,
 }
@@ -420,6 +427,7 @@ pub fn gateway_config(
     Ok(GatewayConfig {
         economy: None,
         oblivious_seed: None,
+        oblivious_x_wing: raw.x_wing,
         tokens: None,
         web_relays: raw
             .relays

@@ -853,6 +853,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .provider
             .max_in_flight
             .unwrap_or(engine.config().max_sequences + 16),
+        x_wing: file.provider.x_wing,
     };
     let backend = provider::Backend::Embedded {
         engine,
@@ -985,6 +986,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
             .or_else(|| file.provider.advertise.clone()),
         data_dir: data.join("provider"),
         max_in_flight,
+        x_wing: file.provider.x_wing,
     };
     let (ready, registered) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(provider::run(

@@ -9,6 +9,7 @@
 //! - [`client`]: sealing requests and opening replies, whole or chunked.
 //! - [`framing`]: the Binary HTTP (RFC 9292) framing the gateway streams with, and the padding
 //!   both sides apply.
+//! - [`keys`]: the key sets the gateway and providers publish: X25519, and X-Wing as an option.
 //! - [`relay`]: `gondola relay`, which forwards sealed messages and holds no key.
 //! - [`sealed`]: the inner layer: chat requests sealed to providers' keys, which the gateway
 //!   routes without reading, and the providers' signed receipts.
@@ -18,6 +19,7 @@
 
 pub mod client;
 pub mod framing;
+pub mod keys;
 pub mod proxy;
 pub mod relay;
 pub mod sealed;

@@ -16,8 +16,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
 use futures_util::{AsyncWrite, AsyncWriteExt, Stream, StreamExt};
-use ohttp::hpke::{Aead, Kdf, Kem};
-use ohttp::{KeyConfig, SymmetricSuite};
 use rand::seq::SliceRandom;
 use sha2::{Digest, Sha256};
 use wire::provider::{EnvelopeError, RECEIPT_PURPOSE, Receipt, SignedEnvelope};
@@ -347,38 +345,27 @@ pub enum OpenError {
     Sealer,
 }
 
-/// A provider's sealing key, derived from its identity's secret, and its published form.
+/// A provider's sealing keys, derived from its identity's secret, and their published form.
 pub struct ProviderKeys {
-    server: ohttp::Server,
-    encoded: Vec<u8>,
+    keys: crate::keys::KeySet,
 }
 
 impl ProviderKeys {
-    /// The key derived from `secret` (X25519, HKDF-SHA256, AES-128-GCM or ChaCha20-Poly1305):
-    /// the same secret gives the same key after every restart.
-    pub fn derive(secret: &[u8]) -> Result<Self, ohttp::Error> {
+    /// The keys derived from `secret` (X25519 and, with `post_quantum`, X-Wing listed first;
+    /// HKDF-SHA256, AES-128-GCM or ChaCha20-Poly1305): the same secret gives the same keys
+    /// after every restart.
+    pub fn derive(secret: &[u8], post_quantum: bool) -> Result<Self, ohttp::Error> {
         let mut ikm = Sha256::new();
         ikm.update(KEY_LABEL);
         ikm.update(secret);
-        let config = KeyConfig::derive(
-            0,
-            Kem::X25519Sha256,
-            vec![
-                SymmetricSuite::new(Kdf::HkdfSha256, Aead::Aes128Gcm),
-                SymmetricSuite::new(Kdf::HkdfSha256, Aead::ChaCha20Poly1305),
-            ],
-            &ikm.finalize(),
-        )?;
-        let encoded = KeyConfig::encode_list(&[&config])?;
         Ok(Self {
-            server: ohttp::Server::new(config)?,
-            encoded,
+            keys: crate::keys::KeySet::derive(0, &ikm.finalize(), post_quantum)?,
         })
     }
 
     /// The `application/ohttp-keys` list, base64, as registrations carry it.
     pub fn encoded_base64(&self) -> String {
-        BASE64.encode(&self.encoded)
+        BASE64.encode(self.keys.encoded())
     }
 
     /// Opens a sealed chat request: its JSON body, the sealer its reply is written through, and
@@ -390,7 +377,11 @@ impl ProviderKeys {
         use futures_util::AsyncReadExt;
         use tokio_util::compat::TokioAsyncWriteCompatExt;
 
-        let mut request = self.server.clone().decapsulate_stream(sealed);
+        let mut request = self
+            .keys
+            .server_for(sealed)
+            .ok_or(OpenError::Undecryptable)?
+            .decapsulate_stream(sealed);
         let mut plaintext = Vec::new();
         request
             .read_to_end(&mut plaintext)
@@ -605,53 +596,56 @@ mod tests {
     #[tokio::test]
     async fn a_sealed_request_opens_only_at_its_provider_and_the_reply_verifies_against_its_receipt()
      {
-        let signer = identity(1);
-        let keys = ProviderKeys::derive(&signer.to_bytes()).expect("keys");
-        let again = ProviderKeys::derive(&signer.to_bytes()).expect("keys");
-        assert_eq!(keys.encoded_base64(), again.encoded_base64());
-        let other = ProviderKeys::derive(&identity(2).to_bytes()).expect("keys");
-        assert_ne!(keys.encoded_base64(), other.encoded_base64());
+        // With X25519 alone, and with X-Wing listed first (which the client then seals to).
+        for post_quantum in [false, true] {
+            let signer = identity(1);
+            let keys = ProviderKeys::derive(&signer.to_bytes(), post_quantum).expect("keys");
+            let again = ProviderKeys::derive(&signer.to_bytes(), post_quantum).expect("keys");
+            assert_eq!(keys.encoded_base64(), again.encoded_base64());
+            let other = ProviderKeys::derive(&identity(2).to_bytes(), post_quantum).expect("keys");
+            assert_ne!(keys.encoded_base64(), other.encoded_base64());
 
-        let provider = listed(&signer, &keys);
-        let request = seal_chat(&[&provider], "m", 16, CHAT).await.expect("seals");
-        let declared: SealedChat = serde_json::from_slice(&request.body).expect("json");
-        assert_eq!((declared.model.as_str(), declared.max_tokens), ("m", 16));
-        let sealed = BASE64.decode(&declared.sealed[0].request).expect("base64");
-        assert!(!sealed.windows(5).any(|window| window == b"hello"));
-        // Another provider's key does not open it.
-        assert!(matches!(
-            other.open(&sealed).await.err(),
-            Some(OpenError::Undecryptable)
-        ));
-        let (reply, body) = provider_reply(&keys, &signer, &sealed, |_| {}).await;
-        assert_eq!(body, CHAT);
-        let opened = request
-            .open(&provider.id, events(&reply))
-            .await
-            .expect("opens");
-        assert_eq!(opened.status, 200);
-        assert_eq!(opened.header("content-type"), Some("text/event-stream"));
-        let (content, receipt) = read(opened).await;
-        let content = content.expect("a verified reply");
-        let events: Vec<Vec<u8>> = framing::EventSplitter::new(1 << 20).push(&content);
-        let events: Vec<&[u8]> = events
-            .iter()
-            .map(|event| framing::strip_event_padding(event))
-            .collect();
-        assert_eq!(events, [&b"data: {\"a\":1}\n\n"[..], b"data: [DONE]\n\n"]);
-        let receipt = receipt.expect("a verdict").expect("verifies");
-        assert_eq!(receipt.provider, provider.id);
-        assert_eq!(receipt.request_sha256, hex::encode(Sha256::digest(CHAT)));
-        assert_eq!(
-            receipt.response_sha256,
-            hex::encode(Sha256::digest(&content))
-        );
+            let provider = listed(&signer, &keys);
+            let request = seal_chat(&[&provider], "m", 16, CHAT).await.expect("seals");
+            let declared: SealedChat = serde_json::from_slice(&request.body).expect("json");
+            assert_eq!((declared.model.as_str(), declared.max_tokens), ("m", 16));
+            let sealed = BASE64.decode(&declared.sealed[0].request).expect("base64");
+            assert!(!sealed.windows(5).any(|window| window == b"hello"));
+            // Another provider's key does not open it.
+            assert!(matches!(
+                other.open(&sealed).await.err(),
+                Some(OpenError::Undecryptable)
+            ));
+            let (reply, body) = provider_reply(&keys, &signer, &sealed, |_| {}).await;
+            assert_eq!(body, CHAT);
+            let opened = request
+                .open(&provider.id, events(&reply))
+                .await
+                .expect("opens");
+            assert_eq!(opened.status, 200);
+            assert_eq!(opened.header("content-type"), Some("text/event-stream"));
+            let (content, receipt) = read(opened).await;
+            let content = content.expect("a verified reply");
+            let events: Vec<Vec<u8>> = framing::EventSplitter::new(1 << 20).push(&content);
+            let events: Vec<&[u8]> = events
+                .iter()
+                .map(|event| framing::strip_event_padding(event))
+                .collect();
+            assert_eq!(events, [&b"data: {\"a\":1}\n\n"[..], b"data: [DONE]\n\n"]);
+            let receipt = receipt.expect("a verdict").expect("verifies");
+            assert_eq!(receipt.provider, provider.id);
+            assert_eq!(receipt.request_sha256, hex::encode(Sha256::digest(CHAT)));
+            assert_eq!(
+                receipt.response_sha256,
+                hex::encode(Sha256::digest(&content))
+            );
+        }
     }
 
     #[tokio::test]
     async fn a_receipt_that_does_not_match_the_reply_or_its_provider_fails() {
         let signer = identity(3);
-        let keys = ProviderKeys::derive(&signer.to_bytes()).expect("keys");
+        let keys = ProviderKeys::derive(&signer.to_bytes(), false).expect("keys");
         let provider = listed(&signer, &keys);
         // A receipt over another reply, another request, for another provider, or signed by
         // another key: the reply's body ends in an error, and the verdict says why.

@@ -115,6 +115,8 @@ pub struct ProviderConfig {
     pub data_dir: PathBuf,
     /// Requests served at once (beyond this: 503, and the gateway tries another provider).
     pub max_in_flight: u32,
+    /// Also publish an X-Wing (post-quantum hybrid) sealing key, listed before the X25519 one.
+    pub x_wing: bool,
 }
 
 struct AppState {
@@ -188,7 +190,7 @@ pub async fn run(
 ) -> Result<(), ProviderError> {
     server::install_crypto_provider();
     let key = identity::load_or_create(&config.data_dir)?;
-    let sealing = privacy::sealed::ProviderKeys::derive(&key.to_bytes())
+    let sealing = privacy::sealed::ProviderKeys::derive(&key.to_bytes(), config.x_wing)
         .map_err(|error| ProviderError::Sealing(error.to_string()))?;
     let sealing_keys = Some(sealing.encoded_base64());
     let address: SocketAddr = listener.local_addr()?;

@@ -139,7 +139,7 @@ async fn a_sealed_chat_is_read_by_its_provider_alone_and_comes_back_with_a_verif
     .expect("hex")
     .try_into()
     .expect("32 bytes");
-    let keys = privacy::sealed::ProviderKeys::derive(&secret_key).expect("keys");
+    let keys = privacy::sealed::ProviderKeys::derive(&secret_key, false).expect("keys");
     for (fields, body) in &sealed_requests {
         for (name, _) in fields {
             assert!(
