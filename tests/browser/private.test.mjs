@@ -1,8 +1,10 @@
 // The private mode with the real `gondola serve`, its real model, a real `gondola relay` and an
 // account's API key: the page seals each chat itself (to the provider, and around that to the
 // gateway), sends it through the relay, pays with Privacy Pass tokens it bought with the key, and
-// checks the provider's receipt. What each party saw is read from the browser's own record of
-// its requests and from the gateway's and relay's logs.
+// checks the provider's receipt. The gateway offers an X-Wing key too, so the page seals to the
+// gateway with X-Wing and to the provider with X25519: both KEMs run in the browser. What each
+// party saw is read from the browser's own record of its requests and from the gateway's and
+// relay's logs.
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -26,7 +28,7 @@ describe("the private mode: sealed in the page, through a relay, paid with token
     const relayPort = await support.freePort();
     relayOrigin = `http://127.0.0.1:${relayPort}`;
     gondola = await support.serve({
-      config: `[gateway]\nrelays = ["${relayOrigin}"]\n\n[gateway.models]\ndefault = "smollm2-135m-instruct"\n`,
+      config: `[gateway]\nrelays = ["${relayOrigin}"]\nx_wing = true\n\n[gateway.models]\ndefault = "smollm2-135m-instruct"\n`,
     });
     relay = await support.relay(gondola.url, `127.0.0.1:${relayPort}`);
     assert.equal(relay.url, relayOrigin);
@@ -96,6 +98,8 @@ describe("the private mode: sealed in the page, through a relay, paid with token
     for (const request of posts) {
       assert.equal(request.url, `${relayOrigin}/ohttp`);
       assert.equal(request.headers["content-type"], "message/ohttp-chunked-req");
+      // Sealed to the gateway's X-Wing key (id 2, KEM 0x647a), the first it lists.
+      assert.deepEqual([...request.body.subarray(0, 3)], [2, 0x64, 0x7a]);
       assert.equal(request.headers.authorization, undefined);
       assert.equal(request.headers.cookie, undefined);
     }

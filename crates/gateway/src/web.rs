@@ -384,6 +384,7 @@ mod tests {
             "DhkemX25519HkdfSha256",
             "HkdfSha256",
             "RSABSSA",
+            "XWing",
             "available",
             "ed25519",
             "sha256",

@@ -32,8 +32,14 @@ const TOKENS_REQUIRED_HEADER = "x-gondola-tokens-required";
 const RECEIPT_FIELD = "gondola-receipt";
 const RECEIPT_PURPOSE = "gondola/provider-receipt/v1";
 
-/** X25519 with HKDF-SHA256, the one KEM the gateway and providers publish. */
+/** The KEMs the gateway and providers publish, by id: their public key lengths. X-Wing
+ * (ML-KEM-768 + X25519, post-quantum) is listed first where it is offered, and preferred. */
 const KEM_X25519 = 0x0020;
+const KEM_X_WING = 0x647a;
+const KEM_PUBLIC_KEY_BYTES = new Map([
+  [KEM_X_WING, 1216],
+  [KEM_X25519, 32],
+]);
 const KDF_HKDF_SHA256 = 0x0001;
 /** AEADs this page can seal with, by id: their key lengths. */
 const AEAD_KEY_BYTES = new Map([
@@ -405,7 +411,7 @@ async function readAll(response, limit = MAX_READ_BYTES) {
 
 /**
  * The first configuration of an `application/ohttp-keys` list (RFC 9540) that this page can
- * seal to: X25519, HKDF-SHA256, AES-GCM.
+ * seal to: X-Wing or X25519, HKDF-SHA256, AES-GCM.
  */
 export function chooseKeyConfig(list) {
   let at = 0;
@@ -416,16 +422,18 @@ export function chooseKeyConfig(list) {
     if (config.length !== length || length < 3) break;
     const keyId = config[0];
     const kem = readU16(config, 1);
-    if (kem !== KEM_X25519 || config.length < 3 + 32 + 2) continue;
-    const publicKey = config.slice(3, 35);
-    const suitesLength = readU16(config, 35);
-    for (let suite = 37; suite + 4 <= 37 + suitesLength && suite + 4 <= config.length; suite += 4) {
+    const keyBytes = KEM_PUBLIC_KEY_BYTES.get(kem);
+    if (keyBytes === undefined || config.length < 3 + keyBytes + 2) continue;
+    const publicKey = config.slice(3, 3 + keyBytes);
+    const suites = 3 + keyBytes + 2;
+    const suitesLength = readU16(config, 3 + keyBytes);
+    for (let suite = suites; suite + 4 <= suites + suitesLength && suite + 4 <= config.length; suite += 4) {
       const kdf = readU16(config, suite);
       const aead = readU16(config, suite + 2);
       if (kdf === KDF_HKDF_SHA256 && AEAD_KEY_BYTES.has(aead)) return { keyId, kem, publicKey, kdf, aead };
     }
   }
-  throw new PrivateFailure("the key configuration offers nothing this page can seal to (X25519, HKDF-SHA256, AES-GCM)");
+  throw new PrivateFailure("the key configuration offers nothing this page can seal to (X-Wing or X25519, HKDF-SHA256, AES-GCM)");
 }
 
 /**
@@ -435,7 +443,8 @@ export function chooseKeyConfig(list) {
 export async function sealChunked(config, plaintext) {
   const lib = await crypto_();
   const aead = config.aead === 0x0001 ? new lib.Aes128Gcm() : new lib.Aes256Gcm();
-  const suite = new lib.CipherSuite({ kem: new lib.DhkemX25519HkdfSha256(), kdf: new lib.HkdfSha256(), aead });
+  const kem = config.kem === KEM_X_WING ? new lib.XWing() : new lib.DhkemX25519HkdfSha256();
+  const suite = new lib.CipherSuite({ kem, kdf: new lib.HkdfSha256(), aead });
   const header = concat([Uint8Array.of(config.keyId), u16(config.kem), u16(config.kdf), u16(config.aead)]);
   const info = concat([encoder.encode(REQUEST_LABEL), Uint8Array.of(0), header]);
   const recipientPublicKey = await suite.kem.importKey("raw", buffer(config.publicKey), true);

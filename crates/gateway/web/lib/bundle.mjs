@@ -20,6 +20,8 @@ const entries = {
   privacy: [
     `@hpke/core ${version("@hpke/core")} (MIT)`,
     `@hpke/dhkem-x25519 ${version("@hpke/dhkem-x25519")} (MIT)`,
+    `@hpke/hybridkem-x-wing ${version("@hpke/hybridkem-x-wing")} (MIT)`,
+    `mlkem ${version("mlkem")} (MIT)`,
     `@cloudflare/blindrsa-ts ${version("@cloudflare/blindrsa-ts")} (Apache-2.0)`,
     `@noble/curves ${version("@noble/curves")} (MIT)`,
     `@noble/hashes ${version("@noble/hashes")} (MIT)`,

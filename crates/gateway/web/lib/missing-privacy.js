@@ -19,6 +19,7 @@ export const Aes256Gcm = unavailable;
 export const CipherSuite = unavailable;
 export const HkdfSha256 = unavailable;
 export const DhkemX25519HkdfSha256 = unavailable;
+export const XWing = unavailable;
 export const RSABSSA = null;
 export const ed25519 = null;
 export const sha256 = unavailable;
