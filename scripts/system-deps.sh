@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Gondola needs to build and test, if any are missing:
 # cmake, clang and libclang-dev build llama.cpp and its bindings; python3-venv makes the venv
-# the OpenAI SDK test runs in; node and npm install and bundle the web app's signing library.
+# the OpenAI SDK test runs in; node and npm install and bundle the web app's libraries.
 # With --tests, also chromium for the web app's browser suite (playwright-core drives Debian's
 # Chromium; no browser is downloaded).
 set -euo pipefail

@@ -2,7 +2,7 @@
 # Runs Gondola's whole test suite: formatting, lints, then every test (unit tests and the
 # end-to-end tests, which pull the default model once and make a venv for the OpenAI SDK), then
 # the web app's browser suite in Chromium against the debug binary those tests built (with the
-# wallet page's signing library, which web-deps.sh installs before anything is built).
+# web app's libraries, which web-deps.sh installs before anything is built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
