@@ -68,27 +68,15 @@ struct Report {
     sealed_ratio_decode: f64,
 }
 
-/// A fixed API: a streamed reply of [`EVENTS`] events shaped like a real chat stream.
+/// A fixed API: the streamed reply of [`reply_events`], one frame per event, as the gateway
+/// streams them.
 fn synthetic_api() -> axum::Router {
-    let mut stream = String::new();
-    for index in 0..EVENTS {
-        let chunk = serde_json::json!({
-            "id": "chatcmpl-0123456789abcdef",
-            "object": "chat.completion.chunk",
-            "created": 1_764_000_000,
-            "model": "smollm2-135m-instruct",
-            "choices": [{"index": 0, "delta": {"content": format!(" word{index}")}, "finish_reason": null}],
-        });
-        stream.push_str(&format!("data: {chunk}\n\n"));
-    }
-    stream.push_str("data: [DONE]\n\n");
-    let stream = bytes::Bytes::from(stream);
+    let stream = bytes::Bytes::from(reply_events());
     axum::Router::new().route(
         "/v1/chat/completions",
         post(move || {
             let stream = stream.clone();
             async move {
-                // One frame per event, as the gateway streams them.
                 let events: Vec<Result<bytes::Bytes, std::io::Error>> = stream
                     .split_inclusive(|&byte| byte == b'\n')
                     .collect::<Vec<_>>()
@@ -156,7 +144,7 @@ async fn private_once(
     Ok((request_bytes, reply_bytes, plaintext))
 }
 
-/// The synthetic reply's events, as a provider's backend would stream them.
+/// A streamed reply of [`EVENTS`] events shaped like a real chat stream.
 fn reply_events() -> Vec<u8> {
     let mut stream = String::new();
     for index in 0..EVENTS {

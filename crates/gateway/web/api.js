@@ -42,21 +42,23 @@ export function accountHeaders(headers) {
   };
 }
 
-async function failureFrom(response) {
-  let code = "";
-  let message = "";
+/**
+ * The message and code of an API error body (`text`), in either dialect: OpenAI's
+ * `{error: {message, code}}` or Venice's `{error, code}`. Empty for anything else.
+ */
+export function errorFields(text) {
   try {
-    const body = await response.json();
-    if (typeof body?.error === "string") {
-      message = body.error;
-      code = body.code ?? "";
-    } else if (body?.error) {
-      message = body.error.message ?? "";
-      code = body.error.code ?? "";
-    }
+    const body = JSON.parse(text);
+    if (typeof body?.error === "string") return { message: body.error, code: body.code ?? "" };
+    if (body?.error) return { message: body.error.message ?? "", code: body.error.code ?? "" };
   } catch {
     // Not JSON (a proxy's error page, say): the status alone tells what happened.
   }
+  return { message: "", code: "" };
+}
+
+async function failureFrom(response) {
+  const { message, code } = errorFields(await response.text().catch(() => ""));
   const retry = Number.parseInt(response.headers.get("retry-after") ?? "", 10);
   return new ApiFailure({
     kind: "http",

@@ -15,6 +15,8 @@
 // crates/privacy (client.rs, sealed.rs, tokens.rs, proxy.rs), and the browser suite checks the
 // two against the same gateway.
 
+import { errorFields } from "/api.js";
+
 const KEYS_PATH = "/.well-known/ohttp-gateway";
 const GATEWAY_PATH = "/ohttp";
 const CHUNKED_REQUEST_MEDIA_TYPE = "message/ohttp-chunked-req";
@@ -637,20 +639,13 @@ export async function verifyReceipt(envelopeText, { publicKey, provider, request
 
 /** What a refusal from the gateway said, in the failure the app describes to people. */
 async function refusal(head, response) {
-  let message = "";
-  let code = "";
+  let text = "";
   try {
-    const body = JSON.parse(decoder.decode(await readAll(response, 64 * 1024)));
-    if (typeof body?.error === "string") {
-      message = body.error;
-      code = body.code ?? "";
-    } else if (body?.error) {
-      message = body.error.message ?? "";
-      code = body.error.code ?? "";
-    }
+    text = decoder.decode(await readAll(response, 64 * 1024));
   } catch {
-    // Not JSON: the status says enough.
+    // Unreadable: the status says enough.
   }
+  const { message, code } = errorFields(text);
   const retry = Number.parseInt(head.headers.get("retry-after") ?? "", 10);
   return new PrivateFailure(message || `the gateway answered ${head.status}`, {
     status: head.status,
