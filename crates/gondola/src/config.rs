@@ -517,6 +517,7 @@ mod tests {
         let file: FileConfig =
             toml::from_str(&readme[start..end]).expect("the README example parses");
         assert_eq!(file.gateway.keys.len(), 1);
+        assert_eq!(file.gateway.relays, ["https://relay.example"]);
         assert!(
             file.gateway
                 .models
