@@ -4,9 +4,11 @@
 //! sides alike. Results go to `bench/results/path.{md,json}`. `metering` measures the quota
 //! check on the request path (see `metering.rs`); `private` what the private path (Oblivious
 //! HTTP through a relay) adds to a request (see `private.rs`); `tokens` what privacy tokens
-//! cost to issue and redeem (see `tokens.rs`).
+//! cost to issue and redeem (see `tokens.rs`); `peers` Gondola's gateway beside TensorZero and
+//! LiteLLM in front of the same instant upstream (see `peers.rs`).
 
 mod metering;
+mod peers;
 mod private;
 mod tokens;
 
@@ -338,8 +340,9 @@ fn main() -> anyhow::Result<()> {
         Some("metering") => metering::run(),
         Some("private") => runtime.block_on(private::run()),
         Some("tokens") => runtime.block_on(tokens::run()),
+        Some("peers") => runtime.block_on(peers::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR]"
         ),
     }
 }
