@@ -2,6 +2,7 @@
 //! real HTTP on loopback. Fault-injecting providers stand in only where a real engine cannot
 //! be made to fail on cue.
 
+mod chaos;
 mod economy;
 mod engine_direct;
 mod failover;
