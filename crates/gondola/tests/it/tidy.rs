@@ -7,7 +7,7 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
         let path = entry.path();
         if path.is_dir() {
-            // npm's installs (the web app's signing library) are not Gondola's sources.
+            // npm's installs (the web app's libraries) are not Gondola's sources.
             if path.file_name().is_some_and(|name| name == "node_modules") {
                 continue;
             }
