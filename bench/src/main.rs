@@ -5,11 +5,13 @@
 //! check on the request path (see `metering.rs`); `private` what the private path (Oblivious
 //! HTTP through a relay) adds to a request (see `private.rs`); `tokens` what privacy tokens
 //! cost to issue and redeem (see `tokens.rs`); `peers` Gondola's gateway beside TensorZero and
-//! LiteLLM in front of the same instant upstream (see `peers.rs`).
+//! LiteLLM in front of the same instant upstream (see `peers.rs`); `soak` Gondola under a fixed
+//! rate for minutes, sampled for growth (see `soak.rs`).
 
 mod metering;
 mod peers;
 mod private;
+mod soak;
 mod tokens;
 
 use std::path::PathBuf;
@@ -341,8 +343,9 @@ fn main() -> anyhow::Result<()> {
         Some("private") => runtime.block_on(private::run()),
         Some("tokens") => runtime.block_on(tokens::run()),
         Some("peers") => runtime.block_on(peers::run()),
+        Some("soak") => runtime.block_on(soak::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR]"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN]"
         ),
     }
 }

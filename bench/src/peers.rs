@@ -44,7 +44,7 @@ const PROMPT: &str = "Say hello in one short sentence. This is a benchmark reque
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A child process, killed when dropped.
-struct Process {
+pub(crate) struct Process {
     child: Child,
 }
 
@@ -60,15 +60,19 @@ impl Process {
         Ok(Self { child })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -85,7 +89,7 @@ fn cpu_ns(pid: u32) -> u64 {
 }
 
 /// Resident memory of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
@@ -104,7 +108,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// One way to the upstream: where to send, with what, and which processes it costs.
-struct Target {
+pub(crate) struct Target {
     name: &'static str,
     url: String,
     authorization: Option<String>,
@@ -131,7 +135,7 @@ fn body(model: &str, stream: bool) -> Bytes {
     Bytes::from(body.to_string())
 }
 
-async fn wait_until(
+pub(crate) async fn wait_until(
     http: &reqwest::Client,
     what: &str,
     check: impl AsyncFnMut(&reqwest::Client) -> bool,
@@ -148,7 +152,7 @@ async fn wait_until(
 }
 
 /// Sends one request; returns (time to the first token for a stream, time to the end).
-async fn once(
+pub(crate) async fn once(
     http: &reqwest::Client,
     target: &Target,
     stream: bool,
@@ -217,7 +221,7 @@ struct Figures {
     stream_total: Latency,
 }
 
-fn percentile(values: &mut [f64], share: f64) -> f64 {
+pub(crate) fn percentile(values: &mut [f64], share: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     let index = ((values.len() as f64 - 1.0) * share).round() as usize;
     values.get(index).copied().unwrap_or(0.0)
@@ -242,6 +246,79 @@ async fn load(http: &reqwest::Client, target: &Target, in_flight: usize) -> (u64
         .fold((0, 0), |(done, failed), (d, f)| (done + d, failed + f))
 }
 
+/// Gondola with two providers, one of them killed: what failing over costs.
+#[derive(Serialize)]
+struct Failover {
+    name: &'static str,
+    /// With both providers alive.
+    healthy_p50_ms: f64,
+    healthy_p99_ms: f64,
+    /// With the first killed; added over the healthy figures.
+    latency: Latency,
+    /// Requests the gateway logged as served on a second attempt.
+    failed_over: usize,
+    requests: usize,
+}
+
+/// Sequential requests through a gateway with two providers, both alive and then with the
+/// first killed: the latency that adds (same stack, same phase), and how many requests failed
+/// over.
+async fn failover(
+    http: &reqwest::Client,
+    args: &Args,
+    dir: &Path,
+    name: &'static str,
+    extra_limits: &str,
+) -> anyhow::Result<Failover> {
+    let (mut processes, target) =
+        start_gondola_with(http, &args.gondola, dir, 2, extra_limits).await?;
+    let measure = async |count: usize| -> anyhow::Result<Vec<f64>> {
+        let mut latencies = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (_, total) = once(http, &target, false).await?;
+            latencies.push(total.as_secs_f64() * 1e3);
+        }
+        Ok(latencies)
+    };
+    measure(WARMUP).await?;
+    let mut healthy = measure(SEQUENTIAL * 2).await?;
+    processes[1].kill();
+    measure(WARMUP).await?;
+    let before = logged_failovers(dir);
+    let mut dead = measure(SEQUENTIAL * 2).await?;
+    let (healthy_p50, healthy_p99) = (
+        percentile(&mut healthy, 0.5),
+        percentile(&mut healthy, 0.99),
+    );
+    let (p50, p99) = (percentile(&mut dead, 0.5), percentile(&mut dead, 0.99));
+    Ok(Failover {
+        name,
+        healthy_p50_ms: healthy_p50,
+        healthy_p99_ms: healthy_p99,
+        latency: Latency {
+            p50_ms: p50,
+            p99_ms: p99,
+            added_p50_ms: p50 - healthy_p50,
+            added_p99_ms: p99 - healthy_p99,
+        },
+        failed_over: logged_failovers(dir).saturating_sub(before),
+        requests: SEQUENTIAL * 2,
+    })
+}
+
+/// Chat completions the gateway in `dir` logged as served on a later attempt.
+fn logged_failovers(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("gondola-gateway.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| {
+            line.contains("chat completion")
+                && line.contains("attempts=")
+                && !line.contains("attempts=1 ")
+        })
+        .count()
+}
+
 struct Peers {
     /// Kept alive for the whole run (dropping them stops them).
     _processes: Vec<Process>,
@@ -249,7 +326,7 @@ struct Peers {
     skipped: Vec<String>,
 }
 
-fn gondola_config(dir: &Path) -> anyhow::Result<PathBuf> {
+fn gondola_config(dir: &Path, extra_limits: &str) -> anyhow::Result<PathBuf> {
     let digest: String = gateway::hash_secret(GONDOLA_KEY)
         .iter()
         .map(|byte| format!("{byte:02x}"))
@@ -261,27 +338,29 @@ fn gondola_config(dir: &Path) -> anyhow::Result<PathBuf> {
         "[gateway]\n\
          [[gateway.keys]]\nname = \"bench\"\nkind = \"inference\"\nsha256 = \"{digest}\"\n\
          requests_per_minute = 100000000\ntokens_per_minute = 100000000000\n\n\
-         [gateway.limits]\nmax_in_flight_per_provider = 512\n"
+         [gateway.limits]\nmax_in_flight_per_provider = 512\n{extra_limits}"
     )?;
     Ok(path)
 }
 
-async fn start(http: &reqwest::Client, args: &Args, dir: &Path) -> anyhow::Result<Peers> {
-    let mut processes = Vec::new();
-    let mut targets = Vec::new();
-    let mut skipped = Vec::new();
-
+/// The nginx mock upstream, answering.
+pub(crate) async fn start_upstream(
+    http: &reqwest::Client,
+    nginx: &Path,
+    dir: &Path,
+) -> anyhow::Result<Process> {
     let nginx_dir = dir.join("nginx");
     std::fs::create_dir_all(&nginx_dir)?;
-    processes.push(Process::start(
+    let conf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/nginx-mock.conf");
+    let process = Process::start(
         "nginx",
-        Command::new(&args.nginx)
+        Command::new(nginx)
             .arg("-p")
             .arg(&nginx_dir)
             .arg("-c")
-            .arg(args.peers.join("nginx-mock.conf")),
+            .arg(conf),
         dir,
-    )?);
+    )?;
     wait_until(http, "the nginx mock", async |http| {
         http.get(format!("{UPSTREAM}/v1/models"))
             .send()
@@ -289,23 +368,35 @@ async fn start(http: &reqwest::Client, args: &Args, dir: &Path) -> anyhow::Resul
             .is_ok_and(|r| r.status().is_success())
     })
     .await?;
-    targets.push(Target {
-        name: "direct to the upstream",
-        url: format!("{UPSTREAM}/v1/chat/completions"),
-        authorization: None,
-        body: body("mock-gpt", false),
-        stream_body: body("mock-gpt", true),
-        gateway_pids: Vec::new(),
-        all_pids: Vec::new(),
-    });
+    Ok(process)
+}
 
-    // Gondola: a gateway with an API key, and a provider fronting the upstream's stream.
+/// Gondola as deployed in front of the mock: a gateway with an API key and a provider fronting
+/// the upstream's stream, both registered and serving.
+pub(crate) async fn start_gondola(
+    http: &reqwest::Client,
+    gondola: &Path,
+    dir: &Path,
+) -> anyhow::Result<(Vec<Process>, Target)> {
+    start_gondola_with(http, gondola, dir, 1, "").await
+}
+
+/// As [`start_gondola`], with `providers` providers and `extra_limits` lines in the gateway's
+/// `[gateway.limits]`; the processes are the gateway, then the providers.
+async fn start_gondola_with(
+    http: &reqwest::Client,
+    gondola: &Path,
+    dir: &Path,
+    providers: usize,
+    extra_limits: &str,
+) -> anyhow::Result<(Vec<Process>, Target)> {
+    std::fs::create_dir_all(dir)?;
     let port = free_port()?;
     let gateway_url = format!("http://127.0.0.1:{port}");
-    let config = gondola_config(dir)?;
+    let config = gondola_config(dir, extra_limits)?;
     let gateway = Process::start(
         "gondola-gateway",
-        Command::new(&args.gondola)
+        Command::new(gondola)
             .args([
                 "gateway",
                 "--listen",
@@ -317,48 +408,72 @@ async fn start(http: &reqwest::Client, args: &Args, dir: &Path) -> anyhow::Resul
             .arg(&config),
         dir,
     )?;
-    let provider = Process::start(
-        "gondola-provider",
-        Command::new(&args.gondola)
-            .args([
-                "provider",
-                "--gateway",
-                &gateway_url,
-                "--upstream",
-                &format!("{UPSTREAM}/stream/v1"),
-                "--model",
-                "mock-gpt",
-                "--max-in-flight",
-                "512",
-                "--data-dir",
-            ])
-            .arg(dir.join("provider")),
-        dir,
-    )?;
+    let mut processes = vec![gateway];
+    for index in 0..providers {
+        processes.push(Process::start(
+            if index == 0 {
+                "gondola-provider"
+            } else {
+                "gondola-provider-2"
+            },
+            Command::new(gondola)
+                .args([
+                    "provider",
+                    "--gateway",
+                    &gateway_url,
+                    "--upstream",
+                    &format!("{UPSTREAM}/stream/v1"),
+                    "--model",
+                    "mock-gpt",
+                    "--max-in-flight",
+                    "512",
+                    "--data-dir",
+                ])
+                .arg(dir.join(format!("provider-{index}"))),
+            dir,
+        )?);
+    }
     let models = format!("{gateway_url}/v1/models");
+    let serving = format!("\"providers\":{providers}");
     wait_until(
         http,
-        "Gondola's gateway and provider",
+        "Gondola's gateway and providers",
         async |http| match http.get(&models).bearer_auth(GONDOLA_KEY).send().await {
-            Ok(response) => response
-                .text()
-                .await
-                .is_ok_and(|text| text.contains("mock-gpt")),
+            Ok(response) => response.text().await.is_ok_and(|text| {
+                text.contains("mock-gpt") && text.replace(' ', "").contains(&serving)
+            }),
             Err(_) => false,
         },
     )
     .await?;
-    targets.push(Target {
+    let pids: Vec<u32> = processes.iter().map(Process::pid).collect();
+    let target = Target {
         name: "Gondola (gateway + provider)",
         url: format!("{gateway_url}/v1/chat/completions"),
         authorization: Some(format!("Bearer {GONDOLA_KEY}")),
         body: body("mock-gpt", false),
         stream_body: body("mock-gpt", true),
-        gateway_pids: vec![gateway.pid()],
-        all_pids: vec![gateway.pid(), provider.pid()],
-    });
-    processes.push(gateway);
-    processes.push(provider);
+        gateway_pids: vec![pids[0]],
+        all_pids: pids,
+    };
+    Ok((processes, target))
+}
+
+async fn start(http: &reqwest::Client, args: &Args, dir: &Path) -> anyhow::Result<Peers> {
+    let mut processes = vec![start_upstream(http, &args.nginx, dir).await?];
+    let mut targets = vec![Target {
+        name: "direct to the upstream",
+        url: format!("{UPSTREAM}/v1/chat/completions"),
+        authorization: None,
+        body: body("mock-gpt", false),
+        stream_body: body("mock-gpt", true),
+        gateway_pids: Vec::new(),
+        all_pids: Vec::new(),
+    }];
+    let mut skipped = Vec::new();
+    let (gondola, target) = start_gondola(http, &args.gondola, dir).await?;
+    processes.extend(gondola);
+    targets.push(target);
 
     let python = args.venv.join("bin").join("python");
     if python.is_file() {
@@ -478,17 +593,23 @@ fn args() -> anyhow::Result<Args> {
             other => bail!("unknown flag {other} (try --gondola, --nginx, --venv)"),
         }
     }
-    anyhow::ensure!(
-        parsed.gondola.is_file(),
-        "no gondola binary at {} (cargo build --release -p gondola)",
-        parsed.gondola.display()
-    );
-    anyhow::ensure!(
-        parsed.nginx.is_file(),
-        "no nginx at {} (apt-get install nginx-light)",
-        parsed.nginx.display()
-    );
+    binaries_present(&parsed.gondola, &parsed.nginx)?;
     Ok(parsed)
+}
+
+/// That the gondola binary and nginx are where the flags say.
+pub(crate) fn binaries_present(gondola: &Path, nginx: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        gondola.is_file(),
+        "no gondola binary at {} (cargo build --release -p gondola)",
+        gondola.display()
+    );
+    anyhow::ensure!(
+        nginx.is_file(),
+        "no nginx at {} (apt-get install nginx-light)",
+        nginx.display()
+    );
+    Ok(())
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -590,6 +711,27 @@ pub async fn run() -> anyhow::Result<()> {
             / 1024.0;
     }
 
+    // Failover: Gondola alone (the peers' set-ups have no second provider).
+    eprintln!("failover");
+    let failovers = vec![
+        failover(
+            &http,
+            &args,
+            &dir.path().join("failover-breaker"),
+            "breaker on (default: opens after 3 failures)",
+            "",
+        )
+        .await?,
+        failover(
+            &http,
+            &args,
+            &dir.path().join("failover-no-breaker"),
+            "breaker off (every request may try the dead provider)",
+            "breaker_failure_threshold = 1000000\n",
+        )
+        .await?,
+    ];
+
     let results = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&results)?;
     std::fs::write(
@@ -602,6 +744,7 @@ pub async fn run() -> anyhow::Result<()> {
             "load_rounds": LOAD_ROUNDS,
             "skipped": peers.skipped,
             "figures": figures,
+            "failover": failovers,
         }))?,
     )?;
     let mut table = format!(
@@ -652,6 +795,26 @@ pub async fn run() -> anyhow::Result<()> {
             figure.stream_total.added_p50_ms,
             figure.stream_total.p99_ms,
             figure.stream_total.added_p99_ms,
+        ));
+    }
+    table.push_str(&format!(
+        "\nFailover, Gondola with two providers: {} sequential requests with both alive, then as many with the first killed \
+         (same stack; added = dead minus alive):\n\n\
+         | breaker | both alive p50 / p99 | first killed p50 (added) | p99 (added) | requests that failed over |\n|---|---|---|---|---|\n",
+        SEQUENTIAL * 2
+    ));
+    for failover in &failovers {
+        table.push_str(&format!(
+            "| {} | {:.3} / {:.3} ms | {:.3} ms ({:+.3}) | {:.3} ms ({:+.3}) | {} of {} |\n",
+            failover.name,
+            failover.healthy_p50_ms,
+            failover.healthy_p99_ms,
+            failover.latency.p50_ms,
+            failover.latency.added_p50_ms,
+            failover.latency.p99_ms,
+            failover.latency.added_p99_ms,
+            failover.failed_over,
+            failover.requests
         ));
     }
     let errors: u64 = figures.iter().map(|figure| figure.errors_under_load).sum();
