@@ -1,29 +1,55 @@
 #!/usr/bin/env bash
-# Gondola's gateway side by side with TensorZero and LiteLLM, in front of the same instant
-# upstream (nginx serving canned OpenAI replies): installs what it needs (Debian's nginx-light,
-# and the two peers, pinned, in a venv under target/bench-peers), builds Gondola in release
-# mode and runs `gondola-bench peers`, which writes bench/results/peers.{md,json}.
-# The configurations here (nginx-mock.conf, litellm.yaml, tensorzero.toml, run_tensorzero.py)
-# are the peers' own benchmark set-up, unchanged.
+# Side-by-side benchmarks against other software, with what they need installed:
+#
+#   bench/peers/run.sh          Gondola's gateway beside TensorZero and LiteLLM, in front of the
+#                               same instant upstream (nginx serving canned OpenAI replies):
+#                               `gondola-bench peers`, results in bench/results/peers.{md,json}.
+#   bench/peers/run.sh engine   Gondola's engine beside llama.cpp itself (llama-cpp-python,
+#                               built from its sdist for this machine's AVX2): `gondola-bench
+#                               engine`, results in bench/results/engine.{md,json}.
+#
+# Installs Debian's nginx-light and, in a venv under target/bench-peers, the peers (pinned),
+# builds Gondola in release mode, and runs. The peers' configurations here (nginx-mock.conf,
+# litellm.yaml, tensorzero.toml, run_tensorzero.py) are their own benchmark set-up, unchanged;
+# llama_cpp_decode.py is Gondola's timing helper for llama-cpp-python.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+what="${1:-peers}"
+[ $# -gt 0 ] && shift
 
 scripts/system-deps.sh
-if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-  echo "gondola: installing nginx-light (the mock upstream)" >&2
-  sudo_if_needed=""
-  [ "$(id -u)" -ne 0 ] && sudo_if_needed="sudo"
-  $sudo_if_needed apt-get install -y -q nginx-light >/dev/null
-fi
-
 venv=target/bench-peers/venv
-if [ ! -x "$venv/bin/litellm" ] || [ ! -f "$venv/.pinned" ]; then
-  echo "gondola: installing TensorZero and LiteLLM into $venv" >&2
-  python3 -m venv "$venv"
-  # LiteLLM is pinned: versions 1.82.7 and 1.82.8 on the registry were compromised.
-  "$venv/bin/pip" install -q 'litellm[proxy]==1.106.2' 'tensorzero==2026.6.0'
-  touch "$venv/.pinned"
-fi
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 
-cargo build --release -p bench -p gondola
-exec target/release/gondola-bench peers --gondola target/release/gondola --venv "$venv" "$@"
+case "$what" in
+  peers)
+    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+      echo "gondola: installing nginx-light (the mock upstream)" >&2
+      sudo_if_needed=""
+      [ "$(id -u)" -ne 0 ] && sudo_if_needed="sudo"
+      $sudo_if_needed apt-get install -y -q nginx-light >/dev/null
+    fi
+    if [ ! -f "$venv/.peers-pinned" ]; then
+      echo "gondola: installing TensorZero and LiteLLM into $venv" >&2
+      # LiteLLM is pinned: versions 1.82.7 and 1.82.8 on the registry were compromised.
+      "$venv/bin/pip" install -q 'litellm[proxy]==1.106.2' 'tensorzero==2026.6.0'
+      touch "$venv/.peers-pinned"
+    fi
+    cargo build --release -p bench -p gondola
+    exec target/release/gondola-bench peers --gondola target/release/gondola --venv "$venv" "$@"
+    ;;
+  engine)
+    if [ ! -f "$venv/.llama-cpp-pinned" ]; then
+      echo "gondola: building llama-cpp-python 0.3.36 from its sdist into $venv (about 5 CPU-minutes)" >&2
+      CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+        "$venv/bin/pip" install -q --no-binary llama-cpp-python 'llama-cpp-python==0.3.36'
+      touch "$venv/.llama-cpp-pinned"
+    fi
+    cargo build --release -p bench -p gondola
+    exec target/release/gondola-bench engine "$(target/release/gondola pull)" --venv "$venv" "$@"
+    ;;
+  *)
+    echo "usage: bench/peers/run.sh [peers|engine]" >&2
+    exit 2
+    ;;
+esac

@@ -6,8 +6,10 @@
 //! HTTP through a relay) adds to a request (see `private.rs`); `tokens` what privacy tokens
 //! cost to issue and redeem (see `tokens.rs`); `peers` Gondola's gateway beside TensorZero and
 //! LiteLLM in front of the same instant upstream (see `peers.rs`); `soak` Gondola under a fixed
-//! rate for minutes, sampled for growth (see `soak.rs`).
+//! rate for minutes, sampled for growth (see `soak.rs`); `engine` Gondola's engine beside
+//! llama.cpp itself (see `engine_vs.rs`).
 
+mod engine_vs;
 mod metering;
 mod peers;
 mod private;
@@ -91,6 +93,11 @@ fn run_from(started: Instant, text_times: &[Instant], tokens: u64) -> anyhow::Re
 }
 
 async fn direct(engine: &Engine) -> anyhow::Result<Run> {
+    Ok(direct_counted(engine).await?.0)
+}
+
+/// As [`direct`], with the number of prompt tokens the engine fed.
+async fn direct_counted(engine: &Engine) -> anyhow::Result<(Run, u32)> {
     let request = GenerationRequest {
         messages: vec![ChatMessage {
             role: "user".into(),
@@ -112,7 +119,8 @@ async fn direct(engine: &Engine) -> anyhow::Result<Run> {
         match event {
             Event::Text(_) => times.push(Instant::now()),
             Event::Done(done) => {
-                return run_from(started, &times, u64::from(done.completion_tokens));
+                let run = run_from(started, &times, u64::from(done.completion_tokens))?;
+                return Ok((run, done.prompt_tokens));
             }
             Event::Failed(reason) => bail!("generation failed: {reason}"),
         }
@@ -344,8 +352,9 @@ fn main() -> anyhow::Result<()> {
         Some("tokens") => runtime.block_on(tokens::run()),
         Some("peers") => runtime.block_on(peers::run()),
         Some("soak") => runtime.block_on(soak::run()),
+        Some("engine") => runtime.block_on(engine_vs::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN]"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR]"
         ),
     }
 }
