@@ -31,8 +31,10 @@ use wire::sse::{SseEvent, SseParser};
 const PROMPT: &str = "Count from 0 to 10 in words. Ünïcödé ☃";
 const TOKENS: u32 = 128;
 const ROUNDS: usize = 7;
-/// Requests in flight for the batching measurement (the engine decodes four sequences at once).
-const CONCURRENCY: [usize; 3] = [1, 2, 4];
+/// Requests in flight for the batching measurement.
+const CONCURRENCY: [usize; 3] = [1, 4, 8];
+/// Sequences the path benchmark's engine decodes at once (the most of [`CONCURRENCY`]).
+const PATH_SEQUENCES: u32 = 8;
 
 #[derive(Debug, Clone, Copy, Serialize)]
 struct Run {
@@ -252,16 +254,26 @@ async fn start_stack(engine: &Arc<Engine>) -> anyhow::Result<(String, PathBuf)> 
 }
 
 async fn load_engine() -> anyhow::Result<(PathBuf, u32, Arc<Engine>)> {
+    load_engine_with(None).await
+}
+
+/// As [`load_engine`], decoding `max_sequences` at once where given (the default otherwise).
+async fn load_engine_with(
+    max_sequences: Option<u32>,
+) -> anyhow::Result<(PathBuf, u32, Arc<Engine>)> {
     server::install_crypto_provider();
     let model = model_path()?;
-    let config = EngineConfig::new(model.clone());
+    let mut config = EngineConfig::new(model.clone());
+    if let Some(max_sequences) = max_sequences {
+        config.max_sequences = max_sequences;
+    }
     let threads = config.decode_threads.get();
     let engine = Arc::new(tokio::task::spawn_blocking(move || Engine::load(config)).await??);
     Ok((model, threads, engine))
 }
 
 async fn path_bench() -> anyhow::Result<()> {
-    let (model, threads, engine) = load_engine().await?;
+    let (model, threads, engine) = load_engine_with(Some(PATH_SEQUENCES)).await?;
     let (url, data) = start_stack(&engine).await?;
 
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
