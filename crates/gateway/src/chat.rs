@@ -42,6 +42,8 @@ const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most of a provider's error body that is read to learn what went wrong.
 const MAX_PROVIDER_ERROR_BODY_BYTES: usize = 64 * 1024;
+/// Most bytes of events gathered into one frame of a streamed reply.
+const MAX_FRAME_BYTES: usize = 64 * 1024;
 
 pub(crate) type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
@@ -989,95 +991,107 @@ impl UpstreamStream {
 
     /// The next chunk; `None` at a clean end. Errors are upstream faults.
     async fn next(&mut self) -> Result<Option<ChatCompletionChunk>, ApiError> {
-        let upstream =
-            |code, message: &str| ApiError::new(code, message).with_source(ErrorSource::Upstream);
         loop {
-            if self.done {
-                return Ok(None);
+            if let Some(item) = self.next_received() {
+                return item;
             }
-            if let Some(event) = self.events.pop_front() {
-                match event {
-                    SseEvent::Done => {
-                        self.done = true;
-                        return Ok(None);
-                    }
-                    SseEvent::Data(data) => {
-                        let value: serde_json::Value =
-                            serde_json::from_str(&data).map_err(|_| {
-                                upstream(
-                                    ErrorCode::UpstreamError,
-                                    "the provider sent a malformed event",
-                                )
-                            })?;
-                        if let Some(error) = value.get("error") {
-                            let message = error
-                                .get("message")
-                                .and_then(serde_json::Value::as_str)
-                                .unwrap_or("the provider failed");
-                            let code = error
-                                .get("code")
-                                .and_then(serde_json::Value::as_str)
-                                .and_then(ErrorCode::parse);
-                            return Err(upstream(
-                                code.filter(|code| code.status() >= 500)
-                                    .unwrap_or(ErrorCode::InferenceFailed),
-                                message,
-                            ));
-                        }
-                        let chunk: ChatCompletionChunk =
-                            serde_json::from_value(value).map_err(|_| {
-                                upstream(
-                                    ErrorCode::UpstreamError,
-                                    "the provider sent a malformed chunk",
-                                )
-                            })?;
-                        if chunk
-                            .choices
-                            .iter()
-                            .any(|choice| choice.finish_reason.is_some())
-                        {
-                            self.saw_finish = true;
-                        }
-                        return Ok(Some(chunk));
-                    }
-                }
+            self.receive().await?;
+        }
+    }
+
+    /// The next chunk among the bytes already received, without waiting: `None` when more must
+    /// be read first.
+    fn next_received(&mut self) -> Option<Result<Option<ChatCompletionChunk>, ApiError>> {
+        if self.done {
+            return Some(Ok(None));
+        }
+        let event = self.events.pop_front()?;
+        Some(match event {
+            SseEvent::Done => {
+                self.done = true;
+                Ok(None)
             }
-            match tokio::time::timeout(self.idle_timeout, self.body.next()).await {
-                Err(_) => {
-                    return Err(upstream(
-                        ErrorCode::RequestTimeout,
-                        "the provider stalled mid-stream",
-                    ));
-                }
-                Ok(None) => {
-                    self.done = true;
-                    return if self.saw_finish {
-                        Ok(None)
-                    } else {
-                        Err(upstream(
-                            ErrorCode::InferenceFailed,
-                            "the provider closed the stream before finishing",
-                        ))
-                    };
-                }
-                Ok(Some(Err(_))) => {
-                    return Err(upstream(
+            SseEvent::Data(data) => self.decode(&data).map(Some),
+        })
+    }
+
+    fn decode(&mut self, data: &str) -> Result<ChatCompletionChunk, ApiError> {
+        let value: serde_json::Value = serde_json::from_str(data).map_err(|_| {
+            upstream_error(
+                ErrorCode::UpstreamError,
+                "the provider sent a malformed event",
+            )
+        })?;
+        if let Some(error) = value.get("error") {
+            let message = error
+                .get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("the provider failed");
+            let code = error
+                .get("code")
+                .and_then(serde_json::Value::as_str)
+                .and_then(ErrorCode::parse);
+            return Err(upstream_error(
+                code.filter(|code| code.status() >= 500)
+                    .unwrap_or(ErrorCode::InferenceFailed),
+                message,
+            ));
+        }
+        let chunk: ChatCompletionChunk = serde_json::from_value(value).map_err(|_| {
+            upstream_error(
+                ErrorCode::UpstreamError,
+                "the provider sent a malformed chunk",
+            )
+        })?;
+        if chunk
+            .choices
+            .iter()
+            .any(|choice| choice.finish_reason.is_some())
+        {
+            self.saw_finish = true;
+        }
+        Ok(chunk)
+    }
+
+    /// Waits (at most the idle timeout) for more of the stream and parses it; a clean end
+    /// marks the stream done.
+    async fn receive(&mut self) -> Result<(), ApiError> {
+        match tokio::time::timeout(self.idle_timeout, self.body.next()).await {
+            Err(_) => Err(upstream_error(
+                ErrorCode::RequestTimeout,
+                "the provider stalled mid-stream",
+            )),
+            Ok(None) => {
+                self.done = true;
+                if self.saw_finish {
+                    Ok(())
+                } else {
+                    Err(upstream_error(
                         ErrorCode::InferenceFailed,
-                        "the connection to the provider broke mid-stream",
-                    ));
+                        "the provider closed the stream before finishing",
+                    ))
                 }
-                Ok(Some(Ok(bytes))) => {
-                    let events = self.parser.push(&bytes).map_err(|error| {
-                        upstream(
-                            ErrorCode::UpstreamError,
-                            &format!("the provider's stream is invalid: {error}"),
-                        )
-                    })?;
-                    self.events.extend(events);
-                }
+            }
+            Ok(Some(Err(_))) => Err(upstream_error(
+                ErrorCode::InferenceFailed,
+                "the connection to the provider broke mid-stream",
+            )),
+            Ok(Some(Ok(bytes))) => {
+                let events = self.parser.push(&bytes).map_err(|error| {
+                    upstream_error(
+                        ErrorCode::UpstreamError,
+                        &format!("the provider's stream is invalid: {error}"),
+                    )
+                })?;
+                self.events.extend(events);
+                Ok(())
             }
         }
     }
+}
+
+fn upstream_error(code: ErrorCode, message: &str) -> ApiError {
+    ApiError::new(code, message).with_source(ErrorSource::Upstream)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1128,15 +1142,33 @@ enum Step {
 }
 
 impl Relay {
+    /// The next step, waiting for the provider when nothing received is left.
     async fn step(&mut self) -> Step {
+        loop {
+            if let Some(step) = self.step_received() {
+                return step;
+            }
+            let Some(upstream) = self.upstream.as_mut() else {
+                return Step::End;
+            };
+            if let Err(error) = upstream.receive().await {
+                self.upstream = None;
+                return Step::Failed(error);
+            }
+        }
+    }
+
+    /// The next step from what has already been received, without waiting: `None` when the
+    /// provider must be read first.
+    fn step_received(&mut self) -> Option<Step> {
         loop {
             let chunk = match self.pending.pop_front() {
                 Some(chunk) => chunk,
                 None => {
                     let Some(upstream) = self.upstream.as_mut() else {
-                        return Step::End;
+                        return Some(Step::End);
                     };
-                    match upstream.next().await {
+                    match upstream.next_received()? {
                         Ok(Some(chunk)) => chunk,
                         Ok(None) => {
                             self.upstream = None;
@@ -1146,17 +1178,17 @@ impl Relay {
                                 String::new()
                             };
                             if tail.is_empty() {
-                                return Step::End;
+                                return Some(Step::End);
                             }
-                            return Step::Chunk {
+                            return Some(Step::Chunk {
                                 content: tail,
                                 reasoning: None,
                                 finish_reason: None,
-                            };
+                            });
                         }
                         Err(error) => {
                             self.upstream = None;
-                            return Step::Failed(error);
+                            return Some(Step::Failed(error));
                         }
                     }
                 }
@@ -1189,11 +1221,11 @@ impl Relay {
             {
                 continue;
             }
-            return Step::Chunk {
+            return Some(Step::Chunk {
                 content,
                 reasoning,
                 finish_reason: choice.finish_reason,
-            };
+            });
         }
     }
 
@@ -1337,33 +1369,44 @@ impl Drop for Relay {
 fn stream_response(relay: Relay) -> Response {
     relay.state.metrics.in_flight.inc();
     let provider = relay.attempt.provider.id.clone();
+    // Events that arrived together leave together: each frame holds every event already
+    // received (up to MAX_FRAME_BYTES), so a burst from the provider costs the client one read
+    // rather than one per event. The relay never waits to fill a frame.
     let frames = futures_util::stream::unfold(Some(relay), |relay| async move {
         let mut relay = relay?;
-        let frame = match relay.step().await {
-            Step::Chunk {
-                content,
-                reasoning,
-                finish_reason,
-            } => relay.chunk_json(content, reasoning, finish_reason),
-            Step::End => {
-                relay.outcome = Outcome::Completed;
-                let mut tail = Vec::new();
-                if relay.include_usage {
-                    tail.extend_from_slice(&relay.usage_json());
+        let mut frame = Vec::new();
+        let mut step = relay.step().await;
+        loop {
+            match step {
+                Step::Chunk {
+                    content,
+                    reasoning,
+                    finish_reason,
+                } => frame.extend_from_slice(&relay.chunk_json(content, reasoning, finish_reason)),
+                Step::End => {
+                    relay.outcome = Outcome::Completed;
+                    if relay.include_usage {
+                        frame.extend_from_slice(&relay.usage_json());
+                    }
+                    frame.extend_from_slice(b"data: [DONE]\n\n");
+                    return Some((Ok::<Bytes, std::convert::Infallible>(frame.into()), None));
                 }
-                tail.extend_from_slice(b"data: [DONE]\n\n");
-                return Some((
-                    Ok::<Bytes, std::convert::Infallible>(Bytes::from(tail)),
-                    None,
-                ));
+                Step::Failed(error) => {
+                    relay.outcome = Outcome::Failed(error.status());
+                    tracing::info!(request_id = %relay.request_id, code = error.code.as_str(), "stream failed after its first byte");
+                    frame.extend_from_slice(error.sse_event().as_bytes());
+                    return Some((Ok(frame.into()), None));
+                }
             }
-            Step::Failed(error) => {
-                relay.outcome = Outcome::Failed(error.status());
-                tracing::info!(request_id = %relay.request_id, code = error.code.as_str(), "stream failed after its first byte");
-                return Some((Ok(Bytes::from(error.sse_event())), None));
+            if frame.len() >= MAX_FRAME_BYTES {
+                break;
             }
-        };
-        Some((Ok(frame), Some(relay)))
+            match relay.step_received() {
+                Some(next) => step = next,
+                None => break,
+            }
+        }
+        Some((Ok(frame.into()), Some(relay)))
     });
     let mut response = Response::new(Body::from_stream(frames));
     let headers = response.headers_mut();

@@ -7,6 +7,7 @@ mod economy;
 mod engine_direct;
 mod failover;
 mod faults;
+mod framing;
 mod ledger_cli;
 mod ledger_crash;
 mod network;
