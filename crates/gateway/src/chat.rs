@@ -803,7 +803,11 @@ pub(crate) async fn send_to_provider(
     deadline: tokio::time::Instant,
 ) -> Result<reqwest::Response, Failure> {
     let url = format!("{}{path}", provider.endpoint.trim_end_matches('/'));
-    let mut request = state.http.post(url).bearer_auth(&provider.lease_token);
+    let mut request = state
+        .http
+        .get()
+        .post(url)
+        .bearer_auth(&provider.lease_token);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

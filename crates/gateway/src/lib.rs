@@ -75,7 +75,8 @@ pub(crate) struct AppState {
     catalogue: Catalogue,
     rate: RateLimiter,
     metrics: Metrics,
-    http: reqwest::Client,
+    /// Client for providers, one per serving thread (see [`server::PerThread`]).
+    http: server::PerThread<reqwest::Client>,
     economy: Option<Arc<economy::Economy>>,
     tiers: config::TierConfig,
     oblivious: Option<Arc<oblivious::ObliviousGateway>>,
@@ -96,14 +97,21 @@ impl Gateway {
     pub fn new(config: GatewayConfig) -> std::io::Result<Self> {
         server::install_crypto_provider();
         let limits = &config.limits;
-        let http = reqwest::Client::builder()
-            .connect_timeout(limits.connect_timeout)
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(PROVIDER_POOL_IDLE_PER_HOST)
-            // Provider traffic goes straight to the provider, never through an environment proxy.
-            .no_proxy()
-            .build()
-            .map_err(std::io::Error::other)?;
+        let connect_timeout = limits.connect_timeout;
+        let client = move || {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .pool_max_idle_per_host(PROVIDER_POOL_IDLE_PER_HOST)
+                // Provider traffic goes straight to the provider, never through an environment
+                // proxy.
+                .no_proxy()
+                .build()
+        };
+        // Built once here so that a client that cannot be built stops the start; a thread whose
+        // own build fails (it would fail here first) shares this one.
+        let first = client().map_err(std::io::Error::other)?;
+        let http = server::PerThread::new(move || client().unwrap_or_else(|_| first.clone()));
         let economy = match &config.economy {
             Some(economy) => Some(economy::Economy::open(economy.clone())?),
             None => None,

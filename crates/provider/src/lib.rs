@@ -128,7 +128,8 @@ struct AppState {
     token: LeaseToken,
     in_flight: Arc<Semaphore>,
     max_in_flight: u32,
-    http: reqwest::Client,
+    /// Client for the upstream engine, one per serving thread (see [`server::PerThread`]).
+    http: server::PerThread<reqwest::Client>,
 }
 
 struct Load {
@@ -198,13 +199,18 @@ pub async fn run(
         .advertise_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
-    let http = reqwest::Client::builder()
-        .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
-        .read_timeout(UPSTREAM_READ_TIMEOUT)
-        .tcp_nodelay(true)
-        .no_proxy()
-        .build()
-        .map_err(std::io::Error::other)?;
+    let client = || {
+        reqwest::Client::builder()
+            .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
+            .read_timeout(UPSTREAM_READ_TIMEOUT)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()
+    };
+    // A client that cannot be built stops the start; a thread whose own build fails (it would
+    // fail here first) shares this one.
+    let first = client().map_err(std::io::Error::other)?;
+    let http = server::PerThread::new(move || client().unwrap_or_else(|_| first.clone()));
     let max_in_flight = config.max_in_flight.max(1);
     let state = Arc::new(AppState {
         backend,
@@ -310,7 +316,7 @@ async fn generate(
             ..
         } => {
             upstream(
-                &state.http,
+                state.http.get(),
                 base_url,
                 upstream_model,
                 api_key.as_deref(),
