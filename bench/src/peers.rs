@@ -29,10 +29,15 @@ use serde::Serialize;
 const UPSTREAM: &str = "http://127.0.0.1:18080";
 const ROUNDS: usize = 5;
 /// Sequential requests per target per round (after a few to warm up).
-const SEQUENTIAL: usize = 300;
+const SEQUENTIAL: usize = 600;
 const WARMUP: usize = 20;
+/// Requests (and streams) a target gets in a row before the next target's turn.
+const BLOCK: usize = 50;
+const STREAM_BLOCK: usize = 20;
+/// Unmeasured requests at the start of each block.
+const BLOCK_WARMUP: usize = 5;
 /// Streamed requests per target per round.
-const STREAMED: usize = 100;
+const STREAMED: usize = 200;
 const IN_FLIGHT: [usize; 2] = [16, 64];
 /// How long each target is loaded at each concurrency, per round.
 const LOAD_FOR: Duration = Duration::from_secs(3);
@@ -658,27 +663,39 @@ pub async fn run() -> anyhow::Result<()> {
     let mut stream_totals: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     for round in 0..ROUNDS {
         eprintln!("latency round {}/{ROUNDS}", round + 1);
-        for (index, target) in targets.iter().enumerate() {
-            for _ in 0..WARMUP {
-                once(&http, target, false).await?;
-            }
-            let before: Vec<u64> = target.all_pids.iter().map(|&pid| cpu_ns(pid)).collect();
-            for _ in 0..SEQUENTIAL {
-                let (_, total) = once(&http, target, false).await?;
-                sequential[index].push(total.as_secs_f64() * 1e3);
-            }
-            let after: Vec<u64> = target.all_pids.iter().map(|&pid| cpu_ns(pid)).collect();
-            for (position, pid) in target.all_pids.iter().enumerate() {
-                let used = after[position].saturating_sub(before[position]);
-                cpu[index].1 += used;
-                if target.gateway_pids.contains(pid) {
-                    cpu[index].0 += used;
+        // Short blocks in turn, so that a slow spell of the machine (tens of ms when the
+        // scheduler packs everything on one core) falls on every target alike; each block
+        // starts with a few unmeasured requests, so that what the previous target left running
+        // (LiteLLM's callbacks, say) does not land on this one's figures.
+        for _ in 0..SEQUENTIAL / BLOCK {
+            for (index, target) in targets.iter().enumerate() {
+                for _ in 0..BLOCK_WARMUP {
+                    once(&http, target, false).await?;
+                }
+                let before: Vec<u64> = target.all_pids.iter().map(|&pid| cpu_ns(pid)).collect();
+                for _ in 0..BLOCK {
+                    let (_, total) = once(&http, target, false).await?;
+                    sequential[index].push(total.as_secs_f64() * 1e3);
+                }
+                for (position, pid) in target.all_pids.iter().enumerate() {
+                    let used = cpu_ns(*pid).saturating_sub(before[position]);
+                    cpu[index].1 += used;
+                    if target.gateway_pids.contains(pid) {
+                        cpu[index].0 += used;
+                    }
                 }
             }
-            for _ in 0..STREAMED {
-                let (first, total) = once(&http, target, true).await?;
-                first_tokens[index].push(first.unwrap_or_default().as_secs_f64() * 1e3);
-                stream_totals[index].push(total.as_secs_f64() * 1e3);
+        }
+        for _ in 0..STREAMED / STREAM_BLOCK {
+            for (index, target) in targets.iter().enumerate() {
+                for _ in 0..BLOCK_WARMUP {
+                    once(&http, target, true).await?;
+                }
+                for _ in 0..STREAM_BLOCK {
+                    let (first, total) = once(&http, target, true).await?;
+                    first_tokens[index].push(first.unwrap_or_default().as_secs_f64() * 1e3);
+                    stream_totals[index].push(total.as_secs_f64() * 1e3);
+                }
             }
         }
     }
@@ -770,7 +787,7 @@ pub async fn run() -> anyhow::Result<()> {
     let mut table = format!(
         "# Gateway overhead, side by side\n\n\
          Every gateway in front of the same instant upstream (nginx, canned replies) on this machine; \
-         one in flight: {ROUNDS} interleaved rounds of {SEQUENTIAL} requests and {STREAMED} streams each; \
+         one in flight: {ROUNDS} rounds of {SEQUENTIAL} requests and {STREAMED} streams per gateway, interleaved in blocks of {BLOCK} (and {STREAM_BLOCK}) after {BLOCK_WARMUP} unmeasured; \
          load: {LOAD_ROUNDS} rounds of {} s per concurrency. Added = the gateway's figure minus the upstream's, direct.\n\n\
          | gateway | p50 (added) | p99 (added) | CPU ms per request | req/s at 16 | req/s at 64 | RSS after load |\n\
          |---|---|---|---|---|---|---|\n",

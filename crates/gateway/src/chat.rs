@@ -1020,33 +1020,48 @@ impl UpstreamStream {
     }
 
     fn decode(&mut self, data: &str) -> Result<ChatCompletionChunk, ApiError> {
-        let value: serde_json::Value = serde_json::from_str(data).map_err(|_| {
-            upstream_error(
-                ErrorCode::UpstreamError,
-                "the provider sent a malformed event",
-            )
-        })?;
-        if let Some(error) = value.get("error") {
-            let message = error
-                .get("message")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("the provider failed");
-            let code = error
-                .get("code")
-                .and_then(serde_json::Value::as_str)
-                .and_then(ErrorCode::parse);
-            return Err(upstream_error(
-                code.filter(|code| code.status() >= 500)
-                    .unwrap_or(ErrorCode::InferenceFailed),
-                message,
-            ));
-        }
-        let chunk: ChatCompletionChunk = serde_json::from_value(value).map_err(|_| {
-            upstream_error(
-                ErrorCode::UpstreamError,
-                "the provider sent a malformed chunk",
-            )
-        })?;
+        // Only an event that names an "error" key can be an error; every other one is parsed
+        // straight into a chunk, without an intermediate JSON tree.
+        let chunk = if data.contains("\"error\"") {
+            let value: serde_json::Value = serde_json::from_str(data).map_err(|_| {
+                upstream_error(
+                    ErrorCode::UpstreamError,
+                    "the provider sent a malformed event",
+                )
+            })?;
+            if let Some(error) = value.get("error") {
+                let message = error
+                    .get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("the provider failed");
+                let code = error
+                    .get("code")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(ErrorCode::parse);
+                return Err(upstream_error(
+                    code.filter(|code| code.status() >= 500)
+                        .unwrap_or(ErrorCode::InferenceFailed),
+                    message,
+                ));
+            }
+            serde_json::from_value(value).map_err(|_| {
+                upstream_error(
+                    ErrorCode::UpstreamError,
+                    "the provider sent a malformed chunk",
+                )
+            })?
+        } else {
+            serde_json::from_str::<ChatCompletionChunk>(data).map_err(|error| {
+                upstream_error(
+                    ErrorCode::UpstreamError,
+                    if error.is_data() {
+                        "the provider sent a malformed chunk"
+                    } else {
+                        "the provider sent a malformed event"
+                    },
+                )
+            })?
+        };
         if chunk
             .choices
             .iter()

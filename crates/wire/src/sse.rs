@@ -41,19 +41,22 @@ impl SseParser {
     /// Appends bytes and returns the events they complete.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, SseError> {
         let mut events = Vec::new();
-        for &byte in bytes {
-            if byte != b'\n' {
-                if self.line.len() + self.data.len() >= self.max_event_bytes {
-                    return Err(SseError::EventTooLarge(self.max_event_bytes));
-                }
-                self.line.push(byte);
-                continue;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let end = rest.iter().position(|&byte| byte == b'\n');
+            let piece = &rest[..end.unwrap_or(rest.len())];
+            if self.line.len() + self.data.len() + piece.len() > self.max_event_bytes {
+                return Err(SseError::EventTooLarge(self.max_event_bytes));
             }
+            self.line.extend_from_slice(piece);
+            let Some(end) = end else {
+                break;
+            };
+            rest = &rest[end + 1..];
             if self.line.last() == Some(&b'\r') {
                 self.line.pop();
             }
-            let line = std::mem::take(&mut self.line);
-            if line.is_empty() {
+            if self.line.is_empty() {
                 if self.has_data {
                     let data = std::mem::take(&mut self.data);
                     self.has_data = false;
@@ -65,7 +68,10 @@ impl SseParser {
                 }
                 continue;
             }
-            let line = std::str::from_utf8(&line).map_err(|_| SseError::NotUtf8)?;
+            let Ok(line) = std::str::from_utf8(&self.line) else {
+                self.line.clear();
+                return Err(SseError::NotUtf8);
+            };
             let (field, value) = line.split_once(':').unwrap_or((line, ""));
             // Lines starting with ':' are comments (keep-alives); only `data` matters here.
             if field == "data" {
@@ -75,6 +81,8 @@ impl SseParser {
                 self.data.push_str(value.strip_prefix(' ').unwrap_or(value));
                 self.has_data = true;
             }
+            // The buffer is kept for the next line.
+            self.line.clear();
         }
         Ok(events)
     }
