@@ -972,11 +972,69 @@ pub(crate) async fn provider_error(
 }
 
 /// A provider's SSE stream, parsed into chunks, with an idle timeout between them.
-struct UpstreamStream {
+/// A provider's SSE body read into parsed events, with an idle timeout on each read; shared by
+/// the plain and the sealed paths.
+pub(crate) struct ProviderEvents {
     body: ByteStream,
     parser: SseParser,
     events: VecDeque<SseEvent>,
     idle_timeout: Duration,
+}
+
+impl ProviderEvents {
+    pub(crate) fn new(
+        response: reqwest::Response,
+        max_event_bytes: usize,
+        idle_timeout: Duration,
+    ) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            parser: SseParser::new(max_event_bytes),
+            events: VecDeque::new(),
+            idle_timeout,
+        }
+    }
+
+    /// The next event already received, if any.
+    pub(crate) fn pop(&mut self) -> Option<SseEvent> {
+        self.events.pop_front()
+    }
+
+    /// Waits (at most the idle timeout) for more of the body and parses it: `false` when the
+    /// body has ended.
+    pub(crate) async fn receive(&mut self) -> Result<bool, ApiError> {
+        match tokio::time::timeout(self.idle_timeout, self.body.next()).await {
+            Err(_) => Err(upstream_error(
+                ErrorCode::RequestTimeout,
+                "the provider stalled mid-stream",
+            )),
+            Ok(None) => Ok(false),
+            Ok(Some(Err(_))) => Err(upstream_error(
+                ErrorCode::InferenceFailed,
+                "the connection to the provider broke mid-stream",
+            )),
+            Ok(Some(Ok(bytes))) => {
+                let events = self.parser.push(&bytes).map_err(|error| {
+                    upstream_error(
+                        ErrorCode::UpstreamError,
+                        &format!("the provider's stream is invalid: {error}"),
+                    )
+                })?;
+                self.events.extend(events);
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// The error a provider's broken stream ends in.
+pub(crate) fn upstream_error(code: ErrorCode, message: &str) -> ApiError {
+    ApiError::new(code, message).with_source(ErrorSource::Upstream)
+}
+
+/// A provider's stream of chat chunks.
+struct UpstreamStream {
+    events: ProviderEvents,
     saw_finish: bool,
     done: bool,
 }
@@ -984,10 +1042,7 @@ struct UpstreamStream {
 impl UpstreamStream {
     fn new(response: reqwest::Response, max_event_bytes: usize, idle_timeout: Duration) -> Self {
         Self {
-            body: Box::pin(response.bytes_stream()),
-            parser: SseParser::new(max_event_bytes),
-            events: VecDeque::new(),
-            idle_timeout,
+            events: ProviderEvents::new(response, max_event_bytes, idle_timeout),
             saw_finish: false,
             done: false,
         }
@@ -1009,7 +1064,7 @@ impl UpstreamStream {
         if self.done {
             return Some(Ok(None));
         }
-        let event = self.events.pop_front()?;
+        let event = self.events.pop()?;
         Some(match event {
             SseEvent::Done => {
                 self.done = true;
@@ -1072,45 +1127,21 @@ impl UpstreamStream {
         Ok(chunk)
     }
 
-    /// Waits (at most the idle timeout) for more of the stream and parses it; a clean end
-    /// marks the stream done.
+    /// Waits for more of the stream; a clean end marks the stream done.
     async fn receive(&mut self) -> Result<(), ApiError> {
-        match tokio::time::timeout(self.idle_timeout, self.body.next()).await {
-            Err(_) => Err(upstream_error(
-                ErrorCode::RequestTimeout,
-                "the provider stalled mid-stream",
-            )),
-            Ok(None) => {
-                self.done = true;
-                if self.saw_finish {
-                    Ok(())
-                } else {
-                    Err(upstream_error(
-                        ErrorCode::InferenceFailed,
-                        "the provider closed the stream before finishing",
-                    ))
-                }
-            }
-            Ok(Some(Err(_))) => Err(upstream_error(
+        if self.events.receive().await? {
+            return Ok(());
+        }
+        self.done = true;
+        if self.saw_finish {
+            Ok(())
+        } else {
+            Err(upstream_error(
                 ErrorCode::InferenceFailed,
-                "the connection to the provider broke mid-stream",
-            )),
-            Ok(Some(Ok(bytes))) => {
-                let events = self.parser.push(&bytes).map_err(|error| {
-                    upstream_error(
-                        ErrorCode::UpstreamError,
-                        &format!("the provider's stream is invalid: {error}"),
-                    )
-                })?;
-                self.events.extend(events);
-                Ok(())
-            }
+                "the provider closed the stream before finishing",
+            ))
         }
     }
-}
-
-fn upstream_error(code: ErrorCode, message: &str) -> ApiError {
-    ApiError::new(code, message).with_source(ErrorSource::Upstream)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
@@ -18,22 +18,21 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::HeaderMap;
 use wire::chat::Usage;
-use wire::error::{ApiError, Dialect, ErrorCode, ErrorSource};
+use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::money::Amount;
 use wire::provider::PROVIDER_SEALED_CHAT_PATH;
 use wire::sealed::{
     MAX_TARGETS, MAX_TOKENS_HEADER, MODEL_HEADER, PROVIDER_HEADER, SealedChat, SealedError,
     SealedEvent, SealingProviders,
 };
-use wire::sse::{SseEvent, SseParser};
+use wire::sse::SseEvent;
 
 use crate::AppState;
 use crate::chat::{
-    Failure, FailureKind, Refusal, Seen, insert_balance_headers, insert_header,
-    insert_rate_headers, random_hex, refuse, sse_data,
+    Failure, FailureKind, ProviderEvents, Refusal, Seen, insert_balance_headers, insert_header,
+    insert_rate_headers, random_hex, refuse, sse_data, upstream_error,
 };
 use crate::metrics::{ModelLabels, RequestLabels, TokenLabels};
 use crate::registry::{Attempt, Provider};
@@ -265,10 +264,7 @@ async fn serve(
 
 /// A provider's stream of [`SealedEvent`]s, with an idle timeout between events.
 struct SealedStream {
-    body: crate::chat::ByteStream,
-    parser: SseParser,
-    events: VecDeque<SseEvent>,
-    idle_timeout: Duration,
+    events: ProviderEvents,
 }
 
 /// What a provider's sealed stream says next.
@@ -280,16 +276,14 @@ enum Next {
 
 impl SealedStream {
     async fn next(&mut self) -> Result<Next, ApiError> {
-        let upstream =
-            |code, message: &str| ApiError::new(code, message).with_source(ErrorSource::Upstream);
         loop {
-            if let Some(event) = self.events.pop_front() {
+            if let Some(event) = self.events.pop() {
                 let data = match event {
                     SseEvent::Done => return Ok(Next::Done),
                     SseEvent::Data(data) => data,
                 };
                 let event: SealedEvent = serde_json::from_str(&data).map_err(|_| {
-                    upstream(
+                    upstream_error(
                         ErrorCode::UpstreamError,
                         "the provider sent a malformed event",
                     )
@@ -297,40 +291,17 @@ impl SealedStream {
                 return match (event.sealed, event.usage) {
                     (Some(sealed), None) => Ok(Next::Sealed(sealed)),
                     (None, Some(usage)) => Ok(Next::Usage(usage)),
-                    _ => Err(upstream(
+                    _ => Err(upstream_error(
                         ErrorCode::UpstreamError,
                         "the provider sent an event that is neither sealed bytes nor usage",
                     )),
                 };
             }
-            match tokio::time::timeout(self.idle_timeout, self.body.next()).await {
-                Err(_) => {
-                    return Err(upstream(
-                        ErrorCode::RequestTimeout,
-                        "the provider stalled mid-stream",
-                    ));
-                }
-                Ok(None) => {
-                    return Err(upstream(
-                        ErrorCode::InferenceFailed,
-                        "the provider closed the stream before finishing",
-                    ));
-                }
-                Ok(Some(Err(_))) => {
-                    return Err(upstream(
-                        ErrorCode::InferenceFailed,
-                        "the connection to the provider broke mid-stream",
-                    ));
-                }
-                Ok(Some(Ok(bytes))) => {
-                    let events = self.parser.push(&bytes).map_err(|error| {
-                        upstream(
-                            ErrorCode::UpstreamError,
-                            &format!("the provider's stream is invalid: {error}"),
-                        )
-                    })?;
-                    self.events.extend(events);
-                }
+            if !self.events.receive().await? {
+                return Err(upstream_error(
+                    ErrorCode::InferenceFailed,
+                    "the provider closed the stream before finishing",
+                ));
             }
         }
     }
@@ -401,10 +372,11 @@ async fn first_piece(
     )
     .await?;
     let mut stream = SealedStream {
-        body: Box::pin(response.bytes_stream()),
-        parser: SseParser::new(privacy::sealed::MAX_SEALED_EVENT_BYTES),
-        events: VecDeque::new(),
-        idle_timeout: limits.idle_chunk_timeout,
+        events: ProviderEvents::new(
+            response,
+            privacy::sealed::MAX_SEALED_EVENT_BYTES,
+            limits.idle_chunk_timeout,
+        ),
     };
     match tokio::time::timeout_at(deadline, stream.next()).await {
         Err(_) => Err(Failure::fault(
