@@ -22,6 +22,13 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether this caller holds the operator's powers (listing providers, moving the clock,
+    /// creating keys for any account): only a configured ADMIN key does. An account's ADMIN
+    /// key manages that account's keys and nothing more, however it was made.
+    pub(crate) fn is_operator(&self) -> bool {
+        self.kind == Some(KeyKind::Admin) && self.account.is_none()
+    }
+
     /// A request paid with Privacy Pass tokens: no key, no account, no name.
     pub(crate) fn token_holder() -> Self {
         Self {

@@ -29,6 +29,7 @@ use wire::sse::{SseEvent, SseParser};
 use crate::metrics::{AttemptLabels, ModelLabels, RequestLabels, TokenLabels};
 use crate::rate_limit::RateStatus;
 use crate::registry::{Attempt, NoProvider, Provider};
+use crate::settlement::{self, Tally, UsageBound};
 use crate::thinking::ThinkingFilter;
 use crate::{AppState, error_response};
 
@@ -173,26 +174,6 @@ pub(crate) fn insert_balance_headers(
         "x-venice-balance-usd",
         &Amount(balance.free.usd).to_decimal_string(),
     );
-}
-
-/// The most a request can cost: every byte of its body a prompt token (tokenizers produce at
-/// most about one token per byte, plus a few template tokens per message) and `max_output`
-/// completion tokens.
-pub(crate) fn max_cost(
-    pricing: crate::config::ModelPricing,
-    body_bytes: usize,
-    messages: usize,
-    system_prompt_bytes: usize,
-    max_output: u32,
-) -> u128 {
-    let prompt =
-        u64::try_from(body_bytes + system_prompt_bytes + 16 * messages + 64).unwrap_or(u64::MAX);
-    Amount::for_tokens(pricing.input_per_million, prompt)
-        .saturating_add(Amount::for_tokens(
-            pricing.output_per_million,
-            u64::from(max_output),
-        ))
-        .0
 }
 
 pub(crate) type Refusal = (ApiError, String);
@@ -369,15 +350,23 @@ async fn serve(
     } else {
         0
     };
-    let max_cost = max_cost(
-        state.catalogue.pricing(&model_id),
+    let bound = UsageBound::for_chat(
         body.len(),
         request.messages.len(),
         system_prompt_bytes,
         request.max_tokens.unwrap_or(limits.max_output_tokens),
     );
+    let pricing = state.catalogue.pricing(&model_id);
+    let max_cost = bound.max_cost(pricing);
     let (reservation, metering) = pay(state, &tokens, &caller, max_cost, &model_id, seen).await?;
     let provider_request = provider_request(state, &request, &model_id);
+    let prompt_estimate = settlement::estimate_prompt_tokens(
+        provider_request
+            .messages
+            .iter()
+            .map(|message| message.content.len())
+            .sum(),
+    );
     let provider_body = Bytes::from(serde_json::to_vec(&provider_request).map_err(|_| {
         (
             ApiError::new(
@@ -419,7 +408,9 @@ async fn serve(
         attempts: committed.attempts,
         started,
         first_token_at: None,
-        usage: None,
+        tally: Tally::new(bound, prompt_estimate),
+        pricing,
+        max_cost,
         finish_reason: None,
         sent_role: false,
         outcome: Outcome::Unfinished,
@@ -582,11 +573,21 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
         match next {
             None => break,
             Some(Err(_)) if too_large => break,
-            Some(Err(_)) => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidRequest,
-                    "the request body could not be read",
-                ));
+            Some(Err(error)) => {
+                return Err(match server::body_refusal(&error) {
+                    Some(server::BodyRefused::ServerFull) => {
+                        ApiError::new(ErrorCode::ModelAtCapacity, error.to_string())
+                            .with_retry_after(1)
+                    }
+                    Some(server::BodyRefused::TimedOut) => ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        "the request body did not arrive in time",
+                    ),
+                    None => ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        "the request body could not be read",
+                    ),
+                });
             }
             Some(Ok(chunk)) if too_large => {
                 discarded += chunk.len();
@@ -1173,7 +1174,11 @@ struct Relay {
     attempts: u32,
     started: Instant,
     first_token_at: Option<Instant>,
-    usage: Option<Usage>,
+    /// The gateway's own count of the reply and the provider's report: what is charged.
+    tally: Tally,
+    pricing: crate::config::ModelPricing,
+    /// What was reserved: the charge never exceeds it.
+    max_cost: u128,
     finish_reason: Option<String>,
     sent_role: bool,
     outcome: Outcome,
@@ -1244,7 +1249,7 @@ impl Relay {
                 }
             };
             if let Some(usage) = chunk.usage {
-                self.usage = Some(usage);
+                self.tally.report(usage);
             }
             let Some(choice) = chunk.choices.into_iter().next() else {
                 continue;
@@ -1254,6 +1259,23 @@ impl Relay {
                 .delta
                 .reasoning_content
                 .filter(|text| !text.is_empty());
+            if !content.is_empty() || reasoning.is_some() {
+                // Each piece of text is at least one token. A provider that sends more pieces
+                // than the request paid for is cut off there: the reply ends as if it had
+                // reached max_tokens, and the excess counts against the provider.
+                if self.tally.at_bound() {
+                    self.tally.sent_past_bound();
+                    self.upstream = None;
+                    self.pending.clear();
+                    self.finish_reason = Some("length".into());
+                    return Some(Step::Chunk {
+                        content: String::new(),
+                        reasoning: None,
+                        finish_reason: Some("length".into()),
+                    });
+                }
+                self.tally.delivered_one();
+            }
             if self.strip_thinking {
                 content = self.thinking.push(&content);
                 reasoning = None;
@@ -1279,17 +1301,17 @@ impl Relay {
         }
     }
 
+    /// What the request is charged for (see [`Tally::settle`]).
     fn usage(&self) -> Usage {
-        self.usage.unwrap_or_default()
+        self.tally.settle().usage
     }
 
     fn cost(&self) -> Cost {
-        let pricing = self.state.catalogue.pricing(&self.model_id);
         let usage = self.usage();
-        let usd =
-            Amount::for_tokens(pricing.input_per_million, usage.prompt_tokens).saturating_add(
-                Amount::for_tokens(pricing.output_per_million, usage.completion_tokens),
-            );
+        let usd = Amount(
+            settlement::cost(self.pricing, usage.prompt_tokens, usage.completion_tokens)
+                .min(self.max_cost),
+        );
         Cost { usd, diem: usd }
     }
 
@@ -1351,7 +1373,11 @@ impl Drop for Relay {
             // The client left before the end.
             Outcome::Unfinished => 499,
         };
-        let usage = self.usage();
+        let settled = self.tally.settle();
+        let usage = settled.usage;
+        if settled.overshoot {
+            settlement::charge_overshoot(&self.state, &self.attempt.provider, &self.request_id);
+        }
         let metrics = &self.state.metrics;
         let model = self.model_id.clone();
         metrics
@@ -1409,6 +1435,7 @@ impl Drop for Relay {
             status,
             prompt_tokens = usage.prompt_tokens,
             completion_tokens = usage.completion_tokens,
+            usage_reported = self.tally.has_report(),
             first_token_ms = self.first_token_at.map(|first| first.duration_since(self.started).as_millis() as u64),
             duration_ms = self.started.elapsed().as_millis() as u64,
             "chat completion"

@@ -34,6 +34,12 @@ pub struct Limits {
     pub max_provider_event_bytes: usize,
     /// Largest response returned through Oblivious HTTP (read whole before it is sealed).
     pub max_oblivious_response_bytes: usize,
+    /// Client connections open at once. When all are taken, the one idle longest is closed
+    /// for a newcomer; only connections with requests in flight are never closed for room.
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's body, start to end (a slow upload holds a
+    /// connection slot and the memory read so far).
+    pub body_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -52,6 +58,9 @@ impl Default for Limits {
             max_provider_event_bytes: 1024 * 1024,
             // A 4,096-token reply streamed as SSE is well under 1 MiB.
             max_oblivious_response_bytes: 4 * 1024 * 1024,
+            max_connections: server::ServeLimits::default().max_connections,
+            // 2 MiB at 100 KiB/s, a slow mobile uplink, takes 20 s.
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }

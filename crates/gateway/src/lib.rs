@@ -10,6 +10,7 @@
 
 mod auth;
 mod catalogue;
+mod challenge;
 mod chat;
 pub mod config;
 mod economy;
@@ -18,6 +19,7 @@ pub mod oblivious;
 mod rate_limit;
 mod registry;
 mod sealed;
+mod settlement;
 mod thinking;
 pub mod tokens;
 mod web;
@@ -36,8 +38,9 @@ use tokio_rustls::TlsAcceptor;
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::models::ModelList;
 use wire::provider::{
-    HEARTBEAT_PATH, HEARTBEAT_PURPOSE, Heartbeat, REGISTER_PATH, REGISTRATION_PURPOSE,
-    Registration, RegistrationAccepted, SignedEnvelope, provider_id,
+    HEARTBEAT_PATH, HEARTBEAT_PURPOSE, Heartbeat, REGISTER_PATH, REGISTRATION_CHALLENGE_PATH,
+    REGISTRATION_PURPOSE, Registration, RegistrationAccepted, RegistrationChallenge,
+    SignedEnvelope, provider_id,
 };
 
 pub use auth::hash_secret;
@@ -63,6 +66,13 @@ const MAX_MODELS_PER_PROVIDER: usize = 64;
 const MAX_ADVERTISED_MODEL_ID_BYTES: usize = 128;
 /// Longest provider endpoint URL.
 const MAX_ENDPOINT_BYTES: usize = 512;
+/// How long a registration challenge stays good: a provider asks for one just before it
+/// registers.
+const REGISTRATION_CHALLENGE_SECONDS: u64 = 60;
+/// Providers whose last registration challenge is remembered at once (to refuse its replay);
+/// beyond it registrations are refused until challenges expire. Also the most providers the
+/// registry holds.
+const MAX_PROVIDERS: usize = 10_000;
 /// Idle connections kept open to each provider, so requests skip the TCP handshake.
 const PROVIDER_POOL_IDLE_PER_HOST: usize = 64;
 
@@ -82,6 +92,10 @@ pub(crate) struct AppState {
     oblivious: Option<Arc<oblivious::ObliviousGateway>>,
     /// Privacy Pass issuance and redemption; only with a ledger.
     tokens: Option<Arc<tokens::Tokens>>,
+    /// Challenges providers sign into their registrations.
+    registration_challenges: challenge::Challenges,
+    /// The newest challenge each provider key registered with.
+    registration_challenge_uses: challenge::UsedStamps<[u8; 32]>,
 }
 
 /// A running gateway's shared state. It can serve several listeners at once (say, TLS for
@@ -123,10 +137,13 @@ impl Gateway {
             )),
             None => None,
         };
+        let metrics = Metrics::default();
         let tokens = match (&config.tokens, &economy) {
-            (Some(tokens), Some(economy)) => {
-                Some(Arc::new(tokens::Tokens::open(tokens, Arc::clone(economy))?))
-            }
+            (Some(tokens), Some(economy)) => Some(Arc::new(tokens::Tokens::open(
+                tokens,
+                Arc::clone(economy),
+                metrics.token_signature_checks.clone(),
+            )?)),
             _ => None,
         };
         let state = Arc::new(AppState {
@@ -143,9 +160,15 @@ impl Gateway {
             ),
             catalogue: Catalogue::new(config.catalogue.clone()),
             rate: RateLimiter::default(),
-            metrics: Metrics::default(),
+            metrics,
             http,
             config,
+            registration_challenges: challenge::Challenges::new(
+                "gondola provider registration",
+                "gondola-registration-",
+                REGISTRATION_CHALLENGE_SECONDS,
+            ),
+            registration_challenge_uses: challenge::UsedStamps::new(MAX_PROVIDERS),
         });
         let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
         let flusher = economy.map(|economy| {
@@ -177,11 +200,16 @@ impl Gateway {
         tls: Option<TlsAcceptor>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
+        let limits = ServeLimits {
+            max_connections: self.state.config.limits.max_connections,
+            body_read_timeout: self.state.config.limits.body_read_timeout,
+            ..ServeLimits::default()
+        };
         server::serve(
             listener,
             router(Arc::clone(&self.state)),
             tls,
-            ServeLimits::default(),
+            limits,
             shutdown,
         )
         .await
@@ -293,6 +321,7 @@ fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     let oblivious = oblivious_routes(&state, body_limit);
     Router::new()
+        .route(REGISTRATION_CHALLENGE_PATH, get(registration_challenge))
         .route(
             REGISTER_PATH,
             post(register).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)),
@@ -587,11 +616,11 @@ async fn list_providers(
         Ok(caller) => caller,
         Err(error) => return error_response(&error, dialect),
     };
-    if caller.kind != Some(KeyKind::Admin) {
+    if !caller.is_operator() {
         return error_response(
             &ApiError::new(
                 ErrorCode::Unauthorized,
-                "listing providers needs an ADMIN key",
+                "listing providers needs one of the operator's ADMIN keys",
             ),
             dialect,
         );
@@ -697,6 +726,17 @@ fn within_skew(state: &AppState, issued_at_ms: u64) -> bool {
     unix_millis().abs_diff(issued_at_ms) <= skew
 }
 
+/// `GET /provider/v1/challenge`: a fresh challenge for a registration (stateless: asking
+/// for many fills nothing).
+async fn registration_challenge(State(state): State<Arc<AppState>>) -> Response {
+    let (challenge, expires_at) = state.registration_challenges.issue();
+    Json(RegistrationChallenge {
+        challenge,
+        expires_at,
+    })
+    .into_response()
+}
+
 async fn register(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Response {
     let envelope = match parse_envelope(&body) {
         Ok(envelope) => envelope,
@@ -718,6 +758,15 @@ async fn register(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Res
             "the registration's timestamp is too far from the gateway's clock",
         );
     }
+    let Ok(stamp) = state.registration_challenges.check(&registration.challenge) else {
+        return provider_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the registration's challenge is missing, unknown or expired; GET \
+                 {REGISTRATION_CHALLENGE_PATH} for a new one"
+            ),
+        );
+    };
     let id = provider_id(&key);
     if let Admission::Allowlist(allowed) = &state.config.admission
         && !allowed.contains(&key)
@@ -765,6 +814,36 @@ async fn register(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Res
             return provider_error(
                 StatusCode::BAD_REQUEST,
                 "sealing_keys is not a base64 application/ohttp-keys list",
+            );
+        }
+    }
+    if !state.registry.has_room_for(&id, MAX_PROVIDERS) {
+        return provider_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the gateway holds its maximum number of providers",
+        );
+    }
+    // Taken last, once everything else about the registration is right: a provider's
+    // challenges are taken once each and in order, so a registration sent again (by whoever
+    // captured it) is refused instead of replacing the lease.
+    match state.registration_challenge_uses.take(
+        key.as_bytes(),
+        stamp,
+        state.registration_challenges.ttl_nanos(),
+    ) {
+        Ok(()) => {}
+        Err(challenge::ChallengeError::Busy) => {
+            return provider_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many providers are registering; try again shortly",
+            );
+        }
+        Err(_) => {
+            tracing::warn!(provider = %id, "registration refused: its challenge was used before");
+            return provider_error(
+                StatusCode::BAD_REQUEST,
+                "this registration's challenge was used before; a registration is never \
+                 taken twice",
             );
         }
     }

@@ -28,6 +28,11 @@ pub struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     pub provider: String,
     pub outcome: &'static str,
@@ -40,7 +45,11 @@ pub struct Metrics {
     pub first_token_seconds: Family<ModelLabels, Histogram>,
     pub tokens: Family<TokenLabels, Counter>,
     pub provider_attempts: Family<AttemptLabels, Counter>,
+    /// Requests whose provider claimed or sent more than was paid for (charged at the bound).
+    pub provider_overshoots: Family<ProviderLabels, Counter>,
     pub failovers: Counter,
+    /// RSA verifications of privacy tokens: what token-paid requests cost the gateway in CPU.
+    pub token_signature_checks: Counter,
     pub live_providers: Gauge,
     pub in_flight: Gauge,
 }
@@ -87,11 +96,24 @@ impl Default for Metrics {
             "Requests sent to providers, by outcome",
             provider_attempts.clone(),
         );
+        let provider_overshoots = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "provider_overshoots",
+            "Requests whose provider reported or sent more tokens than the request paid for; \
+             the excess is the provider's loss",
+            provider_overshoots.clone(),
+        );
         let failovers = Counter::default();
         registry.register(
             "failovers",
             "Requests moved to another provider before their first byte",
             failovers.clone(),
+        );
+        let token_signature_checks = Counter::default();
+        registry.register(
+            "token_signature_checks",
+            "Privacy token signatures verified (one RSA verification each)",
+            token_signature_checks.clone(),
         );
         let live_providers = Gauge::default();
         registry.register(
@@ -112,7 +134,9 @@ impl Default for Metrics {
             first_token_seconds,
             tokens,
             provider_attempts,
+            provider_overshoots,
             failovers,
+            token_signature_checks,
             live_providers,
             in_flight,
         }

@@ -78,6 +78,21 @@ impl RateLimiter {
         }
     }
 
+    /// How long until `caller` may make another request under `limit`, if its budget for this
+    /// window is spent; `None` when it may. Counts nothing and remembers nothing: for callers
+    /// who are counted only once they have done something (a committed ledger operation), so
+    /// that strangers cannot fill the table.
+    pub fn over_budget(&self, caller: &str, limit: RateLimit, now: Instant) -> Option<Duration> {
+        let windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let window = windows.get(caller)?;
+        let elapsed = now.duration_since(window.started);
+        (elapsed < WINDOW && window.requests >= limit.requests_per_minute)
+            .then(|| WINDOW.saturating_sub(elapsed))
+    }
+
     /// If `caller` spent its failed-request budget, how long it stays refused.
     pub fn failure_block(&self, caller: &str, now: Instant) -> Option<Duration> {
         let failures = self
@@ -136,6 +151,35 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn over_budget_reads_a_window_without_counting_or_keeping_anything() {
+        let limiter = RateLimiter::default();
+        let limit = RateLimit {
+            requests_per_minute: 2,
+            tokens_per_minute: u64::MAX,
+        };
+        let now = Instant::now();
+        assert_eq!(limiter.over_budget("stranger", limit, now), None);
+        assert!(
+            limiter
+                .windows
+                .lock()
+                .expect("lock")
+                .get("stranger")
+                .is_none(),
+            "a look leaves no entry"
+        );
+        limiter.check("signer", limit, now);
+        assert_eq!(limiter.over_budget("signer", limit, now), None);
+        limiter.check("signer", limit, now);
+        assert!(limiter.over_budget("signer", limit, now).is_some());
+        assert_eq!(
+            limiter.over_budget("signer", limit, now + WINDOW),
+            None,
+            "a new window"
+        );
+    }
 
     #[test]
     fn requests_beyond_the_budget_are_refused_until_the_window_resets() {

@@ -128,6 +128,13 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether a provider `id` may register with at most `capacity` providers held: always
+    /// when it holds a lease already (it is replaced), else when there is room.
+    pub fn has_room_for(&self, id: &str, capacity: usize) -> bool {
+        let providers = self.read();
+        providers.contains_key(id) || providers.len() < capacity
+    }
+
     /// Starts (or restarts) a provider's lease. A provider that registers again replaces its
     /// previous lease: it restarted, and its old endpoint may be gone.
     #[expect(

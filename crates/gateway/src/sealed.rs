@@ -21,7 +21,6 @@ use bytes::Bytes;
 use http::HeaderMap;
 use wire::chat::Usage;
 use wire::error::{ApiError, Dialect, ErrorCode};
-use wire::money::Amount;
 use wire::provider::PROVIDER_SEALED_CHAT_PATH;
 use wire::sealed::{
     MAX_TARGETS, MAX_TOKENS_HEADER, MODEL_HEADER, PROVIDER_HEADER, SealedChat, SealedError,
@@ -36,6 +35,7 @@ use crate::chat::{
 };
 use crate::metrics::{ModelLabels, RequestLabels, TokenLabels};
 use crate::registry::{Attempt, Provider};
+use crate::settlement::{self, Tally, UsageBound};
 
 /// Largest body of a sealed chat request for a gateway whose chat bodies may be `max_body_bytes`:
 /// [`MAX_TARGETS`] copies, each padded and sealed, in base64, with room for the JSON around them.
@@ -197,13 +197,9 @@ async fn serve(
         .map(|copy| copy.sealed.len())
         .max()
         .unwrap_or(0);
-    let max_cost = crate::chat::max_cost(
-        state.catalogue.pricing(&model_id),
-        largest,
-        0,
-        0,
-        request.max_tokens,
-    );
+    let bound = UsageBound::for_chat(largest, 0, 0, request.max_tokens);
+    let pricing = state.catalogue.pricing(&model_id);
+    let max_cost = bound.max_cost(pricing);
     let (reservation, metering) =
         crate::chat::pay(state, &tokens, &caller, max_cost, &model_id, seen).await?;
     let committed = dispatch(state, &model_id, request.max_tokens, &copies)
@@ -232,7 +228,12 @@ async fn serve(
         upstream: committed.stream,
         started,
         first_token_at: Some(Instant::now()),
-        usage: None,
+        // The prompt is sealed: if the provider never reports its size, the sealed size
+        // stands for it.
+        tally: Tally::sealed(bound, settlement::estimate_prompt_tokens(largest)),
+        pricing,
+        max_cost,
+        sealed_pieces: 0,
         sealed_bytes: 0,
         outcome: None,
         finished: false,
@@ -409,7 +410,12 @@ struct SealedRelay {
     upstream: SealedStream,
     started: Instant,
     first_token_at: Option<Instant>,
-    usage: Option<Usage>,
+    /// Sealed pieces passed on (all but the first stand for a token each if the reply is cut)
+    /// and the provider's report: what is charged.
+    tally: Tally,
+    pricing: crate::config::ModelPricing,
+    max_cost: u128,
+    sealed_pieces: u64,
     sealed_bytes: usize,
     /// The status the log line reports, once the stream has ended (200, or the error's).
     outcome: Option<u16>,
@@ -419,6 +425,11 @@ struct SealedRelay {
 impl SealedRelay {
     fn sealed_frame(&mut self, sealed: String) -> Bytes {
         self.sealed_bytes += sealed.len();
+        // The first piece is the reply's head; each later one holds at least one event.
+        if self.sealed_pieces > 0 {
+            self.tally.delivered_one();
+        }
+        self.sealed_pieces += 1;
         sse_data(&SealedEvent {
             sealed: Some(sealed),
             ..SealedEvent::default()
@@ -435,9 +446,10 @@ impl SealedRelay {
         match self.upstream.next().await {
             Ok(Next::Sealed(sealed)) => Some(self.sealed_frame(sealed)),
             Ok(Next::Usage(usage)) => {
-                self.usage = Some(usage);
+                self.tally.report(usage);
+                // The client sees what it is charged, which is the report held to its bound.
                 Some(sse_data(&SealedEvent {
-                    usage: Some(usage),
+                    usage: Some(self.tally.settle().usage),
                     ..SealedEvent::default()
                 }))
             }
@@ -460,7 +472,15 @@ impl SealedRelay {
 
 impl Drop for SealedRelay {
     fn drop(&mut self) {
-        let usage = self.usage.unwrap_or_default();
+        let settled = self.tally.settle();
+        let usage = settled.usage;
+        if settled.overshoot {
+            crate::settlement::charge_overshoot(
+                &self.state,
+                &self.attempt.provider,
+                &self.request_id,
+            );
+        }
         // A client that went away before the end: 499, as for a request in the clear.
         let status = self.outcome.unwrap_or(499);
         let metrics = &self.state.metrics;
@@ -496,12 +516,9 @@ impl Drop for SealedRelay {
             self.state.rate.record_tokens(rate_key, usage.total_tokens);
         }
         if let Some(metering) = self.metering.as_mut() {
-            let pricing = self.state.catalogue.pricing(&self.model_id);
-            let cost =
-                Amount::for_tokens(pricing.input_per_million, usage.prompt_tokens).saturating_add(
-                    Amount::for_tokens(pricing.output_per_million, usage.completion_tokens),
-                );
-            metering.finish(cost.0, usage.prompt_tokens, usage.completion_tokens);
+            let cost = settlement::cost(self.pricing, usage.prompt_tokens, usage.completion_tokens)
+                .min(self.max_cost);
+            metering.finish(cost, usage.prompt_tokens, usage.completion_tokens);
         }
         tracing::info!(
             request_id = %self.request_id,
@@ -513,6 +530,7 @@ impl Drop for SealedRelay {
             prompt_tokens = usage.prompt_tokens,
             completion_tokens = usage.completion_tokens,
             sealed_bytes = self.sealed_bytes,
+            usage_reported = self.tally.has_report(),
             first_token_ms = self.first_token_at.map(|first| first.duration_since(self.started).as_millis() as u64),
             duration_ms = self.started.elapsed().as_millis() as u64,
             "sealed chat completion"

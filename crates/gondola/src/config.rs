@@ -147,6 +147,8 @@ pub struct RawLimits {
     pub breaker_open_ms: Option<u64>,
     pub lease_ttl_ms: Option<u64>,
     pub heartbeat_interval_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub body_read_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,10 +324,20 @@ pub fn gateway_config(
         breaker_open_for: millis(raw_limits.breaker_open_ms, defaults.breaker_open_for),
         max_provider_event_bytes: defaults.max_provider_event_bytes,
         max_oblivious_response_bytes: defaults.max_oblivious_response_bytes,
+        max_connections: raw_limits
+            .max_connections
+            .unwrap_or(defaults.max_connections),
+        body_read_timeout: millis(raw_limits.body_read_timeout_ms, defaults.body_read_timeout),
     };
-    if limits.max_attempts == 0 || limits.max_body_bytes == 0 || limits.max_output_tokens == 0 {
+    if limits.max_attempts == 0
+        || limits.max_body_bytes == 0
+        || limits.max_output_tokens == 0
+        || limits.max_connections == 0
+        || limits.body_read_timeout.is_zero()
+    {
         bail!(
-            "gateway.limits: max_attempts, max_body_bytes and max_output_tokens must be at least 1"
+            "gateway.limits: max_attempts, max_body_bytes, max_output_tokens, max_connections \
+             and body_read_timeout_ms must be at least 1"
         );
     }
     let mut keys = Vec::new();

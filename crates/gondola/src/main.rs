@@ -231,8 +231,8 @@ struct GatewayServerArgs {
     /// The operator's system prompt, prepended unless a request opts out.
     #[arg(long, env = "GONDOLA_SYSTEM_PROMPT")]
     system_prompt: Option<String>,
-    /// Let ADMIN keys move the ledger's clock forward (POST /api/v1/admin/clock). For tests of
-    /// daily allowances and cooldowns only.
+    /// Let the operator's ADMIN keys move the ledger's clock forward (POST
+    /// /api/v1/admin/clock). For tests of daily allowances and cooldowns only.
     #[arg(long, env = "GONDOLA_ADJUSTABLE_CLOCK", hide = true)]
     adjustable_clock: bool,
 }

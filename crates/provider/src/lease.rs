@@ -9,7 +9,8 @@ use ed25519_dalek::SigningKey;
 use tokio::sync::{RwLock, oneshot, watch};
 use wire::provider::{
     HEARTBEAT_PATH, HEARTBEAT_PURPOSE, Heartbeat, ModelAdvert, ProviderLoad, REGISTER_PATH,
-    REGISTRATION_PURPOSE, Registration, RegistrationAccepted, SignedEnvelope,
+    REGISTRATION_CHALLENGE_PATH, REGISTRATION_PURPOSE, Registration, RegistrationAccepted,
+    RegistrationChallenge, SignedEnvelope,
 };
 
 /// First wait after a failed registration; doubles up to the maximum.
@@ -116,9 +117,21 @@ async fn register(
     key: &SigningKey,
     terms: &LeaseTerms,
 ) -> Result<RegistrationAccepted, String> {
+    // A fresh challenge for each registration: the gateway takes none twice.
+    let challenge: RegistrationChallenge = client
+        .get(format!("{base}{REGISTRATION_CHALLENGE_PATH}"))
+        .send()
+        .await
+        .map_err(|error| format!("the gateway could not be reached: {error}"))?
+        .error_for_status()
+        .map_err(|error| format!("the gateway gave no registration challenge: {error}"))?
+        .json()
+        .await
+        .map_err(|error| format!("the gateway's registration challenge is unreadable: {error}"))?;
     let registration = Registration {
         purpose: REGISTRATION_PURPOSE.into(),
         issued_at_ms: unix_millis(),
+        challenge: challenge.challenge,
         endpoint: terms.endpoint.clone(),
         models: terms.models.clone(),
         max_in_flight: terms.max_in_flight,

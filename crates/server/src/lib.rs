@@ -11,21 +11,31 @@
 //! thread too.
 //!
 //! It never reads or keeps the peer's address: nothing downstream can log what it never had.
+//! Fairness between clients therefore cannot go by address; it goes by what a connection
+//! does. A connection with no request in flight is idle, and idle connections are what gets
+//! closed: one that sends nothing within [`ServeLimits::first_request_timeout`], one that
+//! sits between requests past [`ServeLimits::idle_timeout`] (HTTP/1 keep-alive and HTTP/2
+//! alike), and, when every connection slot is taken, the one idle longest, so that a flood of
+//! silent connections cannot lock out a client that has something to ask.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 pub use tokio_rustls::TlsAcceptor;
 
 /// Bounds on what clients can hold open.
@@ -37,6 +47,24 @@ pub struct ServeLimits {
     pub tls_handshake_timeout: Duration,
     /// A client has this long to send a request's headers (slowloris guard).
     pub header_read_timeout: Duration,
+    /// A request's body must arrive in full within this long of its start; a slower upload
+    /// ends with an error (it holds a slot and the memory read so far).
+    pub body_read_timeout: Duration,
+    /// Bytes of request bodies being received at once, over all connections; a body that
+    /// would go past it ends with an error (a 503 to its client). Each route bounds its own
+    /// body too; this bounds them together.
+    pub max_body_bytes_in_flight: usize,
+    /// A new connection has this long to start its first request; one that sends nothing is
+    /// closed.
+    pub first_request_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/1 keep-alive and
+    /// HTTP/2 alike).
+    pub idle_timeout: Duration,
+    /// HTTP/2 pings go out after this much silence, and a peer that does not answer one within
+    /// the same time is gone.
+    pub http2_keep_alive: Duration,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
     /// On shutdown, open requests (including streams) get this long to finish.
     pub drain_timeout: Duration,
     /// Threads that serve connections (each a single-threaded runtime); 0 means one per CPU.
@@ -49,9 +77,263 @@ impl Default for ServeLimits {
             max_connections: 4096,
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            // 2 MiB at 100 KiB/s, a slow mobile uplink, takes 20 s.
+            body_read_timeout: Duration::from_secs(30),
+            // 256 chat bodies of the largest size at once.
+            max_body_bytes_in_flight: 512 * 1024 * 1024,
+            // Clients open a connection to send on it: ten seconds covers a slow start.
+            first_request_timeout: Duration::from_secs(10),
+            // nginx's keep-alive default is 75 s; a minute keeps a chatting client's connection.
+            idle_timeout: Duration::from_secs(60),
+            http2_keep_alive: Duration::from_secs(20),
+            // A page opens a handful of streams; 256 leaves room without letting one
+            // connection hold the server's capacity.
+            http2_max_concurrent_streams: 256,
             drain_timeout: Duration::from_secs(10),
             threads: 0,
         }
+    }
+}
+
+/// How often a connection closed while a request was in flight looks again whether the
+/// request is done.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What the server knows of one open connection: whether it is busy, since when it is idle,
+/// and how to ask it to close. Never its peer's address.
+struct ConnectionState {
+    /// Requests in flight, counted until their response body is done.
+    in_flight: AtomicU32,
+    /// Milliseconds since the server's start when it last became idle (opened, or its last
+    /// request ended).
+    idle_since_ms: AtomicU64,
+    /// Whether it has started a request yet (a fresh one gets the shorter first timeout).
+    served: std::sync::atomic::AtomicBool,
+    close: Notify,
+}
+
+/// Every open connection, so that the accept loop can close the idlest when slots run out.
+struct Connections {
+    started: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<ConnectionState>>>,
+}
+
+impl Connections {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnectionState>>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A number for the next connection accepted: numbers follow the order of accepting.
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a new connection; it is forgotten when the returned guard drops.
+    fn open(self: &Arc<Self>, id: u64) -> (Arc<ConnectionState>, Registered) {
+        let state = Arc::new(ConnectionState {
+            in_flight: AtomicU32::new(0),
+            idle_since_ms: AtomicU64::new(self.now_ms()),
+            served: std::sync::atomic::AtomicBool::new(false),
+            close: Notify::new(),
+        });
+        self.lock().insert(id, Arc::clone(&state));
+        (
+            state,
+            Registered {
+                connections: Arc::clone(self),
+                id,
+            },
+        )
+    }
+
+    /// Asks the connection idle longest (none in flight) to close, to free a slot: whether
+    /// there was one. O(open connections), and only when every slot is taken.
+    fn close_idlest(&self) -> bool {
+        let open = self.lock();
+        // Idle since longest; among those idle since the same millisecond, the oldest.
+        let idlest = open
+            .iter()
+            .filter(|(_, state)| state.in_flight.load(Ordering::Acquire) == 0)
+            .min_by_key(|(id, state)| (state.idle_since_ms.load(Ordering::Relaxed), **id))
+            .map(|(_, state)| state);
+        match idlest {
+            Some(state) => {
+                state.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Removes a connection from [`Connections`] when it ends.
+struct Registered {
+    connections: Arc<Connections>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.connections.lock().remove(&self.id);
+    }
+}
+
+/// A request in flight on a connection, until its response body is done or dropped.
+struct Busy {
+    state: Arc<ConnectionState>,
+    connections: Arc<Connections>,
+}
+
+impl Busy {
+    fn enter(state: &Arc<ConnectionState>, connections: &Arc<Connections>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        state
+            .served
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Self {
+            state: Arc::clone(state),
+            connections: Arc::clone(connections),
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.state
+            .idle_since_ms
+            .store(self.connections.now_ms(), Ordering::Relaxed);
+        self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request body that must arrive in full by a deadline, and whose bytes count against the
+/// server's budget for bodies in flight until it is dropped.
+struct TimedBody {
+    inner: hyper::body::Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    budget: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+/// Why the server ended a request's body early (the error its reader gets; find it with
+/// [`body_refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyRefused {
+    #[error("the request body did not arrive in time")]
+    TimedOut,
+    #[error("the server is receiving as many request bodies as it can hold; try again shortly")]
+    ServerFull,
+}
+
+/// The [`BodyRefused`] behind a body-reading error, if the server ended the body.
+pub fn body_refusal(error: &(dyn std::error::Error + 'static)) -> Option<BodyRefused> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(refused) = error.downcast_ref::<BodyRefused>() {
+            return Some(*refused);
+        }
+        current = error.source();
+    }
+    None
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let bytes = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                    match Arc::clone(&this.budget).try_acquire_many_owned(bytes) {
+                        Ok(permit) => match &mut this.held {
+                            Some(held) => held.merge(permit),
+                            None => this.held = Some(permit),
+                        },
+                        Err(_) => return Poll::Ready(Some(Err(Box::new(BodyRefused::ServerFull)))),
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(other) => Poll::Ready(other.map(|frame| frame.map_err(Into::into))),
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyRefused::TimedOut)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The app, counting each request against its connection for as long as its response lasts,
+/// with each request's body held to [`ServeLimits::body_read_timeout`].
+#[derive(Clone)]
+struct Tracked {
+    app: axum::Router,
+    state: Arc<ConnectionState>,
+    connections: Arc<Connections>,
+    body_read_timeout: Duration,
+    body_budget: Arc<Semaphore>,
+}
+
+impl tower::Service<http::Request<hyper::body::Incoming>> for Tracked {
+    type Response = http::Response<axum::body::Body>;
+    type Error = Infallible;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The router is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let busy = Busy::enter(&self.state, &self.connections);
+        let deadline = Box::pin(tokio::time::sleep(self.body_read_timeout));
+        let budget = Arc::clone(&self.body_budget);
+        let request = request.map(|inner| TimedBody {
+            inner,
+            deadline,
+            budget,
+            held: None,
+        });
+        let response = tower::ServiceExt::oneshot(self.app.clone(), request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| {
+                axum::body::Body::new(body.map_frame(move |frame| {
+                    let _held_until_the_body_ends = &busy;
+                    frame
+                }))
+            }))
+        })
     }
 }
 
@@ -131,9 +413,14 @@ pub fn tls_acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, Tl
 /// A connection on its way to a serving thread. Connections are bounded by the semaphore whose
 /// permit travels with them, so the hand-off queue is too.
 struct Handoff {
+    /// Registered by the accept loop, so that the order of connections is the order of
+    /// accepting, whichever thread gets to each first.
+    state: Arc<ConnectionState>,
+    registered: Registered,
     stream: std::net::TcpStream,
     permit: OwnedSemaphorePermit,
-    watcher: hyper_util::server::graceful::Watcher,
+    /// Turns true when the server shuts down.
+    shutdown: watch::Receiver<bool>,
 }
 
 /// One serving thread, as the accept loop sees it.
@@ -157,6 +444,8 @@ fn start_worker(
     app: &axum::Router,
     tls: Option<&TlsAcceptor>,
     limits: ServeLimits,
+    open_connections: &Arc<Connections>,
+    body_budget: &Arc<Semaphore>,
 ) -> std::io::Result<Worker> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -166,6 +455,8 @@ fn start_worker(
     let app = app.clone();
     let tls = tls.cloned();
     let open_by_thread = Arc::clone(&open);
+    let open_connections = Arc::clone(open_connections);
+    let body_budget = Arc::clone(body_budget);
     let thread = std::thread::Builder::new()
         .name(format!("gondola-http-{index}"))
         .spawn(move || {
@@ -174,6 +465,12 @@ fn start_worker(
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(limits.http2_keep_alive))
+                .keep_alive_timeout(limits.http2_keep_alive)
+                .max_concurrent_streams(limits.http2_max_concurrent_streams);
             let builder = Arc::new(builder);
             runtime.block_on(async move {
                 while let Some(handoff) = incoming.recv().await {
@@ -185,15 +482,30 @@ fn start_worker(
                             continue;
                         }
                     };
-                    let service = TowerToHyperService::new(app.clone());
+                    let (state, registered) = (handoff.state, handoff.registered);
+                    let service = TowerToHyperService::new(Tracked {
+                        app: app.clone(),
+                        state: Arc::clone(&state),
+                        connections: Arc::clone(&open_connections),
+                        body_read_timeout: limits.body_read_timeout,
+                        body_budget: Arc::clone(&body_budget),
+                    });
                     let builder = Arc::clone(&builder);
                     let tls = tls.clone();
-                    let watcher = handoff.watcher;
+                    let shutdown = handoff.shutdown;
                     let permit = handoff.permit;
+                    let connections = Arc::clone(&open_connections);
                     tokio::spawn(async move {
                         let _permit = permit;
                         let _open = open;
-                        serve_connection(stream, service, &builder, tls, watcher, limits).await;
+                        let _registered = registered;
+                        let watch = Watch {
+                            state,
+                            connections,
+                            shutdown,
+                            limits,
+                        };
+                        serve_connection(stream, service, &builder, tls, watch).await;
                     });
                 }
             });
@@ -207,24 +519,82 @@ fn start_worker(
     })
 }
 
+/// What a connection's task watches besides the connection itself.
+struct Watch {
+    state: Arc<ConnectionState>,
+    connections: Arc<Connections>,
+    shutdown: watch::Receiver<bool>,
+    limits: ServeLimits,
+}
+
+impl Watch {
+    /// When the connection will have been idle too long, if it stays idle: `None` while a
+    /// request is in flight.
+    fn idle_deadline(&self) -> Option<tokio::time::Instant> {
+        if self.state.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let allowed = if self.state.served.load(std::sync::atomic::Ordering::Relaxed) {
+            self.limits.idle_timeout
+        } else {
+            self.limits.first_request_timeout
+        };
+        let idle_for = Duration::from_millis(
+            self.connections
+                .now_ms()
+                .saturating_sub(self.state.idle_since_ms.load(Ordering::Relaxed)),
+        );
+        Some(tokio::time::Instant::now() + allowed.saturating_sub(idle_for))
+    }
+
+    /// Resolves when the connection should close: the server is shutting down, it was asked
+    /// to make room, or it has been idle too long.
+    async fn close_wanted(&mut self) -> &'static str {
+        loop {
+            if *self.shutdown.borrow_and_update() {
+                return "shutdown";
+            }
+            // While busy, look again after the idle timeout; a request ending resets the clock.
+            let wake = self
+                .idle_deadline()
+                .unwrap_or_else(|| tokio::time::Instant::now() + self.limits.idle_timeout);
+            tokio::select! {
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        return "shutdown";
+                    }
+                }
+                () = self.state.close.notified() => return "making room",
+                () = tokio::time::sleep_until(wake) => {
+                    if self
+                        .idle_deadline()
+                        .is_some_and(|deadline| deadline <= tokio::time::Instant::now())
+                    {
+                        return "idle";
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn serve_connection(
     stream: tokio::net::TcpStream,
-    service: TowerToHyperService<axum::Router>,
+    service: TowerToHyperService<Tracked>,
     builder: &auto::Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
-    watcher: hyper_util::server::graceful::Watcher,
-    limits: ServeLimits,
+    mut watch: Watch,
 ) {
     let result = match tls {
         None => {
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            watcher.watch(connection.into_owned()).await
+            drive(connection, &mut watch).await
         }
         Some(acceptor) => {
-            let stream =
-                match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
-                    .await
-                {
+            let handshake =
+                tokio::time::timeout(watch.limits.tls_handshake_timeout, acceptor.accept(stream));
+            let stream = tokio::select! {
+                handshake = handshake => match handshake {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(error)) => {
                         tracing::debug!(%error, "TLS handshake failed");
@@ -234,13 +604,60 @@ async fn serve_connection(
                         tracing::debug!("TLS handshake timed out");
                         return;
                     }
-                };
+                },
+                reason = watch.close_wanted() => {
+                    tracing::debug!(reason, "connection closed during its TLS handshake");
+                    return;
+                }
+            };
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            watcher.watch(connection.into_owned()).await
+            drive(connection, &mut watch).await
         }
     };
     if let Err(error) = result {
         tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// Runs a connection until it ends. When `watch` wants it closed, asks it to close gracefully
+/// (HTTP/1 stops keep-alive, HTTP/2 sends GOAWAY and lets open streams finish): on shutdown
+/// it then drains; closed for being idle or to make room, it is dropped as soon as it has no
+/// request in flight (a peer that never answers HTTP/2's closing ping cannot keep its slot).
+async fn drive<I>(
+    connection: auto::UpgradeableConnection<'_, I, TowerToHyperService<Tracked>, TokioExecutor>,
+    watch: &mut Watch,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    tokio::pin!(connection);
+    let reason = tokio::select! {
+        result = connection.as_mut() => return result,
+        reason = watch.close_wanted() => reason,
+    };
+    tracing::debug!(reason, "closing a connection");
+    connection.as_mut().graceful_shutdown();
+    if reason == "shutdown" {
+        // Open requests drain; the server bounds the whole drain.
+        return connection.await;
+    }
+    // One more turn, so that what the close queued (a GOAWAY) is written out.
+    let turned = std::future::poll_fn(|cx| match connection.as_mut().poll(cx) {
+        Poll::Ready(result) => Poll::Ready(Some(result)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await;
+    if let Some(result) = turned {
+        return result;
+    }
+    loop {
+        if watch.state.in_flight.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        // A request that was already in flight finishes first.
+        if let Ok(result) = tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await {
+            return result;
+        }
     }
 }
 
@@ -252,25 +669,25 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let open = Arc::new(Connections::new());
+    let body_budget = Arc::new(Semaphore::new(
+        limits
+            .max_body_bytes_in_flight
+            .clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    let (stop, stopping) = watch::channel(false);
     let threads = match limits.threads {
         0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         threads => threads,
     };
     let workers = (0..threads)
-        .map(|index| start_worker(index, &app, tls.as_ref(), limits))
+        .map(|index| start_worker(index, &app, tls.as_ref(), limits, &open, &body_budget))
         .collect::<std::io::Result<Vec<_>>>()?;
     drop(app);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = Arc::clone(&connections).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let stream = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -282,6 +699,22 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Every slot is taken and a client is waiting: the connection idle longest
+                // makes room. With none idle, every connection is busy with a request, and
+                // this client (and those behind it in the backlog) waits for one to end.
+                open.close_idlest();
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    permit = Arc::clone(&slots).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
         };
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
@@ -301,10 +734,13 @@ pub async fn serve(
             break;
         };
         worker.open.fetch_add(1, Ordering::Relaxed);
+        let (state, registered) = open.open(open.next_id());
         let handoff = Handoff {
+            state,
+            registered,
             stream,
             permit,
-            watcher: graceful.watcher(),
+            shutdown: stopping.clone(),
         };
         if worker.connections.send(handoff).is_err() {
             // The thread is gone (it only ends when its queue closes, so this is a panic there).
@@ -313,7 +749,10 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+    let _ = stop.send(true);
+    // Every connection holds a slot until it ends: all slots back means all drained.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -453,6 +892,238 @@ mod tests {
         assert!(!served.is_finished());
         release.send(true).expect("release");
         assert_eq!(client.await.expect("client"), "finished");
+        served.await.expect("joined").expect("served");
+    }
+
+    /// Serves `app` with `limits` on a loopback port: the address and the way to stop it.
+    async fn start(
+        app: axum::Router,
+        limits: ServeLimits,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve(listener, app, None, limits, async {
+            let _ = stopped.await;
+        }));
+        (address, stop, served)
+    }
+
+    /// Reads `stream` until the server closes it (or resets it), for at most five seconds:
+    /// whether it did.
+    async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = [0u8; 1024];
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    fn hello() -> axum::Router {
+        axum::Router::new().route("/", axum::routing::get(|| async { "hello" }))
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_closed_after_the_first_request_timeout() {
+        let limits = ServeLimits {
+            first_request_timeout: Duration::from_millis(200),
+            ..ServeLimits::default()
+        };
+        let (address, stop, served) = start(hello(), limits).await;
+        let started = std::time::Instant::now();
+        let mut silent = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        assert!(closed_by_server(&mut silent).await);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        stop.send(()).expect("stop");
+        served.await.expect("joined").expect("served");
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_is_closed_but_one_with_a_request_in_flight_is_not() {
+        let (entered, mut inside) = mpsc::unbounded_channel::<()>();
+        let (release, released) = tokio::sync::watch::channel(false);
+        let app = hello().route(
+            "/slow",
+            axum::routing::get(move || {
+                let entered = entered.clone();
+                let mut released = released.clone();
+                async move {
+                    let _ = entered.send(());
+                    let _ = released.wait_for(|released| *released).await;
+                    "finished"
+                }
+            }),
+        );
+        let limits = ServeLimits {
+            idle_timeout: Duration::from_millis(200),
+            first_request_timeout: Duration::from_millis(200),
+            ..ServeLimits::default()
+        };
+        let (address, stop, served) = start(app, limits).await;
+        // One connection asks something and then idles: it is closed.
+        let idle = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(address).expect("connect");
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            assert_eq!(get(&mut stream, &mut reader), "hello");
+            let mut rest = Vec::new();
+            // The server closes it: the read ends (with nothing more).
+            std::io::Read::read_to_end(&mut reader, &mut rest).expect("closed");
+            rest
+        });
+        // Another waits on a slow answer far longer than the idle timeout: it is kept.
+        let busy = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(address).expect("connect");
+            stream
+                .write_all(b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n")
+                .expect("send");
+            let mut answer = String::new();
+            BufReader::new(stream)
+                .read_line(&mut answer)
+                .expect("an answer");
+            answer
+        });
+        inside.recv().await.expect("the slow request arrived");
+        assert_eq!(idle.await.expect("idle client"), Vec::<u8>::new());
+        // A silent connection opened after the slow request began is closed for idling; the
+        // busy one, older than it, is still waiting for its answer.
+        let mut later = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        assert!(closed_by_server(&mut later).await);
+        assert!(!busy.is_finished());
+        release.send(true).expect("release");
+        assert!(busy.await.expect("busy client").starts_with("HTTP/1.1 200"));
+        stop.send(()).expect("stop");
+        served.await.expect("joined").expect("served");
+    }
+
+    #[tokio::test]
+    async fn when_every_slot_is_taken_the_connection_idle_longest_makes_room() {
+        let limits = ServeLimits {
+            max_connections: 2,
+            ..ServeLimits::default()
+        };
+        let (address, stop, served) = start(hello(), limits).await;
+        let mut oldest = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let mut newer = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        // Both slots are held by silent connections; a third, with a request, is served.
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(address).expect("connect");
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            get(&mut stream, &mut reader)
+        })
+        .await
+        .expect("client");
+        assert_eq!(answer, "hello");
+        assert!(closed_by_server(&mut oldest).await);
+        // The newer one kept its slot: it can still be used.
+        tokio::io::AsyncWriteExt::write_all(&mut newer, b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .expect("send");
+        let mut buffer = [0u8; 12];
+        tokio::io::AsyncReadExt::read_exact(&mut newer, &mut buffer)
+            .await
+            .expect("an answer");
+        assert_eq!(&buffer, b"HTTP/1.1 200");
+        stop.send(()).expect("stop");
+        served.await.expect("joined").expect("served");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_arrives_too_slowly_is_cut_off() {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+        let limits = ServeLimits {
+            body_read_timeout: Duration::from_millis(200),
+            ..ServeLimits::default()
+        };
+        let (address, stop, served) = start(app, limits).await;
+        let started = std::time::Instant::now();
+        let status = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(address).expect("connect");
+            // Ten bytes announced, one sent, the rest never.
+            stream
+                .write_all(b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 10\r\n\r\nx")
+                .expect("send");
+            let mut status = String::new();
+            BufReader::new(stream)
+                .read_line(&mut status)
+                .expect("an answer");
+            status
+        })
+        .await
+        .expect("client");
+        assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        stop.send(()).expect("stop");
+        served.await.expect("joined").expect("served");
+    }
+
+    #[tokio::test]
+    async fn bodies_in_flight_together_are_bounded_and_their_bytes_come_back() {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(|body: axum::body::Body| async move {
+                match axum::body::to_bytes(body, usize::MAX).await {
+                    Ok(bytes) => bytes.len().to_string(),
+                    Err(error) => format!("{:?}", body_refusal(&error)),
+                }
+            }),
+        );
+        let limits = ServeLimits {
+            max_body_bytes_in_flight: 100,
+            ..ServeLimits::default()
+        };
+        let (address, stop, served) = start(app, limits).await;
+        let post = move |length: usize| {
+            tokio::task::spawn_blocking(move || {
+                let mut stream = std::net::TcpStream::connect(address).expect("connect");
+                let head =
+                    format!("POST / HTTP/1.1\r\nhost: test\r\ncontent-length: {length}\r\n\r\n");
+                stream.write_all(head.as_bytes()).expect("send");
+                stream.write_all(&vec![b'x'; length]).expect("send");
+                let mut reader = BufReader::new(stream);
+                let mut content_length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).expect("header");
+                    if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        content_length = value.trim().parse().expect("length");
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; content_length];
+                std::io::Read::read_exact(&mut reader, &mut body).expect("body");
+                String::from_utf8(body).expect("UTF-8")
+            })
+        };
+        assert_eq!(post(150).await.expect("client"), "Some(ServerFull)");
+        // The budget is whole again afterwards: bodies within it, one after another, pass.
+        for _ in 0..3 {
+            assert_eq!(post(80).await.expect("client"), "80");
+        }
+        stop.send(()).expect("stop");
         served.await.expect("joined").expect("served");
     }
 

@@ -16,6 +16,8 @@ pub const RECEIPT_PURPOSE: &str = "gondola/provider-receipt/v1";
 /// Gateway routes of the provider protocol.
 pub const REGISTER_PATH: &str = "/provider/v1/register";
 pub const HEARTBEAT_PATH: &str = "/provider/v1/heartbeat";
+/// Gateway route that hands out the fresh challenge a registration must carry.
+pub const REGISTRATION_CHALLENGE_PATH: &str = "/provider/v1/challenge";
 /// Provider route the gateway sends inference to.
 pub const PROVIDER_CHAT_PATH: &str = "/provider/v1/chat/completions";
 /// Provider route the gateway sends sealed requests to (see [`crate::sealed`]).
@@ -102,6 +104,11 @@ pub struct Registration {
     pub purpose: String,
     /// Milliseconds since the Unix epoch; the gateway refuses stale or future registrations.
     pub issued_at_ms: u64,
+    /// A challenge the gateway issued moments before ([`REGISTRATION_CHALLENGE_PATH`]): it
+    /// takes each provider's challenges once and in order, so a captured registration cannot
+    /// be sent again to replace the provider's lease.
+    #[serde(default)]
+    pub challenge: String,
     /// Where the gateway reaches this provider (`http://host:port`).
     pub endpoint: String,
     pub models: Vec<ModelAdvert>,
@@ -113,6 +120,13 @@ pub struct Registration {
     /// providers that take no sealed requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealing_keys: Option<String>,
+}
+
+/// A challenge for the next registration, and when it expires (Unix seconds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegistrationChallenge {
+    pub challenge: String,
+    pub expires_at: u64,
 }
 
 /// The gateway's answer to an accepted registration.

@@ -22,12 +22,45 @@ use crate::auth::Caller;
 use crate::config::KeyKind;
 use crate::{AppState, error_response};
 
-/// How long a wallet key-minting challenge stays valid.
-const CHALLENGE_SECONDS: u64 = 15 * 60;
-/// Challenges outstanding at once (a bound on memory; older ones are dropped first).
-const MAX_CHALLENGES: usize = 10_000;
 /// Longest body of an economy request.
 pub(crate) const MAX_ECONOMY_BODY_BYTES: usize = 64 * 1024;
+/// Ledger operations one signer may commit a minute. Each is a journal record on disk
+/// forever; people stake, claim and mint a few times a day.
+const LEDGER_OPERATIONS_PER_MINUTE: u32 = 60;
+/// Changes to an account's keys (create, update, delete, mint) a minute: each rewrites the key
+/// table on disk.
+const KEY_CHANGES_PER_MINUTE: u32 = 30;
+
+fn per_minute(requests_per_minute: u32) -> crate::config::RateLimit {
+    crate::config::RateLimit {
+        requests_per_minute,
+        tokens_per_minute: u64::MAX,
+    }
+}
+
+fn slow_down(what: &str, wait: std::time::Duration) -> ApiError {
+    error(
+        ErrorCode::RateLimitExceeded,
+        format!("too many {what} this minute; wait before the next"),
+    )
+    .with_retry_after(wait.as_secs().max(1))
+}
+
+/// Counts a change to `account`'s keys, or refuses it when the account made too many this
+/// minute.
+fn count_key_change(state: &AppState, account: Address) -> Result<(), ApiError> {
+    let now = std::time::Instant::now();
+    let status = state.rate.check(
+        &format!("keys/{account}"),
+        per_minute(KEY_CHANGES_PER_MINUTE),
+        now,
+    );
+    if status.allowed {
+        Ok(())
+    } else {
+        Err(slow_down("key changes", status.reset_after))
+    }
+}
 
 fn units(value: u128) -> String {
     value.to_string()
@@ -332,10 +365,30 @@ async fn submit_body(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
              this ledger's EIP-712 domain",
         ));
     }
+    // A signer is counted only for operations the ledger commits (a refused one writes
+    // nothing), so a stranger's signatures fill no table. The operator's own are not limited.
+    let rate_key = format!("ledger/{recovered}");
+    let limit = per_minute(LEDGER_OPERATIONS_PER_MINUTE);
+    let limited = recovered != economy.operator;
+    if let Some(wait) = limited
+        .then(|| {
+            state
+                .rate
+                .over_budget(&rate_key, limit, std::time::Instant::now())
+        })
+        .flatten()
+    {
+        return Err(slow_down("ledger operations", wait));
+    }
     let receipt = economy
         .submit(recovered, op, Signing::User(authorization))
         .await
         .map_err(refusal_error)?;
+    if limited {
+        state
+            .rate
+            .check(&rate_key, limit, std::time::Instant::now());
+    }
     tracing::info!(
         sequence = receipt.sequence,
         operation = kind_of(&signed.operation),
@@ -637,6 +690,7 @@ pub(crate) async fn create_key(
             }
         };
         check_description(&request.description)?;
+        count_key_change(&state, account)?;
         let now = economy.clock.now();
         if request.expires_at.is_some_and(|expiry| expiry <= now) {
             return Err(ApiError::invalid("expiresAt", "the expiry is in the past"));
@@ -685,6 +739,7 @@ pub(crate) async fn update_key(
     let result = (|| {
         let (economy, account) = key_holder(&state, &headers, true)?;
         let request: UpdateKey = parse_json(&body)?;
+        count_key_change(&state, account)?;
         if let Some(description) = &request.description {
             check_description(description)?;
         }
@@ -725,6 +780,7 @@ pub(crate) async fn delete_key(
 ) -> Response {
     let result = (|| {
         let (economy, account) = key_holder(&state, &headers, true)?;
+        count_key_change(&state, account)?;
         economy.keys.delete(account, &query.id).map_err(key_error)?;
         tracing::info!(key = %query.id, "API key deleted");
         Ok(json!({"success": true}))
@@ -738,22 +794,9 @@ pub(crate) async fn web3_challenge(
 ) -> Response {
     let result = (|| {
         let economy = economy(&state)?;
-        let now = economy.clock.now();
-        let token = format!("gondola-key-challenge-{}", crate::chat::random_hex(16));
-        let mut challenges = economy
-            .challenges
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        challenges.retain(|_, expiry| *expiry > now);
-        if challenges.len() >= MAX_CHALLENGES {
-            return Err(error(
-                ErrorCode::RateLimitExceeded,
-                "too many key challenges outstanding; try again shortly",
-            )
-            .with_retry_after(60));
-        }
-        challenges.insert(token.clone(), now + CHALLENGE_SECONDS);
-        Ok(json!({"success": true, "data": {"token": token, "expiresAt": now + CHALLENGE_SECONDS}}))
+        // Stateless: nothing is kept per challenge, so asking for many fills nothing.
+        let (token, expires_at) = economy.key_challenges.issue();
+        Ok(json!({"success": true, "data": {"token": token, "expiresAt": expires_at}}))
     })();
     respond(result, dialect)
 }
@@ -783,18 +826,13 @@ pub(crate) async fn web3_key(
         let economy = economy(&state)?;
         let request: Web3Key = parse_json(&body)?;
         let now = economy.clock.now();
-        // The challenge is spent whatever happens next: a token signs in at most once.
-        let expiry = economy
-            .challenges
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&request.token);
-        if expiry.is_none_or(|expiry| expiry <= now) {
-            return Err(error(
+        // Cheapest first: the challenge's own MAC, then the signature, then the ledger.
+        let stamp = economy.key_challenges.check(&request.token).map_err(|_| {
+            error(
                 ErrorCode::AuthenticationFailed,
                 "unknown or expired token; GET /api_keys/generate_web3_key for a new one",
-            ));
-        }
+            )
+        })?;
         let recovered = alloy_primitives::Signature::from_raw(&request.signature.0)
             .and_then(|signature| signature.recover_address_from_msg(request.token.as_bytes()))
             .map_err(|failure| ApiError::invalid("signature", failure.to_string()))?;
@@ -822,6 +860,22 @@ pub(crate) async fn web3_key(
         let description = request.description.unwrap_or_else(|| "Web3 key".to_owned());
         check_description(&description)?;
         let limit = spend_limit(request.consumption_limit, request.limit_period)?;
+        count_key_change(&state, recovered)?;
+        // The challenge is spent now: a wallet signs in with each token at most once.
+        economy
+            .key_challenge_uses
+            .take(&recovered, stamp, economy.key_challenges.ttl_nanos())
+            .map_err(|refusal| match refusal {
+                crate::challenge::ChallengeError::Busy => error(
+                    ErrorCode::ModelAtCapacity,
+                    "too many wallets are minting keys; try again shortly",
+                )
+                .with_retry_after(60),
+                _ => error(
+                    ErrorCode::AuthenticationFailed,
+                    "this token was already used; GET /api_keys/generate_web3_key for a new one",
+                ),
+            })?;
         let minted = economy
             .keys
             .create(
@@ -986,7 +1040,12 @@ pub(crate) async fn advance_clock(
             return Err(error(ErrorCode::NotFound, "no such endpoint"));
         }
         let caller = authenticated(&state, &headers)?;
-        require_admin(&caller)?;
+        if !caller.is_operator() {
+            return Err(error(
+                ErrorCode::Unauthorized,
+                "moving the clock needs one of the operator's ADMIN keys",
+            ));
+        }
         let request: Advance = parse_json(&body)?;
         if request.advance_seconds > 400 * SECONDS_PER_DAY {
             return Err(ApiError::invalid(

@@ -128,6 +128,9 @@ pub(crate) struct KeyStore {
 struct Inner {
     keys: HashMap<String, StoredKey>,
     by_hash: HashMap<[u8; 32], String>,
+    /// What requests in flight have reserved against each capped key (memory only: a restart
+    /// ends every request that held a reservation).
+    reserved: HashMap<String, u128>,
     dirty: bool,
 }
 
@@ -300,23 +303,46 @@ impl KeyStore {
         self.save_locked(&mut inner)
     }
 
-    /// What is left under the key's cap in the period of `day`, or `None` without a cap.
+    /// What is left under the key's cap in the period of `day`, less what requests in flight
+    /// have reserved, or `None` without a cap.
+    #[cfg(test)]
     pub(crate) fn cap_remaining(&self, id: &str, day: u64) -> Option<(u128, LimitPeriod)> {
         let inner = self.lock();
-        let key = inner.keys.get(id)?;
-        let limit = key.limit?;
-        let period = limit.period.period_of(day);
-        let spent = if key.spent_period == period {
-            key.spent_units.0
-        } else {
-            0
-        };
-        Some((limit.usd_units.0.saturating_sub(spent), limit.period))
+        remaining_locked(&inner, id, day)
     }
 
-    /// Records a request's cost against its key (saved at the next flush).
-    pub(crate) fn record_use(&self, id: &str, day: u64, now: u64, cost: u128) {
+    /// Reserves `amount` under the key's cap for a request about to run, so that concurrent
+    /// requests can never spend past it together: what was reserved (zero for a key without
+    /// a cap), or what is left and the cap's period when `amount` does not fit.
+    pub(crate) fn reserve_cap(
+        &self,
+        id: &str,
+        day: u64,
+        amount: u128,
+    ) -> Result<u128, (u128, LimitPeriod)> {
         let mut inner = self.lock();
+        let Some((remaining, period)) = remaining_locked(&inner, id, day) else {
+            return Ok(0);
+        };
+        if remaining < amount {
+            return Err((remaining, period));
+        }
+        let held = inner.reserved.entry(id.to_owned()).or_default();
+        *held = held.saturating_add(amount);
+        Ok(amount)
+    }
+
+    /// Gives back a reservation whose request never ran.
+    pub(crate) fn release_cap(&self, id: &str, reserved: u128) {
+        let mut inner = self.lock();
+        release_locked(&mut inner, id, reserved);
+    }
+
+    /// Records a request's cost against its key (saved at the next flush), in place of what it
+    /// reserved.
+    pub(crate) fn record_use(&self, id: &str, day: u64, now: u64, reserved: u128, cost: u128) {
+        let mut inner = self.lock();
+        release_locked(&mut inner, id, reserved);
         if let Some(key) = inner.keys.get_mut(id) {
             key.last_used_at = Some(now);
             let period = key.limit.map_or(day, |limit| limit.period.period_of(day));
@@ -359,6 +385,38 @@ impl KeyStore {
     }
 }
 
+fn remaining_locked(inner: &Inner, id: &str, day: u64) -> Option<(u128, LimitPeriod)> {
+    let key = inner.keys.get(id)?;
+    let limit = key.limit?;
+    let period = limit.period.period_of(day);
+    let spent = if key.spent_period == period {
+        key.spent_units.0
+    } else {
+        0
+    };
+    let reserved = inner.reserved.get(id).copied().unwrap_or(0);
+    Some((
+        limit
+            .usd_units
+            .0
+            .saturating_sub(spent)
+            .saturating_sub(reserved),
+        limit.period,
+    ))
+}
+
+fn release_locked(inner: &mut Inner, id: &str, reserved: u128) {
+    if reserved == 0 {
+        return;
+    }
+    if let Some(held) = inner.reserved.get_mut(id) {
+        *held = held.saturating_sub(reserved);
+        if *held == 0 {
+            inner.reserved.remove(id);
+        }
+    }
+}
+
 fn parse_hash(text: &str) -> Option<[u8; 32]> {
     hex::decode(text).ok()?.try_into().ok()
 }
@@ -374,6 +432,52 @@ mod tests {
         assert_eq!(civil_month(20_781), (2026, 11));
         assert_eq!(civil_month(19_782), (2024, 2));
         assert_eq!(civil_month(19_783), (2024, 3));
+    }
+
+    #[test]
+    fn a_cap_is_reserved_by_requests_in_flight_so_together_they_cannot_pass_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = KeyStore::open(&dir.path().join("api-keys.json")).expect("opens");
+        let minted = store
+            .create(
+                Address([5; 20]),
+                KeyType::Inference,
+                "capped".into(),
+                None,
+                Some(SpendLimit {
+                    usd_units: Units(100),
+                    period: LimitPeriod::Lifetime,
+                }),
+                1,
+            )
+            .expect("created");
+        let id = &minted.key.id;
+        // Three requests that may cost 40 each: the third does not fit beside the first two.
+        let first = store.reserve_cap(id, 10, 40).expect("fits");
+        let second = store.reserve_cap(id, 10, 40).expect("fits");
+        assert_eq!(
+            store.reserve_cap(id, 10, 40),
+            Err((20, LimitPeriod::Lifetime))
+        );
+        // The first costs 10 in the end; the second never runs.
+        store.record_use(id, 10, 11, first, 10);
+        store.release_cap(id, second);
+        assert_eq!(
+            store.cap_remaining(id, 10),
+            Some((90, LimitPeriod::Lifetime))
+        );
+        // A key without a cap reserves nothing and is never refused.
+        let open = store
+            .create(
+                Address([5; 20]),
+                KeyType::Inference,
+                "open".into(),
+                None,
+                None,
+                1,
+            )
+            .expect("created");
+        assert_eq!(store.reserve_cap(&open.key.id, 10, u128::MAX), Ok(0));
     }
 
     #[test]
@@ -397,7 +501,7 @@ mod tests {
             .expect("created");
         let text = std::fs::read_to_string(&path).expect("saved");
         assert!(!text.contains(&minted.secret), "the secret is never stored");
-        store.record_use(&minted.key.id, 10, 11, 60);
+        store.record_use(&minted.key.id, 10, 11, 0, 60);
         store.flush().expect("flushed");
         let reopened = KeyStore::open(&path).expect("reopens");
         let found = reopened

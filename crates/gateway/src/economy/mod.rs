@@ -33,6 +33,13 @@ pub(crate) const SECONDS_PER_DAY: u64 = 86_400;
 const JOB_QUEUE: usize = 4_096;
 /// Entries of one usage settlement (the ledger's own bound).
 const SETTLEMENT_ENTRIES: usize = ledger::MAXIMUM_USAGE_ENTRIES;
+/// What a web3 key challenge begins with (the text a wallet signs).
+const KEY_CHALLENGE_PREFIX: &str = "gondola-key-challenge-";
+/// How long a web3 key challenge stays valid.
+const KEY_CHALLENGE_SECONDS: u64 = 15 * 60;
+/// Wallets that minted a key within one challenge lifetime, remembered at once (each had to
+/// sign with staked sVVV to get here); beyond it, web3 minting is refused until some expire.
+const MAX_KEY_CHALLENGE_WALLETS: usize = 100_000;
 /// Longest a signature may stay valid: a signed operation names a deadline at most this far
 /// ahead, so a signature that was never submitted cannot be used much later.
 pub(crate) const MAX_DEADLINE_AHEAD_SECONDS: u64 = 86_400;
@@ -54,8 +61,9 @@ pub struct EconomyConfig {
     pub usage_flush_interval: Duration,
     /// Airdrop allocations written at genesis.
     pub airdrop: Vec<ledger::Allocation>,
-    /// Lets an ADMIN key move the gateway's clock forward (`POST /api/v1/admin/clock`), for
-    /// tests of daily allowances and cooldowns. Never on in production.
+    /// Lets the operator's ADMIN keys move the gateway's clock forward
+    /// (`POST /api/v1/admin/clock`), for tests of daily allowances and cooldowns. Never on in
+    /// production.
     pub adjustable_clock: bool,
 }
 
@@ -135,8 +143,10 @@ pub(crate) struct Economy {
     pub(crate) meter: Arc<Meter>,
     pub(crate) keys: KeyStore,
     pub(crate) config: EconomyConfig,
-    /// Web3 key challenges: token → expiry (seconds).
-    pub(crate) challenges: Mutex<HashMap<String, u64>>,
+    /// Web3 key challenges: stateless, so asking for them fills nothing.
+    pub(crate) key_challenges: crate::challenge::Challenges,
+    /// The newest challenge each wallet minted a key with, so none is used twice.
+    pub(crate) key_challenge_uses: crate::challenge::UsedStamps<Address>,
     healthy: Arc<AtomicBool>,
     /// Each account's latest rate-limit refusals, for `/api_keys/rate_limits/log`.
     pub(crate) rate_limit_log: RateLimitLog,
@@ -326,7 +336,12 @@ impl Economy {
             meter,
             keys,
             config,
-            challenges: Mutex::new(HashMap::new()),
+            key_challenges: crate::challenge::Challenges::new(
+                "gondola web3 key challenge",
+                KEY_CHALLENGE_PREFIX,
+                KEY_CHALLENGE_SECONDS,
+            ),
+            key_challenge_uses: crate::challenge::UsedStamps::new(MAX_KEY_CHALLENGE_WALLETS),
             healthy,
             utilization_reported_on: AtomicU64::new(0),
             rate_limit_log: RateLimitLog::default(),
@@ -467,6 +482,8 @@ pub(crate) struct Metering {
     key_id: Option<String>,
     day: u64,
     reserved: meter::Draw,
+    /// What is reserved under the key's spend cap (zero without one).
+    cap_reserved: u128,
     /// What the account could spend before this request, for the balance headers.
     pub(crate) balance: meter::Balance,
     settled: bool,
@@ -494,22 +511,30 @@ impl Metering {
             return Err(MeterRefusal::Unavailable);
         }
         let day = economy.clock.today();
-        if let Some(id) = key_id
-            && let Some((remaining, period)) = economy.keys.cap_remaining(id, day)
-            && remaining < max_cost
-        {
-            return Err(MeterRefusal::KeyCap { remaining, period });
-        }
-        let (reserved, balance) = economy
-            .meter
-            .reserve(account, day, max_cost)
-            .map_err(MeterRefusal::Insufficient)?;
+        // The cap is reserved like the balance, so requests in flight together cannot pass it.
+        let cap_reserved = match key_id {
+            Some(id) => economy
+                .keys
+                .reserve_cap(id, day, max_cost)
+                .map_err(|(remaining, period)| MeterRefusal::KeyCap { remaining, period })?,
+            None => 0,
+        };
+        let (reserved, balance) = match economy.meter.reserve(account, day, max_cost) {
+            Ok(reserved) => reserved,
+            Err(shortfall) => {
+                if let Some(id) = key_id {
+                    economy.keys.release_cap(id, cap_reserved);
+                }
+                return Err(MeterRefusal::Insufficient(shortfall));
+            }
+        };
         Ok(Self {
             economy: Arc::clone(economy),
             account,
             key_id: key_id.map(str::to_owned),
             day,
             reserved,
+            cap_reserved,
             balance,
             settled: false,
         })
@@ -530,9 +555,13 @@ impl Metering {
             completion_tokens,
         );
         if let Some(id) = &self.key_id {
-            self.economy
-                .keys
-                .record_use(id, self.day, self.economy.clock.now(), charged.total());
+            self.economy.keys.record_use(
+                id,
+                self.day,
+                self.economy.clock.now(),
+                self.cap_reserved,
+                charged.total(),
+            );
         }
     }
 }
@@ -544,6 +573,9 @@ impl Drop for Metering {
         if !self.settled {
             self.settled = true;
             self.economy.meter.release(self.account, self.reserved);
+            if let Some(id) = &self.key_id {
+                self.economy.keys.release_cap(id, self.cap_reserved);
+            }
         }
     }
 }

@@ -134,8 +134,9 @@ impl EpochKey {
         &self.directory
     }
 
-    /// Checks that `token` was signed under this key for Gondola's challenge.
-    pub fn verify(&self, token: &PublicToken) -> Result<(), Refusal> {
+    /// Checks what costs nothing to check: that `token` names this key and Gondola's
+    /// challenge. Its signature is [`Self::verify_signature`]'s to check.
+    pub fn check_format(&self, token: &PublicToken) -> Result<(), Refusal> {
         if token.token_type() != TokenType::Public {
             return Err(Refusal::Invalid);
         }
@@ -145,6 +146,17 @@ impl EpochKey {
         if token.challenge_digest() != &self.challenge_digest {
             return Err(Refusal::Invalid);
         }
+        Ok(())
+    }
+
+    /// Checks that `token` was signed under this key for Gondola's challenge.
+    pub fn verify(&self, token: &PublicToken) -> Result<(), Refusal> {
+        self.check_format(token)?;
+        self.verify_signature(token)
+    }
+
+    /// Checks the blind RSA signature alone (an RSA verification: tens of microseconds).
+    pub fn verify_signature(&self, token: &PublicToken) -> Result<(), Refusal> {
         self.pair
             .pk
             .verify(
@@ -247,10 +259,16 @@ pub(crate) struct Tokens {
     /// One derivation at a time: a burst at midnight derives the new key once.
     deriving: tokio::sync::Mutex<()>,
     spent: Arc<spent::SpentTokens>,
+    /// Counts every RSA verification (the metric `gondola_token_signature_checks`).
+    signature_checks: prometheus_client::metrics::counter::Counter,
 }
 
 impl Tokens {
-    pub(crate) fn open(config: &TokensConfig, economy: Arc<Economy>) -> std::io::Result<Self> {
+    pub(crate) fn open(
+        config: &TokensConfig,
+        economy: Arc<Economy>,
+        signature_checks: prometheus_client::metrics::counter::Counter,
+    ) -> std::io::Result<Self> {
         let seed = crate::oblivious::read_or_create_seed(&config.seed)?;
         let seed: [u8; SEED_BYTES] = seed.try_into().map_err(|_| {
             std::io::Error::other(format!(
@@ -266,6 +284,7 @@ impl Tokens {
             keys: Mutex::new(Vec::new()),
             deriving: tokio::sync::Mutex::new(()),
             spent,
+            signature_checks,
         })
     }
 
@@ -313,18 +332,29 @@ impl Tokens {
         Ok(self.key(self.today()).await?.directory.clone())
     }
 
-    /// Checks `tokens` without spending them (for reads such as the model list).
+    /// Checks a read's tokens without spending them (for reads such as the model list): the
+    /// first one alone, which is enough to show the caller holds a token of today's, so a read
+    /// costs at most one RSA verification however many tokens it carries.
     pub(crate) async fn check(&self, tokens: &[PublicToken]) -> Result<(), ApiError> {
         let key = self.key(self.today()).await?;
-        for token in tokens {
-            key.verify(token)
-                .map_err(|refusal| refusal.to_api_error())?;
-        }
-        Ok(())
+        let first = tokens
+            .first()
+            .ok_or_else(|| Refusal::Invalid.to_api_error())?;
+        key.check_format(first)
+            .map_err(|refusal| refusal.to_api_error())?;
+        self.signature_checks.inc();
+        key.verify_signature(first)
+            .map_err(|refusal| refusal.to_api_error())
     }
 
     /// Checks `tokens` and reserves their nonces for one request: commit the reservation when
-    /// the request has a provider, drop it otherwise.
+    /// the request has a provider, drop it otherwise. Every token a request carries is spent.
+    ///
+    /// Cheap checks come first, so that a request's CPU is bounded by what it pays: every
+    /// token's key id and challenge, then duplicates and spent nonces (a set lookup), and only
+    /// then the RSA signatures, one at a time, stopping at the first that fails. A request
+    /// whose token fails its signature after others passed loses those others (they are
+    /// spent): forged tokens mixed with good ones cannot buy verifications for free.
     pub(crate) async fn redeem(
         &self,
         tokens: &[PublicToken],
@@ -332,15 +362,35 @@ impl Tokens {
         let epoch = self.today();
         let key = self.key(epoch).await.map_err(|_| Refusal::Unavailable)?;
         for token in tokens {
-            key.verify(token)?;
+            key.check_format(token)?;
         }
         let nonces = tokens.iter().map(PublicToken::nonce).collect();
-        self.spent
-            .reserve(epoch, nonces)
-            .map_err(|refused| match refused {
-                spent::Refused::Reused => Refusal::Reused,
-                spent::Refused::PastEpoch => Refusal::UnknownKey,
-            })
+        let mut reservation =
+            self.spent
+                .reserve(epoch, nonces)
+                .map_err(|refused| match refused {
+                    spent::Refused::Reused => Refusal::Reused,
+                    spent::Refused::PastEpoch => Refusal::UnknownKey,
+                })?;
+        for (index, token) in tokens.iter().enumerate() {
+            self.signature_checks.inc();
+            if let Err(refusal) = key.verify_signature(token) {
+                // The tokens before this one were good: they pay for the verifications.
+                let unchecked = reservation.split_off(index);
+                drop(unchecked);
+                if index > 0 {
+                    tracing::info!(
+                        spent = index,
+                        "a request mixed a forged token with good ones; the good ones are spent"
+                    );
+                    if let Err(error) = reservation.commit().await {
+                        tracing::error!(error = %error, "cannot record spent tokens");
+                    }
+                }
+                return Err(refusal);
+            }
+        }
+        Ok(reservation)
     }
 
     /// Reads a batch of blinded token requests (so the account can be charged for its size

@@ -166,6 +166,17 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// Splits off the nonces from `at` on into a reservation of their own (each part is then
+    /// committed or released on its own).
+    pub fn split_off(&mut self, at: usize) -> Reservation {
+        Reservation {
+            store: Arc::clone(&self.store),
+            epoch: self.epoch,
+            nonces: self.nonces.split_off(at.min(self.nonces.len())),
+            settled: false,
+        }
+    }
+
     /// Makes the spend permanent: returns once the nonces are on disk. On an error they stay
     /// spent in memory (a token is never honoured twice), and the request should fail.
     pub async fn commit(mut self) -> io::Result<()> {

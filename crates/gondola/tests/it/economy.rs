@@ -39,7 +39,7 @@ fn units(value: &Value) -> u128 {
 }
 
 /// A decimal string ("0.25") as 18-decimal base units, exactly.
-fn decimal_units(text: &str) -> u128 {
+pub(crate) fn decimal_units(text: &str) -> u128 {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     assert!(fraction.len() <= 18, "{text}");
     let fraction = format!("{fraction:0<18}");

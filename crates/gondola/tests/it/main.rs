@@ -16,6 +16,7 @@ mod privacy;
 mod private_path;
 mod sdk;
 mod sealed;
+mod security;
 mod serve;
 mod support;
 mod tidy;

@@ -9,12 +9,14 @@ use wire::provider::{
 };
 
 use crate::support::{
-    Fault, Process, binary, chat_body, client, fault_provider, gateway, get_json, post_json, serve,
+    Fault, Process, binary, chat_body, client, fault_provider, gateway, get_json, post_json,
+    registration_challenge, serve,
 };
 
-fn registration(endpoint: &str) -> Registration {
+fn registration(endpoint: &str, challenge: String) -> Registration {
     Registration {
         purpose: REGISTRATION_PURPOSE.into(),
+        challenge,
         issued_at_ms: u64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -54,23 +56,35 @@ async fn registration_needs_a_valid_signature_and_the_operators_admission() {
             .json(&envelope)
             .send()
     };
+    let fresh = || registration_challenge(&http, &url);
     let ok = register(
-        SignedEnvelope::sign(&admitted, &registration("http://127.0.0.1:9")).expect("sign"),
+        SignedEnvelope::sign(
+            &admitted,
+            &registration("http://127.0.0.1:9", fresh().await),
+        )
+        .expect("sign"),
     )
     .await
     .expect("send");
     assert_eq!(ok.status(), 200);
     let refused = register(
-        SignedEnvelope::sign(&stranger, &registration("http://127.0.0.1:9")).expect("sign"),
+        SignedEnvelope::sign(
+            &stranger,
+            &registration("http://127.0.0.1:9", fresh().await),
+        )
+        .expect("sign"),
     )
     .await
     .expect("send");
     assert_eq!(refused.status(), 403);
-    let mut forged =
-        SignedEnvelope::sign(&stranger, &registration("http://127.0.0.1:9")).expect("sign");
+    let mut forged = SignedEnvelope::sign(
+        &stranger,
+        &registration("http://127.0.0.1:9", fresh().await),
+    )
+    .expect("sign");
     forged.public_key = hex::encode(admitted.verifying_key().as_bytes());
     assert_eq!(register(forged).await.expect("send").status(), 401);
-    let mut stale = registration("http://127.0.0.1:9");
+    let mut stale = registration("http://127.0.0.1:9", fresh().await);
     stale.issued_at_ms -= 3_600_000;
     assert_eq!(
         register(SignedEnvelope::sign(&admitted, &stale).expect("sign"))

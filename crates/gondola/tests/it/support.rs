@@ -165,25 +165,29 @@ pub fn serve(extra: &[&str], config: Option<&str>) -> (Process, String, Arc<temp
 
 /// `gondola gateway` on port 0 with a config file.
 pub fn gateway(config: &str) -> (Process, String, Arc<tempfile::TempDir>) {
+    gateway_with(config, &[])
+}
+
+/// As [`gateway`], with `extra` arguments.
+pub fn gateway_with(config: &str, extra: &[&str]) -> (Process, String, Arc<tempfile::TempDir>) {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, config).expect("write config");
     let path = path.display().to_string();
     let data = dir.path().join("data").display().to_string();
-    let mut process = Process::start(
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            "debug",
-            "--config",
-            &path,
-            "--data-dir",
-            &data,
-        ],
-        Arc::clone(&dir),
-    );
+    let mut args = vec![
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--log",
+        "debug",
+        "--config",
+        &path,
+        "--data-dir",
+        &data,
+    ];
+    args.extend_from_slice(extra);
+    let mut process = Process::start(&args, Arc::clone(&dir));
     let url = url_in(&process.wait_for_line("gateway listening on"));
     (process, url, dir)
 }
@@ -395,6 +399,12 @@ pub enum Fault {
     StallMidStream,
     /// Sends one token, then a malformed event.
     GarbageMidStream,
+    /// Streams ten tokens and finishes properly, but never reports usage.
+    NoUsage,
+    /// Streams one token, finishes, and reports a billion prompt and completion tokens.
+    InflatedUsage,
+    /// Streams fifty tokens whatever `max_tokens` says, with an honest report of them.
+    Overlong,
 }
 
 /// What a fault provider saw of the requests sent to it.
@@ -442,7 +452,19 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
                 let token = |text: &str| {
                     format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n")
                 };
+                let finished = |tokens: usize, usage: Option<(u64, u64)>| {
+                    let mut body: String = (0..tokens).map(|index| token(&format!("w{index} "))).collect();
+                    body.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\"}]}\n\n");
+                    if let Some((prompt, completion)) = usage {
+                        body.push_str(&format!("data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt},\"completion_tokens\":{completion},\"total_tokens\":{}}}}}\n\n", prompt + completion));
+                    }
+                    body.push_str("data: [DONE]\n\n");
+                    ([("content-type", "text/event-stream")], body).into_response()
+                };
                 match fault {
+                    Fault::NoUsage => finished(10, None),
+                    Fault::InflatedUsage => finished(1, Some((1_000_000_000, 1_000_000_000))),
+                    Fault::Overlong => finished(50, Some((10, 50))),
                     Fault::Stall => std::future::pending::<axum::response::Response>().await,
                     Fault::ServerError => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":{\"message\":\"boom\"}}").into_response(),
                     Fault::Garbage => (axum::http::StatusCode::OK, "\u{0}\u{1}HTTP garbage\n\ndata: {not json\n\n").into_response(),
@@ -479,6 +501,7 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
     let key = SigningKey::from_bytes(&seed);
     let registration = Registration {
         purpose: REGISTRATION_PURPOSE.into(),
+        challenge: registration_challenge(&client(), gateway_url).await,
         issued_at_ms: u64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -518,6 +541,22 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
         seen,
         _task: task,
     }
+}
+
+/// A fresh registration challenge from the gateway at `gateway_url`.
+pub async fn registration_challenge(http: &reqwest::Client, gateway_url: &str) -> String {
+    let answer = get_json(
+        http,
+        format!(
+            "{gateway_url}{}",
+            wire::provider::REGISTRATION_CHALLENGE_PATH
+        ),
+    )
+    .await;
+    answer["challenge"]
+        .as_str()
+        .expect("a registration challenge")
+        .to_owned()
 }
 
 /// GETs `url` and parses the JSON answer.

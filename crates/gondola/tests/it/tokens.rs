@@ -21,7 +21,7 @@ pub(crate) fn account_key(url: &str, dir: &std::path::Path) -> String {
     staked_account_key(url, dir, "user", "100").0
 }
 
-async fn issuer_key(http: &reqwest::Client, url: &str) -> IssuerKey {
+pub(crate) async fn issuer_key(http: &reqwest::Client, url: &str) -> IssuerKey {
     let response = http
         .get(format!("{url}{}", privacy::tokens::ISSUER_DIRECTORY_PATH))
         .send()
@@ -36,7 +36,7 @@ async fn issuer_key(http: &reqwest::Client, url: &str) -> IssuerKey {
 }
 
 /// Asks the issuer for `count` tokens with `key`: the tokens, or the refusal's status and body.
-async fn buy(
+pub(crate) async fn buy(
     http: &reqwest::Client,
     url: &str,
     issuer: &IssuerKey,
@@ -61,7 +61,7 @@ async fn buy(
 }
 
 /// A chat request paid with `authorization` (a `PrivateToken` list): status, headers, body.
-async fn chat_paid(
+pub(crate) async fn chat_paid(
     http: &reqwest::Client,
     url: &str,
     authorization: &str,
@@ -79,7 +79,7 @@ async fn chat_paid(
     (status, headers, response.json().await.expect("json"))
 }
 
-fn paid(tokens: &[PublicToken]) -> String {
+pub(crate) fn paid(tokens: &[PublicToken]) -> String {
     authorization_value(tokens).expect("a header")
 }
 
