@@ -80,6 +80,9 @@ pub struct RawLedger {
     pub active_window_days: Option<u64>,
     /// How often metered usage is written to the ledger, in milliseconds.
     pub usage_flush_ms: Option<u64>,
+    /// Ledger operations one signer may commit a minute (each is a journal record kept
+    /// forever); the operator's own are not limited.
+    pub operations_per_minute_per_signer: Option<u32>,
     /// Airdrop allocations written at genesis (only when the ledger is created).
     #[serde(default)]
     pub airdrop: Vec<RawAllocation>,
@@ -113,6 +116,12 @@ pub fn economy_config(
     }
     if let Some(ms) = raw.usage_flush_ms {
         config.usage_flush_interval = Duration::from_millis(ms.clamp(10, 60_000));
+    }
+    if let Some(operations) = raw.operations_per_minute_per_signer {
+        if operations == 0 {
+            bail!("gateway.ledger.operations_per_minute_per_signer must be at least 1");
+        }
+        config.operations_per_minute_per_signer = operations;
     }
     for allocation in &raw.airdrop {
         let address = ledger::Address::from_hex(&allocation.address).with_context(|| {

@@ -1047,6 +1047,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn headers_that_never_finish_are_cut_off() {
+        let limits = ServeLimits {
+            header_read_timeout: Duration::from_millis(200),
+            ..ServeLimits::default()
+        };
+        let (address, stop, served) = start(hello(), limits).await;
+        let mut slow = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut slow, b"GET / HTTP/1.1\r\nhost: te")
+            .await
+            .expect("send");
+        assert!(closed_by_server(&mut slow).await);
+        stop.send(()).expect("stop");
+        served.await.expect("joined").expect("served");
+    }
+
+    #[tokio::test]
     async fn a_body_that_arrives_too_slowly_is_cut_off() {
         let app = axum::Router::new().route(
             "/",

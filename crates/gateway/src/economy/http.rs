@@ -24,9 +24,6 @@ use crate::{AppState, error_response};
 
 /// Longest body of an economy request.
 pub(crate) const MAX_ECONOMY_BODY_BYTES: usize = 64 * 1024;
-/// Ledger operations one signer may commit a minute. Each is a journal record on disk
-/// forever; people stake, claim and mint a few times a day.
-const LEDGER_OPERATIONS_PER_MINUTE: u32 = 60;
 /// Changes to an account's keys (create, update, delete, mint) a minute: each rewrites the key
 /// table on disk.
 const KEY_CHANGES_PER_MINUTE: u32 = 30;
@@ -368,7 +365,7 @@ async fn submit_body(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
     // A signer is counted only for operations the ledger commits (a refused one writes
     // nothing), so a stranger's signatures fill no table. The operator's own are not limited.
     let rate_key = format!("ledger/{recovered}");
-    let limit = per_minute(LEDGER_OPERATIONS_PER_MINUTE);
+    let limit = per_minute(economy.config.operations_per_minute_per_signer);
     let limited = recovered != economy.operator;
     if let Some(wait) = limited
         .then(|| {

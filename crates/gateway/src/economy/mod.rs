@@ -61,6 +61,9 @@ pub struct EconomyConfig {
     pub usage_flush_interval: Duration,
     /// Airdrop allocations written at genesis.
     pub airdrop: Vec<ledger::Allocation>,
+    /// Ledger operations one signer may commit a minute through the API (each is a journal
+    /// record kept forever); the operator's own are not limited.
+    pub operations_per_minute_per_signer: u32,
     /// Lets the operator's ADMIN keys move the gateway's clock forward
     /// (`POST /api/v1/admin/clock`), for tests of daily allowances and cooldowns. Never on in
     /// production.
@@ -78,6 +81,8 @@ impl EconomyConfig {
             active_window_days: 7,
             usage_flush_interval: Duration::from_secs(1),
             airdrop: Vec::new(),
+            // People stake, claim and mint a few times a day.
+            operations_per_minute_per_signer: 60,
             adjustable_clock: false,
         }
     }

@@ -21,7 +21,12 @@ const BEFORE_KILL: u64 = 150;
 fn start_gateway(dir: &Arc<tempfile::TempDir>) -> (Process, String) {
     let data = dir.path().join("data").display().to_string();
     let config = dir.path().join("gateway.toml");
-    std::fs::write(&config, "").expect("write config");
+    // Each wallet streams transfers as fast as the ledger commits them.
+    std::fs::write(
+        &config,
+        "[gateway.ledger]\noperations_per_minute_per_signer = 1000000\n",
+    )
+    .expect("write config");
     let config = config.display().to_string();
     let mut process = Process::start(
         &[

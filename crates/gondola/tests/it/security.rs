@@ -638,9 +638,50 @@ async fn forged_and_spent_tokens_cost_at_most_one_signature_check() {
     assert_eq!(status, 401, "{body}");
     let (status, _, body) = chat_paid(&http, &url, &paid(&[good]), 8).await;
     assert_eq!(status, 402, "{body}");
-    // The last good token still pays.
-    let (status, _, body) = chat_paid(&http, &url, &paid(&tokens), 8).await;
-    assert_eq!(status, 200, "{body}");
+    // The last good token pays once, even sent twice at the same moment.
+    let header = paid(&tokens);
+    let (first, second) = tokio::join!(
+        chat_paid(&http, &url, &header, 8),
+        chat_paid(&http, &url, &header, 8)
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 402], "{} / {}", first.2, second.2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_out_of_the_web_app_lead_nowhere() {
+    // A probe that held: the web app's files are built into the binary, so no path reaches
+    // the disk.
+    let (_gateway, url, _dir) = gateway("");
+    let address = url.trim_start_matches("http://").to_owned();
+    for path in [
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/app.js/../../Cargo.toml",
+        "/..%2f..%2f..%2fetc%2fpasswd",
+        "/v1/../../etc/passwd",
+    ] {
+        // Sent as written (an HTTP client would tidy the dots away first).
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .expect("send");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("an answer");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 404") || answer.starts_with("HTTP/1.1 400"),
+            "{path}: {answer}"
+        );
+        assert!(!answer.contains("root:"), "{path}: {answer}");
+        assert!(!answer.contains("[workspace]"), "{path}: {answer}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -700,4 +741,93 @@ async fn a_captured_registration_cannot_be_sent_again() {
     )
     .expect("sign");
     assert_eq!(register(&fresh).await.expect("send").status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ledger_operations_and_key_changes_are_bounded_per_account() {
+    let config = ledger_config("100", ADMIN_SECRET, USD_PER_MILLION).replace(
+        "usage_flush_ms = 20\n",
+        "usage_flush_ms = 20\noperations_per_minute_per_signer = 3\n",
+    );
+    let (_gateway, url, dir) = gateway(&config);
+    let data = dir.path().join("data");
+    // The operator funds and the account stakes: the operator is never limited.
+    let (_, _) = staked_account_key(&url, dir.path(), "busy", "100");
+    let wallet = dir.path().join("busy.key");
+    let wallet = wallet.to_str().expect("utf-8");
+    let address = wallet::Wallet::load(std::path::Path::new(wallet))
+        .expect("the wallet")
+        .address()
+        .to_string();
+    let operator = data.join("operator.key");
+    gondola(
+        &[
+            "transfer",
+            "--wallet",
+            operator.to_str().expect("utf-8"),
+            "--to",
+            &address,
+            "--vvv",
+            "1",
+        ],
+        &url,
+        &data,
+    );
+    let transfer = || {
+        std::process::Command::new(crate::support::binary())
+            .args(["transfer", "--wallet", wallet, "--to"])
+            .arg(format!("0x{}", "5a".repeat(20)))
+            .args(["--vvv", "0.000001", "--gateway", &url, "--data-dir"])
+            .arg(&data)
+            .arg("--json")
+            .output()
+            .expect("run gondola")
+    };
+    // Three a minute: the account staked (one) and minted a key (not a ledger operation), so
+    // two transfers pass and the third is refused, with nothing written.
+    assert!(transfer().status.success());
+    assert!(transfer().status.success());
+    let refused = transfer();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("too many ledger operations"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let account: Value = client()
+        .get(format!("{url}/api/v1/ledger/accounts/{address}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(account["nonce"], 3, "{account}");
+
+    // Key changes: thirty a minute per account, then 429.
+    let admin = gondola(&["key", "--admin", "--wallet", wallet], &url, &data)["data"]["apiKey"]
+        .as_str()
+        .expect("an ADMIN key")
+        .to_owned();
+    let http = client();
+    let mut statuses = Vec::new();
+    for index in 0..31 {
+        statuses.push(
+            http.post(format!("{url}/api/v1/api_keys"))
+                .bearer_auth(&admin)
+                .json(&json!({"apiKeyType": "INFERENCE", "description": format!("key {index}")}))
+                .send()
+                .await
+                .expect("send")
+                .status()
+                .as_u16(),
+        );
+    }
+    // Two changes were the web3 mints (the first key and the ADMIN key).
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        28,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
