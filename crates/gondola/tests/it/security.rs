@@ -2,8 +2,8 @@
 //! against the real binary, and the bound that now holds it. A test here fails on a gateway
 //! with the hole open and passes with it shut:
 //!
-//! - a stream cut before its end pays for what was delivered (and a provider that reports no
-//!   usage is charged from the gateway's own count);
+//! - a stream cut before its end pays for what was delivered, sealed or not (and a provider
+//!   that reports no usage is charged from the gateway's own count);
 //! - idle connections, silent or HTTP/2 after the preface, cannot lock out a client with a
 //!   request;
 //! - concurrent requests cannot spend past a key's cap;
@@ -156,6 +156,71 @@ async fn a_stream_cut_after_its_first_tokens_pays_for_what_was_delivered() {
     assert!(
         spent >= delivered * UNITS_PER_TOKEN,
         "a stream cut after {delivered} tokens was charged {spent} base units"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sealed_stream_cut_after_its_first_pieces_pays_for_them() {
+    let config = ledger_config("100", ADMIN_SECRET, USD_PER_MILLION);
+    let (_gateway, url, dir) = gateway(&config);
+    let (_provider, _) = crate::support::provider(&url);
+    let (key, _) = staked_account_key(&url, dir.path(), "sealer", "100");
+    let http = client();
+    let providers: wire::sealed::SealingProviders = http
+        .get(format!("{url}/v1/privacy/providers"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let targets = privacy::sealed::targets(&providers.data, MODEL);
+    let chat = chat_body(MODEL, "Count from one to one hundred, in words.", 200, true);
+    let sealed = privacy::sealed::seal_chat(
+        &targets,
+        MODEL,
+        200,
+        &serde_json::to_vec(&chat).expect("json"),
+    )
+    .await
+    .expect("sealed");
+    let before = spendable(&http, &url, &key).await;
+    let response = http
+        .post(format!("{url}/v1/privacy/chat"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(sealed.body.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    // The gateway cannot read the pieces; it counts them. Hang up after five.
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while sse_events(&text).len() < 5 {
+        let chunk = body
+            .next()
+            .await
+            .expect("more of the stream")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let pieces = sse_events(&text)
+        .iter()
+        .filter(|event| event.contains("\"sealed\""))
+        .count() as u128;
+    drop(body);
+    wait_until("the cut sealed stream to be charged", || {
+        let http = http.clone();
+        let (url, key) = (url.clone(), key.clone());
+        async move { spendable(&http, &url, &key).await < before }
+    })
+    .await;
+    let spent = before - spendable(&http, &url, &key).await;
+    // Every piece but the reply's head stands for a token at least.
+    assert!(
+        spent >= (pieces - 1) * UNITS_PER_TOKEN,
+        "a sealed stream cut after {pieces} pieces was charged {spent} base units"
     );
 }
 
