@@ -39,6 +39,9 @@ const ADMIN_SECRET: &str = "sk-security-operator";
 /// $1,000 per million tokens: one token costs 10^15 base units.
 const USD_PER_MILLION: &str = "1000";
 const UNITS_PER_TOKEN: u128 = 1_000_000_000_000_000;
+/// A prompt the default model answers with all the 200 tokens it is given, with or without
+/// the operator's system prompt.
+const LONG_ANSWER: &str = "Write a long story about a fox who travels around the world.";
 
 /// Waits for `check` to hold, looking again every few milliseconds, for at most 30 s.
 async fn wait_until<F, Fut>(what: &str, mut check: F)
@@ -111,12 +114,7 @@ async fn a_stream_cut_after_its_first_tokens_pays_for_what_was_delivered() {
     let response = http
         .post(format!("{url}/v1/chat/completions"))
         .bearer_auth(&key)
-        .json(&chat_body(
-            MODEL,
-            "Count from one to one hundred, in words.",
-            200,
-            true,
-        ))
+        .json(&chat_body(MODEL, LONG_ANSWER, 200, true))
         .send()
         .await
         .expect("send");
@@ -175,7 +173,9 @@ async fn a_sealed_stream_cut_after_its_first_pieces_pays_for_them() {
         .await
         .expect("json");
     let targets = privacy::sealed::targets(&providers.data, MODEL);
-    let chat = chat_body(MODEL, "Count from one to one hundred, in words.", 200, true);
+    // A prompt the model answers at length (200 tokens, several seconds), so that the
+    // reply is still being written when the client hangs up.
+    let chat = chat_body(MODEL, LONG_ANSWER, 200, true);
     let sealed = privacy::sealed::seal_chat(
         &targets,
         MODEL,
