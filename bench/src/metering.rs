@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use gateway::metering::{Capacity, Meter};
+use economy::meter::{Capacity, Meter};
 use ledger::{Address, Asset, GenesisConfig, Ledger, Op, UNITS_PER_TOKEN};
 use serde::Serialize;
 

@@ -48,11 +48,8 @@ pub struct Authenticator {
     config: AuthConfig,
 }
 
-/// Hash of a key secret, as the configuration stores it.
-pub fn hash_secret(secret: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(secret.as_bytes()).into()
-}
+/// Hash of a key secret, as the configuration and the key table store it.
+pub use economy::hash_secret;
 
 impl Authenticator {
     pub fn new(config: AuthConfig) -> Self {

@@ -155,15 +155,12 @@ pub(crate) struct Seen {
     /// The rate-limit identity of an authenticated caller.
     pub(crate) caller: Option<String>,
     /// The account's balance before the request.
-    pub(crate) balance: Option<crate::economy::meter::Balance>,
+    pub(crate) balance: Option<economy::meter::Balance>,
     /// How many tokens the request needs, when it carried too few.
     pub(crate) tokens_required: Option<u128>,
 }
 
-pub(crate) fn insert_balance_headers(
-    headers: &mut HeaderMap,
-    balance: &crate::economy::meter::Balance,
-) {
+pub(crate) fn insert_balance_headers(headers: &mut HeaderMap, balance: &economy::meter::Balance) {
     insert_header(
         headers,
         "x-venice-balance-diem",
@@ -241,7 +238,7 @@ pub(crate) fn check_rate(
         if let (Some(economy), Some(account), Some(tier)) = (&state.economy, caller.account, tier) {
             economy.rate_limit_log.record(
                 account,
-                crate::economy::RateLimitHit {
+                economy::RateLimitHit {
                     key_id: caller.key_id.clone(),
                     model_id: model_id.to_owned(),
                     tier: tier.to_owned(),
@@ -452,7 +449,7 @@ pub(crate) async fn pay(
 ) -> Result<
     (
         Option<crate::tokens::spent::Reservation>,
-        Option<crate::economy::Metering>,
+        Option<economy::Metering>,
     ),
     Refusal,
 > {
@@ -466,12 +463,7 @@ pub(crate) async fn pay(
     };
     let metering = match (&state.economy, caller.account) {
         (Some(economy), Some(account)) => {
-            match crate::economy::Metering::begin(
-                economy,
-                account,
-                caller.key_id.as_deref(),
-                max_cost,
-            ) {
+            match economy::Metering::begin(economy, account, caller.key_id.as_deref(), max_cost) {
                 Ok(metering) => {
                     seen.balance = Some(metering.balance);
                     Some(metering)
@@ -514,16 +506,16 @@ pub(crate) async fn redeem(
         .map_err(|refusal| refusal.to_api_error())
 }
 
-pub(crate) fn metering_error(refusal: crate::economy::MeterRefusal, seen: &mut Seen) -> ApiError {
-    if let crate::economy::MeterRefusal::Insufficient(shortfall) = &refusal {
+pub(crate) fn metering_error(refusal: economy::MeterRefusal, seen: &mut Seen) -> ApiError {
+    if let economy::MeterRefusal::Insufficient(shortfall) = &refusal {
         seen.balance = Some(shortfall.balance);
     }
     refusal_error(refusal)
 }
 
 /// What a client is told when its account cannot pay for what it asked.
-pub(crate) fn refusal_error(refusal: crate::economy::MeterRefusal) -> ApiError {
-    use crate::economy::MeterRefusal;
+pub(crate) fn refusal_error(refusal: economy::MeterRefusal) -> ApiError {
+    use economy::MeterRefusal;
     match refusal {
         MeterRefusal::Insufficient(shortfall) => {
             let free = shortfall.balance.free;
@@ -1161,7 +1153,7 @@ struct Relay {
     /// The rate limiter's identity for this request (the account and tier, or the caller);
     /// `None` for a request paid with tokens.
     rate_key: Option<String>,
-    metering: Option<crate::economy::Metering>,
+    metering: Option<economy::Metering>,
     request_id: String,
     model_id: String,
     created: u64,

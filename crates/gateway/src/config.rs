@@ -65,13 +65,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// May run inference.
-    Inference,
-    /// May also read operator views (providers).
-    Admin,
-}
+pub use economy::KeyKind;
 
 /// One API key. Only the SHA-256 of the secret is kept.
 #[derive(Debug, Clone)]
@@ -207,7 +201,7 @@ pub struct GatewayConfig {
     pub max_clock_skew: Duration,
     /// The ledger, metering and account keys; `None` runs a plain proxy (configured keys and
     /// anonymous access only).
-    pub economy: Option<crate::economy::EconomyConfig>,
+    pub economy: Option<economy::EconomyConfig>,
     pub tiers: TierConfig,
     /// The seed file of the Oblivious HTTP key (created on first start); `None` serves no
     /// OHTTP endpoint.

@@ -13,7 +13,7 @@ mod catalogue;
 mod challenge;
 mod chat;
 pub mod config;
-mod economy;
+mod economy_api;
 mod metrics;
 pub mod oblivious;
 mod rate_limit;
@@ -46,14 +46,11 @@ use wire::provider::{
 pub use auth::hash_secret;
 pub use config::GatewayConfig;
 pub use economy::EconomyConfig;
-/// The in-memory metering hot path (per-account balances, reservations, unsettled usage), public
-/// for benchmarks and for embedding the gateway's metering elsewhere.
-pub use economy::meter as metering;
 pub use server::ServeLimits;
 
 use crate::auth::Authenticator;
 use crate::catalogue::Catalogue;
-use crate::config::{Admission, KeyKind};
+use crate::config::Admission;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::rate_limit::RateLimiter;
 use crate::registry::{HeartbeatError, Registry};
@@ -73,6 +70,13 @@ const REGISTRATION_CHALLENGE_SECONDS: u64 = 60;
 /// beyond it registrations are refused until challenges expire. Also the most providers the
 /// registry holds.
 const MAX_PROVIDERS: usize = 10_000;
+/// What a web3 key challenge begins with (the text a wallet signs).
+const KEY_CHALLENGE_PREFIX: &str = "gondola-key-challenge-";
+/// How long a web3 key challenge stays valid.
+const KEY_CHALLENGE_SECONDS: u64 = 15 * 60;
+/// Wallets that minted a key within one challenge lifetime, remembered at once (each had to
+/// sign with staked sVVV to get here); beyond it, web3 minting is refused until some expire.
+const MAX_KEY_CHALLENGE_WALLETS: usize = 100_000;
 /// Idle connections kept open to each provider, so requests skip the TCP handshake.
 const PROVIDER_POOL_IDLE_PER_HOST: usize = 64;
 
@@ -96,6 +100,10 @@ pub(crate) struct AppState {
     registration_challenges: challenge::Challenges,
     /// The newest challenge each provider key registered with.
     registration_challenge_uses: challenge::UsedStamps<[u8; 32]>,
+    /// Web3 key challenges: stateless, so asking for them fills nothing.
+    key_challenges: challenge::Challenges,
+    /// The newest challenge each wallet minted a key with, so none is used twice.
+    key_challenge_uses: challenge::UsedStamps<ledger::Address>,
 }
 
 /// A running gateway's shared state. It can serve several listeners at once (say, TLS for
@@ -169,6 +177,12 @@ impl Gateway {
                 REGISTRATION_CHALLENGE_SECONDS,
             ),
             registration_challenge_uses: challenge::UsedStamps::new(MAX_PROVIDERS),
+            key_challenges: challenge::Challenges::new(
+                "gondola web3 key challenge",
+                KEY_CHALLENGE_PREFIX,
+                KEY_CHALLENGE_SECONDS,
+            ),
+            key_challenge_uses: challenge::UsedStamps::new(MAX_KEY_CHALLENGE_WALLETS),
         });
         let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
         let flusher = economy.map(|economy| {
@@ -276,40 +290,40 @@ fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
                 privacy::tokens::MAX_BATCH_REQUEST_BYTES,
             )),
         )
-        .route("/ledger/status", get(economy::http::status))
-        .route("/ledger/accounts/{address}", get(economy::http::account))
-        .route("/ledger/quote", get(economy::http::quote))
+        .route("/ledger/status", get(economy_api::status))
+        .route("/ledger/accounts/{address}", get(economy_api::account))
+        .route("/ledger/quote", get(economy_api::quote))
         .route(
             "/ledger/operations",
-            post(economy::http::submit)
-                .layer(DefaultBodyLimit::max(economy::http::MAX_ECONOMY_BODY_BYTES)),
+            post(economy_api::submit)
+                .layer(DefaultBodyLimit::max(economy_api::MAX_ECONOMY_BODY_BYTES)),
         )
         .route(
             "/api_keys",
-            get(economy::http::list_keys)
-                .post(economy::http::create_key)
-                .patch(economy::http::update_key)
-                .delete(economy::http::delete_key)
-                .layer(DefaultBodyLimit::max(economy::http::MAX_ECONOMY_BODY_BYTES)),
+            get(economy_api::list_keys)
+                .post(economy_api::create_key)
+                .patch(economy_api::update_key)
+                .delete(economy_api::delete_key)
+                .layer(DefaultBodyLimit::max(economy_api::MAX_ECONOMY_BODY_BYTES)),
         )
-        .route("/api_keys/rate_limits", get(economy::http::rate_limits))
+        .route("/api_keys/rate_limits", get(economy_api::rate_limits))
         .route(
             "/api_keys/rate_limits/log",
-            get(economy::http::rate_limit_log),
+            get(economy_api::rate_limit_log),
         )
         .route(
             "/api_keys/generate_web3_key",
-            get(economy::http::web3_challenge)
-                .post(economy::http::web3_key)
-                .layer(DefaultBodyLimit::max(economy::http::MAX_ECONOMY_BODY_BYTES)),
+            get(economy_api::web3_challenge)
+                .post(economy_api::web3_key)
+                .layer(DefaultBodyLimit::max(economy_api::MAX_ECONOMY_BODY_BYTES)),
         )
-        .route("/api_keys/{id}", get(economy::http::get_key))
-        .route("/billing/balance", get(economy::http::billing_balance))
-        .route("/billing/usage-history", get(economy::http::usage_history))
+        .route("/api_keys/{id}", get(economy_api::get_key))
+        .route("/billing/balance", get(economy_api::billing_balance))
+        .route("/billing/usage-history", get(economy_api::usage_history))
         .route(
             "/admin/clock",
-            post(economy::http::advance_clock)
-                .layer(DefaultBodyLimit::max(economy::http::MAX_ECONOMY_BODY_BYTES)),
+            post(economy_api::advance_clock)
+                .layer(DefaultBodyLimit::max(economy_api::MAX_ECONOMY_BODY_BYTES)),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -518,10 +532,7 @@ pub(crate) fn authenticate(
             }
             Some(Ok(auth::Caller {
                 name: key.id.clone(),
-                kind: Some(match key.kind {
-                    economy::keys::KeyType::Admin => KeyKind::Admin,
-                    economy::keys::KeyType::Inference => KeyKind::Inference,
-                }),
+                kind: Some(key.kind),
                 rate: state.tiers.limit_for(""),
                 account: Some(key.account.0),
                 key_id: Some(key.id),

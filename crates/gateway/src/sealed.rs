@@ -401,7 +401,7 @@ struct SealedRelay {
     paid_with: &'static str,
     state: Arc<AppState>,
     rate_key: Option<String>,
-    metering: Option<crate::economy::Metering>,
+    metering: Option<economy::Metering>,
     request_id: String,
     model_id: String,
     attempt: Attempt,

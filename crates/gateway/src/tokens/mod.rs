@@ -41,8 +41,8 @@ use sha2::Digest as _;
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::money::Amount;
 
-use crate::economy::Economy;
 use crate::{AppState, error_response};
+use economy::Economy;
 
 type KeyPair = GenericKeyPair<Sha384, PSS, Deterministic>;
 
@@ -536,9 +536,8 @@ async fn issue_batch(
     let batch = Tokens::parse_batch(body)?;
     let count = u128::try_from(batch.token_requests.len()).unwrap_or(u128::MAX);
     let price = tokens.token_value().saturating_mul(count);
-    let mut metering =
-        crate::economy::Metering::begin(economy, account, caller.key_id.as_deref(), price)
-            .map_err(crate::chat::refusal_error)?;
+    let mut metering = economy::Metering::begin(economy, account, caller.key_id.as_deref(), price)
+        .map_err(crate::chat::refusal_error)?;
     // Dropped unfinished (signing failed), the metering releases what it reserved.
     let signed = tokens.sign(batch).await?;
     metering.finish(price, 0, 0);

@@ -155,9 +155,9 @@ impl Meter {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MeterState> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(|_| {
+            crate::stop_the_process("the meter was left half changed by a thread that panicked")
+        })
     }
 
     /// Loads or refreshes `accounts` from the ledger and their share of the active stake:

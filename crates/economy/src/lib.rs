@@ -1,5 +1,6 @@
-//! The economy inside the gateway: the ledger store behind a committer thread, the meter on the
-//! request path, the key table, and the clock they share.
+//! The economy at run time: the ledger store behind a committer thread, the meter on the
+//! request path, the key table, and the clock they share. The gateway serves it over HTTP;
+//! nothing here knows of HTTP.
 //!
 //! - Operations (users' signed ones from HTTP, and the gateway's own usage settlements) go to
 //!   the committer through a bounded queue. The committer takes what is queued, at most one
@@ -10,8 +11,7 @@
 //!   operations signed with the operator key; a crash loses at most that interval of usage and
 //!   never an acknowledged ledger operation.
 
-pub(crate) mod http;
-pub(crate) mod keys;
+pub mod keys;
 pub mod meter;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -25,24 +25,18 @@ use ledger_store::{Receipt, Store, StoreOptions, Submission};
 use tokio::sync::{mpsc, oneshot};
 use wallet::{Authorization, Domain, Scheme, Wallet};
 
-use crate::economy::keys::KeyStore;
-use crate::economy::meter::{Capacity, Meter};
+use crate::keys::KeyStore;
+use crate::meter::{Capacity, Meter};
 
-pub(crate) const SECONDS_PER_DAY: u64 = 86_400;
+pub use keys::{KeyKind, hash_secret};
+pub use ledger::SECONDS_PER_DAY;
 /// Operations waiting for the committer; beyond this, submitters get 503.
 const JOB_QUEUE: usize = 4_096;
 /// Entries of one usage settlement (the ledger's own bound).
 const SETTLEMENT_ENTRIES: usize = ledger::MAXIMUM_USAGE_ENTRIES;
-/// What a web3 key challenge begins with (the text a wallet signs).
-const KEY_CHALLENGE_PREFIX: &str = "gondola-key-challenge-";
-/// How long a web3 key challenge stays valid.
-const KEY_CHALLENGE_SECONDS: u64 = 15 * 60;
-/// Wallets that minted a key within one challenge lifetime, remembered at once (each had to
-/// sign with staked sVVV to get here); beyond it, web3 minting is refused until some expire.
-const MAX_KEY_CHALLENGE_WALLETS: usize = 100_000;
 /// Longest a signature may stay valid: a signed operation names a deadline at most this far
 /// ahead, so a signature that was never submitted cannot be used much later.
-pub(crate) const MAX_DEADLINE_AHEAD_SECONDS: u64 = 86_400;
+pub const MAX_DEADLINE_AHEAD_SECONDS: u64 = 86_400;
 
 /// The economy's configuration.
 #[derive(Debug, Clone)]
@@ -88,27 +82,41 @@ impl EconomyConfig {
     }
 }
 
+/// Seconds since the Unix epoch, from the system clock (0 if it is before the epoch).
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// `bytes` random bytes as lower-case hex: ids and secrets.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::fill(buffer.as_mut_slice());
+    hex::encode(buffer)
+}
+
 /// Wall-clock seconds plus an offset that only an adjustable clock ever moves.
-pub(crate) struct Clock {
+pub struct Clock {
     offset: AtomicU64,
 }
 
 impl Clock {
-    pub(crate) fn now(&self) -> u64 {
-        crate::chat::unix_seconds().saturating_add(self.offset.load(Ordering::Relaxed))
+    pub fn now(&self) -> u64 {
+        unix_seconds().saturating_add(self.offset.load(Ordering::Relaxed))
     }
 
-    pub(crate) fn today(&self) -> u64 {
+    pub fn today(&self) -> u64 {
         self.now() / SECONDS_PER_DAY
     }
 
-    pub(crate) fn advance(&self, seconds: u64) {
+    pub fn advance(&self, seconds: u64) {
         self.offset.fetch_add(seconds, Ordering::Relaxed);
     }
 }
 
 /// How an operation is signed.
-pub(crate) enum Signing {
+pub enum Signing {
     /// By a user, checked before it was queued; the nonce is checked at commit.
     User(Authorization),
     /// By the operator key, inside the committer (so the nonce is exact).
@@ -117,7 +125,7 @@ pub(crate) enum Signing {
 
 /// Why the committer did not commit an operation.
 #[derive(Debug)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     Nonce {
         expected: u64,
         got: u64,
@@ -139,22 +147,18 @@ struct Job {
     reply: oneshot::Sender<Result<Receipt, Refusal>>,
 }
 
-pub(crate) struct Economy {
+pub struct Economy {
     store: Arc<Mutex<Store>>,
     jobs: mpsc::Sender<Job>,
-    pub(crate) domain: Domain,
-    pub(crate) operator: Address,
-    pub(crate) clock: Arc<Clock>,
-    pub(crate) meter: Arc<Meter>,
-    pub(crate) keys: KeyStore,
-    pub(crate) config: EconomyConfig,
-    /// Web3 key challenges: stateless, so asking for them fills nothing.
-    pub(crate) key_challenges: crate::challenge::Challenges,
-    /// The newest challenge each wallet minted a key with, so none is used twice.
-    pub(crate) key_challenge_uses: crate::challenge::UsedStamps<Address>,
+    pub domain: Domain,
+    pub operator: Address,
+    pub clock: Arc<Clock>,
+    pub meter: Arc<Meter>,
+    pub keys: KeyStore,
+    pub config: EconomyConfig,
     healthy: Arc<AtomicBool>,
     /// Each account's latest rate-limit refusals, for `/api_keys/rate_limits/log`.
-    pub(crate) rate_limit_log: RateLimitLog,
+    pub rate_limit_log: RateLimitLog,
     /// The UTC day whose flush last reported utilization (for the day before it); zero until
     /// the first flush, so a restarted gateway reports again (the same figure: it is computed
     /// from the ledger alone).
@@ -162,14 +166,14 @@ pub(crate) struct Economy {
 }
 
 /// Latest rate-limit refusals kept per account.
-pub(crate) const RATE_LIMIT_LOG_ENTRIES: usize = 50;
+pub const RATE_LIMIT_LOG_ENTRIES: usize = 50;
 /// Accounts the rate-limit log keeps entries for; further accounts' refusals are not logged
 /// until the gateway restarts (the log lives in memory only).
 const RATE_LIMIT_LOG_ACCOUNTS: usize = 100_000;
 
 /// One rate-limit refusal: which key, model, tier and limit, and when. No content, no address.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct RateLimitHit {
+pub struct RateLimitHit {
     pub key_id: Option<String>,
     pub model_id: String,
     pub tier: String,
@@ -180,12 +184,12 @@ pub(crate) struct RateLimitHit {
 
 /// Each account's latest [`RATE_LIMIT_LOG_ENTRIES`] rate-limit refusals, in memory.
 #[derive(Default)]
-pub(crate) struct RateLimitLog {
+pub struct RateLimitLog {
     hits: Mutex<HashMap<Address, std::collections::VecDeque<RateLimitHit>>>,
 }
 
 impl RateLimitLog {
-    pub(crate) fn record(&self, account: Address, hit: RateLimitHit) {
+    pub fn record(&self, account: Address, hit: RateLimitHit) {
         let mut hits = self
             .hits
             .lock()
@@ -201,7 +205,7 @@ impl RateLimitLog {
     }
 
     /// Newest first.
-    pub(crate) fn recent(&self, account: Address) -> Vec<RateLimitHit> {
+    pub fn recent(&self, account: Address) -> Vec<RateLimitHit> {
         let hits = self
             .hits
             .lock()
@@ -216,11 +220,7 @@ impl RateLimitLog {
 /// settled for that day (allowance, bundled credits and USD) over the configured network
 /// capacity plus the allowance of all staked DIEM ($1 per DIEM), capped at 100%. With no
 /// capacity at all, any usage is full utilization.
-pub(crate) fn utilization_bps(
-    ledger: &ledger::Ledger,
-    day: u64,
-    network_capacity_usd_units: u128,
-) -> u32 {
+pub fn utilization_bps(ledger: &ledger::Ledger, day: u64, network_capacity_usd_units: u128) -> u32 {
     let usage = ledger.usage_on_day(day);
     let spent = usage
         .allowance_units
@@ -238,7 +238,7 @@ pub(crate) fn utilization_bps(
 
 impl Economy {
     /// Opens (or creates, with genesis) the ledger and starts the committer thread.
-    pub(crate) fn open(config: EconomyConfig) -> std::io::Result<Arc<Self>> {
+    pub fn open(config: EconomyConfig) -> std::io::Result<Arc<Self>> {
         let operator =
             Wallet::load_or_create(&config.operator_key).map_err(std::io::Error::other)?;
         let (mut store, report) = Store::open(
@@ -327,9 +327,17 @@ impl Economy {
             std::thread::Builder::new()
                 .name("ledger-committer".into())
                 .spawn(move || {
-                    commit_loop(
-                        receiver, &store, &meter, &clock, &healthy, &operator, domain,
-                    );
+                    let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        commit_loop(
+                            receiver, &store, &meter, &clock, &healthy, &operator, domain,
+                        );
+                    }));
+                    if committed.is_err() {
+                        stop_the_process(
+                            "the ledger committer stopped on a broken invariant (see the panic \
+                             above)",
+                        );
+                    }
                 })?;
         }
         Ok(Arc::new(Self {
@@ -341,12 +349,6 @@ impl Economy {
             meter,
             keys,
             config,
-            key_challenges: crate::challenge::Challenges::new(
-                "gondola web3 key challenge",
-                KEY_CHALLENGE_PREFIX,
-                KEY_CHALLENGE_SECONDS,
-            ),
-            key_challenge_uses: crate::challenge::UsedStamps::new(MAX_KEY_CHALLENGE_WALLETS),
             healthy,
             utilization_reported_on: AtomicU64::new(0),
             rate_limit_log: RateLimitLog::default(),
@@ -354,26 +356,22 @@ impl Economy {
     }
 
     /// Reads the ledger. Waits for a commit in progress (an fsync) at most.
-    pub(crate) fn read<T>(&self, read: impl FnOnce(&Store) -> T) -> T {
-        let store = self
-            .store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        read(&store)
+    pub fn read<T>(&self, read: impl FnOnce(&Store) -> T) -> T {
+        read(&lock_store(&self.store))
     }
 
     /// Loads an account into the meter (when it gets its first key).
-    pub(crate) fn refresh_account(&self, account: Address) {
+    pub fn refresh_account(&self, account: Address) {
         let today = self.clock.today();
         self.read(|store| self.meter.refresh(store.ledger(), &[account], today));
     }
 
-    pub(crate) fn is_healthy(&self) -> bool {
+    pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
     /// Queues an operation and waits until it is durable or refused.
-    pub(crate) async fn submit(
+    pub async fn submit(
         &self,
         signer: Address,
         op: Op,
@@ -395,7 +393,7 @@ impl Economy {
     }
 
     /// Writes pending usage to the ledger and the key table to disk.
-    pub(crate) async fn flush(&self) {
+    pub async fn flush(&self) {
         let today = self.clock.today();
         self.meter.roll_day(today);
         let settlements = self.meter.begin_settlement(SETTLEMENT_ENTRIES);
@@ -467,12 +465,9 @@ impl Economy {
     }
 
     /// Flushes usage, then writes a checkpoint so `ledger verify` can check the final state.
-    pub(crate) async fn close(&self) {
+    pub async fn close(&self) {
         self.flush().await;
-        let mut store = self
-            .store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut store = lock_store(&self.store);
         if let Err(error) = store.write_checkpoint() {
             tracing::warn!(%error, "cannot write the ledger checkpoint at shutdown");
         }
@@ -481,7 +476,7 @@ impl Economy {
 
 /// A metered request's hold on its account: the reservation made before it was sent, settled
 /// with the real cost when the request ends (or released, if it never produced anything).
-pub(crate) struct Metering {
+pub struct Metering {
     economy: Arc<Economy>,
     account: Address,
     key_id: Option<String>,
@@ -490,12 +485,12 @@ pub(crate) struct Metering {
     /// What is reserved under the key's spend cap (zero without one).
     cap_reserved: u128,
     /// What the account could spend before this request, for the balance headers.
-    pub(crate) balance: meter::Balance,
+    pub balance: meter::Balance,
     settled: bool,
 }
 
 /// Why a metered request may not start.
-pub(crate) enum MeterRefusal {
+pub enum MeterRefusal {
     Insufficient(meter::Shortfall),
     KeyCap {
         remaining: u128,
@@ -506,7 +501,7 @@ pub(crate) enum MeterRefusal {
 
 impl Metering {
     /// Reserves `max_cost` for `account`, within the key's spend cap.
-    pub(crate) fn begin(
+    pub fn begin(
         economy: &Arc<Economy>,
         account: Address,
         key_id: Option<&str>,
@@ -546,7 +541,7 @@ impl Metering {
     }
 
     /// Charges the request's real cost.
-    pub(crate) fn finish(&mut self, cost: u128, prompt_tokens: u64, completion_tokens: u64) {
+    pub fn finish(&mut self, cost: u128, prompt_tokens: u64, completion_tokens: u64) {
         if self.settled {
             return;
         }
@@ -585,8 +580,31 @@ impl Drop for Metering {
     }
 }
 
+/// The exit status of a process stopped because the economy's state can no longer be trusted
+/// (sysexits' EX_SOFTWARE).
+pub const BROKEN_INVARIANT_EXIT_CODE: i32 = 70;
+
+/// Stops the process: the ledger's state in memory can no longer be trusted (a thread panicked
+/// while changing it, or the committer died). The journal on disk is the truth, and a restart
+/// replays it; serving on would answer from a state that may be half changed.
+pub fn stop_the_process(why: &str) -> ! {
+    tracing::error!(
+        why,
+        "stopping: the ledger's state in memory is no longer trusted"
+    );
+    eprintln!("gondola: stopping: {why}; the journal is the truth and a restart replays it");
+    std::process::exit(BROKEN_INVARIANT_EXIT_CODE)
+}
+
+/// The store, or a stop of the process if a thread panicked while holding it.
+fn lock_store(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|_| {
+        stop_the_process("the ledger store was left half changed by a thread that panicked")
+    })
+}
+
 /// Flushes usage every interval, for as long as the economy lives.
-pub(crate) async fn flush_loop(economy: std::sync::Weak<Economy>, interval: Duration) {
+pub async fn flush_loop(economy: std::sync::Weak<Economy>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -645,9 +663,7 @@ fn commit_loop(
         }
         waiting = later;
 
-        let mut guard = store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = lock_store(store);
         let now = clock.now().max(guard.last_time_seconds());
         let mut submissions = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
@@ -707,5 +723,49 @@ fn commit_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set (to a data directory) in the child process the test below starts.
+    const CHILD: &str = "GONDOLA_ECONOMY_TEST_POISONED_CHILD";
+    const TEST_NAME: &str = "tests::a_store_left_half_changed_stops_the_process_instead_of_serving";
+
+    #[test]
+    fn a_store_left_half_changed_stops_the_process_instead_of_serving() {
+        if let Some(dir) = std::env::var_os(CHILD) {
+            // The child: a thread panics while it holds the store; the next reader must not be
+            // served the state it left.
+            let economy = Economy::open(EconomyConfig::in_dir(std::path::Path::new(&dir)))
+                .expect("the economy opens");
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                economy.read(|_| panic!("a broken invariant, mid-change"))
+            }));
+            assert!(panicked.is_err());
+            let sequence = economy.read(|store| store.last_sequence());
+            println!("served on at sequence {sequence}");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = std::process::Command::new(std::env::current_exe().expect("this test"))
+            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+            .env(CHILD, dir.path())
+            .output()
+            .expect("the child runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(BROKEN_INVARIANT_EXIT_CODE),
+            "stdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        assert!(!stdout.contains("served on"), "{stdout}");
+        assert!(
+            stderr.contains("stopping: the ledger store was left half changed"),
+            "{stderr}"
+        );
     }
 }

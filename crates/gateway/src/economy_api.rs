@@ -16,10 +16,10 @@ use wallet::{JsonAddress, Operation, SignedOperation, Units};
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::money::Amount;
 
-use super::keys::{KeyError, KeyType, LimitPeriod, MAX_DESCRIPTION_CHARS, SpendLimit, StoredKey};
-use super::{Economy, MAX_DEADLINE_AHEAD_SECONDS, Refusal, SECONDS_PER_DAY, Signing};
+use economy::keys::{KeyError, LimitPeriod, MAX_DESCRIPTION_CHARS, SpendLimit, StoredKey};
+use economy::{Economy, KeyKind, MAX_DEADLINE_AHEAD_SECONDS, Refusal, SECONDS_PER_DAY, Signing};
+
 use crate::auth::Caller;
-use crate::config::KeyKind;
 use crate::{AppState, error_response};
 
 /// Longest body of an economy request.
@@ -620,7 +620,7 @@ struct ConsumptionLimit {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CreateKey {
-    api_key_type: KeyType,
+    api_key_type: KeyKind,
     description: String,
     #[serde(default)]
     expires_at: Option<u64>,
@@ -790,9 +790,10 @@ pub(crate) async fn web3_challenge(
     Extension(dialect): Extension<Dialect>,
 ) -> Response {
     let result = (|| {
-        let economy = economy(&state)?;
+        // Only a gateway with a ledger mints keys.
+        economy(&state)?;
         // Stateless: nothing is kept per challenge, so asking for many fills nothing.
-        let (token, expires_at) = economy.key_challenges.issue();
+        let (token, expires_at) = state.key_challenges.issue();
         Ok(json!({"success": true, "data": {"token": token, "expiresAt": expires_at}}))
     })();
     respond(result, dialect)
@@ -805,7 +806,7 @@ struct Web3Key {
     signature: wallet::SignatureBytes,
     token: String,
     #[serde(default)]
-    api_key_type: Option<KeyType>,
+    api_key_type: Option<KeyKind>,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
@@ -824,7 +825,7 @@ pub(crate) async fn web3_key(
         let request: Web3Key = parse_json(&body)?;
         let now = economy.clock.now();
         // Cheapest first: the challenge's own MAC, then the signature, then the ledger.
-        let stamp = economy.key_challenges.check(&request.token).map_err(|_| {
+        let stamp = state.key_challenges.check(&request.token).map_err(|_| {
             error(
                 ErrorCode::AuthenticationFailed,
                 "unknown or expired token; GET /api_keys/generate_web3_key for a new one",
@@ -859,9 +860,9 @@ pub(crate) async fn web3_key(
         let limit = spend_limit(request.consumption_limit, request.limit_period)?;
         count_key_change(&state, recovered)?;
         // The challenge is spent now: a wallet signs in with each token at most once.
-        economy
+        state
             .key_challenge_uses
-            .take(&recovered, stamp, economy.key_challenges.ttl_nanos())
+            .take(&recovered, stamp, state.key_challenges.ttl_nanos())
             .map_err(|refusal| match refusal {
                 crate::challenge::ChallengeError::Busy => error(
                     ErrorCode::ModelAtCapacity,
@@ -877,7 +878,7 @@ pub(crate) async fn web3_key(
             .keys
             .create(
                 recovered,
-                request.api_key_type.unwrap_or(KeyType::Inference),
+                request.api_key_type.unwrap_or(KeyKind::Inference),
                 description,
                 None,
                 limit,

@@ -13,21 +13,30 @@ use serde::{Deserialize, Serialize};
 use wallet::Units;
 
 /// Keys one account may hold at once.
-pub(crate) const MAX_KEYS_PER_ACCOUNT: usize = 500;
+pub const MAX_KEYS_PER_ACCOUNT: usize = 500;
 /// Keys the gateway holds in all.
 const MAX_KEYS: usize = 200_000;
-pub(crate) const MAX_DESCRIPTION_CHARS: usize = 64;
+pub const MAX_DESCRIPTION_CHARS: usize = 64;
 
+/// What a key may do: call inference (and read), or also manage keys. An account's ADMIN key
+/// manages that account's keys; the operator's powers go with the operator's own configured
+/// ADMIN keys, which belong to no account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum KeyType {
+pub enum KeyKind {
     #[serde(rename = "INFERENCE")]
     Inference,
     #[serde(rename = "ADMIN")]
     Admin,
 }
 
+/// SHA-256 of a key's secret: how keys are known (the secret itself is never stored).
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum LimitPeriod {
+pub enum LimitPeriod {
     /// The UTC day.
     #[serde(rename = "EPOCH")]
     Epoch,
@@ -39,7 +48,7 @@ pub(crate) enum LimitPeriod {
 
 impl LimitPeriod {
     /// The period containing `day` (days since the epoch): the day, the month, or 0.
-    pub(crate) fn period_of(self, day: u64) -> u64 {
+    pub fn period_of(self, day: u64) -> u64 {
         match self {
             Self::Epoch => day,
             Self::Month => {
@@ -50,7 +59,7 @@ impl LimitPeriod {
         }
     }
 
-    pub(crate) fn error_code(self) -> wire::error::ErrorCode {
+    pub fn error_code(self) -> wire::error::ErrorCode {
         use wire::error::ErrorCode;
         match self {
             Self::Epoch => ErrorCode::ApiKeyEpochSpendLimitExceeded,
@@ -74,18 +83,18 @@ fn civil_month(day: u64) -> (u64, u64) {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SpendLimit {
+pub struct SpendLimit {
     pub usd_units: Units,
     pub period: LimitPeriod,
 }
 
 /// One stored key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StoredKey {
+pub struct StoredKey {
     pub id: String,
     pub secret_sha256: String,
     pub last6: String,
-    pub kind: KeyType,
+    pub kind: KeyKind,
     pub account: wallet::JsonAddress,
     pub description: String,
     pub created_at: u64,
@@ -105,7 +114,7 @@ struct KeyFile {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum KeyError {
+pub enum KeyError {
     #[error("this account already has {MAX_KEYS_PER_ACCOUNT} keys; delete one first")]
     TooManyForAccount,
     #[error("the gateway holds its maximum number of keys")]
@@ -119,7 +128,7 @@ pub(crate) enum KeyError {
     },
 }
 
-pub(crate) struct KeyStore {
+pub struct KeyStore {
     path: PathBuf,
     inner: Mutex<Inner>,
 }
@@ -135,14 +144,14 @@ struct Inner {
 }
 
 /// A new key's secret and its stored record.
-pub(crate) struct Minted {
+pub struct Minted {
     pub secret: String,
     pub key: StoredKey,
 }
 
 impl KeyStore {
     /// Opens the table at `path` (a missing file is an empty table).
-    pub(crate) fn open(path: &Path) -> std::io::Result<Self> {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
         let mut inner = Inner::default();
         match std::fs::read(path) {
             Ok(bytes) => {
@@ -191,12 +200,12 @@ impl KeyStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.lock().keys.is_empty()
     }
 
     /// Every account that holds a key.
-    pub(crate) fn accounts(&self) -> Vec<Address> {
+    pub fn accounts(&self) -> Vec<Address> {
         let mut accounts: Vec<Address> =
             self.lock().keys.values().map(|key| key.account.0).collect();
         accounts.sort();
@@ -205,26 +214,26 @@ impl KeyStore {
     }
 
     /// The key whose secret hashes to `hash`, if it exists.
-    pub(crate) fn find(&self, hash: &[u8; 32]) -> Option<StoredKey> {
+    pub fn find(&self, hash: &[u8; 32]) -> Option<StoredKey> {
         let inner = self.lock();
         let id = inner.by_hash.get(hash)?;
         inner.keys.get(id).cloned()
     }
 
     /// Creates a key and saves the table before the secret is returned.
-    pub(crate) fn create(
+    pub fn create(
         &self,
         account: Address,
-        kind: KeyType,
+        kind: KeyKind,
         description: String,
         expires_at: Option<u64>,
         limit: Option<SpendLimit>,
         now: u64,
     ) -> Result<Minted, KeyError> {
-        let secret = format!("gk-{}", crate::chat::random_hex(24));
-        let hash = crate::auth::hash_secret(&secret);
+        let secret = format!("gk-{}", crate::random_hex(24));
+        let hash = hash_secret(&secret);
         let key = StoredKey {
-            id: format!("key_{}", crate::chat::random_hex(8)),
+            id: format!("key_{}", crate::random_hex(8)),
             secret_sha256: hex::encode(hash),
             last6: secret[secret.len() - 6..].to_owned(),
             kind,
@@ -257,7 +266,7 @@ impl KeyStore {
     }
 
     /// The keys of `account`, oldest first.
-    pub(crate) fn list(&self, account: Address) -> Vec<StoredKey> {
+    pub fn list(&self, account: Address) -> Vec<StoredKey> {
         let mut keys: Vec<StoredKey> = self
             .lock()
             .keys
@@ -270,7 +279,7 @@ impl KeyStore {
     }
 
     /// Changes a key of `account`.
-    pub(crate) fn update(
+    pub fn update(
         &self,
         account: Address,
         id: &str,
@@ -288,7 +297,7 @@ impl KeyStore {
         Ok(updated)
     }
 
-    pub(crate) fn delete(&self, account: Address, id: &str) -> Result<(), KeyError> {
+    pub fn delete(&self, account: Address, id: &str) -> Result<(), KeyError> {
         let mut inner = self.lock();
         let key = inner
             .keys
@@ -306,7 +315,7 @@ impl KeyStore {
     /// What is left under the key's cap in the period of `day`, less what requests in flight
     /// have reserved, or `None` without a cap.
     #[cfg(test)]
-    pub(crate) fn cap_remaining(&self, id: &str, day: u64) -> Option<(u128, LimitPeriod)> {
+    pub fn cap_remaining(&self, id: &str, day: u64) -> Option<(u128, LimitPeriod)> {
         let inner = self.lock();
         remaining_locked(&inner, id, day)
     }
@@ -314,7 +323,7 @@ impl KeyStore {
     /// Reserves `amount` under the key's cap for a request about to run, so that concurrent
     /// requests can never spend past it together: what was reserved (zero for a key without
     /// a cap), or what is left and the cap's period when `amount` does not fit.
-    pub(crate) fn reserve_cap(
+    pub fn reserve_cap(
         &self,
         id: &str,
         day: u64,
@@ -333,14 +342,14 @@ impl KeyStore {
     }
 
     /// Gives back a reservation whose request never ran.
-    pub(crate) fn release_cap(&self, id: &str, reserved: u128) {
+    pub fn release_cap(&self, id: &str, reserved: u128) {
         let mut inner = self.lock();
         release_locked(&mut inner, id, reserved);
     }
 
     /// Records a request's cost against its key (saved at the next flush), in place of what it
     /// reserved.
-    pub(crate) fn record_use(&self, id: &str, day: u64, now: u64, reserved: u128, cost: u128) {
+    pub fn record_use(&self, id: &str, day: u64, now: u64, reserved: u128, cost: u128) {
         let mut inner = self.lock();
         release_locked(&mut inner, id, reserved);
         if let Some(key) = inner.keys.get_mut(id) {
@@ -357,7 +366,7 @@ impl KeyStore {
     }
 
     /// Saves the table if usage changed it since the last save.
-    pub(crate) fn flush(&self) -> Result<(), KeyError> {
+    pub fn flush(&self) -> Result<(), KeyError> {
         let mut inner = self.lock();
         if inner.dirty {
             self.save_locked(&mut inner)?;
@@ -441,7 +450,7 @@ mod tests {
         let minted = store
             .create(
                 Address([5; 20]),
-                KeyType::Inference,
+                KeyKind::Inference,
                 "capped".into(),
                 None,
                 Some(SpendLimit {
@@ -470,7 +479,7 @@ mod tests {
         let open = store
             .create(
                 Address([5; 20]),
-                KeyType::Inference,
+                KeyKind::Inference,
                 "open".into(),
                 None,
                 None,
@@ -489,7 +498,7 @@ mod tests {
         let minted = store
             .create(
                 account,
-                KeyType::Inference,
+                KeyKind::Inference,
                 "laptop".into(),
                 None,
                 Some(SpendLimit {
@@ -505,7 +514,7 @@ mod tests {
         store.flush().expect("flushed");
         let reopened = KeyStore::open(&path).expect("reopens");
         let found = reopened
-            .find(&crate::auth::hash_secret(&minted.secret))
+            .find(&hash_secret(&minted.secret))
             .expect("found by its secret");
         assert_eq!(found.last6, minted.secret[minted.secret.len() - 6..]);
         assert_eq!(
@@ -517,11 +526,7 @@ mod tests {
             Some((100, LimitPeriod::Epoch))
         );
         reopened.delete(account, &found.id).expect("deleted");
-        assert!(
-            reopened
-                .find(&crate::auth::hash_secret(&minted.secret))
-                .is_none()
-        );
+        assert!(reopened.find(&hash_secret(&minted.secret)).is_none());
         assert!(matches!(
             reopened.delete(Address([4; 20]), &found.id),
             Err(KeyError::NotFound)
