@@ -2,6 +2,7 @@
 //! binary's job; everything here is already validated.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
@@ -209,7 +210,7 @@ pub struct GatewayConfig {
     /// Also publish an X-Wing (post-quantum hybrid) OHTTP key, listed before the X25519 one.
     pub oblivious_x_wing: bool,
     /// Privacy Pass tokens (issued and taken only when there is a ledger); `None` takes none.
-    pub tokens: Option<crate::tokens::TokensConfig>,
+    pub tokens: Option<TokensConfig>,
     /// Origins of Oblivious HTTP relays the web app may send its private mode through (each
     /// `scheme://host[:port]`): listed in the page's Content-Security-Policy and offered in
     /// its settings. Empty: the web app has no private mode.
@@ -233,6 +234,28 @@ impl Default for GatewayConfig {
             oblivious_x_wing: false,
             tokens: None,
             web_relays: Vec::new(),
+        }
+    }
+}
+
+/// How the gateway issues and takes tokens.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// The seed every epoch's key is derived from (created on first start, mode 0600).
+    pub seed: PathBuf,
+    /// Where spent nonces are kept.
+    pub spent_dir: PathBuf,
+    /// What one token is worth, in base units of USD.
+    pub token_value: Amount,
+}
+
+impl TokensConfig {
+    /// Tokens worth $0.001 each, the seed and spent nonces under `dir`.
+    pub fn in_dir(dir: &std::path::Path) -> Self {
+        Self {
+            seed: dir.join("issuer.seed"),
+            spent_dir: dir.join("spent-tokens"),
+            token_value: Amount(1_000_000_000_000_000),
         }
     }
 }

@@ -59,6 +59,39 @@ fn count_key_change(state: &AppState, account: Address) -> Result<(), ApiError> 
     }
 }
 
+/// What a client is told when its account cannot pay for what it asked.
+pub(crate) fn meter_refusal_error(refusal: economy::MeterRefusal) -> ApiError {
+    use economy::MeterRefusal;
+    match refusal {
+        MeterRefusal::Insufficient(shortfall) => {
+            let free = shortfall.balance.free;
+            ApiError::new(
+                ErrorCode::InsufficientBalance,
+                format!(
+                    "insufficient balance: this may cost up to ${}; the account has \
+                     ${} of today's allowance, ${} of bundled credits and ${} left",
+                    Amount(shortfall.needed).to_decimal_string(),
+                    Amount(free.allowance).to_decimal_string(),
+                    Amount(free.bundled).to_decimal_string(),
+                    Amount(free.usd).to_decimal_string(),
+                ),
+            )
+        }
+        MeterRefusal::KeyCap { remaining, period } => ApiError::new(
+            period.error_code(),
+            format!(
+                "this API key's spend limit is reached: ${} left this period",
+                Amount(remaining).to_decimal_string()
+            ),
+        ),
+        MeterRefusal::Unavailable => ApiError::new(
+            ErrorCode::ModelAtCapacity,
+            "the ledger is unavailable, so metered requests are refused",
+        )
+        .with_retry_after(5),
+    }
+}
+
 fn units(value: u128) -> String {
     value.to_string()
 }
@@ -561,7 +594,7 @@ fn key_error(failure: KeyError) -> ApiError {
 }
 
 fn authenticated(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    crate::authenticate(state, headers)
+    crate::pipeline::admission::authenticate(state, headers)
 }
 
 /// The economy and the account of a caller whose key belongs to one (an ADMIN key if

@@ -16,10 +16,10 @@ pub mod config;
 mod economy_api;
 mod metrics;
 pub mod oblivious;
+mod pipeline;
 mod rate_limit;
 mod registry;
 mod sealed;
-mod settlement;
 mod thinking;
 pub mod tokens;
 mod web;
@@ -433,7 +433,7 @@ async fn sealed_chat(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    sealed::handle(state, dialect, headers, body).await
+    pipeline::run::<sealed::SealedChatOperation>(state, dialect, headers, body).await
 }
 
 async fn chat_completions(
@@ -442,7 +442,7 @@ async fn chat_completions(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    chat::handle(state, dialect, headers, body).await
+    pipeline::run::<chat::Chat>(state, dialect, headers, body).await
 }
 
 #[derive(serde::Deserialize)]
@@ -464,89 +464,13 @@ fn type_matches(filter: &TypeFilter) -> Result<bool, ApiError> {
     }
 }
 
-/// Who is asking, for reads: an API key as [`authenticate`] takes it, or Privacy Pass tokens,
-/// which are checked but not spent.
-async fn authenticated(state: &AppState, headers: &HeaderMap) -> Result<auth::Caller, ApiError> {
-    match presented_tokens(state, headers)? {
-        Some(tokens) => {
-            state
-                .tokens
-                .as_ref()
-                .ok_or_else(tokens_not_taken)?
-                .check(&tokens)
-                .await?;
-            Ok(auth::Caller::token_holder())
-        }
-        None => authenticate(state, headers),
-    }
-}
-
-pub(crate) fn tokens_not_taken() -> ApiError {
-    ApiError::new(
-        ErrorCode::AuthenticationFailed,
-        "this gateway takes no privacy tokens; send an API key",
-    )
-}
-
-/// The Privacy Pass tokens a request carries instead of an API key, if it does.
-pub(crate) fn presented_tokens(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<Vec<privacypass::public_tokens::PublicToken>>, ApiError> {
-    let Some(value) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-    else {
-        return Ok(None);
-    };
-    match privacy::tokens::parse_authorization(value) {
-        Ok(None) => Ok(None),
-        Ok(Some(_)) if state.tokens.is_none() => Err(tokens_not_taken()),
-        Ok(Some(tokens)) => Ok(Some(tokens)),
-        Err(error) => Err(ApiError::new(
-            ErrorCode::AuthenticationFailed,
-            error.to_string(),
-        )),
-    }
-}
-
-/// Who is asking: a configured key, a key an account created, or an anonymous caller.
-pub(crate) fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<auth::Caller, ApiError> {
-    let Some(economy) = &state.economy else {
-        return state.auth.authenticate(headers);
-    };
-    let stored_keys_exist = !economy.keys.is_empty();
-    state
-        .auth
-        .authenticate_with(headers, stored_keys_exist, |hash| {
-            let key = economy.keys.find(hash)?;
-            let now = economy.clock.now();
-            if key.expires_at.is_some_and(|expiry| expiry <= now) {
-                return Some(Err(ApiError::new(
-                    ErrorCode::AuthenticationFailed,
-                    "the API key has expired",
-                )));
-            }
-            Some(Ok(auth::Caller {
-                name: key.id.clone(),
-                kind: Some(key.kind),
-                rate: state.tiers.limit_for(""),
-                account: Some(key.account.0),
-                key_id: Some(key.id),
-            }))
-        })
-}
-
 async fn list_models(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
     Query(filter): Query<TypeFilter>,
 ) -> Response {
-    if let Err(error) = authenticated(&state, &headers).await {
+    if let Err(error) = pipeline::admission::authenticated(&state, &headers).await {
         return error_response(&error, dialect);
     }
     let include = match type_matches(&filter) {
@@ -601,7 +525,7 @@ async fn name_map(
     filter: &TypeFilter,
     names: fn(&Catalogue, &catalogue::LiveModels) -> NameMap,
 ) -> Response {
-    if let Err(error) = authenticated(state, headers).await {
+    if let Err(error) = pipeline::admission::authenticated(state, headers).await {
         return error_response(&error, dialect);
     }
     match type_matches(filter) {
@@ -623,7 +547,7 @@ async fn list_providers(
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticated(&state, &headers).await {
+    let caller = match pipeline::admission::authenticated(&state, &headers).await {
         Ok(caller) => caller,
         Err(error) => return error_response(&error, dialect),
     };
@@ -705,7 +629,7 @@ fn count(state: &AppState, route: &'static str, status: u16) {
 
 fn started_at() -> u64 {
     static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *STARTED.get_or_init(chat::unix_seconds)
+    *STARTED.get_or_init(economy::unix_seconds)
 }
 
 fn unix_millis() -> u64 {
@@ -858,8 +782,8 @@ async fn register(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Res
             );
         }
     }
-    let lease_id = format!("lease-{}", chat::random_hex(16));
-    let lease_token = chat::random_hex(32);
+    let lease_id = format!("lease-{}", economy::random_hex(16));
+    let lease_token = economy::random_hex(32);
     let models: Vec<String> = registration
         .models
         .iter()

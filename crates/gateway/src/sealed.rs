@@ -1,12 +1,13 @@
 //! `POST /privacy/chat`: chat requests sealed to providers' keys (see [`wire::sealed`]), and
 //! `GET /privacy/providers`, the keys to seal them to.
 //!
-//! The gateway authenticates and charges a sealed request as it does any other, from what the
-//! client declares in the clear (model and `max_tokens`; the sealed size stands for the prompt),
-//! sends each provider only the copy sealed to it, fails over among the copies until one
-//! provider produces a first token, and passes the sealed reply through, piece by piece. It
-//! reads no content: it cannot. Accounts are charged by the token counts the provider reports at
-//! the end.
+//! Sealed chat is an operation on the request pipeline like plain chat: the gateway
+//! authenticates and charges it from what the client declares in the clear (model and
+//! `max_tokens`; the sealed size stands for the prompt), sends each provider only the copy
+//! sealed to it, fails over among the copies until one provider produces a first token, and
+//! passes the sealed reply through, piece by piece. It reads no content: it cannot. Accounts
+//! are charged by the token counts the provider reports at the end, held to what was paid for
+//! (or, for a reply cut short, by the pieces passed on).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::HeaderMap;
 use wire::chat::Usage;
-use wire::error::{ApiError, Dialect, ErrorCode};
+use wire::error::{ApiError, ErrorCode};
 use wire::provider::PROVIDER_SEALED_CHAT_PATH;
 use wire::sealed::{
     MAX_TARGETS, MAX_TOKENS_HEADER, MODEL_HEADER, PROVIDER_HEADER, SealedChat, SealedError,
@@ -29,13 +30,14 @@ use wire::sealed::{
 use wire::sse::SseEvent;
 
 use crate::AppState;
-use crate::chat::{
-    Failure, FailureKind, ProviderEvents, Refusal, Seen, insert_balance_headers, insert_header,
-    insert_rate_headers, random_hex, refuse, sse_data, upstream_error,
-};
-use crate::metrics::{ModelLabels, RequestLabels, TokenLabels};
+use crate::catalogue::LiveModels;
+use crate::pipeline::dispatch::{Failure, FailureKind, dispatch_with, send_to_provider};
+use crate::pipeline::events::{ProviderEvents, upstream_error};
+use crate::pipeline::pricing::{UsageBound, estimate_prompt_tokens};
+use crate::pipeline::respond::{insert_header, sse_data};
+use crate::pipeline::settlement::{Record, Started, Tally};
+use crate::pipeline::{Admitted, Operation, Resolved};
 use crate::registry::{Attempt, Provider};
-use crate::settlement::{self, Tally, UsageBound};
 
 /// Largest body of a sealed chat request for a gateway whose chat bodies may be `max_body_bytes`:
 /// [`MAX_TARGETS`] copies, each padded and sealed, in base64, with room for the JSON around them.
@@ -64,39 +66,133 @@ pub(crate) async fn providers(state: &AppState) -> Response {
     .into_response()
 }
 
-pub(crate) async fn handle(
-    state: Arc<AppState>,
-    dialect: Dialect,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    let request_id = format!("sealed-{}", random_hex(12));
-    let mut rate = None;
-    let mut seen = Seen::default();
-    match serve(
-        &state,
-        &headers,
-        body,
-        &request_id,
-        started,
-        &mut rate,
-        &mut seen,
-    )
-    .await
-    {
-        Ok(response) => response,
-        Err((error, model)) => crate::chat::refused(
-            &state,
-            dialect,
-            "sealed_chat",
-            &request_id,
+/// The sealed chat operation.
+pub(crate) struct SealedChatOperation;
+
+/// A sealed request: what it declares in the clear, and its copies.
+pub(crate) struct Declared {
+    chat: SealedChat,
+    copies: Vec<Copy>,
+}
+
+impl Declared {
+    /// The largest copy's size: it stands for the prompt, which the seal hides.
+    fn largest(&self) -> usize {
+        self.copies
+            .iter()
+            .map(|copy| copy.sealed.len())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl Operation for SealedChatOperation {
+    const ROUTE: &'static str = "sealed_chat";
+    const ID_PREFIX: &'static str = "sealed";
+    type Request = Declared;
+
+    fn body_limit(state: &AppState) -> usize {
+        body_limit(state.config.limits.max_body_bytes)
+    }
+
+    fn check_content_type(_: &HeaderMap) -> Result<(), ApiError> {
+        // The body's shape is checked when it is parsed; sealed clients label it as they like.
+        Ok(())
+    }
+
+    fn parse(state: &AppState, body: &Bytes) -> Result<Declared, ApiError> {
+        let (chat, copies) = parse(state, body)?;
+        Ok(Declared { chat, copies })
+    }
+
+    fn resolve(_: &AppState, request: &Declared, live: &LiveModels) -> Result<Resolved, ApiError> {
+        // A sealed request names a served id: the providers it is sealed to were chosen for it.
+        let model_id = request.chat.model.clone();
+        if !live.contains_key(&model_id) {
+            return Err(ApiError::new(
+                ErrorCode::ModelNotFound,
+                format!(
+                    "model {model_id:?} is not served here; {} lists the models that take sealed requests",
+                    wire::sealed::PROVIDERS_PATH
+                ),
+            )
+            .with_param("model"));
+        }
+        Ok(Resolved {
+            model_name: model_id.clone(),
+            model_id,
+        })
+    }
+
+    fn bound(_: &AppState, request: &Declared, _: &Bytes) -> UsageBound {
+        // Every byte of the largest copy counted as a prompt token: the seal hides how many
+        // there are, and the padded, sealed size is never smaller.
+        UsageBound::for_chat(request.largest(), 0, 0, request.chat.max_tokens)
+    }
+
+    async fn respond(admitted: Admitted<Declared>) -> Result<Response, ApiError> {
+        let Admitted {
+            state,
+            request,
+            request_id,
             started,
-            &error,
             model,
-            rate,
-            &seen,
-        ),
+            bound,
+            pricing,
+            max_cost,
+            mut payment,
+            rate_key,
+            paid_with,
+            ..
+        } = admitted;
+        let committed = dispatch(
+            &state,
+            &model.model_id,
+            request.chat.max_tokens,
+            &request.copies,
+        )
+        .await?;
+        payment.commit_tokens().await?;
+        let provider = committed.attempt.provider.id.clone();
+        let mut record = Record::start(
+            Arc::clone(&state),
+            Started {
+                route: Self::ROUTE,
+                message: "sealed chat completion",
+                request_id,
+                model_id: model.model_id,
+                provider: Arc::clone(&committed.attempt.provider),
+                attempts: committed.attempts,
+                paid_with,
+                rate_key,
+                metering: payment.metering.take(),
+                pricing,
+                max_cost,
+                started,
+                // The prompt is sealed: if the provider never reports its size, the sealed size
+                // stands for it.
+                tally: Tally::sealed(bound, estimate_prompt_tokens(request.largest())),
+            },
+        );
+        record.first_token_at = Some(Instant::now());
+        record.sealed_bytes = Some(0);
+        let relay = SealedRelay {
+            record,
+            pending: committed.first.into(),
+            upstream: committed.stream,
+            sealed_pieces: 0,
+            finished: false,
+        };
+        let frames = futures_util::stream::unfold(relay, |mut relay| async move {
+            let frame = relay.next_frame().await?;
+            Some((Ok::<Bytes, std::convert::Infallible>(frame), relay))
+        });
+        let mut response = Response::new(Body::from_stream(frames));
+        let headers = response.headers_mut();
+        insert_header(headers, "content-type", "text/event-stream");
+        insert_header(headers, "cache-control", "no-cache");
+        insert_header(headers, PROVIDER_HEADER, &provider);
+        Ok(response)
     }
 }
 
@@ -156,111 +252,6 @@ fn parse(state: &AppState, body: &[u8]) -> Result<(SealedChat, Vec<Copy>), ApiEr
         });
     }
     Ok((request, copies))
-}
-
-async fn serve(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-    body: Body,
-    request_id: &str,
-    started: Instant,
-    rate_out: &mut Option<crate::rate_limit::RateStatus>,
-    seen: &mut Seen,
-) -> Result<Response, Refusal> {
-    let limits = &state.config.limits;
-    let (tokens, caller) = crate::chat::admit(state, headers, seen)?;
-    let body = crate::chat::read_body(body, body_limit(limits.max_body_bytes))
-        .await
-        .map_err(refuse)?;
-    let (request, copies) = parse(state, &body).map_err(refuse)?;
-    let now = Instant::now();
-    let model_id = request.model.clone();
-    if !state.registry.live_models(now).contains_key(&model_id) {
-        return Err(refuse(
-            ApiError::new(
-                ErrorCode::ModelNotFound,
-                format!(
-                    "model {model_id:?} is not served here; {} lists the models that take sealed requests",
-                    wire::sealed::PROVIDERS_PATH
-                ),
-            )
-            .with_param("model"),
-        ));
-    }
-    let (rate, rate_key) =
-        crate::chat::check_rate(state, &caller, tokens.is_some(), &model_id, now)?;
-    *rate_out = rate;
-    // Every byte of the largest copy counted as a prompt token: the seal hides how many there
-    // are, and the padded, sealed size is never smaller.
-    let largest = copies
-        .iter()
-        .map(|copy| copy.sealed.len())
-        .max()
-        .unwrap_or(0);
-    let bound = UsageBound::for_chat(largest, 0, 0, request.max_tokens);
-    let pricing = state.catalogue.pricing(&model_id);
-    let max_cost = bound.max_cost(pricing);
-    let (reservation, metering) =
-        crate::chat::pay(state, &tokens, &caller, max_cost, &model_id, seen).await?;
-    let committed = dispatch(state, &model_id, request.max_tokens, &copies)
-        .await
-        .map_err(|error| (error, model_id.clone()))?;
-    if let Some(reservation) = reservation {
-        reservation.commit().await.map_err(|error| {
-            tracing::error!(error = %error, "cannot record spent tokens");
-            (
-                crate::tokens::Refusal::Unavailable.to_api_error(),
-                model_id.clone(),
-            )
-        })?;
-    }
-    let balance = metering.as_ref().map(|metering| metering.balance);
-    let provider = committed.attempt.provider.id.clone();
-    let relay = SealedRelay {
-        state: Arc::clone(state),
-        rate_key: rate.is_some().then_some(rate_key),
-        metering,
-        request_id: request_id.to_owned(),
-        model_id,
-        attempt: committed.attempt,
-        attempts: committed.attempts,
-        pending: committed.first.into(),
-        upstream: committed.stream,
-        started,
-        first_token_at: Some(Instant::now()),
-        // The prompt is sealed: if the provider never reports its size, the sealed size
-        // stands for it.
-        tally: Tally::sealed(bound, settlement::estimate_prompt_tokens(largest)),
-        pricing,
-        max_cost,
-        sealed_pieces: 0,
-        sealed_bytes: 0,
-        outcome: None,
-        finished: false,
-        paid_with: match (&tokens, caller.account) {
-            (Some(_), _) => "tokens",
-            (None, Some(_)) => "account",
-            (None, None) => "none",
-        },
-    };
-    state.metrics.in_flight.inc();
-    let frames = futures_util::stream::unfold(relay, |mut relay| async move {
-        let frame = relay.next_frame().await?;
-        Some((Ok::<Bytes, std::convert::Infallible>(frame), relay))
-    });
-    let mut response = Response::new(Body::from_stream(frames));
-    let headers = response.headers_mut();
-    insert_header(headers, "content-type", "text/event-stream");
-    insert_header(headers, "cache-control", "no-cache");
-    insert_header(headers, PROVIDER_HEADER, &provider);
-    insert_header(headers, "x-request-id", request_id);
-    if let Some(rate) = &rate {
-        insert_rate_headers(headers, rate);
-    }
-    if let Some(balance) = balance {
-        insert_balance_headers(headers, &balance);
-    }
-    Ok(response)
 }
 
 /// A provider's stream of [`SealedEvent`]s, with an idle timeout between events.
@@ -325,7 +316,7 @@ async fn dispatch(
 ) -> Result<Committed, ApiError> {
     let allowed: Vec<String> = copies.iter().map(|copy| copy.provider.clone()).collect();
     let (attempt, attempts, (first, stream)) =
-        crate::chat::dispatch_with(state, model_id, Some(&allowed), |provider| {
+        dispatch_with(state, model_id, Some(&allowed), |provider| {
             // Only the providers of `allowed` are chosen: each has its copy.
             let sealed = copies
                 .iter()
@@ -354,8 +345,8 @@ async fn first_piece(
     let limits = &state.config.limits;
     let deadline = tokio::time::Instant::now() + limits.first_byte_timeout;
     let max_tokens = max_tokens.to_string();
-    let request_id = random_hex(16);
-    let response = crate::chat::send_to_provider(
+    let request_id = economy::random_hex(16);
+    let response = send_to_provider(
         state,
         &provider,
         PROVIDER_SEALED_CHAT_PATH,
@@ -396,38 +387,25 @@ async fn first_piece(
     }
 }
 
-/// Carries one sealed reply from its provider to its client, and accounts for it when dropped.
+/// Carries one sealed reply from its provider to its client; its record settles the request
+/// when it is dropped.
 struct SealedRelay {
-    paid_with: &'static str,
-    state: Arc<AppState>,
-    rate_key: Option<String>,
-    metering: Option<economy::Metering>,
-    request_id: String,
-    model_id: String,
-    attempt: Attempt,
-    attempts: u32,
+    record: Record,
     pending: VecDeque<String>,
     upstream: SealedStream,
-    started: Instant,
-    first_token_at: Option<Instant>,
-    /// Sealed pieces passed on (all but the first stand for a token each if the reply is cut)
-    /// and the provider's report: what is charged.
-    tally: Tally,
-    pricing: crate::config::ModelPricing,
-    max_cost: u128,
+    /// Sealed pieces passed on (all but the first stand for a token each if the reply is cut).
     sealed_pieces: u64,
-    sealed_bytes: usize,
-    /// The status the log line reports, once the stream has ended (200, or the error's).
-    outcome: Option<u16>,
     finished: bool,
 }
 
 impl SealedRelay {
     fn sealed_frame(&mut self, sealed: String) -> Bytes {
-        self.sealed_bytes += sealed.len();
+        if let Some(bytes) = self.record.sealed_bytes.as_mut() {
+            *bytes += sealed.len();
+        }
         // The first piece is the reply's head; each later one holds at least one event.
         if self.sealed_pieces > 0 {
-            self.tally.delivered_one();
+            self.record.tally.delivered_one();
         }
         self.sealed_pieces += 1;
         sse_data(&SealedEvent {
@@ -446,95 +424,27 @@ impl SealedRelay {
         match self.upstream.next().await {
             Ok(Next::Sealed(sealed)) => Some(self.sealed_frame(sealed)),
             Ok(Next::Usage(usage)) => {
-                self.tally.report(usage);
+                self.record.tally.report(usage);
                 // The client sees what it is charged, which is the report held to its bound.
                 Some(sse_data(&SealedEvent {
-                    usage: Some(self.tally.settle().usage),
+                    usage: Some(self.record.usage()),
                     ..SealedEvent::default()
                 }))
             }
             Ok(Next::Done) => {
                 self.finished = true;
-                self.outcome = Some(200);
+                self.record.status = Some(200);
                 Some(Bytes::from_static(b"data: [DONE]\n\n"))
             }
             Err(error) => {
                 self.finished = true;
-                self.outcome = Some(error.status());
+                self.record.status = Some(error.status());
                 Some(sse_data(&SealedEvent {
                     error: Some(SealedError::from(&error)),
                     ..SealedEvent::default()
                 }))
             }
         }
-    }
-}
-
-impl Drop for SealedRelay {
-    fn drop(&mut self) {
-        let settled = self.tally.settle();
-        let usage = settled.usage;
-        if settled.overshoot {
-            crate::settlement::charge_overshoot(
-                &self.state,
-                &self.attempt.provider,
-                &self.request_id,
-            );
-        }
-        // A client that went away before the end: 499, as for a request in the clear.
-        let status = self.outcome.unwrap_or(499);
-        let metrics = &self.state.metrics;
-        let model = self.model_id.clone();
-        metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: "sealed_chat",
-                model: model.clone(),
-                status,
-            })
-            .inc();
-        metrics
-            .request_seconds
-            .get_or_create(&ModelLabels {
-                model: model.clone(),
-            })
-            .observe(self.started.elapsed().as_secs_f64());
-        for (kind, count) in [
-            ("prompt", usage.prompt_tokens),
-            ("completion", usage.completion_tokens),
-        ] {
-            metrics
-                .tokens
-                .get_or_create(&TokenLabels {
-                    model: model.clone(),
-                    kind,
-                })
-                .inc_by(count);
-        }
-        metrics.in_flight.dec();
-        if let Some(rate_key) = &self.rate_key {
-            self.state.rate.record_tokens(rate_key, usage.total_tokens);
-        }
-        if let Some(metering) = self.metering.as_mut() {
-            let cost = settlement::cost(self.pricing, usage.prompt_tokens, usage.completion_tokens)
-                .min(self.max_cost);
-            metering.finish(cost, usage.prompt_tokens, usage.completion_tokens);
-        }
-        tracing::info!(
-            request_id = %self.request_id,
-            model = %self.model_id,
-            provider = %self.attempt.provider.id,
-            attempts = self.attempts,
-            paid_with = self.paid_with,
-            status,
-            prompt_tokens = usage.prompt_tokens,
-            completion_tokens = usage.completion_tokens,
-            sealed_bytes = self.sealed_bytes,
-            usage_reported = self.tally.has_report(),
-            first_token_ms = self.first_token_at.map(|first| first.duration_since(self.started).as_millis() as u64),
-            duration_ms = self.started.elapsed().as_millis() as u64,
-            "sealed chat completion"
-        );
     }
 }
 

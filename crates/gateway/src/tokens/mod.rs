@@ -14,7 +14,6 @@
 
 pub mod spent;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -48,30 +47,10 @@ type KeyPair = GenericKeyPair<Sha384, PSS, Deterministic>;
 
 /// The modulus of every issuer key (RFC 9578 fixes 2048 bits for type 0x0002).
 const MODULUS_BITS: usize = 2048;
-const SECONDS_PER_DAY: u64 = 86_400;
+use ledger::SECONDS_PER_DAY;
 pub const SEED_BYTES: usize = 32;
 
-/// How the gateway issues and takes tokens.
-#[derive(Debug, Clone)]
-pub struct TokensConfig {
-    /// The seed every epoch's key is derived from (created on first start, mode 0600).
-    pub seed: PathBuf,
-    /// Where spent nonces are kept.
-    pub spent_dir: PathBuf,
-    /// What one token is worth, in base units of USD.
-    pub token_value: Amount,
-}
-
-impl TokensConfig {
-    /// Tokens worth $0.001 each, the seed and spent nonces under `dir`.
-    pub fn in_dir(dir: &std::path::Path) -> Self {
-        Self {
-            seed: dir.join("issuer.seed"),
-            spent_dir: dir.join("spent-tokens"),
-            token_value: Amount(1_000_000_000_000_000),
-        }
-    }
-}
+pub use crate::config::TokensConfig;
 
 /// One epoch's issuer key, with what signs and checks under it.
 pub struct EpochKey {
@@ -510,7 +489,7 @@ async fn issue_batch(
     let (Some(tokens), Some(economy)) = (&state.tokens, &state.economy) else {
         return Err(not_issued());
     };
-    let caller = crate::authenticate(state, headers)?;
+    let caller = crate::pipeline::admission::authenticate(state, headers)?;
     let account = caller.account.ok_or_else(|| {
         ApiError::new(
             ErrorCode::Unauthorized,
@@ -537,7 +516,7 @@ async fn issue_batch(
     let count = u128::try_from(batch.token_requests.len()).unwrap_or(u128::MAX);
     let price = tokens.token_value().saturating_mul(count);
     let mut metering = economy::Metering::begin(economy, account, caller.key_id.as_deref(), price)
-        .map_err(crate::chat::refusal_error)?;
+        .map_err(crate::economy_api::meter_refusal_error)?;
     // Dropped unfinished (signing failed), the metering releases what it reserved.
     let signed = tokens.sign(batch).await?;
     metering.finish(price, 0, 0);

@@ -10,70 +10,16 @@
 //!   and a fault on its breaker). The charge can therefore never exceed the reservation that
 //!   was made from the same bound.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use wire::chat::Usage;
-use wire::money::Amount;
 
+use super::pricing::{UsageBound, cost};
 use crate::AppState;
 use crate::config::ModelPricing;
-use crate::metrics::ProviderLabels;
+use crate::metrics::{ModelLabels, ProviderLabels, RequestLabels, TokenLabels};
 use crate::registry::Provider;
-
-/// Bytes of prompt text taken as one token when the provider reports no count: the usual
-/// figure for English text with today's tokenizers (it over-counts code and under-counts
-/// some scripts; a reported count, which honest providers send, always replaces it).
-const ESTIMATE_BYTES_PER_TOKEN: usize = 4;
-/// Tokens a chat template adds around each message, at most, in the bound.
-const TEMPLATE_TOKENS_PER_MESSAGE: usize = 16;
-/// Tokens a chat template adds around the whole conversation, at most, in the bound.
-const TEMPLATE_TOKENS_PER_REQUEST: usize = 64;
-
-/// The most a request may use: what it was priced and reserved for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct UsageBound {
-    pub(crate) prompt_tokens: u64,
-    pub(crate) completion_tokens: u64,
-}
-
-impl UsageBound {
-    /// A chat request's bound: every byte of its body a prompt token (tokenizers produce at
-    /// most about one token per byte), a few template tokens per message, and `max_output`
-    /// completion tokens.
-    pub(crate) fn for_chat(
-        body_bytes: usize,
-        messages: usize,
-        system_prompt_bytes: usize,
-        max_output: u32,
-    ) -> Self {
-        let prompt = body_bytes
-            .saturating_add(system_prompt_bytes)
-            .saturating_add(TEMPLATE_TOKENS_PER_MESSAGE.saturating_mul(messages))
-            .saturating_add(TEMPLATE_TOKENS_PER_REQUEST);
-        Self {
-            prompt_tokens: u64::try_from(prompt).unwrap_or(u64::MAX),
-            completion_tokens: u64::from(max_output),
-        }
-    }
-
-    /// What using all of it costs: the reservation a request makes.
-    pub(crate) fn max_cost(&self, pricing: ModelPricing) -> u128 {
-        cost(pricing, self.prompt_tokens, self.completion_tokens)
-    }
-}
-
-/// The price of `prompt` and `completion` tokens.
-pub(crate) fn cost(pricing: ModelPricing, prompt: u64, completion: u64) -> u128 {
-    Amount::for_tokens(pricing.input_per_million, prompt)
-        .saturating_add(Amount::for_tokens(pricing.output_per_million, completion))
-        .0
-}
-
-/// The prompt tokens of `prompt_bytes` of text, estimated, for a request whose provider
-/// reports none.
-pub(crate) fn estimate_prompt_tokens(prompt_bytes: usize) -> u64 {
-    u64::try_from(prompt_bytes.div_ceil(ESTIMATE_BYTES_PER_TOKEN)).unwrap_or(u64::MAX)
-}
 
 /// A request's usage as it goes: what the gateway passed on and what the provider reported.
 #[derive(Clone, Copy, Debug)]
@@ -174,6 +120,184 @@ impl Tally {
     }
 }
 
+/// One request that reached a provider, from its first byte to its end: what it used, and
+/// on drop (whether it finished, failed or was left by its client) everything that is done
+/// once per request: the charge, the metrics, the rate limiter's token count and the one log
+/// line. Every operation's relay holds one.
+pub(crate) struct Record {
+    pub(crate) state: Arc<AppState>,
+    /// The operation's route (a metric label) and log message.
+    route: &'static str,
+    message: &'static str,
+    pub(crate) request_id: String,
+    pub(crate) model_id: String,
+    pub(crate) provider: Arc<Provider>,
+    attempts: u32,
+    /// `tokens`, `account` (an account's key, metered) or `none`.
+    paid_with: &'static str,
+    /// The rate limiter's identity for the request; `None` when paid with tokens.
+    rate_key: Option<String>,
+    metering: Option<economy::Metering>,
+    pricing: ModelPricing,
+    /// What was reserved: the charge never exceeds it.
+    max_cost: u128,
+    started: Instant,
+    pub(crate) first_token_at: Option<Instant>,
+    /// The gateway's own count and the provider's report: what is charged.
+    pub(crate) tally: Tally,
+    /// The status the log line gives: 200, an error's, or `None` for a client that left
+    /// before the end (499).
+    pub(crate) status: Option<u16>,
+    /// Sealed bytes passed on, for operations whose replies the gateway cannot read.
+    pub(crate) sealed_bytes: Option<usize>,
+}
+
+/// What a [`Record`] starts from: the admitted request and the provider that took it.
+pub(crate) struct Started {
+    pub(crate) route: &'static str,
+    pub(crate) message: &'static str,
+    pub(crate) request_id: String,
+    pub(crate) model_id: String,
+    pub(crate) provider: Arc<Provider>,
+    pub(crate) attempts: u32,
+    pub(crate) paid_with: &'static str,
+    pub(crate) rate_key: Option<String>,
+    pub(crate) metering: Option<economy::Metering>,
+    pub(crate) pricing: ModelPricing,
+    pub(crate) max_cost: u128,
+    pub(crate) started: Instant,
+    pub(crate) tally: Tally,
+}
+
+impl Record {
+    /// Starts the record of a request in flight (counted in the in-flight gauge until dropped).
+    pub(crate) fn start(state: Arc<AppState>, started: Started) -> Self {
+        state.metrics.in_flight.inc();
+        Self {
+            state,
+            route: started.route,
+            message: started.message,
+            request_id: started.request_id,
+            model_id: started.model_id,
+            provider: started.provider,
+            attempts: started.attempts,
+            paid_with: started.paid_with,
+            rate_key: started.rate_key,
+            metering: started.metering,
+            pricing: started.pricing,
+            max_cost: started.max_cost,
+            started: started.started,
+            first_token_at: None,
+            tally: started.tally,
+            status: None,
+            sealed_bytes: None,
+        }
+    }
+
+    /// What the request is charged for (see [`Tally::settle`]).
+    pub(crate) fn usage(&self) -> Usage {
+        self.tally.settle().usage
+    }
+
+    /// What the request costs: its usage at the model's prices, at most what it reserved.
+    pub(crate) fn cost(&self) -> u128 {
+        let usage = self.usage();
+        cost(self.pricing, usage.prompt_tokens, usage.completion_tokens).min(self.max_cost)
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let settled = self.tally.settle();
+        let usage = settled.usage;
+        if settled.overshoot {
+            charge_overshoot(&self.state, &self.provider, &self.request_id);
+        }
+        let status = self.status.unwrap_or(499);
+        let metrics = &self.state.metrics;
+        let model = self.model_id.clone();
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: self.route,
+                model: model.clone(),
+                status,
+            })
+            .inc();
+        metrics
+            .request_seconds
+            .get_or_create(&ModelLabels {
+                model: model.clone(),
+            })
+            .observe(self.started.elapsed().as_secs_f64());
+        if let Some(first) = self.first_token_at {
+            metrics
+                .first_token_seconds
+                .get_or_create(&ModelLabels {
+                    model: model.clone(),
+                })
+                .observe(first.duration_since(self.started).as_secs_f64());
+        }
+        for (kind, count) in [
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+        ] {
+            metrics
+                .tokens
+                .get_or_create(&TokenLabels {
+                    model: model.clone(),
+                    kind,
+                })
+                .inc_by(count);
+        }
+        metrics.in_flight.dec();
+        if let Some(rate_key) = &self.rate_key {
+            self.state.rate.record_tokens(rate_key, usage.total_tokens);
+        }
+        let cost = self.cost();
+        if let Some(metering) = self.metering.as_mut() {
+            metering.finish(cost, usage.prompt_tokens, usage.completion_tokens);
+        }
+        let first_token_ms = self
+            .first_token_at
+            .map(|first| first.duration_since(self.started).as_millis() as u64);
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        match self.sealed_bytes {
+            Some(sealed_bytes) => tracing::info!(
+                request_id = %self.request_id,
+                model = %self.model_id,
+                provider = %self.provider.id,
+                attempts = self.attempts,
+                paid_with = self.paid_with,
+                status,
+                prompt_tokens = usage.prompt_tokens,
+                completion_tokens = usage.completion_tokens,
+                sealed_bytes,
+                usage_reported = self.tally.has_report(),
+                first_token_ms,
+                duration_ms,
+                "{}",
+                self.message
+            ),
+            None => tracing::info!(
+                request_id = %self.request_id,
+                model = %self.model_id,
+                provider = %self.provider.id,
+                attempts = self.attempts,
+                paid_with = self.paid_with,
+                status,
+                prompt_tokens = usage.prompt_tokens,
+                completion_tokens = usage.completion_tokens,
+                usage_reported = self.tally.has_report(),
+                first_token_ms,
+                duration_ms,
+                "{}",
+                self.message
+            ),
+        }
+    }
+}
+
 /// Counts a provider's overshoot against it: a metric, a log line with its id, and a fault on
 /// its breaker (a provider that keeps doing it stops getting requests for a while).
 pub(crate) fn charge_overshoot(state: &AppState, provider: &Provider, request_id: &str) {
@@ -195,6 +319,7 @@ pub(crate) fn charge_overshoot(state: &AppState, provider: &Provider, request_id
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wire::money::Amount;
 
     fn bound() -> UsageBound {
         UsageBound {
@@ -296,15 +421,5 @@ mod tests {
         }
         whole.report(usage(20, 1));
         assert_eq!(whole.settle().usage, usage(20, 1));
-    }
-
-    #[test]
-    fn the_estimate_rounds_up_and_the_bound_counts_every_body_byte() {
-        assert_eq!(estimate_prompt_tokens(0), 0);
-        assert_eq!(estimate_prompt_tokens(1), 1);
-        assert_eq!(estimate_prompt_tokens(9), 3);
-        let bound = UsageBound::for_chat(1000, 2, 10, 7);
-        assert_eq!(bound.prompt_tokens, 1000 + 10 + 2 * 16 + 64);
-        assert_eq!(bound.completion_tokens, 7);
     }
 }
