@@ -253,10 +253,9 @@ export async function fixtureUpstream() {
         pieces = ["<think>secret plan", " in tags</think>", "The **answer** is 42."];
       } else if (prompt.includes("slow")) pieces = Array.from({ length: 2000 }, (_, i) => `word${i} `);
       else if (prompt.includes("break")) {
-        // One piece, then the engine's connection breaks mid-reply (after a pause, as a crash
-        // would: a break right behind the piece could overtake it).
-        res.write(chunk({ role: "assistant", content: "Half an ans" }));
-        setTimeout(() => res.destroy(), 300);
+        // One piece, then the engine's connection breaks mid-reply, once the piece has been
+        // handed to the socket (a break before that could overtake it).
+        res.write(chunk({ role: "assistant", content: "Half an ans" }), () => res.destroy());
         return;
       } else pieces = ["Fixture ", "reply."];
       let index = 0;

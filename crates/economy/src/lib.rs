@@ -82,13 +82,6 @@ impl EconomyConfig {
     }
 }
 
-/// Seconds since the Unix epoch, from the system clock (0 if it is before the epoch).
-pub fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 /// `bytes` random bytes as lower-case hex: ids and secrets.
 pub fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
@@ -103,7 +96,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn now(&self) -> u64 {
-        unix_seconds().saturating_add(self.offset.load(Ordering::Relaxed))
+        wire::clock::unix_seconds().saturating_add(self.offset.load(Ordering::Relaxed))
     }
 
     pub fn today(&self) -> u64 {

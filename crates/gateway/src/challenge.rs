@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use wire::clock::unix_nanos;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -168,14 +168,6 @@ impl<Party: Eq + Hash + Clone> UsedStamps<Party> {
         used.insert(party.clone(), stamp);
         Ok(())
     }
-}
-
-fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
-        })
 }
 
 #[cfg(test)]

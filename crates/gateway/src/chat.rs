@@ -182,7 +182,7 @@ impl Operation for Chat {
         );
         let relay = Relay {
             record,
-            created: economy::unix_seconds(),
+            created: wire::clock::unix_seconds(),
             include_usage: request.include_usage,
             strip_thinking: request.venice.strip_thinking_response
                 || request.venice.disable_thinking,

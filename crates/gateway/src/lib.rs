@@ -26,7 +26,7 @@ mod web;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -119,21 +119,11 @@ impl Gateway {
     pub fn new(config: GatewayConfig) -> std::io::Result<Self> {
         server::install_crypto_provider();
         let limits = &config.limits;
-        let connect_timeout = limits.connect_timeout;
-        let client = move || {
-            reqwest::Client::builder()
-                .connect_timeout(connect_timeout)
-                .tcp_nodelay(true)
-                .pool_max_idle_per_host(PROVIDER_POOL_IDLE_PER_HOST)
-                // Provider traffic goes straight to the provider, never through an environment
-                // proxy.
-                .no_proxy()
-                .build()
-        };
-        // Built once here so that a client that cannot be built stops the start; a thread whose
-        // own build fails (it would fail here first) shares this one.
-        let first = client().map_err(std::io::Error::other)?;
-        let http = server::PerThread::new(move || client().unwrap_or_else(|_| first.clone()));
+        let http = server::http_clients(server::HttpClientSettings {
+            connect_timeout: limits.connect_timeout,
+            read_timeout: None,
+            max_idle_per_host: Some(PROVIDER_POOL_IDLE_PER_HOST),
+        })?;
         let economy = match &config.economy {
             Some(economy) => Some(economy::Economy::open(economy.clone())?),
             None => None,
@@ -629,15 +619,7 @@ fn count(state: &AppState, route: &'static str, status: u16) {
 
 fn started_at() -> u64 {
     static STARTED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *STARTED.get_or_init(economy::unix_seconds)
-}
-
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
+    *STARTED.get_or_init(wire::clock::unix_seconds)
 }
 
 fn provider_error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -658,7 +640,7 @@ fn parse_envelope(body: &[u8]) -> Result<SignedEnvelope, String> {
 
 fn within_skew(state: &AppState, issued_at_ms: u64) -> bool {
     let skew = u64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
-    unix_millis().abs_diff(issued_at_ms) <= skew
+    wire::clock::unix_millis().abs_diff(issued_at_ms) <= skew
 }
 
 /// `GET /provider/v1/challenge`: a fresh challenge for a registration (stateless: asking

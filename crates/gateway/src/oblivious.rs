@@ -86,34 +86,13 @@ impl ObliviousGateway {
     }
 }
 
+/// The seed at `path`, created (random, mode 0600) on first start.
 pub(crate) fn read_or_create_seed(path: &Path) -> std::io::Result<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(seed) => return Ok(seed),
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-        Err(_) => {}
-    }
-    use std::io::Write;
-    let mut seed = [0u8; SEED_BYTES];
-    rand::Rng::fill(&mut rand::rng(), &mut seed[..]);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    file.write_all(&seed)?;
-    file.as_file().sync_all()?;
-    // Another process may have created it meanwhile: keep theirs, so both use one key.
-    match file.persist_noclobber(path) {
-        Ok(_) => Ok(seed.to_vec()),
-        Err(error) if error.error.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::read(path)
-        }
-        Err(error) => Err(error.error),
-    }
+    keyfile::read_or_create(path, || {
+        let mut seed = vec![0u8; SEED_BYTES];
+        rand::fill(seed.as_mut_slice());
+        seed
+    })
 }
 
 /// `GET /.well-known/ohttp-gateway`.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use provider::model_store::{self, ModelStore, Progress};
+use model_store::{ModelStore, Progress};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

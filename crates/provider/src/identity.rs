@@ -1,7 +1,6 @@
 //! A provider's identity: an Ed25519 key pair created on first start and kept in the data dir,
 //! readable by its owner only. The gateway knows the provider by its public key.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
@@ -22,52 +21,26 @@ pub enum IdentityError {
     Damaged(PathBuf),
 }
 
-/// Loads the key from `data_dir`, creating it on first start.
+/// Loads the key from `data_dir`, creating it on first start (if another process creates it
+/// at the same moment, both use that one).
 pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, IdentityError> {
     let path = data_dir.join(KEY_FILE_NAME);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let bytes: [u8; 32] = hex::decode(text.trim())
-                .ok()
-                .and_then(|bytes| bytes.try_into().ok())
-                .ok_or_else(|| IdentityError::Damaged(path.clone()))?;
-            Ok(SigningKey::from_bytes(&bytes))
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(|error| IdentityError::Io {
-                action: "create the folder of",
-                path: path.clone(),
-                error,
-            })?;
-            let mut seed = [0u8; 32];
-            rand::fill(&mut seed);
-            let key = SigningKey::from_bytes(&seed);
-            let io = |action: &'static str| {
-                let path = path.clone();
-                move |error| IdentityError::Io {
-                    action,
-                    path,
-                    error,
-                }
-            };
-            let mut file = tempfile::NamedTempFile::new_in(data_dir).map_err(io("create"))?;
-            file.write_all(hex::encode(seed).as_bytes())
-                .map_err(io("write"))?;
-            file.as_file().sync_all().map_err(io("write"))?;
-            // NamedTempFile is created with mode 0600: the key stays private to its owner.
-            file.persist(&path).map_err(|error| IdentityError::Io {
-                action: "save",
-                path: path.clone(),
-                error: error.error,
-            })?;
-            Ok(key)
-        }
-        Err(error) => Err(IdentityError::Io {
-            action: "read",
-            path,
-            error,
-        }),
-    }
+    let text = keyfile::read_or_create(&path, || {
+        let mut seed = [0u8; 32];
+        rand::fill(&mut seed);
+        hex::encode(seed).into_bytes()
+    })
+    .map_err(|error| IdentityError::Io {
+        action: "read or create",
+        path: path.clone(),
+        error,
+    })?;
+    let bytes: [u8; 32] = std::str::from_utf8(&text)
+        .ok()
+        .and_then(|text| hex::decode(text.trim()).ok())
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| IdentityError::Damaged(path.clone()))?;
+    Ok(SigningKey::from_bytes(&bytes))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! new registration. Retries back off, and every wait is bounded.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use tokio::sync::{RwLock, oneshot, watch};
@@ -103,14 +103,6 @@ pub async fn maintain(
     }
 }
 
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
-}
-
 async fn register(
     client: &reqwest::Client,
     base: &str,
@@ -130,7 +122,7 @@ async fn register(
         .map_err(|error| format!("the gateway's registration challenge is unreadable: {error}"))?;
     let registration = Registration {
         purpose: REGISTRATION_PURPOSE.into(),
-        issued_at_ms: unix_millis(),
+        issued_at_ms: wire::clock::unix_millis(),
         challenge: challenge.challenge,
         endpoint: terms.endpoint.clone(),
         models: terms.models.clone(),
@@ -173,7 +165,7 @@ async fn send_heartbeat(
 ) -> Result<HeartbeatOutcome, String> {
     let heartbeat = Heartbeat {
         purpose: HEARTBEAT_PURPOSE.into(),
-        issued_at_ms: unix_millis(),
+        issued_at_ms: wire::clock::unix_millis(),
         lease_id: lease_id.into(),
         load,
     };

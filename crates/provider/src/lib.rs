@@ -7,7 +7,6 @@
 
 pub mod identity;
 pub mod lease;
-pub mod model_store;
 mod sealed;
 
 use std::collections::VecDeque;
@@ -15,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -199,18 +198,11 @@ pub async fn run(
         .advertise_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
-    let client = || {
-        reqwest::Client::builder()
-            .connect_timeout(UPSTREAM_CONNECT_TIMEOUT)
-            .read_timeout(UPSTREAM_READ_TIMEOUT)
-            .tcp_nodelay(true)
-            .no_proxy()
-            .build()
-    };
-    // A client that cannot be built stops the start; a thread whose own build fails (it would
-    // fail here first) shares this one.
-    let first = client().map_err(std::io::Error::other)?;
-    let http = server::PerThread::new(move || client().unwrap_or_else(|_| first.clone()));
+    let http = server::http_clients(server::HttpClientSettings {
+        connect_timeout: UPSTREAM_CONNECT_TIMEOUT,
+        read_timeout: Some(UPSTREAM_READ_TIMEOUT),
+        max_idle_per_host: None,
+    })?;
     let max_in_flight = config.max_in_flight.max(1);
     let state = Arc::new(AppState {
         backend,
@@ -373,12 +365,6 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     }
 }
 
-fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 fn sse_frame<T: serde::Serialize>(value: &T) -> Bytes {
     let mut frame = b"data: ".to_vec();
     let _ = serde_json::to_writer(&mut frame, value);
@@ -457,7 +443,7 @@ fn embedded(
     let chunk = {
         let id = request_id;
         let model = model_id.to_owned();
-        let created = unix_seconds();
+        let created = wire::clock::unix_seconds();
         move |delta: Delta, finish_reason: Option<&str>, usage: Option<Usage>| ChatCompletionChunk {
             id: id.clone(),
             object: "chat.completion.chunk".into(),

@@ -8,7 +8,6 @@
 //! and, at the end, the token counts it charges by.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::response::Response;
@@ -212,11 +211,7 @@ async fn write_reply(
         response_sha256: String::new(),
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
-        issued_at_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-            }),
+        issued_at_ms: wire::clock::unix_millis(),
     };
     sealer
         .finish(|response_sha256| {

@@ -364,6 +364,42 @@ impl<T: Send> std::fmt::Debug for PerThread<T> {
     }
 }
 
+/// How the per-thread HTTP clients (to providers, to upstream engines) connect.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpClientSettings {
+    /// Time to open a TCP connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a response, if any.
+    pub read_timeout: Option<Duration>,
+    /// Idle connections kept per host, so requests skip the TCP handshake (reqwest's default
+    /// when `None`).
+    pub max_idle_per_host: Option<usize>,
+}
+
+/// One HTTP client per serving thread, made with `settings`: `TCP_NODELAY` (streamed tokens
+/// must not wait), and never through an environment proxy (traffic to providers and engines
+/// goes straight to them). A client that cannot be built is an error here, at the start; a
+/// thread whose own build fails later (it would have failed here first) shares this one.
+pub fn http_clients(settings: HttpClientSettings) -> std::io::Result<PerThread<reqwest::Client>> {
+    let build = move || {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .tcp_nodelay(true)
+            .no_proxy();
+        if let Some(timeout) = settings.read_timeout {
+            builder = builder.read_timeout(timeout);
+        }
+        if let Some(idle) = settings.max_idle_per_host {
+            builder = builder.pool_max_idle_per_host(idle);
+        }
+        builder.build()
+    };
+    let first = build().map_err(std::io::Error::other)?;
+    Ok(PerThread::new(move || {
+        build().unwrap_or_else(|_| first.clone())
+    }))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read TLS certificate chain {path}: {reason}")]

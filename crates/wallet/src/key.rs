@@ -1,7 +1,6 @@
 //! A wallet key: a secp256k1 private key kept in a file readable by its owner only, as 64 hex
 //! digits (the form `cast wallet` and browser wallets import and export).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use k256::ecdsa::SigningKey;
@@ -96,53 +95,33 @@ impl Wallet {
         Self::from_hex(&text)
     }
 
-    /// Loads the key at `path`, creating a new one there on first use.
+    /// Loads the key at `path`, creating a new one there on first use (if another process
+    /// creates it at the same moment, both use that one).
     pub fn load_or_create(path: &Path) -> Result<Self, WalletError> {
-        match Self::load(path) {
-            Err(WalletError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
-                let wallet = Self::generate();
-                wallet.save(path)?;
-                Ok(wallet)
-            }
-            other => other,
-        }
+        let text = keyfile::read_or_create(path, || {
+            format!("{}\n", Self::generate().secret_hex()).into_bytes()
+        })
+        .map_err(|error| WalletError::Io {
+            action: "read or create",
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::from_hex(&String::from_utf8_lossy(&text))
     }
 
-    /// Writes the key to a new file, mode 0600, atomically (a temporary file, fsync, rename);
-    /// refuses to replace an existing key.
+    /// Writes the key to a new file, mode 0600, atomically; refuses to replace an existing key.
     pub fn save(&self, path: &Path) -> Result<(), WalletError> {
-        if path.exists() {
-            return Err(WalletError::Exists(path.to_owned()));
-        }
-        let io = |action: &'static str| {
-            move |error| WalletError::Io {
-                action,
-                path: path.to_owned(),
-                error,
-            }
-        };
-        let dir = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io("create the folder of"))?;
-        // NamedTempFile is created with mode 0600.
-        let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io("create"))?;
-        file.write_all(format!("{}\n", self.secret_hex()).as_bytes())
-            .map_err(io("write"))?;
-        file.as_file().sync_all().map_err(io("write"))?;
-        file.persist_noclobber(path).map_err(|error| {
-            if error.error.kind() == std::io::ErrorKind::AlreadyExists {
+        keyfile::create_new(path, format!("{}\n", self.secret_hex()).as_bytes()).map_err(|error| {
+            if error.kind() == std::io::ErrorKind::AlreadyExists {
                 WalletError::Exists(path.to_owned())
             } else {
                 WalletError::Io {
                     action: "save",
                     path: path.to_owned(),
-                    error: error.error,
+                    error,
                 }
             }
-        })?;
-        Ok(())
+        })
     }
 }
 

@@ -1,5 +1,6 @@
 //! Gondola's wire formats, and nothing else: the shapes that cross a process boundary.
 //!
+//! - [`clock`]: the wall clock in the units the formats count in.
 //! - [`chat`]: chat completion requests (parsed liberally, validated strictly), responses and
 //!   stream chunks, in the OpenAI shape that Venice extends.
 //! - [`error`]: API errors, rendered in the OpenAI shape on `/v1` and Venice's on `/api/v1`.
@@ -11,10 +12,11 @@
 //! - [`sealed`]: chat requests sealed to providers' keys, as client, gateway and provider pass
 //!   them on.
 //!
-//! This crate does no IO and holds no state. Types here are the formats; internal state
+//! This crate does no IO and holds no state (it reads the clock, in `clock`). Types here are the formats; internal state
 //! elsewhere must not derive its way into them.
 
 pub mod chat;
+pub mod clock;
 pub mod error;
 pub mod model_id;
 pub mod models;

@@ -134,8 +134,9 @@ fn respond(behaviour: Behaviour) -> axum::response::Response {
         Behaviour::DropAfterFirstToken => stream_response(
             first()
                 .chain(futures_util::stream::once(async {
-                    // Long enough for the token to be written before the connection drops.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // The server writes out the token it holds before it asks the body again:
+                    // one turn, and the connection drops with the token sent.
+                    tokio::task::yield_now().await;
                     Err(std::io::Error::other("crash"))
                 }))
                 .boxed(),

@@ -379,9 +379,6 @@ pub fn streamed_text(events: &[String]) -> String {
         .collect()
 }
 
-/// How long a crashing fault provider lives after sending its first token.
-const CRASH_AFTER_FIRST_TOKEN: Duration = Duration::from_millis(300);
-
 /// What a fault-injecting provider does with a chat request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -475,10 +472,12 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
                     Fault::DisconnectMidStream | Fault::StallMidStream | Fault::GarbageMidStream => {
                         let first = bytes::Bytes::from(token("partial"));
                         let rest: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>> = match fault {
-                            // A crash some time after the first token (an error right behind it
-                            // would abort the response before the token is ever written).
+                            // A crash once the first token is out. An error right behind it would
+                            // abort the response with the token still in the server's buffer;
+                            // the server writes out what it holds before it asks the body again,
+                            // so the crash waits for that one turn.
                             Fault::DisconnectMidStream => Box::pin(futures_util::stream::once(async {
-                                tokio::time::sleep(CRASH_AFTER_FIRST_TOKEN).await;
+                                tokio::task::yield_now().await;
                                 Err(std::io::Error::other("crash"))
                             })),
                             Fault::StallMidStream => Box::pin(futures_util::stream::pending()),
