@@ -115,7 +115,8 @@ pub fn economy_config(
         config.active_window_days = days;
     }
     if let Some(ms) = raw.usage_flush_ms {
-        config.usage_flush_interval = Duration::from_millis(ms.clamp(10, 60_000));
+        config.usage_flush_interval =
+            Duration::from_millis(within(ms, 10..=60_000, "gateway.ledger.usage_flush_ms")?);
     }
     if let Some(operations) = raw.operations_per_minute_per_signer {
         if operations == 0 {
@@ -235,6 +236,110 @@ pub struct RawEngine {
     pub context_tokens_per_sequence: Option<u32>,
     pub batch_tokens: Option<u32>,
     pub queue_depth: Option<usize>,
+}
+
+/// The engine's settings from flags (which win) and the file, as given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineFlags {
+    pub threads: Option<u32>,
+    pub parallel: Option<u32>,
+    pub context: Option<u32>,
+}
+
+/// Most threads the engine is given (the machine's cores are the real bound; this catches typos).
+const MAX_ENGINE_THREADS: u32 = 256;
+/// Most sequences the engine decodes together.
+const MAX_SEQUENCES: u32 = 64;
+/// Smallest context window worth serving: a short prompt and a reply.
+const MIN_CONTEXT_TOKENS: u32 = 64;
+/// Most requests waiting for a free sequence.
+const MAX_QUEUE_DEPTH: usize = 4096;
+/// Most requests a provider takes at once.
+const MAX_PROVIDER_IN_FLIGHT: u32 = 4096;
+/// What a provider in front of an upstream engine takes at once by default (the engine's own
+/// capacity is not known to it).
+pub const DEFAULT_UPSTREAM_MAX_IN_FLIGHT: u32 = 32;
+
+/// `value` if it lies in `range`, else an error that names the flag and the file's key.
+fn within<T: PartialOrd + std::fmt::Display + Copy>(
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    names: &str,
+) -> anyhow::Result<T> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        bail!(
+            "{names} is {value}; it must be {} to {}",
+            range.start(),
+            range.end()
+        )
+    }
+}
+
+/// The engine's configuration for the model at `model_path`: flags over the file over the
+/// defaults, each value checked (a value out of range is an error naming it, never clamped).
+pub fn engine_config(
+    flags: EngineFlags,
+    raw: &RawEngine,
+    model_path: std::path::PathBuf,
+) -> anyhow::Result<engine::EngineConfig> {
+    let mut config = engine::EngineConfig::new(model_path);
+    let thread_count = |value: u32, names: &str| {
+        within(value, 1..=MAX_ENGINE_THREADS, names)
+            .map(|threads| std::num::NonZeroU32::new(threads).unwrap_or(std::num::NonZeroU32::MIN))
+    };
+    if let Some(threads) = flags.threads.or(raw.threads) {
+        let threads = thread_count(threads, "--threads (provider.engine.threads)")?;
+        config.decode_threads = threads;
+        config.prompt_threads = threads;
+    }
+    if let Some(threads) = raw.prompt_threads {
+        config.prompt_threads = thread_count(threads, "provider.engine.prompt_threads")?;
+    }
+    if let Some(parallel) = flags.parallel.or(raw.max_sequences) {
+        config.max_sequences = within(
+            parallel,
+            1..=MAX_SEQUENCES,
+            "--parallel (provider.engine.max_sequences)",
+        )?;
+    }
+    if let Some(context) = flags.context.or(raw.context_tokens_per_sequence) {
+        config.context_tokens_per_sequence = within(
+            context,
+            MIN_CONTEXT_TOKENS..=u32::MAX,
+            "--context (provider.engine.context_tokens_per_sequence)",
+        )?;
+    }
+    if let Some(batch) = raw.batch_tokens {
+        config.batch_tokens = within(batch, 1..=u32::MAX, "provider.engine.batch_tokens")?;
+    }
+    if let Some(depth) = raw.queue_depth {
+        config.queue_depth = within(depth, 0..=MAX_QUEUE_DEPTH, "provider.engine.queue_depth")?;
+    }
+    Ok(config)
+}
+
+/// How many requests a provider takes at once: the flag, else the file, else what its backend
+/// can hold (an embedded engine's sequences and queue; a fixed number in front of an upstream
+/// engine). The one rule for `serve` and `provider` alike.
+pub fn provider_max_in_flight(
+    flag: Option<u32>,
+    raw: &RawProvider,
+    engine: Option<&engine::EngineConfig>,
+) -> anyhow::Result<u32> {
+    match flag.or(raw.max_in_flight) {
+        Some(value) => within(
+            value,
+            1..=MAX_PROVIDER_IN_FLIGHT,
+            "--max-in-flight (provider.max_in_flight)",
+        ),
+        None => Ok(engine.map_or(DEFAULT_UPSTREAM_MAX_IN_FLIGHT, |engine| {
+            let capacity = u64::from(engine.max_sequences)
+                .saturating_add(u64::try_from(engine.queue_depth).unwrap_or(u64::MAX));
+            u32::try_from(capacity.min(u64::from(MAX_PROVIDER_IN_FLIGHT))).unwrap_or(1)
+        })),
+    }
 }
 
 impl FileConfig {
@@ -528,6 +633,80 @@ mod tests {
         .expect("valid");
         assert!(config.auth.anonymous.is_none());
         assert!(matches!(config.admission, Admission::Allowlist(ref keys) if keys.is_empty()));
+    }
+
+    #[test]
+    fn engine_settings_out_of_range_are_errors_that_name_them_never_clamped() {
+        let path = std::path::PathBuf::from("model.gguf");
+        let raw = RawEngine::default();
+        let flags = |threads, parallel, context| EngineFlags {
+            threads,
+            parallel,
+            context,
+        };
+        let config = engine_config(flags(Some(3), Some(8), Some(4096)), &raw, path.clone())
+            .expect("in range");
+        assert_eq!(
+            (
+                config.decode_threads.get(),
+                config.prompt_threads.get(),
+                config.max_sequences,
+                config.context_tokens_per_sequence
+            ),
+            (3, 3, 8, 4096)
+        );
+        for (flags, named) in [
+            (flags(None, Some(65), None), "--parallel"),
+            (flags(None, Some(0), None), "--parallel"),
+            (flags(Some(0), None, None), "--threads"),
+            (flags(None, None, Some(10)), "--context"),
+        ] {
+            let error = engine_config(flags, &raw, path.clone())
+                .expect_err("out of range")
+                .to_string();
+            assert!(error.contains(named), "{error}");
+        }
+        // The file's values are checked the same way, named by their keys.
+        let file = RawEngine {
+            max_sequences: Some(100),
+            ..RawEngine::default()
+        };
+        let error = engine_config(EngineFlags::default(), &file, path.clone())
+            .expect_err("out of range")
+            .to_string();
+        assert!(error.contains("provider.engine.max_sequences"), "{error}");
+        // A flag wins over the file.
+        let config = engine_config(flags(None, Some(2), None), &file, path).expect("the flag wins");
+        assert_eq!(config.max_sequences, 2);
+    }
+
+    #[test]
+    fn a_providers_requests_in_flight_default_to_what_its_backend_holds() {
+        let mut engine = engine::EngineConfig::new("model.gguf".into());
+        engine.max_sequences = 4;
+        engine.queue_depth = 12;
+        let raw = RawProvider::default();
+        assert_eq!(
+            provider_max_in_flight(None, &raw, Some(&engine)).ok(),
+            Some(16)
+        );
+        assert_eq!(
+            provider_max_in_flight(None, &raw, None).ok(),
+            Some(DEFAULT_UPSTREAM_MAX_IN_FLIGHT)
+        );
+        let file = RawProvider {
+            max_in_flight: Some(7),
+            ..RawProvider::default()
+        };
+        assert_eq!(
+            provider_max_in_flight(None, &file, Some(&engine)).ok(),
+            Some(7)
+        );
+        assert_eq!(provider_max_in_flight(Some(9), &file, None).ok(), Some(9));
+        let error = provider_max_in_flight(Some(0), &file, None)
+            .expect_err("zero")
+            .to_string();
+        assert!(error.contains("--max-in-flight"), "{error}");
     }
 
     #[test]

@@ -7,7 +7,6 @@ mod economy;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -740,27 +739,15 @@ async fn load_engine(
     file: &FileConfig,
     path: PathBuf,
 ) -> anyhow::Result<Arc<engine::Engine>> {
-    let raw = &file.provider.engine;
-    let mut config = engine::EngineConfig::new(path);
-    if let Some(threads) = engine.threads.or(raw.threads).and_then(NonZeroU32::new) {
-        config.decode_threads = threads;
-        config.prompt_threads = threads;
-    }
-    if let Some(threads) = raw.prompt_threads.and_then(NonZeroU32::new) {
-        config.prompt_threads = threads;
-    }
-    if let Some(parallel) = engine.parallel.or(raw.max_sequences) {
-        config.max_sequences = parallel.clamp(1, 64);
-    }
-    if let Some(context) = engine.context.or(raw.context_tokens_per_sequence) {
-        config.context_tokens_per_sequence = context.max(64);
-    }
-    if let Some(batch) = raw.batch_tokens {
-        config.batch_tokens = batch.max(1);
-    }
-    if let Some(depth) = raw.queue_depth {
-        config.queue_depth = depth;
-    }
+    let config = config::engine_config(
+        config::EngineFlags {
+            threads: engine.threads,
+            parallel: engine.parallel,
+            context: engine.context,
+        },
+        &file.provider.engine,
+        path,
+    )?;
     let engine = tokio::task::spawn_blocking(move || engine::Engine::load(config))
         .await
         .context("the engine loader panicked")??;
@@ -849,10 +836,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         gateway_url: format!("http://{internal_address}"),
         advertise_url: None,
         data_dir: data.join("provider"),
-        max_in_flight: file
-            .provider
-            .max_in_flight
-            .unwrap_or(engine.config().max_sequences + 16),
+        max_in_flight: config::provider_max_in_flight(None, &file.provider, Some(engine.config()))?,
         x_wing: file.provider.x_wing,
     };
     let backend = provider::Backend::Embedded {
@@ -968,10 +952,14 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let max_in_flight = args
-        .max_in_flight
-        .or(file.provider.max_in_flight)
-        .unwrap_or(32);
+    let max_in_flight = config::provider_max_in_flight(
+        args.max_in_flight,
+        &file.provider,
+        match &backend {
+            provider::Backend::Embedded { engine, .. } => Some(engine.config()),
+            provider::Backend::Upstream { .. } => None,
+        },
+    )?;
     let shutdown = shutdown_signal();
     let listener = bind(listen, "provider").await?;
     println!(
