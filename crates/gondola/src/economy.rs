@@ -98,36 +98,118 @@ pub(crate) enum AdminCommand {
     SetEmissions { vvv_per_year: String },
 }
 
-/// An economy command, as parsed.
+/// What every economy command takes: where the configuration and data live, the wallet and
+/// the gateway.
+#[derive(Args, Clone)]
+pub(crate) struct EconomyArgs {
+    #[command(flatten)]
+    pub common: crate::CommonArgs,
+    #[command(flatten)]
+    pub wallet: WalletArgs,
+}
+
+/// The economy's commands, each declared here once: the top-level ones are subcommands of
+/// `gondola`; `status` and `admin` are reached through `gondola ledger`.
+#[derive(Subcommand)]
 pub(crate) enum Action {
-    Wallet(WalletCommand),
+    /// Create, import, show or export the wallet key that signs your ledger operations.
+    Wallet {
+        #[command(flatten)]
+        args: EconomyArgs,
+        #[command(subcommand)]
+        command: WalletCommand,
+    },
+    /// Show an account's tokens, credits and today's API allowance.
     Balance {
+        #[command(flatten)]
+        args: EconomyArgs,
+        /// The account (default: the wallet's).
         address: Option<String>,
     },
-    Status,
+    /// Send VVV or DIEM to another account.
     Transfer {
+        #[command(flatten)]
+        args: EconomyArgs,
+        /// The receiving address.
+        #[arg(long)]
         to: String,
+        /// VVV to send (whole tokens, decimals allowed).
+        #[arg(long)]
         vvv: Option<String>,
+        /// DIEM to send.
+        #[arg(long)]
         diem: Option<String>,
     },
+    /// Stake VVV: staked sVVV earns emissions and a share of the network's daily capacity.
     Stake {
+        #[command(flatten)]
+        args: EconomyArgs,
+        /// VVV to stake (whole tokens, decimals allowed).
         vvv: String,
     },
+    /// Start unstaking sVVV (7-day cooldown), or with --finalize withdraw what has cooled.
     Unstake {
+        #[command(flatten)]
+        args: EconomyArgs,
+        #[arg(required_unless_present = "finalize")]
         svvv: Option<String>,
+        #[arg(long, conflicts_with = "svvv")]
         finalize: bool,
     },
+    /// Claim staking rewards (or --stake them, or claim the --airdrop or --vested team grant).
     Claim {
+        #[command(flatten)]
+        args: EconomyArgs,
+        #[arg(long)]
         stake: bool,
+        #[arg(long)]
         airdrop: bool,
+        #[arg(long)]
         vested: bool,
     },
-    Diem(DiemCommand),
+    /// DIEM: quote, mint by locking sVVV, burn, stake for daily API credit, unstake.
+    Diem {
+        #[command(flatten)]
+        args: EconomyArgs,
+        #[command(subcommand)]
+        command: DiemCommand,
+    },
+    /// Mint an API key for the wallet's account by signing a challenge (needs staked sVVV).
     Key {
+        #[command(flatten)]
+        args: EconomyArgs,
+        /// An ADMIN key (it can manage the account's other keys) instead of INFERENCE.
+        #[arg(long)]
         admin: bool,
+        #[arg(long, default_value = "gondola CLI")]
         description: String,
     },
-    Admin(AdminCommand),
+    /// `gondola ledger status`: the economy's figures from a running gateway.
+    #[command(skip)]
+    Status { args: EconomyArgs },
+    /// `gondola ledger admin`: operations only the operator key may sign.
+    #[command(skip)]
+    Admin {
+        args: EconomyArgs,
+        command: AdminCommand,
+    },
+}
+
+impl Action {
+    fn args(&self) -> &EconomyArgs {
+        match self {
+            Self::Wallet { args, .. }
+            | Self::Balance { args, .. }
+            | Self::Transfer { args, .. }
+            | Self::Stake { args, .. }
+            | Self::Unstake { args, .. }
+            | Self::Claim { args, .. }
+            | Self::Diem { args, .. }
+            | Self::Key { args, .. }
+            | Self::Status { args }
+            | Self::Admin { args, .. } => args,
+        }
+    }
 }
 
 fn default_wallet(data_dir: &Path) -> PathBuf {
@@ -271,7 +353,16 @@ fn receipt_text(receipt: &Value) -> String {
     parts.join("; ")
 }
 
-pub(crate) async fn run(args: &WalletArgs, data_dir: &Path, action: Action) -> anyhow::Result<()> {
+/// Runs an economy command: signs and submits its operation, or reads what it shows.
+pub(crate) async fn run(action: Action) -> anyhow::Result<()> {
+    let EconomyArgs {
+        common,
+        wallet: args,
+    } = action.args().clone();
+    let file = crate::config::FileConfig::load(common.config.as_deref())?;
+    crate::init_logging(&common, &file);
+    let data_dir = crate::data_dir(&common, &file)?;
+    let data_dir = data_dir.as_path();
     let path = args
         .wallet
         .clone()
@@ -285,8 +376,8 @@ pub(crate) async fn run(args: &WalletArgs, data_dir: &Path, action: Action) -> a
         anyhow::Ok(())
     };
     match action {
-        Action::Wallet(command) => wallet_command(&path, json, command),
-        Action::Balance { address } => {
+        Action::Wallet { command, .. } => wallet_command(&path, json, command),
+        Action::Balance { address, .. } => {
             let address = match address {
                 Some(address) => address,
                 None => load_wallet(&path)?.address().to_string(),
@@ -295,12 +386,12 @@ pub(crate) async fn run(args: &WalletArgs, data_dir: &Path, action: Action) -> a
             print(json, &account, balance_text);
             Ok(())
         }
-        Action::Status => {
+        Action::Status { .. } => {
             let status = client.get("/ledger/status").await?;
             print(json, &status, status_text);
             Ok(())
         }
-        Action::Transfer { to, vvv, diem } => {
+        Action::Transfer { to, vvv, diem, .. } => {
             let to = JsonAddress(
                 ledger::Address::from_hex(&to).context("--to is 0x and 40 hex digits")?,
             );
@@ -316,13 +407,13 @@ pub(crate) async fn run(args: &WalletArgs, data_dir: &Path, action: Action) -> a
             })
             .await
         }
-        Action::Stake { vvv } => {
+        Action::Stake { vvv, .. } => {
             submit(Operation::Stake {
                 vvv_units: Units(tokens(&vvv, "VVV")?),
             })
             .await
         }
-        Action::Unstake { svvv, finalize } => {
+        Action::Unstake { svvv, finalize, .. } => {
             if finalize {
                 submit(Operation::FinalizeUnstake).await
             } else {
@@ -337,6 +428,7 @@ pub(crate) async fn run(args: &WalletArgs, data_dir: &Path, action: Action) -> a
             stake,
             airdrop,
             vested,
+            ..
         } => {
             let operation = match (stake, airdrop, vested) {
                 (false, false, false) => Operation::ClaimRewards,
@@ -347,7 +439,7 @@ pub(crate) async fn run(args: &WalletArgs, data_dir: &Path, action: Action) -> a
             };
             submit(operation).await
         }
-        Action::Diem(command) => match command {
+        Action::Diem { command, .. } => match command {
             DiemCommand::Quote { svvv, diem } => {
                 let query = match (svvv, diem) {
                     (Some(svvv), _) => format!("svvv_units={}", tokens(&svvv, "--svvv")?),
@@ -415,7 +507,9 @@ pub(crate) async fn run(args: &WalletArgs, data_dir: &Path, action: Action) -> a
                 }
             }
         },
-        Action::Key { admin, description } => {
+        Action::Key {
+            admin, description, ..
+        } => {
             let wallet = load_wallet(&path)?;
             let challenge = client.get("/api_keys/generate_web3_key").await?;
             let token = challenge
@@ -445,7 +539,7 @@ pub(crate) async fn run(args: &WalletArgs, data_dir: &Path, action: Action) -> a
             });
             Ok(())
         }
-        Action::Admin(command) => match command {
+        Action::Admin { command, .. } => match command {
             AdminCommand::Credit {
                 account,
                 usd,

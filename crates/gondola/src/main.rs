@@ -60,86 +60,9 @@ enum Command {
     /// The ledger: `status` from a running gateway; `verify` and `export` of the journal in
     /// DATA_DIR/ledger; operator-only `admin` operations.
     Ledger(LedgerArgs),
-    /// Create, import, show or export the wallet key that signs your ledger operations.
-    Wallet {
-        #[command(flatten)]
-        args: EconomyArgs,
-        #[command(subcommand)]
-        command: economy::WalletCommand,
-    },
-    /// Show an account's tokens, credits and today's API allowance.
-    Balance {
-        #[command(flatten)]
-        args: EconomyArgs,
-        /// The account (default: the wallet's).
-        address: Option<String>,
-    },
-    /// Send VVV or DIEM to another account.
-    Transfer {
-        #[command(flatten)]
-        args: EconomyArgs,
-        /// The receiving address.
-        #[arg(long)]
-        to: String,
-        /// VVV to send (whole tokens, decimals allowed).
-        #[arg(long)]
-        vvv: Option<String>,
-        /// DIEM to send.
-        #[arg(long)]
-        diem: Option<String>,
-    },
-    /// Stake VVV: staked sVVV earns emissions and a share of the network's daily capacity.
-    Stake {
-        #[command(flatten)]
-        args: EconomyArgs,
-        /// VVV to stake (whole tokens, decimals allowed).
-        vvv: String,
-    },
-    /// Start unstaking sVVV (7-day cooldown), or with --finalize withdraw what has cooled.
-    Unstake {
-        #[command(flatten)]
-        args: EconomyArgs,
-        #[arg(required_unless_present = "finalize")]
-        svvv: Option<String>,
-        #[arg(long, conflicts_with = "svvv")]
-        finalize: bool,
-    },
-    /// Claim staking rewards (or --stake them, or claim the --airdrop or --vested team grant).
-    Claim {
-        #[command(flatten)]
-        args: EconomyArgs,
-        #[arg(long)]
-        stake: bool,
-        #[arg(long)]
-        airdrop: bool,
-        #[arg(long)]
-        vested: bool,
-    },
-    /// DIEM: quote, mint by locking sVVV, burn, stake for daily API credit, unstake.
-    Diem {
-        #[command(flatten)]
-        args: EconomyArgs,
-        #[command(subcommand)]
-        command: economy::DiemCommand,
-    },
-    /// Mint an API key for the wallet's account by signing a challenge (needs staked sVVV).
-    Key {
-        #[command(flatten)]
-        args: EconomyArgs,
-        /// An ADMIN key (it can manage the account's other keys) instead of INFERENCE.
-        #[arg(long)]
-        admin: bool,
-        #[arg(long, default_value = "gondola CLI")]
-        description: String,
-    },
-}
-
-#[derive(Args)]
-struct EconomyArgs {
+    /// The economy's commands (wallet, balance, transfer, stake, unstake, claim, diem, key).
     #[command(flatten)]
-    common: CommonArgs,
-    #[command(flatten)]
-    wallet: economy::WalletArgs,
+    Economy(economy::Action),
 }
 
 #[derive(Args)]
@@ -411,77 +334,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relay(args) => relay(args).await,
         Command::Proxy(args) => proxy(args).await,
         Command::Ledger(args) => ledger(args).await,
-        Command::Wallet { args, command } => {
-            economy_action(&args.common, &args.wallet, economy::Action::Wallet(command)).await
-        }
-        Command::Balance { args, address } => {
-            economy_action(
-                &args.common,
-                &args.wallet,
-                economy::Action::Balance { address },
-            )
-            .await
-        }
-        Command::Transfer {
-            args,
-            to,
-            vvv,
-            diem,
-        } => {
-            economy_action(
-                &args.common,
-                &args.wallet,
-                economy::Action::Transfer { to, vvv, diem },
-            )
-            .await
-        }
-        Command::Stake { args, vvv } => {
-            economy_action(&args.common, &args.wallet, economy::Action::Stake { vvv }).await
-        }
-        Command::Unstake {
-            args,
-            svvv,
-            finalize,
-        } => {
-            economy_action(
-                &args.common,
-                &args.wallet,
-                economy::Action::Unstake { svvv, finalize },
-            )
-            .await
-        }
-        Command::Claim {
-            args,
-            stake,
-            airdrop,
-            vested,
-        } => {
-            economy_action(
-                &args.common,
-                &args.wallet,
-                economy::Action::Claim {
-                    stake,
-                    airdrop,
-                    vested,
-                },
-            )
-            .await
-        }
-        Command::Diem { args, command } => {
-            economy_action(&args.common, &args.wallet, economy::Action::Diem(command)).await
-        }
-        Command::Key {
-            args,
-            admin,
-            description,
-        } => {
-            economy_action(
-                &args.common,
-                &args.wallet,
-                economy::Action::Key { admin, description },
-            )
-            .await
-        }
+        Command::Economy(action) => economy::run(action).await,
     }
 }
 
@@ -542,17 +395,6 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
-}
-
-async fn economy_action(
-    common: &CommonArgs,
-    wallet: &economy::WalletArgs,
-    action: economy::Action,
-) -> anyhow::Result<()> {
-    let file = FileConfig::load(common.config.as_deref())?;
-    init_logging(common, &file);
-    let data = data_dir(common, &file)?;
-    economy::run(wallet, &data, action).await
 }
 
 fn init_logging(common: &CommonArgs, file: &FileConfig) {
@@ -1027,19 +869,22 @@ async fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
     let dir = data_dir(&args.common, &file)?.join("ledger");
     match args.command {
         LedgerCommand::Status => {
-            economy::run(
-                &args.wallet,
-                &data_dir(&args.common, &file)?,
-                economy::Action::Status,
-            )
+            economy::run(economy::Action::Status {
+                args: economy::EconomyArgs {
+                    common: args.common,
+                    wallet: args.wallet,
+                },
+            })
             .await
         }
         LedgerCommand::Admin { command } => {
-            economy::run(
-                &args.wallet,
-                &data_dir(&args.common, &file)?,
-                economy::Action::Admin(command),
-            )
+            economy::run(economy::Action::Admin {
+                args: economy::EconomyArgs {
+                    common: args.common,
+                    wallet: args.wallet,
+                },
+                command,
+            })
             .await
         }
         LedgerCommand::Verify => {
