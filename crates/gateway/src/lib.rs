@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Json, Router};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::net::TcpListener;
@@ -255,92 +255,113 @@ async fn sweep_leases(state: Arc<AppState>) {
     }
 }
 
-fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
-    Router::new()
-        .route("/chat/completions", post(chat_completions))
-        .route(
+/// Every route under `/v1` and `/api/v1`: its path and its handlers. The router is built from
+/// this table, and the test that `openapi.json` documents every route reads it too.
+fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
+    vec![
+        ("/chat/completions", post(chat_completions)),
+        (
             "/privacy/chat",
             post(sealed_chat).layer(DefaultBodyLimit::max(sealed::body_limit(
                 state.config.limits.max_body_bytes,
             ))),
-        )
-        .route(
+        ),
+        (
             "/privacy/providers",
             get(
                 |State(state): State<Arc<AppState>>| async move { sealed::providers(&state).await },
             ),
-        )
-        .route("/models", get(list_models))
-        .route("/models/traits", get(list_traits))
-        .route("/models/compatibility_mapping", get(list_aliases))
-        .route("/providers", get(list_providers))
-        .route(
+        ),
+        ("/models", get(list_models)),
+        ("/models/traits", get(list_traits)),
+        ("/models/compatibility_mapping", get(list_aliases)),
+        ("/providers", get(list_providers)),
+        (
             "/privacy/tokens",
             post(tokens::issue).layer(DefaultBodyLimit::max(
                 privacy::tokens::MAX_BATCH_REQUEST_BYTES,
             )),
-        )
-        .route("/ledger/status", get(economy_api::status))
-        .route("/ledger/accounts/{address}", get(economy_api::account))
-        .route("/ledger/quote", get(economy_api::quote))
-        .route(
+        ),
+        ("/ledger/status", get(economy_api::status)),
+        ("/ledger/accounts/{address}", get(economy_api::account)),
+        ("/ledger/quote", get(economy_api::quote)),
+        (
             "/ledger/operations",
             post(economy_api::submit)
                 .layer(DefaultBodyLimit::max(economy_api::MAX_ECONOMY_BODY_BYTES)),
-        )
-        .route(
+        ),
+        (
             "/api_keys",
             get(economy_api::list_keys)
                 .post(economy_api::create_key)
                 .patch(economy_api::update_key)
                 .delete(economy_api::delete_key)
                 .layer(DefaultBodyLimit::max(economy_api::MAX_ECONOMY_BODY_BYTES)),
-        )
-        .route("/api_keys/rate_limits", get(economy_api::rate_limits))
-        .route(
+        ),
+        ("/api_keys/rate_limits", get(economy_api::rate_limits)),
+        (
             "/api_keys/rate_limits/log",
             get(economy_api::rate_limit_log),
-        )
-        .route(
+        ),
+        (
             "/api_keys/generate_web3_key",
             get(economy_api::web3_challenge)
                 .post(economy_api::web3_key)
                 .layer(DefaultBodyLimit::max(economy_api::MAX_ECONOMY_BODY_BYTES)),
-        )
-        .route("/api_keys/{id}", get(economy_api::get_key))
-        .route("/billing/balance", get(economy_api::billing_balance))
-        .route("/billing/usage-history", get(economy_api::usage_history))
-        .route(
+        ),
+        ("/api_keys/{id}", get(economy_api::get_key)),
+        ("/billing/balance", get(economy_api::billing_balance)),
+        ("/billing/usage-history", get(economy_api::usage_history)),
+        (
             "/admin/clock",
             post(economy_api::advance_clock)
                 .layer(DefaultBodyLimit::max(economy_api::MAX_ECONOMY_BODY_BYTES)),
-        )
+        ),
+    ]
+}
+
+fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
+    let mut router = Router::new();
+    for (path, handlers) in api_route_table(state) {
+        router = router.route(path, handlers);
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(dialect))
         .with_state(Arc::clone(state))
 }
 
+/// Every route outside `/v1` and `/api/v1` but the web app's files and Oblivious HTTP's (the
+/// provider protocol, health, metrics, the issuer directory).
+fn root_route_table() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
+    vec![
+        (REGISTRATION_CHALLENGE_PATH, get(registration_challenge)),
+        (
+            REGISTER_PATH,
+            post(register).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)),
+        ),
+        (
+            HEARTBEAT_PATH,
+            post(heartbeat).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)),
+        ),
+        ("/healthz", get(health)),
+        ("/metrics", get(metrics)),
+        (
+            privacy::tokens::ISSUER_DIRECTORY_PATH,
+            get(tokens::directory),
+        ),
+    ]
+}
+
 fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     let oblivious = oblivious_routes(&state, body_limit);
-    Router::new()
-        .route(REGISTRATION_CHALLENGE_PATH, get(registration_challenge))
-        .route(
-            REGISTER_PATH,
-            post(register).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)),
-        )
-        .route(
-            HEARTBEAT_PATH,
-            post(heartbeat).layer(DefaultBodyLimit::max(MAX_PROVIDER_MESSAGE_BYTES)),
-        )
-        .route("/healthz", get(health))
-        .route("/metrics", get(metrics))
-        .route(
-            privacy::tokens::ISSUER_DIRECTORY_PATH,
-            get(tokens::directory),
-        )
-        .with_state(Arc::clone(&state))
+    let mut root = Router::new();
+    for (path, handlers) in root_route_table() {
+        root = root.route(path, handlers);
+    }
+    root.with_state(Arc::clone(&state))
         .merge(web::routes(&state.config.web_relays))
         .nest("/v1", api_routes(&state, Dialect::OpenAi))
         .nest(
@@ -834,6 +855,108 @@ async fn heartbeat(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Re
         }
         Err(error @ HeartbeatError::Replayed) => {
             provider_error(StatusCode::BAD_REQUEST, error.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use tower::ServiceExt;
+
+    use super::*;
+
+    const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+    /// `path` with its parameters filled in.
+    fn concrete(path: &str) -> String {
+        path.replace("{address}", "0x0000000000000000000000000000000000000001")
+            .replace("{id}", "key_0")
+    }
+
+    /// Whether `router` serves `method` at `path`: anything but the router's own answers to an
+    /// unknown path (404, "no such endpoint") or method (405).
+    async fn served(router: &Router, method: &str, path: &str) -> bool {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(concrete(path))
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        let response = router.clone().oneshot(request).await.expect("an answer");
+        match response.status().as_u16() {
+            405 => false,
+            404 => {
+                let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+                    .await
+                    .expect("a body");
+                !String::from_utf8_lossy(&body).contains("no such endpoint")
+            }
+            _ => true,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_route_is_in_openapi_json_and_every_documented_route_is_served() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut economy = EconomyConfig::in_dir(dir.path());
+        economy.adjustable_clock = true;
+        let gateway = Gateway::new(GatewayConfig {
+            economy: Some(economy),
+            tokens: Some(tokens::TokensConfig::in_dir(dir.path())),
+            oblivious_seed: Some(dir.path().join("ohttp.seed")),
+            ..GatewayConfig::default()
+        })
+        .expect("a gateway");
+        let router = router(Arc::clone(&gateway.state));
+        let document: serde_json::Value =
+            serde_json::from_str(OPENAPI_DOCUMENT).expect("openapi.json parses");
+        let documented: BTreeSet<(String, String)> = document["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, operations)| {
+                operations
+                    .as_object()
+                    .expect("operations")
+                    .keys()
+                    .map(|method| (method.to_ascii_uppercase(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // Every path the router serves (the web app's own files apart, listed in web.rs).
+        let mut paths: Vec<String> = root_route_table()
+            .into_iter()
+            .map(|(path, _)| path.to_owned())
+            .collect();
+        for prefix in ["/v1", "/api/v1"] {
+            paths.extend(
+                api_route_table(&gateway.state)
+                    .into_iter()
+                    .map(|(path, _)| format!("{prefix}{path}")),
+            );
+        }
+        paths.extend([
+            "/api/v1/openapi.json".to_owned(),
+            privacy::KEYS_PATH.to_owned(),
+            privacy::GATEWAY_PATH.to_owned(),
+        ]);
+        assert!(paths.len() > 40, "{paths:?}");
+        for path in &paths {
+            for method in METHODS {
+                if served(&router, method, path).await {
+                    assert!(
+                        documented.contains(&(method.to_owned(), path.clone())),
+                        "{method} {path} is served but openapi.json does not document it"
+                    );
+                }
+            }
+        }
+        for (method, path) in &documented {
+            assert!(
+                served(&router, method, path).await,
+                "openapi.json documents {method} {path}, which is not served"
+            );
         }
     }
 }
