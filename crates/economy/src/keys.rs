@@ -29,6 +29,16 @@ pub enum KeyKind {
     Admin,
 }
 
+impl KeyKind {
+    /// The name it is written with (`INFERENCE`, `ADMIN`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inference => "INFERENCE",
+            Self::Admin => "ADMIN",
+        }
+    }
+}
+
 /// SHA-256 of a key's secret: how keys are known (the secret itself is never stored).
 pub fn hash_secret(secret: &str) -> [u8; 32] {
     use sha2::Digest;
@@ -47,6 +57,15 @@ pub enum LimitPeriod {
 }
 
 impl LimitPeriod {
+    /// The name it is written with (`EPOCH`, `MONTH`, `LIFETIME`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Epoch => "EPOCH",
+            Self::Month => "MONTH",
+            Self::Lifetime => "LIFETIME",
+        }
+    }
+
     /// The period containing `day` (days since the epoch): the day, the month, or 0.
     pub fn period_of(self, day: u64) -> u64 {
         match self {

@@ -13,6 +13,13 @@ use ledger::{Address, Outcome, Rejection};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wallet::{JsonAddress, Operation, SignedOperation, Units};
+use wire::economy::{
+    Allowance, ApiKey, ApiTier, Apr, BaseUnits, BillingBalance, BillingBalances, ClockAdvanced,
+    ConsumptionLimit, Data, Deleted, DiemLiability, Dollars, Eip712Domain, Emissions, KeyUsage,
+    LedgerAccount, LedgerReceipt, LedgerStatus, List, MintQuote, ModelRateLimits, Parameters,
+    RateLimitAmount, RateLimitHit, RateLimits, Spendable, Succeeded, Supply, UsageDay,
+    UsageHistory, Web3Challenge,
+};
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::money::Amount;
 
@@ -92,13 +99,13 @@ pub(crate) fn meter_refusal_error(refusal: economy::MeterRefusal) -> ApiError {
     }
 }
 
-fn units(value: u128) -> String {
-    value.to_string()
+fn units(value: u128) -> BaseUnits {
+    BaseUnits(value)
 }
 
 /// Dollars as an exact decimal string (a JSON number would pass through a float here).
-fn usd(value: u128) -> String {
-    Amount(value).to_decimal_string()
+fn usd(value: u128) -> Dollars {
+    Dollars(value)
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> ApiError {
@@ -114,7 +121,7 @@ fn economy(state: &AppState) -> Result<&Arc<Economy>, ApiError> {
     })
 }
 
-fn respond(result: Result<Value, ApiError>, dialect: Dialect) -> Response {
+fn respond<T: serde::Serialize>(result: Result<T, ApiError>, dialect: Dialect) -> Response {
     match result {
         Ok(body) => Json(body).into_response(),
         Err(error) => error_response(&error, dialect),
@@ -171,7 +178,7 @@ pub(crate) async fn status(
     respond(status_body(&state), dialect)
 }
 
-fn status_body(state: &AppState) -> Result<Value, ApiError> {
+fn status_body(state: &AppState) -> Result<LedgerStatus, ApiError> {
     let economy = economy(state)?;
     let now = economy.clock.now();
     Ok(economy.read(|store| {
@@ -181,65 +188,69 @@ fn status_body(state: &AppState) -> Result<Value, ApiError> {
         let apr = ledger.staking_apr();
         let liability = ledger.diem_liability();
         let parameters = ledger.parameters();
-        json!({
-            "object": "ledger.status",
-            "sequence": store.last_sequence(),
-            "record_hash": store.last_record_hash().to_string(),
-            "now": now,
-            "today": now / SECONDS_PER_DAY,
-            "next_epoch_begins": (now / SECONDS_PER_DAY + 1) * SECONDS_PER_DAY,
-            "operator": economy.operator.to_string(),
-            "genesis_seconds": ledger.genesis_seconds(),
-            "eip712_domain": {
-                "name": wallet::Domain::NAME,
-                "version": wallet::Domain::VERSION,
-                "salt": format!("0x{}", hex::encode(economy.domain.salt)),
+        LedgerStatus {
+            object: "ledger.status".into(),
+            sequence: store.last_sequence(),
+            record_hash: store.last_record_hash().to_string(),
+            now,
+            today: now / SECONDS_PER_DAY,
+            next_epoch_begins: (now / SECONDS_PER_DAY + 1) * SECONDS_PER_DAY,
+            operator: economy.operator.to_string(),
+            genesis_seconds: ledger.genesis_seconds(),
+            eip712_domain: Eip712Domain {
+                name: wallet::Domain::NAME.into(),
+                version: wallet::Domain::VERSION.into(),
+                salt: format!("0x{}", hex::encode(economy.domain.salt)),
             },
-            "supply": {
-                "genesis_vvv_units": units(supply.genesis_vvv_units),
-                "total_vvv_units": units(supply.total_vvv_units),
-                "circulating_vvv_units": units(supply.circulating_vvv_units),
-                "burned_vvv_units": units(supply.burned_vvv_units),
-                "burned_by_buyback_vvv_units": units(supply.burned_by_buyback_vvv_units),
-                "burned_unclaimed_airdrop_vvv_units": units(supply.burned_unclaimed_airdrop_vvv_units),
-                "emitted_to_stakers_vvv_units": units(supply.emitted_to_stakers_vvv_units),
-                "emitted_to_company_vvv_units": units(supply.emitted_to_company_vvv_units),
-                "liquid_vvv_units": units(supply.liquid_vvv_units),
-                "staked_svvv_units": units(supply.staked_svvv_units),
-                "cooling_svvv_units": units(supply.cooling_svvv_units),
-                "locked_svvv_units": units(supply.locked_svvv_units),
-                "reward_pool_vvv_units": units(supply.reward_pool_vvv_units),
-                "diem_supply_units": units(supply.diem_supply_units),
-                "staked_diem_units": units(supply.staked_diem_units),
-                "buyback_revenue_usd_units": units(supply.buyback_revenue_usd_units),
-                "usage_revenue_usd_units": units(supply.usage_revenue_usd_units),
+            supply: Supply {
+                genesis_vvv_units: units(supply.genesis_vvv_units),
+                total_vvv_units: units(supply.total_vvv_units),
+                circulating_vvv_units: units(supply.circulating_vvv_units),
+                burned_vvv_units: units(supply.burned_vvv_units),
+                burned_by_buyback_vvv_units: units(supply.burned_by_buyback_vvv_units),
+                burned_unclaimed_airdrop_vvv_units: units(
+                    supply.burned_unclaimed_airdrop_vvv_units,
+                ),
+                emitted_to_stakers_vvv_units: units(supply.emitted_to_stakers_vvv_units),
+                emitted_to_company_vvv_units: units(supply.emitted_to_company_vvv_units),
+                liquid_vvv_units: units(supply.liquid_vvv_units),
+                staked_svvv_units: units(supply.staked_svvv_units),
+                cooling_svvv_units: units(supply.cooling_svvv_units),
+                locked_svvv_units: units(supply.locked_svvv_units),
+                reward_pool_vvv_units: units(supply.reward_pool_vvv_units),
+                diem_supply_units: units(supply.diem_supply_units),
+                staked_diem_units: units(supply.staked_diem_units),
+                buyback_revenue_usd_units: units(supply.buyback_revenue_usd_units),
+                usage_revenue_usd_units: units(supply.usage_revenue_usd_units),
             },
-            "mint_rate_svvv_units_per_diem": units(ledger.mint_rate_svvv_units_per_diem()),
-            "emissions": {
-                "rate_vvv_units_per_second": units(split.emission_rate_vvv_units_per_second),
-                "utilization_bps": split.utilization_bps,
-                "company_share_of_unlocked_bps": split.company_share_of_unlocked_bps,
-                "stakers_share_of_unlocked_bps": split.stakers_share_of_unlocked_bps,
-                "stakers_share_of_locked_bps": split.stakers_share_of_locked_bps,
+            mint_rate_svvv_units_per_diem: units(ledger.mint_rate_svvv_units_per_diem()),
+            emissions: Emissions {
+                rate_vvv_units_per_second: units(split.emission_rate_vvv_units_per_second),
+                utilization_bps: split.utilization_bps,
+                company_share_of_unlocked_bps: split.company_share_of_unlocked_bps,
+                stakers_share_of_unlocked_bps: split.stakers_share_of_unlocked_bps,
+                stakers_share_of_locked_bps: split.stakers_share_of_locked_bps,
             },
-            "apr_bps": {
-                "unlocked": apr.unlocked.basis_points().map(units),
-                "locked": apr.locked.basis_points().map(units),
+            apr_bps: Apr {
+                unlocked: apr.unlocked.basis_points().map(units),
+                locked: apr.locked.basis_points().map(units),
             },
-            "diem_liability": {
-                "outstanding_diem_units": units(liability.outstanding_diem_units),
-                "liability_usd_units_per_day": units(liability.liability_usd_units_per_day),
-                "staked_diem_units": units(liability.staked_diem_units),
-                "locked_svvv_units": units(liability.locked_svvv_units),
-                "locked_svvv_units_per_diem": liability.locked_svvv_units_per_diem.map(units),
+            diem_liability: DiemLiability {
+                outstanding_diem_units: units(liability.outstanding_diem_units),
+                liability_usd_units_per_day: units(liability.liability_usd_units_per_day),
+                staked_diem_units: units(liability.staked_diem_units),
+                locked_svvv_units: units(liability.locked_svvv_units),
+                locked_svvv_units_per_diem: liability.locked_svvv_units_per_diem.map(units),
             },
-            "parameters": {
-                "unstake_cooldown_seconds": parameters.unstake_cooldown_seconds,
-                "diem_unstake_cooldown_seconds": parameters.diem_unstake_cooldown_seconds,
-                "locked_yield_bps": parameters.locked_yield_bps,
-                "minimum_spendable_staked_diem_units": units(parameters.minimum_spendable_staked_diem_units),
+            parameters: Parameters {
+                unstake_cooldown_seconds: parameters.unstake_cooldown_seconds,
+                diem_unstake_cooldown_seconds: parameters.diem_unstake_cooldown_seconds,
+                locked_yield_bps: parameters.locked_yield_bps,
+                minimum_spendable_staked_diem_units: units(
+                    parameters.minimum_spendable_staked_diem_units,
+                ),
             },
-        })
+        }
     }))
 }
 
@@ -251,7 +262,7 @@ pub(crate) async fn account(
     respond(account_body(&state, &address), dialect)
 }
 
-fn account_body(state: &AppState, address: &str) -> Result<Value, ApiError> {
+fn account_body(state: &AppState, address: &str) -> Result<LedgerAccount, ApiError> {
     let economy = economy(state)?;
     let address = parse_address(address)?;
     let now = economy.clock.now();
@@ -260,39 +271,39 @@ fn account_body(state: &AppState, address: &str) -> Result<Value, ApiError> {
     Ok(economy.read(|store| {
         let ledger = store.ledger();
         let balances = ledger.balances(address, now.max(ledger.now_seconds()));
-        json!({
-            "object": "ledger.account",
-            "address": address.to_string(),
-            "nonce": balances.nonce,
-            "vvv_units": units(balances.vvv_units),
-            "staked_svvv_units": units(balances.staked_svvv_units),
-            "cooling_svvv_units": units(balances.cooling_svvv_units),
-            "svvv_unlock_at": balances.svvv_unlock_at_seconds,
-            "locked_svvv_units": units(balances.locked_svvv_units),
-            "diem_minted_outstanding_units": units(balances.diem_minted_outstanding_units),
-            "diem_units": units(balances.diem_units),
-            "staked_diem_units": units(balances.staked_diem_units),
-            "cooling_diem_units": units(balances.cooling_diem_units),
-            "diem_unlock_at": balances.diem_unlock_at_seconds,
-            "pending_rewards_units": units(balances.pending_rewards_units),
-            "usd_credit_units": units(balances.usd_credit_units),
-            "bundled_credit_units": units(balances.bundled_credit_units),
-            "airdrop_claimable_units": units(balances.airdrop_claimable_units),
-            "vesting_claimable_units": units(balances.vesting_claimable_units),
-            "vesting_unvested_units": units(balances.vesting_unvested_units),
-            "allowance": {
-                "day": today,
-                "diem_usd_units_per_day": units(balances.diem_allowance_usd_units_per_day),
-                "total_usd_units_per_day": units(balance.allowance_per_day),
-                "remaining_usd_units": units(balance.free.allowance),
-                "next_epoch_begins": (today + 1) * SECONDS_PER_DAY,
+        LedgerAccount {
+            object: "ledger.account".into(),
+            address: address.to_string(),
+            nonce: balances.nonce,
+            vvv_units: units(balances.vvv_units),
+            staked_svvv_units: units(balances.staked_svvv_units),
+            cooling_svvv_units: units(balances.cooling_svvv_units),
+            svvv_unlock_at: balances.svvv_unlock_at_seconds,
+            locked_svvv_units: units(balances.locked_svvv_units),
+            diem_minted_outstanding_units: units(balances.diem_minted_outstanding_units),
+            diem_units: units(balances.diem_units),
+            staked_diem_units: units(balances.staked_diem_units),
+            cooling_diem_units: units(balances.cooling_diem_units),
+            diem_unlock_at: balances.diem_unlock_at_seconds,
+            pending_rewards_units: units(balances.pending_rewards_units),
+            usd_credit_units: units(balances.usd_credit_units),
+            bundled_credit_units: units(balances.bundled_credit_units),
+            airdrop_claimable_units: units(balances.airdrop_claimable_units),
+            vesting_claimable_units: units(balances.vesting_claimable_units),
+            vesting_unvested_units: units(balances.vesting_unvested_units),
+            allowance: Allowance {
+                day: today,
+                diem_usd_units_per_day: units(balances.diem_allowance_usd_units_per_day),
+                total_usd_units_per_day: units(balance.allowance_per_day),
+                remaining_usd_units: units(balance.free.allowance),
+                next_epoch_begins: (today + 1) * SECONDS_PER_DAY,
             },
-            "spendable": {
-                "allowance_usd_units": units(balance.free.allowance),
-                "bundled_credit_units": units(balance.free.bundled),
-                "usd_units": units(balance.free.usd),
+            spendable: Spendable {
+                allowance_usd_units: units(balance.free.allowance),
+                bundled_credit_units: units(balance.free.bundled),
+                usd_units: units(balance.free.usd),
             },
-        })
+        }
     }))
 }
 
@@ -311,7 +322,7 @@ pub(crate) async fn quote(
     respond(quote_body(&state, &query), dialect)
 }
 
-fn quote_body(state: &AppState, query: &QuoteQuery) -> Result<Value, ApiError> {
+fn quote_body(state: &AppState, query: &QuoteQuery) -> Result<MintQuote, ApiError> {
     let economy = economy(state)?;
     let parse = |name: &str, text: &str| {
         text.parse::<u128>().map_err(|_| {
@@ -327,24 +338,24 @@ fn quote_body(state: &AppState, query: &QuoteQuery) -> Result<Value, ApiError> {
                 let quote = ledger.preview_mint(svvv).ok_or_else(|| {
                     ApiError::invalid("svvv_units", "the curve cannot price this mint")
                 })?;
-                Ok(json!({
-                    "object": "ledger.mint_quote",
-                    "svvv_units": units(quote.svvv_units),
-                    "diem_units": units(quote.diem_units),
-                    "mint_rate_svvv_units_per_diem": units(rate),
-                }))
+                Ok(MintQuote {
+                    object: "ledger.mint_quote".into(),
+                    svvv_units: units(quote.svvv_units),
+                    diem_units: units(quote.diem_units),
+                    mint_rate_svvv_units_per_diem: units(rate),
+                })
             }
             (None, Some(diem)) => {
                 let diem = parse("diem_units", diem)?;
                 let svvv = ledger.quote_mint_svvv_units(diem).ok_or_else(|| {
                     ApiError::invalid("diem_units", "the curve cannot price this mint")
                 })?;
-                Ok(json!({
-                    "object": "ledger.mint_quote",
-                    "svvv_units": units(svvv),
-                    "diem_units": units(diem),
-                    "mint_rate_svvv_units_per_diem": units(rate),
-                }))
+                Ok(MintQuote {
+                    object: "ledger.mint_quote".into(),
+                    svvv_units: units(svvv),
+                    diem_units: units(diem),
+                    mint_rate_svvv_units_per_diem: units(rate),
+                })
             }
             _ => Err(ApiError::invalid(
                 "svvv_units",
@@ -365,7 +376,7 @@ pub(crate) async fn submit(
     }
 }
 
-async fn submit_body(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
+async fn submit_body(state: &AppState, body: &[u8]) -> Result<LedgerReceipt, ApiError> {
     let economy = economy(state)?;
     let signed: SignedOperation = parse_json(body)?;
     let op = signed.operation.to_op();
@@ -424,12 +435,12 @@ async fn submit_body(state: &AppState, body: &[u8]) -> Result<Value, ApiError> {
         operation = kind_of(&signed.operation),
         "ledger operation committed"
     );
-    Ok(json!({
-        "object": "ledger.receipt",
-        "sequence": receipt.sequence,
-        "record_hash": receipt.record_hash.to_string(),
-        "outcome": outcome_json(&receipt.outcome),
-    }))
+    Ok(LedgerReceipt {
+        object: "ledger.receipt".into(),
+        sequence: receipt.sequence,
+        record_hash: receipt.record_hash.to_string(),
+        outcome: outcome_json(&receipt.outcome),
+    })
 }
 
 fn kind_of(operation: &Operation) -> String {
@@ -565,19 +576,24 @@ fn outcome_json(outcome: &Outcome) -> Value {
 // ---------------------------------------------------------------------------------------------
 // API keys
 
-fn key_json(key: &StoredKey) -> Value {
-    json!({
-        "id": key.id,
-        "apiKeyType": key.kind,
-        "description": key.description,
-        "last6Chars": key.last6,
-        "createdAt": key.created_at,
-        "expiresAt": key.expires_at,
-        "lastUsedAt": key.last_used_at,
-        "consumptionLimit": key.limit.map(|limit| json!({"usd": usd(limit.usd_units.0)})),
-        "limitPeriod": key.limit.map(|limit| limit.period),
-        "usage": {"usd": usd(key.lifetime_units.0)},
-    })
+fn key_json(key: &StoredKey) -> ApiKey {
+    ApiKey {
+        id: key.id.clone(),
+        api_key_type: key.kind.as_str().into(),
+        description: key.description.clone(),
+        last6_chars: key.last6.clone(),
+        created_at: key.created_at,
+        expires_at: key.expires_at,
+        last_used_at: key.last_used_at,
+        consumption_limit: key.limit.map(|limit| ConsumptionLimit {
+            usd: usd(limit.usd_units.0),
+        }),
+        limit_period: key.limit.map(|limit| limit.period.as_str().into()),
+        usage: KeyUsage {
+            usd: usd(key.lifetime_units.0),
+        },
+        api_key: None,
+    }
 }
 
 fn key_error(failure: KeyError) -> ApiError {
@@ -619,8 +635,10 @@ pub(crate) async fn list_keys(
 ) -> Response {
     let result = (|| {
         let (economy, account) = key_holder(&state, &headers, true)?;
-        let data: Vec<Value> = economy.keys.list(account).iter().map(key_json).collect();
-        Ok(json!({"object": "list", "data": data}))
+        Ok(List {
+            object: "list".into(),
+            data: economy.keys.list(account).iter().map(key_json).collect(),
+        })
     })();
     respond(result, dialect)
 }
@@ -638,15 +656,18 @@ pub(crate) async fn get_key(
             .list(account)
             .iter()
             .find(|key| key.id == id)
-            .map(|key| json!({"data": key_json(key)}))
+            .map(|key| Data {
+                data: key_json(key),
+            })
             .ok_or_else(|| error(ErrorCode::NotFound, "no such API key"))
     })();
     respond(result, dialect)
 }
 
+/// A spend cap as a request gives it (Venice's: a JSON number of dollars).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ConsumptionLimit {
+struct RequestedLimit {
     usd: Option<serde_json::Number>,
 }
 
@@ -658,7 +679,7 @@ struct CreateKey {
     #[serde(default)]
     expires_at: Option<u64>,
     #[serde(default)]
-    consumption_limit: Option<ConsumptionLimit>,
+    consumption_limit: Option<RequestedLimit>,
     #[serde(default)]
     limit_period: Option<LimitPeriod>,
     /// Only for the operator's own (configured) ADMIN keys: the account to create the key for.
@@ -667,7 +688,7 @@ struct CreateKey {
 }
 
 fn spend_limit(
-    limit: Option<ConsumptionLimit>,
+    limit: Option<RequestedLimit>,
     period: Option<LimitPeriod>,
 ) -> Result<Option<SpendLimit>, ApiError> {
     let Some(usd) = limit.and_then(|limit| limit.usd) else {
@@ -738,10 +759,12 @@ pub(crate) async fn create_key(
             )
             .map_err(key_error)?;
         economy.refresh_account(account);
-        let mut data = key_json(&minted.key);
-        data["apiKey"] = Value::String(minted.secret);
+        let data = ApiKey {
+            api_key: Some(minted.secret),
+            ..key_json(&minted.key)
+        };
         tracing::info!(key = %minted.key.id, "API key created");
-        Ok(json!({"data": data}))
+        Ok(Data { data })
     })();
     respond(result, dialect)
 }
@@ -755,7 +778,7 @@ struct UpdateKey {
     #[serde(default)]
     expires_at: Option<Option<u64>>,
     #[serde(default)]
-    consumption_limit: Option<ConsumptionLimit>,
+    consumption_limit: Option<RequestedLimit>,
     #[serde(default)]
     limit_period: Option<LimitPeriod>,
 }
@@ -791,7 +814,9 @@ pub(crate) async fn update_key(
                 }
             })
             .map_err(key_error)?;
-        Ok(json!({"data": key_json(&updated)}))
+        Ok(Data {
+            data: key_json(&updated),
+        })
     })();
     respond(result, dialect)
 }
@@ -813,7 +838,7 @@ pub(crate) async fn delete_key(
         count_key_change(&state, account)?;
         economy.keys.delete(account, &query.id).map_err(key_error)?;
         tracing::info!(key = %query.id, "API key deleted");
-        Ok(json!({"success": true}))
+        Ok(Deleted { success: true })
     })();
     respond(result, dialect)
 }
@@ -827,7 +852,10 @@ pub(crate) async fn web3_challenge(
         economy(&state)?;
         // Stateless: nothing is kept per challenge, so asking for many fills nothing.
         let (token, expires_at) = state.key_challenges.issue();
-        Ok(json!({"success": true, "data": {"token": token, "expiresAt": expires_at}}))
+        Ok(Succeeded {
+            success: true,
+            data: Web3Challenge { token, expires_at },
+        })
     })();
     respond(result, dialect)
 }
@@ -843,7 +871,7 @@ struct Web3Key {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
-    consumption_limit: Option<ConsumptionLimit>,
+    consumption_limit: Option<RequestedLimit>,
     #[serde(default)]
     limit_period: Option<LimitPeriod>,
 }
@@ -919,10 +947,15 @@ pub(crate) async fn web3_key(
             )
             .map_err(key_error)?;
         economy.refresh_account(recovered);
-        let mut data = key_json(&minted.key);
-        data["apiKey"] = Value::String(minted.secret);
+        let data = ApiKey {
+            api_key: Some(minted.secret),
+            ..key_json(&minted.key)
+        };
         tracing::info!(key = %minted.key.id, "API key minted with a wallet signature");
-        Ok(json!({"success": true, "data": data}))
+        Ok(Succeeded {
+            success: true,
+            data,
+        })
     })();
     respond(result, dialect)
 }
@@ -939,32 +972,46 @@ pub(crate) async fn rate_limits(
         let (economy, account) = key_holder(&state, &headers, false)?;
         let today = economy.clock.today();
         let balance = economy.meter.balance(account, today);
-        let limits: Vec<Value> = state
+        let rate_limits = state
             .registry
             .live_models(std::time::Instant::now())
             .keys()
             .map(|model| {
                 let limit = state.tiers.limit_for(model);
-                json!({
-                    "apiModelId": model,
-                    "rateLimits": [
-                        {"type": "RPM", "amount": limit.requests_per_minute},
-                        {"type": "TPM", "amount": limit.tokens_per_minute},
+                ModelRateLimits {
+                    api_model_id: model.clone(),
+                    rate_limits: vec![
+                        RateLimitAmount {
+                            kind: "RPM".into(),
+                            amount: u64::from(limit.requests_per_minute),
+                        },
+                        RateLimitAmount {
+                            kind: "TPM".into(),
+                            amount: limit.tokens_per_minute,
+                        },
                     ],
-                })
+                }
             })
             .collect();
-        Ok(json!({"data": {
-            "accessPermitted": balance.free.total() > 0,
-            "apiTier": {"id": "staker", "isCharged": true},
-            "balances": {
-                "DIEM": usd(balance.free.allowance),
-                "USD": usd(balance.free.usd),
-                "BUNDLED_CREDITS": usd(balance.free.bundled),
+        Ok(Data {
+            data: RateLimits {
+                access_permitted: balance.free.total() > 0,
+                api_tier: ApiTier {
+                    id: "staker".into(),
+                    is_charged: true,
+                },
+                balances: [
+                    ("DIEM", balance.free.allowance),
+                    ("USD", balance.free.usd),
+                    ("BUNDLED_CREDITS", balance.free.bundled),
+                ]
+                .into_iter()
+                .map(|(currency, amount)| (currency.to_owned(), usd(amount)))
+                .collect(),
+                next_epoch_begins: (today + 1) * SECONDS_PER_DAY,
+                rate_limits,
             },
-            "nextEpochBegins": (today + 1) * SECONDS_PER_DAY,
-            "rateLimits": limits,
-        }}))
+        })
     })();
     respond(result, dialect)
 }
@@ -978,21 +1025,22 @@ pub(crate) async fn rate_limit_log(
 ) -> Response {
     let result = (|| {
         let (economy, account) = key_holder(&state, &headers, false)?;
-        let data: Vec<Value> = economy
+        let data = economy
             .rate_limit_log
             .recent(account)
             .into_iter()
-            .map(|hit| {
-                json!({
-                    "apiKeyId": hit.key_id,
-                    "modelId": hit.model_id,
-                    "rateLimitTier": hit.tier,
-                    "rateLimitType": hit.limit_type,
-                    "timestamp": hit.timestamp_seconds,
-                })
+            .map(|hit| RateLimitHit {
+                api_key_id: hit.key_id,
+                model_id: hit.model_id,
+                rate_limit_tier: hit.tier,
+                rate_limit_type: hit.limit_type.into(),
+                timestamp: hit.timestamp_seconds,
             })
             .collect();
-        Ok(json!({"object": "list", "data": data}))
+        Ok(List {
+            object: "list".into(),
+            data,
+        })
     })();
     respond(result, dialect)
 }
@@ -1006,17 +1054,24 @@ pub(crate) async fn billing_balance(
         let (economy, account) = key_holder(&state, &headers, false)?;
         let today = economy.clock.today();
         let balance = economy.meter.balance(account, today);
-        Ok(json!({"data": {
-            "canConsume": balance.free.total() > 0,
-            "consumptionCurrency": if balance.free.allowance > 0 { "DIEM" } else { "USD" },
-            "balances": {
-                "diem": usd(balance.free.allowance),
-                "usd": usd(balance.free.usd),
-                "bundledCredits": usd(balance.free.bundled),
+        Ok(Data {
+            data: BillingBalance {
+                can_consume: balance.free.total() > 0,
+                consumption_currency: if balance.free.allowance > 0 {
+                    "DIEM"
+                } else {
+                    "USD"
+                }
+                .into(),
+                balances: BillingBalances {
+                    diem: usd(balance.free.allowance),
+                    usd: usd(balance.free.usd),
+                    bundled_credits: usd(balance.free.bundled),
+                },
+                diem_epoch_allocation: usd(balance.allowance_per_day),
+                next_epoch_begins: (today + 1) * SECONDS_PER_DAY,
             },
-            "diemEpochAllocation": usd(balance.allowance_per_day),
-            "nextEpochBegins": (today + 1) * SECONDS_PER_DAY,
-        }}))
+        })
     })();
     respond(result, dialect)
 }
@@ -1028,27 +1083,28 @@ pub(crate) async fn usage_history(
 ) -> Response {
     let result = (|| {
         let (economy, account) = key_holder(&state, &headers, false)?;
-        let data: Vec<Value> = economy.read(|store| {
+        let data = economy.read(|store| {
             store
                 .ledger()
                 .usage_history(account)
-                .map(|(day, usage)| {
-                    json!({
-                        "day": day,
-                        "date": day * SECONDS_PER_DAY,
-                        "requests": usage.requests,
-                        "promptTokens": usage.prompt_tokens,
-                        "completionTokens": usage.completion_tokens,
-                        "diem": usd(usage.allowance_units),
-                        "bundledCredits": usd(usage.bundled_credit_units),
-                        "usd": usd(usage.usd_units),
-                    })
+                .map(|(day, usage)| UsageDay {
+                    day,
+                    date: day * SECONDS_PER_DAY,
+                    requests: usage.requests,
+                    prompt_tokens: usage.prompt_tokens,
+                    completion_tokens: usage.completion_tokens,
+                    diem: usd(usage.allowance_units),
+                    bundled_credits: usd(usage.bundled_credit_units),
+                    usd: usd(usage.usd_units),
                 })
                 .collect()
         });
-        Ok(
-            json!({"object": "list", "data": data, "note": "settled usage by UTC day; requests of the last second may not be settled yet"}),
-        )
+        Ok(UsageHistory {
+            object: "list".into(),
+            data,
+            note: "settled usage by UTC day; requests of the last second may not be settled yet"
+                .into(),
+        })
     })();
     respond(result, dialect)
 }
@@ -1086,7 +1142,9 @@ pub(crate) async fn advance_clock(
         }
         economy.clock.advance(request.advance_seconds);
         economy.meter.roll_day(economy.clock.today());
-        Ok(json!({"now": economy.clock.now()}))
+        Ok(ClockAdvanced {
+            now: economy.clock.now(),
+        })
     })();
     respond(result, dialect)
 }

@@ -10,6 +10,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use wallet::{JsonAddress, Operation, Scheme, SignedOperation, Units, Wallet};
+use wire::economy::{
+    ApiKey, BaseUnits, LedgerAccount, LedgerReceipt, LedgerStatus, MintQuote, Succeeded,
+    Web3Challenge,
+};
 use wire::money::Amount;
 
 use crate::DEFAULT_GATEWAY_URL;
@@ -222,11 +226,16 @@ fn tokens(text: &str, what: &str) -> anyhow::Result<u128> {
         .0)
 }
 
-fn show(units: &Value) -> String {
+fn show(units: BaseUnits) -> String {
+    Amount(units.0).to_decimal_string()
+}
+
+/// Base units as a receipt's outcome writes them (a string of digits), shown as a decimal.
+fn show_value(units: &Value) -> String {
     units
         .as_str()
         .and_then(|text| text.parse::<u128>().ok())
-        .map_or_else(|| "?".to_owned(), |units| Amount(units).to_decimal_string())
+        .map_or_else(|| "?".to_owned(), |units| show(BaseUnits(units)))
 }
 
 struct Client {
@@ -266,41 +275,43 @@ impl Client {
         Ok(body)
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.answer(self.http.get(format!("{}/api/v1{path}", self.gateway)))
-            .await
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let answer = self
+            .answer(self.http.get(format!("{}/api/v1{path}", self.gateway)))
+            .await?;
+        typed(path, answer)
     }
 
-    async fn post(&self, path: &str, body: &impl serde::Serialize) -> anyhow::Result<Value> {
-        self.answer(
-            self.http
-                .post(format!("{}/api/v1{path}", self.gateway))
-                .json(body),
-        )
-        .await
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
+        let answer = self
+            .answer(
+                self.http
+                    .post(format!("{}/api/v1{path}", self.gateway))
+                    .json(body),
+            )
+            .await?;
+        typed(path, answer)
     }
 
     /// Signs `operation` with the wallet's next nonce and the gateway's domain, and submits it.
-    async fn submit(&self, wallet: &Wallet, operation: Operation) -> anyhow::Result<Value> {
-        let status = self.get("/ledger/status").await?;
+    async fn submit(&self, wallet: &Wallet, operation: Operation) -> anyhow::Result<LedgerReceipt> {
+        let status: LedgerStatus = self.get("/ledger/status").await?;
         let salt = status
-            .pointer("/eip712_domain/salt")
-            .and_then(Value::as_str)
-            .and_then(|text| text.strip_prefix("0x"))
+            .eip712_domain
+            .salt
+            .strip_prefix("0x")
             .and_then(|digits| hex::decode(digits).ok())
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .context("the gateway's ledger status has no EIP-712 domain")?;
-        let now = status
-            .get("now")
-            .and_then(Value::as_u64)
-            .context("the gateway's ledger status has no time")?;
-        let account = self
+        let now = status.now;
+        let account: LedgerAccount = self
             .get(&format!("/ledger/accounts/{}", wallet.address()))
             .await?;
-        let nonce = account
-            .get("nonce")
-            .and_then(Value::as_u64)
-            .context("the gateway did not say the account's nonce")?;
+        let nonce = account.nonce;
         let signed = SignedOperation::sign(
             wallet,
             &wallet::Domain { salt },
@@ -322,16 +333,26 @@ fn load_wallet(path: &Path) -> anyhow::Result<Wallet> {
     })
 }
 
-fn print(json: bool, value: &Value, text: impl FnOnce(&Value) -> String) {
+/// An answer read as the typed body its route returns.
+fn typed<T: serde::de::DeserializeOwned>(path: &str, answer: Value) -> anyhow::Result<T> {
+    serde_json::from_value(answer).with_context(|| {
+        format!("the gateway's answer to {path} is not in the shape this client reads")
+    })
+}
+
+fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {
     if json {
-        println!("{value}");
+        println!(
+            "{}",
+            serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+        );
     } else {
         println!("{}", text(value));
     }
 }
 
-fn receipt_text(receipt: &Value) -> String {
-    let outcome = receipt.get("outcome").cloned().unwrap_or(Value::Null);
+fn receipt_text(receipt: &LedgerReceipt) -> String {
+    let outcome = &receipt.outcome;
     let kind = outcome
         .get("type")
         .and_then(Value::as_str)
@@ -339,12 +360,12 @@ fn receipt_text(receipt: &Value) -> String {
     let mut parts = vec![format!(
         "{} (ledger record {})",
         kind.replace('_', " "),
-        receipt.get("sequence").and_then(Value::as_u64).unwrap_or(0)
+        receipt.sequence
     )];
     if let Some(fields) = outcome.as_object() {
         for (name, value) in fields {
             if let Some(name) = name.strip_suffix("_units") {
-                parts.push(format!("{}: {}", name.replace('_', " "), show(value)));
+                parts.push(format!("{}: {}", name.replace('_', " "), show_value(value)));
             } else if name == "unlock_at" {
                 parts.push(format!("unlocks at {value} (unix time)"));
             }
@@ -382,12 +403,12 @@ pub(crate) async fn run(action: Action) -> anyhow::Result<()> {
                 Some(address) => address,
                 None => load_wallet(&path)?.address().to_string(),
             };
-            let account = client.get(&format!("/ledger/accounts/{address}")).await?;
+            let account: LedgerAccount = client.get(&format!("/ledger/accounts/{address}")).await?;
             print(json, &account, balance_text);
             Ok(())
         }
         Action::Status { .. } => {
-            let status = client.get("/ledger/status").await?;
+            let status: LedgerStatus = client.get("/ledger/status").await?;
             print(json, &status, status_text);
             Ok(())
         }
@@ -446,13 +467,13 @@ pub(crate) async fn run(action: Action) -> anyhow::Result<()> {
                     (None, Some(diem)) => format!("diem_units={}", tokens(&diem, "--diem")?),
                     (None, None) => bail!("give --svvv or --diem"),
                 };
-                let quote = client.get(&format!("/ledger/quote?{query}")).await?;
+                let quote: MintQuote = client.get(&format!("/ledger/quote?{query}")).await?;
                 print(json, &quote, |quote| {
                     format!(
                         "lock {} sVVV → mint {} DIEM (rate now {} sVVV per DIEM)",
-                        show(&quote["svvv_units"]),
-                        show(&quote["diem_units"]),
-                        show(&quote["mint_rate_svvv_units_per_diem"])
+                        show(quote.svvv_units),
+                        show(quote.diem_units),
+                        show(quote.mint_rate_svvv_units_per_diem)
                     )
                 });
                 Ok(())
@@ -466,13 +487,10 @@ pub(crate) async fn run(action: Action) -> anyhow::Result<()> {
                 let min_diem = match min_diem {
                     Some(min) => tokens(&min, "--min-diem")?,
                     None => {
-                        let quote = client
+                        let quote: MintQuote = client
                             .get(&format!("/ledger/quote?svvv_units={svvv}"))
                             .await?;
-                        let quoted = quote["diem_units"]
-                            .as_str()
-                            .and_then(|text| text.parse::<u128>().ok())
-                            .context("the gateway's quote has no DIEM amount")?;
+                        let quoted = quote.diem_units.0;
                         let keep = 10_000u128.saturating_sub(u128::from(slippage_bps.min(10_000)));
                         ledger::mul_div_floor(quoted, keep, 10_000).unwrap_or(0)
                     }
@@ -511,12 +529,9 @@ pub(crate) async fn run(action: Action) -> anyhow::Result<()> {
             admin, description, ..
         } => {
             let wallet = load_wallet(&path)?;
-            let challenge = client.get("/api_keys/generate_web3_key").await?;
-            let token = challenge
-                .pointer("/data/token")
-                .and_then(Value::as_str)
-                .context("the gateway sent no challenge")?
-                .to_owned();
+            let challenge: Succeeded<Web3Challenge> =
+                client.get("/api_keys/generate_web3_key").await?;
+            let token = challenge.data.token;
             let signature = wallet.personal_sign(token.as_bytes());
             let body = serde_json::json!({
                 "address": wallet.address().to_string(),
@@ -525,16 +540,12 @@ pub(crate) async fn run(action: Action) -> anyhow::Result<()> {
                 "apiKeyType": if admin { "ADMIN" } else { "INFERENCE" },
                 "description": description,
             });
-            let key = client.post("/api_keys/generate_web3_key", &body).await?;
+            let key: Succeeded<ApiKey> = client.post("/api_keys/generate_web3_key", &body).await?;
             print(json, &key, |key| {
                 format!(
                     "{}\n(this {} key is shown once; keep it safe)",
-                    key.pointer("/data/apiKey")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?"),
-                    key.pointer("/data/apiKeyType")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
+                    key.data.api_key.as_deref().unwrap_or("?"),
+                    key.data.api_key_type
                 )
             });
             Ok(())
@@ -614,100 +625,94 @@ fn wallet_command(path: &Path, json: bool, command: WalletCommand) -> anyhow::Re
     Ok(())
 }
 
-fn balance_text(account: &Value) -> String {
-    let line = |label: &str, field: &str| format!("{label:<28}{}", show(&account[field]));
+fn balance_text(account: &LedgerAccount) -> String {
+    let line = |label: &str, units: BaseUnits| format!("{label:<28}{}", show(units));
     let mut lines = vec![
-        format!("account {}", account["address"].as_str().unwrap_or("?")),
-        line("VVV", "vvv_units"),
-        line("staked sVVV", "staked_svvv_units"),
-        line("cooling sVVV", "cooling_svvv_units"),
-        line("locked sVVV (behind DIEM)", "locked_svvv_units"),
-        line("pending rewards (VVV)", "pending_rewards_units"),
-        line("DIEM", "diem_units"),
-        line("staked DIEM", "staked_diem_units"),
-        line("cooling DIEM", "cooling_diem_units"),
-        line("USD credit", "usd_credit_units"),
-        line("bundled credits (USD)", "bundled_credit_units"),
+        format!("account {}", account.address),
+        line("VVV", account.vvv_units),
+        line("staked sVVV", account.staked_svvv_units),
+        line("cooling sVVV", account.cooling_svvv_units),
+        line("locked sVVV (behind DIEM)", account.locked_svvv_units),
+        line("pending rewards (VVV)", account.pending_rewards_units),
+        line("DIEM", account.diem_units),
+        line("staked DIEM", account.staked_diem_units),
+        line("cooling DIEM", account.cooling_diem_units),
+        line("USD credit", account.usd_credit_units),
+        line("bundled credits (USD)", account.bundled_credit_units),
         format!(
             "{:<28}{} of {} (next day begins at {})",
             "allowance left today ($)",
-            show(&account["allowance"]["remaining_usd_units"]),
-            show(&account["allowance"]["total_usd_units_per_day"]),
-            account["allowance"]["next_epoch_begins"]
+            show(account.allowance.remaining_usd_units),
+            show(account.allowance.total_usd_units_per_day),
+            account.allowance.next_epoch_begins
         ),
     ];
-    if let Some(unlock) = account["svvv_unlock_at"].as_u64() {
+    if let Some(unlock) = account.svvv_unlock_at {
         lines.push(format!("{:<28}{unlock} (unix time)", "sVVV unlocks at"));
     }
-    if let Some(unlock) = account["diem_unlock_at"].as_u64() {
+    if let Some(unlock) = account.diem_unlock_at {
         lines.push(format!("{:<28}{unlock} (unix time)", "DIEM unlocks at"));
     }
     lines.join("\n")
 }
 
-fn status_text(status: &Value) -> String {
-    let supply = &status["supply"];
-    let emissions = &status["emissions"];
-    let liability = &status["diem_liability"];
-    let bps = |value: &Value| {
-        value
-            .as_u64()
-            .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
-            .map_or_else(
-                || "n/a".to_owned(),
-                |bps| format!("{}.{:02}%", bps / 100, bps % 100),
-            )
+fn status_text(status: &LedgerStatus) -> String {
+    let supply = &status.supply;
+    let emissions = &status.emissions;
+    let liability = &status.diem_liability;
+    let bps = |bps: Option<u128>| {
+        bps.map_or_else(
+            || "n/a".to_owned(),
+            |bps| format!("{}.{:02}%", bps / 100, bps % 100),
+        )
     };
     let lines = [
-        format!(
-            "ledger record {}, time {}",
-            status["sequence"], status["now"]
-        ),
+        format!("ledger record {}, time {}", status.sequence, status.now),
         format!(
             "total VVV supply            {}",
-            show(&supply["total_vvv_units"])
+            show(supply.total_vvv_units)
         ),
         format!(
             "circulating                 {}",
-            show(&supply["circulating_vvv_units"])
+            show(supply.circulating_vvv_units)
         ),
         format!(
             "burned                      {}",
-            show(&supply["burned_vvv_units"])
+            show(supply.burned_vvv_units)
         ),
         format!(
             "staked sVVV                 {}",
-            show(&supply["staked_svvv_units"])
+            show(supply.staked_svvv_units)
         ),
         format!(
             "locked sVVV                 {}",
-            show(&supply["locked_svvv_units"])
+            show(supply.locked_svvv_units)
         ),
         format!(
             "DIEM supply                 {}",
-            show(&supply["diem_supply_units"])
+            show(supply.diem_supply_units)
         ),
         format!(
             "mint rate (sVVV per DIEM)   {}",
-            show(&status["mint_rate_svvv_units_per_diem"])
+            show(status.mint_rate_svvv_units_per_diem)
         ),
         format!(
             "utilization                 {}",
-            bps(&emissions["utilization_bps"])
+            bps(Some(u128::from(emissions.utilization_bps)))
         ),
         format!(
             "emission split              {} stakers / {} company (unlocked stake)",
-            bps(&emissions["stakers_share_of_unlocked_bps"]),
-            bps(&emissions["company_share_of_unlocked_bps"])
+            bps(Some(u128::from(emissions.stakers_share_of_unlocked_bps))),
+            bps(Some(u128::from(emissions.company_share_of_unlocked_bps)))
         ),
         format!(
             "staking APR                 {}",
-            bps(&status["apr_bps"]["unlocked"])
+            bps(status.apr_bps.unlocked.map(|units| units.0))
         ),
         format!(
             "DIEM liability              ${}/day against {} locked sVVV",
-            show(&liability["liability_usd_units_per_day"]),
-            show(&liability["locked_svvv_units"])
+            show(liability.liability_usd_units_per_day),
+            show(liability.locked_svvv_units)
         ),
     ];
     lines.join("\n")

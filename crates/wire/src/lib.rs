@@ -3,6 +3,7 @@
 //! - [`clock`]: the wall clock in the units the formats count in.
 //! - [`chat`]: chat completion requests (parsed liberally, validated strictly), responses and
 //!   stream chunks, in the OpenAI shape that Venice extends.
+//! - [`economy`]: the economy's HTTP bodies (ledger, API keys, billing).
 //! - [`error`]: API errors, rendered in the OpenAI shape on `/v1` and Venice's on `/api/v1`.
 //! - [`models`]: the model catalogue objects.
 //! - [`model_id`]: `model:param=value&…` suffixes.
@@ -17,6 +18,7 @@
 
 pub mod chat;
 pub mod clock;
+pub mod economy;
 pub mod error;
 pub mod model_id;
 pub mod models;
