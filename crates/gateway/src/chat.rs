@@ -32,7 +32,7 @@ use crate::pipeline::dispatch::{Failure, FailureKind, dispatch_with, send_to_pro
 use crate::pipeline::events::{ProviderEvents, upstream_error};
 use crate::pipeline::pricing::{UsageBound, estimate_prompt_tokens};
 use crate::pipeline::respond::{insert_header, sse_data};
-use crate::pipeline::settlement::{Record, Started, Tally};
+use crate::pipeline::settlement::{Record, Tally};
 use crate::pipeline::{Admitted, Operation, Resolved};
 use crate::registry::{Attempt, Provider};
 use crate::thinking::ThinkingFilter;
@@ -132,20 +132,12 @@ impl Operation for Chat {
     }
 
     async fn respond(admitted: Admitted<ChatRequest>) -> Result<Response, ApiError> {
-        let Admitted {
-            state,
-            request,
-            request_id,
-            started,
-            model,
-            bound,
-            pricing,
-            max_cost,
-            mut payment,
-            rate_key,
-            paid_with,
-            ..
-        } = admitted;
+        let Admitted { request, paid } = admitted;
+        let state = Arc::clone(&paid.state);
+        let model = Resolved {
+            model_id: paid.model.model_id.clone(),
+            model_name: paid.model.model_name.clone(),
+        };
         let provider_request = provider_request(&state, &request, &model.model_id);
         let prompt_estimate = estimate_prompt_tokens(
             provider_request
@@ -161,25 +153,16 @@ impl Operation for Chat {
             )
         })?);
         let committed = dispatch(&state, &model.model_id, provider_body).await?;
-        payment.commit_tokens().await?;
-        let record = Record::start(
-            Arc::clone(&state),
-            Started {
-                route: Self::ROUTE,
-                message: "chat completion",
-                request_id,
-                model_id: model.model_id.clone(),
-                provider: Arc::clone(&committed.attempt.provider),
-                attempts: committed.attempts,
-                paid_with,
-                rate_key,
-                metering: payment.metering.take(),
-                pricing,
-                max_cost,
-                started,
-                tally: Tally::new(bound, prompt_estimate),
-            },
-        );
+        let tally = Tally::new(paid.bound, prompt_estimate);
+        let record = paid
+            .commit(
+                Self::ROUTE,
+                "chat completion",
+                &committed.attempt.provider,
+                committed.attempts,
+                tally,
+            )
+            .await?;
         let relay = Relay {
             record,
             created: wire::clock::unix_seconds(),

@@ -35,7 +35,7 @@ use crate::pipeline::dispatch::{Failure, FailureKind, dispatch_with, send_to_pro
 use crate::pipeline::events::{ProviderEvents, upstream_error};
 use crate::pipeline::pricing::{UsageBound, estimate_prompt_tokens};
 use crate::pipeline::respond::{insert_header, sse_data};
-use crate::pipeline::settlement::{Record, Started, Tally};
+use crate::pipeline::settlement::{Record, Tally};
 use crate::pipeline::{Admitted, Operation, Resolved};
 use crate::registry::{Attempt, Provider};
 
@@ -131,49 +131,27 @@ impl Operation for SealedChatOperation {
     }
 
     async fn respond(admitted: Admitted<Declared>) -> Result<Response, ApiError> {
-        let Admitted {
-            state,
-            request,
-            request_id,
-            started,
-            model,
-            bound,
-            pricing,
-            max_cost,
-            mut payment,
-            rate_key,
-            paid_with,
-            ..
-        } = admitted;
+        let Admitted { request, paid } = admitted;
         let committed = dispatch(
-            &state,
-            &model.model_id,
+            &paid.state,
+            &paid.model.model_id,
             request.chat.max_tokens,
             &request.copies,
         )
         .await?;
-        payment.commit_tokens().await?;
         let provider = committed.attempt.provider.id.clone();
-        let mut record = Record::start(
-            Arc::clone(&state),
-            Started {
-                route: Self::ROUTE,
-                message: "sealed chat completion",
-                request_id,
-                model_id: model.model_id,
-                provider: Arc::clone(&committed.attempt.provider),
-                attempts: committed.attempts,
-                paid_with,
-                rate_key,
-                metering: payment.metering.take(),
-                pricing,
-                max_cost,
-                started,
-                // The prompt is sealed: if the provider never reports its size, the sealed size
-                // stands for it.
-                tally: Tally::sealed(bound, estimate_prompt_tokens(request.largest())),
-            },
-        );
+        // The prompt is sealed: if the provider never reports its size, the sealed size stands
+        // for it.
+        let tally = Tally::sealed(paid.bound, estimate_prompt_tokens(request.largest()));
+        let mut record = paid
+            .commit(
+                Self::ROUTE,
+                "sealed chat completion",
+                &committed.attempt.provider,
+                committed.attempts,
+                tally,
+            )
+            .await?;
         record.first_token_at = Some(Instant::now());
         record.sealed_bytes = Some(0);
         let relay = SealedRelay {

@@ -143,8 +143,14 @@ pub(crate) struct Resolved {
 
 /// A request through admission, pricing and payment, ready for a provider.
 pub(crate) struct Admitted<R> {
-    pub(crate) state: Arc<AppState>,
     pub(crate) request: R,
+    pub(crate) paid: Paid,
+}
+
+/// What the pipeline knows of an admitted, paid request, until a provider has it
+/// ([`Paid::commit`]).
+pub(crate) struct Paid {
+    pub(crate) state: Arc<AppState>,
     pub(crate) request_id: String,
     pub(crate) started: Instant,
     pub(crate) model: Resolved,
@@ -157,6 +163,39 @@ pub(crate) struct Admitted<R> {
     pub(crate) rate_key: Option<String>,
     /// `tokens`, `account` (an account's key, metered) or `none`: for the log line.
     pub(crate) paid_with: &'static str,
+}
+
+impl Paid {
+    /// A provider (`provider`, after `attempts` tries) has the request: its tokens are spent
+    /// for good, and the record that settles it starts, counting with `tally`.
+    pub(crate) async fn commit(
+        mut self,
+        route: &'static str,
+        message: &'static str,
+        provider: &Arc<crate::registry::Provider>,
+        attempts: u32,
+        tally: settlement::Tally,
+    ) -> Result<settlement::Record, ApiError> {
+        self.payment.commit_tokens().await?;
+        Ok(settlement::Record::start(
+            self.state,
+            settlement::Started {
+                route,
+                message,
+                request_id: self.request_id,
+                model_id: self.model.model_id,
+                provider: Arc::clone(provider),
+                attempts,
+                paid_with: self.paid_with,
+                rate_key: self.rate_key,
+                metering: self.payment.metering.take(),
+                pricing: self.pricing,
+                max_cost: self.max_cost,
+                started: self.started,
+                tally,
+            },
+        ))
+    }
 }
 
 /// An operation: what is particular to one kind of request. Everything else (who may ask,
@@ -190,8 +229,8 @@ pub(crate) trait Operation: Send + Sync + 'static {
     fn bound(state: &AppState, request: &Self::Request, body: &Bytes) -> UsageBound;
 
     /// Sends the paid request to a provider (failing over with [`dispatch`]) and answers with
-    /// its relay, which settles the request when it ends. Tokens are committed
-    /// ([`Payment::commit_tokens`]) once a provider has the request.
+    /// its relay, which settles the request when it ends: once a provider has the request,
+    /// [`Paid::commit`] spends its tokens and gives the relay its record.
     fn respond(
         admitted: Admitted<Self::Request>,
     ) -> impl Future<Output = Result<Response, ApiError>> + Send;
@@ -249,9 +288,8 @@ async fn serve<O: Operation>(
     )
     .await?;
     let balance = payment.balance();
-    let admitted = Admitted {
+    let paid = Paid {
         state: Arc::clone(state),
-        request,
         request_id: context.request_id.clone(),
         started: context.started,
         model,
@@ -267,7 +305,7 @@ async fn serve<O: Operation>(
             (None, None) => "none",
         },
     };
-    let mut response = O::respond(admitted)
+    let mut response = O::respond(Admitted { request, paid })
         .await
         .map_err(|error| (error, model_id))?;
     let headers = response.headers_mut();

@@ -1,0 +1,385 @@
+//! `/api_keys*`: an account's API keys, created by its ADMIN key or minted with a wallet
+//! signature over a stateless challenge.
+
+use super::*;
+
+/// Counts a change to `account`'s keys, or refuses it when the account made too many this
+/// minute.
+fn count_key_change(state: &AppState, account: Address) -> Result<(), ApiError> {
+    let now = std::time::Instant::now();
+    let status = state.rate.check(
+        &format!("keys/{account}"),
+        per_minute(KEY_CHANGES_PER_MINUTE),
+        now,
+    );
+    if status.allowed {
+        Ok(())
+    } else {
+        Err(slow_down("key changes", status.reset_after))
+    }
+}
+
+fn key_json(key: &StoredKey) -> ApiKey {
+    ApiKey {
+        id: key.id.clone(),
+        api_key_type: key.kind.as_str().into(),
+        description: key.description.clone(),
+        last6_chars: key.last6.clone(),
+        created_at: key.created_at,
+        expires_at: key.expires_at,
+        last_used_at: key.last_used_at,
+        consumption_limit: key.limit.map(|limit| ConsumptionLimit {
+            usd: usd(limit.usd_units.0),
+        }),
+        limit_period: key.limit.map(|limit| limit.period.as_str().into()),
+        usage: KeyUsage {
+            usd: usd(key.lifetime_units.0),
+        },
+        api_key: None,
+    }
+}
+
+fn key_error(failure: KeyError) -> ApiError {
+    match failure {
+        KeyError::NotFound => error(ErrorCode::NotFound, "no such API key"),
+        KeyError::TooMany | KeyError::TooManyForAccount => {
+            error(ErrorCode::InvalidRequest, failure.to_string())
+        }
+        KeyError::Io { .. } => {
+            tracing::error!(error = %failure, "cannot save the key table");
+            error(ErrorCode::Internal, "the key table could not be saved")
+        }
+    }
+}
+
+pub(crate) async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+) -> Response {
+    let result = (|| {
+        let (economy, account) = key_holder(&state, &headers, true)?;
+        Ok(List {
+            object: "list".into(),
+            data: economy.keys.list(account).iter().map(key_json).collect(),
+        })
+    })();
+    respond(result, dialect)
+}
+
+pub(crate) async fn get_key(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let result = (|| {
+        let (economy, account) = key_holder(&state, &headers, true)?;
+        economy
+            .keys
+            .list(account)
+            .iter()
+            .find(|key| key.id == id)
+            .map(|key| Data {
+                data: key_json(key),
+            })
+            .ok_or_else(|| error(ErrorCode::NotFound, "no such API key"))
+    })();
+    respond(result, dialect)
+}
+
+/// A spend cap as a request gives it (Venice's: a JSON number of dollars).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RequestedLimit {
+    usd: Option<serde_json::Number>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateKey {
+    api_key_type: KeyKind,
+    description: String,
+    #[serde(default)]
+    expires_at: Option<u64>,
+    #[serde(default)]
+    consumption_limit: Option<RequestedLimit>,
+    #[serde(default)]
+    limit_period: Option<LimitPeriod>,
+    /// Only for the operator's own (configured) ADMIN keys: the account to create the key for.
+    #[serde(default)]
+    account: Option<JsonAddress>,
+}
+
+fn spend_limit(
+    limit: Option<RequestedLimit>,
+    period: Option<LimitPeriod>,
+) -> Result<Option<SpendLimit>, ApiError> {
+    let Some(usd) = limit.and_then(|limit| limit.usd) else {
+        return Ok(None);
+    };
+    let amount = Amount::parse_decimal(&usd.to_string())
+        .map_err(|failure| ApiError::invalid("consumptionLimit.usd", failure.to_string()))?;
+    Ok(Some(SpendLimit {
+        usd_units: Units(amount.0),
+        period: period.unwrap_or(LimitPeriod::Epoch),
+    }))
+}
+
+fn check_description(description: &str) -> Result<(), ApiError> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS || description.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "description",
+            format!("a description is 1 to {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn create_key(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let caller = authenticated(&state, &headers)?;
+        require_admin(&caller)?;
+        let request: CreateKey = parse_json(&body)?;
+        let account = match (caller.account, request.account) {
+            (Some(own), None) => own,
+            (Some(own), Some(named)) if named.0 == own => own,
+            (Some(_), Some(_)) => {
+                return Err(error(
+                    ErrorCode::Unauthorized,
+                    "an account's key can only create keys for its own account",
+                ));
+            }
+            (None, Some(named)) => named.0,
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "account",
+                    "the operator's keys must name the account to create a key for",
+                ));
+            }
+        };
+        check_description(&request.description)?;
+        count_key_change(&state, account)?;
+        let now = economy.clock.now();
+        if request.expires_at.is_some_and(|expiry| expiry <= now) {
+            return Err(ApiError::invalid("expiresAt", "the expiry is in the past"));
+        }
+        let limit = spend_limit(request.consumption_limit, request.limit_period)?;
+        let minted = economy
+            .keys
+            .create(
+                account,
+                request.api_key_type,
+                request.description,
+                request.expires_at,
+                limit,
+                now,
+            )
+            .map_err(key_error)?;
+        economy.refresh_account(account);
+        let data = ApiKey {
+            api_key: Some(minted.secret),
+            ..key_json(&minted.key)
+        };
+        tracing::info!(key = %minted.key.id, "API key created");
+        Ok(Data { data })
+    })();
+    respond(result, dialect)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct UpdateKey {
+    id: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    expires_at: Option<Option<u64>>,
+    #[serde(default)]
+    consumption_limit: Option<RequestedLimit>,
+    #[serde(default)]
+    limit_period: Option<LimitPeriod>,
+}
+
+pub(crate) async fn update_key(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let result = (|| {
+        let (economy, account) = key_holder(&state, &headers, true)?;
+        let request: UpdateKey = parse_json(&body)?;
+        count_key_change(&state, account)?;
+        if let Some(description) = &request.description {
+            check_description(description)?;
+        }
+        let limit = match request.consumption_limit {
+            Some(limit) => Some(spend_limit(Some(limit), request.limit_period)?),
+            None => None,
+        };
+        let updated = economy
+            .keys
+            .update(account, &request.id, |key| {
+                if let Some(description) = request.description {
+                    key.description = description;
+                }
+                if let Some(expires_at) = request.expires_at {
+                    key.expires_at = expires_at;
+                }
+                if let Some(limit) = limit {
+                    key.limit = limit;
+                }
+            })
+            .map_err(key_error)?;
+        Ok(Data {
+            data: key_json(&updated),
+        })
+    })();
+    respond(result, dialect)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdQuery {
+    id: String,
+}
+
+pub(crate) async fn delete_key(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    Query(query): Query<IdQuery>,
+) -> Response {
+    let result = (|| {
+        let (economy, account) = key_holder(&state, &headers, true)?;
+        count_key_change(&state, account)?;
+        economy.keys.delete(account, &query.id).map_err(key_error)?;
+        tracing::info!(key = %query.id, "API key deleted");
+        Ok(Deleted { success: true })
+    })();
+    respond(result, dialect)
+}
+
+pub(crate) async fn web3_challenge(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+) -> Response {
+    let result = (|| {
+        // Only a gateway with a ledger mints keys.
+        economy(&state)?;
+        // Stateless: nothing is kept per challenge, so asking for many fills nothing.
+        let (token, expires_at) = state.key_challenges.issue();
+        Ok(Succeeded {
+            success: true,
+            data: Web3Challenge { token, expires_at },
+        })
+    })();
+    respond(result, dialect)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Web3Key {
+    address: JsonAddress,
+    signature: wallet::SignatureBytes,
+    token: String,
+    #[serde(default)]
+    api_key_type: Option<KeyKind>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    consumption_limit: Option<RequestedLimit>,
+    #[serde(default)]
+    limit_period: Option<LimitPeriod>,
+}
+
+pub(crate) async fn web3_key(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    body: bytes::Bytes,
+) -> Response {
+    let result = (|| {
+        let economy = economy(&state)?;
+        let request: Web3Key = parse_json(&body)?;
+        let now = economy.clock.now();
+        // Cheapest first: the challenge's own MAC, then the signature, then the ledger.
+        let stamp = state.key_challenges.check(&request.token).map_err(|_| {
+            error(
+                ErrorCode::AuthenticationFailed,
+                "unknown or expired token; GET /api_keys/generate_web3_key for a new one",
+            )
+        })?;
+        let recovered = alloy_primitives::Signature::from_raw(&request.signature.0)
+            .and_then(|signature| signature.recover_address_from_msg(request.token.as_bytes()))
+            .map_err(|failure| ApiError::invalid("signature", failure.to_string()))?;
+        let recovered = wallet::from_alloy(recovered);
+        if recovered != request.address.0 {
+            return Err(error(
+                ErrorCode::AuthenticationFailed,
+                "the signature was not made by `address` over the token (personal_sign)",
+            ));
+        }
+        let staked = economy.read(|store| {
+            let balances = store
+                .ledger()
+                .balances(recovered, store.ledger().now_seconds());
+            balances
+                .staked_svvv_units
+                .saturating_add(balances.locked_svvv_units)
+        });
+        if staked == 0 {
+            return Err(error(
+                ErrorCode::Unauthorized,
+                "minting a key with a wallet needs staked sVVV in that wallet",
+            ));
+        }
+        let description = request.description.unwrap_or_else(|| "Web3 key".to_owned());
+        check_description(&description)?;
+        let limit = spend_limit(request.consumption_limit, request.limit_period)?;
+        count_key_change(&state, recovered)?;
+        // The challenge is spent now: a wallet signs in with each token at most once.
+        state
+            .key_challenge_uses
+            .take(&recovered, stamp, state.key_challenges.ttl_nanos())
+            .map_err(|refusal| match refusal {
+                crate::challenge::ChallengeError::Busy => error(
+                    ErrorCode::ModelAtCapacity,
+                    "too many wallets are minting keys; try again shortly",
+                )
+                .with_retry_after(60),
+                _ => error(
+                    ErrorCode::AuthenticationFailed,
+                    "this token was already used; GET /api_keys/generate_web3_key for a new one",
+                ),
+            })?;
+        let minted = economy
+            .keys
+            .create(
+                recovered,
+                request.api_key_type.unwrap_or(KeyKind::Inference),
+                description,
+                None,
+                limit,
+                now,
+            )
+            .map_err(key_error)?;
+        economy.refresh_account(recovered);
+        let data = ApiKey {
+            api_key: Some(minted.secret),
+            ..key_json(&minted.key)
+        };
+        tracing::info!(key = %minted.key.id, "API key minted with a wallet signature");
+        Ok(Succeeded {
+            success: true,
+            data,
+        })
+    })();
+    respond(result, dialect)
+}
