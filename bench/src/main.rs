@@ -101,10 +101,7 @@ async fn direct(engine: &Engine) -> anyhow::Result<Run> {
 /// As [`direct`], with the number of prompt tokens the engine fed.
 async fn direct_counted(engine: &Engine) -> anyhow::Result<(Run, u32)> {
     let request = GenerationRequest {
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: PROMPT.into(),
-        }],
+        messages: vec![ChatMessage::text("user", PROMPT)],
         sampling: Sampling {
             temperature: 0.0,
             ..Sampling::default()
@@ -113,6 +110,7 @@ async fn direct_counted(engine: &Engine) -> anyhow::Result<(Run, u32)> {
         stop: Vec::new(),
         format: OutputFormat::Text,
         enable_thinking: true,
+        tools: None,
     };
     let started = Instant::now();
     let mut events = engine.submit(request)?;

@@ -14,6 +14,7 @@ mod quantize;
 mod scheduler;
 mod template;
 mod text;
+mod tools;
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,9 @@ use tokio::sync::mpsc;
 
 pub use quantize::{QuantizeError, WeightFormat, requantize};
 pub use template::{ChatMessage, TemplateError};
+pub use tools::{
+    ParsedReply, ReplyParser, ToolCallMessage, ToolFormat, ToolMode, ToolSpec, ToolUse,
+};
 
 /// How the engine runs. Every field is a bound or a resource decision; see each for its reason.
 #[derive(Debug, Clone)]
@@ -89,6 +93,8 @@ pub struct ModelInfo {
     pub quantization: String,
     /// Whether the chat template mentions reasoning controls (`enable_thinking`).
     pub supports_reasoning: bool,
+    /// How tools reach this model and its calls come back (every model can call tools).
+    pub tool_format: ToolFormat,
 }
 
 /// Sampling controls. Temperature 0 means greedy decoding.
@@ -140,6 +146,9 @@ pub struct GenerationRequest {
     pub format: OutputFormat,
     /// Passed to templates that support it (`enable_thinking`).
     pub enable_thinking: bool,
+    /// The functions the model may call; `None` when it must answer in text. Read the reply
+    /// with a [`ReplyParser`] of the model's [`ModelInfo::tool_format`].
+    pub tools: Option<ToolUse>,
 }
 
 /// What a generation emits, in order: any number of `Text`, then exactly one `Done` or `Failed`.
@@ -189,6 +198,8 @@ pub enum SubmitError {
     Template(#[from] TemplateError),
     #[error("the JSON schema cannot be turned into a grammar: {0}")]
     Schema(String),
+    #[error("{0}")]
+    Tools(String),
     #[error("the engine has stopped")]
     Stopped,
 }
@@ -256,6 +267,7 @@ impl Engine {
         let supports_reasoning = template_source
             .as_deref()
             .is_some_and(|source| source.contains("enable_thinking"));
+        let tool_format = tools::ToolFormat::of_template(template_source.as_deref());
         let vocab = model.vocab();
         let bos_token = piece_text(&model, vocab.bos());
         let eos_token = piece_text(&model, vocab.eos());
@@ -275,6 +287,7 @@ impl Engine {
             size_bytes: model.size(),
             quantization: quantization_from_file_name(&config.model_path),
             supports_reasoning,
+            tool_format,
         };
         let counters = Arc::new(Counters::default());
         let jobs = scheduler::start(
@@ -327,9 +340,19 @@ impl Engine {
         &self,
         request: GenerationRequest,
     ) -> Result<mpsc::UnboundedReceiver<Event>, SubmitError> {
-        let prompt = self
-            .template
-            .render(&request.messages, request.enable_thinking)?;
+        let tool_format = self.info.tool_format;
+        let (messages, template_tools) = match &request.tools {
+            None => (tools::generic_history(tool_format, request.messages), None),
+            Some(tools) => (
+                tools.prepare(tool_format, &request.messages),
+                tools.template_tools(tool_format),
+            ),
+        };
+        let prompt = self.template.render(
+            &messages,
+            request.enable_thinking,
+            template_tools.as_deref(),
+        )?;
         let prompt_tokens = self.tokenize_prompt(&prompt);
         let limit = self.info.context_tokens;
         // At least one token must fit after the prompt.
@@ -339,11 +362,43 @@ impl Engine {
                 limit,
             });
         }
-        let grammar = match &request.format {
-            OutputFormat::Text => None,
-            OutputFormat::JsonObject => Some(json_grammar(r#"{"type":"object"}"#)?),
-            OutputFormat::JsonSchema(schema) => Some(json_grammar(schema)?),
+        let grammar = match (&request.tools, &request.format) {
+            (Some(_), OutputFormat::JsonObject | OutputFormat::JsonSchema(_)) => {
+                return Err(SubmitError::Tools(
+                    "response_format cannot be combined with tools on this model".into(),
+                ));
+            }
+            (Some(tools), OutputFormat::Text) => Some(
+                tools
+                    .grammar(tool_format, |schema| {
+                        json_grammar(schema).map_err(|error| error.to_string())
+                    })
+                    .map(|grammar| scheduler::Grammar {
+                        text: grammar.grammar,
+                        triggers: grammar.triggers,
+                    })
+                    .map_err(SubmitError::Tools)?,
+            ),
+            (None, OutputFormat::Text) => None,
+            (None, OutputFormat::JsonObject) => Some(scheduler::Grammar::whole(json_grammar(
+                r#"{"type":"object"}"#,
+            )?)),
+            (None, OutputFormat::JsonSchema(schema)) => {
+                Some(scheduler::Grammar::whole(json_grammar(schema)?))
+            }
         };
+        // Built here rather than on the engine thread: a grammar llama.cpp refuses is the
+        // request's fault, answered before the request is accepted.
+        let sampler = scheduler::build_sampler(&self.model, &request.sampling, grammar.as_ref())
+            .map_err(|error| {
+                let error = format!(
+                    "{error}; llama.cpp cannot build this grammar (large repetition bounds such as minItems, maxItems, minLength or maxLength are the usual cause)"
+                );
+                match request.tools {
+                    Some(_) => SubmitError::Tools(format!("the functions' parameter schemas: {error}")),
+                    None => SubmitError::Schema(error),
+                }
+            })?;
         let capacity = usize::try_from(self.config.max_sequences)
             .unwrap_or(usize::MAX)
             .saturating_add(self.config.queue_depth);
@@ -359,10 +414,9 @@ impl Engine {
         let (events, receiver) = mpsc::unbounded_channel();
         let job = scheduler::Job {
             prompt_tokens,
-            sampling: request.sampling,
+            sampler,
             max_tokens: request.max_tokens,
             stop: request.stop,
-            grammar,
             events,
         };
         if self.jobs.try_send(job).is_err() {

@@ -32,20 +32,36 @@ const RANDOM_SEED: u32 = u32::MAX;
 /// How far back repetition penalties look, in tokens (llama.cpp's default).
 const PENALTY_LAST_TOKENS: i32 = 64;
 
+/// A GBNF grammar the output must follow.
+pub(crate) struct Grammar {
+    pub(crate) text: String,
+    /// Text that switches the grammar on; empty when it holds from the first token.
+    pub(crate) triggers: Vec<String>,
+}
+
+impl Grammar {
+    pub(crate) fn whole(text: String) -> Self {
+        Self {
+            text,
+            triggers: Vec::new(),
+        }
+    }
+}
+
 /// A request, rendered and tokenized, waiting for a sequence.
 pub(crate) struct Job {
     pub(crate) prompt_tokens: Vec<LlamaToken>,
-    pub(crate) sampling: Sampling,
+    /// Built when the request was submitted, so that a grammar that cannot be built is the
+    /// client's error, found before the request is accepted.
+    pub(crate) sampler: LlamaSampler,
     pub(crate) max_tokens: u32,
     pub(crate) stop: Vec<String>,
-    pub(crate) grammar: Option<String>,
     pub(crate) events: UnboundedSender<Event>,
 }
 
 /// A request holding a sequence of the context.
 struct Slot {
     job: Job,
-    sampler: LlamaSampler,
     /// Prompt tokens already in the KV cache.
     prompt_fed: usize,
     /// Tokens of this sequence in the KV cache (the position of the next one).
@@ -159,7 +175,7 @@ fn run(
             }
             !cancelled
         });
-        admit(model, &mut slots, &mut waiting, counters);
+        admit(&mut slots, &mut waiting, counters);
         release_cancelled(&mut context, &mut slots, counters);
         if !fill_batch(&mut batch, &mut slots, limits.batch_tokens) {
             continue;
@@ -182,53 +198,42 @@ fn run(
     }
 }
 
-fn admit(
-    model: &LlamaModel,
-    slots: &mut [Option<Slot>],
-    waiting: &mut VecDeque<Job>,
-    counters: &Counters,
-) {
+fn admit(slots: &mut [Option<Slot>], waiting: &mut VecDeque<Job>, counters: &Counters) {
     for slot in slots.iter_mut().filter(|slot| slot.is_none()) {
         let Some(job) = waiting.pop_front() else {
             return;
         };
-        match build_sampler(model, &job.sampling, job.grammar.as_deref()) {
-            Ok(sampler) => {
-                counters.running.fetch_add(1, Ordering::AcqRel);
-                let stops = StopMatcher::new(job.stop.clone());
-                *slot = Some(Slot {
-                    job,
-                    sampler,
-                    prompt_fed: 0,
-                    n_past: 0,
-                    next_token: None,
-                    logits_index: None,
-                    in_batch: false,
-                    completion_tokens: 0,
-                    utf8: Utf8Decoder::default(),
-                    stops,
-                    started: Instant::now(),
-                });
-            }
-            Err(message) => {
-                counters.accepted.fetch_sub(1, Ordering::AcqRel);
-                let _ = job.events.send(Event::Failed(message));
-            }
-        }
+        counters.running.fetch_add(1, Ordering::AcqRel);
+        let stops = StopMatcher::new(job.stop.clone());
+        *slot = Some(Slot {
+            job,
+            prompt_fed: 0,
+            n_past: 0,
+            next_token: None,
+            logits_index: None,
+            in_batch: false,
+            completion_tokens: 0,
+            utf8: Utf8Decoder::default(),
+            stops,
+            started: Instant::now(),
+        });
     }
 }
 
-fn build_sampler(
+/// The sampler chain for `sampling`, held to `grammar` if there is one.
+pub(crate) fn build_sampler(
     model: &LlamaModel,
     sampling: &Sampling,
-    grammar: Option<&str>,
+    grammar: Option<&Grammar>,
 ) -> Result<LlamaSampler, String> {
     let mut chain = Vec::with_capacity(8);
     if let Some(grammar) = grammar {
-        chain.push(
-            LlamaSampler::grammar(model, grammar, "root")
-                .map_err(|error| format!("the output grammar is invalid: {error}"))?,
-        );
+        let sampler = if grammar.triggers.is_empty() {
+            LlamaSampler::grammar(model, &grammar.text, "root")
+        } else {
+            LlamaSampler::grammar_lazy(model, &grammar.text, "root", &grammar.triggers, &[])
+        };
+        chain.push(sampler.map_err(|error| format!("the output grammar is invalid: {error}"))?);
     }
     let penalised = sampling.repetition_penalty != 1.0
         || sampling.frequency_penalty != 0.0
@@ -350,7 +355,7 @@ fn sample_all(
         let Some(index) = slot.logits_index.take() else {
             continue;
         };
-        let token = slot.sampler.sample(context, index);
+        let token = slot.job.sampler.sample(context, index);
         let finish = if vocab.is_eog(token) {
             Some(FinishReason::Stop)
         } else {

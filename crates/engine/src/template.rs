@@ -4,6 +4,9 @@
 
 use minijinja::{Environment, ErrorKind, context};
 use serde::Serialize;
+use serde_json::Value;
+
+use crate::tools::{TemplateFunction, TemplateToolCall, ToolCallMessage, arguments_value};
 
 /// Used when a GGUF carries no template of its own: ChatML, the most common instruction format.
 const FALLBACK_CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -12,11 +15,64 @@ const FALLBACK_CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_sta
 /// broken template cannot spin forever. Real templates use a few thousand units per message.
 const TEMPLATE_FUEL_PER_RENDER: u64 = 5_000_000;
 
-/// One message as the template sees it.
-#[derive(Debug, Clone, Serialize)]
+/// One message of a conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// The calls an assistant message made.
+    pub tool_calls: Vec<ToolCallMessage>,
+    /// The call a tool message answers.
+    pub tool_call_id: Option<String>,
+    /// The function a tool message answers.
+    pub name: Option<String>,
+}
+
+impl ChatMessage {
+    /// A message of text alone.
+    pub fn text(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A message as templates read it: OpenAI's shape, with each call's arguments as an object.
+#[derive(Serialize)]
+struct TemplateMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<TemplateToolCall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+impl<'a> From<&'a ChatMessage> for TemplateMessage<'a> {
+    fn from(message: &'a ChatMessage) -> Self {
+        Self {
+            role: &message.role,
+            content: &message.content,
+            tool_calls: message
+                .tool_calls
+                .iter()
+                .map(|call| TemplateToolCall {
+                    id: call.id.clone(),
+                    kind: "function",
+                    function: TemplateFunction {
+                        name: call.name.clone(),
+                        arguments: arguments_value(&call.arguments),
+                    },
+                })
+                .collect(),
+            tool_call_id: message.tool_call_id.as_deref(),
+            name: message.name.as_deref(),
+        }
+    }
 }
 
 /// A compiled chat template.
@@ -58,14 +114,17 @@ impl ChatTemplate {
         &self,
         messages: &[ChatMessage],
         enable_thinking: bool,
+        tools: Option<&[Value]>,
     ) -> Result<String, TemplateError> {
         let template = self
             .environment
             .get_template("chat")
             .map_err(|error| TemplateError(error.to_string()))?;
+        let messages: Vec<TemplateMessage<'_>> = messages.iter().map(Into::into).collect();
         template
             .render(context! {
                 messages => messages,
+                tools => tools,
                 add_generation_prompt => true,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,
@@ -86,10 +145,7 @@ mod tests {
     const SMOLLM2_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn message(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
+        ChatMessage::text(role, content)
     }
 
     #[test]
@@ -98,7 +154,7 @@ mod tests {
             ChatTemplate::new(Some(SMOLLM2_TEMPLATE.into()), String::new(), String::new())
                 .expect("template compiles");
         let prompt = template
-            .render(&[message("user", "hi")], true)
+            .render(&[message("user", "hi")], true, None)
             .expect("renders");
         assert!(
             prompt.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
@@ -115,10 +171,65 @@ mod tests {
             .render(
                 &[message("system", "Be brief."), message("user", "hi")],
                 true,
+                None,
             )
             .expect("renders");
         assert!(prompt.starts_with("<|im_start|>system\nBe brief.<|im_end|>"));
         assert!(!prompt.contains("SmolLM"));
+    }
+
+    /// The tool-calling part of Qwen 2.5's template (tools in the system message, calls in
+    /// `<tool_call>` tags with `arguments | tojson`, results in `<tool_response>` tags).
+    const QWEN25_TOOLS_TEMPLATE: &str = r#"{%- if tools %}{{- '<|im_start|>system\n' }}{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}{%- else %}{{- 'You are Qwen.' }}{%- endif %}{{- "\n\n# Tools\n<tools>" }}{%- for tool in tools %}{{- "\n" }}{{- tool | tojson }}{%- endfor %}{{- "\n</tools><|im_end|>\n" }}{%- endif %}{%- for message in messages %}{%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}{{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}{%- elif message.role == "assistant" %}{{- '<|im_start|>' + message.role }}{%- if message.content %}{{- '\n' + message.content }}{%- endif %}{%- for tool_call in message.tool_calls %}{%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}{{- '\n<tool_call>\n{"name": "' }}{{- tool_call.name }}{{- '", "arguments": ' }}{{- tool_call.arguments | tojson }}{{- '}\n</tool_call>' }}{%- endfor %}{{- '<|im_end|>\n' }}{%- elif message.role == "tool" %}{{- '<|im_start|>user\n<tool_response>\n' }}{{- message.content }}{{- '\n</tool_response><|im_end|>\n' }}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"#;
+
+    #[test]
+    fn tools_calls_and_results_reach_a_template_that_renders_them() {
+        let template = ChatTemplate::new(
+            Some(QWEN25_TOOLS_TEMPLATE.into()),
+            String::new(),
+            String::new(),
+        )
+        .expect("template compiles");
+        let tools = vec![
+            serde_json::json!({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}),
+        ];
+        let messages = [
+            message("user", "Weather in Paris?"),
+            ChatMessage {
+                tool_calls: vec![ToolCallMessage {
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Paris"}"#.into(),
+                }],
+                ..message("assistant", "")
+            },
+            ChatMessage {
+                tool_call_id: Some("call_1".into()),
+                ..message("tool", "18 C")
+            },
+        ];
+        let prompt = template
+            .render(&messages, true, Some(&tools))
+            .expect("renders");
+        assert!(
+            prompt.contains(
+                r#"<tools>
+{"type":"function","function":{"name":"get_weather""#
+            ),
+            "{prompt}"
+        );
+        // The arguments are an object to the template: printed once, not as a quoted string.
+        assert!(
+            prompt.contains(r#"{"name": "get_weather", "arguments": {"city":"Paris"}}"#),
+            "{prompt}"
+        );
+        assert!(prompt.contains("<tool_response>\n18 C\n</tool_response>"));
+        assert!(prompt.ends_with("<|im_start|>assistant\n"));
+        // Without tools the template's tool section is left out.
+        let plain = template
+            .render(&messages[..1], true, None)
+            .expect("renders");
+        assert!(!plain.contains("<tools>"));
     }
 
     #[test]
@@ -128,12 +239,12 @@ mod tests {
             ChatTemplate::new(Some(source.into()), String::new(), String::new()).expect("compiles");
         assert_eq!(
             template
-                .render(&[message("user", "  x  ")], true)
+                .render(&[message("user", "  x  ")], true, None)
                 .expect("renders"),
             "x"
         );
         let error = template
-            .render(&[message("tool", "x")], true)
+            .render(&[message("tool", "x")], true, None)
             .expect_err("raises");
         assert!(error.to_string().contains("no tools"));
     }
@@ -144,6 +255,10 @@ mod tests {
             "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
         let template =
             ChatTemplate::new(Some(source.into()), String::new(), String::new()).expect("compiles");
-        assert!(template.render(&[message("user", "x")], true).is_err());
+        assert!(
+            template
+                .render(&[message("user", "x")], true, None)
+                .is_err()
+        );
     }
 }

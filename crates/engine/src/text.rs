@@ -113,7 +113,7 @@ impl StopMatcher {
 
 /// Length in bytes of the longest suffix of `text` that is a proper prefix of `stop`, cut on a
 /// character boundary.
-fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
+pub(crate) fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
     let max = text.len().min(stop.len().saturating_sub(1));
     (1..=max)
         .rev()

@@ -151,7 +151,7 @@ impl Catalogue {
                         capabilities: Capabilities {
                             optimized_for_code: false,
                             quantization: advert.map_or_else(|| "unknown".to_owned(), |advert| advert.quantization.clone()),
-                            supports_function_calling: false,
+                            supports_function_calling: advert.is_some_and(|advert| advert.supports_function_calling),
                             supports_reasoning: advert.is_some_and(|advert| advert.supports_reasoning),
                             supports_vision: false,
                             supports_response_schema: advert.is_some_and(|advert| advert.supports_response_schema),
@@ -197,6 +197,7 @@ mod tests {
                     parameters: 134_515_008,
                     supports_response_schema: true,
                     supports_reasoning: false,
+                    supports_function_calling: true,
                     backend: "embedded".into(),
                 };
                 ((*id).to_owned(), (advert, 1))

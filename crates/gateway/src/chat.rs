@@ -25,6 +25,7 @@ use wire::error::{ApiError, ErrorCode};
 use wire::money::Amount;
 use wire::provider::PROVIDER_CHAT_PATH;
 use wire::sse::SseEvent;
+use wire::tools::{FunctionCallDelta, ToolCallDelta, ToolCallGatherer};
 
 use crate::AppState;
 use crate::catalogue::LiveModels;
@@ -106,9 +107,18 @@ impl Operation for Chat {
                 .with_param("model")
             })?;
         let model_id = resolved.model_id;
-        let model_name = live
-            .get(&model_id)
-            .map_or_else(|| model_id.clone(), |(advert, _)| advert.name.clone());
+        let advert = live.get(&model_id).map(|(advert, _)| advert);
+        if !request.tools.is_empty()
+            && advert.is_some_and(|advert| !advert.supports_function_calling)
+        {
+            return Err(ApiError::invalid(
+                "tools",
+                format!(
+                    "model {model_id:?} does not call tools (supportsFunctionCalling is false in /v1/models)"
+                ),
+            ));
+        }
+        let model_name = advert.map_or_else(|| model_id.clone(), |advert| advert.name.clone());
         Ok(Resolved {
             model_id,
             model_name,
@@ -174,6 +184,7 @@ impl Operation for Chat {
             upstream: Some(committed.stream),
             finish_reason: None,
             sent_role: false,
+            legacy_functions: request.legacy_functions,
         };
         let mut response = if request.stream {
             stream_response(relay)
@@ -205,13 +216,7 @@ fn provider_request(
                 first.content = format!("{platform_prompt}\n\n{}", first.content);
                 first.role = Role::System;
             }
-            _ => messages.insert(
-                0,
-                Message {
-                    role: Role::System,
-                    content: platform_prompt.to_owned(),
-                },
-            ),
+            _ => messages.insert(0, Message::text(Role::System, platform_prompt)),
         }
     }
     provider_request
@@ -305,6 +310,11 @@ async fn first_token(
                                 .reasoning_content
                                 .as_deref()
                                 .is_some_and(|text| !text.is_empty())
+                            || choice
+                                .delta
+                                .tool_calls
+                                .as_ref()
+                                .is_some_and(|calls| !calls.is_empty())
                     });
                 first_chunks.push(chunk);
                 if meaningful {
@@ -445,14 +455,17 @@ struct Relay {
     upstream: Option<UpstreamStream>,
     finish_reason: Option<String>,
     sent_role: bool,
+    /// The request sent legacy `functions`: calls go out as `function_call`.
+    legacy_functions: bool,
 }
 
 /// What the relay hands its client next.
 enum Step {
-    /// Visible text (possibly empty) and, at the end, the finish reason.
+    /// Visible text (possibly empty), pieces of tool calls, and at the end the finish reason.
     Chunk {
         content: String,
         reasoning: Option<String>,
+        tool_calls: Option<Vec<ToolCallDelta>>,
         finish_reason: Option<String>,
     },
     End,
@@ -501,6 +514,7 @@ impl Relay {
                             return Some(Step::Chunk {
                                 content: tail,
                                 reasoning: None,
+                                tool_calls: None,
                                 finish_reason: None,
                             });
                         }
@@ -522,7 +536,8 @@ impl Relay {
                 .delta
                 .reasoning_content
                 .filter(|text| !text.is_empty());
-            if !content.is_empty() || reasoning.is_some() {
+            let tool_calls = choice.delta.tool_calls.filter(|calls| !calls.is_empty());
+            if !content.is_empty() || reasoning.is_some() || tool_calls.is_some() {
                 // Each piece of text is at least one token. A provider that sends more pieces
                 // than the request paid for is cut off there: the reply ends as if it had
                 // reached max_tokens, and the excess counts against the provider.
@@ -534,6 +549,7 @@ impl Relay {
                     return Some(Step::Chunk {
                         content: String::new(),
                         reasoning: None,
+                        tool_calls: None,
                         finish_reason: Some("length".into()),
                     });
                 }
@@ -543,15 +559,24 @@ impl Relay {
                 content = self.thinking.push(&content);
                 reasoning = None;
             }
-            if !content.is_empty() && self.record.first_token_at.is_none() {
+            if (!content.is_empty() || tool_calls.is_some()) && self.record.first_token_at.is_none()
+            {
                 self.record.first_token_at = Some(Instant::now());
             }
-            if let Some(reason) = &choice.finish_reason {
+            let finish_reason = choice.finish_reason.map(|reason| {
+                if self.legacy_functions && reason == "tool_calls" {
+                    "function_call".to_owned()
+                } else {
+                    reason
+                }
+            });
+            if let Some(reason) = &finish_reason {
                 self.finish_reason = Some(reason.clone());
             }
             if content.is_empty()
                 && reasoning.is_none()
-                && choice.finish_reason.is_none()
+                && tool_calls.is_none()
+                && finish_reason.is_none()
                 && self.sent_role
             {
                 continue;
@@ -559,7 +584,8 @@ impl Relay {
             return Some(Step::Chunk {
                 content,
                 reasoning,
-                finish_reason: choice.finish_reason,
+                tool_calls,
+                finish_reason,
             });
         }
     }
@@ -578,10 +604,17 @@ impl Relay {
         &mut self,
         content: String,
         reasoning: Option<String>,
+        tool_calls: Option<Vec<ToolCallDelta>>,
         finish_reason: Option<String>,
     ) -> Bytes {
         let role = (!self.sent_role).then_some(Role::Assistant);
         self.sent_role = true;
+        // Calls carry no text: their chunks say `content: null`, as OpenAI's do.
+        let content = (tool_calls.is_none() || !content.is_empty()).then_some(content);
+        let (tool_calls, function_call) = match tool_calls {
+            Some(calls) if self.legacy_functions => (None, legacy_function_call(calls)),
+            calls => (calls, None),
+        };
         let chunk = ChatCompletionChunk {
             id: self.record.request_id.clone(),
             object: "chat.completion.chunk".into(),
@@ -591,8 +624,10 @@ impl Relay {
                 index: 0,
                 delta: wire::chat::Delta {
                     role,
-                    content: Some(content),
+                    content,
                     reasoning_content: reasoning,
+                    tool_calls,
+                    function_call,
                 },
                 finish_reason,
             }],
@@ -638,8 +673,14 @@ fn stream_response(relay: Relay) -> Response {
                 Step::Chunk {
                     content,
                     reasoning,
+                    tool_calls,
                     finish_reason,
-                } => frame.extend_from_slice(&relay.chunk_json(content, reasoning, finish_reason)),
+                } => frame.extend_from_slice(&relay.chunk_json(
+                    content,
+                    reasoning,
+                    tool_calls,
+                    finish_reason,
+                )),
                 Step::End => {
                     relay.record.status = Some(200);
                     if relay.include_usage {
@@ -679,22 +720,38 @@ fn stream_response(relay: Relay) -> Response {
     response
 }
 
+/// A legacy reply's call: the first call's pieces, as `function_call`.
+fn legacy_function_call(calls: Vec<ToolCallDelta>) -> Option<FunctionCallDelta> {
+    calls
+        .into_iter()
+        .filter(|call| call.index == 0)
+        .find_map(|call| call.function)
+}
+
 async fn complete_response(
     mut relay: Relay,
     venice_echo: serde_json::Value,
 ) -> Result<Response, ApiError> {
     let mut content = String::new();
     let mut reasoning = String::new();
+    let mut calls = ToolCallGatherer::default();
     loop {
         match relay.step().await {
             Step::Chunk {
                 content: text,
                 reasoning: thought,
+                tool_calls,
                 ..
             } => {
                 content.push_str(&text);
                 if let Some(thought) = thought {
                     reasoning.push_str(&thought);
+                }
+                for delta in tool_calls.iter().flatten() {
+                    if let Err(error) = calls.push(delta) {
+                        relay.record.status = Some(502);
+                        return Err(upstream_error(ErrorCode::UpstreamError, &error.to_string()));
+                    }
                 }
             }
             Step::End => break,
@@ -706,6 +763,15 @@ async fn complete_response(
     }
     relay.record.status = Some(200);
     let usage = relay.usage();
+    let calls = calls.finish();
+    let (tool_calls, function_call) = if calls.is_empty() {
+        (None, None)
+    } else if relay.legacy_functions {
+        (None, calls.into_iter().next().map(|call| call.function))
+    } else {
+        (Some(calls), None)
+    };
+    let has_calls = tool_calls.is_some() || function_call.is_some();
     let completion = ChatCompletion {
         id: relay.record.request_id.clone(),
         object: "chat.completion",
@@ -715,8 +781,10 @@ async fn complete_response(
             index: 0,
             message: ResponseMessage {
                 role: Role::Assistant,
-                content,
+                content: (!has_calls || !content.is_empty()).then_some(content),
                 reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+                tool_calls,
+                function_call,
             },
             finish_reason: relay.finish_reason.clone().unwrap_or_else(|| "stop".into()),
             logprobs: None,

@@ -436,6 +436,7 @@ mod tests {
             parameters: 1,
             supports_response_schema: true,
             supports_reasoning: false,
+            supports_function_calling: true,
             backend: "embedded".into(),
         }
     }

@@ -5,11 +5,11 @@
 //! (vLLM, llama.cpp's server, Ollama, SGLang) behind it. It serves its gateway only: every
 //! request must carry the lease's secret. It never logs request content.
 
+mod embedded;
 pub mod identity;
 pub mod lease;
 mod sealed;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,15 +22,13 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use engine::{Engine, Event, FinishReason, GenerationRequest, OutputFormat, SubmitError};
+use engine::{Engine, SubmitError};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::{RwLock, Semaphore, oneshot, watch};
-use wire::chat::{
-    ChatCompletionChunk, ChunkChoice, Delta, ProviderChatRequest, ResponseFormat, Role, Usage,
-};
+use wire::chat::ProviderChatRequest;
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::provider::{
     ModelAdvert, PROVIDER_CHAT_PATH, PROVIDER_SEALED_CHAT_PATH, ProviderLoad, RegistrationAccepted,
@@ -77,6 +75,7 @@ impl Backend {
                     parameters: info.parameters,
                     supports_response_schema: true,
                     supports_reasoning: info.supports_reasoning,
+                    supports_function_calling: true,
                     backend: "embedded".into(),
                 }
             }
@@ -93,6 +92,8 @@ impl Backend {
                 parameters: 0,
                 supports_response_schema: true,
                 supports_reasoning: false,
+                // Tools are passed through; an engine that has none answers with its own error.
+                supports_function_calling: true,
                 backend: "upstream".into(),
             },
         }
@@ -300,7 +301,9 @@ async fn generate(
     request_id: String,
 ) -> Result<Response, ApiError> {
     match &state.backend {
-        Backend::Embedded { engine, model_id } => embedded(engine, model_id, request, request_id),
+        Backend::Embedded { engine, model_id } => {
+            embedded::generate(engine, model_id, request, request_id)
+        }
         Backend::Upstream {
             base_url,
             upstream_model,
@@ -365,14 +368,14 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     }
 }
 
-fn sse_frame<T: serde::Serialize>(value: &T) -> Bytes {
+pub(crate) fn sse_frame<T: serde::Serialize>(value: &T) -> Bytes {
     let mut frame = b"data: ".to_vec();
     let _ = serde_json::to_writer(&mut frame, value);
     frame.extend_from_slice(b"\n\n");
     Bytes::from(frame)
 }
 
-fn submit_error(error: SubmitError) -> ApiError {
+pub(crate) fn submit_error(error: SubmitError) -> ApiError {
     match error {
         SubmitError::AtCapacity { .. } => {
             ApiError::new(ErrorCode::ModelAtCapacity, error.to_string()).with_retry_after(1)
@@ -385,180 +388,16 @@ fn submit_error(error: SubmitError) -> ApiError {
         }
         SubmitError::Schema(_) => ApiError::new(ErrorCode::InvalidRequest, error.to_string())
             .with_param("response_format"),
+        SubmitError::Tools(_) => {
+            ApiError::new(ErrorCode::InvalidRequest, error.to_string()).with_param("tools")
+        }
         SubmitError::Stopped => ApiError::new(ErrorCode::ModelOffline, error.to_string()),
     }
 }
 
-fn embedded(
-    engine: &Engine,
-    model_id: &str,
-    request: ProviderChatRequest,
-    request_id: String,
-) -> Result<Response, ApiError> {
-    let defaults = engine::Sampling::default();
-    let sampling = engine::Sampling {
-        temperature: request.sampling.temperature.unwrap_or(defaults.temperature),
-        top_p: request.sampling.top_p.unwrap_or(defaults.top_p),
-        top_k: request.sampling.top_k.map_or(defaults.top_k, |top_k| {
-            i32::try_from(top_k).unwrap_or(i32::MAX)
-        }),
-        min_p: request.sampling.min_p.unwrap_or(defaults.min_p),
-        repetition_penalty: request
-            .sampling
-            .repetition_penalty
-            .unwrap_or(defaults.repetition_penalty),
-        frequency_penalty: request
-            .sampling
-            .frequency_penalty
-            .unwrap_or(defaults.frequency_penalty),
-        presence_penalty: request
-            .sampling
-            .presence_penalty
-            .unwrap_or(defaults.presence_penalty),
-        seed: request.sampling.seed,
-    };
-    let format = match ResponseFormat::from_openai(request.response_format.as_ref())? {
-        ResponseFormat::Text => OutputFormat::Text,
-        ResponseFormat::JsonObject => OutputFormat::JsonObject,
-        ResponseFormat::JsonSchema(schema) => OutputFormat::JsonSchema(schema.to_string()),
-    };
-    let generation = GenerationRequest {
-        messages: request
-            .messages
-            .into_iter()
-            .map(|message| engine::ChatMessage {
-                role: message.role.as_str().to_owned(),
-                content: message.content,
-            })
-            .collect(),
-        sampling,
-        max_tokens: request.max_tokens.max(1),
-        stop: request.stop,
-        format,
-        enable_thinking: request
-            .chat_template_kwargs
-            .is_none_or(|kwargs| kwargs.enable_thinking),
-    };
-    let events = engine.submit(generation).map_err(submit_error)?;
-    let chunk = {
-        let id = request_id;
-        let model = model_id.to_owned();
-        let created = wire::clock::unix_seconds();
-        move |delta: Delta, finish_reason: Option<&str>, usage: Option<Usage>| ChatCompletionChunk {
-            id: id.clone(),
-            object: "chat.completion.chunk".into(),
-            created,
-            model: model.clone(),
-            choices: if usage.is_some() {
-                Vec::new()
-            } else {
-                vec![ChunkChoice {
-                    index: 0,
-                    delta,
-                    finish_reason: finish_reason.map(str::to_owned),
-                }]
-            },
-            usage,
-        }
-    };
-    let include_usage = request.stream_options.include_usage;
-    let state = EmbeddedStream {
-        events,
-        chunk: Box::new(chunk),
-        first: true,
-        include_usage,
-        pending: VecDeque::new(),
-        finished: false,
-    };
-    let frames = futures_util::stream::unfold(state, |mut state| async move {
-        let frame = state.next_frame().await?;
-        Some((frame, state))
-    });
-    Ok(sse_response(frames))
-}
-
-type ChunkBuilder = Box<dyn Fn(Delta, Option<&str>, Option<Usage>) -> ChatCompletionChunk + Send>;
-
-/// Turns engine events into SSE frames. Dropping it (the gateway hung up) drops the engine's
-/// receiver, which cancels the generation at the engine's next step.
-struct EmbeddedStream {
-    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
-    chunk: ChunkBuilder,
-    first: bool,
-    include_usage: bool,
-    pending: VecDeque<Bytes>,
-    finished: bool,
-}
-
-impl EmbeddedStream {
-    async fn next_frame(&mut self) -> Option<Bytes> {
-        if let Some(frame) = self.pending.pop_front() {
-            return Some(frame);
-        }
-        if self.finished {
-            return None;
-        }
-        let role = self.first.then_some(Role::Assistant);
-        self.first = false;
-        match self.events.recv().await {
-            Some(Event::Text(text)) => Some(sse_frame(&(self.chunk)(
-                Delta {
-                    role,
-                    content: Some(text),
-                    reasoning_content: None,
-                },
-                None,
-                None,
-            ))),
-            Some(Event::Done(completion)) => {
-                self.finished = true;
-                let reason = match completion.finish_reason {
-                    FinishReason::Stop => "stop",
-                    FinishReason::Length => "length",
-                };
-                let last = Delta {
-                    role,
-                    content: Some(String::new()),
-                    reasoning_content: None,
-                };
-                self.pending
-                    .push_back(sse_frame(&(self.chunk)(last, Some(reason), None)));
-                if self.include_usage {
-                    let prompt_tokens = u64::from(completion.prompt_tokens);
-                    let completion_tokens = u64::from(completion.completion_tokens);
-                    let usage = Usage {
-                        prompt_tokens,
-                        completion_tokens,
-                        total_tokens: prompt_tokens + completion_tokens,
-                    };
-                    self.pending.push_back(sse_frame(&(self.chunk)(
-                        Delta::default(),
-                        None,
-                        Some(usage),
-                    )));
-                }
-                self.pending
-                    .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
-                self.pending.pop_front()
-            }
-            Some(Event::Failed(reason)) => {
-                self.finished = true;
-                tracing::warn!(%reason, "generation failed");
-                Some(Bytes::from(
-                    ApiError::new(ErrorCode::InferenceFailed, "the engine failed").sse_event(),
-                ))
-            }
-            None => {
-                self.finished = true;
-                Some(Bytes::from(
-                    ApiError::new(ErrorCode::InferenceFailed, "the engine stopped").sse_event(),
-                ))
-            }
-        }
-    }
-}
-
-fn sse_response(frames: impl futures_util::Stream<Item = Bytes> + Send + 'static) -> Response {
+pub(crate) fn sse_response(
+    frames: impl futures_util::Stream<Item = Bytes> + Send + 'static,
+) -> Response {
     let body = Body::from_stream(frames.map(Ok::<Bytes, std::convert::Infallible>));
     let mut response = Response::new(body);
     response.headers_mut().insert(

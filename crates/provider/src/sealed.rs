@@ -266,6 +266,7 @@ struct Gathered {
     reasoning: String,
     finish_reason: Option<String>,
     usage: Usage,
+    calls: wire::tools::ToolCallGatherer,
     error: Option<serde_json::Value>,
 }
 
@@ -288,6 +289,14 @@ impl Gathered {
                     if let Some(text) = choice.delta.reasoning_content {
                         self.reasoning.push_str(&text);
                     }
+                    for delta in choice.delta.tool_calls.iter().flatten() {
+                        if let Err(error) = self.calls.push(delta) {
+                            self.error = Some(serde_json::json!({ "error": {
+                                "message": error.to_string(),
+                                "code": ErrorCode::UpstreamError.as_str(),
+                            }}));
+                        }
+                    }
                     if choice.finish_reason.is_some() {
                         self.finish_reason = choice.finish_reason;
                     }
@@ -302,12 +311,20 @@ impl Gathered {
         let body = match self.error {
             Some(error) => error,
             None => {
+                let calls = self.calls.finish();
                 let mut message = serde_json::json!({
                     "role": "assistant",
-                    "content": self.content,
+                    "content": if calls.is_empty() || !self.content.is_empty() {
+                        serde_json::Value::from(self.content)
+                    } else {
+                        serde_json::Value::Null
+                    },
                 });
                 if !self.reasoning.is_empty() {
                     message["reasoning_content"] = self.reasoning.into();
+                }
+                if !calls.is_empty() {
+                    message["tool_calls"] = serde_json::to_value(calls).unwrap_or_default();
                 }
                 serde_json::json!({
                     "id": self.id,

@@ -11,6 +11,10 @@ use serde_json::Value;
 use crate::error::{ApiError, ErrorCode};
 use crate::model_id::ModelId;
 use crate::money::Amount;
+use crate::tools::{
+    FunctionCall, FunctionCallDelta, Tool, ToolCall, ToolCallDelta, ToolChoice,
+    check_function_name, parse_tools,
+};
 
 /// OpenAI allows at most four stop sequences.
 pub const MAX_STOP_SEQUENCES: usize = 4;
@@ -39,12 +43,68 @@ impl Role {
     }
 }
 
+/// A role as sent: the legacy `function` role is read as `tool`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawRole {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
 /// A message as sent, before its content is checked.
 #[derive(Debug, Deserialize)]
 struct RawMessage {
-    role: Role,
+    role: RawRole,
     #[serde(default)]
     content: Value,
+    #[serde(default)]
+    tool_calls: Option<Vec<RawToolCall>>,
+    /// Legacy: the one call of an assistant message.
+    #[serde(default)]
+    function_call: Option<RawFunctionCall>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawToolCall {
+    id: Option<String>,
+    function: RawFunctionCall,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawFunctionCall {
+    name: String,
+    /// JSON text as OpenAI sends it; some clients send the object itself.
+    #[serde(default)]
+    arguments: Value,
+}
+
+impl RawFunctionCall {
+    fn into_call(self, param: &str) -> Result<FunctionCall, ApiError> {
+        check_function_name(&self.name, &format!("{param}.name"))?;
+        let arguments = match self.arguments {
+            Value::Null => "{}".to_owned(),
+            Value::String(text) => text,
+            object @ Value::Object(_) => object.to_string(),
+            _ => {
+                return Err(ApiError::invalid(
+                    format!("{param}.arguments"),
+                    format!("{param}.arguments must be a JSON object as a string"),
+                ));
+            }
+        };
+        Ok(FunctionCall {
+            name: self.name,
+            arguments,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,14 +158,42 @@ struct RawChatRequest {
     logprobs: Option<bool>,
     #[serde(default)]
     tools: Value,
+    tool_choice: Option<Value>,
+    parallel_tool_calls: Option<bool>,
+    /// Legacy tools.
+    #[serde(default)]
+    functions: Value,
+    function_call: Option<Value>,
     venice_parameters: Option<RawVeniceParameters>,
 }
 
-/// One message after validation: text only.
+/// One message after validation: text, and the calls or call result it carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
     pub content: String,
+    /// The calls an assistant message made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a tool message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// The function a tool message answers (legacy `function` messages name it only so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Message {
+    /// A message of text alone.
+    pub fn text(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+        }
+    }
 }
 
 /// Sampling controls; `None` means the serving model's default.
@@ -212,6 +300,13 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     pub response_format: ResponseFormat,
     pub venice: VeniceParameters,
+    /// The functions offered; empty when none are.
+    pub tools: Vec<Tool>,
+    /// [`ToolChoice::None`] whenever `tools` is empty.
+    pub tool_choice: ToolChoice,
+    pub parallel_tool_calls: bool,
+    /// The tools came as legacy `functions`: the reply uses `function_call`.
+    pub legacy_functions: bool,
 }
 
 fn range_f32(
@@ -372,12 +467,7 @@ impl ChatRequest {
         let messages = raw_messages
             .into_iter()
             .enumerate()
-            .map(|(index, message)| {
-                Ok(Message {
-                    role: message.role,
-                    content: message_text(message.content, &format!("messages[{index}].content"))?,
-                })
-            })
+            .map(|(index, message)| validate_message(message, index))
             .collect::<Result<Vec<_>, ApiError>>()?;
         if raw.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("n", "only n = 1 is supported"));
@@ -385,12 +475,8 @@ impl ChatRequest {
         if raw.logprobs == Some(true) {
             return Err(ApiError::invalid("logprobs", "logprobs are not supported"));
         }
-        if raw.tools.as_array().is_some_and(|tools| !tools.is_empty()) {
-            return Err(ApiError::invalid(
-                "tools",
-                "tool calling is not supported by the models on this server",
-            ));
-        }
+        let (tools, tool_choice, legacy_functions) =
+            validate_tools(raw.tools, raw.tool_choice, raw.functions, raw.function_call)?;
         let max_tokens = match (raw.max_completion_tokens, raw.max_tokens) {
             (Some(value), _) => Some(("max_completion_tokens", value)),
             (None, Some(value)) => Some(("max_tokens", value)),
@@ -500,8 +586,130 @@ impl ChatRequest {
             max_tokens,
             response_format,
             venice,
+            tools,
+            tool_choice,
+            parallel_tool_calls: raw.parallel_tool_calls.unwrap_or(true),
+            legacy_functions,
         })
     }
+}
+
+fn validate_message(message: RawMessage, index: usize) -> Result<Message, ApiError> {
+    let param = format!("messages[{index}]");
+    let role = match message.role {
+        RawRole::System => Role::System,
+        RawRole::Developer => Role::Developer,
+        RawRole::User => Role::User,
+        RawRole::Assistant => Role::Assistant,
+        RawRole::Tool | RawRole::Function => Role::Tool,
+    };
+    let content = message_text(message.content, &format!("{param}.content"))?;
+    let mut tool_calls = Vec::new();
+    if let Some(calls) = message.tool_calls {
+        for (call_index, call) in calls.into_iter().enumerate() {
+            let call_param = format!("{param}.tool_calls[{call_index}]");
+            let id = call.id.filter(|id| !id.is_empty()).ok_or_else(|| {
+                ApiError::invalid(
+                    format!("{call_param}.id"),
+                    format!("{call_param}.id is required"),
+                )
+            })?;
+            tool_calls.push(ToolCall {
+                id,
+                kind: "function".into(),
+                function: call.function.into_call(&format!("{call_param}.function"))?,
+            });
+        }
+    }
+    if let Some(call) = message.function_call {
+        let function = call.into_call(&format!("{param}.function_call"))?;
+        tool_calls.push(ToolCall {
+            id: format!("call_{}", function.name),
+            kind: "function".into(),
+            function,
+        });
+    }
+    if !tool_calls.is_empty() && role != Role::Assistant {
+        return Err(ApiError::invalid(
+            format!("{param}.tool_calls"),
+            "only assistant messages carry tool calls",
+        ));
+    }
+    let legacy_function = matches!(message.role, RawRole::Function);
+    if role == Role::Tool {
+        if legacy_function {
+            if message.name.as_deref().is_none_or(str::is_empty) {
+                return Err(ApiError::invalid(
+                    format!("{param}.name"),
+                    "a function message names its function",
+                ));
+            }
+        } else if message.tool_call_id.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::invalid(
+                format!("{param}.tool_call_id"),
+                "a tool message names the call it answers in tool_call_id",
+            ));
+        }
+    }
+    let tool_call_id = match (role, legacy_function) {
+        (Role::Tool, true) => message.name.as_ref().map(|name| format!("call_{name}")),
+        (Role::Tool, false) => message.tool_call_id,
+        _ => None,
+    };
+    Ok(Message {
+        role,
+        content,
+        tool_calls,
+        tool_call_id,
+        name: message.name.filter(|_| role == Role::Tool),
+    })
+}
+
+/// Reads `tools` and `tool_choice`, or the legacy `functions` and `function_call`.
+fn validate_tools(
+    tools: Value,
+    tool_choice: Option<Value>,
+    functions: Value,
+    function_call: Option<Value>,
+) -> Result<(Vec<Tool>, ToolChoice, bool), ApiError> {
+    let legacy = !functions.is_null();
+    if legacy && !tools.is_null() {
+        return Err(ApiError::invalid(
+            "functions",
+            "send tools or the legacy functions, not both",
+        ));
+    }
+    let (tools, choice, choice_param) = if legacy {
+        (
+            parse_tools(functions, true)?,
+            function_call,
+            "function_call",
+        )
+    } else {
+        (parse_tools(tools, false)?, tool_choice, "tool_choice")
+    };
+    let choice = match choice {
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(value) => ToolChoice::from_openai(&value, choice_param)?,
+    };
+    if tools.is_empty() {
+        return match choice {
+            ToolChoice::None | ToolChoice::Auto => Ok((tools, ToolChoice::None, legacy)),
+            _ => Err(ApiError::invalid(
+                choice_param,
+                format!("{choice_param} asks for a tool call but no tools are given"),
+            )),
+        };
+    }
+    if let ToolChoice::Function(name) = &choice
+        && !tools.iter().any(|tool| &tool.function.name == name)
+    {
+        return Err(ApiError::invalid(
+            choice_param,
+            format!("{choice_param} names {name:?}, which is not among the tools"),
+        ));
+    }
+    Ok((tools, choice, legacy))
 }
 
 /// What the gateway sends a provider: an OpenAI-compatible streaming request built from parsed
@@ -522,6 +730,12 @@ pub struct ProviderChatRequest {
     /// Understood by vLLM, SGLang and llama.cpp's server; the embedded engine reads it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template_kwargs: Option<ChatTemplateKwargs>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Tool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
 }
 
 impl ProviderChatRequest {
@@ -545,6 +759,9 @@ impl ProviderChatRequest {
                 .then_some(ChatTemplateKwargs {
                     enable_thinking: false,
                 }),
+            tools: request.tools.clone(),
+            tool_choice: (!request.tools.is_empty()).then(|| request.tool_choice.clone()),
+            parallel_tool_calls: (!request.tools.is_empty()).then_some(request.parallel_tool_calls),
         }
     }
 }
@@ -613,9 +830,15 @@ pub struct Cost {
 #[derive(Debug, Clone, Serialize)]
 pub struct ResponseMessage {
     pub role: Role,
-    pub content: String,
+    /// `null` when the reply is tool calls and nothing else, as OpenAI sends it.
+    pub content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// Legacy: the reply's call, for a request that sent `functions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_call: Option<FunctionCall>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -648,6 +871,21 @@ pub struct Delta {
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
+    /// Legacy: a piece of the reply's call, for a request that sent `functions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_call: Option<FunctionCallDelta>,
+}
+
+impl Delta {
+    /// Text alone.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self {
+            content: Some(content.into()),
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -685,6 +923,7 @@ fn chunk_object() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::ToolChoice;
 
     fn parse(body: Value) -> Result<ChatRequest, ApiError> {
         ChatRequest::parse(body.to_string().as_bytes())
@@ -767,6 +1006,134 @@ mod tests {
         assert_eq!(missing_model.param.as_deref(), Some("model"));
         let not_json = ChatRequest::parse(b"{not json").expect_err("syntax");
         assert!(not_json.message.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn tool_requests_parse_with_calls_and_results_in_the_conversation() {
+        let request = parse(serde_json::json!({
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Lyon"}}},
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "parallel_tool_calls": false,
+        }))
+        .expect("valid");
+        assert_eq!(request.tools.len(), 1);
+        assert_eq!(
+            request.tool_choice,
+            ToolChoice::Function("get_weather".into())
+        );
+        assert!(!request.parallel_tool_calls);
+        assert!(!request.legacy_functions);
+        let calls = &request.messages[1].tool_calls;
+        assert_eq!(calls[0].function.arguments, "{\"city\":\"Paris\"}");
+        // Arguments sent as an object are carried as JSON text.
+        assert_eq!(calls[1].function.arguments, "{\"city\":\"Lyon\"}");
+        assert_eq!(request.messages[2].tool_call_id.as_deref(), Some("call_1"));
+        let provider = ProviderChatRequest::from_chat(&request, "m", 16);
+        let sent = serde_json::to_value(&provider).expect("encodes");
+        assert_eq!(sent["tool_choice"]["function"]["name"], "get_weather");
+        assert_eq!(sent["parallel_tool_calls"], false);
+        assert_eq!(sent["messages"][1]["tool_calls"][0]["id"], "call_1");
+        assert_eq!(sent["messages"][2]["tool_call_id"], "call_1");
+        let read_back: ProviderChatRequest = serde_json::from_value(sent).expect("decodes");
+        assert_eq!(read_back.tools, request.tools);
+        assert_eq!(read_back.tool_choice, Some(request.tool_choice.clone()));
+    }
+
+    #[test]
+    fn legacy_functions_read_as_tools() {
+        let request = parse(serde_json::json!({
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{}"}},
+                {"role": "function", "name": "f", "content": "done"},
+            ],
+            "functions": [{"name": "f", "parameters": {"type": "object"}}],
+            "function_call": {"name": "f"},
+        }))
+        .expect("valid");
+        assert!(request.legacy_functions);
+        assert_eq!(request.tool_choice, ToolChoice::Function("f".into()));
+        assert_eq!(request.messages[1].tool_calls[0].function.name, "f");
+        assert_eq!(request.messages[2].role, Role::Tool);
+        assert_eq!(request.messages[2].name.as_deref(), Some("f"));
+        // Without tools there is nothing to choose.
+        let plain = parse(serde_json::json!({
+            "model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "auto",
+        }))
+        .expect("valid");
+        assert_eq!(plain.tool_choice, ToolChoice::None);
+        assert!(
+            ProviderChatRequest::from_chat(&plain, "m", 1)
+                .tool_choice
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn tool_mistakes_name_the_field() {
+        let tools = serde_json::json!([{"type": "function", "function": {"name": "f"}}]);
+        let cases = [
+            (
+                serde_json::json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "g"}}}),
+                "tool_choice",
+            ),
+            (
+                serde_json::json!({"tool_choice": "required"}),
+                "tool_choice",
+            ),
+            (
+                serde_json::json!({"tools": tools, "tool_choice": 3}),
+                "tool_choice",
+            ),
+            (
+                serde_json::json!({"tools": tools, "functions": [{"name": "f"}]}),
+                "functions",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "tool", "content": "x"}]}),
+                "messages[0].tool_call_id",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}]}),
+                "messages[0].tool_calls[0].id",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "user", "content": "x", "tool_calls": [{"id": "c", "function": {"name": "f"}}]}]}),
+                "messages[0].tool_calls",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": 5}}]}]}),
+                "messages[0].tool_calls[0].function.arguments",
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "function", "content": "x"}]}),
+                "messages[0].name",
+            ),
+        ];
+        for (fields, param) in cases {
+            let mut body =
+                serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+            for (key, value) in fields.as_object().expect("object") {
+                body[key] = value.clone();
+            }
+            let error = parse(body).expect_err(param);
+            assert_eq!(
+                error.param.as_deref(),
+                Some(param),
+                "{fields}: {}",
+                error.message
+            );
+        }
     }
 
     #[test]

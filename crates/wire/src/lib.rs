@@ -8,6 +8,7 @@
 //! - [`models`]: the model catalogue objects.
 //! - [`model_id`]: `model:param=value&…` suffixes.
 //! - [`sse`]: an incremental, bounded Server-Sent Events parser.
+//! - [`tools`]: tool calling: offered functions, the model's calls, stream deltas.
 //! - [`money`]: USD and DIEM amounts as integers in 18-decimal base units.
 //! - [`provider`]: the signed messages between provider nodes and the gateway.
 //! - [`sealed`]: chat requests sealed to providers' keys, as client, gateway and provider pass
@@ -26,3 +27,4 @@ pub mod money;
 pub mod provider;
 pub mod sealed;
 pub mod sse;
+pub mod tools;

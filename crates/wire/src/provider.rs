@@ -94,6 +94,9 @@ pub struct ModelAdvert {
     pub parameters: u64,
     pub supports_response_schema: bool,
     pub supports_reasoning: bool,
+    /// Takes `tools` and answers with `tool_calls`. Absent in an older provider's advert.
+    #[serde(default)]
+    pub supports_function_calling: bool,
     /// `embedded` (llama.cpp in the provider) or `upstream` (an OpenAI-compatible engine).
     pub backend: String,
 }

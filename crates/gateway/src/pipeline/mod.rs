@@ -376,6 +376,7 @@ pub(crate) mod testing {
                 parameters: 1,
                 supports_response_schema: false,
                 supports_reasoning: false,
+                supports_function_calling: true,
                 backend: "embedded".into(),
             }],
             max_in_flight,

@@ -20,15 +20,13 @@ fn engine(max_sequences: u32, queue_depth: usize, context: u32) -> Engine {
 
 fn request(content: &str, max_tokens: u32, sampling: Sampling) -> GenerationRequest {
     GenerationRequest {
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: content.into(),
-        }],
+        messages: vec![ChatMessage::text("user", content)],
         sampling,
         max_tokens,
         stop: Vec::new(),
         format: OutputFormat::Text,
         enable_thinking: true,
+        tools: None,
     }
 }
 

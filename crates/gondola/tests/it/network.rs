@@ -10,7 +10,7 @@ use wire::provider::{
 
 use crate::support::{
     Fault, Process, binary, chat_body, client, fault_provider, gateway, get_json, post_json,
-    registration_challenge, serve,
+    registration_challenge, serve, sse_events,
 };
 
 fn registration(endpoint: &str, challenge: String) -> Registration {
@@ -33,6 +33,7 @@ fn registration(endpoint: &str, challenge: String) -> Registration {
             parameters: 1,
             supports_response_schema: false,
             supports_reasoning: false,
+            supports_function_calling: true,
             backend: "embedded".into(),
         }],
         max_in_flight: 1,
@@ -196,6 +197,61 @@ async fn a_provider_can_front_an_openai_compatible_engine() {
     assert_eq!(reply["model"], "relayed");
     let models = get_json(&http, format!("{url}/v1/models")).await;
     assert_eq!(models["data"][0]["model_spec"]["modelSource"], "upstream");
+    assert_eq!(
+        models["data"][0]["model_spec"]["capabilities"]["supportsFunctionCalling"],
+        true
+    );
+
+    // Tools pass through to the engine and its calls come back, streamed and whole.
+    let mut with_tools = chat_body("relayed", "Weather in Paris?", 64, true);
+    with_tools["temperature"] = 0.into();
+    with_tools["tools"] = serde_json::json!([{"type": "function", "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }}]);
+    with_tools["tool_choice"] = "required".into();
+    let streamed = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&with_tools)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(streamed.status(), 200);
+    let events = sse_events(&streamed.text().await.expect("body"));
+    let chunks: Vec<serde_json::Value> = events
+        .iter()
+        .filter(|event| *event != "[DONE]")
+        .map(|event| serde_json::from_str(event).expect("a chunk"))
+        .collect();
+    let mut arguments = String::new();
+    let mut names = Vec::new();
+    for chunk in &chunks {
+        for call in chunk["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = call["function"]["name"].as_str() {
+                names.push(name.to_owned());
+            }
+            arguments.push_str(call["function"]["arguments"].as_str().unwrap_or_default());
+        }
+    }
+    assert_eq!(names, ["get_weather"], "{events:?}");
+    let arguments: serde_json::Value = serde_json::from_str(&arguments).expect("JSON arguments");
+    assert!(arguments["city"].is_string(), "{arguments}");
+    assert!(
+        chunks
+            .iter()
+            .any(|chunk| chunk["choices"][0]["finish_reason"] == "tool_calls"),
+        "{events:?}"
+    );
+    with_tools["stream"] = false.into();
+    let whole = post_json(&http, format!("{url}/v1/chat/completions"), &with_tools).await;
+    let message = &whole["choices"][0]["message"];
+    assert_eq!(message["content"], serde_json::Value::Null, "{whole}");
+    assert_eq!(message["tool_calls"][0]["function"]["name"], "get_weather");
+    assert_eq!(whole["choices"][0]["finish_reason"], "tool_calls");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use crate::support::{serve, shared_dir};
 
-/// Pinned so that the test means the same thing every run.
-const OPENAI_PACKAGE: &str = "openai==3.54.0";
+/// Pinned so that the tests mean the same thing every run.
+const PACKAGES: [&str; 2] = ["openai==3.54.0", "langchain-openai==1.7.4"];
 
 /// A venv with the `openai` package, made once per test run.
 fn python() -> PathBuf {
@@ -28,26 +28,27 @@ fn python() -> PathBuf {
                 );
             }
             let check = Command::new(&python)
-                .args(["-c", "import openai"])
+                .args(["-c", "import openai, langchain_openai"])
                 .status()
                 .expect("run python");
             if !check.success() {
                 let status = Command::new(&python)
-                    .args(["-m", "pip", "install", "--quiet", OPENAI_PACKAGE])
+                    .args(["-m", "pip", "install", "--quiet"])
+                    .args(PACKAGES)
                     .status()
                     .expect("pip");
-                assert!(status.success(), "pip install {OPENAI_PACKAGE} failed");
+                assert!(status.success(), "pip install {PACKAGES:?} failed");
             }
             python
         })
         .clone()
 }
 
-/// Runs `openai_sdk.py` against `base_url` (an OpenAI `/v1` base) and checks what it saw: a
-/// completion, a stream with usage, the model list, and a refused request with its status.
-pub async fn check_the_openai_script_against(base_url: String) {
+/// Runs `script` (in this directory) against `base_url` (an OpenAI `/v1` base) and returns
+/// the JSON line it printed last.
+async fn run_script(script: &'static str, base_url: String) -> serde_json::Value {
     let python = python();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/openai_sdk.py");
+    let script = format!("{}/tests/it/{script}", env!("CARGO_MANIFEST_DIR"));
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(script)
@@ -64,8 +65,13 @@ pub async fn check_the_openai_script_against(base_url: String) {
         "stdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let result: serde_json::Value =
-        serde_json::from_str(stdout.trim().lines().last().expect("a result line")).expect("json");
+    serde_json::from_str(stdout.trim().lines().last().expect("a result line")).expect("json")
+}
+
+/// Runs `openai_sdk.py` against `base_url` (an OpenAI `/v1` base) and checks what it saw: a
+/// completion, a stream with usage, the model list, and a refused request with its status.
+pub async fn check_the_openai_script_against(base_url: String) {
+    let result = run_script("openai_sdk.py", base_url).await;
     assert!(!result["completion"].as_str().expect("text").is_empty());
     assert!(result["completion_tokens"].as_u64().expect("usage") > 0);
     assert!(result["stream_chunks"].as_u64().expect("chunks") > 1);
@@ -84,4 +90,41 @@ pub async fn check_the_openai_script_against(base_url: String) {
 async fn the_official_openai_python_client_works_unmodified() {
     let (_process, url, _dir) = serve(&[], None);
     check_the_openai_script_against(format!("{url}/v1")).await;
+}
+
+/// The script checks each call's arguments against the function's schema and fails on any
+/// deviation; here the shape of the whole run is checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_and_langchain_run_a_tool_calling_loop_streaming_and_not() {
+    let (_process, url, _dir) = serve(&[], None);
+    let result = run_script("openai_tools.py", format!("{url}/v1")).await;
+    for mode in ["plain", "streamed"] {
+        let run = &result[mode];
+        assert_eq!(run["first_finish"], "tool_calls", "{mode}: {run}");
+        assert_eq!(run["executed"][0]["name"], "get_weather", "{mode}: {run}");
+        assert!(
+            run["turns"].as_u64().is_some_and(|turns| turns >= 2),
+            "{mode}: {run}"
+        );
+        assert!(
+            !run["reply"].as_str().unwrap_or_default().is_empty(),
+            "{mode}: {run}"
+        );
+    }
+    assert!(
+        result["streamed"]["chunks"]
+            .as_u64()
+            .is_some_and(|chunks| chunks > 1)
+    );
+    assert!(
+        ["get_weather", "get_time"].contains(&result["required"].as_str().unwrap_or_default()),
+        "{result}"
+    );
+    assert_eq!(result["legacy"]["finish"], "function_call");
+    assert_eq!(result["legacy"]["name"], "get_weather");
+    assert_eq!(result["langchain"]["name"], "get_weather");
+    assert!(
+        result["langchain"]["streamed_args"]["city"].is_string(),
+        "{result}"
+    );
 }

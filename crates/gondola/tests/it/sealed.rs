@@ -98,6 +98,39 @@ async fn a_sealed_chat_is_read_by_its_provider_alone_and_comes_back_with_a_verif
             .is_some_and(|n| n >= 1)
     );
 
+    // Tools travel sealed too: the provider's engine calls the named function.
+    let mut tool_request = chat_body(MODEL, &prompt, 64, false);
+    tool_request["temperature"] = 0.into();
+    tool_request["tools"] = serde_json::json!([{"type": "function", "function": {
+        "name": "remember_word",
+        "parameters": {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]},
+    }}]);
+    tool_request["tool_choice"] =
+        serde_json::json!({"type": "function", "function": {"name": "remember_word"}});
+    let called: serde_json::Value = {
+        let response = http
+            .post(format!("{proxy_url}/v1/chat/completions"))
+            .json(&tool_request)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("a completion")
+    };
+    assert_eq!(
+        called["choices"][0]["finish_reason"], "tool_calls",
+        "{called}"
+    );
+    let call = &called["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "remember_word", "{called}");
+    let arguments: serde_json::Value = serde_json::from_str(
+        call["function"]["arguments"]
+            .as_str()
+            .expect("arguments text"),
+    )
+    .expect("arguments are JSON");
+    assert!(arguments["word"].is_string(), "{arguments}");
+
     // What the gateway sent the provider: sealed requests and nothing of the client.
     let sent = provider_link.sent.lock().expect("log").clone();
     let received = provider_link.received.lock().expect("log").clone();
@@ -109,7 +142,7 @@ async fn a_sealed_chat_is_read_by_its_provider_alone_and_comes_back_with_a_verif
                 .any(|(name, value)| name == "content-type" && value == "message/ohttp-chunked-req")
         })
         .collect();
-    assert_eq!(sealed_requests.len(), 2);
+    assert_eq!(sealed_requests.len(), 3);
     for (link, bytes) in [
         ("gateway to provider", &sent),
         ("provider to gateway", &received),
@@ -121,6 +154,7 @@ async fn a_sealed_chat_is_read_by_its_provider_alone_and_comes_back_with_a_verif
         );
         assert!(!holds(bytes, &api_key), "the API key crossed {link}");
         assert!(!holds(bytes, "PrivateToken"), "a token crossed {link}");
+        assert!(!holds(bytes, "remember_word"), "a tool crossed {link}");
         assert!(
             !holds(bytes, "\"choices\""),
             "a reply crossed {link} readably"
@@ -169,10 +203,10 @@ async fn a_sealed_chat_is_read_by_its_provider_alone_and_comes_back_with_a_verif
     let gateway_log = gateway_process.stderr();
     assert_eq!(
         gateway_log.matches("sealed chat completion").count(),
-        2,
+        3,
         "{gateway_log}"
     );
-    assert_eq!(gateway_log.matches("paid_with=\"tokens\"").count(), 2);
+    assert_eq!(gateway_log.matches("paid_with=\"tokens\"").count(), 3);
     for (name, log) in [
         ("gateway", gateway_process.stderr()),
         ("provider", provider_process.stderr()),

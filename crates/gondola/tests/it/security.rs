@@ -13,7 +13,9 @@
 //! - web3 key challenges cannot be exhausted, and each is used once;
 //! - forged or spent privacy tokens cost at most one RSA verification per request, and forged
 //!   tokens mixed with good ones lose the good ones;
-//! - a captured provider registration cannot be sent again.
+//! - a captured provider registration cannot be sent again;
+//! - tool schemas llama.cpp cannot build a grammar from are the client's 400 and cannot trip
+//!   the only provider's breaker (a schema that refers to itself included).
 //!
 //! Stand-in providers appear only where a real engine cannot misbehave on cue (a report of a
 //! billion tokens, a reply past its `max_tokens`, a stream with no usage).
@@ -776,6 +778,7 @@ async fn a_captured_registration_cannot_be_sent_again() {
             parameters: 1,
             supports_response_schema: false,
             supports_reasoning: false,
+            supports_function_calling: true,
             backend: "embedded".into(),
         }],
         max_in_flight: 1,
@@ -895,4 +898,43 @@ async fn ledger_operations_and_key_changes_are_bounded_per_account() {
         "{statuses:?}"
     );
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_schemas_that_make_no_grammar_are_the_clients_error_and_trip_no_breaker() {
+    let (_process, url, _dir) = serve(&[], None);
+    let http = client();
+    let hostile = [
+        json!({"type": "array", "minItems": 100_000_000}),
+        json!({"type": "string", "minLength": 100_000_000}),
+        json!({"$ref": "#"}),
+        json!({"$ref": "#/definitions/a", "definitions": {"a": {"$ref": "#/definitions/a"}}}),
+    ];
+    // More refusals than the breaker's threshold (3), each with the model's only provider.
+    for parameters in hostile.iter().chain(hostile.iter()) {
+        let mut body = chat_body(MODEL, "hi", 16, false);
+        body["tools"] =
+            json!([{"type": "function", "function": {"name": "f", "parameters": parameters}}]);
+        body["tool_choice"] = "required".into();
+        let response = http
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 400, "{parameters}");
+        let error: Value = response.json().await.expect("json");
+        assert_eq!(error["error"]["param"], "tools", "{error}");
+    }
+    let fine = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat_body(MODEL, "hi", 4, false))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        fine.status(),
+        200,
+        "the provider was taken out of service by bad requests"
+    );
 }

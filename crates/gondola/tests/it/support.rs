@@ -517,6 +517,7 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
             parameters: 1,
             supports_response_schema: true,
             supports_reasoning: false,
+            supports_function_calling: true,
             backend: "embedded".into(),
         }],
         max_in_flight: 16,

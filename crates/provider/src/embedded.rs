@@ -1,0 +1,311 @@
+//! The embedded engine as a provider backend: a gateway's chat request turned into an engine
+//! request, and the engine's events turned into OpenAI stream chunks, tool calls included.
+
+use std::collections::VecDeque;
+
+use axum::response::Response;
+use bytes::Bytes;
+use engine::{
+    Engine, Event, FinishReason, GenerationRequest, OutputFormat, ParsedReply, ReplyParser,
+    ToolCallMessage, ToolMode, ToolSpec, ToolUse,
+};
+use wire::chat::{
+    ChatCompletionChunk, ChunkChoice, Delta, Message, ProviderChatRequest, ResponseFormat, Role,
+    Usage,
+};
+use wire::error::{ApiError, ErrorCode};
+use wire::tools::{FunctionCall, ToolCall, ToolCallDelta, ToolChoice};
+
+use crate::{sse_frame, sse_response, submit_error};
+
+/// The engine's streamed answer to `request`.
+pub(crate) fn generate(
+    engine: &Engine,
+    model_id: &str,
+    request: ProviderChatRequest,
+    request_id: String,
+) -> Result<Response, ApiError> {
+    let format = match ResponseFormat::from_openai(request.response_format.as_ref())? {
+        ResponseFormat::Text => OutputFormat::Text,
+        ResponseFormat::JsonObject => OutputFormat::JsonObject,
+        ResponseFormat::JsonSchema(schema) => OutputFormat::JsonSchema(schema.to_string()),
+    };
+    let tools = tool_use(&request);
+    let parser = tools
+        .as_ref()
+        .map(|_| ReplyParser::new(engine.info().tool_format));
+    let generation = GenerationRequest {
+        messages: request.messages.into_iter().map(engine_message).collect(),
+        sampling: sampling(&request.sampling),
+        max_tokens: request.max_tokens.max(1),
+        stop: request.stop,
+        format,
+        enable_thinking: request
+            .chat_template_kwargs
+            .is_none_or(|kwargs| kwargs.enable_thinking),
+        tools,
+    };
+    let events = engine.submit(generation).map_err(submit_error)?;
+    let state = EmbeddedStream {
+        events,
+        chunks: Chunks {
+            id: request_id,
+            model: model_id.to_owned(),
+            created: wire::clock::unix_seconds(),
+        },
+        parser,
+        calls: 0,
+        first: true,
+        include_usage: request.stream_options.include_usage,
+        pending: VecDeque::new(),
+        finished: false,
+    };
+    let frames = futures_util::stream::unfold(state, |mut state| async move {
+        let frame = state.next_frame().await?;
+        Some((frame, state))
+    });
+    Ok(sse_response(frames))
+}
+
+fn sampling(requested: &wire::chat::Sampling) -> engine::Sampling {
+    let defaults = engine::Sampling::default();
+    engine::Sampling {
+        temperature: requested.temperature.unwrap_or(defaults.temperature),
+        top_p: requested.top_p.unwrap_or(defaults.top_p),
+        top_k: requested.top_k.map_or(defaults.top_k, |top_k| {
+            i32::try_from(top_k).unwrap_or(i32::MAX)
+        }),
+        min_p: requested.min_p.unwrap_or(defaults.min_p),
+        repetition_penalty: requested
+            .repetition_penalty
+            .unwrap_or(defaults.repetition_penalty),
+        frequency_penalty: requested
+            .frequency_penalty
+            .unwrap_or(defaults.frequency_penalty),
+        presence_penalty: requested
+            .presence_penalty
+            .unwrap_or(defaults.presence_penalty),
+        seed: requested.seed,
+    }
+}
+
+/// The request's tools as the engine takes them; `None` when there are none or the client
+/// chose `none` (the conversation's earlier calls and results are still rendered).
+fn tool_use(request: &ProviderChatRequest) -> Option<ToolUse> {
+    let mode = match request.tool_choice.as_ref().unwrap_or(&ToolChoice::Auto) {
+        _ if request.tools.is_empty() => return None,
+        ToolChoice::None => return None,
+        ToolChoice::Auto => ToolMode::Auto,
+        ToolChoice::Required => ToolMode::Required,
+        ToolChoice::Function(name) => ToolMode::Named(name.clone()),
+    };
+    Some(ToolUse {
+        tools: request
+            .tools
+            .iter()
+            .map(|tool| ToolSpec {
+                name: tool.function.name.clone(),
+                description: tool.function.description.clone(),
+                parameters: tool.function.parameters.clone(),
+            })
+            .collect(),
+        mode,
+        parallel: request.parallel_tool_calls.unwrap_or(true),
+    })
+}
+
+fn engine_message(message: Message) -> engine::ChatMessage {
+    engine::ChatMessage {
+        role: message.role.as_str().to_owned(),
+        content: message.content,
+        tool_calls: message
+            .tool_calls
+            .into_iter()
+            .map(|call| ToolCallMessage {
+                id: call.id,
+                name: call.function.name,
+                arguments: call.function.arguments,
+            })
+            .collect(),
+        tool_call_id: message.tool_call_id,
+        name: message.name,
+    }
+}
+
+/// Writes the chunks of one reply.
+struct Chunks {
+    id: String,
+    model: String,
+    created: u64,
+}
+
+impl Chunks {
+    fn choice(&self, delta: Delta, finish_reason: Option<&str>) -> Bytes {
+        sse_frame(&ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish_reason.map(str::to_owned),
+            }],
+            usage: None,
+        })
+    }
+
+    fn usage(&self, usage: Usage) -> Bytes {
+        sse_frame(&ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: Vec::new(),
+            usage: Some(usage),
+        })
+    }
+}
+
+/// Turns engine events into SSE frames. Dropping it (the gateway hung up) drops the engine's
+/// receiver, which cancels the generation at the engine's next step.
+struct EmbeddedStream {
+    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    chunks: Chunks,
+    /// Reads tool calls out of the text, for a request with tools.
+    parser: Option<ReplyParser>,
+    /// Calls sent so far (the index of the next one).
+    calls: u32,
+    first: bool,
+    include_usage: bool,
+    pending: VecDeque<Bytes>,
+    finished: bool,
+}
+
+impl EmbeddedStream {
+    fn role(&mut self) -> Option<Role> {
+        let role = self.first.then_some(Role::Assistant);
+        self.first = false;
+        role
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(frame) = self.pending.pop_front() {
+                return Some(frame);
+            }
+            if self.finished {
+                return None;
+            }
+            match self.events.recv().await {
+                Some(Event::Text(text)) => match self.parser.as_mut() {
+                    Some(parser) => {
+                        let piece = parser.push(&text);
+                        self.queue(piece);
+                    }
+                    None => {
+                        let delta = Delta {
+                            role: self.role(),
+                            ..Delta::text(text)
+                        };
+                        return Some(self.chunks.choice(delta, None));
+                    }
+                },
+                Some(Event::Done(completion)) => {
+                    self.finished = true;
+                    self.end(completion);
+                }
+                Some(Event::Failed(reason)) => {
+                    self.finished = true;
+                    tracing::warn!(%reason, "generation failed");
+                    return Some(Bytes::from(
+                        ApiError::new(ErrorCode::InferenceFailed, "the engine failed").sse_event(),
+                    ));
+                }
+                None => {
+                    self.finished = true;
+                    return Some(Bytes::from(
+                        ApiError::new(ErrorCode::InferenceFailed, "the engine stopped").sse_event(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Queues a chunk for the text and one for the calls the parser handed out, if any.
+    fn queue(&mut self, piece: ParsedReply) {
+        if !piece.content.is_empty() {
+            let delta = Delta {
+                role: self.role(),
+                ..Delta::text(piece.content)
+            };
+            self.pending.push_back(self.chunks.choice(delta, None));
+        }
+        if piece.calls.is_empty() {
+            return;
+        }
+        let calls = piece
+            .calls
+            .into_iter()
+            .map(|call| {
+                let index = self.calls;
+                self.calls += 1;
+                ToolCallDelta::whole(
+                    index,
+                    &ToolCall {
+                        id: format!("call_{}", random_call_id()),
+                        kind: "function".into(),
+                        function: FunctionCall {
+                            name: call.name,
+                            arguments: call.arguments,
+                        },
+                    },
+                )
+            })
+            .collect();
+        let delta = Delta {
+            role: self.role(),
+            content: None,
+            tool_calls: Some(calls),
+            ..Delta::default()
+        };
+        self.pending.push_back(self.chunks.choice(delta, None));
+    }
+
+    /// Queues the reply's last frames: held text and calls, the finish reason, the usage.
+    fn end(&mut self, completion: engine::Completion) {
+        if let Some(parser) = self.parser.take() {
+            let rest = parser.finish();
+            self.queue(rest);
+        }
+        let reason = match completion.finish_reason {
+            // A reply that called tools says so; one cut by max_tokens keeps "length".
+            FinishReason::Stop if self.calls > 0 => "tool_calls",
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        };
+        let last = Delta {
+            role: self.role(),
+            ..Delta::text("")
+        };
+        self.pending
+            .push_back(self.chunks.choice(last, Some(reason)));
+        if self.include_usage {
+            let prompt_tokens = u64::from(completion.prompt_tokens);
+            let completion_tokens = u64::from(completion.completion_tokens);
+            self.pending.push_back(self.chunks.usage(Usage {
+                prompt_tokens,
+                completion_tokens,
+                total_tokens: prompt_tokens + completion_tokens,
+            }));
+        }
+        self.pending
+            .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+    }
+}
+
+/// A random call id: 24 hex digits, like the ids OpenAI gives its calls.
+fn random_call_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    hex::encode(bytes)
+}
