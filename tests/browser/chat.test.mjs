@@ -274,7 +274,7 @@ describe("the chat page with the real model", () => {
     assert.equal(await summary.locator(".chip-privacy").textContent(), "Private");
     assert.deepEqual(await summary.locator(".chip-trait").allTextContents(), ["default", "default_code", "default_reasoning", "+3 traits"]);
     const chips = await summary.locator(".chip").allTextContents();
-    for (const expected of ["1 provider", "JSON schema", "Q4_1", "2,048 tokens context", "$0.02 in / $0.08 out per 1M tokens"]) {
+    for (const expected of ["1 provider", "JSON schema", "Tools", "int4", "2,048 tokens context", "$0.02 in / $0.08 out per 1M tokens"]) {
       assert.ok(chips.includes(expected), `${expected} in ${JSON.stringify(chips)}`);
     }
   });

@@ -346,7 +346,7 @@ describe("the wallet page", () => {
     // Today's usage reaches the ledger within the flush interval; the wallet page shows it.
     const deadline = Date.now() + 20_000;
     for (;;) {
-      const history = await api("/billing/usage-history", { headers: { authorization: `Bearer ${mintedKey}` } });
+      const history = await api("/billing/usage-days", { headers: { authorization: `Bearer ${mintedKey}` } });
       if (history.data.some((day) => day.requests === 1)) break;
       assert.ok(Date.now() < deadline, JSON.stringify(history));
       await new Promise((resolve) => setImmediate(resolve));

@@ -124,6 +124,39 @@ pub struct StoredKey {
     pub spent_period: u64,
     pub spent_units: Units,
     pub lifetime_units: Units,
+    /// What the key spent on each of its last [`RECENT_DAYS`] UTC days of use, oldest first.
+    #[serde(default)]
+    pub recent_days: Vec<DaySpend>,
+}
+
+/// Days of spend a key remembers one by one: a week, Venice's `trailingSevenDays`.
+pub const RECENT_DAYS: u64 = 7;
+
+/// What a key spent on one UTC day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaySpend {
+    pub day: u64,
+    pub units: Units,
+}
+
+impl StoredKey {
+    /// What the key spent on the [`RECENT_DAYS`] UTC days that end with `today`.
+    pub fn spent_in_week_to(&self, today: u64) -> u128 {
+        let first = today.saturating_sub(RECENT_DAYS - 1);
+        self.recent_days
+            .iter()
+            .filter(|spend| (first..=today).contains(&spend.day))
+            .map(|spend| spend.units.0)
+            .fold(0, u128::saturating_add)
+    }
+
+    /// What the key spent in its limit's period that holds `day` (zero without a limit).
+    pub fn spent_in_period_of(&self, day: u64) -> u128 {
+        match self.limit {
+            Some(limit) if self.spent_period == limit.period.period_of(day) => self.spent_units.0,
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -265,6 +298,7 @@ impl KeyStore {
             spent_period: 0,
             spent_units: Units(0),
             lifetime_units: Units(0),
+            recent_days: Vec::new(),
         };
         let mut inner = self.lock();
         if inner.keys.len() >= MAX_KEYS {
@@ -380,6 +414,17 @@ impl KeyStore {
             }
             key.spent_units = Units(key.spent_units.0.saturating_add(cost));
             key.lifetime_units = Units(key.lifetime_units.0.saturating_add(cost));
+            match key.recent_days.last_mut() {
+                Some(last) if last.day == day => {
+                    last.units = Units(last.units.0.saturating_add(cost))
+                }
+                _ => key.recent_days.push(DaySpend {
+                    day,
+                    units: Units(cost),
+                }),
+            }
+            let first = day.saturating_sub(RECENT_DAYS - 1);
+            key.recent_days.retain(|spend| spend.day >= first);
             inner.dirty = true;
         }
     }
@@ -550,5 +595,35 @@ mod tests {
             reopened.delete(Address([4; 20]), &found.id),
             Err(KeyError::NotFound)
         ));
+    }
+
+    #[test]
+    fn a_keys_week_of_spend_counts_its_last_seven_days_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = KeyStore::open(&dir.path().join("api-keys.json")).expect("opens");
+        let minted = store
+            .create(
+                Address([5; 20]),
+                KeyKind::Inference,
+                String::new(),
+                None,
+                None,
+                1,
+            )
+            .expect("created");
+        let id = &minted.key.id;
+        for (day, cost) in [(100, 1), (100, 2), (103, 10), (106, 100), (107, 1000)] {
+            store.record_use(id, day, day * 86_400, 0, cost);
+        }
+        let key = store.find(&hash_secret(&minted.secret)).expect("found");
+        // Days 101 to 107: day 100 has left the week.
+        assert_eq!(key.spent_in_week_to(107), 1110);
+        // Day 100 was forgotten when day 107 was recorded.
+        assert_eq!(key.spent_in_week_to(106), 110);
+        assert_eq!(key.spent_in_week_to(120), 0);
+        assert!(key.recent_days.len() <= RECENT_DAYS as usize);
+        assert_eq!(key.lifetime_units, Units(1113));
+        // No limit, no period to count.
+        assert_eq!(key.spent_in_period_of(107), 0);
     }
 }

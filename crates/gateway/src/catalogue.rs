@@ -150,7 +150,7 @@ impl Catalogue {
                         traits: model_traits,
                         capabilities: Capabilities {
                             optimized_for_code: false,
-                            quantization: advert.map_or_else(|| "unknown".to_owned(), |advert| advert.quantization.clone()),
+                            quantization: wire::models::venice_quantization(advert.map_or("", |advert| advert.quantization.as_str())).to_owned(),
                             supports_function_calling: advert.is_some_and(|advert| advert.supports_function_calling),
                             supports_reasoning: advert.is_some_and(|advert| advert.supports_reasoning),
                             supports_vision: false,
@@ -159,6 +159,11 @@ impl Catalogue {
                             supports_web_search: false,
                             supports_e2ee: false,
                             supports_tee_attestation: false,
+                            supports_audio_input: false,
+                            supports_video_input: false,
+                            supports_multiple_images: false,
+                            supports_reasoning_effort: false,
+                            supports_x_search: false,
                         },
                         constraints: Constraints {
                             temperature: DefaultValue { default: DEFAULT_TEMPERATURE },

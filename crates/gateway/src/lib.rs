@@ -300,6 +300,7 @@ fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc
         ("/api_keys/{id}", get(economy_api::get_key)),
         ("/billing/balance", get(economy_api::billing_balance)),
         ("/billing/usage-history", get(economy_api::usage_history)),
+        ("/billing/usage-days", get(economy_api::usage_days)),
         (
             "/admin/clock",
             post(economy_api::advance_clock)
@@ -460,14 +461,20 @@ struct TypeFilter {
 fn type_matches(filter: &TypeFilter) -> Result<bool, ApiError> {
     match filter.r#type.as_deref() {
         None | Some("text" | "all") => Ok(true),
-        Some("image" | "embedding" | "tts" | "asr" | "upscale" | "inpaint" | "video" | "code") => {
-            Ok(false)
-        }
+        Some(
+            "image" | "embedding" | "tts" | "asr" | "upscale" | "inpaint" | "video" | "code"
+            | "music",
+        ) => Ok(false),
         Some(other) => Err(ApiError::invalid(
             "type",
             format!("unknown model type {other:?}"),
         )),
     }
+}
+
+/// The `type` a listing answers with: the filter, or `text`.
+fn listed_type(filter: &TypeFilter) -> String {
+    filter.r#type.clone().unwrap_or_else(|| "text".to_owned())
 }
 
 async fn list_models(
@@ -484,14 +491,21 @@ async fn list_models(
         Err(error) => return error_response(&error, dialect),
     };
     let live = state.registry.live_models(Instant::now());
-    let data = if include {
+    let mut data = if include {
         state.catalogue.list(&live, started_at())
     } else {
         Vec::new()
     };
+    if dialect == Dialect::Venice {
+        // The one value Venice's API gives this field; clients of it check it.
+        for model in &mut data {
+            "venice.ai".clone_into(&mut model.owned_by);
+        }
+    }
     count(&state, "models", 200);
     let body = serde_json::to_vec(&ModelList {
         object: "list",
+        r#type: listed_type(&filter),
         data,
     })
     .unwrap_or_default();
@@ -542,7 +556,8 @@ async fn name_map(
             } else {
                 NameMap::new()
             };
-            Json(serde_json::json!({ "object": "list", "data": data })).into_response()
+            Json(serde_json::json!({ "object": "list", "type": listed_type(filter), "data": data }))
+                .into_response()
         }
         Err(error) => error_response(&error, dialect),
     }

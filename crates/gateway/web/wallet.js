@@ -324,7 +324,7 @@ export class WalletPage {
       let today = null;
       if (apiKey) {
         try {
-          const history = await call("/billing/usage-history", { apiKey });
+          const history = await call("/billing/usage-days", { apiKey });
           today = (history?.data ?? []).find((day) => day.day === status.today) ?? { requests: 0, promptTokens: 0, completionTokens: 0 };
         } catch {
           // The key may have been deleted since; the ledger's figures still stand.
@@ -720,7 +720,7 @@ export class WalletPage {
       this.#mintedKey = minted?.data?.apiKey ?? "";
       $("minted-key-text").textContent = this.#mintedKey;
       $("minted-key").hidden = !this.#mintedKey;
-      setResult(result, "done", `Minted an INFERENCE key ending in ${minted?.data?.last6Chars ?? "?"}.`);
+      setResult(result, "done", `Minted an INFERENCE key ending in ${this.#mintedKey.slice(-6) || "?"}.`);
     } catch (error) {
       setResult(result, "error", error.status === 401 ? `${error.message} Stake some VVV first.` : error.message);
     } finally {

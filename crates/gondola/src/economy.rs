@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use wallet::{JsonAddress, Operation, Scheme, SignedOperation, Units, Wallet};
 use wire::economy::{
-    ApiKey, BaseUnits, LedgerAccount, LedgerReceipt, LedgerStatus, MintQuote, Succeeded,
+    BaseUnits, CreatedApiKey, LedgerAccount, LedgerReceipt, LedgerStatus, MintQuote, Succeeded,
     Web3Challenge,
 };
 use wire::money::Amount;
@@ -540,12 +540,12 @@ pub(crate) async fn run(action: Action) -> anyhow::Result<()> {
                 "apiKeyType": if admin { "ADMIN" } else { "INFERENCE" },
                 "description": description,
             });
-            let key: Succeeded<ApiKey> = client.post("/api_keys/generate_web3_key", &body).await?;
+            let key: Succeeded<CreatedApiKey> =
+                client.post("/api_keys/generate_web3_key", &body).await?;
             print(json, &key, |key| {
                 format!(
                     "{}\n(this {} key is shown once; keep it safe)",
-                    key.data.api_key.as_deref().unwrap_or("?"),
-                    key.data.api_key_type
+                    key.data.api_key, key.data.api_key_type
                 )
             });
             Ok(())

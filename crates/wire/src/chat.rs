@@ -247,10 +247,18 @@ impl Default for VeniceParameters {
 }
 
 impl VeniceParameters {
-    /// The echo returned with a response: what was applied, and what was ignored.
+    /// The echo returned with a response: every parameter Venice's API echoes, as applied
+    /// (web search, scraping and Venice's end-to-end encryption are not features of this
+    /// server, so they are off), and what was ignored.
     pub fn echo(&self) -> Value {
         let mut echo = serde_json::json!({
+            "enable_e2ee": false,
+            "enable_web_search": "off",
+            "enable_web_citations": false,
+            "enable_web_scraping": false,
             "include_venice_system_prompt": self.include_venice_system_prompt,
+            "include_search_results_in_stream": false,
+            "return_search_results_as_documents": false,
             "strip_thinking_response": self.strip_thinking_response,
             "disable_thinking": self.disable_thinking,
         });

@@ -49,6 +49,81 @@ impl<'de> Deserialize<'de> for Dollars {
     }
 }
 
+/// Dollars (or DIEM), written as a JSON number with the exact decimal digits (`0.25`), as
+/// Venice's API writes amounts. Read from a number or a string, never through a float.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DollarNumber(pub u128);
+
+impl Serialize for DollarNumber {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text = Amount(self.0).to_decimal_string();
+        let number =
+            serde_json::value::RawValue::from_string(text).map_err(serde::ser::Error::custom)?;
+        number.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for DollarNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <Box<serde_json::value::RawValue>>::deserialize(deserializer)?;
+        let text = raw.get().trim_matches('"');
+        Amount::parse_decimal(text)
+            .map(|amount| Self(amount.0))
+            .map_err(|error| D::Error::custom(error.to_string()))
+    }
+}
+
+/// A moment, written as Venice writes them: ISO 8601 in UTC with milliseconds
+/// (`2026-12-06T18:00:00.000Z`). Held as Unix seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    pub fn to_iso(self) -> String {
+        i64::try_from(self.0)
+            .ok()
+            .and_then(|seconds| chrono::DateTime::<chrono::Utc>::from_timestamp(seconds, 0))
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    /// Reads the forms Venice accepts for a moment: ISO 8601 / RFC 3339 (`…Z` or with an
+    /// offset), a date alone (`2026-12-31`, its start in UTC), or Unix seconds.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if let Ok(seconds) = text.parse::<u64>() {
+            return Some(Self(seconds));
+        }
+        let seconds = chrono::DateTime::parse_from_rfc3339(text)
+            .map(|moment| moment.timestamp())
+            .or_else(|_| {
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|date| {
+                    date.and_hms_opt(0, 0, 0)
+                        .unwrap_or_default()
+                        .and_utc()
+                        .timestamp()
+                })
+            })
+            .ok()?;
+        u64::try_from(seconds).ok().map(Self)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_iso())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <Box<serde_json::value::RawValue>>::deserialize(deserializer)?;
+        Self::parse(raw.get().trim_matches('"')).ok_or_else(|| {
+            D::Error::custom("a moment is ISO 8601 (2026-12-31T00:00:00Z), a date or Unix seconds")
+        })
+    }
+}
+
 /// `GET /ledger/status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerStatus {
@@ -198,19 +273,8 @@ pub struct LedgerReceipt {
     pub outcome: serde_json::Value,
 }
 
-/// A spend cap in dollars.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsumptionLimit {
-    pub usd: Dollars,
-}
-
-/// What a key has spent in its lifetime.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyUsage {
-    pub usd: Dollars,
-}
-
-/// An API key of an account, in Venice's shape.
+/// An API key of an account, in Venice's shape (`GET /api_keys`, `GET /api_keys/{id}`,
+/// `PATCH /api_keys`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKey {
@@ -219,16 +283,66 @@ pub struct ApiKey {
     pub api_key_type: String,
     pub description: String,
     pub last6_chars: String,
-    pub created_at: u64,
-    pub expires_at: Option<u64>,
-    pub last_used_at: Option<u64>,
-    pub consumption_limit: Option<ConsumptionLimit>,
+    pub created_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub consumption_limits: ConsumptionLimits,
     /// `EPOCH` (the UTC day), `MONTH` or `LIFETIME`.
-    pub limit_period: Option<String>,
-    pub usage: KeyUsage,
-    /// The secret, present only in the answer that creates the key.
+    pub limit_period: String,
+    /// Which models the key may use: `ALL` (every model here is private).
+    pub model_privacy: String,
+    /// What the key spent in the last seven UTC days (absent from an update's answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<String>,
+    pub usage: Option<KeyUsage>,
+    /// What the key spent in its limit's current period, when it has a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_period_usage: Option<PeriodUsage>,
+}
+
+/// A key just made (`POST /api_keys`, `POST /api_keys/generate_web3_key`): its secret, shown
+/// this once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApiKey {
+    pub id: String,
+    pub api_key: String,
+    pub api_key_type: String,
+    pub description: String,
+    pub expires_at: Option<Timestamp>,
+    pub consumption_limit: ConsumptionLimits,
+    pub limit_period: String,
+    pub model_privacy: String,
+}
+
+/// A key's spend caps. Gondola prices everything in dollars and DIEM is worth a dollar, so a
+/// key has one cap, given in both.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumptionLimits {
+    pub usd: Option<DollarNumber>,
+    pub diem: Option<DollarNumber>,
+}
+
+/// `usage` of a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyUsage {
+    pub trailing_seven_days: SpentAmounts,
+}
+
+/// What a key spent, priced in dollars (`usd`), whatever paid for it; `diem` and `vcu` are
+/// always zero here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpentAmounts {
+    pub usd: Dollars,
+    pub vcu: Dollars,
+    pub diem: Dollars,
+}
+
+/// `currentPeriodUsage` of a key with a limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodUsage {
+    pub usd: Dollars,
+    pub diem: Dollars,
 }
 
 /// `{"data": …}`.
@@ -270,19 +384,19 @@ pub struct Deleted {
 #[serde(rename_all = "camelCase")]
 pub struct BillingBalance {
     pub can_consume: bool,
-    /// `DIEM` while today's allowance lasts, then `USD`.
+    /// `DIEM` while today's allowance lasts, then `BUNDLED_CREDITS`, then `USD`.
     pub consumption_currency: String,
     pub balances: BillingBalances,
-    pub diem_epoch_allocation: Dollars,
-    pub next_epoch_begins: u64,
+    pub diem_epoch_allocation: DollarNumber,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BillingBalances {
-    pub diem: Dollars,
-    pub usd: Dollars,
-    pub bundled_credits: Dollars,
+    pub diem: DollarNumber,
+    pub usd: DollarNumber,
+    /// Gondola: credits bundled with a purchase, spent before dollars.
+    pub bundled_credits: DollarNumber,
 }
 
 /// One UTC day of an account's settled usage (`GET /billing/usage-history`).
@@ -300,12 +414,77 @@ pub struct UsageDay {
     pub usd: Dollars,
 }
 
-/// `GET /billing/usage-history`.
+/// `GET /billing/usage-days`: the account's settled usage, one entry per UTC day.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageHistory {
+pub struct UsageDays {
     pub object: String,
     pub data: Vec<UsageDay>,
     pub note: String,
+}
+
+/// `GET /billing/usage-history`, in Venice's shape: entries in ascending time, and a cursor
+/// for the next page (`None` on the last).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageHistory {
+    pub data: Vec<UsageEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// One charge of the history. Gondola keeps no record of single requests: an entry is what one
+/// UTC day cost in one currency, its requests and tokens told in `notes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageEntry {
+    /// What was charged, as a negative number (a charge takes from the balance).
+    pub amount: Charge,
+    /// `DIEM`, `BUNDLED_CREDITS` or `USD`.
+    pub currency: String,
+    /// Always `None`: no single request is on record.
+    pub inference_details: Option<InferenceDetails>,
+    pub notes: String,
+    pub price_per_unit_usd: DollarNumber,
+    pub sku: String,
+    pub timestamp: Timestamp,
+    pub units: DollarNumber,
+}
+
+/// Venice's details of one request; never filled in here (see [`UsageEntry`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceDetails {
+    pub completion_tokens: Option<u64>,
+    pub inference_execution_time: Option<u64>,
+    pub prompt_tokens: Option<u64>,
+    pub request_id: String,
+}
+
+/// A charge: dollars written as a negative JSON number with exact digits (`-0.25`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Charge(pub u128);
+
+impl Serialize for Charge {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let digits = Amount(self.0).to_decimal_string();
+        let text = if self.0 == 0 {
+            digits
+        } else {
+            format!("-{digits}")
+        };
+        let number =
+            serde_json::value::RawValue::from_string(text).map_err(serde::ser::Error::custom)?;
+        number.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Charge {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <Box<serde_json::value::RawValue>>::deserialize(deserializer)?;
+        let text = raw.get().trim_matches('"');
+        Amount::parse_decimal(text.strip_prefix('-').unwrap_or(text))
+            .map(|amount| Self(amount.0))
+            .map_err(|error| D::Error::custom(error.to_string()))
+    }
 }
 
 /// `GET /api_keys/rate_limits`.
@@ -315,8 +494,10 @@ pub struct RateLimits {
     pub access_permitted: bool,
     pub api_tier: ApiTier,
     /// By currency: `DIEM`, `USD`, `BUNDLED_CREDITS`.
-    pub balances: std::collections::BTreeMap<String, Dollars>,
-    pub next_epoch_begins: u64,
+    pub balances: std::collections::BTreeMap<String, DollarNumber>,
+    /// When the calling key expires; `None` when it does not.
+    pub key_expiration: Option<Timestamp>,
+    pub next_epoch_begins: Timestamp,
     pub rate_limits: Vec<ModelRateLimits>,
 }
 
@@ -388,35 +569,35 @@ mod tests {
     }
 
     #[test]
-    fn a_key_created_carries_its_secret_and_one_listed_does_not() {
-        let key = ApiKey {
-            id: "key_1".into(),
-            api_key_type: "INFERENCE".into(),
-            description: "laptop".into(),
-            last6_chars: "abcdef".into(),
-            created_at: 1,
-            expires_at: None,
-            last_used_at: None,
-            consumption_limit: Some(ConsumptionLimit {
-                usd: Dollars(1_000_000_000_000_000_000),
-            }),
-            limit_period: Some("EPOCH".into()),
-            usage: KeyUsage { usd: Dollars(0) },
-            api_key: None,
-        };
-        let listed = serde_json::to_value(&key).expect("serializes");
-        assert!(listed.get("apiKey").is_none());
-        assert_eq!(listed["apiKeyType"], "INFERENCE");
-        assert_eq!(listed["consumptionLimit"]["usd"], "1");
-        let created = ApiKey {
-            api_key: Some("gk-secret".into()),
-            ..key
-        };
-        let text = serde_json::to_string(&Data {
-            data: created.clone(),
-        })
-        .expect("serializes");
-        let read: Data<ApiKey> = serde_json::from_str(&text).expect("parses");
-        assert_eq!(read.data, created);
+    fn venice_amounts_are_exact_json_numbers_and_moments_are_iso() {
+        let amount = DollarNumber(123_456_789_012_345_678_901);
+        let text = serde_json::to_string(&amount).expect("serializes");
+        assert_eq!(text, "123.456789012345678901");
+        assert_eq!(
+            serde_json::from_str::<DollarNumber>(&text).expect("parses"),
+            amount
+        );
+        assert_eq!(
+            serde_json::from_str::<DollarNumber>("\"0.5\"").expect("a string too"),
+            DollarNumber(500_000_000_000_000_000)
+        );
+        let moment = Timestamp(1_796_601_600);
+        assert_eq!(
+            serde_json::to_string(&moment).expect("serializes"),
+            "\"2026-12-07T00:00:00.000Z\""
+        );
+        for form in [
+            "\"2026-12-07T00:00:00.000Z\"",
+            "\"2026-12-07T01:00:00+01:00\"",
+            "\"2026-12-07\"",
+            "1796601600",
+        ] {
+            assert_eq!(
+                serde_json::from_str::<Timestamp>(form).expect(form),
+                moment,
+                "{form}"
+            );
+        }
+        assert!(serde_json::from_str::<Timestamp>("\"next tuesday\"").is_err());
     }
 }

@@ -8,6 +8,8 @@ use crate::money::Amount;
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelList {
     pub object: &'static str,
+    /// The type of models listed (the `type` filter, `text` when none was given).
+    pub r#type: String,
     pub data: Vec<Model>,
 }
 
@@ -55,6 +57,24 @@ pub struct Capabilities {
     #[serde(rename = "supportsE2EE")]
     pub supports_e2ee: bool,
     pub supports_tee_attestation: bool,
+    pub supports_audio_input: bool,
+    pub supports_video_input: bool,
+    pub supports_multiple_images: bool,
+    pub supports_reasoning_effort: bool,
+    pub supports_x_search: bool,
+}
+
+/// Venice's name for a quantization (`int4`, `int8`, `fp16`, `bf16`, …) from a GGUF one
+/// (`Q4_1`, `Q8_0`, `F16`, …); `not-available` when there is no such name.
+pub fn venice_quantization(gguf: &str) -> &'static str {
+    let upper = gguf.to_ascii_uppercase();
+    match upper.as_str() {
+        "F16" => "fp16",
+        "BF16" => "bf16",
+        _ if upper.starts_with("Q4") || upper.starts_with("IQ4") => "int4",
+        _ if upper.starts_with("Q8") => "int8",
+        _ => "not-available",
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -19,24 +19,66 @@ fn count_key_change(state: &AppState, account: Address) -> Result<(), ApiError> 
     }
 }
 
-fn key_json(key: &StoredKey) -> ApiKey {
+/// A key as Venice lists it, with what it spent in the week to `today`.
+fn key_json(key: &StoredKey, today: u64) -> ApiKey {
     ApiKey {
         id: key.id.clone(),
         api_key_type: key.kind.as_str().into(),
         description: key.description.clone(),
         last6_chars: key.last6.clone(),
-        created_at: key.created_at,
-        expires_at: key.expires_at,
-        last_used_at: key.last_used_at,
-        consumption_limit: key.limit.map(|limit| ConsumptionLimit {
-            usd: usd(limit.usd_units.0),
+        created_at: Some(Timestamp(key.created_at)),
+        expires_at: key.expires_at.map(Timestamp),
+        last_used_at: key.last_used_at.map(Timestamp),
+        consumption_limits: limits_json(key.limit),
+        limit_period: limit_period(key.limit),
+        model_privacy: MODEL_PRIVACY.into(),
+        usage: Some(KeyUsage {
+            trailing_seven_days: SpentAmounts {
+                usd: usd(key.spent_in_week_to(today)),
+                vcu: Dollars(0),
+                diem: Dollars(0),
+            },
         }),
-        limit_period: key.limit.map(|limit| limit.period.as_str().into()),
-        usage: KeyUsage {
-            usd: usd(key.lifetime_units.0),
-        },
-        api_key: None,
+        current_period_usage: key.limit.map(|_| PeriodUsage {
+            usd: usd(key.spent_in_period_of(today)),
+            diem: Dollars(0),
+        }),
     }
+}
+
+/// A key just made, with its secret.
+fn created_json(minted: economy::keys::Minted) -> CreatedApiKey {
+    let key = minted.key;
+    CreatedApiKey {
+        id: key.id,
+        api_key: minted.secret,
+        api_key_type: key.kind.as_str().into(),
+        description: key.description,
+        expires_at: key.expires_at.map(Timestamp),
+        consumption_limit: limits_json(key.limit),
+        limit_period: limit_period(key.limit),
+        model_privacy: MODEL_PRIVACY.into(),
+    }
+}
+
+/// Every model here is private, so a key is never narrowed to private ones.
+const MODEL_PRIVACY: &str = "ALL";
+
+/// The one cap, in dollars and in DIEM (worth a dollar each).
+fn limits_json(limit: Option<SpendLimit>) -> ConsumptionLimits {
+    let cap = limit.map(|limit| DollarNumber(limit.usd_units.0));
+    ConsumptionLimits {
+        usd: cap,
+        diem: cap,
+    }
+}
+
+/// The limit's period; a key without a limit reads as Venice's default, the UTC day.
+fn limit_period(limit: Option<SpendLimit>) -> String {
+    limit
+        .map_or(LimitPeriod::Epoch, |limit| limit.period)
+        .as_str()
+        .into()
 }
 
 fn key_error(failure: KeyError) -> ApiError {
@@ -59,9 +101,15 @@ pub(crate) async fn list_keys(
 ) -> Response {
     let result = (|| {
         let (economy, account) = key_holder(&state, &headers, true)?;
+        let today = economy.clock.today();
         Ok(List {
             object: "list".into(),
-            data: economy.keys.list(account).iter().map(key_json).collect(),
+            data: economy
+                .keys
+                .list(account)
+                .iter()
+                .map(|key| key_json(key, today))
+                .collect(),
         })
     })();
     respond(result, dialect)
@@ -81,18 +129,22 @@ pub(crate) async fn get_key(
             .iter()
             .find(|key| key.id == id)
             .map(|key| Data {
-                data: key_json(key),
+                data: key_json(key, economy.clock.today()),
             })
             .ok_or_else(|| error(ErrorCode::NotFound, "no such API key"))
     })();
     respond(result, dialect)
 }
 
-/// A spend cap as a request gives it (Venice's: a JSON number of dollars).
+/// A spend cap as a request gives it (Venice's: JSON numbers of dollars or DIEM, worth the
+/// same here; `vcu` is Venice's deprecated unit and is not accepted).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RequestedLimit {
+    #[serde(default)]
     usd: Option<serde_json::Number>,
+    #[serde(default)]
+    diem: Option<serde_json::Number>,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +153,7 @@ struct CreateKey {
     api_key_type: KeyKind,
     description: String,
     #[serde(default)]
-    expires_at: Option<u64>,
+    expires_at: Option<Timestamp>,
     #[serde(default)]
     consumption_limit: Option<RequestedLimit>,
     #[serde(default)]
@@ -115,11 +167,31 @@ fn spend_limit(
     limit: Option<RequestedLimit>,
     period: Option<LimitPeriod>,
 ) -> Result<Option<SpendLimit>, ApiError> {
-    let Some(usd) = limit.and_then(|limit| limit.usd) else {
+    let Some(limit) = limit else {
         return Ok(None);
     };
-    let amount = Amount::parse_decimal(&usd.to_string())
-        .map_err(|failure| ApiError::invalid("consumptionLimit.usd", failure.to_string()))?;
+    let parse = |number: serde_json::Number, param: &str| {
+        Amount::parse_decimal(&number.to_string())
+            .map_err(|failure| ApiError::invalid(param, failure.to_string()))
+    };
+    let amount = match (limit.usd, limit.diem) {
+        (None, None) => return Ok(None),
+        (Some(usd), None) => parse(usd, "consumptionLimit.usd")?,
+        (None, Some(diem)) => parse(diem, "consumptionLimit.diem")?,
+        (Some(usd), Some(diem)) => {
+            let (usd, diem) = (
+                parse(usd, "consumptionLimit.usd")?,
+                parse(diem, "consumptionLimit.diem")?,
+            );
+            if usd != diem {
+                return Err(ApiError::invalid(
+                    "consumptionLimit",
+                    "a key has one cap here (DIEM is worth a dollar): give usd or diem, or the same amount in both",
+                ));
+            }
+            usd
+        }
+    };
     Ok(Some(SpendLimit {
         usd_units: Units(amount.0),
         period: period.unwrap_or(LimitPeriod::Epoch),
@@ -167,7 +239,7 @@ pub(crate) async fn create_key(
         check_description(&request.description)?;
         count_key_change(&state, account)?;
         let now = economy.clock.now();
-        if request.expires_at.is_some_and(|expiry| expiry <= now) {
+        if request.expires_at.is_some_and(|expiry| expiry.0 <= now) {
             return Err(ApiError::invalid("expiresAt", "the expiry is in the past"));
         }
         let limit = spend_limit(request.consumption_limit, request.limit_period)?;
@@ -177,18 +249,17 @@ pub(crate) async fn create_key(
                 account,
                 request.api_key_type,
                 request.description,
-                request.expires_at,
+                request.expires_at.map(|expiry| expiry.0),
                 limit,
                 now,
             )
             .map_err(key_error)?;
         economy.refresh_account(account);
-        let data = ApiKey {
-            api_key: Some(minted.secret),
-            ..key_json(&minted.key)
-        };
         tracing::info!(key = %minted.key.id, "API key created");
-        Ok(Data { data })
+        Ok(Succeeded {
+            success: true,
+            data: created_json(minted),
+        })
     })();
     respond(result, dialect)
 }
@@ -200,7 +271,7 @@ struct UpdateKey {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
-    expires_at: Option<Option<u64>>,
+    expires_at: Option<Option<Timestamp>>,
     #[serde(default)]
     consumption_limit: Option<RequestedLimit>,
     #[serde(default)]
@@ -231,15 +302,22 @@ pub(crate) async fn update_key(
                     key.description = description;
                 }
                 if let Some(expires_at) = request.expires_at {
-                    key.expires_at = expires_at;
+                    key.expires_at = expires_at.map(|expiry| expiry.0);
                 }
                 if let Some(limit) = limit {
                     key.limit = limit;
                 }
             })
             .map_err(key_error)?;
-        Ok(Data {
-            data: key_json(&updated),
+        // Venice's answer to an update carries no usage.
+        let data = ApiKey {
+            usage: None,
+            current_period_usage: None,
+            ..key_json(&updated, economy.clock.today())
+        };
+        Ok(Succeeded {
+            success: true,
+            data,
         })
     })();
     respond(result, dialect)
@@ -371,14 +449,10 @@ pub(crate) async fn web3_key(
             )
             .map_err(key_error)?;
         economy.refresh_account(recovered);
-        let data = ApiKey {
-            api_key: Some(minted.secret),
-            ..key_json(&minted.key)
-        };
         tracing::info!(key = %minted.key.id, "API key minted with a wallet signature");
         Ok(Succeeded {
             success: true,
-            data,
+            data: created_json(minted),
         })
     })();
     respond(result, dialect)

@@ -10,7 +10,7 @@ mod keys;
 mod ledger_routes;
 
 pub(crate) use billing::{
-    advance_clock, billing_balance, rate_limit_log, rate_limits, usage_history,
+    advance_clock, billing_balance, rate_limit_log, rate_limits, usage_days, usage_history,
 };
 pub(crate) use keys::{
     create_key, delete_key, get_key, list_keys, update_key, web3_challenge, web3_key,
@@ -28,10 +28,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use wallet::{JsonAddress, Operation, SignedOperation, Units};
 use wire::economy::{
-    Allowance, ApiKey, ApiTier, Apr, BaseUnits, BillingBalance, BillingBalances, ClockAdvanced,
-    ConsumptionLimit, Data, Deleted, DiemLiability, Dollars, Eip712Domain, Emissions, KeyUsage,
-    LedgerAccount, LedgerReceipt, LedgerStatus, List, MintQuote, ModelRateLimits, Parameters,
-    RateLimitAmount, RateLimitHit, RateLimits, Spendable, Succeeded, Supply, UsageDay,
+    Allowance, ApiKey, ApiTier, Apr, BaseUnits, BillingBalance, BillingBalances, Charge,
+    ClockAdvanced, ConsumptionLimits, CreatedApiKey, Data, Deleted, DiemLiability, DollarNumber,
+    Dollars, Eip712Domain, Emissions, KeyUsage, LedgerAccount, LedgerReceipt, LedgerStatus, List,
+    MintQuote, ModelRateLimits, Parameters, PeriodUsage, RateLimitAmount, RateLimitHit, RateLimits,
+    Spendable, SpentAmounts, Succeeded, Supply, Timestamp, UsageDay, UsageDays, UsageEntry,
     UsageHistory, Web3Challenge,
 };
 use wire::error::{ApiError, Dialect, ErrorCode};

@@ -279,7 +279,7 @@ async fn staking_buys_a_daily_allowance_that_requests_draw_down_and_the_next_day
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let history = loop {
         let history =
-            get_json_with_key(&http, &format!("{url}/api/v1/billing/usage-history"), &key).await;
+            get_json_with_key(&http, &format!("{url}/api/v1/billing/usage-days"), &key).await;
         let requests: u64 = history["data"]
             .as_array()
             .expect("days")

@@ -3,6 +3,7 @@
 //! be made to fail on cue.
 
 mod chaos;
+mod contract;
 mod economy;
 mod engine_direct;
 mod failover;

@@ -7,7 +7,12 @@ use std::sync::OnceLock;
 use crate::support::{serve, shared_dir};
 
 /// Pinned so that the tests mean the same thing every run.
-const PACKAGES: [&str; 2] = ["openai==3.54.0", "langchain-openai==1.7.4"];
+const PACKAGES: [&str; 4] = [
+    "openai==3.54.0",
+    "langchain-openai==1.7.4",
+    "openapi-schema-validator==0.9.0",
+    "pyyaml==6.0.3",
+];
 
 /// A venv with the `openai` package, made once per test run.
 fn python() -> PathBuf {
@@ -28,7 +33,10 @@ fn python() -> PathBuf {
                 );
             }
             let check = Command::new(&python)
-                .args(["-c", "import openai, langchain_openai"])
+                .args([
+                    "-c",
+                    "import openai, langchain_openai, openapi_schema_validator, yaml",
+                ])
                 .status()
                 .expect("run python");
             if !check.success() {
@@ -47,18 +55,29 @@ fn python() -> PathBuf {
 /// Runs `script` (in this directory) against `base_url` (an OpenAI `/v1` base) and returns
 /// the JSON line it printed last.
 async fn run_script(script: &'static str, base_url: String) -> serde_json::Value {
+    run_script_with(
+        script,
+        &[
+            ("OPENAI_BASE_URL", base_url),
+            ("OPENAI_API_KEY", "unused-locally".to_owned()),
+        ],
+    )
+    .await
+}
+
+/// Runs `script` (in this directory) with `env` and returns the JSON line it printed last.
+pub async fn run_script_with(script: &'static str, env: &[(&str, String)]) -> serde_json::Value {
     let python = python();
     let script = format!("{}/tests/it/{script}", env!("CARGO_MANIFEST_DIR"));
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("OPENAI_BASE_URL", base_url)
-            .env("OPENAI_API_KEY", "unused-locally")
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run the script");
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .collect();
+    let output =
+        tokio::task::spawn_blocking(move || Command::new(python).arg(script).envs(env).output())
+            .await
+            .expect("join")
+            .expect("run the script");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -60,20 +60,29 @@ where
 
 /// What the account of `key` can spend now, in base units (allowance, bundled credits, USD).
 async fn spendable(http: &reqwest::Client, url: &str, key: &str) -> u128 {
-    let body: Value = http
+    // Read as text: amounts are JSON numbers with up to 18 decimals, which no float holds.
+    let text = http
         .get(format!("{url}/api/v1/billing/balance"))
         .bearer_auth(key)
         .send()
         .await
         .expect("send")
-        .json()
+        .text()
         .await
-        .expect("json");
-    let balances = &body["data"]["balances"];
+        .expect("text");
     ["diem", "usd", "bundledCredits"]
         .iter()
-        .map(|name| decimal_units(balances[name].as_str().expect("a decimal string")))
+        .map(|name| decimal_units(&number_after(&text, &format!("\"{name}\":"))))
         .sum()
+}
+
+/// The JSON number written right after `key` in `text`, as its exact digits.
+fn number_after(text: &str, key: &str) -> String {
+    let start = text.find(key).unwrap_or_else(|| panic!("{key} in {text}")) + key.len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect()
 }
 
 /// The exact `cost.usd` of a reply, in base units (read from the text: a JSON number with
@@ -405,7 +414,7 @@ async fn concurrent_requests_cannot_spend_past_a_keys_cap() {
         .expect("keys")
         .iter()
         .find(|key| key["id"] == capped_id.as_str())
-        .expect("the capped key")["usage"]["usd"]
+        .expect("the capped key")["usage"]["trailingSevenDays"]["usd"]
         .as_str()
         .map(decimal_units)
         .expect("usage");

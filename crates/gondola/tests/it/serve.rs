@@ -135,13 +135,26 @@ async fn the_catalogue_lists_the_served_model_with_its_spec() {
     assert_eq!(model["type"], "text");
     let spec = &model["model_spec"];
     assert_eq!(spec["privacy"], "private");
-    assert_eq!(spec["capabilities"]["quantization"], "Q4_1");
+    // Venice's name for the weights' format; the GGUF's own is in the description.
+    assert_eq!(spec["capabilities"]["quantization"], "int4");
+    assert!(
+        spec["description"]
+            .as_str()
+            .is_some_and(|text| text.contains("Q4_1")),
+        "{spec}"
+    );
     assert_eq!(spec["capabilities"]["supportsResponseSchema"], true);
+    assert_eq!(spec["capabilities"]["supportsFunctionCalling"], true);
+    assert_eq!(models["type"], "text");
+    assert_eq!(model["owned_by"], "gondola");
+    let venice = get_json(&http, format!("{url}/api/v1/models")).await;
+    assert_eq!(venice["data"][0]["owned_by"], "venice.ai");
     assert!(spec["pricing"]["output"]["usd"].as_f64().expect("price") > 0.0);
     assert_eq!(spec["availableContextTokens"], 2048);
     assert_eq!(spec["providers"], 1);
     let images = get_json(&http, format!("{url}/v1/models?type=image")).await;
     assert_eq!(images["data"], serde_json::json!([]));
+    assert_eq!(images["type"], "image");
     let traits = get_json(&http, format!("{url}/api/v1/models/traits")).await;
     assert_eq!(traits["data"]["default"], "smollm2-135m-instruct");
     let aliases = get_json(&http, format!("{url}/api/v1/models/compatibility_mapping")).await;

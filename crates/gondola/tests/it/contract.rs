@@ -1,0 +1,128 @@
+//! The contract test: every operation of Venice's API (`../shared/reference/venice-openapi.yaml`)
+//! that Gondola serves, called for real through the running binary with the real model, and
+//! each answer (status, content type, body, each stream chunk) validated against Venice's
+//! schema for that operation and status, and against Gondola's own `openapi.json`. The requests
+//! and the validation are `venice_contract.py` (with `openapi-schema-validator`); a key minted
+//! with a wallet's signature is requested here and its answer handed to the script.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::economy::{ledger_config, staked_account_key};
+use crate::sdk::run_script_with;
+use crate::support::{client, serve};
+
+/// Venice's operations that Gondola serves, as `(method, path)` in Venice's document. The
+/// README lists the rest, each with its issue or reason.
+const SERVED: [(&str, &str); 15] = [
+    ("get", "/models"),
+    ("get", "/models/traits"),
+    ("get", "/models/compatibility_mapping"),
+    ("post", "/chat/completions"),
+    ("get", "/api_keys"),
+    ("post", "/api_keys"),
+    ("patch", "/api_keys"),
+    ("delete", "/api_keys"),
+    ("get", "/api_keys/{id}"),
+    ("get", "/api_keys/rate_limits"),
+    ("get", "/api_keys/rate_limits/log"),
+    ("get", "/api_keys/generate_web3_key"),
+    ("post", "/api_keys/generate_web3_key"),
+    ("get", "/billing/balance"),
+    ("get", "/billing/usage-history"),
+];
+
+fn venice_spec() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/venice-openapi.yaml")
+}
+
+/// Mints an ADMIN key of the wallet's account through Venice's web3 route; returns the raw
+/// answer and the key.
+async fn mint_admin_key(url: &str, wallet: &wallet::Wallet) -> (u16, Value) {
+    let http = client();
+    let challenge_url = format!("{url}/api/v1/api_keys/generate_web3_key");
+    let challenge: Value = http
+        .get(&challenge_url)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let token = challenge["data"]["token"].as_str().expect("a token");
+    let response = http
+        .post(&challenge_url)
+        .json(&json!({
+            "address": wallet.address().to_string(),
+            "signature": format!("0x{}", hex::encode(wallet.personal_sign(token.as_bytes()))),
+            "token": token,
+            "apiKeyType": "ADMIN",
+            "description": "contract admin",
+        }))
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_served_venice_operation_answers_as_venices_spec_says() {
+    let spec = venice_spec();
+    assert!(
+        spec.exists(),
+        "Venice's OpenAPI document is read from {}",
+        spec.display()
+    );
+    let (_process, url, dir) = serve(
+        &[],
+        Some(&ledger_config("100", "sk-contract-operator", "1")),
+    );
+    let (inference_key, _) = staked_account_key(&url, dir.path(), "contract", "100");
+    let wallet = wallet::Wallet::load(&dir.path().join("contract.key")).expect("the wallet");
+    let (status, minted) = mint_admin_key(&url, &wallet).await;
+    assert_eq!(status, 200, "{minted}");
+    let admin_key = minted["data"]["apiKey"].as_str().expect("a key").to_owned();
+    let extra = dir.path().join("contract-extra.json");
+    std::fs::write(
+        &extra,
+        serde_json::to_vec(&json!([{
+            "path": "/api_keys/generate_web3_key", "method": "post", "status": status, "body": minted,
+        }]))
+        .expect("json"),
+    )
+    .expect("write");
+    let result = run_script_with(
+        "venice_contract.py",
+        &[
+            ("GONDOLA_URL", url.clone()),
+            ("ACCOUNT_ADMIN_KEY", admin_key),
+            ("ACCOUNT_INFERENCE_KEY", inference_key),
+            ("VENICE_SPEC", spec.display().to_string()),
+            ("CONTRACT_EXTRA", extra.display().to_string()),
+        ],
+    )
+    .await;
+    let violations = result["violations"].as_array().expect("violations");
+    assert!(
+        violations.is_empty(),
+        "{} violations:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let checked = result["checked"].as_array().expect("checked");
+    for (method, path) in SERVED {
+        assert!(
+            checked.iter().any(|entry| entry["method"] == method
+                && entry["path"] == path
+                && entry["status"].as_u64().is_some_and(|status| status < 300)),
+            "{method} {path} was not exercised with a successful answer"
+        );
+    }
+    assert!(checked.iter().any(|entry| entry["what"] == "stream chunk"));
+}

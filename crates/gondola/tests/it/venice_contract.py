@@ -1,0 +1,193 @@
+"""The contract test's client: real requests to every Venice operation Gondola serves, each
+answer (status, content type, body, and each chunk of a stream) validated against Venice's own
+OpenAPI document and against Gondola's `openapi.json`. Answers the Rust side obtained itself
+(those that need a wallet's signature) come in a file named by CONTRACT_EXTRA.
+
+Prints one JSON line: {"checked": [...], "violations": [...]}; the Rust side fails on any
+violation and checks that every served Venice operation was exercised."""
+import json
+import os
+import re
+
+import httpx
+import yaml
+from openapi_schema_validator import OAS30Validator, OAS31Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4, DRAFT202012
+
+BASE = os.environ["GONDOLA_URL"].rstrip("/")
+ADMIN = os.environ["ACCOUNT_ADMIN_KEY"]
+INFERENCE = os.environ["ACCOUNT_INFERENCE_KEY"]
+
+
+def load_yaml(path):
+    """YAML as JSON reads it: dates stay strings, and so do `on`, `off`, `yes` and `no`
+    (Venice's `enable_web_search` takes the strings `auto`, `off` and `on`)."""
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        key: [
+            (tag, regexp)
+            for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
+        ]
+        for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    with open(path) as file:
+        return yaml.load(file, Loader=Loader)
+
+
+VENICE = load_yaml(os.environ["VENICE_SPEC"])
+GONDOLA = httpx.get(f"{BASE}/api/v1/openapi.json").json()
+REGISTRY = Registry().with_resources([
+    ("urn:venice", Resource.from_contents(VENICE, default_specification=DRAFT4)),
+    ("urn:gondola", Resource.from_contents(GONDOLA, default_specification=DRAFT202012)),
+])
+checked = []
+violations = []
+# Statuses Venice's error list gives every route that its OpenAPI document omits on some.
+VENICE_LISTED_ERRORS = {404}
+
+
+def pointer(*parts):
+    return "/".join(str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def response_schema(spec, urn, prefix, path, method, status, content_type):
+    """The schema `spec` gives for this answer, as a reference into it; None if it has none."""
+    operation = spec["paths"].get(prefix + path, {}).get(method)
+    if operation is None:
+        return None, f"{urn}: no {method.upper()} {prefix + path}"
+    responses = operation.get("responses", {})
+    key = str(status) if str(status) in responses else ("default" if "default" in responses else None)
+    if key is None and urn == "urn:venice" and status in VENICE_LISTED_ERRORS:
+        # Venice's error list (reference/venice-api.md) names this status for every route;
+        # its OpenAPI document leaves it out of some: the error shape is Venice's own.
+        return {"$ref": "urn:venice#/components/schemas/StandardError"}, None
+    if key is None:
+        return None, f"{urn}: status {status} is not documented for {method.upper()} {path}"
+    response = responses[key]
+    location = ["", "paths", prefix + path, method, "responses", key]
+    if "$ref" in response:
+        # A shared response: #/components/responses/<name>.
+        location = response["$ref"][1:].split("/")
+        response = spec["components"]["responses"][location[-1]]
+    content = response.get("content", {})
+    if content_type not in content:
+        return None, f"{urn}: {content_type} is not documented for {method.upper()} {path} {status}"
+    if "schema" not in content[content_type]:
+        return None, None
+    ref = "#" + pointer(*location, "content", content_type, "schema")
+    return {"$ref": urn + ref}, None
+
+
+def check(path, method, status, content_type, body, venice=True, what=None):
+    """Validates one answer body against both documents."""
+    label = what or f"{method.upper()} {path} {status}"
+    checked.append({"path": path, "method": method, "status": status, "what": label})
+    documents = [("urn:gondola", GONDOLA, "/api/v1", OAS31Validator)]
+    if venice:
+        documents.append(("urn:venice", VENICE, "", OAS30Validator))
+    for urn, spec, prefix, validator_class in documents:
+        schema, missing = response_schema(spec, urn, prefix, path, method, status, content_type)
+        if missing:
+            violations.append({"what": label, "document": urn, "error": missing})
+            continue
+        if schema is None:
+            continue
+        validator = validator_class(schema, registry=REGISTRY)
+        for error in validator.iter_errors(body):
+            violations.append({
+                "what": label,
+                "document": urn,
+                "at": "/".join(str(part) for part in error.absolute_path),
+                "error": error.message[:400],
+            })
+
+
+def call(method, path, key=INFERENCE, venice=True, expect=None, template=None, **options):
+    response = httpx.request(
+        method, f"{BASE}/api/v1{path}", headers={"authorization": f"Bearer {key}"}, timeout=120, **options
+    )
+    content_type = response.headers.get("content-type", "").split(";")[0]
+    body = response.json() if content_type == "application/json" else response.text
+    check(template or path.split("?")[0], method.lower(), response.status_code, content_type, body, venice)
+    if expect is not None and response.status_code != expect:
+        violations.append({"what": f"{method} {path}", "error": f"status {response.status_code}, expected {expect}: {body}"})
+    return response, body
+
+
+def chat_body(**extra):
+    return {
+        "model": "default",
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 8,
+        "temperature": 0,
+        **extra,
+    }
+
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+# Models.
+call("GET", "/models", expect=200)
+call("GET", "/models?type=text", expect=200)
+call("GET", "/models/traits", expect=200)
+call("GET", "/models/compatibility_mapping", expect=200)
+
+# Chat: whole, with tools, with Venice parameters, refused.
+call("POST", "/chat/completions", json=chat_body(), expect=200)
+call("POST", "/chat/completions", json=chat_body(tools=WEATHER, tool_choice="required", max_tokens=48), expect=200)
+call("POST", "/chat/completions", json=chat_body(venice_parameters={
+    "include_venice_system_prompt": False, "enable_web_search": "auto", "character_slug": "none"}), expect=200)
+call("POST", "/chat/completions", json={"model": "default", "messages": []}, expect=400)
+call("POST", "/chat/completions", json=chat_body(model="no-such-model"), expect=404)
+
+# Chat, streamed: the response's head, then each chunk (Venice documents no chunk schema;
+# Gondola's does).
+with httpx.stream("POST", f"{BASE}/api/v1/chat/completions", timeout=120,
+                  headers={"authorization": f"Bearer {INFERENCE}"},
+                  json=chat_body(stream=True, stream_options={"include_usage": True})) as response:
+    assert response.status_code == 200, response.status_code
+    chunks = 0
+    for line in response.iter_lines():
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        chunk = json.loads(line[len("data: "):])
+        chunks += 1
+        checked.append({"path": "/chat/completions", "method": "post", "status": 200, "what": "stream chunk"})
+        for error in OAS31Validator({"$ref": "urn:gondola#/components/schemas/ChatCompletionChunk"},
+                                    registry=REGISTRY).iter_errors(chunk):
+            violations.append({"what": "stream chunk", "document": "urn:gondola", "at": "/".join(map(str, error.absolute_path)), "error": error.message[:400]})
+    assert chunks > 1, chunks
+
+# API keys, as the account's ADMIN key sees them.
+call("GET", "/api_keys", key=ADMIN, expect=200)
+_, created = call("POST", "/api_keys", key=ADMIN, expect=200, json={
+    "apiKeyType": "INFERENCE", "description": "contract", "consumptionLimit": {"usd": 5}})
+key_id = created.get("data", {}).get("id", "missing")
+call("GET", f"/api_keys/{key_id}", key=ADMIN, expect=200, template="/api_keys/{id}")
+call("PATCH", "/api_keys", key=ADMIN, expect=200, json={"id": key_id, "description": "contract, renamed"})
+call("GET", "/api_keys/rate_limits", key=ADMIN, expect=200)
+call("GET", "/api_keys/rate_limits/log", key=ADMIN, expect=200)
+call("GET", "/api_keys/generate_web3_key", expect=200)
+call("DELETE", f"/api_keys?id={key_id}", key=ADMIN, expect=200)
+call("GET", "/api_keys", key="sk-not-a-key", expect=401)
+
+# Billing.
+call("GET", "/billing/balance", key=ADMIN, expect=200)
+call("GET", "/billing/usage-history", key=ADMIN, expect=200)
+call("GET", "/billing/usage-history?currency=DIEM&pageSize=10&startTimestamp=2020-01-01%2000:00:00%2B00:00", key=ADMIN, expect=200)
+call("GET", "/billing/usage-history?cursor=bm90LWEtY3Vyc29y", key=ADMIN, expect=400)
+call("GET", "/billing/usage-days", key=ADMIN, venice=False, expect=200)
+
+# Answers the Rust side obtained (a wallet-signed key request).
+for extra in json.load(open(os.environ["CONTRACT_EXTRA"])):
+    check(extra["path"], extra["method"], extra["status"], "application/json", extra["body"])
+
+print(json.dumps({"checked": checked, "violations": violations}))
