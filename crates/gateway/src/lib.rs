@@ -18,6 +18,7 @@ mod metrics;
 pub mod oblivious;
 mod pipeline;
 mod provider_api;
+mod query;
 mod rate_limit;
 mod registry;
 mod sealed;
@@ -29,7 +30,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Json, Router};
@@ -481,7 +482,7 @@ async fn list_models(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
-    Query(filter): Query<TypeFilter>,
+    query::ApiQuery(filter): query::ApiQuery<TypeFilter>,
 ) -> Response {
     if let Err(error) = pipeline::admission::authenticated(&state, &headers).await {
         return error_response(&error, dialect);
@@ -521,7 +522,7 @@ async fn list_traits(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
-    Query(filter): Query<TypeFilter>,
+    query::ApiQuery(filter): query::ApiQuery<TypeFilter>,
 ) -> Response {
     name_map(&state, dialect, &headers, &filter, Catalogue::traits).await
 }
@@ -530,7 +531,7 @@ async fn list_aliases(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
-    Query(filter): Query<TypeFilter>,
+    query::ApiQuery(filter): query::ApiQuery<TypeFilter>,
 ) -> Response {
     name_map(&state, dialect, &headers, &filter, Catalogue::aliases).await
 }

@@ -382,12 +382,10 @@ pub(crate) async fn usage_history(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
-    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+    crate::query::ApiQuery(query): crate::query::ApiQuery<UsageQuery>,
 ) -> Response {
     let result = (|| {
         let (economy, account) = key_holder(&state, &headers, false)?;
-        let Query(query) =
-            query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
         let walk = Walk::from_query(query)?;
         let (data, next) = economy.read(|store| page(store.ledger().usage_history(account), walk));
         Ok(UsageHistory {

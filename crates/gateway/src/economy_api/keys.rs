@@ -333,7 +333,7 @@ pub(crate) async fn delete_key(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
-    Query(query): Query<IdQuery>,
+    crate::query::ApiQuery(query): crate::query::ApiQuery<IdQuery>,
 ) -> Response {
     let result = (|| {
         let (economy, account) = key_holder(&state, &headers, true)?;

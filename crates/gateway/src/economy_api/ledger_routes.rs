@@ -148,7 +148,7 @@ pub(crate) struct QuoteQuery {
 pub(crate) async fn quote(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
-    Query(query): Query<QuoteQuery>,
+    crate::query::ApiQuery(query): crate::query::ApiQuery<QuoteQuery>,
 ) -> Response {
     respond(quote_body(&state, &query), dialect)
 }

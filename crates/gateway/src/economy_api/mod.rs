@@ -19,7 +19,7 @@ pub(crate) use ledger_routes::{account, quote, status, submit};
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use http::HeaderMap;

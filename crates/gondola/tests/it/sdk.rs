@@ -7,15 +7,17 @@ use std::sync::OnceLock;
 use crate::support::{serve, shared_dir};
 
 /// Pinned so that the tests mean the same thing every run.
-const PACKAGES: [&str; 4] = [
+const PACKAGES: [&str; 5] = [
     "openai==3.54.0",
     "langchain-openai==1.7.4",
     "openapi-schema-validator==0.9.0",
     "pyyaml==6.0.3",
+    "schemathesis==4.32.5",
 ];
 
-/// A venv with the `openai` package, made once per test run.
-fn python() -> PathBuf {
+/// A venv with the test clients (`openai`, LangChain, the schema validators), made once per
+/// test run.
+pub fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
@@ -35,7 +37,7 @@ fn python() -> PathBuf {
             let check = Command::new(&python)
                 .args([
                     "-c",
-                    "import openai, langchain_openai, openapi_schema_validator, yaml",
+                    "import openai, langchain_openai, openapi_schema_validator, yaml, schemathesis",
                 ])
                 .status()
                 .expect("run python");
