@@ -62,7 +62,10 @@ impl Operation for Chat {
 
     fn parse(state: &AppState, body: &Bytes) -> Result<ChatRequest, ApiError> {
         let limits = &state.config.limits;
-        let request = ChatRequest::parse(body)?;
+        let mut request = ChatRequest::parse(body)?;
+        if let Some(slug) = request.venice.character_slug.clone() {
+            play_character(state.config.characters.get(&slug)?, &mut request);
+        }
         if request.messages.len() > limits.max_messages {
             return Err(ApiError::invalid(
                 "messages",
@@ -126,11 +129,19 @@ impl Operation for Chat {
     }
 
     fn bound(state: &AppState, request: &ChatRequest, body: &Bytes) -> UsageBound {
-        let system_prompt_bytes = if request.venice.include_venice_system_prompt {
+        let platform_prompt_bytes = if request.venice.include_venice_system_prompt {
             state.config.system_prompt.len()
         } else {
             0
         };
+        // A character's prompt is not in the body either.
+        let character_prompt_bytes = request
+            .venice
+            .character_slug
+            .as_deref()
+            .and_then(|slug| state.config.characters.get(slug).ok())
+            .map_or(0, |character| character.system_prompt.len());
+        let system_prompt_bytes = platform_prompt_bytes + character_prompt_bytes;
         UsageBound::for_chat(
             body.len(),
             request.messages.len(),
@@ -195,6 +206,24 @@ impl Operation for Chat {
         insert_header(headers, "x-venice-model-id", &model.model_id);
         insert_header(headers, "x-venice-model-name", &model.model_name);
         Ok(response)
+    }
+}
+
+/// Makes `request` a conversation with `character`: its prompt first (before the client's own
+/// system message, in one system message), played by its model if it names one.
+fn play_character(character: &crate::characters::Character, request: &mut ChatRequest) {
+    if let Some(model) = &character.model {
+        request.model.clone_from(model);
+    }
+    match request.messages.first_mut() {
+        Some(first) if matches!(first.role, Role::System | Role::Developer) => {
+            first.content = format!("{}\n\n{}", character.system_prompt, first.content);
+            first.role = Role::System;
+        }
+        _ => request.messages.insert(
+            0,
+            Message::text(Role::System, character.system_prompt.clone()),
+        ),
     }
 }
 

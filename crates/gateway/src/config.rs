@@ -215,6 +215,8 @@ pub struct GatewayConfig {
     /// `scheme://host[:port]`): listed in the page's Content-Security-Policy and offered in
     /// its settings. Empty: the web app has no private mode.
     pub web_relays: Vec<String>,
+    /// Operator-defined personas (`GET /characters`, `character_slug`).
+    pub characters: crate::characters::Characters,
 }
 
 impl Default for GatewayConfig {
@@ -234,6 +236,7 @@ impl Default for GatewayConfig {
             oblivious_x_wing: false,
             tokens: None,
             web_relays: Vec::new(),
+            characters: crate::characters::Characters::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 mod auth;
 mod catalogue;
 mod challenge;
+pub mod characters;
 mod chat;
 pub mod config;
 mod economy_api;
@@ -265,6 +266,8 @@ fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc
         ("/models/traits", get(list_traits)),
         ("/models/compatibility_mapping", get(list_aliases)),
         ("/providers", get(list_providers)),
+        ("/characters", get(list_characters)),
+        ("/characters/{slug}", get(get_character)),
         (
             "/privacy/tokens",
             post(tokens::issue).layer(DefaultBodyLimit::max(
@@ -560,6 +563,46 @@ async fn name_map(
             Json(serde_json::json!({ "object": "list", "type": listed_type(filter), "data": data }))
                 .into_response()
         }
+        Err(error) => error_response(&error, dialect),
+    }
+}
+
+async fn list_characters(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let result = async {
+        pipeline::admission::authenticated(&state, &headers).await?;
+        let query = characters::CharacterQuery::parse(query.as_deref())?;
+        let data = state.config.characters.list(&query)?;
+        Ok::<_, ApiError>(Json(serde_json::json!({ "object": "list", "data": data })))
+    }
+    .await;
+    match result {
+        Ok(body) => body.into_response(),
+        Err(error) => error_response(&error, dialect),
+    }
+}
+
+async fn get_character(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    axum::extract::Path(slug): axum::extract::Path<String>,
+) -> Response {
+    let result = async {
+        pipeline::admission::authenticated(&state, &headers).await?;
+        let characters = &state.config.characters;
+        let character = characters.get(&slug)?;
+        Ok::<_, ApiError>(Json(
+            serde_json::json!({ "object": "character", "data": characters.view(character) }),
+        ))
+    }
+    .await;
+    match result {
+        Ok(body) => body.into_response(),
         Err(error) => error_response(&error, dialect),
     }
 }

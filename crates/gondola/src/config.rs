@@ -61,6 +61,24 @@ pub struct RawGateway {
     /// listed before the X25519 key; clients that cannot use it keep using X25519.
     #[serde(default)]
     pub x_wing: bool,
+    /// `[[gateway.characters]]`: personas requests may name (`character_slug`).
+    #[serde(default)]
+    pub characters: Vec<RawCharacter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCharacter {
+    pub slug: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub system_prompt: String,
+    /// The model (id, trait or alias) that plays the character; absent: the request's.
+    pub model: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub adult: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -550,7 +568,24 @@ pub fn gateway_config(
         }
         tiers.model_tiers.insert(model.clone(), tier.clone());
     }
+    let characters = gateway::characters::Characters::new(
+        raw.characters
+            .iter()
+            .map(|character| gateway::characters::Character {
+                slug: character.slug.clone(),
+                name: character.name.clone(),
+                description: character.description.clone(),
+                system_prompt: character.system_prompt.clone(),
+                model: character.model.clone(),
+                tags: character.tags.clone(),
+                adult: character.adult,
+            })
+            .collect(),
+        wire::clock::unix_seconds(),
+    )
+    .map_err(|error| anyhow::anyhow!("gateway.characters: {error}"))?;
     Ok(GatewayConfig {
+        characters,
         economy: None,
         oblivious_seed: None,
         oblivious_x_wing: raw.x_wing,

@@ -132,6 +132,13 @@ pub(crate) async fn chat(
 /// The sealed chat request, parsed and held to what was paid for.
 fn inner_request(body: &[u8], paid_tokens: u32) -> Result<ChatRequest, ApiError> {
     let request = ChatRequest::parse(body)?;
+    if request.venice.character_slug.is_some() {
+        // Characters live in the gateway's configuration, which never sees a sealed request.
+        return Err(ApiError::invalid(
+            "venice_parameters.character_slug",
+            "characters are applied by the gateway, which cannot read a sealed request: send the character's prompt as the system message",
+        ));
+    }
     if let Some(max_tokens) = request.max_tokens.filter(|max| *max > paid_tokens) {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,

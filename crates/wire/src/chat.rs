@@ -231,6 +231,8 @@ pub struct VeniceParameters {
     pub include_venice_system_prompt: bool,
     pub strip_thinking_response: bool,
     pub disable_thinking: bool,
+    /// The operator-defined character to play (the gateway applies it).
+    pub character_slug: Option<String>,
     /// Parameters accepted but not acted on, reported back in the response echo.
     pub ignored: Vec<String>,
 }
@@ -241,6 +243,7 @@ impl Default for VeniceParameters {
             include_venice_system_prompt: true,
             strip_thinking_response: false,
             disable_thinking: false,
+            character_slug: None,
             ignored: Vec::new(),
         }
     }
@@ -262,6 +265,9 @@ impl VeniceParameters {
             "strip_thinking_response": self.strip_thinking_response,
             "disable_thinking": self.disable_thinking,
         });
+        if let Some(slug) = &self.character_slug {
+            echo["character_slug"] = Value::from(slug.clone());
+        }
         if !self.ignored.is_empty() {
             echo["ignored_parameters"] = Value::from(self.ignored.clone());
             echo["note"] = Value::from(
@@ -285,6 +291,18 @@ impl VeniceParameters {
             "include_venice_system_prompt" => self.include_venice_system_prompt = flag(&value)?,
             "strip_thinking_response" => self.strip_thinking_response = flag(&value)?,
             "disable_thinking" => self.disable_thinking = flag(&value)?,
+            "character_slug" => match value {
+                Value::String(slug) if !slug.is_empty() && slug.len() <= 64 => {
+                    self.character_slug = Some(slug);
+                }
+                Value::Null => self.character_slug = None,
+                _ => {
+                    return Err(ApiError::invalid(
+                        param,
+                        format!("{param} is a character's slug (1 to 64 characters)"),
+                    ));
+                }
+            },
             other => {
                 if !self.ignored.iter().any(|known| known == other) {
                     self.ignored.push(other.to_owned());
@@ -1155,13 +1173,12 @@ mod tests {
         assert_eq!(request.model, "default");
         assert!(request.venice.strip_thinking_response);
         assert!(!request.venice.include_venice_system_prompt);
+        assert_eq!(request.venice.ignored, vec!["enable_web_search".to_owned()]);
+        assert_eq!(request.venice.character_slug.as_deref(), Some("pirate"));
+        assert_eq!(request.venice.echo()["character_slug"], "pirate");
         assert_eq!(
-            request.venice.ignored,
-            vec!["enable_web_search".to_owned(), "character_slug".to_owned()]
-        );
-        assert_eq!(
-            request.venice.echo()["ignored_parameters"][1],
-            "character_slug"
+            request.venice.echo()["ignored_parameters"][0],
+            "enable_web_search"
         );
     }
 

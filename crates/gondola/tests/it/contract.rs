@@ -15,7 +15,7 @@ use crate::support::{client, serve};
 
 /// Venice's operations that Gondola serves, as `(method, path)` in Venice's document. The
 /// README lists the rest, each with its issue or reason.
-const SERVED: [(&str, &str); 15] = [
+const SERVED: [(&str, &str); 17] = [
     ("get", "/models"),
     ("get", "/models/traits"),
     ("get", "/models/compatibility_mapping"),
@@ -31,7 +31,19 @@ const SERVED: [(&str, &str); 15] = [
     ("post", "/api_keys/generate_web3_key"),
     ("get", "/billing/balance"),
     ("get", "/billing/usage-history"),
+    ("get", "/characters"),
+    ("get", "/characters/{slug}"),
 ];
+
+/// A character for the contract's requests.
+const CHARACTER: &str = r#"
+[[gateway.characters]]
+slug = "ship-captain"
+name = "The Captain"
+description = "A ship's captain who answers in nautical terms"
+system_prompt = "You are the captain of a sailing ship. Answer in nautical terms."
+tags = ["roleplay", "sea"]
+"#;
 
 fn venice_spec() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/venice-openapi.yaml")
@@ -75,10 +87,11 @@ async fn every_served_venice_operation_answers_as_venices_spec_says() {
         "Venice's OpenAPI document is read from {}",
         spec.display()
     );
-    let (_process, url, dir) = serve(
-        &[],
-        Some(&ledger_config("100", "sk-contract-operator", "1")),
+    let config = format!(
+        "{}{CHARACTER}",
+        ledger_config("100", "sk-contract-operator", "1")
     );
+    let (_process, url, dir) = serve(&[], Some(&config));
     let (inference_key, _) = staked_account_key(&url, dir.path(), "contract", "100");
     let wallet = wallet::Wallet::load(&dir.path().join("contract.key")).expect("the wallet");
     let (status, minted) = mint_admin_key(&url, &wallet).await;
@@ -137,7 +150,7 @@ async fn every_served_venice_operation_answers_as_venices_spec_says() {
 async fn the_whole_api_holds_to_its_openapi_document_under_fuzzing() {
     // Replies of at most 4 tokens keep thousands of chat requests to seconds.
     let config = format!(
-        "{}\n[gateway.limits]\nmax_output_tokens = 4\n",
+        "{}{CHARACTER}\n[gateway.limits]\nmax_output_tokens = 4\n",
         ledger_config("100", "sk-fuzz-operator", "1")
     );
     let (_process, url, dir) = serve(&[], Some(&config));

@@ -7,6 +7,8 @@ use futures_util::StreamExt;
 
 use crate::support::{chat_body, client, get_json, post_json, serve, sse_events, streamed_text};
 
+const MODEL: &str = "smollm2-135m-instruct";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chat_streams_and_answers_with_usage_cost_and_provider() {
     let (_process, url, _dir) = serve(&[], None);
@@ -81,7 +83,7 @@ async fn venice_requests_with_parameters_and_a_model_suffix_work_on_api_v1() {
         "model": "default:strip_thinking_response=true&enable_web_search=auto",
         "messages": [{"role": "user", "content": "Say hello."}],
         "max_tokens": 12,
-        "venice_parameters": {"include_venice_system_prompt": false, "character_slug": "pirate"},
+        "venice_parameters": {"include_venice_system_prompt": false, "enable_e2ee": true},
     });
     let response = http
         .post(format!("{url}/api/v1/chat/completions"))
@@ -101,7 +103,7 @@ async fn venice_requests_with_parameters_and_a_model_suffix_work_on_api_v1() {
         .filter_map(serde_json::Value::as_str)
         .collect();
     assert!(
-        ignored.contains(&"character_slug") && ignored.contains(&"enable_web_search"),
+        ignored.contains(&"enable_e2ee") && ignored.contains(&"enable_web_search"),
         "{ignored:?}"
     );
 
@@ -362,4 +364,71 @@ async fn a_client_that_disconnects_cancels_its_generation() {
         "second request served {} ms after the first client left",
         started.elapsed().as_millis()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_character_is_listed_and_its_prompt_and_model_play_the_request() {
+    let config = r#"
+[[gateway.characters]]
+slug = "lighthouse-keeper"
+name = "The Keeper"
+system_prompt = "You keep a lighthouse on a rocky island. You speak of storms, ships and the light, always in a calm and patient voice, and you never leave your post."
+model = "default"
+tags = ["roleplay"]
+"#;
+    let (_process, url, _dir) = serve(&[], Some(config));
+    let http = client();
+    let listed = get_json(&http, format!("{url}/api/v1/characters?tags=roleplay")).await;
+    assert_eq!(listed["data"][0]["slug"], "lighthouse-keeper", "{listed}");
+    assert_eq!(listed["data"][0]["modelId"], "default");
+    let prompt_tokens = |body: serde_json::Value| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let reply = post_json(&http, format!("{url}/api/v1/chat/completions"), &body).await;
+            assert_eq!(reply["object"], "chat.completion", "{reply}");
+            (
+                reply["usage"]["prompt_tokens"].as_u64().expect("a count"),
+                reply["venice_parameters"].clone(),
+                reply["model"].clone(),
+            )
+        }
+    };
+    // The same request, once plain, once as the character (by parameter, then by suffix): the
+    // character's prompt reaches the model, so the prompt is longer by about its length.
+    let mut plain = chat_body(
+        "no-such-model-but-the-character-names-one",
+        "Hello",
+        1,
+        false,
+    );
+    let (without, _, _) = prompt_tokens(chat_body(MODEL, "Hello", 1, false)).await;
+    plain["venice_parameters"] = serde_json::json!({"character_slug": "lighthouse-keeper"});
+    let (with, echo, model) = prompt_tokens(plain).await;
+    assert_eq!(model, MODEL, "the character's model served it");
+    assert_eq!(echo["character_slug"], "lighthouse-keeper");
+    assert!(
+        with >= without + 25,
+        "{with} prompt tokens with the character, {without} without"
+    );
+    let (by_suffix, _, _) = prompt_tokens(chat_body(
+        &format!("{MODEL}:character_slug=lighthouse-keeper"),
+        "Hello",
+        1,
+        false,
+    ))
+    .await;
+    assert_eq!(by_suffix, with);
+    // An unknown character is the client's mistake, named.
+    let mut unknown = chat_body(MODEL, "Hello", 1, false);
+    unknown["venice_parameters"] = serde_json::json!({"character_slug": "ghost"});
+    let response = http
+        .post(format!("{url}/api/v1/chat/completions"))
+        .json(&unknown)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 404);
+    let error: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(error["param"], "character_slug", "{error}");
 }

@@ -140,11 +140,18 @@ call("GET", "/models?type=text", expect=200)
 call("GET", "/models/traits", expect=200)
 call("GET", "/models/compatibility_mapping", expect=200)
 
+# Characters, and a chat that plays one.
+call("GET", "/characters", expect=200)
+call("GET", "/characters?tags=roleplay&isAdult=false&limit=10", expect=200)
+call("GET", "/characters/ship-captain", expect=200, template="/characters/{slug}")
+call("GET", "/characters/no-such-character", expect=404, template="/characters/{slug}")
+call("POST", "/chat/completions", json=chat_body(venice_parameters={"character_slug": "ship-captain"}), expect=200)
+
 # Chat: whole, with tools, with Venice parameters, refused.
 call("POST", "/chat/completions", json=chat_body(), expect=200)
 call("POST", "/chat/completions", json=chat_body(tools=WEATHER, tool_choice="required", max_tokens=48), expect=200)
 call("POST", "/chat/completions", json=chat_body(venice_parameters={
-    "include_venice_system_prompt": False, "enable_web_search": "auto", "character_slug": "none"}), expect=200)
+    "include_venice_system_prompt": False, "enable_web_search": "auto"}), expect=200)
 call("POST", "/chat/completions", json={"model": "default", "messages": []}, expect=400)
 call("POST", "/chat/completions", json=chat_body(model="no-such-model"), expect=404)
 
