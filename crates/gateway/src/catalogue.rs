@@ -131,6 +131,7 @@ impl Catalogue {
                 let pricing = self.pricing(&id);
                 let model_traits = traits.iter().filter(|(_, target)| **target == id).map(|(name, _)| name.clone()).collect();
                 let context = advert.map_or(0, |advert| advert.context_tokens);
+                let takes = |kind: &str| advert.is_some_and(|advert| advert.input_media.iter().any(|known| known == kind));
                 Model {
                     id: id.clone(),
                     object: "model",
@@ -153,15 +154,15 @@ impl Catalogue {
                             quantization: wire::models::venice_quantization(advert.map_or("", |advert| advert.quantization.as_str())).to_owned(),
                             supports_function_calling: advert.is_some_and(|advert| advert.supports_function_calling),
                             supports_reasoning: advert.is_some_and(|advert| advert.supports_reasoning),
-                            supports_vision: false,
+                            supports_vision: takes("image"),
                             supports_response_schema: advert.is_some_and(|advert| advert.supports_response_schema),
                             supports_log_probs: false,
                             supports_web_search: false,
                             supports_e2ee: false,
                             supports_tee_attestation: false,
-                            supports_audio_input: false,
-                            supports_video_input: false,
-                            supports_multiple_images: false,
+                            supports_audio_input: takes("audio"),
+                            supports_video_input: takes("video"),
+                            supports_multiple_images: takes("image"),
                             supports_reasoning_effort: false,
                             supports_x_search: false,
                         },
@@ -203,6 +204,7 @@ mod tests {
                     supports_response_schema: true,
                     supports_reasoning: false,
                     supports_function_calling: true,
+                    input_media: Vec::new(),
                     backend: "embedded".into(),
                 };
                 ((*id).to_owned(), (advert, 1))

@@ -121,6 +121,24 @@ impl Operation for Chat {
                 ),
             ));
         }
+        let media = request.media();
+        if let Some(advert) = advert
+            && let Some(kind) = media
+                .iter()
+                .find(|kind| !advert.input_media.iter().any(|known| known == *kind))
+        {
+            let takes = if advert.input_media.is_empty() {
+                "text only".to_owned()
+            } else {
+                format!("text and {}", advert.input_media.join(", "))
+            };
+            return Err(ApiError::invalid(
+                "messages",
+                format!(
+                    "model {model_id:?} takes {takes}, not {kind} (see supportsVision, supportsAudioInput and supportsVideoInput in /v1/models)"
+                ),
+            ));
+        }
         let model_name = advert.map_or_else(|| model_id.clone(), |advert| advert.name.clone());
         Ok(Resolved {
             model_id,

@@ -199,6 +199,11 @@ struct ProviderArgs {
     /// Environment variable holding the upstream engine's API key.
     #[arg(long, env = "GONDOLA_UPSTREAM_KEY_ENV")]
     upstream_key_env: Option<String>,
+    /// Kinds of input beside text the upstream's model takes, passed to it as clients send
+    /// them: any of image, audio, video, file (comma-separated). The engine fetches any URL
+    /// they hold; the gateway never does.
+    #[arg(long, env = "GONDOLA_UPSTREAM_INPUTS", value_delimiter = ',', value_parser = ["image", "audio", "video", "file"])]
+    upstream_inputs: Vec<String>,
     /// Requests this provider serves at once.
     #[arg(long, env = "GONDOLA_MAX_IN_FLIGHT")]
     max_in_flight: Option<u32>,
@@ -783,6 +788,12 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                     .context
                     .or(file.provider.context_tokens)
                     .unwrap_or(8192),
+                input_media: {
+                    let mut inputs = args.upstream_inputs.clone();
+                    inputs.sort();
+                    inputs.dedup();
+                    inputs
+                },
             }
         }
         None => {

@@ -25,6 +25,13 @@ pub(crate) fn generate(
     request: ProviderChatRequest,
     request_id: String,
 ) -> Result<Response, ApiError> {
+    if let Some(part) = request.messages.iter().flat_map(Message::media).next() {
+        // The gateway checks the model's inputs first; this holds for a sealed request too.
+        return Err(ApiError::invalid(
+            "messages",
+            format!("this model reads text only, not {part} parts"),
+        ));
+    }
     let format = match ResponseFormat::from_openai(request.response_format.as_ref())? {
         ResponseFormat::Text => OutputFormat::Text,
         ResponseFormat::JsonObject => OutputFormat::JsonObject,

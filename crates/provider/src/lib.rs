@@ -59,6 +59,9 @@ pub enum Backend {
         model_id: String,
         api_key: Option<String>,
         context_tokens: u32,
+        /// Kinds of input beside text the engine takes (`image`, `audio`, `video`, `file`), as
+        /// its operator says: passed to it as sent.
+        input_media: Vec<String>,
     },
 }
 
@@ -76,6 +79,8 @@ impl Backend {
                     supports_response_schema: true,
                     supports_reasoning: info.supports_reasoning,
                     supports_function_calling: true,
+                    // The embedded engine reads text only.
+                    input_media: Vec::new(),
                     backend: "embedded".into(),
                 }
             }
@@ -83,6 +88,7 @@ impl Backend {
                 upstream_model,
                 model_id,
                 context_tokens,
+                input_media,
                 ..
             } => ModelAdvert {
                 id: model_id.clone(),
@@ -94,6 +100,7 @@ impl Backend {
                 supports_reasoning: false,
                 // Tools are passed through; an engine that has none answers with its own error.
                 supports_function_calling: true,
+                input_media: input_media.clone(),
                 backend: "upstream".into(),
             },
         }

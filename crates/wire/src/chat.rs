@@ -167,20 +167,73 @@ struct RawChatRequest {
     venice_parameters: Option<RawVeniceParameters>,
 }
 
-/// One message after validation: text, and the calls or call result it carries.
+/// Most content parts one message may hold.
+pub const MAX_CONTENT_PARTS: usize = 64;
+
+/// One message after validation: text, what else it carries (images, audio, files, video),
+/// and the calls or call result it carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "WireMessage", try_from = "WireMessage")]
 pub struct Message {
     pub role: Role,
+    /// The text: the content string, or every text part joined.
     pub content: String,
+    /// The content parts as sent, when the message carries more than text; it goes to the
+    /// provider so. Empty for text alone.
+    pub parts: Vec<Value>,
     /// The calls an assistant message made.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
     /// The call a tool message answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
     /// The function a tool message answers (legacy `function` messages name it only so).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+/// A message as it crosses to a provider: `content` a string, or the list of parts.
+#[derive(Serialize, Deserialize)]
+struct WireMessage {
+    role: Role,
+    #[serde(default)]
+    content: Value,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+impl From<Message> for WireMessage {
+    fn from(message: Message) -> Self {
+        Self {
+            role: message.role,
+            content: if message.parts.is_empty() {
+                Value::String(message.content)
+            } else {
+                Value::Array(message.parts)
+            },
+            tool_calls: message.tool_calls,
+            tool_call_id: message.tool_call_id,
+            name: message.name,
+        }
+    }
+}
+
+impl TryFrom<WireMessage> for Message {
+    type Error = String;
+
+    fn try_from(wire: WireMessage) -> Result<Self, String> {
+        let (content, parts) =
+            message_content(wire.content, "content").map_err(|error| error.message)?;
+        Ok(Self {
+            role: wire.role,
+            content,
+            parts,
+            tool_calls: wire.tool_calls,
+            tool_call_id: wire.tool_call_id,
+            name: wire.name,
+        })
+    }
 }
 
 impl Message {
@@ -189,10 +242,24 @@ impl Message {
         Self {
             role,
             content: content.into(),
+            parts: Vec::new(),
             tool_calls: Vec::new(),
             tool_call_id: None,
             name: None,
         }
+    }
+
+    /// The kinds of input beside text this message carries: `image`, `audio`, `video`, `file`.
+    pub fn media(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.parts
+            .iter()
+            .filter_map(|part| match part.get("type").and_then(Value::as_str) {
+                Some("image_url") => Some("image"),
+                Some("input_audio") => Some("audio"),
+                Some("video_url") => Some("video"),
+                Some("file") => Some("file"),
+                _ => None,
+            })
     }
 }
 
@@ -335,6 +402,14 @@ pub struct ChatRequest {
     pub legacy_functions: bool,
 }
 
+impl ChatRequest {
+    /// The kinds of input beside text the conversation carries (`image`, `audio`, `video`,
+    /// `file`), each once.
+    pub fn media(&self) -> std::collections::BTreeSet<&'static str> {
+        self.messages.iter().flat_map(Message::media).collect()
+    }
+}
+
 fn range_f32(
     value: Option<f64>,
     param: &str,
@@ -359,45 +434,90 @@ fn range_f32(
     Ok(Some(value as f32))
 }
 
-/// Turns `content` (string, null, or a list of text parts) into text.
-fn message_text(content: Value, param: &str) -> Result<String, ApiError> {
+/// Reads `content`: a string, null, or a list of parts. Returns the text (text parts joined)
+/// and, when there are parts other than text, the whole list as sent.
+fn message_content(content: Value, param: &str) -> Result<(String, Vec<Value>), ApiError> {
     match content {
-        Value::Null => Ok(String::new()),
-        Value::String(text) => Ok(text),
+        Value::Null => Ok((String::new(), Vec::new())),
+        Value::String(text) => Ok((text, Vec::new())),
         Value::Array(parts) => {
+            if parts.len() > MAX_CONTENT_PARTS {
+                return Err(ApiError::invalid(
+                    param,
+                    format!("{param} holds at most {MAX_CONTENT_PARTS} parts"),
+                ));
+            }
             let mut text = String::new();
-            for (index, part) in parts.into_iter().enumerate() {
+            let mut media = false;
+            for (index, part) in parts.iter().enumerate() {
                 let part_param = format!("{param}[{index}]");
-                let kind = part
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                match (kind.as_str(), part.get("text")) {
-                    ("text", Some(Value::String(piece))) => text.push_str(piece),
-                    ("text", _) => {
-                        return Err(ApiError::invalid(
-                            format!("{part_param}.text"),
-                            format!("{part_param}.text must be a string"),
-                        ));
+                let kind = part.get("type").and_then(Value::as_str).unwrap_or_default();
+                // Each kind of part carries an object of its own name with these fields.
+                let need = |field: &str, required: &[&str]| -> Result<(), ApiError> {
+                    let object = part.get(field).filter(|value| value.is_object());
+                    let missing = required.iter().find(|name| {
+                        object
+                            .and_then(|object| object.get(**name))
+                            .and_then(Value::as_str)
+                            .is_none_or(str::is_empty)
+                    });
+                    match (object, missing) {
+                        (Some(_), None) => Ok(()),
+                        (_, Some(name)) => Err(ApiError::invalid(
+                            format!("{part_param}.{field}.{name}"),
+                            format!("a {kind} part needs {field}.{name}, a string"),
+                        )),
+                        (None, None) => Err(ApiError::invalid(
+                            format!("{part_param}.{field}"),
+                            format!("a {kind} part needs {field}, an object"),
+                        )),
                     }
-                    ("", _) => {
+                };
+                match kind {
+                    "text" => match part.get("text") {
+                        Some(Value::String(piece)) => text.push_str(piece),
+                        _ => {
+                            return Err(ApiError::invalid(
+                                format!("{part_param}.text"),
+                                format!("{part_param}.text must be a string"),
+                            ));
+                        }
+                    },
+                    "image_url" => need("image_url", &["url"])?,
+                    "input_audio" => need("input_audio", &["data", "format"])?,
+                    "video_url" => need("video_url", &["url"])?,
+                    "file" => {
+                        let file = part.get("file");
+                        let named = ["file_data", "file_id"].iter().any(|field| {
+                            file.and_then(|file| file.get(*field))
+                                .and_then(Value::as_str)
+                                .is_some_and(|value| !value.is_empty())
+                        });
+                        if !named {
+                            return Err(ApiError::invalid(
+                                format!("{part_param}.file"),
+                                "a file part needs file.file_data (a data URI) or file.file_id",
+                            ));
+                        }
+                    }
+                    "" => {
                         return Err(ApiError::invalid(
                             part_param.clone(),
                             format!("{part_param} needs a \"type\""),
                         ));
                     }
-                    (other, _) => {
+                    other => {
                         return Err(ApiError::invalid(
                             part_param,
                             format!(
-                                "content parts of type {other:?} are not supported: this model reads text only"
+                                "content parts are text, image_url, input_audio, video_url or file, not {other:?}"
                             ),
                         ));
                     }
                 }
+                media |= kind != "text";
             }
-            Ok(text)
+            Ok((text, if media { parts } else { Vec::new() }))
         }
         _ => Err(ApiError::invalid(
             param,
@@ -629,7 +749,7 @@ fn validate_message(message: RawMessage, index: usize) -> Result<Message, ApiErr
         RawRole::Assistant => Role::Assistant,
         RawRole::Tool | RawRole::Function => Role::Tool,
     };
-    let content = message_text(message.content, &format!("{param}.content"))?;
+    let (content, parts) = message_content(message.content, &format!("{param}.content"))?;
     let mut tool_calls = Vec::new();
     if let Some(calls) = message.tool_calls {
         for (call_index, call) in calls.into_iter().enumerate() {
@@ -685,6 +805,7 @@ fn validate_message(message: RawMessage, index: usize) -> Result<Message, ApiErr
     Ok(Message {
         role,
         content,
+        parts,
         tool_calls,
         tool_call_id,
         name: message.name.filter(|_| role == Role::Tool),
@@ -1003,6 +1124,11 @@ mod tests {
             (
                 "messages",
                 serde_json::json!([{"role": "user", "content": [{"type": "image_url"}]}]),
+                "messages[0].content[0].image_url.url",
+            ),
+            (
+                "messages",
+                serde_json::json!([{"role": "user", "content": [{"type": "hologram"}]}]),
                 "messages[0].content[0]",
             ),
             (
@@ -1072,6 +1198,50 @@ mod tests {
         let read_back: ProviderChatRequest = serde_json::from_value(sent).expect("decodes");
         assert_eq!(read_back.tools, request.tools);
         assert_eq!(read_back.tool_choice, Some(request.tool_choice.clone()));
+    }
+
+    #[test]
+    fn media_parts_are_checked_and_reach_the_provider_as_sent() {
+        let parts = serde_json::json!([
+            {"type": "text", "text": "What is in "},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
+            {"type": "text", "text": "this picture?"},
+            {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+        ]);
+        let request = parse(serde_json::json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": parts}],
+        }))
+        .expect("valid");
+        let message = &request.messages[0];
+        assert_eq!(message.content, "What is in this picture?");
+        assert_eq!(
+            request.media().into_iter().collect::<Vec<_>>(),
+            vec!["audio", "image"]
+        );
+        let sent = serde_json::to_value(ProviderChatRequest::from_chat(&request, "m", 8))
+            .expect("encodes");
+        assert_eq!(
+            sent["messages"][0]["content"], parts,
+            "the parts go as sent"
+        );
+        let read: ProviderChatRequest = serde_json::from_value(sent).expect("decodes");
+        assert_eq!(read.messages[0], *message);
+        // Text parts alone are text.
+        let text = parse(serde_json::json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        }))
+        .expect("valid");
+        assert!(text.messages[0].parts.is_empty());
+        assert!(text.media().is_empty());
+        let too_many: Vec<Value> = (0..=MAX_CONTENT_PARTS)
+            .map(|_| serde_json::json!({"type": "text", "text": "x"}))
+            .collect();
+        assert!(
+            parse(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": too_many}]}))
+                .is_err()
+        );
     }
 
     #[test]

@@ -97,6 +97,10 @@ pub struct ModelAdvert {
     /// Takes `tools` and answers with `tool_calls`. Absent in an older provider's advert.
     #[serde(default)]
     pub supports_function_calling: bool,
+    /// Kinds of input beside text the model takes (`image`, `audio`, `video`, `file`), passed
+    /// to it as sent. Empty: text only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_media: Vec<String>,
     /// `embedded` (llama.cpp in the provider) or `upstream` (an OpenAI-compatible engine).
     pub backend: String,
 }

@@ -377,6 +377,7 @@ pub(crate) mod testing {
                 supports_response_schema: false,
                 supports_reasoning: false,
                 supports_function_calling: true,
+                input_media: Vec::new(),
                 backend: "embedded".into(),
             }],
             max_in_flight,

@@ -9,8 +9,8 @@ use wire::provider::{
 };
 
 use crate::support::{
-    Fault, Process, binary, chat_body, client, fault_provider, gateway, get_json, post_json,
-    registration_challenge, serve, sse_events,
+    Fault, Process, binary, chat_body, client, fault_provider, gateway, get_json, holds, post_json,
+    registration_challenge, serve, sse_events, tap,
 };
 
 fn registration(endpoint: &str, challenge: String) -> Registration {
@@ -34,6 +34,7 @@ fn registration(endpoint: &str, challenge: String) -> Registration {
             supports_response_schema: false,
             supports_reasoning: false,
             supports_function_calling: true,
+            input_media: Vec::new(),
             backend: "embedded".into(),
         }],
         max_in_flight: 1,
@@ -305,4 +306,104 @@ async fn the_terminal_clients_list_models_and_stream_a_reply() {
     .expect("join");
     assert!(!down.status.success());
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach the gateway"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn images_reach_an_upstream_that_takes_them_as_sent_and_a_text_model_refuses_them() {
+    // The upstream engine is another Gondola's /v1, behind a wiretap that keeps what reaches it.
+    let (_engine, engine_url, _engine_dir) = serve(&[], None);
+    let upstream_link = tap(&engine_url).await;
+    let (_gateway, url, dir) = gateway("");
+    let data = dir.path().join("vision-provider").display().to_string();
+    let upstream = format!("{}/v1", upstream_link.url);
+    let mut provider = Process::start(
+        &[
+            "provider",
+            "--gateway",
+            &url,
+            "--upstream",
+            &upstream,
+            "--model",
+            "default",
+            "--model-id",
+            "seeing",
+            "--upstream-inputs",
+            "image,file",
+            "--data-dir",
+            &data,
+        ],
+        std::sync::Arc::clone(&dir),
+    );
+    provider.wait_for_line("ready: provider");
+    let http = client();
+    let models = get_json(&http, format!("{url}/v1/models")).await;
+    let capabilities = &models["data"][0]["model_spec"]["capabilities"];
+    assert_eq!(capabilities["supportsVision"], true, "{capabilities}");
+    assert_eq!(capabilities["supportsAudioInput"], false);
+
+    let image = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    let mut body = chat_body("seeing", "unused", 4, false);
+    body["messages"] = serde_json::json!([{"role": "user", "content": [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": image, "detail": "low"}},
+    ]}]);
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    // The upstream (a text model, as it happens) got the image as sent and answered for itself.
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("image")),
+        "{answer}"
+    );
+    let sent = upstream_link.sent.lock().expect("log").clone();
+    assert!(
+        holds(&sent, image),
+        "the image reached the upstream as sent"
+    );
+    assert!(holds(&sent, "\"detail\":\"low\""));
+
+    // Audio is not among the upstream's inputs: the gateway refuses it, naming what it takes.
+    body["messages"][0]["content"][1] = serde_json::json!({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}});
+    let refused = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 400);
+    let error: serde_json::Value = refused.json().await.expect("json");
+    let message = error["error"]["message"].as_str().expect("a message");
+    assert!(
+        message.contains("text and file, image") && message.contains("audio"),
+        "{message}"
+    );
+    // The embedded default model takes text only, and says so.
+    let text_only = http
+        .post(format!("{engine_url}/v1/chat/completions"))
+        .json(&{
+            let mut body = body.clone();
+            body["model"] = "default".into();
+            body["messages"][0]["content"][1] =
+                serde_json::json!({"type": "image_url", "image_url": {"url": image}});
+            body
+        })
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(text_only.status(), 400);
+    let error: serde_json::Value = text_only.json().await.expect("json");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("takes text only")),
+        "{error}"
+    );
 }
