@@ -111,6 +111,7 @@ async fn direct_counted(engine: &Engine) -> anyhow::Result<(Run, u32)> {
         format: OutputFormat::Text,
         enable_thinking: true,
         tools: None,
+        logprobs: None,
     };
     let started = Instant::now();
     let mut events = engine.submit(request)?;
@@ -123,6 +124,8 @@ async fn direct_counted(engine: &Engine) -> anyhow::Result<(Run, u32)> {
                 return Ok((run, done.prompt_tokens));
             }
             Event::Failed(reason) => bail!("generation failed: {reason}"),
+            // Not asked for.
+            Event::Logprob(_) => {}
         }
     }
     bail!("the engine stopped")

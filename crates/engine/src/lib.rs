@@ -126,6 +126,20 @@ impl Default for Sampling {
     }
 }
 
+/// The log-probability of one generated token under the model (its raw distribution, before
+/// sampling settings), and of the likeliest tokens at that step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The token's bytes (a piece of a character, for some tokens).
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+    /// The likeliest tokens at this step, likeliest first.
+    pub top: Vec<(Vec<u8>, f32)>,
+}
+
+/// Most alternatives a request may ask for per token (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+
 /// Constrains the output to a grammar.
 #[derive(Debug, Clone)]
 pub enum OutputFormat {
@@ -149,12 +163,17 @@ pub struct GenerationRequest {
     /// The functions the model may call; `None` when it must answer in text. Read the reply
     /// with a [`ReplyParser`] of the model's [`ModelInfo::tool_format`].
     pub tools: Option<ToolUse>,
+    /// Emit an [`Event::Logprob`] per token with this many alternatives (at most
+    /// [`MAX_TOP_LOGPROBS`]); `None` emits none.
+    pub logprobs: Option<u32>,
 }
 
-/// What a generation emits, in order: any number of `Text`, then exactly one `Done` or `Failed`.
+/// What a generation emits, in order: any number of `Text` (and, when asked for, one
+/// `Logprob` per generated token, before its text), then exactly one `Done` or `Failed`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Text(String),
+    Logprob(TokenLogprob),
     Done(Completion),
     Failed(String),
 }
@@ -414,6 +433,9 @@ impl Engine {
         let (events, receiver) = mpsc::unbounded_channel();
         let job = scheduler::Job {
             prompt_tokens,
+            logprobs: request
+                .logprobs
+                .map(|top| usize::try_from(top.min(MAX_TOP_LOGPROBS)).unwrap_or(0)),
             sampler,
             max_tokens: request.max_tokens,
             stop: request.stop,

@@ -25,6 +25,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::text::{StopMatcher, StopScan, Utf8Decoder};
 use crate::{
     Completion, Counters, EngineConfig, Event, FinishReason, LoadError, ModelInfo, Sampling,
+    TokenLogprob,
 };
 
 /// llama.cpp's "pick a random seed" value.
@@ -56,6 +57,8 @@ pub(crate) struct Job {
     pub(crate) sampler: LlamaSampler,
     pub(crate) max_tokens: u32,
     pub(crate) stop: Vec<String>,
+    /// Alternatives per token when log-probabilities are wanted.
+    pub(crate) logprobs: Option<usize>,
     pub(crate) events: UnboundedSender<Event>,
 }
 
@@ -356,6 +359,21 @@ fn sample_all(
             continue;
         };
         let token = slot.job.sampler.sample(context, index);
+        if let Some(top) = slot.job.logprobs
+            && !vocab.is_eog(token)
+        {
+            let (logprob, likeliest) =
+                crate::text::logprobs(context.get_logits_ith(index), token.0, top);
+            let piece = |id: i32| vocab.token_to_piece(LlamaToken(id), true, None);
+            let _ = slot.job.events.send(Event::Logprob(TokenLogprob {
+                bytes: piece(token.0),
+                logprob,
+                top: likeliest
+                    .into_iter()
+                    .map(|(id, logprob)| (piece(id), logprob))
+                    .collect(),
+            }));
+        }
         let finish = if vocab.is_eog(token) {
             Some(FinishReason::Stop)
         } else {

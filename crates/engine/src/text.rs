@@ -124,9 +124,94 @@ pub(crate) fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The log-probability of token `chosen` under `logits` (a log-softmax), and the `top`
+/// likeliest tokens with theirs, likeliest first. O(vocabulary × log top).
+pub(crate) fn logprobs(logits: &[f32], chosen: i32, top: usize) -> (f32, Vec<(i32, f32)>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits
+        .iter()
+        .map(|logit| f64::from(logit - max).exp())
+        .sum();
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a log-sum of f32 logits fits an f32"
+    )]
+    let log_sum = max + sum.ln() as f32;
+    let logprob = |index: usize| {
+        logits
+            .get(index)
+            .map_or(f32::NEG_INFINITY, |logit| logit - log_sum)
+    };
+    // A min-heap of the best `top` seen so far, by logit.
+    let mut best: std::collections::BinaryHeap<std::cmp::Reverse<(OrderedLogit, usize)>> =
+        std::collections::BinaryHeap::with_capacity(top + 1);
+    if top > 0 {
+        for (index, logit) in logits.iter().enumerate() {
+            best.push(std::cmp::Reverse((OrderedLogit(*logit), index)));
+            if best.len() > top {
+                best.pop();
+            }
+        }
+    }
+    let mut likeliest: Vec<(i32, f32)> = best
+        .into_iter()
+        .map(|std::cmp::Reverse((_, index))| {
+            (i32::try_from(index).unwrap_or(i32::MAX), logprob(index))
+        })
+        .collect();
+    likeliest.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    (
+        logprob(usize::try_from(chosen).unwrap_or(usize::MAX)),
+        likeliest,
+    )
+}
+
+/// A logit with a total order (logits are finite; a NaN sorts as the least).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct OrderedLogit(f32);
+
+impl Eq for OrderedLogit {}
+
+impl PartialOrd for OrderedLogit {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrderedLogit {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logprobs_are_a_log_softmax_and_the_top_come_likeliest_first() {
+        let logits = [1.0_f32, 3.0, 2.0, 3.0, -5.0];
+        let (chosen, top) = logprobs(&logits, 2, 3);
+        let total: f32 = logits.iter().map(|logit| logit.exp()).sum();
+        assert!(
+            (chosen - (2.0_f32.exp() / total).ln()).abs() < 1e-5,
+            "{chosen}"
+        );
+        // Ties keep the lower token id first.
+        assert_eq!(
+            top.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![1, 3, 2]
+        );
+        assert!((top[0].1 - top[1].1).abs() < 1e-6);
+        assert!(top[0].1 > top[2].1);
+        let probabilities: f32 = logits
+            .iter()
+            .enumerate()
+            .map(|(index, _)| logprobs(&logits, index as i32, 0).0.exp())
+            .sum();
+        assert!((probabilities - 1.0).abs() < 1e-5);
+        assert!(logprobs(&logits, 1, 0).1.is_empty());
+    }
 
     #[test]
     fn utf8_decoder_holds_split_characters_until_complete() {

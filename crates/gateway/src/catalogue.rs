@@ -156,7 +156,7 @@ impl Catalogue {
                             supports_reasoning: advert.is_some_and(|advert| advert.supports_reasoning),
                             supports_vision: takes("image"),
                             supports_response_schema: advert.is_some_and(|advert| advert.supports_response_schema),
-                            supports_log_probs: false,
+                            supports_log_probs: advert.is_some_and(|advert| advert.supports_logprobs),
                             supports_web_search: false,
                             supports_e2ee: false,
                             supports_tee_attestation: false,
@@ -204,6 +204,7 @@ mod tests {
                     supports_response_schema: true,
                     supports_reasoning: false,
                     supports_function_calling: true,
+                    supports_logprobs: true,
                     input_media: Vec::new(),
                     backend: "embedded".into(),
                 };

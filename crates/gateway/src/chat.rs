@@ -18,8 +18,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use wire::chat::{
-    ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, Cost, Message, ProviderChatRequest,
-    ResponseMessage, Role, Usage,
+    ChatCompletion, ChatCompletionChunk, ChatRequest, Choice, ChoiceLogprobs, Cost, Message,
+    ProviderChatRequest, ResponseMessage, Role, Usage,
 };
 use wire::error::{ApiError, ErrorCode};
 use wire::money::Amount;
@@ -43,6 +43,9 @@ use crate::thinking::ThinkingFilter;
 const MAX_EMPTY_LEADING_CHUNKS: usize = 8;
 /// Most bytes of events gathered into one frame of a streamed reply.
 const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Most token log-probabilities gathered into a whole reply; a provider sending more is cut
+/// there (each is a token, and no reply here is longer).
+const MAX_LOGPROB_ENTRIES: usize = 65_536;
 
 /// The chat operation.
 pub(crate) struct Chat;
@@ -118,6 +121,14 @@ impl Operation for Chat {
                 "tools",
                 format!(
                     "model {model_id:?} does not call tools (supportsFunctionCalling is false in /v1/models)"
+                ),
+            ));
+        }
+        if request.logprobs.is_some() && advert.is_some_and(|advert| !advert.supports_logprobs) {
+            return Err(ApiError::invalid(
+                "logprobs",
+                format!(
+                    "model {model_id:?} does not give log-probabilities (supportsLogProbs is false in /v1/models)"
                 ),
             ));
         }
@@ -215,10 +226,11 @@ impl Operation for Chat {
             sent_role: false,
             legacy_functions: request.legacy_functions,
         };
+        let wants_logprobs = request.logprobs.is_some();
         let mut response = if request.stream {
             stream_response(relay)
         } else {
-            complete_response(relay, request.venice.echo()).await?
+            complete_response(relay, request.venice.echo(), wants_logprobs).await?
         };
         let headers = response.headers_mut();
         insert_header(headers, "x-venice-model-id", &model.model_id);
@@ -513,6 +525,7 @@ enum Step {
         content: String,
         reasoning: Option<String>,
         tool_calls: Option<Vec<ToolCallDelta>>,
+        logprobs: Option<ChoiceLogprobs>,
         finish_reason: Option<String>,
     },
     End,
@@ -562,6 +575,7 @@ impl Relay {
                                 content: tail,
                                 reasoning: None,
                                 tool_calls: None,
+                                logprobs: None,
                                 finish_reason: None,
                             });
                         }
@@ -584,7 +598,14 @@ impl Relay {
                 .reasoning_content
                 .filter(|text| !text.is_empty());
             let tool_calls = choice.delta.tool_calls.filter(|calls| !calls.is_empty());
-            if !content.is_empty() || reasoning.is_some() || tool_calls.is_some() {
+            let logprobs = choice
+                .logprobs
+                .filter(|logprobs| !logprobs.content.is_empty());
+            if !content.is_empty()
+                || reasoning.is_some()
+                || tool_calls.is_some()
+                || logprobs.is_some()
+            {
                 // Each piece of text is at least one token. A provider that sends more pieces
                 // than the request paid for is cut off there: the reply ends as if it had
                 // reached max_tokens, and the excess counts against the provider.
@@ -597,6 +618,7 @@ impl Relay {
                         content: String::new(),
                         reasoning: None,
                         tool_calls: None,
+                        logprobs: None,
                         finish_reason: Some("length".into()),
                     });
                 }
@@ -623,6 +645,7 @@ impl Relay {
             if content.is_empty()
                 && reasoning.is_none()
                 && tool_calls.is_none()
+                && logprobs.is_none()
                 && finish_reason.is_none()
                 && self.sent_role
             {
@@ -632,6 +655,7 @@ impl Relay {
                 content,
                 reasoning,
                 tool_calls,
+                logprobs,
                 finish_reason,
             });
         }
@@ -652,6 +676,7 @@ impl Relay {
         content: String,
         reasoning: Option<String>,
         tool_calls: Option<Vec<ToolCallDelta>>,
+        logprobs: Option<ChoiceLogprobs>,
         finish_reason: Option<String>,
     ) -> Bytes {
         let role = (!self.sent_role).then_some(Role::Assistant);
@@ -677,6 +702,7 @@ impl Relay {
                     function_call,
                 },
                 finish_reason,
+                logprobs,
             }],
             usage: None,
         };
@@ -721,11 +747,13 @@ fn stream_response(relay: Relay) -> Response {
                     content,
                     reasoning,
                     tool_calls,
+                    logprobs,
                     finish_reason,
                 } => frame.extend_from_slice(&relay.chunk_json(
                     content,
                     reasoning,
                     tool_calls,
+                    logprobs,
                     finish_reason,
                 )),
                 Step::End => {
@@ -778,19 +806,26 @@ fn legacy_function_call(calls: Vec<ToolCallDelta>) -> Option<FunctionCallDelta> 
 async fn complete_response(
     mut relay: Relay,
     venice_echo: serde_json::Value,
+    wants_logprobs: bool,
 ) -> Result<Response, ApiError> {
     let mut content = String::new();
     let mut reasoning = String::new();
     let mut calls = ToolCallGatherer::default();
+    let mut token_logprobs = Vec::new();
     loop {
         match relay.step().await {
             Step::Chunk {
                 content: text,
                 reasoning: thought,
                 tool_calls,
+                logprobs,
                 ..
             } => {
                 content.push_str(&text);
+                if let Some(logprobs) = logprobs {
+                    let room = MAX_LOGPROB_ENTRIES.saturating_sub(token_logprobs.len());
+                    token_logprobs.extend(logprobs.content.into_iter().take(room));
+                }
                 if let Some(thought) = thought {
                     reasoning.push_str(&thought);
                 }
@@ -834,7 +869,9 @@ async fn complete_response(
                 function_call,
             },
             finish_reason: relay.finish_reason.clone().unwrap_or_else(|| "stop".into()),
-            logprobs: None,
+            logprobs: wants_logprobs.then_some(ChoiceLogprobs {
+                content: token_logprobs,
+            }),
         }],
         usage,
         cost: relay.cost(),

@@ -437,6 +437,7 @@ mod tests {
             supports_response_schema: true,
             supports_reasoning: false,
             supports_function_calling: true,
+            supports_logprobs: true,
             input_media: Vec::new(),
             backend: "embedded".into(),
         }

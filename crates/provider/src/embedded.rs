@@ -10,8 +10,8 @@ use engine::{
     ToolCallMessage, ToolMode, ToolSpec, ToolUse,
 };
 use wire::chat::{
-    ChatCompletionChunk, ChunkChoice, Delta, Message, ProviderChatRequest, ResponseFormat, Role,
-    Usage,
+    ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, Message, ProviderChatRequest,
+    ResponseFormat, Role, TokenLogprob, TopLogprob, Usage,
 };
 use wire::error::{ApiError, ErrorCode};
 use wire::tools::{FunctionCall, ToolCall, ToolCallDelta, ToolChoice};
@@ -51,6 +51,7 @@ pub(crate) fn generate(
             .chat_template_kwargs
             .is_none_or(|kwargs| kwargs.enable_thinking),
         tools,
+        logprobs: request.logprobs.then(|| request.top_logprobs.unwrap_or(0)),
     };
     let events = engine.submit(generation).map_err(submit_error)?;
     let state = EmbeddedStream {
@@ -62,6 +63,7 @@ pub(crate) fn generate(
         },
         parser,
         calls: 0,
+        logprobs: Vec::new(),
         first: true,
         include_usage: request.stream_options.include_usage,
         pending: VecDeque::new(),
@@ -147,7 +149,12 @@ struct Chunks {
 }
 
 impl Chunks {
-    fn choice(&self, delta: Delta, finish_reason: Option<&str>) -> Bytes {
+    fn choice(
+        &self,
+        delta: Delta,
+        finish_reason: Option<&str>,
+        logprobs: Vec<TokenLogprob>,
+    ) -> Bytes {
         sse_frame(&ChatCompletionChunk {
             id: self.id.clone(),
             object: "chat.completion.chunk".into(),
@@ -157,6 +164,7 @@ impl Chunks {
                 index: 0,
                 delta,
                 finish_reason: finish_reason.map(str::to_owned),
+                logprobs: (!logprobs.is_empty()).then_some(ChoiceLogprobs { content: logprobs }),
             }],
             usage: None,
         })
@@ -183,6 +191,8 @@ struct EmbeddedStream {
     parser: Option<ReplyParser>,
     /// Calls sent so far (the index of the next one).
     calls: u32,
+    /// Log-probabilities of tokens whose text has not gone out yet.
+    logprobs: Vec<TokenLogprob>,
     first: bool,
     include_usage: bool,
     pending: VecDeque<Bytes>,
@@ -215,9 +225,11 @@ impl EmbeddedStream {
                             role: self.role(),
                             ..Delta::text(text)
                         };
-                        return Some(self.chunks.choice(delta, None));
+                        let logprobs = std::mem::take(&mut self.logprobs);
+                        return Some(self.chunks.choice(delta, None, logprobs));
                     }
                 },
+                Some(Event::Logprob(token)) => self.logprobs.push(wire_logprob(token)),
                 Some(Event::Done(completion)) => {
                     self.finished = true;
                     self.end(completion);
@@ -246,7 +258,9 @@ impl EmbeddedStream {
                 role: self.role(),
                 ..Delta::text(piece.content)
             };
-            self.pending.push_back(self.chunks.choice(delta, None));
+            let logprobs = std::mem::take(&mut self.logprobs);
+            self.pending
+                .push_back(self.chunks.choice(delta, None, logprobs));
         }
         if piece.calls.is_empty() {
             return;
@@ -276,7 +290,9 @@ impl EmbeddedStream {
             tool_calls: Some(calls),
             ..Delta::default()
         };
-        self.pending.push_back(self.chunks.choice(delta, None));
+        let logprobs = std::mem::take(&mut self.logprobs);
+        self.pending
+            .push_back(self.chunks.choice(delta, None, logprobs));
     }
 
     /// Queues the reply's last frames: held text and calls, the finish reason, the usage.
@@ -295,8 +311,9 @@ impl EmbeddedStream {
             role: self.role(),
             ..Delta::text("")
         };
+        let logprobs = std::mem::take(&mut self.logprobs);
         self.pending
-            .push_back(self.chunks.choice(last, Some(reason)));
+            .push_back(self.chunks.choice(last, Some(reason), logprobs));
         if self.include_usage {
             let prompt_tokens = u64::from(completion.prompt_tokens);
             let completion_tokens = u64::from(completion.completion_tokens);
@@ -308,6 +325,25 @@ impl EmbeddedStream {
         }
         self.pending
             .push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+    }
+}
+
+/// A token's log-probability as the API writes it: the token as text (lossy where it holds
+/// part of a character) and its exact bytes.
+fn wire_logprob(token: engine::TokenLogprob) -> TokenLogprob {
+    TokenLogprob {
+        token: String::from_utf8_lossy(&token.bytes).into_owned(),
+        logprob: token.logprob,
+        bytes: Some(token.bytes),
+        top_logprobs: token
+            .top
+            .into_iter()
+            .map(|(bytes, logprob)| TopLogprob {
+                token: String::from_utf8_lossy(&bytes).into_owned(),
+                logprob,
+                bytes: Some(bytes),
+            })
+            .collect(),
     }
 }
 

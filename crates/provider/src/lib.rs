@@ -79,6 +79,7 @@ impl Backend {
                     supports_response_schema: true,
                     supports_reasoning: info.supports_reasoning,
                     supports_function_calling: true,
+                    supports_logprobs: true,
                     // The embedded engine reads text only.
                     input_media: Vec::new(),
                     backend: "embedded".into(),
@@ -100,6 +101,7 @@ impl Backend {
                 supports_reasoning: false,
                 // Tools are passed through; an engine that has none answers with its own error.
                 supports_function_calling: true,
+                supports_logprobs: true,
                 input_media: input_media.clone(),
                 backend: "upstream".into(),
             },

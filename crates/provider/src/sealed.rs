@@ -274,6 +274,7 @@ struct Gathered {
     finish_reason: Option<String>,
     usage: Usage,
     calls: wire::tools::ToolCallGatherer,
+    logprobs: Option<Vec<wire::chat::TokenLogprob>>,
     error: Option<serde_json::Value>,
 }
 
@@ -295,6 +296,11 @@ impl Gathered {
                     }
                     if let Some(text) = choice.delta.reasoning_content {
                         self.reasoning.push_str(&text);
+                    }
+                    if let Some(logprobs) = choice.logprobs {
+                        self.logprobs
+                            .get_or_insert_default()
+                            .extend(logprobs.content);
                     }
                     for delta in choice.delta.tool_calls.iter().flatten() {
                         if let Err(error) = self.calls.push(delta) {
@@ -342,7 +348,7 @@ impl Gathered {
                         "index": 0,
                         "message": message,
                         "finish_reason": self.finish_reason.unwrap_or_else(|| "stop".into()),
-                        "logprobs": null,
+                        "logprobs": self.logprobs.map(|content| serde_json::json!({ "content": content })),
                     }],
                     "usage": self.usage,
                 })

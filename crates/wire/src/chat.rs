@@ -156,6 +156,7 @@ struct RawChatRequest {
     response_format: Option<RawResponseFormat>,
     n: Option<u64>,
     logprobs: Option<bool>,
+    top_logprobs: Option<u64>,
     #[serde(default)]
     tools: Value,
     tool_choice: Option<Value>,
@@ -400,6 +401,8 @@ pub struct ChatRequest {
     pub parallel_tool_calls: bool,
     /// The tools came as legacy `functions`: the reply uses `function_call`.
     pub legacy_functions: bool,
+    /// Log-probabilities wanted, with this many alternatives per token (`top_logprobs`).
+    pub logprobs: Option<u32>,
 }
 
 impl ChatRequest {
@@ -618,9 +621,24 @@ impl ChatRequest {
         if raw.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("n", "only n = 1 is supported"));
         }
-        if raw.logprobs == Some(true) {
-            return Err(ApiError::invalid("logprobs", "logprobs are not supported"));
-        }
+        let logprobs = match (raw.logprobs.unwrap_or(false), raw.top_logprobs) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "top_logprobs",
+                    "top_logprobs needs logprobs: true",
+                ));
+            }
+            (true, top) => match top.unwrap_or(0) {
+                top @ 0..=20 => Some(u32::try_from(top).unwrap_or(0)),
+                top => {
+                    return Err(ApiError::invalid(
+                        "top_logprobs",
+                        format!("top_logprobs must be between 0 and 20, got {top}"),
+                    ));
+                }
+            },
+        };
         let (tools, tool_choice, legacy_functions) =
             validate_tools(raw.tools, raw.tool_choice, raw.functions, raw.function_call)?;
         let max_tokens = match (raw.max_completion_tokens, raw.max_tokens) {
@@ -736,6 +754,7 @@ impl ChatRequest {
             tool_choice,
             parallel_tool_calls: raw.parallel_tool_calls.unwrap_or(true),
             legacy_functions,
+            logprobs,
         })
     }
 }
@@ -883,6 +902,10 @@ pub struct ProviderChatRequest {
     pub tool_choice: Option<ToolChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logprobs: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u32>,
 }
 
 impl ProviderChatRequest {
@@ -909,6 +932,8 @@ impl ProviderChatRequest {
             tools: request.tools.clone(),
             tool_choice: (!request.tools.is_empty()).then(|| request.tool_choice.clone()),
             parallel_tool_calls: (!request.tools.is_empty()).then_some(request.parallel_tool_calls),
+            logprobs: request.logprobs.is_some(),
+            top_logprobs: request.logprobs,
         }
     }
 }
@@ -993,7 +1018,34 @@ pub struct Choice {
     pub index: u32,
     pub message: ResponseMessage,
     pub finish_reason: String,
-    pub logprobs: Option<()>,
+    /// Present (not null) when the request asked for `logprobs`.
+    pub logprobs: Option<ChoiceLogprobs>,
+}
+
+/// `choices[].logprobs`: one entry per generated token.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceLogprobs {
+    pub content: Vec<TokenLogprob>,
+}
+
+/// One token's log-probability, and its likeliest alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    /// The token's UTF-8 bytes (a token may hold part of a character).
+    #[serde(default)]
+    pub bytes: Option<Vec<u8>>,
+    #[serde(default)]
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    #[serde(default)]
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// A non-streaming response.
@@ -1043,6 +1095,9 @@ pub struct ChunkChoice {
     pub delta: Delta,
     #[serde(default)]
     pub finish_reason: Option<String>,
+    /// The log-probabilities of the tokens this chunk's text came from, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<ChoiceLogprobs>,
 }
 
 /// One streamed chunk (`chat.completion.chunk`). Parsed liberally from providers and upstream
@@ -1110,6 +1165,7 @@ mod tests {
             ("stop", serde_json::json!(["a", "b", "c", "d", "e"]), "stop"),
             ("stop", serde_json::json!([1]), "stop[0]"),
             ("n", serde_json::json!(2), "n"),
+            ("top_logprobs", serde_json::json!(3), "top_logprobs"),
             ("messages", serde_json::json!([]), "messages"),
             (
                 "messages",

@@ -97,6 +97,9 @@ pub struct ModelAdvert {
     /// Takes `tools` and answers with `tool_calls`. Absent in an older provider's advert.
     #[serde(default)]
     pub supports_function_calling: bool,
+    /// Answers `logprobs` with token log-probabilities. Absent in an older provider's advert.
+    #[serde(default)]
+    pub supports_logprobs: bool,
     /// Kinds of input beside text the model takes (`image`, `audio`, `video`, `file`), passed
     /// to it as sent. Empty: text only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -377,6 +377,7 @@ pub(crate) mod testing {
                 supports_response_schema: false,
                 supports_reasoning: false,
                 supports_function_calling: true,
+                supports_logprobs: true,
                 input_media: Vec::new(),
                 backend: "embedded".into(),
             }],

@@ -27,6 +27,7 @@ fn request(content: &str, max_tokens: u32, sampling: Sampling) -> GenerationRequ
         format: OutputFormat::Text,
         enable_thinking: true,
         tools: None,
+        logprobs: None,
     }
 }
 
@@ -54,6 +55,7 @@ async fn collect(
             Event::Text(piece) => text.push_str(&piece),
             Event::Done(completion) => return (text, Some(completion)),
             Event::Failed(reason) => panic!("generation failed: {reason}"),
+            Event::Logprob(_) => panic!("log-probabilities were not asked for"),
         }
     }
     (text, None)

@@ -34,6 +34,7 @@ fn registration(endpoint: &str, challenge: String) -> Registration {
             supports_response_schema: false,
             supports_reasoning: false,
             supports_function_calling: true,
+            supports_logprobs: true,
             input_media: Vec::new(),
             backend: "embedded".into(),
         }],

@@ -788,6 +788,7 @@ async fn a_captured_registration_cannot_be_sent_again() {
             supports_response_schema: false,
             supports_reasoning: false,
             supports_function_calling: true,
+            supports_logprobs: true,
             input_media: Vec::new(),
             backend: "embedded".into(),
         }],

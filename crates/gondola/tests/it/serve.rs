@@ -432,3 +432,79 @@ tags = ["roleplay"]
     let error: serde_json::Value = response.json().await.expect("json");
     assert_eq!(error["param"], "character_slug", "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_probabilities_come_with_every_token_streamed_and_not() {
+    let (_process, url, _dir) = serve(&[], None);
+    let http = client();
+    let mut body = chat_body(MODEL, "Name three colours.", 6, false);
+    body["temperature"] = 0.into();
+    body["logprobs"] = true.into();
+    body["top_logprobs"] = 3.into();
+    let reply = post_json(&http, format!("{url}/v1/chat/completions"), &body).await;
+    let choice = &reply["choices"][0];
+    let entries = choice["logprobs"]["content"].as_array().expect("entries");
+    // One entry per generated token; their bytes make the text.
+    assert_eq!(
+        entries.len() as u64,
+        reply["usage"]["completion_tokens"]
+            .as_u64()
+            .expect("a count"),
+        "{reply}"
+    );
+    let bytes: Vec<u8> = entries
+        .iter()
+        .flat_map(|entry| entry["bytes"].as_array().expect("bytes").clone())
+        .map(|byte| u8::try_from(byte.as_u64().expect("a byte")).expect("a byte"))
+        .collect();
+    assert_eq!(
+        String::from_utf8(bytes).expect("UTF-8"),
+        choice["message"]["content"].as_str().expect("text")
+    );
+    for entry in entries {
+        let logprob = entry["logprob"].as_f64().expect("a number");
+        assert!(logprob <= 0.0, "{entry}");
+        let top = entry["top_logprobs"].as_array().expect("alternatives");
+        assert_eq!(top.len(), 3, "{entry}");
+        // Greedy decoding picks the likeliest token, and the alternatives come likeliest first.
+        assert_eq!(top[0]["token"], entry["token"], "{entry}");
+        assert!(
+            top.windows(2)
+                .all(|pair| pair[0]["logprob"].as_f64() >= pair[1]["logprob"].as_f64())
+        );
+    }
+    // Streamed, each chunk carries the entries of the tokens its text came from.
+    body["stream"] = true.into();
+    let streamed = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("body");
+    let streamed_entries: usize = sse_events(&streamed)
+        .iter()
+        .filter(|event| *event != "[DONE]")
+        .map(|event| serde_json::from_str::<serde_json::Value>(event).expect("a chunk"))
+        .map(|chunk| {
+            chunk["choices"][0]["logprobs"]["content"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .sum();
+    assert_eq!(streamed_entries, entries.len());
+    // Asking for alternatives without log-probabilities is the client's mistake, named.
+    let mut wrong = chat_body(MODEL, "Hi", 2, false);
+    wrong["top_logprobs"] = 2.into();
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&wrong)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 400);
+    let error: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(error["error"]["param"], "top_logprobs");
+}

@@ -518,6 +518,7 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
             supports_response_schema: true,
             supports_reasoning: false,
             supports_function_calling: true,
+            supports_logprobs: true,
             input_media: Vec::new(),
             backend: "embedded".into(),
         }],
