@@ -108,6 +108,7 @@ async fn direct_counted(engine: &Engine) -> anyhow::Result<(Run, u32)> {
         },
         max_tokens: TOKENS,
         stop: Vec::new(),
+        stop_tokens: Vec::new(),
         format: OutputFormat::Text,
         enable_thinking: true,
         tools: None,

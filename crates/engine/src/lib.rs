@@ -157,6 +157,8 @@ pub struct GenerationRequest {
     pub sampling: Sampling,
     pub max_tokens: u32,
     pub stop: Vec<String>,
+    /// Token ids that end the generation when sampled (they are not emitted).
+    pub stop_tokens: Vec<u32>,
     pub format: OutputFormat,
     /// Passed to templates that support it (`enable_thinking`).
     pub enable_thinking: bool,
@@ -439,6 +441,7 @@ impl Engine {
             sampler,
             max_tokens: request.max_tokens,
             stop: request.stop,
+            stop_tokens: request.stop_tokens,
             events,
         };
         if self.jobs.try_send(job).is_err() {
@@ -446,6 +449,16 @@ impl Engine {
             return Err(SubmitError::Stopped);
         }
         Ok(receiver)
+    }
+
+    /// The token ids `text` encodes to, with the model's own tokenizer (no special tokens).
+    pub fn tokenize(&self, text: &str) -> Vec<u32> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, false)
+            .into_iter()
+            .filter_map(|token| u32::try_from(token.0).ok())
+            .collect()
     }
 
     /// Number of tokens `text` encodes to, with the same tokenizer the model uses.

@@ -57,6 +57,8 @@ pub(crate) struct Job {
     pub(crate) sampler: LlamaSampler,
     pub(crate) max_tokens: u32,
     pub(crate) stop: Vec<String>,
+    /// Token ids that end the generation.
+    pub(crate) stop_tokens: Vec<u32>,
     /// Alternatives per token when log-probabilities are wanted.
     pub(crate) logprobs: Option<usize>,
     pub(crate) events: UnboundedSender<Event>,
@@ -359,8 +361,10 @@ fn sample_all(
             continue;
         };
         let token = slot.job.sampler.sample(context, index);
+        let stop_token = u32::try_from(token.0).is_ok_and(|id| slot.job.stop_tokens.contains(&id));
         if let Some(top) = slot.job.logprobs
             && !vocab.is_eog(token)
+            && !stop_token
         {
             let (logprob, likeliest) =
                 crate::text::logprobs(context.get_logits_ith(index), token.0, top);
@@ -374,7 +378,7 @@ fn sample_all(
                     .collect(),
             }));
         }
-        let finish = if vocab.is_eog(token) {
+        let finish = if vocab.is_eog(token) || stop_token {
             Some(FinishReason::Stop)
         } else {
             slot.completion_tokens += 1;

@@ -113,7 +113,8 @@ impl Catalogue {
     }
 
     /// The `/models` listing: live models, plus configured ones that are offline.
-    pub fn list(&self, live: &LiveModels, created: u64) -> Vec<Model> {
+    /// Every configured or live model; `max_output_tokens` is the gateway's bound on a reply.
+    pub fn list(&self, live: &LiveModels, created: u64, max_output_tokens: u32) -> Vec<Model> {
         let traits = self.traits(live);
         let mut ids: Vec<String> = live.keys().cloned().collect();
         ids.extend(
@@ -172,6 +173,7 @@ impl Catalogue {
                         },
                         pricing: Pricing { input: Price::usd(pricing.input_per_million), output: Price::usd(pricing.output_per_million) },
                         available_context_tokens: context,
+                        max_completion_tokens: max_output_tokens.min(context),
                         providers,
                     },
                 }
@@ -242,7 +244,7 @@ mod tests {
             .pricing
             .insert("resting".into(), ModelPricing::default());
         let catalogue = Catalogue::new(config);
-        let models = catalogue.list(&live(&["small"]), 0);
+        let models = catalogue.list(&live(&["small"]), 0, 4096);
         let offline: Vec<(&str, bool)> = models
             .iter()
             .map(|model| (model.id.as_str(), model.model_spec.offline))

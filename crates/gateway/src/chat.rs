@@ -235,6 +235,14 @@ impl Operation for Chat {
         let headers = response.headers_mut();
         insert_header(headers, "x-venice-model-id", &model.model_id);
         insert_header(headers, "x-venice-model-name", &model.model_name);
+        if !request.venice.ignored.is_empty() {
+            // Streamed replies carry no echo: what had no effect is said here for every reply.
+            insert_header(
+                headers,
+                "x-gondola-ignored-parameters",
+                &request.venice.ignored_names().join(", "),
+            );
+        }
         Ok(response)
     }
 }

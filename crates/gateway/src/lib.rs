@@ -496,7 +496,9 @@ async fn list_models(
     };
     let live = state.registry.live_models(Instant::now());
     let mut data = if include {
-        state.catalogue.list(&live, started_at())
+        state
+            .catalogue
+            .list(&live, started_at(), state.config.limits.max_output_tokens)
     } else {
         Vec::new()
     };

@@ -46,6 +46,7 @@ pub(crate) fn generate(
         sampling: sampling(&request.sampling),
         max_tokens: request.max_tokens.max(1),
         stop: request.stop,
+        stop_tokens: request.stop_token_ids,
         format,
         enable_thinking: request
             .chat_template_kwargs

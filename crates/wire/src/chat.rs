@@ -148,8 +148,8 @@ struct RawChatRequest {
     seed: Option<i64>,
     #[serde(default)]
     stop: Value,
-    max_tokens: Option<u64>,
-    max_completion_tokens: Option<u64>,
+    max_tokens: Option<i64>,
+    max_completion_tokens: Option<i64>,
     frequency_penalty: Option<f64>,
     presence_penalty: Option<f64>,
     repetition_penalty: Option<f64>,
@@ -165,8 +165,27 @@ struct RawChatRequest {
     #[serde(default)]
     functions: Value,
     function_call: Option<Value>,
+    #[serde(default)]
+    stop_token_ids: Option<Vec<i64>>,
+    reasoning_effort: Option<String>,
+    reasoning: Option<RawReasoning>,
     venice_parameters: Option<RawVeniceParameters>,
+    /// Every other field: accepted, and named in the reply as having no effect.
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
 }
+
+#[derive(Debug, Deserialize)]
+struct RawReasoning {
+    effort: Option<String>,
+}
+
+/// Most ignored parameters a reply names.
+pub const MAX_IGNORED_NAMES: usize = 32;
+/// Most stop token ids one request may give.
+pub const MAX_STOP_TOKEN_IDS: usize = 64;
+/// Reasoning effort levels, as OpenAI and Venice name them.
+const REASONING_EFFORTS: [&str; 7] = ["none", "minimal", "low", "medium", "high", "xhigh", "max"];
 
 /// Most content parts one message may hold.
 pub const MAX_CONTENT_PARTS: usize = 64;
@@ -337,12 +356,41 @@ impl VeniceParameters {
             echo["character_slug"] = Value::from(slug.clone());
         }
         if !self.ignored.is_empty() {
-            echo["ignored_parameters"] = Value::from(self.ignored.clone());
+            echo["ignored_parameters"] = Value::from(self.ignored_names());
             echo["note"] = Value::from(
                 "these parameters are accepted for compatibility and have no effect on this server",
             );
         }
         echo
+    }
+
+    /// The names of what was ignored, as a reply may carry them: at most
+    /// [`MAX_IGNORED_NAMES`], each shown only if it is a plain name.
+    pub fn ignored_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .ignored
+            .iter()
+            .take(MAX_IGNORED_NAMES)
+            .map(|name| {
+                let plain = !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || b"_-.".contains(&byte));
+                if plain {
+                    name.clone()
+                } else {
+                    "(unnamed)".to_owned()
+                }
+            })
+            .collect();
+        if self.ignored.len() > MAX_IGNORED_NAMES {
+            names.push(format!(
+                "(and {} more)",
+                self.ignored.len() - MAX_IGNORED_NAMES
+            ));
+        }
+        names
     }
 
     fn set(&mut self, name: &str, value: Value, param: &str) -> Result<(), ApiError> {
@@ -403,6 +451,8 @@ pub struct ChatRequest {
     pub legacy_functions: bool,
     /// Log-probabilities wanted, with this many alternatives per token (`top_logprobs`).
     pub logprobs: Option<u32>,
+    /// Token ids at which generation stops (not emitted).
+    pub stop_token_ids: Vec<u32>,
 }
 
 impl ChatRequest {
@@ -641,21 +691,51 @@ impl ChatRequest {
         };
         let (tools, tool_choice, legacy_functions) =
             validate_tools(raw.tools, raw.tool_choice, raw.functions, raw.function_call)?;
-        let max_tokens = match (raw.max_completion_tokens, raw.max_tokens) {
-            (Some(value), _) => Some(("max_completion_tokens", value)),
-            (None, Some(value)) => Some(("max_tokens", value)),
-            (None, None) => None,
-        };
-        let max_tokens = match max_tokens {
-            None => None,
-            Some((param, 0)) => {
+        // Venice: a limit of 0 or less is no limit (the model's default maximum applies).
+        let max_tokens = raw
+            .max_completion_tokens
+            .filter(|value| *value > 0)
+            .or(raw.max_tokens.filter(|value| *value > 0))
+            .map(|value| u32::try_from(value).unwrap_or(u32::MAX));
+        let stop_token_ids = match raw.stop_token_ids {
+            None => Vec::new(),
+            Some(ids) if ids.len() > MAX_STOP_TOKEN_IDS => {
                 return Err(ApiError::invalid(
-                    param,
-                    format!("{param} must be at least 1"),
+                    "stop_token_ids",
+                    format!("at most {MAX_STOP_TOKEN_IDS} stop token ids"),
                 ));
             }
-            Some((_, value)) => Some(u32::try_from(value).unwrap_or(u32::MAX)),
+            Some(ids) => ids
+                .into_iter()
+                .map(|id| {
+                    u32::try_from(id).map_err(|_| {
+                        ApiError::invalid("stop_token_ids", format!("{id} is not a token id"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         };
+        let effort = match (
+            raw.reasoning_effort,
+            raw.reasoning.and_then(|reasoning| reasoning.effort),
+        ) {
+            (Some(effort), _) => Some(("reasoning_effort", effort)),
+            (None, Some(effort)) => Some(("reasoning.effort", effort)),
+            (None, None) => None,
+        };
+        if let Some((param, effort)) = &effort
+            && !REASONING_EFFORTS.contains(&effort.as_str())
+        {
+            return Err(ApiError::invalid(
+                *param,
+                format!("{param} is one of {}", REASONING_EFFORTS.join(", ")),
+            ));
+        }
+        let ignored_fields: Vec<String> = raw
+            .other
+            .into_iter()
+            .filter(|(_, value)| !value.is_null())
+            .map(|(name, _)| name)
+            .collect();
         let top_k = match raw.top_k {
             None => None,
             Some(value) if (0..=100_000).contains(&value) => u32::try_from(value).ok(),
@@ -668,7 +748,8 @@ impl ChatRequest {
         };
         let sampling = Sampling {
             temperature: range_f32(raw.temperature, "temperature", 0.0, 2.0, true)?,
-            top_p: range_f32(raw.top_p, "top_p", 0.0, 1.0, false)?,
+            // 0 keeps only the likeliest token.
+            top_p: range_f32(raw.top_p, "top_p", 0.0, 1.0, true)?,
             top_k,
             min_p: range_f32(raw.min_p, "min_p", 0.0, 1.0, true)?,
             // Engines take 32-bit seeds; any integer is accepted and mapped onto that range.
@@ -686,11 +767,12 @@ impl ChatRequest {
                 true,
             )?,
             presence_penalty: range_f32(raw.presence_penalty, "presence_penalty", -2.0, 2.0, true)?,
+            // 1 is no penalty; Venice sets no upper bound, and a large one only forbids repeats.
             repetition_penalty: range_f32(
                 raw.repetition_penalty,
                 "repetition_penalty",
                 0.0,
-                2.0,
+                f64::from(f32::MAX),
                 false,
             )?,
         };
@@ -737,6 +819,16 @@ impl ChatRequest {
         for (name, value) in model_id.parameters {
             venice.set(&name, Value::String(value), "model")?;
         }
+        // A reasoning model asked for no effort does not think; other levels leave thinking
+        // on (the engine has no finer control).
+        if effort.as_ref().is_some_and(|(_, effort)| effort == "none") {
+            venice.disable_thinking = true;
+        }
+        for field in ignored_fields {
+            if !venice.ignored.contains(&field) {
+                venice.ignored.push(field);
+            }
+        }
         Ok(Self {
             model: model_id.model,
             messages,
@@ -755,6 +847,7 @@ impl ChatRequest {
             parallel_tool_calls: raw.parallel_tool_calls.unwrap_or(true),
             legacy_functions,
             logprobs,
+            stop_token_ids,
         })
     }
 }
@@ -906,6 +999,8 @@ pub struct ProviderChatRequest {
     pub logprobs: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop_token_ids: Vec<u32>,
 }
 
 impl ProviderChatRequest {
@@ -934,6 +1029,7 @@ impl ProviderChatRequest {
             parallel_tool_calls: (!request.tools.is_empty()).then_some(request.parallel_tool_calls),
             logprobs: request.logprobs.is_some(),
             top_logprobs: request.logprobs,
+            stop_token_ids: request.stop_token_ids.clone(),
         }
     }
 }
@@ -1159,9 +1255,14 @@ mod tests {
         let cases = [
             ("temperature", serde_json::json!("hot"), "temperature"),
             ("temperature", serde_json::json!(2.5), "temperature"),
-            ("top_p", serde_json::json!(0), "top_p"),
-            ("max_tokens", serde_json::json!(-1), "max_tokens"),
-            ("max_tokens", serde_json::json!(0), "max_tokens"),
+            ("top_p", serde_json::json!(-0.1), "top_p"),
+            ("max_tokens", serde_json::json!("many"), "max_tokens"),
+            ("stop_token_ids", serde_json::json!([-1]), "stop_token_ids"),
+            (
+                "reasoning_effort",
+                serde_json::json!("extreme"),
+                "reasoning_effort",
+            ),
             ("stop", serde_json::json!(["a", "b", "c", "d", "e"]), "stop"),
             ("stop", serde_json::json!([1]), "stop[0]"),
             ("n", serde_json::json!(2), "n"),
@@ -1386,6 +1487,38 @@ mod tests {
                 error.message
             );
         }
+    }
+
+    #[test]
+    fn the_rest_of_chat_reads_as_venice_says() {
+        let request = parse(serde_json::json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "max_tokens": 0, "top_p": 0, "repetition_penalty": 3.5,
+            "stop_token_ids": [2, 151645], "reasoning": {"effort": "none"},
+            "user": "someone", "prompt_cache_key": "k", "store": null,
+        }))
+        .expect("valid");
+        // 0 or less is no limit.
+        assert_eq!(request.max_tokens, None);
+        assert_eq!(request.sampling.top_p, Some(0.0));
+        assert_eq!(request.sampling.repetition_penalty, Some(3.5));
+        assert_eq!(request.stop_token_ids, vec![2, 151_645]);
+        assert!(request.venice.disable_thinking);
+        // Fields accepted with no effect are named; nulls are nothing.
+        assert_eq!(
+            request.venice.ignored,
+            vec!["user".to_owned(), "prompt_cache_key".to_owned()]
+        );
+        assert_eq!(
+            ProviderChatRequest::from_chat(&request, "m", 8).stop_token_ids,
+            vec![2, 151_645]
+        );
+        let negative = parse(serde_json::json!({
+            "model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -5, "max_completion_tokens": 7,
+        }))
+        .expect("valid");
+        assert_eq!(negative.max_tokens, Some(7));
     }
 
     #[test]

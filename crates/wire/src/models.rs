@@ -39,6 +39,8 @@ pub struct ModelSpec {
     pub constraints: Constraints,
     pub pricing: Pricing,
     pub available_context_tokens: u32,
+    /// The most a reply may be: the gateway's bound, within the context.
+    pub max_completion_tokens: u32,
     /// Gondola: how many providers serve this model right now.
     pub providers: usize,
 }

@@ -24,6 +24,7 @@ fn request(content: &str, max_tokens: u32, sampling: Sampling) -> GenerationRequ
         sampling,
         max_tokens,
         stop: Vec::new(),
+        stop_tokens: Vec::new(),
         format: OutputFormat::Text,
         enable_thinking: true,
         tools: None,
@@ -106,6 +107,30 @@ async fn the_same_seed_gives_the_same_text_and_stop_strings_cut_it() {
     let (cut, done) = collect(engine.submit(stopped).expect("submit")).await;
     assert!(!cut.contains(&stop), "{cut:?} still holds {stop:?}");
     assert!(full.starts_with(&cut), "{cut:?} is a prefix of {full:?}");
+    assert_eq!(done.expect("done").finish_reason, FinishReason::Stop);
+
+    // A stop token id ends the reply where that token would have been, and is not emitted.
+    let tokens = engine.tokenize(&full);
+    let stop_token = tokens[4];
+    let mut by_token = request(
+        "List the days of the week.",
+        60,
+        Sampling {
+            temperature: 0.0,
+            ..Sampling::default()
+        },
+    );
+    by_token.stop_tokens = vec![stop_token];
+    let (cut_by_token, done) = collect(engine.submit(by_token).expect("submit")).await;
+    assert!(
+        full.starts_with(&cut_by_token),
+        "{cut_by_token:?} is a prefix of {full:?}"
+    );
+    assert!(cut_by_token.len() < full.len(), "{cut_by_token:?}");
+    assert!(
+        !engine.tokenize(&cut_by_token).contains(&stop_token),
+        "{cut_by_token:?}"
+    );
     assert_eq!(done.expect("done").finish_reason, FinishReason::Stop);
 }
 

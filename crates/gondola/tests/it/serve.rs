@@ -84,6 +84,7 @@ async fn venice_requests_with_parameters_and_a_model_suffix_work_on_api_v1() {
         "messages": [{"role": "user", "content": "Say hello."}],
         "max_tokens": 12,
         "venice_parameters": {"include_venice_system_prompt": false, "enable_e2ee": true},
+        "user": "someone",
     });
     let response = http
         .post(format!("{url}/api/v1/chat/completions"))
@@ -92,6 +93,14 @@ async fn venice_requests_with_parameters_and_a_model_suffix_work_on_api_v1() {
         .await
         .expect("send");
     assert_eq!(response.status(), 200);
+    // What had no effect is named in a header too, for streamed replies that carry no echo.
+    let named = response.headers()["x-gondola-ignored-parameters"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    for name in ["enable_e2ee", "enable_web_search", "user"] {
+        assert!(named.contains(name), "{named}");
+    }
     let body: serde_json::Value = response.json().await.expect("json");
     let echo = &body["venice_parameters"];
     assert_eq!(echo["strip_thinking_response"], true);
@@ -153,6 +162,7 @@ async fn the_catalogue_lists_the_served_model_with_its_spec() {
     assert_eq!(venice["data"][0]["owned_by"], "venice.ai");
     assert!(spec["pricing"]["output"]["usd"].as_f64().expect("price") > 0.0);
     assert_eq!(spec["availableContextTokens"], 2048);
+    assert_eq!(spec["maxCompletionTokens"], 2048);
     assert_eq!(spec["providers"], 1);
     let images = get_json(&http, format!("{url}/v1/models?type=image")).await;
     assert_eq!(images["data"], serde_json::json!([]));
