@@ -62,9 +62,42 @@ impl ErrorCode {
         }
     }
 
-    /// Reads a code back from its wire string.
+    /// The code on OpenAI's prefix (`/v1`): OpenAI's own lower-case name where it has one
+    /// (`invalid_api_key`, `model_not_found`, `context_length_exceeded`,
+    /// `rate_limit_exceeded`, `insufficient_quota`), else this code in lower case.
+    pub fn openai_code(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidModel => "invalid_model",
+            Self::TooManyTokens => "context_length_exceeded",
+            Self::AuthenticationFailed => "invalid_api_key",
+            Self::InsufficientBalance => "insufficient_quota",
+            Self::ApiKeyEpochSpendLimitExceeded => "api_key_epoch_spend_limit_exceeded",
+            Self::ApiKeyMonthSpendLimitExceeded => "api_key_month_spend_limit_exceeded",
+            Self::ApiKeyLifetimeSpendLimitExceeded => "api_key_lifetime_spend_limit_exceeded",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::ModelNotFound => "model_not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::InvalidContentType => "invalid_content_type",
+            Self::RateLimitExceeded => "rate_limit_exceeded",
+            Self::ModelOverloaded => "model_overloaded",
+            Self::InferenceFailed => "inference_failed",
+            Self::UpstreamError => "upstream_error",
+            Self::ModelOffline => "model_offline",
+            Self::ModelAtCapacity => "model_at_capacity",
+            Self::RequestTimeout => "request_timeout",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    /// Reads a code back from its wire string, in either prefix's form.
     pub fn parse(text: &str) -> Option<Self> {
-        ALL_CODES.iter().copied().find(|code| code.as_str() == text)
+        ALL_CODES
+            .iter()
+            .copied()
+            .find(|code| code.as_str() == text || code.openai_code() == text)
     }
 
     /// The HTTP status this code is served with.
@@ -251,7 +284,7 @@ impl ApiError {
                 message: &self.message,
                 r#type: self.code.openai_type(),
                 param: self.param.as_deref(),
-                code: self.code.as_str(),
+                code: self.code.openai_code(),
             },
         }
     }
@@ -275,12 +308,13 @@ mod tests {
         let openai: serde_json::Value =
             serde_json::from_str(&error.body(Dialect::OpenAi)).expect("json");
         assert_eq!(openai["error"]["param"], "temperature");
-        assert_eq!(openai["error"]["code"], "INVALID_REQUEST");
+        assert_eq!(openai["error"]["code"], "invalid_request");
         assert_eq!(openai["error"]["type"], "invalid_request_error");
         let venice: serde_json::Value =
             serde_json::from_str(&error.body(Dialect::Venice)).expect("json");
         assert_eq!(venice["error"], "temperature must be between 0 and 2");
         assert_eq!(venice["param"], "temperature");
+        assert_eq!(venice["code"], "INVALID_REQUEST");
         assert_eq!(error.status(), 400);
         assert!(!error.retry_elsewhere());
     }
@@ -289,6 +323,8 @@ mod tests {
     fn every_code_reads_back_from_its_wire_string() {
         for code in ALL_CODES {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(*code));
+            assert_eq!(ErrorCode::parse(code.openai_code()), Some(*code));
+            assert_eq!(code.openai_code(), code.openai_code().to_lowercase());
         }
         assert_eq!(ErrorCode::parse("NOPE"), None);
     }

@@ -244,7 +244,7 @@ async fn bad_input_gets_the_right_status_and_names_the_problem_and_the_process_s
             b"{not json".to_vec(),
             "application/json",
             400,
-            "INVALID_REQUEST",
+            "invalid_request",
             None,
         ),
         (
@@ -253,7 +253,7 @@ async fn bad_input_gets_the_right_status_and_names_the_problem_and_the_process_s
             ),
             "application/json",
             400,
-            "INVALID_REQUEST",
+            "invalid_request",
             Some("temperature"),
         ),
         (
@@ -262,7 +262,7 @@ async fn bad_input_gets_the_right_status_and_names_the_problem_and_the_process_s
             ),
             "application/json",
             400,
-            "INVALID_REQUEST",
+            "invalid_request",
             Some("top_p"),
         ),
         (
@@ -271,14 +271,14 @@ async fn bad_input_gets_the_right_status_and_names_the_problem_and_the_process_s
             ),
             "application/json",
             404,
-            "MODEL_NOT_FOUND",
+            "model_not_found",
             Some("model"),
         ),
         (
             json(serde_json::json!({"model": "default", "messages": []})),
             "application/json",
             400,
-            "INVALID_REQUEST",
+            "invalid_request",
             Some("messages"),
         ),
         (
@@ -287,21 +287,21 @@ async fn bad_input_gets_the_right_status_and_names_the_problem_and_the_process_s
             ),
             "application/json",
             400,
-            "TOO_MANY_TOKENS",
+            "context_length_exceeded",
             Some("max_tokens"),
         ),
         (
             vec![b'a'; 3 * 1024 * 1024],
             "application/json",
             413,
-            "PAYLOAD_TOO_LARGE",
+            "payload_too_large",
             None,
         ),
         (
             b"<xml/>".to_vec(),
             "application/xml",
             415,
-            "INVALID_CONTENT_TYPE",
+            "invalid_content_type",
             None,
         ),
     ];

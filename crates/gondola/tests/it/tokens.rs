@@ -104,10 +104,7 @@ async fn tokens_pay_once_on_their_own_day_and_the_issuer_sells_only_the_allowanc
         .await
         .expect_err("$0.061 of tokens with $0.06 of the allowance left");
     assert_eq!(status, 402, "{refusal}");
-    assert_eq!(
-        refusal["error"]["code"], "INSUFFICIENT_BALANCE",
-        "{refusal}"
-    );
+    assert_eq!(refusal["error"]["code"], "insufficient_quota", "{refusal}");
 
     // A token pays for one request, without the key; the reply names no account.
     let first = tokens.remove(0);

@@ -51,7 +51,7 @@ async fn the_chat_page_is_served_at_the_root_with_a_strict_policy() {
         .expect("send");
     assert_eq!(missing.status(), 404);
     let error: serde_json::Value = missing.json().await.expect("json");
-    assert_eq!(error["error"]["code"], "NOT_FOUND");
+    assert_eq!(error["error"]["code"], "not_found");
     let models = http
         .get(format!("{url}/v1/models"))
         .send()
