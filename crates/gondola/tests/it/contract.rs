@@ -179,7 +179,7 @@ async fn the_whole_api_holds_to_its_openapi_document_under_fuzzing() {
             .args(["--max-examples", "30", "--generation-deterministic"])
             .args([
                 "--checks",
-                "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+                "not_a_server_error,response_schema_conformance,response_headers_conformance,status_code_conformance,content_type_conformance",
             ])
             // The provider protocol and Oblivious HTTP are for providers and relays, with
             // signed or encrypted bodies a generator cannot make; privacy tokens take a binary

@@ -1,5 +1,5 @@
 """The contract test's client: real requests to every Venice operation Gondola serves, each
-answer (status, content type, body, and each chunk of a stream) validated against Venice's own
+answer (status, headers, content type, body, and each chunk of a stream) validated against Venice's own
 OpenAPI document and against Gondola's `openapi.json`. Answers the Rust side obtained itself
 (those that need a wallet's signature) come in a file named by CONTRACT_EXTRA.
 
@@ -85,6 +85,45 @@ def response_schema(spec, urn, prefix, path, method, status, content_type):
     return {"$ref": urn + ref}, None
 
 
+def documented_headers(spec, prefix, path, method, status):
+    """The headers `spec` documents for this answer: name -> header object, `$ref`s followed."""
+    operation = spec["paths"].get(prefix + path, {}).get(method) or {}
+    responses = operation.get("responses", {})
+    response = responses.get(str(status)) or responses.get("default") or {}
+    if "$ref" in response:
+        response = spec["components"]["responses"][response["$ref"].split("/")[-1]]
+    headers = {}
+    for name, header in response.get("headers", {}).items():
+        if "$ref" in header:
+            header = spec["components"]["headers"][header["$ref"].split("/")[-1]]
+        headers[name.lower()] = header
+    return headers
+
+
+def check_headers(path, method, status, headers, venice=True, label=None):
+    """Every documented header that is required is there, and each one there fits its schema."""
+    documents = [("urn:gondola", GONDOLA, "/api/v1")]
+    if venice:
+        documents.append(("urn:venice", VENICE, ""))
+    for urn, spec, prefix in documents:
+        for name, header in documented_headers(spec, prefix, path, method, status).items():
+            value = headers.get(name)
+            if value is None:
+                if header.get("required"):
+                    violations.append({"what": label, "document": urn, "error": f"header {name} is missing"})
+                continue
+            schema = header.get("schema", {})
+            candidate = value
+            if schema.get("type") in ("integer", "number"):
+                try:
+                    candidate = int(value) if schema["type"] == "integer" else float(value)
+                except ValueError:
+                    pass
+            validator = (OAS31Validator if urn == "urn:gondola" else OAS30Validator)(schema, registry=REGISTRY)
+            for error in validator.iter_errors(candidate):
+                violations.append({"what": label, "document": urn, "at": f"header {name}", "error": error.message[:300]})
+
+
 def check(path, method, status, content_type, body, venice=True, what=None):
     """Validates one answer body against both documents."""
     label = what or f"{method.upper()} {path} {status}"
@@ -115,7 +154,10 @@ def call(method, path, key=INFERENCE, venice=True, expect=None, template=None, *
     )
     content_type = response.headers.get("content-type", "").split(";")[0]
     body = response.json() if content_type == "application/json" else response.text
-    check(template or path.split("?")[0], method.lower(), response.status_code, content_type, body, venice)
+    template = template or path.split("?")[0]
+    check(template, method.lower(), response.status_code, content_type, body, venice)
+    check_headers(template, method.lower(), response.status_code, response.headers, venice,
+                  f"{method} {template} {response.status_code}")
     if expect is not None and response.status_code != expect:
         violations.append({"what": f"{method} {path}", "error": f"status {response.status_code}, expected {expect}: {body}"})
     return response, body
