@@ -482,6 +482,20 @@ pub struct Metering {
     settled: bool,
 }
 
+impl Metering {
+    /// How `cost` falls on the account's sources, in the order a charge takes them (today's
+    /// allowance, then bundled credits, then dollars), within what the request reserved.
+    pub fn split(&self, cost: u128) -> meter::Draw {
+        let allowance = cost.min(self.reserved.allowance);
+        let bundled = (cost - allowance).min(self.reserved.bundled);
+        meter::Draw {
+            allowance,
+            bundled,
+            usd: cost - allowance - bundled,
+        }
+    }
+}
+
 /// Why a metered request may not start.
 pub enum MeterRefusal {
     Insufficient(meter::Shortfall),

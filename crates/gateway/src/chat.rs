@@ -675,8 +675,11 @@ impl Relay {
     }
 
     fn cost(&self) -> Cost {
-        let usd = Amount(self.record.cost());
-        Cost { usd, diem: usd }
+        let (usd, diem) = self.record.cost_split();
+        Cost {
+            usd: Amount(usd),
+            diem: Amount(diem),
+        }
     }
 
     fn chunk_json(

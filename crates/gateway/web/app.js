@@ -462,7 +462,9 @@ function metaLine(message) {
     add("tokens", `${meta.prompt_tokens} prompt · ${meta.completion_tokens} completion tokens`, "Usage reported by the gateway");
   }
   if (meta.tokens_per_second) add("speed", `${meta.tokens_per_second.toFixed(1)} tokens/s`, "Completion tokens per second after the first token");
-  add("cost", formatCost(meta.cost_usd), meta.cost_diem !== undefined ? `Cost: ${meta.cost_usd} USD = ${meta.cost_diem} DIEM` : "Cost");
+  // The cost comes split by what paid it (DIEM allowance, dollars); a DIEM is worth a dollar.
+  const total = Number(meta.cost_usd ?? 0) + Number(meta.cost_diem ?? 0);
+  add("cost", formatCost(total), `Cost: ${meta.cost_diem ?? 0} DIEM + ${meta.cost_usd ?? 0} USD`);
   if (meta.sealed) {
     add(
       "privacy",

@@ -1088,7 +1088,9 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
-/// What a request cost, in USD and in DIEM (priced 1:1).
+/// What a request cost, split by the currency that paid it: `diem` from an account's daily
+/// DIEM allowance (or privacy tokens bought with it), `usd` from dollar credit and bundled
+/// credits. DIEM is priced 1:1 with the dollar, so the two add up to the price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Cost {
     pub usd: Amount,

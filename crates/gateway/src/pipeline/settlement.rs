@@ -204,6 +204,21 @@ impl Record {
         let usage = self.usage();
         cost(self.pricing, usage.prompt_tokens, usage.completion_tokens).min(self.max_cost)
     }
+
+    /// What the request costs, split by the currency that pays it: DIEM for an account's
+    /// daily allowance and for privacy tokens (bought with that allowance), dollars for
+    /// bundled credits and dollar credit, and for a gateway without a ledger (its price).
+    pub(crate) fn cost_split(&self) -> (u128, u128) {
+        let cost = self.cost();
+        match (&self.metering, self.paid_with) {
+            (_, "tokens") => (0, cost),
+            (Some(metering), _) => {
+                let draw = metering.split(cost);
+                (draw.bundled.saturating_add(draw.usd), draw.allowance)
+            }
+            (None, _) => (cost, 0),
+        }
+    }
 }
 
 impl Drop for Record {

@@ -218,10 +218,14 @@ async fn staking_buys_a_daily_allowance_that_requests_draw_down_and_the_next_day
     for _ in 0..60 {
         let (status, headers, body) = chat(&http, &url, &key).await;
         match status {
-            200 => balances.push((
-                balance_header(&headers),
-                body["cost"]["usd"].as_f64().expect("cost"),
-            )),
+            200 => {
+                // The allowance paid: the whole cost is in DIEM.
+                assert_eq!(body["cost"]["usd"].as_f64(), Some(0.0), "{body}");
+                balances.push((
+                    balance_header(&headers),
+                    body["cost"]["diem"].as_f64().expect("cost"),
+                ));
+            }
             402 => {
                 refusal = Some((headers, body));
                 break;

@@ -85,15 +85,12 @@ fn number_after(text: &str, key: &str) -> String {
         .collect()
 }
 
-/// The exact `cost.usd` of a reply, in base units (read from the text: a JSON number with
-/// 18 decimals does not survive a float).
+/// The exact cost of a reply, in base units: its `cost.usd` and `cost.diem` (the parts paid in
+/// each currency) added up, read from the text (a JSON number with 18 decimals does not
+/// survive a float).
 fn reply_cost_units(text: &str) -> u128 {
-    let start = text.find("\"cost\":{\"usd\":").expect("a cost") + "\"cost\":{\"usd\":".len();
-    let digits: String = text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    decimal_units(&digits)
+    let cost = &text[text.find("\"cost\":{").expect("a cost")..];
+    decimal_units(&number_after(cost, "\"usd\":")) + decimal_units(&number_after(cost, "\"diem\":"))
 }
 
 /// The value of an unlabelled counter in the gateway's metrics (0 while it has no samples).

@@ -47,7 +47,8 @@ async fn chat_streams_and_answers_with_usage_cost_and_provider() {
     assert!(usage["prompt_tokens"].as_u64().expect("prompt") > 0);
     assert!(usage["completion_tokens"].as_u64().expect("completion") > 0);
     assert!(body["cost"]["usd"].as_f64().expect("cost") > 0.0);
-    assert_eq!(body["cost"]["usd"], body["cost"]["diem"]);
+    // Nobody's allowance paid (no ledger here): the price is in dollars.
+    assert_eq!(body["cost"]["diem"].as_f64(), Some(0.0), "{body}");
 
     let response = http
         .post(format!("{url}/v1/chat/completions"))
