@@ -170,8 +170,11 @@ async fn the_whole_api_holds_to_its_openapi_document_under_fuzzing() {
         .expect("the document");
     std::fs::write(&document, served).expect("write");
     let schemathesis = python().with_file_name("schemathesis");
+    let work_dir = dir.path().to_owned();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(schemathesis)
+            // It keeps a cache of what it found where it runs: in the test's own directory.
+            .current_dir(work_dir)
             .arg("run")
             .arg(&document)
             .args(["--url", &url])
