@@ -2,6 +2,7 @@
 //! request, and the engine's events turned into OpenAI stream chunks, tool calls included.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use axum::response::Response;
 use bytes::Bytes;
@@ -19,8 +20,8 @@ use wire::tools::{FunctionCall, ToolCall, ToolCallDelta, ToolChoice};
 use crate::{sse_frame, sse_response, submit_error};
 
 /// The engine's streamed answer to `request`.
-pub(crate) fn generate(
-    engine: &Engine,
+pub(crate) async fn generate(
+    engine: &Arc<Engine>,
     model_id: &str,
     request: ProviderChatRequest,
     request_id: String,
@@ -54,7 +55,13 @@ pub(crate) fn generate(
         tools,
         logprobs: request.logprobs.then(|| request.top_logprobs.unwrap_or(0)),
     };
-    let events = engine.submit(generation).map_err(submit_error)?;
+    // Rendering, tokenizing and building the grammar take milliseconds to a second for the
+    // largest bodies: off the serving thread, which has other connections to answer.
+    let engine = Arc::clone(engine);
+    let events = tokio::task::spawn_blocking(move || engine.submit(generation))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the engine could not take the request"))?
+        .map_err(submit_error)?;
     let state = EmbeddedStream {
         events,
         chunks: Chunks {

@@ -311,7 +311,7 @@ async fn generate(
 ) -> Result<Response, ApiError> {
     match &state.backend {
         Backend::Embedded { engine, model_id } => {
-            embedded::generate(engine, model_id, request, request_id)
+            embedded::generate(engine, model_id, request, request_id).await
         }
         Backend::Upstream {
             base_url,
