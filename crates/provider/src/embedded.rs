@@ -11,8 +11,9 @@ use engine::{
     ToolCallMessage, ToolMode, ToolSpec, ToolUse,
 };
 use wire::chat::{
-    ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, Message, ProviderChatRequest,
-    ResponseFormat, Role, TokenLogprob, TopLogprob, Usage,
+    ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, CompletionTokensDetails, Delta, Message,
+    PromptTokensDetails, ProviderChatRequest, ResponseFormat, Role, TokenLogprob, TopLogprob,
+    Usage,
 };
 use wire::error::{ApiError, ErrorCode};
 use wire::tools::{FunctionCall, ToolCall, ToolCallDelta, ToolChoice};
@@ -57,6 +58,7 @@ pub(crate) async fn generate(
     };
     // Rendering, tokenizing and building the grammar take milliseconds to a second for the
     // largest bodies: off the serving thread, which has other connections to answer.
+    let reasons = engine.info().supports_reasoning;
     let engine = Arc::clone(engine);
     let events = tokio::task::spawn_blocking(move || engine.submit(generation))
         .await
@@ -72,6 +74,7 @@ pub(crate) async fn generate(
         parser,
         calls: 0,
         logprobs: Vec::new(),
+        reasons,
         first: true,
         include_usage: request.stream_options.include_usage,
         pending: VecDeque::new(),
@@ -201,6 +204,8 @@ struct EmbeddedStream {
     calls: u32,
     /// Log-probabilities of tokens whose text has not gone out yet.
     logprobs: Vec<TokenLogprob>,
+    /// The model can reason (its template has thinking controls).
+    reasons: bool,
     first: bool,
     include_usage: bool,
     pending: VecDeque<Bytes>,
@@ -326,9 +331,14 @@ impl EmbeddedStream {
             let prompt_tokens = u64::from(completion.prompt_tokens);
             let completion_tokens = u64::from(completion.completion_tokens);
             self.pending.push_back(self.chunks.usage(Usage {
-                prompt_tokens,
-                completion_tokens,
-                total_tokens: prompt_tokens + completion_tokens,
+                // The engine keeps no prompt cache: nothing of a prompt comes from one.
+                prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: 0 }),
+                // A model that does not reason spends nothing on reasoning; one that does is
+                // not counted apart.
+                completion_tokens_details: (!self.reasons).then_some(CompletionTokensDetails {
+                    reasoning_tokens: 0,
+                }),
+                ..Usage::counts(prompt_tokens, completion_tokens)
             }));
         }
         self.pending

@@ -109,11 +109,22 @@ impl Tally {
         let overshoot = self.sent_past_bound
             || reported_prompt.is_some_and(|prompt| prompt > self.bound.prompt_tokens)
             || reported_completion > self.bound.completion_tokens;
+        // The provider's details, held within the counts charged.
+        let details = self.reported.unwrap_or_default();
         Settled {
             usage: Usage {
-                prompt_tokens,
-                completion_tokens,
-                total_tokens: prompt_tokens.saturating_add(completion_tokens),
+                prompt_tokens_details: details.prompt_tokens_details.map(|mut cached| {
+                    cached.cached_tokens = cached.cached_tokens.min(prompt_tokens);
+                    cached
+                }),
+                completion_tokens_details: details.completion_tokens_details.map(
+                    |mut reasoning| {
+                        reasoning.reasoning_tokens =
+                            reasoning.reasoning_tokens.min(completion_tokens);
+                        reasoning
+                    },
+                ),
+                ..Usage::counts(prompt_tokens, completion_tokens)
             },
             overshoot,
         }
@@ -344,11 +355,36 @@ mod tests {
     }
 
     fn usage(prompt_tokens: u64, completion_tokens: u64) -> Usage {
-        Usage {
-            prompt_tokens,
-            completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
-        }
+        Usage::counts(prompt_tokens, completion_tokens)
+    }
+
+    #[test]
+    fn a_providers_token_details_pass_within_the_counts_charged() {
+        let mut tally = Tally::new(bound(), 12);
+        tally.report(Usage {
+            prompt_tokens_details: Some(wire::chat::PromptTokensDetails {
+                cached_tokens: u64::MAX,
+            }),
+            completion_tokens_details: Some(wire::chat::CompletionTokensDetails {
+                reasoning_tokens: 3,
+            }),
+            ..usage(10, 5)
+        });
+        let settled = tally.settle().usage;
+        assert_eq!(settled.prompt_tokens, 10);
+        // A cache hit larger than the prompt is held to the prompt.
+        assert_eq!(
+            settled
+                .prompt_tokens_details
+                .map(|details| details.cached_tokens),
+            Some(10)
+        );
+        assert_eq!(
+            settled
+                .completion_tokens_details
+                .map(|details| details.reasoning_tokens),
+            Some(3)
+        );
     }
 
     #[test]

@@ -47,6 +47,15 @@ async fn chat_streams_and_answers_with_usage_cost_and_provider() {
     assert!(usage["prompt_tokens"].as_u64().expect("prompt") > 0);
     assert!(usage["completion_tokens"].as_u64().expect("completion") > 0);
     assert!(body["cost"]["usd"].as_f64().expect("cost") > 0.0);
+    // The embedded engine keeps no prompt cache, and this model does not reason.
+    assert_eq!(
+        body["usage"]["prompt_tokens_details"]["cached_tokens"], 0,
+        "{body}"
+    );
+    assert_eq!(
+        body["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        0
+    );
     // Nobody's allowance paid (no ledger here): the price is in dollars.
     assert_eq!(body["cost"]["diem"].as_f64(), Some(0.0), "{body}");
 
