@@ -171,13 +171,15 @@ impl Operation for Chat {
             .and_then(|slug| state.config.characters.get(slug).ok())
             .map_or(0, |character| character.system_prompt.len());
         let system_prompt_bytes = platform_prompt_bytes + character_prompt_bytes;
+        // Each choice may be as long as `max_tokens`.
         UsageBound::for_chat(
             body.len(),
             request.messages.len(),
             system_prompt_bytes,
             request
                 .max_tokens
-                .unwrap_or(state.config.limits.max_output_tokens),
+                .unwrap_or(state.config.limits.max_output_tokens)
+                .saturating_mul(request.n),
         )
     }
 
@@ -219,11 +221,10 @@ impl Operation for Chat {
             include_usage: request.include_usage,
             strip_thinking: request.venice.strip_thinking_response
                 || request.venice.disable_thinking,
-            thinking: ThinkingFilter::default(),
+            choices: (0..request.n).map(|_| ChoiceState::default()).collect(),
+            steps: VecDeque::new(),
             pending: committed.first_chunks.into(),
             upstream: Some(committed.stream),
-            finish_reason: None,
-            sent_role: false,
             legacy_functions: request.legacy_functions,
         };
         let wants_logprobs = request.logprobs.is_some();
@@ -517,19 +518,30 @@ struct Relay {
     created: u64,
     include_usage: bool,
     strip_thinking: bool,
-    thinking: ThinkingFilter,
+    /// One per choice the request asked for (`n`).
+    choices: Vec<ChoiceState>,
+    /// Steps decided already, handed out before anything else.
+    steps: VecDeque<Step>,
     pending: VecDeque<ChatCompletionChunk>,
     upstream: Option<UpstreamStream>,
-    finish_reason: Option<String>,
-    sent_role: bool,
     /// The request sent legacy `functions`: calls go out as `function_call`.
     legacy_functions: bool,
 }
 
+/// What the relay keeps for one choice of the reply.
+#[derive(Default)]
+struct ChoiceState {
+    thinking: ThinkingFilter,
+    finish_reason: Option<String>,
+    sent_role: bool,
+}
+
 /// What the relay hands its client next.
 enum Step {
-    /// Visible text (possibly empty), pieces of tool calls, and at the end the finish reason.
+    /// For choice `index`: visible text (possibly empty), pieces of tool calls, and at the
+    /// end the finish reason.
     Chunk {
+        index: u32,
         content: String,
         reasoning: Option<String>,
         tool_calls: Option<Vec<ToolCallDelta>>,
@@ -561,6 +573,9 @@ impl Relay {
     /// provider must be read first.
     fn step_received(&mut self) -> Option<Step> {
         loop {
+            if let Some(step) = self.steps.pop_front() {
+                return Some(step);
+            }
             let chunk = match self.pending.pop_front() {
                 Some(chunk) => chunk,
                 None => {
@@ -571,21 +586,26 @@ impl Relay {
                         Ok(Some(chunk)) => chunk,
                         Ok(None) => {
                             self.upstream = None;
-                            let tail = if self.strip_thinking {
-                                self.thinking.finish()
-                            } else {
-                                String::new()
-                            };
-                            if tail.is_empty() {
-                                return Some(Step::End);
+                            // What each choice's thinking filter held back is text after all.
+                            for (index, choice) in (0u32..).zip(self.choices.iter_mut()) {
+                                let tail = if self.strip_thinking {
+                                    choice.thinking.finish()
+                                } else {
+                                    String::new()
+                                };
+                                if !tail.is_empty() {
+                                    self.steps.push_back(Step::Chunk {
+                                        index,
+                                        content: tail,
+                                        reasoning: None,
+                                        tool_calls: None,
+                                        logprobs: None,
+                                        finish_reason: None,
+                                    });
+                                }
                             }
-                            return Some(Step::Chunk {
-                                content: tail,
-                                reasoning: None,
-                                tool_calls: None,
-                                logprobs: None,
-                                finish_reason: None,
-                            });
+                            self.steps.push_back(Step::End);
+                            continue;
                         }
                         Err(error) => {
                             self.upstream = None;
@@ -594,11 +614,44 @@ impl Relay {
                     }
                 }
             };
-            if let Some(usage) = chunk.usage {
+            let ChatCompletionChunk {
+                id,
+                object,
+                created,
+                model,
+                choices,
+                usage,
+            } = chunk;
+            if let Some(usage) = usage {
                 self.record.tally.report(usage);
             }
-            let Some(choice) = chunk.choices.into_iter().next() else {
+            let mut choices = choices.into_iter();
+            let Some(choice) = choices.next() else {
                 continue;
+            };
+            // A chunk with several choices is taken one choice at a time.
+            let rest: Vec<_> = choices.collect();
+            if !rest.is_empty() {
+                self.pending.push_front(ChatCompletionChunk {
+                    id,
+                    object,
+                    created,
+                    model,
+                    choices: rest,
+                    usage: None,
+                });
+            }
+            let index = choice.index;
+            let Some(slot) = usize::try_from(index)
+                .ok()
+                .filter(|slot| *slot < self.choices.len())
+            else {
+                self.upstream = None;
+                self.pending.clear();
+                return Some(Step::Failed(upstream_error(
+                    ErrorCode::UpstreamError,
+                    "the provider sent a choice the request did not ask for",
+                )));
             };
             let mut content = choice.delta.content.unwrap_or_default();
             let mut reasoning = choice
@@ -621,19 +674,27 @@ impl Relay {
                     self.record.tally.sent_past_bound();
                     self.upstream = None;
                     self.pending.clear();
-                    self.finish_reason = Some("length".into());
-                    return Some(Step::Chunk {
-                        content: String::new(),
-                        reasoning: None,
-                        tool_calls: None,
-                        logprobs: None,
-                        finish_reason: Some("length".into()),
-                    });
+                    for (index, choice) in (0u32..).zip(self.choices.iter_mut()) {
+                        if choice.finish_reason.is_none() {
+                            choice.finish_reason = Some("length".into());
+                            self.steps.push_back(Step::Chunk {
+                                index,
+                                content: String::new(),
+                                reasoning: None,
+                                tool_calls: None,
+                                logprobs: None,
+                                finish_reason: Some("length".into()),
+                            });
+                        }
+                    }
+                    self.steps.push_back(Step::End);
+                    continue;
                 }
                 self.record.tally.delivered_one();
             }
+            let state = &mut self.choices[slot];
             if self.strip_thinking {
-                content = self.thinking.push(&content);
+                content = state.thinking.push(&content);
                 reasoning = None;
             }
             if (!content.is_empty() || tool_calls.is_some()) && self.record.first_token_at.is_none()
@@ -648,18 +709,19 @@ impl Relay {
                 }
             });
             if let Some(reason) = &finish_reason {
-                self.finish_reason = Some(reason.clone());
+                state.finish_reason = Some(reason.clone());
             }
             if content.is_empty()
                 && reasoning.is_none()
                 && tool_calls.is_none()
                 && logprobs.is_none()
                 && finish_reason.is_none()
-                && self.sent_role
+                && state.sent_role
             {
                 continue;
             }
             return Some(Step::Chunk {
+                index,
                 content,
                 reasoning,
                 tool_calls,
@@ -684,14 +746,22 @@ impl Relay {
 
     fn chunk_json(
         &mut self,
+        index: u32,
         content: String,
         reasoning: Option<String>,
         tool_calls: Option<Vec<ToolCallDelta>>,
         logprobs: Option<ChoiceLogprobs>,
         finish_reason: Option<String>,
     ) -> Bytes {
-        let role = (!self.sent_role).then_some(Role::Assistant);
-        self.sent_role = true;
+        let state = usize::try_from(index)
+            .ok()
+            .and_then(|slot| self.choices.get_mut(slot));
+        let role = state.map(|state| {
+            let first = !state.sent_role;
+            state.sent_role = true;
+            first
+        });
+        let role = role.unwrap_or(false).then_some(Role::Assistant);
         // Calls carry no text: their chunks say `content: null`, as OpenAI's do.
         let content = (tool_calls.is_none() || !content.is_empty()).then_some(content);
         let (tool_calls, function_call) = match tool_calls {
@@ -704,7 +774,7 @@ impl Relay {
             created: self.created,
             model: self.record.model_id.clone(),
             choices: vec![wire::chat::ChunkChoice {
-                index: 0,
+                index,
                 delta: wire::chat::Delta {
                     role,
                     content,
@@ -755,12 +825,14 @@ fn stream_response(relay: Relay) -> Response {
         loop {
             match step {
                 Step::Chunk {
+                    index,
                     content,
                     reasoning,
                     tool_calls,
                     logprobs,
                     finish_reason,
                 } => frame.extend_from_slice(&relay.chunk_json(
+                    index,
                     content,
                     reasoning,
                     tool_calls,
@@ -814,34 +886,55 @@ fn legacy_function_call(calls: Vec<ToolCallDelta>) -> Option<FunctionCallDelta> 
         .find_map(|call| call.function)
 }
 
+/// One choice of a whole reply, as it is gathered.
+#[derive(Default)]
+struct GatheredChoice {
+    content: String,
+    reasoning: String,
+    calls: ToolCallGatherer,
+    logprobs: Vec<wire::chat::TokenLogprob>,
+}
+
 async fn complete_response(
     mut relay: Relay,
     venice_echo: serde_json::Value,
     wants_logprobs: bool,
 ) -> Result<Response, ApiError> {
-    let mut content = String::new();
-    let mut reasoning = String::new();
-    let mut calls = ToolCallGatherer::default();
-    let mut token_logprobs = Vec::new();
+    let mut gathered: Vec<GatheredChoice> = relay
+        .choices
+        .iter()
+        .map(|_| GatheredChoice::default())
+        .collect();
+    let mut logprob_entries = 0usize;
     loop {
         match relay.step().await {
             Step::Chunk {
+                index,
                 content: text,
                 reasoning: thought,
                 tool_calls,
                 logprobs,
                 ..
             } => {
-                content.push_str(&text);
+                // The relay hands out only the choices the request asked for.
+                let Some(choice) = usize::try_from(index)
+                    .ok()
+                    .and_then(|slot| gathered.get_mut(slot))
+                else {
+                    continue;
+                };
+                choice.content.push_str(&text);
                 if let Some(logprobs) = logprobs {
-                    let room = MAX_LOGPROB_ENTRIES.saturating_sub(token_logprobs.len());
-                    token_logprobs.extend(logprobs.content.into_iter().take(room));
+                    let room = MAX_LOGPROB_ENTRIES.saturating_sub(logprob_entries);
+                    let taken: Vec<_> = logprobs.content.into_iter().take(room).collect();
+                    logprob_entries += taken.len();
+                    choice.logprobs.extend(taken);
                 }
                 if let Some(thought) = thought {
-                    reasoning.push_str(&thought);
+                    choice.reasoning.push_str(&thought);
                 }
                 for delta in tool_calls.iter().flatten() {
-                    if let Err(error) = calls.push(delta) {
+                    if let Err(error) = choice.calls.push(delta) {
                         relay.record.status = Some(502);
                         return Err(upstream_error(ErrorCode::UpstreamError, &error.to_string()));
                     }
@@ -856,34 +949,41 @@ async fn complete_response(
     }
     relay.record.status = Some(200);
     let usage = relay.usage();
-    let calls = calls.finish();
-    let (tool_calls, function_call) = if calls.is_empty() {
-        (None, None)
-    } else if relay.legacy_functions {
-        (None, calls.into_iter().next().map(|call| call.function))
-    } else {
-        (Some(calls), None)
-    };
-    let has_calls = tool_calls.is_some() || function_call.is_some();
+    let choices = (0u32..)
+        .zip(gathered)
+        .zip(&relay.choices)
+        .map(|((index, choice), state)| {
+            let calls = choice.calls.finish();
+            let (tool_calls, function_call) = if calls.is_empty() {
+                (None, None)
+            } else if relay.legacy_functions {
+                (None, calls.into_iter().next().map(|call| call.function))
+            } else {
+                (Some(calls), None)
+            };
+            let has_calls = tool_calls.is_some() || function_call.is_some();
+            Choice {
+                index,
+                message: ResponseMessage {
+                    role: Role::Assistant,
+                    content: (!has_calls || !choice.content.is_empty()).then_some(choice.content),
+                    reasoning_content: (!choice.reasoning.is_empty()).then_some(choice.reasoning),
+                    tool_calls,
+                    function_call,
+                },
+                finish_reason: state.finish_reason.clone().unwrap_or_else(|| "stop".into()),
+                logprobs: wants_logprobs.then_some(ChoiceLogprobs {
+                    content: choice.logprobs,
+                }),
+            }
+        })
+        .collect();
     let completion = ChatCompletion {
         id: relay.record.request_id.clone(),
         object: "chat.completion",
         created: relay.created,
         model: relay.record.model_id.clone(),
-        choices: vec![Choice {
-            index: 0,
-            message: ResponseMessage {
-                role: Role::Assistant,
-                content: (!has_calls || !content.is_empty()).then_some(content),
-                reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
-                tool_calls,
-                function_call,
-            },
-            finish_reason: relay.finish_reason.clone().unwrap_or_else(|| "stop".into()),
-            logprobs: wants_logprobs.then_some(ChoiceLogprobs {
-                content: token_logprobs,
-            }),
-        }],
+        choices,
         usage,
         cost: relay.cost(),
         venice_parameters: venice_echo,

@@ -528,7 +528,11 @@ impl PrivateClient {
             tracing::debug!(model = %model, "no provider of the model takes sealed requests");
             return Ok(None);
         }
-        let max_tokens = request.max_tokens.unwrap_or(DEFAULT_SEALED_MAX_TOKENS);
+        // What is paid covers every choice.
+        let max_tokens = request
+            .max_tokens
+            .unwrap_or(DEFAULT_SEALED_MAX_TOKENS)
+            .saturating_mul(request.n);
         Ok(Some(seal_chat(&chosen, &model, max_tokens, body).await?))
     }
 

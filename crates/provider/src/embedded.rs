@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
+
 use axum::response::Response;
 use bytes::Bytes;
 use engine::{
@@ -40,9 +42,7 @@ pub(crate) async fn generate(
         ResponseFormat::JsonSchema(schema) => OutputFormat::JsonSchema(schema.to_string()),
     };
     let tools = tool_use(&request);
-    let parser = tools
-        .as_ref()
-        .map(|_| ReplyParser::new(engine.info().tool_format));
+    let choices = request.n.unwrap_or(1).clamp(1, MAX_CHOICES);
     let generation = GenerationRequest {
         messages: request.messages.into_iter().map(engine_message).collect(),
         sampling: sampling(&request.sampling),
@@ -56,14 +56,35 @@ pub(crate) async fn generate(
         tools,
         logprobs: request.logprobs.then(|| request.top_logprobs.unwrap_or(0)),
     };
+    let tool_format = generation.tools.as_ref().map(|_| engine.info().tool_format);
     // Rendering, tokenizing and building the grammar take milliseconds to a second for the
     // largest bodies: off the serving thread, which has other connections to answer.
     let reasons = engine.info().supports_reasoning;
     let engine = Arc::clone(engine);
-    let events = tokio::task::spawn_blocking(move || engine.submit(generation))
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "the engine could not take the request"))?
-        .map_err(submit_error)?;
+    let receivers = tokio::task::spawn_blocking(move || {
+        // Each choice is a generation of its own; with a seed, choice i samples with seed + i
+        // so that they differ (as they do without one).
+        (0..choices)
+            .map(|index| {
+                let mut one = generation.clone();
+                one.sampling.seed = one.sampling.seed.map(|seed| seed.wrapping_add(index));
+                engine.submit(one)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|_| ApiError::new(ErrorCode::Internal, "the engine could not take the request"))?
+    .map_err(submit_error)?;
+    let events = futures_util::stream::select_all(receivers.into_iter().zip(0u32..).map(
+        |(receiver, index)| {
+            futures_util::stream::unfold(receiver, |mut receiver| async move {
+                let event = receiver.recv().await?;
+                Some((event, receiver))
+            })
+            .map(move |event| (index, event))
+            .boxed()
+        },
+    ));
     let state = EmbeddedStream {
         events,
         chunks: Chunks {
@@ -71,11 +92,16 @@ pub(crate) async fn generate(
             model: model_id.to_owned(),
             created: wire::clock::unix_seconds(),
         },
-        parser,
-        calls: 0,
-        logprobs: Vec::new(),
+        choices: (0..choices)
+            .map(|_| ChoiceStream {
+                parser: tool_format.map(ReplyParser::new),
+                calls: 0,
+                logprobs: Vec::new(),
+                first: true,
+                done: None,
+            })
+            .collect(),
         reasons,
-        first: true,
         include_usage: request.stream_options.include_usage,
         pending: VecDeque::new(),
         finished: false,
@@ -86,6 +112,9 @@ pub(crate) async fn generate(
     });
     Ok(sse_response(frames))
 }
+
+/// Most choices one request may ask for.
+const MAX_CHOICES: u32 = 8;
 
 fn sampling(requested: &wire::chat::Sampling) -> engine::Sampling {
     let defaults = engine::Sampling::default();
@@ -162,6 +191,7 @@ struct Chunks {
 impl Chunks {
     fn choice(
         &self,
+        index: u32,
         delta: Delta,
         finish_reason: Option<&str>,
         logprobs: Vec<TokenLogprob>,
@@ -172,7 +202,7 @@ impl Chunks {
             created: self.created,
             model: self.model.clone(),
             choices: vec![ChunkChoice {
-                index: 0,
+                index,
                 delta,
                 finish_reason: finish_reason.map(str::to_owned),
                 logprobs: (!logprobs.is_empty()).then_some(ChoiceLogprobs { content: logprobs }),
@@ -194,31 +224,41 @@ impl Chunks {
 }
 
 /// Turns engine events into SSE frames. Dropping it (the gateway hung up) drops the engine's
-/// receiver, which cancels the generation at the engine's next step.
+/// receivers, which cancels the generations at the engine's next step.
 struct EmbeddedStream {
-    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    /// Every choice's events, each tagged with its choice.
+    events: futures_util::stream::SelectAll<futures_util::stream::BoxStream<'static, (u32, Event)>>,
     chunks: Chunks,
+    choices: Vec<ChoiceStream>,
+    /// The model can reason (its template has thinking controls).
+    reasons: bool,
+    include_usage: bool,
+    pending: VecDeque<Bytes>,
+    finished: bool,
+}
+
+/// One choice of the reply as it is written.
+struct ChoiceStream {
     /// Reads tool calls out of the text, for a request with tools.
     parser: Option<ReplyParser>,
     /// Calls sent so far (the index of the next one).
     calls: u32,
     /// Log-probabilities of tokens whose text has not gone out yet.
     logprobs: Vec<TokenLogprob>,
-    /// The model can reason (its template has thinking controls).
-    reasons: bool,
     first: bool,
-    include_usage: bool,
-    pending: VecDeque<Bytes>,
-    finished: bool,
+    /// How its generation ended, once it has.
+    done: Option<engine::Completion>,
 }
 
-impl EmbeddedStream {
+impl ChoiceStream {
     fn role(&mut self) -> Option<Role> {
         let role = self.first.then_some(Role::Assistant);
         self.first = false;
         role
     }
+}
 
+impl EmbeddedStream {
     async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
             if let Some(frame) = self.pending.pop_front() {
@@ -227,37 +267,38 @@ impl EmbeddedStream {
             if self.finished {
                 return None;
             }
-            match self.events.recv().await {
-                Some(Event::Text(text)) => match self.parser.as_mut() {
-                    Some(parser) => {
-                        let piece = parser.push(&text);
-                        self.queue(piece);
+            let Some((index, event)) = self.events.next().await else {
+                self.finished = true;
+                return Some(Bytes::from(
+                    ApiError::new(ErrorCode::InferenceFailed, "the engine stopped").sse_event(),
+                ));
+            };
+            let slot = usize::try_from(index).unwrap_or(usize::MAX);
+            match event {
+                Event::Text(text) => {
+                    let choice = &mut self.choices[slot];
+                    match choice.parser.as_mut() {
+                        Some(parser) => {
+                            let piece = parser.push(&text);
+                            self.queue(index, piece);
+                        }
+                        None => {
+                            let delta = Delta {
+                                role: choice.role(),
+                                ..Delta::text(text)
+                            };
+                            let logprobs = std::mem::take(&mut choice.logprobs);
+                            return Some(self.chunks.choice(index, delta, None, logprobs));
+                        }
                     }
-                    None => {
-                        let delta = Delta {
-                            role: self.role(),
-                            ..Delta::text(text)
-                        };
-                        let logprobs = std::mem::take(&mut self.logprobs);
-                        return Some(self.chunks.choice(delta, None, logprobs));
-                    }
-                },
-                Some(Event::Logprob(token)) => self.logprobs.push(wire_logprob(token)),
-                Some(Event::Done(completion)) => {
-                    self.finished = true;
-                    self.end(completion);
                 }
-                Some(Event::Failed(reason)) => {
+                Event::Logprob(token) => self.choices[slot].logprobs.push(wire_logprob(token)),
+                Event::Done(completion) => self.end(index, completion),
+                Event::Failed(reason) => {
                     self.finished = true;
                     tracing::warn!(%reason, "generation failed");
                     return Some(Bytes::from(
                         ApiError::new(ErrorCode::InferenceFailed, "the engine failed").sse_event(),
-                    ));
-                }
-                None => {
-                    self.finished = true;
-                    return Some(Bytes::from(
-                        ApiError::new(ErrorCode::InferenceFailed, "the engine stopped").sse_event(),
                     ));
                 }
             }
@@ -265,15 +306,17 @@ impl EmbeddedStream {
     }
 
     /// Queues a chunk for the text and one for the calls the parser handed out, if any.
-    fn queue(&mut self, piece: ParsedReply) {
+    fn queue(&mut self, index: u32, piece: ParsedReply) {
+        let slot = usize::try_from(index).unwrap_or(usize::MAX);
+        let choice = &mut self.choices[slot];
         if !piece.content.is_empty() {
             let delta = Delta {
-                role: self.role(),
+                role: choice.role(),
                 ..Delta::text(piece.content)
             };
-            let logprobs = std::mem::take(&mut self.logprobs);
+            let logprobs = std::mem::take(&mut choice.logprobs);
             self.pending
-                .push_back(self.chunks.choice(delta, None, logprobs));
+                .push_back(self.chunks.choice(index, delta, None, logprobs));
         }
         if piece.calls.is_empty() {
             return;
@@ -282,10 +325,10 @@ impl EmbeddedStream {
             .calls
             .into_iter()
             .map(|call| {
-                let index = self.calls;
-                self.calls += 1;
+                let call_index = choice.calls;
+                choice.calls += 1;
                 ToolCallDelta::whole(
-                    index,
+                    call_index,
                     &ToolCall {
                         id: format!("call_{}", random_call_id()),
                         kind: "function".into(),
@@ -298,38 +341,52 @@ impl EmbeddedStream {
             })
             .collect();
         let delta = Delta {
-            role: self.role(),
+            role: choice.role(),
             content: None,
             tool_calls: Some(calls),
             ..Delta::default()
         };
-        let logprobs = std::mem::take(&mut self.logprobs);
+        let logprobs = std::mem::take(&mut choice.logprobs);
         self.pending
-            .push_back(self.chunks.choice(delta, None, logprobs));
+            .push_back(self.chunks.choice(index, delta, None, logprobs));
     }
 
-    /// Queues the reply's last frames: held text and calls, the finish reason, the usage.
-    fn end(&mut self, completion: engine::Completion) {
-        if let Some(parser) = self.parser.take() {
+    /// Queues a choice's last frames (held text and calls, its finish reason); after the last
+    /// choice, the usage of them all and the end of the stream.
+    fn end(&mut self, index: u32, completion: engine::Completion) {
+        let slot = usize::try_from(index).unwrap_or(usize::MAX);
+        if let Some(parser) = self.choices[slot].parser.take() {
             let rest = parser.finish();
-            self.queue(rest);
+            self.queue(index, rest);
         }
+        let choice = &mut self.choices[slot];
         let reason = match completion.finish_reason {
             // A reply that called tools says so; one cut by max_tokens keeps "length".
-            FinishReason::Stop if self.calls > 0 => "tool_calls",
+            FinishReason::Stop if choice.calls > 0 => "tool_calls",
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
         };
         let last = Delta {
-            role: self.role(),
+            role: choice.role(),
             ..Delta::text("")
         };
-        let logprobs = std::mem::take(&mut self.logprobs);
+        let logprobs = std::mem::take(&mut choice.logprobs);
+        choice.done = Some(completion);
         self.pending
-            .push_back(self.chunks.choice(last, Some(reason), logprobs));
+            .push_back(self.chunks.choice(index, last, Some(reason), logprobs));
+        if self.choices.iter().any(|choice| choice.done.is_none()) {
+            return;
+        }
+        self.finished = true;
         if self.include_usage {
+            // One prompt, read once per choice; the completions add up.
             let prompt_tokens = u64::from(completion.prompt_tokens);
-            let completion_tokens = u64::from(completion.completion_tokens);
+            let completion_tokens = self
+                .choices
+                .iter()
+                .filter_map(|choice| choice.done)
+                .map(|done| u64::from(done.completion_tokens))
+                .sum();
             self.pending.push_back(self.chunks.usage(Usage {
                 // The engine keeps no prompt cache: nothing of a prompt comes from one.
                 prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: 0 }),

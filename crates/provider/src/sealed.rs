@@ -80,7 +80,9 @@ pub(crate) async fn chat(
     let reply = match inner_request(&request_body, paid_tokens) {
         Err(error) => Reply::Refused(error),
         Ok(request) => {
-            let provider_request = ProviderChatRequest::from_chat(&request, &model_id, paid_tokens);
+            // Without a limit of its own, each choice gets its share of what was paid.
+            let per_choice = (paid_tokens / request.n.max(1)).max(1);
+            let provider_request = ProviderChatRequest::from_chat(&request, &model_id, per_choice);
             match generate(&state, provider_request, request_id).await {
                 // Busy or broken: said in the clear, so the gateway tries another provider.
                 Err(error) if error.status() == 429 || error.status() >= 500 => {
@@ -139,10 +141,17 @@ fn inner_request(body: &[u8], paid_tokens: u32) -> Result<ChatRequest, ApiError>
             "characters are applied by the gateway, which cannot read a sealed request: send the character's prompt as the system message",
         ));
     }
-    if let Some(max_tokens) = request.max_tokens.filter(|max| *max > paid_tokens) {
+    // Every choice may be as long as max_tokens: all of them together were paid for.
+    if let Some(max_tokens) = request
+        .max_tokens
+        .filter(|max| max.saturating_mul(request.n) > paid_tokens)
+    {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
-            format!("max_tokens is {max_tokens}, but the request was paid for {paid_tokens}"),
+            format!(
+                "max_tokens is {max_tokens} for each of {} choices, but the request was paid for {paid_tokens} in all",
+                request.n
+            ),
         )
         .with_param("max_tokens"));
     }
@@ -269,14 +278,23 @@ struct Gathered {
     id: String,
     created: u64,
     model: String,
+    /// By choice index; the backend sends at most the choices the request asked for.
+    choices: std::collections::BTreeMap<u32, GatheredChoice>,
+    usage: Usage,
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Default)]
+struct GatheredChoice {
     content: String,
     reasoning: String,
     finish_reason: Option<String>,
-    usage: Usage,
     calls: wire::tools::ToolCallGatherer,
     logprobs: Option<Vec<wire::chat::TokenLogprob>>,
-    error: Option<serde_json::Value>,
 }
+
+/// Most choices a gathered reply holds (the request's `n` is at most this).
+const MAX_GATHERED_CHOICES: u32 = 8;
 
 impl Gathered {
     fn push(&mut self, event: BackendEvent) {
@@ -291,19 +309,24 @@ impl Gathered {
                     self.usage = usage;
                 }
                 for choice in chunk.choices {
+                    if choice.index >= MAX_GATHERED_CHOICES {
+                        continue;
+                    }
+                    let gathered = self.choices.entry(choice.index).or_default();
                     if let Some(text) = choice.delta.content {
-                        self.content.push_str(&text);
+                        gathered.content.push_str(&text);
                     }
                     if let Some(text) = choice.delta.reasoning_content {
-                        self.reasoning.push_str(&text);
+                        gathered.reasoning.push_str(&text);
                     }
                     if let Some(logprobs) = choice.logprobs {
-                        self.logprobs
+                        gathered
+                            .logprobs
                             .get_or_insert_default()
                             .extend(logprobs.content);
                     }
                     for delta in choice.delta.tool_calls.iter().flatten() {
-                        if let Err(error) = self.calls.push(delta) {
+                        if let Err(error) = gathered.calls.push(delta) {
                             self.error = Some(serde_json::json!({ "error": {
                                 "message": error.to_string(),
                                 "code": ErrorCode::UpstreamError.as_str(),
@@ -311,7 +334,7 @@ impl Gathered {
                         }
                     }
                     if choice.finish_reason.is_some() {
-                        self.finish_reason = choice.finish_reason;
+                        gathered.finish_reason = choice.finish_reason;
                     }
                 }
             }
@@ -324,32 +347,39 @@ impl Gathered {
         let body = match self.error {
             Some(error) => error,
             None => {
-                let calls = self.calls.finish();
-                let mut message = serde_json::json!({
-                    "role": "assistant",
-                    "content": if calls.is_empty() || !self.content.is_empty() {
-                        serde_json::Value::from(self.content)
-                    } else {
-                        serde_json::Value::Null
-                    },
-                });
-                if !self.reasoning.is_empty() {
-                    message["reasoning_content"] = self.reasoning.into();
-                }
-                if !calls.is_empty() {
-                    message["tool_calls"] = serde_json::to_value(calls).unwrap_or_default();
-                }
+                let choices: Vec<serde_json::Value> = self
+                    .choices
+                    .into_iter()
+                    .map(|(index, choice)| {
+                        let calls = choice.calls.finish();
+                        let mut message = serde_json::json!({
+                            "role": "assistant",
+                            "content": if calls.is_empty() || !choice.content.is_empty() {
+                                serde_json::Value::from(choice.content)
+                            } else {
+                                serde_json::Value::Null
+                            },
+                        });
+                        if !choice.reasoning.is_empty() {
+                            message["reasoning_content"] = choice.reasoning.into();
+                        }
+                        if !calls.is_empty() {
+                            message["tool_calls"] = serde_json::to_value(calls).unwrap_or_default();
+                        }
+                        serde_json::json!({
+                            "index": index,
+                            "message": message,
+                            "finish_reason": choice.finish_reason.unwrap_or_else(|| "stop".into()),
+                            "logprobs": choice.logprobs.map(|content| serde_json::json!({ "content": content })),
+                        })
+                    })
+                    .collect();
                 serde_json::json!({
                     "id": self.id,
                     "object": "chat.completion",
                     "created": self.created,
                     "model": self.model,
-                    "choices": [{
-                        "index": 0,
-                        "message": message,
-                        "finish_reason": self.finish_reason.unwrap_or_else(|| "stop".into()),
-                        "logprobs": self.logprobs.map(|content| serde_json::json!({ "content": content })),
-                    }],
+                    "choices": choices,
                     "usage": self.usage,
                 })
             }

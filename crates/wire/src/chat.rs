@@ -180,6 +180,8 @@ struct RawReasoning {
     effort: Option<String>,
 }
 
+/// Most choices one request may ask for (`n`): each is a whole generation.
+pub const MAX_CHOICES: u64 = 8;
 /// Most ignored parameters a reply names.
 pub const MAX_IGNORED_NAMES: usize = 32;
 /// Most stop token ids one request may give.
@@ -453,6 +455,8 @@ pub struct ChatRequest {
     pub logprobs: Option<u32>,
     /// Token ids at which generation stops (not emitted).
     pub stop_token_ids: Vec<u32>,
+    /// How many choices to generate (1 to [`MAX_CHOICES`]).
+    pub n: u32,
 }
 
 impl ChatRequest {
@@ -668,9 +672,15 @@ impl ChatRequest {
             .enumerate()
             .map(|(index, message)| validate_message(message, index))
             .collect::<Result<Vec<_>, ApiError>>()?;
-        if raw.n.is_some_and(|n| n != 1) {
-            return Err(ApiError::invalid("n", "only n = 1 is supported"));
-        }
+        let n = match raw.n.unwrap_or(1) {
+            n @ 1..=MAX_CHOICES => u32::try_from(n).unwrap_or(1),
+            n => {
+                return Err(ApiError::invalid(
+                    "n",
+                    format!("n must be between 1 and {MAX_CHOICES}, got {n}"),
+                ));
+            }
+        };
         let logprobs = match (raw.logprobs.unwrap_or(false), raw.top_logprobs) {
             (false, None) => None,
             (false, Some(_)) => {
@@ -848,6 +858,7 @@ impl ChatRequest {
             legacy_functions,
             logprobs,
             stop_token_ids,
+            n,
         })
     }
 }
@@ -1001,6 +1012,9 @@ pub struct ProviderChatRequest {
     pub top_logprobs: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop_token_ids: Vec<u32>,
+    /// Choices to generate, when more than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
 }
 
 impl ProviderChatRequest {
@@ -1030,6 +1044,7 @@ impl ProviderChatRequest {
             logprobs: request.logprobs.is_some(),
             top_logprobs: request.logprobs,
             stop_token_ids: request.stop_token_ids.clone(),
+            n: (request.n > 1).then_some(request.n),
         }
     }
 }
@@ -1298,7 +1313,8 @@ mod tests {
             ),
             ("stop", serde_json::json!(["a", "b", "c", "d", "e"]), "stop"),
             ("stop", serde_json::json!([1]), "stop[0]"),
-            ("n", serde_json::json!(2), "n"),
+            ("n", serde_json::json!(9), "n"),
+            ("n", serde_json::json!(0), "n"),
             ("top_logprobs", serde_json::json!(3), "top_logprobs"),
             ("messages", serde_json::json!([]), "messages"),
             (

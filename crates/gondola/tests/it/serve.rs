@@ -528,3 +528,75 @@ async fn log_probabilities_come_with_every_token_streamed_and_not() {
     let error: serde_json::Value = response.json().await.expect("json");
     assert_eq!(error["error"]["param"], "top_logprobs");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_choices_come_back_each_whole_streamed_and_not() {
+    let (_process, url, _dir) = serve(&[], None);
+    let http = client();
+    let mut body = chat_body(MODEL, "Name a colour.", 6, false);
+    body["n"] = 3.into();
+    body["temperature"] = 1.0.into();
+    body["seed"] = 7.into();
+    let reply = post_json(&http, format!("{url}/v1/chat/completions"), &body).await;
+    let choices = reply["choices"].as_array().expect("choices");
+    assert_eq!(choices.len(), 3, "{reply}");
+    for (index, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], index, "{reply}");
+        assert!(
+            !choice["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{reply}"
+        );
+        assert!(["stop", "length"].contains(&choice["finish_reason"].as_str().unwrap_or_default()));
+    }
+    // Each choice is a generation of its own (a seed gives each its own), paid for together.
+    let completion = reply["usage"]["completion_tokens"]
+        .as_u64()
+        .expect("a count");
+    assert!((3..=18).contains(&completion), "{reply}");
+
+    body["stream"] = true.into();
+    body["stream_options"] = serde_json::json!({"include_usage": true});
+    let streamed = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("body");
+    let mut texts = [String::new(), String::new(), String::new()];
+    let mut roles = [0, 0, 0];
+    let mut finished = [false, false, false];
+    for event in sse_events(&streamed)
+        .iter()
+        .filter(|event| *event != "[DONE]")
+    {
+        let chunk: serde_json::Value = serde_json::from_str(event).expect("a chunk");
+        for choice in chunk["choices"].as_array().into_iter().flatten() {
+            let index =
+                usize::try_from(choice["index"].as_u64().expect("an index")).expect("small");
+            texts[index].push_str(choice["delta"]["content"].as_str().unwrap_or_default());
+            roles[index] += usize::from(choice["delta"]["role"] == "assistant");
+            finished[index] |= choice["finish_reason"].is_string();
+        }
+    }
+    assert!(texts.iter().all(|text| !text.is_empty()), "{texts:?}");
+    assert_eq!(roles, [1, 1, 1], "each choice announces its role once");
+    assert_eq!(finished, [true, true, true]);
+
+    // More choices than allowed is the client's mistake, named.
+    body["n"] = 9.into();
+    let refused = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 400);
+    let error: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(error["error"]["param"], "n");
+}
