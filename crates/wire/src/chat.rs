@@ -667,6 +667,16 @@ impl ChatRequest {
                 "messages must contain at least one message",
             ));
         }
+        // Prompt-cache hints on content parts (Anthropic's, which Venice takes) have no effect
+        // on an engine without a prompt cache: said in the reply like other such fields.
+        let cache_control = raw_messages.iter().any(|message| {
+            message.content.as_array().is_some_and(|parts| {
+                parts.iter().any(|part| {
+                    part.get("cache_control")
+                        .is_some_and(|value| !value.is_null())
+                })
+            })
+        });
         let messages = raw_messages
             .into_iter()
             .enumerate()
@@ -740,12 +750,15 @@ impl ChatRequest {
                 format!("{param} is one of {}", REASONING_EFFORTS.join(", ")),
             ));
         }
-        let ignored_fields: Vec<String> = raw
+        let mut ignored_fields: Vec<String> = raw
             .other
             .into_iter()
             .filter(|(_, value)| !value.is_null())
             .map(|(name, _)| name)
             .collect();
+        if cache_control {
+            ignored_fields.push("cache_control".into());
+        }
         let top_k = match raw.top_k {
             None => None,
             Some(value) if (0..=100_000).contains(&value) => u32::try_from(value).ok(),
@@ -1542,8 +1555,10 @@ mod tests {
     fn the_rest_of_chat_reads_as_venice_says() {
         let request = parse(serde_json::json!({
             "model": "m",
-            "messages": [{"role": "user", "content": "x"}],
             "max_tokens": 0, "top_p": 0, "repetition_penalty": 3.5,
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}},
+            ]}],
             "stop_token_ids": [2, 151645], "reasoning": {"effort": "none"},
             "user": "someone", "prompt_cache_key": "k", "store": null,
         }))
@@ -1557,7 +1572,11 @@ mod tests {
         // Fields accepted with no effect are named; nulls are nothing.
         assert_eq!(
             request.venice.ignored,
-            vec!["user".to_owned(), "prompt_cache_key".to_owned()]
+            vec![
+                "user".to_owned(),
+                "prompt_cache_key".to_owned(),
+                "cache_control".to_owned()
+            ]
         );
         assert_eq!(
             ProviderChatRequest::from_chat(&request, "m", 8).stop_token_ids,
