@@ -45,8 +45,20 @@ system_prompt = "You are the captain of a sailing ship. Answer in nautical terms
 tags = ["roleplay", "sea"]
 "#;
 
+/// Venice's OpenAPI document, read where it is kept: `GONDOLA_VENICE_SPEC` if set, else
+/// `shared/reference/` beside the repository, else the workspace's shared directory.
 fn venice_spec() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/venice-openapi.yaml")
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/reference/venice-openapi.yaml");
+    std::env::var_os("GONDOLA_VENICE_SPEC")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            beside.clone(),
+            PathBuf::from("/work/shared/reference/venice-openapi.yaml"),
+        ])
+        .find(|path| path.exists())
+        .unwrap_or(beside)
 }
 
 /// Mints an ADMIN key of the wallet's account through Venice's web3 route; returns the raw
