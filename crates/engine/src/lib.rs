@@ -28,10 +28,8 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
 pub use quantize::{QuantizeError, WeightFormat, requantize};
-pub use template::{ChatMessage, TemplateError};
-pub use tools::{
-    ParsedReply, ReplyParser, ToolCallMessage, ToolFormat, ToolMode, ToolSpec, ToolUse,
-};
+pub use template::{ChatMessage, TemplateError, ToolCallMessage};
+pub use tools::{ParsedReply, ReplyParser, ToolFormat, ToolMode, ToolSpec, ToolUse};
 
 /// How the engine runs. Every field is a bound or a resource decision; see each for its reason.
 #[derive(Debug, Clone)]

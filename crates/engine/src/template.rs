@@ -6,14 +6,41 @@ use minijinja::{Environment, ErrorKind, context};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::tools::{TemplateFunction, TemplateToolCall, ToolCallMessage, arguments_value};
-
 /// Used when a GGUF carries no template of its own: ChatML, the most common instruction format.
 const FALLBACK_CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 /// A template is code from a file: bound the work one rendering may do so that a hostile or
 /// broken template cannot spin forever. Real templates use a few thousand units per message.
 const TEMPLATE_FUEL_PER_RENDER: u64 = 5_000_000;
+
+/// A call an assistant message made (in the conversation so far, or parsed from a reply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallMessage {
+    pub id: String,
+    pub name: String,
+    /// The arguments object as JSON text.
+    pub arguments: String,
+}
+
+/// Arguments text as a JSON value for templates; text that is not JSON stays a string.
+fn arguments_value(arguments: &str) -> Value {
+    serde_json::from_str(arguments).unwrap_or_else(|_| Value::from(arguments))
+}
+
+/// A call as templates expect it (`arguments` an object, so that `| tojson` prints it once).
+#[derive(Debug, Serialize)]
+struct TemplateToolCall {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: TemplateFunction,
+}
+
+#[derive(Debug, Serialize)]
+struct TemplateFunction {
+    name: String,
+    arguments: Value,
+}
 
 /// One message of a conversation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -16,10 +16,9 @@
 //!
 //! The grammars come from llama.cpp's own JSON-Schema-to-grammar converter.
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::template::ChatMessage;
+use crate::template::{ChatMessage, ToolCallMessage};
 use crate::text::longest_suffix_prefix;
 
 /// How a model's template speaks of tools.
@@ -78,15 +77,6 @@ pub struct ToolUse {
     pub mode: ToolMode,
     /// More than one call in a reply.
     pub parallel: bool,
-}
-
-/// A call an assistant message made (in the conversation so far, or parsed from a reply).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolCallMessage {
-    pub id: String,
-    pub name: String,
-    /// The arguments object as JSON text.
-    pub arguments: String,
 }
 
 /// How the output is held to tool calls.
@@ -305,11 +295,6 @@ fn generic_messages(messages: &[ChatMessage]) -> Vec<ChatMessage> {
         prepared.push(ChatMessage::text("assistant", text));
     }
     prepared
-}
-
-/// Arguments text as a JSON value for templates; text that is not JSON stays a string.
-pub(crate) fn arguments_value(arguments: &str) -> Value {
-    serde_json::from_str(arguments).unwrap_or_else(|_| Value::from(arguments))
 }
 
 fn any_object() -> Value {
@@ -613,21 +598,6 @@ fn call_from_json(call: Value) -> Option<ToolCallMessage> {
         name,
         arguments,
     })
-}
-
-/// A call as templates expect it (`arguments` an object, so that `| tojson` prints it once).
-#[derive(Debug, Serialize)]
-pub(crate) struct TemplateToolCall {
-    pub(crate) id: String,
-    #[serde(rename = "type")]
-    pub(crate) kind: &'static str,
-    pub(crate) function: TemplateFunction,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct TemplateFunction {
-    pub(crate) name: String,
-    pub(crate) arguments: Value,
 }
 
 #[cfg(test)]
