@@ -170,9 +170,71 @@ struct RawChatRequest {
     reasoning_effort: Option<String>,
     reasoning: Option<RawReasoning>,
     venice_parameters: Option<RawVeniceParameters>,
-    /// Every other field: accepted, and named in the reply as having no effect.
-    #[serde(flatten)]
-    other: serde_json::Map<String, Value>,
+}
+
+/// The fields [`RawChatRequest`] reads. Any other top-level field is accepted, and named in
+/// the reply as having no effect.
+const KNOWN_FIELDS: [&str; 28] = [
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "stop",
+    "max_tokens",
+    "max_completion_tokens",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "response_format",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+    "stop_token_ids",
+    "reasoning_effort",
+    "reasoning",
+    "venice_parameters",
+];
+
+/// The top-level fields of `body` (an object that parsed already) that are neither
+/// [`KNOWN_FIELDS`] nor null. One more pass over the bytes, which keeps nothing but those
+/// names: cheaper than buffering every value to find them while parsing.
+fn unknown_fields(body: &[u8]) -> Vec<String> {
+    struct Fields;
+
+    impl<'de> serde::de::Visitor<'de> for Fields {
+        type Value = Vec<String>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("an object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut unknown = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let value = map.next_value::<Option<serde::de::IgnoredAny>>()?;
+                if value.is_some() && !KNOWN_FIELDS.contains(&key.as_str()) {
+                    unknown.push(key);
+                }
+            }
+            Ok(unknown)
+        }
+    }
+
+    serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_slice(body), Fields)
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize)]
@@ -648,10 +710,10 @@ impl ChatRequest {
                     ApiError::invalid(path.clone(), format!("{path}: {inner}"))
                 }
             })?;
-        Self::validate(raw)
+        Self::validate(raw, unknown_fields(body))
     }
 
-    fn validate(raw: RawChatRequest) -> Result<Self, ApiError> {
+    fn validate(raw: RawChatRequest, unknown: Vec<String>) -> Result<Self, ApiError> {
         let model_text = raw
             .model
             .ok_or_else(|| ApiError::invalid("model", "model is required"))?;
@@ -750,12 +812,7 @@ impl ChatRequest {
                 format!("{param} is one of {}", REASONING_EFFORTS.join(", ")),
             ));
         }
-        let mut ignored_fields: Vec<String> = raw
-            .other
-            .into_iter()
-            .filter(|(_, value)| !value.is_null())
-            .map(|(name, _)| name)
-            .collect();
+        let mut ignored_fields = unknown;
         if cache_control {
             ignored_fields.push("cache_control".into());
         }
@@ -1587,6 +1644,41 @@ mod tests {
         }))
         .expect("valid");
         assert_eq!(negative.max_tokens, Some(7));
+    }
+
+    #[test]
+    fn every_field_the_request_reads_is_known_and_none_is_named_as_ignored() {
+        let common = serde_json::json!({
+            "model": "m", "messages": [{"role": "user", "content": "x"}], "stream": false,
+            "stream_options": {"include_usage": true}, "temperature": 1, "top_p": 1, "top_k": 1,
+            "min_p": 0, "seed": 1, "stop": "x", "max_tokens": 1, "max_completion_tokens": 1,
+            "frequency_penalty": 0, "presence_penalty": 0, "repetition_penalty": 1,
+            "response_format": {"type": "text"}, "n": 1, "logprobs": true, "top_logprobs": 1,
+            "stop_token_ids": [1], "reasoning_effort": "low", "reasoning": {"effort": "low"},
+            "venice_parameters": {},
+        });
+        let tool = serde_json::json!({"name": "f", "parameters": {"type": "object"}});
+        let mut with_tools = common.clone();
+        with_tools["tools"] = serde_json::json!([{"type": "function", "function": tool}]);
+        with_tools["tool_choice"] = "auto".into();
+        with_tools["parallel_tool_calls"] = true.into();
+        let mut with_functions = common;
+        with_functions["functions"] = serde_json::json!([tool]);
+        with_functions["function_call"] = "auto".into();
+        let mut seen: Vec<String> = Vec::new();
+        for body in [with_tools, with_functions] {
+            seen.extend(body.as_object().expect("object").keys().cloned());
+            assert_eq!(
+                parse(body).expect("valid").venice.ignored,
+                Vec::<String>::new()
+            );
+        }
+        for field in KNOWN_FIELDS {
+            assert!(
+                seen.iter().any(|name| name == field),
+                "{field} is not exercised"
+            );
+        }
     }
 
     #[test]
