@@ -181,14 +181,33 @@ impl EpochKey {
 }
 
 /// Derives the key of `epoch` from `seed`: RSA key generation fed by a ChaCha stream seeded
-/// with SHA-256 of a label, the seed and the epoch.
+/// with SHA-256 of a label, the seed, the epoch and an attempt number.
+///
+/// A token request names its key by one byte only (the truncated key id, RFC 9578), and the
+/// gateway accepts tokens of yesterday's key while it signs with today's: were the two keys'
+/// bytes equal, a client holding yesterday's directory would get a signature it cannot
+/// unblind instead of a clear refusal. So the first attempt whose truncated id has the
+/// epoch's parity in its low bit is kept: adjacent epochs never share a truncated id. Each
+/// attempt succeeds with probability 1/2; 64 failures in a row do not happen.
 fn derive_key(seed: &[u8; SEED_BYTES], epoch: u64) -> Result<KeyPair, blind_rsa_signatures::Error> {
-    let mut hasher = sha2::Sha256::new();
-    hasher.update(b"gondola privacy pass issuer key v1");
-    hasher.update(seed);
-    hasher.update(epoch.to_be_bytes());
-    let mut rng = rand_rsa::rngs::StdRng::from_seed(hasher.finalize().into());
-    KeyPair::generate(&mut rng, MODULUS_BITS)
+    for attempt in 0u32..64 {
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(b"gondola privacy pass issuer key v2");
+        hasher.update(seed);
+        hasher.update(epoch.to_be_bytes());
+        hasher.update(attempt.to_be_bytes());
+        let mut rng = rand_rsa::rngs::StdRng::from_seed(hasher.finalize().into());
+        let pair = KeyPair::generate(&mut rng, MODULUS_BITS)?;
+        if truncated_id(&pair)? & 1 == (epoch & 1) as u8 {
+            return Ok(pair);
+        }
+    }
+    Err(blind_rsa_signatures::Error::InternalError)
+}
+
+/// The one byte a token request names `pair`'s key by: the last byte of its key id.
+fn truncated_id(pair: &KeyPair) -> Result<u8, blind_rsa_signatures::Error> {
+    Ok(privacy::tokens::token_key_id(&pair.pk.to_spki()?)[31])
 }
 
 /// Why a request's tokens were not taken.
@@ -538,5 +557,21 @@ mod tests {
         assert_eq!(spki(&first), spki(&again));
         assert_ne!(spki(&first), spki(&next));
         assert_ne!(spki(&first), spki(&other_seed));
+    }
+
+    #[test]
+    fn adjacent_epochs_never_share_the_byte_a_token_request_names_its_key_by() {
+        let seed = [9u8; SEED_BYTES];
+        let ids: Vec<u8> = (30_000..30_006)
+            .map(|epoch| truncated_id(&derive_key(&seed, epoch).expect("derived")).expect("id"))
+            .collect();
+        for (offset, pair) in ids.windows(2).enumerate() {
+            assert_ne!(
+                pair[0],
+                pair[1],
+                "epochs {offset} and {} collide",
+                offset + 1
+            );
+        }
     }
 }
