@@ -10,6 +10,7 @@
 //! request is a [`GenerationRequest`]; its output is a stream of [`Event`]s on a channel, and
 //! dropping the receiving end cancels the generation at the next step.
 
+pub mod embed;
 mod quantize;
 mod scheduler;
 mod template;
@@ -27,6 +28,9 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
+pub use embed::{
+    EmbedError, EmbedInput, Embedder, EmbedderConfig, EmbedderInfo, Embeddings, Tokenized,
+};
 pub use quantize::{QuantizeError, WeightFormat, requantize};
 pub use template::{ChatMessage, TemplateError, ToolCallMessage};
 pub use tools::{ParsedReply, ReplyParser, ToolFormat, ToolMode, ToolSpec, ToolUse};

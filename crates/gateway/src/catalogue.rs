@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use wire::models::{Capabilities, Constraints, DefaultValue, Model, ModelSpec, Price, Pricing};
+use wire::models::{
+    Capabilities, Constraints, DefaultValue, Model, ModelSpec, ModelType, Price, Pricing,
+};
 use wire::provider::ModelAdvert;
 
 use crate::config::{CatalogueConfig, ModelPricing};
@@ -31,6 +33,15 @@ const BUILT_IN_ALIASES: &[&str] = &[
     "o4-mini",
 ];
 
+/// Embedding model names that OpenAI and Venice clients send; they run on the default
+/// embedding model.
+const BUILT_IN_EMBEDDING_ALIASES: &[&str] = &[
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "text-embedding-ada-002",
+    "text-embedding-bge-m3",
+];
+
 /// Matches the engine's sampling defaults.
 const DEFAULT_TEMPERATURE: f32 = 0.7;
 const DEFAULT_TOP_P: f32 = 0.9;
@@ -53,17 +64,26 @@ impl Catalogue {
         Self { config }
     }
 
-    fn default_model(&self, live: &LiveModels) -> Option<String> {
-        self.config
-            .default_model
-            .clone()
-            .or_else(|| live.keys().min().cloned())
+    /// The model a trait or alias of `model_type` points at: the configured default (a text
+    /// model), else the first live model of that type by id.
+    fn default_model(&self, live: &LiveModels, model_type: ModelType) -> Option<String> {
+        let configured = match model_type {
+            ModelType::Text => self.config.default_model.clone(),
+            ModelType::Embedding => None,
+        };
+        configured.or_else(|| {
+            live.iter()
+                .filter(|(_, (advert, _))| advert.model_type == model_type)
+                .map(|(id, _)| id)
+                .min()
+                .cloned()
+        })
     }
 
     /// Trait → model id, configured ones over built-ins.
     pub fn traits(&self, live: &LiveModels) -> BTreeMap<String, String> {
         let mut traits = BTreeMap::new();
-        if let Some(default) = self.default_model(live) {
+        if let Some(default) = self.default_model(live, ModelType::Text) {
             for name in BUILT_IN_TRAITS {
                 traits.insert((*name).to_owned(), default.clone());
             }
@@ -75,8 +95,13 @@ impl Catalogue {
     /// Alias → model id, configured ones over built-ins.
     pub fn aliases(&self, live: &LiveModels) -> BTreeMap<String, String> {
         let mut aliases = BTreeMap::new();
-        if let Some(default) = self.default_model(live) {
+        if let Some(default) = self.default_model(live, ModelType::Text) {
             for name in BUILT_IN_ALIASES {
+                aliases.insert((*name).to_owned(), default.clone());
+            }
+        }
+        if let Some(default) = self.default_model(live, ModelType::Embedding) {
+            for name in BUILT_IN_EMBEDDING_ALIASES {
                 aliases.insert((*name).to_owned(), default.clone());
             }
         }
@@ -112,9 +137,16 @@ impl Catalogue {
             .unwrap_or(self.config.default_pricing)
     }
 
-    /// The `/models` listing: live models, plus configured ones that are offline.
-    /// Every configured or live model; `max_output_tokens` is the gateway's bound on a reply.
-    pub fn list(&self, live: &LiveModels, created: u64, max_output_tokens: u32) -> Vec<Model> {
+    /// The `/models` listing: live models, plus configured ones that are offline (taken as
+    /// text models), of type `only` (every type when `None`); `max_output_tokens` is the
+    /// gateway's bound on a reply.
+    pub fn list(
+        &self,
+        live: &LiveModels,
+        created: u64,
+        max_output_tokens: u32,
+        only: Option<ModelType>,
+    ) -> Vec<Model> {
         let traits = self.traits(live);
         let mut ids: Vec<String> = live.keys().cloned().collect();
         ids.extend(
@@ -126,6 +158,11 @@ impl Catalogue {
         );
         ids.sort();
         ids.dedup();
+        let type_of = |id: &str| {
+            live.get(id)
+                .map_or(ModelType::Text, |(advert, _)| advert.model_type)
+        };
+        ids.retain(|id| only.is_none_or(|only| type_of(id) == only));
         ids.into_iter()
             .map(|id| {
                 let (advert, providers) = live.get(&id).map_or((None, 0), |(advert, count)| (Some(advert), *count));
@@ -136,7 +173,7 @@ impl Catalogue {
                 Model {
                     id: id.clone(),
                     object: "model",
-                    r#type: "text",
+                    r#type: type_of(&id).as_str(),
                     owned_by: "gondola".into(),
                     created,
                     context_length: context,
@@ -198,6 +235,7 @@ mod tests {
         ids.iter()
             .map(|id| {
                 let advert = ModelAdvert {
+                    model_type: wire::models::ModelType::Text,
                     id: (*id).into(),
                     name: (*id).into(),
                     context_tokens: 2048,
@@ -244,7 +282,7 @@ mod tests {
             .pricing
             .insert("resting".into(), ModelPricing::default());
         let catalogue = Catalogue::new(config);
-        let models = catalogue.list(&live(&["small"]), 0, 4096);
+        let models = catalogue.list(&live(&["small"]), 0, 4096, None);
         let offline: Vec<(&str, bool)> = models
             .iter()
             .map(|model| (model.id.as_str(), model.model_spec.offline))

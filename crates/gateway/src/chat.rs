@@ -116,6 +116,17 @@ impl Operation for Chat {
             })?;
         let model_id = resolved.model_id;
         let advert = live.get(&model_id).map(|(advert, _)| advert);
+        if let Some(advert) = advert
+            && advert.model_type != wire::models::ModelType::Text
+        {
+            return Err(ApiError::invalid(
+                "model",
+                format!(
+                    "model {model_id:?} serves {}, not chat completions; GET /v1/models lists the chat models",
+                    advert.model_type.serves()
+                ),
+            ));
+        }
         if !request.tools.is_empty()
             && advert.is_some_and(|advert| !advert.supports_function_calling)
         {

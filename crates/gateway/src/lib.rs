@@ -15,6 +15,7 @@ pub mod characters;
 mod chat;
 pub mod config;
 mod economy_api;
+mod embeddings;
 mod metrics;
 pub mod oblivious;
 mod pipeline;
@@ -250,6 +251,7 @@ async fn sweep_leases(state: Arc<AppState>) {
 fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
     vec![
         ("/chat/completions", post(chat_completions)),
+        ("/embeddings", post(embeddings)),
         (
             "/privacy/chat",
             post(sealed_chat).layer(DefaultBodyLimit::max(sealed::body_limit(
@@ -447,6 +449,15 @@ async fn sealed_chat(
     pipeline::run::<sealed::SealedChatOperation>(state, dialect, headers, body).await
 }
 
+async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    pipeline::run::<embeddings::Embeddings>(state, dialect, headers, body).await
+}
+
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
@@ -461,14 +472,25 @@ struct TypeFilter {
     r#type: Option<String>,
 }
 
-/// Text models answer `text` and `all`; this server serves no other kind.
-fn type_matches(filter: &TypeFilter) -> Result<bool, ApiError> {
+/// Which models a `type` filter lists.
+enum Listed {
+    /// Every type (`all`).
+    All,
+    /// One type this server serves (`text` when no filter is given, as Venice does).
+    Only(wire::models::ModelType),
+    /// A type Venice knows and this server serves no model of.
+    Nothing,
+}
+
+fn type_matches(filter: &TypeFilter) -> Result<Listed, ApiError> {
+    use wire::models::ModelType;
     match filter.r#type.as_deref() {
-        None | Some("text" | "all") => Ok(true),
-        Some(
-            "image" | "embedding" | "tts" | "asr" | "upscale" | "inpaint" | "video" | "code"
-            | "music",
-        ) => Ok(false),
+        None | Some("text") => Ok(Listed::Only(ModelType::Text)),
+        Some("embedding") => Ok(Listed::Only(ModelType::Embedding)),
+        Some("all") => Ok(Listed::All),
+        Some("image" | "tts" | "asr" | "upscale" | "inpaint" | "video" | "code" | "music") => {
+            Ok(Listed::Nothing)
+        }
         Some(other) => Err(ApiError::invalid(
             "type",
             format!("unknown model type {other:?}"),
@@ -490,17 +512,25 @@ async fn list_models(
     if let Err(error) = pipeline::admission::authenticated(&state, &headers).await {
         return error_response(&error, dialect);
     }
-    let include = match type_matches(&filter) {
-        Ok(include) => include,
+    let listed = match type_matches(&filter) {
+        Ok(listed) => listed,
         Err(error) => return error_response(&error, dialect),
     };
     let live = state.registry.live_models(Instant::now());
-    let mut data = if include {
-        state
-            .catalogue
-            .list(&live, started_at(), state.config.limits.max_output_tokens)
-    } else {
+    let only = match listed {
+        Listed::All => None,
+        Listed::Only(model_type) => Some(model_type),
+        Listed::Nothing => None,
+    };
+    let mut data = if matches!(listed, Listed::Nothing) {
         Vec::new()
+    } else {
+        state.catalogue.list(
+            &live,
+            started_at(),
+            state.config.limits.max_output_tokens,
+            only,
+        )
     };
     if dialect == Dialect::Venice {
         // The one value Venice's API gives this field; clients of it check it.
@@ -555,9 +585,9 @@ async fn name_map(
         return error_response(&error, dialect);
     }
     match type_matches(filter) {
-        Ok(include) => {
+        Ok(listed) => {
             let live = state.registry.live_models(Instant::now());
-            let data = if include {
+            let data = if !matches!(listed, Listed::Nothing) {
                 names(&state.catalogue, &live)
             } else {
                 NameMap::new()

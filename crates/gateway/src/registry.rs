@@ -429,6 +429,7 @@ mod tests {
 
     fn advert(id: &str) -> ModelAdvert {
         ModelAdvert {
+            model_type: wire::models::ModelType::Text,
             id: id.into(),
             name: id.into(),
             context_tokens: 2048,

@@ -1,5 +1,5 @@
-//! The terminal clients: `gondola models` and `gondola chat`, speaking the public API of a
-//! running gateway like any other client.
+//! The terminal clients: `gondola models`, `gondola chat` and `gondola embed`, speaking the
+//! public API of a running gateway like any other client.
 
 use std::io::{IsTerminal, Read, Write};
 
@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use wire::sse::{SseEvent, SseParser};
 
-use crate::{ChatArgs, ClientArgs};
+use crate::{ChatArgs, ClientArgs, EmbedArgs};
 
 /// Largest SSE event accepted from the gateway.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -52,6 +52,53 @@ fn error_message(body: String) -> String {
 
 fn unreachable(gateway: &str, error: reqwest::Error) -> anyhow::Error {
     anyhow::anyhow!("cannot reach the gateway at {gateway} ({error}); is `gondola serve` running?")
+}
+
+/// `gondola embed`: the vectors of the texts given (or of standard input's lines), one JSON
+/// array per line, in order; `--json` prints the gateway's whole answer.
+pub async fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
+    let texts = if args.texts.is_empty() {
+        let mut input = String::new();
+        std::io::stdin()
+            .take(MAX_STDIN_PROMPT_BYTES)
+            .read_to_string(&mut input)
+            .context("cannot read the texts from standard input")?;
+        input
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    } else {
+        args.texts.clone()
+    };
+    if texts.is_empty() {
+        bail!("no text to embed: give texts as arguments or lines on standard input");
+    }
+    let url = format!(
+        "{}/v1/embeddings",
+        args.client.gateway.trim_end_matches('/')
+    );
+    let response = with_key(http_client()?.post(url), &args.client)
+        .json(&serde_json::json!({"model": args.model, "input": texts}))
+        .send()
+        .await
+        .map_err(|error| unreachable(&args.client.gateway, error))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    let list: wire::embeddings::EmbeddingList = response
+        .json()
+        .await
+        .context("the gateway's answer is not a list of embeddings")?;
+    let mut out = std::io::stdout().lock();
+    if args.client.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(());
+    }
+    for item in &list.data {
+        writeln!(out, "{}", serde_json::to_string(&item.embedding)?)?;
+    }
+    Ok(())
 }
 
 pub async fn models(args: &ClientArgs) -> anyhow::Result<()> {

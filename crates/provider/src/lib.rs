@@ -1,11 +1,12 @@
 //! A Gondola provider node: an independent machine that serves inference to a gateway.
 //!
 //! It owns its identity ([`identity`]), keeps a lease with its gateway ([`lease`]), and serves
-//! chat completions from either the embedded llama.cpp engine or any OpenAI-compatible engine
-//! (vLLM, llama.cpp's server, Ollama, SGLang) behind it. It serves its gateway only: every
+//! one model: chat completions or embeddings, from the embedded llama.cpp engine or any
+//! OpenAI-compatible engine (vLLM, llama.cpp's server, Ollama, SGLang) behind it. It serves its gateway only: every
 //! request must carry the lease's secret. It never logs request content.
 
 mod embedded;
+mod embeddings;
 pub mod identity;
 pub mod lease;
 mod sealed;
@@ -22,7 +23,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use engine::{Engine, SubmitError};
+use engine::{Embedder, Engine, SubmitError};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use subtle::ConstantTimeEq;
@@ -30,8 +31,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{RwLock, Semaphore, oneshot, watch};
 use wire::chat::ProviderChatRequest;
 use wire::error::{ApiError, Dialect, ErrorCode};
+use wire::models::ModelType;
 use wire::provider::{
-    ModelAdvert, PROVIDER_CHAT_PATH, PROVIDER_SEALED_CHAT_PATH, ProviderLoad, RegistrationAccepted,
+    ModelAdvert, PROVIDER_CHAT_PATH, PROVIDER_EMBEDDINGS_PATH, PROVIDER_SEALED_CHAT_PATH,
+    ProviderLoad, RegistrationAccepted,
 };
 
 use crate::lease::{LeaseTerms, LeaseToken, LoadSource};
@@ -52,12 +55,19 @@ pub enum Backend {
         engine: Arc<Engine>,
         model_id: String,
     },
+    /// An embedding model run by llama.cpp inside this process.
+    EmbeddedEmbeddings {
+        embedder: Arc<Embedder>,
+        model_id: String,
+    },
     /// An OpenAI-compatible server, e.g. `http://127.0.0.1:8000/v1` for vLLM.
     Upstream {
         base_url: String,
         upstream_model: String,
         model_id: String,
         api_key: Option<String>,
+        /// What the engine's model serves: chat completions or embeddings.
+        model_type: ModelType,
         context_tokens: u32,
         /// Kinds of input beside text the engine takes (`image`, `audio`, `video`, `file`), as
         /// its operator says: passed to it as sent.
@@ -71,6 +81,7 @@ impl Backend {
             Self::Embedded { engine, model_id } => {
                 let info = engine.info();
                 ModelAdvert {
+                    model_type: ModelType::Text,
                     id: model_id.clone(),
                     name: info.name.clone(),
                     context_tokens: info.context_tokens,
@@ -85,23 +96,42 @@ impl Backend {
                     backend: "embedded".into(),
                 }
             }
+            Self::EmbeddedEmbeddings { embedder, model_id } => {
+                let info = embedder.info();
+                ModelAdvert {
+                    model_type: ModelType::Embedding,
+                    id: model_id.clone(),
+                    name: info.name.clone(),
+                    context_tokens: info.max_input_tokens,
+                    quantization: "F32".into(),
+                    parameters: info.parameters,
+                    supports_response_schema: false,
+                    supports_reasoning: false,
+                    supports_function_calling: false,
+                    supports_logprobs: false,
+                    input_media: Vec::new(),
+                    backend: "embedded".into(),
+                }
+            }
             Self::Upstream {
                 upstream_model,
                 model_id,
+                model_type,
                 context_tokens,
                 input_media,
                 ..
             } => ModelAdvert {
+                model_type: *model_type,
                 id: model_id.clone(),
                 name: upstream_model.clone(),
                 context_tokens: *context_tokens,
                 quantization: "unknown".into(),
                 parameters: 0,
-                supports_response_schema: true,
+                supports_response_schema: *model_type == ModelType::Text,
                 supports_reasoning: false,
                 // Tools are passed through; an engine that has none answers with its own error.
-                supports_function_calling: true,
-                supports_logprobs: true,
+                supports_function_calling: *model_type == ModelType::Text,
+                supports_logprobs: *model_type == ModelType::Text,
                 input_media: input_media.clone(),
                 backend: "upstream".into(),
             },
@@ -110,7 +140,9 @@ impl Backend {
 
     fn model_id(&self) -> &str {
         match self {
-            Self::Embedded { model_id, .. } | Self::Upstream { model_id, .. } => model_id,
+            Self::Embedded { model_id, .. }
+            | Self::EmbeddedEmbeddings { model_id, .. }
+            | Self::Upstream { model_id, .. } => model_id,
         }
     }
 }
@@ -158,6 +190,9 @@ impl LoadSource for Load {
                     u32::try_from(figures.queued).unwrap_or(u32::MAX),
                     figures.generated_tokens_total,
                 )
+            }
+            Backend::EmbeddedEmbeddings { embedder, .. } => {
+                (u32::try_from(embedder.waiting()).unwrap_or(u32::MAX), 0)
             }
             // Upstream engines report no token counts to the provider; their rate shows as 0.
             Backend::Upstream { .. } => (0, 0),
@@ -246,6 +281,7 @@ pub async fn run(
     let app = Router::new()
         .route(PROVIDER_CHAT_PATH, post(chat))
         .route(PROVIDER_SEALED_CHAT_PATH, post(sealed::chat))
+        .route(PROVIDER_EMBEDDINGS_PATH, post(embeddings::embeddings))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state);
@@ -313,6 +349,15 @@ async fn generate(
         Backend::Embedded { engine, model_id } => {
             embedded::generate(engine, model_id, request, request_id).await
         }
+        Backend::EmbeddedEmbeddings { model_id, .. }
+        | Backend::Upstream {
+            model_type: ModelType::Embedding,
+            model_id,
+            ..
+        } => Err(ApiError::invalid(
+            "model",
+            format!("{model_id} serves embeddings, not chat completions"),
+        )),
         Backend::Upstream {
             base_url,
             upstream_model,
@@ -420,6 +465,27 @@ pub(crate) fn sse_response(
     response
 }
 
+/// An upstream engine's error answer (`status`, `body`) as this provider's: its message kept,
+/// its status saying whether the gateway should try elsewhere.
+pub(crate) fn upstream_error(status: u16, body: &[u8]) -> ApiError {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| {
+            let error = value.get("error")?;
+            error
+                .get("message")
+                .or(Some(error))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| format!("the upstream engine answered {status}"));
+    match status {
+        429 | 503 => ApiError::new(ErrorCode::ModelAtCapacity, message).with_retry_after(1),
+        400..=499 => ApiError::new(ErrorCode::InvalidRequest, message),
+        _ => ApiError::new(ErrorCode::UpstreamError, message),
+    }
+}
+
 async fn upstream(
     http: &reqwest::Client,
     base_url: &str,
@@ -459,22 +525,7 @@ async fn upstream(
                 break;
             }
         }
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|value| {
-                let error = value.get("error")?;
-                error
-                    .get("message")
-                    .or(Some(error))
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| format!("the upstream engine answered {status}"));
-        return Err(match status {
-            429 | 503 => ApiError::new(ErrorCode::ModelAtCapacity, message).with_retry_after(1),
-            400..=499 => ApiError::new(ErrorCode::InvalidRequest, message),
-            _ => ApiError::new(ErrorCode::UpstreamError, message),
-        });
+        return Err(upstream_error(status, &body));
     }
     // Relayed as it comes: the gateway parses, checks and re-frames every event.
     let frames = response

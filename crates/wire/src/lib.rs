@@ -4,6 +4,7 @@
 //! - [`chat`]: chat completion requests (parsed liberally, validated strictly), responses and
 //!   stream chunks, in the OpenAI shape that Venice extends.
 //! - [`economy`]: the economy's HTTP bodies (ledger, API keys, billing).
+//! - [`embeddings`]: embedding requests and the vectors that answer them.
 //! - [`message`]: one message of a conversation, and how its content is read.
 //! - [`error`]: API errors, rendered in the OpenAI shape on `/v1` and Venice's on `/api/v1`.
 //! - [`models`]: the model catalogue objects.
@@ -21,6 +22,7 @@
 pub mod chat;
 pub mod clock;
 pub mod economy;
+pub mod embeddings;
 pub mod error;
 pub mod message;
 pub mod model_id;

@@ -1,9 +1,37 @@
 //! The model catalogue as the API serves it (`GET /models`), in Venice's shape: an OpenAI model
 //! object with a `model_spec` carrying capabilities, privacy, pricing and context length.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::money::Amount;
+
+/// What kind of model a model is: which operations it serves. Venice's `type` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelType {
+    /// Chat completions.
+    #[default]
+    Text,
+    /// `/embeddings`.
+    Embedding,
+}
+
+impl ModelType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Embedding => "embedding",
+        }
+    }
+
+    /// The operation's name, for errors that say what a model serves.
+    pub fn serves(self) -> &'static str {
+        match self {
+            Self::Text => "chat completions",
+            Self::Embedding => "embeddings",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelList {

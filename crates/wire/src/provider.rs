@@ -20,6 +20,8 @@ pub const HEARTBEAT_PATH: &str = "/provider/v1/heartbeat";
 pub const REGISTRATION_CHALLENGE_PATH: &str = "/provider/v1/challenge";
 /// Provider route the gateway sends inference to.
 pub const PROVIDER_CHAT_PATH: &str = "/provider/v1/chat/completions";
+/// Provider route the gateway sends embedding requests to.
+pub const PROVIDER_EMBEDDINGS_PATH: &str = "/provider/v1/embeddings";
 /// Provider route the gateway sends sealed requests to (see [`crate::sealed`]).
 pub const PROVIDER_SEALED_CHAT_PATH: &str = "/provider/v1/sealed/chat";
 
@@ -87,6 +89,9 @@ pub fn provider_id(key: &VerifyingKey) -> String {
 pub struct ModelAdvert {
     /// The id clients ask for.
     pub id: String,
+    /// What the model serves. Absent in an older provider's advert: a text model.
+    #[serde(default, rename = "type")]
+    pub model_type: crate::models::ModelType,
     /// Human-readable name.
     pub name: String,
     pub context_tokens: u32,

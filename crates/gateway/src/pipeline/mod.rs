@@ -369,6 +369,7 @@ pub(crate) mod testing {
             "token".into(),
             "http://127.0.0.1:9".into(),
             vec![wire::provider::ModelAdvert {
+                model_type: wire::models::ModelType::Text,
                 id: model.into(),
                 name: model.into(),
                 context_tokens: 2048,

@@ -26,6 +26,7 @@ fn registration(endpoint: &str, challenge: String) -> Registration {
         .expect("ms"),
         endpoint: endpoint.into(),
         models: vec![ModelAdvert {
+            model_type: wire::models::ModelType::Text,
             id: "m".into(),
             name: "m".into(),
             context_tokens: 1,

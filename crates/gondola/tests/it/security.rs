@@ -777,6 +777,7 @@ async fn a_captured_registration_cannot_be_sent_again() {
         challenge,
         endpoint: "http://127.0.0.1:9".into(),
         models: vec![ModelAdvert {
+            model_type: wire::models::ModelType::Text,
             id: MODEL.into(),
             name: MODEL.into(),
             context_tokens: 2048,

@@ -510,6 +510,7 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
         .expect("ms"),
         endpoint: format!("http://{address}"),
         models: vec![ModelAdvert {
+            model_type: wire::models::ModelType::Text,
             id: model_id.into(),
             name: model_id.into(),
             context_tokens: 2048,
