@@ -5,6 +5,7 @@
 mod chaos;
 mod contract;
 mod economy;
+mod embeddings;
 mod engine_direct;
 mod failover;
 mod faults;

