@@ -7,11 +7,16 @@
 #   bench/peers/run.sh engine   Gondola's engine beside llama.cpp itself (llama-cpp-python,
 #                               built from its sdist for this machine's AVX2): `gondola-bench
 #                               engine`, results in bench/results/engine.{md,json}.
+#   bench/peers/run.sh embeddings
+#                               Gondola's embedding engine beside llama.cpp's server (the
+#                               xllamacpp wheel), and `gondola serve` from cold: `gondola-bench
+#                               embeddings`, results in bench/results/embeddings.{md,json}.
 #
 # Installs Debian's nginx-light and, in a venv under target/bench-peers, the peers (pinned),
 # builds Gondola in release mode, and runs. The peers' configurations here (nginx-mock.conf,
 # litellm.yaml, tensorzero.toml, run_tensorzero.py) are their own benchmark set-up, unchanged;
-# llama_cpp_decode.py is Gondola's timing helper for llama-cpp-python.
+# llama_cpp_decode.py and llama_cpp_embed.py are Gondola's timing helpers for llama-cpp-python
+# and xllamacpp.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what="${1:-peers}"
@@ -48,8 +53,18 @@ case "$what" in
     cargo build --release -p bench -p gondola
     exec target/release/gondola-bench engine "$(target/release/gondola pull)" --venv "$venv" "$@"
     ;;
+  embeddings)
+    if [ ! -f "$venv/.xllamacpp-pinned" ]; then
+      echo "gondola: installing xllamacpp 2026.10.11549 (llama.cpp's server) into $venv" >&2
+      "$venv/bin/pip" install -q 'xllamacpp==2026.10.11549'
+      touch "$venv/.xllamacpp-pinned"
+    fi
+    cargo build --release -p bench -p gondola
+    exec target/release/gondola-bench embeddings "$(target/release/gondola pull all-minilm-l6-v2)" \
+      --venv "$venv" --gondola target/release/gondola "$@"
+    ;;
   *)
-    echo "usage: bench/peers/run.sh [peers|engine]" >&2
+    echo "usage: bench/peers/run.sh [peers|engine|embeddings]" >&2
     exit 2
     ;;
 esac

@@ -9,6 +9,7 @@
 //! rate for minutes, sampled for growth (see `soak.rs`); `engine` Gondola's engine beside
 //! llama.cpp itself (see `engine_vs.rs`).
 
+mod embeddings;
 mod engine_vs;
 mod metering;
 mod peers;
@@ -367,8 +368,9 @@ fn main() -> anyhow::Result<()> {
         Some("peers") => runtime.block_on(peers::run()),
         Some("soak") => runtime.block_on(soak::run()),
         Some("engine") => runtime.block_on(engine_vs::run()),
+        Some("embeddings") => runtime.block_on(embeddings::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR]"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR]"
         ),
     }
 }

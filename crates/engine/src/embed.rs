@@ -12,7 +12,7 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
@@ -353,11 +353,8 @@ fn run(
     );
     while let Ok(first) = jobs.recv() {
         let mut round = vec![first];
-        loop {
-            match jobs.try_recv() {
-                Ok(job) => round.push(job),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(job) = jobs.try_recv() {
+            round.push(job);
         }
         // Every input of the round, as (job, input) in order.
         let mut results: Vec<Result<Vec<Vec<f32>>, EmbedError>> = round

@@ -32,9 +32,9 @@ use crate::registry::Provider;
 
 /// Tokens a model adds around each input (BERT's `[CLS]` and `[SEP]`), in the bound.
 const SPECIAL_TOKENS_PER_INPUT: u64 = 2;
-/// Bytes of a provider's reply per number of a vector, at most: a JSON float is at most
-/// about 16 characters and a separator.
-const MAX_REPLY_BYTES_PER_INPUT_BYTE: usize = 512;
+/// Bytes of a provider's reply per input, at most: a vector of up to 4,096 numbers, each a
+/// JSON float of at most 32 characters with its separator.
+const MAX_REPLY_BYTES_PER_INPUT: usize = 128 * 1024;
 /// Least room for a provider's reply (a small request's vectors).
 const MIN_REPLY_BYTES: usize = 1024 * 1024;
 /// Most room for a provider's reply, whatever the request.
@@ -131,9 +131,8 @@ impl Operation for Embeddings {
                 )
             })?,
         );
-        let reply_limit = input_bytes
-            .saturating_add(inputs)
-            .saturating_mul(MAX_REPLY_BYTES_PER_INPUT_BYTE)
+        let reply_limit = inputs
+            .saturating_mul(MAX_REPLY_BYTES_PER_INPUT)
             .clamp(MIN_REPLY_BYTES, MAX_REPLY_BYTES);
         let (attempt, attempts, list) = dispatch_with(&state, &model_id, None, |provider| {
             embed(&state, provider, body.clone(), inputs, reply_limit)

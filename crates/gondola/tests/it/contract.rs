@@ -15,11 +15,12 @@ use crate::support::{client, serve};
 
 /// Venice's operations that Gondola serves, as `(method, path)` in Venice's document. The
 /// README lists the rest, each with its issue or reason.
-const SERVED: [(&str, &str); 17] = [
+const SERVED: [(&str, &str); 18] = [
     ("get", "/models"),
     ("get", "/models/traits"),
     ("get", "/models/compatibility_mapping"),
     ("post", "/chat/completions"),
+    ("post", "/embeddings"),
     ("get", "/api_keys"),
     ("post", "/api_keys"),
     ("patch", "/api_keys"),

@@ -164,6 +164,17 @@ async fn embedding_requests_are_checked_batched_and_kept_out_of_the_logs() {
     )
     .await;
     assert!(max_difference(&floats(&by_ids["data"][0]), &floats(&by_text["data"][0])) < 1e-4);
+    // The most inputs a request may hold, each answered.
+    let most: Vec<String> = (0..2048).map(|index| format!("item {index}")).collect();
+    let (status, _, all) = embed(
+        &http,
+        &url,
+        json!({"model": EMBEDDING_MODEL, "input": most}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(2048));
+    assert_eq!(all["data"][2047]["index"], 2047);
     // The vector length is the model's own.
     let (status, _, same) = embed(
         &http,

@@ -215,6 +215,14 @@ with httpx.stream("POST", f"{BASE}/api/v1/chat/completions", timeout=120,
             violations.append({"what": "stream chunk", "document": "urn:gondola", "at": "/".join(map(str, error.absolute_path)), "error": error.message[:400]})
     assert chunks > 1, chunks
 
+# Embeddings, with Venice's model id (an alias of the embedding model served here).
+call("GET", "/models?type=embedding", expect=200)
+call("POST", "/embeddings", json={"model": "text-embedding-bge-m3", "input": ["The quick brown fox", "jumped"]}, expect=200)
+# Venice's document takes `encoding_format: base64` but writes its answer as numbers only; the
+# base64 answer (a string, as OpenAI's) is held to Gondola's document.
+call("POST", "/embeddings", json={"model": "text-embedding-bge-m3", "input": "fox", "encoding_format": "base64"}, venice=False, expect=200)
+call("POST", "/embeddings", json={"model": "text-embedding-bge-m3", "input": ""}, expect=400)
+
 # API keys, as the account's ADMIN key sees them.
 call("GET", "/api_keys", key=ADMIN, expect=200)
 _, created = call("POST", "/api_keys", key=ADMIN, expect=200, json={
