@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Gondola needs to build and test, if any are missing:
 # cmake, clang and libclang-dev build llama.cpp and its bindings; python3-venv makes the venv
-# the OpenAI SDK test runs in; node and npm install and bundle the web app's libraries.
+# the OpenAI SDK test runs in; node and npm install and bundle the web app's libraries;
+# espeak-ng (phonemes) and ffmpeg (audio formats) are the speech voice's helper programs, run
+# as separate processes.
 # With --tests, also chromium for the web app's browser suite (playwright-core drives Debian's
 # Chromium; no browser is downloaded).
 set -euo pipefail
@@ -13,6 +15,8 @@ ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi

@@ -265,6 +265,7 @@ async fn product(binary: &str) -> anyhow::Result<Product> {
 }
 
 pub async fn run() -> anyhow::Result<()> {
+    server::install_crypto_provider();
     let model = PathBuf::from(
         std::env::args()
             .nth(2)

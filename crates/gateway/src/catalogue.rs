@@ -42,6 +42,25 @@ const BUILT_IN_EMBEDDING_ALIASES: &[&str] = &[
     "text-embedding-bge-m3",
 ];
 
+/// Speech model names that OpenAI and Venice clients send; they run on the default speech
+/// model.
+const BUILT_IN_SPEECH_ALIASES: &[&str] = &[
+    "tts-1",
+    "tts-1-hd",
+    "gpt-4o-mini-tts",
+    "tts-kokoro",
+    "tts-qwen3-0-6b",
+    "tts-qwen3-1-7b",
+    "tts-xai-v1",
+    "tts-inworld-1-5-max",
+    "tts-chatterbox-hd",
+    "tts-orpheus",
+    "tts-elevenlabs-turbo-v2-5",
+    "tts-minimax-speech-02-hd",
+    "tts-gemini-3-1-flash",
+    "tts-gradium-v1",
+];
+
 /// Matches the engine's sampling defaults.
 const DEFAULT_TEMPERATURE: f32 = 0.7;
 const DEFAULT_TOP_P: f32 = 0.9;
@@ -69,7 +88,7 @@ impl Catalogue {
     fn default_model(&self, live: &LiveModels, model_type: ModelType) -> Option<String> {
         let configured = match model_type {
             ModelType::Text => self.config.default_model.clone(),
-            ModelType::Embedding => None,
+            ModelType::Embedding | ModelType::Tts => None,
         };
         configured.or_else(|| {
             live.iter()
@@ -102,6 +121,11 @@ impl Catalogue {
         }
         if let Some(default) = self.default_model(live, ModelType::Embedding) {
             for name in BUILT_IN_EMBEDDING_ALIASES {
+                aliases.insert((*name).to_owned(), default.clone());
+            }
+        }
+        if let Some(default) = self.default_model(live, ModelType::Tts) {
+            for name in BUILT_IN_SPEECH_ALIASES {
                 aliases.insert((*name).to_owned(), default.clone());
             }
         }
@@ -181,7 +205,10 @@ impl Catalogue {
                         name: advert.map_or_else(|| id.clone(), |advert| advert.name.clone()),
                         description: advert.map_or_else(
                             || "Configured on this gateway; no provider serves it right now.".to_owned(),
-                            |advert| format!("{} parameters, {} quantization, served by independent provider nodes.", human_parameters(advert.parameters), advert.quantization),
+                            |advert| match advert.model_type {
+                                ModelType::Tts => format!("Speech in the voice(s) {}, served by independent provider nodes.", advert.voices.join(", ")),
+                                _ => format!("{} parameters, {} quantization, served by independent provider nodes.", human_parameters(advert.parameters), advert.quantization),
+                            },
                         ),
                         model_source: advert.map_or_else(String::new, |advert| advert.backend.clone()),
                         offline: providers == 0,
@@ -212,6 +239,9 @@ impl Catalogue {
                         available_context_tokens: context,
                         max_completion_tokens: max_output_tokens.min(context),
                         providers,
+                        voices: advert
+                            .filter(|advert| advert.model_type == ModelType::Tts)
+                            .map(|advert| advert.voices.clone()),
                     },
                 }
             })
@@ -247,6 +277,7 @@ mod tests {
                     supports_logprobs: true,
                     input_media: Vec::new(),
                     backend: "embedded".into(),
+                    voices: Vec::new(),
                 };
                 ((*id).to_owned(), (advert, 1))
             })

@@ -24,6 +24,7 @@ mod query;
 mod rate_limit;
 mod registry;
 mod sealed;
+mod speech;
 mod thinking;
 pub mod tokens;
 mod web;
@@ -252,6 +253,8 @@ fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc
     vec![
         ("/chat/completions", post(chat_completions)),
         ("/embeddings", post(embeddings)),
+        ("/audio/speech", post(speech_handler)),
+        ("/audio/voices", get(list_voices)),
         (
             "/privacy/chat",
             post(sealed_chat).layer(DefaultBodyLimit::max(sealed::body_limit(
@@ -458,6 +461,27 @@ async fn embeddings(
     pipeline::run::<embeddings::Embeddings>(state, dialect, headers, body).await
 }
 
+async fn speech_handler(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    pipeline::run::<speech::Speech>(state, dialect, headers, body).await
+}
+
+async fn list_voices(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(error) = pipeline::admission::authenticated(&state, &headers).await {
+        return error_response(&error, dialect);
+    }
+    let live = state.registry.live_models(Instant::now());
+    Json(serde_json::json!({ "object": "list", "data": speech::voices(&live) })).into_response()
+}
+
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
@@ -487,8 +511,9 @@ fn type_matches(filter: &TypeFilter) -> Result<Listed, ApiError> {
     match filter.r#type.as_deref() {
         None | Some("text") => Ok(Listed::Only(ModelType::Text)),
         Some("embedding") => Ok(Listed::Only(ModelType::Embedding)),
+        Some("tts") => Ok(Listed::Only(ModelType::Tts)),
         Some("all") => Ok(Listed::All),
-        Some("image" | "tts" | "asr" | "upscale" | "inpaint" | "video" | "code" | "music") => {
+        Some("image" | "asr" | "upscale" | "inpaint" | "video" | "code" | "music") => {
             Ok(Listed::Nothing)
         }
         Some(other) => Err(ApiError::invalid(

@@ -441,6 +441,7 @@ mod tests {
             supports_logprobs: true,
             input_media: Vec::new(),
             backend: "embedded".into(),
+            voices: Vec::new(),
         }
     }
 

@@ -1,5 +1,5 @@
-//! The terminal clients: `gondola models`, `gondola chat` and `gondola embed`, speaking the
-//! public API of a running gateway like any other client.
+//! The terminal clients: `gondola models`, `gondola chat`, `gondola embed` and `gondola
+//! speak`, speaking the public API of a running gateway like any other client.
 
 use std::io::{IsTerminal, Read, Write};
 
@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use wire::sse::{SseEvent, SseParser};
 
-use crate::{ChatArgs, ClientArgs, EmbedArgs};
+use crate::{ChatArgs, ClientArgs, EmbedArgs, SpeakArgs};
 
 /// Largest SSE event accepted from the gateway.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -98,6 +98,75 @@ pub async fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
     for item in &list.data {
         writeln!(out, "{}", serde_json::to_string(&item.embedding)?)?;
     }
+    Ok(())
+}
+
+/// `gondola speak`: the text (or standard input) spoken by the gateway's voice, streamed into
+/// the output file (its extension is the format) or standard output as mp3.
+pub async fn speak(args: &SpeakArgs) -> anyhow::Result<()> {
+    let text = match &args.text {
+        Some(text) => text.clone(),
+        None => {
+            let mut input = String::new();
+            std::io::stdin()
+                .take(MAX_STDIN_PROMPT_BYTES)
+                .read_to_string(&mut input)
+                .context("cannot read the text from standard input")?;
+            input
+        }
+    };
+    let format = match &args.output {
+        Some(path) => {
+            let extension = path
+                .extension()
+                .and_then(|extension| extension.to_str())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if !wire::speech::FORMATS.contains(&extension.as_str()) {
+                bail!(
+                    "{} has no audio extension: use one of {}",
+                    path.display(),
+                    wire::speech::FORMATS.join(", ")
+                );
+            }
+            extension
+        }
+        None => "mp3".to_owned(),
+    };
+    let url = format!(
+        "{}/v1/audio/speech",
+        args.client.gateway.trim_end_matches('/')
+    );
+    let mut body = serde_json::json!({
+        "model": args.model,
+        "input": text,
+        "speed": args.speed,
+        "response_format": format,
+        "streaming": true,
+    });
+    if let Some(voice) = &args.voice {
+        body["voice"] = voice.clone().into();
+    }
+    let response = with_key(http_client()?.post(url), &args.client)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|error| unreachable(&args.client.gateway, error))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        out.write_all(&chunk.context("the audio broke off")?)?;
+    }
+    out.flush()?;
     Ok(())
 }
 

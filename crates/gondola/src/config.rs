@@ -344,6 +344,9 @@ pub fn engine_config(
 /// Requests an embedding provider takes at once: its engine answers them in turn, batching
 /// what waits.
 pub const EMBEDDING_MAX_IN_FLIGHT: u32 = 64;
+/// Requests a speech provider takes at once: each holds a sentence's synthesis at a time, and
+/// FFmpeg and espeak-ng processes of its own.
+pub const SPEECH_MAX_IN_FLIGHT: u32 = 8;
 
 pub fn provider_max_in_flight(
     flag: Option<u32>,

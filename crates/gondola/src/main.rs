@@ -51,6 +51,9 @@ enum Command {
     /// Turn texts into vectors with a running gateway's embedding model: one JSON array per
     /// text, one per line.
     Embed(EmbedArgs),
+    /// Speak a text with a running gateway's voice, into a file (the format from its
+    /// extension) or standard output.
+    Speak(SpeakArgs),
     /// Run an Oblivious HTTP relay in front of a gateway. It forwards sealed requests and
     /// streams sealed replies back; it holds no key and cannot read them. It is meant to be run
     /// by someone other than the gateway's operator, so that neither of them sees both who asks
@@ -174,6 +177,10 @@ struct ServeArgs {
     /// a path to a .gguf embedding model, or `none`.
     #[arg(long, env = "GONDOLA_EMBEDDING_MODEL", default_value = model_store::DEFAULT_EMBEDDING_MODEL_ID)]
     embedding_model: String,
+    /// The voice served at /v1/audio/speech: a catalogue voice or `none`. It needs espeak-ng
+    /// and FFmpeg on the PATH; without them, serve runs without speech and says so.
+    #[arg(long, env = "GONDOLA_SPEECH_MODEL", default_value = model_store::DEFAULT_SPEECH_MODEL_ID)]
+    speech_model: String,
 }
 
 #[derive(Args)]
@@ -214,9 +221,9 @@ struct ProviderArgs {
     /// Requests this provider serves at once.
     #[arg(long, env = "GONDOLA_MAX_IN_FLIGHT")]
     max_in_flight: Option<u32>,
-    /// What the model serves: `text` (chat completions) or `embedding` (/embeddings).
-    /// Default: the catalogue model's type, else text.
-    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding"])]
+    /// What the model serves: `text` (chat completions), `embedding` (/embeddings) or `tts`
+    /// (/audio/speech). Default: the catalogue model's type, else text.
+    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts"])]
     model_type: Option<String>,
 }
 
@@ -328,6 +335,27 @@ pub(crate) struct EmbedArgs {
     texts: Vec<String>,
 }
 
+#[derive(Args)]
+pub(crate) struct SpeakArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Speech model or alias.
+    #[arg(long, short, default_value = "tts-1")]
+    model: String,
+    /// The voice (default: the model's own).
+    #[arg(long)]
+    voice: Option<String>,
+    /// 0.25 to 4.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f32,
+    /// Where the audio goes; its extension picks the format (mp3, opus, aac, flac, wav, pcm).
+    /// Standard output (mp3) when absent.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// The text; read from standard input when absent.
+    text: Option<String>,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -359,6 +387,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(args) => client::models(&args).await,
         Command::Chat(args) => client::chat(&args).await,
         Command::Embed(args) => client::embed(&args).await,
+        Command::Speak(args) => client::speak(&args).await,
         Command::Relay(args) => relay(args).await,
         Command::Proxy(args) => proxy(args).await,
         Command::Ledger(args) => ledger(args).await,
@@ -678,6 +707,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cache = cache_dir(&args.common, &file)?;
     let (model_path, model_id) = model_file(&args.engine, &file, &cache).await?;
     let engine = load_engine(&args.engine, &file, model_path).await?;
+    let speaker = match args.speech_model.as_str() {
+        "none" => None,
+        requested => match load_voice(requested, &args.engine, &cache).await {
+            Ok(loaded) => Some(loaded),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "serving without speech");
+                eprintln!("gondola: serving without speech: {error:#}");
+                None
+            }
+        },
+    };
     let embedder = match args.embedding_model.as_str() {
         "none" => None,
         requested => {
@@ -752,6 +792,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let speech = match speaker {
+        Some((voice, speech_id)) => {
+            let (ready, registered) = tokio::sync::oneshot::channel();
+            let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "provider").await?;
+            let config = provider::ProviderConfig {
+                gateway_url: format!("http://{internal_address}"),
+                advertise_url: None,
+                data_dir: data.join("provider-speech"),
+                max_in_flight: config::SPEECH_MAX_IN_FLIGHT,
+                x_wing: file.provider.x_wing,
+            };
+            let task = tokio::spawn(provider::run(
+                listener,
+                config,
+                provider::Backend::EmbeddedSpeech {
+                    voice,
+                    model_id: speech_id.clone(),
+                },
+                Some(ready),
+                wait(shutdown.clone()),
+            ));
+            tokio::select! {
+                accepted = registered => {
+                    accepted.context("the speech provider stopped before registering")?;
+                }
+                () = wait(shutdown.clone()) => {}
+            }
+            Some((task, speech_id))
+        }
+        None => None,
+    };
     let (embedding_task, embedding_note) = match embeddings {
         Some((task, registered, embedding_id)) => {
             tokio::select! {
@@ -760,14 +831,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }
                 () = wait(shutdown.clone()) => {}
             }
-            (Some(task), format!(" and embeddings by {embedding_id}"))
+            (Some(task), format!(", embeddings by {embedding_id}"))
         }
+        None => (None, String::new()),
+    };
+    let (speech_task, speech_note) = match speech {
+        Some((task, speech_id)) => (Some(task), format!(", speech by {speech_id}")),
         None => (None, String::new()),
     };
     tokio::select! {
         accepted = registered => {
             let accepted = accepted.context("the embedded provider stopped before registering")?;
-            println!("gondola: ready: model {model_id} served by {}{embedding_note} at {scheme}://{address}/v1", accepted.provider_id);
+            println!("gondola: ready: model {model_id} served by {}{embedding_note}{speech_note} at {scheme}://{address}/v1", accepted.provider_id);
         }
         () = wait(shutdown.clone()) => {}
     }
@@ -775,6 +850,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::join!(public_task, internal_task, provider_task);
     if let Some(task) = embedding_task {
         task.await.context("the embedding provider task failed")??;
+    }
+    if let Some(task) = speech_task {
+        task.await.context("the speech provider task failed")??;
     }
     gateway.close().await;
     public_result.context("the gateway task failed")??;
@@ -827,6 +905,67 @@ fn local_model_id(path: &Path) -> String {
                 .replace([' ', ':', '&', '='], "-")
         },
     )
+}
+
+/// Loads the voice `requested` (a catalogue voice, pulled if needed) with ONNX Runtime (also
+/// pulled), checking that espeak-ng and FFmpeg are there: the voice and its model id.
+async fn load_voice(
+    requested: &str,
+    engine: &EngineArgs,
+    cache: &Path,
+) -> anyhow::Result<(Arc<voice::Voice>, String)> {
+    let Some(catalogued) = model_store::find_catalogue_model(requested)
+        .filter(|model| model.kind == model_store::ModelKind::Speech)
+    else {
+        bail!(
+            "{requested:?} is not a catalogue voice ({})",
+            model_store::DEFAULT_SPEECH_MODEL_ID
+        );
+    };
+    let Some(runtime) = model_store::ONNX_RUNTIME else {
+        bail!("no ONNX Runtime is pinned for this platform");
+    };
+    for program in ["espeak-ng", "ffmpeg"] {
+        which(program).with_context(|| {
+            format!("{program} is not installed (Debian: apt-get install espeak-ng ffmpeg)")
+        })?;
+    }
+    let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
+    let model_path = store.pull(catalogued, pull_progress()).await?;
+    let runtime_library = store.pull(&runtime, pull_progress()).await?;
+    let config = voice::VoiceConfig {
+        config_path: model_store::config_path(&model_path),
+        model_path,
+        runtime_library,
+        espeak: which("espeak-ng")?,
+        ffmpeg: which("ffmpeg")?,
+        name: catalogued
+            .id
+            .rsplit('-')
+            .next()
+            .unwrap_or(catalogued.id)
+            .to_owned(),
+        threads: match engine.threads {
+            Some(threads) => {
+                std::num::NonZeroU32::new(threads).context("--threads must be at least 1")?
+            }
+            None => engine::default_decode_threads(),
+        },
+    };
+    let voice = tokio::task::spawn_blocking(move || voice::Voice::load(config))
+        .await
+        .context("the voice loader panicked")??;
+    Ok((Arc::new(voice), catalogued.id.to_owned()))
+}
+
+/// `program`'s path on the PATH.
+fn which(program: &str) -> anyhow::Result<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|directory| directory.join(program))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| format!("{program} is not on the PATH"))
 }
 
 async fn load_embedder(
@@ -916,6 +1055,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 api_key,
                 model_type: match args.model_type.as_deref() {
                     Some("embedding") => wire::models::ModelType::Embedding,
+                    Some("tts") => wire::models::ModelType::Tts,
                     _ => wire::models::ModelType::Text,
                 },
                 context_tokens: args
@@ -946,7 +1086,24 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 Some(kind) => kind == "embedding",
                 None => catalogued_kind == Some(model_store::ModelKind::Embedding),
             };
-            if embedding {
+            let speech = match args.model_type.as_deref() {
+                Some(kind) => kind == "tts",
+                None => catalogued_kind == Some(model_store::ModelKind::Speech),
+            };
+            if speech {
+                let requested =
+                    requested.unwrap_or_else(|| model_store::DEFAULT_SPEECH_MODEL_ID.to_owned());
+                let (voice, catalogue_id) = load_voice(&requested, &args.engine, &cache).await?;
+                provider::Backend::EmbeddedSpeech {
+                    voice,
+                    model_id: args
+                        .engine
+                        .model_id
+                        .clone()
+                        .or_else(|| file.provider.model_id.clone())
+                        .unwrap_or(catalogue_id),
+                }
+            } else if embedding {
                 let requested =
                     requested.unwrap_or_else(|| model_store::DEFAULT_EMBEDDING_MODEL_ID.to_owned());
                 let (path, catalogue_id) =
@@ -974,9 +1131,9 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
         &file.provider,
         match &backend {
             provider::Backend::Embedded { engine, .. } => Some(engine.config()),
-            provider::Backend::EmbeddedEmbeddings { .. } | provider::Backend::Upstream { .. } => {
-                None
-            }
+            provider::Backend::EmbeddedEmbeddings { .. }
+            | provider::Backend::EmbeddedSpeech { .. }
+            | provider::Backend::Upstream { .. } => None,
         },
     )?;
     let shutdown = shutdown_signal();

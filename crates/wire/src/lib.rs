@@ -9,6 +9,7 @@
 //! - [`error`]: API errors, rendered in the OpenAI shape on `/v1` and Venice's on `/api/v1`.
 //! - [`models`]: the model catalogue objects.
 //! - [`model_id`]: `model:param=value&…` suffixes.
+//! - [`speech`]: speech requests, and the voices a model has.
 //! - [`sse`]: an incremental, bounded Server-Sent Events parser.
 //! - [`tools`]: tool calling: offered functions, the model's calls, stream deltas.
 //! - [`money`]: USD and DIEM amounts as integers in 18-decimal base units.
@@ -30,5 +31,6 @@ pub mod models;
 pub mod money;
 pub mod provider;
 pub mod sealed;
+pub mod speech;
 pub mod sse;
 pub mod tools;

@@ -14,6 +14,8 @@ pub enum ModelType {
     Text,
     /// `/embeddings`.
     Embedding,
+    /// `/audio/speech`.
+    Tts,
 }
 
 impl ModelType {
@@ -21,6 +23,7 @@ impl ModelType {
         match self {
             Self::Text => "text",
             Self::Embedding => "embedding",
+            Self::Tts => "tts",
         }
     }
 
@@ -29,6 +32,7 @@ impl ModelType {
         match self {
             Self::Text => "chat completions",
             Self::Embedding => "embeddings",
+            Self::Tts => "speech",
         }
     }
 }
@@ -71,6 +75,9 @@ pub struct ModelSpec {
     pub max_completion_tokens: u32,
     /// Gondola: how many providers serve this model right now.
     pub providers: usize,
+    /// A speech model's voices, its default first (as Venice lists them for `tts` models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voices: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

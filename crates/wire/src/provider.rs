@@ -22,6 +22,8 @@ pub const REGISTRATION_CHALLENGE_PATH: &str = "/provider/v1/challenge";
 pub const PROVIDER_CHAT_PATH: &str = "/provider/v1/chat/completions";
 /// Provider route the gateway sends embedding requests to.
 pub const PROVIDER_EMBEDDINGS_PATH: &str = "/provider/v1/embeddings";
+/// Provider route the gateway sends speech requests to.
+pub const PROVIDER_SPEECH_PATH: &str = "/provider/v1/audio/speech";
 /// Provider route the gateway sends sealed requests to (see [`crate::sealed`]).
 pub const PROVIDER_SEALED_CHAT_PATH: &str = "/provider/v1/sealed/chat";
 
@@ -111,6 +113,9 @@ pub struct ModelAdvert {
     pub input_media: Vec<String>,
     /// `embedded` (llama.cpp in the provider) or `upstream` (an OpenAI-compatible engine).
     pub backend: String,
+    /// A speech model's voices, its default first. Empty for other types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voices: Vec<String>,
 }
 
 /// "Let me serve these models at this address." Signed by the provider's key.

@@ -381,6 +381,7 @@ pub(crate) mod testing {
                 supports_logprobs: true,
                 input_media: Vec::new(),
                 backend: "embedded".into(),
+                voices: Vec::new(),
             }],
             max_in_flight,
             None,

@@ -38,6 +38,7 @@ fn registration(endpoint: &str, challenge: String) -> Registration {
             supports_logprobs: true,
             input_media: Vec::new(),
             backend: "embedded".into(),
+            voices: Vec::new(),
         }],
         max_in_flight: 1,
         software_version: "test".into(),

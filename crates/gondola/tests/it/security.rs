@@ -789,6 +789,7 @@ async fn a_captured_registration_cannot_be_sent_again() {
             supports_logprobs: true,
             input_media: Vec::new(),
             backend: "embedded".into(),
+            voices: Vec::new(),
         }],
         max_in_flight: 1,
         software_version: "test".into(),

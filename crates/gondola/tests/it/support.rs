@@ -530,6 +530,7 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
             supports_logprobs: true,
             input_media: Vec::new(),
             backend: "embedded".into(),
+            voices: Vec::new(),
         }],
         max_in_flight: 16,
         software_version: "test".into(),
