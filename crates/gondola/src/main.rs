@@ -276,7 +276,7 @@ struct ProxyArgs {
 struct PullArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Catalogue model id.
+    /// Catalogue model id (a voice brings ONNX Runtime with it).
     #[arg(default_value = model_store::DEFAULT_MODEL_ID)]
     model: String,
     #[arg(long, env = "GONDOLA_INDEX_URL", default_value = model_store::DEFAULT_INDEX_URL, hide = true)]
@@ -1193,6 +1193,12 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
         Progress::Silent
     };
     let path = store.pull(model, progress).await?;
+    // A voice runs on ONNX Runtime: it comes with it.
+    if model.kind == model_store::ModelKind::Speech
+        && let Some(runtime) = model_store::ONNX_RUNTIME
+    {
+        store.pull(&runtime, progress).await?;
+    }
     println!("{}", path.display());
     Ok(())
 }

@@ -20,6 +20,7 @@ mod sdk;
 mod sealed;
 mod security;
 mod serve;
+mod speech;
 mod support;
 mod tidy;
 mod tls;

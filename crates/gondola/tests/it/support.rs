@@ -37,6 +37,12 @@ pub fn embedding_model_path() -> PathBuf {
     PATH.get_or_init(|| pulled("all-minilm-l6-v2")).clone()
 }
 
+/// The default voice's model (and ONNX Runtime with it), pulled on first use.
+pub fn speech_model_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| pulled("piper-en-us-joe")).clone()
+}
+
 fn pulled(model: &str) -> PathBuf {
     let output = Command::new(binary())
         .args(["pull", model, "--cache-dir"])
@@ -143,6 +149,7 @@ pub fn serve(extra: &[&str], config: Option<&str>) -> (Process, String, Arc<temp
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     model_path();
     embedding_model_path();
+    speech_model_path();
     let data = dir.path().join("data");
     let cache = cache_dir();
     let mut args: Vec<String> = vec![
