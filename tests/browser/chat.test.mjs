@@ -279,6 +279,47 @@ describe("the chat page with the real model", () => {
     }
   });
 
+  test("a reply is read aloud by the gateway's voice, and reading can be stopped", async () => {
+    const { page, errors } = browser;
+    await page.getByRole("button", { name: "+ New chat" }).click();
+    await support.send(page, "Say hello in five words.");
+    assert.equal(await support.lastReplyFinished(page), "done");
+    const reply = support.replies(page).last();
+    // Every audio the page plays, with its length once known and whether it played through.
+    await page.evaluate(() => {
+      window.played = [];
+      const play = HTMLMediaElement.prototype.play;
+      HTMLMediaElement.prototype.play = function () {
+        const entry = { duration: 0, ended: false };
+        window.played.push(entry);
+        this.addEventListener("loadedmetadata", () => (entry.duration = this.duration));
+        this.addEventListener("ended", () => (entry.ended = true));
+        return play.call(this);
+      };
+    });
+    const read = reply.getByRole("button", { name: "Read aloud" });
+    const spoken = page.waitForResponse((r) => r.url().endsWith("/v1/audio/speech"));
+    await read.click();
+    const response = await spoken;
+    assert.equal(response.status(), 200);
+    assert.equal(response.headers()["content-type"], "audio/mpeg");
+    assert.equal(response.request().method(), "POST");
+    const asked = JSON.parse(response.request().postData());
+    assert.equal(asked.model, "piper-en-us-joe");
+    assert.equal(asked.input, (await reply.locator(".message-body").innerText()).trim());
+    // It plays to its end, then the button offers reading again.
+    await reply.getByRole("button", { name: "Stop reading" }).waitFor();
+    await reply.getByRole("button", { name: "Read aloud" }).waitFor({ timeout: 60_000 });
+    const played = await page.evaluate(() => window.played);
+    assert.equal(played.length, 1);
+    assert.ok(played[0].ended && played[0].duration > 0.5, JSON.stringify(played));
+    // Started again and stopped half-way.
+    await read.click();
+    await reply.getByRole("button", { name: "Stop reading" }).click();
+    await reply.getByRole("button", { name: "Read aloud" }).waitFor();
+    assert.deepEqual(errors, []);
+  });
+
   test("screenshots of the settings, dark mode and phone-sized views", async () => {
     const { page, context } = browser;
     await page.getByRole("button", { name: "Settings", exact: true }).click();

@@ -35,8 +35,15 @@ export function removeTempDirs() {
   while (temporary.length) rmSync(temporary.pop(), { recursive: true, force: true });
 }
 
-/** Pulls the default model into the shared cache (a no-op once it is there and verified). */
+/**
+ * Pulls the default models into the shared cache (a no-op once they are there and verified):
+ * the embedding model and the voice too, which `gondola serve` runs beside the chat model.
+ * Resolves to the chat model's path.
+ */
 export function pullModel() {
+  for (const model of ["all-minilm-l6-v2", "piper-en-us-joe"]) {
+    execFileSync(binary, ["pull", model, "--cache-dir", cacheDir], { encoding: "utf8" });
+  }
   return execFileSync(binary, ["pull", "--cache-dir", cacheDir], { encoding: "utf8" }).trim();
 }
 
@@ -327,6 +334,8 @@ export async function launchBrowser(options = {}) {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      // Replies read aloud play with no sound card, as they would with one.
+      "--autoplay-policy=no-user-gesture-required",
     ],
     viewport: { width: 1280, height: 820 },
     acceptDownloads: true,

@@ -26,7 +26,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 /// No inline script or style, nothing fetched or framed from elsewhere: model output rendered
 /// into the page can never run, and the page can never be embedded to trick a user.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// [`CONTENT_SECURITY_POLICY`], with the page also allowed to connect to `relays` (origins).
 pub fn content_security_policy(relays: &[String]) -> String {

@@ -87,6 +87,30 @@ export async function listModels(apiKey) {
   return Array.isArray(body?.data) ? body.data : [];
 }
 
+/** `GET /v1/models?type=tts`: the speech models served now. */
+export async function listVoiceModels(apiKey) {
+  const response = await send("/v1/models?type=tts", { headers: requestHeaders(apiKey, false), cache: "no-store" });
+  if (!response.ok) throw await failureFrom(response);
+  const body = await response.json();
+  return Array.isArray(body?.data) ? body.data : [];
+}
+
+/** Longest text `speak` sends (the speech API's limit, in characters). */
+export const MAX_SPEECH_CHARS = 4096;
+
+/** `POST /v1/audio/speech`: `text` spoken by `model`'s default voice, as an mp3 Blob. */
+export async function speak({ text, model, apiKey, signal }) {
+  const input = [...text].slice(0, MAX_SPEECH_CHARS).join("");
+  const response = await send("/v1/audio/speech", {
+    method: "POST",
+    headers: requestHeaders(apiKey, true),
+    body: JSON.stringify({ model, input, response_format: "mp3" }),
+    signal,
+  });
+  if (!response.ok) throw await failureFrom(response);
+  return await response.blob();
+}
+
 /** The relays this gateway's page may send its private mode through (`gateway.relays`). */
 export async function listRelays() {
   try {

@@ -5,7 +5,7 @@
 // the gateway is only asked for models and replies, like any other API client. Every piece of
 // text a model or a person wrote is put into the page as text, never as markup.
 
-import { ApiFailure, Stopped, describeFailure, listModels, listRelays, streamChat } from "/api.js";
+import { ApiFailure, Stopped, describeFailure, listModels, listRelays, listVoiceModels, speak, streamChat } from "/api.js";
 import { formatUsd, parseAmount } from "/amounts.js";
 import { renderMarkdown } from "/markdown.js";
 import { Store, canEncrypt, exportDocument, parseExport } from "/store.js";
@@ -27,6 +27,8 @@ const state = {
   /** The chat on screen (possibly a draft not yet in `chats`). */
   current: null,
   models: [],
+  /** The speech model replies are read aloud with, when the gateway serves one. */
+  voiceModel: null,
   /** `apiKeyAccount`: the wallet address `apiKey` was minted for on the wallet page, if it was. */
   /** `privateRelay`: the relay private mode sends through; empty when private mode is off. */
   prefs: { apiKey: "", apiKeyAccount: null, theme: "system", model: null, privateRelay: "" },
@@ -275,6 +277,15 @@ function renderModelPicker() {
 }
 
 async function loadModels() {
+  // A voice, if the gateway serves one: replies get a "Read aloud" button.
+  listVoiceModels(state.prefs.apiKey)
+    .then((voices) => {
+      state.voiceModel = voices.find((model) => !model.model_spec?.offline)?.id ?? null;
+      renderMessages();
+    })
+    .catch(() => {
+      state.voiceModel = null;
+    });
   try {
     state.models = await listModels(state.prefs.apiKey);
     if ($("banner").dataset.source === "models") hideBanner();
@@ -558,6 +569,8 @@ function messageView(chat, message) {
   if (message.state !== "streaming") {
     const actions = element("div", "message-actions");
     if (answer) actions.append(copyButton(answer));
+    // Not in private mode: the text would reach the gateway unsealed.
+    if (answer && state.voiceModel && !privateRelay()) actions.append(readAloudButton(answer));
     if (isLastAssistant(chat, message)) {
       const again = button("Regenerate", "button small ghost", () => regenerate(chat));
       again.disabled = busy;
@@ -566,6 +579,52 @@ function messageView(chat, message) {
     article.append(actions);
   }
   return article;
+}
+
+/** The audio playing now, and how to stop it (one reply is read at a time). */
+let reading = null;
+
+function stopReading() {
+  if (!reading) return;
+  reading.controller.abort();
+  reading.audio?.pause();
+  if (reading.url) URL.revokeObjectURL(reading.url);
+  reading.button.textContent = "Read aloud";
+  reading = null;
+}
+
+function readAloudButton(text) {
+  const read = button("Read aloud", "button small ghost", async () => {
+    if (reading?.button === read) {
+      stopReading();
+      return;
+    }
+    stopReading();
+    const current = { button: read, controller: new AbortController(), audio: null, url: null };
+    reading = current;
+    read.textContent = "Stop reading";
+    try {
+      const blob = await speak({ text, model: state.voiceModel, apiKey: state.prefs.apiKey, signal: current.controller.signal });
+      if (reading !== current) return;
+      current.url = URL.createObjectURL(blob);
+      current.audio = new Audio(current.url);
+      current.audio.addEventListener("ended", () => {
+        if (reading === current) stopReading();
+      });
+      await current.audio.play();
+    } catch (error) {
+      if (reading !== current) return;
+      stopReading();
+      if (!(error instanceof Stopped)) {
+        read.textContent = "Speech failed";
+        setTimeout(() => {
+          read.textContent = "Read aloud";
+        }, 1500);
+      }
+    }
+  });
+  read.classList.add("read-aloud");
+  return read;
 }
 
 function copyButton(text) {

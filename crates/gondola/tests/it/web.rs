@@ -3,7 +3,7 @@
 
 use crate::support::{client, gateway};
 
-const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chat_page_is_served_at_the_root_with_a_strict_policy() {
