@@ -311,8 +311,8 @@ async fn seal_stream(
 }
 
 /// The HTTP request a Binary HTTP message stands for, if it is one the gateway lets through:
-/// `POST` to the chat API or `GET` of the model list, under `/v1` or `/api/v1`, with only the
-/// authorization and content type carried over.
+/// `POST` to the chat, embedding or speech API or `GET` of the model or voice list, under
+/// `/v1` or `/api/v1`, with only the authorization and content type carried over.
 fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> {
     let message = Message::read_bhttp(&mut Cursor::new(plaintext))
         .map_err(|_| "the decrypted request is not Binary HTTP")?;
@@ -328,6 +328,10 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
             b"POST",
             "/v1/chat/completions"
                 | "/api/v1/chat/completions"
+                | "/v1/embeddings"
+                | "/api/v1/embeddings"
+                | "/v1/audio/speech"
+                | "/api/v1/audio/speech"
                 | "/v1/privacy/tokens"
                 | "/api/v1/privacy/tokens"
                 | "/v1/privacy/chat"
@@ -336,6 +340,8 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
             b"GET",
             "/v1/models"
                 | "/api/v1/models"
+                | "/v1/audio/voices"
+                | "/api/v1/audio/voices"
                 | "/v1/privacy/providers"
                 | "/api/v1/privacy/providers"
                 | privacy::tokens::ISSUER_DIRECTORY_PATH
@@ -343,7 +349,7 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
     );
     if !allowed {
         return Err(
-            "an oblivious request may only reach the chat, model, token and sealed-chat APIs",
+            "an oblivious request may only reach the chat, embedding, speech, model, token and sealed-chat APIs",
         );
     }
     let method = http::Method::from_bytes(method).map_err(|_| "bad method")?;

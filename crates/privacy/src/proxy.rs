@@ -3,7 +3,8 @@
 //! chat request is padded, sealed to the gateway's key (chunked OHTTP), carried by a relay that
 //! cannot read it, and the reply streamed back event by event as the gateway releases it.
 //!
-//! It serves `POST /v1/chat/completions`, `GET /v1/models` and the same under `/api/v1`. The
+//! It serves `POST /v1/chat/completions`, `/v1/embeddings` and `/v1/audio/speech`,
+//! `GET /v1/models` and `/v1/audio/voices`, and the same under `/api/v1`. The
 //! API key is the proxy's own (`--api-key`) or, without one, whatever the local client sends.
 //! Where the gateway issues privacy tokens, the key only buys them (sealed, in batches) and
 //! each request carries tokens instead, so the gateway cannot tie a request to an account;
@@ -600,6 +601,12 @@ pub fn router(config: ProxyConfig) -> Result<Router, reqwest::Error> {
         .route("/api/v1/chat/completions", post(forward))
         .route("/v1/models", get(forward))
         .route("/api/v1/models", get(forward))
+        .route("/v1/embeddings", post(forward))
+        .route("/api/v1/embeddings", post(forward))
+        .route("/v1/audio/speech", post(forward))
+        .route("/api/v1/audio/speech", post(forward))
+        .route("/v1/audio/voices", get(forward))
+        .route("/api/v1/audio/voices", get(forward))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_carried)
         .layer(DefaultBodyLimit::max(limit))
@@ -682,17 +689,20 @@ async fn forward(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned),
     };
-    let sent = if method == Method::POST {
+    // Chat is sealed twice (to the provider inside, to the gateway outside); embeddings and
+    // speech, which no provider takes sealed, are sealed to the gateway.
+    let sent = if method == Method::POST && uri.path().ends_with("/chat/completions") {
         client
             .send_chat(uri.path(), authorization.as_deref(), &body)
             .await
     } else {
+        let content_type = (method == Method::POST).then_some("application/json");
         client
             .send_paid(
                 method.as_str(),
                 uri.path(),
                 authorization.as_deref(),
-                None,
+                content_type,
                 &body,
             )
             .await

@@ -172,6 +172,100 @@ async fn a_private_chat_crosses_relay_and_gateway_with_nothing_readable_on_eithe
     assert_eq!(elsewhere.status(), 404);
 }
 
+/// Embeddings and speech down the private path: through `gondola proxy` and `gondola relay`,
+/// paid with privacy tokens, the text readable on neither link, and the answers the same as
+/// those the gateway gives directly.
+#[tokio::test(flavor = "multi_thread")]
+async fn embeddings_and_speech_cross_relay_and_gateway_sealed_and_paid_with_tokens() {
+    let secret = canary();
+    let text = format!("The word {secret} is spoken and embedded.");
+    let (gateway, gateway_url, dir) = serve(&[], None);
+    let api_key = account_key(&gateway_url, dir.path());
+    let gateway_link = tap(&gateway_url).await;
+    let (_relay_process, relay_url) = relay(&gateway_link.url);
+    let client_link = tap(&relay_url).await;
+    let (_proxy_process, proxy_url) = proxy(&client_link.url, &["--api-key", &api_key]);
+    let http = client();
+
+    let embedded = |base: String, key: Option<String>| {
+        let http = http.clone();
+        let text = text.clone();
+        async move {
+            let mut request = http
+                .post(format!("{base}/v1/embeddings"))
+                .json(&serde_json::json!({"model": "text-embedding-3-small", "input": [text]}));
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let response = request.send().await.expect("send");
+            assert_eq!(response.status(), 200);
+            let body: serde_json::Value = response.json().await.expect("json");
+            body["data"][0]["embedding"]
+                .as_array()
+                .expect("a vector")
+                .iter()
+                .map(|value| value.as_f64().expect("a number"))
+                .collect::<Vec<f64>>()
+        }
+    };
+    let private = embedded(proxy_url.clone(), None).await;
+    let direct = embedded(gateway_url.clone(), Some(api_key.clone())).await;
+    assert_eq!(private.len(), 384);
+    let difference = private
+        .iter()
+        .zip(&direct)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(difference < 1e-4, "{difference}");
+
+    let spoken = http
+        .post(format!("{proxy_url}/v1/audio/speech"))
+        .json(&serde_json::json!({"input": text, "response_format": "wav"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(spoken.status(), 200);
+    assert_eq!(spoken.headers()["content-type"], "audio/wav");
+    let audio = spoken.bytes().await.expect("audio");
+    assert_eq!(&audio[..4], b"RIFF");
+    assert!(
+        audio.len() > 44 + 22_050,
+        "more than half a second of speech"
+    );
+    let voices: serde_json::Value = http
+        .get(format!("{proxy_url}/v1/audio/voices"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(voices["data"][0]["id"], "joe");
+
+    for (link, bytes) in [
+        (
+            "client to relay",
+            client_link.sent.lock().expect("log").clone(),
+        ),
+        (
+            "relay to gateway",
+            gateway_link.sent.lock().expect("log").clone(),
+        ),
+        (
+            "gateway to relay",
+            gateway_link.received.lock().expect("log").clone(),
+        ),
+    ] {
+        assert!(!holds(&bytes, &secret), "the text crossed {link}");
+        assert!(!holds(&bytes, &api_key), "the API key crossed {link}");
+        assert!(!holds(&bytes, "\"embedding\""), "a vector crossed {link}");
+        assert!(!holds(&bytes, "RIFF"), "audio crossed {link}");
+    }
+    let log = gateway.stderr();
+    assert_eq!(log.matches("paid_with=\"tokens\"").count(), 2, "{log}");
+    assert!(!log.contains(&secret));
+}
+
 #[test]
 fn chat_private_without_a_relay_says_what_is_missing() {
     let output = Command::new(binary())
