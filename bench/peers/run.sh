@@ -11,12 +11,14 @@
 #                               Gondola's embedding engine beside llama.cpp's server (the
 #                               xllamacpp wheel), and `gondola serve` from cold: `gondola-bench
 #                               embeddings`, results in bench/results/embeddings.{md,json}.
+#   bench/peers/run.sh speech   Gondola's voice beside Piper's own engine (piper-tts):
+#                               `gondola-bench speech`, results in bench/results/speech.{md,json}.
 #
 # Installs Debian's nginx-light and, in a venv under target/bench-peers, the peers (pinned),
 # builds Gondola in release mode, and runs. The peers' configurations here (nginx-mock.conf,
 # litellm.yaml, tensorzero.toml, run_tensorzero.py) are their own benchmark set-up, unchanged;
-# llama_cpp_decode.py and llama_cpp_embed.py are Gondola's timing helpers for llama-cpp-python
-# and xllamacpp.
+# llama_cpp_decode.py, llama_cpp_embed.py and piper_speak.py are Gondola's timing helpers for
+# llama-cpp-python, xllamacpp and piper-tts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what="${1:-peers}"
@@ -63,8 +65,18 @@ case "$what" in
     exec target/release/gondola-bench embeddings "$(target/release/gondola pull all-minilm-l6-v2)" \
       --venv "$venv" --gondola target/release/gondola "$@"
     ;;
+  speech)
+    if [ ! -f "$venv/.piper-pinned" ]; then
+      echo "gondola: installing piper-tts 1.8.0 into $venv" >&2
+      "$venv/bin/pip" install -q 'piper-tts==1.8.0'
+      touch "$venv/.piper-pinned"
+    fi
+    cargo build --release -p bench -p gondola
+    exec target/release/gondola-bench speech "$(target/release/gondola pull piper-en-us-joe)" \
+      --venv "$venv" "$@"
+    ;;
   *)
-    echo "usage: bench/peers/run.sh [peers|engine|embeddings]" >&2
+    echo "usage: bench/peers/run.sh [peers|engine|embeddings|speech]" >&2
     exit 2
     ;;
 esac

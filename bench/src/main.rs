@@ -15,6 +15,7 @@ mod metering;
 mod peers;
 mod private;
 mod soak;
+mod speech;
 mod tokens;
 
 use std::path::PathBuf;
@@ -369,8 +370,9 @@ fn main() -> anyhow::Result<()> {
         Some("soak") => runtime.block_on(soak::run()),
         Some("engine") => runtime.block_on(engine_vs::run()),
         Some("embeddings") => runtime.block_on(embeddings::run()),
+        Some("speech") => runtime.block_on(speech::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR]"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR]"
         ),
     }
 }
