@@ -133,9 +133,46 @@ impl Catalogue {
         aliases
     }
 
-    /// The model id a requested name refers to, if any: a served id first, then a trait, then an
-    /// alias. A configured but currently unserved id still resolves (it is offline, not unknown).
+    /// The traits that name models of `model_type`: the text models' (built in and
+    /// configured), or `default` for the first model of another type.
+    pub fn traits_of(&self, live: &LiveModels, model_type: ModelType) -> BTreeMap<String, String> {
+        match model_type {
+            ModelType::Text => self.traits(live),
+            other => self
+                .default_model(live, other)
+                .map(|default| BTreeMap::from([("default".to_owned(), default)]))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The aliases that name models of `model_type` (configured ones name text models unless
+    /// their model is served as another type).
+    pub fn aliases_of(&self, live: &LiveModels, model_type: ModelType) -> BTreeMap<String, String> {
+        let type_of = |id: &str| {
+            live.get(id)
+                .map_or(ModelType::Text, |(advert, _)| advert.model_type)
+        };
+        self.aliases(live)
+            .into_iter()
+            .filter(|(_, id)| type_of(id) == model_type)
+            .collect()
+    }
+
+    /// As [`Self::resolve_for`] for a text model.
     pub fn resolve(&self, requested: &str, live: &LiveModels) -> Option<Resolved> {
+        self.resolve_for(requested, live, ModelType::Text)
+    }
+
+    /// The model id a requested name refers to, if any, for a request that wants a model of
+    /// `model_type`: a served id first, then a trait of that type (`default` is the default
+    /// embedding model for an embedding request), then an alias. A configured but currently
+    /// unserved id still resolves (it is offline, not unknown).
+    pub fn resolve_for(
+        &self,
+        requested: &str,
+        live: &LiveModels,
+        model_type: ModelType,
+    ) -> Option<Resolved> {
         let known = |id: &str| {
             live.contains_key(id)
                 || self.config.pricing.contains_key(id)
@@ -146,7 +183,7 @@ impl Catalogue {
                 model_id: requested.to_owned(),
             });
         }
-        self.traits(live)
+        self.traits_of(live, model_type)
             .get(requested)
             .cloned()
             .or_else(|| self.aliases(live).get(requested).cloned())
@@ -282,6 +319,44 @@ mod tests {
                 ((*id).to_owned(), (advert, 1))
             })
             .collect()
+    }
+
+    #[test]
+    fn each_type_has_its_own_default_traits_and_aliases() {
+        let catalogue = Catalogue::new(CatalogueConfig::default());
+        let mut live = live(&["chat"]);
+        let mut vectors = live["chat"].0.clone();
+        vectors.id = "vectors".into();
+        vectors.model_type = ModelType::Embedding;
+        live.insert("vectors".into(), (vectors, 1));
+        let resolve = |name: &str, model_type| {
+            catalogue
+                .resolve_for(name, &live, model_type)
+                .map(|resolved| resolved.model_id)
+        };
+        assert_eq!(resolve("default", ModelType::Text).as_deref(), Some("chat"));
+        assert_eq!(
+            resolve("default", ModelType::Embedding).as_deref(),
+            Some("vectors")
+        );
+        assert_eq!(
+            resolve("text-embedding-3-small", ModelType::Embedding).as_deref(),
+            Some("vectors")
+        );
+        assert_eq!(resolve("tts-1", ModelType::Tts), None, "no voice is served");
+        let aliases = catalogue.aliases_of(&live, ModelType::Embedding);
+        assert!(aliases.contains_key("text-embedding-ada-002"));
+        assert!(!aliases.contains_key("gpt-4o"));
+        assert_eq!(
+            catalogue.traits_of(&live, ModelType::Embedding),
+            BTreeMap::from([("default".to_owned(), "vectors".to_owned())])
+        );
+        let listed: Vec<String> = catalogue
+            .list(&live, 0, 4096, Some(ModelType::Embedding))
+            .into_iter()
+            .map(|model| model.id)
+            .collect();
+        assert_eq!(listed, vec!["vectors".to_owned()]);
     }
 
     #[test]

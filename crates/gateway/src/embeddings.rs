@@ -67,7 +67,7 @@ impl Operation for Embeddings {
     ) -> Result<Resolved, ApiError> {
         let resolved = state
             .catalogue
-            .resolve(&request.model, live)
+            .resolve_for(&request.model, live, ModelType::Embedding)
             .ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::ModelNotFound,

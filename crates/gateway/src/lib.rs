@@ -584,7 +584,7 @@ async fn list_traits(
     headers: HeaderMap,
     query::ApiQuery(filter): query::ApiQuery<TypeFilter>,
 ) -> Response {
-    name_map(&state, dialect, &headers, &filter, Catalogue::traits).await
+    name_map(&state, dialect, &headers, &filter, Catalogue::traits_of).await
 }
 
 async fn list_aliases(
@@ -593,7 +593,7 @@ async fn list_aliases(
     headers: HeaderMap,
     query::ApiQuery(filter): query::ApiQuery<TypeFilter>,
 ) -> Response {
-    name_map(&state, dialect, &headers, &filter, Catalogue::aliases).await
+    name_map(&state, dialect, &headers, &filter, Catalogue::aliases_of).await
 }
 
 type NameMap = std::collections::BTreeMap<String, String>;
@@ -604,7 +604,7 @@ async fn name_map(
     dialect: Dialect,
     headers: &HeaderMap,
     filter: &TypeFilter,
-    names: fn(&Catalogue, &catalogue::LiveModels) -> NameMap,
+    names: fn(&Catalogue, &catalogue::LiveModels, wire::models::ModelType) -> NameMap,
 ) -> Response {
     if let Err(error) = pipeline::admission::authenticated(state, headers).await {
         return error_response(&error, dialect);
@@ -612,10 +612,18 @@ async fn name_map(
     match type_matches(filter) {
         Ok(listed) => {
             let live = state.registry.live_models(Instant::now());
-            let data = if !matches!(listed, Listed::Nothing) {
-                names(&state.catalogue, &live)
-            } else {
-                NameMap::new()
+            let data = match listed {
+                Listed::Nothing => NameMap::new(),
+                Listed::Only(model_type) => names(&state.catalogue, &live, model_type),
+                Listed::All => [
+                    wire::models::ModelType::Text,
+                    wire::models::ModelType::Embedding,
+                    wire::models::ModelType::Tts,
+                ]
+                .into_iter()
+                .rev()
+                .flat_map(|model_type| names(&state.catalogue, &live, model_type))
+                .collect(),
             };
             Json(serde_json::json!({ "object": "list", "type": listed_type(filter), "data": data }))
                 .into_response()

@@ -80,7 +80,7 @@ impl Operation for Speech {
     ) -> Result<Resolved, ApiError> {
         let resolved = state
             .catalogue
-            .resolve(&request.model, live)
+            .resolve_for(&request.model, live, ModelType::Tts)
             .ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::ModelNotFound,
