@@ -3,7 +3,8 @@
 // rest, the model picker, and screenshots of the main views.
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import * as support from "./support.mjs";
@@ -318,6 +319,43 @@ describe("the chat page with the real model", () => {
     await reply.getByRole("button", { name: "Stop reading" }).click();
     await reply.getByRole("button", { name: "Read aloud" }).waitFor();
     assert.deepEqual(errors, []);
+  });
+
+  test("a message is dictated: the microphone's speech is transcribed into the composer", async () => {
+    // The microphone plays speech the gateway's own voice made.
+    const spoken = await fetch(`${gondola.url}/v1/audio/speech`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ input: "Please tell me a story about the sea.", response_format: "wav" }),
+    });
+    assert.equal(spoken.status, 200);
+    const file = path.join(support.tempDir("audio"), "speech.wav");
+    writeFileSync(file, Buffer.from(await spoken.arrayBuffer()));
+    const other = await support.launchBrowser({
+      extraArgs: ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", `--use-file-for-fake-audio-capture=${file}`],
+    });
+    try {
+      const { page, errors } = other;
+      await support.openApp(page, gondola.url);
+      const dictate = page.locator("#dictate");
+      await dictate.waitFor();
+      await dictate.click();
+      await page.waitForFunction(() => document.getElementById("dictate").textContent === "Stop dictating");
+      // Four seconds of the microphone, as the recorder reports them.
+      await page.waitForFunction(() => Number(document.getElementById("dictate").dataset.recordedMs) >= 4000);
+      const heard = page.waitForResponse((r) => r.url().endsWith("/v1/audio/transcriptions"));
+      await dictate.click();
+      const response = await heard;
+      assert.equal(response.status(), 200);
+      assert.ok(response.request().headers()["content-type"].startsWith("multipart/form-data"));
+      await page.waitForFunction(() => document.getElementById("dictate").textContent === "Dictate");
+      const typed = await page.locator("#prompt").inputValue();
+      assert.match(typed.toLowerCase(), /story/, typed);
+      assert.match(typed.toLowerCase(), /sea/, typed);
+      assert.deepEqual(errors, []);
+    } finally {
+      await other.close();
+    }
   });
 
   test("screenshots of the settings, dark mode and phone-sized views", async () => {

@@ -41,7 +41,7 @@ export function removeTempDirs() {
  * Resolves to the chat model's path.
  */
 export function pullModel() {
-  for (const model of ["all-minilm-l6-v2", "piper-en-us-joe"]) {
+  for (const model of ["all-minilm-l6-v2", "piper-en-us-joe", "whisper-tiny-en"]) {
     execFileSync(binary, ["pull", model, "--cache-dir", cacheDir], { encoding: "utf8" });
   }
   return execFileSync(binary, ["pull", "--cache-dir", cacheDir], { encoding: "utf8" }).trim();
@@ -322,7 +322,7 @@ export async function fixtureUpstream() {
 // ---------------------------------------------------------------- browser
 
 /** Chromium with a fresh profile. Options go to launchPersistentContext. */
-export async function launchBrowser(options = {}) {
+export async function launchBrowser({ extraArgs = [], ...options } = {}) {
   const profile = tempDir("profile");
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: chromiumPath,
@@ -336,6 +336,7 @@ export async function launchBrowser(options = {}) {
       "--disable-sync",
       // Replies read aloud play with no sound card, as they would with one.
       "--autoplay-policy=no-user-gesture-required",
+      ...extraArgs,
     ],
     viewport: { width: 1280, height: 820 },
     acceptDownloads: true,

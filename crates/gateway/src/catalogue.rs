@@ -61,6 +61,19 @@ const BUILT_IN_SPEECH_ALIASES: &[&str] = &[
     "tts-gradium-v1",
 ];
 
+/// Transcription model names that OpenAI and Venice clients send; they run on the default
+/// transcription model.
+const BUILT_IN_TRANSCRIPTION_ALIASES: &[&str] = &[
+    "whisper-1",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "openai/whisper-large-v3",
+    "nvidia/parakeet-tdt-0.6b-v3",
+    "fal-ai/wizper",
+    "elevenlabs/scribe-v2",
+    "stt-xai-v1",
+];
+
 /// Matches the engine's sampling defaults.
 const DEFAULT_TEMPERATURE: f32 = 0.7;
 const DEFAULT_TOP_P: f32 = 0.9;
@@ -88,7 +101,7 @@ impl Catalogue {
     fn default_model(&self, live: &LiveModels, model_type: ModelType) -> Option<String> {
         let configured = match model_type {
             ModelType::Text => self.config.default_model.clone(),
-            ModelType::Embedding | ModelType::Tts => None,
+            ModelType::Embedding | ModelType::Tts | ModelType::Asr => None,
         };
         configured.or_else(|| {
             live.iter()
@@ -126,6 +139,11 @@ impl Catalogue {
         }
         if let Some(default) = self.default_model(live, ModelType::Tts) {
             for name in BUILT_IN_SPEECH_ALIASES {
+                aliases.insert((*name).to_owned(), default.clone());
+            }
+        }
+        if let Some(default) = self.default_model(live, ModelType::Asr) {
+            for name in BUILT_IN_TRANSCRIPTION_ALIASES {
                 aliases.insert((*name).to_owned(), default.clone());
             }
         }

@@ -65,7 +65,11 @@ impl Operation for Chat {
         crate::pipeline::check_json_content_type(headers)
     }
 
-    fn parse(state: &AppState, body: &Bytes) -> Result<ChatRequest, ApiError> {
+    fn parse(
+        state: &AppState,
+        _headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<ChatRequest, ApiError> {
         let limits = &state.config.limits;
         let mut request = ChatRequest::parse(body)?;
         if let Some(slug) = request.venice.character_slug.clone() {

@@ -56,7 +56,11 @@ impl Operation for Embeddings {
         crate::pipeline::check_json_content_type(headers)
     }
 
-    fn parse(_state: &AppState, body: &Bytes) -> Result<EmbeddingRequest, ApiError> {
+    fn parse(
+        _state: &AppState,
+        _headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<EmbeddingRequest, ApiError> {
         EmbeddingRequest::parse(body)
     }
 

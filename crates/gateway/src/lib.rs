@@ -27,6 +27,7 @@ mod sealed;
 mod speech;
 mod thinking;
 pub mod tokens;
+mod transcription;
 mod web;
 
 use std::future::Future;
@@ -255,6 +256,7 @@ fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc
         ("/embeddings", post(embeddings)),
         ("/audio/speech", post(speech_handler)),
         ("/audio/voices", get(list_voices)),
+        ("/audio/transcriptions", post(transcription_handler)),
         (
             "/privacy/chat",
             post(sealed_chat).layer(DefaultBodyLimit::max(sealed::body_limit(
@@ -470,6 +472,15 @@ async fn speech_handler(
     pipeline::run::<speech::Speech>(state, dialect, headers, body).await
 }
 
+async fn transcription_handler(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    pipeline::run::<transcription::Transcription>(state, dialect, headers, body).await
+}
+
 async fn list_voices(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
@@ -512,10 +523,9 @@ fn type_matches(filter: &TypeFilter) -> Result<Listed, ApiError> {
         None | Some("text") => Ok(Listed::Only(ModelType::Text)),
         Some("embedding") => Ok(Listed::Only(ModelType::Embedding)),
         Some("tts") => Ok(Listed::Only(ModelType::Tts)),
+        Some("asr") => Ok(Listed::Only(ModelType::Asr)),
         Some("all") => Ok(Listed::All),
-        Some("image" | "asr" | "upscale" | "inpaint" | "video" | "code" | "music") => {
-            Ok(Listed::Nothing)
-        }
+        Some("image" | "upscale" | "inpaint" | "video" | "code" | "music") => Ok(Listed::Nothing),
         Some(other) => Err(ApiError::invalid(
             "type",
             format!("unknown model type {other:?}"),
@@ -619,6 +629,7 @@ async fn name_map(
                     wire::models::ModelType::Text,
                     wire::models::ModelType::Embedding,
                     wire::models::ModelType::Tts,
+                    wire::models::ModelType::Asr,
                 ]
                 .into_iter()
                 .rev()

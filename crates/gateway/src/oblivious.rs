@@ -332,6 +332,8 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
                 | "/api/v1/embeddings"
                 | "/v1/audio/speech"
                 | "/api/v1/audio/speech"
+                | "/v1/audio/transcriptions"
+                | "/api/v1/audio/transcriptions"
                 | "/v1/privacy/tokens"
                 | "/api/v1/privacy/tokens"
                 | "/v1/privacy/chat"
@@ -349,7 +351,7 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
     );
     if !allowed {
         return Err(
-            "an oblivious request may only reach the chat, embedding, speech, model, token and sealed-chat APIs",
+            "an oblivious request may only reach the chat, embedding, speech, transcription, model, token and sealed-chat APIs",
         );
     }
     let method = http::Method::from_bytes(method).map_err(|_| "bad method")?;

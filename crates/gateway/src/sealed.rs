@@ -100,7 +100,7 @@ impl Operation for SealedChatOperation {
         Ok(())
     }
 
-    fn parse(state: &AppState, body: &Bytes) -> Result<Declared, ApiError> {
+    fn parse(state: &AppState, _headers: &HeaderMap, body: &Bytes) -> Result<Declared, ApiError> {
         let (chat, copies) = parse(state, body)?;
         Ok(Declared { chat, copies })
     }

@@ -69,7 +69,11 @@ impl Operation for Speech {
         crate::pipeline::check_json_content_type(headers)
     }
 
-    fn parse(_state: &AppState, body: &Bytes) -> Result<SpeechRequest, ApiError> {
+    fn parse(
+        _state: &AppState,
+        _headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<SpeechRequest, ApiError> {
         SpeechRequest::parse(body, DEFAULT_MODEL)
     }
 

@@ -111,6 +111,28 @@ export async function speak({ text, model, apiKey, signal }) {
   return await response.blob();
 }
 
+/** `GET /v1/models?type=asr`: the transcription models served now. */
+export async function listTranscriptionModels(apiKey) {
+  const response = await send("/v1/models?type=asr", { headers: requestHeaders(apiKey, false), cache: "no-store" });
+  if (!response.ok) throw await failureFrom(response);
+  const body = await response.json();
+  return Array.isArray(body?.data) ? body.data : [];
+}
+
+/** `POST /v1/audio/transcriptions`: what `audio` (a Blob) says, as text. */
+export async function transcribe({ audio, model, apiKey, signal }) {
+  const form = new FormData();
+  form.append("file", audio, "dictation.webm");
+  form.append("model", model);
+  form.append("response_format", "json");
+  const headers = { accept: "application/json" };
+  if (apiKey) headers.authorization = `Bearer ${apiKey}`;
+  const response = await send("/v1/audio/transcriptions", { method: "POST", headers, body: form, signal });
+  if (!response.ok) throw await failureFrom(response);
+  const body = await response.json();
+  return typeof body?.text === "string" ? body.text.trim() : "";
+}
+
 /** The relays this gateway's page may send its private mode through (`gateway.relays`). */
 export async function listRelays() {
   try {

@@ -5,7 +5,18 @@
 // the gateway is only asked for models and replies, like any other API client. Every piece of
 // text a model or a person wrote is put into the page as text, never as markup.
 
-import { ApiFailure, Stopped, describeFailure, listModels, listRelays, listVoiceModels, speak, streamChat } from "/api.js";
+import {
+  ApiFailure,
+  Stopped,
+  describeFailure,
+  listModels,
+  listRelays,
+  listTranscriptionModels,
+  listVoiceModels,
+  speak,
+  streamChat,
+  transcribe,
+} from "/api.js";
 import { formatUsd, parseAmount } from "/amounts.js";
 import { renderMarkdown } from "/markdown.js";
 import { Store, canEncrypt, exportDocument, parseExport } from "/store.js";
@@ -29,6 +40,8 @@ const state = {
   models: [],
   /** The speech model replies are read aloud with, when the gateway serves one. */
   voiceModel: null,
+  /** The transcription model dictation goes to, when the gateway serves one. */
+  transcriptionModel: null,
   /** `apiKeyAccount`: the wallet address `apiKey` was minted for on the wallet page, if it was. */
   /** `privateRelay`: the relay private mode sends through; empty when private mode is off. */
   prefs: { apiKey: "", apiKeyAccount: null, theme: "system", model: null, privateRelay: "" },
@@ -277,6 +290,15 @@ function renderModelPicker() {
 }
 
 async function loadModels() {
+  // A transcription model, if the gateway serves one: the composer gets a "Dictate" button.
+  listTranscriptionModels(state.prefs.apiKey)
+    .then((models) => {
+      state.transcriptionModel = models.find((model) => !model.model_spec?.offline)?.id ?? null;
+      renderComposer();
+    })
+    .catch(() => {
+      state.transcriptionModel = null;
+    });
   // A voice, if the gateway serves one: replies get a "Read aloud" button.
   listVoiceModels(state.prefs.apiKey)
     .then((voices) => {
@@ -697,12 +719,68 @@ function renderHeader() {
   document.title = chat && chat.title !== DEFAULT_TITLE ? `${chat.title} · Gondola` : "Gondola";
 }
 
+/** How often a recording hands over what it has. */
+const DICTATION_SLICE_MS = 500;
+
+/** The recording in progress: {recorder, stream, chunks}. */
+let dictation = null;
+
+/** Records from the microphone until pressed again, then puts what was said in the composer. */
+async function toggleDictation() {
+  const control = $("dictate");
+  if (dictation) {
+    dictation.recorder.stop();
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch {
+    control.textContent = "No microphone";
+    setTimeout(() => (control.textContent = "Dictate"), 1500);
+    return;
+  }
+  const recorder = new MediaRecorder(stream);
+  const current = { recorder, stream, chunks: [] };
+  dictation = current;
+  recorder.addEventListener("dataavailable", (event) => {
+    if (event.data.size > 0) current.chunks.push(event.data);
+    // Half-second pieces: how much is recorded shows on the button.
+    control.dataset.recordedMs = String(current.chunks.length * DICTATION_SLICE_MS);
+  });
+  recorder.addEventListener("stop", async () => {
+    for (const track of stream.getTracks()) track.stop();
+    dictation = null;
+    control.textContent = "Transcribing…";
+    control.disabled = true;
+    try {
+      const audio = new Blob(current.chunks, { type: recorder.mimeType || "audio/webm" });
+      const text = await transcribe({ audio, model: state.transcriptionModel, apiKey: state.prefs.apiKey });
+      const prompt = $("prompt");
+      prompt.value = prompt.value ? `${prompt.value} ${text}` : text;
+      autosize();
+      prompt.focus();
+      control.textContent = "Dictate";
+    } catch {
+      control.textContent = "Dictation failed";
+      setTimeout(() => (control.textContent = "Dictate"), 1500);
+    } finally {
+      control.disabled = false;
+    }
+  });
+  control.dataset.recordedMs = "0";
+  recorder.start(DICTATION_SLICE_MS);
+  control.textContent = "Stop dictating";
+}
+
 function renderComposer() {
   const streaming = state.streaming !== null;
   const here = streaming && state.streaming.chat === state.current;
   $("stop").hidden = !here;
   $("send").hidden = here;
   $("send").disabled = streaming;
+  // Not in private mode: the recording would reach the gateway unsealed.
+  $("dictate").hidden = !state.transcriptionModel || !window.MediaRecorder || Boolean(privateRelay());
   $("prompt").placeholder = state.current?.incognito ? "Message Gondola (incognito: not saved)" : "Message Gondola";
 }
 
@@ -1059,6 +1137,7 @@ function wireEvents() {
   });
   $("prompt").addEventListener("input", autosize);
   $("stop").addEventListener("click", stop);
+  $("dictate").addEventListener("click", toggleDictation);
   document.addEventListener("keydown", (event) => {
     const dialogOpen = document.querySelector("dialog[open]") !== null;
     if (event.key === "Escape" && state.streaming && !dialogOpen) {

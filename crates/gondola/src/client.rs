@@ -1,5 +1,6 @@
-//! The terminal clients: `gondola models`, `gondola chat`, `gondola embed` and `gondola
-//! speak`, speaking the public API of a running gateway like any other client.
+//! The terminal clients: `gondola models`, `gondola chat`, `gondola embed`, `gondola speak`
+//! and `gondola transcribe`, speaking the public API of a running gateway like any other
+//! client.
 
 use std::io::{IsTerminal, Read, Write};
 
@@ -7,7 +8,7 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use wire::sse::{SseEvent, SseParser};
 
-use crate::{ChatArgs, ClientArgs, EmbedArgs, SpeakArgs};
+use crate::{ChatArgs, ClientArgs, EmbedArgs, SpeakArgs, TranscribeArgs};
 
 /// Largest SSE event accepted from the gateway.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -167,6 +168,45 @@ pub async fn speak(args: &SpeakArgs) -> anyhow::Result<()> {
         out.write_all(&chunk.context("the audio broke off")?)?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `gondola transcribe`: the file's transcript, in the format asked for, on standard output.
+pub async fn transcribe(args: &TranscribeArgs) -> anyhow::Result<()> {
+    let audio = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let file_name = args.file.file_name().map_or_else(
+        || "audio".to_owned(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let mut form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(audio).file_name(file_name),
+        )
+        .text("model", args.model.clone())
+        .text("response_format", args.format.clone());
+    if let Some(language) = &args.language {
+        form = form.text("language", language.clone());
+    }
+    let url = format!(
+        "{}/v1/audio/transcriptions",
+        args.client.gateway.trim_end_matches('/')
+    );
+    let response = with_key(http_client()?.post(url), &args.client)
+        .multipart(form)
+        .send()
+        .await
+        .map_err(|error| unreachable(&args.client.gateway, error))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    let body = response.text().await.context("the transcript broke off")?;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{body}")?;
+    if !body.ends_with('\n') {
+        writeln!(out)?;
+    }
     Ok(())
 }
 

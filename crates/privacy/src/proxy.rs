@@ -3,7 +3,8 @@
 //! chat request is padded, sealed to the gateway's key (chunked OHTTP), carried by a relay that
 //! cannot read it, and the reply streamed back event by event as the gateway releases it.
 //!
-//! It serves `POST /v1/chat/completions`, `/v1/embeddings` and `/v1/audio/speech`,
+//! It serves `POST /v1/chat/completions`, `/v1/embeddings`, `/v1/audio/speech` and
+//! `/v1/audio/transcriptions`,
 //! `GET /v1/models` and `/v1/audio/voices`, and the same under `/api/v1`. The
 //! API key is the proxy's own (`--api-key`) or, without one, whatever the local client sends.
 //! Where the gateway issues privacy tokens, the key only buys them (sealed, in batches) and
@@ -605,6 +606,8 @@ pub fn router(config: ProxyConfig) -> Result<Router, reqwest::Error> {
         .route("/api/v1/embeddings", post(forward))
         .route("/v1/audio/speech", post(forward))
         .route("/api/v1/audio/speech", post(forward))
+        .route("/v1/audio/transcriptions", post(forward))
+        .route("/api/v1/audio/transcriptions", post(forward))
         .route("/v1/audio/voices", get(forward))
         .route("/api/v1/audio/voices", get(forward))
         .route("/healthz", get(|| async { "ok" }))
@@ -696,7 +699,13 @@ async fn forward(
             .send_chat(uri.path(), authorization.as_deref(), &body)
             .await
     } else {
-        let content_type = (method == Method::POST).then_some("application/json");
+        // The client's own type: JSON, or a multipart upload's boundary.
+        let content_type = (method == Method::POST).then(|| {
+            headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("application/json")
+        });
         client
             .send_paid(
                 method.as_str(),

@@ -1,7 +1,7 @@
 //! A Gondola provider node: an independent machine that serves inference to a gateway.
 //!
 //! It owns its identity ([`identity`]), keeps a lease with its gateway ([`lease`]), and serves
-//! one model: chat completions, embeddings or speech, from the embedded llama.cpp engine or any
+//! one model: chat completions, embeddings, speech or transcription, from the embedded llama.cpp engine or any
 //! OpenAI-compatible engine (vLLM, llama.cpp's server, Ollama, SGLang) behind it. It serves its gateway only: every
 //! request must carry the lease's secret. It never logs request content.
 
@@ -11,6 +11,7 @@ pub mod identity;
 pub mod lease;
 mod sealed;
 mod speech;
+mod transcription;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::models::ModelType;
 use wire::provider::{
     ModelAdvert, PROVIDER_CHAT_PATH, PROVIDER_EMBEDDINGS_PATH, PROVIDER_SEALED_CHAT_PATH,
-    PROVIDER_SPEECH_PATH, ProviderLoad, RegistrationAccepted,
+    PROVIDER_SPEECH_PATH, PROVIDER_TRANSCRIPTION_PATH, ProviderLoad, RegistrationAccepted,
 };
 
 use crate::lease::{LeaseTerms, LeaseToken, LoadSource};
@@ -64,6 +65,11 @@ pub enum Backend {
     /// A voice run by ONNX Runtime inside this process.
     EmbeddedSpeech {
         voice: Arc<voice::Voice>,
+        model_id: String,
+    },
+    /// A Whisper model run by CTranslate2 inside this process.
+    EmbeddedTranscription {
+        listener: Arc<transcribe::Listener>,
         model_id: String,
     },
     /// An OpenAI-compatible server, e.g. `http://127.0.0.1:8000/v1` for vLLM.
@@ -136,6 +142,21 @@ impl Backend {
                 backend: "embedded".into(),
                 voices: vec![voice.info().name.clone()],
             },
+            Self::EmbeddedTranscription { model_id, .. } => ModelAdvert {
+                model_type: ModelType::Asr,
+                id: model_id.clone(),
+                name: "Whisper tiny.en".into(),
+                context_tokens: 0,
+                quantization: "F16".into(),
+                parameters: 39_000_000,
+                supports_response_schema: false,
+                supports_reasoning: false,
+                supports_function_calling: false,
+                supports_logprobs: false,
+                input_media: vec!["audio".into()],
+                backend: "embedded".into(),
+                voices: Vec::new(),
+            },
             Self::Upstream {
                 upstream_model,
                 model_id,
@@ -167,6 +188,7 @@ impl Backend {
             Self::Embedded { model_id, .. }
             | Self::EmbeddedEmbeddings { model_id, .. }
             | Self::EmbeddedSpeech { model_id, .. }
+            | Self::EmbeddedTranscription { model_id, .. }
             | Self::Upstream { model_id, .. } => model_id,
         }
     }
@@ -219,7 +241,7 @@ impl LoadSource for Load {
             Backend::EmbeddedEmbeddings { embedder, .. } => {
                 (u32::try_from(embedder.waiting()).unwrap_or(u32::MAX), 0)
             }
-            Backend::EmbeddedSpeech { .. } => (0, 0),
+            Backend::EmbeddedSpeech { .. } | Backend::EmbeddedTranscription { .. } => (0, 0),
             // Upstream engines report no token counts to the provider; their rate shows as 0.
             Backend::Upstream { .. } => (0, 0),
         };
@@ -309,6 +331,11 @@ pub async fn run(
         .route(PROVIDER_SEALED_CHAT_PATH, post(sealed::chat))
         .route(PROVIDER_EMBEDDINGS_PATH, post(embeddings::embeddings))
         .route(PROVIDER_SPEECH_PATH, post(speech::speech))
+        .route(
+            PROVIDER_TRANSCRIPTION_PATH,
+            post(transcription::transcriptions)
+                .layer(DefaultBodyLimit::max(transcription::MAX_BODY_BYTES)),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state);
@@ -378,8 +405,9 @@ async fn generate(
         }
         Backend::EmbeddedEmbeddings { model_id, .. }
         | Backend::EmbeddedSpeech { model_id, .. }
+        | Backend::EmbeddedTranscription { model_id, .. }
         | Backend::Upstream {
-            model_type: ModelType::Embedding | ModelType::Tts,
+            model_type: ModelType::Embedding | ModelType::Tts | ModelType::Asr,
             model_id,
             ..
         } => Err(ApiError::invalid(

@@ -11,6 +11,7 @@
 //! - [`model_id`]: `model:param=value&…` suffixes.
 //! - [`speech`]: speech requests, and the voices a model has.
 //! - [`sse`]: an incremental, bounded Server-Sent Events parser.
+//! - [`transcription`]: transcription uploads, and transcripts in every response format.
 //! - [`tools`]: tool calling: offered functions, the model's calls, stream deltas.
 //! - [`money`]: USD and DIEM amounts as integers in 18-decimal base units.
 //! - [`provider`]: the signed messages between provider nodes and the gateway.
@@ -34,3 +35,4 @@ pub mod sealed;
 pub mod speech;
 pub mod sse;
 pub mod tools;
+pub mod transcription;

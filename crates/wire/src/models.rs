@@ -16,6 +16,8 @@ pub enum ModelType {
     Embedding,
     /// `/audio/speech`.
     Tts,
+    /// `/audio/transcriptions`.
+    Asr,
 }
 
 impl ModelType {
@@ -24,6 +26,7 @@ impl ModelType {
             Self::Text => "text",
             Self::Embedding => "embedding",
             Self::Tts => "tts",
+            Self::Asr => "asr",
         }
     }
 
@@ -33,6 +36,7 @@ impl ModelType {
             Self::Text => "chat completions",
             Self::Embedding => "embeddings",
             Self::Tts => "speech",
+            Self::Asr => "transcription",
         }
     }
 }

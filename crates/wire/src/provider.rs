@@ -24,6 +24,8 @@ pub const PROVIDER_CHAT_PATH: &str = "/provider/v1/chat/completions";
 pub const PROVIDER_EMBEDDINGS_PATH: &str = "/provider/v1/embeddings";
 /// Provider route the gateway sends speech requests to.
 pub const PROVIDER_SPEECH_PATH: &str = "/provider/v1/audio/speech";
+/// Provider route the gateway sends transcription requests to.
+pub const PROVIDER_TRANSCRIPTION_PATH: &str = "/provider/v1/audio/transcriptions";
 /// Provider route the gateway sends sealed requests to (see [`crate::sealed`]).
 pub const PROVIDER_SEALED_CHAT_PATH: &str = "/provider/v1/sealed/chat";
 

@@ -215,8 +215,13 @@ pub(crate) trait Operation: Send + Sync + 'static {
     /// Checks the body's declared type before it is read.
     fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError>;
 
-    /// Parses and checks the body against this gateway's limits.
-    fn parse(state: &AppState, body: &Bytes) -> Result<Self::Request, ApiError>;
+    /// Parses and checks the body (of the type `headers` declare: a multipart boundary, say)
+    /// against this gateway's limits.
+    fn parse(
+        state: &AppState,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Self::Request, ApiError>;
 
     /// The served model the request is for.
     fn resolve(
@@ -268,7 +273,7 @@ async fn serve<O: Operation>(
     let body = admission::read_body(body, O::body_limit(state))
         .await
         .map_err(refuse)?;
-    let request = O::parse(state, &body).map_err(refuse)?;
+    let request = O::parse(state, headers, &body).map_err(refuse)?;
     let now = Instant::now();
     let live = state.registry.live_models(now);
     let model = O::resolve(state, &request, &live).map_err(refuse)?;

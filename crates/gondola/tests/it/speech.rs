@@ -86,6 +86,12 @@ async fn speech_is_heard_back_as_its_text_in_every_format_through_the_sdk() {
         // Whisper tiny.en mishears a word here and there; a voice saying something else, or
         // nothing, scores near 1.
         assert!(wer < 0.25, "{format}: {}", result[format]);
+        let gondola = result[format]["gondola_wer"].as_f64().expect(format);
+        assert!(
+            gondola < 0.25,
+            "Gondola's transcription of {format}: {}",
+            result[format]
+        );
         assert!(result[format]["bytes"].as_u64().expect("size") > 1000);
     }
     assert!(

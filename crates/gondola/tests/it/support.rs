@@ -43,6 +43,12 @@ pub fn speech_model_path() -> PathBuf {
     PATH.get_or_init(|| pulled("piper-en-us-joe")).clone()
 }
 
+/// The default transcription model, pulled on first use.
+pub fn transcription_model_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| pulled("whisper-tiny-en")).clone()
+}
+
 fn pulled(model: &str) -> PathBuf {
     let output = Command::new(binary())
         .args(["pull", model, "--cache-dir"])
@@ -150,6 +156,7 @@ pub fn serve(extra: &[&str], config: Option<&str>) -> (Process, String, Arc<temp
     model_path();
     embedding_model_path();
     speech_model_path();
+    transcription_model_path();
     let data = dir.path().join("data");
     let cache = cache_dir();
     let mut args: Vec<String> = vec![

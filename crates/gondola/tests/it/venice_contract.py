@@ -223,6 +223,16 @@ call("POST", "/embeddings", json={"model": "text-embedding-bge-m3", "input": ["T
 call("POST", "/embeddings", json={"model": "text-embedding-bge-m3", "input": "fox", "encoding_format": "base64"}, venice=False, expect=200)
 call("POST", "/embeddings", json={"model": "text-embedding-bge-m3", "input": ""}, expect=400)
 
+# Speech, and its audio transcribed back.
+speech, _ = call("POST", "/audio/speech", json={"input": "Hello from the contract test.", "response_format": "wav"}, expect=200)
+call("POST", "/audio/speech", json={"input": ""}, expect=400)
+call("GET", "/models?type=tts", expect=200)
+call("POST", "/audio/transcriptions", files={"file": ("speech.wav", speech.content, "audio/wav")},
+     data={"model": "openai/whisper-large-v3"}, expect=200)
+call("POST", "/audio/transcriptions", files={"file": ("speech.wav", speech.content, "audio/wav")},
+     data={"response_format": "text"}, expect=200)
+call("POST", "/audio/transcriptions", files={"file": ("x.bin", b"not audio", "application/octet-stream")}, expect=400)
+
 # API keys, as the account's ADMIN key sees them.
 call("GET", "/api_keys", key=ADMIN, expect=200)
 _, created = call("POST", "/api_keys", key=ADMIN, expect=200, json={

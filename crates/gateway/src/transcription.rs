@@ -1,0 +1,285 @@
+//! `POST /audio/transcriptions`: the transcription operation on the request pipeline. Its
+//! multipart body is read (OpenAI's fields and Venice's), its model resolved through the
+//! catalogue (ids and the `whisper-1`-style aliases) and held to be a transcription model; it
+//! is priced per second of audio, reserved for the most the upload can hold and charged for
+//! what the provider heard. The provider's transcript is written in the format asked for.
+//!
+//! The provider receives the audio and the language hint. Nothing here logs or stores audio
+//! or text; the request's one log line is its settlement record's.
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use http::{HeaderMap, StatusCode};
+use wire::chat::Usage;
+use wire::error::{ApiError, ErrorCode};
+use wire::models::ModelType;
+use wire::provider::PROVIDER_TRANSCRIPTION_PATH;
+use wire::transcription::{
+    MAX_UPLOAD_BYTES, Part, ProviderTranscriptionRequest, Transcript, TranscriptionRequest,
+};
+
+use crate::AppState;
+use crate::catalogue::LiveModels;
+use crate::pipeline::dispatch::{Failure, dispatch_with, send_to_provider};
+use crate::pipeline::pricing::UsageBound;
+use crate::pipeline::respond::insert_header;
+use crate::pipeline::settlement::Tally;
+use crate::pipeline::{Admitted, Operation, Resolved};
+use crate::registry::Provider;
+
+/// The model a request that names none is for: an alias of whatever transcription model this
+/// gateway serves.
+const DEFAULT_MODEL: &str = "whisper-1";
+/// Longest audio transcribed per request, in seconds (the provider stops decoding there).
+const MAX_SECONDS: u64 = 600;
+/// Most parts a multipart body may have.
+const MAX_PARTS: usize = 16;
+/// Most bytes of a provider's transcript.
+const MAX_TRANSCRIPT_BYTES: usize = 4 * 1024 * 1024;
+
+/// The transcription operation.
+pub(crate) struct Transcription;
+
+/// The parts of a multipart body (the boundary from `headers`), read from memory.
+fn parts(headers: &HeaderMap, body: &Bytes) -> Result<Vec<Part>, ApiError> {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidContentType,
+            "a transcription request is multipart/form-data with the audio in a part named `file`",
+        )
+    })?;
+    let body = body.clone();
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let reading = async move {
+        let mut parts = Vec::new();
+        while let Some(field) = multipart.next_field().await? {
+            if parts.len() == MAX_PARTS {
+                return Ok(None);
+            }
+            let name = field.name().unwrap_or_default().to_owned();
+            let file_name = field.file_name().map(str::to_owned);
+            let bytes = field.bytes().await?.to_vec();
+            parts.push(Part {
+                name,
+                file_name,
+                bytes,
+            });
+        }
+        Ok::<_, multer::Error>(Some(parts))
+    };
+    // The body is in memory: every step is ready at once.
+    match reading.now_or_never() {
+        Some(Ok(Some(parts))) => Ok(parts),
+        Some(Ok(None)) => Err(ApiError::invalid(
+            "file",
+            format!("a transcription request has at most {MAX_PARTS} parts"),
+        )),
+        Some(Err(error)) => Err(ApiError::invalid(
+            "file",
+            format!("the multipart body is not valid: {error}"),
+        )),
+        None => Err(ApiError::new(
+            ErrorCode::Internal,
+            "the multipart body could not be read",
+        )),
+    }
+}
+
+impl Operation for Transcription {
+    const ROUTE: &'static str = "transcription";
+    const ID_PREFIX: &'static str = "transcription";
+    type Request = TranscriptionRequest;
+
+    fn body_limit(_state: &AppState) -> usize {
+        MAX_UPLOAD_BYTES + 64 * 1024
+    }
+
+    fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+        let multipart = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            });
+        if multipart {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::InvalidContentType,
+                "a transcription request is multipart/form-data with the audio in a part named `file`",
+            ))
+        }
+    }
+
+    fn parse(
+        _state: &AppState,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<TranscriptionRequest, ApiError> {
+        TranscriptionRequest::from_parts(parts(headers, body)?, DEFAULT_MODEL)
+    }
+
+    fn resolve(
+        state: &AppState,
+        request: &TranscriptionRequest,
+        live: &LiveModels,
+    ) -> Result<Resolved, ApiError> {
+        let resolved = state
+            .catalogue
+            .resolve_for(&request.model, live, ModelType::Asr)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::ModelNotFound,
+                    format!(
+                        "model {:?} is not served here; GET /v1/models?type=asr lists the transcription models",
+                        request.model
+                    ),
+                )
+                .with_param("model")
+            })?;
+        let model_id = resolved.model_id;
+        let advert = live.get(&model_id).map(|(advert, _)| advert);
+        if let Some(advert) = advert
+            && advert.model_type != ModelType::Asr
+        {
+            return Err(ApiError::invalid(
+                "model",
+                format!(
+                    "model {model_id:?} serves {}, not transcription; GET /v1/models?type=asr lists the transcription models",
+                    advert.model_type.serves()
+                ),
+            ));
+        }
+        let model_name = advert.map_or_else(|| model_id.clone(), |advert| advert.name.clone());
+        Ok(Resolved {
+            model_id,
+            model_name,
+        })
+    }
+
+    fn bound(_state: &AppState, request: &TranscriptionRequest, _body: &Bytes) -> UsageBound {
+        // Priced per second of audio (at the model's input price): reserved for the most the
+        // upload can hold.
+        UsageBound {
+            prompt_tokens: request.max_seconds(MAX_SECONDS),
+            completion_tokens: 0,
+        }
+    }
+
+    async fn respond(admitted: Admitted<TranscriptionRequest>) -> Result<Response, ApiError> {
+        let Admitted { request, paid } = admitted;
+        let state = Arc::clone(&paid.state);
+        let model_id = paid.model.model_id.clone();
+        let model_name = paid.model.model_name.clone();
+        let body = Bytes::from(
+            serde_json::to_vec(&ProviderTranscriptionRequest::new(
+                &request,
+                model_id.clone(),
+            ))
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "the provider request could not be encoded",
+                )
+            })?,
+        );
+        let (attempt, attempts, transcript) = dispatch_with(&state, &model_id, None, |provider| {
+            transcribe(&state, provider, body.clone())
+        })
+        .await?;
+        let bound = paid.bound;
+        let mut record = paid
+            .commit(
+                Self::ROUTE,
+                "transcription",
+                &attempt.provider,
+                attempts,
+                Tally::new(bound, bound.prompt_tokens),
+            )
+            .await?;
+        // Whole seconds heard, at least one.
+        let seconds = (f64::from(transcript.duration.max(0.0)).ceil() as u64).max(1);
+        record.tally.report(Usage::counts(seconds, 0));
+        record.status = Some(200);
+        let provider_id = record.provider.id.clone();
+        drop(record);
+        let (body, content_type) = transcript.render(&request);
+        let mut response = (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, content_type)],
+            body,
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        insert_header(headers, "x-venice-model-id", &model_id);
+        insert_header(headers, "x-venice-model-name", &model_name);
+        insert_header(headers, "x-gondola-provider", &provider_id);
+        Ok(response)
+    }
+}
+
+/// Sends the upload to one provider and reads its transcript.
+async fn transcribe(
+    state: &AppState,
+    provider: Arc<Provider>,
+    body: Bytes,
+) -> Result<Transcript, Failure> {
+    let deadline = tokio::time::Instant::now() + state.config.limits.first_byte_timeout;
+    let request_id = economy::random_hex(16);
+    let response = send_to_provider(
+        state,
+        &provider,
+        PROVIDER_TRANSCRIPTION_PATH,
+        &[
+            (http::header::CONTENT_TYPE.as_str(), "application/json"),
+            ("x-request-id", &request_id),
+        ],
+        body,
+        deadline,
+    )
+    .await?;
+    let mut reply = Vec::new();
+    let mut chunks = response.bytes_stream();
+    loop {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) => {
+                return Err(Failure::fault(
+                    ErrorCode::RequestTimeout,
+                    "the provider did not finish the transcript in time",
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return Err(Failure::fault(
+                    ErrorCode::UpstreamError,
+                    "the provider's answer broke off",
+                ));
+            }
+            Ok(Some(Ok(chunk))) => {
+                if reply.len() + chunk.len() > MAX_TRANSCRIPT_BYTES {
+                    return Err(Failure::fault(
+                        ErrorCode::UpstreamError,
+                        "the provider's transcript is too large",
+                    ));
+                }
+                reply.extend_from_slice(&chunk);
+            }
+        }
+    }
+    serde_json::from_slice(&reply).map_err(|_| {
+        Failure::fault(
+            ErrorCode::UpstreamError,
+            "the provider's answer is not a transcript",
+        )
+    })
+}
