@@ -5,18 +5,7 @@
 // the gateway is only asked for models and replies, like any other API client. Every piece of
 // text a model or a person wrote is put into the page as text, never as markup.
 
-import {
-  ApiFailure,
-  Stopped,
-  describeFailure,
-  listModels,
-  listRelays,
-  listTranscriptionModels,
-  listVoiceModels,
-  speak,
-  streamChat,
-  transcribe,
-} from "/api.js";
+import { ApiFailure, Stopped, describeFailure, listModels, listRelays, listTranscriptionModels, listVoiceModels, speak, streamChat, transcribe } from "/api.js";
 import { formatUsd, parseAmount } from "/amounts.js";
 import { renderMarkdown } from "/markdown.js";
 import { Store, canEncrypt, exportDocument, parseExport } from "/store.js";
