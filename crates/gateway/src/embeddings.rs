@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, StatusCode};
 use wire::chat::Usage;
 use wire::embeddings::{
@@ -23,11 +22,11 @@ use wire::provider::PROVIDER_EMBEDDINGS_PATH;
 
 use crate::AppState;
 use crate::catalogue::LiveModels;
-use crate::pipeline::dispatch::{Failure, dispatch_with, send_to_provider};
+use crate::pipeline::dispatch::{Failure, dispatch_with, read_whole, send_to_provider};
 use crate::pipeline::pricing::{UsageBound, estimate_prompt_tokens};
 use crate::pipeline::respond::insert_header;
 use crate::pipeline::settlement::Tally;
-use crate::pipeline::{Admitted, Operation, Resolved};
+use crate::pipeline::{Admitted, Operation, Resolved, resolve_typed};
 use crate::registry::Provider;
 
 /// Tokens a model adds around each input (BERT's `[CLS]` and `[SEP]`), in the bound.
@@ -69,37 +68,13 @@ impl Operation for Embeddings {
         request: &EmbeddingRequest,
         live: &LiveModels,
     ) -> Result<Resolved, ApiError> {
-        let resolved = state
-            .catalogue
-            .resolve_for(&request.model, live, ModelType::Embedding)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::ModelNotFound,
-                    format!(
-                        "model {:?} is not served here; GET /v1/models?type=embedding lists the embedding models",
-                        request.model
-                    ),
-                )
-                .with_param("model")
-            })?;
-        let model_id = resolved.model_id;
-        let advert = live.get(&model_id).map(|(advert, _)| advert);
-        if let Some(advert) = advert
-            && advert.model_type != ModelType::Embedding
-        {
-            return Err(ApiError::invalid(
-                "model",
-                format!(
-                    "model {model_id:?} serves {}, not embeddings; GET /v1/models?type=embedding lists the embedding models",
-                    advert.model_type.serves()
-                ),
-            ));
-        }
-        let model_name = advert.map_or_else(|| model_id.clone(), |advert| advert.name.clone());
-        Ok(Resolved {
-            model_id,
-            model_name,
-        })
+        resolve_typed(
+            state,
+            &request.model,
+            live,
+            ModelType::Embedding,
+            "embedding",
+        )
     }
 
     fn bound(_state: &AppState, request: &EmbeddingRequest, _body: &Bytes) -> UsageBound {
@@ -214,34 +189,7 @@ async fn embed(
         deadline,
     )
     .await?;
-    let mut reply = Vec::new();
-    let mut chunks = response.bytes_stream();
-    loop {
-        match tokio::time::timeout_at(deadline, chunks.next()).await {
-            Err(_) => {
-                return Err(Failure::fault(
-                    ErrorCode::RequestTimeout,
-                    "the provider did not finish the embeddings in time",
-                ));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(_))) => {
-                return Err(Failure::fault(
-                    ErrorCode::UpstreamError,
-                    "the provider's answer broke off",
-                ));
-            }
-            Ok(Some(Ok(chunk))) => {
-                if reply.len() + chunk.len() > reply_limit {
-                    return Err(Failure::fault(
-                        ErrorCode::UpstreamError,
-                        "the provider's answer is larger than the request's vectors can be",
-                    ));
-                }
-                reply.extend_from_slice(&chunk);
-            }
-        }
-    }
+    let reply = read_whole(response, deadline, reply_limit, "embeddings").await?;
     let list: EmbeddingList = serde_json::from_slice(&reply).map_err(|_| {
         Failure::fault(
             ErrorCode::UpstreamError,

@@ -27,7 +27,7 @@ use crate::pipeline::dispatch::{Failure, dispatch_with, send_to_provider};
 use crate::pipeline::pricing::UsageBound;
 use crate::pipeline::respond::insert_header;
 use crate::pipeline::settlement::Tally;
-use crate::pipeline::{Admitted, Operation, Resolved};
+use crate::pipeline::{Admitted, Operation, Resolved, resolve_typed};
 use crate::registry::Provider;
 
 /// The model a request that names none is for: Venice's default, an alias of whatever speech
@@ -82,38 +82,9 @@ impl Operation for Speech {
         request: &SpeechRequest,
         live: &LiveModels,
     ) -> Result<Resolved, ApiError> {
-        let resolved = state
-            .catalogue
-            .resolve_for(&request.model, live, ModelType::Tts)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::ModelNotFound,
-                    format!(
-                        "model {:?} is not served here; GET /v1/models?type=tts lists the speech models",
-                        request.model
-                    ),
-                )
-                .with_param("model")
-            })?;
-        let model_id = resolved.model_id;
-        let advert = live.get(&model_id).map(|(advert, _)| advert);
-        if let Some(advert) = advert
-            && advert.model_type != ModelType::Tts
-        {
-            return Err(ApiError::invalid(
-                "model",
-                format!(
-                    "model {model_id:?} serves {}, not speech; GET /v1/models?type=tts lists the speech models",
-                    advert.model_type.serves()
-                ),
-            ));
-        }
-        voice_for(live, &model_id, request)?;
-        let model_name = advert.map_or_else(|| model_id.clone(), |advert| advert.name.clone());
-        Ok(Resolved {
-            model_id,
-            model_name,
-        })
+        let resolved = resolve_typed(state, &request.model, live, ModelType::Tts, "speech")?;
+        voice_for(live, &resolved.model_id, request)?;
+        Ok(resolved)
     }
 
     fn bound(_state: &AppState, request: &SpeechRequest, _body: &Bytes) -> UsageBound {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use http::{HeaderMap, StatusCode};
 use wire::chat::Usage;
 use wire::error::{ApiError, ErrorCode};
@@ -23,11 +23,11 @@ use wire::transcription::{
 
 use crate::AppState;
 use crate::catalogue::LiveModels;
-use crate::pipeline::dispatch::{Failure, dispatch_with, send_to_provider};
+use crate::pipeline::dispatch::{Failure, dispatch_with, read_whole, send_to_provider};
 use crate::pipeline::pricing::UsageBound;
 use crate::pipeline::respond::insert_header;
 use crate::pipeline::settlement::Tally;
-use crate::pipeline::{Admitted, Operation, Resolved};
+use crate::pipeline::{Admitted, Operation, Resolved, resolve_typed};
 use crate::registry::Provider;
 
 /// The model a request that names none is for: an alias of whatever transcription model this
@@ -134,37 +134,7 @@ impl Operation for Transcription {
         request: &TranscriptionRequest,
         live: &LiveModels,
     ) -> Result<Resolved, ApiError> {
-        let resolved = state
-            .catalogue
-            .resolve_for(&request.model, live, ModelType::Asr)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::ModelNotFound,
-                    format!(
-                        "model {:?} is not served here; GET /v1/models?type=asr lists the transcription models",
-                        request.model
-                    ),
-                )
-                .with_param("model")
-            })?;
-        let model_id = resolved.model_id;
-        let advert = live.get(&model_id).map(|(advert, _)| advert);
-        if let Some(advert) = advert
-            && advert.model_type != ModelType::Asr
-        {
-            return Err(ApiError::invalid(
-                "model",
-                format!(
-                    "model {model_id:?} serves {}, not transcription; GET /v1/models?type=asr lists the transcription models",
-                    advert.model_type.serves()
-                ),
-            ));
-        }
-        let model_name = advert.map_or_else(|| model_id.clone(), |advert| advert.name.clone());
-        Ok(Resolved {
-            model_id,
-            model_name,
-        })
+        resolve_typed(state, &request.model, live, ModelType::Asr, "transcription")
     }
 
     fn bound(_state: &AppState, request: &TranscriptionRequest, _body: &Bytes) -> UsageBound {
@@ -248,34 +218,7 @@ async fn transcribe(
         deadline,
     )
     .await?;
-    let mut reply = Vec::new();
-    let mut chunks = response.bytes_stream();
-    loop {
-        match tokio::time::timeout_at(deadline, chunks.next()).await {
-            Err(_) => {
-                return Err(Failure::fault(
-                    ErrorCode::RequestTimeout,
-                    "the provider did not finish the transcript in time",
-                ));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(_))) => {
-                return Err(Failure::fault(
-                    ErrorCode::UpstreamError,
-                    "the provider's answer broke off",
-                ));
-            }
-            Ok(Some(Ok(chunk))) => {
-                if reply.len() + chunk.len() > MAX_TRANSCRIPT_BYTES {
-                    return Err(Failure::fault(
-                        ErrorCode::UpstreamError,
-                        "the provider's transcript is too large",
-                    ));
-                }
-                reply.extend_from_slice(&chunk);
-            }
-        }
-    }
+    let reply = read_whole(response, deadline, MAX_TRANSCRIPT_BYTES, "transcript").await?;
     serde_json::from_slice(&reply).map_err(|_| {
         Failure::fault(
             ErrorCode::UpstreamError,

@@ -803,137 +803,102 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(ready),
         wait(shutdown.clone()),
     ));
-    let embeddings = match embedder {
-        Some((embedder, embedding_id)) => {
-            let (ready, registered) = tokio::sync::oneshot::channel();
-            let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "provider").await?;
-            let config = provider::ProviderConfig {
-                gateway_url: format!("http://{internal_address}"),
-                advertise_url: None,
-                data_dir: data.join("provider-embeddings"),
-                max_in_flight: config::EMBEDDING_MAX_IN_FLIGHT,
-                x_wing: file.provider.x_wing,
-            };
-            let task = tokio::spawn(provider::run(
-                listener,
-                config,
+    // The other embedded models, each its own provider, registered before `ready:` is said.
+    let side_backends = [
+        embedder.map(|(embedder, model_id)| {
+            (
+                "embeddings",
                 provider::Backend::EmbeddedEmbeddings {
                     embedder,
-                    model_id: embedding_id.clone(),
+                    model_id: model_id.clone(),
                 },
-                Some(ready),
-                wait(shutdown.clone()),
-            ));
-            Some((task, registered, embedding_id))
-        }
-        None => None,
-    };
-    let speech = match speaker {
-        Some((voice, speech_id)) => {
-            let (ready, registered) = tokio::sync::oneshot::channel();
-            let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "provider").await?;
-            let config = provider::ProviderConfig {
-                gateway_url: format!("http://{internal_address}"),
-                advertise_url: None,
-                data_dir: data.join("provider-speech"),
-                max_in_flight: config::SPEECH_MAX_IN_FLIGHT,
-                x_wing: file.provider.x_wing,
-            };
-            let task = tokio::spawn(provider::run(
-                listener,
-                config,
+                model_id,
+                config::EMBEDDING_MAX_IN_FLIGHT,
+            )
+        }),
+        speaker.map(|(voice, model_id)| {
+            (
+                "speech",
                 provider::Backend::EmbeddedSpeech {
                     voice,
-                    model_id: speech_id.clone(),
+                    model_id: model_id.clone(),
                 },
-                Some(ready),
-                wait(shutdown.clone()),
-            ));
-            tokio::select! {
-                accepted = registered => {
-                    accepted.context("the speech provider stopped before registering")?;
-                }
-                () = wait(shutdown.clone()) => {}
-            }
-            Some((task, speech_id))
-        }
-        None => None,
-    };
-    let transcription = match listener {
-        Some((listener, listener_id)) => {
-            let (ready, registered) = tokio::sync::oneshot::channel();
-            let listener_socket = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "provider").await?;
-            let config = provider::ProviderConfig {
-                gateway_url: format!("http://{internal_address}"),
-                advertise_url: None,
-                data_dir: data.join("provider-transcription"),
-                max_in_flight: config::TRANSCRIPTION_MAX_IN_FLIGHT,
-                x_wing: file.provider.x_wing,
-            };
-            let task = tokio::spawn(provider::run(
-                listener_socket,
-                config,
+                model_id,
+                config::SPEECH_MAX_IN_FLIGHT,
+            )
+        }),
+        listener.map(|(listener, model_id)| {
+            (
+                "transcription",
                 provider::Backend::EmbeddedTranscription {
                     listener,
-                    model_id: listener_id.clone(),
+                    model_id: model_id.clone(),
                 },
-                Some(ready),
-                wait(shutdown.clone()),
-            ));
-            tokio::select! {
-                accepted = registered => {
-                    accepted.context("the transcription provider stopped before registering")?;
-                }
-                () = wait(shutdown.clone()) => {}
-            }
-            Some((task, listener_id))
-        }
-        None => None,
-    };
-    let (embedding_task, embedding_note) = match embeddings {
-        Some((task, registered, embedding_id)) => {
-            tokio::select! {
-                accepted = registered => {
-                    accepted.context("the embedding provider stopped before registering")?;
-                }
-                () = wait(shutdown.clone()) => {}
-            }
-            (Some(task), format!(", embeddings by {embedding_id}"))
-        }
-        None => (None, String::new()),
-    };
-    let (speech_task, speech_note) = match speech {
-        Some((task, speech_id)) => (Some(task), format!(", speech by {speech_id}")),
-        None => (None, String::new()),
-    };
-    let (transcription_task, transcription_note) = match transcription {
-        Some((task, listener_id)) => (Some(task), format!(", transcription by {listener_id}")),
-        None => (None, String::new()),
-    };
+                model_id,
+                config::TRANSCRIPTION_MAX_IN_FLIGHT,
+            )
+        }),
+    ];
+    let mut side_tasks = Vec::new();
+    let mut side_notes = String::new();
+    for (kind, backend, model_id, max_in_flight) in side_backends.into_iter().flatten() {
+        let config = provider::ProviderConfig {
+            gateway_url: format!("http://{internal_address}"),
+            advertise_url: None,
+            data_dir: data.join(format!("provider-{kind}")),
+            max_in_flight,
+            x_wing: file.provider.x_wing,
+        };
+        side_tasks.push((
+            kind,
+            start_provider(kind, config, backend, &shutdown).await?,
+        ));
+        side_notes.push_str(&format!(", {kind} by {model_id}"));
+    }
     tokio::select! {
         accepted = registered => {
             let accepted = accepted.context("the embedded provider stopped before registering")?;
-            println!("gondola: ready: model {model_id} served by {}{embedding_note}{speech_note}{transcription_note} at {scheme}://{address}/v1", accepted.provider_id);
+            println!("gondola: ready: model {model_id} served by {}{side_notes} at {scheme}://{address}/v1", accepted.provider_id);
         }
         () = wait(shutdown.clone()) => {}
     }
     let (public_result, internal_result, provider_result) =
         tokio::join!(public_task, internal_task, provider_task);
-    if let Some(task) = embedding_task {
-        task.await.context("the embedding provider task failed")??;
-    }
-    if let Some(task) = speech_task {
-        task.await.context("the speech provider task failed")??;
-    }
-    if let Some(task) = transcription_task {
+    for (kind, task) in side_tasks {
         task.await
-            .context("the transcription provider task failed")??;
+            .with_context(|| format!("the {kind} provider task failed"))??;
     }
     gateway.close().await;
     public_result.context("the gateway task failed")??;
     internal_result.context("the internal gateway task failed")??;
     provider_result.context("the provider task failed")??;
     Ok(())
+}
+
+/// Starts an embedded provider of `kind` on a loopback port and waits for its registration
+/// (or for shutdown): its task.
+async fn start_provider(
+    kind: &str,
+    config: provider::ProviderConfig,
+    backend: provider::Backend,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), provider::ProviderError>>> {
+    let (ready, registered) = tokio::sync::oneshot::channel();
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "provider").await?;
+    let task = tokio::spawn(provider::run(
+        listener,
+        config,
+        backend,
+        Some(ready),
+        wait(shutdown.clone()),
+    ));
+    tokio::select! {
+        accepted = registered => {
+            accepted.with_context(|| format!("the {kind} provider stopped before registering"))?;
+        }
+        () = wait(shutdown.clone()) => {}
+    }
+    Ok(task)
 }
 
 /// Finds the embedding model's file: a catalogue model (pulled if needed, converted to GGUF

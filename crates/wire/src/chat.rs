@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::message::message_content;
-pub use crate::message::{MAX_CONTENT_PARTS, Message};
+pub use crate::message::{MAX_CONTENT_PARTS, Message, Role};
 use crate::model_id::ModelId;
 use crate::money::Amount;
 use crate::tools::{
@@ -22,28 +22,6 @@ use crate::tools::{
 pub const MAX_STOP_SEQUENCES: usize = 4;
 /// A stop sequence longer than this is a mistake, and each costs a scan per token.
 pub const MAX_STOP_SEQUENCE_BYTES: usize = 256;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    System,
-    Developer,
-    User,
-    Assistant,
-    Tool,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::System => "system",
-            Self::Developer => "developer",
-            Self::User => "user",
-            Self::Assistant => "assistant",
-            Self::Tool => "tool",
-        }
-    }
-}
 
 /// A role as sent: the legacy `function` role is read as `tool`.
 #[derive(Debug, Clone, Copy, Deserialize)]

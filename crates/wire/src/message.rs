@@ -5,9 +5,31 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chat::Role;
 use crate::error::ApiError;
 use crate::tools::ToolCall;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Developer => "developer",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Tool => "tool",
+        }
+    }
+}
 
 /// Most content parts one message may hold.
 pub const MAX_CONTENT_PARTS: usize = 64;

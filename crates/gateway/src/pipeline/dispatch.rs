@@ -184,6 +184,44 @@ pub(crate) async fn send_to_provider(
     Ok(response)
 }
 
+/// Reads a provider's whole answer, at most `limit` bytes, before `deadline`: a fault
+/// otherwise (`what` names the answer in the error).
+pub(crate) async fn read_whole(
+    response: reqwest::Response,
+    deadline: tokio::time::Instant,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, Failure> {
+    let mut reply = Vec::new();
+    let mut chunks = response.bytes_stream();
+    loop {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) => {
+                return Err(Failure::fault(
+                    ErrorCode::RequestTimeout,
+                    format!("the provider did not finish {what} in time"),
+                ));
+            }
+            Ok(None) => return Ok(reply),
+            Ok(Some(Err(_))) => {
+                return Err(Failure::fault(
+                    ErrorCode::UpstreamError,
+                    "the provider's answer broke off",
+                ));
+            }
+            Ok(Some(Ok(chunk))) => {
+                if reply.len() + chunk.len() > limit {
+                    return Err(Failure::fault(
+                        ErrorCode::UpstreamError,
+                        format!("the provider's {what} is larger than allowed"),
+                    ));
+                }
+                reply.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
 /// Reads a provider's error answer: its status says whether to try elsewhere.
 pub(crate) async fn provider_error(
     response: reqwest::Response,

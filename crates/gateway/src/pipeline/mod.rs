@@ -141,6 +141,51 @@ pub(crate) struct Resolved {
     pub(crate) model_name: String,
 }
 
+/// The served model `requested` names among models of `model_type` (`kind` names them in
+/// errors: "embedding", "speech"): refused when nothing is served by that name, or when the
+/// model serves another operation.
+pub(crate) fn resolve_typed(
+    state: &AppState,
+    requested: &str,
+    live: &LiveModels,
+    model_type: wire::models::ModelType,
+    kind: &str,
+) -> Result<Resolved, ApiError> {
+    let listing = format!(
+        "GET /v1/models?type={} lists the {kind} models",
+        model_type.as_str()
+    );
+    let resolved = state
+        .catalogue
+        .resolve_for(requested, live, model_type)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ModelNotFound,
+                format!("model {requested:?} is not served here; {listing}"),
+            )
+            .with_param("model")
+        })?;
+    let model_id = resolved.model_id;
+    let advert = live.get(&model_id).map(|(advert, _)| advert);
+    if let Some(advert) = advert
+        && advert.model_type != model_type
+    {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "model {model_id:?} serves {}, not {}; {listing}",
+                advert.model_type.serves(),
+                model_type.serves()
+            ),
+        ));
+    }
+    let model_name = advert.map_or_else(|| model_id.clone(), |advert| advert.name.clone());
+    Ok(Resolved {
+        model_id,
+        model_name,
+    })
+}
+
 /// A request through admission, pricing and payment, ready for a provider.
 pub(crate) struct Admitted<R> {
     pub(crate) request: R,
