@@ -581,7 +581,8 @@ function messageView(chat, message) {
     const actions = element("div", "message-actions");
     if (answer) actions.append(copyButton(answer));
     // Not in private mode: the text would reach the gateway unsealed.
-    if (answer && state.voiceModel && !privateRelay()) actions.append(readAloudButton(answer));
+    // What is read is the text as shown, not the Markdown behind it.
+    if (answer && state.voiceModel && !privateRelay()) actions.append(readAloudButton(() => body.innerText.trim()));
     if (isLastAssistant(chat, message)) {
       const again = button("Regenerate", "button small ghost", () => regenerate(chat));
       again.disabled = busy;
@@ -604,7 +605,8 @@ function stopReading() {
   reading = null;
 }
 
-function readAloudButton(text) {
+/** A button that reads `shownText()` (called when clicked) in the gateway's voice. */
+function readAloudButton(shownText) {
   const read = button("Read aloud", "button small ghost", async () => {
     if (reading?.button === read) {
       stopReading();
@@ -615,7 +617,7 @@ function readAloudButton(text) {
     reading = current;
     read.textContent = "Stop reading";
     try {
-      const blob = await speak({ text, model: state.voiceModel, apiKey: state.prefs.apiKey, signal: current.controller.signal });
+      const blob = await speak({ text: shownText(), model: state.voiceModel, apiKey: state.prefs.apiKey, signal: current.controller.signal });
       if (reading !== current) return;
       current.url = URL.createObjectURL(blob);
       current.audio = new Audio(current.url);
