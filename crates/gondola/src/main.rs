@@ -228,7 +228,7 @@ struct ProviderArgs {
     #[arg(long, env = "GONDOLA_MAX_IN_FLIGHT")]
     max_in_flight: Option<u32>,
     /// What the model serves: `text` (chat completions), `embedding` (/embeddings), `tts`
-    /// (/audio/speech) or `asr` (/audio/transcriptions, embedded models only). Default: the
+    /// (/audio/speech) or `asr` (/audio/transcriptions). Default: the
     /// catalogue model's type, else text.
     #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr"])]
     model_type: Option<String>,
@@ -1133,9 +1133,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 model_type: match args.model_type.as_deref() {
                     Some("embedding") => wire::models::ModelType::Embedding,
                     Some("tts") => wire::models::ModelType::Tts,
-                    Some("asr") => bail!(
-                        "--model-type asr is served by the embedded model only, not in front of --upstream"
-                    ),
+                    Some("asr") => wire::models::ModelType::Asr,
                     _ => wire::models::ModelType::Text,
                 },
                 context_tokens: args

@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use engine::{EmbedError, EmbedInput, Embedder};
-use futures_util::StreamExt;
 use http::{HeaderMap, StatusCode};
 use wire::embeddings::{EmbeddingInput, EmbeddingList, ProviderEmbeddingRequest};
 use wire::error::{ApiError, ErrorCode};
@@ -169,35 +168,7 @@ async fn upstream(
     if let Some(key) = api_key {
         call = call.bearer_auth(key);
     }
-    let response = call.send().await.map_err(|error| {
-        let what = if error.is_connect() {
-            "could not be reached"
-        } else {
-            "failed"
-        };
-        ApiError::new(
-            ErrorCode::UpstreamError,
-            format!("the upstream engine {what}"),
-        )
-    })?;
-    let status = response.status().as_u16();
-    let mut reply = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::new(
-                ErrorCode::UpstreamError,
-                "the upstream engine's answer broke off",
-            )
-        })?;
-        if reply.len() + chunk.len() > MAX_UPSTREAM_REPLY_BYTES {
-            return Err(ApiError::new(
-                ErrorCode::UpstreamError,
-                "the upstream engine's answer is too large",
-            ));
-        }
-        reply.extend_from_slice(&chunk);
-    }
+    let (status, reply) = crate::call_upstream(call, MAX_UPSTREAM_REPLY_BYTES).await?;
     if !(200..300).contains(&status) {
         return Err(crate::upstream_error(status, &reply));
     }

@@ -521,6 +521,45 @@ pub(crate) fn sse_response(
     response
 }
 
+/// Sends `call` to the upstream engine and reads its whole answer, at most `max_bytes`: its
+/// status and body. What fails on the way is an upstream error.
+pub(crate) async fn call_upstream(
+    call: reqwest::RequestBuilder,
+    max_bytes: usize,
+) -> Result<(u16, Vec<u8>), ApiError> {
+    use futures_util::StreamExt as _;
+    let response = call.send().await.map_err(|error| {
+        let what = if error.is_connect() {
+            "could not be reached"
+        } else {
+            "failed"
+        };
+        ApiError::new(
+            ErrorCode::UpstreamError,
+            format!("the upstream engine {what}"),
+        )
+    })?;
+    let status = response.status().as_u16();
+    let mut reply = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::new(
+                ErrorCode::UpstreamError,
+                "the upstream engine's answer broke off",
+            )
+        })?;
+        if reply.len() + chunk.len() > max_bytes {
+            return Err(ApiError::new(
+                ErrorCode::UpstreamError,
+                "the upstream engine's answer is too large",
+            ));
+        }
+        reply.extend_from_slice(&chunk);
+    }
+    Ok((status, reply))
+}
+
 /// An upstream engine's error answer (`status`, `body`) as this provider's: its message kept,
 /// its status saying whether the gateway should try elsewhere.
 pub(crate) fn upstream_error(status: u16, body: &[u8]) -> ApiError {

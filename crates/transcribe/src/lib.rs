@@ -8,7 +8,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
@@ -57,6 +56,25 @@ pub struct Segment {
     pub end: f32,
 }
 
+/// A word and when it was said, in seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    pub word: String,
+    pub start: f32,
+    pub end: f32,
+}
+
+/// Which timings a transcript carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timings {
+    /// The text only.
+    None,
+    /// A segment per utterance (speech between pauses).
+    Segments,
+    /// Segments, and each word's times, from the decoder's attention to the audio.
+    Words,
+}
+
 /// What was said.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transcript {
@@ -67,33 +85,73 @@ pub struct Transcript {
     pub duration: f32,
     /// Present when timings were asked for: one per utterance.
     pub segments: Vec<Segment>,
+    /// Present when word timings were asked for.
+    pub words: Vec<Word>,
 }
+
+/// Samples in one of Whisper's windows (30 s).
+const WINDOW: usize = 480_000;
+/// Spectrogram frames in a window (one per `HOP` samples).
+const WINDOW_FRAMES: usize = 3000;
+const N_FFT: usize = 400;
+const HOP: usize = 160;
+/// Encoder frames per second of audio (a frame is two hops: 20 ms).
+const ENCODER_FRAMES_PER_SECOND: f32 = 50.0;
+/// Windows encoded at once: bounds the features and encoder output held per request.
+const BATCH: usize = 8;
+/// Width of the median filter over the alignment heads' attention (what Whisper uses).
+const MEDIAN_FILTER: i64 = 7;
 
 /// A loaded Whisper model.
 pub struct Listener {
-    whisper: Arc<ct2rs::Whisper>,
+    whisper: ct2rs::sys::Whisper,
+    tokenizer: ct2rs::tokenizers::hf::Tokenizer,
+    mel_filters: ndarray::Array2<f64>,
+    n_mels: usize,
+    /// `<|endoftext|>`: ids at or above it are special (timestamps, languages, tasks).
+    end_of_text: u32,
     config: ListenerConfig,
 }
 
 impl Listener {
     /// Loads the model. Blocking.
     pub fn load(config: ListenerConfig) -> Result<Self, ListenError> {
+        let model_error = |reason: String| ListenError::Model {
+            path: config.model_dir.clone(),
+            reason,
+        };
         let ct2 = ct2rs::Config {
             num_threads_per_replica: config.threads.max(1),
             ..ct2rs::Config::default()
         };
-        let whisper =
-            ct2rs::Whisper::new(&config.model_dir, ct2).map_err(|error| ListenError::Model {
-                path: config.model_dir.clone(),
-                reason: error.to_string(),
-            })?;
+        let whisper = ct2rs::sys::Whisper::new(&config.model_dir, ct2)
+            .map_err(|error| model_error(error.to_string()))?;
+        let tokenizer = ct2rs::tokenizers::hf::Tokenizer::new(&config.model_dir)
+            .map_err(|error| model_error(error.to_string()))?;
+        let end_of_text = tokenizer
+            .token_to_id("<|endoftext|>")
+            .ok_or_else(|| model_error("the tokenizer has no <|endoftext|>".into()))?;
+        let n_mels = whisper.n_mels();
+        let mel_filters = mel_spec::mel::mel(
+            f64::from(SAMPLE_RATE),
+            N_FFT,
+            n_mels,
+            None,
+            None,
+            false,
+            true,
+        );
         tracing::info!(
             multilingual = whisper.is_multilingual(),
             threads = config.threads,
             "transcription model loaded"
         );
         Ok(Self {
-            whisper: Arc::new(whisper),
+            whisper,
+            tokenizer,
+            mel_filters,
+            n_mels,
+            end_of_text,
             config,
         })
     }
@@ -110,85 +168,274 @@ impl Listener {
     }
 
     /// What `samples` say, in `language` (English for an English-only model; detected when
-    /// `None` on a multilingual one), with segments and word timings when `timed`. Blocking:
-    /// call it off the async runtime.
+    /// `None` on a multilingual one), with the `timings` asked for. Blocking: call it off the
+    /// async runtime.
     pub fn transcribe(
         &self,
         samples: &[f32],
         language: Option<&str>,
-        timed: bool,
+        timings: Timings,
     ) -> Result<Transcript, ListenError> {
         let started = Instant::now();
-        let language = if self.whisper.is_multilingual() {
-            language
+        let duration = samples.len() as f32 / SAMPLE_RATE as f32;
+        // Timed, each utterance (speech between pauses) is a window of its own, padded with
+        // silence: a segment per utterance, with its times in the audio. Untimed, the audio is
+        // cut every 30 s.
+        let spans = if timings == Timings::None {
+            (0..samples.len())
+                .step_by(WINDOW)
+                .map(|start| (start, (start + WINDOW).min(samples.len())))
+                .collect()
         } else {
-            Some("en")
+            utterances(samples, WINDOW)
         };
+        let mut language = if self.whisper.is_multilingual() {
+            language.map(str::to_owned)
+        } else {
+            Some("en".to_owned())
+        };
+        let mut segments = Vec::new();
+        let mut words = Vec::new();
+        for batch in spans.chunks(BATCH) {
+            let windows: Vec<&[f32]> = batch
+                .iter()
+                .map(|(start, end)| &samples[*start..*end])
+                .collect();
+            let heard = self.hear(&windows, &mut language, timings, timings != Timings::None)?;
+            for ((start, end), (text, mut timed)) in batch.iter().zip(heard) {
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let (start, end) = (
+                    *start as f32 / SAMPLE_RATE as f32,
+                    *end as f32 / SAMPLE_RATE as f32,
+                );
+                for word in &mut timed {
+                    word.start = (word.start + start).min(end);
+                    word.end = (word.end + start).min(end);
+                }
+                words.extend(timed);
+                segments.push(Segment {
+                    text: text.to_owned(),
+                    start,
+                    end,
+                });
+            }
+        }
+        let text = segments
+            .iter()
+            .map(|segment| segment.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if timings == Timings::None {
+            segments.clear();
+        }
+        tracing::debug!(
+            audio_ms = (duration * 1000.0) as u64,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            windows = spans.len(),
+            "audio transcribed"
+        );
+        Ok(Transcript {
+            text,
+            language: language.unwrap_or_else(|| "en".to_owned()),
+            duration,
+            segments,
+            words,
+        })
+    }
+
+    /// The text of each window, and its words' times within the window when asked for. The
+    /// language is detected from the first batch when not known.
+    fn hear(
+        &self,
+        windows: &[&[f32]],
+        language: &mut Option<String>,
+        timings: Timings,
+        pad: bool,
+    ) -> Result<Vec<(String, Vec<Word>)>, ListenError> {
+        let mut features = self.features(windows, pad);
+        let shape = [windows.len(), self.n_mels, WINDOW_FRAMES];
+        let features = ct2rs::sys::StorageView::new(&shape, &mut features, Default::default())
+            .map_err(failed)?;
+        if language.is_none() {
+            let detected = self.whisper.detect_language(&features).map_err(failed)?;
+            let best = detected
+                .first()
+                .and_then(|ranked| ranked.first())
+                .map(|result| {
+                    result
+                        .language
+                        .trim_start_matches("<|")
+                        .trim_end_matches("|>")
+                })
+                .unwrap_or("en");
+            *language = Some(best.to_owned());
+        }
+        let mut prompt = vec!["<|startoftranscript|>".to_owned()];
+        if self.whisper.is_multilingual() {
+            prompt.push(format!("<|{}|>", language.as_deref().unwrap_or("en")));
+            prompt.push("<|transcribe|>".to_owned());
+        }
+        prompt.push("<|notimestamps|>".to_owned());
+        let encoded = self.whisper.encode(&features, false).map_err(failed)?;
         let options = ct2rs::WhisperOptions {
             // Greedy: a few times faster than a beam on a CPU, and what the listener test
             // holds to its word error rate.
             beam_size: 1,
             ..ct2rs::WhisperOptions::default()
         };
-        let duration = samples.len() as f32 / SAMPLE_RATE as f32;
-        let window = self.whisper.n_samples();
-        let (text, segments) = if timed {
-            // Each utterance (speech between pauses) in a window of its own, all windows in
-            // one batch: a segment per utterance, with its times in the audio.
-            let spans = utterances(samples, window);
-            let mut padded = vec![0.0f32; spans.len() * window];
-            for (slot, (start, end)) in spans.iter().enumerate() {
-                padded[slot * window..slot * window + (end - start)]
-                    .copy_from_slice(&samples[*start..*end]);
-            }
-            let pieces = if spans.is_empty() {
-                Vec::new()
-            } else {
-                self.whisper
-                    .generate(&padded, language, false, &options)
-                    .map_err(|error| ListenError::Failed(error.to_string()))?
-            };
-            let segments: Vec<Segment> = spans
+        let generated = self
+            .whisper
+            .generate(&encoded, &vec![prompt.clone(); windows.len()], &options)
+            .map_err(failed)?;
+        let tokens: Vec<Vec<usize>> = generated
+            .iter()
+            .map(|result| {
+                result
+                    .sequences_ids
+                    .first()
+                    .map(|ids| {
+                        ids.iter()
+                            .copied()
+                            .filter(|id| *id < self.end_of_text as usize)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let texts = tokens
+            .iter()
+            .map(|ids| {
+                let ids: Vec<u32> = ids.iter().map(|id| *id as u32).collect();
+                self.tokenizer.decode(&ids, true).map_err(failed)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut timed = vec![Vec::new(); windows.len()];
+        // Alignment needs text in every window of the batch; a silent one gets no words.
+        if timings == Timings::Words && tokens.iter().all(|ids| !ids.is_empty()) {
+            let start: Vec<usize> = prompt
                 .iter()
-                .zip(pieces)
-                .filter(|(_, piece)| !piece.trim().is_empty())
-                .map(|((start, end), piece)| Segment {
-                    text: piece.trim().to_owned(),
-                    start: *start as f32 / SAMPLE_RATE as f32,
-                    end: *end as f32 / SAMPLE_RATE as f32,
+                .map(|token| {
+                    self.tokenizer
+                        .token_to_id(token)
+                        .map(|id| id as usize)
+                        .ok_or_else(|| ListenError::Failed(format!("no token {token}")))
                 })
+                .collect::<Result<_, _>>()?;
+            let frames: Vec<usize> = windows
+                .iter()
+                .map(|window| (window.len() / HOP).min(WINDOW_FRAMES))
                 .collect();
-            let text = segments
-                .iter()
-                .map(|segment| segment.text.as_str())
-                .collect::<Vec<_>>()
-                .join(" ");
-            (text, segments)
-        } else {
-            let pieces = self
+            let alignments = self
                 .whisper
-                .generate(samples, language, false, &options)
-                .map_err(|error| ListenError::Failed(error.to_string()))?;
-            let text = pieces
-                .iter()
-                .map(|piece| piece.trim())
-                .filter(|piece| !piece.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ");
-            (text, Vec::new())
-        };
-        tracing::debug!(
-            audio_ms = (duration * 1000.0) as u64,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "audio transcribed"
-        );
-        Ok(Transcript {
-            text,
-            language: language.unwrap_or("en").to_owned(),
-            duration,
-            segments,
-        })
+                .align(&encoded, &start, &tokens, &frames, MEDIAN_FILTER)
+                .map_err(failed)?;
+            for ((slot, ids), alignment) in timed.iter_mut().zip(&tokens).zip(&alignments) {
+                let path: Vec<(i64, i64)> = alignment
+                    .alignments
+                    .iter()
+                    .map(|step| (step.token_x, step.frame_x))
+                    .collect();
+                *slot = self.words(ids, &path)?;
+            }
+        } else if timings == Timings::Words {
+            // Some window of the batch heard nothing: align the others on their own.
+            let spoken: Vec<usize> = (0..windows.len())
+                .filter(|index| !tokens[*index].is_empty())
+                .collect();
+            if !spoken.is_empty() {
+                let again: Vec<&[f32]> = spoken.iter().map(|index| windows[*index]).collect();
+                let heard = self.hear(&again, language, timings, pad)?;
+                for (index, (_, words)) in spoken.into_iter().zip(heard) {
+                    timed[index] = words;
+                }
+            }
+        }
+        Ok(texts.into_iter().zip(timed).collect())
     }
+
+    /// Log-mel features of each window, `[windows, n_mels, 3000]`, as ct2rs computes them;
+    /// `pad`: each window is heard as 30 s, the rest silence.
+    fn features(&self, windows: &[&[f32]], pad: bool) -> Vec<f32> {
+        let per_window = self.n_mels * WINDOW_FRAMES;
+        let mut features = vec![0.0f32; windows.len() * per_window];
+        let silence = vec![0.0f32; HOP];
+        for (slot, window) in windows.iter().enumerate() {
+            let mut stft = mel_spec::stft::Spectrogram::new(N_FFT, HOP);
+            let heard = if pad { WINDOW } else { window.len() };
+            let hops = window
+                .chunks(HOP)
+                .chain(std::iter::repeat_n(
+                    silence.as_slice(),
+                    heard.saturating_sub(window.len()).div_ceil(HOP),
+                ))
+                .take(WINDOW_FRAMES);
+            for (frame, hop) in hops.enumerate() {
+                if let Some(fft) = stft.add(hop) {
+                    let mel = mel_spec::mel::norm_mel(&mel_spec::mel::log_mel_spectrogram(
+                        &fft,
+                        &self.mel_filters,
+                    ));
+                    for bin in 0..self.n_mels {
+                        features[slot * per_window + bin * WINDOW_FRAMES + frame] =
+                            mel[[bin, 0]] as f32;
+                    }
+                }
+            }
+        }
+        features
+    }
+
+    /// The words of a window's text tokens and their times in it, from the alignment path
+    /// (token index, encoder frame): a word starts where the path first reaches its first
+    /// token and ends where the next word (or the end of text) starts.
+    fn words(&self, ids: &[usize], path: &[(i64, i64)]) -> Result<Vec<Word>, ListenError> {
+        // Where each token (and the end of text after them) starts, in encoder frames.
+        let mut starts: Vec<i64> = Vec::with_capacity(ids.len() + 1);
+        for (token, frame) in path {
+            if *token as usize == starts.len() {
+                starts.push(*frame);
+            }
+        }
+        let last = starts.last().copied().unwrap_or(0);
+        starts.resize(ids.len() + 1, last);
+        // A word begins with a token that begins with a space (`Ġ` in byte-level BPE).
+        let mut bounds: Vec<usize> = Vec::new();
+        for (index, id) in ids.iter().enumerate() {
+            let begins = self
+                .tokenizer
+                .id_to_token(*id as u32)
+                .is_some_and(|token| token.starts_with('Ġ') || token.starts_with(' '));
+            if index == 0 || begins {
+                bounds.push(index);
+            }
+        }
+        bounds.push(ids.len());
+        let mut words = Vec::new();
+        for pair in bounds.windows(2) {
+            let range: Vec<u32> = ids[pair[0]..pair[1]].iter().map(|id| *id as u32).collect();
+            let text = self.tokenizer.decode(&range, true).map_err(failed)?;
+            let word = text
+                .trim()
+                .trim_matches(|c: char| c.is_ascii_punctuation() && c != '\'')
+                .to_owned();
+            if word.is_empty() {
+                continue;
+            }
+            words.push(Word {
+                word,
+                start: starts[pair[0]] as f32 / ENCODER_FRAMES_PER_SECOND,
+                end: starts[pair[1]] as f32 / ENCODER_FRAMES_PER_SECOND,
+            });
+        }
+        Ok(words)
+    }
+}
+
+fn failed(error: impl std::fmt::Display) -> ListenError {
+    ListenError::Failed(error.to_string())
 }
 
 /// Samples per frame of the pause detector (20 ms).

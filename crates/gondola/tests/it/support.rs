@@ -250,6 +250,38 @@ pub fn provider_with(gateway_url: &str, extra: &[&str]) -> ((Process, String), P
     ((process, id), data_dir)
 }
 
+/// `gondola provider` serving `model_id` as a `model_type` model (`embedding`, `tts`, `asr`)
+/// from `extra`'s backend, registered with `gateway_url`.
+pub fn typed_provider(
+    gateway_url: &str,
+    model_id: &str,
+    model_type: &str,
+    extra: &[&str],
+) -> Process {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let data = dir.path().join("data").display().to_string();
+    let cache = cache_dir().display().to_string();
+    let mut args = vec![
+        "provider",
+        "--gateway",
+        gateway_url,
+        "--model-id",
+        model_id,
+        "--model-type",
+        model_type,
+        "--data-dir",
+        &data,
+        "--cache-dir",
+        &cache,
+        "--log",
+        "debug",
+    ];
+    args.extend_from_slice(extra);
+    let mut process = Process::start(&args, dir);
+    process.wait_for_line("ready: provider");
+    process
+}
+
 /// `gondola relay` on port 0 in front of `gateway_url`. Returns the process and its base URL.
 pub fn relay(gateway_url: &str) -> (Process, String) {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));

@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::economy::{decimal_units, staked_account_key};
-use crate::support::{binary, client, serve};
+use crate::support::{binary, client, gateway, serve, typed_provider};
 
 const TRANSCRIPTION_MODEL: &str = "whisper-tiny-en";
 const ADMIN_SECRET: &str = "sk-transcription-operator";
@@ -75,6 +75,51 @@ async fn transcribe(
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     (status, headers, response.text().await.expect("body"))
+}
+
+/// A `verbose_json` answer's words are the words of `TEXT` (as its text is), in order and
+/// never overlapping, each inside the segment of its sentence and inside the audio.
+fn check_word_timings(timed: &Value) {
+    let duration = timed["duration"].as_f64().expect("duration");
+    let segments = timed["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 2, "{timed}");
+    let words = timed["words"].as_array().expect("words");
+    let said: Vec<&str> = words
+        .iter()
+        .map(|word| word["word"].as_str().expect("word"))
+        .collect();
+    assert!(word_error_rate(TEXT, &said.join(" ")) < 0.25, "{said:?}");
+    let mut last_end = 0.0;
+    for word in words {
+        let (start, end) = (
+            word["start"].as_f64().expect("start"),
+            word["end"].as_f64().expect("end"),
+        );
+        assert!(
+            start >= last_end - 1e-6 && end >= start && end <= duration + 0.01,
+            "{timed}"
+        );
+        let inside = segments.iter().any(|segment| {
+            segment["start"].as_f64().expect("start") <= start + 1e-6
+                && end <= segment["end"].as_f64().expect("end") + 1e-6
+        });
+        assert!(inside, "{word} is inside a segment: {timed}");
+        last_end = end;
+    }
+    // "river" is said in the second sentence, "weather" in the first.
+    let at = |wanted: &str| {
+        words
+            .iter()
+            .find(|word| {
+                word["word"]
+                    .as_str()
+                    .is_some_and(|word| word.eq_ignore_ascii_case(wanted))
+            })
+            .and_then(|word| word["start"].as_f64())
+            .unwrap_or_else(|| panic!("{wanted} is heard: {timed}"))
+    };
+    let second = segments[1]["start"].as_f64().expect("start");
+    assert!(at("weather") < second && at("river") >= second, "{timed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -164,7 +209,7 @@ async fn speech_is_transcribed_back_to_its_words_in_every_format() {
         );
         last = end;
     }
-    // Word timings are refused, saying what there is instead.
+    // Word timings: the words said, in order, each inside its sentence's segment.
     let (status, _, body) = transcribe(
         &http,
         &url,
@@ -173,12 +218,14 @@ async fn speech_is_transcribed_back_to_its_words_in_every_format() {
         &[
             ("response_format", "verbose_json"),
             ("timestamp_granularities[]", "word"),
+            ("timestamp_granularities[]", "segment"),
         ],
         None,
     )
     .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("segment timings are"), "{body}");
+    assert_eq!(status, 200, "{body}");
+    let timed: Value = serde_json::from_str(&body).expect("json");
+    check_word_timings(&timed);
 
     // SubRip and WebVTT cues.
     let (status, headers, srt) = transcribe(
@@ -224,6 +271,8 @@ async fn speech_is_transcribed_back_to_its_words_in_every_format() {
         "{venice}"
     );
     assert!(venice["duration"].as_f64().is_some());
+    let venice_words = venice["timestamps"]["word"].as_array().expect("words");
+    assert!(venice_words.len() >= 10, "{venice}");
 
     // What is not audio, or not a transcription request: the client's error, the process up.
     let (status, _, body) = transcribe(
@@ -331,4 +380,77 @@ async fn transcription_is_charged_per_second_heard_at_the_models_price() {
         charged == seconds * 10u128.pow(15) || charged == (seconds + 1) * 10u128.pow(15),
         "{charged} for {seconds} s"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_fronts_an_openai_compatible_transcription_engine_and_fails_over() {
+    // The engine: another Gondola's OpenAI-compatible /v1/audio/transcriptions.
+    let (mut engine, engine_url, _engine_dir) = serve(&[], None);
+    let (_gateway, url, _dir) = gateway("");
+    let engine_base = format!("{engine_url}/v1");
+    let _upstream = typed_provider(
+        &url,
+        "team-whisper",
+        "asr",
+        &["--upstream", &engine_base, "--model", "whisper-1"],
+    );
+    let http = client();
+    let mp3 = speech(&http, &engine_url, "mp3").await;
+    let asked = [
+        ("model", "team-whisper"),
+        ("response_format", "verbose_json"),
+        ("timestamp_granularities[]", "word"),
+        ("timestamp_granularities[]", "segment"),
+    ];
+    let (status, headers, body) = transcribe(&http, &url, "/v1", mp3.clone(), &asked, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-venice-model-id"], "team-whisper");
+    let fronted: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(fronted["language"], "english");
+    assert!(word_error_rate(TEXT, fronted["text"].as_str().expect("text")) < 0.25);
+    check_word_timings(&fronted);
+    // The engine's own answer to the same upload: the front adds and loses nothing.
+    let (_, _, direct) = transcribe(
+        &http,
+        &engine_url,
+        "/v1",
+        mp3.clone(),
+        &[
+            ("response_format", "verbose_json"),
+            ("timestamp_granularities[]", "word"),
+        ],
+        None,
+    )
+    .await;
+    let direct: Value = serde_json::from_str(&direct).expect("json");
+    assert_eq!(fronted["text"], direct["text"]);
+    assert_eq!(fronted["words"], direct["words"]);
+    // Plain text through the front.
+    let (status, _, text) = transcribe(
+        &http,
+        &url,
+        "/v1",
+        mp3.clone(),
+        &[("model", "team-whisper"), ("response_format", "text")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(text.trim(), direct["text"].as_str().expect("text"));
+
+    // A second provider of the model with the embedded Whisper; the engine goes away without
+    // a word, and transcription goes on.
+    let _embedded = typed_provider(
+        &url,
+        "team-whisper",
+        "asr",
+        &["--model", TRANSCRIPTION_MODEL],
+    );
+    engine.kill();
+    for _ in 0..3 {
+        let (status, _, body) = transcribe(&http, &url, "/v1", mp3.clone(), &asked, None).await;
+        assert_eq!(status, 200, "{body}");
+        let heard: Value = serde_json::from_str(&body).expect("json");
+        check_word_timings(&heard);
+    }
 }
