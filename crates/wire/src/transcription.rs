@@ -467,4 +467,22 @@ mod tests {
         let (text, _) = transcript.render(&request("text"));
         assert_eq!(text, b"Hello there. Bye.\n");
     }
+
+    #[test]
+    fn audio_is_named_by_its_first_bytes_and_languages_by_their_codes() {
+        assert_eq!(audio_extension(b"RIFF\x24\x00\x00\x00WAVEfmt "), "wav");
+        assert_eq!(audio_extension(b"fLaC\x00"), "flac");
+        assert_eq!(audio_extension(b"OggS\x00"), "ogg");
+        assert_eq!(audio_extension(&[0x1a, 0x45, 0xdf, 0xa3, 0x01]), "webm");
+        assert_eq!(audio_extension(b"ID3\x04"), "mp3");
+        assert_eq!(audio_extension(&[0xff, 0xfb, 0x90, 0x00]), "mp3");
+        assert_eq!(audio_extension(&[0xff, 0xf1, 0x50, 0x80]), "aac");
+        assert_eq!(audio_extension(b"\x00\x00\x00\x20ftypM4A "), "m4a");
+        assert_eq!(audio_extension(b"not audio"), "bin");
+        assert_eq!(audio_extension(b""), "bin");
+        assert_eq!(language_code("english"), "en");
+        assert_eq!(language_code("English "), "en");
+        assert_eq!(language_code("fr"), "fr");
+        assert_eq!(language_name(&language_code("german")), "german");
+    }
 }
