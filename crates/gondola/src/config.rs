@@ -235,6 +235,8 @@ pub struct RawProvider {
     pub model_id: Option<String>,
     pub upstream: Option<String>,
     pub upstream_model: Option<String>,
+    /// `openai` (the default) or `piper`.
+    pub upstream_api: Option<String>,
     /// `env::NAME` for the upstream engine's API key.
     pub upstream_api_key: Option<String>,
     pub context_tokens: Option<u32>,

@@ -216,6 +216,11 @@ struct ProviderArgs {
     /// instead of the embedded one; --model then names the upstream's model.
     #[arg(long, env = "GONDOLA_UPSTREAM")]
     upstream: Option<String>,
+    /// The API the upstream engine speaks: `openai` (the default), or `piper` for Piper's
+    /// HTTP server (`python -m piper.http_server`; speech only, with --model-type tts and
+    /// --model naming its voice).
+    #[arg(long, env = "GONDOLA_UPSTREAM_API", value_parser = ["openai", "piper"])]
+    upstream_api: Option<String>,
     /// Environment variable holding the upstream engine's API key.
     #[arg(long, env = "GONDOLA_UPSTREAM_KEY_ENV")]
     upstream_key_env: Option<String>,
@@ -1125,17 +1130,37 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 .clone()
                 .or_else(|| file.provider.model_id.clone())
                 .unwrap_or_else(|| upstream_model.clone());
+            let model_type = match args.model_type.as_deref() {
+                Some("embedding") => wire::models::ModelType::Embedding,
+                Some("tts") => wire::models::ModelType::Tts,
+                Some("asr") => wire::models::ModelType::Asr,
+                _ => wire::models::ModelType::Text,
+            };
+            let api = match args
+                .upstream_api
+                .as_deref()
+                .or(file.provider.upstream_api.as_deref())
+            {
+                None | Some("openai") => provider::UpstreamApi::OpenAi,
+                Some("piper") => {
+                    if model_type != wire::models::ModelType::Tts {
+                        bail!("--upstream-api piper serves speech: give --model-type tts");
+                    }
+                    provider::UpstreamApi::Piper {
+                        ffmpeg: which("ffmpeg").context(
+                            "Piper's server answers WAV, and other formats are encoded by FFmpeg (Debian: apt-get install ffmpeg)",
+                        )?,
+                    }
+                }
+                Some(other) => bail!("provider.upstream_api is openai or piper, not {other:?}"),
+            };
             provider::Backend::Upstream {
+                api,
                 base_url,
                 upstream_model,
                 model_id,
                 api_key,
-                model_type: match args.model_type.as_deref() {
-                    Some("embedding") => wire::models::ModelType::Embedding,
-                    Some("tts") => wire::models::ModelType::Tts,
-                    Some("asr") => wire::models::ModelType::Asr,
-                    _ => wire::models::ModelType::Text,
-                },
+                model_type,
                 context_tokens: args
                     .engine
                     .context

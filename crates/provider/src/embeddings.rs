@@ -13,7 +13,7 @@ use wire::embeddings::{EmbeddingInput, EmbeddingList, ProviderEmbeddingRequest};
 use wire::error::{ApiError, ErrorCode};
 use wire::models::ModelType;
 
-use crate::{AppState, Backend, check_lease, error_response};
+use crate::{AppState, Backend, UpstreamApi, check_lease, error_response};
 
 /// Most bytes of an upstream engine's answer: 2,048 vectors of 4,096 numbers in JSON.
 const MAX_UPSTREAM_REPLY_BYTES: usize = 256 * 1024 * 1024;
@@ -52,6 +52,7 @@ pub(crate) async fn embeddings(
             embedded(Arc::clone(embedder), model_id, request).await
         }
         Backend::Upstream {
+            api: UpstreamApi::OpenAi,
             base_url,
             upstream_model,
             api_key,

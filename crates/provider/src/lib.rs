@@ -72,8 +72,10 @@ pub enum Backend {
         listener: Arc<transcribe::Listener>,
         model_id: String,
     },
-    /// An OpenAI-compatible server, e.g. `http://127.0.0.1:8000/v1` for vLLM.
+    /// Another engine: an OpenAI-compatible server, e.g. `http://127.0.0.1:8000/v1` for
+    /// vLLM, or one with an API of its own (`api`).
     Upstream {
+        api: UpstreamApi,
         base_url: String,
         upstream_model: String,
         model_id: String,
@@ -85,6 +87,16 @@ pub enum Backend {
         /// its operator says: passed to it as sent.
         input_media: Vec<String>,
     },
+}
+
+/// The API an upstream engine speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamApi {
+    /// OpenAI's: `/chat/completions`, `/embeddings`, `/audio/speech`, `/audio/transcriptions`.
+    OpenAi,
+    /// Piper's HTTP server (`python -m piper.http_server`): `POST /synthesize` answers WAV;
+    /// speech only. Other formats are encoded here by FFmpeg.
+    Piper { ffmpeg: std::path::PathBuf },
 }
 
 impl Backend {
@@ -158,6 +170,7 @@ impl Backend {
                 voices: Vec::new(),
             },
             Self::Upstream {
+                api,
                 upstream_model,
                 model_id,
                 model_type,
@@ -178,7 +191,12 @@ impl Backend {
                 supports_logprobs: *model_type == ModelType::Text,
                 input_media: input_media.clone(),
                 backend: "upstream".into(),
-                voices: Vec::new(),
+                // Piper's server is started with its voice; an OpenAI-compatible engine's
+                // voices are its own to list.
+                voices: match api {
+                    UpstreamApi::Piper { .. } => vec![upstream_model.clone()],
+                    UpstreamApi::OpenAi => Vec::new(),
+                },
             },
         }
     }

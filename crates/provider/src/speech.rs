@@ -1,6 +1,7 @@
 //! `POST /provider/v1/audio/speech`: audio from the embedded voice (Piper through ONNX
-//! Runtime, sentence by sentence, encoded as it is spoken), or from an OpenAI-compatible
-//! engine's `/audio/speech`, relayed as it comes.
+//! Runtime, sentence by sentence, encoded as it is spoken), from an OpenAI-compatible
+//! engine's `/audio/speech`, relayed as it comes, or from Piper's HTTP server (its WAV
+//! encoded here).
 //!
 //! The answer starts only once the first sentence is spoken (or the engine answered), so a
 //! request that cannot be spoken gets an error status the gateway can act on.
@@ -19,7 +20,7 @@ use wire::error::{ApiError, ErrorCode};
 use wire::models::ModelType;
 use wire::speech::ProviderSpeechRequest;
 
-use crate::{AppState, Backend, check_lease, error_response};
+use crate::{AppState, Backend, UpstreamApi, check_lease, error_response};
 
 /// Encoded chunks buffered between the encoder and the connection.
 const ENCODED_AHEAD: usize = 16;
@@ -59,6 +60,14 @@ pub(crate) async fn speech(
     let result = match &state.backend {
         Backend::EmbeddedSpeech { voice, .. } => embedded(Arc::clone(voice), request).await,
         Backend::Upstream {
+            api: UpstreamApi::Piper { ffmpeg },
+            base_url,
+            upstream_model,
+            model_type: ModelType::Tts,
+            ..
+        } => piper(state.http.get(), ffmpeg, base_url, upstream_model, request).await,
+        Backend::Upstream {
+            api: UpstreamApi::OpenAi,
             base_url,
             upstream_model,
             api_key,
@@ -143,7 +152,7 @@ async fn embedded(voice: Arc<Voice>, request: ProviderSpeechRequest) -> Result<R
         return Ok(audio_response(format, Body::from(bytes)));
     }
     let (pcm, pcm_receiver) = mpsc::channel::<Vec<i16>>(2);
-    let (encoded, mut encoded_receiver) = mpsc::channel(ENCODED_AHEAD);
+    let (encoded, encoded_receiver) = mpsc::channel(ENCODED_AHEAD);
     let failures = encoded.clone();
     tokio::spawn(async move {
         if pcm.send(first).await.is_err() {
@@ -164,10 +173,36 @@ async fn embedded(voice: Arc<Voice>, request: ProviderSpeechRequest) -> Result<R
         }
     });
     let ffmpeg = voice.ffmpeg().to_path_buf();
+    encoded_reply(
+        ffmpeg,
+        format,
+        sample_rate,
+        (pcm_receiver, encoded, encoded_receiver),
+        request.streaming,
+    )
+    .await
+}
+
+/// What FFmpeg writes on the channel's sender as it encodes the PCM arriving on its receiver
+/// (the PCM's producer may send its own failure on the same channel).
+type EncodingChannels = (
+    mpsc::Receiver<Vec<i16>>,
+    mpsc::Sender<Result<Vec<u8>, VoiceError>>,
+    mpsc::Receiver<Result<Vec<u8>, VoiceError>>,
+);
+
+/// The reply: the PCM encoded as `format` by FFmpeg, streamed as it is encoded or whole.
+async fn encoded_reply(
+    ffmpeg: std::path::PathBuf,
+    format: AudioFormat,
+    sample_rate: u32,
+    (pcm_receiver, encoded, mut encoded_receiver): EncodingChannels,
+    streaming: bool,
+) -> Result<Response, ApiError> {
     tokio::spawn(async move {
         voice::audio::encode(&ffmpeg, format, sample_rate, pcm_receiver, encoded).await;
     });
-    if request.streaming {
+    if streaming {
         let stream =
             futures_util::stream::poll_fn(move |context| encoded_receiver.poll_recv(context)).map(
                 |item| {
@@ -185,6 +220,73 @@ async fn embedded(voice: Arc<Voice>, request: ProviderSpeechRequest) -> Result<R
         }
     }
     Ok(audio_response(format, Body::from(whole)))
+}
+
+/// Speech from Piper's HTTP server: `POST /synthesize` with the text, the voice and the
+/// phoneme length (the inverse of the speed); its WAV is sent as it is when WAV is asked
+/// for, and encoded here otherwise.
+async fn piper(
+    http: &reqwest::Client,
+    ffmpeg: &std::path::Path,
+    base_url: &str,
+    own_voice: &str,
+    request: ProviderSpeechRequest,
+) -> Result<Response, ApiError> {
+    let format = AudioFormat::parse(&request.response_format).ok_or_else(|| {
+        ApiError::invalid(
+            "response_format",
+            format!("{:?} is not an audio format", request.response_format),
+        )
+    })?;
+    // A portable name (OpenAI's `alloy`, …) is the server's own voice; another name is a
+    // voice the server may hold beside it.
+    let voice = if wire::speech::PORTABLE_VOICES.contains(&request.voice.as_str()) {
+        own_voice
+    } else {
+        request.voice.as_str()
+    };
+    let body = serde_json::json!({
+        "text": request.input,
+        "voice": voice,
+        "length_scale": 1.0 / f64::from(request.speed.clamp(0.25, 4.0)),
+    });
+    let call = http
+        .post(format!("{}/synthesize", base_url.trim_end_matches('/')))
+        .json(&body);
+    let (status, reply) = crate::call_upstream(call, MAX_WHOLE_REPLY_BYTES).await?;
+    if !(200..300).contains(&status) {
+        return Err(crate::upstream_error(status, &reply));
+    }
+    let (sample_rate, samples) = voice::audio::read_wav(&reply).map_err(|reason| {
+        ApiError::new(
+            ErrorCode::UpstreamError,
+            format!("the upstream engine's answer is {reason}"),
+        )
+    })?;
+    if format == AudioFormat::Wav && !request.streaming {
+        let mut bytes = voice::audio::wav_header(sample_rate, Some(samples.len()));
+        bytes.extend(voice::audio::pcm_bytes(&samples));
+        return Ok(audio_response(format, Body::from(bytes)));
+    }
+    let (pcm, pcm_receiver) = mpsc::channel::<Vec<i16>>(2);
+    let (encoded, encoded_receiver) = mpsc::channel(ENCODED_AHEAD);
+    tokio::spawn(async move {
+        // A quarter second at a time, as the embedded voice's sentences would come.
+        let step = (sample_rate as usize / 4).max(1);
+        for chunk in samples.chunks(step) {
+            if pcm.send(chunk.to_vec()).await.is_err() {
+                return;
+            }
+        }
+    });
+    encoded_reply(
+        ffmpeg.to_path_buf(),
+        format,
+        sample_rate,
+        (pcm_receiver, encoded, encoded_receiver),
+        request.streaming,
+    )
+    .await
 }
 
 async fn upstream(

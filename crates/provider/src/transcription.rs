@@ -14,7 +14,7 @@ use wire::error::{ApiError, ErrorCode};
 use wire::models::ModelType;
 use wire::transcription::{ProviderTranscriptionRequest, TimedText, TimedWord, Transcript};
 
-use crate::{AppState, Backend, check_lease, error_response};
+use crate::{AppState, Backend, UpstreamApi, check_lease, error_response};
 
 /// Largest request from the gateway: the largest upload, in base64, and the rest.
 pub(crate) const MAX_BODY_BYTES: usize = wire::transcription::MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024;
@@ -53,6 +53,7 @@ pub(crate) async fn transcriptions(
             transcribe(Arc::clone(listener), request).await
         }
         Backend::Upstream {
+            api: UpstreamApi::OpenAi,
             base_url,
             upstream_model,
             api_key,

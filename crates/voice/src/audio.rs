@@ -100,6 +100,28 @@ pub fn wav_header(sample_rate: u32, samples: Option<usize>) -> Vec<u8> {
     header
 }
 
+/// The sample rate and samples of a mono 16-bit PCM WAV file (what Piper's server answers
+/// with), or why it is not one.
+pub fn read_wav(bytes: &[u8]) -> Result<(u32, Vec<i16>), String> {
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes))
+        .map_err(|error| format!("not a WAV file: {error}"))?;
+    let spec = reader.spec();
+    if spec.channels != 1
+        || spec.bits_per_sample != 16
+        || spec.sample_format != hound::SampleFormat::Int
+    {
+        return Err(format!(
+            "the WAV is {} channel(s) of {}-bit samples, not mono 16-bit PCM",
+            spec.channels, spec.bits_per_sample
+        ));
+    }
+    let samples = reader
+        .into_samples::<i16>()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("the WAV's samples are cut short: {error}"))?;
+    Ok((spec.sample_rate, samples))
+}
+
 pub fn pcm_bytes(samples: &[i16]) -> Vec<u8> {
     samples
         .iter()
@@ -223,5 +245,17 @@ mod tests {
             assert_eq!(AudioFormat::parse(format.name()), Some(format));
         }
         assert_eq!(AudioFormat::parse("ogg"), None);
+    }
+
+    #[test]
+    fn a_wav_written_here_reads_back_and_other_bytes_are_refused() {
+        let samples: Vec<i16> = (0..1000)
+            .map(|index| (index * 31 % 2000 - 1000) as i16)
+            .collect();
+        let mut wav = wav_header(22_050, Some(samples.len()));
+        wav.extend(pcm_bytes(&samples));
+        assert_eq!(read_wav(&wav), Ok((22_050, samples)));
+        assert!(read_wav(b"<!doctype html>").is_err());
+        assert!(read_wav(&wav[..30]).is_err());
     }
 }

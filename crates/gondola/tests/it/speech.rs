@@ -329,3 +329,142 @@ async fn a_provider_fronts_an_openai_compatible_speech_engine_and_fails_over_to_
         );
     }
 }
+
+/// Piper's own HTTP server (`python -m piper.http_server`, from the `piper-tts` package) with
+/// the voice's model, on a free port: stopped when dropped.
+struct PiperServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PiperServer {
+    fn start(model: &std::path::Path) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(crate::sdk::python())
+            .args([
+                "-m",
+                "piper.http_server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "-m",
+            ])
+            .arg(model)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start Piper's server");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let url = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.split_once("Running on ")
+                    .map(|(_, url)| url.trim().to_owned())
+            })
+            .expect("Piper's server says where it listens");
+        // Its log goes on being read, so that a full pipe never stops it.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, url }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PiperServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_fronts_pipers_own_server_in_every_format() {
+    let model = speech_model_path();
+    let mut engine = PiperServer::start(&model);
+    let (_gateway, url, _dir) = gateway("");
+    let _provider = crate::support::typed_provider(
+        &url,
+        "team-piper",
+        "tts",
+        &[
+            "--upstream",
+            &engine.url,
+            "--upstream-api",
+            "piper",
+            "--model",
+            "en_US-joe-medium",
+        ],
+    );
+    let http = client();
+    let text = "Piper's own server speaks through Gondola. Every format is encoded here.";
+    // The server's own answer to the same text: its length is what the front must give.
+    let direct = http
+        .post(format!("{}/synthesize", engine.url))
+        .json(&json!({"text": text}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(direct.status(), 200);
+    let direct_seconds = decoded_seconds(&direct.bytes().await.expect("wav"), "wav");
+    assert!(direct_seconds > 2.0, "{direct_seconds}");
+    for format in ["wav", "mp3", "opus", "aac", "flac", "pcm"] {
+        let (status, headers, audio) = speak(
+            &http,
+            &url,
+            json!({"model": "team-piper", "input": text, "voice": "alloy", "response_format": format}),
+        )
+        .await;
+        assert_eq!(status, 200, "{format}: {}", String::from_utf8_lossy(&audio));
+        assert_eq!(
+            headers["content-type"],
+            voice::audio::AudioFormat::parse(format)
+                .expect("format")
+                .content_type()
+        );
+        // Piper draws its phoneme lengths with noise: the same text is about as long.
+        let seconds = decoded_seconds(&audio, format);
+        assert!(
+            (seconds - direct_seconds).abs() < 0.2 * direct_seconds,
+            "{format}: {seconds} s against {direct_seconds} s"
+        );
+    }
+    // Streamed, and twice as fast.
+    let (status, _, streamed) = speak(
+        &http,
+        &url,
+        json!({"model": "team-piper", "input": text, "response_format": "mp3", "streaming": true, "speed": 2.0}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let fast = decoded_seconds(&streamed, "mp3");
+    // Piper shortens the phonemes, not the pauses: well under the time, if not half.
+    assert!(fast < 0.75 * direct_seconds, "{fast} s at twice the speed");
+    // The gateway lists the server's voice.
+    let voices: Value = http
+        .get(format!("{url}/v1/audio/voices?model=team-piper"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(voices.to_string().contains("en_US-joe-medium"), "{voices}");
+
+    // The server goes away: a clear error in the API's shape, not a hang or a cut stream.
+    engine.stop();
+    let (status, _, body) = speak(
+        &http,
+        &url,
+        json!({"model": "team-piper", "input": text, "response_format": "mp3"}),
+    )
+    .await;
+    assert!(status >= 500, "{status}");
+    let error: Value = serde_json::from_slice(&body).expect("an error body");
+    assert!(error["error"]["message"].is_string(), "{error}");
+}
