@@ -13,12 +13,16 @@
 #                               embeddings`, results in bench/results/embeddings.{md,json}.
 #   bench/peers/run.sh speech   Gondola's voice beside Piper's own engine (piper-tts):
 #                               `gondola-bench speech`, results in bench/results/speech.{md,json}.
+#   bench/peers/run.sh transcription
+#                               Gondola's listener beside faster-whisper on the same Whisper
+#                               model: `gondola-bench transcription`, results in
+#                               bench/results/transcription.{md,json}.
 #
 # Installs Debian's nginx-light and, in a venv under target/bench-peers, the peers (pinned),
 # builds Gondola in release mode, and runs. The peers' configurations here (nginx-mock.conf,
 # litellm.yaml, tensorzero.toml, run_tensorzero.py) are their own benchmark set-up, unchanged;
-# llama_cpp_decode.py, llama_cpp_embed.py and piper_speak.py are Gondola's timing helpers for
-# llama-cpp-python, xllamacpp and piper-tts.
+# llama_cpp_decode.py, llama_cpp_embed.py, piper_speak.py and whisper_transcribe.py are
+# Gondola's timing helpers for llama-cpp-python, xllamacpp, piper-tts and faster-whisper.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what="${1:-peers}"
@@ -75,8 +79,20 @@ case "$what" in
     exec target/release/gondola-bench speech "$(target/release/gondola pull piper-en-us-joe)" \
       --venv "$venv" "$@"
     ;;
+  transcription)
+    if [ ! -f "$venv/.faster-whisper-pinned" ]; then
+      echo "gondola: installing faster-whisper 1.2.1 into $venv" >&2
+      "$venv/bin/pip" install -q 'faster-whisper==1.2.1'
+      touch "$venv/.faster-whisper-pinned"
+    fi
+    cargo build --release -p bench -p gondola
+    voice="$(target/release/gondola pull piper-en-us-joe)"
+    whisper="$(dirname "$(target/release/gondola pull whisper-tiny-en)")"
+    exec target/release/gondola-bench transcription "$whisper" \
+      "$voice" --venv "$venv" "$@"
+    ;;
   *)
-    echo "usage: bench/peers/run.sh [peers|engine|embeddings|speech]" >&2
+    echo "usage: bench/peers/run.sh [peers|engine|embeddings|speech|transcription]" >&2
     exit 2
     ;;
 esac

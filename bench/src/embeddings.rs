@@ -2,9 +2,10 @@
 //! engine beside llama.cpp's own server (the `xllamacpp` wheel, called in process by
 //! `peers/llama_cpp_embed.py`, no HTTP on either side), on the same GGUF with the same
 //! threads, in interleaved rounds: embeddings per second one text per request and 32 texts per
-//! request, and resident memory. Then the whole product: `gondola serve` started cold (chat
-//! and embedding models), its time to ready, its first and its warm embedding request over
-//! HTTP through gateway and provider, and its memory with both models loaded. Results go to
+//! request, and resident memory. Then the whole product: `gondola serve` started cold (all
+//! four embedded models: chat, embeddings, voice, Whisper), its time to ready, its first and
+//! its warm embedding request over HTTP through gateway and provider, the first request of
+//! each other kind, and its memory once every model has served. Results go to
 //! `bench/results/embeddings.{md,json}`.
 
 use std::io::{BufRead, BufReader, Write};
@@ -43,6 +44,11 @@ struct Product {
     ready_seconds: f64,
     first_request_ms: f64,
     warm_request_ms: f64,
+    /// The first request of each other kind after start: a chat of 16 tokens, a sentence
+    /// spoken as WAV, and that WAV transcribed.
+    first_chat_ms: f64,
+    first_speech_ms: f64,
+    first_transcription_ms: f64,
     rss_mib: f64,
 }
 
@@ -253,6 +259,56 @@ async fn product(binary: &str) -> anyhow::Result<Product> {
     for index in 0..20 {
         warm.push(request(format!("A warm request, number {index}.")).await?);
     }
+    let checked = |response: reqwest::Response| {
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(anyhow::anyhow!(
+                "gondola serve answered {}",
+                response.status()
+            ))
+        }
+    };
+    let begin = Instant::now();
+    checked(
+        http.post(format!("{url}/v1/chat/completions"))
+            .json(&serde_json::json!({
+                "messages": [{"role": "user", "content": "Say hello."}],
+                "max_tokens": 16,
+            }))
+            .send()
+            .await?,
+    )?
+    .bytes()
+    .await?;
+    let first_chat_ms = begin.elapsed().as_secs_f64() * 1e3;
+    let begin = Instant::now();
+    let wav = checked(
+        http.post(format!("{url}/v1/audio/speech"))
+            .json(&serde_json::json!({
+                "input": "The first sentence spoken after start.",
+                "response_format": "wav",
+            }))
+            .send()
+            .await?,
+    )?
+    .bytes()
+    .await?;
+    let first_speech_ms = begin.elapsed().as_secs_f64() * 1e3;
+    let begin = Instant::now();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(wav.to_vec()).file_name("speech.wav"),
+    );
+    checked(
+        http.post(format!("{url}/v1/audio/transcriptions"))
+            .multipart(form)
+            .send()
+            .await?,
+    )?
+    .bytes()
+    .await?;
+    let first_transcription_ms = begin.elapsed().as_secs_f64() * 1e3;
     let rss_mib = crate::peers::rss_kib(child.id()) as f64 / 1024.0;
     let _ = child.kill();
     let _ = child.wait();
@@ -260,6 +316,9 @@ async fn product(binary: &str) -> anyhow::Result<Product> {
         ready_seconds,
         first_request_ms,
         warm_request_ms: median(&mut warm),
+        first_chat_ms,
+        first_speech_ms,
+        first_transcription_ms,
         rss_mib,
     })
 }
@@ -385,8 +444,8 @@ pub async fn run() -> anyhow::Result<()> {
     ));
     if let Some(serve) = &report.serve {
         table.push_str(&format!(
-            "\n`gondola serve` from cold (chat and embedding models): ready in {:.2} s; first embedding request {:.1} ms, warm {:.1} ms (median of 20), over HTTP through gateway and provider; {:.0} MiB resident with both models loaded.\n",
-            serve.ready_seconds, serve.first_request_ms, serve.warm_request_ms, serve.rss_mib
+            "\n`gondola serve` from cold (all four embedded models: chat, embeddings, voice, Whisper): ready in {:.2} s; first embedding request {:.1} ms, warm {:.1} ms (median of 20), over HTTP through gateway and provider; then the first chat of 16 tokens {:.0} ms, the first sentence spoken {:.0} ms, and it transcribed {:.0} ms; {:.0} MiB resident once every model has served.\n",
+            serve.ready_seconds, serve.first_request_ms, serve.warm_request_ms, serve.first_chat_ms, serve.first_speech_ms, serve.first_transcription_ms, serve.rss_mib
         ));
     }
     std::fs::write(results.join("embeddings.md"), &table)?;

@@ -17,6 +17,7 @@ mod private;
 mod soak;
 mod speech;
 mod tokens;
+mod transcription;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,6 +116,7 @@ async fn direct_counted(engine: &Engine) -> anyhow::Result<(Run, u32)> {
         enable_thinking: true,
         tools: None,
         logprobs: None,
+        cache_namespace: None,
     };
     let started = Instant::now();
     let mut events = engine.submit(request)?;
@@ -371,8 +373,9 @@ fn main() -> anyhow::Result<()> {
         Some("engine") => runtime.block_on(engine_vs::run()),
         Some("embeddings") => runtime.block_on(embeddings::run()),
         Some("speech") => runtime.block_on(speech::run()),
+        Some("transcription") => runtime.block_on(transcription::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR]"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR] | gondola-bench transcription WHISPER_DIR VOICE.onnx [--venv DIR]"
         ),
     }
 }

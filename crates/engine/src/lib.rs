@@ -54,6 +54,10 @@ pub struct EngineConfig {
     pub batch_tokens: u32,
     /// Requests that may wait for a free sequence; beyond this, [`SubmitError::AtCapacity`].
     pub queue_depth: usize,
+    /// Host memory for prompts kept for reuse beyond those left in the sequences (the KV cache
+    /// of a finished request's prompt and reply, saved when its sequence is needed for another
+    /// prompt); the least recently used go first. 0 keeps only what the sequences hold.
+    pub prompt_cache_bytes: usize,
 }
 
 /// One decode thread on small machines (see [`EngineConfig::decode_threads`]), else one core
@@ -77,6 +81,7 @@ impl EngineConfig {
             context_tokens_per_sequence: 2048,
             batch_tokens: 512,
             queue_depth: 64,
+            prompt_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -170,6 +175,10 @@ pub struct GenerationRequest {
     /// Emit an [`Event::Logprob`] per token with this many alternatives (at most
     /// [`MAX_TOP_LOGPROBS`]); `None` emits none.
     pub logprobs: Option<u32>,
+    /// The prompt cache this request may read and leave its prompt in: a request reuses the
+    /// longest prefix of its prompt that an earlier request of the same namespace left, and
+    /// never sees another namespace's. `None`: it neither reuses nor leaves anything.
+    pub cache_namespace: Option<[u8; 32]>,
 }
 
 /// What a generation emits, in order: any number of `Text` (and, when asked for, one
@@ -186,6 +195,8 @@ pub enum Event {
 pub struct Completion {
     pub finish_reason: FinishReason,
     pub prompt_tokens: u32,
+    /// Prompt tokens that came from the prompt cache rather than being computed.
+    pub cached_tokens: u32,
     pub completion_tokens: u32,
 }
 
@@ -444,6 +455,7 @@ impl Engine {
             max_tokens: request.max_tokens,
             stop: request.stop,
             stop_tokens: request.stop_tokens,
+            cache_namespace: request.cache_namespace,
             events,
         };
         if self.jobs.try_send(job).is_err() {

@@ -5,7 +5,15 @@
 //! them all; then each sequence samples its next token. Requests join between steps and leave
 //! when they finish or their receiver is dropped. Nothing here blocks on a reader: events go out
 //! on unbounded channels whose length is bounded by `max_tokens`.
+//!
+//! Prompt cache: a finished request of a cache namespace leaves its prompt and reply in its
+//! sequence's KV cache. A new request takes the free sequence holding the longest prefix of its
+//! prompt in its own namespace and computes only the rest. When a sequence is taken for a prompt
+//! that shares less with what it holds, what it held is first saved to host memory (bounded,
+//! least recently used out), from where a later request of that namespace restores it into any
+//! sequence. Requests without a namespace neither read nor leave anything.
 
+use std::cmp::Reverse;
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -15,6 +23,7 @@ use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -32,6 +41,9 @@ use crate::{
 const RANDOM_SEED: u32 = u32::MAX;
 /// How far back repetition penalties look, in tokens (llama.cpp's default).
 const PENALTY_LAST_TOKENS: i32 = 64;
+/// Prompts shorter than this are not saved to host memory: computing them again is about as
+/// quick as copying them back.
+const MIN_SAVED_TOKENS: usize = 32;
 
 /// A GBNF grammar the output must follow.
 pub(crate) struct Grammar {
@@ -61,7 +73,92 @@ pub(crate) struct Job {
     pub(crate) stop_tokens: Vec<u32>,
     /// Alternatives per token when log-probabilities are wanted.
     pub(crate) logprobs: Option<usize>,
+    /// The prompt cache it reads and leaves its tokens in; `None` for neither.
+    pub(crate) cache_namespace: Option<[u8; 32]>,
     pub(crate) events: UnboundedSender<Event>,
+}
+
+/// What a free sequence's KV cache still holds of the request that last had it.
+struct Resident {
+    namespace: [u8; 32],
+    tokens: Vec<LlamaToken>,
+    /// A copy is in the host cache already.
+    saved: bool,
+    /// When it was left (the host cache's clock): the oldest is given away first.
+    left_at: u64,
+}
+
+/// A sequence's KV cache saved in host memory.
+struct Saved {
+    namespace: [u8; 32],
+    tokens: Vec<LlamaToken>,
+    state: SeqState,
+    used_at: u64,
+}
+
+/// Prompts saved to host memory, at most `budget` bytes, the least recently used out first.
+struct HostCache {
+    entries: Vec<Saved>,
+    bytes: usize,
+    budget: usize,
+    clock: u64,
+}
+
+impl HostCache {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// The entry of `namespace` sharing the longest prefix with `prompt`, and that length.
+    fn best(&self, namespace: &[u8; 32], prompt: &[LlamaToken]) -> Option<(usize, usize)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| entry.namespace == *namespace)
+            .map(|(index, entry)| (index, common_prefix(&entry.tokens, prompt)))
+            .max_by_key(|(_, shared)| *shared)
+    }
+
+    fn insert(&mut self, namespace: [u8; 32], tokens: Vec<LlamaToken>, state: SeqState) {
+        let size = state.byte_len();
+        if size > self.budget {
+            return;
+        }
+        // What the new entry extends is superseded by it.
+        self.entries.retain(|entry| {
+            let superseded = entry.namespace == namespace && tokens.starts_with(&entry.tokens);
+            if superseded {
+                self.bytes -= entry.state.byte_len();
+            }
+            !superseded
+        });
+        while self.bytes + size > self.budget {
+            let Some((oldest, _)) = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, entry)| entry.used_at)
+            else {
+                break;
+            };
+            let evicted = self.entries.swap_remove(oldest);
+            self.bytes -= evicted.state.byte_len();
+        }
+        let used_at = self.tick();
+        self.bytes += size;
+        self.entries.push(Saved {
+            namespace,
+            tokens,
+            state,
+            used_at,
+        });
+    }
+}
+
+/// How many tokens `a` and `b` share from their start.
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// A request holding a sequence of the context.
@@ -73,6 +170,10 @@ struct Slot {
     n_past: u32,
     /// The sampled token to feed in the next step, once the prompt is in.
     next_token: Option<LlamaToken>,
+    /// Generated tokens fed back (in the KV cache after the prompt).
+    generated: Vec<LlamaToken>,
+    /// Prompt tokens the prompt cache held.
+    cached_tokens: u32,
     /// Index of this sequence's logits in the batch just decoded.
     logits_index: Option<i32>,
     /// Whether this step's batch holds tokens of this sequence.
@@ -86,6 +187,7 @@ struct Slot {
 struct Limits {
     context_tokens: u32,
     batch_tokens: usize,
+    prompt_cache_bytes: usize,
 }
 
 pub(crate) fn start(
@@ -104,6 +206,7 @@ pub(crate) fn start(
     let limits = Limits {
         context_tokens: info.context_tokens,
         batch_tokens: usize::try_from(config.batch_tokens.max(1)).unwrap_or(512),
+        prompt_cache_bytes: config.prompt_cache_bytes,
     };
     let total_context = NonZeroU32::new(info.context_tokens.saturating_mul(max_sequences));
     let params = LlamaContextParams::default()
@@ -146,6 +249,13 @@ fn run(
 ) {
     let sequences = usize::try_from(max_sequences).unwrap_or(1);
     let mut slots: Vec<Option<Slot>> = (0..sequences).map(|_| None).collect();
+    let mut residents: Vec<Option<Resident>> = (0..sequences).map(|_| None).collect();
+    let mut host = HostCache {
+        entries: Vec::new(),
+        bytes: 0,
+        budget: limits.prompt_cache_bytes,
+        clock: 0,
+    };
     let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut batch = LlamaBatch::new(
         limits.batch_tokens,
@@ -180,7 +290,14 @@ fn run(
             }
             !cancelled
         });
-        admit(&mut slots, &mut waiting, counters);
+        admit(
+            &mut context,
+            &mut slots,
+            &mut residents,
+            &mut host,
+            &mut waiting,
+            counters,
+        );
         release_cancelled(&mut context, &mut slots, counters);
         if !fill_batch(&mut batch, &mut slots, limits.batch_tokens) {
             continue;
@@ -199,22 +316,105 @@ fn run(
             }
             continue;
         }
-        sample_all(model, &mut context, &mut slots, limits, counters);
+        sample_all(
+            model,
+            &mut context,
+            &mut slots,
+            &mut residents,
+            &mut host,
+            limits,
+            counters,
+        );
     }
 }
 
-fn admit(slots: &mut [Option<Slot>], waiting: &mut VecDeque<Job>, counters: &Counters) {
-    for slot in slots.iter_mut().filter(|slot| slot.is_none()) {
+/// Gives waiting requests free sequences: each the one holding the longest prefix of its
+/// prompt in its namespace (restored from host memory when that holds a longer one), with only
+/// the rest of the prompt left to compute.
+fn admit(
+    context: &mut LlamaContext<'_>,
+    slots: &mut [Option<Slot>],
+    residents: &mut [Option<Resident>],
+    host: &mut HostCache,
+    waiting: &mut VecDeque<Job>,
+    counters: &Counters,
+) {
+    while !waiting.is_empty() {
+        let shared_with =
+            |resident: &Option<Resident>, job: &Job| match (resident, job.cache_namespace) {
+                (Some(resident), Some(namespace)) if resident.namespace == namespace => {
+                    common_prefix(&resident.tokens, &job.prompt_tokens)
+                }
+                _ => 0,
+            };
         let Some(job) = waiting.pop_front() else {
             return;
         };
+        // The longest shared prefix; then a sequence holding nothing; then the one left longest.
+        let Some((seq, mut reuse)) = (0..slots.len())
+            .filter(|seq| slots[*seq].is_none())
+            .map(|seq| (seq, shared_with(&residents[seq], &job)))
+            .max_by_key(|(seq, shared)| {
+                let left_at = residents[*seq].as_ref().map(|resident| resident.left_at);
+                (*shared, left_at.is_none(), Reverse(left_at))
+            })
+        else {
+            waiting.push_front(job);
+            return;
+        };
+        // What the sequence holds beyond the shared prefix is about to go: saved first.
+        if let Some(resident) = residents[seq].take_if(|resident| {
+            !resident.saved
+                && reuse < resident.tokens.len()
+                && resident.tokens.len() >= MIN_SAVED_TOKENS
+        }) && host.budget > 0
+        {
+            match context.state_seq_get(seq as i32, LlamaStateSeqFlags::empty()) {
+                Ok(state) => host.insert(resident.namespace, resident.tokens, state),
+                Err(error) => tracing::debug!(%error, "a prompt could not be saved"),
+            }
+        }
+        // Host memory may hold a longer prefix of this namespace's prompts.
+        if let Some(namespace) = job.cache_namespace
+            && let Some((index, shared)) = host.best(&namespace, &job.prompt_tokens)
+            && shared > reuse
+        {
+            let used_at = host.tick();
+            let entry = &mut host.entries[index];
+            match context.state_seq_set(&entry.state, seq as i32) {
+                Ok(()) => {
+                    entry.used_at = used_at;
+                    reuse = shared;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "a saved prompt could not be restored");
+                    reuse = 0;
+                }
+            }
+        }
+        residents[seq] = None;
+        // The shared prefix stays; the rest goes. The prompt's last token is always computed
+        // again: its logits give the first token.
+        let keep = reuse.min(job.prompt_tokens.len().saturating_sub(1));
+        let kept = if keep > 0
+            && context
+                .clear_kv_cache_seq(Some(seq as u32), Some(keep as u32), None)
+                .unwrap_or(false)
+        {
+            keep
+        } else {
+            let _ = context.clear_kv_cache_seq(Some(seq as u32), None, None);
+            0
+        };
         counters.running.fetch_add(1, Ordering::AcqRel);
         let stops = StopMatcher::new(job.stop.clone());
-        *slot = Some(Slot {
+        slots[seq] = Some(Slot {
             job,
-            prompt_fed: 0,
-            n_past: 0,
+            prompt_fed: kept,
+            n_past: u32::try_from(kept).unwrap_or(0),
             next_token: None,
+            generated: Vec::new(),
+            cached_tokens: u32::try_from(kept).unwrap_or(0),
             logits_index: None,
             in_batch: false,
             completion_tokens: 0,
@@ -310,6 +510,7 @@ fn fill_batch(batch: &mut LlamaBatch, slots: &mut [Option<Slot>], batch_tokens: 
             slot.logits_index = Some(batch.n_tokens() - 1);
             slot.in_batch = true;
             slot.n_past += 1;
+            slot.generated.push(token);
             used += 1;
         }
     }
@@ -349,6 +550,8 @@ fn sample_all(
     model: &LlamaModel,
     context: &mut LlamaContext<'_>,
     slots: &mut [Option<Slot>],
+    residents: &mut [Option<Resident>],
+    host: &mut HostCache,
     limits: &Limits,
     counters: &Counters,
 ) {
@@ -416,17 +619,33 @@ fn sample_all(
                         finish_reason: reason,
                         prompt_tokens: u32::try_from(slot.job.prompt_tokens.len())
                             .unwrap_or(u32::MAX),
+                        cached_tokens: slot.cached_tokens,
                         completion_tokens: slot.completion_tokens,
                     };
                     tracing::debug!(
                         prompt_tokens = completion.prompt_tokens,
+                        cached_tokens = completion.cached_tokens,
                         completion_tokens = completion.completion_tokens,
                         elapsed_ms = slot.started.elapsed().as_millis() as u64,
                         "generation finished"
                     );
                     // Release first: whoever sees `Done` may submit again at once and must
-                    // find the sequence free.
-                    finish_slot(context, seq, counters);
+                    // find the sequence free. Its prompt and reply stay for its namespace.
+                    match slot.job.cache_namespace {
+                        Some(namespace) => {
+                            let mut tokens = std::mem::take(&mut slot.job.prompt_tokens);
+                            tokens.extend_from_slice(&slot.generated);
+                            residents[seq] = Some(Resident {
+                                namespace,
+                                tokens,
+                                saved: false,
+                                left_at: host.tick(),
+                            });
+                            counters.running.fetch_sub(1, Ordering::AcqRel);
+                            counters.accepted.fetch_sub(1, Ordering::AcqRel);
+                        }
+                        None => finish_slot(context, seq, counters),
+                    }
                     let _ = slot.job.events.send(Event::Done(completion));
                 } else {
                     finish_slot(context, seq, counters);

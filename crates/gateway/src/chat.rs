@@ -207,7 +207,13 @@ impl Operation for Chat {
             model_id: paid.model.model_id.clone(),
             model_name: paid.model.model_name.clone(),
         };
-        let provider_request = provider_request(&state, &request, &model.model_id);
+        let mut provider_request = provider_request(&state, &request, &model.model_id);
+        provider_request.cache_namespace = crate::prompt_cache::namespace(
+            &state.prompt_cache_secret,
+            paid.cache_scope.as_deref(),
+            request.prompt_cache_key.as_deref(),
+            wire::clock::unix_seconds() / 86_400,
+        );
         let prompt_estimate = estimate_prompt_tokens(
             provider_request
                 .messages

@@ -19,6 +19,7 @@ mod embeddings;
 mod metrics;
 pub mod oblivious;
 mod pipeline;
+mod prompt_cache;
 mod provider_api;
 mod query;
 mod rate_limit;
@@ -97,6 +98,9 @@ pub(crate) struct AppState {
     key_challenges: challenge::Challenges,
     /// The newest challenge each wallet minted a key with, so none is used twice.
     key_challenge_uses: challenge::UsedStamps<ledger::Address>,
+    /// The key prompt cache namespaces are derived under (see [`prompt_cache`]): new at each
+    /// start, so a restart begins every namespace afresh.
+    prompt_cache_secret: [u8; 32],
 }
 
 /// A running gateway's shared state. It can serve several listeners at once (say, TLS for
@@ -166,6 +170,11 @@ impl Gateway {
                 KEY_CHALLENGE_SECONDS,
             ),
             key_challenge_uses: challenge::UsedStamps::new(MAX_KEY_CHALLENGE_WALLETS),
+            prompt_cache_secret: {
+                let mut secret = [0u8; 32];
+                rand::fill(&mut secret);
+                secret
+            },
         });
         let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
         let flusher = economy.map(|economy| {

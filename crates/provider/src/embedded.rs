@@ -43,6 +43,7 @@ pub(crate) async fn generate(
     };
     let tools = tool_use(&request);
     let choices = request.n.unwrap_or(1).clamp(1, MAX_CHOICES);
+    let cache_namespace = request.cache_namespace_bytes();
     let generation = GenerationRequest {
         messages: request.messages.into_iter().map(engine_message).collect(),
         sampling: sampling(&request.sampling),
@@ -55,6 +56,7 @@ pub(crate) async fn generate(
             .is_none_or(|kwargs| kwargs.enable_thinking),
         tools,
         logprobs: request.logprobs.then(|| request.top_logprobs.unwrap_or(0)),
+        cache_namespace,
     };
     let tool_format = generation.tools.as_ref().map(|_| engine.info().tool_format);
     // Rendering, tokenizing and building the grammar take milliseconds to a second for the
@@ -387,16 +389,26 @@ impl EmbeddedStream {
                 .filter_map(|choice| choice.done)
                 .map(|done| u64::from(done.completion_tokens))
                 .sum();
-            self.pending.push_back(self.chunks.usage(Usage {
-                // The engine keeps no prompt cache: nothing of a prompt comes from one.
-                prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: 0 }),
-                // A model that does not reason spends nothing on reasoning; one that does is
-                // not counted apart.
-                completion_tokens_details: (!self.reasons).then_some(CompletionTokensDetails {
-                    reasoning_tokens: 0,
+            self.pending.push_back(
+                self.chunks.usage(Usage {
+                    // What of the prompt the engine's prompt cache held (the first choice's: the
+                    // others read the same prompt).
+                    prompt_tokens_details: Some(PromptTokensDetails {
+                        cached_tokens: u64::from(
+                            self.choices
+                                .first()
+                                .and_then(|choice| choice.done)
+                                .map_or(0, |done| done.cached_tokens),
+                        ),
+                    }),
+                    // A model that does not reason spends nothing on reasoning; one that does is
+                    // not counted apart.
+                    completion_tokens_details: (!self.reasons).then_some(CompletionTokensDetails {
+                        reasoning_tokens: 0,
+                    }),
+                    ..Usage::counts(prompt_tokens, completion_tokens)
                 }),
-                ..Usage::counts(prompt_tokens, completion_tokens)
-            }));
+            );
         }
         self.pending
             .push_back(Bytes::from_static(b"data: [DONE]\n\n"));

@@ -608,6 +608,8 @@ async fn upstream(
 ) -> Result<Response, ApiError> {
     request.model = upstream_model.to_owned();
     request.stream = true;
+    // The namespace is for the embedded engine's cache; an engine's own API has no such field.
+    request.cache_namespace = None;
     let mut call = http
         .post(format!(
             "{}/chat/completions",

@@ -150,11 +150,13 @@ struct RawChatRequest {
     reasoning_effort: Option<String>,
     reasoning: Option<RawReasoning>,
     venice_parameters: Option<RawVeniceParameters>,
+    prompt_cache_key: Option<String>,
 }
 
 /// The fields [`RawChatRequest`] reads. Any other top-level field is accepted, and named in
 /// the reply as having no effect.
-const KNOWN_FIELDS: [&str; 28] = [
+const KNOWN_FIELDS: [&str; 29] = [
+    "prompt_cache_key",
     "model",
     "messages",
     "stream",
@@ -403,7 +405,13 @@ pub struct ChatRequest {
     pub stop_token_ids: Vec<u32>,
     /// How many choices to generate (1 to [`MAX_CHOICES`]).
     pub n: u32,
+    /// The client's name for a prompt cache of its own (OpenAI's `prompt_cache_key`): its
+    /// requests that share it, and only those, share cached prompts.
+    pub prompt_cache_key: Option<String>,
 }
+
+/// Longest `prompt_cache_key`.
+pub const MAX_PROMPT_CACHE_KEY_BYTES: usize = 256;
 
 impl ChatRequest {
     /// The kinds of input beside text the conversation carries (`image`, `audio`, `video`,
@@ -604,6 +612,14 @@ impl ChatRequest {
                 format!("{param} is one of {}", REASONING_EFFORTS.join(", ")),
             ));
         }
+        if let Some(key) = &raw.prompt_cache_key
+            && key.len() > MAX_PROMPT_CACHE_KEY_BYTES
+        {
+            return Err(ApiError::invalid(
+                "prompt_cache_key",
+                format!("prompt_cache_key is at most {MAX_PROMPT_CACHE_KEY_BYTES} bytes"),
+            ));
+        }
         let mut ignored_fields = unknown;
         if cache_control {
             ignored_fields.push("cache_control".into());
@@ -721,6 +737,7 @@ impl ChatRequest {
             logprobs,
             stop_token_ids,
             n,
+            prompt_cache_key: raw.prompt_cache_key.filter(|key| !key.is_empty()),
         })
     }
 }
@@ -877,6 +894,10 @@ pub struct ProviderChatRequest {
     /// Choices to generate, when more than one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
+    /// The prompt cache the request may read and leave its prompt in (64 hex digits), set by
+    /// the gateway: opaque to the provider, it names no caller. Absent: no prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_namespace: Option<String>,
 }
 
 impl ProviderChatRequest {
@@ -907,7 +928,16 @@ impl ProviderChatRequest {
             top_logprobs: request.logprobs,
             stop_token_ids: request.stop_token_ids.clone(),
             n: (request.n > 1).then_some(request.n),
+            cache_namespace: None,
         }
+    }
+
+    /// The cache namespace as bytes, when it is 64 hex digits.
+    pub fn cache_namespace_bytes(&self) -> Option<[u8; 32]> {
+        let text = self.cache_namespace.as_deref()?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(bytes)
     }
 }
 
@@ -1421,12 +1451,9 @@ mod tests {
         // Fields accepted with no effect are named; nulls are nothing.
         assert_eq!(
             request.venice.ignored,
-            vec![
-                "user".to_owned(),
-                "prompt_cache_key".to_owned(),
-                "cache_control".to_owned()
-            ]
+            vec!["user".to_owned(), "cache_control".to_owned()]
         );
+        assert_eq!(request.prompt_cache_key.as_deref(), Some("k"));
         assert_eq!(
             ProviderChatRequest::from_chat(&request, "m", 8).stop_token_ids,
             vec![2, 151_645]

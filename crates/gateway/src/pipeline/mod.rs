@@ -208,6 +208,9 @@ pub(crate) struct Paid {
     pub(crate) rate_key: Option<String>,
     /// `tokens`, `account` (an account's key, metered) or `none`: for the log line.
     pub(crate) paid_with: &'static str,
+    /// Whom the request is charged to, for its prompt cache namespace; `None` when paid with
+    /// tokens.
+    pub(crate) cache_scope: Option<String>,
 }
 
 impl Paid {
@@ -349,6 +352,11 @@ async fn serve<O: Operation>(
         payment,
         // A request paid with tokens has no caller whose limit it counts against.
         rate_key: rate.is_some().then_some(rate_key),
+        cache_scope: crate::prompt_cache::scope(
+            caller.account.as_ref(),
+            &caller.name,
+            tokens.is_some(),
+        ),
         paid_with: match (&tokens, caller.account) {
             (Some(_), _) => "tokens",
             (None, Some(_)) => "account",

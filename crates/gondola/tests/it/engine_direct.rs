@@ -29,6 +29,7 @@ fn request(content: &str, max_tokens: u32, sampling: Sampling) -> GenerationRequ
         enable_thinking: true,
         tools: None,
         logprobs: None,
+        cache_namespace: None,
     }
 }
 
@@ -272,4 +273,120 @@ async fn a_model_requantized_to_q4_0_loads_and_generates() {
         1,
     );
     assert!(failed.is_err(), "garbage in is an error, not a crash");
+}
+
+/// A conversation of `turns` exchanges after a long system prompt, and a new question.
+fn conversation(turns: usize, question: &str) -> Vec<ChatMessage> {
+    let mut messages = vec![ChatMessage::text(
+        "system",
+        &"You are a careful assistant for a harbour office. Answer briefly and plainly. "
+            .repeat(12),
+    )];
+    for turn in 0..turns {
+        messages.push(ChatMessage::text(
+            "user",
+            &format!("Question {turn}: name a boat."),
+        ));
+        messages.push(ChatMessage::text(
+            "assistant",
+            &format!("The boat number {turn} is the Mary."),
+        ));
+    }
+    messages.push(ChatMessage::text("user", question));
+    messages
+}
+
+fn cached_request(messages: Vec<ChatMessage>, namespace: Option<[u8; 32]>) -> GenerationRequest {
+    GenerationRequest {
+        messages,
+        cache_namespace: namespace,
+        ..request(
+            "",
+            12,
+            Sampling {
+                temperature: 0.0,
+                ..Sampling::default()
+            },
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conversation_reuses_its_cached_prefix_within_its_namespace_only() {
+    let engine = engine(2, 4, 2048);
+    let (alice, bob) = (Some([1u8; 32]), Some([2u8; 32]));
+    let run = |messages: Vec<ChatMessage>, namespace| {
+        let events = engine
+            .submit(cached_request(messages, namespace))
+            .expect("submitted");
+        async move {
+            let (text, done) = collect(events).await;
+            (text, done.expect("done"))
+        }
+    };
+    // Without a namespace nothing is read; the first request of a namespace finds nothing.
+    let (_, uncached) = run(conversation(3, "And the next one?"), None).await;
+    assert_eq!(uncached.cached_tokens, 0);
+    let (first_text, first) = run(conversation(3, "And the next one?"), alice).await;
+    assert_eq!(first.cached_tokens, 0);
+    // The same conversation one turn on: everything before the new turn comes from the cache,
+    // and the reply is the one the uncached engine gives.
+    let mut next = conversation(3, "And the next one?");
+    next.push(ChatMessage::text("assistant", &first_text));
+    next.push(ChatMessage::text("user", "Thank you. One more?"));
+    let (cached_text, cached) = run(next.clone(), alice).await;
+    assert!(
+        cached.cached_tokens >= first.prompt_tokens - 1
+            && cached.cached_tokens < cached.prompt_tokens,
+        "{cached:?} after {first:?}"
+    );
+    let (plain_text, plain) = run(next.clone(), None).await;
+    assert_eq!(plain.cached_tokens, 0);
+    assert_eq!(
+        cached_text, plain_text,
+        "a cached prefix changes nothing of the reply"
+    );
+    // Another namespace sees none of it.
+    let (_, other) = run(next.clone(), bob).await;
+    assert_eq!(other.cached_tokens, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefix_pushed_out_of_its_sequence_comes_back_from_host_memory_within_its_bound() {
+    for (budget, restored) in [(64 * 1024 * 1024, true), (0, false)] {
+        let mut config = EngineConfig::new(model_path());
+        config.max_sequences = 1;
+        config.prompt_cache_bytes = budget;
+        let engine = Engine::load(config).expect("loads");
+        let namespace = Some([3u8; 32]);
+        let run = |messages: Vec<ChatMessage>, namespace| {
+            let events = engine
+                .submit(cached_request(messages, namespace))
+                .expect("submitted");
+            async move { collect(events).await.1.expect("done") }
+        };
+        let first = run(conversation(4, "And the next one?"), namespace).await;
+        // Another caller's conversation takes the only sequence.
+        let other = run(
+            vec![ChatMessage::text(
+                "user",
+                &"Tell me about lighthouses and their keepers. ".repeat(8),
+            )],
+            Some([4u8; 32]),
+        )
+        .await;
+        assert_eq!(other.cached_tokens, 0);
+        let back = run(conversation(4, "And the one after?"), namespace).await;
+        if restored {
+            assert!(
+                back.cached_tokens + 16 >= first.prompt_tokens,
+                "{back:?} after {first:?}"
+            );
+        } else {
+            assert_eq!(
+                back.cached_tokens, 0,
+                "nothing is kept beyond the sequences"
+            );
+        }
+    }
 }

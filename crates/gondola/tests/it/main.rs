@@ -16,6 +16,7 @@ mod network;
 mod oblivious;
 mod privacy;
 mod private_path;
+mod prompt_cache;
 mod sdk;
 mod sealed;
 mod security;

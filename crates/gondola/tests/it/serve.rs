@@ -47,7 +47,7 @@ async fn chat_streams_and_answers_with_usage_cost_and_provider() {
     assert!(usage["prompt_tokens"].as_u64().expect("prompt") > 0);
     assert!(usage["completion_tokens"].as_u64().expect("completion") > 0);
     assert!(body["cost"]["usd"].as_f64().expect("cost") > 0.0);
-    // The embedded engine keeps no prompt cache, and this model does not reason.
+    // A first request finds nothing in the prompt cache, and this model does not reason.
     assert_eq!(
         body["usage"]["prompt_tokens_details"]["cached_tokens"], 0,
         "{body}"
