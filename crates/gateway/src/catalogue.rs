@@ -290,7 +290,7 @@ impl Catalogue {
                             temperature: DefaultValue { default: DEFAULT_TEMPERATURE },
                             top_p: DefaultValue { default: DEFAULT_TOP_P },
                         },
-                        pricing: Pricing { input: Price::usd(pricing.input_per_million), output: Price::usd(pricing.output_per_million) },
+                        pricing: Pricing { input: Price::usd(pricing.input_per_million), output: Price::usd(pricing.output_per_million), cache_input: Price::usd(pricing.cache_input_per_million) },
                         available_context_tokens: context,
                         max_completion_tokens: max_output_tokens.min(context),
                         providers,

@@ -106,6 +106,8 @@ pub enum Admission {
 pub struct ModelPricing {
     pub input_per_million: Amount,
     pub output_per_million: Amount,
+    /// Prompt tokens read from a provider's prompt cache (never more than `input_per_million`).
+    pub cache_input_per_million: Amount,
 }
 
 impl Default for ModelPricing {
@@ -114,6 +116,8 @@ impl Default for ModelPricing {
         Self {
             input_per_million: Amount(20_000_000_000_000_000),
             output_per_million: Amount(80_000_000_000_000_000),
+            // Half the input price, Venice's ratio.
+            cache_input_per_million: Amount(10_000_000_000_000_000),
         }
     }
 }

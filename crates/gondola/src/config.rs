@@ -222,6 +222,8 @@ pub struct RawPricing {
     /// USD per million input tokens, as a decimal string (`"0.02"`).
     pub input_usd_per_million: String,
     pub output_usd_per_million: String,
+    /// For prompt tokens read from a provider's prompt cache; half the input price when unset.
+    pub cache_input_usd_per_million: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -549,11 +551,22 @@ pub fn gateway_config(
         let parse = |text: &str| {
             Amount::parse_decimal(text).with_context(|| format!("gateway.models.pricing.{model}"))
         };
+        let input_per_million = parse(&price.input_usd_per_million)?;
+        let cache_input_per_million = match &price.cache_input_usd_per_million {
+            Some(text) => parse(text)?,
+            None => Amount(input_per_million.0 / 2),
+        };
+        if cache_input_per_million > input_per_million {
+            bail!(
+                "gateway.models.pricing.{model}: cache_input_usd_per_million is at most input_usd_per_million"
+            );
+        }
         pricing.insert(
             model.clone(),
             ModelPricing {
-                input_per_million: parse(&price.input_usd_per_million)?,
+                input_per_million,
                 output_per_million: parse(&price.output_usd_per_million)?,
+                cache_input_per_million,
             },
         );
     }
@@ -798,7 +811,13 @@ mod tests {
             config.catalogue.pricing["m"].input_per_million,
             Amount(500_000_000_000_000_000)
         );
+        // Cached prompt tokens cost half the input price unless set.
+        assert_eq!(
+            config.catalogue.pricing["m"].cache_input_per_million,
+            Amount(250_000_000_000_000_000)
+        );
         assert!(gateway_config(&raw("[gateway.models.pricing.m]\ninput_usd_per_million = \"-1\"\noutput_usd_per_million = \"1\""), local, None).is_err());
+        assert!(gateway_config(&raw("[gateway.models.pricing.m]\ninput_usd_per_million = \"1\"\noutput_usd_per_million = \"1\"\ncache_input_usd_per_million = \"2\""), local, None).is_err());
     }
 
     #[test]

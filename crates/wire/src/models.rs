@@ -134,6 +134,8 @@ pub struct DefaultValue {
 pub struct Pricing {
     pub input: Price,
     pub output: Price,
+    /// Prompt tokens read from a provider's prompt cache (Venice's `cache_input`).
+    pub cache_input: Price,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]

@@ -45,13 +45,17 @@ impl UsageBound {
 
     /// What using all of it costs: the reservation a request makes.
     pub(crate) fn max_cost(&self, pricing: ModelPricing) -> u128 {
-        cost(pricing, self.prompt_tokens, self.completion_tokens)
+        // Nothing from the cache: the most the prompt can cost.
+        cost(pricing, self.prompt_tokens, 0, self.completion_tokens)
     }
 }
 
-/// The price of `prompt` and `completion` tokens.
-pub(crate) fn cost(pricing: ModelPricing, prompt: u64, completion: u64) -> u128 {
-    Amount::for_tokens(pricing.input_per_million, prompt)
+/// The price of `prompt` tokens, `cached` of them read from a prompt cache, and `completion`
+/// tokens.
+pub(crate) fn cost(pricing: ModelPricing, prompt: u64, cached: u64, completion: u64) -> u128 {
+    let cached = cached.min(prompt);
+    Amount::for_tokens(pricing.input_per_million, prompt - cached)
+        .saturating_add(Amount::for_tokens(pricing.cache_input_per_million, cached))
         .saturating_add(Amount::for_tokens(pricing.output_per_million, completion))
         .0
 }
@@ -74,5 +78,25 @@ mod tests {
         let bound = UsageBound::for_chat(1000, 2, 10, 7);
         assert_eq!(bound.prompt_tokens, 1000 + 10 + 2 * 16 + 64);
         assert_eq!(bound.completion_tokens, 7);
+    }
+
+    #[test]
+    fn cached_prompt_tokens_cost_the_cache_price_and_never_more_than_the_prompt() {
+        let pricing = ModelPricing {
+            input_per_million: Amount(4_000_000),
+            output_per_million: Amount(8_000_000),
+            cache_input_per_million: Amount(1_000_000),
+        };
+        assert_eq!(cost(pricing, 1_000_000, 0, 0), 4_000_000);
+        assert_eq!(cost(pricing, 1_000_000, 250_000, 0), 3_000_000 + 250_000);
+        assert_eq!(
+            cost(pricing, 1_000_000, 5_000_000, 1_000_000),
+            1_000_000 + 8_000_000
+        );
+        let bound = UsageBound {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 1_000_000,
+        };
+        assert_eq!(bound.max_cost(pricing), 12_000_000);
     }
 }

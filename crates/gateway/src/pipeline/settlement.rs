@@ -213,7 +213,16 @@ impl Record {
     /// What the request costs: its usage at the model's prices, at most what it reserved.
     pub(crate) fn cost(&self) -> u128 {
         let usage = self.usage();
-        cost(self.pricing, usage.prompt_tokens, usage.completion_tokens).min(self.max_cost)
+        let cached = usage
+            .prompt_tokens_details
+            .map_or(0, |details| details.cached_tokens);
+        cost(
+            self.pricing,
+            usage.prompt_tokens,
+            cached,
+            usage.completion_tokens,
+        )
+        .min(self.max_cost)
     }
 
     /// What the request costs, split by the currency that pays it: DIEM for an account's
@@ -433,11 +442,13 @@ mod tests {
         let pricing = ModelPricing {
             input_per_million: Amount(3 * wire::money::BASE_UNITS_PER_WHOLE),
             output_per_million: Amount(7 * wire::money::BASE_UNITS_PER_WHOLE),
+            cache_input_per_million: Amount(wire::money::BASE_UNITS_PER_WHOLE),
         };
         assert_eq!(
             cost(
                 pricing,
                 settled.usage.prompt_tokens,
+                0,
                 settled.usage.completion_tokens
             ),
             bound().max_cost(pricing),

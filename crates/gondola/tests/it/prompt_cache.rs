@@ -17,15 +17,14 @@ fn config() -> String {
     )
 }
 
-/// A chat of a long system prompt and `turns` earlier exchanges; its reply and the number of
-/// its prompt tokens read from the cache.
+/// A chat: its reply, its prompt tokens, those read from the cache, and its cost in dollars.
 async fn chat(
     http: &reqwest::Client,
     url: &str,
     key: &str,
     messages: &[Value],
     cache_key: Option<&str>,
-) -> (String, u64, u64) {
+) -> (String, u64, u64, f64) {
     let mut body = json!({
         "model": "default",
         "messages": messages,
@@ -56,6 +55,7 @@ async fn chat(
         body["usage"]["prompt_tokens_details"]["cached_tokens"]
             .as_u64()
             .expect("cached tokens"),
+        body["cost"]["usd"].as_f64().expect("cost"),
     )
 }
 
@@ -68,21 +68,25 @@ async fn a_conversation_reads_its_own_prefix_from_the_cache_and_nobody_else_can(
         json!({"role": "system", "content": system}),
         json!({"role": "user", "content": "Is it windy today?"}),
     ];
-    let (reply, first_prompt, cached) = chat(&http, &url, ALICE, &messages, None).await;
+    let (reply, first_prompt, cached, _) = chat(&http, &url, ALICE, &messages, None).await;
     assert_eq!(cached, 0, "a first request finds nothing");
     messages.push(json!({"role": "assistant", "content": reply}));
     messages.push(json!({"role": "user", "content": "And tomorrow?"}));
 
     // Bob sends Alice's conversation: nothing of it is in his cache, whatever is in hers.
-    let (_, _, bob_cached) = chat(&http, &url, BOB, &messages, None).await;
+    let (bob_reply, bob_prompt, bob_cached, bob_cost) =
+        chat(&http, &url, BOB, &messages, None).await;
     assert_eq!(bob_cached, 0);
     // Alice under another prompt_cache_key: another cache of her own.
-    let (_, _, keyed) = chat(&http, &url, ALICE, &messages, Some("another-thread")).await;
+    let (_, _, keyed, _) = chat(&http, &url, ALICE, &messages, Some("another-thread")).await;
     assert_eq!(keyed, 0);
     // Alice's next turn reads the earlier one from the cache.
-    let (_, prompt, cached) = chat(&http, &url, ALICE, &messages, None).await;
+    let (reply, prompt, cached, cost) = chat(&http, &url, ALICE, &messages, None).await;
     assert!(
         cached >= first_prompt - 1 && cached < prompt,
         "{cached} of {prompt} prompt tokens cached; the first turn had {first_prompt}"
     );
+    // The same reply as Bob's, for less: cached tokens cost half the input price.
+    assert_eq!((reply, prompt), (bob_reply, bob_prompt));
+    assert!(cost < bob_cost, "{cost} against {bob_cost}");
 }
