@@ -258,6 +258,8 @@ pub struct RawEngine {
     pub context_tokens_per_sequence: Option<u32>,
     pub batch_tokens: Option<u32>,
     pub queue_depth: Option<usize>,
+    /// Host memory for saved prompts (the prompt cache beyond the sequences), in MiB.
+    pub prompt_cache_mib: Option<usize>,
 }
 
 /// The engine's settings from flags (which win) and the file, as given.
@@ -276,6 +278,8 @@ const MAX_SEQUENCES: u32 = 64;
 const MIN_CONTEXT_TOKENS: u32 = 64;
 /// Most requests waiting for a free sequence.
 const MAX_QUEUE_DEPTH: usize = 4096;
+/// Most host memory for saved prompts, in MiB.
+const MAX_PROMPT_CACHE_MIB: usize = 1024 * 1024;
 /// Most requests a provider takes at once.
 const MAX_PROVIDER_IN_FLIGHT: u32 = 4096;
 /// What a provider in front of an upstream engine takes at once by default (the engine's own
@@ -338,6 +342,10 @@ pub fn engine_config(
     }
     if let Some(depth) = raw.queue_depth {
         config.queue_depth = within(depth, 0..=MAX_QUEUE_DEPTH, "provider.engine.queue_depth")?;
+    }
+    if let Some(mib) = raw.prompt_cache_mib {
+        config.prompt_cache_bytes =
+            within(mib, 0..=MAX_PROMPT_CACHE_MIB, "provider.engine.prompt_cache_mib")? * 1024 * 1024;
     }
     Ok(config)
 }
