@@ -273,6 +273,7 @@ async fn product(binary: &str) -> anyhow::Result<Product> {
     checked(
         http.post(format!("{url}/v1/chat/completions"))
             .json(&serde_json::json!({
+                "model": "default",
                 "messages": [{"role": "user", "content": "Say hello."}],
                 "max_tokens": 16,
             }))

@@ -174,7 +174,7 @@ async fn speech(
         name: "joe".into(),
         threads,
     };
-    let voice = tokio::task::spawn_blocking(move || voice::Voice::load(config)).await??;
+    let voice = Arc::new(tokio::task::spawn_blocking(move || voice::Voice::load(config)).await??);
     let mut units = voice.speak(SPOKEN.to_owned(), 1.0);
     let mut samples = Vec::new();
     while let Some(unit) = units.recv().await {

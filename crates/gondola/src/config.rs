@@ -344,8 +344,12 @@ pub fn engine_config(
         config.queue_depth = within(depth, 0..=MAX_QUEUE_DEPTH, "provider.engine.queue_depth")?;
     }
     if let Some(mib) = raw.prompt_cache_mib {
-        config.prompt_cache_bytes =
-            within(mib, 0..=MAX_PROMPT_CACHE_MIB, "provider.engine.prompt_cache_mib")? * 1024 * 1024;
+        config.prompt_cache_bytes = within(
+            mib,
+            0..=MAX_PROMPT_CACHE_MIB,
+            "provider.engine.prompt_cache_mib",
+        )? * 1024
+            * 1024;
     }
     Ok(config)
 }
