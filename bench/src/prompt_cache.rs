@@ -117,7 +117,7 @@ pub async fn run_bench() -> anyhow::Result<()> {
     for turn in 1..=4 {
         history.push(ChatMessage::text(
             "user",
-            &format!("Turn {turn}: the ship at berth {turn} reports calm seas and carries timber. Note it, please."),
+            format!("Turn {turn}: the ship at berth {turn} reports calm seas and carries timber. Note it, please."),
         ));
         let (reply, _) = run(&engine, request(history.clone(), Some(NAMESPACE), 48)).await?;
         history.push(ChatMessage::text("assistant", &reply));
@@ -139,7 +139,7 @@ pub async fn run_bench() -> anyhow::Result<()> {
     };
     let other = vec![ChatMessage::text(
         "user",
-        &"Describe a lighthouse keeper's day in detail. ".repeat(40),
+        "Describe a lighthouse keeper's day in detail. ".repeat(40),
     )];
     // What the cache holds is the fourth turn, as the conversation left it.
     let (mut uncached, mut cached, mut restored) = (Vec::new(), Vec::new(), Vec::new());

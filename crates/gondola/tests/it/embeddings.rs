@@ -5,14 +5,13 @@
 //! provider fronting an OpenAI-compatible embedding engine, with failover to another.
 
 use std::process::Command;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::economy::{decimal_units, staked_account_key};
 use crate::sdk::run_script;
-use crate::support::{Process, binary, client, embedding_model_path, gateway, serve};
+use crate::support::{binary, client, embedding_model_path, gateway, serve};
 
 const EMBEDDING_MODEL: &str = "all-minilm-l6-v2";
 const ADMIN_SECRET: &str = "sk-embeddings-operator";

@@ -279,17 +279,16 @@ async fn a_model_requantized_to_q4_0_loads_and_generates() {
 fn conversation(turns: usize, question: &str) -> Vec<ChatMessage> {
     let mut messages = vec![ChatMessage::text(
         "system",
-        &"You are a careful assistant for a harbour office. Answer briefly and plainly. "
-            .repeat(12),
+        "You are a careful assistant for a harbour office. Answer briefly and plainly. ".repeat(12),
     )];
     for turn in 0..turns {
         messages.push(ChatMessage::text(
             "user",
-            &format!("Question {turn}: name a boat."),
+            format!("Question {turn}: name a boat."),
         ));
         messages.push(ChatMessage::text(
             "assistant",
-            &format!("The boat number {turn} is the Mary."),
+            format!("The boat number {turn} is the Mary."),
         ));
     }
     messages.push(ChatMessage::text("user", question));
@@ -370,7 +369,7 @@ async fn a_prefix_pushed_out_of_its_sequence_comes_back_from_host_memory_within_
         let other = run(
             vec![ChatMessage::text(
                 "user",
-                &"Tell me about lighthouses and their keepers. ".repeat(8),
+                "Tell me about lighthouses and their keepers. ".repeat(8),
             )],
             Some([4u8; 32]),
         )

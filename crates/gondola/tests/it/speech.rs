@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::economy::{decimal_units, staked_account_key};
 use crate::sdk::run_script;
-use crate::support::{Process, binary, client, gateway, serve, speech_model_path};
+use crate::support::{binary, client, gateway, serve, speech_model_path};
 
 const SPEECH_MODEL: &str = "piper-en-us-joe";
 const ADMIN_SECRET: &str = "sk-speech-operator";
