@@ -1474,7 +1474,7 @@ mod tests {
             "frequency_penalty": 0, "presence_penalty": 0, "repetition_penalty": 1,
             "response_format": {"type": "text"}, "n": 1, "logprobs": true, "top_logprobs": 1,
             "stop_token_ids": [1], "reasoning_effort": "low", "reasoning": {"effort": "low"},
-            "venice_parameters": {},
+            "venice_parameters": {}, "prompt_cache_key": "thread",
         });
         let tool = serde_json::json!({"name": "f", "parameters": {"type": "object"}});
         let mut with_tools = common.clone();

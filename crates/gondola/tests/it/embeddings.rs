@@ -372,13 +372,13 @@ async fn embeddings_are_charged_per_input_token_at_the_models_price() {
 
 /// llama.cpp's own server (`llama_server.py`, from the `xllamacpp` wheel) serving a GGUF:
 /// stopped when dropped.
-struct LlamaServer {
+pub(crate) struct LlamaServer {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl LlamaServer {
-    fn start(model: &std::path::Path, kind: &str) -> Self {
+    pub(crate) fn start(model: &std::path::Path, kind: &str) -> Self {
         use std::io::BufRead as _;
         let script = format!("{}/tests/it/llama_server.py", env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new(crate::sdk::python())
@@ -400,7 +400,7 @@ impl LlamaServer {
         Self { child, url }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,8 +1,10 @@
 //! Several providers behind one gateway: a provider killed mid-run, and providers that fail
 //! before their first token, are routed around without the client noticing.
 
+use crate::embeddings::LlamaServer;
 use crate::support::{
-    Fault, chat_body, client, fault_provider, gateway, post_json, provider, serve,
+    Fault, Process, chat_body, client, fault_provider, gateway, model_path, post_json, provider,
+    serve, sse_events, streamed_text,
 };
 
 const MODEL: &str = "smollm2-135m-instruct";
@@ -130,4 +132,84 @@ async fn an_open_breaker_stops_traffic_to_a_failing_provider() {
         hits, 2,
         "the breaker opens after two failures and stays open"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_fronts_llama_cpps_server_for_chat_and_fails_over_to_the_embedded_engine() {
+    // The engine: llama.cpp's own server with the default model's GGUF.
+    let mut engine = LlamaServer::start(&model_path(), "chat");
+    let (_gateway, url, _dir) = gateway("");
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    let data = dir.path().join("data").display().to_string();
+    let engine_base = format!("{}/v1", engine.url);
+    let mut upstream = Process::start(
+        &[
+            "provider",
+            "--gateway",
+            &url,
+            "--upstream",
+            &engine_base,
+            "--model",
+            "smollm2",
+            "--model-id",
+            MODEL,
+            "--data-dir",
+            &data,
+        ],
+        dir,
+    );
+    upstream.wait_for_line("ready: provider");
+    let http = client();
+
+    // Whole: llama.cpp's reply and its token counts, in OpenAI's shape.
+    let whole = post_json(
+        &http,
+        format!("{url}/v1/chat/completions"),
+        &chat_body(MODEL, "Name a colour.", 12, false),
+    )
+    .await;
+    assert!(
+        !whole["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("content")
+            .is_empty(),
+        "{whole}"
+    );
+    assert!(whole["usage"]["prompt_tokens"].as_u64().expect("prompt") > 0);
+    assert!(
+        whole["usage"]["completion_tokens"]
+            .as_u64()
+            .expect("completion")
+            > 0
+    );
+    // Streamed: the text in pieces, then the usage.
+    let response = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&chat_body(MODEL, "Name a colour.", 12, true))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let events = sse_events(&response.text().await.expect("body"));
+    assert!(events.len() > 3, "{events:?}");
+    assert!(!streamed_text(&events).is_empty());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+
+    // The embedded engine serves the model too; llama.cpp's server goes away without a word,
+    // and requests are served by the other provider.
+    let (_embedded, embedded_id) = provider(&url);
+    engine.stop();
+    for _ in 0..3 {
+        let response = http
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&chat_body(MODEL, "Hi", 4, false))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["x-gondola-provider"],
+            embedded_id.as_str()
+        );
+    }
 }
