@@ -224,6 +224,7 @@ async fn start_stack(engine: &Arc<Engine>) -> anyhow::Result<(String, PathBuf)> 
                 requests_per_minute: 1_000_000,
                 tokens_per_minute: u64::MAX,
             }),
+            anonymous_share_prompt_cache: true,
         },
         oblivious_seed: Some(data.join("ohttp.seed")),
         ..gateway::GatewayConfig::default()

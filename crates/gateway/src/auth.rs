@@ -153,6 +153,7 @@ mod tests {
                 rate,
             }],
             anonymous: anonymous.then_some(rate),
+            anonymous_share_prompt_cache: false,
         })
     }
 
@@ -195,6 +196,7 @@ mod tests {
         let open = Authenticator::new(AuthConfig {
             keys: Vec::new(),
             anonymous: Some(rate),
+            anonymous_share_prompt_cache: false,
         });
         assert_eq!(
             open.authenticate(&headers("Bearer sk-anything"))
@@ -205,6 +207,7 @@ mod tests {
         let closed = Authenticator::new(AuthConfig {
             keys: Vec::new(),
             anonymous: None,
+            anonymous_share_prompt_cache: false,
         });
         assert_eq!(
             closed

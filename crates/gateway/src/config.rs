@@ -90,6 +90,10 @@ pub struct AuthConfig {
     pub keys: Vec<ApiKey>,
     /// Requests without a key are served under this shared limit; `None` refuses them (401).
     pub anonymous: Option<RateLimit>,
+    /// Whether requests without a key share one prompt cache: on a gateway that only this
+    /// machine reaches (its user's); elsewhere each would learn from the others' first
+    /// tokens, so they are cached only under a `prompt_cache_key` of their own.
+    pub anonymous_share_prompt_cache: bool,
 }
 
 /// Which providers may register.

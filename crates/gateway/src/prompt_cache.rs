@@ -6,21 +6,23 @@
 //! `prompt_cache_key`: the provider cannot tell who it stands for, and cannot link one
 //! caller's requests across days. A request paid with privacy tokens has no one to charge:
 //! it gets a namespace only from a `prompt_cache_key` it sends, which links the requests
-//! that share that key (and nothing else) for the day; without one it is not cached.
+//! that share that key (and nothing else) for the day; without one it is not cached. Callers
+//! without a key are one caller on a gateway only this machine reaches, and strangers to each
+//! other elsewhere: there, they are treated as token holders are.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// Who a request is charged to, for its cache namespace; `None` for one paid with tokens.
-pub(crate) fn scope(
-    account: Option<&ledger::Address>,
-    key_name: &str,
-    tokens: bool,
-) -> Option<String> {
-    match (tokens, account) {
-        (true, _) => None,
-        (false, Some(account)) => Some(format!("account {account}")),
-        (false, None) => Some(format!("key {key_name}")),
+use crate::auth::Caller;
+
+/// Who a request is charged to, for its cache namespace; `None` for one paid with tokens, or
+/// from a caller without a key where such callers do not share a cache.
+pub(crate) fn scope(caller: &Caller, tokens: bool, share_anonymous: bool) -> Option<String> {
+    match (tokens, caller.account, caller.kind) {
+        (true, _, _) => None,
+        (false, Some(account), _) => Some(format!("account {account}")),
+        (false, None, None) => share_anonymous.then(|| "anonymous".to_owned()),
+        (false, None, Some(_)) => Some(format!("key {}", caller.name)),
     }
 }
 
@@ -75,10 +77,24 @@ mod tests {
             namespace(&secret, Some("a"), Some("bc"), 1)
         );
         assert_eq!(namespace(&secret, None, None, 1), None);
-        assert_eq!(scope(None, "anonymous", true), None);
-        assert_eq!(
-            scope(None, "anonymous", false).as_deref(),
-            Some("key anonymous")
-        );
+        let anonymous = Caller {
+            name: "anonymous".into(),
+            kind: None,
+            rate: crate::config::RateLimit {
+                requests_per_minute: 1,
+                tokens_per_minute: 1,
+            },
+            account: None,
+            key_id: None,
+        };
+        assert_eq!(scope(&anonymous, false, true).as_deref(), Some("anonymous"));
+        assert_eq!(scope(&anonymous, false, false), None);
+        let keyed = Caller {
+            kind: Some(crate::config::KeyKind::Inference),
+            name: "app".into(),
+            ..anonymous.clone()
+        };
+        assert_eq!(scope(&keyed, false, false).as_deref(), Some("key app"));
+        assert_eq!(scope(&keyed, true, true), None);
     }
 }

@@ -634,7 +634,11 @@ pub fn gateway_config(
             .collect::<anyhow::Result<_>>()?,
         tiers,
         limits,
-        auth: AuthConfig { keys, anonymous },
+        auth: AuthConfig {
+            keys,
+            anonymous,
+            anonymous_share_prompt_cache: loopback,
+        },
         admission,
         catalogue: CatalogueConfig {
             default_model: raw.models.default.clone(),

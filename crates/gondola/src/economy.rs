@@ -298,31 +298,66 @@ impl Client {
     }
 
     /// Signs `operation` with the wallet's next nonce and the gateway's domain, and submits it.
+    /// The gateway signs operations of its own with the operator's account (usage settlement),
+    /// so an operator's nonce can be taken between reading and submitting: a refusal for the
+    /// nonce alone (nothing was applied) is signed again with the new one, a few times at most.
     async fn submit(&self, wallet: &Wallet, operation: Operation) -> anyhow::Result<LedgerReceipt> {
-        let status: LedgerStatus = self.get("/ledger/status").await?;
-        let salt = status
-            .eip712_domain
-            .salt
-            .strip_prefix("0x")
-            .and_then(|digits| hex::decode(digits).ok())
-            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-            .context("the gateway's ledger status has no EIP-712 domain")?;
-        let now = status.now;
-        let account: LedgerAccount = self
-            .get(&format!("/ledger/accounts/{}", wallet.address()))
-            .await?;
-        let nonce = account.nonce;
-        let signed = SignedOperation::sign(
-            wallet,
-            &wallet::Domain { salt },
-            operation,
-            nonce,
-            now + DEADLINE_SECONDS,
-            Scheme::Eip712,
-        );
-        self.post("/ledger/operations", &signed).await
+        let path = "/ledger/operations";
+        let mut attempt = 1;
+        loop {
+            let status: LedgerStatus = self.get("/ledger/status").await?;
+            let salt = status
+                .eip712_domain
+                .salt
+                .strip_prefix("0x")
+                .and_then(|digits| hex::decode(digits).ok())
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .context("the gateway's ledger status has no EIP-712 domain")?;
+            let account: LedgerAccount = self
+                .get(&format!("/ledger/accounts/{}", wallet.address()))
+                .await?;
+            let signed = SignedOperation::sign(
+                wallet,
+                &wallet::Domain { salt },
+                operation.clone(),
+                account.nonce,
+                status.now + DEADLINE_SECONDS,
+                Scheme::Eip712,
+            );
+            let response = self
+                .http
+                .post(format!("{}/api/v1{path}", self.gateway))
+                .json(&signed)
+                .send()
+                .await
+                .map_err(|error| {
+                    anyhow::anyhow!(
+                        "cannot reach the gateway at {} ({error}); is `gondola serve` running?",
+                        self.gateway
+                    )
+                })?;
+            let code = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if code.is_success() {
+                return typed(path, body);
+            }
+            let nonce_taken = code == reqwest::StatusCode::BAD_REQUEST
+                && body.pointer("/error/param").and_then(Value::as_str) == Some("nonce");
+            if nonce_taken && attempt < NONCE_ATTEMPTS {
+                attempt += 1;
+                continue;
+            }
+            let message = body
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("no details");
+            bail!("the gateway answered {code}: {message}");
+        }
     }
 }
+
+/// Times an operation is signed and submitted when its nonce was taken meanwhile.
+const NONCE_ATTEMPTS: u32 = 4;
 
 fn load_wallet(path: &Path) -> anyhow::Result<Wallet> {
     Wallet::load(path).with_context(|| {

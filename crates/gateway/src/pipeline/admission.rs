@@ -272,6 +272,7 @@ mod tests {
             auth: AuthConfig {
                 keys: Vec::new(),
                 anonymous: Some(rate),
+                anonymous_share_prompt_cache: false,
             },
             ..GatewayConfig::default()
         });

@@ -353,9 +353,9 @@ async fn serve<O: Operation>(
         // A request paid with tokens has no caller whose limit it counts against.
         rate_key: rate.is_some().then_some(rate_key),
         cache_scope: crate::prompt_cache::scope(
-            caller.account.as_ref(),
-            &caller.name,
+            &caller,
             tokens.is_some(),
+            state.config.auth.anonymous_share_prompt_cache,
         ),
         paid_with: match (&tokens, caller.account) {
             (Some(_), _) => "tokens",
