@@ -265,12 +265,7 @@ impl Client {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let message = body
-                .pointer("/error/message")
-                .or_else(|| body.get("error"))
-                .and_then(Value::as_str)
-                .unwrap_or("no details");
-            bail!("the gateway answered {status}: {message}");
+            bail!("the gateway answered {status}: {}", error_message(&body));
         }
         Ok(body)
     }
@@ -347,13 +342,17 @@ impl Client {
                 attempt += 1;
                 continue;
             }
-            let message = body
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("no details");
-            bail!("the gateway answered {code}: {message}");
+            bail!("the gateway answered {code}: {}", error_message(&body));
         }
     }
+}
+
+/// The message of an error answer, in the API's shape or a bare `error` string.
+fn error_message(body: &Value) -> &str {
+    body.pointer("/error/message")
+        .or_else(|| body.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or("no details")
 }
 
 /// Times an operation is signed and submitted when its nonce was taken meanwhile.
