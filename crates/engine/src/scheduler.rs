@@ -82,8 +82,6 @@ pub(crate) struct Job {
 struct Resident {
     namespace: [u8; 32],
     tokens: Vec<LlamaToken>,
-    /// A copy is in the host cache already.
-    saved: bool,
     /// When it was left (the host cache's clock): the oldest is given away first.
     left_at: u64,
 }
@@ -364,9 +362,7 @@ fn admit(
         };
         // What the sequence holds beyond the shared prefix is about to go: saved first.
         if let Some(resident) = residents[seq].take_if(|resident| {
-            !resident.saved
-                && reuse < resident.tokens.len()
-                && resident.tokens.len() >= MIN_SAVED_TOKENS
+            resident.tokens.len() > reuse && resident.tokens.len() >= MIN_SAVED_TOKENS
         }) && host.budget > 0
         {
             match context.state_seq_get(seq as i32, LlamaStateSeqFlags::empty()) {
@@ -638,7 +634,6 @@ fn sample_all(
                             residents[seq] = Some(Resident {
                                 namespace,
                                 tokens,
-                                saved: false,
                                 left_at: host.tick(),
                             });
                             counters.running.fetch_sub(1, Ordering::AcqRel);

@@ -78,11 +78,13 @@ async fn transcribe(
 }
 
 /// A `verbose_json` answer's words are the words of `TEXT` (as its text is), in order and
-/// never overlapping, each inside the segment of its sentence and inside the audio.
+/// never overlapping, each inside a segment and inside the audio, "river" well after
+/// "weather". (How many segments depends on the pause the voice makes between the sentences,
+/// which its noise varies.)
 fn check_word_timings(timed: &Value) {
     let duration = timed["duration"].as_f64().expect("duration");
     let segments = timed["segments"].as_array().expect("segments");
-    assert_eq!(segments.len(), 2, "{timed}");
+    assert!(!segments.is_empty(), "{timed}");
     let words = timed["words"].as_array().expect("words");
     let said: Vec<&str> = words
         .iter()
@@ -106,7 +108,7 @@ fn check_word_timings(timed: &Value) {
         assert!(inside, "{word} is inside a segment: {timed}");
         last_end = end;
     }
-    // "river" is said in the second sentence, "weather" in the first.
+    // "weather" is said in the first sentence, "river" in the second.
     let at = |wanted: &str| {
         words
             .iter()
@@ -118,8 +120,7 @@ fn check_word_timings(timed: &Value) {
             .and_then(|word| word["start"].as_f64())
             .unwrap_or_else(|| panic!("{wanted} is heard: {timed}"))
     };
-    let second = segments[1]["start"].as_f64().expect("start");
-    assert!(at("weather") < second && at("river") >= second, "{timed}");
+    assert!(at("weather") + 0.5 < at("river"), "{timed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
