@@ -181,7 +181,9 @@ async fn speech_is_transcribed_back_to_its_words_in_every_format() {
     let duration = verbose["duration"].as_f64().expect("duration");
     assert!(duration > 2.0, "{verbose}");
     let segments = verbose["segments"].as_array().expect("segments");
-    assert_eq!(segments.len(), 2, "two sentences: {verbose}");
+    // A segment per utterance: one per sentence when the voice pauses 300 ms or more between
+    // them, which its noise does not always do.
+    assert!((1..=2).contains(&segments.len()), "{verbose}");
     assert!(
         segments[0]["text"]
             .as_str()
@@ -191,7 +193,7 @@ async fn speech_is_transcribed_back_to_its_words_in_every_format() {
         "{verbose}"
     );
     assert!(
-        segments[1]["text"]
+        segments[segments.len() - 1]["text"]
             .as_str()
             .expect("text")
             .to_lowercase()
@@ -268,7 +270,7 @@ async fn speech_is_transcribed_back_to_its_words_in_every_format() {
     assert!(
         venice["timestamps"]["segment"]
             .as_array()
-            .is_some_and(|segments| segments.len() == 2),
+            .is_some_and(|segments| (1..=2).contains(&segments.len())),
         "{venice}"
     );
     assert!(venice["duration"].as_f64().is_some());
