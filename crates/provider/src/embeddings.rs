@@ -13,7 +13,7 @@ use wire::embeddings::{EmbeddingInput, EmbeddingList, ProviderEmbeddingRequest};
 use wire::error::{ApiError, ErrorCode};
 use wire::models::ModelType;
 
-use crate::{AppState, Backend, UpstreamApi, check_lease, error_response};
+use crate::{AppState, Backend, UpstreamApi, accept, error_response};
 
 /// Most bytes of an upstream engine's answer: 2,048 vectors of 4,096 numbers in JSON.
 const MAX_UPSTREAM_REPLY_BYTES: usize = 256 * 1024 * 1024;
@@ -23,29 +23,17 @@ pub(crate) async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(error) = check_lease(&state, &headers).await {
-        return error_response(&error);
-    }
-    let request: ProviderEmbeddingRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return error_response(&ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("not an embedding request: {error}"),
-            ));
-        }
-    };
-    if request.model != state.backend.model_id() {
-        return error_response(&ApiError::new(
-            ErrorCode::ModelNotFound,
-            format!("this provider serves {}", state.backend.model_id()),
-        ));
-    }
-    let Ok(_permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
-        return error_response(
-            &ApiError::new(ErrorCode::ModelAtCapacity, "this provider is at capacity")
-                .with_retry_after(1),
-        );
+    let (_permit, request) = match accept::<ProviderEmbeddingRequest>(
+        &state,
+        &headers,
+        &body,
+        "an embedding request",
+        |request| &request.model,
+    )
+    .await
+    {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
     };
     let result = match &state.backend {
         Backend::EmbeddedEmbeddings { embedder, model_id } => {

@@ -450,48 +450,73 @@ async fn generate(
     }
 }
 
-async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(error) = check_lease(&state, &headers).await {
-        return error_response(&error);
-    }
-    let request: ProviderChatRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return error_response(&ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("not a chat request: {error}"),
-            ));
-        }
-    };
-    if request.model != state.backend.model_id() {
-        return error_response(&ApiError::new(
+/// The head every operation shares: the gateway's lease checked, the body read as `T`, the
+/// model it names (`model`) checked against this provider's, and a place among the requests
+/// in flight taken. An error is the answer to send.
+pub(crate) async fn accept<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+    model: impl FnOnce(&T) -> &str,
+) -> Result<(tokio::sync::OwnedSemaphorePermit, T), Response> {
+    check_lease(state, headers)
+        .await
+        .map_err(|error| error_response(&error))?;
+    let request: T = serde_json::from_slice(body).map_err(|error| {
+        error_response(&ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("not {what}: {error}"),
+        ))
+    })?;
+    if model(&request) != state.backend.model_id() {
+        return Err(error_response(&ApiError::new(
             ErrorCode::ModelNotFound,
             format!("this provider serves {}", state.backend.model_id()),
-        ));
+        )));
     }
-    let Ok(permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
-        return error_response(
-            &ApiError::new(ErrorCode::ModelAtCapacity, "this provider is at capacity")
-                .with_retry_after(1),
-        );
-    };
+    let permit = Arc::clone(&state.in_flight)
+        .try_acquire_owned()
+        .map_err(|_| {
+            error_response(
+                &ApiError::new(ErrorCode::ModelAtCapacity, "this provider is at capacity")
+                    .with_retry_after(1),
+            )
+        })?;
+    Ok((permit, request))
+}
+
+/// `response` with `permit` held until its body ends or the gateway hangs up.
+pub(crate) fn holding(
+    permit: tokio::sync::OwnedSemaphorePermit,
+    mut response: Response,
+) -> Response {
+    let body = std::mem::take(response.body_mut());
+    let stream = body.into_data_stream().map(move |item| {
+        let _held = &permit;
+        item
+    });
+    *response.body_mut() = Body::from_stream(stream);
+    response
+}
+
+async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (permit, request) =
+        match accept::<ProviderChatRequest>(&state, &headers, &body, "a chat request", |request| {
+            &request.model
+        })
+        .await
+        {
+            Ok(accepted) => accepted,
+            Err(response) => return response,
+        };
     let request_id = headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
         .unwrap_or("unknown")
         .to_owned();
     match generate(&state, request, request_id).await {
-        Ok(mut response) => {
-            // The permit lives as long as the response body: it is freed when the stream ends
-            // or the gateway hangs up.
-            let body = std::mem::take(response.body_mut());
-            let stream = body.into_data_stream().map(move |item| {
-                let _held = &permit;
-                item
-            });
-            *response.body_mut() = Body::from_stream(stream);
-            response
-        }
+        Ok(response) => holding(permit, response),
         Err(error) => error_response(&error),
     }
 }

@@ -20,7 +20,7 @@ use wire::error::{ApiError, ErrorCode};
 use wire::models::ModelType;
 use wire::speech::ProviderSpeechRequest;
 
-use crate::{AppState, Backend, UpstreamApi, check_lease, error_response};
+use crate::{AppState, Backend, UpstreamApi, accept, error_response};
 
 /// Encoded chunks buffered between the encoder and the connection.
 const ENCODED_AHEAD: usize = 16;
@@ -33,29 +33,17 @@ pub(crate) async fn speech(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(error) = check_lease(&state, &headers).await {
-        return error_response(&error);
-    }
-    let request: ProviderSpeechRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return error_response(&ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("not a speech request: {error}"),
-            ));
-        }
-    };
-    if request.model != state.backend.model_id() {
-        return error_response(&ApiError::new(
-            ErrorCode::ModelNotFound,
-            format!("this provider serves {}", state.backend.model_id()),
-        ));
-    }
-    let Ok(permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
-        return error_response(
-            &ApiError::new(ErrorCode::ModelAtCapacity, "this provider is at capacity")
-                .with_retry_after(1),
-        );
+    let (permit, request) = match accept::<ProviderSpeechRequest>(
+        &state,
+        &headers,
+        &body,
+        "a speech request",
+        |request| &request.model,
+    )
+    .await
+    {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
     };
     let result = match &state.backend {
         Backend::EmbeddedSpeech { voice, .. } => embedded(Arc::clone(voice), request).await,
@@ -89,17 +77,7 @@ pub(crate) async fn speech(
         )),
     };
     match result {
-        Ok(mut response) => {
-            // The permit lives as long as the body: freed when the audio ends or the gateway
-            // hangs up.
-            let body = std::mem::take(response.body_mut());
-            let stream = body.into_data_stream().map(move |item| {
-                let _held = &permit;
-                item
-            });
-            *response.body_mut() = Body::from_stream(stream);
-            response
-        }
+        Ok(response) => crate::holding(permit, response),
         Err(error) => error_response(&error),
     }
 }

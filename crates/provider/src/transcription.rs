@@ -14,7 +14,7 @@ use wire::error::{ApiError, ErrorCode};
 use wire::models::ModelType;
 use wire::transcription::{ProviderTranscriptionRequest, TimedText, TimedWord, Transcript};
 
-use crate::{AppState, Backend, UpstreamApi, check_lease, error_response};
+use crate::{AppState, Backend, UpstreamApi, accept, error_response};
 
 /// Largest request from the gateway: the largest upload, in base64, and the rest.
 pub(crate) const MAX_BODY_BYTES: usize = wire::transcription::MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024;
@@ -24,29 +24,17 @@ pub(crate) async fn transcriptions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(error) = check_lease(&state, &headers).await {
-        return error_response(&error);
-    }
-    let request: ProviderTranscriptionRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return error_response(&ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("not a transcription request: {error}"),
-            ));
-        }
-    };
-    if request.model != state.backend.model_id() {
-        return error_response(&ApiError::new(
-            ErrorCode::ModelNotFound,
-            format!("this provider serves {}", state.backend.model_id()),
-        ));
-    }
-    let Ok(_permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
-        return error_response(
-            &ApiError::new(ErrorCode::ModelAtCapacity, "this provider is at capacity")
-                .with_retry_after(1),
-        );
+    let (_permit, request) = match accept::<ProviderTranscriptionRequest>(
+        &state,
+        &headers,
+        &body,
+        "a transcription request",
+        |request| &request.model,
+    )
+    .await
+    {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
     };
     let result = match &state.backend {
         Backend::EmbeddedTranscription { listener, .. } => {
