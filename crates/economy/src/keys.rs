@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use ledger::Address;
 use serde::{Deserialize, Serialize};
 use wallet::Units;
+pub use wire::economy::{KeyKind, LimitPeriod};
 
 /// Keys one account may hold at once.
 pub const MAX_KEYS_PER_ACCOUNT: usize = 500;
@@ -18,87 +19,10 @@ pub const MAX_KEYS_PER_ACCOUNT: usize = 500;
 const MAX_KEYS: usize = 200_000;
 pub const MAX_DESCRIPTION_CHARS: usize = 64;
 
-/// What a key may do: call inference (and read), or also manage keys. An account's ADMIN key
-/// manages that account's keys; the operator's powers go with the operator's own configured
-/// ADMIN keys, which belong to no account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeyKind {
-    #[serde(rename = "INFERENCE")]
-    Inference,
-    #[serde(rename = "ADMIN")]
-    Admin,
-}
-
-impl KeyKind {
-    /// The name it is written with (`INFERENCE`, `ADMIN`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Inference => "INFERENCE",
-            Self::Admin => "ADMIN",
-        }
-    }
-}
-
 /// SHA-256 of a key's secret: how keys are known (the secret itself is never stored).
 pub fn hash_secret(secret: &str) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(secret.as_bytes()).into()
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LimitPeriod {
-    /// The UTC day.
-    #[serde(rename = "EPOCH")]
-    Epoch,
-    #[serde(rename = "MONTH")]
-    Month,
-    #[serde(rename = "LIFETIME")]
-    Lifetime,
-}
-
-impl LimitPeriod {
-    /// The name it is written with (`EPOCH`, `MONTH`, `LIFETIME`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Epoch => "EPOCH",
-            Self::Month => "MONTH",
-            Self::Lifetime => "LIFETIME",
-        }
-    }
-
-    /// The period containing `day` (days since the epoch): the day, the month, or 0.
-    pub fn period_of(self, day: u64) -> u64 {
-        match self {
-            Self::Epoch => day,
-            Self::Month => {
-                let (year, month) = civil_month(day);
-                year * 12 + month
-            }
-            Self::Lifetime => 0,
-        }
-    }
-
-    pub fn error_code(self) -> wire::error::ErrorCode {
-        use wire::error::ErrorCode;
-        match self {
-            Self::Epoch => ErrorCode::ApiKeyEpochSpendLimitExceeded,
-            Self::Month => ErrorCode::ApiKeyMonthSpendLimitExceeded,
-            Self::Lifetime => ErrorCode::ApiKeyLifetimeSpendLimitExceeded,
-        }
-    }
-}
-
-/// Year and month (1–12) of a day number, by Howard Hinnant's civil-from-days algorithm.
-fn civil_month(day: u64) -> (u64, u64) {
-    let z = day + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -497,15 +421,6 @@ fn parse_hash(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn months_of_day_numbers() {
-        // 1970-01-01 is day 0; 2026-11-24 is day 20781; 2024-02-29 is day 19782.
-        assert_eq!(civil_month(0), (1970, 1));
-        assert_eq!(civil_month(20_781), (2026, 11));
-        assert_eq!(civil_month(19_782), (2024, 2));
-        assert_eq!(civil_month(19_783), (2024, 3));
-    }
 
     #[test]
     fn a_cap_is_reserved_by_requests_in_flight_so_together_they_cannot_pass_it() {

@@ -11,8 +11,8 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use wallet::{JsonAddress, Operation, Scheme, SignedOperation, Units, Wallet};
 use wire::economy::{
-    BaseUnits, CreatedApiKey, LedgerAccount, LedgerReceipt, LedgerStatus, MintQuote, Succeeded,
-    Web3Challenge,
+    BaseUnits, CreatedApiKey, KeyKind, LedgerAccount, LedgerReceipt, LedgerStatus, MintQuote,
+    Succeeded, Web3Challenge, Web3KeyRequest,
 };
 use wire::money::Amount;
 
@@ -231,13 +231,6 @@ fn show(units: BaseUnits) -> String {
 }
 
 /// Base units as a receipt's outcome writes them (a string of digits), shown as a decimal.
-fn show_value(units: &Value) -> String {
-    units
-        .as_str()
-        .and_then(|text| text.parse::<u128>().ok())
-        .map_or_else(|| "?".to_owned(), |units| show(BaseUnits(units)))
-}
-
 struct Client {
     http: reqwest::Client,
     gateway: String,
@@ -387,23 +380,17 @@ fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> St
 
 fn receipt_text(receipt: &LedgerReceipt) -> String {
     let outcome = &receipt.outcome;
-    let kind = outcome
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("done");
     let mut parts = vec![format!(
         "{} (ledger record {})",
-        kind.replace('_', " "),
+        outcome.kind().replace('_', " "),
         receipt.sequence
     )];
-    if let Some(fields) = outcome.as_object() {
-        for (name, value) in fields {
-            if let Some(name) = name.strip_suffix("_units") {
-                parts.push(format!("{}: {}", name.replace('_', " "), show_value(value)));
-            } else if name == "unlock_at" {
-                parts.push(format!("unlocks at {value} (unix time)"));
-            }
-        }
+    let (amounts, unlock_at) = outcome.amounts();
+    for (name, units) in amounts {
+        parts.push(format!("{name}: {}", show(units)));
+    }
+    if let Some(unlock_at) = unlock_at {
+        parts.push(format!("unlocks at {unlock_at} (unix time)"));
     }
     parts.join("; ")
 }
@@ -567,13 +554,19 @@ pub(crate) async fn run(action: Action) -> anyhow::Result<()> {
                 client.get("/api_keys/generate_web3_key").await?;
             let token = challenge.data.token;
             let signature = wallet.personal_sign(token.as_bytes());
-            let body = serde_json::json!({
-                "address": wallet.address().to_string(),
-                "signature": format!("0x{}", hex::encode(signature)),
-                "token": token,
-                "apiKeyType": if admin { "ADMIN" } else { "INFERENCE" },
-                "description": description,
-            });
+            let body = Web3KeyRequest {
+                address: wallet.address().to_string(),
+                signature: format!("0x{}", hex::encode(signature)),
+                token,
+                api_key_type: Some(if admin {
+                    KeyKind::Admin
+                } else {
+                    KeyKind::Inference
+                }),
+                description: Some(description),
+                consumption_limit: None,
+                limit_period: None,
+            };
             let key: Succeeded<CreatedApiKey> =
                 client.post("/api_keys/generate_web3_key", &body).await?;
             print(json, &key, |key| {

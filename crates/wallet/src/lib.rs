@@ -16,7 +16,8 @@ pub use audit::{JournalAuditError, SignatureAudit, SignatureProblem, audit_journ
 pub use authorization::{Authorization, AuthorizationError, Scheme, recover_signer, sign};
 pub use key::{Wallet, WalletError};
 pub use operation::{
-    AssetName, JsonAddress, Operation, OperationError, SignatureBytes, SignedOperation, Units,
+    AssetName, JsonAddress, Operation, OperationError, SIGNATURE_FORM, SignatureBytes,
+    SignedOperation, Units,
 };
 pub use typed::{Domain, eip191_message, eip712_digest};
 

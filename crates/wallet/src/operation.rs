@@ -284,16 +284,23 @@ impl Serialize for SignatureBytes {
     }
 }
 
-impl<'de> Deserialize<'de> for SignatureBytes {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+impl SignatureBytes {
+    /// Reads `0x` and 130 hex digits (r, s, v).
+    pub fn from_hex(text: &str) -> Option<Self> {
         text.strip_prefix("0x")
             .and_then(|digits| hex::decode(digits).ok())
             .and_then(|bytes| <[u8; 65]>::try_from(bytes).ok())
             .map(SignatureBytes)
-            .ok_or_else(|| {
-                serde::de::Error::custom("a signature is 0x and 130 hex digits (r, s, v)")
-            })
+    }
+}
+
+/// What a signature that does not read looks like instead.
+pub const SIGNATURE_FORM: &str = "a signature is 0x and 130 hex digits (r, s, v)";
+
+impl<'de> Deserialize<'de> for SignatureBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::from_hex(&text).ok_or_else(|| serde::de::Error::custom(SIGNATURE_FORM))
     }
 }
 

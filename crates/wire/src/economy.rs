@@ -270,7 +270,356 @@ pub struct LedgerReceipt {
     pub sequence: u64,
     pub record_hash: String,
     /// What the operation did, tagged by `type` (`staked`, `diem_minted`, …), with its amounts.
-    pub outcome: serde_json::Value,
+    pub outcome: ReceiptOutcome,
+}
+
+/// What a committed ledger operation did, as `POST /ledger/operations` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReceiptOutcome {
+    GenesisApplied {
+        genesis_supply_units: BaseUnits,
+    },
+    Transferred {
+        amount_units: BaseUnits,
+    },
+    AirdropClaimed {
+        vvv_units: BaseUnits,
+    },
+    UnclaimedAirdropBurned {
+        vvv_units: BaseUnits,
+    },
+    VestedClaimed {
+        vvv_units: BaseUnits,
+    },
+    Staked {
+        svvv_units: BaseUnits,
+    },
+    UnstakeInitiated {
+        cooling_svvv_units: BaseUnits,
+        /// Unix seconds.
+        unlock_at: u64,
+    },
+    UnstakeFinalized {
+        vvv_units: BaseUnits,
+    },
+    RewardsClaimed {
+        vvv_units: BaseUnits,
+    },
+    RewardsStaked {
+        svvv_units: BaseUnits,
+    },
+    DiemMinted {
+        diem_units: BaseUnits,
+        svvv_locked_units: BaseUnits,
+        mint_rate_after_svvv_units_per_diem: BaseUnits,
+    },
+    DiemBurned {
+        diem_units: BaseUnits,
+        svvv_unlocked_units: BaseUnits,
+    },
+    DiemStaked {
+        diem_units: BaseUnits,
+    },
+    DiemUnstakeInitiated {
+        cooling_diem_units: BaseUnits,
+        /// Unix seconds.
+        unlock_at: u64,
+    },
+    DiemUnstakeFinalized {
+        diem_units: BaseUnits,
+    },
+    EmissionRateSet {
+        vvv_units_per_second: BaseUnits,
+    },
+    MintCurveSet,
+    ParametersSet,
+    UtilizationReported {
+        utilization_bps: u32,
+        company_share_bps: u32,
+    },
+    BoughtBackAndBurned {
+        vvv_units: BaseUnits,
+        revenue_usd_units: BaseUnits,
+    },
+    AccountCredited {
+        usd_units: BaseUnits,
+        bundled_credit_units: BaseUnits,
+    },
+    /// Sums over a usage settlement's entries.
+    UsageSettled {
+        entries: u32,
+        usd_units: BaseUnits,
+        bundled_credit_units: BaseUnits,
+        allowance_units: BaseUnits,
+    },
+}
+
+impl ReceiptOutcome {
+    /// The `type` it is tagged with (`staked`, `diem_minted`, …).
+    pub fn kind(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|value| Some(value.get("type")?.as_str()?.to_owned()))
+            .unwrap_or_default()
+    }
+
+    /// Its amounts in base units, each with its name less `_units` (`("svvv", …)`), and the
+    /// moment a cooldown ends, if it started one.
+    pub fn amounts(&self) -> (Vec<(&'static str, BaseUnits)>, Option<u64>) {
+        match *self {
+            Self::GenesisApplied {
+                genesis_supply_units,
+            } => (vec![("genesis supply", genesis_supply_units)], None),
+            Self::Transferred { amount_units } => (vec![("amount", amount_units)], None),
+            Self::AirdropClaimed { vvv_units }
+            | Self::UnclaimedAirdropBurned { vvv_units }
+            | Self::VestedClaimed { vvv_units }
+            | Self::UnstakeFinalized { vvv_units }
+            | Self::RewardsClaimed { vvv_units } => (vec![("vvv", vvv_units)], None),
+            Self::Staked { svvv_units } | Self::RewardsStaked { svvv_units } => {
+                (vec![("svvv", svvv_units)], None)
+            }
+            Self::UnstakeInitiated {
+                cooling_svvv_units,
+                unlock_at,
+            } => (vec![("cooling svvv", cooling_svvv_units)], Some(unlock_at)),
+            Self::DiemMinted {
+                diem_units,
+                svvv_locked_units,
+                mint_rate_after_svvv_units_per_diem,
+            } => (
+                vec![
+                    ("diem", diem_units),
+                    ("svvv locked", svvv_locked_units),
+                    (
+                        "mint rate after svvv per diem",
+                        mint_rate_after_svvv_units_per_diem,
+                    ),
+                ],
+                None,
+            ),
+            Self::DiemBurned {
+                diem_units,
+                svvv_unlocked_units,
+            } => (
+                vec![("diem", diem_units), ("svvv unlocked", svvv_unlocked_units)],
+                None,
+            ),
+            Self::DiemStaked { diem_units } | Self::DiemUnstakeFinalized { diem_units } => {
+                (vec![("diem", diem_units)], None)
+            }
+            Self::DiemUnstakeInitiated {
+                cooling_diem_units,
+                unlock_at,
+            } => (vec![("cooling diem", cooling_diem_units)], Some(unlock_at)),
+            Self::EmissionRateSet {
+                vvv_units_per_second,
+            } => (vec![("vvv per second", vvv_units_per_second)], None),
+            Self::MintCurveSet | Self::ParametersSet | Self::UtilizationReported { .. } => {
+                (Vec::new(), None)
+            }
+            Self::BoughtBackAndBurned {
+                vvv_units,
+                revenue_usd_units,
+            } => (
+                vec![("vvv", vvv_units), ("revenue usd", revenue_usd_units)],
+                None,
+            ),
+            Self::AccountCredited {
+                usd_units,
+                bundled_credit_units,
+            } => (
+                vec![("usd", usd_units), ("bundled credit", bundled_credit_units)],
+                None,
+            ),
+            Self::UsageSettled {
+                usd_units,
+                bundled_credit_units,
+                allowance_units,
+                ..
+            } => (
+                vec![
+                    ("usd", usd_units),
+                    ("bundled credit", bundled_credit_units),
+                    ("allowance", allowance_units),
+                ],
+                None,
+            ),
+        }
+    }
+}
+
+/// What a key may do: call inference (and read), or also manage keys. An account's ADMIN key
+/// manages that account's keys; the operator's powers go with the operator's own configured
+/// ADMIN keys, which belong to no account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyKind {
+    #[serde(rename = "INFERENCE")]
+    Inference,
+    #[serde(rename = "ADMIN")]
+    Admin,
+}
+
+impl KeyKind {
+    /// The name it is written with (`INFERENCE`, `ADMIN`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inference => "INFERENCE",
+            Self::Admin => "ADMIN",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LimitPeriod {
+    /// The UTC day.
+    #[serde(rename = "EPOCH")]
+    Epoch,
+    #[serde(rename = "MONTH")]
+    Month,
+    #[serde(rename = "LIFETIME")]
+    Lifetime,
+}
+
+impl LimitPeriod {
+    /// The name it is written with (`EPOCH`, `MONTH`, `LIFETIME`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Epoch => "EPOCH",
+            Self::Month => "MONTH",
+            Self::Lifetime => "LIFETIME",
+        }
+    }
+
+    /// The period containing `day` (days since the epoch): the day, the month, or 0.
+    pub fn period_of(self, day: u64) -> u64 {
+        match self {
+            Self::Epoch => day,
+            Self::Month => {
+                let (year, month) = civil_month(day);
+                year * 12 + month
+            }
+            Self::Lifetime => 0,
+        }
+    }
+
+    pub fn error_code(self) -> crate::error::ErrorCode {
+        use crate::error::ErrorCode;
+        match self {
+            Self::Epoch => ErrorCode::ApiKeyEpochSpendLimitExceeded,
+            Self::Month => ErrorCode::ApiKeyMonthSpendLimitExceeded,
+            Self::Lifetime => ErrorCode::ApiKeyLifetimeSpendLimitExceeded,
+        }
+    }
+}
+
+/// Year and month (1–12) of a day number, by Howard Hinnant's civil-from-days algorithm.
+fn civil_month(day: u64) -> (u64, u64) {
+    let z = day + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month)
+}
+
+/// A spend cap as a request gives it: Venice's JSON numbers of dollars or DIEM, worth the same
+/// here (`vcu`, Venice's deprecated unit, is not accepted). Kept as the number's own digits,
+/// never a float.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestedLimit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd: Option<serde_json::Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diem: Option<serde_json::Number>,
+}
+
+/// `POST /api_keys`: a new key for the caller's account (or, for the operator's own ADMIN
+/// keys, for the account named).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateApiKey {
+    pub api_key_type: KeyKind,
+    pub description: String,
+    /// `""` or `null` (or nothing) for a key that does not expire.
+    #[serde(
+        default,
+        deserialize_with = "expiry",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumption_limit: Option<RequestedLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_period: Option<LimitPeriod>,
+    /// Only for the operator's own (configured) ADMIN keys: the account (`0x` and 40 hex
+    /// digits) to create the key for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+/// `PATCH /api_keys`: what changes of the key `id`; what is absent stays. `expiresAt: null`
+/// removes the expiry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateApiKey {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "changed_expiry",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<Option<Timestamp>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumption_limit: Option<RequestedLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_period: Option<LimitPeriod>,
+}
+
+/// Venice's expiry: a moment, or `""` or `null` for none.
+fn expiry<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Timestamp>, D::Error> {
+    match Option::<Box<serde_json::value::RawValue>>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(raw) if raw.get() == "\"\"" => Ok(None),
+        Some(raw) => serde_json::from_str(raw.get())
+            .map(Some)
+            .map_err(D::Error::custom),
+    }
+}
+
+/// An expiry that is present, `""` and `null` included (`Some(None)`: remove it), as opposed to
+/// absent (`None`: leave it).
+fn changed_expiry<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<Timestamp>>, D::Error> {
+    expiry(deserializer).map(Some)
+}
+
+/// `POST /api_keys/generate_web3_key`: a key minted by a wallet's `personal_sign` signature
+/// over a challenge `token` from `GET /api_keys/generate_web3_key`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Web3KeyRequest {
+    /// `0x` and 40 hex digits.
+    pub address: String,
+    /// `0x` and 130 hex digits (r, s, v).
+    pub signature: String,
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_type: Option<KeyKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumption_limit: Option<RequestedLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_period: Option<LimitPeriod>,
 }
 
 /// An API key of an account, in Venice's shape (`GET /api_keys`, `GET /api_keys/{id}`,
@@ -544,6 +893,96 @@ pub struct ClockAdvanced {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expiry_is_a_moment_or_empty_and_an_update_tells_removed_from_absent() {
+        let create = |expiry: &str| {
+            serde_json::from_str::<CreateApiKey>(&format!(
+                r#"{{"apiKeyType": "INFERENCE", "description": "d"{expiry}}}"#
+            ))
+        };
+        assert_eq!(create("").expect("absent").expires_at, None);
+        assert_eq!(
+            create(r#", "expiresAt": """#).expect("empty").expires_at,
+            None
+        );
+        assert_eq!(
+            create(r#", "expiresAt": null"#).expect("null").expires_at,
+            None
+        );
+        assert_eq!(
+            create(r#", "expiresAt": "2026-12-31""#)
+                .expect("a date")
+                .expires_at,
+            Some(Timestamp(1_798_675_200))
+        );
+        assert!(create(r#", "expiresAt": "soon""#).is_err());
+
+        let update = |expiry: &str| {
+            serde_json::from_str::<UpdateApiKey>(&format!(r#"{{"id": "k"{expiry}}}"#))
+                .expect("an update")
+                .expires_at
+        };
+        assert_eq!(update(""), None);
+        assert_eq!(update(r#", "expiresAt": null"#), Some(None));
+        assert_eq!(update(r#", "expiresAt": """#), Some(None));
+        assert_eq!(
+            update(r#", "expiresAt": "2026-12-31T00:00:00.000Z""#),
+            Some(Some(Timestamp(1_798_675_200)))
+        );
+    }
+
+    #[test]
+    fn receipt_outcomes_read_back_with_their_kind() {
+        let outcomes = [
+            (
+                ReceiptOutcome::Staked {
+                    svvv_units: BaseUnits(5),
+                },
+                "staked",
+            ),
+            (
+                ReceiptOutcome::UnstakeInitiated {
+                    cooling_svvv_units: BaseUnits(2),
+                    unlock_at: 9,
+                },
+                "unstake_initiated",
+            ),
+            (ReceiptOutcome::MintCurveSet, "mint_curve_set"),
+            (
+                ReceiptOutcome::UsageSettled {
+                    entries: 3,
+                    usd_units: BaseUnits(1),
+                    bundled_credit_units: BaseUnits(0),
+                    allowance_units: BaseUnits(7),
+                },
+                "usage_settled",
+            ),
+        ];
+        for (outcome, kind) in outcomes {
+            assert_eq!(outcome.kind(), kind);
+            let text = serde_json::to_string(&outcome).expect("serializes");
+            let back: ReceiptOutcome = serde_json::from_str(&text).expect("reads back");
+            assert_eq!(back, outcome);
+        }
+        let unlock: ReceiptOutcome = serde_json::from_str(
+            r#"{"type": "diem_unstake_initiated", "cooling_diem_units": "10", "unlock_at": 77}"#,
+        )
+        .expect("a receipt's outcome");
+        assert_eq!(
+            unlock.amounts(),
+            (vec![("cooling diem", BaseUnits(10))], Some(77))
+        );
+    }
+
+    #[test]
+    fn months_of_day_numbers() {
+        // 1970-01-01 is day 0; 2026-11-24 is day 20781; 2024-02-29 is day 19782.
+        assert_eq!(civil_month(0), (1970, 1));
+        assert_eq!(civil_month(20_781), (2026, 11));
+        assert_eq!(civil_month(19_782), (2024, 2));
+        assert_eq!(civil_month(19_783), (2024, 3));
+    }
 
     #[test]
     fn amounts_are_exact_strings_both_ways() {

@@ -136,33 +136,6 @@ pub(crate) async fn get_key(
     respond(result, dialect)
 }
 
-/// A spend cap as a request gives it (Venice's: JSON numbers of dollars or DIEM, worth the
-/// same here; `vcu` is Venice's deprecated unit and is not accepted).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RequestedLimit {
-    #[serde(default)]
-    usd: Option<serde_json::Number>,
-    #[serde(default)]
-    diem: Option<serde_json::Number>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CreateKey {
-    api_key_type: KeyKind,
-    description: String,
-    #[serde(default)]
-    expires_at: Option<Timestamp>,
-    #[serde(default)]
-    consumption_limit: Option<RequestedLimit>,
-    #[serde(default)]
-    limit_period: Option<LimitPeriod>,
-    /// Only for the operator's own (configured) ADMIN keys: the account to create the key for.
-    #[serde(default)]
-    account: Option<JsonAddress>,
-}
-
 fn spend_limit(
     limit: Option<RequestedLimit>,
     period: Option<LimitPeriod>,
@@ -198,6 +171,12 @@ fn spend_limit(
     }))
 }
 
+/// An address field (`0x` and 40 hex digits), or the client's 400 naming it.
+fn address_field(text: &str, param: &str) -> Result<Address, ApiError> {
+    Address::from_hex(text)
+        .ok_or_else(|| ApiError::invalid(param, "an address is 0x and 40 hex digits"))
+}
+
 fn check_description(description: &str) -> Result<(), ApiError> {
     if description.chars().count() > MAX_DESCRIPTION_CHARS || description.trim().is_empty() {
         return Err(ApiError::invalid(
@@ -218,17 +197,22 @@ pub(crate) async fn create_key(
         let economy = economy(&state)?;
         let caller = authenticated(&state, &headers)?;
         require_admin(&caller)?;
-        let request: CreateKey = parse_json(&body)?;
-        let account = match (caller.account, request.account) {
+        let request: CreateApiKey = parse_json(&body)?;
+        let named = request
+            .account
+            .as_deref()
+            .map(|text| address_field(text, "account"))
+            .transpose()?;
+        let account = match (caller.account, named) {
             (Some(own), None) => own,
-            (Some(own), Some(named)) if named.0 == own => own,
+            (Some(own), Some(named)) if named == own => own,
             (Some(_), Some(_)) => {
                 return Err(error(
                     ErrorCode::Unauthorized,
                     "an account's key can only create keys for its own account",
                 ));
             }
-            (None, Some(named)) => named.0,
+            (None, Some(named)) => named,
             (None, None) => {
                 return Err(ApiError::invalid(
                     "account",
@@ -264,20 +248,6 @@ pub(crate) async fn create_key(
     respond(result, dialect)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct UpdateKey {
-    id: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    expires_at: Option<Option<Timestamp>>,
-    #[serde(default)]
-    consumption_limit: Option<RequestedLimit>,
-    #[serde(default)]
-    limit_period: Option<LimitPeriod>,
-}
-
 pub(crate) async fn update_key(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
@@ -286,7 +256,7 @@ pub(crate) async fn update_key(
 ) -> Response {
     let result = (|| {
         let (economy, account) = key_holder(&state, &headers, true)?;
-        let request: UpdateKey = parse_json(&body)?;
+        let request: UpdateApiKey = parse_json(&body)?;
         count_key_change(&state, account)?;
         if let Some(description) = &request.description {
             check_description(description)?;
@@ -362,22 +332,6 @@ pub(crate) async fn web3_challenge(
     respond(result, dialect)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Web3Key {
-    address: JsonAddress,
-    signature: wallet::SignatureBytes,
-    token: String,
-    #[serde(default)]
-    api_key_type: Option<KeyKind>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    consumption_limit: Option<RequestedLimit>,
-    #[serde(default)]
-    limit_period: Option<LimitPeriod>,
-}
-
 pub(crate) async fn web3_key(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
@@ -385,7 +339,10 @@ pub(crate) async fn web3_key(
 ) -> Response {
     let result = (|| {
         let economy = economy(&state)?;
-        let request: Web3Key = parse_json(&body)?;
+        let request: Web3KeyRequest = parse_json(&body)?;
+        let address = address_field(&request.address, "address")?;
+        let signature = wallet::SignatureBytes::from_hex(&request.signature)
+            .ok_or_else(|| ApiError::invalid("signature", wallet::SIGNATURE_FORM))?;
         let now = economy.clock.now();
         // Cheapest first: the challenge's own MAC, then the signature, then the ledger.
         let stamp = state.key_challenges.check(&request.token).map_err(|_| {
@@ -394,11 +351,11 @@ pub(crate) async fn web3_key(
                 "unknown or expired token; GET /api_keys/generate_web3_key for a new one",
             )
         })?;
-        let recovered = alloy_primitives::Signature::from_raw(&request.signature.0)
+        let recovered = alloy_primitives::Signature::from_raw(&signature.0)
             .and_then(|signature| signature.recover_address_from_msg(request.token.as_bytes()))
             .map_err(|failure| ApiError::invalid("signature", failure.to_string()))?;
         let recovered = wallet::from_alloy(recovered);
-        if recovered != request.address.0 {
+        if recovered != address {
             return Err(error(
                 ErrorCode::AuthenticationFailed,
                 "the signature was not made by `address` over the token (personal_sign)",

@@ -270,7 +270,7 @@ async fn submit_body(state: &AppState, body: &[u8]) -> Result<LedgerReceipt, Api
         object: "ledger.receipt".into(),
         sequence: receipt.sequence,
         record_hash: receipt.record_hash.to_string(),
-        outcome: outcome_json(&receipt.outcome),
+        outcome: receipt_outcome(&receipt.outcome),
     })
 }
 
@@ -313,93 +313,112 @@ fn rejection_error(rejection: Rejection) -> ApiError {
     )
 }
 
-fn outcome_json(outcome: &Outcome) -> Value {
-    match outcome {
+fn receipt_outcome(outcome: &Outcome) -> ReceiptOutcome {
+    let u = |value: u128| units(value);
+    match *outcome {
         Outcome::GenesisApplied {
             genesis_supply_units,
-        } => {
-            json!({"type": "genesis_applied", "genesis_supply_units": units(*genesis_supply_units)})
-        }
-        Outcome::Transferred { amount_units, .. } => {
-            json!({"type": "transferred", "amount_units": units(*amount_units)})
-        }
-        Outcome::AirdropClaimed { vvv_units } => {
-            json!({"type": "airdrop_claimed", "vvv_units": units(*vvv_units)})
-        }
-        Outcome::UnclaimedAirdropBurned { vvv_units } => {
-            json!({"type": "unclaimed_airdrop_burned", "vvv_units": units(*vvv_units)})
-        }
-        Outcome::VestedClaimed { vvv_units } => {
-            json!({"type": "vested_claimed", "vvv_units": units(*vvv_units)})
-        }
-        Outcome::Staked { svvv_units } => {
-            json!({"type": "staked", "svvv_units": units(*svvv_units)})
-        }
+        } => ReceiptOutcome::GenesisApplied {
+            genesis_supply_units: u(genesis_supply_units),
+        },
+        Outcome::Transferred { amount_units, .. } => ReceiptOutcome::Transferred {
+            amount_units: u(amount_units),
+        },
+        Outcome::AirdropClaimed { vvv_units } => ReceiptOutcome::AirdropClaimed {
+            vvv_units: u(vvv_units),
+        },
+        Outcome::UnclaimedAirdropBurned { vvv_units } => ReceiptOutcome::UnclaimedAirdropBurned {
+            vvv_units: u(vvv_units),
+        },
+        Outcome::VestedClaimed { vvv_units } => ReceiptOutcome::VestedClaimed {
+            vvv_units: u(vvv_units),
+        },
+        Outcome::Staked { svvv_units } => ReceiptOutcome::Staked {
+            svvv_units: u(svvv_units),
+        },
         Outcome::UnstakeInitiated {
             cooling_svvv_units,
             unlock_at_seconds,
-        } => {
-            json!({"type": "unstake_initiated", "cooling_svvv_units": units(*cooling_svvv_units), "unlock_at": unlock_at_seconds})
-        }
-        Outcome::UnstakeFinalized { vvv_units } => {
-            json!({"type": "unstake_finalized", "vvv_units": units(*vvv_units)})
-        }
-        Outcome::RewardsClaimed { vvv_units } => {
-            json!({"type": "rewards_claimed", "vvv_units": units(*vvv_units)})
-        }
-        Outcome::RewardsStaked { svvv_units } => {
-            json!({"type": "rewards_staked", "svvv_units": units(*svvv_units)})
-        }
+        } => ReceiptOutcome::UnstakeInitiated {
+            cooling_svvv_units: u(cooling_svvv_units),
+            unlock_at: unlock_at_seconds,
+        },
+        Outcome::UnstakeFinalized { vvv_units } => ReceiptOutcome::UnstakeFinalized {
+            vvv_units: u(vvv_units),
+        },
+        Outcome::RewardsClaimed { vvv_units } => ReceiptOutcome::RewardsClaimed {
+            vvv_units: u(vvv_units),
+        },
+        Outcome::RewardsStaked { svvv_units } => ReceiptOutcome::RewardsStaked {
+            svvv_units: u(svvv_units),
+        },
         Outcome::DiemMinted {
             diem_units,
             svvv_locked_units,
             mint_rate_after_svvv_units_per_diem,
-        } => {
-            json!({"type": "diem_minted", "diem_units": units(*diem_units), "svvv_locked_units": units(*svvv_locked_units), "mint_rate_after_svvv_units_per_diem": units(*mint_rate_after_svvv_units_per_diem)})
-        }
+        } => ReceiptOutcome::DiemMinted {
+            diem_units: u(diem_units),
+            svvv_locked_units: u(svvv_locked_units),
+            mint_rate_after_svvv_units_per_diem: u(mint_rate_after_svvv_units_per_diem),
+        },
         Outcome::DiemBurned {
             diem_units,
             svvv_unlocked_units,
-        } => {
-            json!({"type": "diem_burned", "diem_units": units(*diem_units), "svvv_unlocked_units": units(*svvv_unlocked_units)})
-        }
-        Outcome::DiemStaked { diem_units } => {
-            json!({"type": "diem_staked", "diem_units": units(*diem_units)})
-        }
+        } => ReceiptOutcome::DiemBurned {
+            diem_units: u(diem_units),
+            svvv_unlocked_units: u(svvv_unlocked_units),
+        },
+        Outcome::DiemStaked { diem_units } => ReceiptOutcome::DiemStaked {
+            diem_units: u(diem_units),
+        },
         Outcome::DiemUnstakeInitiated {
             cooling_diem_units,
             unlock_at_seconds,
-        } => {
-            json!({"type": "diem_unstake_initiated", "cooling_diem_units": units(*cooling_diem_units), "unlock_at": unlock_at_seconds})
-        }
-        Outcome::DiemUnstakeFinalized { diem_units } => {
-            json!({"type": "diem_unstake_finalized", "diem_units": units(*diem_units)})
-        }
+        } => ReceiptOutcome::DiemUnstakeInitiated {
+            cooling_diem_units: u(cooling_diem_units),
+            unlock_at: unlock_at_seconds,
+        },
+        Outcome::DiemUnstakeFinalized { diem_units } => ReceiptOutcome::DiemUnstakeFinalized {
+            diem_units: u(diem_units),
+        },
         Outcome::EmissionRateSet {
             vvv_units_per_second,
-        } => {
-            json!({"type": "emission_rate_set", "vvv_units_per_second": units(*vvv_units_per_second)})
-        }
-        Outcome::MintCurveSet => json!({"type": "mint_curve_set"}),
-        Outcome::ParametersSet => json!({"type": "parameters_set"}),
+        } => ReceiptOutcome::EmissionRateSet {
+            vvv_units_per_second: u(vvv_units_per_second),
+        },
+        Outcome::MintCurveSet => ReceiptOutcome::MintCurveSet,
+        Outcome::ParametersSet => ReceiptOutcome::ParametersSet,
         Outcome::UtilizationReported {
             utilization_bps,
             company_share_bps,
-        } => {
-            json!({"type": "utilization_reported", "utilization_bps": utilization_bps, "company_share_bps": company_share_bps})
-        }
+        } => ReceiptOutcome::UtilizationReported {
+            utilization_bps,
+            company_share_bps,
+        },
         Outcome::BoughtBackAndBurned {
             vvv_units,
             revenue_usd_units,
-        } => {
-            json!({"type": "bought_back_and_burned", "vvv_units": units(*vvv_units), "revenue_usd_units": units(*revenue_usd_units)})
-        }
+        } => ReceiptOutcome::BoughtBackAndBurned {
+            vvv_units: u(vvv_units),
+            revenue_usd_units: u(revenue_usd_units),
+        },
         Outcome::AccountCredited {
             usd_units,
             bundled_credit_units,
-        } => {
-            json!({"type": "account_credited", "usd_units": units(*usd_units), "bundled_credit_units": units(*bundled_credit_units)})
-        }
-        other => json!({"type": format!("{other:?}")}),
+        } => ReceiptOutcome::AccountCredited {
+            usd_units: u(usd_units),
+            bundled_credit_units: u(bundled_credit_units),
+        },
+        Outcome::UsageSettled {
+            entries,
+            usd_units,
+            bundled_credit_units,
+            allowance_units,
+        } => ReceiptOutcome::UsageSettled {
+            entries,
+            usd_units: u(usd_units),
+            bundled_credit_units: u(bundled_credit_units),
+            allowance_units: u(allowance_units),
+        },
     }
 }

@@ -25,15 +25,16 @@ use axum::{Extension, Json};
 use http::HeaderMap;
 use ledger::{Address, Outcome, Rejection};
 use serde::Deserialize;
-use serde_json::{Value, json};
-use wallet::{JsonAddress, Operation, SignedOperation, Units};
+use serde_json::Value;
+use wallet::{Operation, SignedOperation, Units};
 use wire::economy::{
     Allowance, ApiKey, ApiTier, Apr, BaseUnits, BillingBalance, BillingBalances, Charge,
-    ClockAdvanced, ConsumptionLimits, CreatedApiKey, Data, Deleted, DiemLiability, DollarNumber,
-    Dollars, Eip712Domain, Emissions, KeyUsage, LedgerAccount, LedgerReceipt, LedgerStatus, List,
-    MintQuote, ModelRateLimits, Parameters, PeriodUsage, RateLimitAmount, RateLimitHit, RateLimits,
-    Spendable, SpentAmounts, Succeeded, Supply, Timestamp, UsageDay, UsageDays, UsageEntry,
-    UsageHistory, Web3Challenge,
+    ClockAdvanced, ConsumptionLimits, CreateApiKey, CreatedApiKey, Data, Deleted, DiemLiability,
+    DollarNumber, Dollars, Eip712Domain, Emissions, KeyUsage, LedgerAccount, LedgerReceipt,
+    LedgerStatus, List, MintQuote, ModelRateLimits, Parameters, PeriodUsage, RateLimitAmount,
+    RateLimitHit, RateLimits, ReceiptOutcome, RequestedLimit, Spendable, SpentAmounts, Succeeded,
+    Supply, Timestamp, UpdateApiKey, UsageDay, UsageDays, UsageEntry, UsageHistory, Web3Challenge,
+    Web3KeyRequest,
 };
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::money::Amount;

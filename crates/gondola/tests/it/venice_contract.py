@@ -240,6 +240,29 @@ _, created = call("POST", "/api_keys", key=ADMIN, expect=200, json={
 key_id = created.get("data", {}).get("id", "missing")
 call("GET", f"/api_keys/{key_id}", key=ADMIN, expect=200, template="/api_keys/{id}")
 call("PATCH", "/api_keys", key=ADMIN, expect=200, json={"id": key_id, "description": "contract, renamed"})
+# Venice's expiry: a moment, or "" or null for none; on an update, "" or null removes it and
+# absence leaves it.
+_, expiring = call("POST", "/api_keys", key=ADMIN, expect=200, json={
+    "apiKeyType": "INFERENCE", "description": "expiring", "expiresAt": "2099-01-02"})
+expiring_id = expiring.get("data", {}).get("id", "missing")
+_, never = call("POST", "/api_keys", key=ADMIN, expect=200, json={
+    "apiKeyType": "INFERENCE", "description": "never", "expiresAt": ""})
+
+
+def expiry_is(body, expected, what):
+    found = body.get("data", {}).get("expiresAt", "absent") if isinstance(body, dict) else "absent"
+    if found != expected:
+        violations.append({"what": what, "error": f"expiresAt {found!r}, expected {expected!r}"})
+
+
+expiry_is(expiring, "2099-01-02T00:00:00.000Z", "a key created with a date expires then")
+expiry_is(never, None, "a key created with an empty expiry never expires")
+_, kept = call("PATCH", "/api_keys", key=ADMIN, expect=200, json={"id": expiring_id, "description": "still expiring"})
+expiry_is(kept, "2099-01-02T00:00:00.000Z", "an update without expiresAt keeps the expiry")
+_, removed = call("PATCH", "/api_keys", key=ADMIN, expect=200, json={"id": expiring_id, "expiresAt": None})
+expiry_is(removed, None, "an update with expiresAt null removes the expiry")
+for made in (expiring_id, never.get("data", {}).get("id", "missing")):
+    call("DELETE", f"/api_keys?id={made}", key=ADMIN, expect=200)
 call("GET", "/api_keys/rate_limits", key=ADMIN, expect=200)
 call("GET", "/api_keys/rate_limits/log", key=ADMIN, expect=200)
 call("GET", "/api_keys/generate_web3_key", expect=200)
