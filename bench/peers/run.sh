@@ -11,6 +11,10 @@
 #                               Gondola's embedding engine beside llama.cpp's server (the
 #                               xllamacpp wheel), and `gondola serve` from cold: `gondola-bench
 #                               embeddings`, results in bench/results/embeddings.{md,json}.
+#   bench/peers/run.sh serving  Gondola's engine beside llama.cpp's server (the xllamacpp wheel)
+#                               under 1 to 16 requests in flight, each alone and behind Gondola's
+#                               gateway: `gondola-bench serving`, results in
+#                               bench/results/serving-*.{md,json}.
 #   bench/peers/run.sh speech   Gondola's voice beside Piper's own engine (piper-tts):
 #                               `gondola-bench speech`, results in bench/results/speech.{md,json}.
 #   bench/peers/run.sh transcription
@@ -21,8 +25,9 @@
 # Installs Debian's nginx-light and, in a venv under target/bench-peers, the peers (pinned),
 # builds Gondola in release mode, and runs. The peers' configurations here (nginx-mock.conf,
 # litellm.yaml, tensorzero.toml, run_tensorzero.py) are their own benchmark set-up, unchanged;
-# llama_cpp_decode.py, llama_cpp_embed.py, piper_speak.py and whisper_transcribe.py are
-# Gondola's timing helpers for llama-cpp-python, xllamacpp, piper-tts and faster-whisper.
+# llama_cpp_decode.py, llama_cpp_embed.py, llama_chat_server.py, piper_speak.py and
+# whisper_transcribe.py are Gondola's timing helpers for llama-cpp-python, xllamacpp, piper-tts
+# and faster-whisper.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what="${1:-peers}"
@@ -59,13 +64,19 @@ case "$what" in
     cargo build --release -p bench -p gondola
     exec target/release/gondola-bench engine "$(target/release/gondola pull)" --venv "$venv" "$@"
     ;;
-  embeddings)
+  embeddings|serving)
     if [ ! -f "$venv/.xllamacpp-pinned" ]; then
       echo "gondola: installing xllamacpp 2026.10.11549 (llama.cpp's server) into $venv" >&2
       "$venv/bin/pip" install -q 'xllamacpp==2026.10.11549'
       touch "$venv/.xllamacpp-pinned"
     fi
     cargo build --release -p bench -p gondola
+    if [ "$what" = serving ]; then
+      # The model as published, and requantized to Q4_0 (llama.cpp's repacked AVX2 kernels).
+      model="$(target/release/gondola pull)"
+      target/release/gondola-bench serving "$model" --venv "$venv" "$@"
+      exec target/release/gondola-bench serving "$model" --requantize q4_0 --venv "$venv" "$@"
+    fi
     exec target/release/gondola-bench embeddings "$(target/release/gondola pull all-minilm-l6-v2)" \
       --venv "$venv" --gondola target/release/gondola "$@"
     ;;
@@ -92,7 +103,7 @@ case "$what" in
       "$voice" --venv "$venv" "$@"
     ;;
   *)
-    echo "usage: bench/peers/run.sh [peers|engine|embeddings|speech|transcription]" >&2
+    echo "usage: bench/peers/run.sh [peers|engine|embeddings|serving|speech|transcription]" >&2
     exit 2
     ;;
 esac

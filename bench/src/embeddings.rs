@@ -195,14 +195,6 @@ async fn gondola_seconds(embedder: &engine::Embedder, texts: &[String]) -> anyho
     Ok(seconds)
 }
 
-fn flag(name: &str) -> Option<String> {
-    std::env::args()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .find(|pair| pair[0] == name)
-        .map(|pair| pair[1].clone())
-}
-
 /// `gondola serve` from cold: time to ready, first and warm embedding requests, memory.
 async fn product(binary: &str) -> anyhow::Result<Product> {
     let data = tempfile::tempdir()?;
@@ -214,7 +206,7 @@ async fn product(binary: &str) -> anyhow::Result<Product> {
         "--data-dir".to_owned(),
         data.path().display().to_string(),
     ];
-    if let Some(cache) = flag("--cache-dir") {
+    if let Some(cache) = crate::flag("--cache-dir") {
         args.extend(["--cache-dir".to_owned(), cache]);
     }
     let mut child = Command::new(binary)
@@ -331,17 +323,7 @@ pub async fn run() -> anyhow::Result<()> {
             .nth(2)
             .context("usage: gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN]")?,
     );
-    let venv = flag("--venv").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-peers/venv"),
-        PathBuf::from,
-    );
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        bail!(
-            "no venv with xllamacpp at {} (bench/peers/run.sh embeddings makes it)",
-            venv.display()
-        );
-    }
+    let python = crate::peer_python("xllamacpp", "embeddings")?;
     let threads = engine::default_decode_threads().get();
     let mut config = engine::EmbedderConfig::new(model.clone());
     config.threads = engine::default_decode_threads();
@@ -396,7 +378,7 @@ pub async fn run() -> anyhow::Result<()> {
         rss_mib: crate::peers::rss_kib(llama.child.id()) as f64 / 1024.0,
     };
     drop(llama);
-    let serve = match flag("--gondola") {
+    let serve = match crate::flag("--gondola") {
         Some(binary) => Some(product(&binary).await?),
         None => None,
     };

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Serialize;
 
 use crate::{PROMPT, ROUNDS, Run, TOKENS, median};
@@ -115,6 +115,7 @@ impl LlamaCpp {
             first_token_ms: value["first_token_ms"].as_f64().unwrap_or(0.0),
             decode_tokens_per_second: value["decode_tokens_per_second"].as_f64().unwrap_or(0.0),
             total_ms: value["total_ms"].as_f64().unwrap_or(0.0),
+            tokens: u64::from(crate::TOKENS),
         })
     }
 }
@@ -127,22 +128,7 @@ impl Drop for LlamaCpp {
 }
 
 pub async fn run() -> anyhow::Result<()> {
-    let venv = std::env::args()
-        .skip(3)
-        .collect::<Vec<_>>()
-        .windows(2)
-        .find(|pair| pair[0] == "--venv")
-        .map(|pair| PathBuf::from(&pair[1]))
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-peers/venv")
-        });
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        bail!(
-            "no venv with llama-cpp-python at {} (bench/peers/run.sh engine makes it)",
-            venv.display()
-        );
-    }
+    let python = crate::peer_python("llama-cpp-python", "engine")?;
     let (model, threads, engine) = crate::load_engine().await?;
     let prompt_threads = engine::EngineConfig::new(model.clone())
         .prompt_threads

@@ -7,7 +7,8 @@
 //! cost to issue and redeem (see `tokens.rs`); `peers` Gondola's gateway beside TensorZero and
 //! LiteLLM in front of the same instant upstream (see `peers.rs`); `soak` Gondola under a fixed
 //! rate for minutes, sampled for growth (see `soak.rs`); `engine` Gondola's engine beside
-//! llama.cpp itself (see `engine_vs.rs`).
+//! llama.cpp itself (see `engine_vs.rs`); `serving` the engine beside llama.cpp's server under
+//! concurrent load, alone and behind the gateway (see `serving.rs`).
 
 mod embeddings;
 mod engine_vs;
@@ -15,6 +16,7 @@ mod metering;
 mod peers;
 mod private;
 mod prompt_cache;
+mod serving;
 mod soak;
 mod speech;
 mod tokens;
@@ -45,6 +47,8 @@ struct Run {
     first_token_ms: f64,
     decode_tokens_per_second: f64,
     total_ms: f64,
+    /// Generated tokens.
+    tokens: u64,
 }
 
 #[derive(Serialize)]
@@ -81,6 +85,7 @@ fn median(runs: &[Run]) -> Run {
                 .collect(),
         ),
         total_ms: pick(runs.iter().map(|run| run.total_ms).collect()),
+        tokens: runs.first().map_or(0, |run| run.tokens),
     }
 }
 
@@ -95,6 +100,7 @@ fn run_from(started: Instant, text_times: &[Instant], tokens: u64) -> anyhow::Re
         first_token_ms: first.duration_since(started).as_secs_f64() * 1e3,
         decode_tokens_per_second: tokens.saturating_sub(1) as f64 / decode_seconds,
         total_ms: last.duration_since(started).as_secs_f64() * 1e3,
+        tokens,
     })
 }
 
@@ -153,8 +159,20 @@ fn chat_request() -> serde_json::Value {
 /// Reads a streamed chat reply, noting when text arrived.
 async fn timed_reply<E>(
     started: Instant,
-    mut stream: impl futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    stream: impl futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 ) -> anyhow::Result<Run>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (times, tokens) = reply_times(stream).await?;
+    run_from(started, &times, tokens)
+}
+
+/// When each piece of text of a streamed chat reply arrived, and the number of generated
+/// tokens its usage reports.
+async fn reply_times<E>(
+    mut stream: impl futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+) -> anyhow::Result<(Vec<Instant>, u64)>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
@@ -183,7 +201,7 @@ where
             }
         }
     }
-    run_from(started, &times, tokens)
+    Ok((times, tokens))
 }
 
 async fn through_gateway(http: &reqwest::Client, url: &str) -> anyhow::Result<Run> {
@@ -214,7 +232,26 @@ fn model_path() -> anyhow::Result<PathBuf> {
 /// A gateway (with an Oblivious HTTP key) and one provider serving `engine`, in this process
 /// on loopback. Returns the gateway's URL and the provider's data directory.
 async fn start_stack(engine: &Arc<Engine>) -> anyhow::Result<(String, PathBuf)> {
-    let data = std::env::temp_dir().join(format!("gondola-bench-{}", std::process::id()));
+    let backend = provider::Backend::Embedded {
+        engine: Arc::clone(engine),
+        model_id: "bench-model".into(),
+    };
+    start_stack_with(backend, 8, true).await
+}
+
+/// As [`start_stack`], with any backend, `max_in_flight` requests at the provider, and
+/// anonymous callers sharing the prompt cache or not.
+async fn start_stack_with(
+    backend: provider::Backend,
+    max_in_flight: u32,
+    share_prompt_cache: bool,
+) -> anyhow::Result<(String, PathBuf)> {
+    static STACKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let data = std::env::temp_dir().join(format!(
+        "gondola-bench-{}-{}",
+        std::process::id(),
+        STACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let gateway_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", gateway_listener.local_addr()?);
     let gateway_config = gateway::GatewayConfig {
@@ -224,7 +261,7 @@ async fn start_stack(engine: &Arc<Engine>) -> anyhow::Result<(String, PathBuf)> 
                 requests_per_minute: 1_000_000,
                 tokens_per_minute: u64::MAX,
             }),
-            anonymous_share_prompt_cache: true,
+            anonymous_share_prompt_cache: share_prompt_cache,
         },
         oblivious_seed: Some(data.join("ohttp.seed")),
         ..gateway::GatewayConfig::default()
@@ -237,15 +274,11 @@ async fn start_stack(engine: &Arc<Engine>) -> anyhow::Result<(String, PathBuf)> 
     ));
     let provider_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let (ready, registered) = tokio::sync::oneshot::channel();
-    let backend = provider::Backend::Embedded {
-        engine: Arc::clone(engine),
-        model_id: "bench-model".into(),
-    };
     let provider_config = provider::ProviderConfig {
         gateway_url: url.clone(),
         advertise_url: None,
         data_dir: data.clone(),
-        max_in_flight: 8,
+        max_in_flight,
         x_wing: false,
     };
     tokio::spawn(provider::run(
@@ -259,6 +292,32 @@ async fn start_stack(engine: &Arc<Engine>) -> anyhow::Result<(String, PathBuf)> 
         .await
         .context("the provider did not register")??;
     Ok((url, data))
+}
+
+/// The value after `name` on the command line.
+fn flag(name: &str) -> Option<String> {
+    std::env::args()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .find(|pair| pair[0] == name)
+        .map(|pair| pair[1].clone())
+}
+
+/// The Python of the peers' venv (`--venv DIR`, else `target/bench-peers/venv`), which
+/// `bench/peers/run.sh CASE` fills with `package`.
+fn peer_python(package: &str, case: &str) -> anyhow::Result<PathBuf> {
+    let venv = flag("--venv").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-peers/venv"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        bail!(
+            "no venv with {package} at {} (bench/peers/run.sh {case} makes it)",
+            venv.display()
+        );
+    }
+    Ok(python)
 }
 
 async fn load_engine() -> anyhow::Result<(PathBuf, u32, Arc<Engine>)> {
@@ -377,8 +436,9 @@ fn main() -> anyhow::Result<()> {
         Some("speech") => runtime.block_on(speech::run()),
         Some("transcription") => runtime.block_on(transcription::run()),
         Some("prompt-cache") => runtime.block_on(prompt_cache::run_bench()),
+        Some("serving") => runtime.block_on(serving::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR] | gondola-bench transcription WHISPER_DIR VOICE.onnx [--venv DIR] | gondola-bench prompt-cache MODEL.gguf"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR] | gondola-bench transcription WHISPER_DIR VOICE.onnx [--venv DIR] | gondola-bench prompt-cache MODEL.gguf | gondola-bench serving MODEL.gguf [--venv DIR] [--threads N] [--requantize q4_0] [--rounds R]"
         ),
     }
 }

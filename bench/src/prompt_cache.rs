@@ -3,7 +3,8 @@
 //! with the same settings, in interleaved rounds: the time to its first token when the
 //! conversation's earlier turns are in the prompt cache (its namespace) and when they are not
 //! (no namespace). Also the tokens each computed, and the time to restore the prefix from host
-//! memory when another conversation has taken its sequence. Results go to
+//! memory when another conversation has taken its sequence. The same two turns also run, in the
+//! same rounds, on an engine whose KV cache is f16 instead of the default q8_0. Results go to
 //! `bench/results/prompt-cache.{md,json}`.
 
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ struct Report {
     uncached: Vec<Run>,
     cached: Vec<Run>,
     restored: Vec<Run>,
+    /// The same turns with an f16 KV cache.
+    f16_uncached: Vec<Run>,
+    f16_cached: Vec<Run>,
     median_uncached_ms: f64,
     median_cached_ms: f64,
     median_restored_ms: f64,
@@ -106,7 +110,10 @@ pub async fn run_bench() -> anyhow::Result<()> {
     let config = EngineConfig::new(model.clone());
     let (prompt_threads, decode_threads) =
         (config.prompt_threads.get(), config.decode_threads.get());
+    let mut f16 = config.clone();
+    f16.kv_format = engine::KvFormat::F16;
     let engine = Engine::load(config)?;
+    let f16 = Engine::load(f16)?;
     // A harbour office's long instructions, then four exchanges.
     let system =
         "You work at the harbour office. Ships arrive and leave every hour; keep track of \
@@ -142,17 +149,26 @@ pub async fn run_bench() -> anyhow::Result<()> {
         "Describe a lighthouse keeper's day in detail. ".repeat(40),
     )];
     // What the cache holds is the fourth turn, as the conversation left it.
+    run(&f16, request(history.clone(), Some(NAMESPACE), 1)).await?;
     let (mut uncached, mut cached, mut restored) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut f16_uncached, mut f16_cached) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         eprintln!("round {}/{ROUNDS}", round + 1);
         let question = questions[round % questions.len()];
         uncached.push(run(&engine, request(fifth(question), None, 1)).await?.1);
+        f16_uncached.push(run(&f16, request(fifth(question), None, 1)).await?.1);
         cached.push(
             run(&engine, request(fifth(question), Some(NAMESPACE), 1))
                 .await?
                 .1,
         );
+        f16_cached.push(
+            run(&f16, request(fifth(question), Some(NAMESPACE), 1))
+                .await?
+                .1,
+        );
     }
+    drop(f16);
     // With one sequence, another conversation takes it between turns: the prefix comes back
     // from host memory.
     let mut single = EngineConfig::new(model.clone());
@@ -184,6 +200,8 @@ pub async fn run_bench() -> anyhow::Result<()> {
         uncached,
         cached,
         restored,
+        f16_uncached,
+        f16_cached,
     };
     let results = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&results)?;
@@ -198,8 +216,11 @@ pub async fn run_bench() -> anyhow::Result<()> {
          | fifth turn | prompt tokens computed | first token |\n|---|---|---|\n\
          | no cache | {} | {:.0} ms |\n\
          | earlier turns in its sequence | {} | {:.0} ms |\n\
-         | earlier turns restored from host memory (one sequence, another conversation between) | {} | {:.0} ms |\n\n\
-         The cached turn's first token comes {:.1}× sooner; restored from host memory, {:.1}× sooner.\n",
+         | earlier turns restored from host memory (one sequence, another conversation between) | {} | {:.0} ms |\n\
+         | no cache, f16 KV cache | {} | {:.0} ms |\n\
+         | earlier turns in its sequence, f16 KV cache | {} | {:.0} ms |\n\n\
+         The cached turn's first token comes {:.1}× sooner; restored from host memory, {:.1}× sooner. \
+         KV cache q8_0 (the default) unless the row says f16.\n",
         report.model,
         report.prompt_threads,
         report.decode_threads,
@@ -211,6 +232,10 @@ pub async fn run_bench() -> anyhow::Result<()> {
         report.median_cached_ms,
         report.restored[0].prompt_tokens - report.restored[0].cached_tokens,
         report.median_restored_ms,
+        report.f16_uncached[0].prompt_tokens - report.f16_uncached[0].cached_tokens,
+        median(&report.f16_uncached),
+        report.f16_cached[0].prompt_tokens - report.f16_cached[0].cached_tokens,
+        median(&report.f16_cached),
         report.speedup,
         report.speedup_restored,
     );

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Serialize;
 
 const ROUNDS: usize = 5;
@@ -148,21 +148,7 @@ pub async fn run() -> anyhow::Result<()> {
             .nth(2)
             .context("usage: gondola-bench speech VOICE.onnx [--venv DIR]")?,
     );
-    let venv = std::env::args()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .find(|pair| pair[0] == "--venv")
-        .map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-peers/venv"),
-            |pair| PathBuf::from(&pair[1]),
-        );
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        bail!(
-            "no venv with piper-tts at {} (bench/peers/run.sh speech makes it)",
-            venv.display()
-        );
-    }
+    let python = crate::peer_python("piper-tts", "speech")?;
     let directory = model.parent().context("the voice has no directory")?;
     let threads = engine::default_decode_threads();
     let config = voice::VoiceConfig {

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Serialize;
 use transcribe::{Listener, ListenerConfig, Timings};
 
@@ -190,20 +190,7 @@ pub async fn run() -> anyhow::Result<()> {
     let usage = "usage: gondola-bench transcription WHISPER_DIR VOICE.onnx [--venv DIR]";
     let model = PathBuf::from(args.get(2).context(usage)?);
     let voice_model = PathBuf::from(args.get(3).context(usage)?);
-    let venv = args
-        .windows(2)
-        .find(|pair| pair[0] == "--venv")
-        .map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-peers/venv"),
-            |pair| PathBuf::from(&pair[1]),
-        );
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        bail!(
-            "no venv with faster-whisper at {} (bench/peers/run.sh transcription makes it)",
-            venv.display()
-        );
-    }
+    let python = crate::peer_python("faster-whisper", "transcription")?;
     let threads = engine::default_decode_threads();
     let config = ListenerConfig {
         model_dir: model.clone(),

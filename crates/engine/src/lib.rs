@@ -39,11 +39,11 @@ pub use tools::{ParsedReply, ReplyParser, ToolFormat, ToolMode, ToolSpec, ToolUs
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub model_path: PathBuf,
-    /// Threads for decoding (one token per sequence per step). ggml threads spin at barriers, so
-    /// on a machine with two cores that also serves HTTP, two threads collapse under contention;
-    /// [`default_decode_threads`] picks one there.
+    /// Threads for a step of one token (one sequence decoding). ggml threads spin at barriers;
+    /// see [`default_decode_threads`] for what that means on small machines.
     pub decode_threads: NonZeroU32,
-    /// Threads for prompt processing (many tokens per step, compute-bound).
+    /// Threads for a step of more than one token: prompts, and several sequences decoding
+    /// together.
     pub prompt_threads: NonZeroU32,
     /// Sequences decoded together in one batch: the concurrency of the engine.
     pub max_sequences: u32,
@@ -58,10 +58,50 @@ pub struct EngineConfig {
     /// of a finished request's prompt and reply, saved when its sequence is needed for another
     /// prompt); the least recently used go first. 0 keeps only what the sequences hold.
     pub prompt_cache_bytes: usize,
+    /// How the KV cache holds keys and values.
+    pub kv_format: KvFormat,
 }
 
-/// One decode thread on small machines (see [`EngineConfig::decode_threads`]), else one core
-/// is left for the network and the rest, up to eight, decode.
+/// How the KV cache holds each key and value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvFormat {
+    /// 16-bit floats: llama.cpp's default.
+    F16,
+    /// 8-bit blocks with a scale each (near-lossless): half the memory of `F16`, and the
+    /// faster attention for decoding on CPUs with this engine's llama.cpp (on two cores:
+    /// batched decode 4–15% faster, a cached conversation turn 1.37× faster), but prompts
+    /// computed from nothing lose llama.cpp's tiled attention kernel (1,500 tokens 1.47×
+    /// slower). The default: conversations resend their history, which the prompt cache
+    /// computes once. Needs flash attention; a model whose attention cannot use it gets `F16`.
+    Q8_0,
+}
+
+impl KvFormat {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "f16" => Some(Self::F16),
+            "q8_0" => Some(Self::Q8_0),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F16 => "f16",
+            Self::Q8_0 => "q8_0",
+        }
+    }
+}
+
+/// One thread on machines with two cores or fewer, else one core is left for the network and
+/// the rest, up to eight, compute.
+///
+/// Why one on two cores (`gondola-bench serving`, `bench/README.md`): with both cores to
+/// itself, two threads decode one sequence 1.9× as fast and eight together 1.8× as fast; but
+/// ggml's threads spin at every barrier, and with one busy process beside them (a test suite,
+/// another model of `gondola serve`, anything) two threads fall to 0.46–0.77× of what one
+/// thread does. One thread cannot be starved that way. A machine that runs nothing else gets
+/// the two threads with `threads = 2`.
 pub fn default_decode_threads() -> NonZeroU32 {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -82,6 +122,7 @@ impl EngineConfig {
             batch_tokens: 512,
             queue_depth: 64,
             prompt_cache_bytes: 256 * 1024 * 1024,
+            kv_format: KvFormat::Q8_0,
         }
     }
 }
@@ -102,6 +143,9 @@ pub struct ModelInfo {
     pub supports_reasoning: bool,
     /// How tools reach this model and its calls come back (every model can call tools).
     pub tool_format: ToolFormat,
+    /// How the KV cache holds keys and values: the configured format, or `F16` where the
+    /// model cannot use it.
+    pub kv_format: KvFormat,
 }
 
 /// Sampling controls. Temperature 0 means greedy decoding.
@@ -322,15 +366,17 @@ impl Engine {
             quantization: quantization_from_file_name(&config.model_path),
             supports_reasoning,
             tool_format,
+            kv_format: config.kv_format,
         };
         let counters = Arc::new(Counters::default());
-        let jobs = scheduler::start(
+        let (jobs, kv_format) = scheduler::start(
             Arc::clone(&model),
             backend,
             &config,
             &info,
             Arc::clone(&counters),
         )?;
+        let info = ModelInfo { kv_format, ..info };
         tracing::info!(
             model = %info.name,
             parameters = info.parameters,
@@ -338,6 +384,7 @@ impl Engine {
             max_sequences = config.max_sequences,
             decode_threads = config.decode_threads.get(),
             prompt_threads = config.prompt_threads.get(),
+            kv_format = info.kv_format.name(),
             "engine loaded"
         );
         Ok(Self {

@@ -22,7 +22,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -33,8 +33,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::text::{StopMatcher, StopScan, Utf8Decoder};
 use crate::{
-    Completion, Counters, EngineConfig, Event, FinishReason, LoadError, ModelInfo, Sampling,
-    TokenLogprob,
+    Completion, Counters, EngineConfig, Event, FinishReason, KvFormat, LoadError, ModelInfo,
+    Sampling, TokenLogprob,
 };
 
 /// llama.cpp's "pick a random seed" value.
@@ -194,12 +194,12 @@ pub(crate) fn start(
     config: &EngineConfig,
     info: &ModelInfo,
     counters: Arc<Counters>,
-) -> Result<SyncSender<Job>, LoadError> {
+) -> Result<(SyncSender<Job>, KvFormat), LoadError> {
     let capacity = usize::try_from(config.max_sequences)
         .unwrap_or(usize::MAX)
         .saturating_add(config.queue_depth);
     let (jobs, receiver) = std::sync::mpsc::sync_channel::<Job>(capacity);
-    let (ready, ready_receiver) = std::sync::mpsc::channel::<Result<(), LoadError>>();
+    let (ready, ready_receiver) = std::sync::mpsc::channel::<Result<KvFormat, LoadError>>();
     let max_sequences = config.max_sequences.max(1);
     let limits = Limits {
         context_tokens: info.context_tokens,
@@ -207,34 +207,61 @@ pub(crate) fn start(
         prompt_cache_bytes: config.prompt_cache_bytes,
     };
     let total_context = NonZeroU32::new(info.context_tokens.saturating_mul(max_sequences));
-    let params = LlamaContextParams::default()
-        .with_n_ctx(total_context)
-        .with_n_seq_max(max_sequences)
-        .with_n_batch(config.batch_tokens.max(1))
-        .with_n_ubatch(config.batch_tokens.max(1))
-        .with_n_threads(i32::try_from(config.decode_threads.get()).unwrap_or(1))
-        .with_n_threads_batch(i32::try_from(config.prompt_threads.get()).unwrap_or(1))
-        // Each sequence gets its own slice of the cache, so one long request cannot starve the
-        // others of KV slots mid-generation.
-        .with_kv_unified(false);
+    let batch_tokens = config.batch_tokens.max(1);
+    let decode_threads = i32::try_from(config.decode_threads.get()).unwrap_or(1);
+    let prompt_threads = i32::try_from(config.prompt_threads.get()).unwrap_or(1);
+    let params = move |kv_format: KvFormat| {
+        let kv_type = match kv_format {
+            KvFormat::F16 => KvCacheType::F16,
+            KvFormat::Q8_0 => KvCacheType::Q8_0,
+        };
+        LlamaContextParams::default()
+            .with_n_ctx(total_context)
+            .with_n_seq_max(max_sequences)
+            .with_n_batch(batch_tokens)
+            .with_n_ubatch(batch_tokens)
+            .with_n_threads(decode_threads)
+            .with_n_threads_batch(prompt_threads)
+            // Each sequence gets its own slice of the cache, so one long request cannot starve
+            // the others of KV slots mid-generation.
+            .with_kv_unified(false)
+            .with_type_k(kv_type)
+            .with_type_v(kv_type)
+    };
+    let kv_format = config.kv_format;
     std::thread::Builder::new()
         .name("gondola-engine".into())
         .spawn(move || {
-            let context = match model.new_context(backend, params) {
+            // A quantized cache needs flash attention; a model that cannot use it gets F16.
+            let (context, used) = match model.new_context(backend, params(kv_format)) {
+                Err(error) if kv_format != KvFormat::F16 => {
+                    tracing::warn!(
+                        %error,
+                        kv_format = kv_format.name(),
+                        "the KV cache format is not available for this model; using f16"
+                    );
+                    (
+                        model.new_context(backend, params(KvFormat::F16)),
+                        KvFormat::F16,
+                    )
+                }
+                other => (other, kv_format),
+            };
+            let context = match context {
                 Ok(context) => context,
                 Err(error) => {
                     let _ = ready.send(Err(LoadError::Context(error.to_string())));
                     return;
                 }
             };
-            let _ = ready.send(Ok(()));
+            let _ = ready.send(Ok(used));
             run(&model, context, receiver, max_sequences, &limits, &counters);
         })
         .map_err(|error| LoadError::Thread(error.to_string()))?;
-    ready_receiver
+    let used = ready_receiver
         .recv()
         .map_err(|error| LoadError::Thread(error.to_string()))??;
-    Ok(jobs)
+    Ok((jobs, used))
 }
 
 fn run(

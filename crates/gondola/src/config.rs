@@ -260,6 +260,8 @@ pub struct RawEngine {
     pub queue_depth: Option<usize>,
     /// Host memory for saved prompts (the prompt cache beyond the sequences), in MiB.
     pub prompt_cache_mib: Option<usize>,
+    /// How the KV cache holds keys and values: `q8_0` (the default) or `f16`.
+    pub kv_cache: Option<String>,
 }
 
 /// The engine's settings from flags (which win) and the file, as given.
@@ -350,6 +352,11 @@ pub fn engine_config(
             "provider.engine.prompt_cache_mib",
         )? * 1024
             * 1024;
+    }
+    if let Some(format) = &raw.kv_cache {
+        config.kv_format = engine::KvFormat::parse(format).with_context(|| {
+            format!("provider.engine.kv_cache is {format:?}; it must be \"q8_0\" or \"f16\"")
+        })?;
     }
     Ok(config)
 }
@@ -752,8 +759,29 @@ mod tests {
             .to_string();
         assert!(error.contains("provider.engine.max_sequences"), "{error}");
         // A flag wins over the file.
-        let config = engine_config(flags(None, Some(2), None), &file, path).expect("the flag wins");
+        let config =
+            engine_config(flags(None, Some(2), None), &file, path.clone()).expect("the flag wins");
         assert_eq!(config.max_sequences, 2);
+        // The KV cache format: q8_0 unless the file says f16; anything else is named.
+        let kv = |format: &str| {
+            engine_config(
+                EngineFlags::default(),
+                &RawEngine {
+                    kv_cache: Some(format.into()),
+                    ..RawEngine::default()
+                },
+                path.clone(),
+            )
+        };
+        assert_eq!(
+            engine_config(EngineFlags::default(), &RawEngine::default(), path.clone())
+                .expect("defaults")
+                .kv_format,
+            engine::KvFormat::Q8_0
+        );
+        assert_eq!(kv("f16").expect("f16").kv_format, engine::KvFormat::F16);
+        let error = kv("q4").expect_err("not a format").to_string();
+        assert!(error.contains("provider.engine.kv_cache"), "{error}");
     }
 
     #[test]

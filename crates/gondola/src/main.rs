@@ -128,7 +128,8 @@ struct EngineArgs {
     /// The id clients use for this model (default: the catalogue id or the file's name).
     #[arg(long, env = "GONDOLA_MODEL_ID")]
     model_id: Option<String>,
-    /// Decode threads (default: 1 on machines with 2 cores or fewer, else cores - 1, up to 8).
+    /// Engine threads (default: 1 on machines with 2 cores or fewer, where two threads are
+    /// faster only if nothing else runs; else cores - 1, up to 8).
     #[arg(long, env = "GONDOLA_THREADS")]
     threads: Option<u32>,
     /// Requests decoded together (continuous batching).

@@ -275,6 +275,44 @@ async fn a_model_requantized_to_q4_0_loads_and_generates() {
     assert!(failed.is_err(), "garbage in is an error, not a crash");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kv_cache_is_held_as_configured_and_both_formats_decode_alike() {
+    let load = |format: engine::KvFormat| {
+        let mut config = EngineConfig::new(model_path());
+        config.max_sequences = 1;
+        config.context_tokens_per_sequence = 256;
+        config.kv_format = format;
+        tokio::task::spawn_blocking(move || Engine::load(config))
+    };
+    let greedy = || {
+        request(
+            ENDLESS_PROMPT,
+            24,
+            Sampling {
+                temperature: 0.0,
+                ..Sampling::default()
+            },
+        )
+    };
+    let mut texts = Vec::new();
+    for format in [engine::KvFormat::F16, engine::KvFormat::Q8_0] {
+        let engine = load(format).await.expect("join").expect("loads");
+        assert_eq!(
+            engine.info().kv_format,
+            format,
+            "the cache is held as asked"
+        );
+        let (text, done) = collect(engine.submit(greedy()).expect("submit")).await;
+        assert_eq!(done.expect("completes").completion_tokens, 24);
+        texts.push(text);
+    }
+    assert!(!texts[0].is_empty());
+    assert_eq!(
+        texts[0], texts[1],
+        "greedy decoding reads the same from an 8-bit cache as from a 16-bit one"
+    );
+}
+
 /// A conversation of `turns` exchanges after a long system prompt, and a new question.
 fn conversation(turns: usize, question: &str) -> Vec<ChatMessage> {
     let mut messages = vec![ChatMessage::text(
