@@ -104,27 +104,37 @@ fn run_from(started: Instant, text_times: &[Instant], tokens: u64) -> anyhow::Re
     })
 }
 
-async fn direct(engine: &Engine) -> anyhow::Result<Run> {
-    Ok(direct_counted(engine).await?.0)
-}
-
-/// As [`direct`], with the number of prompt tokens the engine fed.
-async fn direct_counted(engine: &Engine) -> anyhow::Result<(Run, u32)> {
-    let request = GenerationRequest {
-        messages: vec![ChatMessage::text("user", PROMPT)],
+/// A greedy request for `messages`, at most `max_tokens` long, reading and leaving its prompt in
+/// the cache of `cache_namespace` if it has one.
+fn greedy_request(
+    messages: Vec<ChatMessage>,
+    max_tokens: u32,
+    cache_namespace: Option<[u8; 32]>,
+) -> GenerationRequest {
+    GenerationRequest {
+        messages,
         sampling: Sampling {
             temperature: 0.0,
             ..Sampling::default()
         },
-        max_tokens: TOKENS,
+        max_tokens,
         stop: Vec::new(),
         stop_tokens: Vec::new(),
         format: OutputFormat::Text,
         enable_thinking: true,
         tools: None,
         logprobs: None,
-        cache_namespace: None,
-    };
+        cache_namespace,
+    }
+}
+
+async fn direct(engine: &Engine) -> anyhow::Result<Run> {
+    Ok(direct_counted(engine).await?.0)
+}
+
+/// As [`direct`], with the number of prompt tokens the engine fed.
+async fn direct_counted(engine: &Engine) -> anyhow::Result<(Run, u32)> {
+    let request = greedy_request(vec![ChatMessage::text("user", PROMPT)], TOKENS, None);
     let started = Instant::now();
     let mut events = engine.submit(request)?;
     let mut times = Vec::new();

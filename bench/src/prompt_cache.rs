@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use engine::{ChatMessage, Engine, EngineConfig, Event, GenerationRequest, OutputFormat, Sampling};
+use engine::{ChatMessage, Engine, EngineConfig, Event, GenerationRequest};
+
+use crate::greedy_request;
 use serde::Serialize;
 
 const ROUNDS: usize = 5;
@@ -41,28 +43,6 @@ struct Report {
     median_restored_ms: f64,
     speedup: f64,
     speedup_restored: f64,
-}
-
-fn request(
-    messages: Vec<ChatMessage>,
-    namespace: Option<[u8; 32]>,
-    max_tokens: u32,
-) -> GenerationRequest {
-    GenerationRequest {
-        messages,
-        sampling: Sampling {
-            temperature: 0.0,
-            ..Sampling::default()
-        },
-        max_tokens,
-        stop: Vec::new(),
-        stop_tokens: Vec::new(),
-        format: OutputFormat::Text,
-        enable_thinking: true,
-        tools: None,
-        logprobs: None,
-        cache_namespace: namespace,
-    }
 }
 
 /// Runs `request`: its reply, the time to its first text, and its completion.
@@ -126,7 +106,11 @@ pub async fn run_bench() -> anyhow::Result<()> {
             "user",
             format!("Turn {turn}: the ship at berth {turn} reports calm seas and carries timber. Note it, please."),
         ));
-        let (reply, _) = run(&engine, request(history.clone(), Some(NAMESPACE), 48)).await?;
+        let (reply, _) = run(
+            &engine,
+            greedy_request(history.clone(), 48, Some(NAMESPACE)),
+        )
+        .await?;
         history.push(ChatMessage::text("assistant", &reply));
     }
     // Each round asks a question of its own: the history is what the cache can hold, the
@@ -149,21 +133,25 @@ pub async fn run_bench() -> anyhow::Result<()> {
         "Describe a lighthouse keeper's day in detail. ".repeat(40),
     )];
     // What the cache holds is the fourth turn, as the conversation left it.
-    run(&f16, request(history.clone(), Some(NAMESPACE), 1)).await?;
+    run(&f16, greedy_request(history.clone(), 1, Some(NAMESPACE))).await?;
     let (mut uncached, mut cached, mut restored) = (Vec::new(), Vec::new(), Vec::new());
     let (mut f16_uncached, mut f16_cached) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         eprintln!("round {}/{ROUNDS}", round + 1);
         let question = questions[round % questions.len()];
-        uncached.push(run(&engine, request(fifth(question), None, 1)).await?.1);
-        f16_uncached.push(run(&f16, request(fifth(question), None, 1)).await?.1);
+        uncached.push(
+            run(&engine, greedy_request(fifth(question), 1, None))
+                .await?
+                .1,
+        );
+        f16_uncached.push(run(&f16, greedy_request(fifth(question), 1, None)).await?.1);
         cached.push(
-            run(&engine, request(fifth(question), Some(NAMESPACE), 1))
+            run(&engine, greedy_request(fifth(question), 1, Some(NAMESPACE)))
                 .await?
                 .1,
         );
         f16_cached.push(
-            run(&f16, request(fifth(question), Some(NAMESPACE), 1))
+            run(&f16, greedy_request(fifth(question), 1, Some(NAMESPACE)))
                 .await?
                 .1,
         );
@@ -174,12 +162,12 @@ pub async fn run_bench() -> anyhow::Result<()> {
     let mut single = EngineConfig::new(model.clone());
     single.max_sequences = 1;
     let single = Engine::load(single)?;
-    run(&single, request(history.clone(), Some(NAMESPACE), 1)).await?;
+    run(&single, greedy_request(history.clone(), 1, Some(NAMESPACE))).await?;
     for round in 0..ROUNDS {
-        run(&single, request(other.clone(), Some([2; 32]), 1)).await?;
+        run(&single, greedy_request(other.clone(), 1, Some([2; 32]))).await?;
         let question = questions[(round + 1) % questions.len()];
         restored.push(
-            run(&single, request(fifth(question), Some(NAMESPACE), 1))
+            run(&single, greedy_request(fifth(question), 1, Some(NAMESPACE)))
                 .await?
                 .1,
         );

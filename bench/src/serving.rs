@@ -26,9 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use engine::{
-    ChatMessage, Engine, EngineConfig, Event, GenerationRequest, KvFormat, OutputFormat, Sampling,
-};
+use engine::{ChatMessage, Engine, EngineConfig, Event, KvFormat};
 use serde::Serialize;
 
 use crate::{PROMPT, TOKENS, flag, peer_python, reply_times};
@@ -158,21 +156,7 @@ impl Drop for LlamaServer {
 }
 
 async fn engine_request(engine: &Engine) -> anyhow::Result<Sample> {
-    let request = GenerationRequest {
-        messages: vec![ChatMessage::text("user", PROMPT)],
-        sampling: Sampling {
-            temperature: 0.0,
-            ..Sampling::default()
-        },
-        max_tokens: TOKENS,
-        stop: Vec::new(),
-        stop_tokens: Vec::new(),
-        format: OutputFormat::Text,
-        enable_thinking: true,
-        tools: None,
-        logprobs: None,
-        cache_namespace: None,
-    };
+    let request = crate::greedy_request(vec![ChatMessage::text("user", PROMPT)], TOKENS, None);
     let started = Instant::now();
     let mut events = engine.submit(request)?;
     let mut times = Vec::new();
