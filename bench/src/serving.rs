@@ -361,6 +361,7 @@ pub async fn run() -> anyhow::Result<()> {
             model_type: wire::models::ModelType::Text,
             context_tokens: CONTEXT_PER_SLOT,
             input_media: Vec::new(),
+            image_limits: wire::images::ImageLimits::default(),
         },
         limit,
         false,

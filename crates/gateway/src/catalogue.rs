@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use wire::models::{
-    Capabilities, Constraints, DefaultValue, Model, ModelSpec, ModelType, Price, Pricing,
+    Capabilities, Constraints, DefaultValue, Model, ModelSpec, ModelType, Price, Pricing, Steps,
 };
 use wire::provider::ModelAdvert;
 
@@ -74,6 +74,16 @@ const BUILT_IN_TRANSCRIPTION_ALIASES: &[&str] = &[
     "stt-xai-v1",
 ];
 
+/// Image model names that OpenAI's clients send (and Venice's default); they run on the
+/// default image model.
+const BUILT_IN_IMAGE_ALIASES: &[&str] = &[
+    "dall-e-2",
+    "dall-e-3",
+    "gpt-image-1",
+    "gpt-image-1-mini",
+    "grok-imagine-image",
+];
+
 /// Matches the engine's sampling defaults.
 const DEFAULT_TEMPERATURE: f32 = 0.7;
 const DEFAULT_TOP_P: f32 = 0.9;
@@ -101,7 +111,7 @@ impl Catalogue {
     fn default_model(&self, live: &LiveModels, model_type: ModelType) -> Option<String> {
         let configured = match model_type {
             ModelType::Text => self.config.default_model.clone(),
-            ModelType::Embedding | ModelType::Tts | ModelType::Asr => None,
+            ModelType::Embedding | ModelType::Tts | ModelType::Asr | ModelType::Image => None,
         };
         configured.or_else(|| {
             live.iter()
@@ -144,6 +154,11 @@ impl Catalogue {
         }
         if let Some(default) = self.default_model(live, ModelType::Asr) {
             for name in BUILT_IN_TRANSCRIPTION_ALIASES {
+                aliases.insert((*name).to_owned(), default.clone());
+            }
+        }
+        if let Some(default) = self.default_model(live, ModelType::Image) {
+            for name in BUILT_IN_IMAGE_ALIASES {
                 aliases.insert((*name).to_owned(), default.clone());
             }
         }
@@ -286,11 +301,21 @@ impl Catalogue {
                             supports_reasoning_effort: false,
                             supports_x_search: false,
                         },
-                        constraints: Constraints {
-                            temperature: DefaultValue { default: DEFAULT_TEMPERATURE },
-                            top_p: DefaultValue { default: DEFAULT_TOP_P },
+                        constraints: match advert.and_then(|advert| advert.image) {
+                            Some(limits) => Constraints::Image {
+                                prompt_character_limit: wire::images::MAX_PROMPT_CHARS as u32,
+                                steps: Steps { default: limits.default_steps, max: limits.max_steps },
+                                width_height_divisor: limits.divisor,
+                            },
+                            None => Constraints::Text {
+                                temperature: DefaultValue { default: DEFAULT_TEMPERATURE },
+                                top_p: DefaultValue { default: DEFAULT_TOP_P },
+                            },
                         },
-                        pricing: Pricing { input: Price::usd(pricing.input_per_million), output: Price::usd(pricing.output_per_million), cache_input: Price::usd(pricing.cache_input_per_million) },
+                        pricing: match type_of(&id) {
+                            ModelType::Image => Pricing::Image { generation: Price::usd(pricing.per_image) },
+                            _ => Pricing::Tokens { input: Price::usd(pricing.input_per_million), output: Price::usd(pricing.output_per_million), cache_input: Price::usd(pricing.cache_input_per_million) },
+                        },
                         available_context_tokens: context,
                         max_completion_tokens: max_output_tokens.min(context),
                         providers,
@@ -333,6 +358,7 @@ mod tests {
                     input_media: Vec::new(),
                     backend: "embedded".into(),
                     voices: Vec::new(),
+                    image: None,
                 };
                 ((*id).to_owned(), (advert, 1))
             })

@@ -105,13 +105,28 @@ pub enum Admission {
     Allowlist(Vec<VerifyingKey>),
 }
 
-/// Prices, per million tokens.
+/// Prices, per million tokens (characters of speech, seconds of transcribed audio) or per
+/// image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelPricing {
     pub input_per_million: Amount,
     pub output_per_million: Amount,
     /// Prompt tokens read from a provider's prompt cache (never more than `input_per_million`).
     pub cache_input_per_million: Amount,
+    /// Each image an image model makes.
+    pub per_image: Amount,
+}
+
+impl ModelPricing {
+    /// These prices for an operation priced per image: each image one unit of "input".
+    pub fn per_image_units(self) -> Self {
+        Self {
+            input_per_million: Amount(self.per_image.0.saturating_mul(1_000_000)),
+            output_per_million: Amount(0),
+            cache_input_per_million: Amount(0),
+            per_image: self.per_image,
+        }
+    }
 }
 
 impl Default for ModelPricing {
@@ -122,6 +137,8 @@ impl Default for ModelPricing {
             output_per_million: Amount(80_000_000_000_000_000),
             // Half the input price, Venice's ratio.
             cache_input_per_million: Amount(10_000_000_000_000_000),
+            // One cent an image, Venice's base price.
+            per_image: Amount(10_000_000_000_000_000),
         }
     }
 }

@@ -16,6 +16,7 @@ mod chat;
 pub mod config;
 mod economy_api;
 mod embeddings;
+mod images;
 mod metrics;
 pub mod oblivious;
 mod pipeline;
@@ -266,6 +267,12 @@ fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc
         ("/audio/speech", post(speech_handler)),
         ("/audio/voices", get(list_voices)),
         ("/audio/transcriptions", post(transcription_handler)),
+        ("/image/generate", post(image_generate)),
+        ("/images/generations", post(images_generations)),
+        (
+            "/image/styles",
+            get(|| async { Json(images::styles()).into_response() }),
+        ),
         (
             "/privacy/chat",
             post(sealed_chat).layer(DefaultBodyLimit::max(sealed::body_limit(
@@ -481,6 +488,24 @@ async fn speech_handler(
     pipeline::run::<speech::Speech>(state, dialect, headers, body).await
 }
 
+async fn image_generate(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    pipeline::run::<images::VeniceImage>(state, dialect, headers, body).await
+}
+
+async fn images_generations(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    pipeline::run::<images::OpenAiImageGeneration>(state, dialect, headers, body).await
+}
+
 async fn transcription_handler(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
@@ -533,8 +558,9 @@ fn type_matches(filter: &TypeFilter) -> Result<Listed, ApiError> {
         Some("embedding") => Ok(Listed::Only(ModelType::Embedding)),
         Some("tts") => Ok(Listed::Only(ModelType::Tts)),
         Some("asr") => Ok(Listed::Only(ModelType::Asr)),
+        Some("image") => Ok(Listed::Only(ModelType::Image)),
         Some("all") => Ok(Listed::All),
-        Some("image" | "upscale" | "inpaint" | "video" | "code" | "music") => Ok(Listed::Nothing),
+        Some("upscale" | "inpaint" | "video" | "code" | "music") => Ok(Listed::Nothing),
         Some(other) => Err(ApiError::invalid(
             "type",
             format!("unknown model type {other:?}"),
@@ -639,6 +665,7 @@ async fn name_map(
                     wire::models::ModelType::Embedding,
                     wire::models::ModelType::Tts,
                     wire::models::ModelType::Asr,
+                    wire::models::ModelType::Image,
                 ]
                 .into_iter()
                 .rev()

@@ -442,6 +442,7 @@ mod tests {
             input_media: Vec::new(),
             backend: "embedded".into(),
             voices: Vec::new(),
+            image: None,
         }
     }
 

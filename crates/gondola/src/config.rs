@@ -219,11 +219,14 @@ pub struct RawModels {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPricing {
-    /// USD per million input tokens, as a decimal string (`"0.02"`).
-    pub input_usd_per_million: String,
-    pub output_usd_per_million: String,
+    /// USD per million input tokens, as a decimal string (`"0.02"`); the default price when
+    /// unset.
+    pub input_usd_per_million: Option<String>,
+    pub output_usd_per_million: Option<String>,
     /// For prompt tokens read from a provider's prompt cache; half the input price when unset.
     pub cache_input_usd_per_million: Option<String>,
+    /// USD per image, for an image model; one cent when unset.
+    pub image_usd: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,8 +240,13 @@ pub struct RawProvider {
     pub model_id: Option<String>,
     pub upstream: Option<String>,
     pub upstream_model: Option<String>,
-    /// `openai` (the default) or `piper`.
+    /// `openai` (the default), `piper`, `automatic1111` or `comfyui`.
     pub upstream_api: Option<String>,
+    /// A ComfyUI workflow in its API format, with placeholders (`comfyui` only).
+    pub comfyui_workflow: Option<String>,
+    /// An image model's sizes and steps.
+    #[serde(default)]
+    pub image: RawImage,
     /// `env::NAME` for the upstream engine's API key.
     pub upstream_api_key: Option<String>,
     pub context_tokens: Option<u32>,
@@ -247,6 +255,55 @@ pub struct RawProvider {
     pub x_wing: bool,
     #[serde(default)]
     pub engine: RawEngine,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImage {
+    pub max_width: Option<u32>,
+    pub max_height: Option<u32>,
+    /// Width and height must be multiples of this.
+    pub size_divisor: Option<u32>,
+    pub default_steps: Option<u32>,
+    pub max_steps: Option<u32>,
+}
+
+/// Most steps an image model may be advertised to take.
+const MAX_IMAGE_STEPS: u32 = 150;
+
+/// An image model's limits from `[provider.image]`, each checked; the usual ones where unset.
+pub fn image_limits(raw: &RawImage) -> anyhow::Result<wire::images::ImageLimits> {
+    let usual = wire::images::ImageLimits::default();
+    let side = wire::images::MAX_SIDE;
+    let max_steps = within(
+        raw.max_steps.unwrap_or(usual.max_steps),
+        1..=MAX_IMAGE_STEPS,
+        "provider.image.max_steps",
+    )?;
+    Ok(wire::images::ImageLimits {
+        max_width: within(
+            raw.max_width.unwrap_or(usual.max_width),
+            64..=side,
+            "provider.image.max_width",
+        )?,
+        max_height: within(
+            raw.max_height.unwrap_or(usual.max_height),
+            64..=side,
+            "provider.image.max_height",
+        )?,
+        divisor: within(
+            raw.size_divisor.unwrap_or(usual.divisor),
+            1..=64,
+            "provider.image.size_divisor",
+        )?,
+        default_steps: within(
+            raw.default_steps
+                .unwrap_or(usual.default_steps.min(max_steps)),
+            1..=max_steps,
+            "provider.image.default_steps (at most max_steps)",
+        )?,
+        max_steps,
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -570,7 +627,11 @@ pub fn gateway_config(
         let parse = |text: &str| {
             Amount::parse_decimal(text).with_context(|| format!("gateway.models.pricing.{model}"))
         };
-        let input_per_million = parse(&price.input_usd_per_million)?;
+        let defaults = ModelPricing::default();
+        let input_per_million = match &price.input_usd_per_million {
+            Some(text) => parse(text)?,
+            None => defaults.input_per_million,
+        };
         let cache_input_per_million = match &price.cache_input_usd_per_million {
             Some(text) => parse(text)?,
             None => Amount(input_per_million.0 / 2),
@@ -584,8 +645,15 @@ pub fn gateway_config(
             model.clone(),
             ModelPricing {
                 input_per_million,
-                output_per_million: parse(&price.output_usd_per_million)?,
+                output_per_million: match &price.output_usd_per_million {
+                    Some(text) => parse(text)?,
+                    None => defaults.output_per_million,
+                },
                 cache_input_per_million,
+                per_image: match &price.image_usd {
+                    Some(text) => parse(text)?,
+                    None => defaults.per_image,
+                },
             },
         );
     }

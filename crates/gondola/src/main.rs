@@ -217,11 +217,18 @@ struct ProviderArgs {
     /// instead of the embedded one; --model then names the upstream's model.
     #[arg(long, env = "GONDOLA_UPSTREAM")]
     upstream: Option<String>,
-    /// The API the upstream engine speaks: `openai` (the default), or `piper` for Piper's
+    /// The API the upstream engine speaks: `openai` (the default); `piper` for Piper's
     /// HTTP server (`python -m piper.http_server`; speech only, with --model-type tts and
-    /// --model naming its voice).
-    #[arg(long, env = "GONDOLA_UPSTREAM_API", value_parser = ["openai", "piper"])]
+    /// --model naming its voice); `automatic1111` for AUTOMATIC1111's web UI or Forge
+    /// started with --api, or `comfyui` for ComfyUI (images only, with --model-type image
+    /// and --model naming the checkpoint).
+    #[arg(long, env = "GONDOLA_UPSTREAM_API", value_parser = ["openai", "piper", "automatic1111", "comfyui"])]
     upstream_api: Option<String>,
+    /// A ComfyUI workflow saved in its API format, with "$prompt", "$negative_prompt",
+    /// "$width", "$height", "$steps", "$cfg_scale", "$seed", "$variants" and "$model"
+    /// placeholders (default: a built-in text-to-image workflow).
+    #[arg(long, env = "GONDOLA_COMFYUI_WORKFLOW")]
+    comfyui_workflow: Option<PathBuf>,
     /// Environment variable holding the upstream engine's API key.
     #[arg(long, env = "GONDOLA_UPSTREAM_KEY_ENV")]
     upstream_key_env: Option<String>,
@@ -234,9 +241,9 @@ struct ProviderArgs {
     #[arg(long, env = "GONDOLA_MAX_IN_FLIGHT")]
     max_in_flight: Option<u32>,
     /// What the model serves: `text` (chat completions), `embedding` (/embeddings), `tts`
-    /// (/audio/speech) or `asr` (/audio/transcriptions). Default: the
-    /// catalogue model's type, else text.
-    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr"])]
+    /// (/audio/speech), `asr` (/audio/transcriptions) or `image` (/image/generate). Default:
+    /// the catalogue model's type, else text.
+    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr", "image"])]
     model_type: Option<String>,
 }
 
@@ -1135,7 +1142,17 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 Some("embedding") => wire::models::ModelType::Embedding,
                 Some("tts") => wire::models::ModelType::Tts,
                 Some("asr") => wire::models::ModelType::Asr,
+                Some("image") => wire::models::ModelType::Image,
                 _ => wire::models::ModelType::Text,
+            };
+            let images_only = |api: &str| {
+                if model_type == wire::models::ModelType::Image {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!(
+                        "--upstream-api {api} serves images: give --model-type image"
+                    ))
+                }
             };
             let api = match args
                 .upstream_api
@@ -1153,7 +1170,35 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                         )?,
                     }
                 }
-                Some(other) => bail!("provider.upstream_api is openai or piper, not {other:?}"),
+                Some("automatic1111") => {
+                    images_only("automatic1111")?;
+                    provider::UpstreamApi::Automatic1111
+                }
+                Some("comfyui") => {
+                    images_only("comfyui")?;
+                    let workflow = match args
+                        .comfyui_workflow
+                        .clone()
+                        .or_else(|| file.provider.comfyui_workflow.as_ref().map(PathBuf::from))
+                    {
+                        Some(path) => {
+                            let text = std::fs::read_to_string(&path).with_context(|| {
+                                format!("--comfyui-workflow {}", path.display())
+                            })?;
+                            serde_json::from_str(&text).with_context(|| {
+                                format!("--comfyui-workflow {}: not JSON", path.display())
+                            })?
+                        }
+                        None => serde_json::from_str(provider::images::COMFYUI_TXT2IMG_WORKFLOW)
+                            .context("the built-in ComfyUI workflow")?,
+                    };
+                    provider::images::check_comfyui_workflow(&workflow)
+                        .map_err(|why| anyhow::anyhow!("--comfyui-workflow: {why}"))?;
+                    provider::UpstreamApi::ComfyUi { workflow }
+                }
+                Some(other) => bail!(
+                    "provider.upstream_api is openai, piper, automatic1111 or comfyui, not {other:?}"
+                ),
             };
             provider::Backend::Upstream {
                 api,
@@ -1173,9 +1218,15 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                     inputs.dedup();
                     inputs
                 },
+                image_limits: config::image_limits(&file.provider.image)?,
             }
         }
         None => {
+            if args.model_type.as_deref() == Some("image") {
+                bail!(
+                    "no image model runs embedded: give --upstream URL and --upstream-api automatic1111, comfyui or openai for the engine that makes the images"
+                );
+            }
             let cache = cache_dir(&args.common, &file)?;
             let requested = args
                 .engine

@@ -1,13 +1,15 @@
 //! A Gondola provider node: an independent machine that serves inference to a gateway.
 //!
 //! It owns its identity ([`identity`]), keeps a lease with its gateway ([`lease`]), and serves
-//! one model: chat completions, embeddings, speech or transcription, from the embedded llama.cpp engine or any
-//! OpenAI-compatible engine (vLLM, llama.cpp's server, Ollama, SGLang) behind it. It serves its gateway only: every
+//! one model: chat completions, embeddings, speech, transcription or images, from the embedded llama.cpp engine or any
+//! OpenAI-compatible engine (vLLM, llama.cpp's server, Ollama, SGLang) behind it, or an image
+//! engine (AUTOMATIC1111 or Forge, ComfyUI, an OpenAI-compatible images server). It serves its gateway only: every
 //! request must carry the lease's secret. It never logs request content.
 
 mod embedded;
 mod embeddings;
 pub mod identity;
+pub mod images;
 pub mod lease;
 mod sealed;
 mod speech;
@@ -35,8 +37,9 @@ use wire::chat::ProviderChatRequest;
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::models::ModelType;
 use wire::provider::{
-    ModelAdvert, PROVIDER_CHAT_PATH, PROVIDER_EMBEDDINGS_PATH, PROVIDER_SEALED_CHAT_PATH,
-    PROVIDER_SPEECH_PATH, PROVIDER_TRANSCRIPTION_PATH, ProviderLoad, RegistrationAccepted,
+    ModelAdvert, PROVIDER_CHAT_PATH, PROVIDER_EMBEDDINGS_PATH, PROVIDER_IMAGES_PATH,
+    PROVIDER_SEALED_CHAT_PATH, PROVIDER_SPEECH_PATH, PROVIDER_TRANSCRIPTION_PATH, ProviderLoad,
+    RegistrationAccepted,
 };
 
 use crate::lease::{LeaseTerms, LeaseToken, LoadSource};
@@ -86,6 +89,8 @@ pub enum Backend {
         /// Kinds of input beside text the engine takes (`image`, `audio`, `video`, `file`), as
         /// its operator says: passed to it as sent.
         input_media: Vec<String>,
+        /// An image model's sizes and steps (used when `model_type` is `Image`).
+        image_limits: wire::images::ImageLimits,
     },
 }
 
@@ -97,6 +102,12 @@ pub enum UpstreamApi {
     /// Piper's HTTP server (`python -m piper.http_server`): `POST /synthesize` answers WAV;
     /// speech only. Other formats are encoded here by FFmpeg.
     Piper { ffmpeg: std::path::PathBuf },
+    /// AUTOMATIC1111's Stable Diffusion web UI, or a fork with its API such as Forge
+    /// (`/sdapi/v1/txt2img`); images only.
+    Automatic1111,
+    /// ComfyUI (`/prompt`, `/history`, `/view`), running `workflow` (its API format, with
+    /// placeholders; [`images::COMFYUI_TXT2IMG_WORKFLOW`] by default); images only.
+    ComfyUi { workflow: serde_json::Value },
 }
 
 impl Backend {
@@ -119,6 +130,7 @@ impl Backend {
                     input_media: Vec::new(),
                     backend: "embedded".into(),
                     voices: Vec::new(),
+                    image: None,
                 }
             }
             Self::EmbeddedEmbeddings { embedder, model_id } => {
@@ -137,6 +149,7 @@ impl Backend {
                     input_media: Vec::new(),
                     backend: "embedded".into(),
                     voices: Vec::new(),
+                    image: None,
                 }
             }
             Self::EmbeddedSpeech { voice, model_id } => ModelAdvert {
@@ -153,6 +166,7 @@ impl Backend {
                 input_media: Vec::new(),
                 backend: "embedded".into(),
                 voices: vec![voice.info().name.clone()],
+                image: None,
             },
             Self::EmbeddedTranscription { model_id, .. } => ModelAdvert {
                 model_type: ModelType::Asr,
@@ -168,6 +182,7 @@ impl Backend {
                 input_media: vec!["audio".into()],
                 backend: "embedded".into(),
                 voices: Vec::new(),
+                image: None,
             },
             Self::Upstream {
                 api,
@@ -176,6 +191,7 @@ impl Backend {
                 model_type,
                 context_tokens,
                 input_media,
+                image_limits,
                 ..
             } => ModelAdvert {
                 model_type: *model_type,
@@ -195,8 +211,11 @@ impl Backend {
                 // voices are its own to list.
                 voices: match api {
                     UpstreamApi::Piper { .. } => vec![upstream_model.clone()],
-                    UpstreamApi::OpenAi => Vec::new(),
+                    UpstreamApi::OpenAi
+                    | UpstreamApi::Automatic1111
+                    | UpstreamApi::ComfyUi { .. } => Vec::new(),
                 },
+                image: (*model_type == ModelType::Image).then_some(*image_limits),
             },
         }
     }
@@ -349,6 +368,7 @@ pub async fn run(
         .route(PROVIDER_SEALED_CHAT_PATH, post(sealed::chat))
         .route(PROVIDER_EMBEDDINGS_PATH, post(embeddings::embeddings))
         .route(PROVIDER_SPEECH_PATH, post(speech::speech))
+        .route(PROVIDER_IMAGES_PATH, post(images::images))
         .route(
             PROVIDER_TRANSCRIPTION_PATH,
             post(transcription::transcriptions)
@@ -425,7 +445,7 @@ async fn generate(
         | Backend::EmbeddedSpeech { model_id, .. }
         | Backend::EmbeddedTranscription { model_id, .. }
         | Backend::Upstream {
-            model_type: ModelType::Embedding | ModelType::Tts | ModelType::Asr,
+            model_type: ModelType::Embedding | ModelType::Tts | ModelType::Asr | ModelType::Image,
             model_id,
             ..
         } => Err(ApiError::invalid(

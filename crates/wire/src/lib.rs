@@ -5,6 +5,8 @@
 //!   stream chunks, in the OpenAI shape that Venice extends.
 //! - [`economy`]: the economy's HTTP bodies (ledger, API keys, billing).
 //! - [`embeddings`]: embedding requests and the vectors that answer them.
+//! - [`images`]: image requests on Venice's and OpenAI's routes, what providers are asked
+//!   and answer, image models' limits, style presets.
 //! - [`message`]: one message of a conversation, and how its content is read.
 //! - [`error`]: API errors, rendered in the OpenAI shape on `/v1` and Venice's on `/api/v1`.
 //! - [`models`]: the model catalogue objects.
@@ -26,6 +28,7 @@ pub mod clock;
 pub mod economy;
 pub mod embeddings;
 pub mod error;
+pub mod images;
 pub mod message;
 pub mod model_id;
 pub mod models;

@@ -18,6 +18,8 @@ pub enum ModelType {
     Tts,
     /// `/audio/transcriptions`.
     Asr,
+    /// `/image/generate` and `/images/generations`.
+    Image,
 }
 
 impl ModelType {
@@ -27,6 +29,7 @@ impl ModelType {
             Self::Embedding => "embedding",
             Self::Tts => "tts",
             Self::Asr => "asr",
+            Self::Image => "image",
         }
     }
 
@@ -37,6 +40,7 @@ impl ModelType {
             Self::Embedding => "embeddings",
             Self::Tts => "speech",
             Self::Asr => "transcription",
+            Self::Image => "image generation",
         }
     }
 }
@@ -118,10 +122,28 @@ pub fn venice_quantization(gguf: &str) -> &'static str {
     }
 }
 
+/// What a model's requests may ask for: sampling defaults for a text model; prompt length,
+/// steps and size divisor for an image model (Venice's "Image Model Constraints").
 #[derive(Debug, Clone, Serialize)]
-pub struct Constraints {
-    pub temperature: DefaultValue,
-    pub top_p: DefaultValue,
+#[serde(untagged)]
+pub enum Constraints {
+    Text {
+        temperature: DefaultValue,
+        top_p: DefaultValue,
+    },
+    #[serde(rename_all = "camelCase")]
+    Image {
+        prompt_character_limit: u32,
+        steps: Steps,
+        width_height_divisor: u32,
+    },
+}
+
+/// An image model's default and most steps.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Steps {
+    pub default: u32,
+    pub max: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,13 +151,20 @@ pub struct DefaultValue {
     pub default: f32,
 }
 
-/// Prices per million tokens.
+/// A model's prices: per million tokens (or characters, or seconds of audio), or per image.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Pricing {
-    pub input: Price,
-    pub output: Price,
-    /// Prompt tokens read from a provider's prompt cache (Venice's `cache_input`).
-    pub cache_input: Price,
+#[serde(untagged)]
+pub enum Pricing {
+    Tokens {
+        input: Price,
+        output: Price,
+        /// Prompt tokens read from a provider's prompt cache (Venice's `cache_input`).
+        cache_input: Price,
+    },
+    Image {
+        /// Each image made.
+        generation: Price,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]

@@ -26,6 +26,8 @@ pub const PROVIDER_EMBEDDINGS_PATH: &str = "/provider/v1/embeddings";
 pub const PROVIDER_SPEECH_PATH: &str = "/provider/v1/audio/speech";
 /// Provider route the gateway sends transcription requests to.
 pub const PROVIDER_TRANSCRIPTION_PATH: &str = "/provider/v1/audio/transcriptions";
+/// Provider route the gateway sends image requests to.
+pub const PROVIDER_IMAGES_PATH: &str = "/provider/v1/images/generations";
 /// Provider route the gateway sends sealed requests to (see [`crate::sealed`]).
 pub const PROVIDER_SEALED_CHAT_PATH: &str = "/provider/v1/sealed/chat";
 
@@ -118,6 +120,9 @@ pub struct ModelAdvert {
     /// A speech model's voices, its default first. Empty for other types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub voices: Vec<String>,
+    /// An image model's sizes and steps. Absent for other types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::images::ImageLimits>,
 }
 
 /// "Let me serve these models at this address." Signed by the provider's key.

@@ -281,6 +281,12 @@ pub(crate) trait Operation: Send + Sync + 'static {
     /// The most the request may use: what it is priced by, reserved for and held to.
     fn bound(state: &AppState, request: &Self::Request, body: &Bytes) -> UsageBound;
 
+    /// The prices its bound's units are charged at, from the model's: per million tokens
+    /// unless the operation is priced by another unit (images).
+    fn priced(pricing: ModelPricing) -> ModelPricing {
+        pricing
+    }
+
     /// Sends the paid request to a provider (failing over with [`dispatch`]) and answers with
     /// its relay, which settles the request when it ends: once a provider has the request,
     /// [`Paid::commit`] spends its tokens and gives the relay its record.
@@ -329,7 +335,7 @@ async fn serve<O: Operation>(
     let (rate, rate_key) = admission::check_rate(state, &caller, tokens.is_some(), &model_id, now)?;
     context.rate = rate;
     let bound = O::bound(state, &request, &body);
-    let pricing = state.catalogue.pricing(&model_id);
+    let pricing = O::priced(state.catalogue.pricing(&model_id));
     let max_cost = bound.max_cost(pricing);
     let payment = payment::pay(
         state,
@@ -440,6 +446,7 @@ pub(crate) mod testing {
                 input_media: Vec::new(),
                 backend: "embedded".into(),
                 voices: Vec::new(),
+                image: None,
             }],
             max_in_flight,
             None,

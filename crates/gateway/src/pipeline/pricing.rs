@@ -86,6 +86,7 @@ mod tests {
             input_per_million: Amount(4_000_000),
             output_per_million: Amount(8_000_000),
             cache_input_per_million: Amount(1_000_000),
+            per_image: Amount(5),
         };
         assert_eq!(cost(pricing, 1_000_000, 0, 0), 4_000_000);
         assert_eq!(cost(pricing, 1_000_000, 250_000, 0), 3_000_000 + 250_000);
@@ -98,5 +99,12 @@ mod tests {
             completion_tokens: 1_000_000,
         };
         assert_eq!(bound.max_cost(pricing), 12_000_000);
+        // Priced per image: three images cost three times the image price, whatever the
+        // token prices.
+        let images = UsageBound {
+            prompt_tokens: 3,
+            completion_tokens: 0,
+        };
+        assert_eq!(images.max_cost(pricing.per_image_units()), 15);
     }
 }

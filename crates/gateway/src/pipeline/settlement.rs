@@ -443,6 +443,7 @@ mod tests {
             input_per_million: Amount(3 * wire::money::BASE_UNITS_PER_WHOLE),
             output_per_million: Amount(7 * wire::money::BASE_UNITS_PER_WHOLE),
             cache_input_per_million: Amount(wire::money::BASE_UNITS_PER_WHOLE),
+            per_image: Amount(0),
         };
         assert_eq!(
             cost(

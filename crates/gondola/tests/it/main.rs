@@ -10,6 +10,8 @@ mod engine_direct;
 mod failover;
 mod faults;
 mod framing;
+mod image_engines;
+mod images;
 mod ledger_cli;
 mod ledger_crash;
 mod network;

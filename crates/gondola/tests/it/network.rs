@@ -39,6 +39,7 @@ fn registration(endpoint: &str, challenge: String) -> Registration {
             input_media: Vec::new(),
             backend: "embedded".into(),
             voices: Vec::new(),
+            image: None,
         }],
         max_in_flight: 1,
         software_version: "test".into(),

@@ -11,7 +11,7 @@ fn canary() -> String {
     format!("CANARY{}", hex::encode(bytes))
 }
 
-fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
+pub(crate) fn files_containing(root: &Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(root) else {
         return found;

@@ -790,6 +790,7 @@ async fn a_captured_registration_cannot_be_sent_again() {
             input_media: Vec::new(),
             backend: "embedded".into(),
             voices: Vec::new(),
+            image: None,
         }],
         max_in_flight: 1,
         software_version: "test".into(),

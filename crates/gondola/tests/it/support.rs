@@ -577,6 +577,7 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
             input_media: Vec::new(),
             backend: "embedded".into(),
             voices: Vec::new(),
+            image: None,
         }],
         max_in_flight: 16,
         software_version: "test".into(),

@@ -1,0 +1,637 @@
+//! `POST /provider/v1/images/generations`: images from the engine behind this provider, in the
+//! format and size the gateway asked for. Three engines' APIs are spoken:
+//!
+//! - an OpenAI-compatible images server (`/images/generations`, `b64_json`): prompt, count
+//!   and size only, since OpenAI's API has no negative prompt, steps or seed;
+//! - AUTOMATIC1111's web UI and its forks such as Forge (`/sdapi/v1/txt2img`), one call per
+//!   variant with seeds `seed`, `seed + 1`, …, so that no engine setting can slip a grid
+//!   image into the answer;
+//! - ComfyUI (`/prompt`, `/history/{id}`, `/view`), with a workflow in its API format whose
+//!   `"$prompt"`-style placeholders are filled in; its outputs are fetched, then its history
+//!   entry deleted. The built-in workflow ends in a preview node, whose images ComfyUI keeps
+//!   in its temporary folder only.
+//!
+//! Whatever the engine answers is decoded (within bounds), resized if the engine made another
+//! size, and encoded in the asked format (WebP losslessly). Nothing here logs a prompt or an
+//! image.
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use wire::error::{ApiError, ErrorCode};
+use wire::images::{
+    ImageFormat, ImageLimits, MAX_IMAGE_BYTES, MAX_VARIANTS, ProviderImageRequest, ProviderImages,
+};
+use wire::models::ModelType;
+
+use crate::{
+    AppState, Backend, UpstreamApi, accept, call_upstream, error_response, upstream_error,
+};
+
+/// Most bytes of an engine's answer carrying images (four large PNGs in base64).
+const MAX_ENGINE_REPLY_BYTES: usize = 64 * 1024 * 1024;
+/// Most bytes of one image fetched from ComfyUI.
+const MAX_ENGINE_IMAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Most bytes of ComfyUI's answers about a job.
+const MAX_ENGINE_STATUS_BYTES: usize = 1024 * 1024;
+/// Widest and tallest image decoded from an engine.
+const MAX_DECODED_SIDE: u32 = 4096;
+/// Most memory a decoder may allocate for one engine image.
+const MAX_DECODE_ALLOCATION: u64 = 128 * 1024 * 1024;
+/// How often ComfyUI is asked whether a job is done.
+const COMFYUI_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest a ComfyUI job may take.
+const COMFYUI_JOB_TIMEOUT: Duration = Duration::from_secs(300);
+/// The cfg scale asked for when a request gives none (the usual Stable Diffusion value).
+const DEFAULT_CFG_SCALE: f32 = 7.0;
+
+/// ComfyUI's built-in text-to-image workflow (a checkpoint, two prompts, one sampler, a
+/// preview), in its API format with placeholders.
+pub const COMFYUI_TXT2IMG_WORKFLOW: &str = include_str!("comfyui-txt2img.json");
+
+/// Placeholders a ComfyUI workflow may hold, each a JSON string standing alone as a value.
+const PLACEHOLDERS: [&str; 9] = [
+    "$prompt",
+    "$negative_prompt",
+    "$width",
+    "$height",
+    "$steps",
+    "$cfg_scale",
+    "$seed",
+    "$variants",
+    "$model",
+];
+
+/// Checks a ComfyUI workflow before the provider starts: a JSON object of nodes in the API
+/// format, with a `$prompt` placeholder somewhere.
+pub fn check_comfyui_workflow(workflow: &Value) -> Result<(), String> {
+    let nodes = workflow
+        .as_object()
+        .ok_or("a ComfyUI workflow in the API format is a JSON object of nodes")?;
+    if nodes
+        .values()
+        .any(|node| node.get("class_type").and_then(Value::as_str).is_none())
+    {
+        return Err(
+            "every node of a ComfyUI workflow has a class_type (use \"Save (API Format)\")".into(),
+        );
+    }
+    if !holds_placeholder(workflow, "$prompt") {
+        return Err("the ComfyUI workflow has no \"$prompt\" placeholder for the prompt".into());
+    }
+    Ok(())
+}
+
+fn holds_placeholder(value: &Value, placeholder: &str) -> bool {
+    match value {
+        Value::String(text) => text == placeholder,
+        Value::Array(items) => items
+            .iter()
+            .any(|item| holds_placeholder(item, placeholder)),
+        Value::Object(fields) => fields
+            .values()
+            .any(|item| holds_placeholder(item, placeholder)),
+        _ => false,
+    }
+}
+
+pub(crate) async fn images(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (_permit, request) = match accept::<ProviderImageRequest>(
+        &state,
+        &headers,
+        &body,
+        "an image request",
+        |request| &request.model,
+    )
+    .await
+    {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
+    match generate(&state, &request).await {
+        Ok(answer) => (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&answer).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(error) => error_response(&error),
+    }
+}
+
+async fn generate(
+    state: &AppState,
+    request: &ProviderImageRequest,
+) -> Result<ProviderImages, ApiError> {
+    let Backend::Upstream {
+        api,
+        base_url,
+        upstream_model,
+        api_key,
+        model_type: ModelType::Image,
+        image_limits,
+        ..
+    } = &state.backend
+    else {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "{} does not serve image generation",
+                state.backend.model_id()
+            ),
+        ));
+    };
+    check(request, image_limits)?;
+    let engine = Engine {
+        http: state.http.get(),
+        base_url: base_url.trim_end_matches('/'),
+        model: upstream_model,
+        api_key: api_key.as_deref(),
+    };
+    let started = Instant::now();
+    let made = match api {
+        UpstreamApi::OpenAi => engine.openai(request).await?,
+        UpstreamApi::Automatic1111 => engine.automatic1111(request).await?,
+        UpstreamApi::ComfyUi { workflow } => engine.comfyui(workflow, request).await?,
+        UpstreamApi::Piper { .. } => {
+            return Err(ApiError::invalid(
+                "model",
+                "Piper's server makes speech, not images",
+            ));
+        }
+    };
+    let inference_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let (format, width, height) = (request.format, request.width, request.height);
+    let images = tokio::task::spawn_blocking(move || {
+        made.iter()
+            .map(|bytes| reencode(bytes, format, width, height))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|_| ApiError::new(ErrorCode::Internal, "the image encoding thread failed"))??;
+    Ok(ProviderImages {
+        format,
+        images: images
+            .iter()
+            .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes))
+            .collect(),
+        inference_ms,
+    })
+}
+
+/// Holds a request to what this model takes (the gateway checks the same limits first).
+fn check(request: &ProviderImageRequest, limits: &ImageLimits) -> Result<(), ApiError> {
+    if request.width == 0
+        || request.height == 0
+        || request.width > limits.max_width
+        || request.height > limits.max_height
+    {
+        return Err(ApiError::invalid(
+            "width",
+            format!(
+                "this model makes images up to {}x{}",
+                limits.max_width, limits.max_height
+            ),
+        ));
+    }
+    if request.steps == 0 || request.steps > limits.max_steps {
+        return Err(ApiError::invalid(
+            "steps",
+            format!("this model takes 1 to {} steps", limits.max_steps),
+        ));
+    }
+    if request.variants == 0 || request.variants > MAX_VARIANTS {
+        return Err(ApiError::invalid(
+            "variants",
+            format!("1 to {MAX_VARIANTS} images are made per request"),
+        ));
+    }
+    Ok(())
+}
+
+/// An engine's image decoded (held to bounds), brought to `width` × `height` if it is not,
+/// and encoded as `format`.
+fn reencode(
+    bytes: &[u8],
+    format: ImageFormat,
+    width: u32,
+    height: u32,
+) -> Result<Vec<u8>, ApiError> {
+    let broken = || {
+        ApiError::new(
+            ErrorCode::UpstreamError,
+            "the engine's image cannot be read",
+        )
+    };
+    let mut reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| broken())?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODED_SIDE);
+    limits.max_image_height = Some(MAX_DECODED_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_ALLOCATION);
+    reader.limits(limits);
+    let mut decoded = reader.decode().map_err(|_| broken())?;
+    if (decoded.width(), decoded.height()) != (width, height) {
+        decoded = decoded.resize_exact(width, height, image::imageops::FilterType::Lanczos3);
+    }
+    let mut out = Vec::new();
+    let encoded = match format {
+        ImageFormat::Png => decoded.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png),
+        ImageFormat::Webp => image::DynamicImage::ImageRgba8(decoded.to_rgba8())
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::WebP),
+        ImageFormat::Jpeg => image::DynamicImage::ImageRgb8(decoded.to_rgb8()).write_with_encoder(
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90),
+        ),
+    };
+    encoded.map_err(|_| ApiError::new(ErrorCode::Internal, "the image could not be encoded"))?;
+    if out.len() > MAX_IMAGE_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::UpstreamError,
+            "the engine's image is larger than allowed once encoded",
+        ));
+    }
+    Ok(out)
+}
+
+/// The engine behind this provider, for one request.
+struct Engine<'a> {
+    http: &'a reqwest::Client,
+    base_url: &'a str,
+    model: &'a str,
+    api_key: Option<&'a str>,
+}
+
+fn engine_broke(what: &str) -> ApiError {
+    ApiError::new(ErrorCode::UpstreamError, format!("the image engine {what}"))
+}
+
+fn decode_base64(text: &str) -> Result<Vec<u8>, ApiError> {
+    // Some engines send a data URL.
+    let payload = text
+        .split_once("base64,")
+        .map_or(text, |(_, payload)| payload);
+    base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .map_err(|_| engine_broke("answered an image that is not base64"))
+}
+
+impl Engine<'_> {
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        let call = self.http.post(format!("{}{path}", self.base_url));
+        match self.api_key {
+            Some(key) => call.bearer_auth(key),
+            None => call,
+        }
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        let call = self.http.get(format!("{}{path}", self.base_url));
+        match self.api_key {
+            Some(key) => call.bearer_auth(key),
+            None => call,
+        }
+    }
+
+    /// A successful answer's JSON, or the engine's error as this provider's.
+    async fn json(
+        &self,
+        call: reqwest::RequestBuilder,
+        max_bytes: usize,
+    ) -> Result<Value, ApiError> {
+        let (status, reply) = call_upstream(call, max_bytes).await?;
+        if !(200..300).contains(&status) {
+            return Err(upstream_error(status, &reply));
+        }
+        serde_json::from_slice(&reply)
+            .map_err(|_| engine_broke("answered something that is not JSON"))
+    }
+
+    async fn openai(&self, request: &ProviderImageRequest) -> Result<Vec<Vec<u8>>, ApiError> {
+        let answer = self
+            .json(
+                self.post("/images/generations").json(&json!({
+                    "model": self.model,
+                    "prompt": request.prompt,
+                    "n": request.variants,
+                    "size": format!("{}x{}", request.width, request.height),
+                    "response_format": "b64_json",
+                })),
+                MAX_ENGINE_REPLY_BYTES,
+            )
+            .await?;
+        let images = answer
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| engine_broke("answered without data"))?;
+        images
+            .iter()
+            .take(usize::try_from(request.variants).unwrap_or(1))
+            .map(|image| {
+                image
+                    .get("b64_json")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| engine_broke("answered an image without b64_json"))
+                    .and_then(decode_base64)
+            })
+            .collect()
+    }
+
+    async fn automatic1111(
+        &self,
+        request: &ProviderImageRequest,
+    ) -> Result<Vec<Vec<u8>>, ApiError> {
+        let mut images = Vec::new();
+        for variant in 0..request.variants {
+            let mut body = json!({
+                "prompt": request.prompt,
+                "negative_prompt": request.negative_prompt.clone().unwrap_or_default(),
+                "width": request.width,
+                "height": request.height,
+                "steps": request.steps,
+                "cfg_scale": request.cfg_scale.unwrap_or(DEFAULT_CFG_SCALE),
+                "seed": request.seed.unsigned_abs() + u64::from(variant),
+                "batch_size": 1,
+                "n_iter": 1,
+                "send_images": true,
+                "save_images": false,
+            });
+            if !self.model.is_empty() {
+                body["override_settings"] = json!({ "sd_model_checkpoint": self.model });
+                body["override_settings_restore_afterwards"] = json!(false);
+            }
+            let answer = self
+                .json(
+                    self.post("/sdapi/v1/txt2img").json(&body),
+                    MAX_ENGINE_REPLY_BYTES,
+                )
+                .await?;
+            let first = answer
+                .get("images")
+                .and_then(Value::as_array)
+                .and_then(|images| images.first())
+                .and_then(Value::as_str)
+                .ok_or_else(|| engine_broke("answered without images"))?;
+            images.push(decode_base64(first)?);
+        }
+        Ok(images)
+    }
+
+    async fn comfyui(
+        &self,
+        workflow: &Value,
+        request: &ProviderImageRequest,
+    ) -> Result<Vec<Vec<u8>>, ApiError> {
+        let graph = fill(workflow, request, self.model);
+        let mut client_id = [0u8; 16];
+        rand::fill(&mut client_id);
+        let queued = self
+            .json(
+                self.post("/prompt").json(&json!({
+                    "prompt": graph,
+                    "client_id": hex::encode(client_id),
+                })),
+                MAX_ENGINE_STATUS_BYTES,
+            )
+            .await?;
+        let prompt_id = queued
+            .get("prompt_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| engine_broke("queued the workflow without a prompt_id"))?
+            .to_owned();
+        let fetched = self.comfyui_outputs(&prompt_id, request.variants).await;
+        // The job's record goes whatever happened; its images were read already.
+        let _ = call_upstream(
+            self.post("/history")
+                .json(&json!({ "delete": [prompt_id] })),
+            MAX_ENGINE_STATUS_BYTES,
+        )
+        .await;
+        fetched
+    }
+
+    /// Waits for ComfyUI's job `prompt_id` and fetches its images (at most `variants`).
+    async fn comfyui_outputs(
+        &self,
+        prompt_id: &str,
+        variants: u32,
+    ) -> Result<Vec<Vec<u8>>, ApiError> {
+        let deadline = tokio::time::Instant::now() + COMFYUI_JOB_TIMEOUT;
+        let entry = loop {
+            let history = self
+                .json(
+                    self.get(&format!("/history/{prompt_id}")),
+                    MAX_ENGINE_STATUS_BYTES,
+                )
+                .await?;
+            if let Some(entry) = history.get(prompt_id) {
+                let status = entry.pointer("/status/status_str").and_then(Value::as_str);
+                if status == Some("error") {
+                    return Err(engine_broke("failed to run the workflow"));
+                }
+                if entry.pointer("/status/completed").and_then(Value::as_bool) == Some(true)
+                    || status == Some("success")
+                {
+                    break entry.clone();
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    "the image engine did not finish in time",
+                ));
+            }
+            tokio::time::sleep(COMFYUI_POLL_INTERVAL).await;
+        };
+        let mut files: Vec<(String, String, String)> = Vec::new();
+        if let Some(outputs) = entry.get("outputs").and_then(Value::as_object) {
+            for output in outputs.values() {
+                for image in output
+                    .get("images")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let field = |name: &str| {
+                        image
+                            .get(name)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    files.push((field("filename"), field("subfolder"), field("type")));
+                }
+            }
+        }
+        if files.is_empty() {
+            return Err(engine_broke("finished the workflow without an image"));
+        }
+        let mut images = Vec::new();
+        for (filename, subfolder, kind) in files
+            .into_iter()
+            .take(usize::try_from(variants).unwrap_or(1))
+        {
+            let url = reqwest::Url::parse_with_params(
+                &format!("{}/view", self.base_url),
+                [
+                    ("filename", filename.as_str()),
+                    ("subfolder", subfolder.as_str()),
+                    ("type", kind.as_str()),
+                ],
+            )
+            .map_err(|_| engine_broke("named an image that cannot be fetched"))?;
+            let call = match self.api_key {
+                Some(key) => self.http.get(url).bearer_auth(key),
+                None => self.http.get(url),
+            };
+            let (status, bytes) = call_upstream(call, MAX_ENGINE_IMAGE_BYTES).await?;
+            if !(200..300).contains(&status) {
+                return Err(upstream_error(status, &bytes));
+            }
+            images.push(bytes);
+        }
+        Ok(images)
+    }
+}
+
+/// `workflow` with each placeholder replaced by the request's value, typed as ComfyUI's
+/// nodes take it.
+fn fill(workflow: &Value, request: &ProviderImageRequest, model: &str) -> Value {
+    match workflow {
+        Value::String(text) if PLACEHOLDERS.contains(&text.as_str()) => match text.as_str() {
+            "$prompt" => json!(request.prompt),
+            "$negative_prompt" => json!(request.negative_prompt.clone().unwrap_or_default()),
+            "$width" => json!(request.width),
+            "$height" => json!(request.height),
+            "$steps" => json!(request.steps),
+            "$cfg_scale" => json!(request.cfg_scale.unwrap_or(DEFAULT_CFG_SCALE)),
+            "$seed" => json!(request.seed.unsigned_abs()),
+            "$variants" => json!(request.variants),
+            _ => json!(model),
+        },
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| fill(item, request, model))
+                .collect(),
+        ),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, item)| (name.clone(), fill(item, request, model)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> ProviderImageRequest {
+        ProviderImageRequest {
+            model: "m".into(),
+            prompt: "a \"quoted\" fox".into(),
+            negative_prompt: None,
+            width: 64,
+            height: 48,
+            steps: 6,
+            cfg_scale: Some(5.5),
+            seed: -12,
+            variants: 2,
+            format: ImageFormat::Webp,
+        }
+    }
+
+    #[test]
+    fn the_built_in_workflow_is_filled_with_typed_values() {
+        let workflow: Value = serde_json::from_str(COMFYUI_TXT2IMG_WORKFLOW).expect("json");
+        check_comfyui_workflow(&workflow).expect("a valid workflow");
+        let filled = fill(&workflow, &request(), "sd15.safetensors");
+        let text = filled.to_string();
+        for placeholder in PLACEHOLDERS {
+            assert!(
+                !text.contains(&format!("\"{placeholder}\"")),
+                "{placeholder} left"
+            );
+        }
+        let nodes = filled.as_object().expect("nodes");
+        let sampler = nodes
+            .values()
+            .find(|node| node["class_type"] == "KSampler")
+            .expect("a sampler");
+        assert_eq!(sampler["inputs"]["seed"], 12);
+        assert_eq!(sampler["inputs"]["steps"], 6);
+        assert_eq!(sampler["inputs"]["cfg"], 5.5);
+        let latent = nodes
+            .values()
+            .find(|node| node["class_type"] == "EmptyLatentImage")
+            .expect("a latent");
+        assert_eq!(latent["inputs"]["batch_size"], 2);
+        assert_eq!(latent["inputs"]["width"], 64);
+        assert!(text.contains("sd15.safetensors"));
+        assert!(
+            text.contains(r#"a \"quoted\" fox"#),
+            "the prompt is a JSON string, escaped"
+        );
+    }
+
+    #[test]
+    fn a_workflow_without_a_prompt_or_in_the_wrong_format_is_refused() {
+        assert!(check_comfyui_workflow(&json!([])).is_err());
+        assert!(check_comfyui_workflow(&json!({"1": {"inputs": {}}})).is_err());
+        assert!(
+            check_comfyui_workflow(&json!({"1": {"class_type": "X", "inputs": {"text": "hi"}}}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn engine_images_are_reencoded_and_resized_to_what_was_asked() {
+        let mut source = image::RgbImage::new(32, 24);
+        for (x, y, pixel) in source.enumerate_pixels_mut() {
+            *pixel = image::Rgb([(x * 8) as u8, (y * 10) as u8, 128]);
+        }
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(source)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("png");
+        for format in [ImageFormat::Png, ImageFormat::Webp, ImageFormat::Jpeg] {
+            let out = reencode(&png, format, 64, 48).expect("re-encoded");
+            assert_eq!(ImageFormat::sniff(&out), Some(format));
+            let back = image::load_from_memory(&out).expect("decodes");
+            assert_eq!((back.width(), back.height()), (64, 48));
+        }
+        assert!(reencode(b"not an image", ImageFormat::Png, 8, 8).is_err());
+    }
+
+    #[test]
+    fn requests_beyond_the_models_limits_are_refused() {
+        let limits = ImageLimits {
+            max_width: 32,
+            ..ImageLimits::default()
+        };
+        assert_eq!(
+            check(&request(), &limits)
+                .expect_err("too wide")
+                .param
+                .as_deref(),
+            Some("width")
+        );
+        let mut many = request();
+        many.variants = 5;
+        assert!(check(&many, &ImageLimits::default()).is_err());
+    }
+}
