@@ -1,5 +1,5 @@
-//! The terminal clients: `gondola models`, `gondola chat`, `gondola embed`, `gondola speak`
-//! and `gondola transcribe`, speaking the public API of a running gateway like any other
+//! The terminal clients: `gondola models`, `gondola chat`, `gondola embed`, `gondola speak`,
+//! `gondola transcribe` and `gondola image`, speaking the public API of a running gateway like any other
 //! client.
 
 use std::io::{IsTerminal, Read, Write};
@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use wire::sse::{SseEvent, SseParser};
 
-use crate::{ChatArgs, ClientArgs, EmbedArgs, SpeakArgs, TranscribeArgs};
+use crate::{ChatArgs, ClientArgs, EmbedArgs, ImageArgs, SpeakArgs, TranscribeArgs};
 
 /// Largest SSE event accepted from the gateway.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -45,6 +45,7 @@ fn error_message(body: String) -> String {
         .and_then(|value| {
             value
                 .pointer("/error/message")
+                .or_else(|| value.get("error"))
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned)
         })
@@ -98,6 +99,145 @@ pub async fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
     }
     for item in &list.data {
         writeln!(out, "{}", serde_json::to_string(&item.embedding)?)?;
+    }
+    Ok(())
+}
+
+/// Most bytes of the gateway's answer to an image request (four large images in base64).
+const MAX_IMAGE_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// `gondola image`: the prompt (or standard input) made into images by the gateway's image
+/// model, written to the output file (`FILE-1.ext`, `FILE-2.ext`, … for several) in the
+/// format of its extension, or to standard output.
+pub async fn image(args: &ImageArgs) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let prompt = match &args.prompt {
+        Some(prompt) => prompt.clone(),
+        None => {
+            let mut input = String::new();
+            std::io::stdin()
+                .take(MAX_STDIN_PROMPT_BYTES)
+                .read_to_string(&mut input)
+                .context("cannot read the prompt from standard input")?;
+            input.trim().to_owned()
+        }
+    };
+    let format = match &args.output {
+        Some(path) => match path
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("png") => "png",
+            Some("jpg" | "jpeg") => "jpeg",
+            Some("webp") => "webp",
+            _ => bail!(
+                "{} has no image extension: use .png, .jpg or .webp",
+                path.display()
+            ),
+        },
+        None if std::io::stdout().is_terminal() => {
+            bail!("give --output FILE.png (or pipe standard output into a file)")
+        }
+        None if args.variants > 1 => bail!("several images need --output FILE"),
+        None => "png",
+    };
+    let mut body = serde_json::json!({
+        "model": args.model,
+        "prompt": prompt,
+        "format": format,
+        "variants": args.variants,
+    });
+    if let Some(size) = &args.size {
+        let (width, height) = size
+            .split_once('x')
+            .and_then(|(width, height)| {
+                Some((width.parse::<u32>().ok()?, height.parse::<u32>().ok()?))
+            })
+            .with_context(|| format!("--size {size}: give WIDTHxHEIGHT, such as 512x512"))?;
+        body["width"] = width.into();
+        body["height"] = height.into();
+    }
+    for (field, value) in [
+        (
+            "negative_prompt",
+            args.negative.clone().map(serde_json::Value::from),
+        ),
+        (
+            "style_preset",
+            args.style.clone().map(serde_json::Value::from),
+        ),
+        ("seed", args.seed.map(serde_json::Value::from)),
+        ("steps", args.steps.map(serde_json::Value::from)),
+        ("cfg_scale", args.cfg_scale.map(serde_json::Value::from)),
+    ] {
+        if let Some(value) = value {
+            body[field] = value;
+        }
+    }
+    let url = format!(
+        "{}/api/v1/image/generate",
+        args.client.gateway.trim_end_matches('/')
+    );
+    let response = with_key(http_client()?.post(url), &args.client)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|error| unreachable(&args.client.gateway, error))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    let mut answer = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.context("the gateway's answer broke off")?;
+        if answer.len() + chunk.len() > MAX_IMAGE_ANSWER_BYTES {
+            bail!("the gateway's answer is larger than four images can be");
+        }
+        answer.extend_from_slice(&chunk);
+    }
+    let answer: wire::images::VeniceImages =
+        serde_json::from_slice(&answer).context("the gateway's answer is not a set of images")?;
+    let images = answer
+        .images
+        .iter()
+        .map(|image| {
+            base64::engine::general_purpose::STANDARD
+                .decode(image)
+                .context("an image in the gateway's answer is not base64")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let Some(path) = &args.output else {
+        std::io::stdout()
+            .lock()
+            .write_all(images.first().map_or(&[][..], Vec::as_slice))?;
+        return Ok(());
+    };
+    for (index, image) in images.iter().enumerate() {
+        let target = if images.len() == 1 {
+            path.clone()
+        } else {
+            let stem = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .unwrap_or("image");
+            let extension = path
+                .extension()
+                .and_then(|extension| extension.to_str())
+                .unwrap_or(format);
+            path.with_file_name(format!("{stem}-{}.{extension}", index + 1))
+        };
+        std::fs::write(&target, image)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        if args.client.json {
+            println!(
+                "{}",
+                serde_json::json!({"file": target.display().to_string(), "bytes": image.len()})
+            );
+        } else {
+            eprintln!("wrote {} ({} bytes)", target.display(), image.len());
+        }
     }
     Ok(())
 }

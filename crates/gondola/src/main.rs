@@ -56,6 +56,9 @@ enum Command {
     Speak(SpeakArgs),
     /// Transcribe an audio file with a running gateway's transcription model.
     Transcribe(TranscribeArgs),
+    /// Make images from a prompt with a running gateway's image model, into files (the format
+    /// from the extension) or standard output.
+    Image(ImageArgs),
     /// Run an Oblivious HTTP relay in front of a gateway. It forwards sealed requests and
     /// streams sealed replies back; it holds no key and cannot read them. It is meant to be run
     /// by someone other than the gateway's operator, so that neither of them sees both who asks
@@ -377,6 +380,40 @@ pub(crate) struct SpeakArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct ImageArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Image model, `default`, or an OpenAI image model's name.
+    #[arg(long, short, default_value = "default")]
+    model: String,
+    /// WIDTHxHEIGHT (default: the model's own, at most 1024x1024).
+    #[arg(long)]
+    size: Option<String>,
+    /// What the image should not show.
+    #[arg(long)]
+    negative: Option<String>,
+    /// A style preset (`GET /image/styles` lists them), such as "Anime".
+    #[arg(long)]
+    style: Option<String>,
+    /// The same seed, prompt and settings make the same image on the same engine.
+    #[arg(long)]
+    seed: Option<i64>,
+    #[arg(long)]
+    steps: Option<u32>,
+    #[arg(long)]
+    cfg_scale: Option<f32>,
+    /// How many images (1 to 4); FILE.png becomes FILE-1.png, FILE-2.png, ….
+    #[arg(long, short = 'n', default_value_t = 1)]
+    variants: u32,
+    /// Where the image goes; its extension picks the format (png, jpeg or jpg, webp).
+    /// Standard output (png) when absent and not a terminal.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// The prompt; read from standard input when absent.
+    prompt: Option<String>,
+}
+
+#[derive(Args)]
 pub(crate) struct TranscribeArgs {
     #[command(flatten)]
     client: ClientArgs,
@@ -425,6 +462,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => client::chat(&args).await,
         Command::Embed(args) => client::embed(&args).await,
         Command::Speak(args) => client::speak(&args).await,
+        Command::Image(args) => client::image(&args).await,
         Command::Transcribe(args) => client::transcribe(&args).await,
         Command::Relay(args) => relay(args).await,
         Command::Proxy(args) => proxy(args).await,

@@ -15,7 +15,7 @@ use crate::support::{client, serve};
 
 /// Venice's operations that Gondola serves, as `(method, path)` in Venice's document. The
 /// README lists the rest, each with its issue or reason.
-const SERVED: [(&str, &str); 20] = [
+const SERVED: [(&str, &str); 23] = [
     ("get", "/models"),
     ("get", "/models/traits"),
     ("get", "/models/compatibility_mapping"),
@@ -23,6 +23,9 @@ const SERVED: [(&str, &str); 20] = [
     ("post", "/embeddings"),
     ("post", "/audio/speech"),
     ("post", "/audio/transcriptions"),
+    ("post", "/image/generate"),
+    ("post", "/images/generations"),
+    ("get", "/image/styles"),
     ("get", "/api_keys"),
     ("post", "/api_keys"),
     ("patch", "/api_keys"),
@@ -107,6 +110,23 @@ async fn every_served_venice_operation_answers_as_venices_spec_says() {
         ledger_config("100", "sk-contract-operator", "1")
     );
     let (_process, url, dir) = serve(&[], Some(&config));
+    // Images come from a provider in front of a stand-in engine (no image model runs here).
+    let engine =
+        crate::image_engines::start(crate::image_engines::Engine::Automatic1111, "sd15", None)
+            .await;
+    let _image_provider = crate::support::typed_provider(
+        &url,
+        "contract-image",
+        "image",
+        &[
+            "--upstream",
+            &engine.base_url,
+            "--upstream-api",
+            "automatic1111",
+            "--model",
+            "sd15",
+        ],
+    );
     let (inference_key, _) = staked_account_key(&url, dir.path(), "contract", "100");
     let wallet = wallet::Wallet::load(&dir.path().join("contract.key")).expect("the wallet");
     let (status, minted) = mint_admin_key(&url, &wallet).await;
@@ -128,6 +148,7 @@ async fn every_served_venice_operation_answers_as_venices_spec_says() {
             ("ACCOUNT_ADMIN_KEY", admin_key),
             ("ACCOUNT_INFERENCE_KEY", inference_key),
             ("VENICE_SPEC", spec.display().to_string()),
+            ("IMAGE_MODEL", "contract-image".to_owned()),
             ("CONTRACT_EXTRA", extra.display().to_string()),
         ],
     )

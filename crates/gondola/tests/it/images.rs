@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::economy::{decimal_units, ledger_config, staked_account_key};
 use crate::image_engines::{self, Engine};
-use crate::support::{canary, client, gateway, typed_provider};
+use crate::support::{binary, canary, client, gateway, typed_provider};
 
 const MODEL: &str = "sd-test";
 const CHECKPOINT: &str = "dreamshaper_8.safetensors";
@@ -474,4 +474,74 @@ async fn images_are_charged_per_image_and_refused_beyond_the_balance() {
     )
     .await;
     assert_eq!(response.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_writes_each_image_in_the_format_of_its_file() {
+    let (_gateway, url, dir) = gateway("");
+    let stand_in = image_engines::start(Engine::Automatic1111, CHECKPOINT, None).await;
+    let _provider = image_provider(&url, &stand_in, Engine::Automatic1111);
+    let target = dir.path().join("fox.webp");
+    let output = tokio::process::Command::new(binary())
+        .args([
+            "image",
+            "a red fox",
+            "--gateway",
+            &url,
+            "--size",
+            "64x48",
+            "-n",
+            "2",
+            "--seed",
+            "7",
+            "--style",
+            "pixel art",
+            "-o",
+        ])
+        .arg(&target)
+        .output()
+        .await
+        .expect("run gondola image");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for name in ["fox-1.webp", "fox-2.webp"] {
+        let bytes = std::fs::read(dir.path().join(name)).expect(name);
+        assert_eq!(
+            read_image(&bytes),
+            (image::ImageFormat::WebP, 64, 48),
+            "{name}"
+        );
+    }
+    {
+        let received = stand_in.received();
+        assert_eq!(received.bodies[0]["seed"], 7);
+        assert!(
+            received.bodies[0]["prompt"]
+                .as_str()
+                .expect("prompt")
+                .contains("pixel-art")
+        );
+    }
+    // Standard output takes one PNG; a file without an image extension is refused.
+    let output = tokio::process::Command::new(binary())
+        .args(["image", "a red fox", "--gateway", &url, "--size", "64x64"])
+        .output()
+        .await
+        .expect("run gondola image");
+    assert!(output.status.success());
+    assert_eq!(
+        read_image(&output.stdout),
+        (image::ImageFormat::Png, 64, 64)
+    );
+    let output = tokio::process::Command::new(binary())
+        .args(["image", "a red fox", "--gateway", &url, "-o"])
+        .arg(dir.path().join("fox.txt"))
+        .output()
+        .await
+        .expect("run gondola image");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("image extension"));
 }

@@ -18,6 +18,7 @@ from referencing.jsonschema import DRAFT4, DRAFT202012
 BASE = os.environ["GONDOLA_URL"].rstrip("/")
 ADMIN = os.environ["ACCOUNT_ADMIN_KEY"]
 INFERENCE = os.environ["ACCOUNT_INFERENCE_KEY"]
+IMAGE_MODEL = os.environ["IMAGE_MODEL"]
 
 
 def load_yaml(path):
@@ -119,6 +120,8 @@ def check_headers(path, method, status, headers, venice=True, label=None):
                     candidate = int(value) if schema["type"] == "integer" else float(value)
                 except ValueError:
                     pass
+            elif schema.get("type") == "boolean" and value in ("true", "false"):
+                candidate = value == "true"
             validator = (OAS31Validator if urn == "urn:gondola" else OAS30Validator)(schema, registry=REGISTRY)
             for error in validator.iter_errors(candidate):
                 violations.append({"what": label, "document": urn, "at": f"header {name}", "error": error.message[:300]})
@@ -232,6 +235,18 @@ call("POST", "/audio/transcriptions", files={"file": ("speech.wav", speech.conte
 call("POST", "/audio/transcriptions", files={"file": ("speech.wav", speech.content, "audio/wav")},
      data={"response_format": "text"}, expect=200)
 call("POST", "/audio/transcriptions", files={"file": ("x.bin", b"not audio", "application/octet-stream")}, expect=400)
+
+# Images, from a provider in front of a stand-in image engine: base64 and binary, OpenAI's
+# shape with an OpenAI model name and as a data URL, the styles, and a refusal.
+call("GET", "/models?type=image", expect=200)
+call("GET", "/image/styles", expect=200)
+call("POST", "/image/generate", json={"model": IMAGE_MODEL, "prompt": "a red fox", "width": 64, "height": 64,
+                                      "format": "png", "variants": 2, "style_preset": "Anime", "seed": 5}, expect=200)
+call("POST", "/image/generate", json={"model": IMAGE_MODEL, "prompt": "a red fox", "width": 64, "height": 64,
+                                      "return_binary": True}, expect=200)
+call("POST", "/images/generations", json={"model": "dall-e-3", "prompt": "a red fox", "size": "256x256"}, expect=200)
+call("POST", "/images/generations", json={"prompt": "a red fox", "size": "256x256", "response_format": "url"}, expect=200)
+call("POST", "/image/generate", json={"model": IMAGE_MODEL, "prompt": ""}, expect=400)
 
 # API keys, as the account's ADMIN key sees them.
 call("GET", "/api_keys", key=ADMIN, expect=200)
