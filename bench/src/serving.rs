@@ -362,6 +362,7 @@ pub async fn run() -> anyhow::Result<()> {
             context_tokens: CONTEXT_PER_SLOT,
             input_media: Vec::new(),
             image_limits: wire::images::ImageLimits::default(),
+            video_limits: Box::default(),
         },
         limit,
         false,

@@ -21,6 +21,9 @@ pub struct Caller {
     pub key_id: Option<String>,
 }
 
+/// The name a caller paying with tokens goes by.
+const TOKEN_HOLDER: &str = "private-token";
+
 impl Caller {
     /// Whether this caller holds the operator's powers (listing providers, moving the clock,
     /// creating keys for any account): only a configured ADMIN key does. An account's ADMIN
@@ -29,10 +32,21 @@ impl Caller {
         self.kind == Some(KeyKind::Admin) && self.account.is_none()
     }
 
+    /// Whom what this caller starts (a video job) belongs to: its account, or its configured
+    /// key; nobody for an anonymous caller or one paying with tokens, whose jobs are held by
+    /// whoever holds their ids.
+    pub(crate) fn owner(&self) -> String {
+        match (self.account, &self.kind) {
+            (Some(account), _) => format!("account {account}"),
+            (None, Some(_)) if self.name != TOKEN_HOLDER => format!("key {}", self.name),
+            _ => String::new(),
+        }
+    }
+
     /// A request paid with Privacy Pass tokens: no key, no account, no name.
     pub(crate) fn token_holder() -> Self {
         Self {
-            name: "private-token".into(),
+            name: TOKEN_HOLDER.into(),
             kind: Some(KeyKind::Inference),
             rate: RateLimit {
                 requests_per_minute: u32::MAX,

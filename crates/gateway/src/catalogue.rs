@@ -111,7 +111,11 @@ impl Catalogue {
     fn default_model(&self, live: &LiveModels, model_type: ModelType) -> Option<String> {
         let configured = match model_type {
             ModelType::Text => self.config.default_model.clone(),
-            ModelType::Embedding | ModelType::Tts | ModelType::Asr | ModelType::Image => None,
+            ModelType::Embedding
+            | ModelType::Tts
+            | ModelType::Asr
+            | ModelType::Image
+            | ModelType::Video => None,
         };
         configured.or_else(|| {
             live.iter()
@@ -314,6 +318,7 @@ impl Catalogue {
                         },
                         pricing: match type_of(&id) {
                             ModelType::Image => Pricing::Image { generation: Price::usd(pricing.per_image) },
+                            ModelType::Video => Pricing::Video { per_second: Price::usd(pricing.per_video_second) },
                             _ => Pricing::Tokens { input: Price::usd(pricing.input_per_million), output: Price::usd(pricing.output_per_million), cache_input: Price::usd(pricing.cache_input_per_million) },
                         },
                         available_context_tokens: context,
@@ -359,6 +364,7 @@ mod tests {
                     backend: "embedded".into(),
                     voices: Vec::new(),
                     image: None,
+                    video: None,
                 };
                 ((*id).to_owned(), (advert, 1))
             })

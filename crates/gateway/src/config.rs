@@ -115,16 +115,27 @@ pub struct ModelPricing {
     pub cache_input_per_million: Amount,
     /// Each image an image model makes.
     pub per_image: Amount,
+    /// Each second of video a video model makes.
+    pub per_video_second: Amount,
 }
 
 impl ModelPricing {
     /// These prices for an operation priced per image: each image one unit of "input".
     pub fn per_image_units(self) -> Self {
+        self.per_unit(self.per_image)
+    }
+
+    /// These prices for an operation priced per second of video: each second one unit.
+    pub fn per_video_second_units(self) -> Self {
+        self.per_unit(self.per_video_second)
+    }
+
+    fn per_unit(self, price: Amount) -> Self {
         Self {
-            input_per_million: Amount(self.per_image.0.saturating_mul(1_000_000)),
+            input_per_million: Amount(price.0.saturating_mul(1_000_000)),
             output_per_million: Amount(0),
             cache_input_per_million: Amount(0),
-            per_image: self.per_image,
+            ..self
         }
     }
 }
@@ -139,6 +150,8 @@ impl Default for ModelPricing {
             cache_input_per_million: Amount(10_000_000_000_000_000),
             // One cent an image, Venice's base price.
             per_image: Amount(10_000_000_000_000_000),
+            // Five cents a second of video.
+            per_video_second: Amount(50_000_000_000_000_000),
         }
     }
 }
@@ -232,6 +245,9 @@ pub struct GatewayConfig {
     /// The seed file of the Oblivious HTTP key (created on first start); `None` serves no
     /// OHTTP endpoint.
     pub oblivious_seed: Option<std::path::PathBuf>,
+    /// The seed of the key video queue ids are bound under (created if absent); `None`: a
+    /// fresh key at each start, so queue ids do not outlive the process.
+    pub jobs_seed: Option<std::path::PathBuf>,
     /// Also publish an X-Wing (post-quantum hybrid) OHTTP key, listed before the X25519 one.
     pub oblivious_x_wing: bool,
     /// Privacy Pass tokens (issued and taken only when there is a ledger); `None` takes none.
@@ -258,6 +274,7 @@ impl Default for GatewayConfig {
             economy: None,
             tiers: TierConfig::default(),
             oblivious_seed: None,
+            jobs_seed: None,
             oblivious_x_wing: false,
             tokens: None,
             web_relays: Vec::new(),

@@ -30,6 +30,7 @@ mod speech;
 mod thinking;
 pub mod tokens;
 mod transcription;
+mod video;
 mod web;
 
 use std::future::Future;
@@ -102,6 +103,8 @@ pub(crate) struct AppState {
     /// The key prompt cache namespaces are derived under (see [`prompt_cache`]): new at each
     /// start, so a restart begins every namespace afresh.
     prompt_cache_secret: [u8; 32],
+    /// The key video queue ids are bound under (see [`video`]).
+    video_key: [u8; 32],
 }
 
 /// A running gateway's shared state. It can serve several listeners at once (say, TLS for
@@ -132,6 +135,22 @@ impl Gateway {
                     .map_err(std::io::Error::other)?,
             )),
             None => None,
+        };
+        let video_key = match &config.jobs_seed {
+            Some(path) => keyfile::read_or_create(path, || {
+                let mut seed = vec![0u8; 32];
+                rand::fill(&mut seed[..]);
+                seed
+            })?
+            .try_into()
+            .map_err(|_| {
+                std::io::Error::other(format!("{}: not a 32-byte seed", path.display()))
+            })?,
+            None => {
+                let mut key = [0u8; 32];
+                rand::fill(&mut key);
+                key
+            }
         };
         let metrics = Metrics::default();
         let tokens = match (&config.tokens, &economy) {
@@ -176,6 +195,7 @@ impl Gateway {
                 rand::fill(&mut secret);
                 secret
             },
+            video_key,
         });
         let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
         let flusher = economy.map(|economy| {
@@ -268,6 +288,10 @@ fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc
         ("/audio/voices", get(list_voices)),
         ("/audio/transcriptions", post(transcription_handler)),
         ("/image/generate", post(image_generate)),
+        ("/video/queue", post(video_queue)),
+        ("/video/quote", post(video_quote)),
+        ("/video/retrieve", post(video_retrieve)),
+        ("/video/complete", post(video_complete)),
         ("/images/generations", post(images_generations)),
         (
             "/image/styles",
@@ -495,6 +519,48 @@ async fn image_generate(
     body: axum::body::Body,
 ) -> Response {
     pipeline::run::<images::VeniceImage>(state, dialect, headers, body).await
+}
+
+async fn video_queue(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    pipeline::run::<video::VideoQueue>(state, dialect, headers, body).await
+}
+
+async fn video_quote(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    video::quote(state, headers, body)
+        .await
+        .unwrap_or_else(|error| error_response(&error, dialect))
+}
+
+async fn video_retrieve(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    video::retrieve(state, headers, body)
+        .await
+        .unwrap_or_else(|error| error_response(&error, dialect))
+}
+
+async fn video_complete(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    video::complete(state, headers, body)
+        .await
+        .unwrap_or_else(|error| error_response(&error, dialect))
 }
 
 async fn images_generations(

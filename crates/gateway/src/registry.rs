@@ -443,6 +443,7 @@ mod tests {
             backend: "embedded".into(),
             voices: Vec::new(),
             image: None,
+            video: None,
         }
     }
 

@@ -227,6 +227,8 @@ pub struct RawPricing {
     pub cache_input_usd_per_million: Option<String>,
     /// USD per image, for an image model; one cent when unset.
     pub image_usd: Option<String>,
+    /// USD per second of video, for a video model; five cents when unset.
+    pub video_usd_per_second: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,6 +249,9 @@ pub struct RawProvider {
     /// An image model's sizes and steps.
     #[serde(default)]
     pub image: RawImage,
+    /// A video model's durations and resolutions.
+    #[serde(default)]
+    pub video: RawVideo,
     /// `env::NAME` for the upstream engine's API key.
     pub upstream_api_key: Option<String>,
     pub context_tokens: Option<u32>,
@@ -266,6 +271,48 @@ pub struct RawImage {
     pub size_divisor: Option<u32>,
     pub default_steps: Option<u32>,
     pub max_steps: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVideo {
+    /// Seconds the model makes videos of.
+    pub durations: Option<Vec<u32>>,
+    /// Resolutions it makes (Venice's names: `480p`, `720p`, …), the default first.
+    pub resolutions: Option<Vec<String>>,
+}
+
+/// A video model's limits from `[provider.video]`, each checked; the usual ones where unset.
+pub fn video_limits(raw: &RawVideo) -> anyhow::Result<wire::video::VideoLimits> {
+    let usual = wire::video::VideoLimits::default();
+    let mut durations = raw.durations.clone().unwrap_or(usual.durations);
+    durations.sort_unstable();
+    durations.dedup();
+    if durations.is_empty()
+        || durations
+            .iter()
+            .any(|seconds| !(1..=wire::video::MAX_SECONDS).contains(seconds))
+    {
+        bail!(
+            "provider.video.durations: 1 to {} seconds each, at least one",
+            wire::video::MAX_SECONDS
+        );
+    }
+    let resolutions = raw.resolutions.clone().unwrap_or(usual.resolutions);
+    if resolutions.is_empty()
+        || resolutions
+            .iter()
+            .any(|resolution| !wire::video::RESOLUTIONS.contains(&resolution.as_str()))
+    {
+        bail!(
+            "provider.video.resolutions: at least one of {}",
+            wire::video::RESOLUTIONS.join(", ")
+        );
+    }
+    Ok(wire::video::VideoLimits {
+        durations,
+        resolutions,
+    })
 }
 
 /// Most steps an image model may be advertised to take.
@@ -654,6 +701,10 @@ pub fn gateway_config(
                     Some(text) => parse(text)?,
                     None => defaults.per_image,
                 },
+                per_video_second: match &price.video_usd_per_second {
+                    Some(text) => parse(text)?,
+                    None => defaults.per_video_second,
+                },
             },
         );
     }
@@ -700,6 +751,7 @@ pub fn gateway_config(
         characters,
         economy: None,
         oblivious_seed: None,
+        jobs_seed: None,
         oblivious_x_wing: raw.x_wing,
         tokens: None,
         web_relays: raw

@@ -244,9 +244,10 @@ struct ProviderArgs {
     #[arg(long, env = "GONDOLA_MAX_IN_FLIGHT")]
     max_in_flight: Option<u32>,
     /// What the model serves: `text` (chat completions), `embedding` (/embeddings), `tts`
-    /// (/audio/speech), `asr` (/audio/transcriptions) or `image` (/image/generate). Default:
-    /// the catalogue model's type, else text.
-    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr", "image"])]
+    /// (/audio/speech), `asr` (/audio/transcriptions), `image` (/image/generate) or `video`
+    /// (/video/queue, from an engine with OpenAI's videos API). Default: the catalogue
+    /// model's type, else text.
+    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr", "image", "video"])]
     model_type: Option<String>,
 }
 
@@ -753,6 +754,7 @@ fn gateway_setup(common: &CommonArgs, server: &GatewayServerArgs) -> anyhow::Res
         server.adjustable_clock,
     )?);
     config.oblivious_seed = Some(data.join("ohttp.seed"));
+    config.jobs_seed = Some(data.join("video-jobs.seed"));
     config.tokens = Some(gateway::tokens::TokensConfig::in_dir(&data));
     let tls = tls(
         server
@@ -1181,6 +1183,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 Some("tts") => wire::models::ModelType::Tts,
                 Some("asr") => wire::models::ModelType::Asr,
                 Some("image") => wire::models::ModelType::Image,
+                Some("video") => wire::models::ModelType::Video,
                 _ => wire::models::ModelType::Text,
             };
             let images_only = |api: &str| {
@@ -1257,12 +1260,18 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                     inputs
                 },
                 image_limits: config::image_limits(&file.provider.image)?,
+                video_limits: Box::new(config::video_limits(&file.provider.video)?),
             }
         }
         None => {
             if args.model_type.as_deref() == Some("image") {
                 bail!(
                     "no image model runs embedded: give --upstream URL and --upstream-api automatic1111, comfyui or openai for the engine that makes the images"
+                );
+            }
+            if args.model_type.as_deref() == Some("video") {
+                bail!(
+                    "no video model runs embedded: give --upstream URL of an engine with OpenAI's videos API"
                 );
             }
             let cache = cache_dir(&args.common, &file)?;

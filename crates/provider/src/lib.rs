@@ -1,7 +1,7 @@
 //! A Gondola provider node: an independent machine that serves inference to a gateway.
 //!
 //! It owns its identity ([`identity`]), keeps a lease with its gateway ([`lease`]), and serves
-//! one model: chat completions, embeddings, speech, transcription or images, from the embedded llama.cpp engine or any
+//! one model: chat completions, embeddings, speech, transcription, images or video, from the embedded llama.cpp engine or any
 //! OpenAI-compatible engine (vLLM, llama.cpp's server, Ollama, SGLang) behind it, or an image
 //! engine (AUTOMATIC1111 or Forge, ComfyUI, an OpenAI-compatible images server). It serves its gateway only: every
 //! request must carry the lease's secret. It never logs request content.
@@ -14,6 +14,7 @@ pub mod lease;
 mod sealed;
 mod speech;
 mod transcription;
+mod video;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,8 +39,8 @@ use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::models::ModelType;
 use wire::provider::{
     ModelAdvert, PROVIDER_CHAT_PATH, PROVIDER_EMBEDDINGS_PATH, PROVIDER_IMAGES_PATH,
-    PROVIDER_SEALED_CHAT_PATH, PROVIDER_SPEECH_PATH, PROVIDER_TRANSCRIPTION_PATH, ProviderLoad,
-    RegistrationAccepted,
+    PROVIDER_SEALED_CHAT_PATH, PROVIDER_SPEECH_PATH, PROVIDER_TRANSCRIPTION_PATH,
+    PROVIDER_VIDEO_JOBS_PATH, PROVIDER_VIDEO_QUEUE_PATH, ProviderLoad, RegistrationAccepted,
 };
 
 use crate::lease::{LeaseTerms, LeaseToken, LoadSource};
@@ -91,6 +92,8 @@ pub enum Backend {
         input_media: Vec<String>,
         /// An image model's sizes and steps (used when `model_type` is `Image`).
         image_limits: wire::images::ImageLimits,
+        /// A video model's durations and resolutions (used when `model_type` is `Video`).
+        video_limits: Box<wire::video::VideoLimits>,
     },
 }
 
@@ -131,6 +134,7 @@ impl Backend {
                     backend: "embedded".into(),
                     voices: Vec::new(),
                     image: None,
+                    video: None,
                 }
             }
             Self::EmbeddedEmbeddings { embedder, model_id } => {
@@ -150,6 +154,7 @@ impl Backend {
                     backend: "embedded".into(),
                     voices: Vec::new(),
                     image: None,
+                    video: None,
                 }
             }
             Self::EmbeddedSpeech { voice, model_id } => ModelAdvert {
@@ -167,6 +172,7 @@ impl Backend {
                 backend: "embedded".into(),
                 voices: vec![voice.info().name.clone()],
                 image: None,
+                video: None,
             },
             Self::EmbeddedTranscription { model_id, .. } => ModelAdvert {
                 model_type: ModelType::Asr,
@@ -183,6 +189,7 @@ impl Backend {
                 backend: "embedded".into(),
                 voices: Vec::new(),
                 image: None,
+                video: None,
             },
             Self::Upstream {
                 api,
@@ -192,6 +199,7 @@ impl Backend {
                 context_tokens,
                 input_media,
                 image_limits,
+                video_limits,
                 ..
             } => ModelAdvert {
                 model_type: *model_type,
@@ -216,6 +224,7 @@ impl Backend {
                     | UpstreamApi::ComfyUi { .. } => Vec::new(),
                 },
                 image: (*model_type == ModelType::Image).then_some(*image_limits),
+                video: (*model_type == ModelType::Video).then(|| video_limits.as_ref().clone()),
             },
         }
     }
@@ -255,6 +264,8 @@ struct AppState {
     max_in_flight: u32,
     /// Client for the upstream engine, one per serving thread (see [`server::PerThread`]).
     http: server::PerThread<reqwest::Client>,
+    /// A video model's jobs, in the data directory.
+    jobs: Option<video::Jobs>,
 }
 
 struct Load {
@@ -334,7 +345,15 @@ pub async fn run(
         max_idle_per_host: None,
     })?;
     let max_in_flight = config.max_in_flight.max(1);
+    let jobs = match &backend {
+        Backend::Upstream {
+            model_type: ModelType::Video,
+            ..
+        } => Some(video::Jobs::open(config.data_dir.join("video-jobs"))?),
+        _ => None,
+    };
     let state = Arc::new(AppState {
+        jobs,
         backend,
         sealing,
         identity: key.clone(),
@@ -363,12 +382,22 @@ pub async fn run(
         ready,
         lease_shutdown,
     ));
+    let sweeper = tokio::spawn(video::sweep(Arc::clone(&state)));
     let app = Router::new()
         .route(PROVIDER_CHAT_PATH, post(chat))
         .route(PROVIDER_SEALED_CHAT_PATH, post(sealed::chat))
         .route(PROVIDER_EMBEDDINGS_PATH, post(embeddings::embeddings))
         .route(PROVIDER_SPEECH_PATH, post(speech::speech))
         .route(PROVIDER_IMAGES_PATH, post(images::images))
+        .route(PROVIDER_VIDEO_QUEUE_PATH, post(video::queue))
+        .route(
+            &format!("{PROVIDER_VIDEO_JOBS_PATH}/{{id}}"),
+            get(video::status).delete(video::remove),
+        )
+        .route(
+            &format!("{PROVIDER_VIDEO_JOBS_PATH}/{{id}}/content"),
+            get(video::content),
+        )
         .route(
             PROVIDER_TRANSCRIPTION_PATH,
             post(transcription::transcriptions)
@@ -387,6 +416,7 @@ pub async fn run(
     .await;
     let _ = stop_lease.send(true);
     let _ = lease_task.await;
+    sweeper.abort();
     served.map_err(ProviderError::from)
 }
 
@@ -409,7 +439,7 @@ fn error_response(error: &ApiError) -> Response {
 }
 
 /// Whether a request carries the current lease's secret; the error to answer otherwise.
-async fn check_lease(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) async fn check_lease(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -445,7 +475,12 @@ async fn generate(
         | Backend::EmbeddedSpeech { model_id, .. }
         | Backend::EmbeddedTranscription { model_id, .. }
         | Backend::Upstream {
-            model_type: ModelType::Embedding | ModelType::Tts | ModelType::Asr | ModelType::Image,
+            model_type:
+                ModelType::Embedding
+                | ModelType::Tts
+                | ModelType::Asr
+                | ModelType::Image
+                | ModelType::Video,
             model_id,
             ..
         } => Err(ApiError::invalid(

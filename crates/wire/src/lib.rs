@@ -14,6 +14,8 @@
 //! - [`speech`]: speech requests, and the voices a model has.
 //! - [`sse`]: an incremental, bounded Server-Sent Events parser.
 //! - [`transcription`]: transcription uploads, and transcripts in every response format.
+//! - [`video`]: Venice's asynchronous video API, video models' limits, and the provider's
+//!   job protocol.
 //! - [`tools`]: tool calling: offered functions, the model's calls, stream deltas.
 //! - [`money`]: USD and DIEM amounts as integers in 18-decimal base units.
 //! - [`provider`]: the signed messages between provider nodes and the gateway.
@@ -39,3 +41,4 @@ pub mod speech;
 pub mod sse;
 pub mod tools;
 pub mod transcription;
+pub mod video;

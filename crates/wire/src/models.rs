@@ -20,6 +20,8 @@ pub enum ModelType {
     Asr,
     /// `/image/generate` and `/images/generations`.
     Image,
+    /// `/video/queue` and its jobs.
+    Video,
 }
 
 impl ModelType {
@@ -30,6 +32,7 @@ impl ModelType {
             Self::Tts => "tts",
             Self::Asr => "asr",
             Self::Image => "image",
+            Self::Video => "video",
         }
     }
 
@@ -41,6 +44,7 @@ impl ModelType {
             Self::Tts => "speech",
             Self::Asr => "transcription",
             Self::Image => "image generation",
+            Self::Video => "video generation",
         }
     }
 }
@@ -164,6 +168,10 @@ pub enum Pricing {
     Image {
         /// Each image made.
         generation: Price,
+    },
+    Video {
+        /// Each second of video made (`/video/quote` gives a request's price).
+        per_second: Price,
     },
 }
 

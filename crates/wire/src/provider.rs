@@ -28,6 +28,11 @@ pub const PROVIDER_SPEECH_PATH: &str = "/provider/v1/audio/speech";
 pub const PROVIDER_TRANSCRIPTION_PATH: &str = "/provider/v1/audio/transcriptions";
 /// Provider route the gateway sends image requests to.
 pub const PROVIDER_IMAGES_PATH: &str = "/provider/v1/images/generations";
+/// Provider route the gateway queues video jobs at.
+pub const PROVIDER_VIDEO_QUEUE_PATH: &str = "/provider/v1/video/queue";
+/// Provider route of one video job (`{id}`): its status (GET), its removal (DELETE); and,
+/// with `/content`, its video.
+pub const PROVIDER_VIDEO_JOBS_PATH: &str = "/provider/v1/video/jobs";
 /// Provider route the gateway sends sealed requests to (see [`crate::sealed`]).
 pub const PROVIDER_SEALED_CHAT_PATH: &str = "/provider/v1/sealed/chat";
 
@@ -123,6 +128,9 @@ pub struct ModelAdvert {
     /// An image model's sizes and steps. Absent for other types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<crate::images::ImageLimits>,
+    /// A video model's durations and resolutions. Absent for other types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<crate::video::VideoLimits>,
 }
 
 /// "Let me serve these models at this address." Signed by the provider's key.

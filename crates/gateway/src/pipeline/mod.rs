@@ -211,6 +211,8 @@ pub(crate) struct Paid {
     /// Whom the request is charged to, for its prompt cache namespace; `None` when paid with
     /// tokens.
     pub(crate) cache_scope: Option<String>,
+    /// Whom what the request starts belongs to ([`crate::auth::Caller::owner`]).
+    pub(crate) owner: String,
 }
 
 impl Paid {
@@ -363,6 +365,7 @@ async fn serve<O: Operation>(
             tokens.is_some(),
             state.config.auth.anonymous_share_prompt_cache,
         ),
+        owner: caller.owner(),
         paid_with: match (&tokens, caller.account) {
             (Some(_), _) => "tokens",
             (None, Some(_)) => "account",
@@ -447,6 +450,7 @@ pub(crate) mod testing {
                 backend: "embedded".into(),
                 voices: Vec::new(),
                 image: None,
+                video: None,
             }],
             max_in_flight,
             None,

@@ -87,6 +87,7 @@ mod tests {
             output_per_million: Amount(8_000_000),
             cache_input_per_million: Amount(1_000_000),
             per_image: Amount(5),
+            per_video_second: Amount(7),
         };
         assert_eq!(cost(pricing, 1_000_000, 0, 0), 4_000_000);
         assert_eq!(cost(pricing, 1_000_000, 250_000, 0), 3_000_000 + 250_000);

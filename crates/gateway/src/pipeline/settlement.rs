@@ -444,6 +444,7 @@ mod tests {
             output_per_million: Amount(7 * wire::money::BASE_UNITS_PER_WHOLE),
             cache_input_per_million: Amount(wire::money::BASE_UNITS_PER_WHOLE),
             per_image: Amount(0),
+            per_video_second: Amount(0),
         };
         assert_eq!(
             cost(

@@ -29,4 +29,6 @@ mod tidy;
 mod tls;
 mod tokens;
 mod transcription;
+mod video;
+mod video_engine;
 mod web;

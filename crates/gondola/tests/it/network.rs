@@ -40,6 +40,7 @@ fn registration(endpoint: &str, challenge: String) -> Registration {
             backend: "embedded".into(),
             voices: Vec::new(),
             image: None,
+            video: None,
         }],
         max_in_flight: 1,
         software_version: "test".into(),

@@ -791,6 +791,7 @@ async fn a_captured_registration_cannot_be_sent_again() {
             backend: "embedded".into(),
             voices: Vec::new(),
             image: None,
+            video: None,
         }],
         max_in_flight: 1,
         software_version: "test".into(),

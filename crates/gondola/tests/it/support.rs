@@ -259,7 +259,21 @@ pub fn typed_provider(
     extra: &[&str],
 ) -> Process {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let data = dir.path().join("data").display().to_string();
+    let data = dir.path().join("data");
+    typed_provider_in(gateway_url, model_id, model_type, &data, dir, extra)
+}
+
+/// As [`typed_provider`], keeping its identity and state in `data` (a restart with the same
+/// `data` is the same provider); `dir` holds its log.
+pub fn typed_provider_in(
+    gateway_url: &str,
+    model_id: &str,
+    model_type: &str,
+    data: &Path,
+    dir: Arc<tempfile::TempDir>,
+    extra: &[&str],
+) -> Process {
+    let data = data.display().to_string();
     let cache = cache_dir().display().to_string();
     let mut args = vec![
         "provider",
@@ -578,6 +592,7 @@ pub async fn fault_provider(gateway_url: &str, model_id: &str, fault: Fault) -> 
             backend: "embedded".into(),
             voices: Vec::new(),
             image: None,
+            video: None,
         }],
         max_in_flight: 16,
         software_version: "test".into(),
