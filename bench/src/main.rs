@@ -12,6 +12,7 @@
 
 mod embeddings;
 mod engine_vs;
+mod images;
 mod metering;
 mod peers;
 mod private;
@@ -447,8 +448,9 @@ fn main() -> anyhow::Result<()> {
         Some("transcription") => runtime.block_on(transcription::run()),
         Some("prompt-cache") => runtime.block_on(prompt_cache::run_bench()),
         Some("serving") => runtime.block_on(serving::run()),
+        Some("images") => runtime.block_on(images::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR] | gondola-bench transcription WHISPER_DIR VOICE.onnx [--venv DIR] | gondola-bench prompt-cache MODEL.gguf | gondola-bench serving MODEL.gguf [--venv DIR] [--threads N] [--requantize q4_0] [--rounds R]"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR] | gondola-bench transcription WHISPER_DIR VOICE.onnx [--venv DIR] | gondola-bench prompt-cache MODEL.gguf | gondola-bench serving MODEL.gguf [--venv DIR] [--threads N] [--requantize q4_0] [--rounds R] | gondola-bench images [--rounds R]"
         ),
     }
 }

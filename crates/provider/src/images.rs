@@ -248,7 +248,14 @@ fn reencode(
     }
     let mut out = Vec::new();
     let encoded = match format {
-        ImageFormat::Png => decoded.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png),
+        // Fast deflate: a tenth larger than the default level, in well under half the time.
+        ImageFormat::Png => {
+            decoded.write_with_encoder(image::codecs::png::PngEncoder::new_with_quality(
+                &mut out,
+                image::codecs::png::CompressionType::Fast,
+                image::codecs::png::FilterType::Adaptive,
+            ))
+        }
         ImageFormat::Webp => image::DynamicImage::ImageRgba8(decoded.to_rgba8())
             .write_to(&mut Cursor::new(&mut out), image::ImageFormat::WebP),
         ImageFormat::Jpeg => image::DynamicImage::ImageRgb8(decoded.to_rgb8()).write_with_encoder(

@@ -92,6 +92,24 @@ impl Drop for StandIn {
     }
 }
 
+/// `png` with a `tEXt` chunk after its header, as AUTOMATIC1111 writes its generation
+/// parameters (the prompt among them) into every image.
+fn with_text(png: &[u8], keyword: &str, text: &str) -> Vec<u8> {
+    // The signature (8 bytes) and the IHDR chunk (8 + 13 + 4) come first.
+    let (head, rest) = png.split_at(33);
+    let mut data = keyword.as_bytes().to_vec();
+    data.push(0);
+    data.extend_from_slice(text.as_bytes());
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(b"tEXt");
+    hasher.update(&data);
+    chunk.extend_from_slice(b"tEXt");
+    chunk.extend_from_slice(&data);
+    chunk.extend_from_slice(&hasher.finalize().to_be_bytes());
+    [head, &chunk, rest].concat()
+}
+
 /// A real PNG, `width` × `height`, whose pixels depend on `seed`.
 pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
     let mut image = image::RgbImage::new(width, height);
@@ -216,7 +234,11 @@ async fn txt2img(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> 
         return problem(&shared, "sizes are multiples of 8".into());
     }
     maybe_hold(&shared).await;
-    let image = png(width as u32, height as u32, int(&body, "seed").unwrap_or(0));
+    let image = with_text(
+        &png(width as u32, height as u32, int(&body, "seed").unwrap_or(0)),
+        "parameters",
+        body["prompt"].as_str().unwrap_or_default(),
+    );
     Json(json!({
         "images": [b64(&image)],
         "parameters": body,

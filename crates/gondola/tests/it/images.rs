@@ -104,6 +104,12 @@ async fn each_image_engine_serves_venices_and_openais_routes() {
                 (image::ImageFormat::Png, 96, 64),
                 "{engine:?}"
             );
+            // Re-encoded by the provider: what the engine wrote into the file (AUTOMATIC1111
+            // writes the prompt) does not come along; Venice embeds no metadata unless asked.
+            assert!(
+                !crate::support::holds(&bytes, "a red fox"),
+                "{engine:?}: the engine's metadata was passed on"
+            );
         }
         {
             let received = stand_in.received();
