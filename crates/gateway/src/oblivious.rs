@@ -334,6 +334,18 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
                 | "/api/v1/audio/speech"
                 | "/v1/audio/transcriptions"
                 | "/api/v1/audio/transcriptions"
+                | "/v1/images/generations"
+                | "/api/v1/images/generations"
+                | "/v1/image/generate"
+                | "/api/v1/image/generate"
+                | "/v1/video/quote"
+                | "/api/v1/video/quote"
+                | "/v1/video/queue"
+                | "/api/v1/video/queue"
+                | "/v1/video/retrieve"
+                | "/api/v1/video/retrieve"
+                | "/v1/video/complete"
+                | "/api/v1/video/complete"
                 | "/v1/privacy/tokens"
                 | "/api/v1/privacy/tokens"
                 | "/v1/privacy/chat"
@@ -344,6 +356,8 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
                 | "/api/v1/models"
                 | "/v1/audio/voices"
                 | "/api/v1/audio/voices"
+                | "/v1/image/styles"
+                | "/api/v1/image/styles"
                 | "/v1/privacy/providers"
                 | "/api/v1/privacy/providers"
                 | privacy::tokens::ISSUER_DIRECTORY_PATH
@@ -351,7 +365,7 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
     );
     if !allowed {
         return Err(
-            "an oblivious request may only reach the chat, embedding, speech, transcription, model, token and sealed-chat APIs",
+            "an oblivious request may only reach the chat, embedding, speech, transcription, image, video, model, token and sealed-chat APIs",
         );
     }
     let method = http::Method::from_bytes(method).map_err(|_| "bad method")?;

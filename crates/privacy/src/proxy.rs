@@ -3,9 +3,12 @@
 //! chat request is padded, sealed to the gateway's key (chunked OHTTP), carried by a relay that
 //! cannot read it, and the reply streamed back event by event as the gateway releases it.
 //!
-//! It serves `POST /v1/chat/completions`, `/v1/embeddings`, `/v1/audio/speech` and
-//! `/v1/audio/transcriptions`,
-//! `GET /v1/models` and `/v1/audio/voices`, and the same under `/api/v1`. The
+//! It serves `POST /v1/chat/completions`, `/v1/embeddings`, `/v1/audio/speech`,
+//! `/v1/audio/transcriptions`, `/v1/images/generations`, `/v1/image/generate` and the video
+//! routes (`/v1/video/quote`, `queue`, `retrieve`, `complete`), `GET /v1/models`,
+//! `/v1/audio/voices` and `/v1/image/styles`, and the same under `/api/v1`. A whole answer
+//! through it is at most the gateway's bound on a sealed answer (4 MiB by default): a few
+//! images, not a video. The
 //! API key is the proxy's own (`--api-key`) or, without one, whatever the local client sends.
 //! Where the gateway issues privacy tokens, the key only buys them (sealed, in batches) and
 //! each request carries tokens instead, so the gateway cannot tie a request to an account;
@@ -610,6 +613,20 @@ pub fn router(config: ProxyConfig) -> Result<Router, reqwest::Error> {
         .route("/api/v1/audio/transcriptions", post(forward))
         .route("/v1/audio/voices", get(forward))
         .route("/api/v1/audio/voices", get(forward))
+        .route("/v1/images/generations", post(forward))
+        .route("/api/v1/images/generations", post(forward))
+        .route("/v1/image/generate", post(forward))
+        .route("/api/v1/image/generate", post(forward))
+        .route("/v1/image/styles", get(forward))
+        .route("/api/v1/image/styles", get(forward))
+        .route("/v1/video/quote", post(forward))
+        .route("/api/v1/video/quote", post(forward))
+        .route("/v1/video/queue", post(forward))
+        .route("/api/v1/video/queue", post(forward))
+        .route("/v1/video/retrieve", post(forward))
+        .route("/api/v1/video/retrieve", post(forward))
+        .route("/v1/video/complete", post(forward))
+        .route("/api/v1/video/complete", post(forward))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_carried)
         .layer(DefaultBodyLimit::max(limit))
@@ -692,8 +709,9 @@ async fn forward(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned),
     };
-    // Chat is sealed twice (to the provider inside, to the gateway outside); embeddings and
-    // speech, which no provider takes sealed, are sealed to the gateway.
+    // Chat is sealed twice (to the provider inside, to the gateway outside); embeddings,
+    // speech, transcription, images and video, which no provider takes sealed, are sealed to
+    // the gateway.
     let sent = if method == Method::POST && uri.path().ends_with("/chat/completions") {
         client
             .send_chat(uri.path(), authorization.as_deref(), &body)

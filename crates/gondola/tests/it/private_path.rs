@@ -172,7 +172,7 @@ async fn a_private_chat_crosses_relay_and_gateway_with_nothing_readable_on_eithe
     assert_eq!(elsewhere.status(), 404);
 }
 
-/// Embeddings and speech down the private path: through `gondola proxy` and `gondola relay`,
+/// Embeddings, speech, transcription and images down the private path: through `gondola proxy` and `gondola relay`,
 /// paid with privacy tokens, the text readable on neither link, and the answers the same as
 /// those the gateway gives directly.
 #[tokio::test(flavor = "multi_thread")]
@@ -257,6 +257,43 @@ async fn embeddings_and_speech_cross_relay_and_gateway_sealed_and_paid_with_toke
         .await
         .expect("json");
     assert_eq!(voices["data"][0]["id"], "joe");
+    // An image, down the same path, from a provider in front of a stand-in engine.
+    let engine =
+        crate::image_engines::start(crate::image_engines::Engine::Automatic1111, "sd15", None)
+            .await;
+    let _image_provider = crate::support::typed_provider(
+        &gateway_url,
+        "private-image",
+        "image",
+        &[
+            "--upstream",
+            &engine.base_url,
+            "--upstream-api",
+            "automatic1111",
+            "--model",
+            "sd15",
+        ],
+    );
+    let painted = http
+        .post(format!("{proxy_url}/v1/images/generations"))
+        .json(&serde_json::json!({"model": "private-image", "prompt": text, "size": "64x64"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(painted.status(), 200);
+    let painted: serde_json::Value = painted.json().await.expect("json");
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        painted["data"][0]["b64_json"].as_str().expect("an image"),
+    )
+    .expect("base64");
+    assert!(png.starts_with(b"\x89PNG"));
+    assert!(
+        engine.received().bodies[0]["prompt"]
+            .as_str()
+            .expect("prompt")
+            .contains(&secret)
+    );
 
     for (link, bytes) in [
         (
@@ -276,9 +313,10 @@ async fn embeddings_and_speech_cross_relay_and_gateway_sealed_and_paid_with_toke
         assert!(!holds(&bytes, &api_key), "the API key crossed {link}");
         assert!(!holds(&bytes, "\"embedding\""), "a vector crossed {link}");
         assert!(!holds(&bytes, "RIFF"), "audio crossed {link}");
+        assert!(!holds(&bytes, "iVBORw0KGgo"), "an image crossed {link}");
     }
     let log = gateway.stderr();
-    assert_eq!(log.matches("paid_with=\"tokens\"").count(), 3, "{log}");
+    assert_eq!(log.matches("paid_with=\"tokens\"").count(), 4, "{log}");
     assert!(!log.contains(&secret));
 }
 
