@@ -1,5 +1,6 @@
 // Plumbing for the browser suite: the real `gondola` binary (serve, gateway, provider) on
 // loopback port 0, a fixture upstream engine for replies the real model cannot be made to give,
+// a stand-in image engine (AUTOMATIC1111's API, real PNGs) for the image mode,
 // and Debian's Chromium driven by playwright-core with a fresh profile per browser.
 
 import { execFileSync, spawn } from "node:child_process";
@@ -8,6 +9,7 @@ import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
+import zlib from "node:zlib";
 import { chromium } from "playwright-core";
 
 export const repo = path.resolve(import.meta.dirname, "..", "..");
@@ -196,6 +198,94 @@ export async function upstreamProvider(gatewayUrl, upstreamUrl, model) {
     `${upstreamUrl}/v1`,
     "--model",
     model,
+    "--data-dir",
+    path.join(tempDir("provider"), "data"),
+  ]);
+  await process_.waitForLine("ready: provider");
+  return process_;
+}
+
+// ---------------------------------------------------------------- image engine stand-in
+
+/** A real PNG, `width` × `height` (8-bit RGB, a gradient), encoded with node's zlib. */
+export function png(width, height) {
+  const row = 1 + width * 3;
+  const raw = Buffer.alloc(row * height);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      raw.set([x % 256, y % 256, 128], y * row + 1 + x * 3);
+    }
+  }
+  const chunk = (type, data) => {
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(Buffer.concat([Buffer.from(type), data])));
+    return Buffer.concat([head, Buffer.from(type), data, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", zlib.deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+/**
+ * A stand-in for AUTOMATIC1111's web UI (no image model runs here): `POST /sdapi/v1/txt2img`
+ * answered with a real PNG of the asked size. It records every request body.
+ */
+export async function imageEngine() {
+  const requests = [];
+  const server = http.createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (text) => {
+      body += text;
+    });
+    req.on("end", () => {
+      if (req.method !== "POST" || req.url !== "/sdapi/v1/txt2img") {
+        res.writeHead(404, { "content-type": "application/json" }).end('{"detail":"Not Found"}');
+        return;
+      }
+      const request = JSON.parse(body);
+      requests.push(request);
+      const image = png(request.width, request.height).toString("base64");
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ images: [image], parameters: request, info: "{}" }));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(resolve);
+      }),
+  };
+}
+
+/** `gondola provider` serving image model `model` from the AUTOMATIC1111 stand-in at `engineUrl`. */
+export async function imageProvider(gatewayUrl, engineUrl, model) {
+  const process_ = new Gondola([
+    "provider",
+    "--gateway",
+    gatewayUrl,
+    "--model-type",
+    "image",
+    "--upstream",
+    engineUrl,
+    "--upstream-api",
+    "automatic1111",
+    "--model-id",
+    model,
+    "--model",
+    "sd15.safetensors",
     "--data-dir",
     path.join(tempDir("provider"), "data"),
   ]);

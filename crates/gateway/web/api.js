@@ -87,6 +87,49 @@ export async function listModels(apiKey) {
   return Array.isArray(body?.data) ? body.data : [];
 }
 
+/** `GET /v1/models?type=image`: the image models served now. */
+export async function listImageModels(apiKey) {
+  const response = await send("/v1/models?type=image", { headers: requestHeaders(apiKey, false), cache: "no-store" });
+  if (!response.ok) throw await failureFrom(response);
+  const body = await response.json();
+  return Array.isArray(body?.data) ? body.data : [];
+}
+
+/** `GET /v1/image/styles`: the style presets image requests may name. */
+export async function listImageStyles() {
+  const response = await send("/v1/image/styles", { headers: requestHeaders("", false), cache: "no-store" });
+  if (!response.ok) throw await failureFrom(response);
+  const body = await response.json();
+  return Array.isArray(body?.data) ? body.data.filter((style) => typeof style === "string") : [];
+}
+
+/**
+ * `POST /v1/image/generate` (Venice's shape): one PNG of `width` × `height` from `prompt`,
+ * with a style preset and seed when given. The image as base64, the provider, the account.
+ */
+export async function generateImage({ prompt, model, width, height, style, seed, apiKey, signal }) {
+  const body = { model, prompt, width, height, format: "png", variants: 1 };
+  if (style) body.style_preset = style;
+  if (Number.isInteger(seed)) body.seed = seed;
+  const response = await send("/v1/image/generate", {
+    method: "POST",
+    headers: requestHeaders(apiKey, true),
+    body: JSON.stringify(body),
+    signal,
+  });
+  if (!response.ok) throw await failureFrom(response);
+  let answer;
+  try {
+    answer = await response.json();
+  } catch (error) {
+    if (signal?.aborted) throw new Stopped();
+    throw new ApiFailure({ kind: "stream", message: String(error?.message ?? error) });
+  }
+  const image = Array.isArray(answer?.images) ? answer.images[0] : null;
+  if (typeof image !== "string") throw new ApiFailure({ kind: "stream", message: "the gateway answered without an image" });
+  return { image, provider: response.headers.get("x-gondola-provider"), account: accountHeaders(response.headers) };
+}
+
 /** `GET /v1/models?type=tts`: the speech models served now. */
 export async function listVoiceModels(apiKey) {
   const response = await send("/v1/models?type=tts", { headers: requestHeaders(apiKey, false), cache: "no-store" });

@@ -5,7 +5,7 @@
 // the gateway is only asked for models and replies, like any other API client. Every piece of
 // text a model or a person wrote is put into the page as text, never as markup.
 
-import { ApiFailure, Stopped, describeFailure, listModels, listRelays, listTranscriptionModels, listVoiceModels, speak, streamChat, transcribe } from "/api.js";
+import { ApiFailure, Stopped, describeFailure, generateImage, listImageModels, listImageStyles, listModels, listRelays, listTranscriptionModels, listVoiceModels, speak, streamChat, transcribe } from "/api.js";
 import { formatUsd, parseAmount } from "/amounts.js";
 import { renderMarkdown } from "/markdown.js";
 import { Store, canEncrypt, exportDocument, parseExport } from "/store.js";
@@ -217,10 +217,11 @@ function modelChips(model) {
     ["supportsTeeAttestation", "TEE attested"],
   ];
   for (const [key, text] of named) if (capabilities[key]) chips.push({ text, title: "Capability", kind: "capability" });
-  if (capabilities.quantization && capabilities.quantization !== "unknown") chips.push({ text: capabilities.quantization, title: "Quantization" });
+  if (capabilities.quantization && !["unknown", "not-available"].includes(capabilities.quantization)) chips.push({ text: capabilities.quantization, title: "Quantization" });
   const context = spec.availableContextTokens ?? model.context_length;
   if (context) chips.push({ text: `${Number(context).toLocaleString("en")} tokens context`, title: "Context window" });
   const pricing = spec.pricing;
+  if (pricing?.generation) chips.push({ text: `${formatPrice(pricing.generation.usd)} per image`, title: "Price of each image" });
   if (pricing?.input && pricing?.output) {
     chips.push({
       text: `${formatPrice(pricing.input.usd)} in / ${formatPrice(pricing.output.usd)} out per 1M tokens`,
@@ -244,6 +245,11 @@ function selectedModel() {
   return state.models.find((model) => model.id === $("model-select").value) ?? null;
 }
 
+/** Whether `id` names an image model: a chat with one makes an image of each message. */
+function isImageModel(id) {
+  return state.models.some((model) => model.id === id && model.type === "image");
+}
+
 function defaultModelId() {
   const byTrait = state.models.find((model) => (model.model_spec?.traits ?? []).includes("default"));
   const preferred = state.models.find((model) => model.id === state.prefs.model);
@@ -257,7 +263,8 @@ function renderModelPicker() {
   select.replaceChildren();
   for (const model of state.models) {
     const name = model.model_spec?.name && model.model_spec.name !== model.id ? `${model.model_spec.name} (${model.id})` : model.id;
-    const option = element("option", null, model.model_spec?.offline ? `${name} — offline` : name);
+    const kind = model.type === "image" ? `${name} — images` : name;
+    const option = element("option", null, model.model_spec?.offline ? `${kind} — offline` : kind);
     option.value = model.id;
     select.append(option);
   }
@@ -297,8 +304,22 @@ async function loadModels() {
     .catch(() => {
       state.voiceModel = null;
     });
+  // The style presets image models take, once.
+  if ($("image-style").options.length <= 1) {
+    listImageStyles()
+      .then((styles) => {
+        for (const style of styles) {
+          const option = element("option", null, style);
+          option.value = style;
+          $("image-style").append(option);
+        }
+      })
+      .catch(() => {});
+  }
   try {
-    state.models = await listModels(state.prefs.apiKey);
+    // Chat models, then the image models (a chat with one makes images).
+    const [text, images] = await Promise.all([listModels(state.prefs.apiKey), listImageModels(state.prefs.apiKey).catch(() => [])]);
+    state.models = [...text, ...images];
     if ($("banner").dataset.source === "models") hideBanner();
   } catch (error) {
     state.models = [];
@@ -564,6 +585,20 @@ function messageView(chat, message) {
     details.append(body);
     article.append(details);
   }
+  for (const image of message.images ?? []) {
+    const figure = element("figure", "generated");
+    const picture = element("img");
+    picture.src = `data:image/${image.format};base64,${image.data}`;
+    picture.alt = `Image made from: ${image.prompt}`;
+    picture.width = image.width;
+    picture.height = image.height;
+    const save = element("a", "button small", "Download");
+    save.href = picture.src;
+    save.download = `gondola-${image.seed ?? "image"}.${image.format}`;
+    const caption = element("figcaption", "message-meta", [image.width && `${image.width}×${image.height}`, image.style, image.seed && `seed ${image.seed}`].filter(Boolean).join(" · "));
+    figure.append(picture, caption, save);
+    article.append(figure);
+  }
   const body = element("div", "message-body markdown");
   body.append(renderMarkdown(answer));
   if (message.state === "streaming" && !answer && !reasoning) body.append(element("span", "typing", "…"));
@@ -772,7 +807,10 @@ function renderComposer() {
   $("send").disabled = streaming;
   // Not in private mode: the recording would reach the gateway unsealed.
   $("dictate").hidden = !state.transcriptionModel || !window.MediaRecorder || Boolean(privateRelay());
-  $("prompt").placeholder = state.current?.incognito ? "Message Gondola (incognito: not saved)" : "Message Gondola";
+  const images = isImageModel($("model-select").value);
+  $("image-options").hidden = !images;
+  const placeholder = images ? "Describe an image" : "Message Gondola";
+  $("prompt").placeholder = state.current?.incognito ? `${placeholder} (incognito: not saved)` : placeholder;
 }
 
 function renderAll() {
@@ -809,8 +847,35 @@ function touch(chat) {
   chat.updated_at = Date.now();
 }
 
+/** What the image options ask for: size, style and seed (a random one when none is given, so
+ * that the image can be made again). */
+function imageOptions() {
+  const [width, height] = $("image-size").value.split("x").map(Number);
+  const seedText = $("image-seed").value.trim();
+  const typed = Number.parseInt(seedText, 10);
+  const seed = seedText && Number.isInteger(typed) && typed >= 1 && typed <= 999999999 ? typed : 1 + (crypto.getRandomValues(new Uint32Array(1))[0] % 999999999);
+  return { width, height, style: $("image-style").value || null, seed };
+}
+
+/** An image for the chat's last message, from its image model. */
+async function imageReply(chat, message) {
+  const prompt = [...chat.messages].reverse().find((item) => item.role === "user")?.content ?? "";
+  const options = imageOptions();
+  const relay = privateRelay();
+  if (relay) {
+    // The page seals chat only; an image request would leave it unsealed.
+    throw new ApiFailure({ kind: "private", message: "images are not made in private mode: turn it off in Settings to make one" });
+  }
+  const controller = state.streaming.controller;
+  const result = await generateImage({ prompt, model: chat.model, ...options, apiKey: state.prefs.apiKey, signal: controller.signal });
+  showAccount(result.account);
+  message.images = [{ format: "png", data: result.image, prompt, width: options.width, height: options.height, style: options.style, seed: options.seed }];
+  message.meta = { provider: result.provider, model: chat.model };
+}
+
 async function reply(chat) {
   const message = { id: newId(), role: "assistant", content: "", reasoning: "", state: "streaming" };
+  if (isImageModel(chat.model)) return makeImage(chat, message);
   chat.messages.push(message);
   touch(chat);
   const controller = new AbortController();
@@ -876,6 +941,35 @@ async function reply(chat) {
   } finally {
     if (state.liveFrame) cancelAnimationFrame(state.liveFrame);
     state.liveFrame = 0;
+    state.streaming = null;
+    touch(chat);
+    persist(chat);
+    if (state.chats.has(chat.id) || state.current === chat) renderAll();
+  }
+}
+
+/** `reply` for an image model: the image, or what went wrong, in the reply's place. */
+async function makeImage(chat, message) {
+  chat.messages.push(message);
+  touch(chat);
+  const controller = new AbortController();
+  state.streaming = { chat, message, controller };
+  renderAll();
+  try {
+    await imageReply(chat, message);
+    message.state = "done";
+  } catch (error) {
+    if (error instanceof Stopped || controller.signal.aborted) {
+      message.state = "stopped";
+    } else if (error instanceof ApiFailure) {
+      message.state = "error";
+      message.error = { ...describeFailure(error, { hasKey: Boolean(state.prefs.apiKey), relay: privateRelay() }), status: error.status, code: error.code };
+      if (error.headers) showAccount(error.headers);
+    } else {
+      message.state = "error";
+      message.error = { title: "Something went wrong", detail: String(error?.message ?? error), action: "retry" };
+    }
+  } finally {
     state.streaming = null;
     touch(chat);
     persist(chat);
@@ -1153,6 +1247,7 @@ function wireEvents() {
     const chat = state.current;
     chat.model = $("model-select").value;
     renderModelPicker();
+    renderComposer();
     if (!chat.incognito) {
       state.prefs.model = chat.model;
       savePrefs();

@@ -205,7 +205,12 @@ impl Backend {
                 model_type: *model_type,
                 id: model_id.clone(),
                 name: upstream_model.clone(),
-                context_tokens: *context_tokens,
+                // Image and video models read no context of tokens.
+                context_tokens: if matches!(model_type, ModelType::Image | ModelType::Video) {
+                    0
+                } else {
+                    *context_tokens
+                },
                 quantization: "unknown".into(),
                 parameters: 0,
                 supports_response_schema: *model_type == ModelType::Text,
