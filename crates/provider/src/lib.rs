@@ -38,9 +38,10 @@ use wire::chat::ProviderChatRequest;
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::models::ModelType;
 use wire::provider::{
-    ModelAdvert, PROVIDER_CHAT_PATH, PROVIDER_EMBEDDINGS_PATH, PROVIDER_IMAGES_PATH,
-    PROVIDER_SEALED_CHAT_PATH, PROVIDER_SPEECH_PATH, PROVIDER_TRANSCRIPTION_PATH,
-    PROVIDER_VIDEO_JOBS_PATH, PROVIDER_VIDEO_QUEUE_PATH, ProviderLoad, RegistrationAccepted,
+    ModelAdvert, PROVIDER_BACKGROUND_REMOVAL_PATH, PROVIDER_CHAT_PATH, PROVIDER_EMBEDDINGS_PATH,
+    PROVIDER_IMAGES_PATH, PROVIDER_SEALED_CHAT_PATH, PROVIDER_SPEECH_PATH,
+    PROVIDER_TRANSCRIPTION_PATH, PROVIDER_VIDEO_JOBS_PATH, PROVIDER_VIDEO_QUEUE_PATH, ProviderLoad,
+    RegistrationAccepted,
 };
 
 use crate::lease::{LeaseTerms, LeaseToken, LoadSource};
@@ -74,6 +75,11 @@ pub enum Backend {
     /// A Whisper model run by CTranslate2 inside this process.
     EmbeddedTranscription {
         listener: Arc<transcribe::Listener>,
+        model_id: String,
+    },
+    /// A background remover (U²-Net) run by ONNX Runtime inside this process.
+    EmbeddedBackgroundRemoval {
+        remover: Arc<vision::BackgroundRemover>,
         model_id: String,
     },
     /// Another engine: an OpenAI-compatible server, e.g. `http://127.0.0.1:8000/v1` for
@@ -191,6 +197,23 @@ impl Backend {
                 image: None,
                 video: None,
             },
+            Self::EmbeddedBackgroundRemoval { remover, model_id } => ModelAdvert {
+                model_type: ModelType::BackgroundRemoval,
+                id: model_id.clone(),
+                name: format!("U²-Net ({})", remover.name()),
+                context_tokens: 0,
+                quantization: "F32".into(),
+                parameters: 1_131_000,
+                supports_response_schema: false,
+                supports_reasoning: false,
+                supports_function_calling: false,
+                supports_logprobs: false,
+                input_media: vec!["image".into()],
+                backend: "embedded".into(),
+                voices: Vec::new(),
+                image: None,
+                video: None,
+            },
             Self::Upstream {
                 api,
                 upstream_model,
@@ -240,6 +263,7 @@ impl Backend {
             | Self::EmbeddedEmbeddings { model_id, .. }
             | Self::EmbeddedSpeech { model_id, .. }
             | Self::EmbeddedTranscription { model_id, .. }
+            | Self::EmbeddedBackgroundRemoval { model_id, .. }
             | Self::Upstream { model_id, .. } => model_id,
         }
     }
@@ -294,7 +318,9 @@ impl LoadSource for Load {
             Backend::EmbeddedEmbeddings { embedder, .. } => {
                 (u32::try_from(embedder.waiting()).unwrap_or(u32::MAX), 0)
             }
-            Backend::EmbeddedSpeech { .. } | Backend::EmbeddedTranscription { .. } => (0, 0),
+            Backend::EmbeddedSpeech { .. }
+            | Backend::EmbeddedTranscription { .. }
+            | Backend::EmbeddedBackgroundRemoval { .. } => (0, 0),
             // Upstream engines report no token counts to the provider; their rate shows as 0.
             Backend::Upstream { .. } => (0, 0),
         };
@@ -394,6 +420,11 @@ pub async fn run(
         .route(PROVIDER_EMBEDDINGS_PATH, post(embeddings::embeddings))
         .route(PROVIDER_SPEECH_PATH, post(speech::speech))
         .route(PROVIDER_IMAGES_PATH, post(images::images))
+        .route(
+            PROVIDER_BACKGROUND_REMOVAL_PATH,
+            post(images::remove_background)
+                .layer(DefaultBodyLimit::max(images::MAX_BACKGROUND_BODY_BYTES)),
+        )
         .route(PROVIDER_VIDEO_QUEUE_PATH, post(video::queue))
         .route(
             &format!("{PROVIDER_VIDEO_JOBS_PATH}/{{id}}"),
@@ -479,13 +510,15 @@ async fn generate(
         Backend::EmbeddedEmbeddings { model_id, .. }
         | Backend::EmbeddedSpeech { model_id, .. }
         | Backend::EmbeddedTranscription { model_id, .. }
+        | Backend::EmbeddedBackgroundRemoval { model_id, .. }
         | Backend::Upstream {
             model_type:
                 ModelType::Embedding
                 | ModelType::Tts
                 | ModelType::Asr
                 | ModelType::Image
-                | ModelType::Video,
+                | ModelType::Video
+                | ModelType::BackgroundRemoval,
             model_id,
             ..
         } => Err(ApiError::invalid(

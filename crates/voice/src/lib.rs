@@ -14,7 +14,7 @@ pub mod text;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use ort::session::Session;
@@ -114,24 +114,14 @@ pub struct Voice {
     config: VoiceConfig,
 }
 
-/// ONNX Runtime's environment: one per process, from the first library loaded.
+/// ONNX Runtime's environment (one per process, shared with the image models).
 fn environment(
     library: &std::path::Path,
 ) -> Result<&'static ort::environment::Environment, VoiceError> {
-    static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
-    ENVIRONMENT
-        .get_or_init(|| {
-            ort::init_from(library)
-                .map_err(|error| error.to_string())?
-                .with_name("gondola")
-                .build()
-                .map_err(|error| error.to_string())
-        })
-        .as_ref()
-        .map_err(|reason| VoiceError::Runtime {
-            path: library.to_path_buf(),
-            reason: reason.clone(),
-        })
+    onnx::environment(library).map_err(|reason| VoiceError::Runtime {
+        path: library.to_path_buf(),
+        reason,
+    })
 }
 
 impl Voice {

@@ -617,6 +617,17 @@ pub struct ProviderImageRequest {
     pub format: ImageFormat,
 }
 
+/// Largest image uploaded for editing (Venice's bound on an upload).
+pub const MAX_UPLOAD_BYTES: usize = 25 * 1024 * 1024;
+
+/// What the gateway asks a background remover: the uploaded image, base64. The provider
+/// answers with the PNG.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderBackgroundRequest {
+    pub model: String,
+    pub image: String,
+}
+
 /// A provider's answer: every image in the asked format, base64.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProviderImages {

@@ -22,6 +22,9 @@ pub enum ModelType {
     Image,
     /// `/video/queue` and its jobs.
     Video,
+    /// `/image/background-remove`.
+    #[serde(rename = "background-removal")]
+    BackgroundRemoval,
 }
 
 impl ModelType {
@@ -33,6 +36,7 @@ impl ModelType {
             Self::Asr => "asr",
             Self::Image => "image",
             Self::Video => "video",
+            Self::BackgroundRemoval => "background-removal",
         }
     }
 
@@ -45,6 +49,7 @@ impl ModelType {
             Self::Asr => "transcription",
             Self::Image => "image generation",
             Self::Video => "video generation",
+            Self::BackgroundRemoval => "background removal",
         }
     }
 }

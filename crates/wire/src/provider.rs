@@ -28,6 +28,8 @@ pub const PROVIDER_SPEECH_PATH: &str = "/provider/v1/audio/speech";
 pub const PROVIDER_TRANSCRIPTION_PATH: &str = "/provider/v1/audio/transcriptions";
 /// Provider route the gateway sends image requests to.
 pub const PROVIDER_IMAGES_PATH: &str = "/provider/v1/images/generations";
+/// Provider route the gateway sends background removals to.
+pub const PROVIDER_BACKGROUND_REMOVAL_PATH: &str = "/provider/v1/image/background-remove";
 /// Provider route the gateway queues video jobs at.
 pub const PROVIDER_VIDEO_QUEUE_PATH: &str = "/provider/v1/video/queue";
 /// Provider route of one video job (`{id}`): its status (GET), its removal (DELETE); and,

@@ -243,6 +243,60 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     Ok(collected.freeze())
 }
 
+/// The parts of a multipart body (the boundary from `headers`), read from memory, at most
+/// `max_parts`; errors name `param`, and `shape` says what the body should be.
+pub(crate) fn multipart_parts(
+    headers: &HeaderMap,
+    body: &Bytes,
+    max_parts: usize,
+    param: &str,
+    shape: &str,
+) -> Result<Vec<wire::transcription::Part>, ApiError> {
+    use futures_util::FutureExt as _;
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidContentType, shape))?;
+    let body = body.clone();
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let reading = async move {
+        let mut parts = Vec::new();
+        while let Some(field) = multipart.next_field().await? {
+            if parts.len() == max_parts {
+                return Ok(None);
+            }
+            let name = field.name().unwrap_or_default().to_owned();
+            let file_name = field.file_name().map(str::to_owned);
+            let bytes = field.bytes().await?.to_vec();
+            parts.push(wire::transcription::Part {
+                name,
+                file_name,
+                bytes,
+            });
+        }
+        Ok::<_, multer::Error>(Some(parts))
+    };
+    // The body is in memory: every step is ready at once.
+    match reading.now_or_never() {
+        Some(Ok(Some(parts))) => Ok(parts),
+        Some(Ok(None)) => Err(ApiError::invalid(
+            param,
+            format!("the body has at most {max_parts} parts"),
+        )),
+        Some(Err(error)) => Err(ApiError::invalid(
+            param,
+            format!("the multipart body is not valid: {error}"),
+        )),
+        None => Err(ApiError::new(
+            ErrorCode::Internal,
+            "the multipart body could not be read",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use crate::support::{client, serve};
 
 /// Venice's operations that Gondola serves, as `(method, path)` in Venice's document. The
 /// README lists the rest, each with its issue or reason.
-const SERVED: [(&str, &str); 23] = [
+const SERVED: [(&str, &str); 24] = [
     ("get", "/models"),
     ("get", "/models/traits"),
     ("get", "/models/compatibility_mapping"),
@@ -26,6 +26,7 @@ const SERVED: [(&str, &str); 23] = [
     ("post", "/image/generate"),
     ("post", "/images/generations"),
     ("get", "/image/styles"),
+    ("post", "/image/background-remove"),
     ("get", "/api_keys"),
     ("post", "/api_keys"),
     ("patch", "/api_keys"),

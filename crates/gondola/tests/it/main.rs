@@ -2,6 +2,7 @@
 //! real HTTP on loopback. Fault-injecting providers stand in only where a real engine cannot
 //! be made to fail on cue.
 
+mod background;
 mod chaos;
 mod contract;
 mod economy;

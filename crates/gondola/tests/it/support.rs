@@ -49,6 +49,11 @@ pub fn transcription_model_path() -> PathBuf {
     PATH.get_or_init(|| pulled("whisper-tiny-en")).clone()
 }
 
+pub fn background_model_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| pulled("u2netp")).clone()
+}
+
 fn pulled(model: &str) -> PathBuf {
     let output = Command::new(binary())
         .args(["pull", model, "--cache-dir"])
@@ -157,6 +162,7 @@ pub fn serve(extra: &[&str], config: Option<&str>) -> (Process, String, Arc<temp
     embedding_model_path();
     speech_model_path();
     transcription_model_path();
+    background_model_path();
     let data = dir.path().join("data");
     let cache = cache_dir();
     let mut args: Vec<String> = vec![

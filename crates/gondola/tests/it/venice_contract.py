@@ -5,6 +5,7 @@ OpenAPI document and against Gondola's `openapi.json`. Answers the Rust side obt
 
 Prints one JSON line: {"checked": [...], "violations": [...]}; the Rust side fails on any
 violation and checks that every served Venice operation was exercised."""
+import base64
 import json
 import os
 import re
@@ -247,6 +248,25 @@ call("POST", "/image/generate", json={"model": IMAGE_MODEL, "prompt": "a red fox
 call("POST", "/images/generations", json={"model": "dall-e-3", "prompt": "a red fox", "size": "256x256"}, expect=200)
 call("POST", "/images/generations", json={"prompt": "a red fox", "size": "256x256", "response_format": "url"}, expect=200)
 call("POST", "/image/generate", json={"model": IMAGE_MODEL, "prompt": ""}, expect=400)
+
+
+def png(width, height):
+    """A real PNG: a red square on blue."""
+    import struct
+    import zlib
+    rows = b"".join(
+        b"\x00" + b"".join(bytes((200, 40, 40)) if width // 4 <= x < 3 * width // 4 and height // 4 <= y < 3 * height // 4
+                            else bytes((40, 60, 180)) for x in range(width))
+        for y in range(height))
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+# Background removal by the embedded model: a file upload, base64 JSON, and a refused URL.
+call("POST", "/image/background-remove", files={"image": ("square.png", png(64, 64), "image/png")}, expect=200)
+call("POST", "/image/background-remove", json={"image": base64.b64encode(png(32, 32)).decode()}, expect=200)
+call("POST", "/image/background-remove", json={"image_url": "https://example.com/a.png"}, expect=400)
 
 # API keys, as the account's ADMIN key sees them.
 call("GET", "/api_keys", key=ADMIN, expect=200)
