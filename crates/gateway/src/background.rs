@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use wire::chat::Usage;
@@ -28,11 +27,10 @@ use crate::pipeline::respond::insert_header;
 use crate::pipeline::settlement::Tally;
 use crate::pipeline::{Admitted, Operation, Resolved, resolve_typed};
 use crate::registry::Provider;
+use crate::upload::{self, Upload};
 
 /// Widest and tallest image taken (what the provider decodes).
 pub(crate) const MAX_SIDE: usize = 4096;
-/// Most parts of a multipart upload.
-const MAX_PARTS: usize = 4;
 /// Most bytes of the provider's PNG: a 4,096² RGBA image stored nearly raw.
 const MAX_ANSWER_BYTES: usize = 80 * 1024 * 1024;
 /// What a request's body is.
@@ -40,114 +38,6 @@ const SHAPE: &str = "a background removal takes the image as multipart/form-data
 
 /// The background removal operation.
 pub(crate) struct BackgroundRemoval;
-
-/// An upload, checked: its bytes and size.
-pub(crate) struct Upload {
-    image: Vec<u8>,
-    width: usize,
-    height: usize,
-}
-
-/// The uploaded image, from either form of body.
-fn uploaded(headers: &HeaderMap, body: &Bytes) -> Result<Vec<u8>, ApiError> {
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if content_type.starts_with("multipart/form-data") {
-        let parts =
-            crate::pipeline::admission::multipart_parts(headers, body, MAX_PARTS, "image", SHAPE)?;
-        if parts.iter().any(|part| part.name == "image_url") {
-            return Err(refused_url());
-        }
-        let part = parts
-            .into_iter()
-            .find(|part| part.name == "image")
-            .ok_or_else(|| ApiError::invalid("image", SHAPE))?;
-        // A file part is the image; a text part is base64, as in JSON.
-        return if part.file_name.is_some() {
-            Ok(part.bytes)
-        } else {
-            decode_base64(&String::from_utf8_lossy(&part.bytes))
-        };
-    }
-    let fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|error| {
-            ApiError::invalid(
-                "image",
-                format!("not a background removal request: {error}"),
-            )
-        })?;
-    if let Some(unknown) = fields
-        .keys()
-        .find(|name| !["image", "image_url"].contains(&name.as_str()))
-    {
-        return Err(ApiError::invalid(
-            unknown.as_str(),
-            format!("{unknown} is not a field of a background removal"),
-        ));
-    }
-    if fields.contains_key("image_url") {
-        return Err(refused_url());
-    }
-    match fields.get("image") {
-        Some(serde_json::Value::String(text)) => decode_base64(text),
-        _ => Err(ApiError::invalid("image", SHAPE)),
-    }
-}
-
-fn refused_url() -> ApiError {
-    ApiError::invalid(
-        "image_url",
-        "the gateway fetches no URL for a client: send the image itself in `image`",
-    )
-}
-
-fn decode_base64(text: &str) -> Result<Vec<u8>, ApiError> {
-    let payload = text
-        .split_once("base64,")
-        .map_or(text, |(_, payload)| payload);
-    base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
-        .map_err(|_| ApiError::invalid("image", "the image is not base64"))
-}
-
-/// Checks an upload: within the size bound, a PNG, JPEG or WebP of at most [`MAX_SIDE`]
-/// pixels a side.
-fn checked(image: Vec<u8>) -> Result<Upload, ApiError> {
-    if image.len() > MAX_UPLOAD_BYTES {
-        return Err(ApiError::invalid(
-            "image",
-            format!(
-                "the image is {} bytes; at most {MAX_UPLOAD_BYTES} are taken",
-                image.len()
-            ),
-        ));
-    }
-    if ImageFormat::sniff(&image).is_none() {
-        return Err(ApiError::invalid(
-            "image",
-            "the image is not a PNG, JPEG or WebP",
-        ));
-    }
-    let size = imagesize::blob_size(&image)
-        .map_err(|_| ApiError::invalid("image", "the image's size cannot be read"))?;
-    if size.width == 0 || size.height == 0 || size.width > MAX_SIDE || size.height > MAX_SIDE {
-        return Err(ApiError::invalid(
-            "image",
-            format!(
-                "the image is {}x{}; at most {MAX_SIDE}x{MAX_SIDE} pixels are taken",
-                size.width, size.height
-            ),
-        ));
-    }
-    Ok(Upload {
-        image,
-        width: size.width,
-        height: size.height,
-    })
-}
 
 impl Operation for BackgroundRemoval {
     const ROUTE: &'static str = "background_remove";
@@ -160,20 +50,11 @@ impl Operation for BackgroundRemoval {
     }
 
     fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-        let content_type = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if content_type.starts_with("multipart/form-data") {
-            Ok(())
-        } else {
-            crate::pipeline::check_json_content_type(headers)
-        }
+        upload::check_content_type(headers)
     }
 
     fn parse(_state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Upload, ApiError> {
-        checked(uploaded(headers, body)?)
+        upload::read(headers, body, &[], MAX_SIDE, SHAPE)
     }
 
     fn resolve(
@@ -208,7 +89,7 @@ impl Operation for BackgroundRemoval {
         let body = Bytes::from(
             serde_json::to_vec(&ProviderBackgroundRequest {
                 model: model_id.clone(),
-                image: base64::engine::general_purpose::STANDARD.encode(&request.image),
+                image: upload::encoded(&request.image),
             })
             .map_err(|_| {
                 ApiError::new(
@@ -266,68 +147,7 @@ async fn remove_at(
     )
     .await?;
     let png = read_whole(response, deadline, MAX_ANSWER_BYTES, "image").await?;
-    let fits = ImageFormat::sniff(&png) == Some(ImageFormat::Png)
-        && imagesize::blob_size(&png).is_ok_and(|answer| (answer.width, answer.height) == size);
-    if fits {
-        Ok(png)
-    } else {
-        Err(Failure::fault(
-            ErrorCode::UpstreamError,
-            "the provider's answer is not a PNG of the image's size",
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn json(body: serde_json::Value) -> Result<Vec<u8>, ApiError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            "application/json".parse().expect("header"),
-        );
-        uploaded(&headers, &Bytes::from(body.to_string()))
-    }
-
-    #[test]
-    fn an_upload_is_read_from_json_and_held_to_its_bounds() {
-        let png =
-            b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10\0\0\0\x08\x08\x06\0\0\0\0\0\0\0".to_vec();
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&png);
-        assert_eq!(
-            json(serde_json::json!({"image": encoded})).expect("read"),
-            png
-        );
-        let data_url = format!("data:image/png;base64,{encoded}");
-        assert_eq!(
-            json(serde_json::json!({"image": data_url})).expect("read"),
-            png
-        );
-        let upload = checked(png).expect("a 16x8 PNG");
-        assert_eq!((upload.width, upload.height), (16, 8));
-        for (body, param) in [
-            (
-                serde_json::json!({"image_url": "https://example.com/a.png"}),
-                "image_url",
-            ),
-            (serde_json::json!({"image": "not base64!"}), "image"),
-            (serde_json::json!({}), "image"),
-            (serde_json::json!({"image": "aGk=", "scale": 2}), "scale"),
-        ] {
-            assert_eq!(
-                json(body.clone()).expect_err("refused").param.as_deref(),
-                Some(param),
-                "{body}"
-            );
-        }
-        assert!(checked(b"GIF89a".to_vec()).is_err());
-        let mut huge = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
-        huge.extend_from_slice(&5000u32.to_be_bytes());
-        huge.extend_from_slice(&16u32.to_be_bytes());
-        huge.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
-        let error = checked(huge).err().expect("too wide");
-        assert!(error.message.contains("4096"), "{}", error.message);
-    }
+    upload::check_answer(&png, ImageFormat::Png, size)
+        .map_err(|why| Failure::fault(ErrorCode::UpstreamError, why))?;
+    Ok(png)
 }

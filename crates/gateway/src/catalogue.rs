@@ -116,7 +116,8 @@ impl Catalogue {
             | ModelType::Asr
             | ModelType::Image
             | ModelType::Video
-            | ModelType::BackgroundRemoval => None,
+            | ModelType::BackgroundRemoval
+            | ModelType::Upscale => None,
         };
         configured.or_else(|| {
             live.iter()
@@ -318,7 +319,7 @@ impl Catalogue {
                             },
                         },
                         pricing: match type_of(&id) {
-                            ModelType::Image | ModelType::BackgroundRemoval => Pricing::Image { generation: Price::usd(pricing.per_image) },
+                            ModelType::Image | ModelType::BackgroundRemoval | ModelType::Upscale => Pricing::Image { generation: Price::usd(pricing.per_image) },
                             ModelType::Video => Pricing::Video { per_second: Price::usd(pricing.per_video_second) },
                             _ => Pricing::Tokens { input: Price::usd(pricing.input_per_million), output: Price::usd(pricing.output_per_million), cache_input: Price::usd(pricing.cache_input_per_million) },
                         },

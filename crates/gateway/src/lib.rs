@@ -17,6 +17,7 @@ mod chat;
 pub mod config;
 mod economy_api;
 mod embeddings;
+mod image_edits;
 mod images;
 mod metrics;
 pub mod oblivious;
@@ -31,6 +32,7 @@ mod speech;
 mod thinking;
 pub mod tokens;
 mod transcription;
+mod upload;
 mod video;
 mod web;
 
@@ -290,6 +292,8 @@ fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc
         ("/audio/transcriptions", post(transcription_handler)),
         ("/image/generate", post(image_generate)),
         ("/image/background-remove", post(background_remove)),
+        ("/image/edit", post(image_edit)),
+        ("/image/upscale", post(image_upscale)),
         ("/video/queue", post(video_queue)),
         ("/video/quote", post(video_quote)),
         ("/video/retrieve", post(video_retrieve)),
@@ -532,6 +536,24 @@ async fn background_remove(
     pipeline::run::<background::BackgroundRemoval>(state, dialect, headers, body).await
 }
 
+async fn image_edit(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    pipeline::run::<image_edits::ImageEdit>(state, dialect, headers, body).await
+}
+
+async fn image_upscale(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    pipeline::run::<image_edits::ImageUpscale>(state, dialect, headers, body).await
+}
+
 async fn video_queue(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
@@ -638,8 +660,9 @@ fn type_matches(filter: &TypeFilter) -> Result<Listed, ApiError> {
         Some("image") => Ok(Listed::Only(ModelType::Image)),
         Some("video") => Ok(Listed::Only(ModelType::Video)),
         Some("background-removal") => Ok(Listed::Only(ModelType::BackgroundRemoval)),
+        Some("upscale") => Ok(Listed::Only(ModelType::Upscale)),
         Some("all") => Ok(Listed::All),
-        Some("upscale" | "inpaint" | "code" | "music") => Ok(Listed::Nothing),
+        Some("inpaint" | "code" | "music") => Ok(Listed::Nothing),
         Some(other) => Err(ApiError::invalid(
             "type",
             format!("unknown model type {other:?}"),
@@ -747,6 +770,7 @@ async fn name_map(
                     wire::models::ModelType::Image,
                     wire::models::ModelType::Video,
                     wire::models::ModelType::BackgroundRemoval,
+                    wire::models::ModelType::Upscale,
                 ]
                 .into_iter()
                 .rev()

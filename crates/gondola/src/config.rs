@@ -350,6 +350,8 @@ pub fn image_limits(raw: &RawImage) -> anyhow::Result<wire::images::ImageLimits>
             "provider.image.default_steps (at most max_steps)",
         )?,
         max_steps,
+        // Whether the engine edits images is its API's to say (see the provider's command).
+        edits: false,
     })
 }
 

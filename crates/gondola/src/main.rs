@@ -249,9 +249,11 @@ struct ProviderArgs {
     max_in_flight: Option<u32>,
     /// What the model serves: `text` (chat completions), `embedding` (/embeddings), `tts`
     /// (/audio/speech), `asr` (/audio/transcriptions), `image` (/image/generate), `video`
-    /// (/video/queue, from an engine with OpenAI's videos API) or `background-removal`
-    /// (/image/background-remove). Default: the catalogue model's type, else text.
-    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr", "image", "video", "background-removal"])]
+    /// (/video/queue, from an engine with OpenAI's videos API), `background-removal`
+    /// (/image/background-remove) or `upscale` (/image/upscale, from AUTOMATIC1111's
+    /// upscalers: --model names one, such as "R-ESRGAN 4x+"). Default: the catalogue model's
+    /// type, else text.
+    #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr", "image", "video", "background-removal", "upscale"])]
     model_type: Option<String>,
 }
 
@@ -1247,14 +1249,17 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 Some("asr") => wire::models::ModelType::Asr,
                 Some("image") => wire::models::ModelType::Image,
                 Some("video") => wire::models::ModelType::Video,
+                Some("upscale") => wire::models::ModelType::Upscale,
                 _ => wire::models::ModelType::Text,
             };
             let images_only = |api: &str| {
-                if model_type == wire::models::ModelType::Image {
+                let upscales =
+                    api == "automatic1111" && model_type == wire::models::ModelType::Upscale;
+                if model_type == wire::models::ModelType::Image || upscales {
                     Ok(())
                 } else {
                     Err(anyhow::anyhow!(
-                        "--upstream-api {api} serves images: give --model-type image"
+                        "--upstream-api {api} serves images: give --model-type image (or upscale, for automatic1111)"
                     ))
                 }
             };
@@ -1304,6 +1309,12 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                     "provider.upstream_api is openai, piper, automatic1111 or comfyui, not {other:?}"
                 ),
             };
+            // AUTOMATIC1111 (img2img) and OpenAI's API (/images/edits) edit images; ComfyUI's
+            // workflow makes them only.
+            let edits = matches!(
+                api,
+                provider::UpstreamApi::Automatic1111 | provider::UpstreamApi::OpenAi
+            );
             provider::Backend::Upstream {
                 api,
                 base_url,
@@ -1322,7 +1333,10 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                     inputs.dedup();
                     inputs
                 },
-                image_limits: config::image_limits(&file.provider.image)?,
+                image_limits: wire::images::ImageLimits {
+                    edits,
+                    ..config::image_limits(&file.provider.image)?
+                },
                 video_limits: Box::new(config::video_limits(&file.provider.video)?),
             }
         }

@@ -43,14 +43,21 @@ const MAX_ENGINE_IMAGE_BYTES: usize = 16 * 1024 * 1024;
 const MAX_ENGINE_STATUS_BYTES: usize = 1024 * 1024;
 /// Widest and tallest image decoded from an engine.
 const MAX_DECODED_SIDE: u32 = 4096;
-/// Most memory a decoder may allocate for one engine image.
-const MAX_DECODE_ALLOCATION: u64 = 128 * 1024 * 1024;
+/// Most memory a decoder may allocate for one engine image (an upscaled one of 16.7
+/// megapixels in RGBA is 67 MB).
+const MAX_DECODE_ALLOCATION: u64 = 160 * 1024 * 1024;
+/// Widest and tallest upscaled image taken from an engine.
+const MAX_UPSCALED_SIDE: u32 = 16_384;
+/// Most bytes of an upscaled image once encoded.
+pub(crate) const MAX_UPSCALED_BYTES: usize = 96 * 1024 * 1024;
 /// How often ComfyUI is asked whether a job is done.
 const COMFYUI_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest a ComfyUI job may take.
 const COMFYUI_JOB_TIMEOUT: Duration = Duration::from_secs(300);
 /// The cfg scale asked for when a request gives none (the usual Stable Diffusion value).
 const DEFAULT_CFG_SCALE: f32 = 7.0;
+/// How far an edit may move from its source image (AUTOMATIC1111's usual img2img strength).
+const EDIT_DENOISING: f32 = 0.75;
 
 /// ComfyUI's built-in text-to-image workflow (a checkpoint, two prompts, one sampler, a
 /// preview), in its API format with placeholders.
@@ -130,10 +137,9 @@ pub(crate) async fn images(
     }
 }
 
-/// Largest request from the gateway for a background removal: the largest upload in base64,
-/// and the rest.
-pub(crate) const MAX_BACKGROUND_BODY_BYTES: usize =
-    wire::images::MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024;
+/// Largest request from the gateway carrying an upload (background removal, edit, upscale):
+/// the largest upload in base64, and the rest.
+pub(crate) const MAX_UPLOAD_BODY_BYTES: usize = wire::images::MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024;
 
 /// `POST /provider/v1/image/background-remove`: the uploaded image as a PNG whose alpha is
 /// its subject's mask, from the embedded U²-Net.
@@ -184,6 +190,183 @@ pub(crate) async fn remove_background(
             "the background removal thread failed",
         )),
     }
+}
+
+fn image_answer(format: ImageFormat, bytes: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, format.content_type())],
+        bytes,
+    )
+        .into_response()
+}
+
+/// `POST /provider/v1/image/edit`: the image changed as its prompt says, by an image model
+/// whose engine edits (AUTOMATIC1111's img2img, OpenAI's `/images/edits`), as the image's
+/// bytes in the asked format.
+pub(crate) async fn edit(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (_permit, request) = match accept::<wire::images::ProviderEditRequest>(
+        &state,
+        &headers,
+        &body,
+        "an image edit",
+        |request| &request.model,
+    )
+    .await
+    {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
+    match edit_image(&state, request).await {
+        Ok((format, bytes)) => image_answer(format, bytes),
+        Err(error) => error_response(&error),
+    }
+}
+
+async fn edit_image(
+    state: &AppState,
+    request: wire::images::ProviderEditRequest,
+) -> Result<(ImageFormat, Vec<u8>), ApiError> {
+    let Backend::Upstream {
+        api,
+        base_url,
+        upstream_model,
+        api_key,
+        model_type: ModelType::Image,
+        image_limits,
+        ..
+    } = &state.backend
+    else {
+        return Err(ApiError::invalid(
+            "model",
+            format!("{} does not edit images", state.backend.model_id()),
+        ));
+    };
+    if !image_limits.edits {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "{}'s engine makes images but does not edit them",
+                state.backend.model_id()
+            ),
+        ));
+    }
+    let asked = ProviderImageRequest {
+        model: request.model.clone(),
+        prompt: request.prompt.clone(),
+        negative_prompt: None,
+        width: request.width,
+        height: request.height,
+        steps: request.steps,
+        cfg_scale: None,
+        seed: request.seed,
+        variants: 1,
+        format: request.format,
+    };
+    check(&asked, image_limits)?;
+    let source = base64::engine::general_purpose::STANDARD
+        .decode(&request.image)
+        .map_err(|_| ApiError::invalid("image", "the image is not base64"))?;
+    let engine = Engine {
+        http: state.http.get(),
+        base_url: base_url.trim_end_matches('/'),
+        model: upstream_model,
+        api_key: api_key.as_deref(),
+    };
+    let made = match api {
+        UpstreamApi::Automatic1111 => engine.img2img(&request).await?,
+        UpstreamApi::OpenAi => engine.openai_edit(&request, source).await?,
+        UpstreamApi::ComfyUi { .. } | UpstreamApi::Piper { .. } => {
+            return Err(ApiError::invalid(
+                "model",
+                "this model's engine does not edit images",
+            ));
+        }
+    };
+    let (format, width, height) = (request.format, request.width, request.height);
+    let image = tokio::task::spawn_blocking(move || reencode(&made, format, width, height))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the image encoding thread failed"))??;
+    Ok((format, image))
+}
+
+/// `POST /provider/v1/image/upscale`: the image `scale` times as wide and tall, from
+/// AUTOMATIC1111's upscaler this model names, as a PNG.
+pub(crate) async fn upscale(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (_permit, request) = match accept::<wire::images::ProviderUpscaleRequest>(
+        &state,
+        &headers,
+        &body,
+        "an upscale",
+        |request| &request.model,
+    )
+    .await
+    {
+        Ok(accepted) => accepted,
+        Err(response) => return response,
+    };
+    match upscale_image(&state, request).await {
+        Ok(bytes) => image_answer(ImageFormat::Png, bytes),
+        Err(error) => error_response(&error),
+    }
+}
+
+async fn upscale_image(
+    state: &AppState,
+    request: wire::images::ProviderUpscaleRequest,
+) -> Result<Vec<u8>, ApiError> {
+    let Backend::Upstream {
+        api: UpstreamApi::Automatic1111,
+        base_url,
+        upstream_model,
+        api_key,
+        model_type: ModelType::Upscale,
+        ..
+    } = &state.backend
+    else {
+        return Err(ApiError::invalid(
+            "model",
+            format!("{} does not upscale images", state.backend.model_id()),
+        ));
+    };
+    let (width, height) = (
+        request.width.saturating_mul(request.scale),
+        request.height.saturating_mul(request.scale),
+    );
+    let pixels = usize::try_from(u64::from(width) * u64::from(height)).unwrap_or(usize::MAX);
+    if !(2..=4).contains(&request.scale) || pixels > wire::images::MAX_UPSCALED_PIXELS {
+        return Err(ApiError::invalid(
+            "scale",
+            "an image is upscaled 2 or 4 times, to at most 16,777,216 pixels",
+        ));
+    }
+    let engine = Engine {
+        http: state.http.get(),
+        base_url: base_url.trim_end_matches('/'),
+        model: upstream_model,
+        api_key: api_key.as_deref(),
+    };
+    let made = engine.extras(&request).await?;
+    tokio::task::spawn_blocking(move || {
+        reencode_within(
+            &made,
+            ImageFormat::Png,
+            width,
+            height,
+            MAX_UPSCALED_SIDE,
+            MAX_UPSCALED_BYTES,
+        )
+    })
+    .await
+    .map_err(|_| ApiError::new(ErrorCode::Internal, "the image encoding thread failed"))?
 }
 
 async fn generate(
@@ -284,6 +467,26 @@ fn reencode(
     width: u32,
     height: u32,
 ) -> Result<Vec<u8>, ApiError> {
+    reencode_within(
+        bytes,
+        format,
+        width,
+        height,
+        MAX_DECODED_SIDE,
+        MAX_IMAGE_BYTES,
+    )
+}
+
+/// As [`reencode`], the engine's image up to `max_side` pixels a side and the result up to
+/// `max_bytes` (an upscaled image is larger than a generated one).
+fn reencode_within(
+    bytes: &[u8],
+    format: ImageFormat,
+    width: u32,
+    height: u32,
+    max_side: u32,
+    max_bytes: usize,
+) -> Result<Vec<u8>, ApiError> {
     let broken = || {
         ApiError::new(
             ErrorCode::UpstreamError,
@@ -294,8 +497,8 @@ fn reencode(
         .with_guessed_format()
         .map_err(|_| broken())?;
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_DECODED_SIDE);
-    limits.max_image_height = Some(MAX_DECODED_SIDE);
+    limits.max_image_width = Some(max_side);
+    limits.max_image_height = Some(max_side);
     limits.max_alloc = Some(MAX_DECODE_ALLOCATION);
     reader.limits(limits);
     let mut decoded = reader.decode().map_err(|_| broken())?;
@@ -319,7 +522,7 @@ fn reencode(
         ),
     };
     encoded.map_err(|_| ApiError::new(ErrorCode::Internal, "the image could not be encoded"))?;
-    if out.len() > MAX_IMAGE_BYTES {
+    if out.len() > max_bytes {
         return Err(ApiError::new(
             ErrorCode::UpstreamError,
             "the engine's image is larger than allowed once encoded",
@@ -449,6 +652,100 @@ impl Engine<'_> {
             images.push(decode_base64(first)?);
         }
         Ok(images)
+    }
+
+    async fn img2img(
+        &self,
+        request: &wire::images::ProviderEditRequest,
+    ) -> Result<Vec<u8>, ApiError> {
+        let mut body = json!({
+            "init_images": [request.image],
+            "prompt": request.prompt,
+            "negative_prompt": "",
+            "width": request.width,
+            "height": request.height,
+            "steps": request.steps,
+            "cfg_scale": DEFAULT_CFG_SCALE,
+            "seed": request.seed.unsigned_abs(),
+            "denoising_strength": EDIT_DENOISING,
+            "batch_size": 1,
+            "n_iter": 1,
+            "send_images": true,
+            "save_images": false,
+        });
+        if !self.model.is_empty() {
+            body["override_settings"] = json!({ "sd_model_checkpoint": self.model });
+            body["override_settings_restore_afterwards"] = json!(false);
+        }
+        let answer = self
+            .json(
+                self.post("/sdapi/v1/img2img").json(&body),
+                MAX_ENGINE_REPLY_BYTES,
+            )
+            .await?;
+        let first = answer
+            .get("images")
+            .and_then(Value::as_array)
+            .and_then(|images| images.first())
+            .and_then(Value::as_str)
+            .ok_or_else(|| engine_broke("answered without images"))?;
+        decode_base64(first)
+    }
+
+    async fn openai_edit(
+        &self,
+        request: &wire::images::ProviderEditRequest,
+        source: Vec<u8>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let name = match ImageFormat::sniff(&source) {
+            Some(ImageFormat::Jpeg) => "image.jpg",
+            Some(ImageFormat::Webp) => "image.webp",
+            _ => "image.png",
+        };
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "image",
+                reqwest::multipart::Part::bytes(source).file_name(name),
+            )
+            .text("model", self.model.to_owned())
+            .text("prompt", request.prompt.clone())
+            .text("n", "1")
+            .text("size", format!("{}x{}", request.width, request.height))
+            .text("response_format", "b64_json");
+        let answer = self
+            .json(
+                self.post("/images/edits").multipart(form),
+                MAX_ENGINE_REPLY_BYTES,
+            )
+            .await?;
+        answer
+            .pointer("/data/0/b64_json")
+            .and_then(Value::as_str)
+            .ok_or_else(|| engine_broke("answered without b64_json"))
+            .and_then(decode_base64)
+    }
+
+    async fn extras(
+        &self,
+        request: &wire::images::ProviderUpscaleRequest,
+    ) -> Result<Vec<u8>, ApiError> {
+        let answer = self
+            .json(
+                self.post("/sdapi/v1/extra-single-image").json(&json!({
+                    "image": request.image,
+                    "resize_mode": 0,
+                    "upscaling_resize": request.scale,
+                    "upscaler_1": self.model,
+                    "show_extras_results": true,
+                })),
+                MAX_UPSCALED_BYTES,
+            )
+            .await?;
+        answer
+            .get("image")
+            .and_then(Value::as_str)
+            .ok_or_else(|| engine_broke("answered without an image"))
+            .and_then(decode_base64)
     }
 
     async fn comfyui(

@@ -39,9 +39,9 @@ use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::models::ModelType;
 use wire::provider::{
     ModelAdvert, PROVIDER_BACKGROUND_REMOVAL_PATH, PROVIDER_CHAT_PATH, PROVIDER_EMBEDDINGS_PATH,
-    PROVIDER_IMAGES_PATH, PROVIDER_SEALED_CHAT_PATH, PROVIDER_SPEECH_PATH,
-    PROVIDER_TRANSCRIPTION_PATH, PROVIDER_VIDEO_JOBS_PATH, PROVIDER_VIDEO_QUEUE_PATH, ProviderLoad,
-    RegistrationAccepted,
+    PROVIDER_IMAGE_EDIT_PATH, PROVIDER_IMAGES_PATH, PROVIDER_SEALED_CHAT_PATH,
+    PROVIDER_SPEECH_PATH, PROVIDER_TRANSCRIPTION_PATH, PROVIDER_UPSCALE_PATH,
+    PROVIDER_VIDEO_JOBS_PATH, PROVIDER_VIDEO_QUEUE_PATH, ProviderLoad, RegistrationAccepted,
 };
 
 use crate::lease::{LeaseTerms, LeaseToken, LoadSource};
@@ -229,7 +229,10 @@ impl Backend {
                 id: model_id.clone(),
                 name: upstream_model.clone(),
                 // Image and video models read no context of tokens.
-                context_tokens: if matches!(model_type, ModelType::Image | ModelType::Video) {
+                context_tokens: if matches!(
+                    model_type,
+                    ModelType::Image | ModelType::Video | ModelType::Upscale
+                ) {
                     0
                 } else {
                     *context_tokens
@@ -423,7 +426,15 @@ pub async fn run(
         .route(
             PROVIDER_BACKGROUND_REMOVAL_PATH,
             post(images::remove_background)
-                .layer(DefaultBodyLimit::max(images::MAX_BACKGROUND_BODY_BYTES)),
+                .layer(DefaultBodyLimit::max(images::MAX_UPLOAD_BODY_BYTES)),
+        )
+        .route(
+            PROVIDER_IMAGE_EDIT_PATH,
+            post(images::edit).layer(DefaultBodyLimit::max(images::MAX_UPLOAD_BODY_BYTES)),
+        )
+        .route(
+            PROVIDER_UPSCALE_PATH,
+            post(images::upscale).layer(DefaultBodyLimit::max(images::MAX_UPLOAD_BODY_BYTES)),
         )
         .route(PROVIDER_VIDEO_QUEUE_PATH, post(video::queue))
         .route(
@@ -518,7 +529,8 @@ async fn generate(
                 | ModelType::Asr
                 | ModelType::Image
                 | ModelType::Video
-                | ModelType::BackgroundRemoval,
+                | ModelType::BackgroundRemoval
+                | ModelType::Upscale,
             model_id,
             ..
         } => Err(ApiError::invalid(

@@ -85,6 +85,9 @@ pub struct ImageLimits {
     pub divisor: u32,
     pub default_steps: u32,
     pub max_steps: u32,
+    /// Edits an image from a prompt (`/image/edit`). Absent in an older advert: no.
+    #[serde(default)]
+    pub edits: bool,
 }
 
 impl Default for ImageLimits {
@@ -97,6 +100,7 @@ impl Default for ImageLimits {
             divisor: 8,
             default_steps: 20,
             max_steps: 50,
+            edits: false,
         }
     }
 }
@@ -628,6 +632,54 @@ pub struct ProviderBackgroundRequest {
     pub image: String,
 }
 
+/// Longest prompt of an edit, in characters (Venice's schema).
+pub const MAX_EDIT_PROMPT_CHARS: usize = 32_768;
+/// Fewest pixels of an image to edit or upscale (Venice's bound: 256 × 256).
+pub const MIN_SOURCE_PIXELS: usize = 65_536;
+/// Most pixels of an upscaled image (Venice's bound: 4,096 × 4,096).
+pub const MAX_UPSCALED_PIXELS: usize = 16_777_216;
+
+/// What the gateway asks an image model to edit: the image (base64), its prompt, and the size,
+/// steps and seed settled. The provider answers with the image's bytes in `format`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderEditRequest {
+    pub model: String,
+    pub prompt: String,
+    pub image: String,
+    pub width: u32,
+    pub height: u32,
+    pub steps: u32,
+    pub seed: i64,
+    pub format: ImageFormat,
+}
+
+/// What the gateway asks an upscaler: the image (base64) and the factor. The provider answers
+/// with a PNG `scale` times as wide and tall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProviderUpscaleRequest {
+    pub model: String,
+    pub image: String,
+    pub scale: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The factor an image of `width` × `height` is upscaled by when `asked` (2 or 4) is asked for:
+/// 4 comes down to 2 where the result would pass [`MAX_UPSCALED_PIXELS`] (as Venice does);
+/// `None` when even 2 would.
+pub fn upscale_factor(asked: u32, width: usize, height: usize) -> Option<u32> {
+    [asked, 2]
+        .into_iter()
+        .filter(|scale| *scale <= asked)
+        .find(|scale| {
+            let scale = *scale as usize;
+            width
+                .saturating_mul(scale)
+                .saturating_mul(height.saturating_mul(scale))
+                <= MAX_UPSCALED_PIXELS
+        })
+}
+
 /// A provider's answer: every image in the asked format, base64.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProviderImages {
@@ -991,6 +1043,14 @@ mod tests {
         assert!(self::style("Watercolour Dreams").is_none());
         let names: std::collections::BTreeSet<_> = STYLES.iter().map(|style| style.name).collect();
         assert_eq!(names.len(), STYLES.len(), "names are unique");
+    }
+
+    #[test]
+    fn upscaling_comes_down_to_twice_where_four_times_is_too_large() {
+        assert_eq!(upscale_factor(4, 512, 512), Some(4));
+        assert_eq!(upscale_factor(4, 1500, 1500), Some(2));
+        assert_eq!(upscale_factor(2, 1500, 1500), Some(2));
+        assert_eq!(upscale_factor(4, 3000, 3000), None);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub enum ModelType {
     /// `/image/background-remove`.
     #[serde(rename = "background-removal")]
     BackgroundRemoval,
+    /// `/image/upscale`.
+    Upscale,
 }
 
 impl ModelType {
@@ -37,6 +39,7 @@ impl ModelType {
             Self::Image => "image",
             Self::Video => "video",
             Self::BackgroundRemoval => "background-removal",
+            Self::Upscale => "upscale",
         }
     }
 
@@ -50,6 +53,7 @@ impl ModelType {
             Self::Image => "image generation",
             Self::Video => "video generation",
             Self::BackgroundRemoval => "background removal",
+            Self::Upscale => "upscaling",
         }
     }
 }

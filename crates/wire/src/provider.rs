@@ -30,6 +30,10 @@ pub const PROVIDER_TRANSCRIPTION_PATH: &str = "/provider/v1/audio/transcriptions
 pub const PROVIDER_IMAGES_PATH: &str = "/provider/v1/images/generations";
 /// Provider route the gateway sends background removals to.
 pub const PROVIDER_BACKGROUND_REMOVAL_PATH: &str = "/provider/v1/image/background-remove";
+/// Provider route the gateway sends image edits to.
+pub const PROVIDER_IMAGE_EDIT_PATH: &str = "/provider/v1/image/edit";
+/// Provider route the gateway sends upscales to.
+pub const PROVIDER_UPSCALE_PATH: &str = "/provider/v1/image/upscale";
 /// Provider route the gateway queues video jobs at.
 pub const PROVIDER_VIDEO_QUEUE_PATH: &str = "/provider/v1/video/queue";
 /// Provider route of one video job (`{id}`): its status (GET), its removal (DELETE); and,

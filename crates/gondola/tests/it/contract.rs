@@ -15,7 +15,7 @@ use crate::support::{client, serve};
 
 /// Venice's operations that Gondola serves, as `(method, path)` in Venice's document. The
 /// README lists the rest, each with its issue or reason.
-const SERVED: [(&str, &str); 24] = [
+const SERVED: [(&str, &str); 26] = [
     ("get", "/models"),
     ("get", "/models/traits"),
     ("get", "/models/compatibility_mapping"),
@@ -27,6 +27,8 @@ const SERVED: [(&str, &str); 24] = [
     ("post", "/images/generations"),
     ("get", "/image/styles"),
     ("post", "/image/background-remove"),
+    ("post", "/image/edit"),
+    ("post", "/image/upscale"),
     ("get", "/api_keys"),
     ("post", "/api_keys"),
     ("patch", "/api_keys"),
@@ -119,6 +121,19 @@ async fn every_served_venice_operation_answers_as_venices_spec_says() {
         &url,
         "contract-image",
         "image",
+        &[
+            "--upstream",
+            &engine.base_url,
+            "--upstream-api",
+            "automatic1111",
+            "--model",
+            "sd15",
+        ],
+    );
+    let _upscale_provider = crate::support::typed_provider(
+        &url,
+        "contract-upscale",
+        "upscale",
         &[
             "--upstream",
             &engine.base_url,

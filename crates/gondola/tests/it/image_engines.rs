@@ -5,10 +5,12 @@
 //! with real images: PNGs of the asked size, encoded by the `image` crate, whose pixels follow
 //! the seed.
 //!
-//! - [`Engine::Automatic1111`]: `POST /sdapi/v1/txt2img` (AUTOMATIC1111's web UI and Forge).
+//! - [`Engine::Automatic1111`]: `POST /sdapi/v1/txt2img`, `/sdapi/v1/img2img` and
+//!   `/sdapi/v1/extra-single-image` (AUTOMATIC1111's web UI and Forge).
 //! - [`Engine::ComfyUi`]: `POST /prompt`, `GET /history/{id}` (not done at the first ask),
 //!   `GET /view`, `POST /history` with `delete`.
-//! - [`Engine::OpenAi`]: `POST /v1/images/generations` with `b64_json`.
+//! - [`Engine::OpenAi`]: `POST /v1/images/generations` with `b64_json`, and
+//!   `/v1/images/edits` (multipart).
 //!
 //! Stand-ins can share a [`Hold`]: the first job any of them gets is held unanswered (and a
 //! signal sent) until its connection drops, for failover tests.
@@ -139,13 +141,18 @@ pub async fn start(engine: Engine, checkpoint: &str, hold: Option<Hold>) -> Stan
     });
     // Only the engine's own routes: a provider that called another engine's gets a 404.
     let app = match engine {
-        Engine::Automatic1111 => Router::new().route("/sdapi/v1/txt2img", post(txt2img)),
+        Engine::Automatic1111 => Router::new()
+            .route("/sdapi/v1/txt2img", post(txt2img))
+            .route("/sdapi/v1/img2img", post(img2img))
+            .route("/sdapi/v1/extra-single-image", post(extras)),
         Engine::ComfyUi => Router::new()
             .route("/prompt", post(comfy_prompt))
             .route("/history/{id}", get(comfy_history))
             .route("/history", post(comfy_delete))
             .route("/view", get(comfy_view)),
-        Engine::OpenAi => Router::new().route("/v1/images/generations", post(openai_images)),
+        Engine::OpenAi => Router::new()
+            .route("/v1/images/generations", post(openai_images))
+            .route("/v1/images/edits", post(openai_edits)),
     }
     .with_state(Arc::clone(&shared));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -435,4 +442,136 @@ async fn openai_images(State(shared): State<Arc<Shared>>, Json(body): Json<Value
         .map(|index| json!({"b64_json": b64(&png(width, height, index))}))
         .collect();
     Json(json!({"created": 1_700_000_000, "data": data})).into_response()
+}
+
+/// The size of the image in base64 `text`, if it is one.
+fn source_size(text: Option<&str>) -> Option<(u32, u32)> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text?)
+        .ok()?;
+    let image = image::load_from_memory(&bytes).ok()?;
+    Some((image.width(), image.height()))
+}
+
+/// `POST /sdapi/v1/img2img`, as AUTOMATIC1111 reads it.
+async fn img2img(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    shared
+        .received
+        .lock()
+        .expect("lock")
+        .bodies
+        .push(body.clone());
+    if source_size(body.pointer("/init_images/0").and_then(Value::as_str)).is_none() {
+        return problem(&shared, "init_images[0] is not a base64 image".into());
+    }
+    if !body["prompt"].is_string()
+        || !body["denoising_strength"]
+            .as_f64()
+            .is_some_and(|strength| strength > 0.0 && strength <= 1.0)
+    {
+        return problem(&shared, "prompt or denoising_strength is wrong".into());
+    }
+    let (Some(width), Some(height), Some(_), Some(seed)) = (
+        int(&body, "width"),
+        int(&body, "height"),
+        int(&body, "steps"),
+        int(&body, "seed"),
+    ) else {
+        return problem(
+            &shared,
+            "width, height, steps and seed are whole numbers".into(),
+        );
+    };
+    if width % 8 != 0 || height % 8 != 0 {
+        return problem(&shared, "sizes are multiples of 8".into());
+    }
+    Json(json!({"images": [b64(&png(width as u32, height as u32, seed))], "parameters": {}, "info": "{}"})).into_response()
+}
+
+/// `POST /sdapi/v1/extra-single-image`: the image upscaled by the named upscaler.
+async fn extras(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    shared
+        .received
+        .lock()
+        .expect("lock")
+        .bodies
+        .push(body.clone());
+    let Some((width, height)) = source_size(body["image"].as_str()) else {
+        return problem(&shared, "image is not a base64 image".into());
+    };
+    let scale = int(&body, "upscaling_resize").unwrap_or(0) as u32;
+    if ![2, 4].contains(&scale)
+        || body["upscaler_1"] != json!(shared.checkpoint)
+        || body["resize_mode"] != 0
+    {
+        return problem(
+            &shared,
+            "upscaling_resize, upscaler_1 or resize_mode is wrong".into(),
+        );
+    }
+    Json(json!({"image": b64(&png(width * scale, height * scale, 0)), "html_info": "<p></p>"}))
+        .into_response()
+}
+
+/// `POST /v1/images/edits`, as OpenAI's API reads it: a multipart body.
+async fn openai_edits(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let boundary = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| multer::parse_boundary(value).ok());
+    let Some(boundary) = boundary else {
+        return problem(&shared, "an edit is multipart/form-data".into());
+    };
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut fields = serde_json::Map::new();
+    let mut image = None;
+    while let Ok(Some(field)) = multipart.next_field().await {
+        let name = field.name().unwrap_or_default().to_owned();
+        let is_file = field.file_name().is_some();
+        let bytes = field.bytes().await.unwrap_or_default();
+        if name == "image" && is_file {
+            image = image::load_from_memory(&bytes)
+                .ok()
+                .map(|image| (image.width(), image.height()));
+        } else {
+            fields.insert(
+                name,
+                Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+            );
+        }
+    }
+    shared
+        .received
+        .lock()
+        .expect("lock")
+        .bodies
+        .push(Value::Object(fields.clone()));
+    if image.is_none() {
+        return problem(&shared, "image is not an image file".into());
+    }
+    let known = ["model", "prompt", "n", "size", "response_format"];
+    if let Some(unknown) = fields.keys().find(|name| !known.contains(&name.as_str())) {
+        return problem(
+            &shared,
+            format!("Unrecognized request argument supplied: {unknown}"),
+        );
+    }
+    if fields.get("model") != Some(&json!(shared.checkpoint))
+        || fields.get("response_format") != Some(&json!("b64_json"))
+    {
+        return problem(&shared, "model or response_format is wrong".into());
+    }
+    let Some((width, height)) = fields.get("size").and_then(Value::as_str).and_then(|size| {
+        let (width, height) = size.split_once('x')?;
+        Some((width.parse::<u32>().ok()?, height.parse::<u32>().ok()?))
+    }) else {
+        return problem(&shared, "size is not WIDTHxHEIGHT".into());
+    };
+    Json(json!({"created": 1_700_000_000, "data": [{"b64_json": b64(&png(width, height, 3))}]}))
+        .into_response()
 }

@@ -267,6 +267,12 @@ def png(width, height):
 call("POST", "/image/background-remove", files={"image": ("square.png", png(64, 64), "image/png")}, expect=200)
 call("POST", "/image/background-remove", json={"image": base64.b64encode(png(32, 32)).decode()}, expect=200)
 call("POST", "/image/background-remove", json={"image_url": "https://example.com/a.png"}, expect=400)
+# Edits and upscales, by providers in front of the stand-in engine.
+call("POST", "/image/edit", files={"image": ("square.png", png(256, 256), "image/png")},
+     data={"prompt": "make it winter", "model": IMAGE_MODEL}, expect=200)
+call("POST", "/image/edit", json={"image": base64.b64encode(png(256, 256)).decode(), "model": IMAGE_MODEL}, expect=400)
+call("POST", "/image/upscale", json={"image": base64.b64encode(png(256, 256)).decode(), "scale": 2}, expect=200)
+call("POST", "/image/upscale", files={"image": ("square.png", png(256, 256), "image/png")}, data={"scale": "4"}, expect=200)
 
 # API keys, as the account's ADMIN key sees them.
 call("GET", "/api_keys", key=ADMIN, expect=200)
