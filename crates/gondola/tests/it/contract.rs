@@ -15,7 +15,7 @@ use crate::support::{client, serve};
 
 /// Venice's operations that Gondola serves, as `(method, path)` in Venice's document. The
 /// README lists the rest, each with its issue or reason.
-const SERVED: [(&str, &str); 26] = [
+const SERVED: [(&str, &str); 30] = [
     ("get", "/models"),
     ("get", "/models/traits"),
     ("get", "/models/compatibility_mapping"),
@@ -29,6 +29,10 @@ const SERVED: [(&str, &str); 26] = [
     ("post", "/image/background-remove"),
     ("post", "/image/edit"),
     ("post", "/image/upscale"),
+    ("post", "/video/quote"),
+    ("post", "/video/queue"),
+    ("post", "/video/retrieve"),
+    ("post", "/video/complete"),
     ("get", "/api_keys"),
     ("post", "/api_keys"),
     ("patch", "/api_keys"),
@@ -143,6 +147,15 @@ async fn every_served_venice_operation_answers_as_venices_spec_says() {
             "sd15",
         ],
     );
+    // Video comes from a provider in front of a stand-in with OpenAI's videos API, whose
+    // videos move on a step at each report.
+    let video_engine = crate::video_engine::start_with("sora-2", true).await;
+    let _video_provider = crate::support::typed_provider(
+        &url,
+        "contract-video",
+        "video",
+        &["--upstream", &video_engine.base_url, "--model", "sora-2"],
+    );
     let (inference_key, _) = staked_account_key(&url, dir.path(), "contract", "100");
     let wallet = wallet::Wallet::load(&dir.path().join("contract.key")).expect("the wallet");
     let (status, minted) = mint_admin_key(&url, &wallet).await;
@@ -165,6 +178,7 @@ async fn every_served_venice_operation_answers_as_venices_spec_says() {
             ("ACCOUNT_INFERENCE_KEY", inference_key),
             ("VENICE_SPEC", spec.display().to_string()),
             ("IMAGE_MODEL", "contract-image".to_owned()),
+            ("VIDEO_MODEL", "contract-video".to_owned()),
             ("CONTRACT_EXTRA", extra.display().to_string()),
         ],
     )

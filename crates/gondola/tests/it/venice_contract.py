@@ -20,6 +20,7 @@ BASE = os.environ["GONDOLA_URL"].rstrip("/")
 ADMIN = os.environ["ACCOUNT_ADMIN_KEY"]
 INFERENCE = os.environ["ACCOUNT_INFERENCE_KEY"]
 IMAGE_MODEL = os.environ["IMAGE_MODEL"]
+VIDEO_MODEL = os.environ["VIDEO_MODEL"]
 
 
 def load_yaml(path):
@@ -273,6 +274,21 @@ call("POST", "/image/edit", files={"image": ("square.png", png(256, 256), "image
 call("POST", "/image/edit", json={"image": base64.b64encode(png(256, 256)).decode(), "model": IMAGE_MODEL}, expect=400)
 call("POST", "/image/upscale", json={"image": base64.b64encode(png(256, 256)).decode(), "scale": 2}, expect=200)
 call("POST", "/image/upscale", files={"image": ("square.png", png(256, 256), "image/png")}, data={"scale": "4"}, expect=200)
+
+# Video: a quote, a job queued, its progress, the video, and the job completed; a bad
+# duration refused.
+call("POST", "/video/quote", json={"model": VIDEO_MODEL, "duration": "4s"}, expect=200)
+_, queued = call("POST", "/video/queue", json={"model": VIDEO_MODEL, "prompt": "a fox runs", "duration": "4s"}, expect=200)
+job = {"model": VIDEO_MODEL, "queue_id": queued.get("queue_id", "missing") if isinstance(queued, dict) else "missing"}
+_, progress = call("POST", "/video/retrieve", json=job, expect=200)
+if not (isinstance(progress, dict) and progress.get("status") == "PROCESSING"):
+    violations.append({"what": "video progress", "error": f"expected PROCESSING, got {progress!r}"[:300]})
+video, _ = call("POST", "/video/retrieve", json=job, expect=200)
+if video.headers.get("content-type") != "video/mp4" or len(video.content) < 1000:
+    violations.append({"what": "video", "error": f"expected an MP4, got {video.headers.get('content-type')}"})
+call("POST", "/video/complete", json=job, expect=200)
+call("POST", "/video/retrieve", json=job, expect=404)
+call("POST", "/video/queue", json={"model": VIDEO_MODEL, "prompt": "a fox runs", "duration": "5s"}, expect=400)
 
 # API keys, as the account's ADMIN key sees them.
 call("GET", "/api_keys", key=ADMIN, expect=200)

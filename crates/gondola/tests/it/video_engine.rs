@@ -29,6 +29,9 @@ struct Video {
 #[derive(Default)]
 struct Shared {
     model: String,
+    /// Each report moves a video on: queued, in progress, completed (for a test that cannot
+    /// say when).
+    by_itself: bool,
     videos: Mutex<HashMap<String, Video>>,
     bodies: Mutex<Vec<Value>>,
     problems: Mutex<Vec<String>>,
@@ -87,10 +90,17 @@ impl VideoEngine {
     }
 }
 
-/// Starts a stand-in serving `model`.
+/// Starts a stand-in serving `model`; its videos finish when the test says.
 pub async fn start(model: &str) -> VideoEngine {
+    start_with(model, false).await
+}
+
+/// Starts a stand-in serving `model`; with `by_itself`, each report on a video moves it on a
+/// step (queued, in progress, completed).
+pub async fn start_with(model: &str, by_itself: bool) -> VideoEngine {
     let shared = Arc::new(Shared {
         model: model.to_owned(),
+        by_itself,
         ..Shared::default()
     });
     let app = Router::new()
@@ -185,6 +195,9 @@ async fn status(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Re
     if video.status == "queued" {
         video.status = "in_progress";
         video.progress = 40;
+    } else if video.status == "in_progress" && shared.by_itself {
+        video.status = "completed";
+        video.progress = 100;
     }
     Json(object(&id, video)).into_response()
 }
