@@ -659,6 +659,10 @@ async fn images_are_edited_and_upscaled_by_the_engines_that_can() {
     let bytes = response.bytes().await.expect("image");
     assert_eq!(read_image(&bytes), (image::ImageFormat::Png, 3000, 3000));
 
+    // A body past the bound (25 MiB of image, in base64) is refused whole.
+    let huge = json!({"image": "A".repeat(36 * 1024 * 1024)});
+    let response = post(&http, &route("upscale"), &huge).await;
+    assert_eq!(response.status(), 413);
     // Refusals: too small, a URL, a bad scale, no prompt.
     let small = base64::engine::general_purpose::STANDARD.encode(image_engines::png(100, 100, 0));
     for (path, body, param) in [

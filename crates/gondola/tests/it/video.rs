@@ -247,6 +247,18 @@ async fn a_video_job_is_quoted_queued_reported_retrieved_and_completed() {
     assert_eq!(engine.bodies().len(), asked);
     let response = post(&http, &api("retrieve"), None, &retrieve).await;
     assert_eq!(response.status(), 401, "a key is needed");
+
+    // Four, four and eight seconds at a dime are $1.60 of the day's $2: twelve more seconds
+    // ($1.20) are refused before any engine is asked.
+    let response = post(
+        &http,
+        &api("queue"),
+        Some(&key),
+        &json!({"model": MODEL, "prompt": "a long take", "duration": "12s"}),
+    )
+    .await;
+    assert_eq!(response.status(), 402);
+    assert_eq!(engine.bodies().len(), asked);
 }
 
 #[tokio::test(flavor = "multi_thread")]
