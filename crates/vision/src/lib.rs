@@ -154,6 +154,16 @@ impl BackgroundRemover {
 
 /// Decodes an upload, held to [`MAX_SIDE`] and [`MAX_DECODE_BYTES`].
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, VisionError> {
+    // The size from the header first: a decoder may fail on something else before it gets
+    // to its limits, and the caller should hear what is wrong.
+    if let Ok(size) = imagesize::blob_size(bytes)
+        && (size.width > MAX_SIDE as usize || size.height > MAX_SIDE as usize)
+    {
+        return Err(VisionError::Input(format!(
+            "the image is {}x{}, larger than {MAX_SIDE} × {MAX_SIDE} pixels",
+            size.width, size.height
+        )));
+    }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|_| VisionError::Input("the image cannot be read".into()))?;
