@@ -329,8 +329,12 @@ impl Client {
             if code.is_success() {
                 return typed(path, body);
             }
-            let nonce_taken = code == reqwest::StatusCode::BAD_REQUEST
-                && body.pointer("/error/param").and_then(Value::as_str) == Some("nonce");
+            // Venice's error shape (on /api/v1) has `param` beside `error`; OpenAI's inside it.
+            let param = body
+                .get("param")
+                .or_else(|| body.pointer("/error/param"))
+                .and_then(Value::as_str);
+            let nonce_taken = code == reqwest::StatusCode::BAD_REQUEST && param == Some("nonce");
             if nonce_taken && attempt < NONCE_ATTEMPTS {
                 attempt += 1;
                 continue;
