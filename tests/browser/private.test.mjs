@@ -201,4 +201,47 @@ describe("the private mode: sealed in the page, through a relay, paid with token
       malformed: "the receipt is malformed",
     });
   });
+
+  test("an image is made in private mode: sealed to the gateway, through the relay, paid with tokens", async () => {
+    const { page } = browser;
+    const engine = await support.imageEngine();
+    const provider = await support.imageProvider(gondola.url, engine.url, "private-image");
+    try {
+      // The page learns of the new model when it loads; private mode and the key are kept.
+      await support.openApp(page, gondola.url);
+      await page.locator("#private-badge").waitFor();
+      await page.getByRole("button", { name: "+ New chat" }).click();
+      await page.locator("#model-select").selectOption("private-image");
+      await page.getByLabel("Size").selectOption("512x512");
+      const sentFrom = requests.length;
+      const prompt = `a lighthouse, ${canary}`;
+      await support.send(page, prompt);
+      assert.equal(await support.lastReplyFinished(page), "done");
+      const reply = support.replies(page).last();
+      const width = await reply.locator("figure.generated img").evaluate(async (img) => (await img.decode(), img.naturalWidth));
+      assert.equal(width, 512);
+      assert.equal(await reply.locator('[data-field="privacy"]').textContent(), "sent through the relay");
+      assert.ok(engine.requests.at(-1).prompt.includes(canary), "the engine got the prompt");
+      // Every request of the image went to the relay, sealed; none held the prompt or the key
+      // in the clear, and nothing went to the gateway's image route directly.
+      const sent = requests.slice(sentFrom);
+      const posts = sent.filter((request) => request.method === "POST");
+      assert.ok(posts.length >= 1);
+      for (const request of posts) assert.equal(request.url, `${relayOrigin}/ohttp`);
+      assert.ok(!sent.some((request) => request.url.includes("/image/generate")));
+      for (const request of requests) {
+        assert.ok(!request.body.includes(canary), `${request.url} carried the prompt in the clear`);
+        assert.ok(!request.body.includes(apiKey), `${request.url} carried the API key in the clear`);
+      }
+      // The gateway paid it with tokens, and logged neither prompt nor key.
+      const gatewayLog = gondola.process.stderr();
+      const lines = gatewayLog.split("\n").filter((line) => line.includes("model=private-image") && line.includes("paid_with"));
+      assert.equal(lines.length, 1, gatewayLog);
+      assert.match(lines[0], /paid_with="tokens"/);
+      assert.ok(!gatewayLog.includes(canary) && !gatewayLog.includes(apiKey));
+    } finally {
+      await provider.stop();
+      await engine.close();
+    }
+  });
 });

@@ -107,10 +107,24 @@ export async function listImageStyles() {
  * `POST /v1/image/generate` (Venice's shape): one PNG of `width` × `height` from `prompt`,
  * with a style preset and seed when given. The image as base64, the provider, the account.
  */
-export async function generateImage({ prompt, model, width, height, style, seed, apiKey, signal }) {
+export async function generateImage({ prompt, model, width, height, style, seed, apiKey, relay, signal }) {
   const body = { model, prompt, width, height, format: "png", variants: 1 };
   if (style) body.style_preset = style;
   if (Number.isInteger(seed)) body.seed = seed;
+  if (relay) {
+    // Private mode: sealed to the gateway and carried by the relay, paid with tokens.
+    let answer;
+    try {
+      const { privateJson } = await import("/oblivious.js");
+      answer = await privateJson({ relay, apiKey, path: "/v1/image/generate", body, signal });
+    } catch (error) {
+      if (signal?.aborted) throw new Stopped();
+      throw privateFailure(error);
+    }
+    const image = Array.isArray(answer.body?.images) ? answer.body.images[0] : null;
+    if (typeof image !== "string") throw new ApiFailure({ kind: "stream", message: "the gateway answered without an image" });
+    return { image, provider: answer.headers.get("x-gondola-provider"), account: accountHeaders(answer.headers) };
+  }
   const response = await send("/v1/image/generate", {
     method: "POST",
     headers: requestHeaders(apiKey, true),

@@ -861,16 +861,14 @@ function imageOptions() {
 async function imageReply(chat, message) {
   const prompt = [...chat.messages].reverse().find((item) => item.role === "user")?.content ?? "";
   const options = imageOptions();
+  // In private mode the request is sealed to the gateway and carried by the relay (no image
+  // engine takes requests sealed to it): the gateway sees the prompt, not who sent it.
   const relay = privateRelay();
-  if (relay) {
-    // The page seals chat only; an image request would leave it unsealed.
-    throw new ApiFailure({ kind: "private", message: "images are not made in private mode: turn it off in Settings to make one" });
-  }
   const controller = state.streaming.controller;
-  const result = await generateImage({ prompt, model: chat.model, ...options, apiKey: state.prefs.apiKey, signal: controller.signal });
+  const result = await generateImage({ prompt, model: chat.model, ...options, apiKey: state.prefs.apiKey, relay, signal: controller.signal });
   showAccount(result.account);
   message.images = [{ format: "png", data: result.image, prompt, width: options.width, height: options.height, style: options.style, seed: options.seed }];
-  message.meta = { provider: result.provider, model: chat.model };
+  message.meta = { provider: result.provider, model: chat.model, relay };
 }
 
 async function reply(chat) {

@@ -890,6 +890,26 @@ async function* sealedBytes(reply) {
  * request that went to the gateway's chat API). A refusal throws PrivateFailure with the
  * gateway's status and words.
  */
+/** Most bytes of a sealed JSON answer read whole (a 1024² PNG in base64 is about 3 MB). */
+const MAX_JSON_ANSWER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A JSON request to the gateway's API other than chat (an image), sealed to the gateway and
+ * carried by the relay, paid as chat is (tokens bought with `apiKey`, or the key itself):
+ * `{status, headers, body}` with the answer parsed.
+ */
+export async function privateJson({ relay, apiKey, path, body, signal }) {
+  const client = clientFor(relay);
+  const { head, reply } = await client.sendPaid(path, apiKey, encoder.encode(JSON.stringify(body)), signal);
+  if (head.status !== 200) throw await refusal(head, reply);
+  const text = decoder.decode(await readAll(reply, MAX_JSON_ANSWER_BYTES));
+  try {
+    return { status: head.status, headers: head.headers, body: JSON.parse(text) };
+  } catch {
+    throw new PrivateFailure("the gateway's sealed answer is not JSON", { kind: "stream" });
+  }
+}
+
 export async function privateChat({ relay, apiKey, body, signal }) {
   const client = clientFor(relay);
   const chatBody = encoder.encode(JSON.stringify(body));
