@@ -1441,18 +1441,31 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let max_in_flight = config::provider_max_in_flight(
-        args.max_in_flight,
-        &file.provider,
-        match &backend {
-            provider::Backend::Embedded { engine, .. } => Some(engine.config()),
-            provider::Backend::EmbeddedEmbeddings { .. }
-            | provider::Backend::EmbeddedSpeech { .. }
-            | provider::Backend::EmbeddedTranscription { .. }
-            | provider::Backend::EmbeddedBackgroundRemoval { .. }
-            | provider::Backend::Upstream { .. } => None,
-        },
-    )?;
+    // An embedded model beside the chat engine takes what `serve` gives it, unless told.
+    let embedded_default = match &backend {
+        provider::Backend::EmbeddedEmbeddings { .. } => Some(config::EMBEDDING_MAX_IN_FLIGHT),
+        provider::Backend::EmbeddedSpeech { .. } => Some(config::SPEECH_MAX_IN_FLIGHT),
+        provider::Backend::EmbeddedTranscription { .. } => {
+            Some(config::TRANSCRIPTION_MAX_IN_FLIGHT)
+        }
+        provider::Backend::EmbeddedBackgroundRemoval { .. } => {
+            Some(config::BACKGROUND_MAX_IN_FLIGHT)
+        }
+        provider::Backend::Embedded { .. } | provider::Backend::Upstream { .. } => None,
+    };
+    let max_in_flight = match embedded_default {
+        Some(default) if args.max_in_flight.is_none() && file.provider.max_in_flight.is_none() => {
+            default
+        }
+        _ => config::provider_max_in_flight(
+            args.max_in_flight,
+            &file.provider,
+            match &backend {
+                provider::Backend::Embedded { engine, .. } => Some(engine.config()),
+                _ => None,
+            },
+        )?,
+    };
     let shutdown = shutdown_signal();
     let listener = bind(listen, "provider").await?;
     println!(
