@@ -76,8 +76,9 @@ async fn a_video_job_is_quoted_queued_reported_retrieved_and_completed() {
         ledger_config("2", "sk-video-operator", "1")
     );
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let (_gateway, url) = gateway_at(&dir, 0, &config);
+    let (gateway_process, url) = gateway_at(&dir, 0, &config);
     let engine = video_engine::start(ENGINE_MODEL).await;
+    let secret = crate::support::canary();
     let provider_dir = tempfile::tempdir().expect("temp dir");
     let provider_data = provider_dir.path().join("data");
     let _provider = video_provider(&url, &engine, &provider_data);
@@ -102,7 +103,7 @@ async fn a_video_job_is_quoted_queued_reported_retrieved_and_completed() {
         &http,
         &api("queue"),
         Some(&key),
-        &json!({"model": MODEL, "prompt": "a fox runs through snow", "duration": "4s",
+        &json!({"model": MODEL, "prompt": format!("a fox runs through snow {secret}"), "duration": "4s",
                 "resolution": "480p", "aspect_ratio": "1:1", "audio": false}),
     )
     .await;
@@ -144,6 +145,35 @@ async fn a_video_job_is_quoted_queued_reported_retrieved_and_completed() {
     )
     .await;
     assert_eq!(response.status(), 404);
+
+    // The job's record at the provider holds no prompt; nor does the gateway's log or data.
+    assert!(
+        engine.bodies()[0]["prompt"]
+            .as_str()
+            .expect("prompt")
+            .contains(&secret)
+    );
+    let jobs = provider_data.join("provider/video-jobs");
+    for entry in std::fs::read_dir(&jobs)
+        .expect("the jobs folder")
+        .filter_map(Result::ok)
+    {
+        let bytes = std::fs::read(entry.path()).expect("a job file");
+        assert!(
+            !crate::support::holds(&bytes, &secret),
+            "{} holds the prompt",
+            entry.path().display()
+        );
+    }
+    assert!(
+        !gateway_process.stderr().contains(&secret),
+        "the gateway's log holds the prompt"
+    );
+    let leaked = crate::privacy::files_containing(dir.path(), secret.as_bytes());
+    assert!(
+        leaked.is_empty(),
+        "the gateway's files hold the prompt: {leaked:?}"
+    );
 
     // Made: the video, a real MP4 of the length asked for; the engine's copy is gone.
     engine.finish_all();
