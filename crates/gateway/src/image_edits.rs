@@ -17,8 +17,8 @@ use http::{HeaderMap, StatusCode};
 use wire::chat::Usage;
 use wire::error::{ApiError, ErrorCode};
 use wire::images::{
-    ImageFormat, MAX_EDIT_PROMPT_CHARS, MAX_SEED, MAX_UPLOAD_BYTES, MIN_SOURCE_PIXELS,
-    ProviderEditRequest, ProviderUpscaleRequest,
+    ImageFormat, MAX_EDIT_PROMPT_CHARS, MAX_UPLOAD_BYTES, MIN_SOURCE_PIXELS, ProviderEditRequest,
+    ProviderUpscaleRequest,
 };
 use wire::models::ModelType;
 use wire::provider::{PROVIDER_IMAGE_EDIT_PATH, PROVIDER_UPSCALE_PATH};
@@ -229,8 +229,6 @@ impl Operation for ImageEdit {
         let model_id = paid.model.model_id.clone();
         let limits = limits_of(&state.registry.live_models(Instant::now()), &model_id);
         let (width, height) = edit_size(&request.upload, &limits)?;
-        let mut seed = [0u8; 8];
-        rand::fill(&mut seed);
         let body = ProviderEditRequest {
             model: model_id.clone(),
             prompt: request.prompt,
@@ -238,9 +236,7 @@ impl Operation for ImageEdit {
             width,
             height,
             steps: limits.default_steps,
-            seed: i64::try_from(u64::from_le_bytes(seed) % u64::try_from(MAX_SEED).unwrap_or(1))
-                .unwrap_or(0)
-                + 1,
+            seed: crate::images::drawn_seed(),
             format: request.format,
         };
         let body = Bytes::from(serde_json::to_vec(&body).map_err(|_| upload::encode_failed())?);

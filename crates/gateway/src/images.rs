@@ -103,50 +103,38 @@ fn image_bound(request: &ImageRequest) -> UsageBound {
     }
 }
 
-impl Operation for VeniceImage {
+/// What tells the two image routes apart: how the body is read, and what a model name not
+/// served here means.
+pub(crate) trait Shape: Send + Sync + 'static {
+    /// The route's metric label.
+    const ROUTE: &'static str;
+    /// Whether a model name not served here runs on the default image model (OpenAI's route,
+    /// as Venice's does) rather than being refused.
+    const FALLS_BACK: bool;
+    fn parse(body: &[u8]) -> Result<ImageRequest, ApiError>;
+}
+
+impl Shape for VeniceImage {
     const ROUTE: &'static str = "image_generate";
-    const ID_PREFIX: &'static str = "image";
-    type Request = ImageRequest;
-
-    fn body_limit(_state: &AppState) -> usize {
-        MAX_BODY_BYTES
-    }
-
-    fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-        crate::pipeline::check_json_content_type(headers)
-    }
-
-    fn parse(
-        _state: &AppState,
-        _headers: &HeaderMap,
-        body: &Bytes,
-    ) -> Result<ImageRequest, ApiError> {
+    const FALLS_BACK: bool = false;
+    fn parse(body: &[u8]) -> Result<ImageRequest, ApiError> {
         ImageRequest::parse_venice(body, DEFAULT_MODEL)
-    }
-
-    fn resolve(
-        state: &AppState,
-        request: &ImageRequest,
-        live: &LiveModels,
-    ) -> Result<Resolved, ApiError> {
-        resolve_image(state, request, live, false)
-    }
-
-    fn bound(_state: &AppState, request: &ImageRequest, _body: &Bytes) -> UsageBound {
-        image_bound(request)
-    }
-
-    fn priced(pricing: ModelPricing) -> ModelPricing {
-        pricing.per_image_units()
-    }
-
-    async fn respond(admitted: Admitted<ImageRequest>) -> Result<Response, ApiError> {
-        generate(admitted, Self::ROUTE).await
     }
 }
 
-impl Operation for OpenAiImageGeneration {
+impl Shape for OpenAiImageGeneration {
     const ROUTE: &'static str = "images_generations";
+    const FALLS_BACK: bool = true;
+    fn parse(body: &[u8]) -> Result<ImageRequest, ApiError> {
+        ImageRequest::parse_openai(body, DEFAULT_MODEL)
+    }
+}
+
+/// The image operation, on either route.
+pub(crate) struct ImageGeneration<S>(std::marker::PhantomData<S>);
+
+impl<S: Shape> Operation for ImageGeneration<S> {
+    const ROUTE: &'static str = S::ROUTE;
     const ID_PREFIX: &'static str = "image";
     type Request = ImageRequest;
 
@@ -163,7 +151,7 @@ impl Operation for OpenAiImageGeneration {
         _headers: &HeaderMap,
         body: &Bytes,
     ) -> Result<ImageRequest, ApiError> {
-        ImageRequest::parse_openai(body, DEFAULT_MODEL)
+        S::parse(body)
     }
 
     fn resolve(
@@ -171,7 +159,7 @@ impl Operation for OpenAiImageGeneration {
         request: &ImageRequest,
         live: &LiveModels,
     ) -> Result<Resolved, ApiError> {
-        resolve_image(state, request, live, true)
+        resolve_image(state, request, live, S::FALLS_BACK)
     }
 
     fn bound(_state: &AppState, request: &ImageRequest, _body: &Bytes) -> UsageBound {
@@ -183,12 +171,12 @@ impl Operation for OpenAiImageGeneration {
     }
 
     async fn respond(admitted: Admitted<ImageRequest>) -> Result<Response, ApiError> {
-        generate(admitted, Self::ROUTE).await
+        generate(admitted, S::ROUTE).await
     }
 }
 
 /// A seed for a request that gave none.
-fn drawn_seed() -> i64 {
+pub(crate) fn drawn_seed() -> i64 {
     let mut bytes = [0u8; 8];
     rand::fill(&mut bytes);
     i64::try_from(u64::from_le_bytes(bytes) % u64::try_from(MAX_SEED).unwrap_or(1)).unwrap_or(0) + 1

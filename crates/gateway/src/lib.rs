@@ -524,7 +524,8 @@ async fn image_generate(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    pipeline::run::<images::VeniceImage>(state, dialect, headers, body).await
+    pipeline::run::<images::ImageGeneration<images::VeniceImage>>(state, dialect, headers, body)
+        .await
 }
 
 async fn background_remove(
@@ -602,7 +603,10 @@ async fn images_generations(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    pipeline::run::<images::OpenAiImageGeneration>(state, dialect, headers, body).await
+    pipeline::run::<images::ImageGeneration<images::OpenAiImageGeneration>>(
+        state, dialect, headers, body,
+    )
+    .await
 }
 
 async fn transcription_handler(

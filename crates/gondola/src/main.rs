@@ -1043,17 +1043,12 @@ async fn load_voice(
             model_store::DEFAULT_SPEECH_MODEL_ID
         );
     };
-    let Some(runtime) = model_store::ONNX_RUNTIME else {
-        bail!("no ONNX Runtime is pinned for this platform");
-    };
     for program in ["espeak-ng", "ffmpeg"] {
         which(program).with_context(|| {
             format!("{program} is not installed (Debian: apt-get install espeak-ng ffmpeg)")
         })?;
     }
-    let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
-    let model_path = store.pull(catalogued, pull_progress()).await?;
-    let runtime_library = store.pull(&runtime, pull_progress()).await?;
+    let (model_path, runtime_library) = pull_onnx_model(catalogued, engine, cache).await?;
     let config = voice::VoiceConfig {
         config_path: model_store::config_path(&model_path),
         model_path,
@@ -1066,12 +1061,7 @@ async fn load_voice(
             .next()
             .unwrap_or(catalogued.id)
             .to_owned(),
-        threads: match engine.threads {
-            Some(threads) => {
-                std::num::NonZeroU32::new(threads).context("--threads must be at least 1")?
-            }
-            None => engine::default_decode_threads(),
-        },
+        threads: onnx_threads(engine)?,
     };
     let voice = tokio::task::spawn_blocking(move || voice::Voice::load(config))
         .await
@@ -1116,6 +1106,29 @@ async fn load_listener(
     Ok((Arc::new(listener), catalogued.id.to_owned()))
 }
 
+/// Pulls a model run by ONNX Runtime, and the runtime's library: both paths.
+async fn pull_onnx_model(
+    catalogued: &model_store::CatalogueModel,
+    engine: &EngineArgs,
+    cache: &Path,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let Some(runtime) = model_store::ONNX_RUNTIME else {
+        bail!("no ONNX Runtime is pinned for this platform");
+    };
+    let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
+    let model_path = store.pull(catalogued, pull_progress()).await?;
+    let runtime_library = store.pull(&runtime, pull_progress()).await?;
+    Ok((model_path, runtime_library))
+}
+
+/// The threads an ONNX model runs on: `--threads`, else the engine's default.
+fn onnx_threads(engine: &EngineArgs) -> anyhow::Result<std::num::NonZeroU32> {
+    match engine.threads {
+        Some(threads) => std::num::NonZeroU32::new(threads).context("--threads must be at least 1"),
+        None => Ok(engine::default_decode_threads()),
+    }
+}
+
 /// Loads the background remover `requested` (a catalogue model, pulled if needed) with ONNX
 /// Runtime (also pulled): the remover and its model id.
 async fn load_remover(
@@ -1131,21 +1144,11 @@ async fn load_remover(
             model_store::DEFAULT_BACKGROUND_MODEL_ID
         );
     };
-    let Some(runtime) = model_store::ONNX_RUNTIME else {
-        bail!("no ONNX Runtime is pinned for this platform");
-    };
-    let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
-    let model_path = store.pull(catalogued, pull_progress()).await?;
-    let runtime_library = store.pull(&runtime, pull_progress()).await?;
+    let (model_path, runtime_library) = pull_onnx_model(catalogued, engine, cache).await?;
     let config = vision::RemoverConfig {
         model_path,
         runtime_library,
-        threads: match engine.threads {
-            Some(threads) => {
-                std::num::NonZeroU32::new(threads).context("--threads must be at least 1")?
-            }
-            None => engine::default_decode_threads(),
-        },
+        threads: onnx_threads(engine)?,
     };
     let remover = tokio::task::spawn_blocking(move || vision::BackgroundRemover::load(config))
         .await
@@ -1377,6 +1380,14 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 Some(kind) => kind == "background-removal",
                 None => catalogued_kind == Some(model_store::ModelKind::BackgroundRemoval),
             };
+            // The id the operator gave, else the catalogue's.
+            let chosen_id = |catalogue_id: String| {
+                args.engine
+                    .model_id
+                    .clone()
+                    .or_else(|| file.provider.model_id.clone())
+                    .unwrap_or(catalogue_id)
+            };
             if background {
                 let requested = requested
                     .unwrap_or_else(|| model_store::DEFAULT_BACKGROUND_MODEL_ID.to_owned());
@@ -1384,12 +1395,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                     load_remover(&requested, &args.engine, &cache).await?;
                 provider::Backend::EmbeddedBackgroundRemoval {
                     remover,
-                    model_id: args
-                        .engine
-                        .model_id
-                        .clone()
-                        .or_else(|| file.provider.model_id.clone())
-                        .unwrap_or(catalogue_id),
+                    model_id: chosen_id(catalogue_id),
                 }
             } else if transcription {
                 let requested = requested
@@ -1398,12 +1404,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                     load_listener(&requested, &args.engine, &cache).await?;
                 provider::Backend::EmbeddedTranscription {
                     listener,
-                    model_id: args
-                        .engine
-                        .model_id
-                        .clone()
-                        .or_else(|| file.provider.model_id.clone())
-                        .unwrap_or(catalogue_id),
+                    model_id: chosen_id(catalogue_id),
                 }
             } else if speech {
                 let requested =
@@ -1411,12 +1412,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 let (voice, catalogue_id) = load_voice(&requested, &args.engine, &cache).await?;
                 provider::Backend::EmbeddedSpeech {
                     voice,
-                    model_id: args
-                        .engine
-                        .model_id
-                        .clone()
-                        .or_else(|| file.provider.model_id.clone())
-                        .unwrap_or(catalogue_id),
+                    model_id: chosen_id(catalogue_id),
                 }
             } else if embedding {
                 let requested =
@@ -1425,12 +1421,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                     embedding_model_file(&requested, &args.engine, &cache).await?;
                 provider::Backend::EmbeddedEmbeddings {
                     embedder: load_embedder(&args.engine, path).await?,
-                    model_id: args
-                        .engine
-                        .model_id
-                        .clone()
-                        .or_else(|| file.provider.model_id.clone())
-                        .unwrap_or(catalogue_id),
+                    model_id: chosen_id(catalogue_id),
                 }
             } else {
                 let (path, model_id) = model_file(&args.engine, &file, &cache).await?;

@@ -501,22 +501,34 @@ async fn report(state: &AppState, id: &str) -> Result<ProviderJobStatus, ApiErro
     })
 }
 
+/// The head of a job's routes: the gateway's lease checked, this provider's jobs, and `id`
+/// of a job's form. An error is the answer to send.
+async fn job_route<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<&'a Jobs, Response> {
+    check_lease(state, headers)
+        .await
+        .map_err(|error| error_response(&error))?;
+    let jobs = jobs_of(state).map_err(|error| error_response(&error))?;
+    if is_job_id(id) {
+        Ok(jobs)
+    } else {
+        Err(error_response(&no_job()))
+    }
+}
+
 /// `GET /provider/v1/video/jobs/{id}/content`: the finished video.
 pub(crate) async fn content(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     RoutePath(id): RoutePath<String>,
 ) -> Response {
-    if let Err(error) = check_lease(&state, &headers).await {
-        return error_response(&error);
-    }
-    let jobs = match jobs_of(&state) {
+    let jobs = match job_route(&state, &headers, &id).await {
         Ok(jobs) => jobs,
-        Err(error) => return error_response(&error),
+        Err(response) => return response,
     };
-    if !is_job_id(&id) {
-        return error_response(&no_job());
-    }
     match jobs.read(&id).await {
         Some(Job {
             state: JobState::Completed,
@@ -552,16 +564,10 @@ pub(crate) async fn remove(
     headers: HeaderMap,
     RoutePath(id): RoutePath<String>,
 ) -> Response {
-    if let Err(error) = check_lease(&state, &headers).await {
-        return error_response(&error);
-    }
-    let jobs = match jobs_of(&state) {
+    let jobs = match job_route(&state, &headers, &id).await {
         Ok(jobs) => jobs,
-        Err(error) => return error_response(&error),
+        Err(response) => return response,
     };
-    if !is_job_id(&id) {
-        return error_response(&no_job());
-    }
     let lock = jobs.lock(&id);
     let _held = lock.lock().await;
     let Some(job) = jobs.read(&id).await else {

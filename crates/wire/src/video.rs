@@ -157,21 +157,20 @@ impl VideoRequest {
         let fields = parse_object(body)?;
         let model = required(&fields, "model")?;
         let prompt = required(&fields, "prompt")?;
-        for (name, value) in [("prompt", Some(&prompt)), ("negative_prompt", None)] {
-            let value = match value {
-                Some(value) => Some(value.clone()),
-                None => text(&fields, name)?,
-            };
-            if let Some(value) = value {
-                let characters = value.chars().count();
-                if characters > MAX_PROMPT_CHARS {
-                    return Err(ApiError::invalid(
-                        name,
-                        format!(
-                            "{name} is {characters} characters; at most {MAX_PROMPT_CHARS} are allowed"
-                        ),
-                    ));
-                }
+        let negative_prompt =
+            text(&fields, "negative_prompt")?.filter(|text| !text.trim().is_empty());
+        for (name, value) in [
+            ("prompt", Some(&prompt)),
+            ("negative_prompt", negative_prompt.as_ref()),
+        ] {
+            let characters = value.map_or(0, |value| value.chars().count());
+            if characters > MAX_PROMPT_CHARS {
+                return Err(ApiError::invalid(
+                    name,
+                    format!(
+                        "{name} is {characters} characters; at most {MAX_PROMPT_CHARS} are allowed"
+                    ),
+                ));
             }
         }
         if let Some(field) = MEDIA_FIELDS.iter().find(|field| {
