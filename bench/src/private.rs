@@ -206,7 +206,7 @@ async fn inner_once(
         privacy::sealed::seal_chat(&[&provider.listed], "smollm2-135m-instruct", 128, body).await?;
     let declared: wire::sealed::SealedChat = serde_json::from_slice(&request.body)?;
     let sealed = base64.decode(&declared.sealed[0].request)?;
-    let (_, mut sealer, mut output) = provider.keys.open(&sealed).await?;
+    let (_, _, mut sealer, mut output) = provider.keys.open(&sealed).await?;
     let id = provider.listed.id.clone();
     let signer = &provider.signer;
     let writer = async move {

@@ -57,24 +57,6 @@ fn limits_of(live: &LiveModels, model_id: &str) -> ImageLimits {
         .unwrap_or_default()
 }
 
-/// The style preset a request names, or an error naming the list.
-fn style_of(request: &ImageRequest) -> Result<Option<&'static wire::images::Style>, ApiError> {
-    request
-        .style_preset
-        .as_deref()
-        .map(|name| {
-            wire::images::style(name).ok_or_else(|| {
-                ApiError::invalid(
-                    "style_preset",
-                    format!(
-                        "style_preset {name:?} is not a style here; GET /image/styles lists them"
-                    ),
-                )
-            })
-        })
-        .transpose()
-}
-
 /// Resolves an image request's model and checks the request against it.
 fn resolve_image(
     state: &AppState,
@@ -92,7 +74,7 @@ fn resolve_image(
         other => other?,
     };
     request.check_limits(&limits_of(live, &resolved.model_id))?;
-    style_of(request)?;
+    request.style()?;
     Ok(resolved)
 }
 
@@ -188,23 +170,7 @@ fn provider_request(
     model_id: &str,
     live: &LiveModels,
 ) -> Result<ProviderImageRequest, ApiError> {
-    let ((width, height), steps) = request.check_limits(&limits_of(live, model_id))?;
-    let (prompt, negative_prompt) = match style_of(request)? {
-        Some(style) => style.apply(&request.prompt, request.negative_prompt.as_deref()),
-        None => (request.prompt.clone(), request.negative_prompt.clone()),
-    };
-    Ok(ProviderImageRequest {
-        model: model_id.to_owned(),
-        prompt,
-        negative_prompt,
-        width,
-        height,
-        steps,
-        cfg_scale: request.cfg_scale,
-        seed: request.seed.unwrap_or_else(drawn_seed),
-        variants: request.variants,
-        format: request.format,
-    })
+    request.to_provider(model_id, &limits_of(live, model_id), drawn_seed())
 }
 
 async fn generate(

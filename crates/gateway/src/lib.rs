@@ -310,6 +310,12 @@ fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc
             ))),
         ),
         (
+            "/privacy/images",
+            post(sealed_images).layer(DefaultBodyLimit::max(sealed::body_limit(
+                state.config.limits.max_body_bytes,
+            ))),
+        ),
+        (
             "/privacy/providers",
             get(
                 |State(state): State<Arc<AppState>>| async move { sealed::providers(&state).await },
@@ -535,6 +541,15 @@ async fn background_remove(
     body: axum::body::Body,
 ) -> Response {
     pipeline::run::<background::BackgroundRemoval>(state, dialect, headers, body).await
+}
+
+async fn sealed_images(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    pipeline::run::<sealed::SealedImagesOperation>(state, dialect, headers, body).await
 }
 
 async fn image_edit(

@@ -350,6 +350,8 @@ fn inner_request(plaintext: &[u8]) -> Result<http::Request<Body>, &'static str> 
                 | "/api/v1/privacy/tokens"
                 | "/v1/privacy/chat"
                 | "/api/v1/privacy/chat"
+                | "/v1/privacy/images"
+                | "/api/v1/privacy/images"
         ) | (
             b"GET",
             "/v1/models"

@@ -24,8 +24,8 @@ use wire::chat::Usage;
 use wire::error::{ApiError, ErrorCode};
 use wire::provider::PROVIDER_SEALED_CHAT_PATH;
 use wire::sealed::{
-    MAX_TARGETS, MAX_TOKENS_HEADER, MODEL_HEADER, PROVIDER_HEADER, SealedChat, SealedError,
-    SealedEvent, SealingProviders,
+    IMAGES_HEADER, MAX_TARGETS, MAX_TOKENS_HEADER, MODEL_HEADER, PROVIDER_HEADER, SealedChat,
+    SealedError, SealedEvent, SealedImages, SealedTarget, SealingProviders,
 };
 use wire::sse::SseEvent;
 
@@ -135,7 +135,7 @@ impl Operation for SealedChatOperation {
         let committed = dispatch(
             &paid.state,
             &paid.model.model_id,
-            request.chat.max_tokens,
+            (MAX_TOKENS_HEADER, request.chat.max_tokens.to_string()),
             &request.copies,
         )
         .await?;
@@ -143,7 +143,7 @@ impl Operation for SealedChatOperation {
         // The prompt is sealed: if the provider never reports its size, the sealed size stands
         // for it.
         let tally = Tally::sealed(paid.bound, estimate_prompt_tokens(request.largest()));
-        let mut record = paid
+        let record = paid
             .commit(
                 Self::ROUTE,
                 "sealed chat completion",
@@ -152,25 +152,136 @@ impl Operation for SealedChatOperation {
                 tally,
             )
             .await?;
-        record.first_token_at = Some(Instant::now());
-        record.sealed_bytes = Some(0);
-        let relay = SealedRelay {
-            record,
-            pending: committed.first.into(),
-            upstream: committed.stream,
-            sealed_pieces: 0,
-            finished: false,
-        };
-        let frames = futures_util::stream::unfold(relay, |mut relay| async move {
-            let frame = relay.next_frame().await?;
-            Some((Ok::<Bytes, std::convert::Infallible>(frame), relay))
-        });
-        let mut response = Response::new(Body::from_stream(frames));
-        let headers = response.headers_mut();
-        insert_header(headers, "content-type", "text/event-stream");
-        insert_header(headers, "cache-control", "no-cache");
-        insert_header(headers, PROVIDER_HEADER, &provider);
-        Ok(response)
+        Ok(relayed(record, committed, &provider))
+    }
+}
+
+/// The sealed reply passed on as it comes, settled by `record` when it ends.
+fn relayed(mut record: Record, committed: Committed, provider: &str) -> Response {
+    record.first_token_at = Some(Instant::now());
+    record.sealed_bytes = Some(0);
+    let relay = SealedRelay {
+        record,
+        pending: committed.first.into(),
+        upstream: committed.stream,
+        sealed_pieces: 0,
+        finished: false,
+    };
+    let frames = futures_util::stream::unfold(relay, |mut relay| async move {
+        let frame = relay.next_frame().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(frame), relay))
+    });
+    let mut response = Response::new(Body::from_stream(frames));
+    let headers = response.headers_mut();
+    insert_header(headers, "content-type", "text/event-stream");
+    insert_header(headers, "cache-control", "no-cache");
+    insert_header(headers, PROVIDER_HEADER, provider);
+    response
+}
+
+/// The sealed image operation (`POST /privacy/images`): charged per image from the declared
+/// model and `variants`, passed on like sealed chat.
+pub(crate) struct SealedImagesOperation;
+
+/// A sealed image request: what it declares in the clear, and its copies.
+pub(crate) struct DeclaredImages {
+    images: SealedImages,
+    copies: Vec<Copy>,
+}
+
+impl Operation for SealedImagesOperation {
+    const ROUTE: &'static str = "sealed_images";
+    const ID_PREFIX: &'static str = "sealed";
+    type Request = DeclaredImages;
+
+    fn body_limit(state: &AppState) -> usize {
+        body_limit(state.config.limits.max_body_bytes)
+    }
+
+    fn check_content_type(_: &HeaderMap) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn parse(
+        state: &AppState,
+        _headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<DeclaredImages, ApiError> {
+        let images: SealedImages = serde_json::from_slice(body).map_err(|error| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("not a sealed image request: {error}"),
+            )
+        })?;
+        if !(1..=wire::images::MAX_VARIANTS).contains(&images.variants) {
+            return Err(ApiError::invalid(
+                "variants",
+                format!("variants is from 1 to {}", wire::images::MAX_VARIANTS),
+            ));
+        }
+        let copies = copies_of(state, &images.sealed)?;
+        Ok(DeclaredImages { images, copies })
+    }
+
+    fn resolve(
+        state: &AppState,
+        request: &DeclaredImages,
+        live: &LiveModels,
+    ) -> Result<Resolved, ApiError> {
+        let model_id = request.images.model.clone();
+        if !live.contains_key(&model_id) {
+            return Err(ApiError::new(
+                ErrorCode::ModelNotFound,
+                format!(
+                    "model {model_id:?} is not served here; {} lists the models that take sealed requests",
+                    wire::sealed::PROVIDERS_PATH
+                ),
+            )
+            .with_param("model"));
+        }
+        crate::pipeline::resolve_typed(
+            state,
+            &model_id,
+            live,
+            wire::models::ModelType::Image,
+            "image",
+        )
+    }
+
+    fn bound(_: &AppState, request: &DeclaredImages, _: &Bytes) -> UsageBound {
+        UsageBound {
+            prompt_tokens: u64::from(request.images.variants),
+            completion_tokens: 0,
+        }
+    }
+
+    fn priced(pricing: crate::config::ModelPricing) -> crate::config::ModelPricing {
+        pricing.per_image_units()
+    }
+
+    async fn respond(admitted: Admitted<DeclaredImages>) -> Result<Response, ApiError> {
+        let Admitted { request, paid } = admitted;
+        let committed = dispatch(
+            &paid.state,
+            &paid.model.model_id,
+            (IMAGES_HEADER, request.images.variants.to_string()),
+            &request.copies,
+        )
+        .await?;
+        let provider = committed.attempt.provider.id.clone();
+        // Without a report (a reply cut short), every image paid for is charged: the seal
+        // hides how many were made.
+        let tally = Tally::sealed(paid.bound, u64::from(request.images.variants));
+        let record = paid
+            .commit(
+                Self::ROUTE,
+                "sealed image",
+                &committed.attempt.provider,
+                committed.attempts,
+                tally,
+            )
+            .await?;
+        Ok(relayed(record, committed, &provider))
     }
 }
 
@@ -189,12 +300,6 @@ fn parse(state: &AppState, body: &[u8]) -> Result<(SealedChat, Vec<Copy>), ApiEr
             format!("not a sealed chat request: {error}"),
         )
     })?;
-    if request.sealed.is_empty() || request.sealed.len() > MAX_TARGETS {
-        return Err(ApiError::invalid(
-            "sealed",
-            format!("a request is sealed to 1 to {MAX_TARGETS} providers"),
-        ));
-    }
     if request.max_tokens == 0 || request.max_tokens > limits.max_output_tokens {
         return Err(ApiError::new(
             ErrorCode::TooManyTokens,
@@ -205,9 +310,21 @@ fn parse(state: &AppState, body: &[u8]) -> Result<(SealedChat, Vec<Copy>), ApiEr
         )
         .with_param("max_tokens"));
     }
-    let largest = body_limit(limits.max_body_bytes) / MAX_TARGETS;
-    let mut copies: Vec<Copy> = Vec::with_capacity(request.sealed.len());
-    for (index, target) in request.sealed.iter().enumerate() {
+    let copies = copies_of(state, &request.sealed)?;
+    Ok((request, copies))
+}
+
+/// Each sealed copy decoded, one per provider, each within the bound on a copy.
+fn copies_of(state: &AppState, targets: &[SealedTarget]) -> Result<Vec<Copy>, ApiError> {
+    if targets.is_empty() || targets.len() > MAX_TARGETS {
+        return Err(ApiError::invalid(
+            "sealed",
+            format!("a request is sealed to 1 to {MAX_TARGETS} providers"),
+        ));
+    }
+    let largest = body_limit(state.config.limits.max_body_bytes) / MAX_TARGETS;
+    let mut copies: Vec<Copy> = Vec::with_capacity(targets.len());
+    for (index, target) in targets.iter().enumerate() {
         if copies.iter().any(|copy| copy.provider == target.provider) {
             return Err(ApiError::invalid(
                 format!("sealed[{index}].provider"),
@@ -229,7 +346,7 @@ fn parse(state: &AppState, body: &[u8]) -> Result<(SealedChat, Vec<Copy>), ApiEr
             sealed: Bytes::from(sealed),
         });
     }
-    Ok((request, copies))
+    Ok(copies)
 }
 
 /// A provider's stream of [`SealedEvent`]s, with an idle timeout between events.
@@ -289,7 +406,7 @@ struct Committed {
 async fn dispatch(
     state: &Arc<AppState>,
     model_id: &str,
-    max_tokens: u32,
+    paid: (&'static str, String),
     copies: &[Copy],
 ) -> Result<Committed, ApiError> {
     let allowed: Vec<String> = copies.iter().map(|copy| copy.provider.clone()).collect();
@@ -301,7 +418,7 @@ async fn dispatch(
                 .find(|copy| copy.provider == provider.id)
                 .map(|copy| copy.sealed.clone())
                 .unwrap_or_default();
-            first_piece(state, provider, model_id, max_tokens, sealed)
+            first_piece(state, provider, model_id, (paid.0, &paid.1), sealed)
         })
         .await?;
     Ok(Committed {
@@ -317,12 +434,11 @@ async fn first_piece(
     state: &AppState,
     provider: Arc<Provider>,
     model_id: &str,
-    max_tokens: u32,
+    paid: (&'static str, &str),
     sealed: Bytes,
 ) -> Result<(Vec<String>, SealedStream), Failure> {
     let limits = &state.config.limits;
     let deadline = tokio::time::Instant::now() + limits.first_byte_timeout;
-    let max_tokens = max_tokens.to_string();
     let request_id = economy::random_hex(16);
     let response = send_to_provider(
         state,
@@ -334,7 +450,7 @@ async fn first_piece(
                 privacy::CHUNKED_REQUEST_MEDIA_TYPE,
             ),
             (MODEL_HEADER, model_id),
-            (MAX_TOKENS_HEADER, &max_tokens),
+            paid,
             ("x-request-id", &request_id),
         ],
         sealed,

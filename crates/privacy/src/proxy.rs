@@ -8,7 +8,8 @@
 //! routes (`/v1/video/quote`, `queue`, `retrieve`, `complete`), `GET /v1/models`,
 //! `/v1/audio/voices` and `/v1/image/styles`, and the same under `/api/v1`. A whole answer
 //! through it is at most the gateway's bound on a sealed answer (4 MiB by default): a few
-//! images, not a video. The
+//! images, not a video. Chat and Venice's image requests are sealed to the model's providers
+//! as well, where they take sealed requests, and their receipts checked. The
 //! API key is the proxy's own (`--api-key`) or, without one, whatever the local client sends.
 //! Where the gateway issues privacy tokens, the key only buys them (sealed, in batches) and
 //! each request carries tokens instead, so the gateway cannot tie a request to an account;
@@ -32,13 +33,22 @@ use wire::error::{ApiError, Dialect, ErrorCode};
 
 use crate::client::{ClientError, GatewayKeys, OpenedStream, seal_chunked};
 use crate::framing::{EventSplitter, strip_event_padding};
-use crate::sealed::{ReceiptError, SealedRequest, seal_chat, targets};
+use crate::sealed::{ReceiptError, SealedRequest, seal_chat, seal_images, targets};
 use crate::tokens::IssuerKey;
 use crate::{
     CHUNKED_REQUEST_MEDIA_TYPE, CHUNKED_RESPONSE_MEDIA_TYPE, GATEWAY_PATH, RETURNED_HEADERS,
 };
 use wire::provider::Receipt;
-use wire::sealed::{PROVIDER_HEADER, PROVIDERS_PATH, SEALED_CHAT_PATH, SealingProviders};
+use wire::sealed::{
+    PROVIDER_HEADER, PROVIDERS_PATH, SEALED_CHAT_PATH, SEALED_IMAGES_PATH, SealingProviders,
+};
+
+/// What the proxy seals to providers.
+#[derive(Clone, Copy)]
+enum Sealable {
+    Chat,
+    Images,
+}
 
 /// How a proxy runs.
 #[derive(Debug, Clone)]
@@ -456,14 +466,46 @@ impl PrivateClient {
         authorization: Option<&str>,
         body: &[u8],
     ) -> Result<ChatReply, SendError> {
+        self.send_sealed(path, authorization, body, Sealable::Chat)
+            .await
+    }
+
+    /// An image request (Venice's `/image/generate`) as [`Self::send_chat`] sends chat: sealed
+    /// to providers of its model where any take sealed requests (the reply's receipt checked
+    /// as it is read), else sealed to the gateway alone.
+    pub async fn send_images(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        body: &[u8],
+    ) -> Result<ChatReply, SendError> {
+        self.send_sealed(path, authorization, body, Sealable::Images)
+            .await
+    }
+
+    async fn send_sealed(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        body: &[u8],
+        kind: Sealable,
+    ) -> Result<ChatReply, SendError> {
         for attempt in 0..2 {
-            let Some(sealed) = self.seal(body, attempt > 0).await? else {
+            let sealed = match kind {
+                Sealable::Chat => self.seal(body, attempt > 0).await?,
+                Sealable::Images => self.seal_images(body, attempt > 0).await?,
+            };
+            let Some(sealed) = sealed else {
                 break;
             };
+            let route = match kind {
+                Sealable::Chat => SEALED_CHAT_PATH,
+                Sealable::Images => SEALED_IMAGES_PATH,
+            };
             let sealed_path = if path.starts_with("/api/") {
-                format!("/api{SEALED_CHAT_PATH}")
+                format!("/api{route}")
             } else {
-                SEALED_CHAT_PATH.to_owned()
+                route.to_owned()
             };
             let outer = self
                 .send_paid(
@@ -503,6 +545,64 @@ impl PrivateClient {
             .send_paid("POST", path, authorization, Some("application/json"), body)
             .await?;
         Ok(ChatReply::from_gateway(opened))
+    }
+
+    /// The image request `body` sealed to providers of its model, if any take sealed requests,
+    /// naming the served model inside the seal. A body that does not parse, or asks for a
+    /// binary answer (a sealed reply is JSON), goes to the gateway as it is.
+    async fn seal_images(
+        &self,
+        body: &[u8],
+        refresh: bool,
+    ) -> Result<Option<SealedRequest>, SendError> {
+        let Ok(request) = wire::images::ImageRequest::parse_venice(body, "default") else {
+            return Ok(None);
+        };
+        if request.answer != (wire::images::Answer::Venice { binary: false }) {
+            return Ok(None);
+        }
+        let Some((model, chosen)) = self.sealing_targets(&request.model, refresh).await? else {
+            return Ok(None);
+        };
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(body) else {
+            return Ok(None);
+        };
+        fields.insert("model".into(), serde_json::Value::String(model.clone()));
+        let inner = serde_json::to_vec(&fields).unwrap_or_default();
+        let chosen: Vec<&wire::sealed::SealingProvider> = chosen.iter().collect();
+        Ok(Some(
+            seal_images(&chosen, &model, request.variants, &inner).await?,
+        ))
+    }
+
+    /// The served model `requested` names (an id, or another name of one) and up to
+    /// [`wire::sealed::MAX_TARGETS`] providers of it that take sealed requests; `None` when
+    /// none do.
+    async fn sealing_targets(
+        &self,
+        requested: &str,
+        refresh: bool,
+    ) -> Result<Option<(String, Vec<wire::sealed::SealingProvider>)>, SendError> {
+        let listed = self.sealing_providers(refresh).await?;
+        let model = if listed
+            .data
+            .iter()
+            .any(|provider| provider.models.iter().any(|served| served == requested))
+        {
+            requested.to_owned()
+        } else {
+            match listed.aliases.get(requested) {
+                Some(model) => model.clone(),
+                None => requested.to_owned(),
+            }
+        };
+        let chosen: Vec<wire::sealed::SealingProvider> =
+            targets(&listed.data, &model).into_iter().cloned().collect();
+        if chosen.is_empty() {
+            tracing::debug!(model = %model, "no provider of the model takes sealed requests");
+            return Ok(None);
+        }
+        Ok(Some((model, chosen)))
     }
 
     /// The chat request `body` sealed to providers of its model, if any take sealed requests.
@@ -709,12 +809,16 @@ async fn forward(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned),
     };
-    // Chat is sealed twice (to the provider inside, to the gateway outside); embeddings,
-    // speech, transcription, images and video, which no provider takes sealed, are sealed to
-    // the gateway.
+    // Chat and Venice's image requests are sealed twice (to the provider inside, to the
+    // gateway outside); embeddings, speech, transcription, OpenAI's image requests and video,
+    // which no provider takes sealed, are sealed to the gateway.
     let sent = if method == Method::POST && uri.path().ends_with("/chat/completions") {
         client
             .send_chat(uri.path(), authorization.as_deref(), &body)
+            .await
+    } else if method == Method::POST && uri.path().ends_with("/image/generate") {
+        client
+            .send_images(uri.path(), authorization.as_deref(), &body)
             .await
     } else {
         // The client's own type: JSON, or a multipart upload's boundary.

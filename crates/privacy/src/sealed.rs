@@ -29,6 +29,15 @@ use crate::framing;
 
 /// The path a sealed chat request names inside its seal.
 pub const INNER_CHAT_PATH: &str = "/v1/chat/completions";
+/// The path a sealed image request names inside its seal (Venice's shape).
+pub const INNER_IMAGE_PATH: &str = "/v1/image/generate";
+
+/// What a sealed request asks for, by the path inside its seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inner {
+    Chat,
+    Image,
+}
 /// Largest event of a sealed reply stream (base64 of one sealed piece).
 pub const MAX_SEALED_EVENT_BYTES: usize = 4 * 1024 * 1024;
 /// Largest server-sent event a provider seals as one piece; a larger one is passed on in pieces.
@@ -71,6 +80,50 @@ pub async fn seal_chat(
     max_tokens: u32,
     chat_body: &[u8],
 ) -> Result<SealedRequest, ClientError> {
+    let (sealed, openers) = seal_to(targets, model, INNER_CHAT_PATH, chat_body).await?;
+    let body = serde_json::to_vec(&SealedChat {
+        model: model.to_owned(),
+        max_tokens,
+        sealed,
+    })
+    .map_err(|error| ClientError::Seal(error.to_string()))?;
+    Ok(SealedRequest {
+        body,
+        targets: openers,
+        request_sha256: Sha256::digest(chat_body).into(),
+    })
+}
+
+/// Seals the image request `image_body` (Venice's `/image/generate` JSON naming `model`) to
+/// each of `targets`, declaring `model` and `variants` to the gateway.
+pub async fn seal_images(
+    targets: &[&SealingProvider],
+    model: &str,
+    variants: u32,
+    image_body: &[u8],
+) -> Result<SealedRequest, ClientError> {
+    let (sealed, openers) = seal_to(targets, model, INNER_IMAGE_PATH, image_body).await?;
+    let body = serde_json::to_vec(&wire::sealed::SealedImages {
+        model: model.to_owned(),
+        variants,
+        sealed,
+    })
+    .map_err(|error| ClientError::Seal(error.to_string()))?;
+    Ok(SealedRequest {
+        body,
+        targets: openers,
+        request_sha256: Sha256::digest(image_body).into(),
+    })
+}
+
+/// `body`, as a request for `path`, sealed once to each of `targets` (at most
+/// [`MAX_TARGETS`]): the copies, and what opens each one's reply.
+async fn seal_to(
+    targets: &[&SealingProvider],
+    model: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(Vec<SealedTarget>, HashMap<String, Target>), ClientError> {
     if targets.is_empty() {
         return Err(ClientError::Seal(format!(
             "no provider of {model} takes sealed requests"
@@ -86,9 +139,9 @@ pub async fn seal_chat(
         let (request, opener) = seal_chunked(
             &keys,
             "POST",
-            INNER_CHAT_PATH,
+            path,
             &[("content-type", "application/json")],
-            chat_body,
+            body,
         )
         .await?;
         sealed.push(SealedTarget {
@@ -103,17 +156,7 @@ pub async fn seal_chat(
             },
         );
     }
-    let body = serde_json::to_vec(&SealedChat {
-        model: model.to_owned(),
-        max_tokens,
-        sealed,
-    })
-    .map_err(|error| ClientError::Seal(error.to_string()))?;
-    Ok(SealedRequest {
-        body,
-        targets: openers,
-        request_sha256: Sha256::digest(chat_body).into(),
-    })
+    Ok((sealed, openers))
 }
 
 /// Why a receipt was not accepted.
@@ -339,7 +382,7 @@ pub enum OpenError {
     Undecryptable,
     #[error("the decrypted request is not Binary HTTP")]
     NotBinaryHttp,
-    #[error("a sealed request may only be POST {INNER_CHAT_PATH}")]
+    #[error("a sealed request may only be POST {INNER_CHAT_PATH} or {INNER_IMAGE_PATH}")]
     NotChat,
     #[error("cannot encrypt the reply")]
     Sealer,
@@ -368,12 +411,12 @@ impl ProviderKeys {
         BASE64.encode(self.keys.encoded())
     }
 
-    /// Opens a sealed chat request: its JSON body, the sealer its reply is written through, and
-    /// the sealed reply's bytes as the sealer produces them.
+    /// Opens a sealed request: what it asks for, its JSON body, the sealer its reply is written
+    /// through, and the sealed reply's bytes as the sealer produces them.
     pub async fn open(
         &self,
         sealed: &[u8],
-    ) -> Result<(Vec<u8>, ReplySealer, tokio::io::DuplexStream), OpenError> {
+    ) -> Result<(Inner, Vec<u8>, ReplySealer, tokio::io::DuplexStream), OpenError> {
         use futures_util::AsyncReadExt;
         use tokio_util::compat::TokioAsyncWriteCompatExt;
 
@@ -390,11 +433,14 @@ impl ProviderKeys {
         let message = bhttp::Message::read_bhttp(&mut std::io::Cursor::new(&plaintext[..]))
             .map_err(|_| OpenError::NotBinaryHttp)?;
         let control = message.control();
-        if control.method() != Some(b"POST".as_slice())
-            || control.path() != Some(INNER_CHAT_PATH.as_bytes())
-        {
+        if control.method() != Some(b"POST".as_slice()) {
             return Err(OpenError::NotChat);
         }
+        let inner = match control.path() {
+            Some(path) if path == INNER_CHAT_PATH.as_bytes() => Inner::Chat,
+            Some(path) if path == INNER_IMAGE_PATH.as_bytes() => Inner::Image,
+            _ => return Err(OpenError::NotChat),
+        };
         let body = message.content().to_vec();
         let request_sha256 = Sha256::digest(&body).into();
         let (sink, source) = tokio::io::duplex(SEALED_BUFFER_BYTES);
@@ -402,6 +448,7 @@ impl ProviderKeys {
             .response(sink.compat_write())
             .map_err(|_| OpenError::Sealer)?;
         Ok((
+            inner,
             body,
             ReplySealer {
                 writer: Box::new(writer),
@@ -518,7 +565,8 @@ mod tests {
         alter: impl FnOnce(&mut Receipt),
     ) -> (Vec<u8>, Vec<u8>) {
         use tokio::io::AsyncReadExt;
-        let (body, mut sealer, mut output) = keys.open(sealed).await.expect("opens");
+        let (inner, body, mut sealer, mut output) = keys.open(sealed).await.expect("opens");
+        assert_eq!(inner, Inner::Chat);
         let writer = async move {
             sealer.head(200, "text/event-stream").await.expect("head");
             sealer

@@ -192,6 +192,117 @@ pub(crate) async fn remove_background(
     }
 }
 
+/// A sealed image request (Venice's `/image/generate` body, opened by the caller), held to
+/// the images it was paid for: the images made and the Venice-shaped answer written through
+/// `sealer`, ended with this provider's receipt (whose prompt count is the images made). A
+/// refusal that may quote the request is said inside the seal; busy and broken are said in the
+/// clear, so that the gateway tries another provider.
+pub(crate) async fn sealed(
+    state: Arc<AppState>,
+    body: &[u8],
+    paid: u32,
+    mut sealer: privacy::sealed::ReplySealer,
+    sealed_reply: tokio::io::DuplexStream,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
+    let model_id = state.backend.model_id().to_owned();
+    let outcome = sealed_images(&state, body, paid, &model_id).await;
+    if let Err(error) = &outcome
+        && (error.status() == 429 || error.status() >= 500)
+    {
+        return error_response(error);
+    }
+    let (usage_sender, usage) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let written = async {
+            let usage = match outcome {
+                Err(error) => {
+                    sealer.head(error.status(), "application/json").await?;
+                    sealer
+                        .whole(error.body(wire::error::Dialect::Venice).as_bytes())
+                        .await?;
+                    wire::chat::Usage::default()
+                }
+                Ok((answer, made)) => {
+                    sealer.head(200, "application/json").await?;
+                    sealer
+                        .whole(&serde_json::to_vec(&answer).unwrap_or_default())
+                        .await?;
+                    wire::chat::Usage::counts(made, 0)
+                }
+            };
+            crate::sealed::finish_with_receipt(&state, sealer, usage).await?;
+            Ok::<_, std::io::Error>(usage)
+        }
+        .await;
+        drop(permit);
+        match written {
+            Ok(usage) => {
+                let _ = usage_sender.send(usage);
+            }
+            Err(error) => tracing::debug!(%error, "a sealed image reply ended early"),
+        }
+    });
+    crate::sealed::sealed_response(sealed_reply, usage)
+}
+
+/// The images a sealed request asks for, in Venice's answer, and how many were made.
+async fn sealed_images(
+    state: &AppState,
+    body: &[u8],
+    paid: u32,
+    model_id: &str,
+) -> Result<(wire::images::VeniceImages, u64), ApiError> {
+    let request = wire::images::ImageRequest::parse_venice(body, model_id)?;
+    if request.model != model_id {
+        return Err(ApiError::new(
+            ErrorCode::ModelNotFound,
+            format!("this provider serves {model_id}"),
+        )
+        .with_param("model"));
+    }
+    if request.variants > paid {
+        return Err(ApiError::invalid(
+            "variants",
+            format!(
+                "the request asks for {} images but was paid for {paid}",
+                request.variants
+            ),
+        ));
+    }
+    if request.answer != (wire::images::Answer::Venice { binary: false }) {
+        return Err(ApiError::invalid(
+            "return_binary",
+            "a sealed image request is answered in JSON: leave return_binary out",
+        ));
+    }
+    let limits = state.backend.advert().image.unwrap_or_default();
+    let mut seed = [0u8; 8];
+    rand::fill(&mut seed);
+    let seed = i64::try_from(u64::from_le_bytes(seed) % 999_999_999).unwrap_or(0) + 1;
+    let asked = request.to_provider(model_id, &limits, seed)?;
+    let started = std::time::Instant::now();
+    let made = generate(state, &asked).await?;
+    let total = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let count = u64::try_from(made.images.len()).unwrap_or(u64::MAX);
+    let mut id = [0u8; 12];
+    rand::fill(&mut id);
+    Ok((
+        wire::images::VeniceImages {
+            id: format!("generate-image-{}", hex::encode(id)),
+            images: made.images,
+            request: None,
+            timing: wire::images::Timing {
+                inference_duration: made.inference_ms.min(total),
+                inference_preprocessing_time: 0,
+                inference_queue_time: total.saturating_sub(made.inference_ms),
+                total,
+            },
+        },
+        count,
+    ))
+}
+
 fn image_answer(format: ImageFormat, bytes: Vec<u8>) -> Response {
     (
         StatusCode::OK,

@@ -17,12 +17,12 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::HeaderMap;
 use privacy::framing::EventSplitter;
-use privacy::sealed::ReplySealer;
+use privacy::sealed::{Inner, ReplySealer};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use wire::chat::{ChatCompletionChunk, ChatRequest, ProviderChatRequest, Usage};
 use wire::error::{ApiError, Dialect, ErrorCode};
 use wire::provider::{RECEIPT_PURPOSE, Receipt, SignedEnvelope, provider_id};
-use wire::sealed::{MAX_TOKENS_HEADER, MODEL_HEADER, SealedEvent};
+use wire::sealed::{IMAGES_HEADER, MAX_TOKENS_HEADER, MODEL_HEADER, SealedEvent};
 
 use crate::{AppState, check_lease, error_response, generate, sse_frame, sse_response};
 
@@ -57,23 +57,44 @@ pub(crate) async fn chat(
             format!("this provider serves {model_id}"),
         ));
     }
-    let Some(paid_tokens) = header(MAX_TOKENS_HEADER).and_then(|value| value.parse::<u32>().ok())
-    else {
+    let paid = |name: &str| header(name).and_then(|value| value.parse::<u32>().ok());
+    let (paid_tokens, paid_images) = (paid(MAX_TOKENS_HEADER), paid(IMAGES_HEADER));
+    if paid_tokens.is_none() && paid_images.is_none() {
         return error_response(&ApiError::new(
             ErrorCode::InvalidRequest,
-            format!("a sealed request needs {MAX_TOKENS_HEADER}"),
+            format!("a sealed request needs {MAX_TOKENS_HEADER} or {IMAGES_HEADER}"),
         ));
-    };
+    }
     let Ok(permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
         return error_response(
             &ApiError::new(ErrorCode::ModelAtCapacity, "this provider is at capacity")
                 .with_retry_after(1),
         );
     };
-    let (request_body, sealer, sealed_reply) = match state.sealing.open(&body).await {
+    let (inner, request_body, sealer, sealed_reply) = match state.sealing.open(&body).await {
         Ok(opened) => opened,
         Err(error) => {
             return error_response(&ApiError::new(ErrorCode::InvalidRequest, error.to_string()));
+        }
+    };
+    let paid_tokens = match (inner, paid_tokens, paid_images) {
+        (Inner::Chat, Some(tokens), _) => tokens,
+        (Inner::Image, _, Some(images)) => {
+            return crate::images::sealed(
+                state,
+                &request_body,
+                images,
+                sealer,
+                sealed_reply,
+                permit,
+            )
+            .await;
+        }
+        _ => {
+            return error_response(&ApiError::new(
+                ErrorCode::InvalidRequest,
+                "the sealed request asks for another thing than it was paid for",
+            ));
         }
     };
     let request_id = header("x-request-id").unwrap_or("unknown").to_owned();
@@ -105,7 +126,15 @@ pub(crate) async fn chat(
             tracing::debug!(%error, "a sealed reply ended early");
         }
     });
-    // The sealed bytes as they are written, then the token counts in the clear.
+    sealed_response(sealed_reply, usage)
+}
+
+/// The sealed reply as server-sent events: the sealed bytes as they are written, then the
+/// counts (`usage`, once the reply is written) in the clear, then `[DONE]`.
+pub(crate) fn sealed_response(
+    sealed_reply: tokio::io::DuplexStream,
+    usage: oneshot::Receiver<Usage>,
+) -> Response {
     let pieces = tokio_util::io::ReaderStream::new(sealed_reply)
         .take_while(|piece| std::future::ready(piece.is_ok()))
         .filter_map(|piece| std::future::ready(piece.ok()))
@@ -217,6 +246,19 @@ async fn write_reply(
             }
         }
     }
+    finish_with_receipt(state, sealer, usage).await?;
+    drop(permit);
+    let _ = usage_sender.send(usage);
+    Ok(())
+}
+
+/// Ends a sealed reply with this provider's receipt: signed over the request's and the
+/// reply's hashes, the model, and `usage` (tokens, or images as prompt units).
+pub(crate) async fn finish_with_receipt(
+    state: &AppState,
+    sealer: ReplySealer,
+    usage: Usage,
+) -> std::io::Result<()> {
     let advert = state.backend.advert();
     let receipt = Receipt {
         purpose: RECEIPT_PURPOSE.into(),
@@ -241,10 +283,7 @@ async fn write_reply(
                 // Unreachable for these types; the client would see an unverifiable receipt.
                 .unwrap_or_default()
         })
-        .await?;
-    drop(permit);
-    let _ = usage_sender.send(usage);
-    Ok(())
+        .await
 }
 
 /// One event of the backend's stream.

@@ -549,6 +549,50 @@ impl ImageRequest {
         Ok(((width, height), steps))
     }
 
+    /// The style preset it names, if any; an error naming the list when it is not one.
+    pub fn style(&self) -> Result<Option<&'static Style>, ApiError> {
+        self.style_preset
+            .as_deref()
+            .map(|name| {
+                style(name).ok_or_else(|| {
+                    ApiError::invalid(
+                        "style_preset",
+                        format!(
+                            "style_preset {name:?} is not a style here; GET /image/styles lists them"
+                        ),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// What a provider of `model_id` (whose limits are `limits`) is asked for: the size and
+    /// steps settled, the style applied, and `seed` where the request gave none.
+    pub fn to_provider(
+        &self,
+        model_id: &str,
+        limits: &ImageLimits,
+        seed: i64,
+    ) -> Result<ProviderImageRequest, ApiError> {
+        let ((width, height), steps) = self.check_limits(limits)?;
+        let (prompt, negative_prompt) = match self.style()? {
+            Some(style) => style.apply(&self.prompt, self.negative_prompt.as_deref()),
+            None => (self.prompt.clone(), self.negative_prompt.clone()),
+        };
+        Ok(ProviderImageRequest {
+            model: model_id.to_owned(),
+            prompt,
+            negative_prompt,
+            width,
+            height,
+            steps,
+            cfg_scale: self.cfg_scale,
+            seed: self.seed.unwrap_or(seed),
+            variants: self.variants,
+            format: self.format,
+        })
+    }
+
     /// Characters of prompt and negative prompt.
     pub fn prompt_characters(&self) -> usize {
         self.prompt.chars().count()

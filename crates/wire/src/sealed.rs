@@ -26,6 +26,11 @@ pub const PROVIDER_HEADER: &str = "x-gondola-provider";
 /// provider refuses a request that asks for more.
 pub const MODEL_HEADER: &str = "x-gondola-model";
 pub const MAX_TOKENS_HEADER: &str = "x-gondola-max-tokens";
+/// Header with which the gateway tells a provider how many images a sealed image request was
+/// paid for.
+pub const IMAGES_HEADER: &str = "x-gondola-images";
+/// Where clients send image requests sealed to providers (`/api/v1/...` too).
+pub const SEALED_IMAGES_PATH: &str = "/v1/privacy/images";
 /// Trailer field of the sealed reply that carries the provider's signed receipt.
 pub const RECEIPT_FIELD: &str = "gondola-receipt";
 
@@ -69,6 +74,18 @@ pub struct SealedChat {
     /// The most tokens the reply may have: what the request is charged for up front, and what
     /// the provider holds the sealed request to.
     pub max_tokens: u32,
+    pub sealed: Vec<SealedTarget>,
+}
+
+/// An image request (Venice's `/image/generate` body) sealed to one or more providers, with
+/// what the gateway charges by in the clear.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedImages {
+    /// A served image model id; every target must serve it.
+    pub model: String,
+    /// How many images: what the request is charged for up front, and what the provider holds
+    /// the sealed request to.
+    pub variants: u32,
     pub sealed: Vec<SealedTarget>,
 }
 

@@ -681,3 +681,85 @@ async fn images_are_edited_and_upscaled_by_the_engines_that_can() {
         assert_eq!(error["param"], param, "{path}: {error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sealed_image_request_is_made_by_its_provider_alone_and_held_to_what_was_paid() {
+    use futures_util::StreamExt as _;
+    let (_gateway, url, _dir) = gateway("");
+    let stand_in = image_engines::start(Engine::Automatic1111, CHECKPOINT, None).await;
+    let _provider = image_provider(&url, &stand_in, Engine::Automatic1111);
+    let http = client();
+    let providers: wire::sealed::SealingProviders = http
+        .get(format!("{url}/v1/privacy/providers"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let targets = privacy::sealed::targets(&providers.data, MODEL);
+    assert_eq!(targets.len(), 1, "the image provider takes sealed requests");
+    let send = |declared: u32, variants: u32| {
+        let http = http.clone();
+        let url = url.clone();
+        let targets: Vec<wire::sealed::SealingProvider> =
+            targets.iter().map(|target| (*target).clone()).collect();
+        async move {
+            let body = json!({"model": MODEL, "prompt": "a sealed fox", "width": 64, "height": 64,
+                              "format": "png", "variants": variants});
+            let targets: Vec<&wire::sealed::SealingProvider> = targets.iter().collect();
+            let sealed = privacy::sealed::seal_images(
+                &targets,
+                MODEL,
+                declared,
+                &serde_json::to_vec(&body).expect("json"),
+            )
+            .await
+            .expect("sealed");
+            let response = http
+                .post(format!("{url}/v1/privacy/images"))
+                .header("content-type", "application/json")
+                .body(sealed.body.clone())
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(response.status(), 200);
+            let provider = response.headers()[wire::sealed::PROVIDER_HEADER]
+                .to_str()
+                .expect("text")
+                .to_owned();
+            let mut reply = sealed
+                .open(&provider, response.bytes_stream())
+                .await
+                .expect("opened");
+            let mut content = Vec::new();
+            while let Some(piece) = reply.body.next().await {
+                content.extend_from_slice(&piece.expect("a piece"));
+            }
+            let receipt = reply
+                .receipt
+                .await
+                .expect("a verdict")
+                .expect("the receipt verifies");
+            (reply.status, content, receipt)
+        }
+    };
+    // Three images asked for inside the seal, one paid for: refused inside the seal, and the
+    // engine is not asked.
+    let (status, content, _) = send(1, 3).await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&content).contains("paid for 1"));
+    assert!(stand_in.received().bodies.is_empty());
+    // Two paid, two made: the images, and a receipt counting them.
+    let (status, content, receipt) = send(2, 2).await;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&content).expect("json");
+    let images = answer["images"].as_array().expect("images");
+    assert_eq!(images.len(), 2);
+    for image in images {
+        let bytes = decoded(image.as_str().expect("base64"));
+        assert_eq!(read_image(&bytes), (image::ImageFormat::Png, 64, 64));
+    }
+    assert_eq!(receipt.prompt_tokens, 2, "the receipt counts the images");
+    assert_eq!(receipt.model, MODEL);
+}

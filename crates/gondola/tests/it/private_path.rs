@@ -184,7 +184,7 @@ async fn embeddings_and_speech_cross_relay_and_gateway_sealed_and_paid_with_toke
     let gateway_link = tap(&gateway_url).await;
     let (_relay_process, relay_url) = relay(&gateway_link.url);
     let client_link = tap(&relay_url).await;
-    let (_proxy_process, proxy_url) = proxy(&client_link.url, &["--api-key", &api_key]);
+    let (proxy_process, proxy_url) = proxy(&client_link.url, &["--api-key", &api_key]);
     let http = client();
 
     let embedded = |base: String, key: Option<String>| {
@@ -294,6 +294,23 @@ async fn embeddings_and_speech_cross_relay_and_gateway_sealed_and_paid_with_toke
             .expect("prompt")
             .contains(&secret)
     );
+    // Venice's shape goes sealed to the image model's provider, which signs a receipt over the
+    // request and the images; the proxy checks it.
+    let sealed = http
+        .post(format!("{proxy_url}/api/v1/image/generate"))
+        .json(&serde_json::json!({"model": "private-image", "prompt": text, "width": 64, "height": 64, "format": "png"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(sealed.status(), 200);
+    let sealed: serde_json::Value = sealed.json().await.expect("json");
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        sealed["images"][0].as_str().expect("an image"),
+    )
+    .expect("base64");
+    assert!(png.starts_with(b"\x89PNG"));
+    assert_eq!(engine.received().bodies.len(), 2);
 
     for (link, bytes) in [
         (
@@ -316,7 +333,22 @@ async fn embeddings_and_speech_cross_relay_and_gateway_sealed_and_paid_with_toke
         assert!(!holds(&bytes, "iVBORw0KGgo"), "an image crossed {link}");
     }
     let log = gateway.stderr();
-    assert_eq!(log.matches("paid_with=\"tokens\"").count(), 4, "{log}");
+    assert_eq!(log.matches("paid_with=\"tokens\"").count(), 5, "{log}");
+    let sealed_lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("sealed image"))
+        .collect();
+    assert_eq!(sealed_lines.len(), 1, "{log}");
+    assert!(
+        sealed_lines[0].contains("model=private-image"),
+        "{}",
+        sealed_lines[0]
+    );
+    let proxy_log = proxy_process.stderr();
+    assert!(
+        proxy_log.contains("the provider's receipt verified"),
+        "{proxy_log}"
+    );
     assert!(!log.contains(&secret));
 }
 

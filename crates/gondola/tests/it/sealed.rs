@@ -191,7 +191,7 @@ async fn a_sealed_chat_is_read_by_its_provider_alone_and_comes_back_with_a_verif
                 "the gateway sent the provider a {name} header"
             );
         }
-        let (plaintext, _, _) = keys.open(body).await.expect("the provider opens it");
+        let (_, plaintext, _, _) = keys.open(body).await.expect("the provider opens it");
         let plaintext = String::from_utf8(plaintext).expect("JSON");
         assert!(plaintext.contains(&secret), "{plaintext}");
         assert!(!plaintext.contains(&api_key));
