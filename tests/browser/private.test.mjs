@@ -202,7 +202,7 @@ describe("the private mode: sealed in the page, through a relay, paid with token
     });
   });
 
-  test("an image is made in private mode: sealed to the gateway, through the relay, paid with tokens", async () => {
+  test("an image is made in private mode: sealed to its provider, through the relay, paid with tokens, its receipt checked", async () => {
     const { page } = browser;
     const engine = await support.imageEngine();
     const provider = await support.imageProvider(gondola.url, engine.url, "private-image");
@@ -220,7 +220,9 @@ describe("the private mode: sealed in the page, through a relay, paid with token
       const reply = support.replies(page).last();
       const width = await reply.locator("figure.generated img").evaluate(async (img) => (await img.decode(), img.naturalWidth));
       assert.equal(width, 512);
-      assert.equal(await reply.locator('[data-field="privacy"]').textContent(), "sent through the relay");
+      assert.equal(await reply.locator('[data-field="privacy"]').textContent(), "sealed · receipt verified");
+      const detail = await reply.locator('[data-field="privacy"]').getAttribute("title");
+      assert.match(detail, /^Sealed to pv-[0-9a-f]+ and sent through /);
       assert.ok(engine.requests.at(-1).prompt.includes(canary), "the engine got the prompt");
       // Every request of the image went to the relay, sealed; none held the prompt or the key
       // in the clear, and nothing went to the gateway's image route directly.
@@ -238,6 +240,7 @@ describe("the private mode: sealed in the page, through a relay, paid with token
       const lines = gatewayLog.split("\n").filter((line) => line.includes("model=private-image") && line.includes("paid_with"));
       assert.equal(lines.length, 1, gatewayLog);
       assert.match(lines[0], /paid_with="tokens"/);
+      assert.match(lines[0], /sealed image/, "sealed to the provider: the gateway could not read it");
       assert.ok(!gatewayLog.includes(canary) && !gatewayLog.includes(apiKey));
     } finally {
       await provider.stop();

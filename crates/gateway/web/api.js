@@ -112,18 +112,24 @@ export async function generateImage({ prompt, model, width, height, style, seed,
   if (style) body.style_preset = style;
   if (Number.isInteger(seed)) body.seed = seed;
   if (relay) {
-    // Private mode: sealed to the gateway and carried by the relay, paid with tokens.
+    // Private mode: sealed to the image model's providers (or to the gateway, where none takes
+    // sealed requests), carried by the relay, paid with tokens.
     let answer;
     try {
-      const { privateJson } = await import("/oblivious.js");
-      answer = await privateJson({ relay, apiKey, path: "/v1/image/generate", body, signal });
+      const { privateImage } = await import("/oblivious.js");
+      answer = await privateImage({ relay, apiKey, body, signal });
     } catch (error) {
       if (signal?.aborted) throw new Stopped();
       throw privateFailure(error);
     }
     const image = Array.isArray(answer.body?.images) ? answer.body.images[0] : null;
     if (typeof image !== "string") throw new ApiFailure({ kind: "stream", message: "the gateway answered without an image" });
-    return { image, provider: answer.headers.get("x-gondola-provider"), account: accountHeaders(answer.headers) };
+    return {
+      image,
+      provider: answer.sealed?.provider ?? answer.headers.get("x-gondola-provider"),
+      account: accountHeaders(answer.headers),
+      sealed: answer.sealed,
+    };
   }
   const response = await send("/v1/image/generate", {
     method: "POST",

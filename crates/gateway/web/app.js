@@ -861,14 +861,27 @@ function imageOptions() {
 async function imageReply(chat, message) {
   const prompt = [...chat.messages].reverse().find((item) => item.role === "user")?.content ?? "";
   const options = imageOptions();
-  // In private mode the request is sealed to the gateway and carried by the relay (no image
-  // engine takes requests sealed to it): the gateway sees the prompt, not who sent it.
+  // In private mode the request is sealed to the model's providers (their receipt checked) and
+  // carried by the relay; where none takes sealed requests, sealed to the gateway alone.
   const relay = privateRelay();
   const controller = state.streaming.controller;
   const result = await generateImage({ prompt, model: chat.model, ...options, apiKey: state.prefs.apiKey, relay, signal: controller.signal });
   showAccount(result.account);
   message.images = [{ format: "png", data: result.image, prompt, width: options.width, height: options.height, style: options.style, seed: options.seed }];
-  message.meta = { provider: result.provider, model: chat.model, relay };
+  message.meta = {
+    provider: result.provider,
+    model: chat.model,
+    relay,
+    sealed: result.sealed
+      ? {
+          provider: result.sealed.provider,
+          model: result.sealed.receipt?.model,
+          quantization: result.sealed.receipt?.quantization,
+          request_sha256: result.sealed.receipt?.request_sha256,
+          response_sha256: result.sealed.receipt?.response_sha256,
+        }
+      : null,
+  };
 }
 
 async function reply(chat) {

@@ -28,6 +28,8 @@ const ISSUE_PATH = "/v1/privacy/tokens";
 const BATCH_REQUEST_MEDIA_TYPE = "application/private-token-batch-request";
 const PROVIDERS_PATH = "/v1/privacy/providers";
 const SEALED_CHAT_PATH = "/v1/privacy/chat";
+const SEALED_IMAGES_PATH = "/v1/privacy/images";
+const IMAGE_PATH = "/v1/image/generate";
 const CHAT_PATH = "/v1/chat/completions";
 const PROVIDER_HEADER = "x-gondola-provider";
 const TOKENS_REQUIRED_HEADER = "x-gondola-tokens-required";
@@ -908,6 +910,79 @@ export async function privateJson({ relay, apiKey, path, body, signal }) {
   } catch {
     throw new PrivateFailure("the gateway's sealed answer is not JSON", { kind: "stream" });
   }
+}
+
+/**
+ * An image request (Venice's `/image/generate` body) sent privately: sealed to a few providers
+ * of its model where they take sealed requests (the reply's receipt checked against the
+ * provider's key, the request and the reply), else sealed to the gateway alone.
+ * `{status, headers, body, sealed}`, `sealed` being `{provider, receipt}` or null.
+ */
+export async function privateImage({ relay, apiKey, body, signal }) {
+  const client = clientFor(relay);
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    const list = await client.sealingProviders(attempt > 0, signal);
+    const requested = String(body.model ?? "");
+    const listed = (list.data ?? []).some((provider) => provider?.models?.includes?.(requested));
+    const model = listed ? requested : (list.aliases?.[requested] ?? requested);
+    const chosen = targets(list, model);
+    if (chosen.length === 0) break;
+    // The served id inside the seal: the provider holds the request to its own model.
+    const imageBody = encoder.encode(JSON.stringify({ ...body, model }));
+    const openers = new Map();
+    const sealed = [];
+    for (const provider of chosen) {
+      const config = chooseKeyConfig(fromBase64(provider.keys));
+      const copy = await sealChunked(config, encodeRequest("POST", IMAGE_PATH, { "content-type": "application/json" }, imageBody));
+      sealed.push({ provider: provider.id, request: base64(copy.body) });
+      openers.set(provider.id, { opener: copy.opener, publicKey: provider.public_key });
+    }
+    const outer = encoder.encode(JSON.stringify({ model, variants: body.variants ?? 1, sealed }));
+    const { head, reply } = await client.sendPaid(SEALED_IMAGES_PATH, apiKey, outer, signal);
+    const provider = head.headers.get(PROVIDER_HEADER);
+    if (head.status === 503 && attempt === 0) continue;
+    if (head.status !== 200 || !provider) throw await refusal(head, reply);
+    const target = openers.get(provider);
+    if (!target) throw new PrivateFailure(`the gateway answered for ${provider}, which the request was not sealed to`);
+    const inner = new ResponseReader(openChunked(sealedBytes(reply), target.opener));
+    const innerHead = await inner.head();
+    if (innerHead.status !== 200) throw await refusal(innerHead, inner);
+    const { sha256: hasher } = await crypto_();
+    const hash = hasher.create();
+    const pieces = [];
+    let length = 0;
+    for await (const piece of inner.content()) {
+      length += piece.length;
+      if (length > MAX_JSON_ANSWER_BYTES) throw new PrivateFailure("the provider's answer is larger than allowed", { kind: "stream" });
+      hash.update(piece);
+      pieces.push(piece);
+    }
+    const envelope = inner.trailer()?.get(RECEIPT_FIELD);
+    if (!envelope) throw new PrivateFailure("the provider's reply carries no receipt", { kind: "stream" });
+    let receipt;
+    try {
+      receipt = await verifyReceipt(envelope, {
+        publicKey: target.publicKey,
+        provider,
+        requestSha256: await sha256(imageBody),
+        responseSha256: hash.digest(),
+      });
+    } catch (error) {
+      throw new PrivateFailure(`The provider's receipt does not verify: ${error.message}.`, { kind: "stream" });
+    }
+    let answer;
+    try {
+      answer = JSON.parse(decoder.decode(concat(pieces)));
+    } catch {
+      throw new PrivateFailure("the provider's sealed answer is not JSON", { kind: "stream" });
+    }
+    const headers = new Headers(innerHead.headers);
+    for (const [name, value] of head.headers) if (name !== "content-type") headers.set(name, value);
+    return { status: innerHead.status, headers, body: answer, sealed: { provider, receipt } };
+  }
+  // No provider of the model takes sealed requests: the gateway's image API, sealed to it.
+  const answer = await privateJson({ relay, apiKey, path: IMAGE_PATH, body, signal });
+  return { ...answer, sealed: null };
 }
 
 export async function privateChat({ relay, apiKey, body, signal }) {
