@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use wire::chat::Usage;
 use wire::error::{ApiError, ErrorCode};
-use wire::images::{ImageFormat, MAX_UPLOAD_BYTES, ProviderBackgroundRequest};
+use wire::images::{ImageFormat, ProviderBackgroundRequest};
 use wire::models::ModelType;
 use wire::provider::PROVIDER_BACKGROUND_REMOVAL_PATH;
 
@@ -46,7 +46,7 @@ impl Operation for BackgroundRemoval {
 
     fn body_limit(_state: &AppState) -> usize {
         // The largest upload in base64, and the rest.
-        MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024
+        upload::MAX_BODY_BYTES
     }
 
     fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -17,7 +17,7 @@ use http::{HeaderMap, StatusCode};
 use wire::chat::Usage;
 use wire::error::{ApiError, ErrorCode};
 use wire::images::{
-    ImageFormat, MAX_EDIT_PROMPT_CHARS, MAX_UPLOAD_BYTES, MIN_SOURCE_PIXELS, ProviderEditRequest,
+    ImageFormat, MAX_EDIT_PROMPT_CHARS, MIN_SOURCE_PIXELS, ProviderEditRequest,
     ProviderUpscaleRequest,
 };
 use wire::models::ModelType;
@@ -117,7 +117,7 @@ impl Operation for ImageEdit {
     type Request = EditRequest;
 
     fn body_limit(_state: &AppState) -> usize {
-        MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024
+        upload::MAX_BODY_BYTES
     }
 
     fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -260,7 +260,7 @@ impl Operation for ImageUpscale {
     type Request = UpscaleRequest;
 
     fn body_limit(_state: &AppState) -> usize {
-        MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024
+        upload::MAX_BODY_BYTES
     }
 
     fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -285,35 +285,50 @@ async fn sweep_leases(state: Arc<AppState>) {
 /// this table, and the test that `openapi.json` documents every route reads it too.
 fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
     vec![
-        ("/chat/completions", post(chat_completions)),
-        ("/embeddings", post(embeddings)),
-        ("/audio/speech", post(speech_handler)),
+        ("/chat/completions", post(operation::<chat::Chat>)),
+        ("/embeddings", post(operation::<embeddings::Embeddings>)),
+        ("/audio/speech", post(operation::<speech::Speech>)),
         ("/audio/voices", get(list_voices)),
-        ("/audio/transcriptions", post(transcription_handler)),
-        ("/image/generate", post(image_generate)),
-        ("/image/background-remove", post(background_remove)),
-        ("/image/edit", post(image_edit)),
-        ("/image/upscale", post(image_upscale)),
-        ("/video/queue", post(video_queue)),
+        (
+            "/audio/transcriptions",
+            post(operation::<transcription::Transcription>),
+        ),
+        (
+            "/image/generate",
+            post(operation::<images::ImageGeneration<images::VeniceImage>>),
+        ),
+        (
+            "/image/background-remove",
+            post(operation::<background::BackgroundRemoval>),
+        ),
+        ("/image/edit", post(operation::<image_edits::ImageEdit>)),
+        (
+            "/image/upscale",
+            post(operation::<image_edits::ImageUpscale>),
+        ),
+        ("/video/queue", post(operation::<video::VideoQueue>)),
         ("/video/quote", post(video_quote)),
         ("/video/retrieve", post(video_retrieve)),
         ("/video/complete", post(video_complete)),
-        ("/images/generations", post(images_generations)),
+        (
+            "/images/generations",
+            post(operation::<images::ImageGeneration<images::OpenAiImageGeneration>>),
+        ),
         (
             "/image/styles",
             get(|| async { Json(images::styles()).into_response() }),
         ),
         (
             "/privacy/chat",
-            post(sealed_chat).layer(DefaultBodyLimit::max(sealed::body_limit(
-                state.config.limits.max_body_bytes,
-            ))),
+            post(operation::<sealed::SealedChatOperation>).layer(DefaultBodyLimit::max(
+                sealed::body_limit(state.config.limits.max_body_bytes),
+            )),
         ),
         (
             "/privacy/images",
-            post(sealed_images).layer(DefaultBodyLimit::max(sealed::body_limit(
-                state.config.limits.max_body_bytes,
-            ))),
+            post(operation::<sealed::SealedImagesOperation>).layer(DefaultBodyLimit::max(
+                sealed::body_limit(state.config.limits.max_body_bytes),
+            )),
         ),
         (
             "/privacy/providers",
@@ -497,86 +512,14 @@ pub(crate) fn error_response(error: &ApiError, dialect: Dialect) -> Response {
     response
 }
 
-async fn sealed_chat(
+/// A route served by the pipeline's operation `O`, in the dialect of its prefix.
+async fn operation<O: pipeline::Operation>(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    pipeline::run::<sealed::SealedChatOperation>(state, dialect, headers, body).await
-}
-
-async fn embeddings(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<embeddings::Embeddings>(state, dialect, headers, body).await
-}
-
-async fn speech_handler(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<speech::Speech>(state, dialect, headers, body).await
-}
-
-async fn image_generate(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<images::ImageGeneration<images::VeniceImage>>(state, dialect, headers, body)
-        .await
-}
-
-async fn background_remove(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<background::BackgroundRemoval>(state, dialect, headers, body).await
-}
-
-async fn sealed_images(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<sealed::SealedImagesOperation>(state, dialect, headers, body).await
-}
-
-async fn image_edit(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<image_edits::ImageEdit>(state, dialect, headers, body).await
-}
-
-async fn image_upscale(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<image_edits::ImageUpscale>(state, dialect, headers, body).await
-}
-
-async fn video_queue(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<video::VideoQueue>(state, dialect, headers, body).await
+    pipeline::run::<O>(state, dialect, headers, body).await
 }
 
 async fn video_quote(
@@ -612,27 +555,6 @@ async fn video_complete(
         .unwrap_or_else(|error| error_response(&error, dialect))
 }
 
-async fn images_generations(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<images::ImageGeneration<images::OpenAiImageGeneration>>(
-        state, dialect, headers, body,
-    )
-    .await
-}
-
-async fn transcription_handler(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<transcription::Transcription>(state, dialect, headers, body).await
-}
-
 async fn list_voices(
     State(state): State<Arc<AppState>>,
     Extension(dialect): Extension<Dialect>,
@@ -643,15 +565,6 @@ async fn list_voices(
     }
     let live = state.registry.live_models(Instant::now());
     Json(serde_json::json!({ "object": "list", "data": speech::voices(&live) })).into_response()
-}
-
-async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    Extension(dialect): Extension<Dialect>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    pipeline::run::<chat::Chat>(state, dialect, headers, body).await
 }
 
 #[derive(serde::Deserialize)]

@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 use wire::error::{ApiError, ErrorCode};
 use wire::images::{ImageFormat, MAX_UPLOAD_BYTES};
 
+/// Largest body of a route that takes an upload: the largest image in base64, and the rest.
+pub(crate) const MAX_BODY_BYTES: usize = MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024;
 /// Most parts of a multipart upload.
 const MAX_PARTS: usize = 16;
 

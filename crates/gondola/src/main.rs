@@ -4,6 +4,7 @@
 mod client;
 mod config;
 mod economy;
+mod models;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -143,7 +144,7 @@ struct EngineArgs {
     context: Option<u32>,
     /// Convert the model's weights once (cached beside it) before serving: q4_0 decodes fastest
     /// on CPUs with AVX2, at a small cost in precision; q8_0 is near-lossless.
-    #[arg(long, env = "GONDOLA_REQUANTIZE", value_parser = parse_weight_format)]
+    #[arg(long, env = "GONDOLA_REQUANTIZE", value_parser = models::parse_weight_format)]
     requantize: Option<engine::WeightFormat>,
     /// Package index to fetch catalogue models from.
     #[arg(long, env = "GONDOLA_INDEX_URL", default_value = model_store::DEFAULT_INDEX_URL, hide = true)]
@@ -620,122 +621,6 @@ async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {address} for the {what}"))
 }
 
-/// Finds the model file for the embedded engine, downloading a catalogue model if needed.
-async fn model_file(
-    engine: &EngineArgs,
-    file: &FileConfig,
-    cache: &Path,
-) -> anyhow::Result<(PathBuf, String)> {
-    let requested = engine
-        .model
-        .clone()
-        .or_else(|| file.provider.model.clone())
-        .unwrap_or_else(|| model_store::DEFAULT_MODEL_ID.to_owned());
-    let explicit_id = engine
-        .model_id
-        .clone()
-        .or_else(|| file.provider.model_id.clone());
-    if let Some(catalogued) = model_store::find_catalogue_model(&requested) {
-        let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
-        let progress = if std::io::stderr().is_terminal() {
-            Progress::Bar
-        } else {
-            Progress::Silent
-        };
-        let path = store.pull(catalogued, progress).await?;
-        return Ok((
-            path,
-            explicit_id.unwrap_or_else(|| catalogued.id.to_owned()),
-        ));
-    }
-    let path = PathBuf::from(&requested);
-    if !(requested.ends_with(".gguf") || requested.contains(std::path::MAIN_SEPARATOR)) {
-        let known: Vec<&str> = model_store::CATALOGUE
-            .iter()
-            .map(|model| model.id)
-            .collect();
-        bail!(
-            "--model {requested:?} is neither a catalogue model ({}) nor a path to a .gguf file",
-            known.join(", ")
-        );
-    }
-    model_store::check_gguf_file(&path)?;
-    let source = path.clone();
-    let path = match engine.requantize {
-        Some(format) => requantized(path, format, cache, engine.threads.unwrap_or(2)).await?,
-        None => path,
-    };
-    let id = explicit_id.unwrap_or_else(|| {
-        source.file_stem().map_or_else(
-            || "local-model".to_owned(),
-            |stem| {
-                stem.to_string_lossy()
-                    .to_lowercase()
-                    .replace([' ', ':', '&', '='], "-")
-            },
-        )
-    });
-    Ok((path, id))
-}
-
-fn parse_weight_format(text: &str) -> Result<engine::WeightFormat, String> {
-    engine::WeightFormat::parse(text)
-        .ok_or_else(|| format!("{text:?} is not a weight format: use q4_0 or q8_0"))
-}
-
-/// The model converted to `format`, made once in the cache and reused afterwards.
-async fn requantized(
-    source: PathBuf,
-    format: engine::WeightFormat,
-    cache: &Path,
-    threads: u32,
-) -> anyhow::Result<PathBuf> {
-    let stem = source.file_stem().map_or_else(
-        || "model".into(),
-        |stem| stem.to_string_lossy().into_owned(),
-    );
-    let folder = cache.join("models");
-    std::fs::create_dir_all(&folder)
-        .with_context(|| format!("cannot create {}", folder.display()))?;
-    let target = folder.join(format!("{stem}.requantized-{}.gguf", format.tag()));
-    if target.exists() {
-        return Ok(target);
-    }
-    let partial = folder.join(format!(".{stem}.requantized-{}.partial", format.tag()));
-    let (from, to) = (source.clone(), partial.clone());
-    eprintln!(
-        "gondola: converting {} to {} (once)",
-        source.display(),
-        format.tag()
-    );
-    tokio::task::spawn_blocking(move || engine::requantize(&from, &to, format, threads))
-        .await
-        .context("the converter panicked")??;
-    std::fs::rename(&partial, &target)
-        .with_context(|| format!("cannot move the converted model to {}", target.display()))?;
-    Ok(target)
-}
-
-async fn load_engine(
-    engine: &EngineArgs,
-    file: &FileConfig,
-    path: PathBuf,
-) -> anyhow::Result<Arc<engine::Engine>> {
-    let config = config::engine_config(
-        config::EngineFlags {
-            threads: engine.threads,
-            parallel: engine.parallel,
-            context: engine.context,
-        },
-        &file.provider.engine,
-        path,
-    )?;
-    let engine = tokio::task::spawn_blocking(move || engine::Engine::load(config))
-        .await
-        .context("the engine loader panicked")??;
-    Ok(Arc::new(engine))
-}
-
 /// The gateway's configuration from file, environment and flags, with logging started.
 struct GatewaySetup {
     file: FileConfig,
@@ -789,11 +674,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } = gateway_setup(&args.common, &args.server)?;
     let data = data_dir(&args.common, &file)?;
     let cache = cache_dir(&args.common, &file)?;
-    let (model_path, model_id) = model_file(&args.engine, &file, &cache).await?;
-    let engine = load_engine(&args.engine, &file, model_path).await?;
+    let (model_path, model_id) = models::model_file(&args.engine, &file, &cache).await?;
+    let engine = models::load_engine(&args.engine, &file, model_path).await?;
     let speaker = match args.speech_model.as_str() {
         "none" => None,
-        requested => match load_voice(requested, &args.engine, &cache).await {
+        requested => match models::load_voice(requested, &args.engine, &cache).await {
             Ok(loaded) => Some(loaded),
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), "serving without speech");
@@ -804,7 +689,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let listener = match args.transcription_model.as_str() {
         "none" => None,
-        requested => match load_listener(requested, &args.engine, &cache).await {
+        requested => match models::load_listener(requested, &args.engine, &cache).await {
             Ok(loaded) => Some(loaded),
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), "serving without transcription");
@@ -815,7 +700,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let remover = match args.background_model.as_str() {
         "none" => None,
-        requested => match load_remover(requested, &args.engine, &cache).await {
+        requested => match models::load_remover(requested, &args.engine, &cache).await {
             Ok(loaded) => Some(loaded),
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), "serving without background removal");
@@ -827,8 +712,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let embedder = match args.embedding_model.as_str() {
         "none" => None,
         requested => {
-            let (path, id) = embedding_model_file(requested, &args.engine, &cache).await?;
-            Some((load_embedder(&args.engine, path).await?, id))
+            let (path, id) = models::embedding_model_file(requested, &args.engine, &cache).await?;
+            Some((models::load_embedder(&args.engine, path).await?, id))
         }
     };
 
@@ -982,205 +867,6 @@ async fn start_provider(
     Ok(task)
 }
 
-/// Finds the embedding model's file: a catalogue model (pulled if needed, converted to GGUF
-/// once) or a local .gguf path. Its id: the catalogue id or the file's name.
-async fn embedding_model_file(
-    requested: &str,
-    engine: &EngineArgs,
-    cache: &Path,
-) -> anyhow::Result<(PathBuf, String)> {
-    if let Some(catalogued) = model_store::find_catalogue_model(requested) {
-        if catalogued.kind != model_store::ModelKind::Embedding {
-            bail!("{requested:?} is a chat model, not an embedding model");
-        }
-        let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
-        let path = store.pull(catalogued, pull_progress()).await?;
-        return Ok((path, catalogued.id.to_owned()));
-    }
-    let path = PathBuf::from(requested);
-    if !requested.ends_with(".gguf") {
-        bail!(
-            "--embedding-model {requested:?} is neither a catalogue embedding model ({}) nor a path to a .gguf file",
-            model_store::DEFAULT_EMBEDDING_MODEL_ID
-        );
-    }
-    model_store::check_gguf_file(&path)?;
-    Ok((path.clone(), local_model_id(&path)))
-}
-
-fn pull_progress() -> Progress {
-    if std::io::stderr().is_terminal() {
-        Progress::Bar
-    } else {
-        Progress::Silent
-    }
-}
-
-/// A local model's id: its file name, lower-cased, with characters ids avoid replaced.
-fn local_model_id(path: &Path) -> String {
-    path.file_stem().map_or_else(
-        || "local-model".to_owned(),
-        |stem| {
-            stem.to_string_lossy()
-                .to_lowercase()
-                .replace([' ', ':', '&', '='], "-")
-        },
-    )
-}
-
-/// Loads the voice `requested` (a catalogue voice, pulled if needed) with ONNX Runtime (also
-/// pulled), checking that espeak-ng and FFmpeg are there: the voice and its model id.
-async fn load_voice(
-    requested: &str,
-    engine: &EngineArgs,
-    cache: &Path,
-) -> anyhow::Result<(Arc<voice::Voice>, String)> {
-    let Some(catalogued) = model_store::find_catalogue_model(requested)
-        .filter(|model| model.kind == model_store::ModelKind::Speech)
-    else {
-        bail!(
-            "{requested:?} is not a catalogue voice ({})",
-            model_store::DEFAULT_SPEECH_MODEL_ID
-        );
-    };
-    for program in ["espeak-ng", "ffmpeg"] {
-        which(program).with_context(|| {
-            format!("{program} is not installed (Debian: apt-get install espeak-ng ffmpeg)")
-        })?;
-    }
-    let (model_path, runtime_library) = pull_onnx_model(catalogued, engine, cache).await?;
-    let config = voice::VoiceConfig {
-        config_path: model_store::config_path(&model_path),
-        model_path,
-        runtime_library,
-        espeak: which("espeak-ng")?,
-        ffmpeg: which("ffmpeg")?,
-        name: catalogued
-            .id
-            .rsplit('-')
-            .next()
-            .unwrap_or(catalogued.id)
-            .to_owned(),
-        threads: onnx_threads(engine)?,
-    };
-    let voice = tokio::task::spawn_blocking(move || voice::Voice::load(config))
-        .await
-        .context("the voice loader panicked")??;
-    Ok((Arc::new(voice), catalogued.id.to_owned()))
-}
-
-/// Loads the transcription model `requested` (a catalogue model, pulled if needed), checking
-/// that FFmpeg is there: the model and its id.
-async fn load_listener(
-    requested: &str,
-    engine: &EngineArgs,
-    cache: &Path,
-) -> anyhow::Result<(Arc<transcribe::Listener>, String)> {
-    let Some(catalogued) = model_store::find_catalogue_model(requested)
-        .filter(|model| model.kind == model_store::ModelKind::Transcription)
-    else {
-        bail!(
-            "{requested:?} is not a catalogue transcription model ({})",
-            model_store::DEFAULT_TRANSCRIPTION_MODEL_ID
-        );
-    };
-    let ffmpeg =
-        which("ffmpeg").context("ffmpeg is not installed (Debian: apt-get install ffmpeg)")?;
-    let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
-    let model_path = store.pull(catalogued, pull_progress()).await?;
-    let config = transcribe::ListenerConfig {
-        model_dir: model_path
-            .parent()
-            .context("the transcription model has no directory")?
-            .to_path_buf(),
-        ffmpeg,
-        threads: usize::try_from(match engine.threads {
-            Some(threads) => threads,
-            None => engine::default_decode_threads().get(),
-        })
-        .unwrap_or(1),
-    };
-    let listener = tokio::task::spawn_blocking(move || transcribe::Listener::load(config))
-        .await
-        .context("the transcription loader panicked")??;
-    Ok((Arc::new(listener), catalogued.id.to_owned()))
-}
-
-/// Pulls a model run by ONNX Runtime, and the runtime's library: both paths.
-async fn pull_onnx_model(
-    catalogued: &model_store::CatalogueModel,
-    engine: &EngineArgs,
-    cache: &Path,
-) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let Some(runtime) = model_store::ONNX_RUNTIME else {
-        bail!("no ONNX Runtime is pinned for this platform");
-    };
-    let store = ModelStore::new(cache.to_owned(), engine.index_url.clone())?;
-    let model_path = store.pull(catalogued, pull_progress()).await?;
-    let runtime_library = store.pull(&runtime, pull_progress()).await?;
-    Ok((model_path, runtime_library))
-}
-
-/// The threads an ONNX model runs on: `--threads`, else the engine's default.
-fn onnx_threads(engine: &EngineArgs) -> anyhow::Result<std::num::NonZeroU32> {
-    match engine.threads {
-        Some(threads) => std::num::NonZeroU32::new(threads).context("--threads must be at least 1"),
-        None => Ok(engine::default_decode_threads()),
-    }
-}
-
-/// Loads the background remover `requested` (a catalogue model, pulled if needed) with ONNX
-/// Runtime (also pulled): the remover and its model id.
-async fn load_remover(
-    requested: &str,
-    engine: &EngineArgs,
-    cache: &Path,
-) -> anyhow::Result<(Arc<vision::BackgroundRemover>, String)> {
-    let Some(catalogued) = model_store::find_catalogue_model(requested)
-        .filter(|model| model.kind == model_store::ModelKind::BackgroundRemoval)
-    else {
-        bail!(
-            "{requested:?} is not a catalogue background remover ({})",
-            model_store::DEFAULT_BACKGROUND_MODEL_ID
-        );
-    };
-    let (model_path, runtime_library) = pull_onnx_model(catalogued, engine, cache).await?;
-    let config = vision::RemoverConfig {
-        model_path,
-        runtime_library,
-        threads: onnx_threads(engine)?,
-    };
-    let remover = tokio::task::spawn_blocking(move || vision::BackgroundRemover::load(config))
-        .await
-        .context("the background remover's loader panicked")??;
-    Ok((Arc::new(remover), catalogued.id.to_owned()))
-}
-
-/// `program`'s path on the PATH.
-fn which(program: &str) -> anyhow::Result<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|directory| directory.join(program))
-        .find(|candidate| candidate.is_file())
-        .with_context(|| format!("{program} is not on the PATH"))
-}
-
-async fn load_embedder(
-    engine: &EngineArgs,
-    path: PathBuf,
-) -> anyhow::Result<Arc<engine::Embedder>> {
-    let mut config = engine::EmbedderConfig::new(path);
-    if let Some(threads) = engine.threads {
-        config.threads =
-            std::num::NonZeroU32::new(threads).context("--threads must be at least 1")?;
-    }
-    let embedder = tokio::task::spawn_blocking(move || engine::Embedder::load(config))
-        .await
-        .context("the embedding engine loader panicked")??;
-    Ok(Arc::new(embedder))
-}
-
 async fn gateway_only(args: GatewayArgs) -> anyhow::Result<()> {
     let GatewaySetup {
         file: _,
@@ -1277,7 +963,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                         bail!("--upstream-api piper serves speech: give --model-type tts");
                     }
                     provider::UpstreamApi::Piper {
-                        ffmpeg: which("ffmpeg").context(
+                        ffmpeg: models::which("ffmpeg").context(
                             "Piper's server answers WAV, and other formats are encoded by FFmpeg (Debian: apt-get install ffmpeg)",
                         )?,
                     }
@@ -1392,7 +1078,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 let requested = requested
                     .unwrap_or_else(|| model_store::DEFAULT_BACKGROUND_MODEL_ID.to_owned());
                 let (remover, catalogue_id) =
-                    load_remover(&requested, &args.engine, &cache).await?;
+                    models::load_remover(&requested, &args.engine, &cache).await?;
                 provider::Backend::EmbeddedBackgroundRemoval {
                     remover,
                     model_id: chosen_id(catalogue_id),
@@ -1401,7 +1087,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 let requested = requested
                     .unwrap_or_else(|| model_store::DEFAULT_TRANSCRIPTION_MODEL_ID.to_owned());
                 let (listener, catalogue_id) =
-                    load_listener(&requested, &args.engine, &cache).await?;
+                    models::load_listener(&requested, &args.engine, &cache).await?;
                 provider::Backend::EmbeddedTranscription {
                     listener,
                     model_id: chosen_id(catalogue_id),
@@ -1409,7 +1095,8 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
             } else if speech {
                 let requested =
                     requested.unwrap_or_else(|| model_store::DEFAULT_SPEECH_MODEL_ID.to_owned());
-                let (voice, catalogue_id) = load_voice(&requested, &args.engine, &cache).await?;
+                let (voice, catalogue_id) =
+                    models::load_voice(&requested, &args.engine, &cache).await?;
                 provider::Backend::EmbeddedSpeech {
                     voice,
                     model_id: chosen_id(catalogue_id),
@@ -1418,15 +1105,15 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 let requested =
                     requested.unwrap_or_else(|| model_store::DEFAULT_EMBEDDING_MODEL_ID.to_owned());
                 let (path, catalogue_id) =
-                    embedding_model_file(&requested, &args.engine, &cache).await?;
+                    models::embedding_model_file(&requested, &args.engine, &cache).await?;
                 provider::Backend::EmbeddedEmbeddings {
-                    embedder: load_embedder(&args.engine, path).await?,
+                    embedder: models::load_embedder(&args.engine, path).await?,
                     model_id: chosen_id(catalogue_id),
                 }
             } else {
-                let (path, model_id) = model_file(&args.engine, &file, &cache).await?;
+                let (path, model_id) = models::model_file(&args.engine, &file, &cache).await?;
                 provider::Backend::Embedded {
-                    engine: load_engine(&args.engine, &file, path).await?,
+                    engine: models::load_engine(&args.engine, &file, path).await?,
                     model_id,
                 }
             }

@@ -80,15 +80,7 @@ pub(crate) async fn chat(
     let paid_tokens = match (inner, paid_tokens, paid_images) {
         (Inner::Chat, Some(tokens), _) => tokens,
         (Inner::Image, _, Some(images)) => {
-            return crate::images::sealed(
-                state,
-                &request_body,
-                images,
-                sealer,
-                sealed_reply,
-                permit,
-            )
-            .await;
+            return image_request(state, &request_body, images, sealer, sealed_reply, permit).await;
         }
         _ => {
             return error_response(&ApiError::new(
@@ -284,6 +276,60 @@ pub(crate) async fn finish_with_receipt(
                 .unwrap_or_default()
         })
         .await
+}
+
+/// A sealed image request (Venice's `/image/generate` body, opened by the caller), held to
+/// the images it was paid for: the images made and the Venice-shaped answer written through
+/// `sealer`, ended with this provider's receipt (whose prompt count is the images made). A
+/// refusal that may quote the request is said inside the seal; busy and broken are said in the
+/// clear, so that the gateway tries another provider.
+pub(crate) async fn image_request(
+    state: Arc<AppState>,
+    body: &[u8],
+    paid: u32,
+    mut sealer: ReplySealer,
+    sealed_reply: tokio::io::DuplexStream,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
+    let model_id = state.backend.model_id().to_owned();
+    let outcome = crate::images::sealed_images(&state, body, paid, &model_id).await;
+    if let Err(error) = &outcome
+        && (error.status() == 429 || error.status() >= 500)
+    {
+        return error_response(error);
+    }
+    let (usage_sender, usage) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let written = async {
+            let usage = match outcome {
+                Err(error) => {
+                    sealer.head(error.status(), "application/json").await?;
+                    sealer
+                        .whole(error.body(wire::error::Dialect::Venice).as_bytes())
+                        .await?;
+                    wire::chat::Usage::default()
+                }
+                Ok((answer, made)) => {
+                    sealer.head(200, "application/json").await?;
+                    sealer
+                        .whole(&serde_json::to_vec(&answer).unwrap_or_default())
+                        .await?;
+                    wire::chat::Usage::counts(made, 0)
+                }
+            };
+            finish_with_receipt(&state, sealer, usage).await?;
+            Ok::<_, std::io::Error>(usage)
+        }
+        .await;
+        drop(permit);
+        match written {
+            Ok(usage) => {
+                let _ = usage_sender.send(usage);
+            }
+            Err(error) => tracing::debug!(%error, "a sealed image reply ended early"),
+        }
+    });
+    sealed_response(sealed_reply, usage)
 }
 
 /// One event of the backend's stream.
