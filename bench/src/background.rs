@@ -19,10 +19,10 @@ const WIDTH: u32 = 1024;
 const HEIGHT: u32 = 768;
 
 #[derive(Serialize)]
-struct Side {
-    name: &'static str,
-    median_ms: f64,
-    runs_ms: Vec<f64>,
+pub(crate) struct Side {
+    pub(crate) name: &'static str,
+    pub(crate) median_ms: f64,
+    pub(crate) runs_ms: Vec<f64>,
 }
 
 #[derive(Serialize)]
@@ -36,9 +36,14 @@ struct Report {
 }
 
 /// A photo-like picture: a lit sphere over a textured floor and a gradient sky.
-fn picture() -> Vec<u8> {
+pub(crate) fn picture() -> Vec<u8> {
+    picture_sized(WIDTH, HEIGHT)
+}
+
+/// [`picture`] at another size (the scene drawn for 1024 × 768, cropped or extended).
+pub(crate) fn picture_sized(width: u32, height: u32) -> Vec<u8> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let image = image::RgbImage::from_fn(WIDTH, HEIGHT, |x, y| {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
@@ -71,7 +76,7 @@ fn picture() -> Vec<u8> {
     bytes
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted[sorted.len() / 2]
@@ -125,18 +130,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("gondola-bench-picture-{}.png", std::process::id()));
     std::fs::write(&path, &png)?;
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/rembg_remove.py");
-    let mut peer = Command::new(&python)
-        .arg(script)
-        .arg(threads.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("start the rembg helper")?;
-    let mut peer_in = peer.stdin.take().context("stdin")?;
-    let mut peer_out = BufReader::new(peer.stdout.take().context("stdout")?);
-    let mut line = String::new();
-    peer_out.read_line(&mut line)?;
+    let mut peer = Peer::start(&python, "rembg_remove.py", &[threads.to_string()], &[])?;
 
     let http = reqwest::Client::new();
     let (mut gondola, mut through, mut rembg) = (Vec::new(), Vec::new(), Vec::new());
@@ -169,12 +163,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         let _ = response.bytes().await?;
         let gateway_ms = started.elapsed().as_secs_f64() * 1e3;
 
-        writeln!(peer_in, "{}", path.display())?;
-        line.clear();
-        peer_out.read_line(&mut line)?;
-        let answer: serde_json::Value =
-            serde_json::from_str(&line).context("the helper's answer")?;
-        let peer_ms = answer["seconds"].as_f64().context("seconds")? * 1e3;
+        let peer_ms = peer.time(&path.display().to_string())?;
         // The first round loads caches and is not counted.
         if round > 0 {
             gondola.push(in_process);
@@ -182,8 +171,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             rembg.push(peer_ms);
         }
     }
-    drop(peer_in);
-    let _ = peer.wait();
+    peer.stop();
     let _ = std::fs::remove_file(&path);
     let report = Report {
         picture: format!("{WIDTH}x{HEIGHT} PNG, {} KiB", png.len() / 1024),
@@ -231,4 +219,65 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     }
     println!("{}", std::fs::read_to_string(dir.join("background.md"))?);
     Ok(())
+}
+
+/// A timing helper in Python: started with its arguments, it prints one line when ready, then
+/// answers each line written to it (a job) with one JSON line holding the seconds it took.
+pub(crate) struct Peer {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+}
+
+impl Peer {
+    pub(crate) fn start(
+        python: &std::path::Path,
+        script: &str,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("peers")
+            .join(script);
+        let mut child = Command::new(python)
+            .arg(&script)
+            .args(args)
+            .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {}", script.display()))?;
+        let input = child.stdin.take().context("stdin")?;
+        let mut output = BufReader::new(child.stdout.take().context("stdout")?);
+        let mut line = String::new();
+        output.read_line(&mut line)?;
+        anyhow::ensure!(
+            !line.is_empty(),
+            "{} stopped before it was ready",
+            script.display()
+        );
+        Ok(Self {
+            child,
+            input,
+            output,
+        })
+    }
+
+    /// The milliseconds the helper took for `job`.
+    pub(crate) fn time(&mut self, job: &str) -> anyhow::Result<f64> {
+        writeln!(self.input, "{job}")?;
+        let mut line = String::new();
+        self.output.read_line(&mut line)?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&line).context("the helper's answer")?;
+        Ok(answer["seconds"].as_f64().context("seconds")? * 1e3)
+    }
+
+    pub(crate) fn stop(self) {
+        let Self {
+            mut child, input, ..
+        } = self;
+        drop(input);
+        let _ = child.wait();
+    }
 }

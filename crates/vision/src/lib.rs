@@ -1,11 +1,16 @@
 //! Image models run by ONNX Runtime (its library loaded at run time, the environment shared
 //! with the voice through `onnx`). [`BackgroundRemover`]: U²-Net (the small `u2netp`), which
 //! finds an image's salient object; the image comes back as a PNG whose alpha is that mask.
+//! [`Upscaler`]: Real-ESRGAN's compact network, which enlarges an image 2 or 4 times.
 //!
 //! The work for one image: the upload decoded within [`MAX_SIDE`] and [`MAX_DECODE_BYTES`],
 //! shrunk to the network's 320 × 320, one run of the network (about 0.7 s on one core), the
 //! mask brought back to the image's size, and the PNG written. Blocking: call it off the
 //! async runtime.
+
+mod upscale;
+
+pub use upscale::{Upscaler, UpscalerConfig, param_path as upscaler_param_path};
 
 use std::io::Cursor;
 use std::num::NonZeroU32;

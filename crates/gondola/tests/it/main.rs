@@ -30,6 +30,7 @@ mod tidy;
 mod tls;
 mod tokens;
 mod transcription;
+mod upscale;
 mod video;
 mod video_engine;
 mod web;

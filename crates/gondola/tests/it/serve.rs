@@ -207,9 +207,9 @@ async fn the_catalogue_lists_the_served_model_with_its_spec() {
         assert!(paths.contains_key(path), "OpenAPI document lacks {path}");
     }
     let health = get_json(&http, format!("{url}/healthz")).await;
-    // `serve` runs five providers: the chat model's, the embedding model's, the voice's, the
-    // transcription model's and the background remover's.
-    assert_eq!(health["providers"], 5);
+    // `serve` runs six providers: the chat model's, the embedding model's, the voice's, the
+    // transcription model's, the background remover's and the upscaler's.
+    assert_eq!(health["providers"], 6);
     let metrics = http
         .get(format!("{url}/metrics"))
         .send()

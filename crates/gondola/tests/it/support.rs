@@ -54,6 +54,11 @@ pub fn background_model_path() -> PathBuf {
     PATH.get_or_init(|| pulled("u2netp")).clone()
 }
 
+pub fn upscale_model_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| pulled("realesr-animevideov3")).clone()
+}
+
 fn pulled(model: &str) -> PathBuf {
     let output = Command::new(binary())
         .args(["pull", model, "--cache-dir"])
@@ -163,6 +168,7 @@ pub fn serve(extra: &[&str], config: Option<&str>) -> (Process, String, Arc<temp
     speech_model_path();
     transcription_model_path();
     background_model_path();
+    upscale_model_path();
     let data = dir.path().join("data");
     let cache = cache_dir();
     let mut args: Vec<String> = vec![

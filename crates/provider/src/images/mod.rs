@@ -1,7 +1,7 @@
 //! Images at a provider: `POST /provider/v1/images/generations` (images made by the engine
 //! behind this provider, in the format and size the gateway asked for), `/image/edit` and
-//! `/image/upscale` (an upload changed or enlarged by it), `/image/background-remove` (the
-//! embedded U²-Net), and the images of a sealed request. The engines' own APIs are spoken by
+//! `/image/upscale` (an upload changed or enlarged by it, or by the embedded Real-ESRGAN),
+//! `/image/background-remove` (the embedded U²-Net), and the images of a sealed request. The engines' own APIs are spoken by
 //! [`engine`].
 //!
 //! Whatever an engine answers is decoded (within bounds), resized if the engine made another
@@ -291,8 +291,8 @@ async fn edit_image(
     Ok((format, image))
 }
 
-/// `POST /provider/v1/image/upscale`: the image `scale` times as wide and tall, from
-/// AUTOMATIC1111's upscaler this model names, as a PNG.
+/// `POST /provider/v1/image/upscale`: the image `scale` times as wide and tall, as a PNG:
+/// from the embedded Real-ESRGAN, or from AUTOMATIC1111's upscaler this model names.
 pub(crate) async fn upscale(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -313,33 +313,56 @@ async fn upscale_image(
     state: &AppState,
     request: wire::images::ProviderUpscaleRequest,
 ) -> Result<(ImageFormat, Vec<u8>), ApiError> {
-    let Backend::Upstream {
-        api: UpstreamApi::Automatic1111,
-        base_url,
-        upstream_model,
-        api_key,
-        model_type: ModelType::Upscale,
-        ..
-    } = &state.backend
-    else {
-        return Err(ApiError::invalid(
-            "model",
-            format!("{} does not upscale images", state.backend.model_id()),
-        ));
-    };
     let (width, height) = (
         request.width.saturating_mul(request.scale),
         request.height.saturating_mul(request.scale),
     );
     let pixels = usize::try_from(u64::from(width) * u64::from(height)).unwrap_or(usize::MAX);
-    if !(2..=4).contains(&request.scale) || pixels > wire::images::MAX_UPSCALED_PIXELS {
+    if !matches!(request.scale, 2 | 4) || pixels > wire::images::MAX_UPSCALED_PIXELS {
         return Err(ApiError::invalid(
             "scale",
             "an image is upscaled 2 or 4 times, to at most 16,777,216 pixels",
         ));
     }
-    let engine = Engine::new(state, base_url, upstream_model, api_key.as_deref());
-    let made = engine.extras(&request).await?;
+    let made = match &state.backend {
+        // The embedded upscaler writes the PNG itself, at the size asked.
+        Backend::EmbeddedUpscaler { upscaler, .. } => {
+            let source = base64::engine::general_purpose::STANDARD
+                .decode(&request.image)
+                .map_err(|_| ApiError::invalid("image", "the image is not base64"))?;
+            let upscaler = Arc::clone(upscaler);
+            let scale = request.scale;
+            let made = tokio::task::spawn_blocking(move || upscaler.upscale(&source, scale))
+                .await
+                .map_err(|_| ApiError::new(ErrorCode::Internal, "the upscaling thread failed"))?
+                .map_err(|error| {
+                    if error.is_clients() {
+                        ApiError::invalid("image", error.to_string())
+                    } else {
+                        ApiError::new(ErrorCode::InferenceFailed, error.to_string())
+                    }
+                });
+            return made.map(|png| (ImageFormat::Png, png));
+        }
+        Backend::Upstream {
+            api: UpstreamApi::Automatic1111,
+            base_url,
+            upstream_model,
+            api_key,
+            model_type: ModelType::Upscale,
+            ..
+        } => {
+            Engine::new(state, base_url, upstream_model, api_key.as_deref())
+                .extras(&request)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "model",
+                format!("{} does not upscale images", state.backend.model_id()),
+            ));
+        }
+    };
     let image = tokio::task::spawn_blocking(move || {
         reencode_within(
             &made,
