@@ -5,7 +5,8 @@
 # espeak-ng (phonemes) and ffmpeg (audio formats) are the speech voice's helper programs, run
 # as separate processes.
 # With --tests, also chromium for the web app's browser suite (playwright-core drives Debian's
-# Chromium; no browser is downloaded).
+# Chromium; no browser is downloaded) and redis-server, the store gateway replicas share (the
+# tests start their own on a Unix socket).
 set -euo pipefail
 
 missing=()
@@ -19,6 +20,7 @@ command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -14,6 +14,7 @@ mod catalogue;
 mod challenge;
 pub mod characters;
 mod chat;
+pub mod cluster;
 pub mod config;
 mod economy_api;
 mod embeddings;
@@ -161,6 +162,7 @@ impl Gateway {
                 tokens,
                 Arc::clone(economy),
                 metrics.token_signature_checks.clone(),
+                config.cluster.clone(),
             )?)),
             _ => None,
         };

@@ -64,6 +64,41 @@ pub struct RawGateway {
     /// `[[gateway.characters]]`: personas requests may name (`character_slug`).
     #[serde(default)]
     pub characters: Vec<RawCharacter>,
+    /// `[gateway.cluster]`: the store this gateway shares with its replicas.
+    pub cluster: Option<RawCluster>,
+}
+
+/// `[gateway.cluster]`: many gateways as one service, sharing spent tokens and rate budgets
+/// in Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path/to/socket`.
+    pub redis_url: String,
+    /// The seed every replica must be given (the same file, or a copy); default
+    /// `<data_dir>/cluster.seed`, made on first start.
+    pub seed: Option<PathBuf>,
+    /// Prefix of the keys in Redis; default `gondola`.
+    pub prefix: Option<String>,
+    /// Start against a Redis that does not sync its append-only file before answering.
+    #[serde(default)]
+    pub allow_volatile: bool,
+}
+
+/// The shared store's settings, from `[gateway.cluster]`.
+pub fn cluster_config(
+    raw: Option<&RawCluster>,
+    data_dir: &std::path::Path,
+) -> Option<gateway::cluster::ClusterConfig> {
+    raw.map(|raw| gateway::cluster::ClusterConfig {
+        redis_url: raw.redis_url.clone(),
+        seed: raw
+            .seed
+            .clone()
+            .unwrap_or_else(|| data_dir.join("cluster.seed")),
+        prefix: raw.prefix.clone().unwrap_or_else(|| "gondola".into()),
+        allow_volatile: raw.allow_volatile,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -756,6 +791,8 @@ pub fn gateway_config(
     .map_err(|error| anyhow::anyhow!("gateway.characters: {error}"))?;
     Ok(GatewayConfig {
         characters,
+        // Connected by the caller, which can wait for Redis.
+        cluster: None,
         economy: None,
         oblivious_seed: None,
         jobs_seed: None,

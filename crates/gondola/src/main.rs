@@ -632,6 +632,23 @@ struct GatewaySetup {
     tls: Option<server::TlsAcceptor>,
 }
 
+/// Connects to the store the replicas share, where `[gateway.cluster]` names one.
+async fn join_cluster(
+    config: &mut gateway::GatewayConfig,
+    file: &FileConfig,
+    common: &CommonArgs,
+) -> anyhow::Result<()> {
+    let data = data_dir(common, file)?;
+    if let Some(cluster) = config::cluster_config(file.gateway.cluster.as_ref(), &data) {
+        config.cluster = Some(
+            gateway::cluster::Cluster::connect(&cluster)
+                .await
+                .context("cannot join the cluster")?,
+        );
+    }
+    Ok(())
+}
+
 fn gateway_setup(common: &CommonArgs, server: &GatewayServerArgs) -> anyhow::Result<GatewaySetup> {
     let file = FileConfig::load(common.config.as_deref())?;
     init_logging(common, &file);
@@ -672,9 +689,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let GatewaySetup {
         file,
         listen,
-        config: gateway_config,
+        config: mut gateway_config,
         tls,
     } = gateway_setup(&args.common, &args.server)?;
+    join_cluster(&mut gateway_config, &file, &args.common).await?;
     let data = data_dir(&args.common, &file)?;
     let cache = cache_dir(&args.common, &file)?;
     let (model_path, model_id) = models::model_file(&args.engine, &file, &cache).await?;
@@ -894,11 +912,12 @@ async fn start_provider(
 
 async fn gateway_only(args: GatewayArgs) -> anyhow::Result<()> {
     let GatewaySetup {
-        file: _,
+        file,
         listen,
-        config: gateway_config,
+        config: mut gateway_config,
         tls,
     } = gateway_setup(&args.common, &args.server)?;
+    join_cluster(&mut gateway_config, &file, &args.common).await?;
     let shutdown = shutdown_signal();
     let listener = bind(listen, "gateway").await?;
     let scheme = if tls.is_some() { "https" } else { "http" };

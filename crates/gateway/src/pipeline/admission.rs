@@ -104,7 +104,7 @@ pub(crate) type Tokens = Option<Vec<privacypass::public_tokens::PublicToken>>;
 
 /// Who is asking, or why they may not: tokens (checked later, against the cost) or an API key,
 /// and a caller blocked for too many failed requests.
-pub(crate) fn admit(
+pub(crate) async fn admit(
     state: &AppState,
     headers: &HeaderMap,
     seen: &mut Seen,
@@ -119,11 +119,15 @@ pub(crate) fn admit(
     if tokens.is_none() {
         seen.caller = Some(caller.name.clone());
     }
-    if let Some(blocked) = seen
-        .caller
-        .as_ref()
-        .and_then(|caller| state.rate.failure_block(caller, Instant::now()))
-    {
+    let blocked = match (&seen.caller, &state.config.cluster) {
+        (None, _) => None,
+        (Some(caller), Some(cluster)) => cluster
+            .failure_block(caller)
+            .await
+            .map_err(|error| refuse(error.to_api_error()))?,
+        (Some(caller), None) => state.rate.failure_block(caller, Instant::now()),
+    };
+    if let Some(blocked) = blocked {
         return Err(refuse(
             ApiError::new(
                 ErrorCode::RateLimitExceeded,
@@ -137,7 +141,7 @@ pub(crate) fn admit(
 
 /// Applies the caller's per-minute budget for `model_id` (none for a request paid with
 /// tokens): its status and the limiter's key, or the refusal.
-pub(crate) fn check_rate(
+pub(crate) async fn check_rate(
     state: &AppState,
     caller: &crate::auth::Caller,
     paid_with_tokens: bool,
@@ -153,7 +157,16 @@ pub(crate) fn check_rate(
         }
         None => (caller.name.clone(), caller.rate, None),
     };
-    let rate = (!paid_with_tokens).then(|| state.rate.check(&rate_key, rate_limit, now));
+    let rate = match (paid_with_tokens, &state.config.cluster) {
+        (true, _) => None,
+        (false, Some(cluster)) => Some(
+            cluster
+                .rate_check(&rate_key, rate_limit)
+                .await
+                .map_err(|error| (error.to_api_error(), model_id.to_owned()))?,
+        ),
+        (false, None) => Some(state.rate.check(&rate_key, rate_limit, now)),
+    };
     if let Some(rate) = rate.filter(|rate| !rate.allowed) {
         if let (Some(economy), Some(account), Some(tier)) = (&state.economy, caller.account, tier) {
             economy.rate_limit_log.record(
@@ -332,8 +345,9 @@ mod tests {
         });
         let state = testing::state(&gateway);
         let mut seen = Seen::default();
-        let (tokens, caller) =
-            admit(state, &HeaderMap::new(), &mut seen).expect("anonymous is let in");
+        let (tokens, caller) = admit(state, &HeaderMap::new(), &mut seen)
+            .await
+            .expect("anonymous is let in");
         assert!(tokens.is_none());
         assert_eq!(seen.caller.as_deref(), Some("anonymous"));
         let tiers = &state.tiers;
@@ -345,7 +359,8 @@ mod tests {
                 Instant::now(),
             );
         }
-        let Err((error, model)) = admit(state, &HeaderMap::new(), &mut Seen::default()) else {
+        let Err((error, model)) = admit(state, &HeaderMap::new(), &mut Seen::default()).await
+        else {
             panic!("a blocked caller was let in");
         };
         assert_eq!(error.status(), 429);
@@ -369,19 +384,23 @@ mod tests {
         };
         let now = Instant::now();
         for remaining in [1, 0] {
-            let (status, key) = check_rate(state, &caller, false, "m", now).expect("within");
+            let (status, key) = check_rate(state, &caller, false, "m", now)
+                .await
+                .expect("within");
             assert_eq!(key, "app");
             assert_eq!(
                 status.map(|status| status.remaining_requests),
                 Some(remaining)
             );
         }
-        let Err((error, model)) = check_rate(state, &caller, false, "m", now) else {
+        let Err((error, model)) = check_rate(state, &caller, false, "m", now).await else {
             panic!("a request past the budget was let in");
         };
         assert_eq!((error.status(), model.as_str()), (429, "m"));
         // A request paid with tokens has no caller to count.
-        let (status, _) = check_rate(state, &caller, true, "m", now).expect("tokens");
+        let (status, _) = check_rate(state, &caller, true, "m", now)
+            .await
+            .expect("tokens");
         assert!(status.is_none());
     }
 }

@@ -92,12 +92,24 @@ pub(crate) fn refused(
         && status != 429
     {
         let tiers = &state.tiers;
-        state.rate.record_failure(
-            caller,
-            tiers.failure_budget,
-            tiers.failure_window,
-            Instant::now(),
-        );
+        match &state.config.cluster {
+            // Counted in the background: the refusal does not wait on the store.
+            Some(cluster) => {
+                let (cluster, caller) = (Arc::clone(cluster), caller.clone());
+                let (budget, window) = (tiers.failure_budget, tiers.failure_window);
+                tokio::spawn(async move {
+                    if let Err(error) = cluster.record_failure(&caller, budget, window).await {
+                        tracing::warn!(error = %error, "a failed request was not counted");
+                    }
+                });
+            }
+            None => state.rate.record_failure(
+                caller,
+                tiers.failure_budget,
+                tiers.failure_window,
+                Instant::now(),
+            ),
+        }
     }
     state
         .metrics
@@ -324,7 +336,7 @@ async fn serve<O: Operation>(
     body: Body,
     context: &mut Context,
 ) -> Result<Response, Refusal> {
-    let (tokens, caller) = admission::admit(state, headers, &mut context.seen)?;
+    let (tokens, caller) = admission::admit(state, headers, &mut context.seen).await?;
     O::check_content_type(headers).map_err(refuse)?;
     let body = admission::read_body(body, O::body_limit(state))
         .await
@@ -334,7 +346,8 @@ async fn serve<O: Operation>(
     let live = state.registry.live_models(now);
     let model = O::resolve(state, &request, &live).map_err(refuse)?;
     let model_id = model.model_id.clone();
-    let (rate, rate_key) = admission::check_rate(state, &caller, tokens.is_some(), &model_id, now)?;
+    let (rate, rate_key) =
+        admission::check_rate(state, &caller, tokens.is_some(), &model_id, now).await?;
     context.rate = rate;
     let bound = O::bound(state, &request, &body);
     let pricing = O::priced(state.catalogue.pricing(&model_id));

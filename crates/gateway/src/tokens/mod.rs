@@ -256,7 +256,7 @@ pub(crate) struct Tokens {
     keys: Mutex<Vec<Arc<EpochKey>>>,
     /// One derivation at a time: a burst at midnight derives the new key once.
     deriving: tokio::sync::Mutex<()>,
-    spent: Arc<spent::SpentTokens>,
+    spent: spent::SpentStore,
     /// Counts every RSA verification (the metric `gondola_token_signature_checks`).
     signature_checks: prometheus_client::metrics::counter::Counter,
 }
@@ -266,6 +266,7 @@ impl Tokens {
         config: &TokensConfig,
         economy: Arc<Economy>,
         signature_checks: prometheus_client::metrics::counter::Counter,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> std::io::Result<Self> {
         let seed = crate::oblivious::read_or_create_seed(&config.seed)?;
         let seed: [u8; SEED_BYTES] = seed.try_into().map_err(|_| {
@@ -274,7 +275,13 @@ impl Tokens {
                 config.seed.display()
             ))
         })?;
-        let spent = spent::SpentTokens::open(&config.spent_dir, economy.clock.today())?;
+        let spent = match cluster {
+            Some(cluster) => spent::SpentStore::Shared(cluster),
+            None => spent::SpentStore::Local(spent::SpentTokens::open(
+                &config.spent_dir,
+                economy.clock.today(),
+            )?),
+        };
         Ok(Self {
             seed,
             token_value: config.token_value.0.max(1),
@@ -366,9 +373,11 @@ impl Tokens {
         let mut reservation =
             self.spent
                 .reserve(epoch, nonces)
+                .await
                 .map_err(|refused| match refused {
                     spent::Refused::Reused => Refusal::Reused,
                     spent::Refused::PastEpoch => Refusal::UnknownKey,
+                    spent::Refused::Unavailable => Refusal::Unavailable,
                 })?;
         for (index, token) in tokens.iter().enumerate() {
             self.signature_checks.inc();

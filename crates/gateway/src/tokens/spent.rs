@@ -6,6 +6,10 @@
 //! acknowledged once its nonces are on disk: one append-only file per epoch (`<epoch>.spent`,
 //! 32 bytes a nonce), written by one thread that groups whatever is waiting into one write and
 //! one `fdatasync`. Files of earlier epochs are deleted, since their tokens are refused anyway.
+//!
+//! Many gateways share one store in Redis instead ([`SpentStore::Shared`]): a request's
+//! nonces are reserved there by one script, all or none, and kept there as spent (Redis syncs
+//! them to its append-only file before it answers); a release removes them again.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -29,6 +33,50 @@ pub enum Refused {
     Reused,
     /// The epoch is over.
     PastEpoch,
+    /// The shared store cannot be reached.
+    Unavailable,
+}
+
+/// Where spent nonces are kept: this process's memory and disk, or the store the replicas
+/// share.
+#[derive(Clone)]
+pub enum SpentStore {
+    Local(Arc<SpentTokens>),
+    Shared(Arc<crate::cluster::Cluster>),
+}
+
+impl SpentStore {
+    /// Reserves `nonces` for one request: all of them, or none if any is spent already.
+    pub async fn reserve(&self, epoch: u64, nonces: Vec<Nonce>) -> Result<Reservation, Refused> {
+        match self {
+            Self::Local(store) => store.reserve(epoch, nonces),
+            Self::Shared(cluster) => {
+                let reserved = cluster
+                    .reserve_nonces(epoch, &nonces)
+                    .await
+                    .map_err(|error| {
+                        tracing::error!(error = %error, "cannot reserve spent tokens");
+                        Refused::Unavailable
+                    })?;
+                if !reserved {
+                    return Err(Refused::Reused);
+                }
+                Ok(Reservation {
+                    store: Backing::Shared(Arc::clone(cluster)),
+                    epoch,
+                    nonces,
+                    settled: false,
+                })
+            }
+        }
+    }
+}
+
+/// The store a reservation was made in.
+#[derive(Clone)]
+enum Backing {
+    Local(Arc<SpentTokens>),
+    Shared(Arc<crate::cluster::Cluster>),
 }
 
 pub struct SpentTokens {
@@ -139,7 +187,7 @@ impl SpentTokens {
         }
         state.nonces.extend(nonces.iter().copied());
         Ok(Reservation {
-            store: Arc::clone(self),
+            store: Backing::Local(Arc::clone(self)),
             epoch,
             nonces,
             settled: false,
@@ -159,7 +207,7 @@ impl SpentTokens {
 
 /// Nonces reserved for a request: released when dropped uncommitted.
 pub struct Reservation {
-    store: Arc<SpentTokens>,
+    store: Backing,
     epoch: u64,
     nonces: Vec<Nonce>,
     settled: bool,
@@ -170,7 +218,7 @@ impl Reservation {
     /// committed or released on its own).
     pub fn split_off(&mut self, at: usize) -> Reservation {
         Reservation {
-            store: Arc::clone(&self.store),
+            store: self.store.clone(),
             epoch: self.epoch,
             nonces: self.nonces.split_off(at.min(self.nonces.len())),
             settled: false,
@@ -181,13 +229,18 @@ impl Reservation {
     /// spent in memory (a token is never honoured twice), and the request should fail.
     pub async fn commit(mut self) -> io::Result<()> {
         self.settled = true;
+        let store = match &self.store {
+            Backing::Local(store) => Arc::clone(store),
+            // Reserved in the shared store is spent there already, and on its disk.
+            Backing::Shared(_) => return Ok(()),
+        };
         let (done, finished) = tokio::sync::oneshot::channel();
         let commit = Commit {
             epoch: self.epoch,
             nonces: std::mem::take(&mut self.nonces),
             done,
         };
-        match self.store.writer.try_send(commit) {
+        match store.writer.try_send(commit) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 return Err(io::Error::other("too many token commits are waiting"));
@@ -207,11 +260,24 @@ impl Drop for Reservation {
         if self.settled {
             return;
         }
-        let mut state = self
-            .store
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let store = match &self.store {
+            Backing::Local(store) => store,
+            Backing::Shared(cluster) => {
+                // Given back in the background; if the store is down they stay spent (a token
+                // lost, never one paid twice).
+                let (cluster, epoch) = (Arc::clone(cluster), self.epoch);
+                let nonces = std::mem::take(&mut self.nonces);
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Err(error) = cluster.release_nonces(epoch, &nonces).await {
+                            tracing::warn!(error = %error, "cannot give back unspent tokens");
+                        }
+                    });
+                }
+                return;
+            }
+        };
+        let mut state = store.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.epoch == self.epoch {
             for nonce in &self.nonces {
                 state.nonces.remove(nonce);

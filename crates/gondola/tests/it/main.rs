@@ -4,6 +4,7 @@
 
 mod background;
 mod chaos;
+mod cluster;
 mod contract;
 mod economy;
 mod embeddings;

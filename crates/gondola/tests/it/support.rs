@@ -717,3 +717,69 @@ pub fn canary() -> String {
     rand::fill(&mut bytes);
     format!("CANARY{}", hex::encode(bytes))
 }
+
+/// A real `redis-server` on a Unix socket in `dir`, writing its append-only file there and
+/// syncing it before each answer (as a cluster's store must).
+pub struct RedisServer {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    pub fn start(dir: &Path) -> Self {
+        let mut server = Self {
+            child: None,
+            dir: dir.to_owned(),
+        };
+        server.run();
+        server
+    }
+
+    fn run(&mut self) {
+        let mut child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.dir.join("redis.sock"))
+            .args(["--unixsocketperm", "700", "--dir"])
+            .arg(&self.dir)
+            .args(["--save", "", "--logfile", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (Debian's redis-server package)");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        // "Ready to accept connections" (7.2 and later), "… now ready to accept connections
+        // at …" (7.0).
+        while !lines
+            .next()
+            .expect("redis-server said it was ready")
+            .expect("a line")
+            .to_ascii_lowercase()
+            .contains("ready to accept connections")
+        {}
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.dir.join("redis.sock").display())
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,615 @@
+//! State shared by many gateways in Redis (`[cluster] redis_url`): privacy tokens' spent
+//! nonces, the per-minute request and token budgets, and the failed-request budget. With it,
+//! any number of gateways behind a load balancer act as one: a token pays once whichever
+//! replica sees it, and a caller's budget of N is N in all, not N per replica.
+//!
+//! Each check is one Lua script, so it is atomic in Redis and one round trip. When Redis
+//! cannot be reached, the requests that need it are refused with a 503 (nothing is let
+//! through unchecked, nothing spent twice); the connection manager reconnects when Redis
+//! returns.
+//!
+//! Durability: a spent nonce must survive a Redis restart, so the gateway refuses to start
+//! against a Redis that does not write its append-only file with `appendfsync always`
+//! (Redis then syncs the file before it answers, so a reply means the nonce is on disk).
+//!
+//! Privacy: Redis sees no API key, account address or IP. A caller's budget is kept under an
+//! HMAC of its identity, keyed by the cluster's seed (one file every replica is given); the
+//! nonces are the tokens' random ones.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use redis::aio::ConnectionManager;
+use sha2::Sha256;
+
+use crate::config::RateLimit;
+use crate::rate_limit::RateStatus;
+
+/// How long a command may take before the store counts as down.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnection attempts per failed command before it fails.
+const RETRIES: usize = 2;
+/// A rate window's length: one UTC minute, the same on every replica.
+const WINDOW_SECONDS: u64 = 60;
+/// How long an epoch's spent nonces are kept: the epoch (a UTC day) and a day of slack.
+const SPENT_TTL_SECONDS: u64 = 2 * 86_400;
+/// Bytes of an identity's HMAC kept in a key (128 bits).
+const IDENTITY_BYTES: usize = 16;
+
+/// Where the shared store is.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path/to/socket`.
+    pub redis_url: String,
+    /// The seed every replica shares (32 random bytes; made if missing).
+    pub seed: PathBuf,
+    /// Prefix of every key (several clusters can share one Redis).
+    pub prefix: String,
+    /// Start even if Redis does not sync its append-only file before answering (a spent
+    /// token could then pay again after a Redis crash).
+    pub allow_volatile: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("the Redis URL is not usable: {0}")]
+    Url(String),
+    #[error("Redis at the configured URL cannot be reached: {0}")]
+    Unreachable(String),
+    #[error(
+        "Redis does not sync its append-only file before answering (appendonly {appendonly}, \
+         appendfsync {appendfsync}); a spent token could pay again after a crash. Run it with \
+         `appendonly yes` and `appendfsync always`, or set [cluster] allow_volatile = true"
+    )]
+    Volatile {
+        appendonly: String,
+        appendfsync: String,
+    },
+    #[error("the cluster seed cannot be read: {0}")]
+    Seed(String),
+}
+
+/// Why the shared store did not answer: the request is refused with a 503.
+#[derive(Debug, thiserror::Error)]
+#[error("the shared store cannot be reached: {0}")]
+pub struct Unavailable(String);
+
+impl From<redis::RedisError> for Unavailable {
+    fn from(error: redis::RedisError) -> Self {
+        Self(error.to_string())
+    }
+}
+
+impl Unavailable {
+    pub(crate) fn to_api_error(&self) -> wire::error::ApiError {
+        wire::error::ApiError::new(
+            wire::error::ErrorCode::ModelAtCapacity,
+            "the gateway's shared store cannot be reached; try again shortly",
+        )
+        .with_retry_after(1)
+    }
+}
+
+/// Reserves a request's nonces, all or none: 1 if none was spent (they are now), 0 if one
+/// was (or appears twice).
+const RESERVE: &str = r"
+local seen = {}
+for i = 2, #ARGV do
+  if seen[ARGV[i]] or redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then
+    return 0
+  end
+  seen[ARGV[i]] = true
+end
+for i = 2, #ARGV do
+  redis.call('SADD', KEYS[1], ARGV[i])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+";
+
+/// Counts one request against a window if its budgets allow: {allowed, requests, tokens}.
+const RATE_CHECK: &str = r"
+local requests = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
+local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
+local allowed = 0
+if requests < tonumber(ARGV[1]) and tokens < tonumber(ARGV[2]) then
+  requests = redis.call('HINCRBY', KEYS[1], 'r', 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  allowed = 1
+end
+return {allowed, requests, tokens}
+";
+
+/// Counts a failure; the budget-th within a window blocks for the window: 1 if now blocked.
+const RECORD_FAILURE: &str = r"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if count >= tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// The shared store, connected.
+pub struct Cluster {
+    redis: ConnectionManager,
+    prefix: String,
+    identity_key: [u8; 32],
+    reserve: redis::Script,
+    rate_check: redis::Script,
+    record_failure: redis::Script,
+}
+
+impl Cluster {
+    /// Connects, and checks that Redis keeps what it acknowledges.
+    pub async fn connect(config: &ClusterConfig) -> Result<Arc<Self>, ClusterError> {
+        let client = redis::Client::open(config.redis_url.as_str())
+            .map_err(|error| ClusterError::Url(error.to_string()))?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_number_of_retries(RETRIES)
+            .set_max_delay(200);
+        let mut redis = ConnectionManager::new_with_config(client, manager_config)
+            .await
+            .map_err(|error| ClusterError::Unreachable(error.to_string()))?;
+        let setting = |values: Vec<String>| values.get(1).cloned().unwrap_or_default();
+        let appendonly: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut redis)
+            .await
+            .unwrap_or_default();
+        let appendfsync: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendfsync")
+            .query_async(&mut redis)
+            .await
+            .unwrap_or_default();
+        let (appendonly, appendfsync) = (setting(appendonly), setting(appendfsync));
+        if !config.allow_volatile && (appendonly != "yes" || appendfsync != "always") {
+            return Err(ClusterError::Volatile {
+                appendonly,
+                appendfsync,
+            });
+        }
+        let seed = crate::oblivious::read_or_create_seed(&config.seed)
+            .map_err(|error| ClusterError::Seed(error.to_string()))?;
+        let identity_key: [u8; 32] = seed.try_into().map_err(|_| {
+            ClusterError::Seed(format!("{} is not 32 bytes", config.seed.display()))
+        })?;
+        tracing::info!(prefix = %config.prefix, "connected to the shared store");
+        Ok(Arc::new(Self {
+            redis,
+            prefix: config.prefix.clone(),
+            identity_key,
+            reserve: redis::Script::new(RESERVE),
+            rate_check: redis::Script::new(RATE_CHECK),
+            record_failure: redis::Script::new(RECORD_FAILURE),
+        }))
+    }
+
+    /// The key part standing for `identity` (a caller's name, an account and tier): its HMAC.
+    fn identity(&self, identity: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.identity_key)
+            .expect("HMAC takes a key of any length");
+        mac.update(identity.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..IDENTITY_BYTES])
+    }
+
+    fn spent_key(&self, epoch: u64) -> String {
+        format!("{}:spent:{epoch}", self.prefix)
+    }
+
+    /// Reserves `nonces` for `epoch`: `Ok(false)` if one was spent before.
+    pub(crate) async fn reserve_nonces(
+        &self,
+        epoch: u64,
+        nonces: &[[u8; 32]],
+    ) -> Result<bool, Unavailable> {
+        let mut invocation = self.reserve.key(self.spent_key(epoch));
+        invocation.arg(SPENT_TTL_SECONDS);
+        for nonce in nonces {
+            invocation.arg(nonce.as_slice());
+        }
+        let reserved: i64 = invocation.invoke_async(&mut self.redis.clone()).await?;
+        Ok(reserved == 1)
+    }
+
+    /// Gives back nonces whose request found no provider.
+    pub(crate) async fn release_nonces(
+        &self,
+        epoch: u64,
+        nonces: &[[u8; 32]],
+    ) -> Result<(), Unavailable> {
+        if nonces.is_empty() {
+            return Ok(());
+        }
+        let mut command = redis::cmd("SREM");
+        command.arg(self.spent_key(epoch));
+        for nonce in nonces {
+            command.arg(nonce.as_slice());
+        }
+        let _: i64 = command.query_async(&mut self.redis.clone()).await?;
+        Ok(())
+    }
+
+    /// The current window's index and the time left in it.
+    fn window() -> (u64, Duration) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seconds = now.as_secs();
+        let left = Duration::from_secs(WINDOW_SECONDS - seconds % WINDOW_SECONDS)
+            .saturating_sub(Duration::from_nanos(u64::from(now.subsec_nanos())));
+        (seconds / WINDOW_SECONDS, left)
+    }
+
+    fn rate_key(&self, caller: &str, window: u64) -> String {
+        format!("{}:rate:{}:{window}", self.prefix, self.identity(caller))
+    }
+
+    /// Counts one request for `caller` if its budgets allow it (as
+    /// [`crate::rate_limit::RateLimiter::check`], over UTC minutes shared by every replica).
+    pub(crate) async fn rate_check(
+        &self,
+        caller: &str,
+        limit: RateLimit,
+    ) -> Result<RateStatus, Unavailable> {
+        let (window, left) = Self::window();
+        let (allowed, requests, tokens): (i64, u64, u64) = self
+            .rate_check
+            .key(self.rate_key(caller, window))
+            .arg(limit.requests_per_minute)
+            .arg(limit.tokens_per_minute)
+            .arg(WINDOW_SECONDS * 2)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(RateStatus {
+            limit,
+            remaining_requests: limit
+                .requests_per_minute
+                .saturating_sub(u32::try_from(requests).unwrap_or(u32::MAX)),
+            remaining_tokens: limit.tokens_per_minute.saturating_sub(tokens),
+            reset_after: left,
+            allowed: allowed == 1,
+        })
+    }
+
+    /// Adds the tokens a request used to `caller`'s current window.
+    pub(crate) async fn record_tokens(&self, caller: &str, tokens: u64) -> Result<(), Unavailable> {
+        let (window, _) = Self::window();
+        let key = self.rate_key(caller, window);
+        let _: () = redis::pipe()
+            .atomic()
+            .hincr(&key, "t", tokens)
+            .ignore()
+            .expire(&key, i64::try_from(WINDOW_SECONDS * 2).unwrap_or(i64::MAX))
+            .ignore()
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+
+    fn block_key(&self, caller: &str) -> String {
+        format!("{}:block:{}", self.prefix, self.identity(caller))
+    }
+
+    /// If `caller` spent its failed-request budget, how long it stays refused.
+    pub(crate) async fn failure_block(
+        &self,
+        caller: &str,
+    ) -> Result<Option<Duration>, Unavailable> {
+        let left: i64 = redis::cmd("PTTL")
+            .arg(self.block_key(caller))
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok((left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0))))
+    }
+
+    /// Counts a failed request of `caller`; the `budget`-th within `window` blocks it for
+    /// `window`.
+    pub(crate) async fn record_failure(
+        &self,
+        caller: &str,
+        budget: u32,
+        window: Duration,
+    ) -> Result<(), Unavailable> {
+        let milliseconds = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let _: i64 = self
+            .record_failure
+            .key(format!("{}:fail:{}", self.prefix, self.identity(caller)))
+            .key(self.block_key(caller))
+            .arg(budget)
+            .arg(milliseconds)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Cluster")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+
+    /// A real `redis-server` on a Unix socket in `dir`, writing its append-only file there.
+    pub(crate) struct RedisServer {
+        child: Option<Child>,
+        dir: PathBuf,
+        durable: bool,
+    }
+
+    impl RedisServer {
+        pub(crate) fn start(dir: &Path, durable: bool) -> Self {
+            let mut server = Self {
+                child: None,
+                dir: dir.to_owned(),
+                durable,
+            };
+            server.run();
+            server
+        }
+
+        fn run(&mut self) {
+            let socket = self.dir.join("redis.sock");
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--port", "0", "--unixsocket"])
+                .arg(&socket)
+                .args(["--unixsocketperm", "700", "--dir"])
+                .arg(&self.dir)
+                .args(["--save", "", "--logfile", ""]);
+            if self.durable {
+                command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+            } else {
+                command.args(["--appendonly", "no"]);
+            }
+            let mut child = command
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs (Debian's redis-server package)");
+            let stdout = child.stdout.take().expect("stdout");
+            let mut lines = BufReader::new(stdout).lines();
+            loop {
+                let line = lines
+                    .next()
+                    .expect("redis-server said it was ready")
+                    .expect("a line");
+                // "Ready to accept connections" (7.2 and later) or "The server is now ready
+                // to accept connections at …" (7.0).
+                if line
+                    .to_ascii_lowercase()
+                    .contains("ready to accept connections")
+                {
+                    break;
+                }
+            }
+            // Its later lines are not read; they go nowhere.
+            std::thread::spawn(move || for _ in lines {});
+            self.child = Some(child);
+        }
+
+        pub(crate) fn url(&self) -> String {
+            format!("redis+unix://{}", self.dir.join("redis.sock").display())
+        }
+
+        pub(crate) fn stop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+
+        pub(crate) fn restart(&mut self) {
+            self.stop();
+            self.run();
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    fn config(server: &RedisServer, dir: &Path) -> ClusterConfig {
+        ClusterConfig {
+            redis_url: server.url(),
+            seed: dir.join("cluster.seed"),
+            prefix: "test".into(),
+            allow_volatile: false,
+        }
+    }
+
+    /// Calls `attempt` until the store answers (it reconnects after a restart), at most for
+    /// five seconds.
+    async fn answered<T, F, Fut>(mut attempt: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Unavailable>>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match attempt().await {
+                Ok(value) => return value,
+                Err(error) if tokio::time::Instant::now() > deadline => {
+                    panic!("the store did not come back: {error}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_nonce_is_spent_once_across_replicas_and_stays_spent_across_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = RedisServer::start(dir.path(), true);
+        let config = config(&server, dir.path());
+        let mut replicas = Vec::new();
+        for _ in 0..3 {
+            replicas.push(Cluster::connect(&config).await.expect("connected"));
+        }
+        // The same token at all three at once: one takes it.
+        let nonce = [7u8; 32];
+        let outcomes = futures_util::future::join_all(
+            replicas
+                .iter()
+                .map(|replica| replica.reserve_nonces(1, std::slice::from_ref(&nonce))),
+        )
+        .await;
+        let taken = outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("answered"))
+            .filter(|taken| *taken)
+            .count();
+        assert_eq!(taken, 1);
+        // All or none: a request with a fresh token and the spent one takes neither.
+        assert!(
+            !replicas[0]
+                .reserve_nonces(1, &[[8; 32], nonce])
+                .await
+                .expect("answered")
+        );
+        assert!(
+            replicas[1]
+                .reserve_nonces(1, &[[8; 32]])
+                .await
+                .expect("answered")
+        );
+        // Twice in one request is refused too; a released token can be spent again.
+        assert!(
+            !replicas[2]
+                .reserve_nonces(1, &[[9; 32], [9; 32]])
+                .await
+                .expect("answered")
+        );
+        replicas[2]
+            .release_nonces(1, &[[8; 32]])
+            .await
+            .expect("released");
+        assert!(
+            replicas[0]
+                .reserve_nonces(1, &[[8; 32]])
+                .await
+                .expect("answered")
+        );
+        // Redis restarts (killed, not shut down): what it acknowledged is still spent.
+        server.restart();
+        assert!(!answered(|| replicas[2].reserve_nonces(1, std::slice::from_ref(&nonce))).await);
+        assert!(!answered(|| replicas[1].reserve_nonces(1, &[[8; 32]])).await);
+        // Redis down: refused, not let through; back: served again.
+        server.stop();
+        assert!(replicas[0].reserve_nonces(1, &[[10; 32]]).await.is_err());
+        assert!(replicas[0].rate_check("caller", limit(5)).await.is_err());
+        server.restart();
+        assert!(answered(|| replicas[0].reserve_nonces(1, &[[10; 32]])).await);
+    }
+
+    fn limit(requests_per_minute: u32) -> RateLimit {
+        RateLimit {
+            requests_per_minute,
+            tokens_per_minute: 1_000,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn replicas_share_one_budget_per_caller() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = RedisServer::start(dir.path(), true);
+        let config = config(&server, dir.path());
+        let mut replicas = Vec::new();
+        for _ in 0..3 {
+            replicas.push(Cluster::connect(&config).await.expect("connected"));
+        }
+        // A window may turn over mid-way: then the count is taken again for another caller.
+        for attempt in 0..3 {
+            let caller = format!("caller-{attempt}");
+            let (before, _) = Cluster::window();
+            let mut allowed = 0;
+            for request in 0..12 {
+                let status = replicas[request % 3]
+                    .rate_check(&caller, limit(4))
+                    .await
+                    .expect("answered");
+                allowed += usize::from(status.allowed);
+            }
+            if Cluster::window().0 != before {
+                continue;
+            }
+            assert_eq!(allowed, 4, "a budget of 4 admits 4 in all");
+            // Tokens used count against the same budget everywhere.
+            let other = format!("tokens-{attempt}");
+            replicas[0]
+                .record_tokens(&other, 1_000)
+                .await
+                .expect("counted");
+            let status = replicas[1]
+                .rate_check(&other, limit(4))
+                .await
+                .expect("answered");
+            if Cluster::window().0 == before {
+                assert!(!status.allowed, "the token budget is spent");
+                assert_eq!(status.remaining_tokens, 0);
+            }
+            // The failure budget: the third failure blocks on every replica.
+            for replica in &replicas {
+                assert_eq!(
+                    replica.failure_block(&caller).await.expect("answered"),
+                    None
+                );
+                replica
+                    .record_failure(&caller, 3, Duration::from_secs(30))
+                    .await
+                    .expect("counted");
+            }
+            let blocked = replicas[0]
+                .failure_block(&caller)
+                .await
+                .expect("answered")
+                .expect("blocked");
+            assert!(blocked > Duration::from_secs(25) && blocked <= Duration::from_secs(30));
+            // The store holds no caller's name.
+            let mut connection = replicas[0].redis.clone();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("*")
+                .query_async(&mut connection)
+                .await
+                .expect("keys");
+            assert!(!keys.is_empty());
+            assert!(keys.iter().all(|key| !key.contains("caller")), "{keys:?}");
+            return;
+        }
+        panic!("three windows turned over mid-count");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_redis_that_does_not_sync_before_answering_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = RedisServer::start(dir.path(), false);
+        let mut config = config(&server, dir.path());
+        let error = Cluster::connect(&config).await.expect_err("refused");
+        assert!(matches!(error, ClusterError::Volatile { .. }), "{error}");
+        config.allow_volatile = true;
+        assert!(Cluster::connect(&config).await.is_ok());
+    }
+}
