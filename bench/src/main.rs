@@ -288,7 +288,7 @@ async fn start_stack_with(
     let provider_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let (ready, registered) = tokio::sync::oneshot::channel();
     let provider_config = provider::ProviderConfig {
-        gateway_url: url.clone(),
+        gateway_urls: vec![url.clone()],
         advertise_url: None,
         data_dir: data.clone(),
         max_in_flight,

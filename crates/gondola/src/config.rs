@@ -270,6 +270,9 @@ pub struct RawPricing {
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub gateway: Option<String>,
+    /// Further gateways (the replicas of a service), each holding a lease.
+    #[serde(default)]
+    pub gateways: Vec<String>,
     pub listen: Option<String>,
     pub advertise: Option<String>,
     pub max_in_flight: Option<u32>,

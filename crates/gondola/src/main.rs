@@ -215,9 +215,10 @@ struct ProviderArgs {
     common: CommonArgs,
     #[command(flatten)]
     engine: EngineArgs,
-    /// The gateway to register with.
-    #[arg(long, env = "GONDOLA_GATEWAY")]
-    gateway: Option<String>,
+    /// The gateway to register with; repeated (or comma-separated), every replica of a
+    /// service, each of which then routes to this provider.
+    #[arg(long, env = "GONDOLA_GATEWAY", value_delimiter = ',')]
+    gateway: Vec<String>,
     /// Address to listen on (default 127.0.0.1:0, a free port).
     #[arg(long, env = "GONDOLA_PROVIDER_LISTEN")]
     listen: Option<String>,
@@ -773,7 +774,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let (ready, registered) = tokio::sync::oneshot::channel();
     let provider_config = provider::ProviderConfig {
-        gateway_url: format!("http://{internal_address}"),
+        gateway_urls: vec![format!("http://{internal_address}")],
         advertise_url: None,
         data_dir: data.join("provider"),
         max_in_flight: config::provider_max_in_flight(None, &file.provider, Some(engine.config()))?,
@@ -852,7 +853,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut side_notes = String::new();
     for (kind, backend, model_id, max_in_flight) in side_backends.into_iter().flatten() {
         let config = provider::ProviderConfig {
-            gateway_url: format!("http://{internal_address}"),
+            gateway_urls: vec![format!("http://{internal_address}")],
             advertise_url: None,
             data_dir: data.join(format!("provider-{kind}")),
             max_in_flight,
@@ -935,11 +936,21 @@ async fn gateway_only(args: GatewayArgs) -> anyhow::Result<()> {
 async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.common.config.as_deref())?;
     init_logging(&args.common, &file);
-    let gateway_url = args
-        .gateway
-        .clone()
-        .or_else(|| file.provider.gateway.clone())
-        .context("--gateway URL is required: the gateway this provider registers with")?;
+    let gateway_urls = if args.gateway.is_empty() {
+        file.provider
+            .gateway
+            .iter()
+            .chain(&file.provider.gateways)
+            .cloned()
+            .collect()
+    } else {
+        args.gateway.clone()
+    };
+    anyhow::ensure!(
+        !gateway_urls.is_empty(),
+        "--gateway URL is required: the gateway this provider registers with"
+    );
+    let gateway_url = gateway_urls.join(", ");
     let listen = config::listen_address(
         args.listen.as_deref(),
         file.provider.listen.as_deref(),
@@ -1209,7 +1220,7 @@ async fn provider_only(args: ProviderArgs) -> anyhow::Result<()> {
         listener.local_addr()?
     );
     let config = provider::ProviderConfig {
-        gateway_url: gateway_url.clone(),
+        gateway_urls,
         advertise_url: args
             .advertise
             .clone()

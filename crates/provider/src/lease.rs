@@ -1,5 +1,5 @@
-//! Keeping a lease with the gateway: register with a signed message, then send signed
-//! heartbeats with the current load. A gateway that forgets the lease (restart, lapse) gets a
+//! Keeping a lease with a gateway (one such loop per gateway the provider serves): register
+//! with a signed message, then send signed heartbeats with the current load. A gateway that forgets the lease (restart, lapse) gets a
 //! new registration. Retries back off, and every wait is bounded.
 
 use std::sync::Arc;
@@ -31,8 +31,15 @@ pub struct LeaseTerms {
     pub sealing_keys: Option<String>,
 }
 
-/// The secret of the current lease, checked on every request from the gateway.
-pub type LeaseToken = Arc<RwLock<Option<String>>>;
+/// The secret of the current lease with each gateway (one slot per gateway, `None` while
+/// unregistered), checked on every request from a gateway.
+pub type LeaseToken = Arc<RwLock<Vec<Option<String>>>>;
+
+/// One gateway's slot among the lease secrets.
+pub struct Slot {
+    pub tokens: LeaseToken,
+    pub index: usize,
+}
 
 /// Reads the current load for heartbeats.
 pub trait LoadSource: Send + Sync + 'static {
@@ -42,7 +49,7 @@ pub trait LoadSource: Send + Sync + 'static {
 pub async fn maintain(
     key: SigningKey,
     terms: LeaseTerms,
-    token: LeaseToken,
+    slot: Slot,
     load: Arc<dyn LoadSource>,
     mut ready: Option<oneshot::Sender<RegistrationAccepted>>,
     mut shutdown: watch::Receiver<bool>,
@@ -78,8 +85,10 @@ pub async fn maintain(
             }
         };
         retry = REGISTER_RETRY_FIRST;
-        *token.write().await = Some(accepted.lease_token.clone());
-        tracing::info!(provider = %accepted.provider_id, lease_ttl_ms = accepted.lease_ttl_ms, "registered with the gateway");
+        if let Some(token) = slot.tokens.write().await.get_mut(slot.index) {
+            *token = Some(accepted.lease_token.clone());
+        }
+        tracing::info!(gateway = %base, provider = %accepted.provider_id, lease_ttl_ms = accepted.lease_ttl_ms, "registered with the gateway");
         let interval =
             Duration::from_millis(accepted.heartbeat_interval_ms).max(MIN_HEARTBEAT_INTERVAL);
         let lease_id = accepted.lease_id.clone();

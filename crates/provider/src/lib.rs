@@ -296,8 +296,9 @@ impl Backend {
 }
 
 pub struct ProviderConfig {
-    /// The gateway to register with, e.g. `http://127.0.0.1:8844`.
-    pub gateway_url: String,
+    /// The gateways to register with, e.g. `http://127.0.0.1:8844`: one, or every replica of
+    /// a service (a lease is kept with each, and requests are taken from all of them).
+    pub gateway_urls: Vec<String>,
     /// Where the gateway reaches this provider; defaults to `http://` + the bound address.
     pub advertise_url: Option<String>,
     /// Holds the provider's key.
@@ -415,31 +416,43 @@ pub async fn run(
         backend,
         sealing,
         identity: key.clone(),
-        token: Arc::new(RwLock::new(None)),
+        token: Arc::new(RwLock::new(vec![None; config.gateway_urls.len()])),
         in_flight: Arc::new(Semaphore::new(usize::try_from(max_in_flight).unwrap_or(1))),
         max_in_flight,
         http,
     });
-    let terms = LeaseTerms {
-        gateway_url: config.gateway_url.clone(),
-        endpoint,
-        models: vec![state.backend.advert()],
-        max_in_flight,
-        sealing_keys,
-    };
     let load: Arc<dyn LoadSource> = Arc::new(Load {
         state: Arc::clone(&state),
         last: std::sync::Mutex::new((Instant::now(), 0)),
     });
     let (stop_lease, lease_shutdown) = watch::channel(false);
-    let lease_task = tokio::spawn(lease::maintain(
-        key,
-        terms,
-        Arc::clone(&state.token),
-        load,
-        ready,
-        lease_shutdown,
-    ));
+    // One lease per gateway; `ready` is told of the first registration.
+    let mut ready = ready;
+    let lease_tasks: Vec<_> = config
+        .gateway_urls
+        .iter()
+        .enumerate()
+        .map(|(slot, gateway_url)| {
+            let terms = LeaseTerms {
+                gateway_url: gateway_url.clone(),
+                endpoint: endpoint.clone(),
+                models: vec![state.backend.advert()],
+                max_in_flight,
+                sealing_keys: sealing_keys.clone(),
+            };
+            tokio::spawn(lease::maintain(
+                key.clone(),
+                terms,
+                lease::Slot {
+                    tokens: Arc::clone(&state.token),
+                    index: slot,
+                },
+                Arc::clone(&load),
+                ready.take(),
+                lease_shutdown.clone(),
+            ))
+        })
+        .collect();
     let sweeper = tokio::spawn(video::sweep(Arc::clone(&state)));
     let app = Router::new()
         .route(PROVIDER_CHAT_PATH, post(chat))
@@ -486,7 +499,9 @@ pub async fn run(
     )
     .await;
     let _ = stop_lease.send(true);
-    let _ = lease_task.await;
+    for lease_task in lease_tasks {
+        let _ = lease_task.await;
+    }
     sweeper.abort();
     served.map_err(ProviderError::from)
 }
@@ -516,18 +531,22 @@ pub(crate) async fn check_lease(state: &AppState, headers: &HeaderMap) -> Result
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
+    // Every lease's secret is compared, so the time taken says nothing of which matched.
     let authorized = state
         .token
         .read()
         .await
-        .as_deref()
-        .is_some_and(|token| bool::from(token.as_bytes().ct_eq(presented.as_bytes())));
+        .iter()
+        .flatten()
+        .fold(false, |matched, token| {
+            matched | bool::from(token.as_bytes().ct_eq(presented.as_bytes()))
+        });
     if authorized {
         Ok(())
     } else {
         Err(ApiError::new(
             ErrorCode::AuthenticationFailed,
-            "this provider serves its gateway only",
+            "this provider serves its gateways only",
         ))
     }
 }
