@@ -12,6 +12,11 @@
 //! against a Redis that does not write its append-only file with `appendfsync always`
 //! (Redis then syncs the file before it answers, so a reply means the nonce is on disk).
 //!
+//! The seeds replicas must agree on come from the cluster seed, one file every replica is
+//! given: the Privacy Pass issuer's, the Oblivious HTTP key's and the video queue ids' are
+//! derived from it ([`Cluster::derived_seed`]), so a token, an encapsulated request or a queue
+//! id made at one replica is good at every other.
+//!
 //! Privacy: Redis sees no API key, account address or IP. A caller's budget is kept under an
 //! HMAC of its identity, keyed by the cluster's seed (one file every replica is given); the
 //! nonces are the tokens' random ones.
@@ -196,10 +201,21 @@ impl Cluster {
         }))
     }
 
+    /// The seed named `purpose` that every replica derives alike: HMAC-SHA256 of the purpose
+    /// under the cluster seed.
+    pub fn derived_seed(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.identity_key)
+            .expect("HMAC takes a key of any length");
+        mac.update(b"gondola cluster seed: ");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The key part standing for `identity` (a caller's name, an account and tier): its HMAC.
     fn identity(&self, identity: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.identity_key)
             .expect("HMAC takes a key of any length");
+        mac.update(b"gondola caller: ");
         mac.update(identity.as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..IDENTITY_BYTES])
     }

@@ -133,15 +133,24 @@ impl Gateway {
             Some(economy) => Some(economy::Economy::open(economy.clone())?),
             None => None,
         };
-        let oblivious = match &config.oblivious_seed {
-            Some(path) => Some(Arc::new(
+        // Replicas of a cluster derive their keys from its seed, so they agree on them.
+        let oblivious = match (&config.oblivious_seed, &config.cluster) {
+            (Some(_), Some(cluster)) => Some(Arc::new(
+                oblivious::ObliviousGateway::from_seed(
+                    &cluster.derived_seed("oblivious http"),
+                    config.oblivious_x_wing,
+                )
+                .map_err(std::io::Error::other)?,
+            )),
+            (Some(path), None) => Some(Arc::new(
                 oblivious::ObliviousGateway::from_seed_file(path, config.oblivious_x_wing)
                     .map_err(std::io::Error::other)?,
             )),
-            None => None,
+            (None, _) => None,
         };
-        let video_key = match &config.jobs_seed {
-            Some(path) => keyfile::read_or_create(path, || {
+        let video_key = match (&config.jobs_seed, &config.cluster) {
+            (_, Some(cluster)) => cluster.derived_seed("video queue ids"),
+            (Some(path), None) => keyfile::read_or_create(path, || {
                 let mut seed = vec![0u8; 32];
                 rand::fill(&mut seed[..]);
                 seed
@@ -150,7 +159,7 @@ impl Gateway {
             .map_err(|_| {
                 std::io::Error::other(format!("{}: not a 32-byte seed", path.display()))
             })?,
-            None => {
+            (None, None) => {
                 let mut key = [0u8; 32];
                 rand::fill(&mut key);
                 key

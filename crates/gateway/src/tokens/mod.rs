@@ -268,7 +268,12 @@ impl Tokens {
         signature_checks: prometheus_client::metrics::counter::Counter,
         cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> std::io::Result<Self> {
-        let seed = crate::oblivious::read_or_create_seed(&config.seed)?;
+        // Replicas of a cluster derive the issuer's seed from its seed, so they issue and
+        // take the same tokens.
+        let seed = match &cluster {
+            Some(cluster) => cluster.derived_seed("privacy pass issuer").to_vec(),
+            None => crate::oblivious::read_or_create_seed(&config.seed)?,
+        };
         let seed: [u8; SEED_BYTES] = seed.try_into().map_err(|_| {
             std::io::Error::other(format!(
                 "the issuer seed {} is not {SEED_BYTES} bytes",

@@ -2,7 +2,8 @@
 //! (`[gateway.cluster]`), and one provider keeps a lease with each of them, so every replica
 //! routes to it. A key's per-minute budget of 4 admits 4 requests in all, whichever replicas
 //! they reach; with Redis gone, requests are refused with a 503 naming the store and the
-//! processes stay up; when it returns, they are served again.
+//! processes stay up; when it returns, they are served again. The replicas publish the same
+//! Oblivious HTTP keys and token issuer key, derived from the cluster's one seed.
 
 use std::time::Duration;
 
