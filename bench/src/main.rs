@@ -11,6 +11,7 @@
 //! concurrent load, alone and behind the gateway (see `serving.rs`).
 
 mod background;
+mod cluster;
 mod embeddings;
 mod engine_vs;
 mod images;
@@ -453,8 +454,9 @@ fn main() -> anyhow::Result<()> {
         Some("images") => runtime.block_on(images::run()),
         Some("background") => runtime.block_on(background::run()),
         Some("upscale") => runtime.block_on(upscale::run()),
+        Some("cluster") => runtime.block_on(cluster::run()),
         _ => bail!(
-            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR] | gondola-bench transcription WHISPER_DIR VOICE.onnx [--venv DIR] | gondola-bench prompt-cache MODEL.gguf | gondola-bench serving MODEL.gguf [--venv DIR] [--threads N] [--requantize q4_0] [--rounds R] | gondola-bench images [--rounds R] | gondola-bench background [--venv DIR] [--threads N] [--rounds R] | gondola-bench upscale [--venv DIR] [--threads N] [--rounds R]"
+            "usage: gondola-bench path MODEL.gguf | gondola-bench private MODEL.gguf | gondola-bench metering | gondola-bench tokens | gondola-bench peers [--gondola BIN] [--nginx BIN] [--venv DIR] | gondola-bench soak [--minutes M] [--rate R] [--gondola BIN] [--nginx BIN] | gondola-bench engine MODEL.gguf [--venv DIR] | gondola-bench embeddings MODEL.gguf [--venv DIR] [--gondola BIN] [--cache-dir DIR] | gondola-bench speech VOICE.onnx [--venv DIR] | gondola-bench transcription WHISPER_DIR VOICE.onnx [--venv DIR] | gondola-bench prompt-cache MODEL.gguf | gondola-bench serving MODEL.gguf [--venv DIR] [--threads N] [--requantize q4_0] [--rounds R] | gondola-bench images [--rounds R] | gondola-bench background [--venv DIR] [--threads N] [--rounds R] | gondola-bench upscale [--venv DIR] [--threads N] [--rounds R] | gondola-bench cluster [--gondola BIN] [--nginx BIN]"
         ),
     }
 }

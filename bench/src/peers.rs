@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 /// Where the mock upstream listens (fixed by its nginx configuration).
-const UPSTREAM: &str = "http://127.0.0.1:18080";
+pub(crate) const UPSTREAM: &str = "http://127.0.0.1:18080";
 const ROUNDS: usize = 5;
 /// Sequential requests per target per round (after a few to warm up).
 const SEQUENTIAL: usize = 600;
@@ -42,7 +42,7 @@ const IN_FLIGHT: [usize; 2] = [16, 64];
 /// How long each target is loaded at each concurrency, per round.
 const LOAD_FOR: Duration = Duration::from_secs(3);
 const LOAD_ROUNDS: usize = 2;
-const GONDOLA_KEY: &str = "sk-bench-gondola";
+pub(crate) const GONDOLA_KEY: &str = "sk-bench-gondola";
 const LITELLM_KEY: &str = "sk-bench-master";
 const PROMPT: &str = "Say hello in one short sentence. This is a benchmark request with a modest prompt size to resemble a small real chat turn.";
 /// Longest a process may take to start answering.
@@ -54,7 +54,11 @@ pub(crate) struct Process {
 }
 
 impl Process {
-    fn start(name: &'static str, command: &mut Command, logs: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn start(
+        name: &'static str,
+        command: &mut Command,
+        logs: &Path,
+    ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
         let child = command
             .stdin(Stdio::null())
@@ -102,7 +106,7 @@ impl Drop for Process {
 }
 
 /// CPU time of every thread of `pid` so far, in nanoseconds.
-fn cpu_ns(pid: u32) -> u64 {
+pub(crate) fn cpu_ns(pid: u32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };
@@ -126,7 +130,7 @@ pub(crate) fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -134,18 +138,18 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// One way to the upstream: where to send, with what, and which processes it costs.
 pub(crate) struct Target {
-    name: &'static str,
-    url: String,
-    authorization: Option<String>,
-    body: Bytes,
-    stream_body: Bytes,
+    pub(crate) name: &'static str,
+    pub(crate) url: String,
+    pub(crate) authorization: Option<String>,
+    pub(crate) body: Bytes,
+    pub(crate) stream_body: Bytes,
     /// The gateway's own processes (CPU is counted over these)...
-    gateway_pids: Vec<u32>,
+    pub(crate) gateway_pids: Vec<u32>,
     /// ...and every process the request passes (for Gondola: the provider too).
-    all_pids: Vec<u32>,
+    pub(crate) all_pids: Vec<u32>,
 }
 
-fn body(model: &str, stream: bool) -> Bytes {
+pub(crate) fn body(model: &str, stream: bool) -> Bytes {
     let mut body = serde_json::json!({
         "model": model,
         "messages": [
@@ -355,7 +359,7 @@ struct Peers {
     skipped: Vec<String>,
 }
 
-fn gondola_config(dir: &Path, extra_limits: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn gondola_config(dir: &Path, extra_limits: &str) -> anyhow::Result<PathBuf> {
     let digest: String = gateway::hash_secret(GONDOLA_KEY)
         .iter()
         .map(|byte| format!("{byte:02x}"))

@@ -3,10 +3,15 @@
 //! any number of gateways behind a load balancer act as one: a token pays once whichever
 //! replica sees it, and a caller's budget of N is N in all, not N per replica.
 //!
-//! Each check is one Lua script, so it is atomic in Redis and one round trip. When Redis
-//! cannot be reached, the requests that need it are refused with a 503 (nothing is let
-//! through unchecked, nothing spent twice); the connection manager reconnects when Redis
-//! returns.
+//! Each check is one Lua script, so it is atomic in Redis and one round trip, and most
+//! requests need none: a replica borrows a slice of a caller's per-minute budget at a time
+//! (a fiftieth of it, at least one request and at most a thousand) and admits from it
+//! locally, so N is never passed in all and at most a slice per replica goes unused; the
+//! tokens requests used are added up locally and sent every [`FLUSH_INTERVAL`]; whether a
+//! caller is blocked for failing is asked at most once a [`BLOCK_RECHECK`] per replica (at
+//! once where this replica blocked it). Spent tokens always go to Redis. When Redis cannot
+//! be reached, the requests that need it are refused with a 503 (nothing is let through
+//! unchecked, nothing spent twice); the connection manager reconnects when Redis returns.
 //!
 //! Durability: a spent nonce must survive a Redis restart, so the gateway refuses to start
 //! against a Redis that does not write its append-only file with `appendfsync always`
@@ -44,6 +49,42 @@ const WINDOW_SECONDS: u64 = 60;
 const SPENT_TTL_SECONDS: u64 = 2 * 86_400;
 /// Bytes of an identity's HMAC kept in a key (128 bits).
 const IDENTITY_BYTES: usize = 16;
+/// How often the tokens requests used are sent to Redis.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a replica trusts that a caller is not blocked before asking again.
+pub const BLOCK_RECHECK: Duration = Duration::from_secs(1);
+/// A borrowed slice is this fraction of the per-minute budget...
+const SLICE_DIVISOR: u32 = 50;
+/// ...and at most this many requests.
+const MAX_SLICE: u32 = 1_000;
+/// Callers a replica keeps local figures for; past it, the oldest window's are dropped.
+const MAX_LOCAL_CALLERS: usize = 100_000;
+
+/// What a replica holds of one caller's current window.
+#[derive(Debug, Clone, Copy)]
+struct Borrowed {
+    window: u64,
+    /// Requests borrowed and not yet admitted.
+    left: u32,
+    /// The window's counts in Redis at the last borrow.
+    requests: u64,
+    tokens: u64,
+}
+
+/// What a replica knows of whether a caller is blocked for failing.
+#[derive(Debug, Clone, Copy)]
+struct BlockSeen {
+    checked: std::time::Instant,
+    until: Option<std::time::Instant>,
+}
+
+#[derive(Default)]
+struct Local {
+    borrowed: std::collections::HashMap<String, Borrowed>,
+    blocks: std::collections::HashMap<String, BlockSeen>,
+    /// Tokens used, by window key, not yet sent.
+    tokens: std::collections::HashMap<String, u64>,
+}
 
 /// Where the shared store is.
 #[derive(Debug, Clone)]
@@ -116,17 +157,22 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 ";
 
-/// Counts one request against a window if its budgets allow: {allowed, requests, tokens}.
-const RATE_CHECK: &str = r"
+/// Borrows up to ARGV[4] requests of a window if its budgets allow: {granted, requests,
+/// tokens}, the counts after the grant.
+const BORROW: &str = r"
 local requests = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
 local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
-local allowed = 0
-if requests < tonumber(ARGV[1]) and tokens < tonumber(ARGV[2]) then
-  requests = redis.call('HINCRBY', KEYS[1], 'r', 1)
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  allowed = 1
+local granted = 0
+if tokens < tonumber(ARGV[2]) then
+  granted = math.min(tonumber(ARGV[4]), tonumber(ARGV[1]) - requests)
+  if granted > 0 then
+    requests = redis.call('HINCRBY', KEYS[1], 'r', granted)
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+  else
+    granted = 0
+  end
 end
-return {allowed, requests, tokens}
+return {granted, requests, tokens}
 ";
 
 /// Counts a failure; the budget-th within a window blocks for the window: 1 if now blocked.
@@ -148,8 +194,9 @@ pub struct Cluster {
     prefix: String,
     identity_key: [u8; 32],
     reserve: redis::Script,
-    rate_check: redis::Script,
+    borrow: redis::Script,
     record_failure: redis::Script,
+    local: std::sync::Mutex<Local>,
 }
 
 impl Cluster {
@@ -191,14 +238,17 @@ impl Cluster {
             ClusterError::Seed(format!("{} is not 32 bytes", config.seed.display()))
         })?;
         tracing::info!(prefix = %config.prefix, "connected to the shared store");
-        Ok(Arc::new(Self {
+        let cluster = Arc::new(Self {
             redis,
             prefix: config.prefix.clone(),
             identity_key,
             reserve: redis::Script::new(RESERVE),
-            rate_check: redis::Script::new(RATE_CHECK),
+            borrow: redis::Script::new(BORROW),
             record_failure: redis::Script::new(RECORD_FAILURE),
-        }))
+            local: std::sync::Mutex::new(Local::default()),
+        });
+        tokio::spawn(flush_loop(Arc::downgrade(&cluster)));
+        Ok(cluster)
     }
 
     /// The seed named `purpose` that every replica derives alike: HMAC-SHA256 of the purpose
@@ -268,66 +318,151 @@ impl Cluster {
         (seconds / WINDOW_SECONDS, left)
     }
 
-    fn rate_key(&self, caller: &str, window: u64) -> String {
-        format!("{}:rate:{}:{window}", self.prefix, self.identity(caller))
+    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts one request for `caller` if its budgets allow it (as
-    /// [`crate::rate_limit::RateLimiter::check`], over UTC minutes shared by every replica).
+    /// [`crate::rate_limit::RateLimiter::check`], over UTC minutes shared by every replica):
+    /// from the slice this replica borrowed, else from a new one.
     pub(crate) async fn rate_check(
         &self,
         caller: &str,
         limit: RateLimit,
     ) -> Result<RateStatus, Unavailable> {
         let (window, left) = Self::window();
-        let (allowed, requests, tokens): (i64, u64, u64) = self
-            .rate_check
-            .key(self.rate_key(caller, window))
-            .arg(limit.requests_per_minute)
-            .arg(limit.tokens_per_minute)
-            .arg(WINDOW_SECONDS * 2)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(RateStatus {
+        let identity = self.identity(caller);
+        let status = |allowed: bool, requests: u64, tokens: u64| RateStatus {
             limit,
             remaining_requests: limit
                 .requests_per_minute
                 .saturating_sub(u32::try_from(requests).unwrap_or(u32::MAX)),
             remaining_tokens: limit.tokens_per_minute.saturating_sub(tokens),
             reset_after: left,
-            allowed: allowed == 1,
-        })
+            allowed,
+        };
+        {
+            let mut local = self.local();
+            let pending = local
+                .tokens
+                .get(&self.rate_key_of(&identity, window))
+                .copied()
+                .unwrap_or(0);
+            if let Some(borrowed) = local.borrowed.get_mut(&identity)
+                && borrowed.window == window
+                && borrowed.left > 0
+                && borrowed.tokens.saturating_add(pending) < limit.tokens_per_minute
+            {
+                borrowed.left -= 1;
+                let used = borrowed.requests.saturating_sub(u64::from(borrowed.left));
+                return Ok(status(true, used, borrowed.tokens.saturating_add(pending)));
+            }
+        }
+        let slice = (limit.requests_per_minute / SLICE_DIVISOR).clamp(1, MAX_SLICE);
+        let (granted, requests, tokens): (u32, u64, u64) = self
+            .borrow
+            .key(self.rate_key_of(&identity, window))
+            .arg(limit.requests_per_minute)
+            .arg(limit.tokens_per_minute)
+            .arg(WINDOW_SECONDS * 2)
+            .arg(slice)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        let mut local = self.local();
+        if local.borrowed.len() >= MAX_LOCAL_CALLERS {
+            local
+                .borrowed
+                .retain(|_, borrowed| borrowed.window == window);
+        }
+        local.borrowed.insert(
+            identity,
+            Borrowed {
+                window,
+                left: granted.saturating_sub(1),
+                requests,
+                tokens,
+            },
+        );
+        Ok(status(
+            granted > 0,
+            requests.saturating_sub(u64::from(granted.saturating_sub(1))),
+            tokens,
+        ))
     }
 
-    /// Adds the tokens a request used to `caller`'s current window.
-    pub(crate) async fn record_tokens(&self, caller: &str, tokens: u64) -> Result<(), Unavailable> {
+    fn rate_key_of(&self, identity: &str, window: u64) -> String {
+        format!("{}:rate:{identity}:{window}", self.prefix)
+    }
+
+    /// Adds the tokens a request used to `caller`'s current window (sent within
+    /// [`FLUSH_INTERVAL`]).
+    pub(crate) fn record_tokens(&self, caller: &str, tokens: u64) {
         let (window, _) = Self::window();
-        let key = self.rate_key(caller, window);
-        let _: () = redis::pipe()
-            .atomic()
-            .hincr(&key, "t", tokens)
-            .ignore()
-            .expire(&key, i64::try_from(WINDOW_SECONDS * 2).unwrap_or(i64::MAX))
-            .ignore()
-            .query_async(&mut self.redis.clone())
-            .await?;
+        let key = self.rate_key_of(&self.identity(caller), window);
+        let mut local = self.local();
+        if local.tokens.len() < MAX_LOCAL_CALLERS || local.tokens.contains_key(&key) {
+            let count = local.tokens.entry(key).or_insert(0);
+            *count = count.saturating_add(tokens);
+        }
+    }
+
+    /// Sends the tokens counted since the last flush.
+    async fn flush_tokens(&self) -> Result<(), Unavailable> {
+        let pending = std::mem::take(&mut self.local().tokens);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (key, tokens) in &pending {
+            pipe.hincr(key, "t", *tokens)
+                .ignore()
+                .expire(key, i64::try_from(WINDOW_SECONDS * 2).unwrap_or(i64::MAX))
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut self.redis.clone()).await?;
         Ok(())
     }
 
-    fn block_key(&self, caller: &str) -> String {
-        format!("{}:block:{}", self.prefix, self.identity(caller))
+    fn block_key(&self, identity: &str) -> String {
+        format!("{}:block:{identity}", self.prefix)
     }
 
-    /// If `caller` spent its failed-request budget, how long it stays refused.
+    /// If `caller` spent its failed-request budget, how long it stays refused (as this replica
+    /// last learnt it, if within [`BLOCK_RECHECK`]).
     pub(crate) async fn failure_block(
         &self,
         caller: &str,
     ) -> Result<Option<Duration>, Unavailable> {
+        let identity = self.identity(caller);
+        let now = std::time::Instant::now();
+        if let Some(seen) = self.local().blocks.get(&identity).copied()
+            && now.duration_since(seen.checked) < BLOCK_RECHECK
+        {
+            return Ok(seen
+                .until
+                .and_then(|until| until.checked_duration_since(now)));
+        }
         let left: i64 = redis::cmd("PTTL")
-            .arg(self.block_key(caller))
+            .arg(self.block_key(&identity))
             .query_async(&mut self.redis.clone())
             .await?;
-        Ok((left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0))))
+        let blocked = (left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0)));
+        let mut local = self.local();
+        if local.blocks.len() >= MAX_LOCAL_CALLERS {
+            local
+                .blocks
+                .retain(|_, seen| now.duration_since(seen.checked) < BLOCK_RECHECK);
+        }
+        local.blocks.insert(
+            identity,
+            BlockSeen {
+                checked: now,
+                until: blocked.map(|left| now + left),
+            },
+        );
+        Ok(blocked)
     }
 
     /// Counts a failed request of `caller`; the `budget`-th within `window` blocks it for
@@ -338,16 +473,43 @@ impl Cluster {
         budget: u32,
         window: Duration,
     ) -> Result<(), Unavailable> {
+        let identity = self.identity(caller);
         let milliseconds = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let _: i64 = self
+        let blocked: i64 = self
             .record_failure
-            .key(format!("{}:fail:{}", self.prefix, self.identity(caller)))
-            .key(self.block_key(caller))
+            .key(format!("{}:fail:{identity}", self.prefix))
+            .key(self.block_key(&identity))
             .arg(budget)
             .arg(milliseconds)
             .invoke_async(&mut self.redis.clone())
             .await?;
+        if blocked == 1 {
+            let now = std::time::Instant::now();
+            self.local().blocks.insert(
+                identity,
+                BlockSeen {
+                    checked: now,
+                    until: Some(now + window),
+                },
+            );
+        }
         Ok(())
+    }
+}
+
+/// Sends the tokens requests used every [`FLUSH_INTERVAL`], while the cluster is in use.
+async fn flush_loop(cluster: std::sync::Weak<Cluster>) {
+    let mut interval = tokio::time::interval(FLUSH_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        if let Err(error) = cluster.flush_tokens().await {
+            // A rate budget only, not money: what could not be sent is dropped.
+            tracing::warn!(error = %error, "tokens used were not counted");
+        }
     }
 }
 
@@ -573,12 +735,25 @@ pub(crate) mod tests {
                 continue;
             }
             assert_eq!(allowed, 4, "a budget of 4 admits 4 in all");
+            // A larger budget is borrowed in slices (500 a minute: 10 at a time), and still
+            // admits no more than the budget in all.
+            let large = format!("large-{attempt}");
+            let mut allowed = 0;
+            for request in 0..600 {
+                let status = replicas[request % 3]
+                    .rate_check(&large, limit(500))
+                    .await
+                    .expect("answered");
+                allowed += usize::from(status.allowed);
+            }
+            if Cluster::window().0 != before {
+                continue;
+            }
+            assert_eq!(allowed, 500, "a budget of 500 admits 500 in all");
             // Tokens used count against the same budget everywhere.
             let other = format!("tokens-{attempt}");
-            replicas[0]
-                .record_tokens(&other, 1_000)
-                .await
-                .expect("counted");
+            replicas[0].record_tokens(&other, 1_000);
+            replicas[0].flush_tokens().await.expect("sent");
             let status = replicas[1]
                 .rate_check(&other, limit(4))
                 .await
@@ -588,6 +763,9 @@ pub(crate) mod tests {
                 assert_eq!(status.remaining_tokens, 0);
             }
             // The failure budget: the third failure blocks on every replica.
+            // The failure budget: the third failure, wherever it happens, blocks: at once at the
+            // replica that saw it, and at another as soon as it asks Redis (a replica that
+            // asked less than a second ago may answer from what it learnt then).
             for replica in &replicas {
                 assert_eq!(
                     replica.failure_block(&caller).await.expect("answered"),
@@ -598,12 +776,15 @@ pub(crate) mod tests {
                     .await
                     .expect("counted");
             }
-            let blocked = replicas[0]
-                .failure_block(&caller)
-                .await
-                .expect("answered")
-                .expect("blocked");
-            assert!(blocked > Duration::from_secs(25) && blocked <= Duration::from_secs(30));
+            let fresh = Cluster::connect(&config).await.expect("connected");
+            for replica in [&replicas[2], &fresh] {
+                let blocked = replica
+                    .failure_block(&caller)
+                    .await
+                    .expect("answered")
+                    .expect("blocked");
+                assert!(blocked > Duration::from_secs(25) && blocked <= Duration::from_secs(30));
+            }
             // The store holds no caller's name.
             let mut connection = replicas[0].redis.clone();
             let keys: Vec<String> = redis::cmd("KEYS")

@@ -288,15 +288,7 @@ impl Drop for Record {
         metrics.in_flight.dec();
         if let Some(rate_key) = &self.rate_key {
             match &self.state.config.cluster {
-                Some(cluster) => {
-                    let (cluster, rate_key) = (Arc::clone(cluster), rate_key.clone());
-                    let tokens = usage.total_tokens;
-                    tokio::spawn(async move {
-                        if let Err(error) = cluster.record_tokens(&rate_key, tokens).await {
-                            tracing::warn!(error = %error, "tokens used were not counted");
-                        }
-                    });
-                }
+                Some(cluster) => cluster.record_tokens(rate_key, usage.total_tokens),
                 None => self.state.rate.record_tokens(rate_key, usage.total_tokens),
             }
         }
