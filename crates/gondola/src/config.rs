@@ -981,12 +981,40 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_configuration_example_is_valid() {
+    fn the_readme_configuration_examples_are_valid() {
         let readme = include_str!("../../../README.md");
-        let start = readme.find("```toml\n").expect("a TOML example") + "```toml\n".len();
-        let end = start + readme[start..].find("```").expect("end of the example");
+        let examples: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().expect("end of the example"))
+            .collect();
+        assert!(
+            examples.len() >= 2,
+            "the configuration and cluster examples"
+        );
+        for example in &examples {
+            toml::from_str::<FileConfig>(example)
+                .unwrap_or_else(|error| panic!("a README example does not parse: {error}"));
+        }
+        // The cluster's example names Redis; the configuration section's is the full one.
+        let cluster: FileConfig = toml::from_str(
+            examples
+                .iter()
+                .find(|example| example.contains("[gateway.cluster]"))
+                .expect("the cluster example"),
+        )
+        .expect("parses");
+        assert!(
+            cluster
+                .gateway
+                .cluster
+                .is_some_and(|cluster| cluster.redis_url.starts_with("redis://"))
+        );
+        let section = &readme[readme.find("## Configuration").expect("the section")..];
+        let start = section.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+        let end = start + section[start..].find("```").expect("end of the example");
         let file: FileConfig =
-            toml::from_str(&readme[start..end]).expect("the README example parses");
+            toml::from_str(&section[start..end]).expect("the README example parses");
         assert_eq!(file.gateway.keys.len(), 1);
         assert_eq!(file.gateway.relays, ["https://relay.example"]);
         assert!(
