@@ -258,9 +258,6 @@ pub struct GatewayConfig {
     pub web_relays: Vec<String>,
     /// Operator-defined personas (`GET /characters`, `character_slug`).
     pub characters: crate::characters::Characters,
-    /// The store shared with the other replicas (spent tokens, rate and failure budgets);
-    /// `None`: this process alone, in memory and on its disk.
-    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 impl Default for GatewayConfig {
@@ -282,7 +279,6 @@ impl Default for GatewayConfig {
             tokens: None,
             web_relays: Vec::new(),
             characters: crate::characters::Characters::default(),
-            cluster: None,
         }
     }
 }

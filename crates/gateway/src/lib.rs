@@ -84,6 +84,8 @@ const OPENAPI_DOCUMENT: &str = include_str!("openapi.json");
 
 pub(crate) struct AppState {
     config: GatewayConfig,
+    /// The store shared with the other replicas; `None`: this process alone.
+    cluster: Option<Arc<cluster::Cluster>>,
     auth: Authenticator,
     registry: Registry,
     catalogue: Catalogue,
@@ -122,6 +124,16 @@ pub struct Gateway {
 impl Gateway {
     /// Must be called inside a Tokio runtime: it starts the lease sweeper.
     pub fn new(config: GatewayConfig) -> std::io::Result<Self> {
+        Self::in_cluster(config, None)
+    }
+
+    /// As [`Gateway::new`], one of a cluster's replicas where `cluster` is given: spent
+    /// tokens, rate and failure budgets are kept in the store it shares with the others, and
+    /// the keys they must agree on come from its seed.
+    pub fn in_cluster(
+        config: GatewayConfig,
+        cluster: Option<Arc<cluster::Cluster>>,
+    ) -> std::io::Result<Self> {
         server::install_crypto_provider();
         let limits = &config.limits;
         let http = server::http_clients(server::HttpClientSettings {
@@ -134,7 +146,7 @@ impl Gateway {
             None => None,
         };
         // Replicas of a cluster derive their keys from its seed, so they agree on them.
-        let oblivious = match (&config.oblivious_seed, &config.cluster) {
+        let oblivious = match (&config.oblivious_seed, &cluster) {
             (Some(_), Some(cluster)) => Some(Arc::new(
                 oblivious::ObliviousGateway::from_seed(
                     &cluster.derived_seed("oblivious http"),
@@ -148,7 +160,7 @@ impl Gateway {
             )),
             (None, _) => None,
         };
-        let video_key = match (&config.jobs_seed, &config.cluster) {
+        let video_key = match (&config.jobs_seed, &cluster) {
             (_, Some(cluster)) => cluster.derived_seed("video queue ids"),
             (Some(path), None) => keyfile::read_or_create(path, || {
                 let mut seed = vec![0u8; 32];
@@ -171,7 +183,7 @@ impl Gateway {
                 tokens,
                 Arc::clone(economy),
                 metrics.token_signature_checks.clone(),
-                config.cluster.clone(),
+                cluster.clone(),
             )?)),
             _ => None,
         };
@@ -192,6 +204,7 @@ impl Gateway {
             metrics,
             http,
             config,
+            cluster,
             registration_challenges: challenge::Challenges::new(
                 "gondola provider registration",
                 "gondola-registration-",

@@ -794,8 +794,6 @@ pub fn gateway_config(
     .map_err(|error| anyhow::anyhow!("gateway.characters: {error}"))?;
     Ok(GatewayConfig {
         characters,
-        // Connected by the caller, which can wait for Redis.
-        cluster: None,
         economy: None,
         oblivious_seed: None,
         jobs_seed: None,

@@ -635,19 +635,18 @@ struct GatewaySetup {
 
 /// Connects to the store the replicas share, where `[gateway.cluster]` names one.
 async fn join_cluster(
-    config: &mut gateway::GatewayConfig,
     file: &FileConfig,
     common: &CommonArgs,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Arc<gateway::cluster::Cluster>>> {
     let data = data_dir(common, file)?;
-    if let Some(cluster) = config::cluster_config(file.gateway.cluster.as_ref(), &data) {
-        config.cluster = Some(
+    match config::cluster_config(file.gateway.cluster.as_ref(), &data) {
+        Some(cluster) => Ok(Some(
             gateway::cluster::Cluster::connect(&cluster)
                 .await
                 .context("cannot join the cluster")?,
-        );
+        )),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 fn gateway_setup(common: &CommonArgs, server: &GatewayServerArgs) -> anyhow::Result<GatewaySetup> {
@@ -690,10 +689,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let GatewaySetup {
         file,
         listen,
-        config: mut gateway_config,
+        config: gateway_config,
         tls,
     } = gateway_setup(&args.common, &args.server)?;
-    join_cluster(&mut gateway_config, &file, &args.common).await?;
+    let cluster = join_cluster(&file, &args.common).await?;
     let data = data_dir(&args.common, &file)?;
     let cache = cache_dir(&args.common, &file)?;
     let (model_path, model_id) = models::model_file(&args.engine, &file, &cache).await?;
@@ -754,8 +753,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public = bind(listen, "gateway").await?;
     let address = public.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let gateway =
-        Arc::new(gateway::Gateway::new(gateway_config).context("cannot start the gateway")?);
+    let gateway = Arc::new(
+        gateway::Gateway::in_cluster(gateway_config, cluster)
+            .context("cannot start the gateway")?,
+    );
     // The embedded provider reaches the gateway over plain HTTP on loopback, whatever clients use.
     let internal = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "internal gateway").await?;
     let internal_address = internal.local_addr()?;
@@ -915,14 +916,15 @@ async fn gateway_only(args: GatewayArgs) -> anyhow::Result<()> {
     let GatewaySetup {
         file,
         listen,
-        config: mut gateway_config,
+        config: gateway_config,
         tls,
     } = gateway_setup(&args.common, &args.server)?;
-    join_cluster(&mut gateway_config, &file, &args.common).await?;
+    let cluster = join_cluster(&file, &args.common).await?;
     let shutdown = shutdown_signal();
     let listener = bind(listen, "gateway").await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let gateway = gateway::Gateway::new(gateway_config).context("cannot start the gateway")?;
+    let gateway = gateway::Gateway::in_cluster(gateway_config, cluster)
+        .context("cannot start the gateway")?;
     println!(
         "gondola: gateway listening on {scheme}://{}",
         listener.local_addr()?

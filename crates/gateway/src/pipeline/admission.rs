@@ -119,7 +119,7 @@ pub(crate) async fn admit(
     if tokens.is_none() {
         seen.caller = Some(caller.name.clone());
     }
-    let blocked = match (&seen.caller, &state.config.cluster) {
+    let blocked = match (&seen.caller, &state.cluster) {
         (None, _) => None,
         (Some(caller), Some(cluster)) => cluster
             .failure_block(caller)
@@ -157,7 +157,7 @@ pub(crate) async fn check_rate(
         }
         None => (caller.name.clone(), caller.rate, None),
     };
-    let rate = match (paid_with_tokens, &state.config.cluster) {
+    let rate = match (paid_with_tokens, &state.cluster) {
         (true, _) => None,
         (false, Some(cluster)) => Some(
             cluster

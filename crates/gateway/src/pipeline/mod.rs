@@ -92,7 +92,7 @@ pub(crate) fn refused(
         && status != 429
     {
         let tiers = &state.tiers;
-        match &state.config.cluster {
+        match &state.cluster {
             // Counted in the background: the refusal does not wait on the store.
             Some(cluster) => {
                 let (cluster, caller) = (Arc::clone(cluster), caller.clone());

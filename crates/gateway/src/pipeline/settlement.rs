@@ -287,7 +287,7 @@ impl Drop for Record {
         }
         metrics.in_flight.dec();
         if let Some(rate_key) = &self.rate_key {
-            match &self.state.config.cluster {
+            match &self.state.cluster {
                 Some(cluster) => cluster.record_tokens(rate_key, usage.total_tokens),
                 None => self.state.rate.record_tokens(rate_key, usage.total_tokens),
             }
