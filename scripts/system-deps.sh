@@ -5,8 +5,9 @@
 # espeak-ng (phonemes) and ffmpeg (audio formats) are the speech voice's helper programs, run
 # as separate processes.
 # With --tests, also chromium for the web app's browser suite (playwright-core drives Debian's
-# Chromium; no browser is downloaded) and redis-server, the store gateway replicas share (the
-# tests start their own on a Unix socket).
+# Chromium; no browser is downloaded), redis-server, the store gateway replicas share (the
+# tests start their own on a Unix socket), and nginx-light, the load balancer in front of them
+# in the cluster example.
 set -euo pipefail
 
 missing=()
@@ -21,6 +22,7 @@ command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -112,3 +112,123 @@ async fn three_gateways_share_one_budget_and_fail_closed_without_their_store() {
         }
     }
 }
+
+/// A port free now (bound and let go): for nginx, which is told its port in its file.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The README's example as it is (`examples/cluster/`): three replicas behind nginx with
+/// the example's configuration, only ports, paths and the key's secret changed. Requests
+/// through nginx reach every replica and share one budget; when a replica is killed, nginx
+/// sends the next requests to the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_runs_three_replicas_behind_nginx_and_survives_losing_one() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster");
+    let store = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(store.path());
+    let secret = "sk-cluster-example";
+    let socket = redis.url();
+    let config = std::fs::read_to_string(example.join("gondola.toml"))
+        .expect("the example's configuration")
+        .replace("redis+unix:///run/gondola/redis.sock", &socket)
+        .replace(
+            "/etc/gondola/cluster.seed",
+            &store.path().join("cluster.seed").display().to_string(),
+        )
+        .replace(
+            "secret = \"env::GONDOLA_APP_KEY\"",
+            &format!("sha256 = \"{}\"", hex::encode(gateway::hash_secret(secret))),
+        )
+        .replace("requests_per_minute = 600", "requests_per_minute = 6");
+    let mut replicas: Vec<_> = (0..3).map(|_| gateway(&config)).collect();
+    let urls: Vec<String> = replicas.iter().map(|(_, url, _)| url.clone()).collect();
+    let ((_provider, provider_id), _) =
+        provider_with(&urls[0], &["--gateway", &urls[1], "--gateway", &urls[2]]);
+    let port = free_port();
+    let mut nginx_config = std::fs::read_to_string(example.join("nginx.conf"))
+        .expect("the example's nginx.conf")
+        .replace("127.0.0.1:8844", &format!("127.0.0.1:{port}"));
+    for (placeholder, url) in ["127.0.0.1:8845", "127.0.0.1:8846", "127.0.0.1:8847"]
+        .iter()
+        .zip(&urls)
+    {
+        nginx_config = nginx_config.replace(placeholder, url.trim_start_matches("http://"));
+    }
+    let nginx_dir = store.path().join("nginx");
+    std::fs::create_dir_all(&nginx_dir).expect("nginx's directory");
+    std::fs::write(nginx_dir.join("nginx.conf"), &nginx_config).expect("written");
+    let nginx_binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .unwrap_or("nginx");
+    let mut nginx = std::process::Command::new(nginx_binary)
+        .arg("-p")
+        .arg(&nginx_dir)
+        .arg("-c")
+        .arg(nginx_dir.join("nginx.conf"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nginx runs (Debian's nginx-light package)");
+    let front = format!("http://127.0.0.1:{port}");
+    let http = client();
+    // nginx has started once it answers (it writes nothing when ready).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while http.get(format!("{front}/healthz")).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "nginx did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ask = || {
+        http.post(format!("{front}/v1/chat/completions"))
+            .bearer_auth(secret)
+            .json(&json!({
+                "model": "smollm2-135m-instruct",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 1,
+            }))
+            .send()
+    };
+    // Nine requests through nginx: six let through (the key's budget, counted across the
+    // replicas), the rest refused; every answer from the one provider.
+    let before = minute();
+    let mut admitted = 0;
+    for _ in 0..9 {
+        let response = ask().await.expect("send");
+        match response.status().as_u16() {
+            200 => {
+                admitted += 1;
+                assert_eq!(
+                    response.headers()["x-gondola-provider"],
+                    provider_id.as_str()
+                );
+            }
+            429 => {}
+            other => panic!("through nginx: {other}"),
+        }
+    }
+    if minute() == before {
+        assert_eq!(
+            admitted, 6,
+            "the budget holds across the replicas behind nginx"
+        );
+    }
+    // A replica dies: nginx sends what comes next to the others.
+    replicas[0].0.kill();
+    for _ in 0..6 {
+        let response = http
+            .get(format!("{front}/v1/models"))
+            .bearer_auth(secret)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200, "a live replica answered");
+    }
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    drop(replicas);
+}
