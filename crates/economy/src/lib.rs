@@ -633,6 +633,39 @@ fn touched_accounts(signer: Address, op: &Op, into: &mut Vec<Address>) {
     }
 }
 
+/// Holds each entry of a usage settlement to the credits its account has now, so that one
+/// account charged past them (by usage counted on several gateways at once, or metered wrong)
+/// cannot make the ledger refuse the whole settlement, and everyone's usage in it with it.
+/// What could not be charged is logged as a sum, never by account. Credits only grow between
+/// this check and the settlement's commit: other operations in the batch add to them, and the
+/// only thing that takes them away is a settlement, which is the operator's, one per batch.
+fn clamp_to_credits(ledger: &ledger::Ledger, entries: &mut [ledger::UsageCharge], now: u64) {
+    let (mut clamped, mut unpaid) = (0usize, 0u128);
+    for entry in entries.iter_mut() {
+        let balances = ledger.balances(entry.account, now);
+        let (bundled, usd) = (
+            entry
+                .bundled_credit_units
+                .min(balances.bundled_credit_units),
+            entry.usd_units.min(balances.usd_credit_units),
+        );
+        let short = (entry.bundled_credit_units - bundled).saturating_add(entry.usd_units - usd);
+        if short > 0 {
+            clamped += 1;
+            unpaid = unpaid.saturating_add(short);
+            entry.bundled_credit_units = bundled;
+            entry.usd_units = usd;
+        }
+    }
+    if clamped > 0 {
+        tracing::warn!(
+            accounts = clamped,
+            unpaid_usd_units = %unpaid,
+            "usage was charged past accounts' credits; settled what they hold"
+        );
+    }
+}
+
 fn commit_loop(
     mut receiver: mpsc::Receiver<Job>,
     store: &Mutex<Store>,
@@ -675,7 +708,7 @@ fn commit_loop(
         let mut submissions = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut touched = Vec::new();
-        for job in batch {
+        for mut job in batch {
             let expected = guard.ledger().next_nonce(job.signer);
             let authorization = match job.signing {
                 Signing::User(authorization) => {
@@ -698,6 +731,9 @@ fn commit_loop(
                     authorization
                 }
                 Signing::Operator => {
+                    if let Op::SettleUsage { entries, .. } = &mut job.op {
+                        clamp_to_credits(guard.ledger(), entries, now);
+                    }
                     wallet::sign(operator, &domain, &job.op, expected, now, Scheme::Eip712)
                 }
             };
@@ -736,6 +772,62 @@ fn commit_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn charge(account: Address, usd_units: u128) -> ledger::UsageCharge {
+        ledger::UsageCharge {
+            account,
+            requests: 1,
+            prompt_tokens: 10,
+            completion_tokens: 10,
+            allowance_units: 0,
+            bundled_credit_units: 0,
+            usd_units,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_account_charged_past_its_credits_does_not_sink_the_settlement() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let economy = Economy::open(EconomyConfig::in_dir(dir.path())).expect("opened");
+        let (short, fine) = (Address([1; 20]), Address([2; 20]));
+        for account in [short, fine] {
+            economy
+                .submit(
+                    economy.operator,
+                    Op::CreditAccount {
+                        account,
+                        usd_units: 1_000,
+                        bundled_credit_units: 0,
+                    },
+                    Signing::Operator,
+                )
+                .await
+                .expect("credited");
+        }
+        // One account is charged more than it holds (as two gateways could, each metering it
+        // against the same balance); the other within its credits.
+        let day = economy.clock.today();
+        let receipt = economy
+            .submit(
+                economy.operator,
+                Op::SettleUsage {
+                    day,
+                    entries: vec![charge(short, 1_500), charge(fine, 400)],
+                },
+                Signing::Operator,
+            )
+            .await;
+        assert!(receipt.is_ok(), "{receipt:?}");
+        let now = economy.clock.now();
+        let (short_left, fine_left) = economy.read(|store| {
+            (
+                store.ledger().balances(short, now).usd_credit_units,
+                store.ledger().balances(fine, now).usd_credit_units,
+            )
+        });
+        assert_eq!(short_left, 0, "the short account paid what it had");
+        assert_eq!(fine_left, 600, "the other paid what it owed");
+    }
 
     /// Set (to a data directory) in the child process the test below starts.
     const CHILD: &str = "GONDOLA_ECONOMY_TEST_POISONED_CHILD";
