@@ -98,6 +98,9 @@ pub struct ClusterConfig {
     /// Start even if Redis does not sync its append-only file before answering (a spent
     /// token could then pay again after a Redis crash).
     pub allow_volatile: bool,
+    /// The certificate authority (PEM) a `rediss://` server's certificate is checked against,
+    /// instead of the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,8 +205,22 @@ pub struct Cluster {
 impl Cluster {
     /// Connects, and checks that Redis keeps what it acknowledges.
     pub async fn connect(config: &ClusterConfig) -> Result<Arc<Self>, ClusterError> {
-        let client = redis::Client::open(config.redis_url.as_str())
-            .map_err(|error| ClusterError::Url(error.to_string()))?;
+        let client = match &config.ca_file {
+            Some(ca_file) => {
+                let root_cert = std::fs::read(ca_file).map_err(|error| {
+                    ClusterError::Url(format!("{}: {error}", ca_file.display()))
+                })?;
+                redis::Client::build_with_tls(
+                    config.redis_url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+            None => redis::Client::open(config.redis_url.as_str()),
+        }
+        .map_err(|error| ClusterError::Url(error.to_string()))?;
         let manager_config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(RESPONSE_TIMEOUT)
             .set_connection_timeout(CONNECT_TIMEOUT)
@@ -616,6 +633,7 @@ pub(crate) mod tests {
             seed: dir.join("cluster.seed"),
             prefix: "test".into(),
             allow_volatile: false,
+            ca_file: None,
         }
     }
 

@@ -83,6 +83,9 @@ pub struct RawCluster {
     /// Start against a Redis that does not sync its append-only file before answering.
     #[serde(default)]
     pub allow_volatile: bool,
+    /// The certificate authority (PEM) a `rediss://` server is checked against, instead of
+    /// the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The shared store's settings, from `[gateway.cluster]`.
@@ -98,6 +101,7 @@ pub fn cluster_config(
             .unwrap_or_else(|| data_dir.join("cluster.seed")),
         prefix: raw.prefix.clone().unwrap_or_else(|| "gondola".into()),
         allow_volatile: raw.allow_volatile,
+        ca_file: raw.ca_file.clone(),
     })
 }
 

@@ -232,3 +232,53 @@ async fn the_example_runs_three_replicas_behind_nginx_and_survives_losing_one() 
     let _ = nginx.wait();
     drop(replicas);
 }
+
+/// `rediss://`: a Redis that speaks TLS is reached through it, its certificate checked against
+/// the `ca_file` given; without it (the system's roots only), the gateway will not start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_behind_tls_is_checked_against_the_given_authority() {
+    let store = tempfile::tempdir().expect("temp dir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let (cert, key) = (
+        store.path().join("redis.pem"),
+        store.path().join("redis.key"),
+    );
+    std::fs::write(&cert, certified.cert.pem()).expect("written");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("written");
+    let port = free_port();
+    let _redis = RedisServer::start_tls(store.path(), port, &cert, &key);
+    let cluster = |ca_file: Option<&std::path::Path>| {
+        format!(
+            "[gateway.cluster]\nredis_url = \"rediss://127.0.0.1:{port}\"\nseed = \"{}\"\n{}",
+            store.path().join("cluster.seed").display(),
+            ca_file.map_or_else(String::new, |ca_file| format!(
+                "ca_file = \"{}\"\n",
+                ca_file.display()
+            ))
+        )
+    };
+    // Trusting the authority: the gateway connects, checks Redis's durability over TLS, and
+    // serves.
+    let (_gateway, url, _dir) = gateway(&cluster(Some(&cert)));
+    let response = client()
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    // Not trusting it: refused at start, naming the cluster.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, cluster(None)).expect("written");
+    let output = std::process::Command::new(crate::support::binary())
+        .args(["gateway", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run gondola gateway");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot join the cluster"), "{stderr}");
+}

@@ -723,13 +723,37 @@ pub fn canary() -> String {
 pub struct RedisServer {
     child: Option<Child>,
     dir: PathBuf,
+    /// Further arguments (TLS).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, Vec::new())
+    }
+
+    /// As [`RedisServer::start`], also speaking TLS on `port` with `cert` and `key` (PEM).
+    pub fn start_tls(dir: &Path, port: u16, cert: &Path, key: &Path) -> Self {
+        let extra = vec![
+            "--tls-port".to_owned(),
+            port.to_string(),
+            "--tls-cert-file".to_owned(),
+            cert.display().to_string(),
+            "--tls-key-file".to_owned(),
+            key.display().to_string(),
+            "--tls-ca-cert-file".to_owned(),
+            cert.display().to_string(),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        Self::start_with(dir, extra)
+    }
+
+    fn start_with(dir: &Path, extra: Vec<String>) -> Self {
         let mut server = Self {
             child: None,
             dir: dir.to_owned(),
+            extra,
         };
         server.run();
         server
@@ -739,6 +763,7 @@ impl RedisServer {
         let mut child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(self.dir.join("redis.sock"))
+            .args(&self.extra)
             .args(["--unixsocketperm", "700", "--dir"])
             .arg(&self.dir)
             .args(["--save", "", "--logfile", ""])
