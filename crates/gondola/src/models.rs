@@ -284,24 +284,24 @@ pub(crate) async fn load_remover(
     engine: &EngineArgs,
     cache: &Path,
 ) -> anyhow::Result<(Arc<vision::BackgroundRemover>, String)> {
-    let Some(catalogued) = model_store::find_catalogue_model(requested)
-        .filter(|model| model.kind == model_store::ModelKind::BackgroundRemoval)
-    else {
-        bail!(
-            "{requested:?} is not a catalogue background remover ({})",
-            model_store::DEFAULT_BACKGROUND_MODEL_ID
-        );
-    };
-    let (model_path, runtime_library) = pull_onnx_model(catalogued, engine, cache).await?;
-    let config = vision::RemoverConfig {
-        model_path,
-        runtime_library,
-        threads: onnx_threads(engine)?,
-    };
-    let remover = tokio::task::spawn_blocking(move || vision::BackgroundRemover::load(config))
-        .await
-        .context("the background remover's loader panicked")??;
-    Ok((Arc::new(remover), catalogued.id.to_owned()))
+    load_image_model(
+        requested,
+        (
+            model_store::ModelKind::BackgroundRemoval,
+            "background remover",
+        ),
+        model_store::DEFAULT_BACKGROUND_MODEL_ID,
+        engine,
+        cache,
+        |model_path, runtime_library, threads| {
+            vision::BackgroundRemover::load(vision::RemoverConfig {
+                model_path,
+                runtime_library,
+                threads,
+            })
+        },
+    )
+    .await
 }
 
 /// Loads the upscaler `requested` (a catalogue model, pulled if needed) with ONNX Runtime
@@ -311,24 +311,47 @@ pub(crate) async fn load_upscaler(
     engine: &EngineArgs,
     cache: &Path,
 ) -> anyhow::Result<(Arc<vision::Upscaler>, String)> {
-    let Some(catalogued) = model_store::find_catalogue_model(requested)
-        .filter(|model| model.kind == model_store::ModelKind::Upscale)
+    load_image_model(
+        requested,
+        (model_store::ModelKind::Upscale, "upscaler"),
+        model_store::DEFAULT_UPSCALE_MODEL_ID,
+        engine,
+        cache,
+        |weights_path, runtime_library, threads| {
+            vision::Upscaler::load(vision::UpscalerConfig {
+                weights_path,
+                runtime_library,
+                threads,
+            })
+        },
+    )
+    .await
+}
+
+/// An image model `requested` of `kind` (a catalogue model, named in errors as `what`),
+/// pulled with ONNX Runtime if needed and loaded by `load` (model file, runtime library,
+/// threads) off the async runtime: the model and its id.
+async fn load_image_model<T: Send + 'static>(
+    requested: &str,
+    (kind, what): (model_store::ModelKind, &str),
+    default: &str,
+    engine: &EngineArgs,
+    cache: &Path,
+    load: impl FnOnce(PathBuf, PathBuf, std::num::NonZeroU32) -> Result<T, vision::VisionError>
+    + Send
+    + 'static,
+) -> anyhow::Result<(Arc<T>, String)> {
+    let Some(catalogued) =
+        model_store::find_catalogue_model(requested).filter(|model| model.kind == kind)
     else {
-        bail!(
-            "{requested:?} is not a catalogue upscaler ({})",
-            model_store::DEFAULT_UPSCALE_MODEL_ID
-        );
+        bail!("{requested:?} is not a catalogue {what} ({default})");
     };
-    let (weights_path, runtime_library) = pull_onnx_model(catalogued, engine, cache).await?;
-    let config = vision::UpscalerConfig {
-        weights_path,
-        runtime_library,
-        threads: onnx_threads(engine)?,
-    };
-    let upscaler = tokio::task::spawn_blocking(move || vision::Upscaler::load(config))
+    let (model_path, runtime_library) = pull_onnx_model(catalogued, engine, cache).await?;
+    let threads = onnx_threads(engine)?;
+    let model = tokio::task::spawn_blocking(move || load(model_path, runtime_library, threads))
         .await
-        .context("the upscaler's loader panicked")??;
-    Ok((Arc::new(upscaler), catalogued.id.to_owned()))
+        .with_context(|| format!("the {what}'s loader panicked"))??;
+    Ok((Arc::new(model), catalogued.id.to_owned()))
 }
 
 /// `program`'s path on the PATH.

@@ -202,40 +202,20 @@ impl Backend {
                 image: None,
                 video: None,
             },
-            Self::EmbeddedBackgroundRemoval { remover, model_id } => ModelAdvert {
-                model_type: ModelType::BackgroundRemoval,
-                id: model_id.clone(),
-                name: format!("U²-Net ({})", remover.name()),
-                context_tokens: 0,
-                quantization: "F32".into(),
-                parameters: 1_131_000,
-                supports_response_schema: false,
-                supports_reasoning: false,
-                supports_function_calling: false,
-                supports_logprobs: false,
-                input_media: vec!["image".into()],
-                backend: "embedded".into(),
-                voices: Vec::new(),
-                image: None,
-                video: None,
-            },
-            Self::EmbeddedUpscaler { upscaler, model_id } => ModelAdvert {
-                model_type: ModelType::Upscale,
-                id: model_id.clone(),
-                name: format!("Real-ESRGAN ({})", upscaler.name()),
-                context_tokens: 0,
-                quantization: "F16".into(),
-                parameters: 620_000,
-                supports_response_schema: false,
-                supports_reasoning: false,
-                supports_function_calling: false,
-                supports_logprobs: false,
-                input_media: vec!["image".into()],
-                backend: "embedded".into(),
-                voices: Vec::new(),
-                image: None,
-                video: None,
-            },
+            Self::EmbeddedBackgroundRemoval { remover, model_id } => image_tool_advert(
+                ModelType::BackgroundRemoval,
+                model_id,
+                format!("U²-Net ({})", remover.name()),
+                "F32",
+                1_131_000,
+            ),
+            Self::EmbeddedUpscaler { upscaler, model_id } => image_tool_advert(
+                ModelType::Upscale,
+                model_id,
+                format!("Real-ESRGAN ({})", upscaler.name()),
+                "F16",
+                620_000,
+            ),
             Self::Upstream {
                 api,
                 upstream_model,
@@ -292,6 +272,34 @@ impl Backend {
             | Self::EmbeddedUpscaler { model_id, .. }
             | Self::Upstream { model_id, .. } => model_id,
         }
+    }
+}
+
+/// What an embedded model that takes an image and gives one back (a background remover, an
+/// upscaler) advertises.
+fn image_tool_advert(
+    model_type: ModelType,
+    model_id: &str,
+    name: String,
+    quantization: &str,
+    parameters: u64,
+) -> ModelAdvert {
+    ModelAdvert {
+        model_type,
+        id: model_id.to_owned(),
+        name,
+        context_tokens: 0,
+        quantization: quantization.into(),
+        parameters,
+        supports_response_schema: false,
+        supports_reasoning: false,
+        supports_function_calling: false,
+        supports_logprobs: false,
+        input_media: vec!["image".into()],
+        backend: "embedded".into(),
+        voices: Vec::new(),
+        image: None,
+        video: None,
     }
 }
 

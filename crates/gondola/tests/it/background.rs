@@ -9,7 +9,7 @@ use std::io::Cursor;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::support::{client, serve};
+use crate::support::{client, listed_model, serve};
 
 /// A 256 × 256 picture: a diagonal gradient, a red ellipse centred at (130, 130) with radii
 /// 60 and 80, and a yellow square below it.
@@ -143,21 +143,7 @@ async fn the_embedded_model_takes_the_background_away_and_keeps_the_subject() {
         .expect("send");
     assert_eq!(response.status(), 415);
     // The model is listed, priced per image.
-    let models: Value = http
-        .get(format!("{url}/v1/models?type=all"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    let listed = models["data"]
-        .as_array()
-        .expect("models")
-        .iter()
-        .find(|model| model["id"] == "u2netp")
-        .expect("listed")
-        .clone();
+    let listed = listed_model(&http, &url, "?type=all", "u2netp").await;
     assert_eq!(listed["type"], "background-removal");
     assert!(listed["model_spec"]["pricing"]["generation"]["usd"].is_number());
 }

@@ -223,21 +223,7 @@ async fn each_image_engine_serves_venices_and_openais_routes() {
     // The catalogue lists the image model with Venice's image pricing and constraints.
     let stand_in = image_engines::start(Engine::Automatic1111, CHECKPOINT, None).await;
     let _provider = image_provider(&url, &stand_in, Engine::Automatic1111);
-    let models: Value = http
-        .get(format!("{url}/api/v1/models?type=image"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    let model = models["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .find(|model| model["id"] == MODEL)
-        .expect("listed")
-        .clone();
+    let model = crate::support::listed_model(&http, &url, "?type=image", MODEL).await;
     assert_eq!(model["type"], "image");
     assert_eq!(
         model["model_spec"]["pricing"]["generation"]["usd"],

@@ -656,6 +656,23 @@ pub async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value 
         .expect("json")
 }
 
+/// The entry for `id` in the gateway's model list (`/v1/models` with `query`).
+pub async fn listed_model(
+    http: &reqwest::Client,
+    url: &str,
+    query: &str,
+    id: &str,
+) -> serde_json::Value {
+    let models = get_json(http, format!("{url}/v1/models{query}")).await;
+    models["data"]
+        .as_array()
+        .expect("a list of models")
+        .iter()
+        .find(|model| model["id"] == id)
+        .unwrap_or_else(|| panic!("{id} is listed: {models}"))
+        .clone()
+}
+
 /// POSTs `body` to `url` and parses the JSON answer.
 pub async fn post_json(
     http: &reqwest::Client,

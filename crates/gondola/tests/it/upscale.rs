@@ -9,7 +9,7 @@ use std::io::Cursor;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::support::{client, serve};
+use crate::support::{client, listed_model, serve};
 
 /// The picture's colours: a pale background and three shapes.
 const PALETTE: [[u8; 3]; 4] = [[235, 240, 250], [220, 60, 40], [30, 90, 200], [20, 140, 60]];
@@ -187,21 +187,7 @@ async fn the_embedded_model_enlarges_images_twice_and_four_times() {
     assert_eq!(error["param"], "scale");
 
     // The model is listed as an upscaler, priced per image.
-    let models: Value = http
-        .get(format!("{url}/v1/models?type=all"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
-    let listed = models["data"]
-        .as_array()
-        .expect("models")
-        .iter()
-        .find(|model| model["id"] == "realesr-animevideov3")
-        .expect("listed")
-        .clone();
+    let listed = listed_model(&http, &url, "?type=all", "realesr-animevideov3").await;
     assert_eq!(listed["type"], "upscale");
     assert!(listed["model_spec"]["pricing"]["generation"]["usd"].is_number());
 }
