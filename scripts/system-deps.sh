@@ -6,8 +6,9 @@
 # as separate processes.
 # With --tests, also chromium for the web app's browser suite (playwright-core drives Debian's
 # Chromium; no browser is downloaded), redis-server, the store gateway replicas share (the
-# tests start their own on a Unix socket), and nginx-light, the load balancer in front of them
-# in the cluster example.
+# tests start their own on a Unix socket), postgresql, which holds the ledger journal they
+# share (the tests run their own servers too, as the postgres user when run as root), and
+# nginx-light, the load balancer in front of them in the cluster example.
 set -euo pipefail
 
 missing=()
@@ -23,6 +24,7 @@ if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

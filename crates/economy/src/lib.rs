@@ -13,6 +13,7 @@
 
 pub mod keys;
 pub mod meter;
+pub mod shared;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use crate::meter::{Capacity, Meter};
 
 pub use keys::{KeyKind, hash_secret};
 pub use ledger::SECONDS_PER_DAY;
+pub use shared::SharedLedgerConfig;
 /// Operations waiting for the committer; beyond this, submitters get 503.
 const JOB_QUEUE: usize = 4_096;
 /// Entries of one usage settlement (the ledger's own bound).
@@ -62,6 +64,9 @@ pub struct EconomyConfig {
     /// (`POST /api/v1/admin/clock`), for tests of daily allowances and cooldowns. Never on in
     /// production.
     pub adjustable_clock: bool,
+    /// The journal the gateways of a cluster share (PostgreSQL), with the operator key they
+    /// derive alike; `None`: this gateway's ledger is its own, in `ledger_dir` alone.
+    pub shared: Option<SharedLedgerConfig>,
 }
 
 impl EconomyConfig {
@@ -78,6 +83,7 @@ impl EconomyConfig {
             // People stake, claim and mint a few times a day.
             operations_per_minute_per_signer: 60,
             adjustable_clock: false,
+            shared: None,
         }
     }
 }
@@ -131,6 +137,9 @@ pub enum Refusal {
     Rejected(Rejection),
     /// The store failed; the economy is read-only until the gateway restarts.
     Unavailable(String),
+    /// The shared journal could not be reached, or did not take the batch: nothing was
+    /// written, and the operation may be sent again.
+    NotTaken(String),
 }
 
 struct Job {
@@ -150,6 +159,10 @@ pub struct Economy {
     pub keys: KeyStore,
     pub config: EconomyConfig,
     healthy: Arc<AtomicBool>,
+    /// Whether the shared journal answered the committer's last query (always true without
+    /// one): metered requests are refused while it does not, since their usage could not be
+    /// settled.
+    shared_up: Arc<AtomicBool>,
     /// Each account's latest rate-limit refusals, for `/api_keys/rate_limits/log`.
     pub rate_limit_log: RateLimitLog,
     /// The UTC day whose flush last reported utilization (for the day before it); zero until
@@ -230,11 +243,26 @@ pub fn utilization_bps(ledger: &ledger::Ledger, day: u64, network_capacity_usd_u
 }
 
 impl Economy {
-    /// Opens (or creates, with genesis) the ledger and starts the committer thread.
+    /// Opens (or creates, with genesis) the ledger and starts the committer thread. With a
+    /// shared journal, the committer first joins it: the local journal must be a prefix of the
+    /// shared one (or is published into an empty one), and genesis is written there by the
+    /// first replica to start.
     pub fn open(config: EconomyConfig) -> std::io::Result<Arc<Self>> {
-        let operator =
-            Wallet::load_or_create(&config.operator_key).map_err(std::io::Error::other)?;
-        let (mut store, report) = Store::open(
+        let operator = match &config.shared {
+            // A replica of a cluster signs as the key derived from the cluster's seed, written
+            // into its data directory (for the operator's CLI) unless one is there already: a
+            // cluster grown from one gateway gives every replica that gateway's key.
+            Some(shared) => {
+                let derived = Wallet::from_hex(&hex::encode(shared.operator_secret))
+                    .map_err(std::io::Error::other)?;
+                let text = keyfile::read_or_create(&config.operator_key, || {
+                    format!("{}\n", derived.secret_hex()).into_bytes()
+                })?;
+                Wallet::from_hex(&String::from_utf8_lossy(&text)).map_err(std::io::Error::other)?
+            }
+            None => Wallet::load_or_create(&config.operator_key).map_err(std::io::Error::other)?,
+        };
+        let (store, report) = Store::open(
             &config.ledger_dir,
             StoreOptions {
                 create_if_missing: true,
@@ -267,62 +295,73 @@ impl Economy {
         let clock = Arc::new(Clock {
             offset: AtomicU64::new(0),
         });
-        if !store.ledger().is_initialized() {
-            let admin = operator.address();
-            let genesis =
-                GenesisConfig::venice(admin, admin, admin, admin, admin, config.airdrop.clone());
-            let now = clock.now();
-            let op = Op::Genesis(Box::new(genesis));
-            let domain = Domain::for_ledger(admin, now);
-            let authorization = wallet::sign(&operator, &domain, &op, 0, now, Scheme::Eip712);
-            match store.submit(now, admin, &authorization.encode(), op) {
-                Ok(Ok(_)) => tracing::info!("ledger created with genesis"),
-                Ok(Err(rejection)) => {
-                    return Err(std::io::Error::other(format!(
-                        "the ledger refused its genesis: {rejection:?}"
-                    )));
-                }
-                Err(error) => return Err(std::io::Error::other(error)),
-            }
-        }
-        let ledger = store.ledger();
-        let (Some(admin), Some(genesis_seconds)) = (ledger.admin(), ledger.genesis_seconds())
-        else {
-            return Err(std::io::Error::other("the ledger has no genesis"));
-        };
-        if admin != operator.address() {
-            return Err(std::io::Error::other(format!(
-                "the operator key {} is not this ledger's operator",
-                config.operator_key.display()
-            )));
-        }
-        let domain = Domain::for_ledger(admin, genesis_seconds);
         let keys = KeyStore::open(&config.keys_file)?;
         let meter = Arc::new(Meter::new(Capacity {
             network_usd_units_per_day: config.network_capacity_usd_units_per_day,
             active_window_days: config.active_window_days.max(1),
         }));
-        let today = clock.today();
-        meter.refresh(store.ledger(), &keys.accounts(), today);
-        tracing::info!(
-            sequence = store.last_sequence(),
-            replay_ms = report.replay_duration.as_millis() as u64,
-            "ledger open"
-        );
         let store = Arc::new(Mutex::new(store));
+        let shared = match &config.shared {
+            Some(shared) => {
+                Some(shared::SharedJournal::new(shared).map_err(std::io::Error::other)?)
+            }
+            None => {
+                let mut guard = lock_store(&store);
+                if !guard.ledger().is_initialized() {
+                    let genesis = genesis(&operator, config.airdrop.clone(), clock.now());
+                    match guard.submit_batch(vec![genesis]) {
+                        Ok(mut results) => match results.pop() {
+                            Some(Ok(_)) => tracing::info!("ledger created with genesis"),
+                            refused => {
+                                return Err(std::io::Error::other(format!(
+                                    "the ledger refused its genesis: {refused:?}"
+                                )));
+                            }
+                        },
+                        Err(error) => return Err(std::io::Error::other(error)),
+                    }
+                }
+                None
+            }
+        };
+        let operator_address = operator.address();
         let (jobs, receiver) = mpsc::channel(JOB_QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
+        let shared_up = Arc::new(AtomicBool::new(true));
+        let (started, start) = std::sync::mpsc::sync_channel(1);
         {
             let store = Arc::clone(&store);
             let meter = Arc::clone(&meter);
             let clock = Arc::clone(&clock);
             let healthy = Arc::clone(&healthy);
+            let shared_up = Arc::clone(&shared_up);
+            let airdrop = config.airdrop.clone();
             std::thread::Builder::new()
                 .name("ledger-committer".into())
                 .spawn(move || {
+                    let mut shared = shared;
+                    if let Some(journal) = shared.as_mut() {
+                        let joined = join_shared(journal, &store, &operator, airdrop, &clock);
+                        let failed = joined.is_err();
+                        let _ = started.send(joined.map_err(|error| error.to_string()));
+                        if failed {
+                            return;
+                        }
+                    } else {
+                        let _ = started.send(Ok(()));
+                    }
                     let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         commit_loop(
-                            receiver, &store, &meter, &clock, &healthy, &operator, domain,
+                            receiver,
+                            &store,
+                            &meter,
+                            &clock,
+                            Health {
+                                store: &healthy,
+                                shared: &shared_up,
+                            },
+                            &operator,
+                            shared,
                         );
                     }));
                     if committed.is_err() {
@@ -333,6 +372,38 @@ impl Economy {
                     }
                 })?;
         }
+        start
+            .recv()
+            .map_err(|_| std::io::Error::other("the ledger committer stopped while starting"))?
+            .map_err(std::io::Error::other)?;
+        let guard = lock_store(&store);
+        let ledger = guard.ledger();
+        let (Some(admin), Some(genesis_seconds)) = (ledger.admin(), ledger.genesis_seconds())
+        else {
+            return Err(std::io::Error::other("the ledger has no genesis"));
+        };
+        if admin != operator_address {
+            return Err(std::io::Error::other(format!(
+                "the operator key {} is not this ledger's operator{}",
+                config.operator_key.display(),
+                if config.shared.is_some() {
+                    " (every replica of a cluster needs the same one: derived from the cluster \
+                     seed, or copied from the gateway whose ledger the cluster grew from)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let domain = Domain::for_ledger(admin, genesis_seconds);
+        let today = clock.today();
+        meter.refresh(ledger, &keys.accounts(), today);
+        tracing::info!(
+            sequence = guard.last_sequence(),
+            shared = config.shared.is_some(),
+            replay_ms = report.replay_duration.as_millis() as u64,
+            "ledger open"
+        );
+        drop(guard);
         Ok(Arc::new(Self {
             store,
             jobs,
@@ -343,6 +414,7 @@ impl Economy {
             keys,
             config,
             healthy,
+            shared_up,
             utilization_reported_on: AtomicU64::new(0),
             rate_limit_log: RateLimitLog::default(),
         }))
@@ -360,7 +432,7 @@ impl Economy {
     }
 
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.healthy.load(Ordering::Relaxed) && self.shared_up.load(Ordering::Relaxed)
     }
 
     /// Queues an operation and waits until it is durable or refused.
@@ -391,6 +463,9 @@ impl Economy {
         self.meter.roll_day(today);
         let settlements = self.meter.begin_settlement(SETTLEMENT_ENTRIES);
         let mut lost = false;
+        // Days whose settlement was not taken (the shared journal was out of reach): their
+        // usage stays in the meter for the next flush.
+        let mut kept_days = Vec::new();
         for (day, entries) in settlements {
             let count = entries.len();
             let op = Op::SettleUsage { day, entries };
@@ -400,6 +475,15 @@ impl Economy {
                         sequence = receipt.sequence,
                         entries = count,
                         "usage settled"
+                    );
+                }
+                Err(Refusal::NotTaken(reason)) => {
+                    kept_days.push(day);
+                    tracing::warn!(
+                        %reason,
+                        entries = count,
+                        day,
+                        "usage settlement not taken; it is kept for the next flush"
                     );
                 }
                 Err(refusal) => {
@@ -413,7 +497,10 @@ impl Economy {
                 }
             }
         }
-        self.read(|store| self.meter.finish_settlement(store.ledger(), today));
+        self.read(|store| {
+            self.meter
+                .finish_settlement_keeping(store.ledger(), today, &kept_days);
+        });
         if lost {
             self.healthy.store(false, Ordering::Relaxed);
         }
@@ -666,19 +753,204 @@ fn clamp_to_credits(ledger: &ledger::Ledger, entries: &mut [ledger::UsageCharge]
     }
 }
 
+/// The genesis operation of a new ledger, signed by the operator.
+fn genesis(operator: &Wallet, airdrop: Vec<ledger::Allocation>, now: u64) -> Submission {
+    let admin = operator.address();
+    let op = Op::Genesis(Box::new(GenesisConfig::venice(
+        admin, admin, admin, admin, admin, airdrop,
+    )));
+    let domain = Domain::for_ledger(admin, now);
+    let authorization = wallet::sign(operator, &domain, &op, 0, now, Scheme::Eip712);
+    Submission {
+        now_seconds: now,
+        signer: admin,
+        signature: authorization.encode(),
+        op,
+    }
+}
+
+/// Joins the shared journal at start, writing genesis there if nobody has.
+fn join_shared(
+    journal: &mut shared::SharedJournal,
+    store: &Mutex<Store>,
+    operator: &Wallet,
+    airdrop: Vec<ledger::Allocation>,
+    clock: &Clock,
+) -> Result<(), shared::SharedError> {
+    let mut guard = lock_store(store);
+    let mut writer = journal.start(&mut guard)?;
+    if guard.ledger().is_initialized() {
+        writer.commit()?;
+        journal.give_back(writer);
+        return Ok(());
+    }
+    let now = clock.now();
+    let mut results = guard
+        .submit_batch_published(vec![genesis(operator, airdrop, now)], |published| {
+            writer.publish(published)
+        })?;
+    journal.give_back(writer);
+    match results.pop() {
+        Some(Ok(_)) => {
+            tracing::info!("shared ledger created with genesis");
+            Ok(())
+        }
+        refused => Err(shared::SharedError::Config(format!(
+            "the ledger refused its genesis: {refused:?}"
+        ))),
+    }
+}
+
+/// What the committer reports on: its store, and the shared journal's reachability.
+struct Health<'a> {
+    store: &'a AtomicBool,
+    shared: &'a AtomicBool,
+}
+
+/// Refreshes the meter for the accounts that `records` (written by other replicas) touched.
+fn refresh_applied(
+    meter: &Meter,
+    ledger: &ledger::Ledger,
+    records: &[ledger_store::Record],
+    today: u64,
+) {
+    if records.is_empty() {
+        return;
+    }
+    let mut touched = Vec::new();
+    for record in records {
+        touched_accounts(record.signer, &record.op, &mut touched);
+    }
+    meter.refresh(ledger, &touched, today);
+}
+
+/// Applies what other replicas wrote to the shared journal since the last look. The records
+/// are read before the store is locked, so readers wait only for their application.
+fn follow(
+    journal: &mut shared::SharedJournal,
+    store: &Mutex<Store>,
+    meter: &Meter,
+    clock: &Clock,
+    up: &AtomicBool,
+) -> bool {
+    loop {
+        let after = lock_store(store).last_sequence();
+        let frames = match journal.fetch(after) {
+            Ok(frames) => frames,
+            Err(error) => {
+                if up.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(%error, "the shared ledger journal cannot be reached; metered requests are refused until it can");
+                }
+                journal.disconnect();
+                return false;
+            }
+        };
+        let full = frames.len() >= shared::FETCH_RECORDS_USIZE;
+        let mut guard = lock_store(store);
+        if guard.last_sequence() == after {
+            match guard.apply_published(frames) {
+                Ok(applied) => refresh_applied(meter, guard.ledger(), &applied, clock.today()),
+                Err(error) => stop_the_process(&format!(
+                    "the shared ledger journal holds a record this gateway cannot apply: {error}"
+                )),
+            }
+        }
+        drop(guard);
+        if !up.swap(true, Ordering::Relaxed) {
+            tracing::info!("the shared ledger journal is reachable again");
+        }
+        if !full {
+            return true;
+        }
+    }
+}
+
+/// Decides a commit whose outcome was not heard: the store is rebuilt from its own journal,
+/// then PostgreSQL is asked (as long as it takes to answer) whether it holds the batch's first
+/// record; if it does, the batch is applied from it.
+fn resolve(
+    journal: &mut shared::SharedJournal,
+    store: &Mutex<Store>,
+    first: Option<(u64, ledger_store::RecordHash)>,
+    meter: &Meter,
+    clock: &Clock,
+    up: &AtomicBool,
+) -> bool {
+    journal.disconnect();
+    if let Err(error) = lock_store(store).recover() {
+        stop_the_process(&format!(
+            "the ledger journal cannot be replayed after a commit failed: {error}"
+        ));
+    }
+    let Some((sequence, record_hash)) = first else {
+        return false;
+    };
+    let landed = loop {
+        match journal.holds(sequence, record_hash) {
+            Ok(landed) => break landed,
+            Err(error) => {
+                tracing::warn!(%error, sequence, "waiting for the shared ledger journal to learn whether a commit was taken");
+                journal.disconnect();
+                std::thread::sleep(shared::RESOLVE_RETRY);
+            }
+        }
+    };
+    if landed {
+        while !follow(journal, store, meter, clock, up) {
+            std::thread::sleep(shared::RESOLVE_RETRY);
+        }
+    }
+    landed
+}
+
 fn commit_loop(
     mut receiver: mpsc::Receiver<Job>,
     store: &Mutex<Store>,
     meter: &Meter,
     clock: &Clock,
-    healthy: &AtomicBool,
+    health: Health<'_>,
     operator: &Wallet,
-    domain: Domain,
+    mut shared: Option<shared::SharedJournal>,
 ) {
+    let domain = {
+        let guard = lock_store(store);
+        match (guard.ledger().admin(), guard.ledger().genesis_seconds()) {
+            (Some(admin), Some(genesis_seconds)) => Domain::for_ledger(admin, genesis_seconds),
+            _ => return,
+        }
+    };
+    // With a shared journal the committer wakes every tail interval to follow it.
+    let waiter = match shared {
+        Some(_) => match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(runtime) => Some(runtime),
+            Err(error) => stop_the_process(&format!(
+                "the ledger committer cannot start its timer: {error}"
+            )),
+        },
+        None => None,
+    };
     let mut waiting: VecDeque<Job> = VecDeque::new();
     loop {
         if waiting.is_empty() {
-            match receiver.blocking_recv() {
+            let next = match (&waiter, shared.as_mut()) {
+                (Some(runtime), Some(journal)) => {
+                    // The timer is made inside the runtime, which drives it.
+                    match runtime.block_on(async {
+                        tokio::time::timeout(shared::TAIL_INTERVAL, receiver.recv()).await
+                    }) {
+                        Ok(next) => next,
+                        Err(_) => {
+                            follow(journal, store, meter, clock, health.shared);
+                            continue;
+                        }
+                    }
+                }
+                _ => receiver.blocking_recv(),
+            };
+            match next {
                 Some(job) => waiting.push_back(job),
                 None => return,
             }
@@ -704,6 +976,35 @@ fn commit_loop(
         waiting = later;
 
         let mut guard = lock_store(store);
+        // With a shared journal: a transaction holding the writer's lock, with this ledger
+        // caught up to the journal inside it, so nonces and balances are checked against every
+        // replica's commits.
+        let mut writer = None;
+        if let Some(journal) = shared.as_mut() {
+            match journal.begin(&mut guard) {
+                Ok((begun, applied)) => {
+                    health.shared.store(true, Ordering::Relaxed);
+                    refresh_applied(meter, guard.ledger(), &applied, clock.today());
+                    writer = Some(begun);
+                }
+                Err(error) => {
+                    journal.disconnect();
+                    if let shared::SharedError::Store(error) = &error {
+                        stop_the_process(&format!(
+                            "the shared ledger journal holds a record this gateway cannot apply: {error}"
+                        ));
+                    }
+                    health.shared.store(false, Ordering::Relaxed);
+                    tracing::warn!(%error, "the shared ledger journal cannot be reached");
+                    for job in batch {
+                        let _ = job.reply.send(Err(Refusal::NotTaken(
+                            "the shared ledger cannot be reached; try again shortly".into(),
+                        )));
+                    }
+                    continue;
+                }
+            }
+        }
         let now = clock.now().max(guard.last_time_seconds());
         let mut submissions = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
@@ -746,18 +1047,53 @@ fn commit_loop(
             });
             replies.push(job.reply);
         }
-        if submissions.is_empty() {
-            continue;
+        let mut first = None;
+        let result = match writer.as_mut() {
+            _ if submissions.is_empty() => Ok(Vec::new()),
+            None => guard.submit_batch(submissions),
+            Some(writer) => guard.submit_batch_published(submissions, |published| {
+                first = published
+                    .records()
+                    .next()
+                    .map(|(sequence, record_hash, _)| (sequence, record_hash));
+                writer.publish(published)
+            }),
+        };
+        // The connection is kept if the transaction ended cleanly (committed, or rolled back
+        // when nothing was accepted).
+        if let (Some(journal), Some(writer)) = (shared.as_mut(), writer.take()) {
+            journal.give_back(writer);
         }
-        match guard.submit_batch(submissions) {
+        match result {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result.map_err(Refusal::Rejected));
                 }
                 meter.refresh(guard.ledger(), &touched, now / SECONDS_PER_DAY);
             }
+            Err(ledger_store::StoreError::Publish { reason, pending }) => {
+                drop(guard);
+                health.shared.store(false, Ordering::Relaxed);
+                tracing::warn!(%reason, "a commit to the shared ledger journal failed; learning whether it was taken");
+                let landed = match shared.as_mut() {
+                    Some(journal) => resolve(journal, store, first, meter, clock, health.shared),
+                    None => false,
+                };
+                if landed {
+                    for (reply, result) in replies.into_iter().zip(pending) {
+                        let _ = reply.send(result.map_err(Refusal::Rejected));
+                    }
+                    meter.refresh(lock_store(store).ledger(), &touched, now / SECONDS_PER_DAY);
+                } else {
+                    for reply in replies {
+                        let _ = reply.send(Err(Refusal::NotTaken(format!(
+                            "the shared ledger did not take the operation: {reason}"
+                        ))));
+                    }
+                }
+            }
             Err(error) => {
-                healthy.store(false, Ordering::Relaxed);
+                health.store.store(false, Ordering::Relaxed);
                 tracing::error!(%error, "the ledger store failed; operations are refused until restart");
                 for reply in replies {
                     let _ = reply.send(Err(Refusal::Unavailable(format!(

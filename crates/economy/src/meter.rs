@@ -113,6 +113,8 @@ pub struct Capacity {
 pub struct Meter {
     capacity: Capacity,
     state: Mutex<MeterState>,
+    /// Gateways sharing the ledger (see [`Meter::set_replicas`]); 1 alone.
+    replicas: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -151,6 +153,7 @@ impl Meter {
         Self {
             capacity,
             state: Mutex::new(MeterState::default()),
+            replicas: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
@@ -219,6 +222,30 @@ impl Meter {
                 needed: max_cost,
                 balance,
             });
+        }
+        let replicas = u128::from(self.replicas());
+        if replicas > 1
+            && let Some(entry) = state.accounts.get(&account)
+        {
+            // This gateway's share of what the account can spend: what it holds now (reserved
+            // and not yet settled) and this request within 1/replicas of the whole.
+            let mut held = entry.reserved;
+            for (_, usage) in entry.unsettled() {
+                held.add(usage.draw);
+            }
+            let whole = balance.free.total().saturating_add(held.total());
+            if held.total().saturating_add(max_cost) > whole / replicas {
+                return Err(Shortfall {
+                    needed: max_cost,
+                    balance: Balance {
+                        free: draw_in_order(
+                            balance.free,
+                            (whole / replicas).saturating_sub(held.total()),
+                        ),
+                        ..balance
+                    },
+                });
+            }
         }
         let draw = draw_in_order(balance.free, max_cost);
         state
@@ -319,14 +346,42 @@ impl Meter {
     /// The settlement begun last is in the ledger (or was lost): forgets it and refreshes the
     /// accounts it charged, under one lock, so no moment counts it twice or not at all.
     pub fn finish_settlement(&self, ledger: &Ledger, today: u64) {
+        self.finish_settlement_keeping(ledger, today, &[]);
+    }
+
+    /// As [`Meter::finish_settlement`], except that the usage of `kept_days` (whose settlement
+    /// the ledger did not take) goes back to pending, to be settled by the next settlement.
+    pub fn finish_settlement_keeping(&self, ledger: &Ledger, today: u64, kept_days: &[u64]) {
         let mut state = self.lock();
         let settled = std::mem::take(&mut state.settling_accounts);
         let new_day = state.active_day != today;
         for address in settled {
             let view = view_of(ledger, address, today);
+            let mut back_to_pending = false;
             if let Some(account) = state.accounts.get_mut(&address) {
-                account.settling.clear();
+                let was_pending = !account.pending.is_empty();
+                for (day, usage) in std::mem::take(&mut account.settling) {
+                    if !kept_days.contains(&day) {
+                        continue;
+                    }
+                    match account.pending.iter_mut().find(|(seen, _)| *seen == day) {
+                        Some((_, pending)) => {
+                            pending.requests = pending.requests.saturating_add(usage.requests);
+                            pending.prompt_tokens =
+                                pending.prompt_tokens.saturating_add(usage.prompt_tokens);
+                            pending.completion_tokens = pending
+                                .completion_tokens
+                                .saturating_add(usage.completion_tokens);
+                            pending.draw.add(usage.draw);
+                        }
+                        None => account.pending.push((day, usage)),
+                    }
+                }
+                back_to_pending = !was_pending && !account.pending.is_empty();
                 account.view = view;
+            }
+            if back_to_pending {
+                state.pending_accounts.push(address);
             }
             if !new_day {
                 state.recount(self.capacity.active_window_days, address);
@@ -335,6 +390,18 @@ impl Meter {
         if new_day {
             recompute_active(&mut state, self.capacity.active_window_days, today);
         }
+    }
+
+    /// The number of gateways that meter the same accounts against one shared ledger. Each
+    /// may then have at most its share (1/`replicas`) of what an account can spend reserved
+    /// or unsettled at once, so together they cannot pass it between two settlements.
+    pub fn set_replicas(&self, replicas: u64) {
+        self.replicas
+            .store(replicas.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn replicas(&self) -> u64 {
+        self.replicas.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -59,6 +59,10 @@ const SLICE_DIVISOR: u32 = 50;
 const MAX_SLICE: u32 = 1_000;
 /// Callers a replica keeps local figures for; past it, the oldest window's are dropped.
 const MAX_LOCAL_CALLERS: usize = 100_000;
+/// How often a replica says it is alive, and counts the replicas that do.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// A replica not heard from for this long no longer counts.
+const REPLICA_TTL: Duration = Duration::from_secs(3);
 
 /// What a replica holds of one caller's current window.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +105,9 @@ pub struct ClusterConfig {
     /// The certificate authority (PEM) a `rediss://` server's certificate is checked against,
     /// instead of the system's.
     pub ca_file: Option<PathBuf>,
+    /// The PostgreSQL server holding the ledger journal the replicas share; without it each
+    /// replica keeps a ledger of its own.
+    pub postgres_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +185,17 @@ end
 return {granted, requests, tokens}
 ";
 
+/// Says replica ARGV[1] is alive now (Redis's clock), forgets those silent for ARGV[2] ms,
+/// and counts the rest.
+const HEARTBEAT: &str = r"
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], ms, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('ZCARD', KEYS[1])
+";
+
 /// Counts a failure; the budget-th within a window blocks for the window: 1 if now blocked.
 const RECORD_FAILURE: &str = r"
 local count = redis.call('INCR', KEYS[1])
@@ -199,7 +217,15 @@ pub struct Cluster {
     reserve: redis::Script,
     borrow: redis::Script,
     record_failure: redis::Script,
+    heartbeat: redis::Script,
     local: std::sync::Mutex<Local>,
+    /// This process's name among the replicas (random, nothing else).
+    replica_id: String,
+    /// Replicas heard from in the last [`REPLICA_TTL`], this one included.
+    replicas: std::sync::atomic::AtomicU64,
+    /// The meter that divides accounts' balances among the replicas, once the economy is open.
+    meter: std::sync::Mutex<Option<std::sync::Weak<economy::meter::Meter>>>,
+    postgres_url: Option<String>,
 }
 
 impl Cluster {
@@ -262,10 +288,93 @@ impl Cluster {
             reserve: redis::Script::new(RESERVE),
             borrow: redis::Script::new(BORROW),
             record_failure: redis::Script::new(RECORD_FAILURE),
+            heartbeat: redis::Script::new(HEARTBEAT),
             local: std::sync::Mutex::new(Local::default()),
+            replica_id: economy::random_hex(16),
+            replicas: std::sync::atomic::AtomicU64::new(1),
+            meter: std::sync::Mutex::new(None),
+            postgres_url: config.postgres_url.clone(),
         });
+        cluster
+            .beat()
+            .await
+            .map_err(|error| ClusterError::Unreachable(error.to_string()))?;
+        if cluster.postgres_url.is_some() {
+            // Every other replica counts this one at its next heartbeat; until then it would
+            // still divide accounts' balances among one replica fewer, so this one waits for
+            // that before it meters anything.
+            tokio::time::sleep(HEARTBEAT_INTERVAL + FLUSH_INTERVAL).await;
+            cluster
+                .beat()
+                .await
+                .map_err(|error| ClusterError::Unreachable(error.to_string()))?;
+        }
         tokio::spawn(flush_loop(Arc::downgrade(&cluster)));
+        tokio::spawn(heartbeat_loop(Arc::downgrade(&cluster)));
         Ok(cluster)
+    }
+
+    /// The shared ledger's configuration, when the cluster has one: its PostgreSQL server,
+    /// and the operator key every replica derives from the cluster seed.
+    pub fn shared_ledger(&self) -> Option<economy::SharedLedgerConfig> {
+        self.postgres_url
+            .as_ref()
+            .map(|postgres_url| economy::SharedLedgerConfig {
+                postgres_url: postgres_url.clone(),
+                prefix: self
+                    .prefix
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+                operator_secret: self.derived_seed("ledger operator key"),
+            })
+    }
+
+    /// Replicas heard from lately, this one included.
+    pub fn replicas(&self) -> u64 {
+        self.replicas.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Lets `meter` divide balances among the replicas from now on.
+    pub fn attach_meter(&self, meter: &Arc<economy::meter::Meter>) {
+        meter.set_replicas(self.replicas());
+        *self
+            .meter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::downgrade(meter));
+    }
+
+    /// Says this replica is alive and counts the replicas.
+    async fn beat(&self) -> Result<u64, Unavailable> {
+        let count: u64 = self
+            .heartbeat
+            .key(format!("{}:replicas", self.prefix))
+            .arg(&self.replica_id)
+            .arg(REPLICA_TTL.as_millis() as u64)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        self.replicas
+            .store(count.max(1), std::sync::atomic::Ordering::Relaxed);
+        let meter = self
+            .meter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade);
+        if let Some(meter) = meter {
+            meter.set_replicas(count);
+        }
+        Ok(count)
+    }
+
+    /// Leaves the replica set (a clean shutdown), so the others stop dividing by this one.
+    pub async fn leave(&self) {
+        let left: Result<(), redis::RedisError> = redis::cmd("ZREM")
+            .arg(format!("{}:replicas", self.prefix))
+            .arg(&self.replica_id)
+            .query_async(&mut self.redis.clone())
+            .await;
+        if let Err(error) = left {
+            tracing::warn!(%error, "cannot leave the replica set; the others forget this replica within seconds");
+        }
     }
 
     /// The seed named `purpose` that every replica derives alike: HMAC-SHA256 of the purpose
@@ -530,6 +639,22 @@ async fn flush_loop(cluster: std::sync::Weak<Cluster>) {
     }
 }
 
+async fn heartbeat_loop(cluster: std::sync::Weak<Cluster>) {
+    let mut interval = tokio::time::interval(HEARTBEAT_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        if let Err(error) = cluster.beat().await {
+            // The count stays as last heard; a replica that cannot reach Redis refuses the
+            // requests that need it anyway.
+            tracing::warn!(%error, "cannot count the replicas");
+        }
+    }
+}
+
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
@@ -634,6 +759,7 @@ pub(crate) mod tests {
             prefix: "test".into(),
             allow_volatile: false,
             ca_file: None,
+            postgres_url: None,
         }
     }
 

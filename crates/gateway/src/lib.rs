@@ -142,7 +142,20 @@ impl Gateway {
             max_idle_per_host: Some(PROVIDER_POOL_IDLE_PER_HOST),
         })?;
         let economy = match &config.economy {
-            Some(economy) => Some(economy::Economy::open(economy.clone())?),
+            Some(economy) => {
+                let mut economy = economy.clone();
+                // Replicas of a cluster with PostgreSQL share one ledger journal.
+                if let Some(shared) = cluster.as_ref().and_then(|cluster| cluster.shared_ledger()) {
+                    economy.shared = Some(shared);
+                }
+                let economy = economy::Economy::open(economy)?;
+                if let Some(cluster) = &cluster
+                    && economy.config.shared.is_some()
+                {
+                    cluster.attach_meter(&economy.meter);
+                }
+                Some(economy)
+            }
             None => None,
         };
         // Replicas of a cluster derive their keys from its seed, so they agree on them.
@@ -244,6 +257,9 @@ impl Gateway {
         }
         if let Some(economy) = &self.state.economy {
             economy.close().await;
+        }
+        if let Some(cluster) = &self.state.cluster {
+            cluster.leave().await;
         }
     }
 

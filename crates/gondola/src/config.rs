@@ -86,6 +86,10 @@ pub struct RawCluster {
     /// The certificate authority (PEM) a `rediss://` server is checked against, instead of
     /// the system's.
     pub ca_file: Option<PathBuf>,
+    /// The PostgreSQL server of the ledger journal the replicas share
+    /// (`postgresql://user@host/db`, or `host=/run/postgresql user=gondola dbname=gondola`);
+    /// without it each replica keeps a ledger of its own.
+    pub postgres_url: Option<String>,
 }
 
 /// The shared store's settings, from `[gateway.cluster]`.
@@ -102,6 +106,7 @@ pub fn cluster_config(
         prefix: raw.prefix.clone().unwrap_or_else(|| "gondola".into()),
         allow_volatile: raw.allow_volatile,
         ca_file: raw.ca_file.clone(),
+        postgres_url: raw.postgres_url.clone(),
     })
 }
 

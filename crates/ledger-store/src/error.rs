@@ -163,6 +163,22 @@ pub enum StoreError {
         "the store stopped after a failed write or fsync; reopen it to recover from the journal"
     )]
     Poisoned,
+
+    /// The shared journal a batch was published to did not take it (see
+    /// [`crate::Store::submit_batch_published`]): the ledger in memory had applied it, so the
+    /// store refuses further work until [`crate::Store::recover`] has replayed the journal.
+    /// `pending` is what the batch's results are if the shared journal did take it after all
+    /// (an answer lost with its connection).
+    #[error("the shared journal did not take the records: {reason}")]
+    Publish {
+        reason: String,
+        pending: Vec<Result<crate::Receipt, Rejection>>,
+    },
+
+    /// A record from the shared journal does not continue this store's journal: another
+    /// history, or a gap.
+    #[error("the shared journal's record {sequence} does not continue this journal: {reason}")]
+    Diverged { sequence: u64, reason: Corruption },
 }
 
 impl StoreError {

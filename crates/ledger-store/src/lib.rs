@@ -56,7 +56,8 @@ pub use export::{ExportReport, export};
 pub use format::{Checkpoint, Record, RecordHash};
 pub use journal::{ReadReport, TornTail, read_records};
 pub use store::{
-    CheckpointCheck, Receipt, RecoveryReport, Store, StoreOptions, Submission, VerifyReport, verify,
+    CheckpointCheck, Published, Receipt, RecoveryReport, Store, StoreOptions, Submission,
+    VerifyReport, verify,
 };
 
 /// The journal's file name inside the store directory.

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use ledger::{Address, Ledger, Op, Outcome, Rejection, StateHash};
 
 use crate::codec::encode_op;
-use crate::error::StoreError;
-use crate::format::{self, Checkpoint, NewRecord, RecordHash};
+use crate::error::{Corruption, StoreError};
+use crate::format::{self, Checkpoint, NewRecord, Record, RecordHash};
 use crate::journal::{self, JournalWriter, ReadReport, TornTail};
 use crate::{
     CHECKPOINT_FILE_NAME, DEFAULT_CHECKPOINT_INTERVAL_RECORDS, MAXIMUM_BATCH_OPERATIONS,
@@ -61,6 +61,26 @@ pub struct Receipt {
     pub sequence: u64,
     pub record_hash: RecordHash,
     pub outcome: Outcome,
+}
+
+/// The records of one commit, as [`Store::submit_batch_published`] hands them to the shared
+/// journal: each record's sequence and hash, and its frame (the bytes the journal file holds).
+pub struct Published<'a> {
+    frames: &'a [u8],
+    records: &'a [(u64, RecordHash, std::ops::Range<usize>)],
+}
+
+impl Published<'_> {
+    /// Each record's sequence, hash and frame, in order.
+    pub fn records(&self) -> impl Iterator<Item = (u64, RecordHash, &[u8])> {
+        self.records.iter().map(|(sequence, hash, range)| {
+            (
+                *sequence,
+                *hash,
+                self.frames.get(range.clone()).unwrap_or_default(),
+            )
+        })
+    }
 }
 
 /// What became of the checkpoint file when a journal was opened or verified.
@@ -264,6 +284,19 @@ impl Store {
         &mut self,
         submissions: Vec<Submission>,
     ) -> Result<Vec<Result<Receipt, Rejection>>, StoreError> {
+        self.submit_batch_published(submissions, |_| Ok::<(), std::convert::Infallible>(()))
+    }
+
+    /// [`Store::submit_batch`] for a journal shared by several stores: the accepted records are
+    /// handed to `publish` (which makes them durable in the shared journal, or fails) before
+    /// they are appended here, so this journal never holds a record the shared one lacks.
+    /// `publish` is not called when every submission was rejected. If it fails, the call fails
+    /// with [`StoreError::Publish`] and the store refuses work until [`Store::recover`].
+    pub fn submit_batch_published<E: std::fmt::Display>(
+        &mut self,
+        submissions: Vec<Submission>,
+        publish: impl FnOnce(&Published<'_>) -> Result<(), E>,
+    ) -> Result<Vec<Result<Receipt, Rejection>>, StoreError> {
         self.refuse_if_poisoned()?;
         if submissions.len() > MAXIMUM_BATCH_OPERATIONS {
             return Err(StoreError::BatchTooLarge {
@@ -289,6 +322,7 @@ impl Store {
         self.poisoned = true;
         self.frames.clear();
         let mut results = Vec::with_capacity(submissions.len());
+        let mut records = Vec::new();
         let mut sequence = self.last_sequence;
         // Every record of this commit names its first sequence, so that recovery can tell an
         // unfinished last commit from damage to an acknowledged one.
@@ -307,6 +341,7 @@ impl Store {
             match self.ledger.apply(now_seconds, signer, op) {
                 Ok(outcome) => {
                     sequence += 1;
+                    let frame_start = self.frames.len();
                     previous_record_hash = format::encode_record(
                         &NewRecord {
                             sequence,
@@ -319,6 +354,11 @@ impl Store {
                         },
                         &mut self.frames,
                     );
+                    records.push((
+                        sequence,
+                        previous_record_hash,
+                        frame_start..self.frames.len(),
+                    ));
                     results.push(Ok(Receipt {
                         sequence,
                         record_hash: previous_record_hash,
@@ -329,6 +369,15 @@ impl Store {
             }
         }
         if !self.frames.is_empty() {
+            if let Err(error) = publish(&Published {
+                frames: &self.frames,
+                records: &records,
+            }) {
+                return Err(StoreError::Publish {
+                    reason: error.to_string(),
+                    pending: results,
+                });
+            }
             self.journal.append_durably(&self.frames)?;
             self.journal_syncs += 1;
         }
@@ -337,6 +386,144 @@ impl Store {
         self.poisoned = false;
         self.checkpoint_if_due();
         Ok(results)
+    }
+
+    /// Applies records another store published to the journal this one shares (in order, each
+    /// continuing this journal's chain), appends their frames as they are with one fsync, and
+    /// returns them decoded. A frame that is damaged, out of order, from another history, or
+    /// that the ledger rejects fails the call; records before it are applied and kept.
+    pub fn apply_published(
+        &mut self,
+        frames: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.refuse_if_poisoned()?;
+        let mut applied = Vec::new();
+        let mut written = Vec::new();
+        let mut failure = None;
+        for frame in frames {
+            let record = match self.check_published(&frame) {
+                Ok(record) => record,
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            };
+            self.poisoned = true;
+            if let Err(rejection) =
+                self.ledger
+                    .apply(record.time_seconds, record.signer, record.op.clone())
+            {
+                // The ledger leaves its state unchanged when it rejects.
+                self.poisoned = false;
+                failure = Some(StoreError::ReplayRejected {
+                    sequence: record.sequence,
+                    offset_bytes: self.journal.end_bytes() + written.len() as u64,
+                    rejection,
+                });
+                break;
+            }
+            written.extend_from_slice(&frame);
+            self.last_sequence = record.sequence;
+            self.last_record_hash = record.record_hash;
+            applied.push(record);
+        }
+        if !written.is_empty() {
+            self.poisoned = true;
+            self.journal.append_durably(&written)?;
+            self.journal_syncs += 1;
+        }
+        self.poisoned = false;
+        self.checkpoint_if_due();
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(applied),
+        }
+    }
+
+    /// Decodes a published frame and checks that it is the next record of this journal.
+    fn check_published(&self, frame: &[u8]) -> Result<Record, StoreError> {
+        let sequence = self.last_sequence + 1;
+        let diverged = |reason| StoreError::Diverged { sequence, reason };
+        let prefix: [u8; format::LENGTH_PREFIX_BYTES] = frame
+            .get(..format::LENGTH_PREFIX_BYTES)
+            .and_then(|prefix| prefix.try_into().ok())
+            .ok_or_else(|| diverged(Corruption::BadLength { body_bytes: 0 }))?;
+        let declared = format::frame_bytes_from_prefix(prefix).map_err(diverged)?;
+        if declared != frame.len() {
+            return Err(diverged(Corruption::InnerLengths));
+        }
+        let record = format::decode_frame(frame, self.journal.end_bytes()).map_err(diverged)?;
+        if record.sequence != sequence {
+            return Err(diverged(Corruption::SequenceGap {
+                expected: sequence,
+                found: record.sequence,
+            }));
+        }
+        if record.previous_record_hash != self.last_record_hash {
+            return Err(diverged(Corruption::ChainBroken));
+        }
+        if record.commit_first_sequence > record.sequence
+            || (record.commit_first_sequence != record.sequence
+                && record.commit_first_sequence > self.last_sequence)
+        {
+            return Err(diverged(Corruption::CommitBroken));
+        }
+        Ok(record)
+    }
+
+    /// Rebuilds the ledger from this store's journal after a failed submission or publication,
+    /// as [`Store::open`] would, and takes work again.
+    pub fn recover(&mut self) -> Result<(), StoreError> {
+        let path = journal::journal_path(&self.dir);
+        let replayed = replay(&self.dir, &path, Start::FromCheckpoint)?;
+        self.journal
+            .truncate_and_position(replayed.read.valid_bytes)?;
+        self.ledger = replayed.ledger;
+        self.last_sequence = replayed.read.last_sequence;
+        self.last_record_hash = replayed.read.last_record_hash;
+        self.poisoned = false;
+        Ok(())
+    }
+
+    /// The frames of this journal's records after `sequence`, in order, as a shared journal
+    /// stores them: for publishing a journal that was kept alone until now.
+    pub fn frames_after(
+        &self,
+        sequence: u64,
+    ) -> Result<Vec<(u64, RecordHash, Vec<u8>)>, StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
+
+        let path = journal::journal_path(&self.dir);
+        let mut starts = Vec::new();
+        journal::scan(&path, |record| {
+            if record.sequence > sequence {
+                starts.push((record.sequence, record.record_hash, record.offset_bytes));
+            }
+            Ok(())
+        })?;
+        let mut file = std::fs::File::open(&path)
+            .map_err(|error| StoreError::io("open journal", &path, error))?;
+        let mut frames = Vec::with_capacity(starts.len());
+        for (sequence, record_hash, offset) in starts {
+            let mut prefix = [0u8; format::LENGTH_PREFIX_BYTES];
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.read_exact(&mut prefix))
+                .map_err(|error| StoreError::io("read journal", &path, error))?;
+            let length = format::frame_bytes_from_prefix(prefix).map_err(|reason| {
+                StoreError::Unreadable {
+                    path: path.clone(),
+                    offset_bytes: offset,
+                    sequence,
+                    reason,
+                }
+            })?;
+            let mut frame = vec![0u8; length];
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.read_exact(&mut frame))
+                .map_err(|error| StoreError::io("read journal", &path, error))?;
+            frames.push((sequence, record_hash, frame));
+        }
+        Ok(frames)
     }
 
     /// Writes a checkpoint of the current state now (the store also writes one every

@@ -296,7 +296,7 @@ fn refusal_error(refusal: Refusal) -> ApiError {
             ),
         ),
         Refusal::Rejected(rejection) => rejection_error(rejection),
-        Refusal::Unavailable(message) => {
+        Refusal::Unavailable(message) | Refusal::NotTaken(message) => {
             error(ErrorCode::ModelAtCapacity, message).with_retry_after(1)
         }
     }

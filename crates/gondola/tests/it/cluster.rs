@@ -282,3 +282,185 @@ async fn a_redis_behind_tls_is_checked_against_the_given_authority() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot join the cluster"), "{stderr}");
 }
+
+/// The usage of an account's key at `url`: requests and allowance spent, summed over days.
+async fn settled(http: &reqwest::Client, url: &str, key: &str) -> (u64, u128) {
+    let history: serde_json::Value = http
+        .get(format!("{url}/api/v1/billing/usage-days"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let days = history["data"].as_array().expect("days");
+    let requests = days
+        .iter()
+        .map(|day| day["requests"].as_u64().expect("count"))
+        .sum();
+    let spent = days
+        .iter()
+        .map(|day| crate::economy::decimal_units(day["diem"].as_str().expect("decimal")))
+        .sum();
+    (requests, spent)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_gateways_keep_one_ledger_and_never_let_an_account_spend_past_its_allowance() {
+    const ADMIN: &str = "sk-cluster-operator";
+    const UNITS_PER_TOKEN: u128 = 1_000_000_000_000; // $1 a million tokens
+    let store = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(store.path());
+    let postgres_dir = tempfile::tempdir().expect("temp dir");
+    let postgres = test_servers::PostgresServer::start(postgres_dir.path());
+    // $0.002 of capacity a day, all of it the one staker's allowance: 2,000 tokens.
+    // Cached prompt tokens cost what others do, so a request's charge is its tokens.
+    let mut config = crate::economy::ledger_config("0.002", ADMIN, "1").replace(
+        "output_usd_per_million = \"1\"",
+        "output_usd_per_million = \"1\"\ncache_input_usd_per_million = \"1\"",
+    );
+    assert!(config.contains("cache_input_usd_per_million"));
+    config.push_str(&format!(
+        "\n[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\npostgres_url = \"{}\"\n",
+        redis.url(),
+        store.path().join("cluster.seed").display(),
+        postgres.url(),
+    ));
+    let mut replicas: Vec<_> = (0..3).map(|_| gateway(&config)).collect();
+    let urls: Vec<String> = replicas.iter().map(|(_, url, _)| url.clone()).collect();
+    let ((_provider, _), _) =
+        provider_with(&urls[0], &["--gateway", &urls[1], "--gateway", &urls[2]]);
+    // Every replica derived the one operator key from the cluster seed.
+    let operator_key = |index: usize| {
+        std::fs::read(replicas[index].2.path().join("data/operator.key")).expect("operator key")
+    };
+    assert_eq!(operator_key(0), operator_key(1));
+    assert_eq!(operator_key(0), operator_key(2));
+
+    // An account stakes at the first replica and mints a key at each (the key tables are each
+    // replica's own); the others see its stake once they have followed the journal.
+    let users = tempfile::tempdir().expect("temp dir");
+    let (first_key, _) =
+        crate::economy::staked_account_key(&urls[0], replicas[0].2.path(), "user", "1000");
+    let wallet = replicas[0].2.path().join("user.key");
+    let wallet = wallet.to_str().expect("utf-8 path");
+    let mut keys = vec![first_key];
+    for url in &urls[1..] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let key = loop {
+            let minted = std::process::Command::new(crate::support::binary())
+                .args(["key", "--wallet", wallet, "--gateway", url, "--data-dir"])
+                .arg(users.path())
+                .arg("--json")
+                .output()
+                .expect("run gondola");
+            if minted.status.success() {
+                let minted: serde_json::Value =
+                    serde_json::from_slice(&minted.stdout).expect("JSON output");
+                break minted["data"]["apiKey"].as_str().expect("a key").to_owned();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replica never saw the stake: {}",
+                String::from_utf8_lossy(&minted.stderr)
+            );
+        };
+        keys.push(key);
+    }
+
+    // Rounds of ten requests at once to each replica, until a round is refused everywhere.
+    let mut refused_for_allowance = false;
+    let http = client();
+    let ask = |url: String, key: String| {
+        let http = http.clone();
+        async move {
+            let response = http
+                .post(format!("{url}/api/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&json!({
+                    "model": "smollm2-135m-instruct",
+                    "messages": [{"role": "user", "content": "Say hello."}],
+                    "max_tokens": 8,
+                    "venice_parameters": {"include_venice_system_prompt": false},
+                }))
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.expect("json");
+            (status, body)
+        }
+    };
+    let (mut served, mut served_tokens) = (0u64, 0u128);
+    for round in 0.. {
+        assert!(round < 40, "the allowance was never spent");
+        let asked = (0..30).map(|index| ask(urls[index % 3].clone(), keys[index % 3].clone()));
+        let answers = futures_util::future::join_all(asked).await;
+        let mut admitted = 0;
+        for (status, body) in answers {
+            // Refused for want of allowance, or (once refused often) for failing too often.
+            assert!(matches!(status, 200 | 402 | 429), "{status}: {body}");
+            refused_for_allowance |= status == 402;
+            if status == 200 {
+                admitted += 1;
+                let usage = &body["usage"];
+                served_tokens += u128::from(
+                    usage["prompt_tokens"].as_u64().expect("prompt tokens")
+                        + usage["completion_tokens"]
+                            .as_u64()
+                            .expect("completion tokens"),
+                );
+            }
+        }
+        served += admitted;
+        if admitted == 0 && round > 0 {
+            break;
+        }
+    }
+    let allowance = 2_000 * UNITS_PER_TOKEN;
+    assert!(served > 0, "something was served");
+    assert!(refused_for_allowance, "the allowance ran out");
+    assert!(
+        served_tokens * UNITS_PER_TOKEN <= allowance,
+        "served {served_tokens} tokens on an allowance of 2,000"
+    );
+
+    // The last two replicas stop (flushing what they metered); the first follows the journal
+    // until it holds every served request, charged exactly once.
+    for (process, _, _) in &mut replicas[1..] {
+        assert!(process.terminate().success());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (requests, spent) = settled(&http, &urls[0], &keys[0]).await;
+        if requests == served {
+            assert_eq!(
+                spent,
+                served_tokens * UNITS_PER_TOKEN,
+                "charged what was served"
+            );
+            break;
+        }
+        assert!(requests < served, "settled {requests} of {served} requests");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "settled {requests} of {served} requests"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Each replica's copy of the shared journal verifies, the one killed outright too.
+    replicas[0].0.kill();
+    for (_, _, dir) in &replicas {
+        let verified = std::process::Command::new(crate::support::binary())
+            .args(["ledger", "verify", "--json", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .expect("run gondola");
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+    }
+}

@@ -136,6 +136,14 @@ impl Process {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Asks it to stop (SIGTERM), as an operator does, and waits until it has.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("the process ends")
+    }
 }
 
 impl Drop for Process {

@@ -1,0 +1,618 @@
+//! The ledger journal the gateways of a cluster share, in PostgreSQL.
+//!
+//! One table holds the journal's records: sequence, record hash, and the frame (the very bytes
+//! a journal file holds for the record, hash-chained to the one before). Each replica keeps its
+//! ledger in memory in front of a local copy of the journal (its `Store`, in its data
+//! directory), and its committer thread:
+//!
+//! - **follows** the table every [`TAIL_INTERVAL`] when it has nothing to commit, applying and
+//!   copying the records other replicas wrote;
+//! - **writes** inside a transaction that first takes one advisory lock (so one replica at a
+//!   time writes, and the chain stays one chain; the primary key on `sequence` would refuse a
+//!   second writer anyway), catches up with the table, checks nonces against the caught-up
+//!   ledger, inserts its batch and commits, and only then appends the batch to its local copy;
+//! - **resolves** a commit whose outcome it did not hear (the connection dropped during
+//!   `COMMIT`): it rebuilds its ledger from the local copy, waits for PostgreSQL, and looks for
+//!   its first record at its sequence. Found: the batch stands and its callers get their
+//!   receipts; absent: they are told it was not taken (and usage goes back to be settled
+//!   again). So a usage settlement is never written twice nor dropped.
+//!
+//! The operator key that signs genesis and settlements is derived from the cluster's seed, so
+//! every replica signs as the one operator. A replica whose local copy is not a prefix of the
+//! shared journal refuses to start; a replica that kept a journal alone until now publishes it
+//! into an empty table (the way from one gateway to several).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use ledger_store::{Published, RecordHash, Store};
+
+/// How often an idle replica reads the records others wrote: the delay before a stake, a
+/// credit or a settlement made at one replica counts at the others.
+pub const TAIL_INTERVAL: Duration = Duration::from_millis(100);
+/// Records read per query.
+const FETCH_RECORDS: i64 = 1_000;
+pub(crate) const FETCH_RECORDS_USIZE: usize = FETCH_RECORDS as usize;
+/// Longest wait for a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Unacknowledged data on the connection for this long drops it (a server gone without a word).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Statements that run longer are cancelled by the server: nothing here should take a second.
+const STATEMENT_TIMEOUT_MS: u32 = 10_000;
+/// Pause between attempts to learn the outcome of a commit while PostgreSQL cannot be reached.
+pub(crate) const RESOLVE_RETRY: Duration = Duration::from_millis(250);
+/// Longest table prefix.
+const MAX_PREFIX_CHARS: usize = 40;
+
+/// Where the shared journal is, and the operator's key every replica signs with.
+#[derive(Clone)]
+pub struct SharedLedgerConfig {
+    /// A libpq-style URL (`postgresql://user@host/db`) or key-value string (`host=/run/pg
+    /// user=gondola`).
+    pub postgres_url: String,
+    /// The table is `{prefix}_ledger_journal`: letters, digits and `_`, starting with a letter.
+    pub prefix: String,
+    /// The operator's secp256k1 secret, derived from the cluster seed.
+    pub operator_secret: [u8; 32],
+}
+
+impl std::fmt::Debug for SharedLedgerConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the URL (it may hold a password) nor the secret.
+        formatter
+            .debug_struct("SharedLedgerConfig")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("the ledger store: {0}")]
+    Store(#[from] ledger_store::StoreError),
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "this data directory's ledger is not the cluster's: {0}. Start the replica with a data \
+         directory of its own, or move its ledger directory away to follow the cluster's"
+    )]
+    Foreign(String),
+}
+
+/// The shared journal: its table, and the committer thread's one connection to it.
+pub(crate) struct SharedJournal {
+    config: postgres::Config,
+    client: Option<postgres::Client>,
+    table: String,
+    lock_key: i64,
+}
+
+impl SharedJournal {
+    pub(crate) fn new(config: &SharedLedgerConfig) -> Result<Self, SharedError> {
+        let prefix = &config.prefix;
+        let valid = prefix.chars().count() <= MAX_PREFIX_CHARS
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(SharedError::Config(format!(
+                "the cluster prefix {prefix:?} cannot name a table: use at most \
+                 {MAX_PREFIX_CHARS} lower-case letters, digits and `_`, starting with a letter"
+            )));
+        }
+        let mut postgres = postgres::Config::from_str(&config.postgres_url).map_err(|error| {
+            SharedError::Config(format!("the PostgreSQL URL is not usable: {error}"))
+        })?;
+        if postgres.get_connect_timeout().is_none() {
+            postgres.connect_timeout(CONNECT_TIMEOUT);
+        }
+        postgres
+            .tcp_user_timeout(TCP_USER_TIMEOUT)
+            .keepalives(true)
+            .application_name("gondola-gateway")
+            .options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
+        let table = format!("{prefix}_ledger_journal");
+        let lock_key = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(format!("gondola ledger writer: {table}"));
+            i64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+        };
+        Ok(Self {
+            config: postgres,
+            client: None,
+            table,
+            lock_key,
+        })
+    }
+
+    fn client(&mut self) -> Result<&mut postgres::Client, SharedError> {
+        let client = self.take_client()?;
+        Ok(self.client.insert(client))
+    }
+
+    /// The connection (made if there is none), taken out for a transaction; given back with
+    /// [`SharedJournal::give_back`] once the transaction is over.
+    fn take_client(&mut self) -> Result<postgres::Client, SharedError> {
+        match self.client.take() {
+            Some(client) if !client.is_closed() => Ok(client),
+            _ => Ok(self.config.connect(postgres::NoTls)?),
+        }
+    }
+
+    /// Keeps a writer's connection for the next use, if its transaction ended cleanly.
+    pub(crate) fn give_back(&mut self, writer: Writer) {
+        self.client = writer.into_client();
+    }
+
+    /// Drops the connection after an error, so the next use makes a new one.
+    pub(crate) fn disconnect(&mut self) {
+        self.client = None;
+    }
+
+    /// Begins a transaction that holds the writer's lock, with the store caught up to the table
+    /// inside it; returns the transaction and the records it applied.
+    pub(crate) fn begin(
+        &mut self,
+        store: &mut Store,
+    ) -> Result<(Writer, Vec<ledger_store::Record>), SharedError> {
+        let mut writer = self.lock()?;
+        let applied = catch_up(writer.client()?, &self.table, store)?;
+        Ok((writer, applied))
+    }
+
+    /// A transaction on the connection that holds the writer's lock.
+    fn lock(&mut self) -> Result<Writer, SharedError> {
+        let mut client = self.take_client()?;
+        client.batch_execute("BEGIN")?;
+        client.execute("SELECT pg_advisory_xact_lock($1)", &[&self.lock_key])?;
+        Ok(Writer {
+            client: Some(client),
+            table: self.table.clone(),
+            open: true,
+        })
+    }
+
+    /// The frames of up to [`FETCH_RECORDS_USIZE`] records after `after`, in order, read
+    /// without the writer's lock.
+    pub(crate) fn fetch(&mut self, after: u64) -> Result<Vec<Vec<u8>>, SharedError> {
+        let table = self.table.clone();
+        let client = self.client()?;
+        fetch_page(client, &table, after)
+    }
+
+    /// Whether `record_hash` is the shared journal's record at `sequence`: how a commit whose
+    /// outcome was not heard is decided, once the writer's lock it held is released.
+    pub(crate) fn holds(
+        &mut self,
+        sequence: u64,
+        record_hash: RecordHash,
+    ) -> Result<bool, SharedError> {
+        let table = self.table.clone();
+        let client = self.client()?;
+        let row = client.query_opt(
+            &format!("SELECT record_hash FROM {table} WHERE sequence = $1"),
+            &[&sql_sequence(sequence)?],
+        )?;
+        Ok(row.is_some_and(|row| row.get::<_, &[u8]>(0) == record_hash.0.as_slice()))
+    }
+
+    /// At start, inside the lock: makes the table if there is none, checks that the local
+    /// journal is the shared one's prefix (publishing it if the table is empty), and catches
+    /// up. The caller writes genesis with the returned writer when the ledger has none.
+    pub(crate) fn start(&mut self, store: &mut Store) -> Result<Writer, SharedError> {
+        let table = self.table.clone();
+        let mut writer = self.lock()?;
+        let transaction = writer.client()?;
+        transaction.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (\
+               sequence BIGINT PRIMARY KEY CHECK (sequence > 0), \
+               record_hash BYTEA NOT NULL, \
+               frame BYTEA NOT NULL)"
+        ))?;
+        let shared_last: i64 = transaction
+            .query_one(
+                &format!("SELECT COALESCE(MAX(sequence), 0) FROM {table}"),
+                &[],
+            )?
+            .get(0);
+        let shared_last = u64::try_from(shared_last).unwrap_or_default();
+        let local_last = store.last_sequence();
+        if shared_last == 0 && local_last > 0 {
+            let frames = store.frames_after(0)?;
+            tracing::info!(
+                records = frames.len(),
+                "publishing this gateway's ledger journal as the cluster's"
+            );
+            for chunk in frames.chunks(usize::try_from(FETCH_RECORDS).unwrap_or(1_000)) {
+                insert(
+                    transaction,
+                    &table,
+                    chunk
+                        .iter()
+                        .map(|(sequence, hash, frame)| (*sequence, *hash, frame.as_slice())),
+                )?;
+            }
+        } else if local_last > shared_last {
+            return Err(SharedError::Foreign(format!(
+                "it holds {local_last} records, the cluster's {shared_last}"
+            )));
+        } else if local_last > 0 {
+            let row = transaction.query_opt(
+                &format!("SELECT record_hash FROM {table} WHERE sequence = $1"),
+                &[&sql_sequence(local_last)?],
+            )?;
+            let matches = row
+                .is_some_and(|row| row.get::<_, &[u8]>(0) == store.last_record_hash().0.as_slice());
+            if !matches {
+                return Err(SharedError::Foreign(format!(
+                    "its record {local_last} is not the cluster's"
+                )));
+            }
+        }
+        catch_up(transaction, &table, store)?;
+        Ok(writer)
+    }
+}
+
+/// A transaction holding the writer's lock, with the store caught up inside it. It owns the
+/// connection while it is open; dropped before it commits, it rolls back.
+pub(crate) struct Writer {
+    client: Option<postgres::Client>,
+    table: String,
+    /// Between `BEGIN` and the `COMMIT` or `ROLLBACK`.
+    open: bool,
+}
+
+impl Writer {
+    fn client(&mut self) -> Result<&mut postgres::Client, SharedError> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| SharedError::Config("the transaction has ended".into()))
+    }
+
+    /// Commits what the transaction did without publishing records (the table made, a journal
+    /// published at start).
+    pub(crate) fn commit(&mut self) -> Result<(), SharedError> {
+        self.client()?.batch_execute("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Inserts a commit's records and commits: the `publish` of
+    /// [`Store::submit_batch_published`].
+    pub(crate) fn publish(&mut self, published: &Published<'_>) -> Result<(), SharedError> {
+        let table = self.table.clone();
+        insert(self.client()?, &table, published.records())?;
+        self.commit()
+    }
+
+    /// The connection, once the transaction is over (rolled back if it was never committed);
+    /// `None` if it did not end cleanly.
+    fn into_client(mut self) -> Option<postgres::Client> {
+        let mut client = self.client.take()?;
+        if self.open {
+            self.open = false;
+            client.batch_execute("ROLLBACK").ok()?;
+        }
+        Some(client)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.open
+            && let Some(client) = self.client.as_mut()
+        {
+            let _ = client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+fn sql_sequence(sequence: u64) -> Result<i64, SharedError> {
+    i64::try_from(sequence).map_err(|_| {
+        SharedError::Config(format!("sequence {sequence} is past PostgreSQL's BIGINT"))
+    })
+}
+
+fn insert<'r>(
+    client: &mut impl postgres::GenericClient,
+    table: &str,
+    records: impl Iterator<Item = (u64, RecordHash, &'r [u8])>,
+) -> Result<(), SharedError> {
+    let (mut sequences, mut hashes, mut frames) = (Vec::new(), Vec::new(), Vec::new());
+    for (sequence, hash, frame) in records {
+        sequences.push(sql_sequence(sequence)?);
+        hashes.push(hash.0.to_vec());
+        frames.push(frame);
+    }
+    if sequences.is_empty() {
+        return Ok(());
+    }
+    client.execute(
+        &format!(
+            "INSERT INTO {table} (sequence, record_hash, frame) \
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::BYTEA[])"
+        ),
+        &[&sequences, &hashes, &frames],
+    )?;
+    Ok(())
+}
+
+/// Applies every record of the table after the store's last, a page at a time.
+fn catch_up(
+    client: &mut impl postgres::GenericClient,
+    table: &str,
+    store: &mut Store,
+) -> Result<Vec<ledger_store::Record>, SharedError> {
+    let mut applied = Vec::new();
+    loop {
+        let frames = fetch_page(client, table, store.last_sequence())?;
+        let count = frames.len();
+        applied.extend(store.apply_published(frames)?);
+        if count < FETCH_RECORDS_USIZE {
+            return Ok(applied);
+        }
+    }
+}
+
+fn fetch_page(
+    client: &mut impl postgres::GenericClient,
+    table: &str,
+    after: u64,
+) -> Result<Vec<Vec<u8>>, SharedError> {
+    let rows = client.query(
+        &format!("SELECT frame FROM {table} WHERE sequence > $1 ORDER BY sequence LIMIT $2"),
+        &[&sql_sequence(after)?, &FETCH_RECORDS],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|row| row.get::<_, Vec<u8>>(0))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against a real PostgreSQL server, started for each test in a directory of its own and
+    //! reached on a Unix socket there.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use ledger::{Address, Op};
+    use test_servers::PostgresServer;
+
+    use super::SharedLedgerConfig;
+    use crate::{Economy, EconomyConfig, Metering, Refusal, Signing};
+
+    fn shared(server: &PostgresServer) -> SharedLedgerConfig {
+        SharedLedgerConfig {
+            postgres_url: server.url(),
+            prefix: "test".into(),
+            operator_secret: [7; 32],
+        }
+    }
+
+    fn replica(dir: &Path, shared: &SharedLedgerConfig) -> Arc<Economy> {
+        let mut config = EconomyConfig::in_dir(dir);
+        config.shared = Some(shared.clone());
+        Economy::open(config).expect("the replica opens")
+    }
+
+    async fn credit(economy: &Economy, account: Address, usd_units: u128) {
+        economy
+            .submit(
+                economy.operator,
+                Op::CreditAccount {
+                    account,
+                    usd_units,
+                    bundled_credit_units: 0,
+                },
+                Signing::Operator,
+            )
+            .await
+            .expect("credited");
+    }
+
+    fn usd(economy: &Economy, account: Address) -> u128 {
+        economy.read(|store| {
+            store
+                .ledger()
+                .balances(account, store.ledger().now_seconds())
+                .usd_credit_units
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn replicas_write_one_journal_each_seeing_the_others_commits_before_its_own() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = PostgresServer::start(dir.path());
+        let shared = shared(&server);
+        let (one, two) = (
+            tempfile::tempdir().expect("temp dir"),
+            tempfile::tempdir().expect("temp dir"),
+        );
+        let a = replica(one.path(), &shared);
+        let b = replica(two.path(), &shared);
+        assert_eq!(a.operator, b.operator, "one operator, from the seed");
+        let genesis = |economy: &Economy| economy.read(|store| store.ledger().genesis_seconds());
+        assert_eq!(genesis(&a), genesis(&b), "one genesis");
+
+        let (x, y) = (Address([1; 20]), Address([2; 20]));
+        credit(&a, x, 1_000).await;
+        // The operator's next nonce at B is the one after A's commit: B caught up first.
+        credit(&b, y, 500).await;
+        assert_eq!(usd(&b, x), 1_000);
+        credit(&a, y, 1).await;
+        assert_eq!(usd(&a, y), 501);
+        credit(&b, x, 1).await;
+        let state = |economy: &Economy| {
+            economy.read(|store| (store.last_sequence(), store.ledger().state_hash()))
+        };
+        assert_eq!(state(&a).0 + 1, state(&b).0);
+        credit(&a, x, 1).await;
+        credit(&b, x, 1).await;
+        assert_eq!(usd(&b, x), 1_003);
+
+        a.close().await;
+        b.close().await;
+        // Each replica's copy of the journal is a journal that verifies on its own, with the
+        // chain the other wrote into.
+        let (verified_a, verified_b) = (
+            ledger_store::verify(&one.path().join("ledger")).expect("A's copy verifies"),
+            ledger_store::verify(&two.path().join("ledger")).expect("B's copy verifies"),
+        );
+        assert_eq!(verified_b.last_sequence, verified_a.last_sequence + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn usage_metered_at_two_replicas_is_charged_once_and_each_holds_a_share() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = PostgresServer::start(dir.path());
+        let shared = shared(&server);
+        let (one, two) = (
+            tempfile::tempdir().expect("temp dir"),
+            tempfile::tempdir().expect("temp dir"),
+        );
+        let a = replica(one.path(), &shared);
+        let b = replica(two.path(), &shared);
+        let account = Address([3; 20]);
+        credit(&a, account, 1_000).await;
+        credit(&b, Address([4; 20]), 1).await;
+        for economy in [&a, &b] {
+            economy.refresh_account(account);
+            economy.meter.set_replicas(2);
+        }
+        // Each replica may hold half of the account's 1,000 at once.
+        assert!(Metering::begin(&a, account, None, 501).is_err());
+        let mut at_a =
+            Metering::begin(&a, account, None, 500).unwrap_or_else(|_| panic!("half is A's"));
+        assert!(
+            Metering::begin(&a, account, None, 1).is_err(),
+            "A holds its half"
+        );
+        let mut at_b =
+            Metering::begin(&b, account, None, 500).unwrap_or_else(|_| panic!("half is B's"));
+        at_a.finish(300, 10, 10);
+        at_b.finish(200, 10, 10);
+        drop((at_a, at_b));
+        a.flush().await;
+        b.flush().await;
+        credit(&a, Address([4; 20]), 1).await;
+        assert_eq!(
+            usd(&a, account),
+            500,
+            "charged 300 at A and 200 at B, once each"
+        );
+        // What is left is divided again.
+        a.refresh_account(account);
+        assert!(Metering::begin(&a, account, None, 251).is_err());
+        assert!(Metering::begin(&a, account, None, 250).is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn without_postgres_nothing_is_written_and_usage_waits_for_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = PostgresServer::start(dir.path());
+        let shared = shared(&server);
+        let one = tempfile::tempdir().expect("temp dir");
+        let a = replica(one.path(), &shared);
+        let account = Address([5; 20]);
+        credit(&a, account, 1_000).await;
+        a.refresh_account(account);
+        let mut metering =
+            Metering::begin(&a, account, None, 400).unwrap_or_else(|_| panic!("reserved"));
+
+        server.stop();
+        let refused = a
+            .submit(
+                a.operator,
+                Op::CreditAccount {
+                    account,
+                    usd_units: 1,
+                    bundled_credit_units: 0,
+                },
+                Signing::Operator,
+            )
+            .await;
+        assert!(matches!(refused, Err(Refusal::NotTaken(_))), "{refused:?}");
+        assert!(!a.is_healthy(), "metered requests are refused meanwhile");
+        assert!(Metering::begin(&a, account, None, 1).is_err());
+        // A request that was running finishes; its usage cannot be settled yet and is kept.
+        metering.finish(400, 1, 1);
+        drop(metering);
+        a.flush().await;
+
+        server.restart();
+        credit(&a, Address([6; 20]), 1).await;
+        assert!(a.is_healthy());
+        a.flush().await;
+        credit(&a, Address([6; 20]), 1).await;
+        assert_eq!(
+            usd(&a, account),
+            600,
+            "the usage was settled once, after the outage"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_gateways_own_ledger_becomes_the_clusters_and_a_foreign_one_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = PostgresServer::start(dir.path());
+        let shared = shared(&server);
+        // A gateway that kept its ledger alone.
+        let alone = tempfile::tempdir().expect("temp dir");
+        let account = Address([8; 20]);
+        {
+            let economy = Economy::open(EconomyConfig::in_dir(alone.path())).expect("opens");
+            credit(&economy, account, 42).await;
+            economy.close().await;
+        }
+        // It joins an empty cluster: its journal is published as the cluster's.
+        let a = replica(alone.path(), &shared);
+        // A new replica is given its operator key, and follows that ledger.
+        let joining = tempfile::tempdir().expect("temp dir");
+        std::fs::copy(
+            alone.path().join("operator.key"),
+            joining.path().join("operator.key"),
+        )
+        .expect("copy the operator key");
+        let b = replica(joining.path(), &shared);
+        assert_eq!(usd(&b, account), 42);
+        credit(&b, account, 1).await;
+        credit(&a, account, 1).await;
+        assert_eq!(usd(&a, account), 44);
+
+        // Another gateway's own ledger is another history: refused, naming the data directory.
+        let other = tempfile::tempdir().expect("temp dir");
+        {
+            let economy = Economy::open(EconomyConfig::in_dir(other.path())).expect("opens");
+            credit(&economy, account, 7).await;
+            credit(&economy, account, 7).await;
+            credit(&economy, account, 7).await;
+            credit(&economy, account, 7).await;
+            economy.close().await;
+        }
+        std::fs::remove_file(other.path().join("operator.key")).expect("remove");
+        std::fs::copy(
+            alone.path().join("operator.key"),
+            other.path().join("operator.key"),
+        )
+        .expect("copy the operator key");
+        let mut config = EconomyConfig::in_dir(other.path());
+        config.shared = Some(shared.clone());
+        let refused = Economy::open(config).err().expect("refused");
+        assert!(
+            refused.to_string().contains("not the cluster's"),
+            "{refused}"
+        );
+        // A replica with no key of its own derives the seed's, which is not this ledger's.
+        let stranger = tempfile::tempdir().expect("temp dir");
+        let mut config = EconomyConfig::in_dir(stranger.path());
+        config.shared = Some(shared.clone());
+        let refused = Economy::open(config).err().expect("refused");
+        assert!(refused.to_string().contains("operator"), "{refused}");
+    }
+}

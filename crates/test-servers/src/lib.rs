@@ -1,0 +1,147 @@
+//! Real servers for Gondola's tests, each started in a directory of its own and reached on a
+//! Unix socket there, so tests run side by side without ports: PostgreSQL from Debian's
+//! packages (`scripts/system-deps.sh --tests` installs it).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A `postgres` server in `dir` (run as the `postgres` user when the tests run as root,
+/// which PostgreSQL refuses to be), listening on a Unix socket only.
+pub struct PostgresServer {
+    child: Option<Child>,
+    dir: PathBuf,
+    bin: PathBuf,
+    run_as: Option<String>,
+}
+
+/// The newest PostgreSQL of Debian's layout (`/usr/lib/postgresql/N/bin`).
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (scripts/system-deps.sh --tests)")
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL with initdb").1
+}
+
+/// The uid of `user`, from /etc/passwd.
+fn uid_of(user: &str) -> Option<u32> {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next()? == user).then(|| fields.nth(1)?.parse().ok())?
+        })
+}
+
+impl PostgresServer {
+    pub fn start(dir: &Path) -> Self {
+        let bin = postgres_bin();
+        let root = std::env::var("USER").ok().as_deref() == Some("root")
+            || std::fs::metadata("/proc/self")
+                .map(|meta| std::os::unix::fs::MetadataExt::uid(&meta) == 0)
+                .unwrap_or(false);
+        let run_as = root.then(|| "postgres".to_owned());
+        if root {
+            let uid = uid_of("postgres").expect("a postgres user (Debian's package makes it)");
+            std::os::unix::fs::chown(dir, Some(uid), None).expect("chown the test directory");
+        }
+        let mut server = Self {
+            child: None,
+            dir: dir.to_owned(),
+            bin,
+            run_as,
+        };
+        let initdb = server
+            .command("initdb")
+            .args([
+                "--auth=trust",
+                "--username=gondola",
+                "--no-sync",
+                "--pgdata",
+            ])
+            .arg(dir.join("data"))
+            .output()
+            .expect("run initdb");
+        assert!(
+            initdb.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        server.restart();
+        server
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        match &self.run_as {
+            Some(user) => {
+                let mut command = Command::new("setpriv");
+                command
+                    .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+                    .arg(path);
+                command
+            }
+            None => Command::new(path),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("host={} user=gondola dbname=postgres", self.dir.display())
+    }
+
+    /// Stops it at once, as a crash would (PostgreSQL's immediate shutdown).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-QUIT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on its data, and returns once it takes connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-k")
+            .arg(&self.dir)
+            .args(["-c", "listen_addresses=", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start postgres");
+        let stderr = child.stderr.take().expect("stderr");
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ready = Some(ready);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("ready to accept connections")
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        is_ready
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("postgres is ready");
+        self.child = Some(child);
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
