@@ -102,6 +102,10 @@ pub enum KeyError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// The key table the replicas of a cluster share could not be written: the change did
+    /// not reach the other replicas.
+    #[error("the shared key table cannot be reached: {0}")]
+    Unavailable(String),
 }
 
 pub struct KeyStore {
@@ -289,12 +293,71 @@ impl KeyStore {
         self.save_locked(&mut inner)
     }
 
+    /// The key `id` of `account`, if it has one.
+    pub fn get(&self, account: Address, id: &str) -> Option<StoredKey> {
+        self.lock()
+            .keys
+            .get(id)
+            .filter(|key| key.account.0 == account)
+            .cloned()
+    }
+
+    /// Takes a key as another replica of the cluster made or changed it (`Some`), or deleted
+    /// it (`None`). What this replica counted of a key's use (last use, spend) is its own and
+    /// is kept. Returns the account whose keys changed.
+    pub fn apply_shared(&self, id: &str, key: Option<StoredKey>) -> Option<Address> {
+        let mut inner = self.lock();
+        let account = match key {
+            None => {
+                let removed = inner.keys.remove(id)?;
+                if let Some(hash) = parse_hash(&removed.secret_sha256) {
+                    inner.by_hash.remove(&hash);
+                }
+                removed.account.0
+            }
+            Some(mut key) => {
+                let hash = parse_hash(&key.secret_sha256)?;
+                if let Some(local) = inner.keys.get(id) {
+                    key.last_used_at = local.last_used_at;
+                    key.spent_period = local.spent_period;
+                    key.spent_units = local.spent_units;
+                    key.lifetime_units = local.lifetime_units;
+                    key.recent_days = local.recent_days.clone();
+                    if let Some(old) = parse_hash(&local.secret_sha256) {
+                        inner.by_hash.remove(&old);
+                    }
+                } else if inner.keys.len() >= MAX_KEYS {
+                    tracing::warn!(
+                        "the key table is full; a key made at another replica is not taken"
+                    );
+                    return None;
+                }
+                let account = key.account.0;
+                inner.by_hash.insert(hash, id.to_owned());
+                inner.keys.insert(id.to_owned(), key);
+                account
+            }
+        };
+        inner.dirty = true;
+        Some(account)
+    }
+
+    /// Removes a key this replica made but could not share (undoing [`KeyStore::create`]).
+    pub(crate) fn forget(&self, id: &str) {
+        let _ = self.apply_shared(id, None);
+    }
+
+    /// Every key, for publishing a table kept alone until now.
+    pub(crate) fn all(&self) -> Vec<StoredKey> {
+        self.lock().keys.values().cloned().collect()
+    }
+
     /// What is left under the key's cap in the period of `day`, less what requests in flight
     /// have reserved, or `None` without a cap.
     #[cfg(test)]
     pub fn cap_remaining(&self, id: &str, day: u64) -> Option<(u128, LimitPeriod)> {
         let inner = self.lock();
-        remaining_locked(&inner, id, day)
+        remaining_share_locked(&inner, id, day, 1)
     }
 
     /// Reserves `amount` under the key's cap for a request about to run, so that concurrent
@@ -306,8 +369,21 @@ impl KeyStore {
         day: u64,
         amount: u128,
     ) -> Result<u128, (u128, LimitPeriod)> {
+        self.reserve_cap_share(id, day, amount, 1)
+    }
+
+    /// [`KeyStore::reserve_cap`] on one of `replicas` gateways sharing the key: each holds
+    /// the key to its share of the cap (what it counted spent, and what it reserved, within
+    /// 1/`replicas` of it), so together they cannot pass it.
+    pub fn reserve_cap_share(
+        &self,
+        id: &str,
+        day: u64,
+        amount: u128,
+        replicas: u64,
+    ) -> Result<u128, (u128, LimitPeriod)> {
         let mut inner = self.lock();
-        let Some((remaining, period)) = remaining_locked(&inner, id, day) else {
+        let Some((remaining, period)) = remaining_share_locked(&inner, id, day, replicas) else {
             return Ok(0);
         };
         if remaining < amount {
@@ -382,9 +458,15 @@ impl KeyStore {
     }
 }
 
-fn remaining_locked(inner: &Inner, id: &str, day: u64) -> Option<(u128, LimitPeriod)> {
+fn remaining_share_locked(
+    inner: &Inner,
+    id: &str,
+    day: u64,
+    replicas: u64,
+) -> Option<(u128, LimitPeriod)> {
     let key = inner.keys.get(id)?;
-    let limit = key.limit?;
+    let mut limit = key.limit?;
+    limit.usd_units = Units(limit.usd_units.0 / u128::from(replicas.max(1)));
     let period = limit.period.period_of(day);
     let spent = if key.spent_period == period {
         key.spent_units.0
@@ -421,6 +503,38 @@ fn parse_hash(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_of_three_holds_a_key_to_a_third_of_its_cap() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = KeyStore::open(&dir.path().join("api-keys.json")).expect("opens");
+        let minted = store
+            .create(
+                Address([6; 20]),
+                KeyKind::Inference,
+                "capped".into(),
+                None,
+                Some(SpendLimit {
+                    usd_units: Units(300),
+                    period: LimitPeriod::Epoch,
+                }),
+                1,
+            )
+            .expect("created");
+        let id = &minted.key.id;
+        assert_eq!(
+            store.reserve_cap_share(id, 10, 101, 3),
+            Err((100, LimitPeriod::Epoch))
+        );
+        let held = store.reserve_cap_share(id, 10, 60, 3).expect("fits");
+        store.record_use(id, 10, 11, held, 60);
+        assert_eq!(
+            store.reserve_cap_share(id, 10, 41, 3),
+            Err((40, LimitPeriod::Epoch)),
+            "what this replica spent counts against its share"
+        );
+        assert_eq!(store.reserve_cap_share(id, 10, 40, 3), Ok(40));
+    }
 
     #[test]
     fn a_cap_is_reserved_by_requests_in_flight_so_together_they_cannot_pass_it() {

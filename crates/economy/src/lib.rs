@@ -142,6 +142,17 @@ pub enum Refusal {
     NotTaken(String),
 }
 
+/// A change to the key table, for the table the replicas of a cluster share: the key's JSON,
+/// or `None` for a deletion.
+struct KeyJob {
+    id: String,
+    key: Option<String>,
+    reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// Longest wait for the shared key table to take a change.
+const KEY_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 struct Job {
     signer: Address,
     op: Op,
@@ -156,7 +167,9 @@ pub struct Economy {
     pub operator: Address,
     pub clock: Arc<Clock>,
     pub meter: Arc<Meter>,
-    pub keys: KeyStore,
+    pub keys: Arc<KeyStore>,
+    /// Key changes for the shared key table (with a shared journal only).
+    key_jobs: Option<mpsc::Sender<KeyJob>>,
     pub config: EconomyConfig,
     healthy: Arc<AtomicBool>,
     /// Whether the shared journal answered the committer's last query (always true without
@@ -295,7 +308,7 @@ impl Economy {
         let clock = Arc::new(Clock {
             offset: AtomicU64::new(0),
         });
-        let keys = KeyStore::open(&config.keys_file)?;
+        let keys = Arc::new(KeyStore::open(&config.keys_file)?);
         let meter = Arc::new(Meter::new(Capacity {
             network_usd_units_per_day: config.network_capacity_usd_units_per_day,
             active_window_days: config.active_window_days.max(1),
@@ -326,6 +339,13 @@ impl Economy {
         };
         let operator_address = operator.address();
         let (jobs, receiver) = mpsc::channel(JOB_QUEUE);
+        let (key_jobs, key_receiver) = match &shared {
+            Some(_) => {
+                let (sender, receiver) = mpsc::channel(JOB_QUEUE);
+                (Some(sender), Some(receiver))
+            }
+            None => (None, None),
+        };
         let healthy = Arc::new(AtomicBool::new(true));
         let shared_up = Arc::new(AtomicBool::new(true));
         let (started, start) = std::sync::mpsc::sync_channel(1);
@@ -336,12 +356,17 @@ impl Economy {
             let healthy = Arc::clone(&healthy);
             let shared_up = Arc::clone(&shared_up);
             let airdrop = config.airdrop.clone();
+            let keys = Arc::clone(&keys);
             std::thread::Builder::new()
                 .name("ledger-committer".into())
                 .spawn(move || {
                     let mut shared = shared;
+                    let mut followed = Followed::default();
                     if let Some(journal) = shared.as_mut() {
-                        let joined = join_shared(journal, &store, &operator, airdrop, &clock);
+                        let joined = join_shared(journal, &store, &operator, airdrop, &clock)
+                            .and_then(|()| {
+                                join_keys(journal, &keys, &store, &meter, &clock, &mut followed)
+                            });
                         let failed = joined.is_err();
                         let _ = started.send(joined.map_err(|error| error.to_string()));
                         if failed {
@@ -352,16 +377,23 @@ impl Economy {
                     }
                     let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         commit_loop(
-                            receiver,
-                            &store,
-                            &meter,
-                            &clock,
+                            Queues {
+                                operations: receiver,
+                                keys: key_receiver,
+                            },
+                            Parts {
+                                store: &store,
+                                meter: &meter,
+                                keys: &keys,
+                                clock: &clock,
+                            },
                             Health {
                                 store: &healthy,
                                 shared: &shared_up,
                             },
                             &operator,
                             shared,
+                            followed,
                         );
                     }));
                     if committed.is_err() {
@@ -412,6 +444,7 @@ impl Economy {
             clock,
             meter,
             keys,
+            key_jobs,
             config,
             healthy,
             shared_up,
@@ -455,6 +488,79 @@ impl Economy {
         answer
             .await
             .map_err(|_| Refusal::Unavailable("the ledger committer stopped".into()))?
+    }
+
+    /// Creates a key for `account` (see [`KeyStore::create`]); in a cluster, the key reaches
+    /// the shared key table before its secret is returned, or is not made.
+    pub async fn create_key(
+        &self,
+        account: Address,
+        kind: KeyKind,
+        description: String,
+        expires_at: Option<u64>,
+        limit: Option<keys::SpendLimit>,
+        now: u64,
+    ) -> Result<keys::Minted, keys::KeyError> {
+        let minted = self
+            .keys
+            .create(account, kind, description, expires_at, limit, now)?;
+        if let Err(error) = self.share_key(&minted.key.id, Some(&minted.key)).await {
+            self.keys.forget(&minted.key.id);
+            return Err(error);
+        }
+        Ok(minted)
+    }
+
+    /// Changes a key of `account`; in a cluster, the change is in the shared key table when
+    /// this returns `Ok`.
+    pub async fn update_key(
+        &self,
+        account: Address,
+        id: &str,
+        change: impl FnOnce(&mut keys::StoredKey),
+    ) -> Result<keys::StoredKey, keys::KeyError> {
+        let updated = self.keys.update(account, id, change)?;
+        self.share_key(id, Some(&updated)).await?;
+        Ok(updated)
+    }
+
+    /// Deletes a key of `account`; in a cluster, the deletion is in the shared key table
+    /// before it is made here, and the other replicas refuse the key within
+    /// [`shared::TAIL_INTERVAL`] of it.
+    pub async fn delete_key(&self, account: Address, id: &str) -> Result<(), keys::KeyError> {
+        if self.keys.get(account, id).is_none() {
+            return Err(keys::KeyError::NotFound);
+        }
+        self.share_key(id, None).await?;
+        self.keys.delete(account, id)
+    }
+
+    /// Sends a key change to the shared key table, with a shared journal; nothing without.
+    async fn share_key(
+        &self,
+        id: &str,
+        key: Option<&keys::StoredKey>,
+    ) -> Result<(), keys::KeyError> {
+        let Some(jobs) = &self.key_jobs else {
+            return Ok(());
+        };
+        let unavailable = keys::KeyError::Unavailable;
+        let key = key
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|error| unavailable(error.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        jobs.try_send(KeyJob {
+            id: id.to_owned(),
+            key,
+            reply,
+        })
+        .map_err(|_| unavailable("the ledger's queue is full".into()))?;
+        match tokio::time::timeout(KEY_WRITE_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result.map_err(unavailable),
+            Ok(Err(_)) => Err(unavailable("the ledger committer stopped".into())),
+            Err(_) => Err(unavailable("no answer in time".into())),
+        }
     }
 
     /// Writes pending usage to the ledger and the key table to disk.
@@ -609,7 +715,7 @@ impl Metering {
         let cap_reserved = match key_id {
             Some(id) => economy
                 .keys
-                .reserve_cap(id, day, max_cost)
+                .reserve_cap_share(id, day, max_cost, economy.meter.replicas())
                 .map_err(|(remaining, period)| MeterRefusal::KeyCap { remaining, period })?,
             None => 0,
         };
@@ -801,6 +907,90 @@ fn join_shared(
     }
 }
 
+/// How far the committer has followed the shared key table.
+#[derive(Default)]
+struct Followed {
+    key_version: i64,
+}
+
+/// At start: publishes the keys this replica held alone (any the table lacks), then takes the
+/// shared table's.
+fn join_keys(
+    journal: &mut shared::SharedJournal,
+    keys: &KeyStore,
+    store: &Mutex<Store>,
+    meter: &Meter,
+    clock: &Clock,
+    followed: &mut Followed,
+) -> Result<(), shared::SharedError> {
+    let local: Vec<(String, String)> = keys
+        .all()
+        .into_iter()
+        .filter_map(|key| Some((key.id.clone(), serde_json::to_string(&key).ok()?)))
+        .collect();
+    journal.publish_keys(&local)?;
+    while follow_keys(journal, keys, store, meter, clock, followed)? {}
+    Ok(())
+}
+
+/// Takes the key changes after the last one seen: `Ok(true)` while there may be more.
+fn follow_keys(
+    journal: &mut shared::SharedJournal,
+    keys: &KeyStore,
+    store: &Mutex<Store>,
+    meter: &Meter,
+    clock: &Clock,
+    followed: &mut Followed,
+) -> Result<bool, shared::SharedError> {
+    let changes = journal.fetch_keys(followed.key_version)?;
+    let full = changes.len() >= shared::FETCH_RECORDS_USIZE;
+    let mut accounts = Vec::new();
+    for (version, id, key) in changes {
+        followed.key_version = version;
+        let key = match key.map(|key| serde_json::from_str::<keys::StoredKey>(&key)) {
+            Some(Ok(key)) => Some(key),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "a key in the shared key table does not parse; skipped");
+                continue;
+            }
+            None => None,
+        };
+        accounts.extend(keys.apply_shared(&id, key));
+    }
+    if !accounts.is_empty() {
+        // An account new to this replica gets its balance into the meter.
+        meter.refresh(lock_store(store).ledger(), &accounts, clock.today());
+        if let Err(error) = keys.flush() {
+            tracing::error!(%error, "cannot save the key table");
+        }
+    }
+    Ok(full)
+}
+
+/// The committer's queues: ledger operations, and key changes (with a shared journal).
+struct Queues {
+    operations: mpsc::Receiver<Job>,
+    keys: Option<mpsc::Receiver<KeyJob>>,
+}
+
+/// What the committer works on.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    store: &'a Mutex<Store>,
+    meter: &'a Meter,
+    keys: &'a KeyStore,
+    clock: &'a Clock,
+}
+
+/// Writes a key change to the shared key table and answers whoever asked.
+fn write_key(journal: &mut shared::SharedJournal, job: KeyJob) {
+    let result = journal.write_key(&job.id, job.key.as_deref());
+    if result.is_err() {
+        journal.disconnect();
+    }
+    let _ = job.reply.send(result.map_err(|error| error.to_string()));
+}
+
 /// What the committer reports on: its store, and the shared journal's reachability.
 struct Health<'a> {
     store: &'a AtomicBool,
@@ -824,26 +1014,33 @@ fn refresh_applied(
     meter.refresh(ledger, &touched, today);
 }
 
-/// Applies what other replicas wrote to the shared journal since the last look. The records
-/// are read before the store is locked, so readers wait only for their application.
+/// Applies what other replicas wrote to the shared journal and key table since the last look.
+/// The records are read before the store is locked, so readers wait only for their
+/// application. `false` when PostgreSQL could not be reached.
 fn follow(
     journal: &mut shared::SharedJournal,
-    store: &Mutex<Store>,
-    meter: &Meter,
-    clock: &Clock,
+    parts: &Parts<'_>,
+    followed: &mut Followed,
     up: &AtomicBool,
 ) -> bool {
+    let Parts {
+        store,
+        meter,
+        keys,
+        clock,
+    } = *parts;
+    let unreachable = |journal: &mut shared::SharedJournal, error: shared::SharedError| {
+        if up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(%error, "the shared ledger cannot be reached; metered requests are refused until it can");
+        }
+        journal.disconnect();
+        false
+    };
     loop {
         let after = lock_store(store).last_sequence();
         let frames = match journal.fetch(after) {
             Ok(frames) => frames,
-            Err(error) => {
-                if up.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(%error, "the shared ledger journal cannot be reached; metered requests are refused until it can");
-                }
-                journal.disconnect();
-                return false;
-            }
+            Err(error) => return unreachable(journal, error),
         };
         let full = frames.len() >= shared::FETCH_RECORDS_USIZE;
         let mut guard = lock_store(store);
@@ -856,13 +1053,21 @@ fn follow(
             }
         }
         drop(guard);
-        if !up.swap(true, Ordering::Relaxed) {
-            tracing::info!("the shared ledger journal is reachable again");
-        }
         if !full {
-            return true;
+            break;
         }
     }
+    loop {
+        match follow_keys(journal, keys, store, meter, clock, followed) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(error) => return unreachable(journal, error),
+        }
+    }
+    if !up.swap(true, Ordering::Relaxed) {
+        tracing::info!("the shared ledger is reachable again");
+    }
+    true
 }
 
 /// Decides a commit whose outcome was not heard: the store is rebuilt from its own journal,
@@ -870,14 +1075,13 @@ fn follow(
 /// record; if it does, the batch is applied from it.
 fn resolve(
     journal: &mut shared::SharedJournal,
-    store: &Mutex<Store>,
+    parts: &Parts<'_>,
+    followed: &mut Followed,
     first: Option<(u64, ledger_store::RecordHash)>,
-    meter: &Meter,
-    clock: &Clock,
     up: &AtomicBool,
 ) -> bool {
     journal.disconnect();
-    if let Err(error) = lock_store(store).recover() {
+    if let Err(error) = lock_store(parts.store).recover() {
         stop_the_process(&format!(
             "the ledger journal cannot be replayed after a commit failed: {error}"
         ));
@@ -896,22 +1100,38 @@ fn resolve(
         }
     };
     if landed {
-        while !follow(journal, store, meter, clock, up) {
+        while !follow(journal, parts, followed, up) {
             std::thread::sleep(shared::RESOLVE_RETRY);
         }
     }
     landed
 }
 
+/// What woke the committer with a shared journal.
+enum Wake {
+    Operation(Option<Job>),
+    Key(KeyJob),
+    Follow,
+}
+
 fn commit_loop(
-    mut receiver: mpsc::Receiver<Job>,
-    store: &Mutex<Store>,
-    meter: &Meter,
-    clock: &Clock,
+    queues: Queues,
+    parts: Parts<'_>,
     health: Health<'_>,
     operator: &Wallet,
     mut shared: Option<shared::SharedJournal>,
+    mut followed: Followed,
 ) {
+    let Queues {
+        operations: mut receiver,
+        keys: mut key_receiver,
+    } = queues;
+    let Parts {
+        store,
+        meter,
+        clock,
+        ..
+    } = parts;
     let domain = {
         let guard = lock_store(store);
         match (guard.ledger().admin(), guard.ledger().genesis_seconds()) {
@@ -934,25 +1154,35 @@ fn commit_loop(
     };
     let mut waiting: VecDeque<Job> = VecDeque::new();
     loop {
+        if let (Some(journal), Some(key_receiver)) = (shared.as_mut(), key_receiver.as_mut()) {
+            while let Ok(job) = key_receiver.try_recv() {
+                write_key(journal, job);
+            }
+        }
         if waiting.is_empty() {
-            let next = match (&waiter, shared.as_mut()) {
-                (Some(runtime), Some(journal)) => {
-                    // The timer is made inside the runtime, which drives it.
-                    match runtime.block_on(async {
-                        tokio::time::timeout(shared::TAIL_INTERVAL, receiver.recv()).await
-                    }) {
-                        Ok(next) => next,
-                        Err(_) => {
-                            follow(journal, store, meter, clock, health.shared);
-                            continue;
-                        }
+            let wake = match (&waiter, key_receiver.as_mut()) {
+                // The timer is made inside the runtime, which drives it.
+                (Some(runtime), Some(key_receiver)) => runtime.block_on(async {
+                    tokio::select! {
+                        job = receiver.recv() => Wake::Operation(job),
+                        Some(job) = key_receiver.recv() => Wake::Key(job),
+                        () = tokio::time::sleep(shared::TAIL_INTERVAL) => Wake::Follow,
                     }
-                }
-                _ => receiver.blocking_recv(),
+                }),
+                _ => Wake::Operation(receiver.blocking_recv()),
             };
-            match next {
-                Some(job) => waiting.push_back(job),
-                None => return,
+            match (wake, shared.as_mut()) {
+                (Wake::Operation(Some(job)), _) => waiting.push_back(job),
+                (Wake::Operation(None), _) => return,
+                (Wake::Key(job), Some(journal)) => {
+                    write_key(journal, job);
+                    continue;
+                }
+                (Wake::Follow, Some(journal)) => {
+                    follow(journal, &parts, &mut followed, health.shared);
+                    continue;
+                }
+                (Wake::Key(_) | Wake::Follow, None) => continue,
             }
         }
         while waiting.len() < ledger_store::MAXIMUM_BATCH_OPERATIONS {
@@ -1076,7 +1306,7 @@ fn commit_loop(
                 health.shared.store(false, Ordering::Relaxed);
                 tracing::warn!(%reason, "a commit to the shared ledger journal failed; learning whether it was taken");
                 let landed = match shared.as_mut() {
-                    Some(journal) => resolve(journal, store, first, meter, clock, health.shared),
+                    Some(journal) => resolve(journal, &parts, &mut followed, first, health.shared),
                     None => false,
                 };
                 if landed {

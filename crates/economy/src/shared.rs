@@ -87,6 +87,11 @@ pub(crate) struct SharedJournal {
     client: Option<postgres::Client>,
     table: String,
     lock_key: i64,
+    /// The API keys' table (`id`, the key as JSON or NULL once deleted, `version`), and the
+    /// sequence and lock that order its changes.
+    keys_table: String,
+    key_versions: String,
+    keys_lock_key: i64,
 }
 
 impl SharedJournal {
@@ -115,16 +120,20 @@ impl SharedJournal {
             .application_name("gondola-gateway")
             .options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
         let table = format!("{prefix}_ledger_journal");
-        let lock_key = {
+        let lock = |name: &str| {
             use sha2::Digest;
-            let digest = sha2::Sha256::digest(format!("gondola ledger writer: {table}"));
+            let digest = sha2::Sha256::digest(format!("gondola lock: {name}"));
             i64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
         };
+        let keys_table = format!("{prefix}_api_keys");
         Ok(Self {
             config: postgres,
             client: None,
+            lock_key: lock(&table),
             table,
-            lock_key,
+            keys_lock_key: lock(&keys_table),
+            key_versions: format!("{prefix}_api_key_versions"),
+            keys_table,
         })
     }
 
@@ -206,11 +215,18 @@ impl SharedJournal {
         let table = self.table.clone();
         let mut writer = self.lock()?;
         let transaction = writer.client()?;
+        let (keys_table, key_versions) = (&self.keys_table, &self.key_versions);
         transaction.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (\
                sequence BIGINT PRIMARY KEY CHECK (sequence > 0), \
                record_hash BYTEA NOT NULL, \
-               frame BYTEA NOT NULL)"
+               frame BYTEA NOT NULL); \
+             CREATE SEQUENCE IF NOT EXISTS {key_versions}; \
+             CREATE TABLE IF NOT EXISTS {keys_table} (\
+               id TEXT PRIMARY KEY, \
+               key TEXT, \
+               version BIGINT NOT NULL); \
+             CREATE INDEX IF NOT EXISTS {keys_table}_by_version ON {keys_table} (version);"
         ))?;
         let shared_last: i64 = transaction
             .query_one(
@@ -254,6 +270,84 @@ impl SharedJournal {
         }
         catch_up(transaction, &table, store)?;
         Ok(writer)
+    }
+}
+
+impl SharedJournal {
+    /// Writes a key as made or changed (`Some`, its JSON) or deleted (`None`), with the next
+    /// version, under the key table's lock so versions become visible in order.
+    pub(crate) fn write_key(&mut self, id: &str, key: Option<&str>) -> Result<(), SharedError> {
+        let (table, versions, lock_key) = (
+            self.keys_table.clone(),
+            self.key_versions.clone(),
+            self.keys_lock_key,
+        );
+        let client = self.client()?;
+        let mut transaction = client.transaction()?;
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])?;
+        match key {
+            Some(key) => transaction.execute(
+                &format!(
+                    "INSERT INTO {table} (id, key, version) VALUES ($1, $2, nextval('{versions}')) \
+                     ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, version = EXCLUDED.version"
+                ),
+                &[&id, &key],
+            )?,
+            None => transaction.execute(
+                &format!(
+                    "UPDATE {table} SET key = NULL, version = nextval('{versions}') WHERE id = $1"
+                ),
+                &[&id],
+            )?,
+        };
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Publishes keys this replica held before it joined, where the table has none of that id.
+    pub(crate) fn publish_keys(&mut self, keys: &[(String, String)]) -> Result<(), SharedError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (table, versions, lock_key) = (
+            self.keys_table.clone(),
+            self.key_versions.clone(),
+            self.keys_lock_key,
+        );
+        let client = self.client()?;
+        let mut transaction = client.transaction()?;
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])?;
+        for (id, key) in keys {
+            transaction.execute(
+                &format!(
+                    "INSERT INTO {table} (id, key, version) VALUES ($1, $2, nextval('{versions}')) \
+                     ON CONFLICT (id) DO NOTHING"
+                ),
+                &[id, key],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Key changes after `version`, oldest first: (version, id, the key's JSON or `None` once
+    /// deleted).
+    pub(crate) fn fetch_keys(
+        &mut self,
+        version: i64,
+    ) -> Result<Vec<(i64, String, Option<String>)>, SharedError> {
+        let table = self.keys_table.clone();
+        let client = self.client()?;
+        let rows = client.query(
+            &format!(
+                "SELECT version, id, key FROM {table} WHERE version > $1 ORDER BY version LIMIT $2"
+            ),
+            &[&version, &FETCH_RECORDS],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect())
     }
 }
 
@@ -557,6 +651,114 @@ mod tests {
         );
     }
 
+    /// Opens an economy whose directory an economy dropped a moment ago held: its committer
+    /// thread lets the journal go once it sees the queue closed.
+    async fn open_when_free(config: EconomyConfig) -> std::io::Result<Arc<Economy>> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Economy::open(config.clone()) {
+                Err(error)
+                    if error.to_string().contains("open in another process")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::task::yield_now().await;
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    /// Waits (at most five seconds) until `holds` is true, and says how long that took.
+    async fn until(mut holds: impl FnMut() -> bool) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        while !holds() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "not within five seconds"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        started.elapsed()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_key_made_at_one_replica_works_at_the_others_and_its_deletion_reaches_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = PostgresServer::start(dir.path());
+        let shared = shared(&server);
+        let (one, two) = (
+            tempfile::tempdir().expect("temp dir"),
+            tempfile::tempdir().expect("temp dir"),
+        );
+        let a = replica(one.path(), &shared);
+        let b = replica(two.path(), &shared);
+        let account = Address([9; 20]);
+        credit(&a, account, 1_000).await;
+        let minted = a
+            .create_key(
+                account,
+                crate::KeyKind::Inference,
+                "shared".into(),
+                None,
+                None,
+                0,
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let hash = crate::hash_secret(&minted.secret);
+        let seen = until(|| b.keys.find(&hash).is_some()).await;
+        assert!(seen < crate::shared::TAIL_INTERVAL * 5, "{seen:?}");
+        // B knows the account's balance with its key.
+        assert!(Metering::begin(&b, account, Some(&minted.key.id), 100).is_ok());
+
+        // Deleted at B: refused at A within the tail interval and a query.
+        b.delete_key(account, &minted.key.id)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(b.keys.find(&hash).is_none());
+        let gone = until(|| a.keys.find(&hash).is_none()).await;
+        assert!(gone < crate::shared::TAIL_INTERVAL * 5, "{gone:?}");
+
+        // A replica that starts later takes the table as it is.
+        let three = tempfile::tempdir().expect("temp dir");
+        let kept = a
+            .create_key(account, crate::KeyKind::Admin, "kept".into(), None, None, 0)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let c = replica(three.path(), &shared);
+        assert!(c.keys.find(&crate::hash_secret(&kept.secret)).is_some());
+        assert!(c.keys.find(&hash).is_none());
+
+        // Without PostgreSQL a key is not made, and one is not deleted.
+        server.stop();
+        let refused = a
+            .create_key(
+                account,
+                crate::KeyKind::Inference,
+                "lost".into(),
+                None,
+                None,
+                0,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(crate::keys::KeyError::Unavailable(_))),
+            "{:?}",
+            refused.err()
+        );
+        assert_eq!(
+            a.keys.list(account).len(),
+            1,
+            "the unshared key was not kept"
+        );
+        let refused = a.delete_key(account, &kept.key.id).await;
+        assert!(matches!(
+            refused,
+            Err(crate::keys::KeyError::Unavailable(_))
+        ));
+        assert!(a.keys.find(&crate::hash_secret(&kept.secret)).is_some());
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_gateways_own_ledger_becomes_the_clusters_and_a_foreign_one_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -570,8 +772,11 @@ mod tests {
             credit(&economy, account, 42).await;
             economy.close().await;
         }
-        // It joins an empty cluster: its journal is published as the cluster's.
-        let a = replica(alone.path(), &shared);
+        // It joins an empty cluster: its journal is published as the cluster's (once its
+        // committer thread, which ends after the economy is dropped, has let the journal go).
+        let mut config = EconomyConfig::in_dir(alone.path());
+        config.shared = Some(shared.clone());
+        let a = open_when_free(config).await.expect("joins");
         // A new replica is given its operator key, and follows that ledger.
         let joining = tempfile::tempdir().expect("temp dir");
         std::fs::copy(
@@ -603,7 +808,7 @@ mod tests {
         .expect("copy the operator key");
         let mut config = EconomyConfig::in_dir(other.path());
         config.shared = Some(shared.clone());
-        let refused = Economy::open(config).err().expect("refused");
+        let refused = open_when_free(config).await.err().expect("refused");
         assert!(
             refused.to_string().contains("not the cluster's"),
             "{refused}"

@@ -91,6 +91,14 @@ fn key_error(failure: KeyError) -> ApiError {
             tracing::error!(error = %failure, "cannot save the key table");
             error(ErrorCode::Internal, "the key table could not be saved")
         }
+        KeyError::Unavailable(_) => {
+            tracing::warn!(error = %failure, "a key change did not reach the shared key table");
+            error(
+                ErrorCode::ModelAtCapacity,
+                "the gateway's shared key table cannot be reached; try again shortly",
+            )
+            .with_retry_after(1)
+        }
     }
 }
 
@@ -193,7 +201,7 @@ pub(crate) async fn create_key(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let economy = economy(&state)?;
         let caller = authenticated(&state, &headers)?;
         require_admin(&caller)?;
@@ -228,8 +236,7 @@ pub(crate) async fn create_key(
         }
         let limit = spend_limit(request.consumption_limit, request.limit_period)?;
         let minted = economy
-            .keys
-            .create(
+            .create_key(
                 account,
                 request.api_key_type,
                 request.description,
@@ -237,6 +244,7 @@ pub(crate) async fn create_key(
                 limit,
                 now,
             )
+            .await
             .map_err(key_error)?;
         economy.refresh_account(account);
         tracing::info!(key = %minted.key.id, "API key created");
@@ -244,7 +252,8 @@ pub(crate) async fn create_key(
             success: true,
             data: created_json(minted),
         })
-    })();
+    }
+    .await;
     respond(result, dialect)
 }
 
@@ -254,7 +263,7 @@ pub(crate) async fn update_key(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let (economy, account) = key_holder(&state, &headers, true)?;
         let request: UpdateApiKey = parse_json(&body)?;
         count_key_change(&state, account)?;
@@ -266,8 +275,7 @@ pub(crate) async fn update_key(
             None => None,
         };
         let updated = economy
-            .keys
-            .update(account, &request.id, |key| {
+            .update_key(account, &request.id, |key| {
                 if let Some(description) = request.description {
                     key.description = description;
                 }
@@ -278,6 +286,7 @@ pub(crate) async fn update_key(
                     key.limit = limit;
                 }
             })
+            .await
             .map_err(key_error)?;
         // Venice's answer to an update carries no usage.
         let data = ApiKey {
@@ -289,7 +298,8 @@ pub(crate) async fn update_key(
             success: true,
             data,
         })
-    })();
+    }
+    .await;
     respond(result, dialect)
 }
 
@@ -305,13 +315,17 @@ pub(crate) async fn delete_key(
     headers: HeaderMap,
     crate::query::ApiQuery(query): crate::query::ApiQuery<IdQuery>,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let (economy, account) = key_holder(&state, &headers, true)?;
         count_key_change(&state, account)?;
-        economy.keys.delete(account, &query.id).map_err(key_error)?;
+        economy
+            .delete_key(account, &query.id)
+            .await
+            .map_err(key_error)?;
         tracing::info!(key = %query.id, "API key deleted");
         Ok(Deleted { success: true })
-    })();
+    }
+    .await;
     respond(result, dialect)
 }
 
@@ -337,7 +351,7 @@ pub(crate) async fn web3_key(
     Extension(dialect): Extension<Dialect>,
     body: bytes::Bytes,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let economy = economy(&state)?;
         let request: Web3KeyRequest = parse_json(&body)?;
         let address = address_field(&request.address, "address")?;
@@ -395,8 +409,7 @@ pub(crate) async fn web3_key(
                 ),
             })?;
         let minted = economy
-            .keys
-            .create(
+            .create_key(
                 recovered,
                 request.api_key_type.unwrap_or(KeyKind::Inference),
                 description,
@@ -404,6 +417,7 @@ pub(crate) async fn web3_key(
                 limit,
                 now,
             )
+            .await
             .map_err(key_error)?;
         economy.refresh_account(recovered);
         tracing::info!(key = %minted.key.id, "API key minted with a wallet signature");
@@ -411,6 +425,7 @@ pub(crate) async fn web3_key(
             success: true,
             data: created_json(minted),
         })
-    })();
+    }
+    .await;
     respond(result, dialect)
 }

@@ -283,6 +283,31 @@ async fn a_redis_behind_tls_is_checked_against_the_given_authority() {
     assert!(stderr.contains("cannot join the cluster"), "{stderr}");
 }
 
+/// Asks `url` for the caller's usage with `key` until `wanted` holds for the status (at most
+/// ten seconds): the last status, and how long it took.
+async fn until_status(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    wanted: impl Fn(u16) -> bool,
+) -> (u16, Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let status = http
+            .get(format!("{url}/api/v1/billing/usage-days"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("send")
+            .status()
+            .as_u16();
+        if wanted(status) || started.elapsed() > Duration::from_secs(10) {
+            return (status, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The usage of an account's key at `url`: requests and allowance spent, summed over days.
 async fn settled(http: &reqwest::Client, url: &str, key: &str) -> (u64, u128) {
     let history: serde_json::Value = http
@@ -338,40 +363,29 @@ async fn three_gateways_keep_one_ledger_and_never_let_an_account_spend_past_its_
     assert_eq!(operator_key(0), operator_key(1));
     assert_eq!(operator_key(0), operator_key(2));
 
-    // An account stakes at the first replica and mints a key at each (the key tables are each
-    // replica's own); the others see its stake once they have followed the journal.
-    let users = tempfile::tempdir().expect("temp dir");
-    let (first_key, _) =
+    // An account stakes and mints its keys at the first replica; the others take them from
+    // the shared key table.
+    let (key, key_id) =
         crate::economy::staked_account_key(&urls[0], replicas[0].2.path(), "user", "1000");
     let wallet = replicas[0].2.path().join("user.key");
     let wallet = wallet.to_str().expect("utf-8 path");
-    let mut keys = vec![first_key];
-    for url in &urls[1..] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let key = loop {
-            let minted = std::process::Command::new(crate::support::binary())
-                .args(["key", "--wallet", wallet, "--gateway", url, "--data-dir"])
-                .arg(users.path())
-                .arg("--json")
-                .output()
-                .expect("run gondola");
-            if minted.status.success() {
-                let minted: serde_json::Value =
-                    serde_json::from_slice(&minted.stdout).expect("JSON output");
-                break minted["data"]["apiKey"].as_str().expect("a key").to_owned();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the replica never saw the stake: {}",
-                String::from_utf8_lossy(&minted.stderr)
-            );
-        };
-        keys.push(key);
+    let admin = crate::economy::gondola(
+        &["key", "--admin", "--wallet", wallet],
+        &urls[0],
+        &replicas[0].2.path().join("data"),
+    )["data"]["apiKey"]
+        .as_str()
+        .expect("an admin key")
+        .to_owned();
+    let http = client();
+    for url in &urls {
+        let (status, waited) = until_status(&http, url, &key, |status| status == 200).await;
+        assert_eq!(status, 200, "the key works at {url} after {waited:?}");
     }
+    let keys: Vec<String> = vec![key.clone(); 3];
 
     // Rounds of ten requests at once to each replica, until a round is refused everywhere.
     let mut refused_for_allowance = false;
-    let http = client();
     let ask = |url: String, key: String| {
         let http = http.clone();
         async move {
@@ -426,6 +440,28 @@ async fn three_gateways_keep_one_ledger_and_never_let_an_account_spend_past_its_
         "served {served_tokens} tokens on an allowance of 2,000"
     );
 
+    // The account's ADMIN key deletes the key at the second replica: refused there at once,
+    // and at the others once they have followed the shared key table.
+    let deleted = http
+        .delete(format!("{}/api/v1/api_keys?id={key_id}", urls[1]))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(deleted.status(), 200);
+    let revoked = std::time::Instant::now();
+    let ask_once = ask(urls[1].clone(), key.clone()).await;
+    assert_eq!(ask_once.0, 401, "refused where it was deleted");
+    for url in [&urls[0], &urls[2]] {
+        let (status, _) = until_status(&http, url, &key, |status| status == 401).await;
+        assert_eq!(status, 401);
+    }
+    let everywhere = revoked.elapsed();
+    assert!(
+        everywhere < Duration::from_secs(1),
+        "refused by every replica after {everywhere:?}"
+    );
+
     // The last two replicas stop (flushing what they metered); the first follows the journal
     // until it holds every served request, charged exactly once.
     for (process, _, _) in &mut replicas[1..] {
@@ -433,7 +469,7 @@ async fn three_gateways_keep_one_ledger_and_never_let_an_account_spend_past_its_
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let (requests, spent) = settled(&http, &urls[0], &keys[0]).await;
+        let (requests, spent) = settled(&http, &urls[0], &admin).await;
         if requests == served {
             assert_eq!(
                 spent,
