@@ -51,6 +51,17 @@ impl Challenges {
     pub(crate) fn new(purpose: &'static str, prefix: &'static str, ttl_seconds: u64) -> Self {
         let mut key = [0u8; 32];
         rand::fill(&mut key);
+        Self::with_key(purpose, prefix, ttl_seconds, key)
+    }
+
+    /// Challenges under `key`: the replicas of a cluster derive the same one, so a challenge
+    /// issued by one is checked by any other.
+    pub(crate) fn with_key(
+        purpose: &'static str,
+        prefix: &'static str,
+        ttl_seconds: u64,
+        key: [u8; 32],
+    ) -> Self {
         Self {
             key,
             purpose,

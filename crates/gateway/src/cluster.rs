@@ -196,6 +196,18 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('ZCARD', KEYS[1])
 ";
 
+/// Takes challenge stamp ARGV[1] (20 digits, so strings compare as numbers) for a party if it
+/// is newer than the party's last: 1 if taken, 0 if not newer. The party is forgotten after
+/// ARGV[2] ms, when none of its stamps can still be presented.
+const TAKE_STAMP: &str = r"
+local last = redis.call('GET', KEYS[1])
+if last and ARGV[1] <= last then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
 /// Counts a failure; the budget-th within a window blocks for the window: 1 if now blocked.
 const RECORD_FAILURE: &str = r"
 local count = redis.call('INCR', KEYS[1])
@@ -218,6 +230,7 @@ pub struct Cluster {
     borrow: redis::Script,
     record_failure: redis::Script,
     heartbeat: redis::Script,
+    take_stamp: redis::Script,
     local: std::sync::Mutex<Local>,
     /// This process's name among the replicas (random, nothing else).
     replica_id: String,
@@ -289,6 +302,7 @@ impl Cluster {
             borrow: redis::Script::new(BORROW),
             record_failure: redis::Script::new(RECORD_FAILURE),
             heartbeat: redis::Script::new(HEARTBEAT),
+            take_stamp: redis::Script::new(TAKE_STAMP),
             local: std::sync::Mutex::new(Local::default()),
             replica_id: economy::random_hex(16),
             replicas: std::sync::atomic::AtomicU64::new(1),
@@ -326,6 +340,29 @@ impl Cluster {
                     .replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
                 operator_secret: self.derived_seed("ledger operator key"),
             })
+    }
+
+    /// Takes a challenge's `stamp` for `party` (a wallet), if it is newer than any stamp the
+    /// party used at any replica: `Ok(false)` if it is not. Stamps can be presented for
+    /// `ttl_nanos`; the party is remembered that long.
+    pub(crate) async fn take_stamp(
+        &self,
+        party: &str,
+        stamp: u64,
+        ttl_nanos: u64,
+    ) -> Result<bool, Unavailable> {
+        let taken: i64 = self
+            .take_stamp
+            .key(format!(
+                "{}:challenge:{}",
+                self.prefix,
+                self.identity(&format!("wallet {party}"))
+            ))
+            .arg(format!("{stamp:020}"))
+            .arg((ttl_nanos / 1_000_000).max(1))
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(taken == 1)
     }
 
     /// Replicas heard from lately, this one included.

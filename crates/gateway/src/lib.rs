@@ -200,6 +200,20 @@ impl Gateway {
             )?)),
             _ => None,
         };
+        // A wallet may take a challenge from one replica and answer it at another.
+        let key_challenges = match &cluster {
+            Some(cluster) => challenge::Challenges::with_key(
+                "gondola web3 key challenge",
+                KEY_CHALLENGE_PREFIX,
+                KEY_CHALLENGE_SECONDS,
+                cluster.derived_seed("web3 key challenges"),
+            ),
+            None => challenge::Challenges::new(
+                "gondola web3 key challenge",
+                KEY_CHALLENGE_PREFIX,
+                KEY_CHALLENGE_SECONDS,
+            ),
+        };
         let state = Arc::new(AppState {
             oblivious,
             tokens,
@@ -224,11 +238,7 @@ impl Gateway {
                 REGISTRATION_CHALLENGE_SECONDS,
             ),
             registration_challenge_uses: challenge::UsedStamps::new(MAX_PROVIDERS),
-            key_challenges: challenge::Challenges::new(
-                "gondola web3 key challenge",
-                KEY_CHALLENGE_PREFIX,
-                KEY_CHALLENGE_SECONDS,
-            ),
+            key_challenges,
             key_challenge_uses: challenge::UsedStamps::new(MAX_KEY_CHALLENGE_WALLETS),
             prompt_cache_secret: {
                 let mut secret = [0u8; 32];

@@ -393,21 +393,37 @@ pub(crate) async fn web3_key(
         check_description(&description)?;
         let limit = spend_limit(request.consumption_limit, request.limit_period)?;
         count_key_change(&state, recovered)?;
-        // The challenge is spent now: a wallet signs in with each token at most once.
-        state
-            .key_challenge_uses
-            .take(&recovered, stamp, state.key_challenges.ttl_nanos())
-            .map_err(|refusal| match refusal {
-                crate::challenge::ChallengeError::Busy => error(
-                    ErrorCode::ModelAtCapacity,
-                    "too many wallets are minting keys; try again shortly",
-                )
-                .with_retry_after(60),
-                _ => error(
-                    ErrorCode::AuthenticationFailed,
-                    "this token was already used; GET /api_keys/generate_web3_key for a new one",
-                ),
-            })?;
+        // The challenge is spent now: a wallet signs in with each token at most once (at any
+        // replica of a cluster).
+        let used = || {
+            error(
+                ErrorCode::AuthenticationFailed,
+                "this token was already used; GET /api_keys/generate_web3_key for a new one",
+            )
+        };
+        let ttl_nanos = state.key_challenges.ttl_nanos();
+        match &state.cluster {
+            Some(cluster) => {
+                let taken = cluster
+                    .take_stamp(&recovered.to_string(), stamp, ttl_nanos)
+                    .await
+                    .map_err(|unavailable| unavailable.to_api_error())?;
+                if !taken {
+                    return Err(used());
+                }
+            }
+            None => state
+                .key_challenge_uses
+                .take(&recovered, stamp, ttl_nanos)
+                .map_err(|refusal| match refusal {
+                    crate::challenge::ChallengeError::Busy => error(
+                        ErrorCode::ModelAtCapacity,
+                        "too many wallets are minting keys; try again shortly",
+                    )
+                    .with_retry_after(60),
+                    _ => used(),
+                })?,
+        }
         let minted = economy
             .create_key(
                 recovered,
