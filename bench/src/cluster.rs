@@ -6,7 +6,10 @@
 //! - one gateway sharing it in Redis (`[gateway.cluster]`, a `redis-server` on a Unix socket
 //!   with `appendfsync always`);
 //! - two and three gateways sharing Redis, the provider leased to each, the client spreading
-//!   requests over them in turn (what a load balancer does).
+//!   requests over them in turn (what a load balancer does);
+//! - metered: an account's key paying for each request, with the ledger in the gateway's
+//!   process, and with one and three gateways keeping one ledger in PostgreSQL (`postgres_url`,
+//!   a server on a Unix socket) beside Redis.
 //!
 //! For each: latency with one request in flight (p50, p99), the gateways' CPU per request (and
 //! with the provider's and Redis's), and requests per second with 64 in flight. The set-ups run
@@ -37,6 +40,7 @@ struct Figures {
     setup: String,
     gateways: usize,
     shared: bool,
+    metered: bool,
     p50_ms: f64,
     p99_ms: f64,
     gateway_cpu_ms_per_request: f64,
@@ -80,22 +84,58 @@ fn redis_answers(socket: &Path) -> bool {
 }
 
 /// `gateways` gateways (sharing Redis at `socket` if given) and one provider leased to each.
+/// One set-up: how many gateways, whether they share Redis (and PostgreSQL, when metered),
+/// and whether requests are paid by an account.
+#[derive(Clone, Copy)]
+struct Setup {
+    gateways: usize,
+    shared: bool,
+    metered: bool,
+}
+
+/// The metered set-ups' ledger: a day's capacity no request runs out of, a per-minute budget
+/// for account keys as the configured key's, and the mock model priced, so every request
+/// reserves and settles.
+const LEDGER: &str = "\n[gateway.ledger]\nnetwork_capacity_usd_per_day = \"1000000000\"\n\n\
+    [gateway.rate_limits.small]\nrequests_per_minute = 100000000\n\
+    tokens_per_minute = 100000000000\n\n\
+    [gateway.models.pricing.mock-gpt]\ninput_usd_per_million = \"0.01\"\n\
+    output_usd_per_million = \"0.01\"\n";
+
 async fn start_setup(
     http: &reqwest::Client,
     gondola: &Path,
     dir: &Path,
-    gateways: usize,
-    socket: Option<&Path>,
+    setup: Setup,
+    socket: &Path,
+    postgres_url: &str,
 ) -> anyhow::Result<(Vec<Process>, Vec<String>, Vec<u32>)> {
     std::fs::create_dir_all(dir)?;
-    let cluster = socket.map_or_else(String::new, |socket| {
-        format!(
-            "\n[gateway.cluster]\nredis_url = \"redis+unix://{}\"\nseed = \"{}\"\n",
+    let gateways = setup.gateways;
+    let mut extra = if setup.metered {
+        LEDGER.to_owned()
+    } else {
+        String::new()
+    };
+    if setup.shared {
+        // A prefix of its own: each set-up starts from an empty shared ledger and key table.
+        let prefix: String = dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("bench")
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        extra.push_str(&format!(
+            "\n[gateway.cluster]\nredis_url = \"redis+unix://{}\"\nseed = \"{}\"\nprefix = \"b{prefix}\"\n",
             socket.display(),
             dir.join("cluster.seed").display()
-        )
-    });
-    let config = gondola_config(dir, &cluster)?;
+        ));
+        if setup.metered {
+            extra.push_str(&format!("postgres_url = \"{postgres_url}\"\n"));
+        }
+    }
+    let config = gondola_config(dir, &extra)?;
     let mut processes = Vec::new();
     let mut urls = Vec::new();
     for index in 0..gateways {
@@ -152,11 +192,47 @@ async fn start_setup(
     Ok((processes, urls, gateway_pids))
 }
 
-fn target(url: &str) -> Target {
+/// An account with staked VVV (the whole day's capacity is its allowance) and a key of it,
+/// made with the CLI at the first gateway: the key's secret.
+fn account_key(gondola: &Path, url: &str, dir: &Path) -> anyhow::Result<String> {
+    let data = dir.join("gateway-0");
+    let run = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let output = Command::new(gondola)
+            .args(args)
+            .args(["--gateway", url, "--json", "--data-dir"])
+            .arg(&data)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "gondola {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    };
+    let wallet = dir.join("user.key");
+    let wallet = wallet.to_str().context("a UTF-8 path")?;
+    let operator = data.join("operator.key");
+    let operator = operator.to_str().context("a UTF-8 path")?;
+    let address = run(&["wallet", "new", "--wallet", wallet])?["address"]
+        .as_str()
+        .context("an address")?
+        .to_owned();
+    run(&[
+        "transfer", "--wallet", operator, "--to", &address, "--vvv", "1000",
+    ])?;
+    run(&["stake", "--wallet", wallet, "1000"])?;
+    Ok(run(&["key", "--wallet", wallet])?["data"]["apiKey"]
+        .as_str()
+        .context("a key")?
+        .to_owned())
+}
+
+fn target(url: &str, key: &str) -> Target {
     Target {
         name: "Gondola",
         url: format!("{url}/v1/chat/completions"),
-        authorization: Some(format!("Bearer {GONDOLA_KEY}")),
+        authorization: Some(format!("Bearer {key}")),
         body: body("mock-gpt", false),
         stream_body: body("mock-gpt", true),
         gateway_pids: Vec::new(),
@@ -167,10 +243,18 @@ fn target(url: &str) -> Target {
 async fn measure(
     http: &reqwest::Client,
     urls: &[String],
+    key: &str,
     gateway_pids: &[u32],
     all_pids: &[u32],
 ) -> anyhow::Result<Figures> {
-    let targets: Vec<Target> = urls.iter().map(|url| target(url)).collect();
+    let targets: Vec<Target> = urls.iter().map(|url| target(url, key)).collect();
+    // Every replica takes the key (from the shared key table, where there is one).
+    for target in &targets {
+        wait_until(http, "the key at every gateway", async |http| {
+            once(http, target, false).await.is_ok()
+        })
+        .await?;
+    }
     for request in 0..WARMUP {
         once(http, &targets[request % targets.len()], false).await?;
     }
@@ -236,33 +320,61 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     let _upstream = start_upstream(&http, &nginx, dir.path()).await?;
     let (redis, socket) = start_redis(dir.path())?;
     wait_until(&http, "redis-server", async |_| redis_answers(&socket)).await?;
-    let setups: [(usize, bool); 4] = [(1, false), (1, true), (2, true), (3, true)];
+    let postgres_dir = dir.path().join("postgres");
+    std::fs::create_dir_all(&postgres_dir)?;
+    let postgres = test_servers::PostgresServer::start(&postgres_dir);
+    let setup = |gateways, shared, metered| Setup {
+        gateways,
+        shared,
+        metered,
+    };
+    let setups = [
+        setup(1, false, false),
+        setup(1, true, false),
+        setup(2, true, false),
+        setup(3, true, false),
+        setup(1, false, true),
+        setup(1, true, true),
+        setup(3, true, true),
+    ];
     let mut best: Vec<Figures> = Vec::new();
     for round in 0..ROUNDS {
-        for (index, (gateways, shared)) in setups.iter().copied().enumerate() {
-            let setup_dir = dir.path().join(format!("round-{round}-setup-{index}"));
-            let (processes, urls, gateway_pids) = start_setup(
-                &http,
-                &gondola,
-                &setup_dir,
+        for (index, setup) in setups.iter().copied().enumerate() {
+            let Setup {
                 gateways,
-                shared.then_some(socket.as_path()),
-            )
-            .await?;
+                shared,
+                metered,
+            } = setup;
+            let setup_dir = dir.path().join(format!("round-{round}-setup-{index}"));
+            let (processes, urls, gateway_pids) =
+                start_setup(&http, &gondola, &setup_dir, setup, &socket, &postgres.url()).await?;
+            let key = if metered {
+                account_key(&gondola, &urls[0], &setup_dir)?
+            } else {
+                GONDOLA_KEY.to_owned()
+            };
             let mut all_pids: Vec<u32> = processes.iter().map(Process::pid).collect();
             if shared {
                 all_pids.push(redis.pid());
             }
-            let mut figures = measure(&http, &urls, &gateway_pids, &all_pids)
+            if shared && metered {
+                all_pids.extend(postgres.pids());
+            }
+            let mut figures = measure(&http, &urls, &key, &gateway_pids, &all_pids)
                 .await
                 .with_context(|| format!("{gateways} gateway(s), shared {shared}"))?;
             drop(processes);
-            figures.setup = match (gateways, shared) {
-                (1, false) => "1 gateway, state in the process".into(),
-                (count, _) => format!("{count} gateway(s), state in Redis"),
+            figures.setup = match (gateways, shared, metered) {
+                (count, false, false) => format!("{count} gateway(s), state in the process"),
+                (count, true, false) => format!("{count} gateway(s), state in Redis"),
+                (count, false, true) => format!("{count} gateway, metered, ledger in the process"),
+                (count, _, true) => {
+                    format!("{count} gateway(s), metered, ledger in PostgreSQL, Redis")
+                }
             };
             figures.gateways = gateways;
             figures.shared = shared;
+            figures.metered = metered;
             if round == 0 {
                 best.push(figures);
             } else if figures.requests_per_second > best[index].requests_per_second {
@@ -282,11 +394,16 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         results.join("cluster.json"),
         serde_json::to_vec_pretty(&best)?,
     )?;
-    let base = best[0].clone();
+    // Each row beside the one gateway keeping its state in the process, paid the same way.
+    let base = |metered: bool| {
+        best.iter()
+            .find(|figures| figures.metered == metered)
+            .map_or(1.0, |figures| figures.requests_per_second)
+    };
     let mut markdown = std::fs::File::create(results.join("cluster.md"))?;
     writeln!(
         markdown,
-        "# Gateways sharing state in Redis\n\n{} cores; the nginx mock upstream, one provider, {SEQUENTIAL} sequential requests and {IN_FLIGHT} in flight for {}s; the better of {ROUNDS} rounds.\n\n| set-up | p50 | p99 | gateway CPU / request | all CPU / request | req/s | ÷ in-process |\n|---|---|---|---|---|---|---|",
+        "# Gateways sharing state in Redis and PostgreSQL\n\n{} cores; the nginx mock upstream, one provider, {SEQUENTIAL} sequential requests and {IN_FLIGHT} in flight for {}s; the better of {ROUNDS} rounds. The last column divides by the first row paid the same way (a configured key, or an account's).\n\n| set-up | p50 | p99 | gateway CPU / request | all CPU / request | req/s | ÷ in-process |\n|---|---|---|---|---|---|---|",
         std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
         LOAD_FOR.as_secs()
     )?;
@@ -300,7 +417,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             figures.gateway_cpu_ms_per_request,
             figures.all_cpu_ms_per_request,
             figures.requests_per_second,
-            figures.requests_per_second / base.requests_per_second
+            figures.requests_per_second / base(figures.metered)
         )?;
     }
     println!("{}", std::fs::read_to_string(results.join("cluster.md"))?);

@@ -97,6 +97,35 @@ impl PostgresServer {
         format!("host={} user=gondola dbname=postgres", self.dir.display())
     }
 
+    /// The server's processes: the postmaster and every process it started (one per
+    /// connection, and its workers), from `/proc`.
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(postmaster) = self.child.as_ref().map(Child::id) else {
+            return Vec::new();
+        };
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse().ok())
+            else {
+                continue;
+            };
+            // The fields after the command's closing parenthesis: state, then the parent's pid.
+            let parent = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if parent == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
     /// Stops it at once, as a crash would (PostgreSQL's immediate shutdown).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
