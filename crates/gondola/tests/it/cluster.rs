@@ -3,7 +3,8 @@
 //! routes to it. A key's per-minute budget of 4 admits 4 requests in all, whichever replicas
 //! they reach; with Redis gone, requests are refused with a 503 naming the store and the
 //! processes stay up; when it returns, they are served again. The replicas publish the same
-//! Oblivious HTTP keys and token issuer key, derived from the cluster's one seed. With
+//! Oblivious HTTP keys and token issuer key, derived from the cluster's one seed, and a
+//! privacy token sent to all three at once pays for one request. With
 //! PostgreSQL too, they keep one ledger and one key table: an account's allowance spent through
 //! all three at once is charged exactly what was served and never more than it holds, a key
 //! deleted at one replica is refused by all, a web3 challenge is answered once in the cluster,
@@ -528,4 +529,71 @@ async fn three_gateways_keep_one_ledger_and_never_let_an_account_spend_past_its_
             String::from_utf8_lossy(&verified.stderr)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_privacy_token_sent_to_three_replicas_at_once_pays_once() {
+    let store = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(store.path());
+    let mut config = crate::economy::ledger_config("0.1", "sk-cluster-tokens", "1");
+    config.push_str(&format!(
+        "\n[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\n",
+        redis.url(),
+        store.path().join("cluster.seed").display()
+    ));
+    let replicas: Vec<_> = (0..3).map(|_| gateway(&config)).collect();
+    let urls: Vec<String> = replicas.iter().map(|(_, url, _)| url.clone()).collect();
+    let ((_provider, _), _) =
+        provider_with(&urls[0], &["--gateway", &urls[1], "--gateway", &urls[2]]);
+    let http = client();
+    // Bought at one replica, under the issuer key every replica derives from the seed.
+    let key = crate::tokens::account_key(&urls[0], replicas[0].2.path());
+    let issuer = crate::tokens::issuer_key(&http, &urls[0]).await;
+    let mut directories = Vec::new();
+    for url in &urls {
+        directories.push(
+            http.get(format!("{url}{}", privacy::tokens::ISSUER_DIRECTORY_PATH))
+                .send()
+                .await
+                .expect("send")
+                .bytes()
+                .await
+                .expect("body"),
+        );
+    }
+    assert!(
+        directories.windows(2).all(|pair| pair[0] == pair[1]),
+        "one issuer key"
+    );
+    let tokens = crate::tokens::buy(&http, &urls[0], &issuer, &key, 2)
+        .await
+        .expect("tokens");
+    // The same token at all three at once: one request is served, the others are refused.
+    let paid = crate::tokens::paid(&tokens[..1]);
+    let answers = futures_util::future::join_all(
+        urls.iter()
+            .map(|url| crate::tokens::chat_paid(&http, url, &paid, 8)),
+    )
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _, _)| *status).collect();
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 402).count(),
+        2,
+        "{statuses:?}"
+    );
+    // The other token is good at any replica, once.
+    let paid = crate::tokens::paid(&tokens[1..]);
+    assert_eq!(
+        crate::tokens::chat_paid(&http, &urls[2], &paid, 8).await.0,
+        200
+    );
+    assert_eq!(
+        crate::tokens::chat_paid(&http, &urls[1], &paid, 8).await.0,
+        402
+    );
 }
