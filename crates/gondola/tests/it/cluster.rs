@@ -597,3 +597,158 @@ async fn a_privacy_token_sent_to_three_replicas_at_once_pays_once() {
         402
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_under_load_loses_only_its_unsettled_usage_and_every_copy_verifies() {
+    const UNITS_PER_TOKEN: u128 = 1_000_000_000_000; // $1 a million tokens
+    let store = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(store.path());
+    let postgres_dir = tempfile::tempdir().expect("temp dir");
+    let postgres = test_servers::PostgresServer::start(postgres_dir.path());
+    // $1 of allowance a day (a million tokens): nothing here runs out. Usage is flushed every
+    // 20 ms.
+    let mut config = crate::economy::ledger_config("1", "sk-cluster-operator", "1").replace(
+        "output_usd_per_million = \"1\"",
+        "output_usd_per_million = \"1\"\ncache_input_usd_per_million = \"1\"",
+    );
+    config.push_str(&format!(
+        "\n[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\npostgres_url = \"{}\"\n",
+        redis.url(),
+        store.path().join("cluster.seed").display(),
+        postgres.url(),
+    ));
+    let mut replicas: Vec<_> = (0..3).map(|_| gateway(&config)).collect();
+    let urls: Vec<String> = replicas.iter().map(|(_, url, _)| url.clone()).collect();
+    let ((_provider, _), _) =
+        provider_with(&urls[0], &["--gateway", &urls[1], "--gateway", &urls[2]]);
+    let (key, _) =
+        crate::economy::staked_account_key(&urls[0], replicas[0].2.path(), "user", "1000");
+    let http = client();
+    for url in &urls {
+        let (status, waited) = until_status(&http, url, &key, |status| status == 200).await;
+        assert_eq!(status, 200, "the key works at {url} after {waited:?}");
+    }
+
+    // Twelve clients, each sending to the three replicas in turn, until told to stop; the
+    // third replica is killed outright while they run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients = (0..12).map(|client| {
+        let (http, urls, key, stop) = (http.clone(), urls.clone(), key.clone(), stop.clone());
+        tokio::spawn(async move {
+            // Per replica: requests served, their tokens, and requests that failed.
+            let mut tally = [(0u64, 0u128, 0u64); 3];
+            let mut next = client;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let replica = next % 3;
+                next += 1;
+                let answer = http
+                    .post(format!("{}/api/v1/chat/completions", urls[replica]))
+                    .bearer_auth(&key)
+                    .json(&json!({
+                        "model": "smollm2-135m-instruct",
+                        "messages": [{"role": "user", "content": "Say hello."}],
+                        "max_tokens": 4,
+                        "venice_parameters": {"include_venice_system_prompt": false},
+                    }))
+                    .send()
+                    .await;
+                let body = match answer {
+                    Ok(response) if response.status() == 200 => {
+                        response.json::<serde_json::Value>().await.ok()
+                    }
+                    _ => None,
+                };
+                match body {
+                    Some(body) => {
+                        let usage = &body["usage"];
+                        tally[replica].0 += 1;
+                        tally[replica].1 += u128::from(
+                            usage["prompt_tokens"].as_u64().expect("prompt tokens")
+                                + usage["completion_tokens"]
+                                    .as_u64()
+                                    .expect("completion tokens"),
+                        );
+                    }
+                    None => tally[replica].2 += 1,
+                }
+            }
+            tally
+        })
+    });
+    let clients: Vec<_> = clients.collect();
+    // Once every replica has served, the third is killed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (requests, _) = settled(&http, &urls[0], &key).await;
+        if requests >= 30 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing was served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    replicas[2].0.kill();
+    // The others go on serving for a while after it.
+    let (after_kill, _) = settled(&http, &urls[0], &key).await;
+    loop {
+        let (requests, _) = settled(&http, &urls[0], &key).await;
+        if requests >= after_kill + 30 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the survivors stopped serving"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut tally = [(0u64, 0u128, 0u64); 3];
+    for client in clients {
+        for (total, part) in tally.iter_mut().zip(client.await.expect("a client")) {
+            total.0 += part.0;
+            total.1 += part.1;
+            total.2 += part.2;
+        }
+    }
+    assert_eq!(
+        tally[0].2 + tally[1].2,
+        0,
+        "the survivors failed no request"
+    );
+
+    // The second replica stops as an operator stops it (flushing its usage). The ledger then
+    // holds everything the survivors served, and of the killed one's at most what it served.
+    assert!(replicas[1].0.terminate().success());
+    let survivors = (tally[0].0 + tally[1].0, tally[0].1 + tally[1].1);
+    let all = (survivors.0 + tally[2].0, survivors.1 + tally[2].1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (requests, spent) = loop {
+        let (requests, spent) = settled(&http, &urls[0], &key).await;
+        if requests >= survivors.0 && spent >= survivors.1 * UNITS_PER_TOKEN {
+            break (requests, spent);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "settled {requests} of the {} requests the survivors served",
+            survivors.0
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(requests <= all.0, "settled {requests} of {} served", all.0);
+    assert!(
+        spent <= all.1 * UNITS_PER_TOKEN,
+        "charged more than was served"
+    );
+    replicas[0].0.kill();
+    for (_, _, dir) in &replicas {
+        let verified = std::process::Command::new(crate::support::binary())
+            .args(["ledger", "verify", "--json", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .expect("run gondola");
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+    }
+}
