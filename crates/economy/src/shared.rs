@@ -54,6 +54,11 @@ pub struct SharedLedgerConfig {
     pub prefix: String,
     /// The operator's secp256k1 secret, derived from the cluster seed.
     pub operator_secret: [u8; 32],
+    /// The certificate authority (PEM) a server's certificate is checked against over TCP,
+    /// instead of the system's. TLS is used where the server offers it (`sslmode=prefer`, the
+    /// default) or always (`sslmode=require` in the URL, which is what to write); a Unix socket
+    /// goes without.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SharedLedgerConfig {
@@ -68,7 +73,7 @@ impl std::fmt::Debug for SharedLedgerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SharedError {
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", with_causes(.0))]
     Postgres(#[from] postgres::Error),
     #[error("the ledger store: {0}")]
     Store(#[from] ledger_store::StoreError),
@@ -81,9 +86,22 @@ pub enum SharedError {
     Foreign(String),
 }
 
+/// An error and what caused it, as one line (a failed TLS handshake says why).
+fn with_causes(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
 /// The shared journal: its table, and the committer thread's one connection to it.
 pub(crate) struct SharedJournal {
     config: postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     client: Option<postgres::Client>,
     table: String,
     lock_key: i64,
@@ -119,6 +137,8 @@ impl SharedJournal {
             .keepalives(true)
             .application_name("gondola-gateway")
             .options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
+        let tls =
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(config.ca_file.as_deref())?);
         let table = format!("{prefix}_ledger_journal");
         let lock = |name: &str| {
             use sha2::Digest;
@@ -128,6 +148,7 @@ impl SharedJournal {
         let keys_table = format!("{prefix}_api_keys");
         Ok(Self {
             config: postgres,
+            tls,
             client: None,
             lock_key: lock(&table),
             table,
@@ -147,7 +168,7 @@ impl SharedJournal {
     fn take_client(&mut self) -> Result<postgres::Client, SharedError> {
         match self.client.take() {
             Some(client) if !client.is_closed() => Ok(client),
-            _ => Ok(self.config.connect(postgres::NoTls)?),
+            _ => Ok(self.config.connect(self.tls.clone())?),
         }
     }
 
@@ -351,6 +372,40 @@ impl SharedJournal {
     }
 }
 
+/// What a server's certificate is checked against: the authority in `ca_file`, or the
+/// system's.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, SharedError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|certificates| certificates.collect())
+                .map_err(|error| {
+                    SharedError::Config(format!(
+                        "the PostgreSQL authority {}: {error}",
+                        path.display()
+                    ))
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certificates);
+            if added == 0 {
+                return Err(SharedError::Config(format!(
+                    "the PostgreSQL authority {} holds no certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// A transaction holding the writer's lock, with the store caught up inside it. It owns the
 /// connection while it is open; dropped before it commits, it rolls back.
 pub(crate) struct Writer {
@@ -486,6 +541,7 @@ mod tests {
             postgres_url: server.url(),
             prefix: "test".into(),
             operator_secret: [7; 32],
+            ca_file: None,
         }
     }
 

@@ -108,6 +108,9 @@ pub struct ClusterConfig {
     /// The PostgreSQL server holding the ledger journal the replicas share; without it each
     /// replica keeps a ledger of its own.
     pub postgres_url: Option<String>,
+    /// The certificate authority (PEM) PostgreSQL's certificate is checked against, instead
+    /// of the system's.
+    pub postgres_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +242,7 @@ pub struct Cluster {
     /// The meter that divides accounts' balances among the replicas, once the economy is open.
     meter: std::sync::Mutex<Option<std::sync::Weak<economy::meter::Meter>>>,
     postgres_url: Option<String>,
+    postgres_ca_file: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -308,6 +312,7 @@ impl Cluster {
             replicas: std::sync::atomic::AtomicU64::new(1),
             meter: std::sync::Mutex::new(None),
             postgres_url: config.postgres_url.clone(),
+            postgres_ca_file: config.postgres_ca_file.clone(),
         });
         cluster
             .beat()
@@ -339,6 +344,7 @@ impl Cluster {
                     .prefix
                     .replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
                 operator_secret: self.derived_seed("ledger operator key"),
+                ca_file: self.postgres_ca_file.clone(),
             })
     }
 
@@ -797,6 +803,7 @@ pub(crate) mod tests {
             allow_volatile: false,
             ca_file: None,
             postgres_url: None,
+            postgres_ca_file: None,
         }
     }
 

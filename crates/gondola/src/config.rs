@@ -90,6 +90,9 @@ pub struct RawCluster {
     /// (`postgresql://user@host/db`, or `host=/run/postgresql user=gondola dbname=gondola`);
     /// without it each replica keeps a ledger of its own.
     pub postgres_url: Option<String>,
+    /// The certificate authority (PEM) PostgreSQL's certificate is checked against, instead of
+    /// the system's (with `sslmode=require` in the URL).
+    pub postgres_ca_file: Option<PathBuf>,
 }
 
 /// The shared store's settings, from `[gateway.cluster]`.
@@ -107,6 +110,7 @@ pub fn cluster_config(
         allow_volatile: raw.allow_volatile,
         ca_file: raw.ca_file.clone(),
         postgres_url: raw.postgres_url.clone(),
+        postgres_ca_file: raw.postgres_ca_file.clone(),
     })
 }
 

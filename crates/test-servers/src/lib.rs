@@ -13,6 +13,10 @@ pub struct PostgresServer {
     dir: PathBuf,
     bin: PathBuf,
     run_as: Option<String>,
+    /// Where it listens beside its Unix socket: `listen_addresses` and the rest of its TCP and
+    /// TLS settings, as `-c` arguments.
+    listen: Vec<String>,
+    port: Option<u16>,
 }
 
 /// The newest PostgreSQL of Debian's layout (`/usr/lib/postgresql/N/bin`).
@@ -43,6 +47,44 @@ fn uid_of(user: &str) -> Option<u32> {
 
 impl PostgresServer {
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, vec!["listen_addresses=".to_owned()])
+    }
+
+    /// As [`PostgresServer::start`], also listening on 127.0.0.1:`port` with TLS only, under
+    /// the certificate and key in `cert` and `key` (PEM); [`PostgresServer::tls_url`] reaches it.
+    pub fn start_tls(dir: &Path, port: u16, cert: &Path, key: &Path) -> Self {
+        let (server_cert, server_key) = (dir.join("server.crt"), dir.join("server.key"));
+        std::fs::copy(cert, &server_cert).expect("copy the certificate");
+        std::fs::copy(key, &server_key).expect("copy the key");
+        // PostgreSQL takes a key only its own user can read.
+        std::fs::set_permissions(
+            &server_key,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod the key");
+        let mut server = Self::start_with(
+            dir,
+            vec![
+                "listen_addresses=127.0.0.1".to_owned(),
+                format!("port={port}"),
+                "ssl=on".to_owned(),
+                format!("ssl_cert_file={}", server_cert.display()),
+                format!("ssl_key_file={}", server_key.display()),
+            ],
+        );
+        server.port = Some(port);
+        server
+    }
+
+    /// The URL of a server started with [`PostgresServer::start_tls`]: over TCP, TLS required.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=gondola dbname=postgres sslmode=require",
+            self.port.unwrap_or_default()
+        )
+    }
+
+    fn start_with(dir: &Path, listen: Vec<String>) -> Self {
         let bin = postgres_bin();
         let root = std::env::var("USER").ok().as_deref() == Some("root")
             || std::fs::metadata("/proc/self")
@@ -51,13 +93,22 @@ impl PostgresServer {
         let run_as = root.then(|| "postgres".to_owned());
         if root {
             let uid = uid_of("postgres").expect("a postgres user (Debian's package makes it)");
-            std::os::unix::fs::chown(dir, Some(uid), None).expect("chown the test directory");
+            for path in std::iter::once(dir.to_owned()).chain(
+                ["server.crt", "server.key"]
+                    .iter()
+                    .map(|name| dir.join(name))
+                    .filter(|path| path.exists()),
+            ) {
+                std::os::unix::fs::chown(&path, Some(uid), None).expect("chown for postgres");
+            }
         }
         let mut server = Self {
             child: None,
             dir: dir.to_owned(),
             bin,
             run_as,
+            listen,
+            port: None,
         };
         let initdb = server
             .command("initdb")
@@ -145,7 +196,12 @@ impl PostgresServer {
             .arg(self.dir.join("data"))
             .arg("-k")
             .arg(&self.dir)
-            .args(["-c", "listen_addresses=", "-c", "fsync=off"])
+            .args(
+                self.listen
+                    .iter()
+                    .flat_map(|setting| ["-c", setting.as_str()]),
+            )
+            .args(["-c", "fsync=off"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

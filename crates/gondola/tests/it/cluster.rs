@@ -752,3 +752,53 @@ async fn a_replica_killed_under_load_loses_only_its_unsettled_usage_and_every_co
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_behind_tls_is_checked_against_the_given_authority() {
+    let store = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(store.path());
+    let postgres_dir = tempfile::tempdir().expect("temp dir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let (cert, key) = (
+        store.path().join("postgres.pem"),
+        store.path().join("postgres.key"),
+    );
+    std::fs::write(&cert, certified.cert.pem()).expect("written");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("written");
+    let postgres =
+        test_servers::PostgresServer::start_tls(postgres_dir.path(), free_port(), &cert, &key);
+    let config = |ca_file: Option<&std::path::Path>| {
+        format!(
+            "[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\npostgres_url = \"{}\"\n{}",
+            redis.url(),
+            store.path().join("cluster.seed").display(),
+            postgres.tls_url(),
+            ca_file.map_or_else(String::new, |ca_file| format!(
+                "postgres_ca_file = \"{}\"\n",
+                ca_file.display()
+            ))
+        )
+    };
+    // Trusting the authority: the gateway joins the shared ledger over TLS and serves from it.
+    let (_gateway, url, _dir) = gateway(&config(Some(&cert)));
+    let status = crate::support::get_json(&client(), format!("{url}/api/v1/ledger/status")).await;
+    assert!(status.get("supply").is_some(), "{status}");
+    // Not trusting it: refused at start, naming PostgreSQL.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config(None)).expect("written");
+    let output = std::process::Command::new(crate::support::binary())
+        .args(["gateway", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run gondola gateway");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PostgreSQL") && stderr.contains("certificate"),
+        "{stderr}"
+    );
+}
