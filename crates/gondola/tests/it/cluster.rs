@@ -611,6 +611,10 @@ async fn a_replica_killed_under_load_loses_only_its_unsettled_usage_and_every_co
         "output_usd_per_million = \"1\"",
         "output_usd_per_million = \"1\"\ncache_input_usd_per_million = \"1\"",
     );
+    // However fast this machine serves, the key's per-minute budget is not what stops it.
+    config.push_str(
+        "\n[gateway.rate_limits.small]\nrequests_per_minute = 1000000\ntokens_per_minute = 1000000000\n",
+    );
     config.push_str(&format!(
         "\n[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\npostgres_url = \"{}\"\n",
         redis.url(),
