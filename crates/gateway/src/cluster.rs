@@ -1,5 +1,6 @@
 //! State shared by many gateways in Redis (`[cluster] redis_url`): privacy tokens' spent
-//! nonces, the per-minute request and token budgets, and the failed-request budget. With it,
+//! nonces, the per-minute request and token budgets, the failed-request budget, the live
+//! replicas, web3 key challenges taken, and accounts' rate-limit refusals. With it,
 //! any number of gateways behind a load balancer act as one: a token pays once whichever
 //! replica sees it, and a caller's budget of N is N in all, not N per replica.
 //!
@@ -59,6 +60,19 @@ const SLICE_DIVISOR: u32 = 50;
 const MAX_SLICE: u32 = 1_000;
 /// Callers a replica keeps local figures for; past it, the oldest window's are dropped.
 const MAX_LOCAL_CALLERS: usize = 100_000;
+/// How long an account's rate-limit refusals are kept after its last one.
+const REFUSAL_LOG_TTL_SECONDS: i64 = 7 * 86_400;
+
+/// A rate-limit refusal as the log in Redis keeps it: no content, no address.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredRefusal {
+    key_id: Option<String>,
+    model_id: String,
+    tier: String,
+    limit_type: String,
+    timestamp_seconds: u64,
+}
+
 /// How often a replica says it is alive, and counts the replicas that do.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// A replica not heard from for this long no longer counts.
@@ -369,6 +383,73 @@ impl Cluster {
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(taken == 1)
+    }
+
+    /// Keeps a rate-limit refusal in `account`'s log, the newest
+    /// [`economy::RATE_LIMIT_LOG_ENTRIES`] of them, for a week.
+    pub(crate) async fn log_refusal(
+        &self,
+        account: ledger::Address,
+        hit: &economy::RateLimitHit,
+    ) -> Result<(), Unavailable> {
+        let entry = serde_json::to_string(&StoredRefusal {
+            key_id: hit.key_id.clone(),
+            model_id: hit.model_id.clone(),
+            tier: hit.tier.clone(),
+            limit_type: hit.limit_type.to_owned(),
+            timestamp_seconds: hit.timestamp_seconds,
+        })
+        .map_err(|error| Unavailable(error.to_string()))?;
+        let key = self.refusals_key(account);
+        let entries = economy::RATE_LIMIT_LOG_ENTRIES as isize;
+        let _: () = redis::pipe()
+            .atomic()
+            .lpush(&key, entry)
+            .ignore()
+            .ltrim(&key, 0, entries - 1)
+            .ignore()
+            .expire(&key, REFUSAL_LOG_TTL_SECONDS)
+            .ignore()
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// `account`'s logged refusals, newest first.
+    pub(crate) async fn refusals(
+        &self,
+        account: ledger::Address,
+    ) -> Result<Vec<economy::RateLimitHit>, Unavailable> {
+        let entries = economy::RATE_LIMIT_LOG_ENTRIES as isize;
+        let stored: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.refusals_key(account))
+            .arg(0)
+            .arg(entries - 1)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(stored
+            .iter()
+            .filter_map(|entry| serde_json::from_str::<StoredRefusal>(entry).ok())
+            .map(|stored| economy::RateLimitHit {
+                key_id: stored.key_id,
+                model_id: stored.model_id,
+                tier: stored.tier,
+                limit_type: if stored.limit_type == "TPM" {
+                    "TPM"
+                } else {
+                    "RPM"
+                },
+                timestamp_seconds: stored.timestamp_seconds,
+            })
+            .collect())
+    }
+
+    fn refusals_key(&self, account: ledger::Address) -> String {
+        format!(
+            "{}:refusals:{}",
+            self.prefix,
+            self.identity(&format!("account {account}"))
+        )
     }
 
     /// Replicas heard from lately, this one included.

@@ -68,11 +68,16 @@ pub(crate) async fn rate_limit_log(
     Extension(dialect): Extension<Dialect>,
     headers: HeaderMap,
 ) -> Response {
-    let result = (|| {
+    let result = async {
         let (economy, account) = key_holder(&state, &headers, false)?;
-        let data = economy
-            .rate_limit_log
-            .recent(account)
+        let hits = match &state.cluster {
+            Some(cluster) => cluster
+                .refusals(account)
+                .await
+                .map_err(|unavailable| unavailable.to_api_error())?,
+            None => economy.rate_limit_log.recent(account),
+        };
+        let data = hits
             .into_iter()
             .map(|hit| RateLimitHit {
                 api_key_id: hit.key_id,
@@ -86,7 +91,8 @@ pub(crate) async fn rate_limit_log(
             object: "list".into(),
             data,
         })
-    })();
+    }
+    .await;
     respond(result, dialect)
 }
 

@@ -169,20 +169,26 @@ pub(crate) async fn check_rate(
     };
     if let Some(rate) = rate.filter(|rate| !rate.allowed) {
         if let (Some(economy), Some(account), Some(tier)) = (&state.economy, caller.account, tier) {
-            economy.rate_limit_log.record(
-                account,
-                economy::RateLimitHit {
-                    key_id: caller.key_id.clone(),
-                    model_id: model_id.to_owned(),
-                    tier: tier.to_owned(),
-                    limit_type: if rate.remaining_requests == 0 {
-                        "RPM"
-                    } else {
-                        "TPM"
-                    },
-                    timestamp_seconds: economy.clock.now(),
+            let hit = economy::RateLimitHit {
+                key_id: caller.key_id.clone(),
+                model_id: model_id.to_owned(),
+                tier: tier.to_owned(),
+                limit_type: if rate.remaining_requests == 0 {
+                    "RPM"
+                } else {
+                    "TPM"
                 },
-            );
+                timestamp_seconds: economy.clock.now(),
+            };
+            // A cluster keeps the log in its shared store, so any replica shows it.
+            match &state.cluster {
+                Some(cluster) => {
+                    if let Err(error) = cluster.log_refusal(account, &hit).await {
+                        tracing::warn!(%error, "a rate-limit refusal was not logged");
+                    }
+                }
+                None => economy.rate_limit_log.record(account, hit),
+            }
         }
         return Err((
             ApiError::new(

@@ -806,3 +806,73 @@ async fn a_postgres_behind_tls_is_checked_against_the_given_authority() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accounts_rate_limit_refusals_are_logged_where_every_replica_reads_them() {
+    let store = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(store.path());
+    let postgres_dir = tempfile::tempdir().expect("temp dir");
+    let postgres = test_servers::PostgresServer::start(postgres_dir.path());
+    // Two requests a minute for the small tier, across the replicas.
+    let mut config = crate::economy::ledger_config("1", "sk-cluster-operator", "1");
+    config.push_str("\n[gateway.rate_limits.small]\nrequests_per_minute = 2\n");
+    config.push_str(&format!(
+        "\n[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\npostgres_url = \"{}\"\n",
+        redis.url(),
+        store.path().join("cluster.seed").display(),
+        postgres.url(),
+    ));
+    let replicas: Vec<_> = (0..2).map(|_| gateway(&config)).collect();
+    let urls: Vec<String> = replicas.iter().map(|(_, url, _)| url.clone()).collect();
+    let ((_provider, _), _) = provider_with(&urls[0], &["--gateway", &urls[1]]);
+    let (key, key_id) =
+        crate::economy::staked_account_key(&urls[0], replicas[0].2.path(), "user", "1000");
+    let http = client();
+    for url in &urls {
+        let (status, waited) = until_status(&http, url, &key, |status| status == 200).await;
+        assert_eq!(status, 200, "the key works at {url} after {waited:?}");
+    }
+    // The UTC minute may turn over between the requests: then the count is taken again.
+    let mut refused = false;
+    for _ in 0..3 {
+        let before = minute();
+        let mut statuses = Vec::new();
+        for index in 0..3 {
+            let response = http
+                .post(format!("{}/api/v1/chat/completions", urls[index % 2]))
+                .bearer_auth(&key)
+                .json(&json!({
+                    "model": "smollm2-135m-instruct",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "max_tokens": 1,
+                }))
+                .send()
+                .await
+                .expect("send");
+            statuses.push(response.status().as_u16());
+        }
+        if minute() == before {
+            assert_eq!(statuses, [200, 200, 429]);
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "three minutes turned over mid-count");
+    // Refused at the first replica, read at the second.
+    let log: serde_json::Value = http
+        .get(format!("{}/api/v1/api_keys/rate_limits/log", urls[1]))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    // Newest first (a minute that turned over mid-count may have left an earlier one).
+    let entries = log["data"].as_array().expect("a list");
+    assert!(!entries.is_empty(), "{log}");
+    assert_eq!(entries[0]["apiKeyId"], key_id.as_str());
+    assert_eq!(entries[0]["modelId"], "smollm2-135m-instruct");
+    assert_eq!(entries[0]["rateLimitType"], "RPM");
+    assert_eq!(entries[0]["rateLimitTier"], "small");
+}
