@@ -311,31 +311,24 @@ impl SharedJournal {
     /// Writes a key as made or changed (`Some`, its JSON) or deleted (`None`), with the next
     /// version, under the key table's lock so versions become visible in order.
     pub(crate) fn write_key(&mut self, id: &str, key: Option<&str>) -> Result<(), SharedError> {
-        let (table, versions, lock_key) = (
-            self.keys_table.clone(),
-            self.key_versions.clone(),
-            self.keys_lock_key,
-        );
-        let client = self.client()?;
-        let mut transaction = client.transaction()?;
-        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])?;
-        match key {
-            Some(key) => transaction.execute(
-                &format!(
-                    "INSERT INTO {table} (id, key, version) VALUES ($1, $2, nextval('{versions}')) \
-                     ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, version = EXCLUDED.version"
-                ),
-                &[&id, &key],
-            )?,
-            None => transaction.execute(
-                &format!(
-                    "UPDATE {table} SET key = NULL, version = nextval('{versions}') WHERE id = $1"
-                ),
-                &[&id],
-            )?,
-        };
-        transaction.commit()?;
-        Ok(())
+        self.with_keys_locked(|transaction, table, versions| {
+            match key {
+                Some(key) => transaction.execute(
+                    &format!(
+                        "INSERT INTO {table} (id, key, version) VALUES ($1, $2, nextval('{versions}')) \
+                         ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, version = EXCLUDED.version"
+                    ),
+                    &[&id, &key],
+                )?,
+                None => transaction.execute(
+                    &format!(
+                        "UPDATE {table} SET key = NULL, version = nextval('{versions}') WHERE id = $1"
+                    ),
+                    &[&id],
+                )?,
+            };
+            Ok(())
+        })
     }
 
     /// Publishes keys this replica held before it joined, where the table has none of that id.
@@ -343,6 +336,27 @@ impl SharedJournal {
         if keys.is_empty() {
             return Ok(());
         }
+        self.with_keys_locked(|transaction, table, versions| {
+            for (id, key) in keys {
+                transaction.execute(
+                    &format!(
+                        "INSERT INTO {table} (id, key, version) VALUES ($1, $2, nextval('{versions}')) \
+                         ON CONFLICT (id) DO NOTHING"
+                    ),
+                    &[id, key],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `work` in a transaction that holds the key table's lock (so versions become
+    /// visible in the order they were taken), with the table's and its sequence's names, and
+    /// commits.
+    fn with_keys_locked(
+        &mut self,
+        work: impl FnOnce(&mut postgres::Transaction<'_>, &str, &str) -> Result<(), SharedError>,
+    ) -> Result<(), SharedError> {
         let (table, versions, lock_key) = (
             self.keys_table.clone(),
             self.key_versions.clone(),
@@ -351,15 +365,7 @@ impl SharedJournal {
         let client = self.client()?;
         let mut transaction = client.transaction()?;
         transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])?;
-        for (id, key) in keys {
-            transaction.execute(
-                &format!(
-                    "INSERT INTO {table} (id, key, version) VALUES ($1, $2, nextval('{versions}')) \
-                     ON CONFLICT (id) DO NOTHING"
-                ),
-                &[id, key],
-            )?;
-        }
+        work(&mut transaction, &table, &versions)?;
         transaction.commit()?;
         Ok(())
     }
@@ -558,6 +564,37 @@ mod tests {
         }
     }
 
+    /// A PostgreSQL server and two replicas sharing a ledger on it, each with a data
+    /// directory of its own.
+    struct Two {
+        a: Arc<Economy>,
+        b: Arc<Economy>,
+        one: tempfile::TempDir,
+        two: tempfile::TempDir,
+        shared: SharedLedgerConfig,
+        server: PostgresServer,
+        dir: tempfile::TempDir,
+    }
+
+    fn two_replicas() -> Two {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = PostgresServer::start(dir.path());
+        let shared = shared(&server);
+        let (one, two) = (
+            tempfile::tempdir().expect("temp dir"),
+            tempfile::tempdir().expect("temp dir"),
+        );
+        Two {
+            a: replica(one.path(), &shared),
+            b: replica(two.path(), &shared),
+            one,
+            two,
+            shared,
+            server,
+            dir,
+        }
+    }
+
     fn replica(dir: &Path, shared: &SharedLedgerConfig) -> Arc<Economy> {
         let mut config = EconomyConfig::in_dir(dir);
         config.shared = Some(shared.clone());
@@ -590,15 +627,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn replicas_write_one_journal_each_seeing_the_others_commits_before_its_own() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = PostgresServer::start(dir.path());
-        let shared = shared(&server);
-        let (one, two) = (
-            tempfile::tempdir().expect("temp dir"),
-            tempfile::tempdir().expect("temp dir"),
-        );
-        let a = replica(one.path(), &shared);
-        let b = replica(two.path(), &shared);
+        // Every part bound, so the server and directories live to the end of the test.
+        let Two {
+            a,
+            b,
+            one,
+            two,
+            shared: _shared,
+            server: _server,
+            dir: _dir,
+        } = two_replicas();
         assert_eq!(a.operator, b.operator, "one operator, from the seed");
         let genesis = |economy: &Economy| economy.read(|store| store.ledger().genesis_seconds());
         assert_eq!(genesis(&a), genesis(&b), "one genesis");
@@ -632,15 +670,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn usage_metered_at_two_replicas_is_charged_once_and_each_holds_a_share() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = PostgresServer::start(dir.path());
-        let shared = shared(&server);
-        let (one, two) = (
-            tempfile::tempdir().expect("temp dir"),
-            tempfile::tempdir().expect("temp dir"),
-        );
-        let a = replica(one.path(), &shared);
-        let b = replica(two.path(), &shared);
+        let Two {
+            a,
+            b,
+            one: _one,
+            two: _two,
+            shared: _shared,
+            server: _server,
+            dir: _dir,
+        } = two_replicas();
         let account = Address([3; 20]);
         credit(&a, account, 1_000).await;
         credit(&b, Address([4; 20]), 1).await;
@@ -752,15 +790,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_key_made_at_one_replica_works_at_the_others_and_its_deletion_reaches_them() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = PostgresServer::start(dir.path());
-        let shared = shared(&server);
-        let (one, two) = (
-            tempfile::tempdir().expect("temp dir"),
-            tempfile::tempdir().expect("temp dir"),
-        );
-        let a = replica(one.path(), &shared);
-        let b = replica(two.path(), &shared);
+        let Two {
+            a,
+            b,
+            one: _one,
+            two: _two,
+            shared,
+            mut server,
+            dir: _dir,
+        } = two_replicas();
         let account = Address([9; 20]);
         credit(&a, account, 1_000).await;
         let minted = a

@@ -789,92 +789,10 @@ impl std::fmt::Debug for Cluster {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader};
     use std::path::Path;
-    use std::process::{Child, Command, Stdio};
-
-    /// A real `redis-server` on a Unix socket in `dir`, writing its append-only file there.
-    pub(crate) struct RedisServer {
-        child: Option<Child>,
-        dir: PathBuf,
-        durable: bool,
-    }
-
-    impl RedisServer {
-        pub(crate) fn start(dir: &Path, durable: bool) -> Self {
-            let mut server = Self {
-                child: None,
-                dir: dir.to_owned(),
-                durable,
-            };
-            server.run();
-            server
-        }
-
-        fn run(&mut self) {
-            let socket = self.dir.join("redis.sock");
-            let mut command = Command::new("redis-server");
-            command
-                .args(["--port", "0", "--unixsocket"])
-                .arg(&socket)
-                .args(["--unixsocketperm", "700", "--dir"])
-                .arg(&self.dir)
-                .args(["--save", "", "--logfile", ""]);
-            if self.durable {
-                command.args(["--appendonly", "yes", "--appendfsync", "always"]);
-            } else {
-                command.args(["--appendonly", "no"]);
-            }
-            let mut child = command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server runs (Debian's redis-server package)");
-            let stdout = child.stdout.take().expect("stdout");
-            let mut lines = BufReader::new(stdout).lines();
-            loop {
-                let line = lines
-                    .next()
-                    .expect("redis-server said it was ready")
-                    .expect("a line");
-                // "Ready to accept connections" (7.2 and later) or "The server is now ready
-                // to accept connections at …" (7.0).
-                if line
-                    .to_ascii_lowercase()
-                    .contains("ready to accept connections")
-                {
-                    break;
-                }
-            }
-            // Its later lines are not read; they go nowhere.
-            std::thread::spawn(move || for _ in lines {});
-            self.child = Some(child);
-        }
-
-        pub(crate) fn url(&self) -> String {
-            format!("redis+unix://{}", self.dir.join("redis.sock").display())
-        }
-
-        pub(crate) fn stop(&mut self) {
-            if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-
-        pub(crate) fn restart(&mut self) {
-            self.stop();
-            self.run();
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
+    use test_servers::RedisServer;
 
     fn config(server: &RedisServer, dir: &Path) -> ClusterConfig {
         ClusterConfig {
@@ -910,7 +828,7 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_nonce_is_spent_once_across_replicas_and_stays_spent_across_a_restart() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = RedisServer::start(dir.path(), true);
+        let mut server = RedisServer::start(dir.path());
         let config = config(&server, dir.path());
         let mut replicas = Vec::new();
         for _ in 0..3 {
@@ -982,7 +900,7 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn replicas_share_one_budget_per_caller() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = RedisServer::start(dir.path(), true);
+        let server = RedisServer::start(dir.path());
         let config = config(&server, dir.path());
         let mut replicas = Vec::new();
         for _ in 0..3 {
@@ -1071,7 +989,7 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_redis_that_does_not_sync_before_answering_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = RedisServer::start(dir.path(), false);
+        let server = RedisServer::start_volatile(dir.path());
         let mut config = config(&server, dir.path());
         let error = Cluster::connect(&config).await.expect_err("refused");
         assert!(matches!(error, ClusterError::Volatile { .. }), "{error}");

@@ -1,6 +1,6 @@
 //! Real servers for Gondola's tests, each started in a directory of its own and reached on a
-//! Unix socket there, so tests run side by side without ports: PostgreSQL from Debian's
-//! packages (`scripts/system-deps.sh --tests` installs it).
+//! Unix socket there, so tests run side by side without ports: PostgreSQL and Redis from
+//! Debian's packages (`scripts/system-deps.sh --tests` installs them).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -226,6 +226,116 @@ impl PostgresServer {
 }
 
 impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `redis-server` on a Unix socket in `dir`, writing its append-only file there.
+pub struct RedisServer {
+    child: Option<Child>,
+    dir: PathBuf,
+    /// Further arguments (durability, TLS).
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    /// Durable: it syncs its append-only file before it answers (`appendfsync always`), as a
+    /// cluster's Redis must.
+    pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    /// Without an append-only file: what a gateway must refuse.
+    pub fn start_volatile(dir: &Path) -> Self {
+        Self::start_with(dir, &["--appendonly", "no"])
+    }
+
+    /// As [`RedisServer::start`], also speaking TLS on `port` with `cert` and `key` (PEM).
+    pub fn start_tls(dir: &Path, port: u16, cert: &Path, key: &Path) -> Self {
+        let (cert, key, port) = (
+            cert.display().to_string(),
+            key.display().to_string(),
+            port.to_string(),
+        );
+        Self::start_with(
+            dir,
+            &[
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &cert,
+                "--tls-auth-clients",
+                "no",
+            ],
+        )
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        let mut server = Self {
+            child: None,
+            dir: dir.to_owned(),
+            extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
+        };
+        server.run();
+        server
+    }
+
+    fn run(&mut self) {
+        let mut child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.dir.join("redis.sock"))
+            .args(&self.extra)
+            .args(["--unixsocketperm", "700", "--dir"])
+            .arg(&self.dir)
+            .args(["--save", "", "--logfile", ""])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (Debian's redis-server package)");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        // "Ready to accept connections" (7.2 and later), "… now ready to accept connections
+        // at …" (7.0).
+        while !lines
+            .next()
+            .expect("redis-server said it was ready")
+            .expect("a line")
+            .to_ascii_lowercase()
+            .contains("ready to accept connections")
+        {}
+        // Its later lines are not read; they go nowhere.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.dir.join("redis.sock").display())
+    }
+
+    /// Stops it at once (SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on its files.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+}
+
+impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }

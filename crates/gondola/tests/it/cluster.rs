@@ -288,6 +288,68 @@ async fn a_redis_behind_tls_is_checked_against_the_given_authority() {
     assert!(stderr.contains("cannot join the cluster"), "{stderr}");
 }
 
+/// A gateway replica as `gateway` starts it: the process, its URL and its directory.
+type Replica = (
+    crate::support::Process,
+    String,
+    std::sync::Arc<tempfile::TempDir>,
+);
+
+/// `[gateway.cluster]` for `redis`, the seed in `store`, and the shared ledger at
+/// `postgres_url` if given.
+fn cluster_section(
+    redis: &RedisServer,
+    store: &std::path::Path,
+    postgres_url: Option<&str>,
+) -> String {
+    format!(
+        "\n[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\n{}",
+        redis.url(),
+        store.join("cluster.seed").display(),
+        postgres_url.map_or_else(String::new, |url| format!("postgres_url = \"{url}\"\n"))
+    )
+}
+
+/// `count` gateways on `config`, and one provider with a lease at each: the replicas, their
+/// URLs and the provider.
+fn replicas_with_provider(
+    config: &str,
+    count: usize,
+) -> (Vec<Replica>, Vec<String>, crate::support::Process) {
+    let replicas: Vec<Replica> = (0..count).map(|_| gateway(config)).collect();
+    let urls: Vec<String> = replicas.iter().map(|(_, url, _)| url.clone()).collect();
+    let others: Vec<&str> = urls[1..]
+        .iter()
+        .flat_map(|url| ["--gateway", url.as_str()])
+        .collect();
+    let ((provider, _), _) = provider_with(&urls[0], &others);
+    (replicas, urls, provider)
+}
+
+/// Waits until `key` (made at one replica) works at every replica.
+async fn key_works_everywhere(http: &reqwest::Client, urls: &[String], key: &str) {
+    for url in urls {
+        let (status, waited) = until_status(http, url, key, |status| status == 200).await;
+        assert_eq!(status, 200, "the key works at {url} after {waited:?}");
+    }
+}
+
+/// `gondola ledger verify` passes on each replica's copy of the shared journal.
+fn every_copy_verifies(replicas: &[Replica]) {
+    for (_, _, dir) in replicas {
+        let verified = std::process::Command::new(crate::support::binary())
+            .args(["ledger", "verify", "--json", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .expect("run gondola");
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+    }
+}
+
 /// Asks `url` for the caller's usage with `key` until `wanted` holds for the status (at most
 /// ten seconds): the last status, and how long it took.
 async fn until_status(
@@ -351,16 +413,12 @@ async fn three_gateways_keep_one_ledger_and_never_let_an_account_spend_past_its_
         "output_usd_per_million = \"1\"\ncache_input_usd_per_million = \"1\"",
     );
     assert!(config.contains("cache_input_usd_per_million"));
-    config.push_str(&format!(
-        "\n[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\npostgres_url = \"{}\"\n",
-        redis.url(),
-        store.path().join("cluster.seed").display(),
-        postgres.url(),
+    config.push_str(&cluster_section(
+        &redis,
+        store.path(),
+        Some(&postgres.url()),
     ));
-    let mut replicas: Vec<_> = (0..3).map(|_| gateway(&config)).collect();
-    let urls: Vec<String> = replicas.iter().map(|(_, url, _)| url.clone()).collect();
-    let ((_provider, _), _) =
-        provider_with(&urls[0], &["--gateway", &urls[1], "--gateway", &urls[2]]);
+    let (mut replicas, urls, _provider) = replicas_with_provider(&config, 3);
     // Every replica derived the one operator key from the cluster seed.
     let operator_key = |index: usize| {
         std::fs::read(replicas[index].2.path().join("data/operator.key")).expect("operator key")
@@ -378,10 +436,7 @@ async fn three_gateways_keep_one_ledger_and_never_let_an_account_spend_past_its_
     // the same answer at a third is a replay.
     let http = client();
     // Once a replica knows the key, it has followed the journal past the stake too.
-    for url in &urls {
-        let (status, waited) = until_status(&http, url, &key, |status| status == 200).await;
-        assert_eq!(status, 200, "the key works at {url} after {waited:?}");
-    }
+    key_works_everywhere(&http, &urls, &key).await;
     let user = wallet::Wallet::load(std::path::Path::new(wallet)).expect("the user's wallet");
     let challenge = crate::support::get_json(
         &http,
@@ -517,18 +572,7 @@ async fn three_gateways_keep_one_ledger_and_never_let_an_account_spend_past_its_
     }
     // Each replica's copy of the shared journal verifies, the one killed outright too.
     replicas[0].0.kill();
-    for (_, _, dir) in &replicas {
-        let verified = std::process::Command::new(crate::support::binary())
-            .args(["ledger", "verify", "--json", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .output()
-            .expect("run gondola");
-        assert!(
-            verified.status.success(),
-            "{}",
-            String::from_utf8_lossy(&verified.stderr)
-        );
-    }
+    every_copy_verifies(&replicas);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -536,15 +580,8 @@ async fn a_privacy_token_sent_to_three_replicas_at_once_pays_once() {
     let store = tempfile::tempdir().expect("temp dir");
     let redis = RedisServer::start(store.path());
     let mut config = crate::economy::ledger_config("0.1", "sk-cluster-tokens", "1");
-    config.push_str(&format!(
-        "\n[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\n",
-        redis.url(),
-        store.path().join("cluster.seed").display()
-    ));
-    let replicas: Vec<_> = (0..3).map(|_| gateway(&config)).collect();
-    let urls: Vec<String> = replicas.iter().map(|(_, url, _)| url.clone()).collect();
-    let ((_provider, _), _) =
-        provider_with(&urls[0], &["--gateway", &urls[1], "--gateway", &urls[2]]);
+    config.push_str(&cluster_section(&redis, store.path(), None));
+    let (replicas, urls, _provider) = replicas_with_provider(&config, 3);
     let http = client();
     // Bought at one replica, under the issuer key every replica derives from the seed.
     let key = crate::tokens::account_key(&urls[0], replicas[0].2.path());
@@ -615,23 +652,16 @@ async fn a_replica_killed_under_load_loses_only_its_unsettled_usage_and_every_co
     config.push_str(
         "\n[gateway.rate_limits.small]\nrequests_per_minute = 1000000\ntokens_per_minute = 1000000000\n",
     );
-    config.push_str(&format!(
-        "\n[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\npostgres_url = \"{}\"\n",
-        redis.url(),
-        store.path().join("cluster.seed").display(),
-        postgres.url(),
+    config.push_str(&cluster_section(
+        &redis,
+        store.path(),
+        Some(&postgres.url()),
     ));
-    let mut replicas: Vec<_> = (0..3).map(|_| gateway(&config)).collect();
-    let urls: Vec<String> = replicas.iter().map(|(_, url, _)| url.clone()).collect();
-    let ((_provider, _), _) =
-        provider_with(&urls[0], &["--gateway", &urls[1], "--gateway", &urls[2]]);
+    let (mut replicas, urls, _provider) = replicas_with_provider(&config, 3);
     let (key, _) =
         crate::economy::staked_account_key(&urls[0], replicas[0].2.path(), "user", "1000");
     let http = client();
-    for url in &urls {
-        let (status, waited) = until_status(&http, url, &key, |status| status == 200).await;
-        assert_eq!(status, 200, "the key works at {url} after {waited:?}");
-    }
+    key_works_everywhere(&http, &urls, &key).await;
 
     // Twelve clients, each sending to the three replicas in turn, until told to stop; the
     // third replica is killed outright while they run.
@@ -743,18 +773,7 @@ async fn a_replica_killed_under_load_loses_only_its_unsettled_usage_and_every_co
         "charged more than was served"
     );
     replicas[0].0.kill();
-    for (_, _, dir) in &replicas {
-        let verified = std::process::Command::new(crate::support::binary())
-            .args(["ledger", "verify", "--json", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .output()
-            .expect("run gondola");
-        assert!(
-            verified.status.success(),
-            "{}",
-            String::from_utf8_lossy(&verified.stderr)
-        );
-    }
+    every_copy_verifies(&replicas);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -816,22 +835,16 @@ async fn an_accounts_rate_limit_refusals_are_logged_where_every_replica_reads_th
     // Two requests a minute for the small tier, across the replicas.
     let mut config = crate::economy::ledger_config("1", "sk-cluster-operator", "1");
     config.push_str("\n[gateway.rate_limits.small]\nrequests_per_minute = 2\n");
-    config.push_str(&format!(
-        "\n[gateway.cluster]\nredis_url = \"{}\"\nseed = \"{}\"\npostgres_url = \"{}\"\n",
-        redis.url(),
-        store.path().join("cluster.seed").display(),
-        postgres.url(),
+    config.push_str(&cluster_section(
+        &redis,
+        store.path(),
+        Some(&postgres.url()),
     ));
-    let replicas: Vec<_> = (0..2).map(|_| gateway(&config)).collect();
-    let urls: Vec<String> = replicas.iter().map(|(_, url, _)| url.clone()).collect();
-    let ((_provider, _), _) = provider_with(&urls[0], &["--gateway", &urls[1]]);
+    let (replicas, urls, _provider) = replicas_with_provider(&config, 2);
     let (key, key_id) =
         crate::economy::staked_account_key(&urls[0], replicas[0].2.path(), "user", "1000");
     let http = client();
-    for url in &urls {
-        let (status, waited) = until_status(&http, url, &key, |status| status == 200).await;
-        assert_eq!(status, 200, "the key works at {url} after {waited:?}");
-    }
+    key_works_everywhere(&http, &urls, &key).await;
     // The UTC minute may turn over between the requests: then the count is taken again.
     let mut refused = false;
     for _ in 0..3 {
