@@ -195,7 +195,7 @@ impl Engine<'_> {
     ) -> Result<Vec<Vec<u8>>, ApiError> {
         let mut images = Vec::new();
         for variant in 0..request.variants {
-            let mut body = json!({
+            let body = json!({
                 "prompt": request.prompt,
                 "negative_prompt": request.negative_prompt.clone().unwrap_or_default(),
                 "width": request.width,
@@ -208,32 +208,35 @@ impl Engine<'_> {
                 "send_images": true,
                 "save_images": false,
             });
-            if !self.model.is_empty() {
-                body["override_settings"] = json!({ "sd_model_checkpoint": self.model });
-                body["override_settings_restore_afterwards"] = json!(false);
-            }
-            let answer = self
-                .json(
-                    self.post("/sdapi/v1/txt2img").json(&body),
-                    MAX_ENGINE_REPLY_BYTES,
-                )
-                .await?;
-            let first = answer
-                .get("images")
-                .and_then(Value::as_array)
-                .and_then(|images| images.first())
-                .and_then(Value::as_str)
-                .ok_or_else(|| engine_broke("answered without images"))?;
-            images.push(decode_base64(first)?);
+            images.push(self.a1111_image("/sdapi/v1/txt2img", body).await?);
         }
         Ok(images)
+    }
+
+    /// Asks AUTOMATIC1111 at `path` (one image a call), with the checkpoint chosen where the
+    /// provider names one: the image's bytes.
+    async fn a1111_image(&self, path: &str, mut body: Value) -> Result<Vec<u8>, ApiError> {
+        if !self.model.is_empty() {
+            body["override_settings"] = json!({ "sd_model_checkpoint": self.model });
+            body["override_settings_restore_afterwards"] = json!(false);
+        }
+        let answer = self
+            .json(self.post(path).json(&body), MAX_ENGINE_REPLY_BYTES)
+            .await?;
+        let first = answer
+            .get("images")
+            .and_then(Value::as_array)
+            .and_then(|images| images.first())
+            .and_then(Value::as_str)
+            .ok_or_else(|| engine_broke("answered without images"))?;
+        decode_base64(first)
     }
 
     pub(super) async fn img2img(
         &self,
         request: &wire::images::ProviderEditRequest,
     ) -> Result<Vec<u8>, ApiError> {
-        let mut body = json!({
+        let body = json!({
             "init_images": [request.image],
             "prompt": request.prompt,
             "negative_prompt": "",
@@ -248,23 +251,7 @@ impl Engine<'_> {
             "send_images": true,
             "save_images": false,
         });
-        if !self.model.is_empty() {
-            body["override_settings"] = json!({ "sd_model_checkpoint": self.model });
-            body["override_settings_restore_afterwards"] = json!(false);
-        }
-        let answer = self
-            .json(
-                self.post("/sdapi/v1/img2img").json(&body),
-                MAX_ENGINE_REPLY_BYTES,
-            )
-            .await?;
-        let first = answer
-            .get("images")
-            .and_then(Value::as_array)
-            .and_then(|images| images.first())
-            .and_then(Value::as_str)
-            .ok_or_else(|| engine_broke("answered without images"))?;
-        decode_base64(first)
+        self.a1111_image("/sdapi/v1/img2img", body).await
     }
 
     pub(super) async fn openai_edit(
