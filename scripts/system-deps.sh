@@ -25,6 +25,9 @@ if [ "${1:-}" = "--tests" ]; then
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  # The tests stop servers with kill(1) and run PostgreSQL as its own user with setpriv(1).
+  [ -x /bin/kill ] || [ -x /usr/bin/kill ] || missing+=(procps)
+  command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
