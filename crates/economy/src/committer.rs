@@ -16,6 +16,7 @@ use wallet::{Domain, Scheme, Wallet};
 
 use crate::keys::{self, KeyStore};
 use crate::meter::Meter;
+use crate::usage;
 use crate::{Clock, Refusal, SECONDS_PER_DAY, Signing, lock_store, shared, stop_the_process};
 
 /// A change to the key table, for the table the replicas of a cluster share: the key's JSON,
@@ -30,6 +31,9 @@ pub(crate) struct Job {
     pub(crate) signer: Address,
     pub(crate) op: Op,
     pub(crate) signing: Signing,
+    /// For a usage settlement in a cluster: the rows of the usage queue it takes, which make
+    /// its entries (`op`'s are replaced by what the rows hold inside the writer's transaction).
+    pub(crate) rows: Option<usage::Rows>,
     pub(crate) reply: oneshot::Sender<Result<Receipt, Refusal>>,
 }
 
@@ -533,7 +537,36 @@ pub(crate) fn commit_loop(
         let mut submissions = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut touched = Vec::new();
+        let mut unusable = None;
         for mut job in batch {
+            if unusable.is_some() {
+                let _ = job.reply.send(Err(Refusal::NotTaken(
+                    "the shared ledger cannot be reached; try again shortly".into(),
+                )));
+                continue;
+            }
+            if let Some(rows) = job.rows.take() {
+                let taken = match writer.as_mut() {
+                    Some(writer) => writer.take_usage(&rows),
+                    None => Err(shared::SharedError::Config(
+                        "usage rows without a shared journal".into(),
+                    )),
+                };
+                match taken {
+                    Ok(Some((day, entries))) => job.op = Op::SettleUsage { day, entries },
+                    Ok(None) => {
+                        let _ = job.reply.send(Err(Refusal::AlreadySettled));
+                        continue;
+                    }
+                    Err(error) => {
+                        let _ = job.reply.send(Err(Refusal::NotTaken(format!(
+                            "the shared usage queue cannot be read: {error}"
+                        ))));
+                        unusable = Some(error);
+                        continue;
+                    }
+                }
+            }
             let expected = guard.ledger().next_nonce(job.signer);
             let authorization = match job.signing {
                 Signing::User(authorization) => {
@@ -570,6 +603,21 @@ pub(crate) fn commit_loop(
                 op: job.op,
             });
             replies.push(job.reply);
+        }
+        if let Some(error) = unusable {
+            // The transaction is broken: nothing of this batch is written.
+            drop(writer);
+            if let Some(journal) = shared.as_mut() {
+                journal.disconnect();
+            }
+            health.shared.store(false, Ordering::Relaxed);
+            tracing::warn!(%error, "the shared ledger journal cannot be reached");
+            for reply in replies {
+                let _ = reply.send(Err(Refusal::NotTaken(
+                    "the shared ledger cannot be reached; try again shortly".into(),
+                )));
+            }
+            continue;
         }
         let mut first = None;
         let result = match writer.as_mut() {

@@ -15,6 +15,7 @@ mod committer;
 pub mod keys;
 pub mod meter;
 pub mod shared;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -141,6 +142,9 @@ pub enum Refusal {
     /// The shared journal could not be reached, or did not take the batch: nothing was
     /// written, and the operation may be sent again.
     NotTaken(String),
+    /// A usage settlement found none of its usage left in the cluster's usage queue: another
+    /// replica settled it (or, taking stale rows, there were none).
+    AlreadySettled,
 }
 
 /// Longest wait for the shared key table to take a change.
@@ -168,6 +172,13 @@ pub struct Economy {
     /// the first flush, so a restarted gateway reports again (the same figure: it is computed
     /// from the ledger alone).
     utilization_reported_on: AtomicU64,
+    /// In a cluster: the usage queue each metered request's usage is written to before its
+    /// response ends (`usage.rs`).
+    usage: Option<usage::UsageQueue>,
+    /// How old rows of the usage queue are before this replica settles them for another.
+    adopt_after: Duration,
+    /// When this replica last looked for such rows.
+    adopted_at: Mutex<Option<std::time::Instant>>,
 }
 
 /// Latest rate-limit refusals kept per account.
@@ -324,6 +335,15 @@ impl Economy {
                 None
             }
         };
+        // The usage queue's writer is started once the committer has joined the cluster (and
+        // made the queue's table).
+        let usage_queue = shared.as_ref().map(|journal| {
+            (
+                journal.connector(),
+                journal.usage_table().to_owned(),
+                journal.replica(),
+            )
+        });
         let operator_address = operator.address();
         let (jobs, receiver) = mpsc::channel(JOB_QUEUE);
         let (key_jobs, key_receiver) = match &shared {
@@ -350,6 +370,15 @@ impl Economy {
             airdrop: config.airdrop.clone(),
             shared,
         })?;
+        let usage = match usage_queue {
+            Some((connector, table, replica)) => Some(usage::UsageQueue::start(
+                connector,
+                table,
+                replica,
+                Arc::clone(&meter),
+            )?),
+            None => None,
+        };
         let guard = lock_store(&store);
         let ledger = guard.ledger();
         let (Some(admin), Some(genesis_seconds)) = (ledger.admin(), ledger.genesis_seconds())
@@ -370,6 +399,7 @@ impl Economy {
         }
         let domain = Domain::for_ledger(admin, genesis_seconds);
         let today = clock.today();
+        let config_flush = config.usage_flush_interval;
         meter.refresh(ledger, &keys.accounts(), today);
         tracing::info!(
             sequence = guard.last_sequence(),
@@ -392,6 +422,9 @@ impl Economy {
             shared_up,
             utilization_reported_on: AtomicU64::new(0),
             rate_limit_log: RateLimitLog::default(),
+            adopt_after: usage::adopt_after(config_flush),
+            usage,
+            adopted_at: Mutex::new(None),
         }))
     }
 
@@ -410,6 +443,12 @@ impl Economy {
         self.healthy.load(Ordering::Relaxed) && self.shared_up.load(Ordering::Relaxed)
     }
 
+    /// Whether each metered request's usage is written to the cluster's usage queue, and its
+    /// response should end only once [`Metering::finish`]'s [`usage::Recorded`] says so.
+    pub fn records_usage(&self) -> bool {
+        self.usage.is_some()
+    }
+
     /// Queues an operation and waits until it is durable or refused.
     pub async fn submit(
         &self,
@@ -417,11 +456,22 @@ impl Economy {
         op: Op,
         signing: Signing,
     ) -> Result<Receipt, Refusal> {
+        self.submit_job(signer, op, signing, None).await
+    }
+
+    async fn submit_job(
+        &self,
+        signer: Address,
+        op: Op,
+        signing: Signing,
+        rows: Option<usage::Rows>,
+    ) -> Result<Receipt, Refusal> {
         let (reply, answer) = oneshot::channel();
         let job = committer::Job {
             signer,
             op,
             signing,
+            rows,
             reply,
         };
         self.jobs.try_send(job).map_err(|_| {
@@ -514,16 +564,25 @@ impl Economy {
         // Days whose settlement was not taken (the shared journal was out of reach): their
         // usage stays in the meter for the next flush.
         let mut kept_days = Vec::new();
-        for (day, entries) in settlements {
+        for meter::Settlement { day, entries, rows } in settlements {
             let count = entries.len();
+            // In a cluster the queue's rows are what is settled; the entries summed here are
+            // what they hold unless another replica settled some of them.
+            let rows = self.usage.as_ref().map(|_| usage::Rows::Own { day, rows });
             let op = Op::SettleUsage { day, entries };
-            match self.submit(self.operator, op, Signing::Operator).await {
+            match self
+                .submit_job(self.operator, op, Signing::Operator, rows)
+                .await
+            {
                 Ok(receipt) => {
                     tracing::debug!(
                         sequence = receipt.sequence,
                         entries = count,
                         "usage settled"
                     );
+                }
+                Err(Refusal::AlreadySettled) => {
+                    tracing::info!(entries = count, day, "usage was settled by another replica");
                 }
                 Err(Refusal::NotTaken(reason)) => {
                     kept_days.push(day);
@@ -552,9 +611,48 @@ impl Economy {
         if lost {
             self.healthy.store(false, Ordering::Relaxed);
         }
+        self.adopt_stale_usage().await;
         self.report_utilization(today).await;
         if let Err(error) = self.keys.flush() {
             tracing::error!(%error, "cannot save the key table");
+        }
+    }
+
+    /// In a cluster, at most every half `adopt_after`: settles one day's rows of the usage
+    /// queue that no replica settled in time (their replica stopped).
+    async fn adopt_stale_usage(&self) {
+        if self.usage.is_none() {
+            return;
+        }
+        {
+            let mut adopted_at = self
+                .adopted_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if adopted_at.is_some_and(|at| at.elapsed() < self.adopt_after / 2) {
+                return;
+            }
+            *adopted_at = Some(std::time::Instant::now());
+        }
+        let op = Op::SettleUsage {
+            day: 0,
+            entries: Vec::new(),
+        };
+        let rows = usage::Rows::Adopt {
+            older_than: self.adopt_after,
+        };
+        match self
+            .submit_job(self.operator, op, Signing::Operator, Some(rows))
+            .await
+        {
+            Ok(receipt) => tracing::info!(
+                sequence = receipt.sequence,
+                "settled usage another replica left unsettled"
+            ),
+            Err(Refusal::AlreadySettled) => {}
+            Err(refusal) => {
+                tracing::warn!(?refusal, "cannot settle usage another replica left");
+            }
         }
     }
 
@@ -682,20 +780,47 @@ impl Metering {
         })
     }
 
-    /// Charges the request's real cost.
-    pub fn finish(&mut self, cost: u128, prompt_tokens: u64, completion_tokens: u64) {
+    /// Charges the request's real cost. In a cluster, the usage is also written to the shared
+    /// usage queue, and the response should not end before the returned [`usage::Recorded`]
+    /// says it is durable.
+    pub fn finish(
+        &mut self,
+        cost: u128,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    ) -> Option<usage::Recorded> {
         if self.settled {
-            return;
+            return None;
         }
         self.settled = true;
-        let charged = self.economy.meter.settle(
-            self.account,
-            self.day,
-            self.reserved,
-            cost,
-            prompt_tokens,
-            completion_tokens,
-        );
+        let meter = &self.economy.meter;
+        let tokens = (prompt_tokens, completion_tokens);
+        let (charged, recorded) = match &self.economy.usage {
+            Some(queue) => {
+                let row = queue.next_row();
+                let charged = meter.settle_recording(
+                    self.account,
+                    self.day,
+                    self.reserved,
+                    cost,
+                    tokens,
+                    row,
+                );
+                let recorded = queue.record(row, self.day, self.account, charged, tokens);
+                (charged, Some(recorded))
+            }
+            None => (
+                meter.settle(
+                    self.account,
+                    self.day,
+                    self.reserved,
+                    cost,
+                    prompt_tokens,
+                    completion_tokens,
+                ),
+                None,
+            ),
+        };
         if let Some(id) = &self.key_id {
             self.economy.keys.record_use(
                 id,
@@ -705,6 +830,7 @@ impl Metering {
                 charged.total(),
             );
         }
+        recorded
     }
 }
 

@@ -63,6 +63,26 @@ struct Usage {
     draw: Draw,
 }
 
+impl Usage {
+    fn add(&mut self, other: Usage) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(other.prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(other.completion_tokens);
+        self.draw.add(other.draw);
+    }
+}
+
+/// One day's usage moved into a settlement: its entries, and in a cluster the rows of the
+/// shared usage queue they came from.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Settlement {
+    pub day: u64,
+    pub entries: Vec<UsageCharge>,
+    pub rows: Vec<u64>,
+}
+
 #[derive(Debug, Default)]
 struct AccountState {
     view: AccountView,
@@ -71,6 +91,14 @@ struct AccountState {
     pending: Vec<(u64, Usage)>,
     /// Usage in the settlement being committed, by day.
     settling: Vec<(u64, Usage)>,
+    /// In a cluster, usage whose row in the shared usage queue is being written, by day, with
+    /// the rows (`recording_rows`, one per entry). It is counted as unsettled, but is not
+    /// settled until its row is durable ([`Meter::recorded`]).
+    recording: Vec<(u64, Usage)>,
+    recording_rows: Vec<u64>,
+    /// The queue rows of `pending` and `settling` usage, as (day, row).
+    pending_rows: Vec<(u64, u64)>,
+    settling_rows: Vec<(u64, u64)>,
     /// What this account adds to `MeterState::active_staked` now: its stake if it is active,
     /// else zero. Kept so that one account's change adjusts the sum in O(1).
     counted_stake: u128,
@@ -82,7 +110,20 @@ struct AccountState {
 
 impl AccountState {
     fn unsettled(&self) -> impl Iterator<Item = &(u64, Usage)> {
-        self.pending.iter().chain(self.settling.iter())
+        self.pending
+            .iter()
+            .chain(self.settling.iter())
+            .chain(self.recording.iter())
+    }
+
+    /// Adds `usage` to the pending usage of `day`; true if there was none before.
+    fn add_pending(&mut self, day: u64, usage: Usage) -> bool {
+        let first_pending = self.pending.is_empty();
+        match self.pending.iter_mut().find(|(seen, _)| *seen == day) {
+            Some((_, pending)) => pending.add(usage),
+            None => self.pending.push((day, usage)),
+        }
+        first_pending
     }
 }
 
@@ -277,6 +318,39 @@ impl Meter {
         prompt_tokens: u64,
         completion_tokens: u64,
     ) -> Draw {
+        self.charge(
+            account,
+            day,
+            reserved,
+            cost,
+            (prompt_tokens, completion_tokens),
+            None,
+        )
+    }
+
+    /// As [`Meter::settle`], in a cluster: the charge waits as `row` of the shared usage queue
+    /// until [`Meter::recorded`] says the row is durable, and only then can be settled.
+    pub fn settle_recording(
+        &self,
+        account: Address,
+        day: u64,
+        reserved: Draw,
+        cost: u128,
+        tokens: (u64, u64),
+        row: u64,
+    ) -> Draw {
+        self.charge(account, day, reserved, cost, tokens, Some(row))
+    }
+
+    fn charge(
+        &self,
+        account: Address,
+        day: u64,
+        reserved: Draw,
+        cost: u128,
+        (prompt_tokens, completion_tokens): (u64, u64),
+        row: Option<u64>,
+    ) -> Draw {
         let mut state = self.lock();
         if let Some(entry) = state.accounts.get_mut(&account) {
             entry.reserved.sub(reserved);
@@ -289,20 +363,21 @@ impl Meter {
                 "a request cost more than its reservation and the account could cover"
             );
         }
-        let entry = state.accounts.entry(account).or_default();
-        let first_pending = entry.pending.is_empty();
-        let usage = match entry.pending.iter_mut().find(|(seen, _)| *seen == day) {
-            Some((_, usage)) => usage,
-            None => {
-                entry.pending.push((day, Usage::default()));
-                let last = entry.pending.len() - 1;
-                &mut entry.pending[last].1
-            }
+        let usage = Usage {
+            requests: 1,
+            prompt_tokens,
+            completion_tokens,
+            draw: charge,
         };
-        usage.requests = usage.requests.saturating_add(1);
-        usage.prompt_tokens = usage.prompt_tokens.saturating_add(prompt_tokens);
-        usage.completion_tokens = usage.completion_tokens.saturating_add(completion_tokens);
-        usage.draw.add(charge);
+        let entry = state.accounts.entry(account).or_default();
+        let first_pending = match row {
+            Some(row) => {
+                entry.recording.push((day, usage));
+                entry.recording_rows.push(row);
+                false
+            }
+            None => entry.add_pending(day, usage),
+        };
         if first_pending {
             state.pending_accounts.push(account);
         }
@@ -311,36 +386,68 @@ impl Meter {
         charge
     }
 
-    /// Moves pending usage into a settlement for `day` and earlier days, one operation per day,
-    /// or nothing when there is none or a settlement is still being committed.
-    pub fn begin_settlement(&self, max_entries: usize) -> Vec<(u64, Vec<UsageCharge>)> {
+    /// `account`'s usage recorded as `row` is durable in the shared usage queue: it becomes
+    /// pending, to be settled by the next settlement.
+    pub fn recorded(&self, account: Address, row: u64) {
+        let mut state = self.lock();
+        let Some(entry) = state.accounts.get_mut(&account) else {
+            return;
+        };
+        let Some(index) = entry.recording_rows.iter().position(|seen| *seen == row) else {
+            return;
+        };
+        entry.recording_rows.swap_remove(index);
+        let (day, usage) = entry.recording.swap_remove(index);
+        let first_pending = entry.add_pending(day, usage);
+        entry.pending_rows.push((day, row));
+        if first_pending {
+            state.pending_accounts.push(account);
+        }
+    }
+
+    /// Moves pending usage into a settlement, one per day, or nothing when there is none or a
+    /// settlement is still being committed.
+    pub fn begin_settlement(&self, max_entries: usize) -> Vec<Settlement> {
         let mut state = self.lock();
         if !state.settling_accounts.is_empty() {
             return Vec::new();
         }
         let take = state.pending_accounts.len().min(max_entries);
         let settling: Vec<Address> = state.pending_accounts.drain(..take).collect();
-        let mut by_day: std::collections::BTreeMap<u64, Vec<UsageCharge>> =
+        let mut by_day: std::collections::BTreeMap<u64, Settlement> =
             std::collections::BTreeMap::new();
         for address in &settling {
             let Some(account) = state.accounts.get_mut(address) else {
                 continue;
             };
             account.settling = std::mem::take(&mut account.pending);
+            account.settling_rows = std::mem::take(&mut account.pending_rows);
             for (day, usage) in &account.settling {
-                by_day.entry(*day).or_default().push(UsageCharge {
-                    account: *address,
-                    requests: usage.requests,
-                    prompt_tokens: usage.prompt_tokens,
-                    completion_tokens: usage.completion_tokens,
-                    allowance_units: usage.draw.allowance,
-                    bundled_credit_units: usage.draw.bundled,
-                    usd_units: usage.draw.usd,
-                });
+                by_day
+                    .entry(*day)
+                    .or_insert_with(|| Settlement {
+                        day: *day,
+                        ..Settlement::default()
+                    })
+                    .entries
+                    .push(UsageCharge {
+                        account: *address,
+                        requests: usage.requests,
+                        prompt_tokens: usage.prompt_tokens,
+                        completion_tokens: usage.completion_tokens,
+                        allowance_units: usage.draw.allowance,
+                        bundled_credit_units: usage.draw.bundled,
+                        usd_units: usage.draw.usd,
+                    });
+            }
+            for (day, row) in &account.settling_rows {
+                if let Some(settlement) = by_day.get_mut(day) {
+                    settlement.rows.push(*row);
+                }
             }
         }
         state.settling_accounts = settling;
-        by_day.into_iter().collect()
+        by_day.into_values().collect()
     }
 
     /// The settlement begun last is in the ledger (or was lost): forgets it and refreshes the
@@ -361,20 +468,13 @@ impl Meter {
             if let Some(account) = state.accounts.get_mut(&address) {
                 let was_pending = !account.pending.is_empty();
                 for (day, usage) in std::mem::take(&mut account.settling) {
-                    if !kept_days.contains(&day) {
-                        continue;
+                    if kept_days.contains(&day) {
+                        account.add_pending(day, usage);
                     }
-                    match account.pending.iter_mut().find(|(seen, _)| *seen == day) {
-                        Some((_, pending)) => {
-                            pending.requests = pending.requests.saturating_add(usage.requests);
-                            pending.prompt_tokens =
-                                pending.prompt_tokens.saturating_add(usage.prompt_tokens);
-                            pending.completion_tokens = pending
-                                .completion_tokens
-                                .saturating_add(usage.completion_tokens);
-                            pending.draw.add(usage.draw);
-                        }
-                        None => account.pending.push((day, usage)),
+                }
+                for (day, row) in std::mem::take(&mut account.settling_rows) {
+                    if kept_days.contains(&day) {
+                        account.pending_rows.push((day, row));
                     }
                 }
                 back_to_pending = !was_pending && !account.pending.is_empty();
@@ -614,7 +714,7 @@ mod tests {
         let after_request = meter.balance(account, day).free.total();
         let settlements = meter.begin_settlement(16);
         assert_eq!(settlements.len(), 1);
-        for (day, entries) in settlements {
+        for super::Settlement { day, entries, .. } in settlements {
             assert!(
                 ledger
                     .apply(now, admin, ledger::Op::SettleUsage { day, entries })
@@ -629,6 +729,42 @@ mod tests {
         assert_eq!(meter.balance(account, day).free.total(), after_request);
         meter.refresh(&ledger, &accounts, day);
         assert_eq!(meter.balance(account, day).free.total(), after_request);
+    }
+
+    #[test]
+    fn usage_being_recorded_counts_against_the_balance_but_is_settled_only_once_durable() {
+        let (ledger, accounts) = staked_ledger();
+        let day = ledger.now_seconds() / 86_400;
+        let meter = Meter::new(Capacity {
+            network_usd_units_per_day: 1_000_000,
+            active_window_days: 3,
+        });
+        let account = accounts[0];
+        meter.refresh(&ledger, &accounts, day);
+        let before = meter.balance(account, day).free.total();
+        let (draw, _) = meter.reserve(account, day, 10_000).expect("reserved");
+        meter.settle_recording(account, day, draw, 4_000, (10, 5), 7);
+        assert_eq!(meter.balance(account, day).free.total(), before - 4_000);
+        assert!(
+            meter.begin_settlement(16).is_empty(),
+            "its row is not durable yet"
+        );
+        meter.recorded(account, 7);
+        let settlements = meter.begin_settlement(16);
+        assert_eq!(settlements.len(), 1);
+        assert_eq!(settlements[0].rows, [7]);
+        assert_eq!(
+            settlements[0].entries[0].usd_units
+                + settlements[0].entries[0].allowance_units
+                + settlements[0].entries[0].bundled_credit_units,
+            4_000
+        );
+        // Not taken: the usage and its row go back to be settled next time.
+        meter.finish_settlement_keeping(&ledger, day, &[day]);
+        assert_eq!(meter.balance(account, day).free.total(), before - 4_000);
+        let again = meter.begin_settlement(16);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].rows, [7]);
     }
 
     #[test]

@@ -111,6 +111,27 @@ pub(crate) struct SharedJournal {
     keys_table: String,
     key_versions: String,
     keys_lock_key: i64,
+    /// The usage queue (`usage.rs`): each metered request's usage until a settlement takes it.
+    usage_table: String,
+    /// This process among the replicas: its rows in the usage queue. Random at each start, so
+    /// the rows of a replica that stopped are never taken for a live one's.
+    replica: [u8; 16],
+}
+
+/// How to open a connection to the cluster's PostgreSQL.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl Connector {
+    pub(crate) fn connect(&self) -> Result<postgres::Client, SharedError> {
+        Ok(match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(postgres::NoTls)?,
+        })
+    }
 }
 
 impl SharedJournal {
@@ -160,6 +181,8 @@ impl SharedJournal {
             config: postgres,
             tls,
             client: None,
+            usage_table: format!("{prefix}_usage_queue"),
+            replica: rand::random(),
             lock_key: lock(&table),
             table,
             keys_lock_key: lock(&keys_table),
@@ -171,6 +194,21 @@ impl SharedJournal {
     fn client(&mut self) -> Result<&mut postgres::Client, SharedError> {
         let client = self.take_client()?;
         Ok(self.client.insert(client))
+    }
+
+    pub(crate) fn connector(&self) -> Connector {
+        Connector {
+            config: self.config.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    pub(crate) fn usage_table(&self) -> &str {
+        &self.usage_table
+    }
+
+    pub(crate) fn replica(&self) -> [u8; 16] {
+        self.replica
     }
 
     /// The connection (made if there is none), taken out for a transaction; given back with
@@ -214,6 +252,8 @@ impl SharedJournal {
         Ok(Writer {
             client: Some(client),
             table: self.table.clone(),
+            usage_table: self.usage_table.clone(),
+            replica: self.replica,
             open: true,
         })
     }
@@ -250,6 +290,7 @@ impl SharedJournal {
         let mut writer = self.lock()?;
         let transaction = writer.client()?;
         let (keys_table, key_versions) = (&self.keys_table, &self.key_versions);
+        let usage_table = &self.usage_table;
         transaction.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (\
                sequence BIGINT PRIMARY KEY CHECK (sequence > 0), \
@@ -260,7 +301,21 @@ impl SharedJournal {
                id TEXT PRIMARY KEY, \
                key TEXT, \
                version BIGINT NOT NULL); \
-             CREATE INDEX IF NOT EXISTS {keys_table}_by_version ON {keys_table} (version);"
+             CREATE INDEX IF NOT EXISTS {keys_table}_by_version ON {keys_table} (version); \
+             CREATE TABLE IF NOT EXISTS {usage_table} (\
+               replica BYTEA NOT NULL, \
+               row_id BIGINT NOT NULL, \
+               day BIGINT NOT NULL, \
+               account BYTEA NOT NULL, \
+               requests BIGINT NOT NULL, \
+               prompt_tokens BIGINT NOT NULL, \
+               completion_tokens BIGINT NOT NULL, \
+               allowance_units BYTEA NOT NULL, \
+               bundled_credit_units BYTEA NOT NULL, \
+               usd_units BYTEA NOT NULL, \
+               queued_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
+               PRIMARY KEY (replica, row_id)); \
+             CREATE INDEX IF NOT EXISTS {usage_table}_by_age ON {usage_table} (queued_at);"
         ))?;
         let shared_last: i64 = transaction
             .query_one(
@@ -430,6 +485,8 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig,
 pub(crate) struct Writer {
     client: Option<postgres::Client>,
     table: String,
+    usage_table: String,
+    replica: [u8; 16],
     /// Between `BEGIN` and the `COMMIT` or `ROLLBACK`.
     open: bool,
 }
@@ -447,6 +504,19 @@ impl Writer {
         self.client()?.batch_execute("COMMIT")?;
         self.open = false;
         Ok(())
+    }
+
+    /// Takes usage rows out of the queue for a settlement, inside this transaction (so they
+    /// are gone exactly when the settlement's record is in): `day`'s usage, summed by account.
+    /// `None` when none of the rows is left (another replica settled them).
+    pub(crate) fn take_usage(
+        &mut self,
+        rows: &crate::usage::Rows,
+    ) -> Result<Option<(u64, Vec<ledger::UsageCharge>)>, SharedError> {
+        let table = self.usage_table.clone();
+        let replica = self.replica.to_vec();
+        let client = self.client()?;
+        crate::usage::take(client, &table, &replica, rows)
     }
 
     /// Inserts a commit's records and commits: the `publish` of
@@ -616,6 +686,15 @@ mod tests {
             .expect("credited");
     }
 
+    /// Waits until a request's usage is in the cluster's usage queue.
+    async fn durable(recorded: Option<crate::usage::Recorded>) {
+        let recorded = recorded.expect("a cluster records usage");
+        assert!(
+            recorded.wait(std::time::Duration::from_secs(30)).await,
+            "the usage is written"
+        );
+    }
+
     fn usd(economy: &Economy, account: Address) -> u128 {
         economy.read(|store| {
             store
@@ -696,8 +775,8 @@ mod tests {
         );
         let mut at_b =
             Metering::begin(&b, account, None, 500).unwrap_or_else(|_| panic!("half is B's"));
-        at_a.finish(300, 10, 10);
-        at_b.finish(200, 10, 10);
+        durable(at_a.finish(300, 10, 10)).await;
+        durable(at_b.finish(200, 10, 10)).await;
         drop((at_a, at_b));
         a.flush().await;
         b.flush().await;
@@ -711,6 +790,75 @@ mod tests {
         a.refresh_account(account);
         assert!(Metering::begin(&a, account, None, 251).is_err());
         assert!(Metering::begin(&a, account, None, 250).is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn usage_a_replica_recorded_but_never_settled_is_settled_once_by_another() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = PostgresServer::start(dir.path());
+        let shared = shared(&server);
+        let (one, two) = (
+            tempfile::tempdir().expect("temp dir"),
+            tempfile::tempdir().expect("temp dir"),
+        );
+        let replica = |dir: &Path| {
+            let mut config = EconomyConfig::in_dir(dir);
+            config.shared = Some(shared.clone());
+            config.usage_flush_interval = std::time::Duration::from_millis(20);
+            Economy::open(config).expect("the replica opens")
+        };
+        let (a, b) = (replica(one.path()), replica(two.path()));
+        let account = Address([9; 20]);
+        credit(&a, account, 1_000).await;
+        a.refresh_account(account);
+        let mut first =
+            Metering::begin(&a, account, None, 300).unwrap_or_else(|_| panic!("reserved"));
+        let mut second =
+            Metering::begin(&a, account, None, 300).unwrap_or_else(|_| panic!("reserved"));
+        durable(first.finish(250, 5, 5)).await;
+        durable(second.finish(50, 1, 1)).await;
+        // The replica stops without settling: its usage is only in the queue.
+        drop((first, second));
+        drop(a);
+        // The synchronous client runs on a thread of its own, outside the test's runtime.
+        let queued = || -> i64 {
+            let url = server.url();
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("psql");
+                client
+                    .query_one("SELECT count(*) FROM test_usage_queue", &[])
+                    .expect("count")
+                    .get(0)
+            })
+            .join()
+            .expect("counted")
+        };
+        assert_eq!(queued(), 2);
+
+        // The other replica's flushes settle it once it is older than `adopt_after`.
+        let started = std::time::Instant::now();
+        while usd(&b, account) != 700 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the stopped replica's usage was not settled"
+            );
+            b.flush().await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(queued(), 0, "the rows left with their settlement");
+        for _ in 0..3 {
+            b.flush().await;
+        }
+        credit(&b, Address([10; 20]), 1).await;
+        assert_eq!(usd(&b, account), 700, "charged once");
+        let tokens: Vec<_> = b.read(|store| {
+            store
+                .ledger()
+                .usage_history(account)
+                .map(|(_, usage)| (usage.requests, usage.prompt_tokens, usage.completion_tokens))
+                .collect()
+        });
+        assert_eq!(tokens, [(2, 6, 6)], "both requests, in one day's usage");
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -741,12 +889,14 @@ mod tests {
         assert!(matches!(refused, Err(Refusal::NotTaken(_))), "{refused:?}");
         assert!(!a.is_healthy(), "metered requests are refused meanwhile");
         assert!(Metering::begin(&a, account, None, 1).is_err());
-        // A request that was running finishes; its usage cannot be settled yet and is kept.
-        metering.finish(400, 1, 1);
+        // A request that was running finishes; its usage can be neither written to the queue
+        // nor settled yet, and is kept.
+        let recorded = metering.finish(400, 1, 1).expect("a cluster records usage");
         drop(metering);
         a.flush().await;
 
         server.restart();
+        durable(Some(recorded)).await;
         credit(&a, Address([6; 20]), 1).await;
         assert!(a.is_healthy());
         a.flush().await;

@@ -481,11 +481,16 @@ fn root_route_table() -> Vec<(&'static str, MethodRouter<Arc<AppState>>)> {
 fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     let oblivious = oblivious_routes(&state, body_limit);
+    let records_usage = state
+        .economy
+        .as_ref()
+        .is_some_and(|economy| economy.records_usage());
     let mut root = Router::new();
     for (path, handlers) in root_route_table() {
         root = root.route(path, handlers);
     }
-    root.with_state(Arc::clone(&state))
+    let router = root
+        .with_state(Arc::clone(&state))
         .merge(web::routes(&state.config.web_relays))
         .nest("/v1", api_routes(&state, Dialect::OpenAi))
         .nest(
@@ -494,7 +499,14 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .merge(oblivious)
         .fallback(not_found_openai)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit));
+    if records_usage {
+        router.layer(axum::middleware::from_fn(
+            pipeline::recording::hold_until_recorded,
+        ))
+    } else {
+        router
+    }
 }
 
 /// Bytes an encapsulated request adds to the request it seals: padding to its size bucket (at

@@ -299,6 +299,8 @@ fn refusal_error(refusal: Refusal) -> ApiError {
         Refusal::Unavailable(message) | Refusal::NotTaken(message) => {
             error(ErrorCode::ModelAtCapacity, message).with_retry_after(1)
         }
+        // Only the gateway's own usage settlements are answered so.
+        Refusal::AlreadySettled => error(ErrorCode::Internal, "the operation was already settled"),
     }
 }
 

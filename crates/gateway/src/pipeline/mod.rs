@@ -24,6 +24,7 @@ pub(crate) mod dispatch;
 pub(crate) mod events;
 pub(crate) mod payment;
 pub(crate) mod pricing;
+pub(crate) mod recording;
 pub(crate) mod respond;
 pub(crate) mod settlement;
 

@@ -161,6 +161,9 @@ pub(crate) struct Record {
     pub(crate) status: Option<u16>,
     /// Sealed bytes passed on, for operations whose replies the gateway cannot read.
     pub(crate) sealed_bytes: Option<usize>,
+    /// In a cluster, the request's barrier: its response ends once this record's usage is
+    /// durable (see `recording.rs`).
+    barrier: Option<Arc<super::recording::Barrier>>,
 }
 
 /// What a [`Record`] starts from: the admitted request and the provider that took it.
@@ -202,6 +205,7 @@ impl Record {
             tally: started.tally,
             status: None,
             sealed_bytes: None,
+            barrier: super::recording::join(),
         }
     }
 
@@ -293,8 +297,11 @@ impl Drop for Record {
             }
         }
         let cost = self.cost();
-        if let Some(metering) = self.metering.as_mut() {
-            metering.finish(cost, usage.prompt_tokens, usage.completion_tokens);
+        let recorded = self.metering.as_mut().and_then(|metering| {
+            metering.finish(cost, usage.prompt_tokens, usage.completion_tokens)
+        });
+        if let Some(barrier) = self.barrier.take() {
+            barrier.close(recorded);
         }
         let first_token_ms = self
             .first_token_at

@@ -552,7 +552,11 @@ async fn issue_batch(
         .map_err(crate::economy_api::meter_refusal_error)?;
     // Dropped unfinished (signing failed), the metering releases what it reserved.
     let signed = tokens.sign(batch).await?;
-    metering.finish(price, 0, 0);
+    if let Some(recorded) = metering.finish(price, 0, 0) {
+        recorded
+            .wait(crate::pipeline::recording::RECORDING_WAIT)
+            .await;
+    }
     Ok(signed)
 }
 

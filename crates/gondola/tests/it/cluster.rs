@@ -635,8 +635,22 @@ async fn a_privacy_token_sent_to_three_replicas_at_once_pays_once() {
     );
 }
 
+/// What the clients of one replica saw.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    /// Requests answered in full, and their tokens.
+    served: u64,
+    tokens: u128,
+    /// Requests that reached the replica but were not answered in full.
+    cut_off: u64,
+    /// Requests refused a connection (the replica was gone).
+    refused: u64,
+    /// The most tokens one request used.
+    most_tokens: u128,
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_replica_killed_under_load_loses_only_its_unsettled_usage_and_every_copy_verifies() {
+async fn a_replica_killed_under_load_loses_no_usage_it_answered_and_every_copy_verifies() {
     const UNITS_PER_TOKEN: u128 = 1_000_000_000_000; // $1 a million tokens
     let store = tempfile::tempdir().expect("temp dir");
     let redis = RedisServer::start(store.path());
@@ -669,12 +683,14 @@ async fn a_replica_killed_under_load_loses_only_its_unsettled_usage_and_every_co
     let clients = (0..12).map(|client| {
         let (http, urls, key, stop) = (http.clone(), urls.clone(), key.clone(), stop.clone());
         tokio::spawn(async move {
-            // Per replica: requests served, their tokens, and requests that failed.
-            let mut tally = [(0u64, 0u128, 0u64); 3];
+            let mut tally = [Tally::default(); 3];
             let mut next = client;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let replica = next % 3;
                 next += 1;
+                // Every other client streams: its usage comes in the last event, and the
+                // response's end waits for the usage to be written.
+                let stream = client % 2 == 0;
                 let answer = http
                     .post(format!("{}/api/v1/chat/completions", urls[replica]))
                     .bearer_auth(&key)
@@ -682,28 +698,52 @@ async fn a_replica_killed_under_load_loses_only_its_unsettled_usage_and_every_co
                         "model": "smollm2-135m-instruct",
                         "messages": [{"role": "user", "content": "Say hello."}],
                         "max_tokens": 4,
+                        "stream": stream,
+                        "stream_options": {"include_usage": true},
                         "venice_parameters": {"include_venice_system_prompt": false},
                     }))
                     .send()
                     .await;
                 let body = match answer {
+                    Ok(response) if response.status() == 200 && stream => {
+                        response.text().await.ok().and_then(|events| {
+                            let mut data = events
+                                .lines()
+                                .filter_map(|line| line.strip_prefix("data: "))
+                                .collect::<Vec<_>>();
+                            if data.pop() != Some("[DONE]") {
+                                return None;
+                            }
+                            data.iter()
+                                .filter_map(|event| {
+                                    serde_json::from_str::<serde_json::Value>(event).ok()
+                                })
+                                .find(|event| event["usage"].is_object())
+                        })
+                    }
                     Ok(response) if response.status() == 200 => {
                         response.json::<serde_json::Value>().await.ok()
+                    }
+                    Err(error) if error.is_connect() => {
+                        tally[replica].refused += 1;
+                        continue;
                     }
                     _ => None,
                 };
                 match body {
                     Some(body) => {
                         let usage = &body["usage"];
-                        tally[replica].0 += 1;
-                        tally[replica].1 += u128::from(
+                        let tokens = u128::from(
                             usage["prompt_tokens"].as_u64().expect("prompt tokens")
                                 + usage["completion_tokens"]
                                     .as_u64()
                                     .expect("completion tokens"),
                         );
+                        tally[replica].served += 1;
+                        tally[replica].tokens += tokens;
+                        tally[replica].most_tokens = tally[replica].most_tokens.max(tokens);
                     }
-                    None => tally[replica].2 += 1,
+                    None => tally[replica].cut_off += 1,
                 }
             }
             tally
@@ -735,43 +775,72 @@ async fn a_replica_killed_under_load_loses_only_its_unsettled_usage_and_every_co
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut tally = [(0u64, 0u128, 0u64); 3];
+    let mut tally = [Tally::default(); 3];
     for client in clients {
         for (total, part) in tally.iter_mut().zip(client.await.expect("a client")) {
-            total.0 += part.0;
-            total.1 += part.1;
-            total.2 += part.2;
+            total.served += part.served;
+            total.tokens += part.tokens;
+            total.cut_off += part.cut_off;
+            total.refused += part.refused;
+            total.most_tokens = total.most_tokens.max(part.most_tokens);
         }
     }
-    assert_eq!(
-        tally[0].2 + tally[1].2,
-        0,
-        "the survivors failed no request"
+    for survivor in &tally[..2] {
+        assert_eq!(
+            survivor.cut_off + survivor.refused,
+            0,
+            "the survivors failed no request"
+        );
+    }
+    assert!(
+        tally[2].served > 0,
+        "the killed replica served before it was killed"
     );
 
-    // The second replica stops as an operator stops it (flushing its usage). The ledger then
-    // holds everything the survivors served, and of the killed one's at most what it served.
-    assert!(replicas[1].0.terminate().success());
-    let survivors = (tally[0].0 + tally[1].0, tally[0].1 + tally[1].1);
-    let all = (survivors.0 + tally[2].0, survivors.1 + tally[2].1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // Every response a client read in full was charged, the killed replica's too: its usage
+    // was in the cluster's queue before its response ended, and a survivor settles what it
+    // left. A request it was answering when it was killed may be charged without having been
+    // read (its usage was written, its last bytes were not): at most one per client.
+    let served = (
+        tally.iter().map(|part| part.served).sum::<u64>(),
+        tally.iter().map(|part| part.tokens).sum::<u128>(),
+    );
+    let (cut_off, most_tokens) = (
+        tally[2].cut_off,
+        tally.iter().map(|part| part.most_tokens).max().unwrap_or(0),
+    );
+    let stopped_at = std::time::Instant::now();
+    let deadline = stopped_at + Duration::from_secs(30);
     let (requests, spent) = loop {
         let (requests, spent) = settled(&http, &urls[0], &key).await;
-        if requests >= survivors.0 && spent >= survivors.1 * UNITS_PER_TOKEN {
+        if requests >= served.0 && spent >= served.1 * UNITS_PER_TOKEN {
             break (requests, spent);
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "settled {requests} of the {} requests the survivors served",
-            survivors.0
+            "settled {requests} of the {} requests served ({} by the killed replica)",
+            served.0,
+            tally[2].served
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(requests <= all.0, "settled {requests} of {} served", all.0);
+    eprintln!(
+        "the killed replica served {} requests ({} tokens), {} cut off; everything served was settled {} ms after the survivors stopped",
+        tally[2].served,
+        tally[2].tokens,
+        cut_off,
+        stopped_at.elapsed().as_millis()
+    );
     assert!(
-        spent <= all.1 * UNITS_PER_TOKEN,
+        requests <= served.0 + cut_off,
+        "settled {requests} requests, served {} and cut off {cut_off}",
+        served.0
+    );
+    assert!(
+        spent <= (served.1 + u128::from(cut_off) * most_tokens) * UNITS_PER_TOKEN,
         "charged more than was served"
     );
+    assert!(replicas[1].0.terminate().success());
     replicas[0].0.kill();
     every_copy_verifies(&replicas);
 }
@@ -888,4 +957,93 @@ async fn an_accounts_rate_limit_refusals_are_logged_where_every_replica_reads_th
     assert_eq!(entries[0]["modelId"], "smollm2-135m-instruct");
     assert_eq!(entries[0]["rateLimitType"], "RPM");
     assert_eq!(entries[0]["rateLimitTier"], "small");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_ends_only_once_its_usage_is_durable_in_the_clusters_queue() {
+    let store = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start(store.path());
+    let postgres_dir = tempfile::tempdir().expect("temp dir");
+    let postgres = test_servers::PostgresServer::start(postgres_dir.path());
+    let mut config = crate::economy::ledger_config("1", "sk-cluster-operator", "1");
+    config.push_str(&cluster_section(
+        &redis,
+        store.path(),
+        Some(&postgres.url()),
+    ));
+    let (mut replicas, urls, _provider) = replicas_with_provider(&config, 1);
+    let (key, _) =
+        crate::economy::staked_account_key(&urls[0], replicas[0].2.path(), "user", "1000");
+    let http = client();
+    key_works_everywhere(&http, &urls, &key).await;
+
+    // The usage queue is locked, as a PostgreSQL busy elsewhere would hold it: the row of the
+    // next request's usage cannot be written.
+    let (lock, locked) = std::sync::mpsc::channel::<()>();
+    let (held, hold) = std::sync::mpsc::sync_channel(1);
+    let url = postgres.url();
+    let locker = std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        client
+            .batch_execute("BEGIN; LOCK TABLE gondola_usage_queue IN ACCESS EXCLUSIVE MODE")
+            .expect("locked");
+        held.send(()).expect("told");
+        let _ = locked.recv();
+        client.batch_execute("ROLLBACK").expect("unlocked");
+    });
+    hold.recv().expect("the queue is locked");
+    let asking = {
+        let (http, url, key) = (http.clone(), urls[0].clone(), key.clone());
+        tokio::spawn(async move {
+            let response = http
+                .post(format!("{url}/api/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&json!({
+                    "model": "smollm2-135m-instruct",
+                    "messages": [{"role": "user", "content": "Say hello."}],
+                    "max_tokens": 4,
+                    "venice_parameters": {"include_venice_system_prompt": false},
+                }))
+                .send()
+                .await?;
+            response.bytes().await
+        })
+    };
+    // Once the replica is writing the row (its insert waits on the lock), the response has
+    // been produced, and not been sent.
+    let url = postgres.url();
+    let waited = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        let started = std::time::Instant::now();
+        loop {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                     AND query LIKE 'INSERT INTO gondola_usage_queue%'",
+                    &[],
+                )
+                .expect("asked")
+                .get(0);
+            if waiting > 0 {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the usage was never written"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+    .await
+    .expect("watched");
+    assert!(
+        !asking.is_finished(),
+        "the response ended before its usage was durable (the insert waited {waited:?})"
+    );
+    // Killed now, the replica never answered the request, and never wrote its usage.
+    replicas[0].0.kill();
+    let answer = asking.await.expect("asked");
+    assert!(answer.is_err(), "the client got no whole response");
+    lock.send(()).expect("unlocked");
+    locker.join().expect("the locker");
 }
