@@ -9,7 +9,9 @@
 //! - Chat requests never wait on the ledger: they reserve and settle against the meter in
 //!   memory. Every `usage_flush_interval` the flusher turns settled usage into `SettleUsage`
 //!   operations signed with the operator key; a crash loses at most that interval of usage and
-//!   never an acknowledged ledger operation.
+//!   never an acknowledged ledger operation. In a cluster (`shared.rs`) each request's usage is
+//!   also written to PostgreSQL's usage queue before its response ends (`usage.rs`), and a
+//!   crash loses none of the usage it answered.
 
 mod committer;
 pub mod keys;

@@ -100,6 +100,9 @@ fn with_causes(error: &postgres::Error) -> String {
 
 /// The shared journal: its table, and the committer thread's one connection to it.
 pub(crate) struct SharedJournal {
+    /// The connection settings, for the synchronous client here and the asynchronous one of
+    /// the usage queue.
+    settings: tokio_postgres::Config,
     config: postgres::Config,
     /// `None` where TLS cannot apply: every host a Unix socket, or `sslmode=disable`.
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
@@ -118,19 +121,30 @@ pub(crate) struct SharedJournal {
     replica: [u8; 16],
 }
 
-/// How to open a connection to the cluster's PostgreSQL.
+/// How to open an asynchronous connection to the cluster's PostgreSQL.
 #[derive(Clone)]
 pub(crate) struct Connector {
-    config: postgres::Config,
+    settings: tokio_postgres::Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl Connector {
-    pub(crate) fn connect(&self) -> Result<postgres::Client, SharedError> {
-        Ok(match &self.tls {
-            Some(tls) => self.config.connect(tls.clone())?,
-            None => self.config.connect(postgres::NoTls)?,
-        })
+    /// A client, its connection driven by a task of the current runtime until the client is
+    /// dropped.
+    pub(crate) async fn connect(&self) -> Result<tokio_postgres::Client, SharedError> {
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.settings.connect(tls.clone()).await?;
+                tokio::spawn(connection);
+                client
+            }
+            None => {
+                let (client, connection) = self.settings.connect(tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                client
+            }
+        };
+        Ok(client)
     }
 }
 
@@ -148,17 +162,19 @@ impl SharedJournal {
                  {MAX_PREFIX_CHARS} lower-case letters, digits and `_`, starting with a letter"
             )));
         }
-        let mut postgres = postgres::Config::from_str(&config.postgres_url).map_err(|error| {
-            SharedError::Config(format!("the PostgreSQL URL is not usable: {error}"))
-        })?;
-        if postgres.get_connect_timeout().is_none() {
-            postgres.connect_timeout(CONNECT_TIMEOUT);
+        let mut settings =
+            tokio_postgres::Config::from_str(&config.postgres_url).map_err(|error| {
+                SharedError::Config(format!("the PostgreSQL URL is not usable: {error}"))
+            })?;
+        if settings.get_connect_timeout().is_none() {
+            settings.connect_timeout(CONNECT_TIMEOUT);
         }
-        postgres
+        settings
             .tcp_user_timeout(TCP_USER_TIMEOUT)
             .keepalives(true)
             .application_name("gondola-gateway")
             .options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
+        let postgres = postgres::Config::from(settings.clone());
         let sockets_only = postgres
             .get_hosts()
             .iter()
@@ -178,6 +194,7 @@ impl SharedJournal {
         };
         let keys_table = format!("{prefix}_api_keys");
         Ok(Self {
+            settings,
             config: postgres,
             tls,
             client: None,
@@ -198,7 +215,7 @@ impl SharedJournal {
 
     pub(crate) fn connector(&self) -> Connector {
         Connector {
-            config: self.config.clone(),
+            settings: self.settings.clone(),
             tls: self.tls.clone(),
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! A gateway alone keeps a request's usage in memory until the next flush, and a crash loses
 //! that much. In a cluster, each metered request's usage is also written as a row of the queue
-//! (by one thread per replica, many rows per insert) and the gateway holds the end of the
+//! (by one task per replica, many rows per insert) and the gateway holds the end of the
 //! response until the row is durable, so a replica killed at any moment has lost no usage it
 //! acknowledged. Rows are taken out of the queue by the settlement that charges them, in the
 //! transaction that writes the settlement's journal record, so each is charged exactly once:
@@ -69,22 +69,26 @@ impl Recorded {
 
 /// The sending side, held by the economy.
 pub(crate) struct UsageQueue {
-    rows: std::sync::mpsc::Sender<Row>,
+    rows: tokio::sync::mpsc::UnboundedSender<Row>,
     next_row: AtomicU64,
 }
 
 impl UsageQueue {
-    /// Starts the thread that writes rows for `replica` into `table`.
+    /// Starts the task (on the current Tokio runtime) that writes rows for `replica` into
+    /// `table`.
     pub(crate) fn start(
         connector: Connector,
         table: String,
         replica: [u8; 16],
         meter: Arc<Meter>,
     ) -> std::io::Result<Self> {
-        let (rows, receiver) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("usage-queue".into())
-            .spawn(move || write_loop(&connector, &table, &replica, &meter, &receiver))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            std::io::Error::other("the cluster's usage queue is written from a Tokio runtime")
+        })?;
+        let (rows, receiver) = tokio::sync::mpsc::unbounded_channel();
+        runtime.spawn(async move {
+            write_loop(&connector, &table, &replica, &meter, receiver).await;
+        });
         Ok(Self {
             rows,
             next_row: AtomicU64::new(1),
@@ -127,45 +131,54 @@ impl UsageQueue {
 /// (replica, row), so an insert whose answer was lost cannot write a row twice. Metered
 /// requests are refused meanwhile (the committer finds PostgreSQL out of reach too), so what
 /// waits here is bounded by the requests that were in flight.
-fn write_loop(
+async fn write_loop(
     connector: &Connector,
     table: &str,
     replica: &[u8; 16],
     meter: &Meter,
-    receiver: &std::sync::mpsc::Receiver<Row>,
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<Row>,
 ) {
-    let mut client: Option<postgres::Client> = None;
-    while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        while batch.len() < ROWS_PER_INSERT {
-            match receiver.try_recv() {
-                Ok(row) => batch.push(row),
-                Err(_) => break,
-            }
-        }
+    // The connection, and the insert prepared on it once.
+    let mut connection: Option<(tokio_postgres::Client, tokio_postgres::Statement)> = None;
+    let mut batch = Vec::new();
+    while receiver.recv_many(&mut batch, ROWS_PER_INSERT).await > 0 {
         loop {
-            let written = match client.as_mut() {
-                Some(client) => insert(client, table, replica, &batch),
-                None => connector.connect().and_then(|mut connected| {
-                    let written = insert(&mut connected, table, replica, &batch);
-                    client = Some(connected);
-                    written
-                }),
+            if connection.is_none() {
+                match connect(connector, table).await {
+                    Ok(connected) => connection = Some(connected),
+                    Err(error) => {
+                        tracing::warn!(%error, rows = batch.len(), "cannot reach the shared usage queue; trying again");
+                        tokio::time::sleep(RESOLVE_RETRY).await;
+                        continue;
+                    }
+                }
+            }
+            let Some((client, statement)) = connection.as_ref() else {
+                continue;
             };
-            match written {
+            match insert(client, statement, replica, &batch).await {
                 Ok(()) => break,
                 Err(error) => {
                     tracing::warn!(%error, rows = batch.len(), "cannot write usage to the shared queue; trying again");
-                    client = None;
-                    std::thread::sleep(RESOLVE_RETRY);
+                    connection = None;
+                    tokio::time::sleep(RESOLVE_RETRY).await;
                 }
             }
         }
-        for row in batch {
+        for row in batch.drain(..) {
             meter.recorded(row.account, row.row);
             let _ = row.durable.send(());
         }
     }
+}
+
+async fn connect(
+    connector: &Connector,
+    table: &str,
+) -> Result<(tokio_postgres::Client, tokio_postgres::Statement), SharedError> {
+    let client = connector.connect().await?;
+    let statement = client.prepare(&insert_statement(table)).await?;
+    Ok((client, statement))
 }
 
 fn to_bigint(value: u64) -> i64 {
@@ -187,9 +200,23 @@ fn slices(amounts: &[[u8; 16]]) -> Vec<&[u8]> {
     amounts.iter().map(<[u8; 16]>::as_slice).collect()
 }
 
-fn insert(
-    client: &mut postgres::Client,
-    table: &str,
+fn insert_statement(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} (replica, row_id, day, account, requests, prompt_tokens, \
+           completion_tokens, allowance_units, bundled_credit_units, usd_units) \
+         SELECT $1, row_id, day, account, 1, prompt_tokens, completion_tokens, \
+           allowance_units, bundled_credit_units, usd_units \
+         FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BYTEA[], $5::BIGINT[], $6::BIGINT[], \
+           $7::BYTEA[], $8::BYTEA[], $9::BYTEA[]) \
+           AS rows (row_id, day, account, prompt_tokens, completion_tokens, \
+             allowance_units, bundled_credit_units, usd_units) \
+         ON CONFLICT DO NOTHING"
+    )
+}
+
+async fn insert(
+    client: &tokio_postgres::Client,
+    statement: &tokio_postgres::Statement,
     replica: &[u8; 16],
     batch: &[Row],
 ) -> Result<(), SharedError> {
@@ -208,30 +235,22 @@ fn insert(
     let allowance = amounts(|row| row.draw.allowance);
     let bundled = amounts(|row| row.draw.bundled);
     let usd = amounts(|row| row.draw.usd);
-    client.execute(
-        &format!(
-            "INSERT INTO {table} (replica, row_id, day, account, requests, prompt_tokens, \
-               completion_tokens, allowance_units, bundled_credit_units, usd_units) \
-             SELECT $1, row_id, day, account, 1, prompt_tokens, completion_tokens, \
-               allowance_units, bundled_credit_units, usd_units \
-             FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BYTEA[], $5::BIGINT[], $6::BIGINT[], \
-               $7::BYTEA[], $8::BYTEA[], $9::BYTEA[]) \
-               AS rows (row_id, day, account, prompt_tokens, completion_tokens, \
-                 allowance_units, bundled_credit_units, usd_units) \
-             ON CONFLICT DO NOTHING"
-        ),
-        &[
-            &replica.as_slice(),
-            &rows,
-            &days,
-            &accounts,
-            &prompt,
-            &completion,
-            &slices(&allowance),
-            &slices(&bundled),
-            &slices(&usd),
-        ],
-    )?;
+    client
+        .execute(
+            statement,
+            &[
+                &replica.as_slice(),
+                &rows,
+                &days,
+                &accounts,
+                &prompt,
+                &completion,
+                &slices(&allowance),
+                &slices(&bundled),
+                &slices(&usd),
+            ],
+        )
+        .await?;
     Ok(())
 }
 
