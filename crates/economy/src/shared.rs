@@ -173,7 +173,7 @@ impl SharedJournal {
             .tcp_user_timeout(TCP_USER_TIMEOUT)
             .keepalives(true)
             .application_name("gondola-gateway")
-            .options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
+            .options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
         let postgres = postgres::Config::from(settings.clone());
         let sockets_only = postgres
             .get_hosts()
