@@ -1,0 +1,685 @@
+//! The differential test: the `ledger` crate is the reference model of the economy, and the
+//! contracts in `contracts/` must do exactly what it does. Seeded random sequences of operations
+//! (transfers, stakes, unstakes, claims, time warps, the admin's emission rate, utilization and
+//! parameters; amounts of zero, dust, whole balances, one past them and far past them) run
+//! against both: the ledger in memory and the contracts in an in-process EVM at the same block
+//! times. After every step the outcome (accepted, or the same rejection) and every account's
+//! VVV, staked, cooling and unlock time, pending rewards, the totals, the supply and the
+//! emission split must agree.
+//!
+//! `GONDOLA_DIFF_SEEDS` sets how many seeds run (20 by default) and `GONDOLA_DIFF_STEPS` how
+//! many steps each (300); `GONDOLA_DIFF_SEED` replays one seed. A failure names its seed and
+//! step.
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::{Address as EvmAddress, Bytes, U256};
+use alloy_sol_types::{SolCall, SolConstructor, SolInterface};
+use chain::bindings::{Staking, VVV, mutants};
+use chain::evm::{Evm, Outcome};
+use ledger::{
+    Address, Asset, GenesisConfig, Ledger, MAXIMUM_COOLDOWN_SECONDS,
+    MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND, Op, Parameters, Rejection, SplitPoint, UNITS_PER_TOKEN,
+    UtilizationSplit, emission_rate_for_vvv_per_year,
+};
+
+const GENESIS_SECONDS: u64 = 1_767_225_600; // 2026-01-01
+const USERS: usize = 4;
+
+/// A small deterministic generator (splitmix64), so a seed replays exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+
+    fn u128_below(&mut self, bound: u128) -> u128 {
+        let wide = (u128::from(self.next()) << 64) | u128::from(self.next());
+        if bound == 0 { 0 } else { wide % bound }
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    /// An amount around `balance`: zero, dust, part, all, one past it, or far past it.
+    fn amount(&mut self, balance: u128) -> u128 {
+        match self.below(10) {
+            0 => 0,
+            1 => 1 + self.u128_below(1_000),
+            2 | 3 => self.u128_below(balance.saturating_add(1)),
+            4 | 5 => balance,
+            6 => balance / 2,
+            7 => balance.saturating_add(1),
+            8 => self.u128_below(u128::MAX),
+            _ => 1 + self.u128_below(100 * UNITS_PER_TOKEN),
+        }
+    }
+}
+
+fn evm_address(address: Address) -> EvmAddress {
+    EvmAddress::from(address.0)
+}
+
+fn u256(value: u128) -> U256 {
+    U256::from(value)
+}
+
+/// The rejection a contract's revert data stands for.
+fn rejection_of(data: &Bytes) -> Rejection {
+    use Staking::StakingErrors as S;
+    if let Ok(error) = S::abi_decode(data) {
+        return match error {
+            S::ZeroAmount(_) => Rejection::ZeroAmount,
+            S::InsufficientVvv(_) => Rejection::InsufficientVvv,
+            S::InsufficientStakedVvv(_) => Rejection::InsufficientStakedVvv,
+            S::NothingCoolingDown(_) => Rejection::NothingCoolingDown,
+            S::CooldownNotElapsed(_) => Rejection::CooldownNotElapsed,
+            S::NoRewards(_) => Rejection::NoRewards,
+            S::EmissionRateTooHigh(_) => Rejection::EmissionRateTooHigh,
+            S::UtilizationOutOfRange(_) => Rejection::UtilizationOutOfRange,
+            S::InvalidParameters(_) => Rejection::InvalidParameters,
+            S::Overflow(_) => Rejection::Overflow,
+            S::AccessControlUnauthorizedAccount(_) => Rejection::NotAdmin,
+            other => panic!("an error the ledger has no rejection for: {other:?}"),
+        };
+    }
+    match VVV::VVVErrors::abi_decode(data) {
+        Ok(VVV::VVVErrors::ERC20InsufficientBalance(_)) => Rejection::InsufficientVvv,
+        other => panic!("unexpected revert {data}: {other:?}"),
+    }
+}
+
+/// Both implementations, at the same time.
+struct World {
+    ledger: Ledger,
+    evm: Evm,
+    vvv: EvmAddress,
+    staking: EvmAddress,
+    now: u64,
+    admin: Address,
+    /// Everyone who holds or may hold anything: the users, the treasury, the incentive fund,
+    /// liquidity and the admin.
+    holders: Vec<Address>,
+    /// Gas used by accepted transactions, by operation.
+    gas: BTreeMap<&'static str, Vec<u64>>,
+}
+
+impl World {
+    fn new(rng: &mut Rng, staking_artifact: Option<&str>) -> Self {
+        let address = |byte: u8| Address([byte; 20]);
+        let (admin, treasury, incentive, liquidity) =
+            (address(0xA0), address(0xA1), address(0xA2), address(0xA3));
+        let mut config =
+            GenesisConfig::venice(admin, treasury, incentive, liquidity, address(0xA4), vec![]);
+        config.team_grants.clear();
+        config.emission_rate_vvv_units_per_second = rng.pick(&[
+            0,
+            emission_rate_for_vvv_per_year(14_000_000),
+            emission_rate_for_vvv_per_year(2_500_000),
+            MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND,
+        ]);
+        let mut ledger = Ledger::new();
+        ledger
+            .apply(
+                GENESIS_SECONDS,
+                admin,
+                Op::Genesis(Box::new(config.clone())),
+            )
+            .expect("genesis");
+
+        let mut evm = Evm::new(GENESIS_SECONDS);
+        let allocations = [config.treasury, config.incentive_fund, config.liquidity];
+        let constructor = VVV::constructorCall {
+            holders: allocations.iter().map(|a| evm_address(a.address)).collect(),
+            amounts: allocations.iter().map(|a| u256(a.vvv_units)).collect(),
+        };
+        let mut code = VVV::BYTECODE.to_vec();
+        code.extend(constructor.abi_encode());
+        let vvv = evm
+            .deploy(evm_address(admin), code.into())
+            .expect("VVV deploys");
+        let staking_code = match staking_artifact {
+            Some(artifact) => {
+                let json: serde_json::Value = serde_json::from_str(artifact).expect("artifact");
+                let hex = json["bytecode"]["object"].as_str().expect("bytecode");
+                alloy_primitives::hex::decode(hex).expect("hex")
+            }
+            None => Staking::BYTECODE.to_vec(),
+        };
+        let mut code = staking_code;
+        code.extend(
+            Staking::constructorCall {
+                vvv_: vvv,
+                treasury_: evm_address(treasury),
+                admin: evm_address(admin),
+                emissionRate_: u256(config.emission_rate_vvv_units_per_second),
+            }
+            .abi_encode(),
+        );
+        let staking = evm
+            .deploy(evm_address(admin), code.into())
+            .expect("Staking deploys");
+        let set = evm.send(
+            evm_address(admin),
+            vvv,
+            &VVV::setStakingCall { staking_: staking },
+        );
+        assert!(matches!(set, Outcome::Success { .. }), "{set:?}");
+        let mut holders: Vec<Address> = (0..USERS as u8).map(|i| address(0x10 + i)).collect();
+        holders.extend([treasury, incentive, liquidity, admin]);
+        for holder in &holders {
+            let approved = evm.send(
+                evm_address(*holder),
+                vvv,
+                &VVV::approveCall {
+                    spender: staking,
+                    value: U256::MAX,
+                },
+            );
+            assert!(matches!(approved, Outcome::Success { .. }), "{approved:?}");
+        }
+        Self {
+            ledger,
+            evm,
+            vvv,
+            staking,
+            now: GENESIS_SECONDS,
+            admin,
+            holders,
+            gas: BTreeMap::new(),
+        }
+    }
+
+    /// Runs `op` signed by `signer` on both, and says what each did.
+    fn apply(&mut self, signer: Address, op: Op) -> (Result<(), Rejection>, Result<(), Rejection>) {
+        let from = evm_address(signer);
+        let (name, outcome) = match &op {
+            Op::Transfer {
+                to, amount_units, ..
+            } => (
+                "VVV.transfer",
+                self.evm.send(
+                    from,
+                    self.vvv,
+                    &VVV::transferCall {
+                        to: evm_address(*to),
+                        value: u256(*amount_units),
+                    },
+                ),
+            ),
+            Op::Stake { vvv_units } => (
+                "stake",
+                self.evm.send(
+                    from,
+                    self.staking,
+                    &Staking::stakeCall {
+                        amount: u256(*vvv_units),
+                    },
+                ),
+            ),
+            Op::InitiateUnstake { svvv_units } => (
+                "initiateUnstake",
+                self.evm.send(
+                    from,
+                    self.staking,
+                    &Staking::initiateUnstakeCall {
+                        amount: u256(*svvv_units),
+                    },
+                ),
+            ),
+            Op::FinalizeUnstake => (
+                "finalizeUnstake",
+                self.evm
+                    .send(from, self.staking, &Staking::finalizeUnstakeCall {}),
+            ),
+            Op::ClaimRewards => (
+                "claimRewards",
+                self.evm
+                    .send(from, self.staking, &Staking::claimRewardsCall {}),
+            ),
+            Op::ClaimAndStakeRewards => (
+                "claimAndStakeRewards",
+                self.evm
+                    .send(from, self.staking, &Staking::claimAndStakeRewardsCall {}),
+            ),
+            Op::SetEmissionRate {
+                vvv_units_per_second,
+            } => (
+                "setEmissionRate",
+                self.evm.send(
+                    from,
+                    self.staking,
+                    &Staking::setEmissionRateCall {
+                        vvvPerSecond: u256(*vvv_units_per_second),
+                    },
+                ),
+            ),
+            Op::ReportUtilization { utilization_bps } => (
+                "reportUtilization",
+                self.evm.send(
+                    from,
+                    self.staking,
+                    &Staking::reportUtilizationCall {
+                        bps: *utilization_bps,
+                    },
+                ),
+            ),
+            Op::SetParameters(parameters) => (
+                "setParameters",
+                self.evm.send(
+                    from,
+                    self.staking,
+                    &Staking::setParametersCall {
+                        cooldownSeconds: parameters.unstake_cooldown_seconds,
+                        lockedYield: parameters.locked_yield_bps,
+                        points: parameters
+                            .utilization_split
+                            .points
+                            .iter()
+                            .map(|point| Staking::SplitPoint {
+                                utilizationBps: point.utilization_bps,
+                                companyShareBps: point.company_share_bps,
+                            })
+                            .collect(),
+                    },
+                ),
+            ),
+            other => panic!("no contract call for {other:?}"),
+        };
+        let chain = match outcome {
+            Outcome::Success { gas_used, .. } => {
+                self.gas.entry(name).or_default().push(gas_used);
+                Ok(())
+            }
+            Outcome::Revert { data, .. } => Err(rejection_of(&data)),
+            Outcome::Halt(reason) => panic!("{name} halted: {reason}"),
+        };
+        let reference = self.ledger.apply(self.now, signer, op).map(|_| ());
+        (reference, chain)
+    }
+
+    fn warp(&mut self, seconds: u64) {
+        self.now += seconds;
+        self.evm.set_time(self.now);
+    }
+
+    /// Everything both can be asked, side by side: the first difference, if any.
+    fn difference(&mut self) -> Option<String> {
+        let (vvv, staking) = (self.vvv, self.staking);
+        let at = self.ledger.now_seconds();
+        let mut differences = Vec::new();
+        let mut compare = |what: String, reference: U256, chain: U256| {
+            if reference != chain {
+                differences.push(format!("{what}: ledger {reference}, contracts {chain}"));
+            }
+        };
+        for holder in self.holders.clone() {
+            let balances = self.ledger.balances(holder, at);
+            let who = evm_address(holder);
+            let position = self
+                .evm
+                .view(staking, &Staking::positionsCall::new((who,)))
+                .expect("position");
+            compare(
+                format!("{holder:?} VVV"),
+                u256(balances.vvv_units),
+                self.evm
+                    .view(vvv, &VVV::balanceOfCall { account: who })
+                    .expect("balance"),
+            );
+            compare(
+                format!("{holder:?} staked"),
+                u256(balances.staked_svvv_units),
+                position.staked,
+            );
+            compare(
+                format!("{holder:?} cooling"),
+                u256(balances.cooling_svvv_units),
+                position.cooling,
+            );
+            compare(
+                format!("{holder:?} unlock time"),
+                U256::from(balances.svvv_unlock_at_seconds.unwrap_or(0)),
+                U256::from(position.unlockAt),
+            );
+            compare(
+                format!("{holder:?} pending rewards"),
+                u256(balances.pending_rewards_units),
+                self.evm
+                    .view(staking, &Staking::pendingRewardsCall { account: who })
+                    .expect("pending"),
+            );
+        }
+        let supply = self.ledger.supply();
+        let split = self.ledger.emission_split();
+        let views: [(&str, u128, Bytes); 8] = [
+            (
+                "total staked",
+                supply.staked_svvv_units,
+                Staking::totalStakedCall {}.abi_encode().into(),
+            ),
+            (
+                "total cooling",
+                supply.cooling_svvv_units,
+                Staking::totalCoolingCall {}.abi_encode().into(),
+            ),
+            (
+                "emitted to stakers",
+                supply.emitted_to_stakers_vvv_units,
+                Staking::emittedToStakersCall {}.abi_encode().into(),
+            ),
+            (
+                "emitted to the company",
+                supply.emitted_to_company_vvv_units,
+                Staking::emittedToCompanyCall {}.abi_encode().into(),
+            ),
+            (
+                "rewards claimed",
+                supply.rewards_claimed_vvv_units,
+                Staking::rewardsClaimedCall {}.abi_encode().into(),
+            ),
+            (
+                "emission rate",
+                split.emission_rate_vvv_units_per_second,
+                Staking::emissionRateCall {}.abi_encode().into(),
+            ),
+            (
+                "utilization",
+                u128::from(split.utilization_bps),
+                Staking::utilizationBpsCall {}.abi_encode().into(),
+            ),
+            (
+                "company share",
+                u128::from(split.company_share_of_unlocked_bps),
+                Staking::companyShareBpsCall {}.abi_encode().into(),
+            ),
+        ];
+        for (what, reference, call) in views {
+            let read = self.evm.view_raw(staking, call).expect(what);
+            compare(
+                what.into(),
+                u256(reference),
+                U256::from_be_slice(&read[..32]),
+            );
+        }
+        compare(
+            "VVV supply".into(),
+            u256(supply.total_vvv_units),
+            self.evm
+                .view(vvv, &VVV::totalSupplyCall {})
+                .expect("supply"),
+        );
+        // What the staking contract holds: the stake, what is cooling, and the reward pool.
+        compare(
+            "VVV held for stakers".into(),
+            u256(
+                supply.staked_svvv_units + supply.cooling_svvv_units + supply.reward_pool_vvv_units,
+            ),
+            self.evm
+                .view(vvv, &VVV::balanceOfCall { account: staking })
+                .expect("held"),
+        );
+        differences.into_iter().next()
+    }
+}
+
+/// One random operation, its signer and a name for the report; `None` for a time warp.
+fn random_step(world: &mut World, rng: &mut Rng) -> Option<(Address, Op)> {
+    let holders = world.holders.clone();
+    let signer = rng.pick(&holders);
+    let at = world.ledger.now_seconds();
+    let balances = world.ledger.balances(signer, at);
+    let admin_or_not = |rng: &mut Rng, admin: Address| {
+        if rng.below(8) == 0 {
+            rng.pick(&holders)
+        } else {
+            admin
+        }
+    };
+    match rng.below(100) {
+        0..=19 => {
+            let to = loop {
+                let to = rng.pick(&holders);
+                if to != signer {
+                    break to;
+                }
+            };
+            // An ERC-20 moves zero and to oneself; the ledger refuses both, so neither is
+            // asked of either.
+            let amount_units = rng.amount(balances.vvv_units).max(1);
+            Some((
+                signer,
+                Op::Transfer {
+                    asset: Asset::Vvv,
+                    to,
+                    amount_units,
+                },
+            ))
+        }
+        20..=34 => Some((
+            signer,
+            Op::Stake {
+                vvv_units: rng.amount(balances.vvv_units),
+            },
+        )),
+        35..=46 => Some((
+            signer,
+            Op::InitiateUnstake {
+                svvv_units: rng.amount(balances.staked_svvv_units),
+            },
+        )),
+        47..=55 => Some((signer, Op::FinalizeUnstake)),
+        56..=62 => Some((signer, Op::ClaimRewards)),
+        63..=67 => Some((signer, Op::ClaimAndStakeRewards)),
+        68..=82 => {
+            let seconds = match rng.below(4) {
+                0 => 1 + rng.below(60),
+                1 => 1 + rng.below(86_400),
+                2 => 1 + rng.below(8 * 86_400),
+                _ => 0,
+            };
+            world.warp(seconds);
+            None
+        }
+        83..=87 => {
+            // To the very second someone's cooldown ends.
+            let unlocks: Vec<u64> = holders
+                .iter()
+                .filter_map(|holder| world.ledger.balances(*holder, at).svvv_unlock_at_seconds)
+                .filter(|unlock| *unlock >= world.now)
+                .collect();
+            if let Some(unlock) = unlocks.first() {
+                world.warp(unlock - world.now);
+            }
+            None
+        }
+        88..=90 => Some((
+            admin_or_not(rng, world.admin),
+            Op::SetEmissionRate {
+                vvv_units_per_second: match rng.below(5) {
+                    0 => 0,
+                    1 => emission_rate_for_vvv_per_year(14_000_000),
+                    2 => rng.u128_below(MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND + 1),
+                    3 => MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND,
+                    _ => MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND + 1,
+                },
+            },
+        )),
+        91..=95 => Some((
+            admin_or_not(rng, world.admin),
+            Op::ReportUtilization {
+                utilization_bps: match rng.below(6) {
+                    0 => 10_001,
+                    1 => u32::MAX,
+                    _ => rng.below(10_001) as u32,
+                },
+            },
+        )),
+        _ => {
+            let split = match rng.below(4) {
+                0 => UtilizationSplit::venice_default(),
+                1 => {
+                    // A random split; valid or not, as it falls.
+                    let count = 2 + rng.below(4) as usize;
+                    let mut utilization = 0u32;
+                    let mut points = Vec::new();
+                    for index in 0..count {
+                        if index > 0 {
+                            utilization = if index + 1 == count {
+                                10_000
+                            } else {
+                                utilization + 1 + rng.below(3_000) as u32
+                            };
+                        }
+                        points.push(SplitPoint {
+                            utilization_bps: utilization,
+                            company_share_bps: rng.below(11_000) as u32,
+                        });
+                    }
+                    UtilizationSplit { points }
+                }
+                2 => UtilizationSplit {
+                    points: vec![
+                        SplitPoint {
+                            utilization_bps: 0,
+                            company_share_bps: 0,
+                        },
+                        SplitPoint {
+                            utilization_bps: 10_000,
+                            company_share_bps: 10_000,
+                        },
+                    ],
+                },
+                _ => UtilizationSplit {
+                    points: vec![SplitPoint {
+                        utilization_bps: 0,
+                        company_share_bps: 0,
+                    }],
+                },
+            };
+            let parameters = Parameters {
+                unstake_cooldown_seconds: match rng.below(5) {
+                    0 => 0,
+                    1 => 1,
+                    2 => MAXIMUM_COOLDOWN_SECONDS,
+                    3 => MAXIMUM_COOLDOWN_SECONDS + 1,
+                    _ => rng.below(MAXIMUM_COOLDOWN_SECONDS),
+                },
+                locked_yield_bps: rng.pick(&[0, 8_000, 10_000, 10_001]),
+                utilization_split: split,
+                ..Parameters::default()
+            };
+            Some((
+                admin_or_not(rng, world.admin),
+                Op::SetParameters(Box::new(parameters)),
+            ))
+        }
+    }
+}
+
+/// Runs one seed; the first disagreement, with its step, if any.
+fn run(seed: u64, steps: usize, staking_artifact: Option<&str>) -> Result<World, String> {
+    let mut rng = Rng(seed);
+    let mut world = World::new(&mut rng, staking_artifact);
+    if let Some(difference) = world.difference() {
+        return Err(format!("seed {seed}, after deployment: {difference}"));
+    }
+    for step in 0..steps {
+        let Some((signer, op)) = random_step(&mut world, &mut rng) else {
+            continue;
+        };
+        let described = format!("{op:?} by {signer:?} at {}", world.now);
+        let (reference, chain) = world.apply(signer, op);
+        if reference != chain {
+            return Err(format!(
+                "seed {seed}, step {step}: {described}: the ledger {reference:?}, the contracts {chain:?}"
+            ));
+        }
+        if let Some(difference) = world.difference() {
+            return Err(format!(
+                "seed {seed}, step {step}: after {described}: {difference}"
+            ));
+        }
+    }
+    Ok(world)
+}
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn the_contracts_do_what_the_ledger_does_step_for_step() {
+    let steps = setting("GONDOLA_DIFF_STEPS", 300) as usize;
+    let seeds: Vec<u64> = match std::env::var("GONDOLA_DIFF_SEED") {
+        Ok(seed) => vec![seed.parse().expect("GONDOLA_DIFF_SEED is a number")],
+        Err(_) => (1..=setting("GONDOLA_DIFF_SEEDS", 20)).collect(),
+    };
+    let mut gas: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+    let mut accepted = BTreeMap::<&'static str, usize>::new();
+    for seed in &seeds {
+        eprintln!("seed {seed}");
+        let world = run(*seed, steps, None).unwrap_or_else(|failure| panic!("{failure}"));
+        for (name, used) in world.gas {
+            *accepted.entry(name).or_default() += used.len();
+            gas.entry(name).or_default().extend(used);
+        }
+    }
+    eprintln!(
+        "{} seeds × {steps} steps agree; gas per accepted transaction (median, max):",
+        seeds.len()
+    );
+    for (name, mut used) in gas {
+        used.sort_unstable();
+        eprintln!(
+            "  {name}: {} accepted, {} / {}",
+            used.len(),
+            used[used.len() / 2],
+            used[used.len() - 1]
+        );
+    }
+    // The sequences reach every operation's acceptance, not only its refusals.
+    for name in [
+        "VVV.transfer",
+        "stake",
+        "initiateUnstake",
+        "finalizeUnstake",
+        "claimRewards",
+        "claimAndStakeRewards",
+        "setEmissionRate",
+        "reportUtilization",
+        "setParameters",
+    ] {
+        assert!(
+            accepted.get(name).copied().unwrap_or(0) > 0 || seeds.len() == 1,
+            "no {name} was accepted in {} seeds",
+            seeds.len()
+        );
+    }
+}
+
+#[test]
+fn a_cooldown_that_ends_a_second_late_is_caught() {
+    let steps = setting("GONDOLA_DIFF_STEPS", 300) as usize;
+    let caught = (1..=setting("GONDOLA_DIFF_SEEDS", 20))
+        .find_map(|seed| run(seed, steps, Some(mutants::STAKING_COOLDOWN_OFF_BY_ONE)).err());
+    let caught = caught.expect("the planted bug went unnoticed");
+    eprintln!("caught: {caught}");
+    assert!(
+        caught.contains("FinalizeUnstake"),
+        "caught at a finalize: {caught}"
+    );
+}
