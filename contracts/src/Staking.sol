@@ -4,14 +4,17 @@ pragma solidity 0.8.37;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {VVV, IVVVStaking} from "./VVV.sol";
+import {Diem, IDiemStaking} from "./Diem.sol";
 
 /// Staked VVV (sVVV, 1:1) and its emissions, as Gondola's ledger keeps them (crates/ledger):
 /// stake, a cooldown to unstake, and VVV minted every second at an admin-set rate, split between
 /// the company (its treasury) and stakers by API utilization, and handed to stakers through two
-/// per-share accumulators, one for unlocked stake and one for stake locked behind DIEM. Every
-/// rounding is the ledger's, at the same points: emissions accrue before each operation (and
-/// each VVV transfer), and an account's rewards are settled whenever the ledger loads it.
-contract Staking is AccessControl, IVVVStaking {
+/// per-share accumulators, one for unlocked stake and one for stake locked behind DIEM. DIEM is
+/// minted here by locking sVVV at the rate of a 256-point curve that rises with DIEM's supply,
+/// and burning it unlocks the sVVV in proportion. Every rounding is the ledger's, at the same
+/// points: emissions accrue before each operation (and each VVV or DIEM transfer), and an
+/// account's rewards are settled whenever the ledger loads it.
+contract Staking is AccessControl, IVVVStaking, IDiemStaking {
     /// Sets the emission rate and the parameters.
     bytes32 public constant PARAMETERS_ROLE = keccak256("PARAMETERS_ROLE");
     /// Reports API utilization (the gateway's operator).
@@ -27,6 +30,22 @@ contract Staking is AccessControl, IVVVStaking {
     uint256 public constant MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND = 10 * UNITS_PER_TOKEN;
     uint64 public constant MAXIMUM_COOLDOWN_SECONDS = 365 days;
     uint256 public constant MAXIMUM_SPLIT_POINTS = 16;
+    /// The mint curve has exactly this many points.
+    uint256 public constant CURVE_POINT_COUNT = 256;
+    /// Ceiling on a point's supply, in whole DIEM.
+    uint256 public constant MAXIMUM_CURVE_SUPPLY_DIEM = 1_000_000;
+    /// Ceiling on a mint rate (sVVV base units per DIEM).
+    uint256 public constant MAXIMUM_MINT_RATE_SVVV_UNITS_PER_DIEM = 1_000_000_000 * UNITS_PER_TOKEN;
+    /// Ceiling on the spendable-DIEM minimum.
+    uint256 public constant MAXIMUM_MINIMUM_SPENDABLE_STAKED_DIEM_UNITS = 1_000 * UNITS_PER_TOKEN;
+    uint256 internal constant U128_MAX = type(uint128).max;
+
+    /// One point of the mint curve: from `supplyDiem` whole DIEM on, one DIEM locks
+    /// `rateSvvvUnitsPerDiem` sVVV base units (interpolated towards the next point).
+    struct CurvePoint {
+        uint64 supplyDiem;
+        uint256 rateSvvvUnitsPerDiem;
+    }
 
     /// One point of the utilization split.
     struct SplitPoint {
@@ -42,6 +61,8 @@ contract Staking is AccessControl, IVVVStaking {
         uint256 cooling;
         /// sVVV locked behind DIEM this account minted.
         uint256 locked;
+        /// DIEM this account minted and has not burned: the claim its locked sVVV answers to.
+        uint256 diemMintedOutstanding;
         /// Rewards settled and not yet claimed.
         uint256 rewardsOwed;
         /// The accumulators at the last settlement.
@@ -52,6 +73,8 @@ contract Staking is AccessControl, IVVVStaking {
     }
 
     VVV public immutable vvv;
+    /// DIEM, once set.
+    Diem public diem;
     /// Where the company's share of emissions is minted.
     address public immutable treasury;
 
@@ -76,6 +99,12 @@ contract Staking is AccessControl, IVVVStaking {
 
     mapping(address => Position) public positions;
 
+    /// DIEM minted and not burned.
+    uint256 public diemSupply;
+    /// The mint curve, a point to a word: supply in whole DIEM (32 bits), rate (112 bits), and
+    /// twice the exact cost of moving supply from zero to the point (112 bits).
+    uint256[CURVE_POINT_COUNT] internal curve;
+
     error ZeroAmount();
     error InsufficientVvv();
     error InsufficientStakedVvv();
@@ -87,6 +116,13 @@ contract Staking is AccessControl, IVVVStaking {
     error InvalidParameters();
     error Overflow();
     error NotVvv();
+    error NotDiem();
+    error DiemAlreadySet();
+    error InsufficientDiem();
+    error BurnExceedsMintedDiem();
+    error MintsNoDiem();
+    error SlippageExceeded();
+    error InvalidMintCurve();
 
     event Accrued(uint256 toStakers, uint256 toCompany, uint256 rewardPerShare, uint256 rewardPerLockedShare);
     event Staked(address indexed account, uint256 svvv);
@@ -97,9 +133,14 @@ contract Staking is AccessControl, IVVVStaking {
     event EmissionRateSet(uint256 vvvPerSecond);
     event UtilizationReported(uint32 utilizationBps, uint32 companyShareBps);
     event ParametersSet(uint64 unstakeCooldownSeconds, uint32 lockedYieldBps);
+    event DiemSet(address diem);
+    event DiemMinted(address indexed account, uint256 diem, uint256 svvvLocked, uint256 mintRateAfter);
+    event DiemBurned(address indexed account, uint256 diem, uint256 svvvUnlocked);
+    event MintCurveSet();
 
-    constructor(VVV vvv_, address treasury_, address admin, uint256 emissionRate_) {
+    constructor(VVV vvv_, address treasury_, address admin, uint256 emissionRate_, CurvePoint[] memory curve_) {
         if (emissionRate_ > MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND) revert EmissionRateTooHigh();
+        if (!_storeCurve(curve_)) revert InvalidMintCurve();
         vvv = vvv_;
         treasury = treasury_;
         emissionRate = emissionRate_;
@@ -171,14 +212,61 @@ contract Staking is AccessControl, IVVVStaking {
         emit RewardsStaked(msg.sender, amount);
     }
 
+    // --- DIEM ---
+
+    /// Locks at most `svvvToLock` staked sVVV for as much DIEM as it buys at the curve's rate
+    /// from the current supply on, and no less than `minDiemOut`.
+    function mintDiem(uint256 svvvToLock, uint256 minDiemOut) external {
+        _accrue();
+        if (svvvToLock == 0) revert ZeroAmount();
+        Position storage position = _settle(msg.sender);
+        if (position.staked < svvvToLock) revert InsufficientStakedVvv();
+        (bool ok, uint256 diemOut, uint256 cost) = _mintForBudget(diemSupply, svvvToLock);
+        if (!ok) revert Overflow();
+        if (diemOut == 0) revert MintsNoDiem();
+        if (diemOut < minDiemOut) revert SlippageExceeded();
+        uint256 supplyAfter = diemSupply + diemOut;
+        if (supplyAfter > U128_MAX) revert Overflow();
+        position.staked -= cost;
+        position.locked += cost;
+        position.diemMintedOutstanding += diemOut;
+        totalStaked -= cost;
+        totalLocked += cost;
+        diemSupply = supplyAfter;
+        diem.mint(msg.sender, diemOut);
+        emit DiemMinted(msg.sender, diemOut, cost, rateAt(supplyAfter));
+    }
+
+    /// Burns `amount` of the DIEM this account minted, unlocking its share of the locked sVVV
+    /// (all of it with the last burn).
+    function burnDiem(uint256 amount) external {
+        _accrue();
+        if (amount == 0) revert ZeroAmount();
+        Position storage position = _settle(msg.sender);
+        if (diem.balanceOf(msg.sender) < amount) revert InsufficientDiem();
+        uint256 outstanding = position.diemMintedOutstanding;
+        if (amount > outstanding) revert BurnExceedsMintedDiem();
+        uint256 unlocked =
+            amount == outstanding ? position.locked : Math.mulDiv(position.locked, amount, outstanding);
+        position.diemMintedOutstanding -= amount;
+        position.locked -= unlocked;
+        position.staked += unlocked;
+        totalLocked -= unlocked;
+        totalStaked += unlocked;
+        diemSupply -= amount;
+        diem.burn(msg.sender, amount);
+        emit DiemBurned(msg.sender, amount, unlocked);
+    }
+
     /// Accrues emissions up to now; anyone may call it.
     function accrue() external {
         _accrue();
     }
 
-    /// VVV moved between two holders: accrue, then settle both, as the ledger's transfer does.
-    function onTransfer(address from, address to) external {
-        if (msg.sender != address(vvv)) revert NotVvv();
+    /// VVV or DIEM moved between two holders: accrue, then settle both, as the ledger's transfer
+    /// does.
+    function onTransfer(address from, address to) external override(IVVVStaking, IDiemStaking) {
+        if (msg.sender != address(vvv) && msg.sender != address(diem)) revert NotVvv();
         _accrue();
         _settle(from);
         if (to != address(0)) {
@@ -186,7 +274,30 @@ contract Staking is AccessControl, IVVVStaking {
         }
     }
 
+    /// A DIEM operation of `account` (staking DIEM): accrue, then settle it, as the ledger
+    /// does for every operation.
+    function touch(address account) external {
+        if (msg.sender != address(diem)) revert NotDiem();
+        _accrue();
+        _settle(account);
+    }
+
     // --- Admin ---
+
+    /// Names the DIEM contract; once.
+    function setDiem(Diem diem_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (address(diem) != address(0)) revert DiemAlreadySet();
+        diem = diem_;
+        emit DiemSet(address(diem_));
+    }
+
+    /// Replaces the mint curve (256 points, the first at supply zero, supplies strictly rising
+    /// up to a million DIEM, rates non-zero, non-decreasing and at most a billion sVVV).
+    function setMintCurve(CurvePoint[] calldata points) external onlyRole(PARAMETERS_ROLE) {
+        _accrue();
+        if (!_storeCurve(points)) revert InvalidMintCurve();
+        emit MintCurveSet();
+    }
 
     function setEmissionRate(uint256 vvvPerSecond) external onlyRole(PARAMETERS_ROLE) {
         _accrue();
@@ -202,14 +313,22 @@ contract Staking is AccessControl, IVVVStaking {
         emit UtilizationReported(bps, companyShareBps());
     }
 
-    /// The staking parameters: the unstake cooldown, locked stake's yield, and the utilization
-    /// split (2 to 16 points from 0% to 100% utilization, strictly rising, shares at most 100%).
-    function setParameters(uint64 cooldownSeconds, uint32 lockedYield, SplitPoint[] calldata points)
-        external
-        onlyRole(PARAMETERS_ROLE)
-    {
+    /// The parameters: the unstake cooldown, locked stake's yield, DIEM's unstake cooldown and
+    /// spendable minimum, and the utilization split (2 to 16 points from 0% to 100%
+    /// utilization, strictly rising, shares at most 100%).
+    function setParameters(
+        uint64 cooldownSeconds,
+        uint32 lockedYield,
+        uint64 diemCooldownSeconds,
+        uint256 minimumSpendableStakedDiem,
+        SplitPoint[] calldata points
+    ) external onlyRole(PARAMETERS_ROLE) {
         _accrue();
-        if (cooldownSeconds > MAXIMUM_COOLDOWN_SECONDS || lockedYield > BASIS_POINTS || !_validSplit(points)) {
+        if (
+            cooldownSeconds > MAXIMUM_COOLDOWN_SECONDS || diemCooldownSeconds > MAXIMUM_COOLDOWN_SECONDS
+                || lockedYield > BASIS_POINTS
+                || minimumSpendableStakedDiem > MAXIMUM_MINIMUM_SPENDABLE_STAKED_DIEM_UNITS || !_validSplit(points)
+        ) {
             revert InvalidParameters();
         }
         unstakeCooldownSeconds = cooldownSeconds;
@@ -218,6 +337,7 @@ contract Staking is AccessControl, IVVVStaking {
         for (uint256 i = 0; i < points.length; i++) {
             split.push(points[i]);
         }
+        diem.setParameters(diemCooldownSeconds, minimumSpendableStakedDiem);
         emit ParametersSet(cooldownSeconds, lockedYield);
     }
 
@@ -244,6 +364,35 @@ contract Staking is AccessControl, IVVVStaking {
         return split[split.length - 1].companyShareBps;
     }
 
+    /// The mint curve's points.
+    function curvePoints() external view returns (CurvePoint[] memory points) {
+        points = new CurvePoint[](CURVE_POINT_COUNT);
+        for (uint256 i = 0; i < CURVE_POINT_COUNT; i++) {
+            (uint256 supply, uint256 rate,) = _point(i);
+            points[i] = CurvePoint(uint64(supply), rate);
+        }
+    }
+
+    /// The mint rate at a DIEM supply (base units), interpolated and rounded down; flat past
+    /// the last point.
+    function rateAt(uint256 supplyUnits) public view returns (uint256) {
+        uint256 index = _segmentIndex(supplyUnits);
+        (uint256 startSupply, uint256 rate,) = _point(index);
+        if (index + 1 == CURVE_POINT_COUNT) {
+            return rate;
+        }
+        (uint256 endSupply, uint256 endRate,) = _point(index + 1);
+        uint256 startUnits = startSupply * UNITS_PER_TOKEN;
+        uint256 widthUnits = (endSupply - startSupply) * UNITS_PER_TOKEN;
+        uint256 rise = endRate - rate;
+        return rate + Math.mulDiv(rise, supplyUnits - startUnits, widthUnits);
+    }
+
+    /// What `svvvToLock` would mint now: (whether it can be priced, DIEM out, sVVV locked).
+    function previewMint(uint256 svvvToLock) external view returns (bool, uint256, uint256) {
+        return _mintForBudget(diemSupply, svvvToLock);
+    }
+
     /// Settled plus unsettled rewards of `account`, at the accumulators as of the last accrual.
     function pendingRewards(address account) external view returns (uint256) {
         Position storage position = positions[account];
@@ -260,6 +409,146 @@ contract Staking is AccessControl, IVVVStaking {
             if (i > 0 && points[i - 1].utilizationBps >= points[i].utilizationBps) return false;
         }
         return true;
+    }
+
+    function _point(uint256 index) internal view returns (uint256 supply, uint256 rate, uint256 doubledCostBefore) {
+        uint256 word = curve[index];
+        supply = word >> 224;
+        rate = (word >> 112) & ((1 << 112) - 1);
+        doubledCostBefore = word & ((1 << 112) - 1);
+    }
+
+    /// Validates and stores a curve (the ledger's `MintCurve::new`); false if it is invalid.
+    function _storeCurve(CurvePoint[] memory points) internal returns (bool) {
+        if (points.length != CURVE_POINT_COUNT || points[0].supplyDiem != 0 || points[0].rateSvvvUnitsPerDiem == 0) {
+            return false;
+        }
+        for (uint256 i = 0; i < CURVE_POINT_COUNT; i++) {
+            if (
+                points[i].supplyDiem > MAXIMUM_CURVE_SUPPLY_DIEM
+                    || points[i].rateSvvvUnitsPerDiem > MAXIMUM_MINT_RATE_SVVV_UNITS_PER_DIEM
+            ) {
+                return false;
+            }
+            if (
+                i > 0
+                    && (
+                        points[i].supplyDiem <= points[i - 1].supplyDiem
+                            || points[i].rateSvvvUnitsPerDiem < points[i - 1].rateSvvvUnitsPerDiem
+                    )
+            ) {
+                return false;
+            }
+        }
+        // The bounds keep every running cost below 2^112, so it packs.
+        uint256 running = 0;
+        for (uint256 i = 0; i < CURVE_POINT_COUNT; i++) {
+            if (i > 0) {
+                running += (points[i - 1].rateSvvvUnitsPerDiem + points[i].rateSvvvUnitsPerDiem)
+                    * (points[i].supplyDiem - points[i - 1].supplyDiem);
+            }
+            curve[i] = (uint256(points[i].supplyDiem) << 224) | (points[i].rateSvvvUnitsPerDiem << 112) | running;
+        }
+        return true;
+    }
+
+    /// The last point at or below `supplyUnits`.
+    function _segmentIndex(uint256 supplyUnits) internal view returns (uint256) {
+        uint256 low = 0;
+        uint256 high = CURVE_POINT_COUNT;
+        // The first index whose supply is above `supplyUnits`, then the one before it.
+        while (low < high) {
+            uint256 middle = (low + high) / 2;
+            (uint256 supply,,) = _point(middle);
+            if (supply * UNITS_PER_TOKEN <= supplyUnits) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        return low - 1;
+    }
+
+    /// F(x): the sVVV that moving DIEM supply from zero to `supplyUnits` costs, the exact
+    /// integral of the interpolated rate rounded up; not ok where the ledger's 256-bit
+    /// arithmetic or its u128 result would overflow.
+    function _cumulativeCost(uint256 supplyUnits) internal view returns (bool, uint256) {
+        uint256 index = _segmentIndex(supplyUnits);
+        (uint256 startSupply, uint256 rate, uint256 doubledBefore) = _point(index);
+        uint256 offset = supplyUnits - startSupply * UNITS_PER_TOKEN;
+        uint256 halfBefore = doubledBefore % 2;
+        uint256 numerator;
+        uint256 partialCost;
+        bool ok;
+        if (index + 1 == CURVE_POINT_COUNT) {
+            // (half · w + 2 · offset · rate) / (2 · w), rounded up.
+            (ok, numerator) = Math.tryMul(offset * rate, 2);
+            if (!ok) return (false, 0);
+            (ok, numerator) = Math.tryAdd(numerator, halfBefore * UNITS_PER_TOKEN);
+            if (!ok) return (false, 0);
+            partialCost = Math.ceilDiv(numerator, 2 * UNITS_PER_TOKEN);
+        } else {
+            (uint256 endSupply, uint256 endRate,) = _point(index + 1);
+            uint256 width = (endSupply - startSupply) * UNITS_PER_TOKEN;
+            uint256 rise = endRate - rate;
+            // (half · W · w + 2 · W · offset · r + rise · offset²) / (2 · W · w), rounded up.
+            uint256 term;
+            (ok, term) = Math.tryMul(offset * rate, 2 * width);
+            if (!ok) return (false, 0);
+            (ok, numerator) = Math.tryAdd(halfBefore * width * UNITS_PER_TOKEN, term);
+            if (!ok) return (false, 0);
+            (ok, term) = Math.tryMul(offset * offset, rise);
+            if (!ok) return (false, 0);
+            (ok, numerator) = Math.tryAdd(numerator, term);
+            if (!ok) return (false, 0);
+            partialCost = Math.ceilDiv(Math.ceilDiv(numerator, 2 * width), UNITS_PER_TOKEN);
+        }
+        if (partialCost > U128_MAX) return (false, 0);
+        uint256 cost = doubledBefore / 2 + partialCost;
+        if (cost > U128_MAX) return (false, 0);
+        return (true, cost);
+    }
+
+    /// The cost of `diemUnits` more at `supplyUnits` whose F is `costBefore`.
+    function _costOf(uint256 supplyUnits, uint256 costBefore, uint256 diemUnits) internal view returns (bool, uint256) {
+        if (diemUnits > U128_MAX - supplyUnits) return (false, 0);
+        (bool ok, uint256 costAfter) = _cumulativeCost(supplyUnits + diemUnits);
+        if (!ok) return (false, 0);
+        return (true, costAfter - costBefore);
+    }
+
+    /// The most DIEM that at most `budget` sVVV buys at `supplyUnits`, and its exact cost, by
+    /// bisection on the cost (the ledger's `MintCurve::mint_for_budget`).
+    function _mintForBudget(uint256 supplyUnits, uint256 budget) internal view returns (bool, uint256, uint256) {
+        (bool ok, uint256 costBefore) = _cumulativeCost(supplyUnits);
+        if (!ok) return (false, 0, 0);
+        uint256 headroom = U128_MAX - supplyUnits;
+        uint256 rateNow = rateAt(supplyUnits);
+        uint256 tooMany = headroom;
+        if (budget < U128_MAX) {
+            uint256 bound = Math.mulDiv(budget + 1, UNITS_PER_TOKEN, rateNow);
+            if (bound < U128_MAX && bound + 1 < headroom) {
+                tooMany = bound + 1;
+            }
+        }
+        uint256 cost;
+        (ok, cost) = _costOf(supplyUnits, costBefore, tooMany);
+        if (ok && cost <= budget) {
+            return (true, tooMany, cost);
+        }
+        uint256 affordable = 0;
+        while (tooMany - affordable > 1) {
+            uint256 middle = affordable + (tooMany - affordable) / 2;
+            (ok, cost) = _costOf(supplyUnits, costBefore, middle);
+            if (ok && cost <= budget) {
+                affordable = middle;
+            } else {
+                tooMany = middle;
+            }
+        }
+        (ok, cost) = _costOf(supplyUnits, costBefore, affordable);
+        if (!ok) return (false, 0, 0);
+        return (true, affordable, cost);
     }
 
     function _unsettled(Position storage position) internal view returns (uint256) {

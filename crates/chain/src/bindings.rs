@@ -14,6 +14,12 @@ alloy_sol_types::sol!(
     "../../contracts/out/Staking.json"
 );
 
+alloy_sol_types::sol!(
+    #[derive(Debug, PartialEq, Eq)]
+    Diem,
+    "../../contracts/out/Diem.json"
+);
+
 /// Planted bugs, compiled from `contracts/src` with one line changed, for tests that show the
 /// differential test catches them.
 pub mod mutants {

@@ -1,6 +1,6 @@
 //! Gondola's economy on an EVM chain.
 //!
-//! - [`bindings`]: the Solidity contracts in `contracts/` (VVV and staking), from the artifacts
+//! - [`bindings`]: the Solidity contracts in `contracts/` (VVV, staking and DIEM), from the artifacts
 //!   `contracts/build.mjs` compiles with the pinned solc-js and commits, through alloy's `sol!`:
 //!   calls, events and errors as Rust types, and each contract's bytecode.
 //! - [`evm`]: an in-process EVM (revm) to deploy and run them at a chosen block time, for tests

@@ -1,11 +1,12 @@
 //! The differential test: the `ledger` crate is the reference model of the economy, and the
 //! contracts in `contracts/` must do exactly what it does. Seeded random sequences of operations
-//! (transfers, stakes, unstakes, claims, time warps, the admin's emission rate, utilization and
-//! parameters; amounts of zero, dust, whole balances, one past them and far past them) run
-//! against both: the ledger in memory and the contracts in an in-process EVM at the same block
-//! times. After every step the outcome (accepted, or the same rejection) and every account's
-//! VVV, staked, cooling and unlock time, pending rewards, the totals, the supply and the
-//! emission split must agree.
+//! (VVV and DIEM transfers, stakes, unstakes, claims, DIEM mints and burns with slippage bounds,
+//! DIEM staking, time warps, and the admin's emission rate, utilization, parameters and mint
+//! curve; amounts of zero, dust, whole balances, one past them and far past them) run against
+//! both: the ledger in memory and the contracts in an in-process EVM at the same block times.
+//! After every step the outcome (accepted, or the same rejection) and every account's VVV,
+//! staked, cooling, locked and unlock times, pending rewards, DIEM, staked DIEM and allowance,
+//! the totals, the supplies, the emission split, the mint rate and mint quotes must agree.
 //!
 //! `GONDOLA_DIFF_SEEDS` sets how many seeds run (20 by default) and `GONDOLA_DIFF_STEPS` how
 //! many steps each (300); `GONDOLA_DIFF_SEED` replays one seed. A failure names its seed and
@@ -15,12 +16,13 @@ use std::collections::BTreeMap;
 
 use alloy_primitives::{Address as EvmAddress, Bytes, U256};
 use alloy_sol_types::{SolCall, SolConstructor, SolInterface};
-use chain::bindings::{Staking, VVV, mutants};
+use chain::bindings::{Diem, Staking, VVV, mutants};
 use chain::evm::{Evm, Outcome};
 use ledger::{
-    Address, Asset, GenesisConfig, Ledger, MAXIMUM_COOLDOWN_SECONDS,
-    MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND, Op, Parameters, Rejection, SplitPoint, UNITS_PER_TOKEN,
-    UtilizationSplit, emission_rate_for_vvv_per_year,
+    Address, Asset, CurvePoint, GenesisConfig, Ledger, MAXIMUM_COOLDOWN_SECONDS,
+    MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND, MAXIMUM_MINIMUM_SPENDABLE_STAKED_DIEM_UNITS, MintCurve,
+    Op, Parameters, Rejection, SplitPoint, UNITS_PER_TOKEN, UtilizationSplit,
+    emission_rate_for_vvv_per_year,
 };
 
 const GENESIS_SECONDS: u64 = 1_767_225_600; // 2026-01-01
@@ -74,8 +76,10 @@ fn u256(value: u128) -> U256 {
     U256::from(value)
 }
 
-/// The rejection a contract's revert data stands for.
-fn rejection_of(data: &Bytes) -> Rejection {
+/// The rejection a contract's revert data stands for; `asset` is what a transfer moved (an
+/// ERC-20's balance error is the same for both tokens).
+fn rejection_of(data: &Bytes, asset: Asset) -> Rejection {
+    use Diem::DiemErrors as D;
     use Staking::StakingErrors as S;
     if let Ok(error) = S::abi_decode(data) {
         return match error {
@@ -90,13 +94,38 @@ fn rejection_of(data: &Bytes) -> Rejection {
             S::InvalidParameters(_) => Rejection::InvalidParameters,
             S::Overflow(_) => Rejection::Overflow,
             S::AccessControlUnauthorizedAccount(_) => Rejection::NotAdmin,
+            S::InsufficientDiem(_) => Rejection::InsufficientDiem,
+            S::BurnExceedsMintedDiem(_) => Rejection::BurnExceedsMintedDiem,
+            S::MintsNoDiem(_) => Rejection::MintsNoDiem,
+            S::SlippageExceeded(_) => Rejection::SlippageExceeded,
+            S::InvalidMintCurve(_) => Rejection::InvalidMintCurve,
             other => panic!("an error the ledger has no rejection for: {other:?}"),
         };
     }
-    match VVV::VVVErrors::abi_decode(data) {
-        Ok(VVV::VVVErrors::ERC20InsufficientBalance(_)) => Rejection::InsufficientVvv,
-        other => panic!("unexpected revert {data}: {other:?}"),
+    if let Ok(error) = D::abi_decode(data) {
+        return match error {
+            D::InsufficientDiem(_) => Rejection::InsufficientDiem,
+            D::InsufficientStakedDiem(_) => Rejection::InsufficientStakedDiem,
+            D::NoDiemCoolingDown(_) => Rejection::NoDiemCoolingDown,
+            D::DiemCooldownNotElapsed(_) => Rejection::DiemCooldownNotElapsed,
+            D::ERC20InsufficientBalance(_) => match asset {
+                Asset::Vvv => Rejection::InsufficientVvv,
+                Asset::Diem => Rejection::InsufficientDiem,
+            },
+            other => panic!("an error the ledger has no rejection for: {other:?}"),
+        };
     }
+    panic!("unexpected revert {data}")
+}
+
+fn curve_call(points: &[CurvePoint]) -> Vec<Staking::CurvePoint> {
+    points
+        .iter()
+        .map(|point| Staking::CurvePoint {
+            supplyDiem: point.supply_diem,
+            rateSvvvUnitsPerDiem: u256(point.rate_svvv_units_per_diem),
+        })
+        .collect()
 }
 
 /// Both implementations, at the same time.
@@ -105,6 +134,7 @@ struct World {
     evm: Evm,
     vvv: EvmAddress,
     staking: EvmAddress,
+    diem: EvmAddress,
     now: u64,
     admin: Address,
     /// Everyone who holds or may hold anything: the users, the treasury, the incentive fund,
@@ -163,12 +193,24 @@ impl World {
                 treasury_: evm_address(treasury),
                 admin: evm_address(admin),
                 emissionRate_: u256(config.emission_rate_vvv_units_per_second),
+                curve_: curve_call(&config.mint_curve_points),
             }
             .abi_encode(),
         );
         let staking = evm
             .deploy(evm_address(admin), code.into())
             .expect("Staking deploys");
+        let mut code = Diem::BYTECODE.to_vec();
+        code.extend(Diem::constructorCall { staking_: staking }.abi_encode());
+        let diem = evm
+            .deploy(evm_address(admin), code.into())
+            .expect("Diem deploys");
+        let set = evm.send(
+            evm_address(admin),
+            staking,
+            &Staking::setDiemCall { diem_: diem },
+        );
+        assert!(matches!(set, Outcome::Success { .. }), "{set:?}");
         let set = evm.send(
             evm_address(admin),
             vvv,
@@ -193,6 +235,7 @@ impl World {
             evm,
             vvv,
             staking,
+            diem,
             now: GENESIS_SECONDS,
             admin,
             holders,
@@ -203,9 +246,15 @@ impl World {
     /// Runs `op` signed by `signer` on both, and says what each did.
     fn apply(&mut self, signer: Address, op: Op) -> (Result<(), Rejection>, Result<(), Rejection>) {
         let from = evm_address(signer);
+        let asset = match &op {
+            Op::Transfer { asset, .. } => *asset,
+            _ => Asset::Vvv,
+        };
         let (name, outcome) = match &op {
             Op::Transfer {
-                to, amount_units, ..
+                asset: Asset::Vvv,
+                to,
+                amount_units,
             } => (
                 "VVV.transfer",
                 self.evm.send(
@@ -214,6 +263,80 @@ impl World {
                     &VVV::transferCall {
                         to: evm_address(*to),
                         value: u256(*amount_units),
+                    },
+                ),
+            ),
+            Op::Transfer {
+                asset: Asset::Diem,
+                to,
+                amount_units,
+            } => (
+                "DIEM.transfer",
+                self.evm.send(
+                    from,
+                    self.diem,
+                    &Diem::transferCall {
+                        to: evm_address(*to),
+                        value: u256(*amount_units),
+                    },
+                ),
+            ),
+            Op::MintDiem {
+                svvv_to_lock_units,
+                min_diem_out_units,
+            } => (
+                "mintDiem",
+                self.evm.send(
+                    from,
+                    self.staking,
+                    &Staking::mintDiemCall {
+                        svvvToLock: u256(*svvv_to_lock_units),
+                        minDiemOut: u256(*min_diem_out_units),
+                    },
+                ),
+            ),
+            Op::BurnDiem { diem_units } => (
+                "burnDiem",
+                self.evm.send(
+                    from,
+                    self.staking,
+                    &Staking::burnDiemCall {
+                        amount: u256(*diem_units),
+                    },
+                ),
+            ),
+            Op::StakeDiem { diem_units } => (
+                "DIEM.stake",
+                self.evm.send(
+                    from,
+                    self.diem,
+                    &Diem::stakeCall {
+                        amount: u256(*diem_units),
+                    },
+                ),
+            ),
+            Op::InitiateDiemUnstake { diem_units } => (
+                "DIEM.initiateUnstake",
+                self.evm.send(
+                    from,
+                    self.diem,
+                    &Diem::initiateUnstakeCall {
+                        amount: u256(*diem_units),
+                    },
+                ),
+            ),
+            Op::FinalizeDiemUnstake => (
+                "DIEM.finalizeUnstake",
+                self.evm
+                    .send(from, self.diem, &Diem::finalizeUnstakeCall {}),
+            ),
+            Op::SetMintCurve { points } => (
+                "setMintCurve",
+                self.evm.send(
+                    from,
+                    self.staking,
+                    &Staking::setMintCurveCall {
+                        points: curve_call(points),
                     },
                 ),
             ),
@@ -282,6 +405,10 @@ impl World {
                     &Staking::setParametersCall {
                         cooldownSeconds: parameters.unstake_cooldown_seconds,
                         lockedYield: parameters.locked_yield_bps,
+                        diemCooldownSeconds: parameters.diem_unstake_cooldown_seconds,
+                        minimumSpendableStakedDiem: u256(
+                            parameters.minimum_spendable_staked_diem_units,
+                        ),
                         points: parameters
                             .utilization_split
                             .points
@@ -301,7 +428,7 @@ impl World {
                 self.gas.entry(name).or_default().push(gas_used);
                 Ok(())
             }
-            Outcome::Revert { data, .. } => Err(rejection_of(&data)),
+            Outcome::Revert { data, .. } => Err(rejection_of(&data, asset)),
             Outcome::Halt(reason) => panic!("{name} halted: {reason}"),
         };
         let reference = self.ledger.apply(self.now, signer, op).map(|_| ());
@@ -313,8 +440,9 @@ impl World {
         self.evm.set_time(self.now);
     }
 
-    /// Everything both can be asked, side by side: the first difference, if any.
-    fn difference(&mut self) -> Option<String> {
+    /// Everything both can be asked, side by side (mint quotes too with `quotes`): the first
+    /// difference, if any.
+    fn difference(&mut self, quotes: bool) -> Option<String> {
         let (vvv, staking) = (self.vvv, self.staking);
         let at = self.ledger.now_seconds();
         let mut differences = Vec::new();
@@ -351,6 +479,49 @@ impl World {
                 format!("{holder:?} unlock time"),
                 U256::from(balances.svvv_unlock_at_seconds.unwrap_or(0)),
                 U256::from(position.unlockAt),
+            );
+            compare(
+                format!("{holder:?} locked"),
+                u256(balances.locked_svvv_units),
+                position.locked,
+            );
+            compare(
+                format!("{holder:?} DIEM minted outstanding"),
+                u256(balances.diem_minted_outstanding_units),
+                position.diemMintedOutstanding,
+            );
+            let staked_diem = self
+                .evm
+                .view(self.diem, &Diem::stakesCall::new((who,)))
+                .expect("staked DIEM");
+            compare(
+                format!("{holder:?} DIEM"),
+                u256(balances.diem_units),
+                self.evm
+                    .view(self.diem, &Diem::balanceOfCall { account: who })
+                    .expect("DIEM"),
+            );
+            compare(
+                format!("{holder:?} staked DIEM"),
+                u256(balances.staked_diem_units),
+                staked_diem.staked,
+            );
+            compare(
+                format!("{holder:?} cooling DIEM"),
+                u256(balances.cooling_diem_units),
+                staked_diem.cooling,
+            );
+            compare(
+                format!("{holder:?} DIEM unlock time"),
+                U256::from(balances.diem_unlock_at_seconds.unwrap_or(0)),
+                U256::from(staked_diem.unlockAt),
+            );
+            compare(
+                format!("{holder:?} DIEM allowance"),
+                u256(balances.diem_allowance_usd_units_per_day),
+                self.evm
+                    .view(self.diem, &Diem::allowanceOfCall { account: who })
+                    .expect("allowance"),
             );
             compare(
                 format!("{holder:?} pending rewards"),
@@ -412,6 +583,80 @@ impl World {
                 U256::from_be_slice(&read[..32]),
             );
         }
+        let diem_totals: [(&str, u128, Bytes); 3] = [
+            (
+                "DIEM supply",
+                supply.diem_supply_units,
+                Diem::totalSupplyCall {}.abi_encode().into(),
+            ),
+            (
+                "staked DIEM",
+                supply.staked_diem_units,
+                Diem::totalStakedCall {}.abi_encode().into(),
+            ),
+            (
+                "cooling DIEM",
+                supply.cooling_diem_units,
+                Diem::totalCoolingCall {}.abi_encode().into(),
+            ),
+        ];
+        for (what, reference, call) in diem_totals {
+            let read = self.evm.view_raw(self.diem, call).expect(what);
+            compare(
+                what.into(),
+                u256(reference),
+                U256::from_be_slice(&read[..32]),
+            );
+        }
+        compare(
+            "locked sVVV".into(),
+            u256(supply.locked_svvv_units),
+            self.evm
+                .view(staking, &Staking::totalLockedCall {})
+                .expect("locked"),
+        );
+        compare(
+            "mint rate".into(),
+            u256(self.ledger.mint_rate_svvv_units_per_diem()),
+            self.evm
+                .view(
+                    staking,
+                    &Staking::rateAtCall {
+                        supplyUnits: u256(supply.diem_supply_units),
+                    },
+                )
+                .expect("rate"),
+        );
+        // Quotes move only with DIEM's supply and the curve.
+        let budgets: &[u128] = if quotes {
+            &[
+                UNITS_PER_TOKEN,
+                1_000 * UNITS_PER_TOKEN,
+                3_000_000 * UNITS_PER_TOKEN,
+            ]
+        } else {
+            &[]
+        };
+        for &budget in budgets {
+            let quote = self.ledger.preview_mint(budget);
+            let chain = self
+                .evm
+                .view(
+                    staking,
+                    &Staking::previewMintCall {
+                        svvvToLock: u256(budget),
+                    },
+                )
+                .expect("quote");
+            let (diem, svvv) = quote.map_or((0, 0), |quote| (quote.diem_units, quote.svvv_units));
+            compare(format!("DIEM {budget} sVVV mints"), u256(diem), chain._1);
+            compare(format!("sVVV {budget} sVVV locks"), u256(svvv), chain._2);
+            compare(
+                format!("whether {budget} sVVV can be priced"),
+                U256::from(u8::from(quote.is_some())),
+                U256::from(u8::from(chain._0)),
+            );
+        }
         compare(
             "VVV supply".into(),
             u256(supply.total_vvv_units),
@@ -419,11 +664,15 @@ impl World {
                 .view(vvv, &VVV::totalSupplyCall {})
                 .expect("supply"),
         );
-        // What the staking contract holds: the stake, what is cooling, and the reward pool.
+        // What the staking contract holds: the stake (unlocked, cooling and locked behind DIEM)
+        // and the reward pool.
         compare(
             "VVV held for stakers".into(),
             u256(
-                supply.staked_svvv_units + supply.cooling_svvv_units + supply.reward_pool_vvv_units,
+                supply.staked_svvv_units
+                    + supply.cooling_svvv_units
+                    + supply.locked_svvv_units
+                    + supply.reward_pool_vvv_units,
             ),
             self.evm
                 .view(vvv, &VVV::balanceOfCall { account: staking })
@@ -446,7 +695,7 @@ fn random_step(world: &mut World, rng: &mut Rng) -> Option<(Address, Op)> {
             admin
         }
     };
-    match rng.below(100) {
+    match rng.below(140) {
         0..=19 => {
             let to = loop {
                 let to = rng.pick(&holders);
@@ -456,11 +705,16 @@ fn random_step(world: &mut World, rng: &mut Rng) -> Option<(Address, Op)> {
             };
             // An ERC-20 moves zero and to oneself; the ledger refuses both, so neither is
             // asked of either.
-            let amount_units = rng.amount(balances.vvv_units).max(1);
+            let (asset, balance) = if rng.below(3) == 0 {
+                (Asset::Diem, balances.diem_units)
+            } else {
+                (Asset::Vvv, balances.vvv_units)
+            };
+            let amount_units = rng.amount(balance).max(1);
             Some((
                 signer,
                 Op::Transfer {
-                    asset: Asset::Vvv,
+                    asset,
                     to,
                     amount_units,
                 },
@@ -495,10 +749,18 @@ fn random_step(world: &mut World, rng: &mut Rng) -> Option<(Address, Op)> {
             // To the very second someone's cooldown ends.
             let unlocks: Vec<u64> = holders
                 .iter()
-                .filter_map(|holder| world.ledger.balances(*holder, at).svvv_unlock_at_seconds)
+                .flat_map(|holder| {
+                    let balances = world.ledger.balances(*holder, at);
+                    [
+                        balances.svvv_unlock_at_seconds,
+                        balances.diem_unlock_at_seconds,
+                    ]
+                })
+                .flatten()
                 .filter(|unlock| *unlock >= world.now)
                 .collect();
-            if let Some(unlock) = unlocks.first() {
+            if !unlocks.is_empty() {
+                let unlock = rng.pick(&unlocks);
                 world.warp(unlock - world.now);
             }
             None
@@ -525,73 +787,151 @@ fn random_step(world: &mut World, rng: &mut Rng) -> Option<(Address, Op)> {
                 },
             },
         )),
-        _ => {
-            let split = match rng.below(4) {
-                0 => UtilizationSplit::venice_default(),
-                1 => {
-                    // A random split; valid or not, as it falls.
-                    let count = 2 + rng.below(4) as usize;
-                    let mut utilization = 0u32;
-                    let mut points = Vec::new();
-                    for index in 0..count {
-                        if index > 0 {
-                            utilization = if index + 1 == count {
-                                10_000
-                            } else {
-                                utilization + 1 + rng.below(3_000) as u32
-                            };
-                        }
-                        points.push(SplitPoint {
-                            utilization_bps: utilization,
-                            company_share_bps: rng.below(11_000) as u32,
-                        });
-                    }
-                    UtilizationSplit { points }
-                }
-                2 => UtilizationSplit {
-                    points: vec![
-                        SplitPoint {
-                            utilization_bps: 0,
-                            company_share_bps: 0,
-                        },
-                        SplitPoint {
-                            utilization_bps: 10_000,
-                            company_share_bps: 10_000,
-                        },
-                    ],
-                },
-                _ => UtilizationSplit {
-                    points: vec![SplitPoint {
-                        utilization_bps: 0,
-                        company_share_bps: 0,
-                    }],
-                },
-            };
-            let parameters = Parameters {
-                unstake_cooldown_seconds: match rng.below(5) {
-                    0 => 0,
-                    1 => 1,
-                    2 => MAXIMUM_COOLDOWN_SECONDS,
-                    3 => MAXIMUM_COOLDOWN_SECONDS + 1,
-                    _ => rng.below(MAXIMUM_COOLDOWN_SECONDS),
-                },
-                locked_yield_bps: rng.pick(&[0, 8_000, 10_000, 10_001]),
-                utilization_split: split,
-                ..Parameters::default()
+        96..=99 => Some((
+            admin_or_not(rng, world.admin),
+            Op::SetParameters(Box::new(random_parameters(rng))),
+        )),
+        100..=111 => {
+            // Slippage bounds around what the lock would mint: none, exactly it, one more.
+            let svvv_to_lock_units = rng.amount(balances.staked_svvv_units);
+            let expected = world
+                .ledger
+                .preview_mint(svvv_to_lock_units)
+                .map_or(0, |quote| quote.diem_units);
+            let min_diem_out_units = match rng.below(4) {
+                0 => 0,
+                1 => expected,
+                2 => expected.saturating_add(1),
+                _ => rng.amount(expected),
             };
             Some((
-                admin_or_not(rng, world.admin),
-                Op::SetParameters(Box::new(parameters)),
+                signer,
+                Op::MintDiem {
+                    svvv_to_lock_units,
+                    min_diem_out_units,
+                },
             ))
         }
+        112..=119 => {
+            let owed = if rng.below(2) == 0 {
+                balances.diem_minted_outstanding_units
+            } else {
+                balances.diem_units
+            };
+            Some((
+                signer,
+                Op::BurnDiem {
+                    diem_units: rng.amount(owed),
+                },
+            ))
+        }
+        120..=127 => Some((
+            signer,
+            Op::StakeDiem {
+                diem_units: rng.amount(balances.diem_units),
+            },
+        )),
+        128..=133 => Some((
+            signer,
+            Op::InitiateDiemUnstake {
+                diem_units: rng.amount(balances.staked_diem_units),
+            },
+        )),
+        134..=137 => Some((signer, Op::FinalizeDiemUnstake)),
+        _ => Some((admin_or_not(rng, world.admin), random_curve(rng))),
     }
+}
+
+fn random_parameters(rng: &mut Rng) -> Parameters {
+    let split = match rng.below(4) {
+        0 => UtilizationSplit::venice_default(),
+        1 => {
+            // A random split; valid or not, as it falls.
+            let count = 2 + rng.below(4) as usize;
+            let mut utilization = 0u32;
+            let mut points = Vec::new();
+            for index in 0..count {
+                if index > 0 {
+                    utilization = if index + 1 == count {
+                        10_000
+                    } else {
+                        utilization + 1 + rng.below(3_000) as u32
+                    };
+                }
+                points.push(SplitPoint {
+                    utilization_bps: utilization,
+                    company_share_bps: rng.below(11_000) as u32,
+                });
+            }
+            UtilizationSplit { points }
+        }
+        2 => UtilizationSplit {
+            points: vec![
+                SplitPoint {
+                    utilization_bps: 0,
+                    company_share_bps: 0,
+                },
+                SplitPoint {
+                    utilization_bps: 10_000,
+                    company_share_bps: 10_000,
+                },
+            ],
+        },
+        _ => UtilizationSplit {
+            points: vec![SplitPoint {
+                utilization_bps: 0,
+                company_share_bps: 0,
+            }],
+        },
+    };
+    let cooldown = |rng: &mut Rng| match rng.below(5) {
+        0 => 0,
+        1 => 1,
+        2 => MAXIMUM_COOLDOWN_SECONDS,
+        3 => MAXIMUM_COOLDOWN_SECONDS + 1,
+        _ => rng.below(MAXIMUM_COOLDOWN_SECONDS),
+    };
+    Parameters {
+        unstake_cooldown_seconds: cooldown(rng),
+        diem_unstake_cooldown_seconds: cooldown(rng),
+        locked_yield_bps: rng.pick(&[0, 8_000, 10_000, 10_001]),
+        minimum_spendable_staked_diem_units: match rng.below(4) {
+            0 => 0,
+            1 => UNITS_PER_TOKEN / 10,
+            2 => MAXIMUM_MINIMUM_SPENDABLE_STAKED_DIEM_UNITS,
+            _ => MAXIMUM_MINIMUM_SPENDABLE_STAKED_DIEM_UNITS + 1,
+        },
+        utilization_split: split,
+    }
+}
+
+/// A new mint curve: the default one scaled up from some point on (valid), or broken.
+fn random_curve(rng: &mut Rng) -> Op {
+    let mut points = MintCurve::venice_default_points();
+    match rng.below(5) {
+        0 => points.truncate(255),
+        1 => points[0].supply_diem = 1,
+        2 => {
+            let index = 1 + rng.below(254) as usize;
+            points[index].rate_svvv_units_per_diem = points[index - 1].rate_svvv_units_per_diem - 1;
+        }
+        _ => {
+            let from = rng.below(256) as usize;
+            let factor = 1 + u128::from(rng.below(4));
+            for point in &mut points[from..] {
+                point.rate_svvv_units_per_diem = (point.rate_svvv_units_per_diem * factor)
+                    .min(ledger::MAXIMUM_MINT_RATE_SVVV_UNITS_PER_DIEM);
+            }
+        }
+    }
+    Op::SetMintCurve { points }
 }
 
 /// Runs one seed; the first disagreement, with its step, if any.
 fn run(seed: u64, steps: usize, staking_artifact: Option<&str>) -> Result<World, String> {
     let mut rng = Rng(seed);
     let mut world = World::new(&mut rng, staking_artifact);
-    if let Some(difference) = world.difference() {
+    if let Some(difference) = world.difference(true) {
         return Err(format!("seed {seed}, after deployment: {difference}"));
     }
     for step in 0..steps {
@@ -599,13 +939,17 @@ fn run(seed: u64, steps: usize, staking_artifact: Option<&str>) -> Result<World,
             continue;
         };
         let described = format!("{op:?} by {signer:?} at {}", world.now);
+        let moves_quotes = matches!(
+            op,
+            Op::MintDiem { .. } | Op::BurnDiem { .. } | Op::SetMintCurve { .. }
+        );
         let (reference, chain) = world.apply(signer, op);
         if reference != chain {
             return Err(format!(
                 "seed {seed}, step {step}: {described}: the ledger {reference:?}, the contracts {chain:?}"
             ));
         }
-        if let Some(difference) = world.difference() {
+        if let Some(difference) = world.difference(moves_quotes && reference.is_ok()) {
             return Err(format!(
                 "seed {seed}, step {step}: after {described}: {difference}"
             ));
@@ -654,6 +998,13 @@ fn the_contracts_do_what_the_ledger_does_step_for_step() {
     // The sequences reach every operation's acceptance, not only its refusals.
     for name in [
         "VVV.transfer",
+        "DIEM.transfer",
+        "mintDiem",
+        "burnDiem",
+        "DIEM.stake",
+        "DIEM.initiateUnstake",
+        "DIEM.finalizeUnstake",
+        "setMintCurve",
         "stake",
         "initiateUnstake",
         "finalizeUnstake",
