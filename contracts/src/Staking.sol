@@ -19,6 +19,8 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
     bytes32 public constant PARAMETERS_ROLE = keccak256("PARAMETERS_ROLE");
     /// Reports API utilization (the gateway's operator).
     bytes32 public constant REPORTER_ROLE = keccak256("REPORTER_ROLE");
+    /// Burns VVV from the treasury with the revenue that bought it back.
+    bytes32 public constant BUYBACK_ROLE = keccak256("BUYBACK_ROLE");
 
     uint256 public constant UNITS_PER_TOKEN = 1e18;
     uint256 public constant BASIS_POINTS = 10_000;
@@ -99,6 +101,17 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
 
     mapping(address => Position) public positions;
 
+    /// Buy-back-and-burn on one UTC day (seconds since the epoch / 86,400).
+    struct BuybackDay {
+        uint256 vvvBurned;
+        uint256 revenueUsd;
+    }
+
+    mapping(uint256 => BuybackDay) public buybacksByDay;
+    uint256 public burnedByBuyback;
+    /// USD base units of revenue every buy-back was bought with.
+    uint256 public buybackRevenueUsd;
+
     /// DIEM minted and not burned.
     uint256 public diemSupply;
     /// The mint curve, a point to a word: supply in whole DIEM (32 bits), rate (112 bits), and
@@ -137,6 +150,7 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
     event DiemMinted(address indexed account, uint256 diem, uint256 svvvLocked, uint256 mintRateAfter);
     event DiemBurned(address indexed account, uint256 diem, uint256 svvvUnlocked);
     event MintCurveSet();
+    event BoughtBackAndBurned(uint256 indexed day, uint256 vvv, uint256 revenueUsd);
 
     constructor(VVV vvv_, address treasury_, address admin, uint256 emissionRate_, CurvePoint[] memory curve_) {
         if (emissionRate_ > MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND) revert EmissionRateTooHigh();
@@ -152,6 +166,7 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PARAMETERS_ROLE, admin);
         _grantRole(REPORTER_ROLE, admin);
+        _grantRole(BUYBACK_ROLE, admin);
     }
 
     // --- Staking ---
@@ -283,6 +298,23 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
     }
 
     // --- Admin ---
+
+    /// Burns `amount` VVV from the treasury (which approves this contract), bought back with
+    /// `revenueUsd` of revenue, and records both on today's buy-back day.
+    function buybackAndBurn(uint256 amount, uint256 revenueUsd) external onlyRole(BUYBACK_ROLE) {
+        _accrue();
+        if (amount == 0) revert ZeroAmount();
+        _settle(treasury);
+        if (vvv.balanceOf(treasury) < amount) revert InsufficientVvv();
+        if (revenueUsd > U128_MAX - buybackRevenueUsd) revert Overflow();
+        uint256 day = block.timestamp / 1 days;
+        buybacksByDay[day].vvvBurned += amount;
+        buybacksByDay[day].revenueUsd += revenueUsd;
+        burnedByBuyback += amount;
+        buybackRevenueUsd += revenueUsd;
+        vvv.burnFrom(treasury, amount);
+        emit BoughtBackAndBurned(day, amount, revenueUsd);
+    }
 
     /// Names the DIEM contract; once.
     function setDiem(Diem diem_) external onlyRole(DEFAULT_ADMIN_ROLE) {

@@ -20,6 +20,18 @@ alloy_sol_types::sol!(
     "../../contracts/out/Diem.json"
 );
 
+alloy_sol_types::sol!(
+    #[derive(Debug, PartialEq, Eq)]
+    Airdrop,
+    "../../contracts/out/Airdrop.json"
+);
+
+alloy_sol_types::sol!(
+    #[derive(Debug, PartialEq, Eq)]
+    TeamVesting,
+    "../../contracts/out/TeamVesting.json"
+);
+
 /// Planted bugs, compiled from `contracts/src` with one line changed, for tests that show the
 /// differential test catches them.
 pub mod mutants {

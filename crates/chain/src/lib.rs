@@ -1,11 +1,14 @@
 //! Gondola's economy on an EVM chain.
 //!
-//! - [`bindings`]: the Solidity contracts in `contracts/` (VVV, staking and DIEM), from the artifacts
+//! - [`bindings`]: the Solidity contracts in `contracts/` (VVV, staking, DIEM, the airdrop and team vesting), from the artifacts
 //!   `contracts/build.mjs` compiles with the pinned solc-js and commits, through alloy's `sol!`:
 //!   calls, events and errors as Rust types, and each contract's bytecode.
+//! - [`merkle`]: the airdrop's Merkle tree (OpenZeppelin's standard leaves), its root and
+//!   proofs.
 //! - [`evm`]: an in-process EVM (revm) to deploy and run them at a chosen block time, for tests
 //!   that need thousands of transactions quickly (the differential test against the `ledger`
 //!   crate).
 
 pub mod bindings;
 pub mod evm;
+pub mod merkle;

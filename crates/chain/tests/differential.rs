@@ -1,25 +1,28 @@
 //! The differential test: the `ledger` crate is the reference model of the economy, and the
 //! contracts in `contracts/` must do exactly what it does. Seeded random sequences of operations
 //! (VVV and DIEM transfers, stakes, unstakes, claims, DIEM mints and burns with slippage bounds,
-//! DIEM staking, time warps, and the admin's emission rate, utilization, parameters and mint
-//! curve; amounts of zero, dust, whole balances, one past them and far past them) run against
+//! DIEM staking, airdrop claims by Merkle proof and the burn of what is unclaimed, team vesting
+//! claims, buy-back-and-burn, time warps, and the admin's emission rate, utilization,
+//! parameters and mint curve; amounts of zero, dust, whole balances, one past them and far past them) run against
 //! both: the ledger in memory and the contracts in an in-process EVM at the same block times.
 //! After every step the outcome (accepted, or the same rejection) and every account's VVV,
 //! staked, cooling, locked and unlock times, pending rewards, DIEM, staked DIEM and allowance,
-//! the totals, the supplies, the emission split, the mint rate and mint quotes must agree.
+//! vested team grants, the totals, the supplies (unclaimed airdrop and team grants, buy-backs by
+//! day), the emission split, the mint rate and mint quotes must agree.
 //!
 //! `GONDOLA_DIFF_SEEDS` sets how many seeds run (20 by default) and `GONDOLA_DIFF_STEPS` how
-//! many steps each (300); `GONDOLA_DIFF_SEED` replays one seed. A failure names its seed and
+//! many steps each (400); `GONDOLA_DIFF_SEED` replays one seed. A failure names its seed and
 //! step.
 
 use std::collections::BTreeMap;
 
 use alloy_primitives::{Address as EvmAddress, Bytes, U256};
 use alloy_sol_types::{SolCall, SolConstructor, SolInterface};
-use chain::bindings::{Diem, Staking, VVV, mutants};
+use chain::bindings::{Airdrop, Diem, Staking, TeamVesting, VVV, mutants};
 use chain::evm::{Evm, Outcome};
+use chain::merkle;
 use ledger::{
-    Address, Asset, CurvePoint, GenesisConfig, Ledger, MAXIMUM_COOLDOWN_SECONDS,
+    Address, Allocation, Asset, CurvePoint, GenesisConfig, Ledger, MAXIMUM_COOLDOWN_SECONDS,
     MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND, MAXIMUM_MINIMUM_SPENDABLE_STAKED_DIEM_UNITS, MintCurve,
     Op, Parameters, Rejection, SplitPoint, UNITS_PER_TOKEN, UtilizationSplit,
     emission_rate_for_vvv_per_year,
@@ -115,6 +118,24 @@ fn rejection_of(data: &Bytes, asset: Asset) -> Rejection {
             other => panic!("an error the ledger has no rejection for: {other:?}"),
         };
     }
+    if let Ok(error) = Airdrop::AirdropErrors::abi_decode(data) {
+        use Airdrop::AirdropErrors as A;
+        return match error {
+            A::NoAirdropAllocation(_) => Rejection::NoAirdropAllocation,
+            A::AirdropWindowClosed(_) => Rejection::AirdropWindowClosed,
+            A::AirdropWindowOpen(_) => Rejection::AirdropWindowOpen,
+            A::NoUnclaimedAirdrop(_) => Rejection::NoUnclaimedAirdrop,
+            other => panic!("an error the ledger has no rejection for: {other:?}"),
+        };
+    }
+    if let Ok(error) = TeamVesting::TeamVestingErrors::abi_decode(data) {
+        use TeamVesting::TeamVestingErrors as T;
+        return match error {
+            T::NoVestingGrant(_) => Rejection::NoVestingGrant,
+            T::NothingVestedYet(_) => Rejection::NothingVestedYet,
+            other => panic!("an error the ledger has no rejection for: {other:?}"),
+        };
+    }
     panic!("unexpected revert {data}")
 }
 
@@ -135,6 +156,11 @@ struct World {
     vvv: EvmAddress,
     staking: EvmAddress,
     diem: EvmAddress,
+    airdrop: EvmAddress,
+    vesting: EvmAddress,
+    /// The airdrop's allocations and their tree, for the claimants' proofs.
+    tree: merkle::Tree,
+    allocations: Vec<Allocation>,
     now: u64,
     admin: Address,
     /// Everyone who holds or may hold anything: the users, the treasury, the incentive fund,
@@ -149,9 +175,24 @@ impl World {
         let address = |byte: u8| Address([byte; 20]);
         let (admin, treasury, incentive, liquidity) =
             (address(0xA0), address(0xA1), address(0xA2), address(0xA3));
+        let users: Vec<Address> = (0..USERS as u8).map(|i| address(0x10 + i)).collect();
+        // The airdrop goes to three users and to an address that never signs; the last user
+        // has a team grant.
+        let airdrop: Vec<Allocation> = users[..3]
+            .iter()
+            .copied()
+            .chain([address(0xB0)])
+            .map(|address| Allocation {
+                address,
+                vvv_units: 1 + rng.u128_below(50_000 * UNITS_PER_TOKEN),
+            })
+            .collect();
         let mut config =
-            GenesisConfig::venice(admin, treasury, incentive, liquidity, address(0xA4), vec![]);
-        config.team_grants.clear();
+            GenesisConfig::venice(admin, treasury, incentive, liquidity, users[3], airdrop);
+        config.team_grants[0].vvv_units = 1 + rng.u128_below(1_000_000 * UNITS_PER_TOKEN);
+        config.team_unlocked_at_genesis_bps = rng.pick(&[0, 2_500, 10_000]);
+        config.team_vesting_seconds = rng.pick(&[0, 30 * 86_400, 730 * 86_400]);
+        config.airdrop_claim_window_seconds = 86_400 * (1 + rng.below(20));
         config.emission_rate_vvv_units_per_second = rng.pick(&[
             0,
             emission_rate_for_vvv_per_year(14_000_000),
@@ -167,17 +208,73 @@ impl World {
             )
             .expect("genesis");
 
+        // VVV's genesis: the allocations, the team's unlocked part, and (to the deployer, who
+        // hands them on) the airdrop and the vesting parts.
         let mut evm = Evm::new(GENESIS_SECONDS);
-        let allocations = [config.treasury, config.incentive_fund, config.liquidity];
+        let grant = config.team_grants[0];
+        let unlocked = grant.vvv_units * u128::from(config.team_unlocked_at_genesis_bps) / 10_000;
+        let vesting = grant.vvv_units - unlocked;
+        let airdrop_total: u128 = config.airdrop.iter().map(|a| a.vvv_units).sum();
+        let mut holders: Vec<(Address, u128)> =
+            [config.treasury, config.incentive_fund, config.liquidity]
+                .iter()
+                .map(|a| (a.address, a.vvv_units))
+                .collect();
+        holders.extend([(grant.address, unlocked), (admin, airdrop_total + vesting)]);
+        holders.retain(|(_, amount)| *amount > 0);
         let constructor = VVV::constructorCall {
-            holders: allocations.iter().map(|a| evm_address(a.address)).collect(),
-            amounts: allocations.iter().map(|a| u256(a.vvv_units)).collect(),
+            holders: holders.iter().map(|(a, _)| evm_address(*a)).collect(),
+            amounts: holders.iter().map(|(_, amount)| u256(*amount)).collect(),
         };
         let mut code = VVV::BYTECODE.to_vec();
         code.extend(constructor.abi_encode());
         let vvv = evm
             .deploy(evm_address(admin), code.into())
             .expect("VVV deploys");
+        let allocations: Vec<(EvmAddress, U256)> = config
+            .airdrop
+            .iter()
+            .map(|a| (evm_address(a.address), u256(a.vvv_units)))
+            .collect();
+        let tree = merkle::Tree::new(&allocations);
+        let mut code = Airdrop::BYTECODE.to_vec();
+        code.extend(
+            Airdrop::constructorCall {
+                vvv_: vvv,
+                merkleRoot_: tree.root(),
+                claimDeadline_: GENESIS_SECONDS + config.airdrop_claim_window_seconds,
+                admin: evm_address(admin),
+            }
+            .abi_encode(),
+        );
+        let airdrop = evm
+            .deploy(evm_address(admin), code.into())
+            .expect("Airdrop deploys");
+        let mut code = TeamVesting::BYTECODE.to_vec();
+        code.extend(
+            TeamVesting::constructorCall {
+                vvv_: vvv,
+                beneficiaries: vec![evm_address(grant.address)],
+                amounts: vec![u256(vesting)],
+                start_: GENESIS_SECONDS,
+                duration_: config.team_vesting_seconds,
+            }
+            .abi_encode(),
+        );
+        let vesting_contract = evm
+            .deploy(evm_address(admin), code.into())
+            .expect("TeamVesting deploys");
+        for (to, amount) in [(airdrop, airdrop_total), (vesting_contract, vesting)] {
+            let sent = evm.send(
+                evm_address(admin),
+                vvv,
+                &VVV::transferCall {
+                    to,
+                    value: u256(amount),
+                },
+            );
+            assert!(matches!(sent, Outcome::Success { .. }), "{sent:?}");
+        }
         let staking_code = match staking_artifact {
             Some(artifact) => {
                 let json: serde_json::Value = serde_json::from_str(artifact).expect("artifact");
@@ -217,7 +314,7 @@ impl World {
             &VVV::setStakingCall { staking_: staking },
         );
         assert!(matches!(set, Outcome::Success { .. }), "{set:?}");
-        let mut holders: Vec<Address> = (0..USERS as u8).map(|i| address(0x10 + i)).collect();
+        let mut holders = users;
         holders.extend([treasury, incentive, liquidity, admin]);
         for holder in &holders {
             let approved = evm.send(
@@ -236,6 +333,10 @@ impl World {
             vvv,
             staking,
             diem,
+            airdrop,
+            vesting: vesting_contract,
+            tree,
+            allocations: config.airdrop.clone(),
             now: GENESIS_SECONDS,
             admin,
             holders,
@@ -329,6 +430,50 @@ impl World {
                 "DIEM.finalizeUnstake",
                 self.evm
                     .send(from, self.diem, &Diem::finalizeUnstakeCall {}),
+            ),
+            Op::ClaimAirdrop => {
+                // The claimant's allocation and proof; someone with none offers a guess.
+                let allocation = self
+                    .allocations
+                    .iter()
+                    .find(|allocation| allocation.address == signer)
+                    .map_or(UNITS_PER_TOKEN, |allocation| allocation.vvv_units);
+                let proof = self.tree.proof(from, u256(allocation)).unwrap_or_default();
+                (
+                    "Airdrop.claim",
+                    self.evm.send(
+                        from,
+                        self.airdrop,
+                        &Airdrop::claimCall {
+                            amount: u256(allocation),
+                            proof,
+                        },
+                    ),
+                )
+            }
+            Op::BurnUnclaimedAirdrop => (
+                "Airdrop.burnUnclaimed",
+                self.evm
+                    .send(from, self.airdrop, &Airdrop::burnUnclaimedCall {}),
+            ),
+            Op::ClaimVested => (
+                "TeamVesting.claim",
+                self.evm
+                    .send(from, self.vesting, &TeamVesting::claimCall {}),
+            ),
+            Op::BuybackAndBurn {
+                vvv_units,
+                revenue_usd_units,
+            } => (
+                "buybackAndBurn",
+                self.evm.send(
+                    from,
+                    self.staking,
+                    &Staking::buybackAndBurnCall {
+                        amount: u256(*vvv_units),
+                        revenueUsd: u256(*revenue_usd_units),
+                    },
+                ),
             ),
             Op::SetMintCurve { points } => (
                 "setMintCurve",
@@ -658,6 +803,75 @@ impl World {
             );
         }
         compare(
+            "unclaimed airdrop".into(),
+            u256(supply.unclaimed_airdrop_vvv_units),
+            self.evm
+                .view(
+                    vvv,
+                    &VVV::balanceOfCall {
+                        account: self.airdrop,
+                    },
+                )
+                .expect("airdrop"),
+        );
+        compare(
+            "unclaimed team grants".into(),
+            u256(supply.unclaimed_team_vvv_units),
+            self.evm
+                .view(
+                    vvv,
+                    &VVV::balanceOfCall {
+                        account: self.vesting,
+                    },
+                )
+                .expect("vesting"),
+        );
+        compare(
+            "burned by buy-backs".into(),
+            u256(supply.burned_by_buyback_vvv_units),
+            self.evm
+                .view(staking, &Staking::burnedByBuybackCall {})
+                .expect("burned"),
+        );
+        compare(
+            "buy-back revenue".into(),
+            u256(supply.buyback_revenue_usd_units),
+            self.evm
+                .view(staking, &Staking::buybackRevenueUsdCall {})
+                .expect("revenue"),
+        );
+        for (day, record) in self.ledger.buybacks_by_day().clone() {
+            let chain = self
+                .evm
+                .view(
+                    staking,
+                    &Staking::buybacksByDayCall::new((U256::from(day),)),
+                )
+                .expect("day");
+            compare(
+                format!("VVV burned on day {day}"),
+                u256(record.vvv_burned_units),
+                chain.vvvBurned,
+            );
+            compare(
+                format!("revenue on day {day}"),
+                u256(record.revenue_usd_units),
+                chain.revenueUsd,
+            );
+        }
+        // The team grant at the chain's time, which may be past the last operation's.
+        for holder in self.holders.clone() {
+            let balances = self.ledger.balances(holder, self.now);
+            let who = evm_address(holder);
+            compare(
+                format!("{holder:?} vested and unclaimed"),
+                u256(balances.vesting_claimable_units),
+                self.evm
+                    .view(self.vesting, &TeamVesting::claimableCall { account: who })
+                    .expect("claimable"),
+            );
+        }
+        compare(
             "VVV supply".into(),
             u256(supply.total_vvv_units),
             self.evm
@@ -695,7 +909,7 @@ fn random_step(world: &mut World, rng: &mut Rng) -> Option<(Address, Op)> {
             admin
         }
     };
-    match rng.below(140) {
+    match rng.below(166) {
         0..=19 => {
             let to = loop {
                 let to = rng.pick(&holders);
@@ -838,7 +1052,26 @@ fn random_step(world: &mut World, rng: &mut Rng) -> Option<(Address, Op)> {
             },
         )),
         134..=137 => Some((signer, Op::FinalizeDiemUnstake)),
-        _ => Some((admin_or_not(rng, world.admin), random_curve(rng))),
+        138..=139 => Some((admin_or_not(rng, world.admin), random_curve(rng))),
+        140..=145 => Some((signer, Op::ClaimAirdrop)),
+        146..=147 => Some((admin_or_not(rng, world.admin), Op::BurnUnclaimedAirdrop)),
+        148..=153 => Some((signer, Op::ClaimVested)),
+        154..=157 => {
+            let treasury = world.ledger.treasury().expect("a treasury");
+            let balance = world.ledger.balances(treasury, at).vvv_units;
+            Some((
+                admin_or_not(rng, world.admin),
+                Op::BuybackAndBurn {
+                    vvv_units: rng.amount(balance),
+                    revenue_usd_units: match rng.below(4) {
+                        0 => 0,
+                        1 => u128::MAX - rng.u128_below(1_000),
+                        _ => rng.u128_below(1_000_000 * UNITS_PER_TOKEN),
+                    },
+                },
+            ))
+        }
+        _ => Some((signer, Op::FinalizeDiemUnstake)),
     }
 }
 
@@ -967,7 +1200,7 @@ fn setting(name: &str, default: u64) -> u64 {
 
 #[test]
 fn the_contracts_do_what_the_ledger_does_step_for_step() {
-    let steps = setting("GONDOLA_DIFF_STEPS", 300) as usize;
+    let steps = setting("GONDOLA_DIFF_STEPS", 400) as usize;
     let seeds: Vec<u64> = match std::env::var("GONDOLA_DIFF_SEED") {
         Ok(seed) => vec![seed.parse().expect("GONDOLA_DIFF_SEED is a number")],
         Err(_) => (1..=setting("GONDOLA_DIFF_SEEDS", 20)).collect(),
@@ -1005,6 +1238,10 @@ fn the_contracts_do_what_the_ledger_does_step_for_step() {
         "DIEM.initiateUnstake",
         "DIEM.finalizeUnstake",
         "setMintCurve",
+        "Airdrop.claim",
+        "Airdrop.burnUnclaimed",
+        "TeamVesting.claim",
+        "buybackAndBurn",
         "stake",
         "initiateUnstake",
         "finalizeUnstake",
@@ -1024,7 +1261,7 @@ fn the_contracts_do_what_the_ledger_does_step_for_step() {
 
 #[test]
 fn a_cooldown_that_ends_a_second_late_is_caught() {
-    let steps = setting("GONDOLA_DIFF_STEPS", 300) as usize;
+    let steps = setting("GONDOLA_DIFF_STEPS", 400) as usize;
     let caught = (1..=setting("GONDOLA_DIFF_SEEDS", 20))
         .find_map(|seed| run(seed, steps, Some(mutants::STAKING_COOLDOWN_OFF_BY_ONE)).err());
     let caught = caught.expect("the planted bug went unnoticed");
