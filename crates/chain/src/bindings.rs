@@ -2,31 +2,36 @@
 
 #![allow(missing_docs, clippy::too_many_arguments)]
 
-alloy_sol_types::sol!(
+alloy::sol!(
+    #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]
     VVV,
     "../../contracts/out/VVV.json"
 );
 
-alloy_sol_types::sol!(
+alloy::sol!(
+    #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]
     Staking,
     "../../contracts/out/Staking.json"
 );
 
-alloy_sol_types::sol!(
+alloy::sol!(
+    #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]
     Diem,
     "../../contracts/out/Diem.json"
 );
 
-alloy_sol_types::sol!(
+alloy::sol!(
+    #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]
     Airdrop,
     "../../contracts/out/Airdrop.json"
 );
 
-alloy_sol_types::sol!(
+alloy::sol!(
+    #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]
     TeamVesting,
     "../../contracts/out/TeamVesting.json"

@@ -3,6 +3,7 @@
 //! - [`bindings`]: the Solidity contracts in `contracts/` (VVV, staking, DIEM, the airdrop and team vesting), from the artifacts
 //!   `contracts/build.mjs` compiles with the pinned solc-js and commits, through alloy's `sol!`:
 //!   calls, events and errors as Rust types, and each contract's bytecode.
+//! - [`deploy`]: deploys the suite on a chain (over JSON-RPC, alloy) from a ledger genesis.
 //! - [`merkle`]: the airdrop's Merkle tree (OpenZeppelin's standard leaves), its root and
 //!   proofs.
 //! - [`evm`]: an in-process EVM (revm) to deploy and run them at a chosen block time, for tests
@@ -10,5 +11,6 @@
 //!   crate).
 
 pub mod bindings;
+pub mod deploy;
 pub mod evm;
 pub mod merkle;

@@ -1,6 +1,7 @@
 //! The `gondola` command: runs the gateway, provider nodes, or both in one process, fetches
 //! models, and talks to a running gateway from the terminal.
 
+mod chain;
 mod client;
 mod config;
 mod economy;
@@ -72,6 +73,8 @@ enum Command {
     /// The ledger: `status` from a running gateway; `verify` and `export` of the journal in
     /// DATA_DIR/ledger; operator-only `admin` operations.
     Ledger(LedgerArgs),
+    /// The economy's contracts on an EVM chain: `deploy` the suite from the ledger's genesis.
+    Chain(chain::ChainArgs),
     /// The economy's commands (wallet, balance, transfer, stake, unstake, claim, diem, key).
     #[command(flatten)]
     Economy(economy::Action),
@@ -479,6 +482,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relay(args) => relay(args).await,
         Command::Proxy(args) => proxy(args).await,
         Command::Ledger(args) => ledger(args).await,
+        Command::Chain(args) => chain::run(args).await,
         Command::Economy(action) => economy::run(action).await,
     }
 }

@@ -1,6 +1,7 @@
 //! Real servers for Gondola's tests, each started in a directory of its own and reached on a
 //! Unix socket there, so tests run side by side without ports: PostgreSQL and Redis from
-//! Debian's packages (`scripts/system-deps.sh --tests` installs them).
+//! Debian's packages (`scripts/system-deps.sh --tests` installs them); and an anvil node, on a
+//! loopback port it picks, from the npm package `contracts/` pins.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -338,5 +339,60 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// An `anvil` node (Foundry's, from the npm package `contracts/` pins; `npm ci` there installs
+/// it) on 127.0.0.1 at a port it picks, with its ten funded development accounts.
+pub struct AnvilServer {
+    child: Child,
+    url: String,
+}
+
+/// The first of anvil's development accounts' private keys (the well-known test mnemonic's):
+/// funded with 10,000 ether on every fresh node.
+pub const ANVIL_FIRST_KEY: &str =
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+impl AnvilServer {
+    pub fn start() -> Self {
+        let binary = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        let mut child = Command::new(&binary)
+            .args(["--host", "127.0.0.1", "--port", "0", "--chain-id", "31337"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot start {} (npm ci in contracts/ installs it): {error}",
+                    binary.display()
+                )
+            });
+        let stdout = child.stdout.take().expect("anvil's output");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("anvil says where it listens")
+                .expect("anvil's output");
+            if let Some(address) = line.strip_prefix("Listening on ") {
+                break format!("http://{}", address.trim());
+            }
+        };
+        // Its further output is read and dropped, so that it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, url }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for AnvilServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

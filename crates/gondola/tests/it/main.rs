@@ -3,6 +3,7 @@
 //! be made to fail on cue.
 
 mod background;
+mod chain_cli;
 mod chaos;
 mod cluster;
 mod contract;

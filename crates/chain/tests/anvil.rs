@@ -1,0 +1,209 @@
+//! The suite on a real node: deployed by `chain::deploy` on anvil over JSON-RPC, from the same
+//! genesis the ledger starts with; then an airdrop claimed with its proof, stake, the unstake
+//! cooldown crossed with anvil's clock, and DIEM minted and staked, each a real transaction.
+
+use std::time::Duration;
+
+use alloy::network::{EthereumWallet, ReceiptResponse};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use alloy_primitives::{Address, U256};
+use chain::bindings::{Airdrop, Diem, Staking, TeamVesting, VVV};
+use ledger::{Allocation, GenesisConfig, Ledger, Op, UNITS_PER_TOKEN};
+use test_servers::{ANVIL_FIRST_KEY, AnvilServer};
+
+/// anvil's second development account (funded like the first).
+const CLAIMANT_KEY: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const RECEIPT: Option<Duration> = Some(Duration::from_secs(30));
+
+fn ledger_address(address: Address) -> ledger::Address {
+    ledger::Address(address.into_array())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_suite_deploys_from_the_ledgers_genesis_and_serves_real_transactions() {
+    let anvil = AnvilServer::start();
+    let admin: PrivateKeySigner = ANVIL_FIRST_KEY.parse().expect("key");
+    let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
+    let at = |byte: u8| ledger::Address([byte; 20]);
+    let mut genesis = GenesisConfig::venice(
+        ledger_address(admin.address()),
+        at(0xA1),
+        at(0xA2),
+        at(0xA3),
+        at(0xA4),
+        vec![
+            Allocation {
+                address: ledger_address(claimant.address()),
+                vvv_units: 5_000 * UNITS_PER_TOKEN,
+            },
+            Allocation {
+                address: at(0xB0),
+                vvv_units: 7 * UNITS_PER_TOKEN,
+            },
+        ],
+    );
+    genesis.airdrop_claim_window_seconds = 86_400;
+
+    let deployment = chain::deploy::deploy(anvil.url(), admin.clone(), &genesis)
+        .await
+        .expect("the suite deploys");
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(claimant.clone()))
+        .connect_http(anvil.url().parse().expect("url"));
+    let vvv = VVV::new(deployment.vvv, &provider);
+    let staking = Staking::new(deployment.staking, &provider);
+    let diem = Diem::new(deployment.diem, &provider);
+
+    // What the chain holds is what the ledger's genesis holds.
+    let mut reference = Ledger::new();
+    reference
+        .apply(
+            deployment.genesis_seconds,
+            genesis.admin,
+            Op::Genesis(Box::new(genesis.clone())),
+        )
+        .expect("genesis");
+    let supply = reference.supply();
+    assert_eq!(
+        vvv.totalSupply().call().await.expect("supply"),
+        U256::from(supply.total_vvv_units)
+    );
+    for holder in [at(0xA1), at(0xA2), at(0xA3), at(0xA4), genesis.admin] {
+        let on_chain = vvv
+            .balanceOf(Address::from(holder.0))
+            .call()
+            .await
+            .expect("balance");
+        let expected = reference
+            .balances(holder, deployment.genesis_seconds)
+            .vvv_units;
+        assert_eq!(on_chain, U256::from(expected), "{holder:?}");
+    }
+    assert_eq!(
+        vvv.balanceOf(deployment.airdrop)
+            .call()
+            .await
+            .expect("airdrop"),
+        U256::from(supply.unclaimed_airdrop_vvv_units)
+    );
+    assert_eq!(
+        vvv.balanceOf(deployment.team_vesting)
+            .call()
+            .await
+            .expect("vesting"),
+        U256::from(supply.unclaimed_team_vvv_units)
+    );
+    let vesting = TeamVesting::new(deployment.team_vesting, &provider);
+    assert_eq!(
+        vesting.start().call().await.expect("start"),
+        deployment.genesis_seconds
+    );
+
+    // The claimant claims with its proof, stakes, and unstakes after the cooldown.
+    let (_, proofs) = chain::deploy::airdrop_proofs(&genesis);
+    let mine = proofs
+        .iter()
+        .find(|proof| proof.account == claimant.address())
+        .expect("the claimant's proof");
+    let airdrop = Airdrop::new(deployment.airdrop, &provider);
+    let receipt = airdrop
+        .claim(mine.amount, mine.proof.clone())
+        .send()
+        .await
+        .expect("sent")
+        .with_timeout(RECEIPT)
+        .get_receipt()
+        .await
+        .expect("claimed");
+    assert!(receipt.status());
+    let wrong = airdrop.claim(mine.amount, mine.proof.clone()).call().await;
+    assert!(wrong.is_err(), "an allocation is claimed once");
+
+    let send = async |call: alloy::rpc::types::TransactionRequest, what: &str| {
+        let receipt = provider
+            .send_transaction(call)
+            .await
+            .unwrap_or_else(|error| panic!("{what}: {error}"))
+            .with_timeout(RECEIPT)
+            .get_receipt()
+            .await
+            .unwrap_or_else(|error| panic!("{what}: {error}"));
+        assert!(receipt.status(), "{what} reverted");
+        eprintln!("{what}: {} gas", receipt.gas_used());
+        receipt
+    };
+    let stake = U256::from(4_000 * UNITS_PER_TOKEN);
+    send(
+        vvv.approve(deployment.staking, U256::MAX)
+            .into_transaction_request(),
+        "approve",
+    )
+    .await;
+    send(staking.stake(stake).into_transaction_request(), "stake").await;
+    send(
+        staking
+            .initiateUnstake(U256::from(1_000 * UNITS_PER_TOKEN))
+            .into_transaction_request(),
+        "initiateUnstake",
+    )
+    .await;
+    let early = staking
+        .finalizeUnstake()
+        .call()
+        .await
+        .expect_err("too early");
+    let decoded = early
+        .as_decoded_interface_error::<Staking::StakingErrors>()
+        .expect("a staking error");
+    assert!(
+        matches!(decoded, Staking::StakingErrors::CooldownNotElapsed(_)),
+        "{decoded:?}"
+    );
+    provider
+        .raw_request::<_, serde_json::Value>("evm_increaseTime".into(), (7 * 86_400,))
+        .await
+        .expect("time travel");
+    provider
+        .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+        .await
+        .expect("a block");
+    send(
+        staking.finalizeUnstake().into_transaction_request(),
+        "finalizeUnstake",
+    )
+    .await;
+    let position = staking
+        .positions(claimant.address())
+        .call()
+        .await
+        .expect("position");
+    assert_eq!(position.staked, U256::from(3_000 * UNITS_PER_TOKEN));
+    assert_eq!(position.cooling, U256::ZERO);
+
+    // DIEM: minted at the quoted amount, then staked for an allowance.
+    let lock = U256::from(1_000 * UNITS_PER_TOKEN);
+    let quote = staking.previewMint(lock).call().await.expect("quote");
+    assert!(quote._0 && quote._1 > U256::ZERO);
+    send(
+        staking.mintDiem(lock, quote._1).into_transaction_request(),
+        "mintDiem",
+    )
+    .await;
+    let minted = diem
+        .balanceOf(claimant.address())
+        .call()
+        .await
+        .expect("DIEM");
+    assert_eq!(minted, quote._1);
+    send(diem.stake(minted).into_transaction_request(), "DIEM stake").await;
+    assert_eq!(
+        diem.allowanceOf(claimant.address())
+            .call()
+            .await
+            .expect("allowance"),
+        minted
+    );
+    // Eleven DIEM for 1,000 sVVV at a rate of 90 at zero supply.
+    assert_eq!(minted / U256::from(UNITS_PER_TOKEN), U256::from(11));
+}
