@@ -9,7 +9,7 @@ use alloy::network::EthereumWallet;
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, B256, U256};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bindings::{Airdrop, Diem, Staking, TeamVesting, VVV};
 use crate::merkle;
@@ -26,7 +26,7 @@ pub enum DeployError {
 }
 
 /// Where the suite is, and what a gateway or wallet needs to use it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Deployment {
     pub chain_id: u64,
     pub vvv: Address,
@@ -42,7 +42,7 @@ pub struct Deployment {
 }
 
 /// An airdrop allocation and its proof, for the claimant.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AirdropProof {
     pub account: Address,
     pub amount: U256,

@@ -1,11 +1,14 @@
-//! `gondola chain deploy` against a real anvil node: the suite it deploys holds the ledger's
-//! genesis, and an airdrop allocation is claimed on chain with the proof it wrote.
+//! `gondola chain` against a real anvil node: the suite `deploy` puts there holds the ledger's
+//! genesis, an airdrop allocation is claimed with the proof it wrote, and a wallet's real
+//! transactions (claim, stake, unstake across anvil's clock, DIEM) leave what the ledger crate
+//! says they should.
 
 use alloy::network::EthereumWallet;
 use alloy::providers::ProviderBuilder;
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, B256, U256};
 use chain::bindings::{Airdrop, VVV};
+use serde_json::json;
 use test_servers::{ANVIL_FIRST_KEY, AnvilServer};
 
 /// anvil's second development account.
@@ -126,4 +129,121 @@ async fn chain_deploy_puts_the_genesis_on_chain_and_its_airdrop_proofs_claim() {
             .expect("balance"),
         amount
     );
+}
+
+/// Runs `gondola chain ARGS` as the claimant, against `anvil` and `deployment`.
+fn as_claimant(
+    anvil: &AnvilServer,
+    deployment: &std::path::Path,
+    wallet: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    std::process::Command::new(crate::support::binary())
+        .arg("chain")
+        .args(args)
+        .env("GONDOLA_RPC_URL", anvil.url())
+        .env("GONDOLA_DEPLOYMENT", deployment)
+        .env("GONDOLA_WALLET", wallet)
+        .output()
+        .expect("run gondola")
+}
+
+fn succeeded(output: &std::process::Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_claims_stakes_waits_out_the_cooldown_and_mints_diem_on_chain() {
+    let anvil = AnvilServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("deployer.key");
+    std::fs::write(&key, format!("{ANVIL_FIRST_KEY}\n")).expect("key");
+    let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
+    let wallet = dir.path().join("wallet.key");
+    std::fs::write(&wallet, format!("{CLAIMANT_KEY}\n")).expect("wallet");
+    let airdrop_file = dir.path().join("airdrop.csv");
+    std::fs::write(&airdrop_file, format!("{},1234.5\n", claimant.address())).expect("csv");
+    let proofs = dir.path().join("proofs.json");
+    let deployed = std::process::Command::new(crate::support::binary())
+        .args(["chain", "deploy", "--json", "--rpc-url", anvil.url()])
+        .arg("--key")
+        .arg(&key)
+        .arg("--airdrop")
+        .arg(&airdrop_file)
+        .arg("--proofs")
+        .arg(&proofs)
+        .output()
+        .expect("run gondola");
+    succeeded(&deployed, "deploy");
+    let deployment = dir.path().join("deployment.json");
+    std::fs::write(&deployment, &deployed.stdout).expect("deployment");
+    let cli = |args: &[&str]| as_claimant(&anvil, &deployment, &wallet, args);
+
+    succeeded(
+        &cli(&["claim-airdrop", "--proofs", proofs.to_str().expect("path")]),
+        "claim the airdrop",
+    );
+    succeeded(&cli(&["stake", "1000"]), "stake");
+    succeeded(&cli(&["unstake", "400"]), "unstake");
+    let early = cli(&["finalize-unstake"]);
+    assert!(!early.status.success(), "finalized before the cooldown");
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("CooldownNotElapsed"),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+    // Seven days on anvil's clock.
+    let http = reqwest::Client::new();
+    for (method, params) in [
+        ("evm_increaseTime", json!([7 * 86_400])),
+        ("evm_mine", json!([])),
+    ] {
+        let answer: serde_json::Value = http
+            .post(anvil.url())
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        assert!(answer.get("error").is_none(), "{method}: {answer}");
+    }
+    succeeded(&cli(&["finalize-unstake"]), "finalize");
+    succeeded(
+        &cli(&["diem", "mint", "300", "--slippage-bps", "0"]),
+        "mint DIEM",
+    );
+
+    // What the ledger crate, the reference model, says 300 sVVV mints at zero supply.
+    let quote = ledger::MintCurve::venice_default()
+        .mint_for_budget(0, 300 * WHOLE)
+        .expect("a quote");
+    let balance = cli(&["balance", "--json"]);
+    succeeded(&balance, "balance");
+    let figures: serde_json::Value = serde_json::from_slice(&balance.stdout).expect("JSON");
+    let decimal = |units: u128| wire::money::Amount(units).to_decimal_string();
+    assert_eq!(
+        figures["vvv"],
+        decimal(634_500_000_000_000_000_000),
+        "{figures}"
+    );
+    assert_eq!(
+        figures["staked_svvv"],
+        decimal(600 * WHOLE - quote.svvv_units)
+    );
+    assert_eq!(figures["locked_svvv"], decimal(quote.svvv_units));
+    assert_eq!(figures["diem"], decimal(quote.diem_units));
+    assert_eq!(figures["cooling_svvv"], decimal(0));
+
+    let minted = decimal(quote.diem_units);
+    succeeded(&cli(&["diem", "stake", &minted]), "stake DIEM");
+    let balance = cli(&["balance", "--json"]);
+    let figures: serde_json::Value = serde_json::from_slice(&balance.stdout).expect("JSON");
+    assert_eq!(figures["staked_diem"], minted);
+    assert_eq!(figures["diem_allowance_usd_per_day"], minted);
 }
