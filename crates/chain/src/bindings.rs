@@ -37,6 +37,13 @@ alloy::sol!(
     "../../contracts/out/TeamVesting.json"
 );
 
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    JournalAnchor,
+    "../../contracts/out/JournalAnchor.json"
+);
+
 /// Planted bugs, compiled from `contracts/src` with one line changed, for tests that show the
 /// differential test catches them.
 pub mod mutants {

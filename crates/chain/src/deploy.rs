@@ -1,6 +1,7 @@
 //! Deploys the contract suite on a chain from a ledger genesis: VVV with the genesis
 //! allocations, the airdrop (its Merkle root and claim deadline) and team vesting holding their
-//! parts, staking with the emission rate and the mint curve, and DIEM; then links them. The
+//! parts, staking with the emission rate and the mint curve, DIEM, and the journal anchor; then
+//! links them. The
 //! deployer's key is the admin (every role), as the operator key is the ledger's admin.
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 
-use crate::bindings::{Airdrop, Diem, Staking, TeamVesting, VVV};
+use crate::bindings::{Airdrop, Diem, JournalAnchor, Staking, TeamVesting, VVV};
 use crate::merkle;
 
 /// Longest wait for one transaction's receipt.
@@ -34,6 +35,8 @@ pub struct Deployment {
     pub diem: Address,
     pub airdrop: Address,
     pub team_vesting: Address,
+    /// Where the operator anchors the off-chain journal's head.
+    pub journal_anchor: Address,
     pub airdrop_root: B256,
     /// The block time the suite's genesis counts from (emissions, vesting, the airdrop window).
     pub genesis_seconds: u64,
@@ -230,6 +233,10 @@ pub async fn deploy(
         "deploying DIEM",
         Diem::deploy(&provider, *staking.address()).await,
     )?;
+    let journal_anchor = step(
+        "deploying the journal anchor",
+        JournalAnchor::deploy(&provider, admin).await,
+    )?;
     let pending = step(
         "linking staking to VVV",
         vvv.setStaking(*staking.address()).send().await,
@@ -247,6 +254,7 @@ pub async fn deploy(
         diem: *diem.address(),
         airdrop: *airdrop.address(),
         team_vesting: *team_vesting.address(),
+        journal_anchor: *journal_anchor.address(),
         airdrop_root: tree.root(),
         genesis_seconds,
         block,

@@ -13,7 +13,7 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, bail};
-use chain::bindings::{Airdrop, Diem, Staking, TeamVesting, VVV};
+use chain::bindings::{Airdrop, Diem, JournalAnchor, Staking, TeamVesting, VVV};
 use chain::deploy::{AirdropProof, Deployment};
 use clap::{Args, Subcommand};
 use ledger::{Allocation, GenesisConfig};
@@ -73,6 +73,28 @@ enum ChainCommand {
         on: OnChain,
         #[command(subcommand)]
         command: DiemCommand,
+    },
+    /// Anchor the ledger journal's head on chain (the operator, daily): its last record's
+    /// sequence and hash, after checking the whole journal. --wallet is the operator key.
+    Anchor {
+        #[command(flatten)]
+        on: OnChain,
+        /// The gateway's data directory (the journal is in DATA_DIR/ledger).
+        #[arg(long, env = "GONDOLA_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Check a copy of the ledger journal against every anchor on chain: each anchored record
+    /// must be in it with the anchored hash. Needs no wallet.
+    VerifyAnchors {
+        /// The chain's JSON-RPC endpoint.
+        #[arg(long, env = "GONDOLA_RPC_URL")]
+        rpc_url: String,
+        /// The deployment, as `gondola chain deploy --json` printed it.
+        #[arg(long, env = "GONDOLA_DEPLOYMENT")]
+        deployment: PathBuf,
+        /// The data directory holding the journal copy (DATA_DIR/ledger).
+        #[arg(long, env = "GONDOLA_DATA_DIR")]
+        data_dir: PathBuf,
     },
 }
 
@@ -163,7 +185,108 @@ pub(crate) async fn run(args: ChainArgs) -> anyhow::Result<()> {
                 .await
         }
         ChainCommand::Diem { on, command } => diem_command(on, command).await,
+        ChainCommand::Anchor { on, data_dir } => anchor(on, data_dir).await,
+        ChainCommand::VerifyAnchors {
+            rpc_url,
+            deployment,
+            data_dir,
+        } => verify_anchors(&rpc_url, &deployment, &data_dir).await,
     }
+}
+
+async fn anchor(on: OnChain, data_dir: PathBuf) -> anyhow::Result<()> {
+    let journal = data_dir.join("ledger");
+    // The whole journal is checked before its head is vouched for.
+    let verified = tokio::task::spawn_blocking(move || ledger_store::verify(&journal))
+        .await
+        .context("the journal check stopped")?
+        .context("the journal does not verify; nothing was anchored")?;
+    let session = Session::open(&on).await?;
+    session
+        .send(
+            &format!("anchor record {}", verified.last_sequence),
+            session.deployment.journal_anchor,
+            JournalAnchor::anchorCall {
+                sequence: verified.last_sequence,
+                recordHash: verified.last_record_hash.0.into(),
+            },
+        )
+        .await
+}
+
+async fn verify_anchors(
+    rpc_url: &str,
+    deployment: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let deployment = read_deployment(deployment)?;
+    let provider = ProviderBuilder::new().connect_http(rpc_url.parse().context("the RPC URL")?);
+    let contract = JournalAnchor::new(deployment.journal_anchor, &provider);
+    let count = u64::try_from(
+        contract
+            .count()
+            .call()
+            .await
+            .context("cannot read the anchors")?,
+    )
+    .unwrap_or(u64::MAX);
+    let mut anchored = std::collections::BTreeMap::new();
+    for index in 0..count {
+        let anchor = contract
+            .anchors(U256::from(index))
+            .call()
+            .await
+            .with_context(|| format!("cannot read anchor {index}"))?;
+        anchored.insert(anchor.sequence, (index, anchor.recordHash));
+    }
+    let journal = data_dir.join("ledger");
+    let wanted = anchored.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let mut found = std::collections::BTreeMap::new();
+        ledger_store::read_records(&journal, |record| {
+            if wanted.contains_key(&record.sequence) {
+                found.insert(record.sequence, record.record_hash.0);
+            }
+            Ok(())
+        })
+        .map(|report| (found, report.last_sequence))
+    })
+    .await
+    .context("the journal read stopped")?
+    .context("cannot read the journal")?;
+    let (found, last_sequence) = found;
+    let mut problems = Vec::new();
+    for (sequence, (index, hash)) in &anchored {
+        match found.get(sequence) {
+            Some(held) if held.as_slice() == hash.as_slice() => {}
+            Some(held) => problems.push(format!(
+                "anchor {index}: record {sequence} is 0x{} here, 0x{} on chain",
+                hex::encode(held),
+                hex::encode(hash)
+            )),
+            None => problems.push(format!(
+                "anchor {index}: record {sequence} is not in this journal (it ends at {last_sequence})"
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "the journal does not match the chain:\n{}",
+            problems.join("\n")
+        );
+    }
+    match anchored.keys().next_back() {
+        Some(last) => println!(
+            "{count} anchors match this journal; the last covers records 1 to {last} of {last_sequence}"
+        ),
+        None => println!("no anchors on chain yet"),
+    }
+    Ok(())
+}
+
+fn read_deployment(path: &std::path::Path) -> anyhow::Result<Deployment> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&text).context("the deployment file is not a deployment")
 }
 
 fn address(text: &str, what: &str) -> anyhow::Result<ledger::Address> {
@@ -291,10 +414,7 @@ struct Session {
 
 impl Session {
     async fn open(on: &OnChain) -> anyhow::Result<Self> {
-        let text = std::fs::read(&on.deployment)
-            .with_context(|| format!("cannot read {}", on.deployment.display()))?;
-        let deployment: Deployment =
-            serde_json::from_slice(&text).context("the deployment file is not a deployment")?;
+        let deployment = read_deployment(&on.deployment)?;
         let wallet = wallet::Wallet::load(&on.wallet)
             .with_context(|| format!("cannot read the key in {}", on.wallet.display()))?;
         let signer: PrivateKeySigner = wallet.secret_hex().parse().context("not a key")?;
@@ -373,6 +493,9 @@ fn refusal(error: &alloy::transports::TransportError) -> String {
         .or_else(|_| Airdrop::AirdropErrors::abi_decode(&data).map(|error| format!("{error:?}")))
         .or_else(|_| {
             TeamVesting::TeamVestingErrors::abi_decode(&data).map(|error| format!("{error:?}"))
+        })
+        .or_else(|_| {
+            JournalAnchor::JournalAnchorErrors::abi_decode(&data).map(|error| format!("{error:?}"))
         });
     match decoded {
         // `Name(Name { field: value })` reads as `Name { field: value }`.

@@ -247,3 +247,93 @@ async fn the_cli_claims_stakes_waits_out_the_cooldown_and_mints_diem_on_chain() 
     assert_eq!(figures["staked_diem"], minted);
     assert_eq!(figures["diem_allowance_usd_per_day"], minted);
 }
+
+/// A journal of the first `records` operations of a synthetic workload over `accounts`.
+fn journal(dir: &std::path::Path, accounts: u32, records: u64) {
+    let (mut store, _) = ledger_store::Store::open(
+        &dir.join("ledger"),
+        ledger_store::StoreOptions {
+            create_if_missing: true,
+            ..ledger_store::StoreOptions::default()
+        },
+    )
+    .expect("a store");
+    let workload = ledger_store::workload::Workload { accounts };
+    let first = store.last_sequence();
+    let submissions = (first..records)
+        .map(|index| workload.submission(index))
+        .collect();
+    for result in store.submit_batch(submissions).expect("written") {
+        result.expect("accepted");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_journal_is_anchored_on_chain_and_a_rewritten_or_cut_history_is_caught() {
+    let anvil = AnvilServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("operator.key");
+    std::fs::write(&key, format!("{ANVIL_FIRST_KEY}\n")).expect("key");
+    let deployed = std::process::Command::new(crate::support::binary())
+        .args(["chain", "deploy", "--json", "--rpc-url", anvil.url()])
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .expect("run gondola");
+    succeeded(&deployed, "deploy");
+    let deployment = dir.path().join("deployment.json");
+    std::fs::write(&deployment, &deployed.stdout).expect("deployment");
+    let (kept, rewritten, cut) = (
+        dir.path().join("kept"),
+        dir.path().join("rewritten"),
+        dir.path().join("cut"),
+    );
+    journal(&kept, 10, 50);
+    // Another history of the same length, and the kept one's first 20 records.
+    journal(&rewritten, 3, 50);
+    journal(&cut, 10, 20);
+    let cli = |args: &[&str], data_dir: &std::path::Path| {
+        std::process::Command::new(crate::support::binary())
+            .arg("chain")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("GONDOLA_RPC_URL", anvil.url())
+            .env("GONDOLA_DEPLOYMENT", &deployment)
+            .env("GONDOLA_WALLET", &key)
+            .output()
+            .expect("run gondola")
+    };
+
+    succeeded(&cli(&["anchor"], &kept), "anchor");
+    let verified = cli(&["verify-anchors"], &kept);
+    succeeded(&verified, "verify");
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains("covers records 1 to 50 of 50"),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let again = cli(&["anchor"], &kept);
+    assert!(!again.status.success(), "the same head anchored twice");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("SequenceNotAfterLast"));
+
+    // The journal grows and is anchored again; both anchors hold.
+    journal(&kept, 10, 80);
+    succeeded(&cli(&["anchor"], &kept), "anchor again");
+    succeeded(&cli(&["verify-anchors"], &kept), "verify both");
+
+    let other = cli(&["verify-anchors"], &rewritten);
+    assert!(!other.status.success(), "a rewritten history passed");
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        said.contains("record 50 is 0x") && said.contains("on chain"),
+        "{said}"
+    );
+    let short = cli(&["verify-anchors"], &cut);
+    assert!(!short.status.success(), "a cut history passed");
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("is not in this journal (it ends at 20)"),
+        "{}",
+        String::from_utf8_lossy(&short.stderr)
+    );
+}
