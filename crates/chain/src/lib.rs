@@ -4,6 +4,8 @@
 //!   `contracts/build.mjs` compiles with the pinned solc-js and commits, through alloy's `sol!`:
 //!   calls, events and errors as Rust types, and each contract's bytecode.
 //! - [`deploy`]: deploys the suite on a chain (over JSON-RPC, alloy) from a ledger genesis.
+//! - [`stakes`]: a gateway's view of its accounts' stake on the chain (chain mode), held back
+//!   for confirmations.
 //! - [`merkle`]: the airdrop's Merkle tree (OpenZeppelin's standard leaves), its root and
 //!   proofs.
 //! - [`evm`]: an in-process EVM (revm) to deploy and run them at a chosen block time, for tests
@@ -14,3 +16,4 @@ pub mod bindings;
 pub mod deploy;
 pub mod evm;
 pub mod merkle;
+pub mod stakes;

@@ -156,6 +156,23 @@ pub struct Meter {
     state: Mutex<MeterState>,
     /// Gateways sharing the ledger (see [`Meter::set_replicas`]); 1 alone.
     replicas: std::sync::atomic::AtomicU64,
+    /// In chain mode, where staked sVVV and staked DIEM come from instead of the ledger.
+    stakes: std::sync::OnceLock<std::sync::Arc<dyn StakeSource>>,
+}
+
+/// Where an account's stake comes from when it is held on a chain rather than in the ledger
+/// (the gateway's chain mode): what the chain says, already held back for confirmations.
+pub trait StakeSource: Send + Sync {
+    /// The account's staked and locked sVVV (its weight in the capacity share) and the DIEM
+    /// part of its daily allowance (USD base units a day); zero for an account not known yet.
+    fn stake_of(&self, account: Address) -> OnChainStake;
+}
+
+/// An account's stake on a chain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OnChainStake {
+    pub staked_svvv_units: u128,
+    pub diem_allowance_usd_units_per_day: u128,
 }
 
 #[derive(Default)]
@@ -195,7 +212,24 @@ impl Meter {
             capacity,
             state: Mutex::new(MeterState::default()),
             replicas: std::sync::atomic::AtomicU64::new(1),
+            stakes: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Takes stake from a chain from now on (chain mode); once. Accounts already loaded keep
+    /// their views until they are refreshed.
+    pub fn set_stake_source(&self, source: std::sync::Arc<dyn StakeSource>) {
+        let _ = self.stakes.set(source);
+    }
+
+    fn view(&self, ledger: &Ledger, account: Address, today: u64) -> AccountView {
+        let mut view = view_of(ledger, account, today);
+        if let Some(stakes) = self.stakes.get() {
+            let stake = stakes.stake_of(account);
+            view.staked_svvv = stake.staked_svvv_units;
+            view.diem_allowance_per_day = stake.diem_allowance_usd_units_per_day;
+        }
+        view
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MeterState> {
@@ -225,7 +259,7 @@ impl Meter {
             {
                 continue;
             }
-            let view = view_of(ledger, *account, today);
+            let view = self.view(ledger, *account, today);
             state.accounts.entry(*account).or_default().view = view;
             if !new_day {
                 state.recount(self.capacity.active_window_days, *account);
@@ -463,7 +497,7 @@ impl Meter {
         let settled = std::mem::take(&mut state.settling_accounts);
         let new_day = state.active_day != today;
         for address in settled {
-            let view = view_of(ledger, address, today);
+            let view = self.view(ledger, address, today);
             let mut back_to_pending = false;
             if let Some(account) = state.accounts.get_mut(&address) {
                 let was_pending = !account.pending.is_empty();

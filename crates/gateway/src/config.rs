@@ -241,6 +241,9 @@ pub struct GatewayConfig {
     /// The ledger, metering and account keys; `None` runs a plain proxy (configured keys and
     /// anonymous access only).
     pub economy: Option<economy::EconomyConfig>,
+    /// Chain mode: staked sVVV and DIEM come from the contracts on this chain (usage, credits
+    /// and keys stay in the ledger); needs `economy`.
+    pub chain: Option<chain::stakes::ChainConfig>,
     pub tiers: TierConfig,
     /// The seed file of the Oblivious HTTP key (created on first start); `None` serves no
     /// OHTTP endpoint.
@@ -272,6 +275,7 @@ impl Default for GatewayConfig {
             heartbeat_interval: Duration::from_secs(5),
             max_clock_skew: Duration::from_secs(60),
             economy: None,
+            chain: None,
             tiers: TierConfig::default(),
             oblivious_seed: None,
             jobs_seed: None,

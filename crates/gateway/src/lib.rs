@@ -94,6 +94,8 @@ pub(crate) struct AppState {
     /// Client for providers, one per serving thread (see [`server::PerThread`]).
     http: server::PerThread<reqwest::Client>,
     economy: Option<Arc<economy::Economy>>,
+    /// Chain mode: the accounts' stake on the chain.
+    chain: Option<Arc<chain::stakes::Stakes>>,
     tiers: config::TierConfig,
     oblivious: Option<Arc<oblivious::ObliviousGateway>>,
     /// Privacy Pass issuance and redemption; only with a ledger.
@@ -214,10 +216,27 @@ impl Gateway {
                 KEY_CHALLENGE_SECONDS,
             ),
         };
+        let chain = match (&config.chain, &economy) {
+            (Some(chain_config), Some(economy)) => {
+                let stakes = chain::stakes::Stakes::new(chain_config.clone())
+                    .map_err(std::io::Error::other)?;
+                economy
+                    .meter
+                    .set_stake_source(Arc::new(ChainStakeSource(Arc::clone(&stakes))));
+                Some(stakes)
+            }
+            (Some(_), None) => {
+                return Err(std::io::Error::other(
+                    "chain mode needs the ledger ([gateway.ledger]) for usage, credits and keys",
+                ));
+            }
+            _ => None,
+        };
         let state = Arc::new(AppState {
             oblivious,
             tokens,
             economy: economy.clone(),
+            chain: chain.clone(),
             tiers: config.tiers.clone(),
             auth: Authenticator::new(config.auth.clone()),
             registry: Registry::new(
@@ -248,6 +267,26 @@ impl Gateway {
             video_key,
         });
         let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
+        if let (Some(stakes), Some(economy)) = (chain, &economy) {
+            let (listing, refreshing) = (Arc::downgrade(economy), Arc::downgrade(economy));
+            tokio::spawn(stakes.run(
+                move || {
+                    listing.upgrade().map_or_else(Vec::new, |economy| {
+                        economy
+                            .keys
+                            .accounts()
+                            .into_iter()
+                            .map(wallet::to_alloy)
+                            .collect()
+                    })
+                },
+                move |account| {
+                    if let Some(economy) = refreshing.upgrade() {
+                        economy.refresh_account(wallet::from_alloy(account));
+                    }
+                },
+            ));
+        }
         let flusher = economy.map(|economy| {
             let interval = economy.config.usage_flush_interval;
             tokio::spawn(economy::flush_loop(Arc::downgrade(&economy), interval))
@@ -447,6 +486,19 @@ fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(dialect))
         .with_state(Arc::clone(state))
+}
+
+/// The meter's stake in chain mode: what the chain says, held back for confirmations.
+struct ChainStakeSource(Arc<chain::stakes::Stakes>);
+
+impl economy::meter::StakeSource for ChainStakeSource {
+    fn stake_of(&self, account: ledger::Address) -> economy::meter::OnChainStake {
+        let stake = self.0.get(wallet::to_alloy(account));
+        economy::meter::OnChainStake {
+            staked_svvv_units: stake.svvv_units,
+            diem_allowance_usd_units_per_day: stake.diem_allowance_units,
+        }
+    }
 }
 
 /// Every route outside `/v1` and `/api/v1` but the web app's files and Oblivious HTTP's (the

@@ -66,6 +66,8 @@ pub struct RawGateway {
     pub characters: Vec<RawCharacter>,
     /// `[gateway.cluster]`: the store this gateway shares with its replicas.
     pub cluster: Option<RawCluster>,
+    /// `[gateway.chain]`: chain mode, stake from the contracts on a chain.
+    pub chain: Option<RawChain>,
 }
 
 /// `[gateway.cluster]`: many gateways as one service, sharing spent tokens and rate budgets
@@ -93,6 +95,44 @@ pub struct RawCluster {
     /// The certificate authority (PEM) PostgreSQL's certificate is checked against, instead of
     /// the system's (with `sslmode=require` in the URL).
     pub postgres_ca_file: Option<PathBuf>,
+}
+
+/// `[gateway.chain]`: chain mode. Staked sVVV and staked DIEM (and so capacity shares, DIEM
+/// allowances, and who may mint a key with a wallet) come from the contracts `gondola chain
+/// deploy` put on a chain; usage, credits and keys stay in the ledger.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChain {
+    /// The chain's JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// The deployment file `gondola chain deploy --json` wrote.
+    pub deployment: PathBuf,
+    /// How deep in the chain a stake's increase must be before it counts (a decrease counts
+    /// at once); default 2.
+    pub confirmations: Option<u64>,
+    /// How often the stakes are read; default 2,000 ms.
+    pub poll_ms: Option<u64>,
+}
+
+/// Chain mode's settings, from `[gateway.chain]`.
+pub fn chain_config(raw: Option<&RawChain>) -> anyhow::Result<Option<chain::stakes::ChainConfig>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let text = std::fs::read(&raw.deployment).with_context(|| {
+        format!(
+            "gateway.chain.deployment: cannot read {}",
+            raw.deployment.display()
+        )
+    })?;
+    let deployment = serde_json::from_slice(&text)
+        .context("gateway.chain.deployment: not a deployment (gondola chain deploy --json)")?;
+    Ok(Some(chain::stakes::ChainConfig {
+        rpc_url: raw.rpc_url.clone(),
+        deployment,
+        confirmations: raw.confirmations.unwrap_or(2),
+        poll: Duration::from_millis(raw.poll_ms.unwrap_or(2_000).max(50)),
+    }))
 }
 
 /// The shared store's settings, from `[gateway.cluster]`.
@@ -808,6 +848,7 @@ pub fn gateway_config(
     Ok(GatewayConfig {
         characters,
         economy: None,
+        chain: None,
         oblivious_seed: None,
         jobs_seed: None,
         oblivious_x_wing: raw.x_wing,

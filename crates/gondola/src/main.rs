@@ -668,6 +668,7 @@ fn gateway_setup(common: &CommonArgs, server: &GatewayServerArgs) -> anyhow::Res
         &data,
         server.adjustable_clock,
     )?);
+    config.chain = config::chain_config(file.gateway.chain.as_ref())?;
     config.oblivious_seed = Some(data.join("ohttp.seed"));
     config.jobs_seed = Some(data.join("video-jobs.seed"));
     config.tokens = Some(gateway::tokens::TokensConfig::in_dir(&data));

@@ -375,18 +375,42 @@ pub(crate) async fn web3_key(
                 "the signature was not made by `address` over the token (personal_sign)",
             ));
         }
-        let staked = economy.read(|store| {
-            let balances = store
-                .ledger()
-                .balances(recovered, store.ledger().now_seconds());
-            balances
-                .staked_svvv_units
-                .saturating_add(balances.locked_svvv_units)
-        });
+        let staked = match &state.chain {
+            // In chain mode the stake is on the chain, read now (held back for confirmations).
+            Some(stakes) => {
+                stakes
+                    .read_now(wallet::to_alloy(recovered))
+                    .await
+                    .map_err(|reason| {
+                        tracing::warn!(%reason, "cannot read a stake from the chain");
+                        error(
+                            ErrorCode::ModelAtCapacity,
+                            "the chain cannot be read right now; try again shortly",
+                        )
+                        .with_retry_after(5)
+                    })?
+                    .svvv_units
+            }
+            None => economy.read(|store| {
+                let balances = store
+                    .ledger()
+                    .balances(recovered, store.ledger().now_seconds());
+                balances
+                    .staked_svvv_units
+                    .saturating_add(balances.locked_svvv_units)
+            }),
+        };
         if staked == 0 {
             return Err(error(
                 ErrorCode::Unauthorized,
-                "minting a key with a wallet needs staked sVVV in that wallet",
+                match &state.chain {
+                    Some(stakes) => format!(
+                        "minting a key with a wallet needs staked sVVV in that wallet, on the \
+                         chain and {} blocks deep",
+                        stakes.confirmations()
+                    ),
+                    None => "minting a key with a wallet needs staked sVVV in that wallet".into(),
+                },
             ));
         }
         let description = request.description.unwrap_or_else(|| "Web3 key".to_owned());

@@ -99,6 +99,15 @@ fn account_body(state: &AppState, address: &str) -> Result<LedgerAccount, ApiErr
     let now = economy.clock.now();
     let today = now / SECONDS_PER_DAY;
     let balance = economy.meter.balance(address, today);
+    let chain = state.chain.as_ref().map(|stakes| {
+        let stake = stakes.get(wallet::to_alloy(address));
+        wire::economy::ChainStake {
+            head_block: stakes.head(),
+            confirmations: stakes.confirmations(),
+            svvv_units: units(stake.svvv_units),
+            diem_allowance_usd_units_per_day: units(stake.diem_allowance_units),
+        }
+    });
     Ok(economy.read(|store| {
         let ledger = store.ledger();
         let balances = ledger.balances(address, now.max(ledger.now_seconds()));
@@ -124,7 +133,10 @@ fn account_body(state: &AppState, address: &str) -> Result<LedgerAccount, ApiErr
             vesting_unvested_units: units(balances.vesting_unvested_units),
             allowance: Allowance {
                 day: today,
-                diem_usd_units_per_day: units(balances.diem_allowance_usd_units_per_day),
+                diem_usd_units_per_day: chain.as_ref().map_or_else(
+                    || units(balances.diem_allowance_usd_units_per_day),
+                    |chain| chain.diem_allowance_usd_units_per_day,
+                ),
                 total_usd_units_per_day: units(balance.allowance_per_day),
                 remaining_usd_units: units(balance.free.allowance),
                 next_epoch_begins: (today + 1) * SECONDS_PER_DAY,
@@ -134,6 +146,7 @@ fn account_body(state: &AppState, address: &str) -> Result<LedgerAccount, ApiErr
                 bundled_credit_units: units(balance.free.bundled),
                 usd_units: units(balance.free.usd),
             },
+            chain,
         }
     }))
 }

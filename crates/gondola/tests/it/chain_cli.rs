@@ -337,3 +337,171 @@ async fn the_journal_is_anchored_on_chain_and_a_rewritten_or_cut_history_is_caug
         String::from_utf8_lossy(&short.stderr)
     );
 }
+
+/// A JSON-RPC call to anvil; its result.
+async fn anvil_rpc(
+    http: &reqwest::Client,
+    anvil: &AnvilServer,
+    method: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
+    let answer: serde_json::Value = http
+        .post(anvil.url())
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(answer.get("error").is_none(), "{method}: {answer}");
+    answer["result"].clone()
+}
+
+/// The gateway's view of `address`, once `holds` is true of it (at most 20 seconds).
+async fn account_until(
+    http: &reqwest::Client,
+    url: &str,
+    address: &str,
+    holds: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let account =
+            crate::support::get_json(http, format!("{url}/api/v1/ledger/accounts/{address}")).await;
+        if holds(&account) {
+            return account;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the gateway's view never held: {account}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
+    let anvil = AnvilServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("deployer.key");
+    std::fs::write(&key, format!("{ANVIL_FIRST_KEY}\n")).expect("key");
+    let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
+    let wallet = dir.path().join("user.key");
+    std::fs::write(&wallet, format!("{CLAIMANT_KEY}\n")).expect("wallet");
+    let airdrop_file = dir.path().join("airdrop.csv");
+    std::fs::write(&airdrop_file, format!("{},2000\n", claimant.address())).expect("csv");
+    let proofs = dir.path().join("proofs.json");
+    let deployed = std::process::Command::new(crate::support::binary())
+        .args(["chain", "deploy", "--json", "--rpc-url", anvil.url()])
+        .arg("--key")
+        .arg(&key)
+        .arg("--airdrop")
+        .arg(&airdrop_file)
+        .arg("--proofs")
+        .arg(&proofs)
+        .output()
+        .expect("run gondola");
+    succeeded(&deployed, "deploy");
+    let deployment = dir.path().join("deployment.json");
+    std::fs::write(&deployment, &deployed.stdout).expect("deployment");
+    let cli = |args: &[&str]| as_claimant(&anvil, &deployment, &wallet, args);
+    succeeded(
+        &cli(&["claim-airdrop", "--proofs", proofs.to_str().expect("path")]),
+        "claim",
+    );
+    succeeded(&cli(&["stake", "1000"]), "stake");
+    succeeded(
+        &cli(&["diem", "mint", "500", "--slippage-bps", "0"]),
+        "mint DIEM",
+    );
+    let minted = ledger::MintCurve::venice_default()
+        .mint_for_budget(0, 500 * WHOLE)
+        .expect("a quote")
+        .diem_units;
+
+    // A gateway in chain mode: no capacity shared out, so the only allowance is staked DIEM.
+    let mut config = crate::economy::ledger_config("0", "sk-chain-operator", "1");
+    config.push_str(&format!(
+        "\n[gateway.chain]\nrpc_url = \"{}\"\ndeployment = \"{}\"\nconfirmations = 2\npoll_ms = 100\n",
+        anvil.url(),
+        deployment.display()
+    ));
+    let (_gateway, url, gateway_dir) = crate::support::serve(&[], Some(&config));
+    let http = crate::support::client();
+    // The stake is two blocks deep once two more are mined.
+    for _ in 0..2 {
+        anvil_rpc(&http, &anvil, "evm_mine", json!([])).await;
+    }
+    let data = gateway_dir.path().join("data");
+    let minted_key = crate::economy::gondola(
+        &["key", "--wallet", wallet.to_str().expect("path")],
+        &url,
+        &data,
+    );
+    let api_key = minted_key["data"]["apiKey"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    let http = crate::support::client();
+    let chat = async || {
+        http.post(format!("{url}/api/v1/chat/completions"))
+            .bearer_auth(&api_key)
+            .json(&crate::support::chat_body(
+                "smollm2-135m-instruct",
+                "Say hi.",
+                4,
+                false,
+            ))
+            .send()
+            .await
+            .expect("sent")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(chat().await, 402, "nothing staked as DIEM yet");
+
+    let address = claimant.address().to_string().to_lowercase();
+    let before = anvil_rpc(&http, &anvil, "evm_snapshot", json!([])).await;
+    let decimal = wire::money::Amount(minted).to_decimal_string();
+    succeeded(&cli(&["diem", "stake", &decimal]), "stake DIEM");
+    let staked_at = anvil_rpc(&http, &anvil, "eth_blockNumber", json!([])).await;
+    let staked_at = u64::from_str_radix(
+        staked_at.as_str().expect("hex").trim_start_matches("0x"),
+        16,
+    )
+    .expect("a block number");
+    // Read at the stake's block, but not yet two blocks deep: not counted.
+    let seen = account_until(&http, &url, &address, |account| {
+        account["chain"]["head_block"].as_u64() >= Some(staked_at)
+    })
+    .await;
+    assert_eq!(seen["allowance"]["diem_usd_units_per_day"], "0", "{seen}");
+    assert_eq!(chat().await, 402, "an unconfirmed stake counts for nothing");
+
+    let mined = std::time::Instant::now();
+    for _ in 0..2 {
+        anvil_rpc(&http, &anvil, "evm_mine", json!([])).await;
+    }
+    let counted = account_until(&http, &url, &address, |account| {
+        account["allowance"]["diem_usd_units_per_day"] == minted.to_string()
+    })
+    .await;
+    eprintln!(
+        "the stake counted {} ms after its second confirmation",
+        mined.elapsed().as_millis()
+    );
+    assert_eq!(
+        counted["chain"]["diem_allowance_usd_units_per_day"],
+        minted.to_string()
+    );
+    assert_eq!(chat().await, 200, "the confirmed DIEM pays");
+
+    // The chain reorganizes back to before the stake: the allowance goes at once.
+    anvil_rpc(&http, &anvil, "evm_revert", json!([before])).await;
+    account_until(&http, &url, &address, |account| {
+        account["allowance"]["diem_usd_units_per_day"] == "0"
+    })
+    .await;
+    assert_eq!(chat().await, 402, "a stake the chain lost pays for nothing");
+}

@@ -238,6 +238,20 @@ pub struct LedgerAccount {
     pub vesting_unvested_units: BaseUnits,
     pub allowance: Allowance,
     pub spendable: Spendable,
+    /// In chain mode: the stake the gateway counts from the chain (staked sVVV and DIEM held
+    /// back until `confirmations` blocks deep), as of its last read at `head_block`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainStake>,
+}
+
+/// An account's stake on the chain, as a gateway in chain mode counts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainStake {
+    pub head_block: u64,
+    pub confirmations: u64,
+    /// Staked and locked sVVV.
+    pub svvv_units: BaseUnits,
+    pub diem_allowance_usd_units_per_day: BaseUnits,
 }
 
 /// Today's API allowance of an account.
