@@ -3,6 +3,7 @@
 //! - [`bindings`]: the Solidity contracts in `contracts/` (VVV, staking, DIEM, the airdrop and team vesting), from the artifacts
 //!   `contracts/build.mjs` compiles with the pinned solc-js and commits, through alloy's `sol!`:
 //!   calls, events and errors as Rust types, and each contract's bytecode.
+//! - [`anchor`]: the ledger journal's head posted to the journal anchor.
 //! - [`deploy`]: deploys the suite on a chain (over JSON-RPC, alloy) from a ledger genesis.
 //! - [`stakes`]: a gateway's view of its accounts' stake on the chain (chain mode), held back
 //!   for confirmations.
@@ -12,6 +13,7 @@
 //!   that need thousands of transactions quickly (the differential test against the `ledger`
 //!   crate).
 
+pub mod anchor;
 pub mod bindings;
 pub mod deploy;
 pub mod evm;

@@ -43,6 +43,10 @@ pub struct ChainConfig {
     pub deployment: Deployment,
     pub confirmations: u64,
     pub poll: Duration,
+    /// The key file of a wallet with the journal anchor's role: with it, the gateway anchors
+    /// its journal's head every `anchor_every`.
+    pub anchor_key: Option<std::path::PathBuf>,
+    pub anchor_every: Duration,
 }
 
 /// The stakes of the accounts the gateway follows.

@@ -267,6 +267,22 @@ impl Gateway {
             video_key,
         });
         let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
+        if let (Some(chain_config), Some(economy)) = (&state.config.chain, &economy)
+            && let Some(key) = &chain_config.anchor_key
+        {
+            let signer = wallet::Wallet::load(key)
+                .map_err(|error| {
+                    std::io::Error::other(format!("the anchor key {}: {error}", key.display()))
+                })?
+                .secret_hex()
+                .parse::<alloy::signers::local::PrivateKeySigner>()
+                .map_err(std::io::Error::other)?;
+            tokio::spawn(anchor_loop(
+                Arc::downgrade(economy),
+                chain_config.clone(),
+                signer,
+            ));
+        }
         if let (Some(stakes), Some(economy)) = (chain, &economy) {
             let (listing, refreshing) = (Arc::downgrade(economy), Arc::downgrade(economy));
             tokio::spawn(stakes.run(
@@ -486,6 +502,59 @@ fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(dialect))
         .with_state(Arc::clone(state))
+}
+
+/// Chain mode with an anchor key: every `anchor_every`, the journal's head is anchored on the
+/// chain if it moved since the last anchor. A failure is logged and tried at the next tick.
+async fn anchor_loop(
+    economy: std::sync::Weak<economy::Economy>,
+    config: chain::stakes::ChainConfig,
+    signer: alloy::signers::local::PrivateKeySigner,
+) {
+    let contract = config.deployment.journal_anchor;
+    let mut ticker = tokio::time::interval(config.anchor_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut anchored: Option<u64> = None;
+    loop {
+        ticker.tick().await;
+        let Some(economy) = economy.upgrade() else {
+            return;
+        };
+        let (sequence, record_hash) =
+            economy.read(|store| (store.last_sequence(), store.last_record_hash()));
+        drop(economy);
+        if anchored.is_none() {
+            match chain::anchor::last_anchored(&config.rpc_url, contract).await {
+                Ok(last) => anchored = Some(last),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the journal's anchors");
+                    continue;
+                }
+            }
+        }
+        if anchored.is_some_and(|last| sequence <= last) {
+            continue;
+        }
+        match chain::anchor::post(
+            &config.rpc_url,
+            signer.clone(),
+            contract,
+            sequence,
+            record_hash.0.into(),
+        )
+        .await
+        {
+            Ok(block) => {
+                tracing::info!(sequence, block, "journal anchored on the chain");
+                anchored = Some(sequence);
+            }
+            Err(error) => {
+                tracing::warn!(%error, sequence, "cannot anchor the journal");
+                // Read the chain's last anchor again next time (another replica may have).
+                anchored = None;
+            }
+        }
+    }
 }
 
 /// The meter's stake in chain mode: what the chain says, held back for confirmations.

@@ -112,6 +112,11 @@ pub struct RawChain {
     pub confirmations: Option<u64>,
     /// How often the stakes are read; default 2,000 ms.
     pub poll_ms: Option<u64>,
+    /// A key file whose wallet holds the journal anchor's role (the deployer's key, or one it
+    /// granted `ANCHOR_ROLE`): with it the gateway anchors its journal's head on the chain.
+    pub anchor_key: Option<PathBuf>,
+    /// How often it anchors (when the journal has grown); default a day.
+    pub anchor_every_ms: Option<u64>,
 }
 
 /// Chain mode's settings, from `[gateway.chain]`.
@@ -132,6 +137,8 @@ pub fn chain_config(raw: Option<&RawChain>) -> anyhow::Result<Option<chain::stak
         deployment,
         confirmations: raw.confirmations.unwrap_or(2),
         poll: Duration::from_millis(raw.poll_ms.unwrap_or(2_000).max(50)),
+        anchor_key: raw.anchor_key.clone(),
+        anchor_every: Duration::from_millis(raw.anchor_every_ms.unwrap_or(86_400_000).max(100)),
     }))
 }
 

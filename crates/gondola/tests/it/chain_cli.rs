@@ -423,9 +423,10 @@ async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
     // A gateway in chain mode: no capacity shared out, so the only allowance is staked DIEM.
     let mut config = crate::economy::ledger_config("0", "sk-chain-operator", "1");
     config.push_str(&format!(
-        "\n[gateway.chain]\nrpc_url = \"{}\"\ndeployment = \"{}\"\nconfirmations = 2\npoll_ms = 100\n",
+        "\n[gateway.chain]\nrpc_url = \"{}\"\ndeployment = \"{}\"\nconfirmations = 2\npoll_ms = 100\nanchor_key = \"{}\"\nanchor_every_ms = 200\n",
         anvil.url(),
-        deployment.display()
+        deployment.display(),
+        key.display()
     ));
     let (_gateway, url, gateway_dir) = crate::support::serve(&[], Some(&config));
     let http = crate::support::client();
@@ -504,4 +505,30 @@ async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
     })
     .await;
     assert_eq!(chat().await, 402, "a stake the chain lost pays for nothing");
+
+    // The gateway anchored its journal as it grew (genesis, then the served request's
+    // settlement): a copy of it checks against every anchor.
+    let started = std::time::Instant::now();
+    loop {
+        let checked = cli(&["verify-anchors", "--data-dir", data.to_str().expect("path")]);
+        let said = String::from_utf8_lossy(&checked.stdout).to_string();
+        assert!(
+            checked.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        let anchors: u64 = said
+            .split_whitespace()
+            .next()
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(0);
+        if anchors >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the gateway anchored too little: {said}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
