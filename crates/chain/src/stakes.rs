@@ -1,22 +1,32 @@
 //! What a gateway in chain mode knows of its accounts' stake on the chain: each account's
 //! staked and locked sVVV and the allowance its staked DIEM gives, read from the suite's
-//! contracts at the chain's head and `confirmations` blocks below it, every poll. Of the two
-//! readings the smaller counts, so an increase counts once it is that deep and a decrease at
-//! once, and a reorganization that takes a stake away takes it from the next poll's head.
+//! contracts at the chain's head and `confirmations` blocks below it. Of the two readings the
+//! smaller counts, so an increase counts once it is that deep and a decrease at once.
+//!
+//! Each poll follows the contracts' events since the last: an account is read again when an
+//! event names it (a stake, an unstake, a mint or burn of DIEM, DIEM staked or unstaked), or
+//! while an increase of its stake is not yet deep enough. Everyone is read again at the first
+//! poll, when DIEM's parameters change, when the block the last poll ended at is no longer the
+//! chain's (a reorganization), and after a gap too long to scan.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use alloy::eips::BlockId;
+use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy_primitives::{Address, U256};
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent;
+use alloy_primitives::{Address, B256, U256};
 
 use crate::bindings::{Diem, Staking};
 use crate::deploy::Deployment;
 
 /// Most accounts one poll reads; past it, accounts wait for a later poll.
 pub const MAXIMUM_ACCOUNTS_PER_POLL: usize = 10_000;
+
+/// Most blocks one poll scans for events; after a longer gap everyone is read again.
+const MAXIMUM_BLOCKS_PER_SCAN: u64 = 5_000;
 
 /// One account's stake as the gateway counts it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,8 +65,18 @@ pub struct Stakes {
     provider: DynProvider,
     known: Mutex<HashMap<Address, Stake>>,
     followed: Mutex<HashSet<Address>>,
+    /// Followed accounts not read yet.
+    fresh: Mutex<HashSet<Address>>,
+    /// Accounts whose stake at the head is above the confirmed one: read until it is not.
+    unconfirmed: Mutex<HashSet<Address>>,
+    /// The block (number and hash) the last poll scanned to.
+    scanned: Mutex<Option<(u64, B256)>>,
     /// The head block of the last complete poll.
     head: std::sync::atomic::AtomicU64,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn units(value: U256) -> u128 {
@@ -75,15 +95,16 @@ impl Stakes {
             provider,
             known: Mutex::new(HashMap::new()),
             followed: Mutex::new(HashSet::new()),
+            fresh: Mutex::new(HashSet::new()),
+            unconfirmed: Mutex::new(HashSet::new()),
+            scanned: Mutex::new(None),
             head: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
     /// The stake counted for `account` now (zero until a poll has read it).
     pub fn get(&self, account: Address) -> Stake {
-        self.known
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        locked(&self.known)
             .get(&account)
             .copied()
             .unwrap_or_default()
@@ -100,10 +121,9 @@ impl Stakes {
 
     /// Follows `account` from the next poll on.
     pub fn follow(&self, account: Address) {
-        self.followed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(account);
+        if locked(&self.followed).insert(account) {
+            locked(&self.fresh).insert(account);
+        }
     }
 
     /// Reads `account`'s stake now (at the head and `confirmations` below it) and follows it.
@@ -115,10 +135,7 @@ impl Stakes {
             .await
             .map_err(|error| format!("the chain: {error}"))?;
         let stake = self.read_at(account, head).await?;
-        self.known
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(account, stake);
+        locked(&self.known).insert(account, stake);
         Ok(stake)
     }
 
@@ -148,37 +165,116 @@ impl Stakes {
         let confirmed = head.saturating_sub(self.config.confirmations);
         let now = self.read_one(account, head).await?;
         let deep = self.read_one(account, confirmed).await?;
+        if now.smaller(deep) == now {
+            locked(&self.unconfirmed).remove(&account);
+        } else {
+            locked(&self.unconfirmed).insert(account);
+        }
         Ok(now.smaller(deep))
     }
 
-    /// One poll: every followed account read at the head; returns the accounts whose stake
-    /// changed.
-    pub async fn poll(&self) -> Result<Vec<Address>, String> {
-        let head = self
+    /// The accounts this poll must read, from the events since the last poll's block; `None`
+    /// when everyone must be read.
+    async fn touched(&self, head: u64) -> Result<Option<HashSet<Address>>, String> {
+        let Some((scanned, hash)) = *locked(&self.scanned) else {
+            return Ok(None);
+        };
+        let still = self
             .provider
-            .get_block_number()
+            .get_block_by_number(BlockNumberOrTag::Number(scanned))
             .await
             .map_err(|error| format!("the chain: {error}"))?;
-        let accounts: Vec<Address> = self
-            .followed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .take(MAXIMUM_ACCOUNTS_PER_POLL)
-            .copied()
-            .collect();
+        if still.is_none_or(|block| block.header.hash != hash) || head < scanned {
+            tracing::info!(
+                block = scanned,
+                "the chain reorganized; reading every stake again"
+            );
+            return Ok(None);
+        }
+        if head - scanned > MAXIMUM_BLOCKS_PER_SCAN {
+            return Ok(None);
+        }
+        let mut touched: HashSet<Address> = locked(&self.unconfirmed).iter().copied().collect();
+        if head == scanned {
+            return Ok(Some(touched));
+        }
+        let deployment = &self.config.deployment;
+        let filter = Filter::new()
+            .address(vec![deployment.staking, deployment.diem])
+            .from_block(scanned + 1)
+            .to_block(head);
+        let logs = self
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(|error| format!("the chain's events: {error}"))?;
+        let naming = [
+            Staking::Staked::SIGNATURE_HASH,
+            Staking::UnstakeInitiated::SIGNATURE_HASH,
+            Staking::RewardsStaked::SIGNATURE_HASH,
+            Staking::DiemMinted::SIGNATURE_HASH,
+            Staking::DiemBurned::SIGNATURE_HASH,
+            Diem::DiemStaked::SIGNATURE_HASH,
+            Diem::DiemUnstakeInitiated::SIGNATURE_HASH,
+        ];
+        for log in logs {
+            let topics = log.topics();
+            let Some(signature) = topics.first() else {
+                continue;
+            };
+            if *signature == Diem::DiemParametersSet::SIGNATURE_HASH {
+                return Ok(None);
+            }
+            if naming.contains(signature)
+                && let Some(account) = topics.get(1)
+            {
+                touched.insert(Address::from_word(*account));
+            }
+        }
+        Ok(Some(touched))
+    }
+
+    /// One poll: the accounts the events name (or everyone) read at the head; returns the
+    /// accounts whose stake changed.
+    pub async fn poll(&self) -> Result<Vec<Address>, String> {
+        let head_block = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await
+            .map_err(|error| format!("the chain: {error}"))?
+            .ok_or("the chain has no head block")?;
+        let (head, head_hash) = (head_block.header.number, head_block.header.hash);
+        let followed: HashSet<Address> = locked(&self.followed).clone();
+        let mut reading: Vec<Address> = match self.touched(head).await? {
+            Some(touched) => touched
+                .into_iter()
+                .filter(|account| followed.contains(account))
+                .chain(locked(&self.fresh).drain())
+                .collect(),
+            None => {
+                locked(&self.fresh).clear();
+                followed.into_iter().collect()
+            }
+        };
+        reading.sort_unstable();
+        reading.dedup();
+        let later = reading.split_off(reading.len().min(MAXIMUM_ACCOUNTS_PER_POLL));
+        locked(&self.fresh).extend(later);
         let mut changed = Vec::new();
-        for account in accounts {
-            let stake = self.read_at(account, head).await?;
-            let previous = self
-                .known
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(account, stake);
-            if previous != Some(stake) {
+        for account in reading {
+            let stake = match self.read_at(account, head).await {
+                Ok(stake) => stake,
+                Err(error) => {
+                    // Read again from scratch next time.
+                    *locked(&self.scanned) = None;
+                    return Err(error);
+                }
+            };
+            if locked(&self.known).insert(account, stake) != Some(stake) {
                 changed.push(account);
             }
         }
+        *locked(&self.scanned) = Some((head, head_hash));
         self.head.store(head, std::sync::atomic::Ordering::Relaxed);
         Ok(changed)
     }
