@@ -73,6 +73,8 @@ pub struct Stakes {
     scanned: Mutex<Option<(u64, B256)>>,
     /// The head block of the last complete poll.
     head: std::sync::atomic::AtomicU64,
+    /// Accounts read so far (each read is two `eth_call` pairs): what following events saves.
+    reads: std::sync::atomic::AtomicU64,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -99,6 +101,7 @@ impl Stakes {
             unconfirmed: Mutex::new(HashSet::new()),
             scanned: Mutex::new(None),
             head: std::sync::atomic::AtomicU64::new(0),
+            reads: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -161,7 +164,14 @@ impl Stakes {
         })
     }
 
+    /// How many account reads the polls have made.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn read_at(&self, account: Address, head: u64) -> Result<Stake, String> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let confirmed = head.saturating_sub(self.config.confirmations);
         let now = self.read_one(account, head).await?;
         let deep = self.read_one(account, confirmed).await?;

@@ -207,3 +207,105 @@ async fn the_suite_deploys_from_the_ledgers_genesis_and_serves_real_transactions
     // Eleven DIEM for 1,000 sVVV at a rate of 90 at zero supply.
     assert_eq!(minted / U256::from(UNITS_PER_TOKEN), U256::from(11));
 }
+
+/// Chain mode's follower on anvil: the first poll reads every followed account; later polls
+/// read only the accounts the contracts' events name (and those not yet confirmed), count an
+/// increase once it is deep enough, and read everyone again after a reorganization.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_follower_reads_only_what_the_events_name_and_everyone_after_a_reorg() {
+    use chain::stakes::{ChainConfig, Stakes};
+
+    let anvil = AnvilServer::start();
+    let admin: PrivateKeySigner = ANVIL_FIRST_KEY.parse().expect("key");
+    let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
+    let bystander = Address::repeat_byte(0xB7);
+    let genesis = GenesisConfig::venice(
+        ledger_address(admin.address()),
+        ledger_address(claimant.address()),
+        ledger::Address([0xA2; 20]),
+        ledger::Address([0xA3; 20]),
+        ledger::Address([0xA4; 20]),
+        vec![],
+    );
+    let deployment = chain::deploy::deploy(anvil.url(), admin.clone(), &genesis)
+        .await
+        .expect("the suite deploys");
+    let stakes = Stakes::new(ChainConfig {
+        rpc_url: anvil.url().to_owned(),
+        deployment: deployment.clone(),
+        confirmations: 1,
+        poll: Duration::from_millis(100),
+        anchor_key: None,
+        anchor_every: Duration::from_secs(86_400),
+    })
+    .expect("a follower");
+    stakes.follow(claimant.address());
+    stakes.follow(bystander);
+    stakes.poll().await.expect("the first poll");
+    assert_eq!(stakes.reads(), 2, "the first poll reads everyone");
+    stakes.poll().await.expect("a quiet poll");
+    assert_eq!(stakes.reads(), 2, "no event, no read");
+
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(claimant.clone()))
+        .connect_http(anvil.url().parse().expect("url"));
+    let rpc = async |method: &str| {
+        provider
+            .raw_request::<_, serde_json::Value>(method.to_owned().into(), ())
+            .await
+            .expect("anvil answers")
+    };
+    let snapshot = rpc("evm_snapshot").await;
+    let (vvv, staking) = (
+        VVV::new(deployment.vvv, &provider),
+        Staking::new(deployment.staking, &provider),
+    );
+    for request in [
+        vvv.approve(deployment.staking, U256::MAX)
+            .into_transaction_request(),
+        staking
+            .stake(U256::from(100 * UNITS_PER_TOKEN))
+            .into_transaction_request(),
+    ] {
+        let receipt = provider
+            .send_transaction(request)
+            .await
+            .expect("sent")
+            .with_timeout(RECEIPT)
+            .get_receipt()
+            .await
+            .expect("mined");
+        assert!(receipt.status());
+    }
+    let changed = stakes.poll().await.expect("a poll after the stake");
+    assert_eq!(stakes.reads(), 3, "only the staker is read");
+    assert!(changed.is_empty(), "one block deep is not yet deep enough");
+    assert_eq!(stakes.get(claimant.address()).svvv_units, 0);
+    rpc("evm_mine").await;
+    let changed = stakes.poll().await.expect("a poll once confirmed");
+    assert_eq!(changed, [claimant.address()]);
+    assert_eq!(
+        stakes.reads(),
+        4,
+        "the unconfirmed staker is read again, alone"
+    );
+    assert_eq!(
+        stakes.get(claimant.address()).svvv_units,
+        100 * UNITS_PER_TOKEN
+    );
+    stakes.poll().await.expect("a quiet poll");
+    assert_eq!(stakes.reads(), 4, "confirmed: read no more");
+
+    // The chain goes back to before the stake: everyone is read, the stake is gone.
+    provider
+        .raw_request::<_, serde_json::Value>("evm_revert".into(), (snapshot,))
+        .await
+        .expect("reverted");
+    let changed = stakes
+        .poll()
+        .await
+        .expect("a poll after the reorganization");
+    assert_eq!(stakes.reads(), 6, "everyone is read after a reorganization");
+    assert_eq!(changed, [claimant.address()]);
+    assert_eq!(stakes.get(claimant.address()).svvv_units, 0);
+}
