@@ -501,42 +501,67 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
         return low - 1;
     }
 
+    /// One segment of the curve, read once for many evaluations.
+    struct Segment {
+        uint256 startUnits;
+        uint256 rate;
+        uint256 doubledBefore;
+        uint256 widthUnits;
+        uint256 rise;
+        bool last;
+    }
+
+    function _segment(uint256 index) internal view returns (Segment memory segment) {
+        (uint256 startSupply, uint256 rate, uint256 doubledBefore) = _point(index);
+        segment.startUnits = startSupply * UNITS_PER_TOKEN;
+        segment.rate = rate;
+        segment.doubledBefore = doubledBefore;
+        if (index + 1 == CURVE_POINT_COUNT) {
+            segment.last = true;
+        } else {
+            (uint256 endSupply, uint256 endRate,) = _point(index + 1);
+            segment.widthUnits = (endSupply - startSupply) * UNITS_PER_TOKEN;
+            segment.rise = endRate - rate;
+        }
+    }
+
     /// F(x): the sVVV that moving DIEM supply from zero to `supplyUnits` costs, the exact
     /// integral of the interpolated rate rounded up; not ok where the ledger's 256-bit
     /// arithmetic or its u128 result would overflow.
     function _cumulativeCost(uint256 supplyUnits) internal view returns (bool, uint256) {
-        uint256 index = _segmentIndex(supplyUnits);
-        (uint256 startSupply, uint256 rate, uint256 doubledBefore) = _point(index);
-        uint256 offset = supplyUnits - startSupply * UNITS_PER_TOKEN;
-        uint256 halfBefore = doubledBefore % 2;
+        return _costIn(_segment(_segmentIndex(supplyUnits)), supplyUnits);
+    }
+
+    /// F(x) for an `x` in `segment`.
+    function _costIn(Segment memory segment, uint256 supplyUnits) internal pure returns (bool, uint256) {
+        uint256 offset = supplyUnits - segment.startUnits;
+        uint256 halfBefore = segment.doubledBefore % 2;
         uint256 numerator;
         uint256 partialCost;
         bool ok;
-        if (index + 1 == CURVE_POINT_COUNT) {
+        if (segment.last) {
             // (half · w + 2 · offset · rate) / (2 · w), rounded up.
-            (ok, numerator) = Math.tryMul(offset * rate, 2);
+            (ok, numerator) = Math.tryMul(offset * segment.rate, 2);
             if (!ok) return (false, 0);
             (ok, numerator) = Math.tryAdd(numerator, halfBefore * UNITS_PER_TOKEN);
             if (!ok) return (false, 0);
             partialCost = Math.ceilDiv(numerator, 2 * UNITS_PER_TOKEN);
         } else {
-            (uint256 endSupply, uint256 endRate,) = _point(index + 1);
-            uint256 width = (endSupply - startSupply) * UNITS_PER_TOKEN;
-            uint256 rise = endRate - rate;
+            uint256 width = segment.widthUnits;
             // (half · W · w + 2 · W · offset · r + rise · offset²) / (2 · W · w), rounded up.
             uint256 term;
-            (ok, term) = Math.tryMul(offset * rate, 2 * width);
+            (ok, term) = Math.tryMul(offset * segment.rate, 2 * width);
             if (!ok) return (false, 0);
             (ok, numerator) = Math.tryAdd(halfBefore * width * UNITS_PER_TOKEN, term);
             if (!ok) return (false, 0);
-            (ok, term) = Math.tryMul(offset * offset, rise);
+            (ok, term) = Math.tryMul(offset * offset, segment.rise);
             if (!ok) return (false, 0);
             (ok, numerator) = Math.tryAdd(numerator, term);
             if (!ok) return (false, 0);
             partialCost = Math.ceilDiv(Math.ceilDiv(numerator, 2 * width), UNITS_PER_TOKEN);
         }
         if (partialCost > U128_MAX) return (false, 0);
-        uint256 cost = doubledBefore / 2 + partialCost;
+        uint256 cost = segment.doubledBefore / 2 + partialCost;
         if (cost > U128_MAX) return (false, 0);
         return (true, cost);
     }
@@ -549,17 +574,18 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
         return (true, costAfter - costBefore);
     }
 
-    /// The most DIEM that at most `budget` sVVV buys at `supplyUnits`, and its exact cost, by
-    /// bisection on the cost (the ledger's `MintCurve::mint_for_budget`).
+    /// The most DIEM that at most `budget` sVVV buys at `supplyUnits`, and its exact cost: the
+    /// ledger's `MintCurve::mint_for_budget`. The ledger bisects the amount on the whole range;
+    /// since the cost only rises with the amount, the largest affordable amount is one number,
+    /// found here in fewer steps: the segment it ends in by the segments' own costs, then a
+    /// bisection inside that one segment.
     function _mintForBudget(uint256 supplyUnits, uint256 budget) internal view returns (bool, uint256, uint256) {
         (bool ok, uint256 costBefore) = _cumulativeCost(supplyUnits);
         if (!ok) return (false, 0, 0);
-        uint256 headroom = U128_MAX - supplyUnits;
-        uint256 rateNow = rateAt(supplyUnits);
-        uint256 tooMany = headroom;
+        uint256 tooMany = U128_MAX - supplyUnits;
         if (budget < U128_MAX) {
-            uint256 bound = Math.mulDiv(budget + 1, UNITS_PER_TOKEN, rateNow);
-            if (bound < U128_MAX && bound + 1 < headroom) {
+            uint256 bound = Math.mulDiv(budget + 1, UNITS_PER_TOKEN, rateAt(supplyUnits));
+            if (bound < U128_MAX && bound + 1 < tooMany) {
                 tooMany = bound + 1;
             }
         }
@@ -568,6 +594,70 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
         if (ok && cost <= budget) {
             return (true, tooMany, cost);
         }
+        if (budget > U128_MAX) {
+            return _bisect(supplyUnits, costBefore, budget, tooMany);
+        }
+        return _mintWithin(supplyUnits, costBefore, costBefore + budget, supplyUnits + tooMany - 1);
+    }
+
+    /// The largest supply from `supplyUnits` to `lastSupply` whose F is at most `target`: the
+    /// DIEM it mints and what that costs.
+    function _mintWithin(uint256 supplyUnits, uint256 costBefore, uint256 target, uint256 lastSupply)
+        internal
+        view
+        returns (bool, uint256, uint256)
+    {
+        // Its segment: the last one from supplyUnits' to lastSupply's whose start costs at most
+        // the target (F at a point is its doubled cost halved, rounded up).
+        uint256 low = _segmentIndex(supplyUnits);
+        uint256 high = _segmentIndex(lastSupply);
+        while (low < high) {
+            uint256 middle = (low + high + 1) / 2;
+            (,, uint256 doubledBefore) = _point(middle);
+            if ((doubledBefore + 1) / 2 <= target) {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        (bool ok, uint256 reached, uint256 cost) = _searchSegment(_segment(low), supplyUnits, lastSupply, target);
+        if (!ok) return (false, 0, 0);
+        return (true, reached - supplyUnits, cost - costBefore);
+    }
+
+    /// The largest supply in `segment`, from `supplyUnits` to `lastSupply`, whose F is at most
+    /// `target`, and its F.
+    function _searchSegment(Segment memory segment, uint256 supplyUnits, uint256 lastSupply, uint256 target)
+        internal
+        pure
+        returns (bool, uint256, uint256)
+    {
+        uint256 affordable = supplyUnits > segment.startUnits ? supplyUnits : segment.startUnits;
+        uint256 beyond = lastSupply;
+        if (!segment.last && segment.startUnits + segment.widthUnits - 1 < beyond) {
+            beyond = segment.startUnits + segment.widthUnits - 1;
+        }
+        while (affordable < beyond) {
+            uint256 middle = affordable + (beyond - affordable + 1) / 2;
+            (bool fits, uint256 cost) = _costIn(segment, middle);
+            if (fits && cost <= target) {
+                affordable = middle;
+            } else {
+                beyond = middle - 1;
+            }
+        }
+        (bool ok, uint256 reachedCost) = _costIn(segment, affordable);
+        return (ok, affordable, reachedCost);
+    }
+
+    /// The ledger's bisection as it is, for budgets past what it can hold.
+    function _bisect(uint256 supplyUnits, uint256 costBefore, uint256 budget, uint256 tooMany)
+        internal
+        view
+        returns (bool, uint256, uint256)
+    {
+        bool ok;
+        uint256 cost;
         uint256 affordable = 0;
         while (tooMany - affordable > 1) {
             uint256 middle = affordable + (tooMany - affordable) / 2;
