@@ -3,9 +3,11 @@
 //! (VVV and DIEM transfers, stakes, unstakes, claims, DIEM mints and burns with slippage bounds,
 //! DIEM staking, airdrop claims by Merkle proof and the burn of what is unclaimed, team vesting
 //! claims, buy-back-and-burn, time warps, and the admin's emission rate, utilization,
-//! parameters and mint curve; amounts of zero, dust, whole balances, one past them and far past them) run against
-//! both: the ledger in memory and the contracts in an in-process EVM at the same block times.
-//! After every step the outcome (accepted, or the same rejection) and every account's VVV,
+//! parameters and mint curve; amounts of zero, dust, whole balances, one past them and far past
+//! them) run against both: the ledger in memory and the contracts in an in-process EVM at the
+//! same block times.
+//! After every step the outcome (accepted, or the same rejection), the event that tells an
+//! accepted one (with the ledger's outcome in its fields), and every account's VVV,
 //! staked, cooling, locked and unlock times, pending rewards, DIEM, staked DIEM and allowance,
 //! vested team grants, the totals, the supplies (unclaimed airdrop and team grants, buy-backs by
 //! day), the emission split, the mint rate and mint quotes must agree.
@@ -345,7 +347,14 @@ impl World {
     }
 
     /// Runs `op` signed by `signer` on both, and says what each did.
-    fn apply(&mut self, signer: Address, op: Op) -> (Result<(), Rejection>, Result<(), Rejection>) {
+    /// Runs `op` signed by `signer` on both: what each did, and for an operation both took,
+    /// whether the contracts' events say what the ledger's outcome says (`Some` of the
+    /// difference if not).
+    fn apply(
+        &mut self,
+        signer: Address,
+        op: Op,
+    ) -> (Result<(), Rejection>, Result<(), Rejection>, Option<String>) {
         let from = evm_address(signer);
         let asset = match &op {
             Op::Transfer { asset, .. } => *asset,
@@ -568,16 +577,181 @@ impl World {
             ),
             other => panic!("no contract call for {other:?}"),
         };
-        let chain = match outcome {
-            Outcome::Success { gas_used, .. } => {
+        let (chain, logs) = match outcome {
+            Outcome::Success { gas_used, logs, .. } => {
                 self.gas.entry(name).or_default().push(gas_used);
-                Ok(())
+                (Ok(()), logs)
             }
-            Outcome::Revert { data, .. } => Err(rejection_of(&data, asset)),
+            Outcome::Revert { data, .. } => (Err(rejection_of(&data, asset)), Vec::new()),
             Outcome::Halt(reason) => panic!("{name} halted: {reason}"),
         };
-        let reference = self.ledger.apply(self.now, signer, op).map(|_| ());
-        (reference, chain)
+        let reference = self.ledger.apply(self.now, signer, op);
+        let events = match &reference {
+            Ok(outcome) if chain.is_ok() => self.events_say(outcome, from, &logs),
+            _ => None,
+        };
+        (reference.map(|_| ()), chain, events)
+    }
+
+    /// Whether `logs` hold the event that tells `outcome` (of an operation `from` signed),
+    /// from the contract that should emit it: `None` if so, else what is missing.
+    fn events_say(
+        &self,
+        outcome: &ledger::Outcome,
+        from: EvmAddress,
+        logs: &[alloy_primitives::Log],
+    ) -> Option<String> {
+        use alloy_sol_types::SolEventInterface;
+        use ledger::Outcome as O;
+        let decoded = |emitter: EvmAddress| {
+            logs.iter()
+                .filter(move |log| log.address == emitter)
+                .map(|log| (log.topics().to_vec(), log.data.data.clone()))
+        };
+        let staking = || {
+            decoded(self.staking).filter_map(|(topics, data)| {
+                Staking::StakingEvents::decode_raw_log(&topics, &data).ok()
+            })
+        };
+        let diem = || {
+            decoded(self.diem)
+                .filter_map(|(topics, data)| Diem::DiemEvents::decode_raw_log(&topics, &data).ok())
+        };
+        let found = match *outcome {
+            O::Transferred {
+                asset: Asset::Vvv,
+                amount_units,
+            } => decoded(self.vvv).any(|(topics, data)| {
+                matches!(
+                    VVV::VVVEvents::decode_raw_log(&topics, &data),
+                    Ok(VVV::VVVEvents::Transfer(event))
+                        if event.from == from && event.value == u256(amount_units)
+                )
+            }),
+            O::Transferred {
+                asset: Asset::Diem,
+                amount_units,
+            } => diem().any(|event| {
+                matches!(event, Diem::DiemEvents::Transfer(event)
+                    if event.from == from && event.value == u256(amount_units))
+            }),
+            O::Staked { svvv_units } => staking().any(|event| {
+                matches!(event, Staking::StakingEvents::Staked(event)
+                    if event.account == from && event.svvv == u256(svvv_units))
+            }),
+            O::UnstakeInitiated {
+                cooling_svvv_units,
+                unlock_at_seconds,
+            } => staking().any(|event| {
+                matches!(event, Staking::StakingEvents::UnstakeInitiated(event)
+                    if event.account == from
+                        && event.coolingSvvv == u256(cooling_svvv_units)
+                        && event.unlockAt == unlock_at_seconds)
+            }),
+            O::UnstakeFinalized { vvv_units } => staking().any(|event| {
+                matches!(event, Staking::StakingEvents::UnstakeFinalized(event)
+                    if event.account == from && event.vvv == u256(vvv_units))
+            }),
+            O::RewardsClaimed { vvv_units } => staking().any(|event| {
+                matches!(event, Staking::StakingEvents::RewardsClaimed(event)
+                    if event.account == from && event.vvv == u256(vvv_units))
+            }),
+            O::RewardsStaked { svvv_units } => staking().any(|event| {
+                matches!(event, Staking::StakingEvents::RewardsStaked(event)
+                    if event.account == from && event.svvv == u256(svvv_units))
+            }),
+            O::DiemMinted {
+                diem_units,
+                svvv_locked_units,
+                mint_rate_after_svvv_units_per_diem,
+            } => staking().any(|event| {
+                matches!(event, Staking::StakingEvents::DiemMinted(event)
+                    if event.account == from
+                        && event.diem == u256(diem_units)
+                        && event.svvvLocked == u256(svvv_locked_units)
+                        && event.mintRateAfter == u256(mint_rate_after_svvv_units_per_diem))
+            }),
+            O::DiemBurned {
+                diem_units,
+                svvv_unlocked_units,
+            } => staking().any(|event| {
+                matches!(event, Staking::StakingEvents::DiemBurned(event)
+                    if event.account == from
+                        && event.diem == u256(diem_units)
+                        && event.svvvUnlocked == u256(svvv_unlocked_units))
+            }),
+            O::DiemStaked { diem_units } => diem().any(|event| {
+                matches!(event, Diem::DiemEvents::DiemStaked(event)
+                    if event.account == from && event.diem == u256(diem_units))
+            }),
+            O::DiemUnstakeInitiated {
+                cooling_diem_units,
+                unlock_at_seconds,
+            } => diem().any(|event| {
+                matches!(event, Diem::DiemEvents::DiemUnstakeInitiated(event)
+                    if event.account == from
+                        && event.coolingDiem == u256(cooling_diem_units)
+                        && event.unlockAt == unlock_at_seconds)
+            }),
+            O::DiemUnstakeFinalized { diem_units } => diem().any(|event| {
+                matches!(event, Diem::DiemEvents::DiemUnstakeFinalized(event)
+                    if event.account == from && event.diem == u256(diem_units))
+            }),
+            O::EmissionRateSet {
+                vvv_units_per_second,
+            } => staking().any(|event| {
+                matches!(event, Staking::StakingEvents::EmissionRateSet(event)
+                    if event.vvvPerSecond == u256(vvv_units_per_second))
+            }),
+            O::MintCurveSet => {
+                staking().any(|event| matches!(event, Staking::StakingEvents::MintCurveSet(_)))
+            }
+            O::ParametersSet => {
+                staking().any(|event| matches!(event, Staking::StakingEvents::ParametersSet(_)))
+            }
+            O::UtilizationReported {
+                utilization_bps,
+                company_share_bps,
+            } => staking().any(|event| {
+                matches!(event, Staking::StakingEvents::UtilizationReported(event)
+                    if event.utilizationBps == utilization_bps
+                        && event.companyShareBps == company_share_bps)
+            }),
+            O::AirdropClaimed { vvv_units } => decoded(self.airdrop).any(|(topics, data)| {
+                matches!(
+                    Airdrop::AirdropEvents::decode_raw_log(&topics, &data),
+                    Ok(Airdrop::AirdropEvents::AirdropClaimed(event))
+                        if event.account == from && event.vvv == u256(vvv_units)
+                )
+            }),
+            O::UnclaimedAirdropBurned { vvv_units } => {
+                decoded(self.airdrop).any(|(topics, data)| {
+                    matches!(
+                        Airdrop::AirdropEvents::decode_raw_log(&topics, &data),
+                        Ok(Airdrop::AirdropEvents::UnclaimedAirdropBurned(event))
+                            if event.vvv == u256(vvv_units)
+                    )
+                })
+            }
+            O::VestedClaimed { vvv_units } => decoded(self.vesting).any(|(topics, data)| {
+                matches!(
+                    TeamVesting::TeamVestingEvents::decode_raw_log(&topics, &data),
+                    Ok(TeamVesting::TeamVestingEvents::VestedClaimed(event))
+                        if event.account == from && event.vvv == u256(vvv_units)
+                )
+            }),
+            O::BoughtBackAndBurned {
+                vvv_units,
+                revenue_usd_units,
+            } => staking().any(|event| {
+                matches!(event, Staking::StakingEvents::BoughtBackAndBurned(event)
+                    if event.day == U256::from(self.now / 86_400)
+                        && event.vvv == u256(vvv_units)
+                        && event.revenueUsd == u256(revenue_usd_units))
+            }),
+            ref other => return Some(format!("no event is expected of {other:?}")),
+        };
+        (!found).then(|| format!("no event tells {outcome:?}"))
     }
 
     fn warp(&mut self, seconds: u64) {
@@ -1176,11 +1350,14 @@ fn run(seed: u64, steps: usize, staking_artifact: Option<&str>) -> Result<World,
             op,
             Op::MintDiem { .. } | Op::BurnDiem { .. } | Op::SetMintCurve { .. }
         );
-        let (reference, chain) = world.apply(signer, op);
+        let (reference, chain, events) = world.apply(signer, op);
         if reference != chain {
             return Err(format!(
                 "seed {seed}, step {step}: {described}: the ledger {reference:?}, the contracts {chain:?}"
             ));
+        }
+        if let Some(missing) = events {
+            return Err(format!("seed {seed}, step {step}: {described}: {missing}"));
         }
         if let Some(difference) = world.difference(moves_quotes && reference.is_ok()) {
             return Err(format!(
