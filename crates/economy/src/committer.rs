@@ -547,7 +547,9 @@ pub(crate) fn commit_loop(
             }
             if let Some(rows) = job.rows.take() {
                 let taken = match writer.as_mut() {
-                    Some(writer) => writer.take_usage(&rows),
+                    Some(writer) => writer.usage_queue().and_then(|(client, table, replica)| {
+                        usage::take(client, table, replica, &rows)
+                    }),
                     None => Err(shared::SharedError::Config(
                         "usage rows without a shared journal".into(),
                     )),

@@ -36,6 +36,7 @@ use crate::meter::{Capacity, Meter};
 pub use keys::{KeyKind, hash_secret};
 pub use ledger::SECONDS_PER_DAY;
 pub use shared::SharedLedgerConfig;
+pub use usage::Recorded;
 /// Operations waiting for the committer; beyond this, submitters get 503.
 const JOB_QUEUE: usize = 4_096;
 /// Entries of one usage settlement (the ledger's own bound).

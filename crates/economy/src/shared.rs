@@ -523,17 +523,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Takes usage rows out of the queue for a settlement, inside this transaction (so they
-    /// are gone exactly when the settlement's record is in): `day`'s usage, summed by account.
-    /// `None` when none of the rows is left (another replica settled them).
-    pub(crate) fn take_usage(
+    /// The open transaction, with the usage queue's table and this replica's id: where a
+    /// settlement takes its rows (`usage::take`), so they are gone exactly when the
+    /// settlement's record is in.
+    pub(crate) fn usage_queue(
         &mut self,
-        rows: &crate::usage::Rows,
-    ) -> Result<Option<(u64, Vec<ledger::UsageCharge>)>, SharedError> {
-        let table = self.usage_table.clone();
-        let replica = self.replica.to_vec();
-        let client = self.client()?;
-        crate::usage::take(client, &table, &replica, rows)
+    ) -> Result<(&mut postgres::Client, &str, &[u8; 16]), SharedError> {
+        let client = self
+            .client
+            .as_mut()
+            .ok_or_else(|| SharedError::Config("the transaction has ended".into()))?;
+        Ok((client, &self.usage_table, &self.replica))
     }
 
     /// Inserts a commit's records and commits: the `publish` of
@@ -704,7 +704,7 @@ mod tests {
     }
 
     /// Waits until a request's usage is in the cluster's usage queue.
-    async fn durable(recorded: Option<crate::usage::Recorded>) {
+    async fn durable(recorded: Option<crate::Recorded>) {
         let recorded = recorded.expect("a cluster records usage");
         assert!(
             recorded.wait(std::time::Duration::from_secs(30)).await,

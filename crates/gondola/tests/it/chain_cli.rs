@@ -19,45 +19,18 @@ const WHOLE: u128 = 1_000_000_000_000_000_000;
 async fn chain_deploy_puts_the_genesis_on_chain_and_its_airdrop_proofs_claim() {
     let anvil = AnvilServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let key = dir.path().join("deployer.key");
-    std::fs::write(&key, format!("{ANVIL_FIRST_KEY}\n")).expect("key");
     let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
-    let airdrop_file = dir.path().join("airdrop.csv");
-    std::fs::write(
-        &airdrop_file,
-        format!(
+    let treasury = "0x00000000000000000000000000000000000000a1";
+    let deployed = deploy(
+        &anvil,
+        dir.path(),
+        &format!(
             "# address,VVV\n{},1234.5\n0x00000000000000000000000000000000000000b0,7\n",
             claimant.address()
         ),
-    )
-    .expect("csv");
-    let proofs_file = dir.path().join("proofs.json");
-    let treasury = "0x00000000000000000000000000000000000000a1";
-    let deployed = std::process::Command::new(crate::support::binary())
-        .args([
-            "chain",
-            "deploy",
-            "--json",
-            "--rpc-url",
-            anvil.url(),
-            "--treasury",
-            treasury,
-        ])
-        .arg("--key")
-        .arg(&key)
-        .arg("--airdrop")
-        .arg(&airdrop_file)
-        .arg("--proofs")
-        .arg(&proofs_file)
-        .output()
-        .expect("run gondola");
-    assert!(
-        deployed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deployed.stderr)
+        &["--treasury", treasury],
     );
-    let deployment: serde_json::Value =
-        serde_json::from_slice(&deployed.stdout).expect("the deployment as JSON");
+    let (deployment, proofs_file) = (deployed.json, deployed.proofs);
     let at = |name: &str| -> Address {
         deployment[name]
             .as_str()
@@ -148,6 +121,49 @@ fn as_claimant(
         .expect("run gondola")
 }
 
+/// The suite `gondola chain deploy --json` put on `anvil`, signed with anvil's first key.
+struct Deployed {
+    /// The deployer's key file (`dir/deployer.key`).
+    key: std::path::PathBuf,
+    /// The deployment as the command printed it (`dir/deployment.json`), and parsed.
+    file: std::path::PathBuf,
+    json: serde_json::Value,
+    /// The airdrop's proofs (`dir/proofs.json`), when there is an airdrop.
+    proofs: std::path::PathBuf,
+}
+
+/// Deploys with `airdrop` as the CSV's lines (none when empty) and `extra` arguments.
+fn deploy(anvil: &AnvilServer, dir: &std::path::Path, airdrop: &str, extra: &[&str]) -> Deployed {
+    let key = dir.join("deployer.key");
+    std::fs::write(&key, format!("{ANVIL_FIRST_KEY}\n")).expect("key");
+    let proofs = dir.join("proofs.json");
+    let mut command = std::process::Command::new(crate::support::binary());
+    command
+        .args(["chain", "deploy", "--json", "--rpc-url", anvil.url()])
+        .args(extra)
+        .arg("--key")
+        .arg(&key);
+    if !airdrop.is_empty() {
+        let csv = dir.join("airdrop.csv");
+        std::fs::write(&csv, airdrop).expect("csv");
+        command
+            .arg("--airdrop")
+            .arg(&csv)
+            .arg("--proofs")
+            .arg(&proofs);
+    }
+    let deployed = command.output().expect("run gondola");
+    succeeded(&deployed, "deploy");
+    let file = dir.join("deployment.json");
+    std::fs::write(&file, &deployed.stdout).expect("deployment");
+    Deployed {
+        key,
+        file,
+        json: serde_json::from_slice(&deployed.stdout).expect("the deployment as JSON"),
+        proofs,
+    }
+}
+
 fn succeeded(output: &std::process::Output, what: &str) {
     assert!(
         output.status.success(),
@@ -160,27 +176,16 @@ fn succeeded(output: &std::process::Output, what: &str) {
 async fn the_cli_claims_stakes_waits_out_the_cooldown_and_mints_diem_on_chain() {
     let anvil = AnvilServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let key = dir.path().join("deployer.key");
-    std::fs::write(&key, format!("{ANVIL_FIRST_KEY}\n")).expect("key");
     let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
     let wallet = dir.path().join("wallet.key");
     std::fs::write(&wallet, format!("{CLAIMANT_KEY}\n")).expect("wallet");
-    let airdrop_file = dir.path().join("airdrop.csv");
-    std::fs::write(&airdrop_file, format!("{},1234.5\n", claimant.address())).expect("csv");
-    let proofs = dir.path().join("proofs.json");
-    let deployed = std::process::Command::new(crate::support::binary())
-        .args(["chain", "deploy", "--json", "--rpc-url", anvil.url()])
-        .arg("--key")
-        .arg(&key)
-        .arg("--airdrop")
-        .arg(&airdrop_file)
-        .arg("--proofs")
-        .arg(&proofs)
-        .output()
-        .expect("run gondola");
-    succeeded(&deployed, "deploy");
-    let deployment = dir.path().join("deployment.json");
-    std::fs::write(&deployment, &deployed.stdout).expect("deployment");
+    let deployed = deploy(
+        &anvil,
+        dir.path(),
+        &format!("{},1234.5\n", claimant.address()),
+        &[],
+    );
+    let (deployment, proofs) = (deployed.file, deployed.proofs);
     let cli = |args: &[&str]| as_claimant(&anvil, &deployment, &wallet, args);
 
     succeeded(
@@ -272,17 +277,8 @@ fn journal(dir: &std::path::Path, accounts: u32, records: u64) {
 async fn the_journal_is_anchored_on_chain_and_a_rewritten_or_cut_history_is_caught() {
     let anvil = AnvilServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let key = dir.path().join("operator.key");
-    std::fs::write(&key, format!("{ANVIL_FIRST_KEY}\n")).expect("key");
-    let deployed = std::process::Command::new(crate::support::binary())
-        .args(["chain", "deploy", "--json", "--rpc-url", anvil.url()])
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .expect("run gondola");
-    succeeded(&deployed, "deploy");
-    let deployment = dir.path().join("deployment.json");
-    std::fs::write(&deployment, &deployed.stdout).expect("deployment");
+    let deployed = deploy(&anvil, dir.path(), "", &[]);
+    let (key, deployment) = (deployed.key, deployed.file);
     let (kept, rewritten, cut) = (
         dir.path().join("kept"),
         dir.path().join("rewritten"),
@@ -384,27 +380,16 @@ async fn account_until(
 async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
     let anvil = AnvilServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let key = dir.path().join("deployer.key");
-    std::fs::write(&key, format!("{ANVIL_FIRST_KEY}\n")).expect("key");
     let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
     let wallet = dir.path().join("user.key");
     std::fs::write(&wallet, format!("{CLAIMANT_KEY}\n")).expect("wallet");
-    let airdrop_file = dir.path().join("airdrop.csv");
-    std::fs::write(&airdrop_file, format!("{},2000\n", claimant.address())).expect("csv");
-    let proofs = dir.path().join("proofs.json");
-    let deployed = std::process::Command::new(crate::support::binary())
-        .args(["chain", "deploy", "--json", "--rpc-url", anvil.url()])
-        .arg("--key")
-        .arg(&key)
-        .arg("--airdrop")
-        .arg(&airdrop_file)
-        .arg("--proofs")
-        .arg(&proofs)
-        .output()
-        .expect("run gondola");
-    succeeded(&deployed, "deploy");
-    let deployment = dir.path().join("deployment.json");
-    std::fs::write(&deployment, &deployed.stdout).expect("deployment");
+    let deployed = deploy(
+        &anvil,
+        dir.path(),
+        &format!("{},2000\n", claimant.address()),
+        &[],
+    );
+    let (key, deployment, proofs) = (deployed.key, deployed.file, deployed.proofs);
     let cli = |args: &[&str]| as_claimant(&anvil, &deployment, &wallet, args);
     succeeded(
         &cli(&["claim-airdrop", "--proofs", proofs.to_str().expect("path")]),
