@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use alloy::network::{EthereumWallet, ReceiptResponse};
-use alloy::providers::ProviderBuilder;
+use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, B256, U256};
 
@@ -56,8 +56,11 @@ pub async fn post(
     call.call()
         .await
         .map_err(|error| format!("the anchor was refused: {error}"))?;
-    let receipt = call
-        .send()
+    let request = crate::gas::with_limit(&provider, call.into_transaction_request())
+        .await
+        .map_err(|error| format!("the anchor was refused: {error}"))?;
+    let receipt = provider
+        .send_transaction(request)
         .await
         .map_err(|error| format!("the anchor was not sent: {error}"))?
         .with_timeout(Some(RECEIPT_TIMEOUT))

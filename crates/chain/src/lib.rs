@@ -4,6 +4,8 @@
 //!   `contracts/build.mjs` compiles with the pinned solc-js and commits, through alloy's `sol!`:
 //!   calls, events and errors as Rust types, and each contract's bytecode.
 //! - [`anchor`]: the ledger journal's head posted to the journal anchor.
+//! - [`gas`]: the gas limit every transaction is sent with (the estimate, with headroom for
+//!   an accrual the estimate did not see).
 //! - [`deploy`]: deploys the suite on a chain (over JSON-RPC, alloy) from a ledger genesis.
 //! - [`stakes`]: a gateway's view of its accounts' stake on the chain (chain mode), held back
 //!   for confirmations.
@@ -17,5 +19,6 @@ pub mod anchor;
 pub mod bindings;
 pub mod deploy;
 pub mod evm;
+pub mod gas;
 pub mod merkle;
 pub mod stakes;

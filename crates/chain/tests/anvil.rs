@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use alloy::network::{EthereumWallet, ReceiptResponse};
+use alloy::network::{EthereumWallet, ReceiptResponse, TransactionBuilder};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, U256};
@@ -308,4 +308,126 @@ async fn the_follower_reads_only_what_the_events_name_and_everyone_after_a_reorg
     assert_eq!(stakes.reads(), 6, "everyone is read after a reorganization");
     assert_eq!(changed, [claimant.address()]);
     assert_eq!(stakes.get(claimant.address()).svvv_units, 0);
+}
+
+/// A node's gas estimate has no slack, and the suite's costs grow with the block time: a
+/// transaction estimated in the second of the last accrual sees no accrual, and runs out of
+/// gas if it is mined a second later with that estimate. With `chain::gas::limit` it goes
+/// through, and what the accrual added is within the headroom.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_estimated_before_an_accrual_is_sent_with_room_for_it() {
+    let anvil = AnvilServer::start();
+    let admin: PrivateKeySigner = ANVIL_FIRST_KEY.parse().expect("key");
+    let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
+    let at = |byte: u8| ledger::Address([byte; 20]);
+    let genesis = GenesisConfig::venice(
+        ledger_address(admin.address()),
+        at(0xA1),
+        at(0xA2),
+        at(0xA3),
+        at(0xA4),
+        vec![Allocation {
+            address: ledger_address(claimant.address()),
+            vvv_units: 5_000 * UNITS_PER_TOKEN,
+        }],
+    );
+    let deployment = chain::deploy::deploy(anvil.url(), admin, &genesis)
+        .await
+        .expect("the suite deploys");
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(claimant.clone()))
+        .connect_http(anvil.url().parse().expect("url"));
+    let vvv = VVV::new(deployment.vvv, &provider);
+    let staking = Staking::new(deployment.staking, &provider);
+    let (_, proofs) = chain::deploy::airdrop_proofs(&genesis);
+    let mine = proofs
+        .iter()
+        .find(|proof| proof.account == claimant.address())
+        .expect("the claimant's proof");
+    let mined = async |request: alloy::rpc::types::TransactionRequest| {
+        provider
+            .send_transaction(request)
+            .await
+            .expect("sent")
+            .with_timeout(RECEIPT)
+            .get_receipt()
+            .await
+            .expect("a receipt")
+    };
+    let sent = async |request: alloy::rpc::types::TransactionRequest, what: &str| {
+        let request = chain::gas::with_limit(&provider, request)
+            .await
+            .unwrap_or_else(|error| panic!("{what}: {error}"));
+        let receipt = mined(request).await;
+        assert!(receipt.status(), "{what} reverted");
+    };
+    sent(
+        Airdrop::new(deployment.airdrop, &provider)
+            .claim(mine.amount, mine.proof.clone())
+            .into_transaction_request(),
+        "claim",
+    )
+    .await;
+    sent(
+        vvv.approve(deployment.staking, U256::MAX)
+            .into_transaction_request(),
+        "approve",
+    )
+    .await;
+    sent(
+        staking
+            .stake(U256::from(4_000 * UNITS_PER_TOKEN))
+            .into_transaction_request(),
+        "stake",
+    )
+    .await;
+
+    let transfer = vvv
+        .transfer(Address::repeat_byte(0xB0), U256::from(1))
+        .into_transaction_request();
+    let mut clock = provider
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .expect("the latest block")
+        .expect("a block")
+        .header
+        .timestamp;
+    let mut gas_at = async |limit: &dyn Fn(u64) -> u64| {
+        // A transfer accrues at `clock`; the next one is estimated on that block, where no time
+        // has passed since, and mined an hour later.
+        clock += 60;
+        provider
+            .raw_request::<_, serde_json::Value>("evm_setNextBlockTimestamp".into(), (clock,))
+            .await
+            .expect("set the clock");
+        sent(transfer.clone(), "accruing transfer").await;
+        let estimate = provider
+            .estimate_gas(transfer.clone())
+            .block(alloy::eips::BlockId::latest())
+            .await
+            .expect("an estimate");
+        clock += 3_600;
+        provider
+            .raw_request::<_, serde_json::Value>("evm_setNextBlockTimestamp".into(), (clock,))
+            .await
+            .expect("set the clock");
+        let receipt = mined(transfer.clone().with_gas_limit(limit(estimate))).await;
+        (estimate, receipt)
+    };
+    let (_, bare) = gas_at(&|estimate| estimate).await;
+    assert!(
+        !bare.status(),
+        "with its bare estimate, a transfer that meets an accrual runs out of gas"
+    );
+    let (estimate, roomy) = gas_at(&chain::gas::limit).await;
+    assert!(roomy.status(), "with the headroom it goes through");
+    let added = roomy.gas_used().saturating_sub(estimate);
+    eprintln!(
+        "estimate {estimate}, used {} with an accrual (+{added})",
+        roomy.gas_used()
+    );
+    assert!(
+        added > 0 && added <= chain::gas::ACCRUAL_HEADROOM,
+        "the accrual added {added} gas"
+    );
 }

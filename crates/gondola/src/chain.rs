@@ -457,6 +457,9 @@ impl Session {
         if let Err(error) = self.provider.call(request.clone()).await {
             bail!("{what} refused: {}", refusal(&error));
         }
+        let request = chain::gas::with_limit(&self.provider, request)
+            .await
+            .map_err(|error| anyhow::anyhow!("{what} refused: {}", refusal(&error)))?;
         let pending = self
             .provider
             .send_transaction(request)
