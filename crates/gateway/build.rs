@@ -1,6 +1,6 @@
-//! Builds the web app's two third-party scripts, bundled by esbuild from `web/lib` into
+//! Builds the web app's three third-party scripts, bundled by esbuild from `web/lib` into
 //! `OUT_DIR`, where `web.rs` embeds them: `/signing.js` (viem's local accounts, for the wallet
-//! page) and `/privacy.js` (HPKE, blind RSA and Ed25519, for the chat page's private mode).
+//! page), `/transactions.js` (viem's client and contract actions, for its chain mode) and `/privacy.js` (HPKE, blind RSA and Ed25519, for the chat page's private mode).
 //!
 //! npm installs the libraries (`npm ci` in `web/lib`, which `scripts/serve.sh` and
 //! `scripts/test.sh` run); this script only bundles what is installed and never downloads
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The entry points of `web/lib`, each bundled into `OUT_DIR` under its own name.
-const ENTRIES: [&str; 2] = ["signing", "privacy"];
+const ENTRIES: [&str; 3] = ["signing", "transactions", "privacy"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());

@@ -1,7 +1,7 @@
 // Plumbing for the browser suite: the real `gondola` binary (serve, gateway, provider) on
 // loopback port 0, a fixture upstream engine for replies the real model cannot be made to give,
-// a stand-in image engine (AUTOMATIC1111's API, real PNGs) for the image mode,
-// and Debian's Chromium driven by playwright-core with a fresh profile per browser.
+// a stand-in image engine (AUTOMATIC1111's API, real PNGs) for the image mode, Foundry's anvil
+// (the npm package contracts/ pins) for chain mode, and Debian's Chromium driven by playwright-core with a fresh profile per browser.
 
 import { execFileSync, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
@@ -407,6 +407,58 @@ export async function fixtureUpstream() {
         server.close(resolve);
       }),
   };
+}
+
+// ---------------------------------------------------------------- chain
+
+/** anvil's first two development accounts' keys (the well-known test mnemonic's), each funded with 10,000 ether. */
+export const ANVIL_KEYS = [
+  "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+  "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+];
+
+/**
+ * An anvil node on loopback (a port it picks), from contracts/node_modules (`npm ci` in
+ * contracts/ installs it). Resolves to {url, rpc(method, params), stop()}.
+ */
+export async function anvil() {
+  const bin = path.join(repo, "contracts", "node_modules", "@foundry-rs", "anvil-linux-amd64", "bin", "anvil");
+  const child = spawn(bin, ["--host", "127.0.0.1", "--port", "0", "--chain-id", "31337"], { stdio: ["ignore", "pipe", "ignore"] });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("anvil did not say where it listens")), START_TIMEOUT_MS);
+    let seen = "";
+    child.once("error", reject);
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (text) => {
+      seen += text;
+      const listening = /Listening on (\S+)/.exec(seen);
+      if (listening) {
+        clearTimeout(timer);
+        resolve(`http://${listening[1]}`);
+      }
+    });
+  });
+  // Its further output is read and dropped, so that it never blocks on a full pipe.
+  child.stdout.resume();
+  const rpc = async (method, params = []) => {
+    const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }) });
+    const body = await response.json();
+    if (body.error) throw new Error(`${method}: ${JSON.stringify(body.error)}`);
+    return body.result;
+  };
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    await exited;
+  };
+  return { url, rpc, stop };
+}
+
+/** Runs `gondola chain ARGS` (with `env`: GONDOLA_RPC_URL, GONDOLA_DEPLOYMENT, GONDOLA_WALLET) and returns what it printed. */
+export function chainCli(args, env) {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("GONDOLA_")));
+  return execFileSync(binary, ["chain", ...args], { encoding: "utf8", env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
 }
 
 // ---------------------------------------------------------------- browser

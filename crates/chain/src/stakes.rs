@@ -50,6 +50,10 @@ impl Stake {
 #[derive(Clone, Debug)]
 pub struct ChainConfig {
     pub rpc_url: String,
+    /// The JSON-RPC URL the web app's wallet page reads the contracts and sends its
+    /// transactions through, straight from the browser; none where the operator publishes
+    /// none (`rpc_url` may hold a provider's key, so it is never published).
+    pub public_rpc_url: Option<String>,
     pub deployment: Deployment,
     pub confirmations: u64,
     pub poll: Duration,
@@ -111,6 +115,11 @@ impl Stakes {
             .get(&account)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Whether `account` is followed (see [`Stakes::follow`]).
+    pub fn follows(&self, account: Address) -> bool {
+        locked(&self.followed).contains(&account)
     }
 
     pub fn confirmations(&self) -> u64 {

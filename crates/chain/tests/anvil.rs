@@ -232,6 +232,7 @@ async fn the_follower_reads_only_what_the_events_name_and_everyone_after_a_reorg
         .expect("the suite deploys");
     let stakes = Stakes::new(ChainConfig {
         rpc_url: anvil.url().to_owned(),
+        public_rpc_url: None,
         deployment: deployment.clone(),
         confirmations: 1,
         poll: Duration::from_millis(100),

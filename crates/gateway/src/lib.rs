@@ -612,7 +612,10 @@ fn router(state: Arc<AppState>) -> Router {
     }
     let router = root
         .with_state(Arc::clone(&state))
-        .merge(web::routes(&state.config.web_relays))
+        .merge(web::routes(
+            &state.config.web_relays,
+            state.config.chain.as_ref(),
+        ))
         .nest("/v1", api_routes(&state, Dialect::OpenAi))
         .nest(
             "/api/v1",

@@ -85,6 +85,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/wallet.js"),
     },
     Asset {
+        path: "/chain.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../web/chain.js"),
+    },
+    Asset {
         path: "/amounts.js",
         content_type: JAVASCRIPT,
         body: include_bytes!("../web/amounts.js"),
@@ -93,6 +98,11 @@ const ASSETS: &[Asset] = &[
         path: "/signing.js",
         content_type: JAVASCRIPT,
         body: include_bytes!(concat!(env!("OUT_DIR"), "/signing.js")),
+    },
+    Asset {
+        path: "/transactions.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!(concat!(env!("OUT_DIR"), "/transactions.js")),
     },
     Asset {
         path: "/privacy.js",
@@ -122,13 +132,33 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// A route for every file of the app (GET and HEAD), and `/app-config.json`. `relays` are the
-/// origins the private mode may send through.
-pub(crate) fn routes(relays: &[String]) -> Router {
+/// origins the private mode may send through; in chain mode, `chain` says where the contracts
+/// are, and the wallet page may connect to its public JSON-RPC URL.
+pub(crate) fn routes(relays: &[String], chain: Option<&chain::stakes::ChainConfig>) -> Router {
+    let mut origins = relays.to_vec();
+    let rpc_origin = chain
+        .and_then(|chain| chain.public_rpc_url.as_deref())
+        .and_then(origin);
+    origins.extend(rpc_origin);
     // Origins are ASCII (checked when the configuration was read); one that is not would leave
     // the strict policy in place rather than none.
-    let policy = HeaderValue::from_str(&content_security_policy(relays))
+    let policy = HeaderValue::from_str(&content_security_policy(&origins))
         .unwrap_or_else(|_| HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-    let config = serde_json::json!({ "relays": relays }).to_string();
+    let config = serde_json::json!({
+        "relays": relays,
+        "chain": chain.map(|chain| serde_json::json!({
+            "chain_id": chain.deployment.chain_id,
+            "rpc_url": chain.public_rpc_url,
+            "confirmations": chain.confirmations,
+            "contracts": {
+                "vvv": chain.deployment.vvv,
+                "staking": chain.deployment.staking,
+                "diem": chain.deployment.diem,
+                "airdrop": chain.deployment.airdrop,
+            },
+        })),
+    })
+    .to_string();
     let assets = ASSETS
         .iter()
         .enumerate()
@@ -151,6 +181,16 @@ pub(crate) fn routes(relays: &[String]) -> Router {
             )
         }),
     )
+}
+
+/// `scheme://host[:port]` of an http(s) URL.
+fn origin(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|scheme| matches!(*scheme, "http" | "https"))?;
+    let authority = uri.authority()?.as_str();
+    (!authority.contains('@')).then(|| format!("{scheme}://{authority}"))
 }
 
 /// `"` + the first 16 bytes of the SHA-256 of each asset, in hex, + `"`; computed once.
@@ -255,6 +295,20 @@ mod tests {
                 .starts_with("text/html"),
             "the page is HTML"
         );
+    }
+
+    #[test]
+    fn a_public_rpc_urls_origin_is_its_scheme_and_authority() {
+        assert_eq!(
+            origin("https://base.example:8443/v1/rpc?x=1").as_deref(),
+            Some("https://base.example:8443")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:8545").as_deref(),
+            Some("http://127.0.0.1:8545")
+        );
+        assert_eq!(origin("ws://127.0.0.1:8545"), None);
+        assert_eq!(origin("https://user:secret@base.example/"), None);
     }
 
     #[test]
@@ -373,6 +427,38 @@ mod tests {
         let wallet = text("/wallet.js");
         assert!(wallet.contains("import(\"/signing.js\")"));
         assert!(!text("/app.js").contains("/signing.js"));
+    }
+
+    #[test]
+    fn the_chain_module_offers_chain_mode_the_same_names_built_or_missing() {
+        let expected = [
+            "BaseError",
+            "ContractFunctionRevertedError",
+            "available",
+            "createClient",
+            "defineChain",
+            "estimateContractGas",
+            "getBlock",
+            "http",
+            "parseAbi",
+            "parseEventLogs",
+            "readContract",
+            "simulateContract",
+            "waitForTransactionReceipt",
+            "writeContract",
+        ];
+        assert_eq!(exported_names(text("/transactions.js")), expected);
+        let missing = include_str!("../web/lib/missing-transactions.js");
+        assert_eq!(exported_names(missing), expected);
+        assert!(missing.contains("export const available = false;"));
+        assert!(
+            include_str!("../web/lib/transactions.js").contains("export const available = true;")
+        );
+        // Loaded on demand, by the wallet page in chain mode alone.
+        assert!(text("/wallet.js").contains("import(\"/transactions.js\")"));
+        for page in ["/app.js", "/api.js", "/chain.js"] {
+            assert!(!text(page).contains("/transactions.js"), "{page}");
+        }
     }
 
     #[test]

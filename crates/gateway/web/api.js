@@ -196,16 +196,25 @@ export async function transcribe({ audio, model, apiKey, signal }) {
   return typeof body?.text === "string" ? body.text.trim() : "";
 }
 
-/** The relays this gateway's page may send its private mode through (`gateway.relays`). */
-export async function listRelays() {
+/**
+ * The gateway's /app-config.json: the relays its page may send the private mode through
+ * (`relays`, from `gateway.relays`) and, in chain mode, where the contracts are (`chain`).
+ * An empty object when it cannot be read.
+ */
+export async function readAppConfig() {
   try {
     const response = await fetch("/app-config.json", { cache: "no-store" });
-    if (!response.ok) return [];
+    if (!response.ok) return {};
     const body = await response.json();
-    return Array.isArray(body?.relays) ? body.relays.filter((relay) => typeof relay === "string") : [];
+    return body && typeof body === "object" ? body : {};
   } catch {
-    return [];
+    return {};
   }
+}
+
+/** The relays in an app config. */
+export function relaysIn(appConfig) {
+  return Array.isArray(appConfig?.relays) ? appConfig.relays.filter((relay) => typeof relay === "string") : [];
 }
 
 /** Splits a Server-Sent Events byte stream (as text) into the data of each event. */

@@ -5,7 +5,7 @@
 // the gateway is only asked for models and replies, like any other API client. Every piece of
 // text a model or a person wrote is put into the page as text, never as markup.
 
-import { ApiFailure, Stopped, describeFailure, generateImage, listImageModels, listImageStyles, listModels, listRelays, listTranscriptionModels, listVoiceModels, speak, streamChat, transcribe } from "/api.js";
+import { ApiFailure, Stopped, describeFailure, generateImage, listImageModels, listImageStyles, listModels, listTranscriptionModels, listVoiceModels, readAppConfig, relaysIn, speak, streamChat, transcribe } from "/api.js";
 import { formatUsd, parseAmount } from "/amounts.js";
 import { renderMarkdown } from "/markdown.js";
 import { Store, canEncrypt, exportDocument, parseExport } from "/store.js";
@@ -1342,7 +1342,9 @@ async function start() {
     useApiKey,
     apiKeyFor: (address) => (state.prefs.apiKey && state.prefs.apiKeyAccount === address ? state.prefs.apiKey : ""),
   });
-  state.relays = await listRelays();
+  const appConfig = await readAppConfig();
+  state.relays = relaysIn(appConfig);
+  state.wallet.useChain(appConfig);
   const latest = listedChats()[0];
   state.current = latest ?? newChat();
   renderAll();

@@ -2,7 +2,7 @@
 // libraries, styles, manifest and icon) so the app opens without a network. It never touches API
 // traffic: requests for anything outside SHELL pass straight through, uncached.
 
-const CACHE = "gondola-shell-v3";
+const CACHE = "gondola-shell-v4";
 const SHELL = [
   "/",
   "/app.css",
@@ -11,8 +11,10 @@ const SHELL = [
   "/markdown.js",
   "/store.js",
   "/wallet.js",
+  "/chain.js",
   "/amounts.js",
   "/signing.js",
+  "/transactions.js",
   "/privacy.js",
   "/oblivious.js",
   "/manifest.webmanifest",

@@ -9,7 +9,14 @@
 // nonce from GET /ledger/accounts/{address}, the deadline is the gateway's `now` plus ten
 // minutes, and the gateway receives the operation, nonce, deadline and signature.
 // The signing library (viem, /signing.js) is loaded the first time the page opens.
+//
+// In chain mode (the gateway's /app-config.json names a chain), VVV, sVVV and DIEM live in the
+// contracts: the page reads the balances from the chain and sends each operation as a
+// transaction the wallet's key signs (chain.js), straight to the chain's public JSON-RPC
+// endpoint. The gateway still says what the account may spend today (it follows the chain) and
+// mints API keys against the stake it sees there.
 
+import { ChainWallet, chainConfig } from "/chain.js";
 import { exactDecimal, formatAmount, formatCountdown, formatUsd, minimumAfterSlippage, parseAmount, parseSlippagePercent, units } from "/amounts.js";
 
 const $ = (id) => document.getElementById(id);
@@ -158,6 +165,12 @@ export class WalletPage {
   #quoteTimer = 0;
   #quoteSequence = 0;
   #mintedKey = "";
+  /** chain.js's chainConfig() of /app-config.json: null outside chain mode. */
+  #chainConfig = null;
+  /** The wallet's ChainWallet, in chain mode with a public RPC URL. */
+  #chain = null;
+  /** /transactions.js (viem's client and actions), loaded the first time chain mode needs it. */
+  #transactions = null;
 
   constructor({ store, confirm, useApiKey, apiKeyFor }) {
     this.#store = store;
@@ -165,6 +178,33 @@ export class WalletPage {
     this.#useApiKey = useApiKey;
     this.#apiKeyFor = apiKeyFor;
     this.#wire();
+  }
+
+  /** Chain mode, from the gateway's /app-config.json (see api.js's readAppConfig). */
+  useChain(appConfig) {
+    this.#chainConfig = chainConfig(appConfig);
+  }
+
+  /**
+   * The wallet's ChainWallet, where there is a wallet and a chain with a public RPC URL; the
+   * chain library is loaded the first time. Where it cannot load, the page says so.
+   */
+  async #connectChain() {
+    const config = this.#chainConfig;
+    this.#chain = null;
+    if (!config?.rpcUrl || !this.#wallet) return;
+    if (!this.#transactions) {
+      try {
+        this.#transactions = await import("/transactions.js");
+      } catch (error) {
+        this.#transactions = { available: false, missing: `The chain library did not load (${error?.message ?? error}). Reload the page.` };
+      }
+    }
+    if (!this.#transactions.available) {
+      this.#fail(this.#transactions.missing);
+      return;
+    }
+    this.#chain = new ChainWallet(this.#transactions, config, this.#wallet.account);
   }
 
   /** The page is on screen: load the library and the key the first time, then refresh. */
@@ -213,6 +253,7 @@ export class WalletPage {
         this.#fail(`The stored wallet key could not be read (${error?.message ?? error}).`);
       }
     }
+    await this.#connectChain();
     this.#render();
     if (this.#wallet) await this.refresh();
     view.dataset.state = "ready";
@@ -233,6 +274,7 @@ export class WalletPage {
     }
     this.#wallet = { account, privateKey, remembered: remember };
     this.#mintedKey = "";
+    await this.#connectChain();
     this.#render();
     await this.refresh();
   }
@@ -272,6 +314,7 @@ export class WalletPage {
 
   #forgetInMemory() {
     this.#wallet = null;
+    this.#chain = null;
     this.#balances = null;
     this.#quote = null;
     this.#mintedKey = "";
@@ -314,12 +357,27 @@ export class WalletPage {
     $("wallet-refresh").disabled = true;
     const address = this.#wallet.account.address;
     try {
-      const [status, account] = await Promise.all([call("/ledger/status"), call(`/ledger/accounts/${address}`)]);
+      const chain = this.#chain;
+      const [status, account, onChain] = await Promise.all([
+        call("/ledger/status"),
+        call(`/ledger/accounts/${address}`),
+        chain?.read().catch((error) => {
+          throw new Error(`the chain at ${this.#chainConfig.rpcUrl} did not answer (${error?.shortMessage ?? error?.message ?? error})`);
+        }),
+      ]);
       if (this.#wallet?.account.address !== address) return;
-      this.#clockOffset = status.now - Date.now() / 1000;
-      this.#status = status;
-      this.#balances = account;
-      this.#fail("");
+      if (onChain) {
+        // The tokens are the chain's; what may be spent today is still the gateway's to say.
+        this.#clockOffset = onChain.now - Date.now() / 1000;
+        this.#status = { ...status, parameters: { ...status.parameters, ...onChain.parameters } };
+        this.#balances = { ...account, ...onChain.account };
+      } else {
+        this.#clockOffset = status.now - Date.now() / 1000;
+        this.#status = status;
+        this.#balances = account;
+      }
+      this.#renderChain(onChain);
+      this.#fail(this.#chainConfig?.rpcUrl && !this.#chain ? (this.#transactions?.missing ?? "") : "");
       const apiKey = this.#apiKeyFor(address);
       let today = null;
       if (apiKey) {
@@ -347,7 +405,11 @@ export class WalletPage {
     $("wallet-none").hidden = !ready || has;
     $("wallet-some").hidden = !has;
     $("wallet-refresh").hidden = !has;
-    for (const id of ["balances-card", "stake-card", "diem-card", "api-key-card"]) $(id).hidden = !has;
+    for (const id of ["balances-card", "api-key-card"]) $(id).hidden = !has;
+    // On a chain the page cannot reach, it has no tokens to show or move: the CLI does that.
+    const tokens = has && (!this.#chainConfig || Boolean(this.#chain));
+    for (const id of ["stake-card", "diem-card"]) $(id).hidden = !tokens;
+    this.#renderChain(null);
     const canStore = Boolean(this.#store);
     $("wallet-remember").disabled = !canStore;
     if (!canStore) {
@@ -368,6 +430,30 @@ export class WalletPage {
     $("wallet-storage").textContent = this.#wallet.remembered
       ? "The key is stored in this browser only, encrypted (AES-GCM, under a key page script cannot read)."
       : "The key is kept in memory only: it is forgotten when this tab closes. Show it and keep a copy if you want this account later.";
+  }
+
+  /** The chain line: where the tokens are, and how much of the stake the gateway counts yet. */
+  #renderChain(onChain) {
+    const line = $("wallet-chain");
+    const config = this.#chainConfig;
+    line.hidden = !config || !this.#wallet;
+    if (line.hidden) return;
+    if (!config.rpcUrl) {
+      line.textContent =
+        `This gateway follows VVV and DIEM on chain ${config.chainId} (staking contract ${config.contracts.staking}), but publishes no RPC URL for browsers, ` +
+        "so this page cannot read or send transactions there. The CLI can: gondola chain stake, gondola chain diem mint and stake.";
+      return;
+    }
+    if (!onChain) return;
+    const seen = this.#balances?.chain;
+    const depth = `${config.confirmations} block${config.confirmations === 1 ? "" : "s"} deep`;
+    const counted = !seen
+      ? ""
+      : !seen.followed
+        ? ` The gateway counts this account's stake from its first API key on: mint one below once some sVVV is staked ${depth}.`
+        : ` The gateway counts a stake ${depth}: at block ${seen.head_block} it counts ${formatAmount(units(seen.svvv_units))} sVVV and ${formatUsd(units(seen.diem_allowance_usd_units_per_day))} a day of staked DIEM.`;
+    line.textContent = `On chain ${config.chainId}, block ${onChain.block}: balances read from the contracts, transactions signed here and sent to ${config.rpcUrl}.${counted}`;
+    line.dataset.block = String(onChain.block);
   }
 
   #renderBalances(today) {
@@ -459,8 +545,26 @@ export class WalletPage {
 
   // ------------------------------------------------------------ operations
 
-  /** Signs `operation` as the CLI does and submits it; resolves with the receipt. */
-  async #submit(operation) {
+  /**
+   * Signs `operation` as the CLI does and submits it; resolves with {outcome, done} (`done`
+   * says where it was recorded). In chain mode it is a transaction on the chain instead.
+   */
+  async #submit(operation, onStep) {
+    if (this.#chain) {
+      try {
+        const { outcome, hash, block } = await this.#chain.execute(operation, onStep);
+        return { outcome, done: `transaction ${hash.slice(0, 10)}…${hash.slice(-4)} in block ${block}`, transaction: hash };
+      } catch (error) {
+        const words = error.rejection && REJECTIONS[error.rejection] ? `${REJECTIONS[error.rejection]} ` : "";
+        throw new GatewayError(`${words}${error.message}`, { rejection: error.rejection ?? null });
+      }
+    }
+    const receipt = await this.#signAndPost(operation);
+    return { outcome: receipt.outcome, done: `ledger record ${receipt.sequence}`, transaction: "" };
+  }
+
+  /** Signs `operation` as the CLI does and posts it to the gateway's ledger; resolves with the receipt. */
+  async #signAndPost(operation) {
     const { account } = this.#wallet;
     const [status, ledgerAccount] = await Promise.all([call("/ledger/status"), call(`/ledger/accounts/${account.address}`)]);
     const domain = status.eip712_domain;
@@ -491,10 +595,14 @@ export class WalletPage {
     this.#setBusy(true);
     setResult(result, "pending", "Signing and sending…");
     let outcome = null;
+    let done = "";
     let failure = null;
+    result.dataset.transaction = "";
     try {
-      const receipt = await this.#submit(operation);
-      outcome = { ...receipt.outcome, sequence: receipt.sequence };
+      const submitted = await this.#submit(operation, (step) => setResult(result, "pending", step));
+      outcome = submitted.outcome;
+      done = submitted.done;
+      result.dataset.transaction = submitted.transaction;
     } catch (error) {
       failure = error;
     }
@@ -504,7 +612,7 @@ export class WalletPage {
       setResult(result, "error", onRefused?.(failure) ?? failure.message);
       result.dataset.rejection = failure.rejection ?? "";
     } else {
-      setResult(result, "done", `${describe(outcome)} (ledger record ${outcome.sequence})`);
+      setResult(result, "done", `${describe(outcome)} (${done})`);
     }
     return outcome;
   }
@@ -659,7 +767,7 @@ export class WalletPage {
   async #fetchQuote(svvv, sequence) {
     const node = $("mint-quote");
     try {
-      const quote = await call(`/ledger/quote?svvv_units=${svvv}`);
+      const quote = this.#chain ? await this.#chain.quote(svvv) : await call(`/ledger/quote?svvv_units=${svvv}`);
       if (sequence !== this.#quoteSequence) return;
       this.#quote = { svvv, diem: units(quote.diem_units), locked: units(quote.svvv_units), rate: units(quote.mint_rate_svvv_units_per_diem) };
       this.#renderQuote();

@@ -105,6 +105,10 @@ pub struct RawCluster {
 pub struct RawChain {
     /// The chain's JSON-RPC endpoint.
     pub rpc_url: String,
+    /// The JSON-RPC URL browsers use: the wallet page reads balances and sends its
+    /// transactions through it directly. Unset, the page shows the contracts and points to
+    /// the CLI; `rpc_url` itself is never published (it may hold a provider's key).
+    pub public_rpc_url: Option<String>,
     /// The deployment file `gondola chain deploy --json` wrote.
     pub deployment: PathBuf,
     /// How deep in the chain a stake's increase must be before it counts (a decrease counts
@@ -132,8 +136,20 @@ pub fn chain_config(raw: Option<&RawChain>) -> anyhow::Result<Option<chain::stak
     })?;
     let deployment = serde_json::from_slice(&text)
         .context("gateway.chain.deployment: not a deployment (gondola chain deploy --json)")?;
+    if let Some(url) = &raw.public_rpc_url {
+        let parsed = reqwest::Url::parse(url)
+            .with_context(|| format!("gateway.chain.public_rpc_url: {url:?} is not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host_str().is_none()
+            || !parsed.username().is_empty()
+            || parsed.password().is_some()
+        {
+            bail!("gateway.chain.public_rpc_url: {url:?} must be an http(s) URL without a user");
+        }
+    }
     Ok(Some(chain::stakes::ChainConfig {
         rpc_url: raw.rpc_url.clone(),
+        public_rpc_url: raw.public_rpc_url.clone(),
         deployment,
         confirmations: raw.confirmations.unwrap_or(2),
         poll: Duration::from_millis(raw.poll_ms.unwrap_or(2_000).max(50)),

@@ -100,10 +100,12 @@ fn account_body(state: &AppState, address: &str) -> Result<LedgerAccount, ApiErr
     let today = now / SECONDS_PER_DAY;
     let balance = economy.meter.balance(address, today);
     let chain = state.chain.as_ref().map(|stakes| {
-        let stake = stakes.get(wallet::to_alloy(address));
+        let account = wallet::to_alloy(address);
+        let stake = stakes.get(account);
         wire::economy::ChainStake {
             head_block: stakes.head(),
             confirmations: stakes.confirmations(),
+            followed: stakes.follows(account),
             svvv_units: units(stake.svvv_units),
             diem_allowance_usd_units_per_day: units(stake.diem_allowance_units),
         }

@@ -1,7 +1,7 @@
-// Bundles the web app's two third-party entry points, each with the library modules it uses,
+// Bundles the web app's three third-party entry points, each with the library modules it uses,
 // into one minified ES module apiece in OUTDIR: signing.js (viem's local accounts, for the
-// wallet page) and privacy.js (HPKE, blind RSA, Ed25519, for the private mode). Run by
-// crates/gateway/build.rs as `node bundle.mjs OUTDIR` when node_modules is installed; by hand
+// wallet page), transactions.js (viem's client and contract actions, for its chain mode) and
+// privacy.js (HPKE, blind RSA, Ed25519, for the private mode). Run by crates/gateway/build.rs as `node bundle.mjs OUTDIR` when node_modules is installed; by hand
 // the same way to look at the output.
 
 import { readFileSync } from "node:fs";
@@ -17,6 +17,7 @@ const version = (name) =>
 
 const entries = {
   signing: `viem ${version("viem")} (MIT)`,
+  transactions: `viem ${version("viem")} (MIT)`,
   privacy: [
     `@hpke/core ${version("@hpke/core")} (MIT)`,
     `@hpke/dhkem-x25519 ${version("@hpke/dhkem-x25519")} (MIT)`,

@@ -517,3 +517,106 @@ async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// `scripts/chain-demo.sh serve`, the README's second command, against a running anvil (the
+/// first command's): it deploys the suite, funds the demo wallet through the airdrop, and serves
+/// in chain mode with the chain published to the web app; run again, it keeps the deployment.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chain_demo_deploys_funds_the_demo_wallet_and_serves_in_chain_mode() {
+    let anvil = AnvilServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let demo = dir.path().join("demo");
+    for model in [
+        crate::support::model_path,
+        crate::support::embedding_model_path,
+        crate::support::speech_model_path,
+        crate::support::transcription_model_path,
+        crate::support::background_model_path,
+        crate::support::upscale_model_path,
+    ] {
+        model();
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/chain-demo.sh");
+    let http = crate::support::client();
+    let mut served = Vec::new();
+    for _ in 0..2 {
+        let mut child = std::process::Command::new("bash")
+            .arg(&script)
+            .args(["serve", "--listen", "127.0.0.1:0", "--cache-dir"])
+            .arg(crate::support::cache_dir())
+            .env("GONDOLA_BIN", crate::support::binary())
+            .env("GONDOLA_DEMO_RPC_URL", anvil.url())
+            .env("GONDOLA_DEMO_DIR", &demo)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run the demo");
+        // Read to the end on a thread of its own, so that the server never writes to a closed pipe.
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines, heard) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line);
+            }
+        });
+        let (said, url) = tokio::task::spawn_blocking(move || {
+            let mut said = String::new();
+            while let Ok(line) = heard.recv_timeout(std::time::Duration::from_secs(180)) {
+                said.push_str(&line);
+                said.push('\n');
+                if let Some(at) = line
+                    .find("http")
+                    .filter(|_| line.contains("gateway listening on"))
+                {
+                    let url = line[at..].split_whitespace().next().unwrap_or_default();
+                    return (said, url.trim_end_matches("/v1").to_owned());
+                }
+            }
+            panic!("the demo stopped before serving:\n{said}");
+        })
+        .await
+        .expect("the demo's output");
+        let config: serde_json::Value = http
+            .get(format!("{url}/app-config.json"))
+            .send()
+            .await
+            .expect("app config")
+            .json()
+            .await
+            .expect("JSON");
+        let _ = child.kill();
+        let _ = child.wait();
+        let deployment: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(demo.join("deployment.json")).expect("the deployment"),
+        )
+        .expect("JSON");
+        assert_eq!(config["chain"]["rpc_url"], anvil.url(), "{said}");
+        assert_eq!(
+            config["chain"]["contracts"]["staking"],
+            deployment["staking"]
+        );
+        assert!(
+            said.contains(CLAIMANT_KEY),
+            "the demo key is printed: {said}"
+        );
+        served.push(deployment["staking"].clone());
+    }
+    assert_eq!(served[0], served[1], "the second run keeps the deployment");
+    let balance = std::process::Command::new(crate::support::binary())
+        .args(["chain", "balance", "--json"])
+        .env("GONDOLA_RPC_URL", anvil.url())
+        .env("GONDOLA_DEPLOYMENT", demo.join("deployment.json"))
+        .env("GONDOLA_WALLET", demo.join("holder.key"))
+        .output()
+        .expect("balance");
+    succeeded(&balance, "balance");
+    let figures: serde_json::Value = serde_json::from_slice(&balance.stdout).expect("JSON");
+    assert_eq!(figures["vvv"], "20000", "claimed once, by the first run");
+}

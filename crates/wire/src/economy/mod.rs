@@ -249,6 +249,10 @@ pub struct LedgerAccount {
 pub struct ChainStake {
     pub head_block: u64,
     pub confirmations: u64,
+    /// Whether the gateway follows this account: it does from the account's first API key on
+    /// (minting one reads the stake at once), and counts nothing for an account it does not.
+    #[serde(default)]
+    pub followed: bool,
     /// Staked and locked sVVV.
     pub svvv_units: BaseUnits,
     pub diem_allowance_usd_units_per_day: BaseUnits,

@@ -1,0 +1,293 @@
+// The wallet page in chain mode: a real anvil node, the contracts `gondola chain deploy` put on
+// it, a real `gondola gateway` following them ([gateway.chain], with a public RPC URL for
+// browsers), and a scripted upstream behind a real `gondola provider`. The page reads the
+// account from the contracts and sends real transactions, signed in the page, straight to anvil;
+// every amount it shows is checked against `gondola chain balance` (alloy, from node), to the
+// base unit. The gateway counts the stake once it is two blocks deep, and a key minted in the
+// page against it pays for a chat.
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+
+import { parseAmount } from "../../crates/gateway/web/amounts.js";
+import * as support from "./support.mjs";
+
+const ADMIN_KEY = "sk-chain-operator-51d0";
+const sha256 = (text) => createHash("sha256").update(text).digest("hex");
+const UNIT = 10n ** 18n;
+const tokens = (whole) => BigInt(whole) * UNIT;
+const DAY = 86_400;
+const [DEPLOYER_KEY, HOLDER_KEY] = support.ANVIL_KEYS;
+const HOLDER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+
+describe("the wallet page in chain mode", () => {
+  let chain;
+  let fixture;
+  let gateway;
+  let provider;
+  let browser;
+  let env;
+  /** Every request any page of the browser made: {url, body}. */
+  const requests = [];
+  const cspViolations = [];
+
+  /** The holder's figures as `gondola chain balance --json` reads them, in base units. */
+  const onChain = () => {
+    const figures = JSON.parse(support.chainCli(["balance", "--json"], env));
+    return Object.fromEntries(Object.entries(figures).map(([name, value]) => [name, typeof value === "string" && /^[\d.]+$/.test(value) ? parseAmount(value) : value]));
+  };
+  const account = async () => {
+    const response = await fetch(`${gateway.url}/api/v1/ledger/accounts/${HOLDER}`);
+    assert.equal(response.status, 200);
+    return response.json();
+  };
+  const nonce = async () => Number(BigInt(await chain.rpc("eth_getTransactionCount", [HOLDER, "latest"])));
+  const shown = async (id) => BigInt(await browser.page.locator(`#${id}`).getAttribute("data-units"));
+
+  /** Does `act`, then waits for the page's answer in the result line `id`: {state, text}. */
+  async function outcome(id, act) {
+    const { page } = browser;
+    await page.evaluate((id) => {
+      document.getElementById(id).dataset.state = "";
+    }, id);
+    await act();
+    await page.waitForFunction((id) => ["done", "error"].includes(document.getElementById(id).dataset.state), id);
+    const result = page.locator(`#${id}`);
+    return { state: await result.getAttribute("data-state"), text: await result.textContent(), transaction: await result.getAttribute("data-transaction") };
+  }
+
+  async function refresh() {
+    const { page } = browser;
+    await page.evaluate(() => {
+      document.getElementById("wallet-balances").dataset.state = "";
+    });
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+  }
+
+  /** Every figure the page shows is the chain's. */
+  async function pageMatchesChain() {
+    const figures = onChain();
+    assert.equal(await shown("balance-vvv"), figures.vvv);
+    assert.equal(await shown("balance-svvv"), figures.staked_svvv);
+    assert.equal(await shown("balance-svvv-cooling"), figures.cooling_svvv);
+    assert.equal(await shown("balance-svvv-locked"), figures.locked_svvv);
+    assert.equal(await shown("balance-diem"), figures.diem);
+    assert.equal(await shown("balance-diem-staked"), figures.staked_diem);
+    assert.equal(await shown("balance-diem-cooling"), figures.cooling_diem);
+    return figures;
+  }
+
+  before(async () => {
+    chain = await support.anvil();
+    const dir = support.tempDir("chain");
+    const deployerKey = path.join(dir, "deployer.key");
+    writeFileSync(deployerKey, `${DEPLOYER_KEY.slice(2)}\n`);
+    const wallet = path.join(dir, "holder.key");
+    writeFileSync(wallet, `${HOLDER_KEY.slice(2)}\n`);
+    const airdrop = path.join(dir, "airdrop.csv");
+    writeFileSync(airdrop, `${HOLDER},20000\n`);
+    const proofs = path.join(dir, "proofs.json");
+    const deployment = path.join(dir, "deployment.json");
+    writeFileSync(
+      deployment,
+      support.chainCli(["deploy", "--json", "--rpc-url", chain.url, "--key", deployerKey, "--airdrop", airdrop, "--proofs", proofs], {}),
+    );
+    env = { GONDOLA_RPC_URL: chain.url, GONDOLA_DEPLOYMENT: deployment, GONDOLA_WALLET: wallet };
+    support.chainCli(["claim-airdrop", "--proofs", proofs], env);
+
+    fixture = await support.fixtureUpstream();
+    gateway = await support.gateway(`
+[gateway.ledger]
+network_capacity_usd_per_day = "0"
+usage_flush_ms = 20
+
+[[gateway.keys]]
+name = "operator"
+kind = "admin"
+sha256 = "${sha256(ADMIN_KEY)}"
+
+[gateway.models.pricing]
+fixture = { input_usd_per_million = "1", output_usd_per_million = "2" }
+
+[gateway.chain]
+rpc_url = "${chain.url}"
+public_rpc_url = "${chain.url}"
+deployment = "${deployment}"
+confirmations = 2
+poll_ms = 100
+`);
+    provider = await support.upstreamProvider(gateway.url, fixture.url, "fixture");
+    browser = await support.launchBrowser();
+    browser.context.on("request", (request) => requests.push({ url: request.url(), body: request.postData() ?? "" }));
+    browser.page.on("console", (message) => {
+      if (/Content.Security.Policy/i.test(message.text())) cspViolations.push(message.text());
+    });
+    await support.openApp(browser.page, gateway.url);
+    const { page } = browser;
+    await page.getByRole("link", { name: "◈ Wallet" }).click();
+    await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+    await page.getByLabel(/^Or import a private key/).fill(HOLDER_KEY);
+    await page.getByRole("button", { name: "Import", exact: true }).click();
+    await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await provider?.stop();
+    await gateway?.process.stop();
+    await fixture?.close();
+    await chain?.stop();
+    support.removeTempDirs();
+  });
+
+  test("the page reads the account from the contracts, and says where they are", async () => {
+    const { page } = browser;
+    assert.equal(await page.locator("#wallet-address").textContent(), HOLDER);
+    const figures = await pageMatchesChain();
+    assert.equal(figures.vvv, tokens(20_000), "the airdrop claimed with the CLI");
+    const line = await page.locator("#wallet-chain").textContent();
+    assert.match(line, new RegExp(`^On chain 31337, block \\d+: balances read from the contracts, transactions signed here and sent to ${chain.url}\\.`));
+    assert.equal(Number(await page.locator("#wallet-chain").getAttribute("data-block")), Number(BigInt(await chain.rpc("eth_blockNumber"))));
+  });
+
+  test("staking approves and stakes on chain, and a refusal sends nothing", async () => {
+    const { page } = browser;
+    const sent = await nonce();
+    await page.getByLabel("VVV to stake").fill("5000");
+    const result = await outcome("stake-result", () => page.getByRole("button", { name: "Stake", exact: true }).click());
+    assert.equal(result.state, "done", result.text);
+    assert.match(result.text, /^Staked: 5,000 sVVV\. \(transaction 0x[0-9a-f]{8}…[0-9a-f]{4} in block \d+\)$/);
+    assert.equal(await nonce(), sent + 2, "an approval and the stake");
+    const receipt = await chain.rpc("eth_getTransactionReceipt", [result.transaction]);
+    assert.equal(receipt.status, "0x1");
+    assert.equal(receipt.from.toLowerCase(), HOLDER.toLowerCase());
+    const figures = await pageMatchesChain();
+    assert.equal(figures.staked_svvv, tokens(5_000));
+    assert.equal(figures.vvv, tokens(15_000));
+
+    // More than the account holds: refused in words before anything is signed.
+    await page.getByLabel("VVV to stake").fill("999999");
+    const refused = await outcome("stake-result", () => page.getByRole("button", { name: "Stake", exact: true }).click());
+    assert.equal(refused.state, "error");
+    assert.equal(refused.text, "This account does not have that much VVV. The chain refused it: InsufficientVvv.");
+    // More free sVVV than staked: the contract's own refusal, found by simulating the call.
+    await page.getByLabel(/^sVVV to unstake/).fill("7000");
+    const unstake = await outcome("unstake-result", () => page.locator("#unstake-form").getByRole("button", { name: "Start unstaking" }).click());
+    assert.equal(unstake.state, "error");
+    assert.match(unstake.text, /^This account does not have that much free staked sVVV .* The chain refused it: InsufficientStakedVvv\.$/);
+    assert.equal(await nonce(), sent + 2, "nothing sent for either refusal");
+    await page.getByLabel("VVV to stake").fill("");
+    await page.getByLabel(/^sVVV to unstake/).fill("");
+  });
+
+  test("minting DIEM gets exactly the contract's live quote", async () => {
+    const { page } = browser;
+    const field = page.getByLabel("sVVV to lock");
+    await field.fill("500");
+    await page.waitForSelector('#mint-quote[data-state="ready"]', { state: "attached" });
+    const quoted = BigInt(await page.locator("#mint-quote").getAttribute("data-diem-units"));
+    const locked = BigInt(await page.locator("#mint-quote").getAttribute("data-svvv-units"));
+    assert.ok(quoted > 0n && locked <= tokens(500) && locked > tokens(499), `${quoted} DIEM for ${locked}`);
+    // The rate the page shows is the contract's at the curve's current point.
+    assert.match(await page.locator("#mint-quote").textContent(), /^You get [\d,.]+ DIEM for [\d,.]+ sVVV now \(90 sVVV per DIEM at the current point of the curve\)\.$/);
+    assert.equal(onChain().mint_rate_svvv_per_diem, tokens(90));
+    const result = await outcome("mint-result", () => page.getByRole("button", { name: "Mint DIEM" }).click());
+    assert.equal(result.state, "done", result.text);
+    assert.match(result.text, /^Minted [\d,.]+ DIEM for [\d,.]+ sVVV\. \(transaction 0x/);
+    const figures = await pageMatchesChain();
+    assert.equal(figures.diem, quoted, "minted exactly what was quoted");
+    assert.equal(figures.locked_svvv, locked, "for exactly the quoted sVVV");
+    assert.equal(figures.staked_svvv, tokens(5_000) - locked);
+  });
+
+  test("staked DIEM becomes the day's allowance once two blocks deep, and a key minted in the page spends it", async () => {
+    const { page } = browser;
+    const diem = onChain().diem;
+    await page.getByRole("button", { name: "Stake all DIEM" }).click();
+    const result = await outcome("diem-stake-result", () => page.locator("#diem-stake-form").getByRole("button", { name: "Stake DIEM" }).click());
+    assert.equal(result.state, "done", result.text);
+    assert.equal((await pageMatchesChain()).staked_diem, diem);
+
+    // The gateway follows an account from its first key on, which needs sVVV two blocks deep
+    // (the stake is; the DIEM staked a moment ago is not, so it buys no allowance yet).
+    assert.match(await page.locator("#wallet-chain").textContent(), /The gateway counts this account's stake from its first API key on: mint one below once some sVVV is staked 2 blocks deep\.$/);
+    const minted = await outcome("api-key-result", () => page.getByRole("button", { name: "Mint an API key" }).click());
+    assert.equal(minted.state, "done", minted.text);
+    const fresh = await account();
+    assert.equal(fresh.chain.followed, true);
+    assert.equal(BigInt(fresh.chain.svvv_units), tokens(5_000));
+    assert.equal(fresh.allowance.total_usd_units_per_day, "0", "the DIEM stake is not two blocks deep");
+    await refresh();
+    assert.equal(await page.locator("#wallet-today").textContent(), "No API allowance today: stake DIEM (at least the minimum) or sVVV for one.");
+
+    // Two more blocks, and the gateway counts it.
+    await chain.rpc("evm_mine");
+    await chain.rpc("evm_mine");
+    const deadline = Date.now() + 30_000;
+    let seen;
+    for (;;) {
+      seen = await account();
+      if (BigInt(seen.allowance.total_usd_units_per_day) === diem) break;
+      assert.ok(Date.now() < deadline, JSON.stringify(seen));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await refresh();
+    assert.equal(BigInt(await page.locator("#wallet-today").getAttribute("data-total-units")), diem);
+    assert.match(await page.locator("#wallet-chain").textContent(), /The gateway counts a stake 2 blocks deep: at block \d+ it counts 5,000 sVVV and \$[\d.]+ a day of staked DIEM\.$/);
+
+    await page.locator("#balances-card").scrollIntoViewIfNeeded();
+    await page.screenshot({ path: support.artifactPath("wallet-chain.png") });
+    await outcome("api-key-result", () => page.getByRole("button", { name: "Use it for chats" }).click());
+    await page.getByRole("link", { name: "Back to chat" }).click();
+    await page.waitForFunction(() => document.getElementById("model-select").value === "fixture");
+    await support.send(page, "Hello from the chain.");
+    assert.equal(await support.lastReplyFinished(page), "done");
+    assert.equal(await support.replies(page).last().locator(".message-body").textContent(), "Fixture reply.");
+    await page.getByRole("link", { name: "◈ Wallet" }).click();
+    await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+  });
+
+  test("unstaking runs on the chain's clock: once anvil's time passes the cooldown, withdrawing returns the VVV", async () => {
+    const { page } = browser;
+    await page.getByLabel(/^sVVV to unstake/).fill("1000");
+    const started = await outcome("unstake-result", () => page.locator("#unstake-form").getByRole("button", { name: "Start unstaking" }).click());
+    assert.equal(started.state, "done", started.text);
+    assert.match(started.text, /^Cooling down: 1,000 sVVV, ready .* \(transaction 0x/);
+    const figures = await pageMatchesChain();
+    assert.equal(figures.cooling_svvv, tokens(1_000));
+    assert.equal(Number(await page.locator("#svvv-countdown").getAttribute("data-unlock-at")), figures.svvv_unlock_at);
+    assert.match(await page.locator("#svvv-countdown").textContent(), /^unlocks in (7 d 0:00:00|6 d 23:5\d:\d\d)$/);
+    const withdraw = page.getByRole("button", { name: "Withdraw cooled VVV" });
+    assert.equal(await withdraw.isDisabled(), true);
+
+    await chain.rpc("evm_increaseTime", [7 * DAY]);
+    await chain.rpc("evm_mine");
+    await refresh();
+    assert.equal(await page.locator("#svvv-countdown").textContent(), "ready to withdraw");
+    assert.equal(await withdraw.isEnabled(), true);
+    const withdrawn = await outcome("unstake-result", () => withdraw.click());
+    assert.equal(withdrawn.state, "done", withdrawn.text);
+    assert.match(withdrawn.text, /^Withdrawn: 1,000 VVV\. \(transaction 0x/);
+    const after = await pageMatchesChain();
+    assert.equal(after.vvv, figures.vvv + tokens(1_000));
+    assert.equal(after.cooling_svvv, 0n);
+  });
+
+  test("the transactions go from the page to the chain: the key never leaves the page, and the gateway sees none", async () => {
+    const needles = [HOLDER_KEY.toLowerCase(), HOLDER_KEY.slice(2).toLowerCase()];
+    const toChain = requests.filter((request) => request.url.startsWith(chain.url));
+    const raw = toChain.filter((request) => request.body.includes("eth_sendRawTransaction"));
+    assert.equal(raw.length, 6, "approve, stake, mint, DIEM stake, unstake, withdraw");
+    for (const request of requests) {
+      const seen = `${request.url}\n${request.body}`;
+      for (const needle of needles) assert.equal(seen.includes(needle), false, `the key in a request to ${request.url}`);
+      if (request.url.startsWith(gateway.url)) assert.equal(request.body.includes("eth_"), false, `${request.url} carried a chain call`);
+    }
+    assert.deepEqual(cspViolations, [], "the page reaches the RPC URL under its policy, and nothing else");
+    assert.deepEqual(browser.errors, []);
+  });
+});
