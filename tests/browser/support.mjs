@@ -159,16 +159,29 @@ export async function relay(gatewayUrl, listen = "127.0.0.1:0") {
   return { process: process_, url };
 }
 
-/** A loopback port free a moment ago (for a process whose address must be known before it starts). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = http.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
+/**
+ * A loopback port free a moment ago, for a process whose address must be known before it
+ * starts. It is taken from below the kernel's ephemeral range, so that no process binding port
+ * 0 meanwhile (a gateway, a provider, a node) can be handed it before its owner binds it.
+ */
+export async function freePort() {
+  let low = 32768;
+  try {
+    low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || low;
+  } catch {
+    // Not Linux: the usual range's start.
+  }
+  const floor = Math.min(20_000, Math.max(1_024, low - 10_000));
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = floor + Math.floor(Math.random() * (low - floor));
+    const free = await new Promise((resolve) => {
+      const server = http.createServer();
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
+  throw new Error("no free port below the ephemeral range");
 }
 
 /** Runs a `gondola` CLI command against a gateway, as a user would, and returns its `--json` output. */
