@@ -22,6 +22,9 @@ const tokens = (whole) => BigInt(whole) * UNIT;
 const DAY = 86_400;
 const [DEPLOYER_KEY, HOLDER_KEY] = support.ANVIL_KEYS;
 const HOLDER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+/** anvil's third development account: the browser wallet's (anvil holds its key). */
+const THIRD = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+const THIRD_KEY = "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
 
 describe("the wallet page in chain mode", () => {
   let chain;
@@ -30,13 +33,14 @@ describe("the wallet page in chain mode", () => {
   let provider;
   let browser;
   let env;
+  let thirdEnv;
   /** Every request any page of the browser made: {url, body}. */
   const requests = [];
   const cspViolations = [];
 
   /** The holder's figures as `gondola chain balance --json` reads them, in base units. */
-  const onChain = () => {
-    const figures = JSON.parse(support.chainCli(["balance", "--json"], env));
+  const onChain = (as = env) => {
+    const figures = JSON.parse(support.chainCli(["balance", "--json"], as));
     return Object.fromEntries(Object.entries(figures).map(([name, value]) => [name, typeof value === "string" && /^[\d.]+$/.test(value) ? parseAmount(value) : value]));
   };
   const account = async () => {
@@ -48,8 +52,7 @@ describe("the wallet page in chain mode", () => {
   const shown = async (id) => BigInt(await browser.page.locator(`#${id}`).getAttribute("data-units"));
 
   /** Does `act`, then waits for the page's answer in the result line `id`: {state, text}. */
-  async function outcome(id, act) {
-    const { page } = browser;
+  async function outcome(id, act, page = browser.page) {
     await page.evaluate((id) => {
       document.getElementById(id).dataset.state = "";
     }, id);
@@ -89,7 +92,7 @@ describe("the wallet page in chain mode", () => {
     const wallet = path.join(dir, "holder.key");
     writeFileSync(wallet, `${HOLDER_KEY.slice(2)}\n`);
     const airdrop = path.join(dir, "airdrop.csv");
-    writeFileSync(airdrop, `${HOLDER},20000\n`);
+    writeFileSync(airdrop, `${HOLDER},20000\n${THIRD},3000\n`);
     const proofs = path.join(dir, "proofs.json");
     const deployment = path.join(dir, "deployment.json");
     writeFileSync(
@@ -98,6 +101,10 @@ describe("the wallet page in chain mode", () => {
     );
     env = { GONDOLA_RPC_URL: chain.url, GONDOLA_DEPLOYMENT: deployment, GONDOLA_WALLET: wallet };
     support.chainCli(["claim-airdrop", "--proofs", proofs], env);
+    const third = path.join(dir, "third.key");
+    writeFileSync(third, `${THIRD_KEY}\n`);
+    thirdEnv = { ...env, GONDOLA_WALLET: third };
+    support.chainCli(["claim-airdrop", "--proofs", proofs], thirdEnv);
 
     fixture = await support.fixtureUpstream();
     gateway = await support.gateway(`
@@ -289,5 +296,49 @@ poll_ms = 100
     }
     assert.deepEqual(cspViolations, [], "the page reaches the RPC URL under its policy, and nothing else");
     assert.deepEqual(browser.errors, []);
+  });
+
+  test("a browser wallet (EIP-1193, announced by EIP-6963) is the account: it signs and sends the page's transactions itself", async () => {
+    const other = await support.launchBrowser();
+    try {
+      const asked = await support.injectWallet(other.context, { address: THIRD, rpcUrl: chain.url });
+      const seen = [];
+      other.context.on("request", (request) => seen.push(request.postData() ?? ""));
+      const { page } = other;
+      await support.openApp(page, `${gateway.url}/#wallet`);
+      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+      await page.getByRole("button", { name: "Connect Test Wallet" }).click();
+      await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+      assert.equal(await page.locator("#wallet-address").textContent(), THIRD);
+      assert.match(await page.locator("#wallet-storage").textContent(), /^The key stays in Test Wallet: /);
+      assert.equal(await page.locator("#wallet-export").isVisible(), false, "there is no key here to show");
+      assert.match(await page.locator("#wallet-chain").textContent(), /balances read from the contracts, transactions signed and sent by Test Wallet\./);
+      assert.equal(BigInt(await page.locator("#balance-vvv").getAttribute("data-units")), tokens(3_000));
+
+      await page.getByLabel("VVV to stake").fill("1000");
+      const staked = await outcome("stake-result", () => page.getByRole("button", { name: "Stake", exact: true }).click(), page);
+      assert.equal(staked.state, "done", staked.text);
+      assert.match(staked.text, /^Staked: 1,000 sVVV\. \(transaction 0x/);
+      const sent = asked.filter((request) => request.method === "eth_sendTransaction");
+      assert.equal(sent.length, 2, "the approval and the stake, each sent by the wallet");
+      for (const request of sent) assert.equal(request.params[0].from.toLowerCase(), THIRD.toLowerCase());
+      assert.equal(seen.filter((body) => body.includes("eth_sendRawTransaction")).length, 0, "the page signed nothing itself");
+      const figures = onChain(thirdEnv);
+      assert.equal(figures.staked_svvv, tokens(1_000));
+      assert.equal(BigInt(await page.locator("#balance-svvv").getAttribute("data-units")), figures.staked_svvv);
+
+      // Two blocks on top, and the wallet signs the gateway's key challenge (personal_sign).
+      await chain.rpc("evm_mine");
+      await chain.rpc("evm_mine");
+      const minted = await outcome("api-key-result", () => page.getByRole("button", { name: "Mint an API key" }).click(), page);
+      assert.equal(minted.state, "done", minted.text);
+      assert.ok(asked.some((request) => request.method === "personal_sign"));
+
+      await page.getByRole("button", { name: "Disconnect" }).click();
+      await page.locator("#wallet-none").waitFor();
+      assert.deepEqual(other.errors, []);
+    } finally {
+      await other.close();
+    }
   });
 });

@@ -468,6 +468,48 @@ export async function anvil() {
   return { url, rpc, stop };
 }
 
+/**
+ * Gives every page of a browser `context` a browser wallet, as an extension would: an EIP-1193
+ * provider announced by EIP-6963 (as `name`), holding `address`, one of anvil's development
+ * accounts. It answers the account requests itself and hands every other request to the anvil
+ * at `rpcUrl`, which signs for that account (personal_sign, eth_signTypedData_v4,
+ * eth_sendTransaction): the keys are anvil's, as a real wallet's are its own. Resolves to the
+ * requests the page made of it ({method, params}), as they come.
+ */
+export async function injectWallet(context, { address, rpcUrl, name = "Test Wallet" }) {
+  const asked = [];
+  await context.exposeBinding("gondolaTestWallet", async (_source, { method, params }) => {
+    asked.push({ method, params });
+    if (method === "eth_requestAccounts" || method === "eth_accounts") return { result: [address] };
+    const response = await fetch(rpcUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: params ?? [] }),
+    });
+    const body = await response.json();
+    return body.error ? { error: body.error } : { result: body.result };
+  });
+  await context.addInitScript(
+    ({ name }) => {
+      const provider = {
+        async request({ method, params }) {
+          const answer = await window.gondolaTestWallet({ method, params });
+          if (answer.error) throw Object.assign(new Error(answer.error.message), answer.error);
+          return answer.result;
+        },
+        on() {},
+        removeListener() {},
+      };
+      const info = { uuid: "5d3c6f0e-6b7a-4c55-9d59-0c1f7a7e2b11", name, icon: "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E", rdns: "org.gondola.test-wallet" };
+      const announce = () => window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail: Object.freeze({ info, provider }) }));
+      window.addEventListener("eip6963:requestProvider", announce);
+      announce();
+    },
+    { name },
+  );
+  return asked;
+}
+
 /** Runs `gondola chain ARGS` (with `env`: GONDOLA_RPC_URL, GONDOLA_DEPLOYMENT, GONDOLA_WALLET) and returns what it printed. */
 export function chainCli(args, env) {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("GONDOLA_")));

@@ -457,4 +457,46 @@ describe("the wallet page", () => {
       await other.close();
     }
   });
+
+  test("a browser wallet (EIP-1193) is the account: it signs the ledger's operations (EIP-712) and the key challenge itself", async () => {
+    // anvil here is only the wallet's signer: it holds the key of its fourth development account.
+    const signer = await support.anvil();
+    const other = await support.launchBrowser();
+    try {
+      const wallet = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+      const asked = await support.injectWallet(other.context, { address: wallet, rpcUrl: signer.url, name: "Anvil Wallet" });
+      const { page } = other;
+      await support.openApp(page, `${gateway.url}/#wallet`);
+      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+      await page.getByRole("button", { name: "Connect Anvil Wallet" }).click();
+      await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+      assert.equal(await page.locator("#wallet-address").textContent(), wallet);
+      cli(["transfer", "--wallet", operatorWallet(), "--to", wallet, "--vvv", "100"]);
+
+      await page.getByLabel("VVV to stake").fill("100");
+      const result = page.locator("#stake-result");
+      await page.getByRole("button", { name: "Stake", exact: true }).click();
+      await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("stake-result").dataset.state));
+      assert.equal(await result.getAttribute("data-state"), "done", await result.textContent());
+      assert.match(await result.textContent(), /^Staked: 100 sVVV\. \(ledger record \d+\)$/);
+      assert.equal(BigInt((await ledger(wallet.toLowerCase())).staked_svvv_units), tokens(100));
+      const typed = asked.filter((request) => request.method === "eth_signTypedData_v4");
+      assert.equal(typed.length, 1);
+      assert.equal(typed[0].params[0].toLowerCase(), wallet.toLowerCase());
+      // What the wallet was shown: the operation as its EIP-712 struct, in the gateway's domain.
+      const shownToWallet = JSON.parse(typed[0].params[1]);
+      assert.equal(shownToWallet.primaryType, "Stake");
+      assert.equal(shownToWallet.message.vvv, tokens(100).toString());
+      assert.equal(shownToWallet.domain.salt, (await api("/ledger/status")).eip712_domain.salt);
+
+      await page.getByRole("button", { name: "Mint an API key" }).click();
+      await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("api-key-result").dataset.state));
+      assert.equal(await page.locator("#api-key-result").getAttribute("data-state"), "done", await page.locator("#api-key-result").textContent());
+      assert.ok(asked.some((request) => request.method === "personal_sign"));
+      assert.deepEqual(other.errors, []);
+    } finally {
+      await other.close();
+      await signer.stop();
+    }
+  });
 });

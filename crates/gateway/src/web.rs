@@ -434,16 +434,24 @@ mod tests {
         let expected = [
             "BaseError",
             "ContractFunctionRevertedError",
+            "addChain",
             "available",
             "createClient",
+            "custom",
             "defineChain",
             "estimateContractGas",
+            "getAddress",
             "getBlock",
+            "getChainId",
             "http",
             "parseAbi",
             "parseEventLogs",
             "readContract",
+            "requestAddresses",
+            "signMessage",
+            "signTypedData",
             "simulateContract",
+            "switchChain",
             "waitForTransactionReceipt",
             "writeContract",
         ];
@@ -454,7 +462,7 @@ mod tests {
         assert!(
             include_str!("../web/lib/transactions.js").contains("export const available = true;")
         );
-        // Loaded on demand, by the wallet page in chain mode alone.
+        // Loaded on demand, by the wallet page alone (in chain mode, or for a browser wallet).
         assert!(text("/wallet.js").contains("import(\"/transactions.js\")"));
         for page in ["/app.js", "/api.js", "/chain.js"] {
             assert!(!text(page).contains("/transactions.js"), "{page}");

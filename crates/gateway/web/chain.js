@@ -1,9 +1,11 @@
 // The wallet page in chain mode: the account's VVV, sVVV and DIEM read from the contracts, and
-// each operation the page offers sent as a transaction, signed in the page with the wallet's key
-// (viem: the signing library's account, the chain library's client and actions, loaded only in chain
-// mode) and sent straight to the chain's public JSON-RPC endpoint that the gateway
-// publishes in /app-config.json (`gateway.chain.public_rpc_url`). The gateway never sees these
-// transactions: it learns the stake from the chain, as anyone can.
+// each operation the page offers sent as a transaction (viem: the chain library's client and
+// actions, loaded only when needed). A key made or imported in the page signs it there and the
+// page sends it straight to the chain's public JSON-RPC endpoint that the gateway publishes in
+// /app-config.json (`gateway.chain.public_rpc_url`); a browser wallet (EIP-1193) signs and sends
+// it itself, on its own connection to the chain, after the person approves it there. Reads go
+// to the public endpoint, or through the browser wallet where there is none. The gateway never
+// sees these transactions: it learns the stake from the chain, as anyone can.
 //
 // The operations are the ledger's JSON operations (`{type: "stake", vvv_units}` …), and what
 // comes back has the ledger's field names, so the page draws both modes the same way. A refusal
@@ -151,28 +153,46 @@ export function chainConfig(appConfig) {
 /** One wallet's view of the contracts and its transactions. */
 export class ChainWallet {
   #viem;
-  #client;
+  #chain;
+  /** The client that reads (and, for a key in the page, sends). */
+  #reader;
+  /** The client that sends: the reader, or the browser wallet's. */
+  #writer;
+  #external;
   #account;
   #contracts;
   #abi;
 
-  /** `viem` is the chain library (transactions.js in web/lib); `config` is chainConfig()'s (with an rpcUrl); `account` is viem's local account. */
-  constructor(viem, config, account) {
-    const chain = viem.defineChain({
+  /**
+   * `viem` is the chain library (transactions.js in web/lib); `config` is chainConfig()'s;
+   * `account` is viem's local account for a key in the page (`config` then needs an rpcUrl),
+   * or, with `external` (an EIP-1193 provider), the browser wallet's address.
+   */
+  constructor(viem, config, account, external = null) {
+    this.#chain = viem.defineChain({
       id: config.chainId,
       name: `chain ${config.chainId}`,
       nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-      rpcUrls: { default: { http: [config.rpcUrl] } },
+      rpcUrls: { default: { http: config.rpcUrl ? [config.rpcUrl] : [] } },
     });
     this.#viem = viem;
-    this.#client = viem.createClient({ account, chain, transport: viem.http(config.rpcUrl, { retryCount: 1, timeout: 30_000 }) });
-    this.#account = account;
+    const chain = this.#chain;
+    const rpc = config.rpcUrl ? viem.http(config.rpcUrl, { retryCount: 1, timeout: 30_000 }) : null;
+    if (external) {
+      this.#writer = viem.createClient({ account, chain, transport: viem.custom(external) });
+      this.#reader = rpc ? viem.createClient({ chain, transport: rpc }) : this.#writer;
+    } else {
+      this.#reader = viem.createClient({ account, chain, transport: rpc });
+      this.#writer = this.#reader;
+    }
+    this.#external = external;
+    this.#account = typeof account === "string" ? { address: account } : account;
     this.#contracts = config.contracts;
     this.#abi = { staking: viem.parseAbi(STAKING_ABI), diem: viem.parseAbi(DIEM_ABI), vvv: viem.parseAbi(VVV_ABI) };
   }
 
   #read(contract, functionName, args = []) {
-    return this.#viem.readContract(this.#client, { address: this.#contracts[contract], abi: this.#abi[contract], functionName, args });
+    return this.#viem.readContract(this.#reader, { address: this.#contracts[contract], abi: this.#abi[contract], functionName, args });
   }
 
   /**
@@ -183,7 +203,7 @@ export class ChainWallet {
   async read() {
     const me = this.#account.address;
     const [block, vvv, position, rewards, diem, stakedDiem, cooldown, diemCooldown, minimum] = await Promise.all([
-      this.#viem.getBlock(this.#client, { blockTag: "latest" }),
+      this.#viem.getBlock(this.#reader, { blockTag: "latest" }),
       this.#read("vvv", "balanceOf", [me]),
       this.#read("staking", "positions", [me]),
       this.#read("staking", "pendingRewards", [me]),
@@ -255,18 +275,37 @@ export class ChainWallet {
 
   /** Simulates the call (a refusal sends nothing), then signs and sends it, and waits for its receipt. */
   async #send(contract, functionName, args) {
-    const call = { address: this.#contracts[contract], abi: this.#abi[contract], functionName, args, account: this.#account };
+    const account = this.#external ? this.#account.address : this.#account;
+    const call = { address: this.#contracts[contract], abi: this.#abi[contract], functionName, args, account };
     let estimate;
     try {
-      await this.#viem.simulateContract(this.#client, call);
-      estimate = await this.#viem.estimateContractGas(this.#client, call);
+      await this.#viem.simulateContract(this.#reader, call);
+      estimate = await this.#viem.estimateContractGas(this.#reader, call);
     } catch (error) {
       throw this.#refusal(error);
     }
-    const hash = await this.#viem.writeContract(this.#client, { ...call, gas: gasLimit(estimate) });
-    const receipt = await this.#viem.waitForTransactionReceipt(this.#client, { hash, timeout: RECEIPT_TIMEOUT_MS });
+    if (this.#external) await this.#onChain();
+    const hash = await this.#viem.writeContract(this.#writer, { ...call, gas: gasLimit(estimate) });
+    const receipt = await this.#viem.waitForTransactionReceipt(this.#reader, { hash, timeout: RECEIPT_TIMEOUT_MS });
     if (receipt.status !== "success") throw new Error(`The transaction ${hash} reverted in block ${receipt.blockNumber}.`);
     return receipt;
+  }
+
+  /** Asks the browser wallet onto this chain (adding it where the wallet does not know it) before it sends. */
+  async #onChain() {
+    const { getChainId, switchChain, addChain } = this.#viem;
+    const id = this.#chain.id;
+    if ((await getChainId(this.#writer)) === id) return;
+    try {
+      await switchChain(this.#writer, { id });
+    } catch (error) {
+      // 4902: the wallet does not know the chain; with the public RPC URL it can be added.
+      const unknown = error?.code === 4902 || error?.cause?.code === 4902;
+      if (!unknown || this.#chain.rpcUrls.default.http.length === 0) {
+        throw new Error(`Switch the browser wallet to chain ${id} (it is on another), then try again.`);
+      }
+      await addChain(this.#writer, { chain: this.#chain });
+    }
   }
 
   /** A simulation's failure in words, with the contract's error as the ledger's rejection name. */

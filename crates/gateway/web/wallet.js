@@ -10,6 +10,10 @@
 // minutes, and the gateway receives the operation, nonce, deadline and signature.
 // The signing library (viem, /signing.js) is loaded the first time the page opens.
 //
+// A browser wallet (EIP-1193, found by EIP-6963's announcements or at window.ethereum) can be
+// the account instead: it signs (eth_signTypedData_v4, personal_sign) and sends transactions
+// itself, and the page never holds its key.
+//
 // In chain mode (the gateway's /app-config.json names a chain), VVV, sVVV and DIEM live in the
 // contracts: the page reads the balances from the chain and sends each operation as a
 // transaction the wallet's key signs (chain.js), straight to the chain's public JSON-RPC
@@ -169,8 +173,10 @@ export class WalletPage {
   #chainConfig = null;
   /** The wallet's ChainWallet, in chain mode with a public RPC URL. */
   #chain = null;
-  /** /transactions.js (viem's client and actions), loaded the first time chain mode needs it. */
+  /** /transactions.js (viem's client and actions), loaded the first time it is needed. */
   #transactions = null;
+  /** Browser wallets announced by EIP-6963, by their uuid: {name, provider}. */
+  #extensions = new Map();
 
   constructor({ store, confirm, useApiKey, apiKeyFor }) {
     this.#store = store;
@@ -178,6 +184,7 @@ export class WalletPage {
     this.#useApiKey = useApiKey;
     this.#apiKeyFor = apiKeyFor;
     this.#wire();
+    this.#discover();
   }
 
   /** Chain mode, from the gateway's /app-config.json (see api.js's readAppConfig). */
@@ -185,14 +192,8 @@ export class WalletPage {
     this.#chainConfig = chainConfig(appConfig);
   }
 
-  /**
-   * The wallet's ChainWallet, where there is a wallet and a chain with a public RPC URL; the
-   * chain library is loaded the first time. Where it cannot load, the page says so.
-   */
-  async #connectChain() {
-    const config = this.#chainConfig;
-    this.#chain = null;
-    if (!config?.rpcUrl || !this.#wallet) return;
+  /** The chain library (viem's client and actions), loaded the first time. */
+  async #loadTransactions() {
     if (!this.#transactions) {
       try {
         this.#transactions = await import("/transactions.js");
@@ -200,11 +201,104 @@ export class WalletPage {
         this.#transactions = { available: false, missing: `The chain library did not load (${error?.message ?? error}). Reload the page.` };
       }
     }
-    if (!this.#transactions.available) {
-      this.#fail(this.#transactions.missing);
+    return this.#transactions;
+  }
+
+  /**
+   * The wallet's ChainWallet in chain mode: for a key in the page where the chain has a public
+   * RPC URL, and for a browser wallet always (it reaches the chain itself). Where the chain
+   * library cannot load, the page says so.
+   */
+  async #connectChain() {
+    const config = this.#chainConfig;
+    const wallet = this.#wallet;
+    this.#chain = null;
+    if (!config || !wallet || (!config.rpcUrl && !wallet.external)) return;
+    const lib = await this.#loadTransactions();
+    if (!lib.available) {
+      this.#fail(lib.missing);
       return;
     }
-    this.#chain = new ChainWallet(this.#transactions, config, this.#wallet.account);
+    this.#chain = wallet.external
+      ? new ChainWallet(lib, config, wallet.account.address, wallet.external.provider)
+      : new ChainWallet(lib, config, wallet.account);
+  }
+
+  // ------------------------------------------------------------ browser wallets
+
+  /** Listens for browser wallets' EIP-6963 announcements, and asks them to announce. */
+  #discover() {
+    window.addEventListener("eip6963:announceProvider", (event) => {
+      const { info, provider } = event.detail ?? {};
+      if (typeof info?.uuid !== "string" || typeof provider?.request !== "function") return;
+      const name = typeof info.name === "string" && info.name.trim() ? info.name.trim().slice(0, 60) : "Browser wallet";
+      this.#extensions.set(info.uuid, { name, provider });
+      this.#renderExtensions();
+    });
+    window.dispatchEvent(new Event("eip6963:requestProvider"));
+    this.#renderExtensions();
+  }
+
+  /** The browser wallets to offer: every announced one, or else window.ethereum (wallets from before EIP-6963). */
+  #offered() {
+    if (this.#extensions.size > 0) return [...this.#extensions.values()];
+    const legacy = window.ethereum;
+    return typeof legacy?.request === "function" ? [{ name: "Browser wallet", provider: legacy }] : [];
+  }
+
+  #renderExtensions() {
+    const offered = this.#offered();
+    $("wallet-extension-list").replaceChildren(
+      ...offered.map((entry) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "button";
+        button.textContent = `Connect ${entry.name}`;
+        button.addEventListener("click", () => this.#connectExtension(entry));
+        return button;
+      }),
+    );
+    $("wallet-extensions").hidden = offered.length === 0;
+  }
+
+  /** Makes the browser wallet's first account this page's account (the wallet asks its owner first). */
+  async #connectExtension(entry) {
+    $("wallet-key-error").textContent = "";
+    const lib = await this.#loadTransactions();
+    if (!lib.available) {
+      $("wallet-key-error").textContent = lib.missing;
+      return;
+    }
+    try {
+      const client = lib.createClient({ transport: lib.custom(entry.provider) });
+      const [first] = await lib.requestAddresses(client);
+      if (!first) throw new Error("it shared no account");
+      const address = lib.getAddress(first);
+      const account = {
+        address,
+        signMessage: ({ message }) => lib.signMessage(client, { account: address, message }),
+        signTypedData: (typedData) => lib.signTypedData(client, { account: address, ...typedData }),
+      };
+      if (!entry.watched) {
+        entry.watched = true;
+        // Another account chosen in the wallet becomes this page's; none left, none here either.
+        entry.provider.on?.("accountsChanged", (accounts) => {
+          if (this.#wallet?.external !== entry) return;
+          if (Array.isArray(accounts) && accounts.length > 0) this.#connectExtension(entry);
+          else {
+            this.#forgetInMemory();
+            this.#render();
+          }
+        });
+      }
+      this.#wallet = { account, privateKey: null, remembered: false, external: entry };
+      this.#mintedKey = "";
+      await this.#connectChain();
+      this.#render();
+      await this.refresh();
+    } catch (error) {
+      $("wallet-key-error").textContent = `The browser wallet did not connect: ${error?.shortMessage ?? error?.message ?? error}`;
+    }
   }
 
   /** The page is on screen: load the library and the key the first time, then refresh. */
@@ -322,6 +416,12 @@ export class WalletPage {
   }
 
   async #forget() {
+    if (this.#wallet?.external) {
+      // The key stays in the browser wallet: this page only lets go of the account.
+      this.#forgetInMemory();
+      this.#render();
+      return;
+    }
     const sure = await this.#confirm(
       "Forget this key?",
       "The key will be deleted from this browser. Without a copy of it (Show private key), the account and everything in it cannot be used again.",
@@ -427,9 +527,14 @@ export class WalletPage {
       return;
     }
     $("wallet-address").textContent = this.#wallet.account.address;
-    $("wallet-storage").textContent = this.#wallet.remembered
-      ? "The key is stored in this browser only, encrypted (AES-GCM, under a key page script cannot read)."
-      : "The key is kept in memory only: it is forgotten when this tab closes. Show it and keep a copy if you want this account later.";
+    const external = this.#wallet.external;
+    $("wallet-export").hidden = Boolean(external);
+    $("wallet-forget").textContent = external ? "Disconnect" : "Forget this key";
+    $("wallet-storage").textContent = external
+      ? `The key stays in ${external.name}: it asks you to approve each signature and transaction, and this page never sees the key.`
+      : this.#wallet.remembered
+        ? "The key is stored in this browser only, encrypted (AES-GCM, under a key page script cannot read)."
+        : "The key is kept in memory only: it is forgotten when this tab closes. Show it and keep a copy if you want this account later.";
   }
 
   /** The chain line: where the tokens are, and how much of the stake the gateway counts yet. */
@@ -438,10 +543,11 @@ export class WalletPage {
     const config = this.#chainConfig;
     line.hidden = !config || !this.#wallet;
     if (line.hidden) return;
-    if (!config.rpcUrl) {
-      line.textContent =
-        `This gateway follows VVV and DIEM on chain ${config.chainId} (staking contract ${config.contracts.staking}), but publishes no RPC URL for browsers, ` +
-        "so this page cannot read or send transactions there. The CLI can: gondola chain stake, gondola chain diem mint and stake.";
+    if (!this.#chain) {
+      line.textContent = config.rpcUrl
+        ? `This gateway follows VVV and DIEM on chain ${config.chainId}, but the page cannot reach the chain.`
+        : `This gateway follows VVV and DIEM on chain ${config.chainId} (staking contract ${config.contracts.staking}), but publishes no RPC URL for browsers, ` +
+          "so a key made in this page cannot read or send transactions there. A browser wallet on that chain can (Forget this key, then connect it), and so can the CLI: gondola chain stake, gondola chain diem mint and stake.";
       return;
     }
     if (!onChain) return;
@@ -452,7 +558,9 @@ export class WalletPage {
       : !seen.followed
         ? ` The gateway counts this account's stake from its first API key on: mint one below once some sVVV is staked ${depth}.`
         : ` The gateway counts a stake ${depth}: at block ${seen.head_block} it counts ${formatAmount(units(seen.svvv_units))} sVVV and ${formatUsd(units(seen.diem_allowance_usd_units_per_day))} a day of staked DIEM.`;
-    line.textContent = `On chain ${config.chainId}, block ${onChain.block}: balances read from the contracts, transactions signed here and sent to ${config.rpcUrl}.${counted}`;
+    const external = this.#wallet.external;
+    const sent = external ? `transactions signed and sent by ${external.name}` : `transactions signed here and sent to ${config.rpcUrl}`;
+    line.textContent = `On chain ${config.chainId}, block ${onChain.block}: balances read from the contracts, ${sent}.${counted}`;
     line.dataset.block = String(onChain.block);
   }
 

@@ -5,7 +5,7 @@
 export const available = false;
 
 export const missing =
-  "This gateway was built without the web app's chain library (viem), so this page cannot read the chain or send transactions. " +
+  "This gateway was built without the web app's chain library (viem), so this page cannot read the chain, send transactions or use a browser wallet. " +
   "Build it with scripts/serve.sh, or run `npm ci` in crates/gateway/web/lib and build again. " +
   "The CLI sends the same transactions: gondola chain stake, gondola chain diem.";
 
@@ -15,14 +15,22 @@ function unavailable() {
 
 export const BaseError = Error;
 export const ContractFunctionRevertedError = Error;
+export const addChain = unavailable;
 export const createClient = unavailable;
+export const custom = unavailable;
 export const defineChain = unavailable;
 export const estimateContractGas = unavailable;
+export const getAddress = unavailable;
 export const getBlock = unavailable;
+export const getChainId = unavailable;
 export const http = unavailable;
 export const parseAbi = unavailable;
 export const parseEventLogs = unavailable;
 export const readContract = unavailable;
+export const requestAddresses = unavailable;
+export const signMessage = unavailable;
+export const signTypedData = unavailable;
 export const simulateContract = unavailable;
+export const switchChain = unavailable;
 export const waitForTransactionReceipt = unavailable;
 export const writeContract = unavailable;
