@@ -51,25 +51,8 @@ describe("the wallet page in chain mode", () => {
   const nonce = async () => Number(BigInt(await chain.rpc("eth_getTransactionCount", [HOLDER, "latest"])));
   const shown = async (id) => BigInt(await browser.page.locator(`#${id}`).getAttribute("data-units"));
 
-  /** Does `act`, then waits for the page's answer in the result line `id`: {state, text}. */
-  async function outcome(id, act, page = browser.page) {
-    await page.evaluate((id) => {
-      document.getElementById(id).dataset.state = "";
-    }, id);
-    await act();
-    await page.waitForFunction((id) => ["done", "error"].includes(document.getElementById(id).dataset.state), id);
-    const result = page.locator(`#${id}`);
-    return { state: await result.getAttribute("data-state"), text: await result.textContent(), transaction: await result.getAttribute("data-transaction") };
-  }
-
-  async function refresh() {
-    const { page } = browser;
-    await page.evaluate(() => {
-      document.getElementById("wallet-balances").dataset.state = "";
-    });
-    await page.getByRole("button", { name: "Refresh" }).click();
-    await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
-  }
+  const outcome = (id, act, page = browser.page) => support.walletOutcome(page, id, act);
+  const refresh = () => support.refreshWallet(browser.page);
 
   /** Every figure the page shows is the chain's. */
   async function pageMatchesChain() {

@@ -516,6 +516,28 @@ export function chainCli(args, env) {
   return execFileSync(binary, ["chain", ...args], { encoding: "utf8", env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
 }
 
+// ---------------------------------------------------------------- the wallet page
+
+/** Does `act` on the wallet page, then waits for the page's answer in the result line `id`: {state, text, transaction}. */
+export async function walletOutcome(page, id, act) {
+  await page.evaluate((id) => {
+    document.getElementById(id).dataset.state = "";
+  }, id);
+  await act();
+  await page.waitForFunction((id) => ["done", "error"].includes(document.getElementById(id).dataset.state), id);
+  const result = page.locator(`#${id}`);
+  return { state: await result.getAttribute("data-state"), text: await result.textContent(), transaction: await result.getAttribute("data-transaction") };
+}
+
+/** Presses the wallet page's Refresh and waits for the balances it reads. */
+export async function refreshWallet(page) {
+  await page.evaluate(() => {
+    document.getElementById("wallet-balances").dataset.state = "";
+  });
+  await page.getByRole("button", { name: "Refresh" }).click();
+  await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+}
+
 // ---------------------------------------------------------------- browser
 
 /** Chromium with a fresh profile. Options go to launchPersistentContext. */

@@ -57,26 +57,8 @@ describe("the wallet page", () => {
   /** The exact base units behind a balance the page shows. */
   const shown = async (id) => BigInt(await browser.page.locator(`#${id}`).getAttribute("data-units"));
 
-  /** Does `act`, then waits for the page's answer in the result line `id`: {state, text}. */
-  async function outcome(id, act) {
-    const { page } = browser;
-    await page.evaluate((id) => {
-      document.getElementById(id).dataset.state = "";
-    }, id);
-    await act();
-    await page.waitForFunction((id) => ["done", "error"].includes(document.getElementById(id).dataset.state), id);
-    const result = page.locator(`#${id}`);
-    return { state: await result.getAttribute("data-state"), text: await result.textContent() };
-  }
-
-  async function refresh() {
-    const { page } = browser;
-    await page.evaluate(() => {
-      document.getElementById("wallet-balances").dataset.state = "";
-    });
-    await page.getByRole("button", { name: "Refresh" }).click();
-    await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
-  }
+  const outcome = (id, act) => support.walletOutcome(browser.page, id, act);
+  const refresh = () => support.refreshWallet(browser.page);
 
   async function openWallet() {
     const { page } = browser;
@@ -474,11 +456,9 @@ describe("the wallet page", () => {
       cli(["transfer", "--wallet", operatorWallet(), "--to", wallet, "--vvv", "100"]);
 
       await page.getByLabel("VVV to stake").fill("100");
-      const result = page.locator("#stake-result");
-      await page.getByRole("button", { name: "Stake", exact: true }).click();
-      await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("stake-result").dataset.state));
-      assert.equal(await result.getAttribute("data-state"), "done", await result.textContent());
-      assert.match(await result.textContent(), /^Staked: 100 sVVV\. \(ledger record \d+\)$/);
+      const result = await support.walletOutcome(page, "stake-result", () => page.getByRole("button", { name: "Stake", exact: true }).click());
+      assert.equal(result.state, "done", result.text);
+      assert.match(result.text, /^Staked: 100 sVVV\. \(ledger record \d+\)$/);
       assert.equal(BigInt((await ledger(wallet.toLowerCase())).staked_svvv_units), tokens(100));
       const typed = asked.filter((request) => request.method === "eth_signTypedData_v4");
       assert.equal(typed.length, 1);
@@ -489,10 +469,29 @@ describe("the wallet page", () => {
       assert.equal(shownToWallet.message.vvv, tokens(100).toString());
       assert.equal(shownToWallet.domain.salt, (await api("/ledger/status")).eip712_domain.salt);
 
-      await page.getByRole("button", { name: "Mint an API key" }).click();
-      await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("api-key-result").dataset.state));
-      assert.equal(await page.locator("#api-key-result").getAttribute("data-state"), "done", await page.locator("#api-key-result").textContent());
+      const minted = await support.walletOutcome(page, "api-key-result", () => page.getByRole("button", { name: "Mint an API key" }).click());
+      assert.equal(minted.state, "done", minted.text);
       assert.ok(asked.some((request) => request.method === "personal_sign"));
+
+      // Remembered (the default): after a reload the page takes the wallet up again, asking
+      // only which accounts it already shares (no new approval). What it keeps is encrypted.
+      const approvals = () => asked.filter((request) => request.method === "eth_requestAccounts").length;
+      const approved = approvals();
+      await page.reload();
+      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+      assert.equal(await page.locator("#wallet-address").textContent(), wallet);
+      assert.match(await page.locator("#wallet-storage").textContent(), /The page reconnects to it when it opens\.$/);
+      assert.equal(approvals(), approved, "no new approval was asked for");
+      assert.ok(asked.some((request) => request.method === "eth_accounts"));
+      const stored = await support.inspectIndexedDb(page, wallet.slice(2));
+      assert.equal(stored.gondola.wallet.length, 1);
+      assert.equal(stored.gondola.wallet[0].containsNeedle, false, "the address is not kept in plain text");
+      await page.getByRole("button", { name: "Disconnect" }).click();
+      await page.locator("#wallet-none").waitFor();
+      await page.reload();
+      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+      await page.getByRole("button", { name: "Connect Anvil Wallet" }).waitFor();
+      assert.equal(await page.locator("#wallet-some").isVisible(), false, "disconnected is forgotten");
       assert.deepEqual(other.errors, []);
     } finally {
       await other.close();

@@ -232,7 +232,8 @@ export class WalletPage {
       const { info, provider } = event.detail ?? {};
       if (typeof info?.uuid !== "string" || typeof provider?.request !== "function") return;
       const name = typeof info.name === "string" && info.name.trim() ? info.name.trim().slice(0, 60) : "Browser wallet";
-      this.#extensions.set(info.uuid, { name, provider });
+      const rdns = typeof info.rdns === "string" && info.rdns ? info.rdns : info.uuid;
+      this.#extensions.set(info.uuid, { name, rdns, provider });
       this.#renderExtensions();
     });
     window.dispatchEvent(new Event("eip6963:requestProvider"));
@@ -243,7 +244,7 @@ export class WalletPage {
   #offered() {
     if (this.#extensions.size > 0) return [...this.#extensions.values()];
     const legacy = window.ethereum;
-    return typeof legacy?.request === "function" ? [{ name: "Browser wallet", provider: legacy }] : [];
+    return typeof legacy?.request === "function" ? [{ name: "Browser wallet", rdns: "window.ethereum", provider: legacy }] : [];
   }
 
   #renderExtensions() {
@@ -261,7 +262,11 @@ export class WalletPage {
     $("wallet-extensions").hidden = offered.length === 0;
   }
 
-  /** Makes the browser wallet's first account this page's account (the wallet asks its owner first). */
+  /**
+   * Makes the browser wallet's first account this page's account (the wallet asks its owner
+   * first), and remembers the connection (not a key: the wallet's name and the address) where
+   * the person chose to be remembered.
+   */
   async #connectExtension(entry) {
     $("wallet-key-error").textContent = "";
     const lib = await this.#loadTransactions();
@@ -273,32 +278,61 @@ export class WalletPage {
       const client = lib.createClient({ transport: lib.custom(entry.provider) });
       const [first] = await lib.requestAddresses(client);
       if (!first) throw new Error("it shared no account");
-      const address = lib.getAddress(first);
-      const account = {
-        address,
-        signMessage: ({ message }) => lib.signMessage(client, { account: address, message }),
-        signTypedData: (typedData) => lib.signTypedData(client, { account: address, ...typedData }),
-      };
-      if (!entry.watched) {
-        entry.watched = true;
-        // Another account chosen in the wallet becomes this page's; none left, none here either.
-        entry.provider.on?.("accountsChanged", (accounts) => {
-          if (this.#wallet?.external !== entry) return;
-          if (Array.isArray(accounts) && accounts.length > 0) this.#connectExtension(entry);
-          else {
-            this.#forgetInMemory();
-            this.#render();
-          }
-        });
+      const remember = Boolean(this.#store) && $("wallet-remember").checked;
+      this.#adoptExternal(lib, entry, first, remember);
+      if (remember) {
+        await this.#store.saveWallet({ external: { rdns: entry.rdns, name: entry.name }, address: this.#wallet.account.address, created_at: Date.now() });
       }
-      this.#wallet = { account, privateKey: null, remembered: false, external: entry };
-      this.#mintedKey = "";
       await this.#connectChain();
       this.#render();
       await this.refresh();
     } catch (error) {
       $("wallet-key-error").textContent = `The browser wallet did not connect: ${error?.shortMessage ?? error?.message ?? error}`;
     }
+  }
+
+  /**
+   * A browser wallet connected before (`stored`): taken up again when it is in this browser and
+   * still shares that account without asking (eth_accounts); otherwise the page offers to
+   * connect, as at first.
+   */
+  async #reconnect(stored) {
+    const entry = this.#offered().find((candidate) => candidate.rdns === stored.external.rdns);
+    if (!entry) return;
+    try {
+      const accounts = await entry.provider.request({ method: "eth_accounts" });
+      const same = Array.isArray(accounts) && accounts.some((account) => String(account).toLowerCase() === String(stored.address).toLowerCase());
+      if (!same) return;
+      const lib = await this.#loadTransactions();
+      if (lib.available) this.#adoptExternal(lib, entry, stored.address, true);
+    } catch {
+      // The wallet is locked or refused: the page offers to connect it.
+    }
+  }
+
+  /** Makes `address` in the browser wallet `entry` this page's account. */
+  #adoptExternal(lib, entry, address, remembered) {
+    const client = lib.createClient({ transport: lib.custom(entry.provider) });
+    address = lib.getAddress(address);
+    const account = {
+      address,
+      signMessage: ({ message }) => lib.signMessage(client, { account: address, message }),
+      signTypedData: (typedData) => lib.signTypedData(client, { account: address, ...typedData }),
+    };
+    if (!entry.watched) {
+      entry.watched = true;
+      // Another account chosen in the wallet becomes this page's; none left, none here either.
+      entry.provider.on?.("accountsChanged", (accounts) => {
+        if (this.#wallet?.external !== entry) return;
+        if (Array.isArray(accounts) && accounts.length > 0) this.#connectExtension(entry);
+        else {
+          this.#forgetInMemory();
+          this.#render();
+        }
+      });
+    }
+    this.#wallet = { account, privateKey: null, remembered, external: entry };
+    this.#mintedKey = "";
   }
 
   /** The page is on screen: load the library and the key the first time, then refresh. */
@@ -342,7 +376,8 @@ export class WalletPage {
     } else if (this.#store) {
       try {
         const stored = await this.#store.loadWallet();
-        if (stored) this.#wallet = { account: this.#signing.privateKeyToAccount(stored.privateKey), privateKey: stored.privateKey, remembered: true };
+        if (stored?.external) await this.#reconnect(stored);
+        else if (stored) this.#wallet = { account: this.#signing.privateKeyToAccount(stored.privateKey), privateKey: stored.privateKey, remembered: true };
       } catch (error) {
         this.#fail(`The stored wallet key could not be read (${error?.message ?? error}).`);
       }
@@ -418,6 +453,7 @@ export class WalletPage {
   async #forget() {
     if (this.#wallet?.external) {
       // The key stays in the browser wallet: this page only lets go of the account.
+      if (this.#wallet.remembered && this.#store) await this.#store.deleteWallet();
       this.#forgetInMemory();
       this.#render();
       return;
@@ -531,7 +567,7 @@ export class WalletPage {
     $("wallet-export").hidden = Boolean(external);
     $("wallet-forget").textContent = external ? "Disconnect" : "Forget this key";
     $("wallet-storage").textContent = external
-      ? `The key stays in ${external.name}: it asks you to approve each signature and transaction, and this page never sees the key.`
+      ? `The key stays in ${external.name}: it asks you to approve each signature and transaction, and this page never sees the key.${this.#wallet.remembered ? " The page reconnects to it when it opens." : ""}`
       : this.#wallet.remembered
         ? "The key is stored in this browser only, encrypted (AES-GCM, under a key page script cannot read)."
         : "The key is kept in memory only: it is forgotten when this tab closes. Show it and keep a copy if you want this account later.";
