@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import * as support from "./support.mjs";
 
 const CONFIG = '[gateway.models]\ndefault = "smollm2-135m-instruct"\n';
-const SHELL = ["/", "/app.css", "/app.js", "/api.js", "/markdown.js", "/store.js", "/wallet.js", "/chain.js", "/amounts.js", "/signing.js", "/transactions.js", "/privacy.js", "/oblivious.js", "/manifest.webmanifest", "/icon.svg"];
+const SHELL = ["/", "/app.css", "/app.js", "/api.js", "/markdown.js", "/store.js", "/wallet.js", "/chain.js", "/browser-wallets.js", "/amounts.js", "/signing.js", "/transactions.js", "/privacy.js", "/oblivious.js", "/manifest.webmanifest", "/icon.svg"];
 
 /** Visible text of every message of the chat on screen, in order. */
 function messageTexts(page) {

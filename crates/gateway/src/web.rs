@@ -85,6 +85,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/wallet.js"),
     },
     Asset {
+        path: "/browser-wallets.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../web/browser-wallets.js"),
+    },
+    Asset {
         path: "/chain.js",
         content_type: JAVASCRIPT,
         body: include_bytes!("../web/chain.js"),
@@ -464,7 +469,7 @@ mod tests {
         );
         // Loaded on demand, by the wallet page alone (in chain mode, or for a browser wallet).
         assert!(text("/wallet.js").contains("import(\"/transactions.js\")"));
-        for page in ["/app.js", "/api.js", "/chain.js"] {
+        for page in ["/app.js", "/api.js", "/chain.js", "/browser-wallets.js"] {
             assert!(!text(page).contains("/transactions.js"), "{page}");
         }
     }

@@ -12,6 +12,7 @@ const SHELL = [
   "/store.js",
   "/wallet.js",
   "/chain.js",
+  "/browser-wallets.js",
   "/amounts.js",
   "/signing.js",
   "/transactions.js",

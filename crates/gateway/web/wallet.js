@@ -20,6 +20,7 @@
 // endpoint. The gateway still says what the account may spend today (it follows the chain) and
 // mints API keys against the stake it sees there.
 
+import { BrowserWallets, requestAccount, stillShares, walletAccount } from "/browser-wallets.js";
 import { ChainWallet, chainConfig } from "/chain.js";
 import { exactDecimal, formatAmount, formatCountdown, formatUsd, minimumAfterSlippage, parseAmount, parseSlippagePercent, units } from "/amounts.js";
 
@@ -175,8 +176,8 @@ export class WalletPage {
   #chain = null;
   /** /transactions.js (viem's client and actions), loaded the first time it is needed. */
   #transactions = null;
-  /** Browser wallets announced by EIP-6963, by their uuid: {name, provider}. */
-  #extensions = new Map();
+  /** The browser wallets this browser has (browser-wallets.js). */
+  #extensions;
 
   constructor({ store, confirm, useApiKey, apiKeyFor }) {
     this.#store = store;
@@ -184,7 +185,8 @@ export class WalletPage {
     this.#useApiKey = useApiKey;
     this.#apiKeyFor = apiKeyFor;
     this.#wire();
-    this.#discover();
+    this.#extensions = new BrowserWallets(() => this.#renderExtensions());
+    this.#renderExtensions();
   }
 
   /** Chain mode, from the gateway's /app-config.json (see api.js's readAppConfig). */
@@ -226,29 +228,10 @@ export class WalletPage {
 
   // ------------------------------------------------------------ browser wallets
 
-  /** Listens for browser wallets' EIP-6963 announcements, and asks them to announce. */
-  #discover() {
-    window.addEventListener("eip6963:announceProvider", (event) => {
-      const { info, provider } = event.detail ?? {};
-      if (typeof info?.uuid !== "string" || typeof provider?.request !== "function") return;
-      const name = typeof info.name === "string" && info.name.trim() ? info.name.trim().slice(0, 60) : "Browser wallet";
-      const rdns = typeof info.rdns === "string" && info.rdns ? info.rdns : info.uuid;
-      this.#extensions.set(info.uuid, { name, rdns, provider });
-      this.#renderExtensions();
-    });
-    window.dispatchEvent(new Event("eip6963:requestProvider"));
-    this.#renderExtensions();
-  }
-
-  /** The browser wallets to offer: every announced one, or else window.ethereum (wallets from before EIP-6963). */
-  #offered() {
-    if (this.#extensions.size > 0) return [...this.#extensions.values()];
-    const legacy = window.ethereum;
-    return typeof legacy?.request === "function" ? [{ name: "Browser wallet", rdns: "window.ethereum", provider: legacy }] : [];
-  }
-
   #renderExtensions() {
-    const offered = this.#offered();
+    // Wallets announce themselves while BrowserWallets is being made; it is drawn once made.
+    if (!this.#extensions) return;
+    const offered = this.#extensions.offered();
     $("wallet-extension-list").replaceChildren(
       ...offered.map((entry) => {
         const button = document.createElement("button");
@@ -275,11 +258,9 @@ export class WalletPage {
       return;
     }
     try {
-      const client = lib.createClient({ transport: lib.custom(entry.provider) });
-      const [first] = await lib.requestAddresses(client);
-      if (!first) throw new Error("it shared no account");
+      const address = await requestAccount(lib, entry);
       const remember = Boolean(this.#store) && $("wallet-remember").checked;
-      this.#adoptExternal(lib, entry, first, remember);
+      this.#adoptExternal(lib, entry, address, remember);
       if (remember) {
         await this.#store.saveWallet({ external: { rdns: entry.rdns, name: entry.name }, address: this.#wallet.account.address, created_at: Date.now() });
       }
@@ -297,28 +278,15 @@ export class WalletPage {
    * connect, as at first.
    */
   async #reconnect(stored) {
-    const entry = this.#offered().find((candidate) => candidate.rdns === stored.external.rdns);
-    if (!entry) return;
-    try {
-      const accounts = await entry.provider.request({ method: "eth_accounts" });
-      const same = Array.isArray(accounts) && accounts.some((account) => String(account).toLowerCase() === String(stored.address).toLowerCase());
-      if (!same) return;
-      const lib = await this.#loadTransactions();
-      if (lib.available) this.#adoptExternal(lib, entry, stored.address, true);
-    } catch {
-      // The wallet is locked or refused: the page offers to connect it.
-    }
+    const entry = this.#extensions.find(stored.external.rdns);
+    if (!entry || !(await stillShares(entry, stored.address))) return;
+    const lib = await this.#loadTransactions();
+    if (lib.available) this.#adoptExternal(lib, entry, stored.address, true);
   }
 
   /** Makes `address` in the browser wallet `entry` this page's account. */
   #adoptExternal(lib, entry, address, remembered) {
-    const client = lib.createClient({ transport: lib.custom(entry.provider) });
-    address = lib.getAddress(address);
-    const account = {
-      address,
-      signMessage: ({ message }) => lib.signMessage(client, { account: address, message }),
-      signTypedData: (typedData) => lib.signTypedData(client, { account: address, ...typedData }),
-    };
+    const account = walletAccount(lib, entry, address);
     if (!entry.watched) {
       entry.watched = true;
       // Another account chosen in the wallet becomes this page's; none left, none here either.
