@@ -107,9 +107,17 @@ async fn the_suite_deploys_from_the_ledgers_genesis_and_serves_real_transactions
         .find(|proof| proof.account == claimant.address())
         .expect("the claimant's proof");
     let airdrop = Airdrop::new(deployment.airdrop, &provider);
-    let receipt = airdrop
-        .claim(mine.amount, mine.proof.clone())
-        .send()
+    // Every transaction goes out with chain::gas::limit's room for an accrual (see below).
+    let claim = chain::gas::with_limit(
+        &provider,
+        airdrop
+            .claim(mine.amount, mine.proof.clone())
+            .into_transaction_request(),
+    )
+    .await
+    .expect("an estimate");
+    let receipt = provider
+        .send_transaction(claim)
         .await
         .expect("sent")
         .with_timeout(RECEIPT)
@@ -121,6 +129,9 @@ async fn the_suite_deploys_from_the_ledgers_genesis_and_serves_real_transactions
     assert!(wrong.is_err(), "an allocation is claimed once");
 
     let send = async |call: alloy::rpc::types::TransactionRequest, what: &str| {
+        let call = chain::gas::with_limit(&provider, call)
+            .await
+            .unwrap_or_else(|error| panic!("{what}: {error}"));
         let receipt = provider
             .send_transaction(call)
             .await
@@ -268,6 +279,9 @@ async fn the_follower_reads_only_what_the_events_name_and_everyone_after_a_reorg
             .stake(U256::from(100 * UNITS_PER_TOKEN))
             .into_transaction_request(),
     ] {
+        let request = chain::gas::with_limit(&provider, request)
+            .await
+            .expect("an estimate");
         let receipt = provider
             .send_transaction(request)
             .await

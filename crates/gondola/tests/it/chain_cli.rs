@@ -4,7 +4,7 @@
 //! says they should.
 
 use alloy::network::EthereumWallet;
-use alloy::providers::ProviderBuilder;
+use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, B256, U256};
 use chain::bindings::{Airdrop, VVV};
@@ -85,9 +85,16 @@ async fn chain_deploy_puts_the_genesis_on_chain_and_its_airdrop_proofs_claim() {
         .iter()
         .map(|hash| hash.as_str().expect("hash").parse().expect("B256"))
         .collect();
-    let receipt = Airdrop::new(at("airdrop"), &provider)
-        .claim(amount, proof)
-        .send()
+    let claim = chain::gas::with_limit(
+        &provider,
+        Airdrop::new(at("airdrop"), &provider)
+            .claim(amount, proof)
+            .into_transaction_request(),
+    )
+    .await
+    .expect("an estimate");
+    let receipt = provider
+        .send_transaction(claim)
         .await
         .expect("sent")
         .with_timeout(Some(std::time::Duration::from_secs(30)))
