@@ -34,6 +34,7 @@ describe("the wallet page in chain mode", () => {
   let browser;
   let env;
   let thirdEnv;
+  let deploymentFile;
   /** Every request any page of the browser made: {url, body}. */
   const requests = [];
   const cspViolations = [];
@@ -78,6 +79,7 @@ describe("the wallet page in chain mode", () => {
     writeFileSync(airdrop, `${HOLDER},20000\n${THIRD},3000\n`);
     const proofs = path.join(dir, "proofs.json");
     const deployment = path.join(dir, "deployment.json");
+    deploymentFile = deployment;
     writeFileSync(
       deployment,
       support.chainCli(["deploy", "--json", "--rpc-url", chain.url, "--key", deployerKey, "--airdrop", airdrop, "--proofs", proofs], {}),
@@ -322,6 +324,59 @@ poll_ms = 100
       assert.deepEqual(other.errors, []);
     } finally {
       await other.close();
+    }
+  });
+
+  test("without a public RPC URL a key made in the page is sent to a browser wallet or the CLI, and a browser wallet reads and sends through itself", async () => {
+    const quiet = await support.gateway(`
+[gateway.ledger]
+network_capacity_usd_per_day = "0"
+
+[gateway.chain]
+rpc_url = "${chain.url}"
+deployment = "${deploymentFile}"
+confirmations = 2
+poll_ms = 100
+`);
+    const other = await support.launchBrowser();
+    try {
+      const config = await (await fetch(`${quiet.url}/app-config.json`)).json();
+      assert.equal(config.chain.chain_id, 31337);
+      assert.equal(config.chain.rpc_url, null, "the gateway's own RPC URL is never published");
+      const policy = (await fetch(`${quiet.url}/`)).headers.get("content-security-policy");
+      assert.match(policy, /; connect-src 'self'; /);
+
+      const asked = await support.injectWallet(other.context, { address: THIRD, rpcUrl: chain.url });
+      const urls = [];
+      other.context.on("request", (request) => urls.push(request.url()));
+      const { page } = other;
+      await support.openApp(page, `${quiet.url}/#wallet`);
+      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+      await page.getByRole("button", { name: "Create a new key" }).click();
+      await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+      assert.match(
+        await page.locator("#wallet-chain").textContent(),
+        /publishes no RPC URL for browsers, so a key made in this page cannot read or send transactions there\. A browser wallet on that chain can/,
+      );
+      assert.equal(await page.locator("#stake-card").isVisible(), false, "no tokens to move from here");
+      await page.getByRole("button", { name: "Forget this key" }).click();
+      await page.locator("#confirm-dialog").getByRole("button", { name: "Forget the key" }).click();
+      await page.locator("#wallet-none").waitFor();
+
+      await page.getByRole("button", { name: "Connect Test Wallet" }).click();
+      await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+      const before = onChain(thirdEnv);
+      assert.equal(BigInt(await page.locator("#balance-svvv").getAttribute("data-units")), before.staked_svvv);
+      await page.getByLabel("VVV to stake").fill("100");
+      const staked = await outcome("stake-result", () => page.getByRole("button", { name: "Stake", exact: true }).click(), page);
+      assert.equal(staked.state, "done", staked.text);
+      assert.equal(onChain(thirdEnv).staked_svvv, before.staked_svvv + tokens(100));
+      assert.ok(asked.some((request) => request.method === "eth_call"), "the page read the contracts through the wallet");
+      assert.deepEqual(urls.filter((url) => url.startsWith(chain.url)), [], "and never reached the chain itself");
+      assert.deepEqual(other.errors, []);
+    } finally {
+      await other.close();
+      await quiet.process.stop();
     }
   });
 });
