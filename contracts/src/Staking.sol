@@ -626,7 +626,10 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
     }
 
     /// The largest supply in `segment`, from `supplyUnits` to `lastSupply`, whose F is at most
-    /// `target`, and its F.
+    /// `target`, and its F. The root of the segment's cost is estimated (`_estimate`) and the
+    /// estimate checked with F itself, so the answer is exact whatever the estimate: it is taken
+    /// only where F at it fits and F one unit past it does not; otherwise, a bisection between
+    /// what is known to fit and what is known not to.
     function _searchSegment(Segment memory segment, uint256 supplyUnits, uint256 lastSupply, uint256 target)
         internal
         pure
@@ -636,6 +639,21 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
         uint256 beyond = lastSupply;
         if (!segment.last && segment.startUnits + segment.widthUnits - 1 < beyond) {
             beyond = segment.startUnits + segment.widthUnits - 1;
+        }
+        (bool estimated, uint256 candidate) = _estimate(segment, target);
+        if (estimated && affordable < beyond) {
+            if (candidate < affordable) candidate = affordable;
+            if (candidate > beyond) candidate = beyond;
+            (bool fits, uint256 cost) = _costIn(segment, candidate);
+            if (fits && cost <= target) {
+                if (candidate == beyond || !_fitsIn(segment, candidate + 1, target)) return (true, candidate, cost);
+                affordable = candidate + 1;
+            } else {
+                // The estimate is at or above the root: one unit below it is the answer if it fits.
+                (fits, cost) = _costIn(segment, candidate - 1);
+                if (fits && cost <= target) return (true, candidate - 1, cost);
+                beyond = candidate - 2;
+            }
         }
         while (affordable < beyond) {
             uint256 middle = affordable + (beyond - affordable + 1) / 2;
@@ -648,6 +666,52 @@ contract Staking is AccessControl, IVVVStaking, IDiemStaking {
         }
         (bool ok, uint256 reachedCost) = _costIn(segment, affordable);
         return (ok, affordable, reachedCost);
+    }
+
+    /// Whether F at `supplyUnits` in `segment` is at most `target`.
+    function _fitsIn(Segment memory segment, uint256 supplyUnits, uint256 target) internal pure returns (bool) {
+        (bool ok, uint256 cost) = _costIn(segment, supplyUnits);
+        return ok && cost <= target;
+    }
+
+    /// The supply in `segment` where F reaches `target`, rounded down, or just above it: F is
+    /// at most the target exactly where N(o) = h·W·w + 2·W·r·o + rise·o² is at most 2·W·w·T
+    /// (o the offset into the segment, T the target less the cost before it, h the half unit
+    /// carried, w a token's units; on the last segment, 2·r·o + h·w at most 2·w·T). That is
+    /// solved with Newton's method from K / (2·W·r), above the root, where every step stays at
+    /// or above it and a few reach it. Not estimated (false) where a product would overflow.
+    function _estimate(Segment memory segment, uint256 target) internal pure returns (bool, uint256) {
+        uint256 before = segment.doubledBefore / 2;
+        if (target < before || segment.rate == 0) return (false, 0);
+        uint256 half = segment.doubledBefore % 2;
+        // The last segment is a line: its width counts as one.
+        uint256 width = segment.last ? 1 : segment.widthUnits;
+        (bool ok, uint256 room) = Math.tryMul(2 * width * UNITS_PER_TOKEN, target - before);
+        if (!ok || room < half * width * UNITS_PER_TOKEN) return (false, 0);
+        room -= half * width * UNITS_PER_TOKEN;
+        uint256 slope;
+        (ok, slope) = Math.tryMul(2 * width, segment.rate);
+        if (!ok) return (false, 0);
+        uint256 offset = room / slope;
+        if (segment.last || segment.rise == 0 || offset > width) return (true, segment.startUnits + offset);
+        (ok, offset) = _newton(segment.rise, slope, room, offset);
+        return (ok, segment.startUnits + offset);
+    }
+
+    /// Newton's method on g(o) = rise·o² + slope·o − room from an `offset` above its root: each
+    /// step, rounded down, stays at or above the root.
+    function _newton(uint256 rise, uint256 slope, uint256 room, uint256 offset) internal pure returns (bool, uint256) {
+        for (uint256 step = 0; step < 8; step++) {
+            (bool ok, uint256 value) = Math.tryMul(rise * offset, offset);
+            if (!ok) return (false, 0);
+            (ok, value) = Math.tryAdd(value, slope * offset);
+            if (!ok) return (false, 0);
+            if (value <= room) break;
+            uint256 fall = (value - room) / (2 * rise * offset + slope);
+            if (fall == 0) break;
+            offset -= fall;
+        }
+        return (true, offset);
     }
 
     /// The ledger's bisection as it is, for budgets past what it can hold.
