@@ -2,7 +2,8 @@
 //! flags > environment > file > defaults. The file is parsed into raw structs that reject
 //! unknown keys, then validated into the gateway's and provider's typed configurations.
 //! Secrets are never written in the file: a key is given as `env::NAME` (read from the
-//! environment) or as the SHA-256 of its secret.
+//! environment) or as the SHA-256 of its secret; a URL that carries a password or a provider's
+//! key (Redis, PostgreSQL, a chain's RPC endpoint) may be given as `env::NAME` too.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -75,7 +76,8 @@ pub struct RawGateway {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCluster {
-    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path/to/socket`.
+    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path/to/socket`; or `env::NAME`
+    /// where it carries a password.
     pub redis_url: String,
     /// The seed every replica must be given (the same file, or a copy); default
     /// `<data_dir>/cluster.seed`, made on first start.
@@ -89,8 +91,9 @@ pub struct RawCluster {
     /// the system's.
     pub ca_file: Option<PathBuf>,
     /// The PostgreSQL server of the ledger journal the replicas share
-    /// (`postgresql://user@host/db`, or `host=/run/postgresql user=gondola dbname=gondola`);
-    /// without it each replica keeps a ledger of its own.
+    /// (`postgresql://user@host/db`, or `host=/run/postgresql user=gondola dbname=gondola`; or
+    /// `env::NAME` where it carries a password); without it each replica keeps a ledger of its
+    /// own.
     pub postgres_url: Option<String>,
     /// The certificate authority (PEM) PostgreSQL's certificate is checked against, instead of
     /// the system's (with `sslmode=require` in the URL).
@@ -103,7 +106,7 @@ pub struct RawCluster {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawChain {
-    /// The chain's JSON-RPC endpoint.
+    /// The chain's JSON-RPC endpoint; `env::NAME` where it carries a provider's key.
     pub rpc_url: String,
     /// The JSON-RPC URL browsers use: the wallet page reads balances and sends its
     /// transactions through it directly. Unset, the page shows the contracts and points to
@@ -148,7 +151,7 @@ pub fn chain_config(raw: Option<&RawChain>) -> anyhow::Result<Option<chain::stak
         }
     }
     Ok(Some(chain::stakes::ChainConfig {
-        rpc_url: raw.rpc_url.clone(),
+        rpc_url: url_or_reference(&raw.rpc_url, "gateway.chain.rpc_url")?,
         public_rpc_url: raw.public_rpc_url.clone(),
         deployment,
         confirmations: raw.confirmations.unwrap_or(2),
@@ -162,9 +165,12 @@ pub fn chain_config(raw: Option<&RawChain>) -> anyhow::Result<Option<chain::stak
 pub fn cluster_config(
     raw: Option<&RawCluster>,
     data_dir: &std::path::Path,
-) -> Option<gateway::cluster::ClusterConfig> {
-    raw.map(|raw| gateway::cluster::ClusterConfig {
-        redis_url: raw.redis_url.clone(),
+) -> anyhow::Result<Option<gateway::cluster::ClusterConfig>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    Ok(Some(gateway::cluster::ClusterConfig {
+        redis_url: url_or_reference(&raw.redis_url, "gateway.cluster.redis_url")?,
         seed: raw
             .seed
             .clone()
@@ -172,9 +178,23 @@ pub fn cluster_config(
         prefix: raw.prefix.clone().unwrap_or_else(|| "gondola".into()),
         allow_volatile: raw.allow_volatile,
         ca_file: raw.ca_file.clone(),
-        postgres_url: raw.postgres_url.clone(),
+        postgres_url: raw
+            .postgres_url
+            .as_deref()
+            .map(|url| url_or_reference(url, "gateway.cluster.postgres_url"))
+            .transpose()?,
         postgres_ca_file: raw.postgres_ca_file.clone(),
-    })
+    }))
+}
+
+/// A URL as written, or read from the environment where it is given as `env::NAME` (for one
+/// that carries a password or a provider's key).
+fn url_or_reference(value: &str, what: &str) -> anyhow::Result<String> {
+    if value.starts_with("env::") {
+        secret_from_reference(value, what)
+    } else {
+        Ok(value.to_owned())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1098,6 +1118,23 @@ mod tests {
                 .pricing
                 .contains_key("smollm2-135m-instruct")
         );
+    }
+
+    #[test]
+    fn urls_may_be_read_from_the_environment() {
+        // PATH is set wherever tests run; what matters is that the reference is followed.
+        let path = std::env::var("PATH").expect("PATH");
+        assert_eq!(
+            url_or_reference("env::PATH", "rpc_url").expect("read"),
+            path
+        );
+        assert_eq!(
+            url_or_reference("http://127.0.0.1:8545", "rpc_url").expect("as written"),
+            "http://127.0.0.1:8545"
+        );
+        let error = url_or_reference("env::GONDOLA_NO_SUCH_VARIABLE_51", "gateway.chain.rpc_url")
+            .expect_err("unset");
+        assert!(format!("{error:#}").contains("GONDOLA_NO_SUCH_VARIABLE_51"));
     }
 
     #[test]

@@ -643,7 +643,7 @@ async fn join_cluster(
     common: &CommonArgs,
 ) -> anyhow::Result<Option<Arc<gateway::cluster::Cluster>>> {
     let data = data_dir(common, file)?;
-    match config::cluster_config(file.gateway.cluster.as_ref(), &data) {
+    match config::cluster_config(file.gateway.cluster.as_ref(), &data)? {
         Some(cluster) => Ok(Some(
             gateway::cluster::Cluster::connect(&cluster)
                 .await
