@@ -5,10 +5,10 @@
 #   scripts/chain-demo.sh serve   # the suite deployed to it, a demo wallet funded, `gondola serve` in chain mode
 #
 # `serve` deploys the contracts with anvil's first development key (the deployer and operator),
-# airdrops 20,000 VVV to anvil's second development account and claims it, writes the
-# deployment and a [gateway.chain] configuration under target/chain-demo, and runs
-# `gondola serve` with it: the web app on http://127.0.0.1:8844, whose wallet page reads the
-# contracts and sends transactions straight to anvil. Run again against the same anvil, it
+# airdrops 20,000 VVV to anvil's second development account, writes the deployment, the
+# airdrop's proofs and a [gateway.chain] configuration under target/chain-demo, and runs
+# `gondola serve` with it: the web app on http://127.0.0.1:8844, whose wallet page offers the
+# demo wallet its airdrop, reads the contracts and sends transactions straight to anvil. Run again against the same anvil, it
 # keeps the deployment. Both keys are anvil's well-known public test keys, for a local chain
 # only. Extra arguments after `serve` go to `gondola serve`.
 #
@@ -82,7 +82,6 @@ if [ -z "$code" ] || [ "$code" = "0x" ]; then
   "$gondola" chain deploy --json --rpc-url "$rpc_url" --key "$dir/deployer.key" \
     --airdrop "$dir/airdrop.csv" --proofs "$dir/airdrop-proofs.json" > "$dir/deployment.json.new"
   mv "$dir/deployment.json.new" "$dir/deployment.json"
-  "$gondola" chain claim-airdrop --proofs "$dir/airdrop-proofs.json"
   rm -rf "$dir/data"
 fi
 
@@ -94,6 +93,7 @@ cat > "$dir/gondola.toml" <<EOF
 rpc_url = "$rpc_url"
 public_rpc_url = "$rpc_url"
 deployment = "$dir/deployment.json"
+airdrop_proofs = "$dir/airdrop-proofs.json"
 confirmations = 2
 poll_ms = 1000
 anchor_key = "$dir/deployer.key"
@@ -102,11 +102,12 @@ EOF
 
 cat <<EOF
 Chain mode on $rpc_url: the suite is at $dir/deployment.json.
-The demo wallet $holder holds the 20,000 VVV it claimed from the airdrop. Its key (anvil's
-second development key, public, for local chains only) is in $dir/holder.key:
+The airdrop holds 20,000 VVV for the demo wallet $holder. Its key (anvil's second development
+key, public, for local chains only) is in $dir/holder.key:
   $holder_key
-Open http://127.0.0.1:8844/#wallet, import that key, then stake VVV, mint DIEM and stake it, and
-mint an API key: a chat paid by it spends the staked DIEM's allowance. The same wallet from the
+Open http://127.0.0.1:8844/#wallet, import that key (or connect a browser wallet holding it),
+claim the airdrop, then stake VVV, mint DIEM and stake it, and mint an API key: a chat paid by
+it spends the staked DIEM's allowance. The same wallet from the
 command line: GONDOLA_RPC_URL=$rpc_url GONDOLA_DEPLOYMENT=$dir/deployment.json GONDOLA_WALLET=$dir/holder.key gondola chain balance
 EOF
 exec "$gondola" serve --config "$dir/gondola.toml" --data-dir "$dir/data" "$@"

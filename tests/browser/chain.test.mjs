@@ -86,10 +86,10 @@ describe("the wallet page in chain mode", () => {
     );
     env = { GONDOLA_RPC_URL: chain.url, GONDOLA_DEPLOYMENT: deployment, GONDOLA_WALLET: wallet };
     support.chainCli(["claim-airdrop", "--proofs", proofs], env);
+    // The third account claims its airdrop in the page, with the proof the gateway serves.
     const third = path.join(dir, "third.key");
     writeFileSync(third, `${THIRD_KEY}\n`);
     thirdEnv = { ...env, GONDOLA_WALLET: third };
-    support.chainCli(["claim-airdrop", "--proofs", proofs], thirdEnv);
 
     fixture = await support.fixtureUpstream();
     gateway = await support.gateway(`
@@ -109,6 +109,7 @@ fixture = { input_usd_per_million = "1", output_usd_per_million = "2" }
 rpc_url = "${chain.url}"
 public_rpc_url = "${chain.url}"
 deployment = "${deployment}"
+airdrop_proofs = "${proofs}"
 confirmations = 2
 poll_ms = 100
 `);
@@ -298,6 +299,19 @@ poll_ms = 100
       assert.match(await page.locator("#wallet-storage").textContent(), /^The key stays in Test Wallet: /);
       assert.equal(await page.locator("#wallet-export").isVisible(), false, "there is no key here to show");
       assert.match(await page.locator("#wallet-chain").textContent(), /balances read from the contracts, transactions signed and sent by Test Wallet\./);
+
+      // Its airdrop, offered with the proof the gateway serves, claimed on the chain.
+      assert.equal(BigInt(await page.locator("#balance-vvv").getAttribute("data-units")), 0n);
+      const allocation = await (await fetch(`${gateway.url}/api/v1/chain/airdrop/${THIRD}`)).json();
+      assert.equal(allocation.amount_units, tokens(3_000).toString());
+      assert.equal((await fetch(`${gateway.url}/api/v1/chain/airdrop/0x${"ab".repeat(20)}`)).status, 404);
+      const claim = page.getByRole("button", { name: "Claim 3,000 VVV" });
+      assert.match(await page.locator("#airdrop-text").textContent(), /^The airdrop holds 3,000 VVV for this address/);
+      const claimed = await outcome("airdrop-result", () => claim.click(), page);
+      assert.equal(claimed.state, "done", claimed.text);
+      assert.match(claimed.text, /^Claimed 3,000 VVV from the airdrop\. \(transaction 0x/);
+      assert.equal(await page.locator("#airdrop-claim").isVisible(), false, "claimed once, offered no more");
+      assert.equal(onChain(thirdEnv).vvv, tokens(3_000));
       assert.equal(BigInt(await page.locator("#balance-vvv").getAttribute("data-units")), tokens(3_000));
 
       await page.getByLabel("VVV to stake").fill("1000");
@@ -305,7 +319,7 @@ poll_ms = 100
       assert.equal(staked.state, "done", staked.text);
       assert.match(staked.text, /^Staked: 1,000 sVVV\. \(transaction 0x/);
       const sent = asked.filter((request) => request.method === "eth_sendTransaction");
-      assert.equal(sent.length, 2, "the approval and the stake, each sent by the wallet");
+      assert.equal(sent.length, 3, "the claim, then the approval and the stake, each sent by the wallet");
       for (const request of sent) assert.equal(request.params[0].from.toLowerCase(), THIRD.toLowerCase());
       assert.equal(seen.filter((body) => body.includes("eth_sendRawTransaction")).length, 0, "the page signed nothing itself");
       const figures = onChain(thirdEnv);

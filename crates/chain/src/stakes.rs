@@ -61,6 +61,9 @@ pub struct ChainConfig {
     /// its journal's head every `anchor_every`.
     pub anchor_key: Option<std::path::PathBuf>,
     pub anchor_every: Duration,
+    /// The airdrop's allocations and proofs by address (from the file `gondola chain deploy`
+    /// wrote, each checked against the deployment's root), served to claimants; empty without.
+    pub airdrop: std::sync::Arc<HashMap<Address, crate::deploy::AirdropProof>>,
 }
 
 /// The stakes of the accounts the gateway follows.
@@ -115,6 +118,11 @@ impl Stakes {
             .get(&account)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// What it was configured with.
+    pub fn config(&self) -> &ChainConfig {
+        &self.config
     }
 
     /// Whether `account` is followed (see [`Stakes::follow`]).

@@ -249,6 +249,7 @@ async fn the_follower_reads_only_what_the_events_name_and_everyone_after_a_reorg
         poll: Duration::from_millis(100),
         anchor_key: None,
         anchor_every: Duration::from_secs(86_400),
+        airdrop: Default::default(),
     })
     .expect("a follower");
     stakes.follow(claimant.address());

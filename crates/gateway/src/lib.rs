@@ -455,6 +455,7 @@ fn api_route_table(state: &Arc<AppState>) -> Vec<(&'static str, MethodRouter<Arc
         ),
         ("/ledger/status", get(economy_api::status)),
         ("/ledger/accounts/{address}", get(economy_api::account)),
+        ("/chain/airdrop/{address}", get(economy_api::airdrop)),
         ("/ledger/quote", get(economy_api::quote)),
         (
             "/ledger/operations",

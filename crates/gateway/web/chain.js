@@ -75,6 +75,14 @@ const DIEM_ABI = [
   "error Overflow()",
 ];
 
+const AIRDROP_ABI = [
+  "function claim(uint256 amount, bytes32[] proof)",
+  "function claimed(address account) view returns (bool)",
+  "event AirdropClaimed(address indexed account, uint256 vvv)",
+  "error NoAirdropAllocation()",
+  "error AirdropWindowClosed()",
+];
+
 const VVV_ABI = [
   "function balanceOf(address account) view returns (uint256)",
   "function allowance(address owner, address spender) view returns (uint256)",
@@ -121,6 +129,14 @@ const OPERATIONS = {
     outcome: (e) => ({ cooling_diem_units: e.coolingDiem, unlock_at: Number(e.unlockAt) }),
   },
   finalize_diem_unstake: { contract: "diem", call: "finalizeUnstake", args: () => [], event: "DiemUnstakeFinalized", outcome: (e) => ({ diem_units: e.diem }) },
+  // Not a ledger operation: the airdrop is claimed on the chain, with the proof the gateway serves.
+  claim_airdrop: {
+    contract: "airdrop",
+    call: "claim",
+    args: (o) => [BigInt(o.amount_units), o.proof],
+    event: "AirdropClaimed",
+    outcome: (e) => ({ vvv_units: e.vvv }),
+  },
 };
 
 /** `CooldownNotElapsed` → `cooldown_not_elapsed`, the ledger's name for the same refusal. */
@@ -188,7 +204,7 @@ export class ChainWallet {
     this.#external = external;
     this.#account = typeof account === "string" ? { address: account } : account;
     this.#contracts = config.contracts;
-    this.#abi = { staking: viem.parseAbi(STAKING_ABI), diem: viem.parseAbi(DIEM_ABI), vvv: viem.parseAbi(VVV_ABI) };
+    this.#abi = { staking: viem.parseAbi(STAKING_ABI), diem: viem.parseAbi(DIEM_ABI), vvv: viem.parseAbi(VVV_ABI), airdrop: viem.parseAbi(AIRDROP_ABI) };
   }
 
   #read(contract, functionName, args = []) {
@@ -236,6 +252,12 @@ export class ChainWallet {
         minimum_spendable_staked_diem_units: minimum.toString(),
       },
     };
+  }
+
+  /** Whether this account has claimed its airdrop (false where the deployment names no airdrop). */
+  async airdropClaimed() {
+    if (!this.#contracts.airdrop) return false;
+    return this.#read("airdrop", "claimed", [this.#account.address]);
   }
 
   /** What `svvv` base units buy now, as the ledger's quote: {diem_units, svvv_units, mint_rate_svvv_units_per_diem}. */

@@ -90,6 +90,8 @@ const REJECTIONS = {
   mints_no_diem: "That little sVVV does not buy any DIEM at the current rate.",
   slippage_exceeded: "The mint curve now gives fewer DIEM than your minimum.",
   overflow: "That amount is too large.",
+  no_airdrop_allocation: "This address has no airdrop allocation left to claim.",
+  airdrop_window_closed: "The airdrop's claim window has closed.",
 };
 
 /** A failed call to the gateway, with its message in words. */
@@ -176,6 +178,8 @@ export class WalletPage {
   #chain = null;
   /** /transactions.js (viem's client and actions), loaded the first time it is needed. */
   #transactions = null;
+  /** In chain mode, the account's airdrop allocation from GET /chain/airdrop ({address, allocation}; allocation null where none). */
+  #airdrop = null;
   /** The browser wallets this browser has (browser-wallets.js). */
   #extensions;
 
@@ -412,6 +416,7 @@ export class WalletPage {
   #forgetInMemory() {
     this.#wallet = null;
     this.#chain = null;
+    this.#airdrop = null;
     this.#balances = null;
     this.#quote = null;
     this.#mintedKey = "";
@@ -481,6 +486,7 @@ export class WalletPage {
         this.#balances = account;
       }
       this.#renderChain(onChain);
+      await this.#renderAirdrop(address);
       this.#fail(this.#chainConfig?.rpcUrl && !this.#chain ? (this.#transactions?.missing ?? "") : "");
       const apiKey = this.#apiKeyFor(address);
       let today = null;
@@ -767,6 +773,53 @@ export class WalletPage {
     return this.#run("unstake-result", () => ({ type: "finalize_unstake" }), (o) => `Withdrawn: ${this.#outcomeUnits(o, "vvv_units")} VVV.`);
   }
 
+  /**
+   * In chain mode: offers the account's airdrop while it is unclaimed. The allocation and its
+   * proof come from the gateway once per address; whether it was claimed, from the chain.
+   */
+  async #renderAirdrop(address) {
+    const box = $("airdrop-claim");
+    const chain = this.#chain;
+    if (!chain) {
+      box.hidden = true;
+      return;
+    }
+    try {
+      if (this.#airdrop?.address !== address) {
+        let allocation = null;
+        try {
+          allocation = await call(`/chain/airdrop/${address}`);
+        } catch (error) {
+          if (error.status !== 404) throw error;
+        }
+        this.#airdrop = { address, allocation };
+      }
+      const allocation = this.#airdrop.allocation;
+      const open = Boolean(allocation) && !(await chain.airdropClaimed());
+      box.hidden = !open;
+      if (open) {
+        const amount = units(allocation.amount_units);
+        $("airdrop-text").textContent = `The airdrop holds ${formatAmount(amount)} VVV for this address, to claim before its window closes.`;
+        $("airdrop-claim-button").textContent = `Claim ${formatAmount(amount)} VVV`;
+      }
+    } catch {
+      // Nothing to offer where the gateway or the chain cannot say; the balances still stand.
+      box.hidden = true;
+    }
+  }
+
+  #claimAirdrop() {
+    const allocation = this.#airdrop?.allocation;
+    return this.#run(
+      "airdrop-result",
+      () => {
+        if (!allocation) throw new Error("This address has no airdrop allocation here.");
+        return { type: "claim_airdrop", amount_units: allocation.amount_units, proof: allocation.proof };
+      },
+      (o) => `Claimed ${this.#outcomeUnits(o, "vvv_units")} VVV from the airdrop.`,
+    );
+  }
+
   #claim(andStake) {
     return this.#run(
       "claim-result",
@@ -970,6 +1023,7 @@ export class WalletPage {
     $("finalize-unstake").addEventListener("click", () => this.#finalizeUnstake());
     $("claim-rewards").addEventListener("click", () => this.#claim(false));
     $("claim-and-stake").addEventListener("click", () => this.#claim(true));
+    $("airdrop-claim-button").addEventListener("click", () => this.#claimAirdrop());
     $("mint-form").addEventListener("submit", (event) => this.#mint(event));
     $("mint-svvv").addEventListener("input", () => this.#quoteSoon());
     $("mint-max").addEventListener("click", () => {

@@ -439,3 +439,41 @@ fn receipt_outcome(outcome: &Outcome) -> ReceiptOutcome {
         },
     }
 }
+
+/// `GET /chain/airdrop/{address}`: the address's airdrop allocation and its proof, in chain mode
+/// with `airdrop_proofs`; 404 where it has none.
+pub(crate) async fn airdrop(
+    State(state): State<Arc<AppState>>,
+    Extension(dialect): Extension<Dialect>,
+    Path(address): Path<String>,
+) -> Response {
+    respond(airdrop_body(&state, &address), dialect)
+}
+
+fn airdrop_body(
+    state: &AppState,
+    address: &str,
+) -> Result<wire::economy::AirdropAllocation, ApiError> {
+    let address = parse_address(address)?;
+    let none = || {
+        error(
+            ErrorCode::NotFound,
+            "this address has no airdrop allocation here",
+        )
+    };
+    let config = state.chain.as_ref().ok_or_else(none)?.config();
+    let allocation = config
+        .airdrop
+        .get(&wallet::to_alloy(address))
+        .ok_or_else(none)?;
+    // Allocations come from a ledger genesis, whose amounts are u128.
+    let amount = u128::try_from(allocation.amount).map_err(|_| none())?;
+    Ok(wire::economy::AirdropAllocation {
+        object: "chain.airdrop".into(),
+        address: address.to_string(),
+        chain_id: config.deployment.chain_id,
+        contract: config.deployment.airdrop.to_string(),
+        amount_units: units(amount),
+        proof: allocation.proof.iter().map(ToString::to_string).collect(),
+    })
+}

@@ -15,7 +15,7 @@ pub(crate) use billing::{
 pub(crate) use keys::{
     create_key, delete_key, get_key, list_keys, update_key, web3_challenge, web3_key,
 };
-pub(crate) use ledger_routes::{account, quote, status, submit};
+pub(crate) use ledger_routes::{account, airdrop, quote, status, submit};
 
 use std::sync::Arc;
 

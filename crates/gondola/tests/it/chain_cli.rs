@@ -526,10 +526,11 @@ async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
 }
 
 /// `scripts/chain-demo.sh serve`, the README's second command, against a running anvil (the
-/// first command's): it deploys the suite, funds the demo wallet through the airdrop, and serves
-/// in chain mode with the chain published to the web app; run again, it keeps the deployment.
+/// first command's): it deploys the suite with an airdrop for the demo wallet, and serves in
+/// chain mode with the chain and the airdrop's proofs published to the web app; run again, it
+/// keeps the deployment.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_chain_demo_deploys_funds_the_demo_wallet_and_serves_in_chain_mode() {
+async fn the_chain_demo_deploys_an_airdrop_for_the_demo_wallet_and_serves_in_chain_mode() {
     let anvil = AnvilServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let demo = dir.path().join("demo");
@@ -598,6 +599,23 @@ async fn the_chain_demo_deploys_funds_the_demo_wallet_and_serves_in_chain_mode()
             .json()
             .await
             .expect("JSON");
+        let holder = CLAIMANT_KEY
+            .parse::<PrivateKeySigner>()
+            .expect("key")
+            .address();
+        let allocation: serde_json::Value = http
+            .get(format!("{url}/api/v1/chain/airdrop/{holder}"))
+            .send()
+            .await
+            .expect("the airdrop")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(
+            allocation["amount_units"],
+            (20_000 * WHOLE).to_string(),
+            "the demo wallet's airdrop is offered: {allocation}"
+        );
         let _ = child.kill();
         let _ = child.wait();
         let deployment: serde_json::Value = serde_json::from_slice(
@@ -625,5 +643,8 @@ async fn the_chain_demo_deploys_funds_the_demo_wallet_and_serves_in_chain_mode()
         .expect("balance");
     succeeded(&balance, "balance");
     let figures: serde_json::Value = serde_json::from_slice(&balance.stdout).expect("JSON");
-    assert_eq!(figures["vvv"], "20000", "claimed once, by the first run");
+    assert_eq!(
+        figures["vvv"], "0",
+        "the airdrop is left for the page to claim"
+    );
 }

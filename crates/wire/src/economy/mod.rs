@@ -244,6 +244,21 @@ pub struct LedgerAccount {
     pub chain: Option<ChainStake>,
 }
 
+/// `GET /chain/airdrop/{address}`: an address's airdrop allocation in chain mode and its Merkle
+/// proof, as `Airdrop.claim(amount, proof)` takes them (the proof is public: it reveals only
+/// the allocation it proves).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AirdropAllocation {
+    pub object: String,
+    pub address: String,
+    pub chain_id: u64,
+    /// The airdrop contract.
+    pub contract: String,
+    pub amount_units: BaseUnits,
+    /// The proof's hashes, 0x and 64 hex digits each.
+    pub proof: Vec<String>,
+}
+
 /// An account's stake on the chain, as a gateway in chain mode counts it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainStake {
