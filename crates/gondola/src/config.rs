@@ -1201,7 +1201,10 @@ mod tests {
         // Another deployment's root: refused, rather than serving proofs that cannot claim.
         deployment.airdrop_root = alloy::primitives::B256::repeat_byte(0xEE);
         let error = airdrop_proofs(&file, &deployment).expect_err("another root");
-        assert!(format!("{error:#}").contains("does not verify"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("does not verify"),
+            "{error:#}"
+        );
     }
 
     #[test]
