@@ -393,4 +393,57 @@ poll_ms = 100
       await quiet.process.stop();
     }
   });
+
+  test("a browser wallet on another chain is asked onto the gateway's, and given it where the gateway publishes an RPC URL", async () => {
+    // With the public RPC URL: the wallet, on Ethereum (0x1) and knowing no other chain, is
+    // given anvil's (wallet_addEthereumChain with that URL), switched to it, and sends.
+    const other = await support.launchBrowser();
+    try {
+      const asked = await support.injectWallet(other.context, { address: THIRD, rpcUrl: chain.url, onChain: { id: "0x1" } });
+      const { page } = other;
+      await support.openApp(page, `${gateway.url}/#wallet`);
+      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+      await page.getByRole("button", { name: "Connect Test Wallet" }).click();
+      await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+      const before = onChain(thirdEnv);
+      await page.getByLabel("VVV to stake").fill("10");
+      const staked = await outcome("stake-result", () => page.getByRole("button", { name: "Stake", exact: true }).click(), page);
+      assert.equal(staked.state, "done", staked.text);
+      assert.equal(onChain(thirdEnv).staked_svvv, before.staked_svvv + tokens(10));
+      const added = asked.find((request) => request.method === "wallet_addEthereumChain");
+      assert.ok(added, "the chain was offered to the wallet");
+      assert.equal(added.params[0].chainId, "0x7a69");
+      assert.deepEqual(added.params[0].rpcUrls, [chain.url]);
+      assert.ok(asked.filter((request) => request.method === "wallet_switchEthereumChain").length >= 1);
+      assert.deepEqual(other.errors, []);
+    } finally {
+      await other.close();
+    }
+
+    // Without one, the page cannot give the wallet the chain: it says what to do.
+    const quiet = await support.gateway(`
+[gateway.ledger]
+network_capacity_usd_per_day = "0"
+
+[gateway.chain]
+rpc_url = "${chain.url}"
+deployment = "${deploymentFile}"
+`);
+    const lost = await support.launchBrowser();
+    try {
+      await support.injectWallet(lost.context, { address: THIRD, rpcUrl: chain.url, onChain: { id: "0x1" } });
+      const { page } = lost;
+      await support.openApp(page, `${quiet.url}/#wallet`);
+      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+      await page.getByRole("button", { name: "Connect Test Wallet" }).click();
+      await page.locator("#wallet-failure").waitFor();
+      assert.equal(
+        await page.locator("#wallet-failure").textContent(),
+        "Could not read the account: Switch the browser wallet to chain 31337 (it is on another), then try again.",
+      );
+    } finally {
+      await lost.close();
+      await quiet.process.stop();
+    }
+  });
 });

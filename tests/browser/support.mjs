@@ -476,11 +476,28 @@ export async function anvil() {
  * eth_sendTransaction): the keys are anvil's, as a real wallet's are its own. Resolves to the
  * requests the page made of it ({method, params}), as they come.
  */
-export async function injectWallet(context, { address, rpcUrl, name = "Test Wallet" }) {
+export async function injectWallet(context, { address, rpcUrl, name = "Test Wallet", onChain = null }) {
   const asked = [];
+  // `onChain` ({id, known}) starts the wallet on another chain (hex id) that knows the chains in
+  // `known`; it answers the chain requests itself, as a wallet does, and reaches anvil (0x7a69)
+  // only once switched to it.
+  const chain = onChain ? { id: onChain.id, known: new Set(onChain.known ?? [onChain.id]) } : null;
   await context.exposeBinding("gondolaTestWallet", async (_source, { method, params }) => {
     asked.push({ method, params });
     if (method === "eth_requestAccounts" || method === "eth_accounts") return { result: [address] };
+    if (chain) {
+      if (method === "eth_chainId") return { result: chain.id };
+      if (method === "wallet_addEthereumChain") {
+        chain.known.add(params[0].chainId);
+        return { result: null };
+      }
+      if (method === "wallet_switchEthereumChain") {
+        if (!chain.known.has(params[0].chainId)) return { error: { code: 4902, message: "Unrecognized chain ID" } };
+        chain.id = params[0].chainId;
+        return { result: null };
+      }
+      if (chain.id !== "0x7a69") return { error: { code: -32603, message: `the wallet is on chain ${chain.id}` } };
+    }
     const response = await fetch(rpcUrl, {
       method: "POST",
       headers: { "content-type": "application/json" },

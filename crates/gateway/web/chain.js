@@ -217,6 +217,7 @@ export class ChainWallet {
    * head: {account, block, now, parameters}.
    */
   async read() {
+    await this.#readingThroughWallet();
     const me = this.#account.address;
     const [block, vvv, position, rewards, diem, stakedDiem, cooldown, diemCooldown, minimum] = await Promise.all([
       this.#viem.getBlock(this.#reader, { blockTag: "latest" }),
@@ -257,11 +258,13 @@ export class ChainWallet {
   /** Whether this account has claimed its airdrop (false where the deployment names no airdrop). */
   async airdropClaimed() {
     if (!this.#contracts.airdrop) return false;
+    await this.#readingThroughWallet();
     return this.#read("airdrop", "claimed", [this.#account.address]);
   }
 
   /** What `svvv` base units buy now, as the ledger's quote: {diem_units, svvv_units, mint_rate_svvv_units_per_diem}. */
   async quote(svvv) {
+    await this.#readingThroughWallet();
     const [[ok, diem, locked], supply] = await Promise.all([this.#read("staking", "previewMint", [svvv]), this.#read("staking", "diemSupply")]);
     if (!ok) throw new ChainRefusal("That amount is too large for the mint curve.", "overflow");
     const rate = await this.#read("staking", "rateAt", [supply]);
@@ -300,6 +303,7 @@ export class ChainWallet {
     const account = this.#external ? this.#account.address : this.#account;
     const call = { address: this.#contracts[contract], abi: this.#abi[contract], functionName, args, account };
     let estimate;
+    await this.#readingThroughWallet();
     try {
       await this.#viem.simulateContract(this.#reader, call);
       estimate = await this.#viem.estimateContractGas(this.#reader, call);
@@ -327,7 +331,14 @@ export class ChainWallet {
         throw new Error(`Switch the browser wallet to chain ${id} (it is on another), then try again.`);
       }
       await addChain(this.#writer, { chain: this.#chain });
+      // Some wallets switch to a chain they add; the others are asked again.
+      if ((await getChainId(this.#writer)) !== id) await switchChain(this.#writer, { id });
     }
+  }
+
+  /** Where the page reads through the browser wallet (no public RPC URL), the wallet must be on this chain first. */
+  async #readingThroughWallet() {
+    if (this.#external && this.#reader === this.#writer) await this.#onChain();
   }
 
   /** A simulation's failure in words, with the contract's error as the ledger's rejection name. */

@@ -471,7 +471,9 @@ export class WalletPage {
         call("/ledger/status"),
         call(`/ledger/accounts/${address}`),
         chain?.read().catch((error) => {
-          throw new Error(`the chain at ${this.#chainConfig.rpcUrl} did not answer (${error?.shortMessage ?? error?.message ?? error})`);
+          const why = error?.shortMessage ?? error?.message ?? String(error);
+          // Through a browser wallet, its own words say it (on another chain, say).
+          throw new Error(this.#chainConfig.rpcUrl ? `the chain at ${this.#chainConfig.rpcUrl} did not answer (${why})` : why);
         }),
       ]);
       if (this.#wallet?.account.address !== address) return;
