@@ -82,6 +82,8 @@ pub struct Stakes {
     head: std::sync::atomic::AtomicU64,
     /// Accounts read so far (each read is two `eth_call` pairs): what following events saves.
     reads: std::sync::atomic::AtomicU64,
+    /// When the last poll completed.
+    polled: Mutex<Option<std::time::Instant>>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -109,6 +111,7 @@ impl Stakes {
             scanned: Mutex::new(None),
             head: std::sync::atomic::AtomicU64::new(0),
             reads: std::sync::atomic::AtomicU64::new(0),
+            polled: Mutex::new(None),
         }))
     }
 
@@ -184,6 +187,16 @@ impl Stakes {
     /// How many account reads the polls have made.
     pub fn reads(&self) -> u64 {
         self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many accounts are followed.
+    pub fn followed(&self) -> usize {
+        locked(&self.followed).len()
+    }
+
+    /// How long since the last poll completed; none before the first.
+    pub fn since_last_poll(&self) -> Option<Duration> {
+        locked(&self.polled).map(|at| at.elapsed())
     }
 
     async fn read_at(&self, account: Address, head: u64) -> Result<Stake, String> {
@@ -303,6 +316,7 @@ impl Stakes {
         }
         *locked(&self.scanned) = Some((head, head_hash));
         self.head.store(head, std::sync::atomic::Ordering::Relaxed);
+        *locked(&self.polled) = Some(std::time::Instant::now());
         Ok(changed)
     }
 

@@ -974,6 +974,26 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .metrics
         .live_providers
         .set(i64::try_from(state.registry.live_count(Instant::now())).unwrap_or(i64::MAX));
+    if let Some(stakes) = &state.chain {
+        let metrics = &state.metrics;
+        metrics
+            .chain_head_block
+            .set(i64::try_from(stakes.head()).unwrap_or(i64::MAX));
+        metrics
+            .chain_followed_accounts
+            .set(i64::try_from(stakes.followed()).unwrap_or(i64::MAX));
+        // The follower counts its reads; the counter catches up with it.
+        let reads = stakes.reads();
+        let counted = metrics.chain_account_reads.get();
+        metrics
+            .chain_account_reads
+            .inc_by(reads.saturating_sub(counted));
+        metrics.chain_seconds_since_poll.set(
+            stakes
+                .since_last_poll()
+                .map_or(-1, |age| i64::try_from(age.as_secs()).unwrap_or(i64::MAX)),
+        );
+    }
     (
         [(
             http::header::CONTENT_TYPE,

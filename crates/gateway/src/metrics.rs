@@ -52,6 +52,12 @@ pub struct Metrics {
     pub token_signature_checks: Counter,
     pub live_providers: Gauge,
     pub in_flight: Gauge,
+    /// Chain mode: the follower's head block, accounts followed and read, and how long ago its
+    /// last poll completed (−1 before the first), which an operator alerts on.
+    pub chain_head_block: Gauge,
+    pub chain_followed_accounts: Gauge,
+    pub chain_account_reads: Counter,
+    pub chain_seconds_since_poll: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -127,6 +133,30 @@ impl Default for Metrics {
             "Chat requests being served",
             in_flight.clone(),
         );
+        let chain_head_block = Gauge::default();
+        registry.register(
+            "chain_head_block",
+            "Chain mode: the head block of the stake follower's last complete poll",
+            chain_head_block.clone(),
+        );
+        let chain_followed_accounts = Gauge::default();
+        registry.register(
+            "chain_followed_accounts",
+            "Chain mode: accounts whose stake the gateway follows (those with API keys)",
+            chain_followed_accounts.clone(),
+        );
+        let chain_account_reads = Counter::default();
+        registry.register(
+            "chain_account_reads",
+            "Chain mode: accounts read from the contracts by the follower's polls",
+            chain_account_reads.clone(),
+        );
+        let chain_seconds_since_poll = Gauge::default();
+        registry.register(
+            "chain_seconds_since_poll",
+            "Chain mode: seconds since the follower's last complete poll (-1 before the first)",
+            chain_seconds_since_poll.clone(),
+        );
         Self {
             registry,
             requests,
@@ -139,6 +169,10 @@ impl Default for Metrics {
             token_signature_checks,
             live_providers,
             in_flight,
+            chain_head_block,
+            chain_followed_accounts,
+            chain_account_reads,
+            chain_seconds_since_poll,
         }
     }
 }

@@ -489,6 +489,29 @@ async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
         minted.to_string()
     );
     assert_eq!(chat().await, 200, "the confirmed DIEM pays");
+    // The follower is visible to the operator: its head, whom it follows, and how fresh it is.
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let figure = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(
+        figure("gondola_chain_head_block")
+            >= counted["chain"]["head_block"].as_f64().expect("head")
+    );
+    assert_eq!(figure("gondola_chain_followed_accounts"), 1.0);
+    assert!(figure("gondola_chain_account_reads_total") >= 1.0);
+    let age = figure("gondola_chain_seconds_since_poll");
+    assert!((0.0..5.0).contains(&age), "the last poll {age} s ago");
 
     // The chain reorganizes back to before the stake: the allowance goes at once.
     anvil_rpc(&http, &anvil, "evm_revert", json!([before])).await;
