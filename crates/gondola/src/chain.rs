@@ -37,6 +37,20 @@ enum ChainCommand {
     /// What the wallet holds on chain: VVV, staked, cooling and locked sVVV, pending rewards,
     /// DIEM, staked DIEM and the allowance it gives, vested team VVV, the mint rate.
     Balance(OnChain),
+    /// Send VVV or DIEM (unstaked) to another address.
+    Transfer {
+        #[command(flatten)]
+        on: OnChain,
+        /// The recipient (0x and 40 hex digits).
+        #[arg(long)]
+        to: String,
+        /// VVV to send.
+        #[arg(long, conflicts_with = "diem", required_unless_present = "diem")]
+        vvv: Option<String>,
+        /// DIEM to send.
+        #[arg(long)]
+        diem: Option<String>,
+    },
     /// Stake VVV (approving the staking contract for it first, if needed).
     Stake {
         #[command(flatten)]
@@ -135,6 +149,7 @@ pub(crate) async fn run(args: ChainArgs) -> anyhow::Result<()> {
         ChainCommand::Deploy(args) => deploy(args).await,
         ChainCommand::Balance(on) => balance(on).await,
         ChainCommand::Stake { on, vvv } => stake(on, vvv).await,
+        ChainCommand::Transfer { on, to, vvv, diem } => transfer(on, &to, vvv, diem).await,
         ChainCommand::Unstake { on, svvv } => {
             let session = Session::open(&on).await?;
             let amount = amount(&svvv, "sVVV")?;
@@ -565,6 +580,39 @@ async fn balance(on: OnChain) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn transfer(
+    on: OnChain,
+    to: &str,
+    vvv: Option<String>,
+    diem: Option<String>,
+) -> anyhow::Result<()> {
+    let session = Session::open(&on).await?;
+    let to = wallet::to_alloy(address(to, "--to")?);
+    match (vvv, diem) {
+        (Some(vvv), None) => {
+            let value = amount(&vvv, "VVV")?;
+            session
+                .send(
+                    "send VVV",
+                    session.deployment.vvv,
+                    VVV::transferCall { to, value },
+                )
+                .await
+        }
+        (None, Some(diem)) => {
+            let value = amount(&diem, "DIEM")?;
+            session
+                .send(
+                    "send DIEM",
+                    session.deployment.diem,
+                    Diem::transferCall { to, value },
+                )
+                .await
+        }
+        _ => bail!("give exactly one of --vvv and --diem"),
+    }
 }
 
 async fn stake(on: OnChain, vvv_amount: String) -> anyhow::Result<()> {

@@ -192,7 +192,7 @@ async fn the_cli_claims_stakes_waits_out_the_cooldown_and_mints_diem_on_chain() 
         &format!("{},1234.5\n", claimant.address()),
         &[],
     );
-    let (deployment, proofs) = (deployed.file, deployed.proofs);
+    let (deployment, proofs, contracts) = (deployed.file, deployed.proofs, deployed.json);
     let cli = |args: &[&str]| as_claimant(&anvil, &deployment, &wallet, args);
 
     succeeded(
@@ -251,6 +251,36 @@ async fn the_cli_claims_stakes_waits_out_the_cooldown_and_mints_diem_on_chain() 
     assert_eq!(figures["locked_svvv"], decimal(quote.svvv_units));
     assert_eq!(figures["diem"], decimal(quote.diem_units));
     assert_eq!(figures["cooling_svvv"], decimal(0));
+
+    // VVV and DIEM go to another address as plain ERC-20 transfers; a refusal is named.
+    let friend = Address::repeat_byte(0xB0).to_string();
+    succeeded(
+        &cli(&["transfer", "--to", &friend, "--vvv", "34.5"]),
+        "send VVV",
+    );
+    let too_much = cli(&["transfer", "--to", &friend, "--diem", "1000000"]);
+    assert!(!too_much.status.success(), "sent DIEM it does not have");
+    let said = String::from_utf8_lossy(&too_much.stderr);
+    assert!(said.contains("ERC20InsufficientBalance"), "{said}");
+    let provider = ProviderBuilder::new().connect_http(anvil.url().parse().expect("url"));
+    let at = |name: &str| -> Address {
+        contracts[name]
+            .as_str()
+            .expect("address")
+            .parse()
+            .expect("address")
+    };
+    assert_eq!(
+        VVV::new(at("vvv"), &provider)
+            .balanceOf(Address::repeat_byte(0xB0))
+            .call()
+            .await
+            .expect("balance"),
+        U256::from(345 * WHOLE / 10)
+    );
+    let balance = cli(&["balance", "--json"]);
+    let figures: serde_json::Value = serde_json::from_slice(&balance.stdout).expect("JSON");
+    assert_eq!(figures["vvv"], decimal(600 * WHOLE));
 
     let minted = decimal(quote.diem_units);
     succeeded(&cli(&["diem", "stake", &minted]), "stake DIEM");
