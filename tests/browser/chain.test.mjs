@@ -284,6 +284,54 @@ poll_ms = 100
     assert.deepEqual(browser.errors, []);
   });
 
+  test("DIEM unstaked on the chain's clock, DIEM burned, and rewards claimed and staked, each a transaction read back from its event", async () => {
+    const { page } = browser;
+    const start = onChain();
+    await page.getByLabel(/^DIEM to unstake/).fill("1");
+    const cooling = await outcome("diem-unstake-result", () => page.locator("#diem-unstake-form").getByRole("button", { name: "Start unstaking" }).click());
+    assert.equal(cooling.state, "done", cooling.text);
+    assert.match(cooling.text, /^Cooling down: 1 DIEM, ready .* \(transaction 0x/);
+    assert.equal((await pageMatchesChain()).cooling_diem, tokens(1));
+    const withdraw = page.getByRole("button", { name: "Withdraw cooled DIEM" });
+    assert.equal(await withdraw.isDisabled(), true);
+    await chain.rpc("evm_increaseTime", [DAY]);
+    await chain.rpc("evm_mine");
+    await refresh();
+    assert.equal(await withdraw.isEnabled(), true);
+    const withdrawn = await outcome("diem-unstake-result", () => withdraw.click());
+    assert.equal(withdrawn.state, "done", withdrawn.text);
+    assert.match(withdrawn.text, /^Withdrawn: 1 DIEM\. \(transaction 0x/);
+    assert.equal((await pageMatchesChain()).diem, start.diem + tokens(1));
+
+    await page.getByLabel(/^DIEM to burn/).fill("0.5");
+    const burned = await outcome("burn-result", () => page.getByRole("button", { name: "Burn DIEM" }).click());
+    assert.equal(burned.state, "done", burned.text);
+    assert.match(burned.text, /^Burned 0\.5 DIEM; [\d,.]+ sVVV unlocked\. \(transaction 0x/);
+    const afterBurn = await pageMatchesChain();
+    const unlocked = start.locked_svvv - afterBurn.locked_svvv;
+    assert.ok(unlocked > 0n, "the burn unlocked sVVV");
+    assert.equal(afterBurn.staked_svvv, start.staked_svvv + unlocked);
+
+    // An hour of emissions, then the rewards are claimed, and an hour more, staked.
+    await chain.rpc("evm_increaseTime", [3_600]);
+    await chain.rpc("evm_mine");
+    await refresh();
+    const claimed = await outcome("claim-result", () => page.locator("#claim-rewards").click());
+    assert.equal(claimed.state, "done", claimed.text);
+    assert.match(claimed.text, /^Claimed [\d,.]+ VVV\. \(transaction 0x/);
+    const afterClaim = await pageMatchesChain();
+    assert.ok(afterClaim.vvv > afterBurn.vvv, "the rewards arrived as VVV");
+    await chain.rpc("evm_increaseTime", [3_600]);
+    await chain.rpc("evm_mine");
+    await refresh();
+    const restaked = await outcome("claim-result", () => page.getByRole("button", { name: "Claim and stake" }).click());
+    assert.equal(restaked.state, "done", restaked.text);
+    assert.match(restaked.text, /^Staked [\d,.]+ sVVV of rewards\. \(transaction 0x/);
+    const afterStake = await pageMatchesChain();
+    assert.ok(afterStake.staked_svvv > afterClaim.staked_svvv, "the rewards were staked");
+    assert.equal(afterStake.vvv, afterClaim.vvv);
+  });
+
   test("a browser wallet (EIP-1193, announced by EIP-6963) is the account: it signs and sends the page's transactions itself", async () => {
     const other = await support.launchBrowser();
     try {
