@@ -339,10 +339,8 @@ poll_ms = 100
       const seen = [];
       other.context.on("request", (request) => seen.push(request.postData() ?? ""));
       const { page } = other;
-      await support.openApp(page, `${gateway.url}/#wallet`);
-      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
-      await page.getByRole("button", { name: "Connect Test Wallet" }).click();
-      await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+      await support.openWalletPage(page, gateway.url);
+      await support.connectBrowserWallet(page);
       assert.equal(await page.locator("#wallet-address").textContent(), THIRD);
       assert.match(await page.locator("#wallet-storage").textContent(), /^The key stays in Test Wallet: /);
       assert.equal(await page.locator("#wallet-export").isVisible(), false, "there is no key here to show");
@@ -412,8 +410,7 @@ poll_ms = 100
       const urls = [];
       other.context.on("request", (request) => urls.push(request.url()));
       const { page } = other;
-      await support.openApp(page, `${quiet.url}/#wallet`);
-      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+      await support.openWalletPage(page, quiet.url);
       await page.getByRole("button", { name: "Create a new key" }).click();
       await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
       assert.match(
@@ -425,8 +422,7 @@ poll_ms = 100
       await page.locator("#confirm-dialog").getByRole("button", { name: "Forget the key" }).click();
       await page.locator("#wallet-none").waitFor();
 
-      await page.getByRole("button", { name: "Connect Test Wallet" }).click();
-      await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+      await support.connectBrowserWallet(page);
       const before = onChain(thirdEnv);
       assert.equal(BigInt(await page.locator("#balance-svvv").getAttribute("data-units")), before.staked_svvv);
       await page.getByLabel("VVV to stake").fill("100");
@@ -449,10 +445,8 @@ poll_ms = 100
     try {
       const asked = await support.injectWallet(other.context, { address: THIRD, rpcUrl: chain.url, onChain: { id: "0x1" } });
       const { page } = other;
-      await support.openApp(page, `${gateway.url}/#wallet`);
-      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
-      await page.getByRole("button", { name: "Connect Test Wallet" }).click();
-      await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+      await support.openWalletPage(page, gateway.url);
+      await support.connectBrowserWallet(page);
       const before = onChain(thirdEnv);
       await page.getByLabel("VVV to stake").fill("10");
       const staked = await outcome("stake-result", () => page.getByRole("button", { name: "Stake", exact: true }).click(), page);
@@ -481,8 +475,7 @@ deployment = "${deploymentFile}"
     try {
       await support.injectWallet(lost.context, { address: THIRD, rpcUrl: chain.url, onChain: { id: "0x1" } });
       const { page } = lost;
-      await support.openApp(page, `${quiet.url}/#wallet`);
-      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+      await support.openWalletPage(page, quiet.url);
       await page.getByRole("button", { name: "Connect Test Wallet" }).click();
       await page.locator("#wallet-failure").waitFor();
       assert.equal(

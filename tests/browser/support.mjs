@@ -546,6 +546,18 @@ export async function walletOutcome(page, id, act) {
   return { state: await result.getAttribute("data-state"), text: await result.textContent(), transaction: await result.getAttribute("data-transaction") };
 }
 
+/** Opens the app at a gateway's `url` on its wallet page, and waits for the page to be ready. */
+export async function openWalletPage(page, url) {
+  await openApp(page, `${url}/#wallet`);
+  await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
+}
+
+/** Connects the browser wallet called `name` on the wallet page, and waits for the balances it reads. */
+export async function connectBrowserWallet(page, name = "Test Wallet") {
+  await page.getByRole("button", { name: `Connect ${name}` }).click();
+  await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+}
+
 /** Presses the wallet page's Refresh and waits for the balances it reads. */
 export async function refreshWallet(page) {
   await page.evaluate(() => {

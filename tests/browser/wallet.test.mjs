@@ -448,10 +448,8 @@ describe("the wallet page", () => {
       const wallet = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
       const asked = await support.injectWallet(other.context, { address: wallet, rpcUrl: signer.url, name: "Anvil Wallet" });
       const { page } = other;
-      await support.openApp(page, `${gateway.url}/#wallet`);
-      await page.waitForSelector('#wallet-view[data-state="ready"]', { state: "attached" });
-      await page.getByRole("button", { name: "Connect Anvil Wallet" }).click();
-      await page.waitForSelector('#wallet-balances[data-state="ready"]', { state: "attached" });
+      await support.openWalletPage(page, gateway.url);
+      await support.connectBrowserWallet(page, "Anvil Wallet");
       assert.equal(await page.locator("#wallet-address").textContent(), wallet);
       cli(["transfer", "--wallet", operatorWallet(), "--to", wallet, "--vvv", "100"]);
 
