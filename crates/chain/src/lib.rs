@@ -9,6 +9,8 @@
 //! - [`deploy`]: deploys the suite on a chain (over JSON-RPC, alloy) from a ledger genesis.
 //! - [`stakes`]: a gateway's view of its accounts' stake on the chain (chain mode), held back
 //!   for confirmations.
+//! - [`utilization`]: yesterday's utilization reported to the staking contract, which splits
+//!   emissions by it.
 //! - [`merkle`]: the airdrop's Merkle tree (OpenZeppelin's standard leaves), its root and
 //!   proofs.
 //! - [`evm`]: an in-process EVM (revm) to deploy and run them at a chosen block time, for tests
@@ -22,3 +24,4 @@ pub mod evm;
 pub mod gas;
 pub mod merkle;
 pub mod stakes;
+pub mod utilization;

@@ -240,12 +240,24 @@ impl RateLimitLog {
 /// capacity plus the allowance of all staked DIEM ($1 per DIEM), capped at 100%. With no
 /// capacity at all, any usage is full utilization.
 pub fn utilization_bps(ledger: &ledger::Ledger, day: u64, network_capacity_usd_units: u128) -> u32 {
+    utilization_of(
+        spent_on_day(ledger, day),
+        network_capacity_usd_units.saturating_add(ledger.supply().staked_diem_units),
+    )
+}
+
+/// Everything settled for `day`: allowance, bundled credits and USD.
+pub fn spent_on_day(ledger: &ledger::Ledger, day: u64) -> u128 {
     let usage = ledger.usage_on_day(day);
-    let spent = usage
+    usage
         .allowance_units
         .saturating_add(usage.bundled_credit_units)
-        .saturating_add(usage.usd_units);
-    let capacity = network_capacity_usd_units.saturating_add(ledger.supply().staked_diem_units);
+        .saturating_add(usage.usd_units)
+}
+
+/// `spent` over `capacity` in basis points, capped at 100%; with no capacity at all, any
+/// spending is full utilization. (In chain mode the staked DIEM in the capacity is the chain's.)
+pub fn utilization_of(spent: u128, capacity: u128) -> u32 {
     let full = u32::try_from(ledger::BASIS_POINTS).unwrap_or(u32::MAX);
     if capacity == 0 {
         return if spent > 0 { full } else { 0 };

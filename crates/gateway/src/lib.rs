@@ -277,7 +277,7 @@ impl Gateway {
                 .secret_hex()
                 .parse::<alloy::signers::local::PrivateKeySigner>()
                 .map_err(std::io::Error::other)?;
-            tokio::spawn(anchor_loop(
+            tokio::spawn(operator_loop(
                 Arc::downgrade(economy),
                 chain_config.clone(),
                 signer,
@@ -505,25 +505,82 @@ fn api_routes(state: &Arc<AppState>, dialect: Dialect) -> Router {
         .with_state(Arc::clone(state))
 }
 
-/// Chain mode with an anchor key: every `anchor_every`, the journal's head is anchored on the
-/// chain if it moved since the last anchor. A failure is logged and tried at the next tick.
-async fn anchor_loop(
+/// How often the operator's loop looks at the clock and the journal, at the most.
+const OPERATOR_TICK: Duration = Duration::from_secs(3_600);
+
+/// Chain mode with an operator key (`anchor_key`): the operator's duties on the chain.
+/// - Every `anchor_every`, the journal's head is anchored if it moved since the last anchor.
+/// - Once a UTC day, yesterday's utilization is reported to the staking contract (spending
+///   settled in the journal over the network's capacity plus the DIEM staked on the chain),
+///   as the ledger's operator reports it in the journal.
+///
+/// A failure is logged and tried again at the next tick.
+async fn operator_loop(
     economy: std::sync::Weak<economy::Economy>,
     config: chain::stakes::ChainConfig,
     signer: alloy::signers::local::PrivateKeySigner,
 ) {
     let contract = config.deployment.journal_anchor;
-    let mut ticker = tokio::time::interval(config.anchor_every);
+    let mut ticker = tokio::time::interval(config.anchor_every.min(OPERATOR_TICK));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut anchored: Option<u64> = None;
+    let mut anchor_tried: Option<Instant> = None;
+    let mut reported_day: Option<u64> = None;
     loop {
         ticker.tick().await;
         let Some(economy) = economy.upgrade() else {
             return;
         };
-        let (sequence, record_hash) =
-            economy.read(|store| (store.last_sequence(), store.last_record_hash()));
+        let today = economy.clock.now() / economy::SECONDS_PER_DAY;
+        let (sequence, record_hash, spent_yesterday) = economy.read(|store| {
+            (
+                store.last_sequence(),
+                store.last_record_hash(),
+                today
+                    .checked_sub(1)
+                    .map(|yesterday| economy::spent_on_day(store.ledger(), yesterday)),
+            )
+        });
+        let network_capacity = economy.config.network_capacity_usd_units_per_day;
         drop(economy);
+        if reported_day != Some(today)
+            && let Some(spent) = spent_yesterday
+        {
+            match chain::utilization::total_staked_diem(&config.rpc_url, config.deployment.diem)
+                .await
+            {
+                Ok(staked_diem) => {
+                    let bps = economy::utilization_of(
+                        spent,
+                        network_capacity.saturating_add(staked_diem),
+                    );
+                    match chain::utilization::report(
+                        &config.rpc_url,
+                        signer.clone(),
+                        config.deployment.staking,
+                        bps,
+                    )
+                    .await
+                    {
+                        Ok(block) => {
+                            tracing::info!(
+                                utilization_bps = bps,
+                                block,
+                                "utilization reported on the chain"
+                            );
+                            reported_day = Some(today);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot report utilization on the chain")
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot read the staked DIEM"),
+            }
+        }
+        if anchor_tried.is_some_and(|at| at.elapsed() < config.anchor_every) {
+            continue;
+        }
         if anchored.is_none() {
             match chain::anchor::last_anchored(&config.rpc_url, contract).await {
                 Ok(last) => anchored = Some(last),
@@ -536,6 +593,7 @@ async fn anchor_loop(
         if anchored.is_some_and(|last| sequence <= last) {
             continue;
         }
+        anchor_tried = Some(Instant::now());
         match chain::anchor::post(
             &config.rpc_url,
             signer.clone(),

@@ -119,8 +119,10 @@ pub struct RawChain {
     pub confirmations: Option<u64>,
     /// How often the stakes are read; default 2,000 ms.
     pub poll_ms: Option<u64>,
-    /// A key file whose wallet holds the journal anchor's role (the deployer's key, or one it
-    /// granted `ANCHOR_ROLE`): with it the gateway anchors its journal's head on the chain.
+    /// The operator's key file on the chain: a wallet holding the journal anchor's role and the
+    /// staking contract's reporter role (the deployer's key holds both, or grant them to
+    /// another): with it the gateway anchors its journal's head on the chain, and reports
+    /// yesterday's utilization to the staking contract once a UTC day.
     pub anchor_key: Option<PathBuf>,
     /// How often it anchors (when the journal has grown); default a day.
     pub anchor_every_ms: Option<u64>,

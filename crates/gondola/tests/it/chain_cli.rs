@@ -426,7 +426,8 @@ async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
         &format!("{},2000\n", claimant.address()),
         &[],
     );
-    let (key, deployment, proofs) = (deployed.key, deployed.file, deployed.proofs);
+    let (key, deployment, proofs, deployed_json) =
+        (deployed.key, deployed.file, deployed.proofs, deployed.json);
     let cli = |args: &[&str]| as_claimant(&anvil, &deployment, &wallet, args);
     succeeded(
         &cli(&["claim-airdrop", "--proofs", proofs.to_str().expect("path")]),
@@ -485,6 +486,41 @@ async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
     assert_eq!(chat().await, 402, "nothing staked as DIEM yet");
 
     let address = claimant.address().to_string().to_lowercase();
+    // As the operator, it reports yesterday's utilization to the staking contract once a day,
+    // at its first tick: nothing was spent yesterday, so none, over the network's capacity and
+    // the chain's DIEM. (Seen before the snapshot below, which a revert goes back to.)
+    let provider = ProviderBuilder::new().connect_http(anvil.url().parse().expect("url"));
+    let staking: Address = deployed_json["staking"]
+        .as_str()
+        .expect("address")
+        .parse()
+        .expect("address");
+    let reports = async || {
+        provider
+            .get_logs(
+                &alloy::rpc::types::Filter::new()
+                    .address(staking)
+                    .event_signature(
+                        <chain::bindings::Staking::UtilizationReported as alloy::sol_types::SolEvent>::SIGNATURE_HASH,
+                    )
+                    .from_block(0),
+            )
+            .await
+            .expect("logs")
+    };
+    let reported = std::time::Instant::now();
+    while reports().await.is_empty() {
+        assert!(
+            reported.elapsed() < std::time::Duration::from_secs(20),
+            "no utilization report"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let report = reports().await[0]
+        .log_decode::<chain::bindings::Staking::UtilizationReported>()
+        .expect("a report");
+    assert_eq!(report.inner.data.utilizationBps, 0);
+
     let before = anvil_rpc(&http, &anvil, "evm_snapshot", json!([])).await;
     let decimal = wire::money::Amount(minted).to_decimal_string();
     succeeded(&cli(&["diem", "stake", &decimal]), "stake DIEM");
@@ -576,6 +612,7 @@ async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    assert_eq!(reports().await.len(), 1, "reported once for the day");
 }
 
 /// `scripts/chain-demo.sh serve`, the README's second command, against a running anvil (the

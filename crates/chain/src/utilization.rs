@@ -1,0 +1,66 @@
+//! The network's utilization reported to the staking contract, as the ledger's operator reports
+//! it in the journal: once a UTC day, yesterday's spending over the day's capacity (the
+//! network's, plus a dollar for every DIEM staked on the chain), which sets the company's share
+//! of emissions from then on. Sent by a key holding `REPORTER_ROLE` (the deployer's holds it).
+
+use std::time::Duration;
+
+use alloy::network::{EthereumWallet, ReceiptResponse};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use alloy_primitives::Address;
+
+use crate::bindings::{Diem, Staking};
+
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// All DIEM staked on the chain, in base units: a dollar a day of capacity each.
+pub async fn total_staked_diem(rpc_url: &str, diem: Address) -> Result<u128, String> {
+    let url = rpc_url
+        .parse()
+        .map_err(|error| format!("the RPC URL: {error}"))?;
+    let provider = ProviderBuilder::new().connect_http(url);
+    let staked = Diem::new(diem, &provider)
+        .totalStaked()
+        .call()
+        .await
+        .map_err(|error| format!("reading the staked DIEM: {error}"))?;
+    Ok(u128::try_from(staked).unwrap_or(u128::MAX))
+}
+
+/// Reports `utilization_bps` to the staking contract at `staking`, signed by `signer`; the block
+/// it landed in.
+pub async fn report(
+    rpc_url: &str,
+    signer: PrivateKeySigner,
+    staking: Address,
+    utilization_bps: u32,
+) -> Result<u64, String> {
+    let url = rpc_url
+        .parse()
+        .map_err(|error| format!("the RPC URL: {error}"))?;
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(url);
+    let contract = Staking::new(staking, &provider);
+    let call = contract.reportUtilization(utilization_bps);
+    // Tried first, so a refusal (a key without the role) costs nothing and sends nothing.
+    call.call()
+        .await
+        .map_err(|error| format!("the report was refused: {error}"))?;
+    let request = crate::gas::with_limit(&provider, call.into_transaction_request())
+        .await
+        .map_err(|error| format!("the report was refused: {error}"))?;
+    let receipt = provider
+        .send_transaction(request)
+        .await
+        .map_err(|error| format!("the report was not sent: {error}"))?
+        .with_timeout(Some(RECEIPT_TIMEOUT))
+        .get_receipt()
+        .await
+        .map_err(|error| format!("no receipt for the report: {error}"))?;
+    if !receipt.status() {
+        return Err("the report reverted".into());
+    }
+    Ok(receipt.block_number().unwrap_or_default())
+}
