@@ -5,6 +5,8 @@
 //! the wallet key, sent over JSON-RPC), each tried first so a refusal is named and costs
 //! nothing, and `balance` reads what an account holds there.
 
+mod admin;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -87,6 +89,14 @@ enum ChainCommand {
         on: OnChain,
         #[command(subcommand)]
         command: DiemCommand,
+    },
+    /// The operator's transactions: the emission rate, utilization, buy-back and burn, and the
+    /// unclaimed airdrop's burn (--wallet holds the role: the deployer's key holds them all).
+    Admin {
+        #[command(flatten)]
+        on: OnChain,
+        #[command(subcommand)]
+        command: admin::AdminCommand,
     },
     /// Anchor the ledger journal's head on chain (the operator, daily): its last record's
     /// sequence and hash, after checking the whole journal. --wallet is the operator key.
@@ -200,6 +210,7 @@ pub(crate) async fn run(args: ChainArgs) -> anyhow::Result<()> {
                 .await
         }
         ChainCommand::Diem { on, command } => diem_command(on, command).await,
+        ChainCommand::Admin { on, command } => admin::run(on, command).await,
         ChainCommand::Anchor { on, data_dir } => anchor(on, data_dir).await,
         ChainCommand::VerifyAnchors {
             rpc_url,

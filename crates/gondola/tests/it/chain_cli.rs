@@ -738,3 +738,85 @@ async fn the_chain_demo_deploys_an_airdrop_for_the_demo_wallet_and_serves_in_cha
         "the airdrop is left for the page to claim"
     );
 }
+
+/// `gondola chain admin`, as the deployer (who holds every role): the emission rate, a day's
+/// utilization, a buy-back and burn from the treasury (approved on the way), and the unclaimed
+/// airdrop burned once its window closed; each refused by name before its time or without
+/// the role.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operators_transactions_set_the_economy_and_are_refused_by_name_without_the_role() {
+    let anvil = AnvilServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
+    let stranger = dir.path().join("stranger.key");
+    std::fs::write(&stranger, format!("{CLAIMANT_KEY}\n")).expect("wallet");
+    let deployed = deploy(
+        &anvil,
+        dir.path(),
+        &format!("{},10\n", claimant.address()),
+        &[],
+    );
+    let operator = |args: &[&str]| as_claimant(&anvil, &deployed.file, &deployed.key, args);
+    let provider = ProviderBuilder::new().connect_http(anvil.url().parse().expect("url"));
+    let at = |name: &str| -> Address {
+        deployed.json[name]
+            .as_str()
+            .expect("address")
+            .parse()
+            .expect("address")
+    };
+    let staking = chain::bindings::Staking::new(at("staking"), &provider);
+    let vvv = VVV::new(at("vvv"), &provider);
+
+    succeeded(
+        &operator(&["admin", "set-emissions", "31536000"]),
+        "set emissions",
+    );
+    assert_eq!(
+        staking.emissionRate().call().await.expect("rate"),
+        U256::from(WHOLE),
+        "31,536,000 VVV a year is one a second"
+    );
+    succeeded(
+        &operator(&["admin", "report-utilization", "2500"]),
+        "report utilization",
+    );
+    assert_eq!(staking.utilizationBps().call().await.expect("bps"), 2500);
+
+    succeeded(
+        &operator(&["admin", "buyback", "--vvv", "100", "--revenue-usd", "25"]),
+        "buy back",
+    );
+    assert_eq!(
+        staking.burnedByBuyback().call().await.expect("burned"),
+        U256::from(100 * WHOLE)
+    );
+    let refused = as_claimant(
+        &anvil,
+        &deployed.file,
+        &stranger,
+        &["admin", "set-emissions", "1"],
+    );
+    assert!(
+        !refused.status.success(),
+        "a key without the role set the rate"
+    );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("AccessControlUnauthorizedAccount"), "{said}");
+
+    let early = operator(&["admin", "burn-unclaimed-airdrop"]);
+    assert!(!early.status.success(), "burned while the airdrop is open");
+    let said = String::from_utf8_lossy(&early.stderr);
+    assert!(said.contains("AirdropWindowOpen"), "{said}");
+    let http = crate::support::client();
+    anvil_rpc(&http, &anvil, "evm_increaseTime", json!([46 * 86_400])).await;
+    anvil_rpc(&http, &anvil, "evm_mine", json!([])).await;
+    succeeded(
+        &operator(&["admin", "burn-unclaimed-airdrop"]),
+        "burn the unclaimed airdrop",
+    );
+    assert_eq!(
+        vvv.balanceOf(at("airdrop")).call().await.expect("balance"),
+        U256::ZERO
+    );
+}
