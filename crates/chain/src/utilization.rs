@@ -28,14 +28,15 @@ pub async fn total_staked_diem(rpc_url: &str, diem: Address) -> Result<u128, Str
     Ok(u128::try_from(staked).unwrap_or(u128::MAX))
 }
 
-/// Reports `utilization_bps` to the staking contract at `staking`, signed by `signer`; the block
-/// it landed in.
+/// Reports `utilization_bps` to the staking contract at `staking`, signed by `signer`: the block
+/// it landed in, or none where the contract holds that figure already (nothing is sent: the
+/// split it sets would not change, and replicas reporting the same day send it once).
 pub async fn report(
     rpc_url: &str,
     signer: PrivateKeySigner,
     staking: Address,
     utilization_bps: u32,
-) -> Result<u64, String> {
+) -> Result<Option<u64>, String> {
     let url = rpc_url
         .parse()
         .map_err(|error| format!("the RPC URL: {error}"))?;
@@ -43,6 +44,14 @@ pub async fn report(
         .wallet(EthereumWallet::from(signer))
         .connect_http(url);
     let contract = Staking::new(staking, &provider);
+    let current = contract
+        .utilizationBps()
+        .call()
+        .await
+        .map_err(|error| format!("reading the utilization: {error}"))?;
+    if current == utilization_bps {
+        return Ok(None);
+    }
     let call = contract.reportUtilization(utilization_bps);
     // Tried first, so a refusal (a key without the role) costs nothing and sends nothing.
     call.call()
@@ -62,5 +71,5 @@ pub async fn report(
     if !receipt.status() {
         return Err("the report reverted".into());
     }
-    Ok(receipt.block_number().unwrap_or_default())
+    Ok(Some(receipt.block_number().unwrap_or_default()))
 }

@@ -447,3 +447,50 @@ async fn a_transaction_estimated_before_an_accrual_is_sent_with_room_for_it() {
         "the accrual added {added} gas"
     );
 }
+
+/// The operator's utilization report sends a transaction only where the figure changes: the
+/// split it sets would not move otherwise, and replicas reporting the same day send it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_utilization_report_is_sent_only_when_the_figure_changes() {
+    let anvil = AnvilServer::start();
+    let admin: PrivateKeySigner = ANVIL_FIRST_KEY.parse().expect("key");
+    let at = |byte: u8| ledger::Address([byte; 20]);
+    let genesis = GenesisConfig::venice(
+        ledger_address(admin.address()),
+        at(0xA1),
+        at(0xA2),
+        at(0xA3),
+        at(0xA4),
+        Vec::new(),
+    );
+    let deployment = chain::deploy::deploy(anvil.url(), admin.clone(), &genesis)
+        .await
+        .expect("the suite deploys");
+    let report =
+        |bps| chain::utilization::report(anvil.url(), admin.clone(), deployment.staking, bps);
+    assert_eq!(report(0).await, Ok(None), "none yet, and none to report");
+    assert!(
+        matches!(report(4_200).await, Ok(Some(_))),
+        "a change is sent"
+    );
+    assert_eq!(
+        report(4_200).await,
+        Ok(None),
+        "the same figure again is not"
+    );
+    let provider = ProviderBuilder::new().connect_http(anvil.url().parse().expect("url"));
+    assert_eq!(
+        Staking::new(deployment.staking, &provider)
+            .utilizationBps()
+            .call()
+            .await
+            .expect("bps"),
+        4_200
+    );
+    // A key without REPORTER_ROLE is refused before anything is sent.
+    let stranger: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
+    let refused = chain::utilization::report(anvil.url(), stranger, deployment.staking, 1)
+        .await
+        .expect_err("no role");
+    assert!(refused.contains("refused"), "{refused}");
+}

@@ -562,11 +562,18 @@ async fn operator_loop(
                     )
                     .await
                     {
-                        Ok(block) => {
+                        Ok(Some(block)) => {
                             tracing::info!(
                                 utilization_bps = bps,
                                 block,
                                 "utilization reported on the chain"
+                            );
+                            reported_day = Some(today);
+                        }
+                        Ok(None) => {
+                            tracing::debug!(
+                                utilization_bps = bps,
+                                "utilization unchanged on the chain"
                             );
                             reported_day = Some(today);
                         }
