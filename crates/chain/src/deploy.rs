@@ -4,8 +4,6 @@
 //! links them. The
 //! deployer's key is the admin (every role), as the operator key is the ledger's admin.
 
-use std::time::Duration;
-
 use alloy::network::EthereumWallet;
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
@@ -14,9 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::bindings::{Airdrop, Diem, JournalAnchor, Staking, TeamVesting, VVV};
 use crate::merkle;
-
-/// Longest wait for one transaction's receipt.
-const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -269,7 +264,7 @@ async fn confirmed<N: alloy::network::Network>(
     let receipt = step(
         what,
         pending
-            .with_timeout(Some(RECEIPT_TIMEOUT))
+            .with_timeout(Some(crate::transact::RECEIPT_TIMEOUT))
             .get_receipt()
             .await,
     )?;

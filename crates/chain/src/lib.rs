@@ -9,6 +9,8 @@
 //! - [`deploy`]: deploys the suite on a chain (over JSON-RPC, alloy) from a ledger genesis.
 //! - [`stakes`]: a gateway's view of its accounts' stake on the chain (chain mode), held back
 //!   for confirmations.
+//! - [`transact`]: one transaction sent as every part of Gondola sends it (tried first,
+//!   with the gas limit's room, waited for).
 //! - [`utilization`]: yesterday's utilization reported to the staking contract, which splits
 //!   emissions by it.
 //! - [`merkle`]: the airdrop's Merkle tree (OpenZeppelin's standard leaves), its root and
@@ -24,4 +26,5 @@ pub mod evm;
 pub mod gas;
 pub mod merkle;
 pub mod stakes;
+pub mod transact;
 pub mod utilization;

@@ -3,16 +3,12 @@
 //! network's, plus a dollar for every DIEM staked on the chain), which sets the company's share
 //! of emissions from then on. Sent by a key holding `REPORTER_ROLE` (the deployer's holds it).
 
-use std::time::Duration;
-
 use alloy::network::{EthereumWallet, ReceiptResponse};
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::providers::ProviderBuilder;
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::Address;
 
 use crate::bindings::{Diem, Staking};
-
-const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// All DIEM staked on the chain, in base units: a dollar a day of capacity each.
 pub async fn total_staked_diem(rpc_url: &str, diem: Address) -> Result<u128, String> {
@@ -40,6 +36,7 @@ pub async fn report(
     let url = rpc_url
         .parse()
         .map_err(|error| format!("the RPC URL: {error}"))?;
+    let from = signer.address();
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(signer))
         .connect_http(url);
@@ -52,24 +49,12 @@ pub async fn report(
     if current == utilization_bps {
         return Ok(None);
     }
-    let call = contract.reportUtilization(utilization_bps);
-    // Tried first, so a refusal (a key without the role) costs nothing and sends nothing.
-    call.call()
+    // Tried first: a key without the role is refused before anything is sent.
+    let call = contract
+        .reportUtilization(utilization_bps)
+        .into_transaction_request();
+    let receipt = crate::transact::send(&provider, from, call)
         .await
-        .map_err(|error| format!("the report was refused: {error}"))?;
-    let request = crate::gas::with_limit(&provider, call.into_transaction_request())
-        .await
-        .map_err(|error| format!("the report was refused: {error}"))?;
-    let receipt = provider
-        .send_transaction(request)
-        .await
-        .map_err(|error| format!("the report was not sent: {error}"))?
-        .with_timeout(Some(RECEIPT_TIMEOUT))
-        .get_receipt()
-        .await
-        .map_err(|error| format!("no receipt for the report: {error}"))?;
-    if !receipt.status() {
-        return Err("the report reverted".into());
-    }
+        .map_err(|error| format!("the report {error}"))?;
     Ok(Some(receipt.block_number().unwrap_or_default()))
 }

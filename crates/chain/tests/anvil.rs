@@ -107,40 +107,24 @@ async fn the_suite_deploys_from_the_ledgers_genesis_and_serves_real_transactions
         .find(|proof| proof.account == claimant.address())
         .expect("the claimant's proof");
     let airdrop = Airdrop::new(deployment.airdrop, &provider);
-    // Every transaction goes out with chain::gas::limit's room for an accrual (see below).
-    let claim = chain::gas::with_limit(
+    // Every transaction goes out as Gondola sends it: with chain::gas::limit's room for an
+    // accrual (see below).
+    chain::transact::send(
         &provider,
+        claimant.address(),
         airdrop
             .claim(mine.amount, mine.proof.clone())
             .into_transaction_request(),
     )
     .await
-    .expect("an estimate");
-    let receipt = provider
-        .send_transaction(claim)
-        .await
-        .expect("sent")
-        .with_timeout(RECEIPT)
-        .get_receipt()
-        .await
-        .expect("claimed");
-    assert!(receipt.status());
+    .expect("claimed");
     let wrong = airdrop.claim(mine.amount, mine.proof.clone()).call().await;
     assert!(wrong.is_err(), "an allocation is claimed once");
 
     let send = async |call: alloy::rpc::types::TransactionRequest, what: &str| {
-        let call = chain::gas::with_limit(&provider, call)
+        let receipt = chain::transact::send(&provider, claimant.address(), call)
             .await
-            .unwrap_or_else(|error| panic!("{what}: {error}"));
-        let receipt = provider
-            .send_transaction(call)
-            .await
-            .unwrap_or_else(|error| panic!("{what}: {error}"))
-            .with_timeout(RECEIPT)
-            .get_receipt()
-            .await
-            .unwrap_or_else(|error| panic!("{what}: {error}"));
-        assert!(receipt.status(), "{what} reverted");
+            .unwrap_or_else(|error| panic!("{what} {error}"));
         eprintln!("{what}: {} gas", receipt.gas_used());
         receipt
     };
@@ -280,18 +264,9 @@ async fn the_follower_reads_only_what_the_events_name_and_everyone_after_a_reorg
             .stake(U256::from(100 * UNITS_PER_TOKEN))
             .into_transaction_request(),
     ] {
-        let request = chain::gas::with_limit(&provider, request)
-            .await
-            .expect("an estimate");
-        let receipt = provider
-            .send_transaction(request)
-            .await
-            .expect("sent")
-            .with_timeout(RECEIPT)
-            .get_receipt()
+        chain::transact::send(&provider, claimant.address(), request)
             .await
             .expect("mined");
-        assert!(receipt.status());
     }
     let changed = stakes.poll().await.expect("a poll after the stake");
     assert_eq!(stakes.reads(), 3, "only the staker is read");
@@ -371,11 +346,9 @@ async fn a_transaction_estimated_before_an_accrual_is_sent_with_room_for_it() {
             .expect("a receipt")
     };
     let sent = async |request: alloy::rpc::types::TransactionRequest, what: &str| {
-        let request = chain::gas::with_limit(&provider, request)
+        chain::transact::send(&provider, claimant.address(), request)
             .await
-            .unwrap_or_else(|error| panic!("{what}: {error}"));
-        let receipt = mined(request).await;
-        assert!(receipt.status(), "{what} reverted");
+            .unwrap_or_else(|error| panic!("{what} {error}"));
     };
     sent(
         Airdrop::new(deployment.airdrop, &provider)

@@ -8,7 +8,6 @@
 mod admin;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, U256};
@@ -19,9 +18,6 @@ use chain::bindings::{Airdrop, Diem, JournalAnchor, Staking, TeamVesting, VVV};
 use chain::deploy::{AirdropProof, Deployment};
 use clap::{Args, Subcommand};
 use ledger::{Allocation, GenesisConfig};
-
-/// Longest wait for a transaction's receipt.
-const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Args)]
 pub(crate) struct ChainArgs {
@@ -477,28 +473,15 @@ impl Session {
         call: C,
     ) -> anyhow::Result<()> {
         let request = alloy::rpc::types::TransactionRequest::default()
-            .from(self.account)
             .to(to)
             .input(call.abi_encode().into());
-        if let Err(error) = self.provider.call(request.clone()).await {
-            bail!("{what} refused: {}", refusal(&error));
-        }
-        let request = chain::gas::with_limit(&self.provider, request)
-            .await
-            .map_err(|error| anyhow::anyhow!("{what} refused: {}", refusal(&error)))?;
-        let pending = self
-            .provider
-            .send_transaction(request)
-            .await
-            .with_context(|| format!("{what}: not sent"))?;
-        let receipt = pending
-            .with_timeout(Some(RECEIPT_TIMEOUT))
-            .get_receipt()
-            .await
-            .with_context(|| format!("{what}: no receipt"))?;
-        if !receipt.status() {
-            bail!("{what} reverted in block {:?}", receipt.block_number);
-        }
+        let receipt = match chain::transact::send(&self.provider, self.account, request).await {
+            Ok(receipt) => receipt,
+            Err(chain::transact::SendError::Refused(error)) => {
+                bail!("{what} refused: {}", refusal(&error))
+            }
+            Err(error) => bail!("{what} {error}"),
+        };
         if !self.json {
             println!(
                 "{what}: {} (gas {})",

@@ -85,23 +85,15 @@ async fn chain_deploy_puts_the_genesis_on_chain_and_its_airdrop_proofs_claim() {
         .iter()
         .map(|hash| hash.as_str().expect("hash").parse().expect("B256"))
         .collect();
-    let claim = chain::gas::with_limit(
+    chain::transact::send(
         &provider,
+        claimant.address(),
         Airdrop::new(at("airdrop"), &provider)
             .claim(amount, proof)
             .into_transaction_request(),
     )
     .await
-    .expect("an estimate");
-    let receipt = provider
-        .send_transaction(claim)
-        .await
-        .expect("sent")
-        .with_timeout(Some(std::time::Duration::from_secs(30)))
-        .get_receipt()
-        .await
-        .expect("mined");
-    assert!(receipt.status(), "the claim went through");
+    .expect("the claim went through");
     assert_eq!(
         vvv.balanceOf(claimant.address())
             .call()
@@ -109,6 +101,13 @@ async fn chain_deploy_puts_the_genesis_on_chain_and_its_airdrop_proofs_claim() {
             .expect("balance"),
         amount
     );
+}
+
+/// The claimant (anvil's second development account) and its key file in `dir`.
+fn claimant_wallet(dir: &std::path::Path) -> (PrivateKeySigner, std::path::PathBuf) {
+    let wallet = dir.join("claimant.key");
+    std::fs::write(&wallet, format!("{CLAIMANT_KEY}\n")).expect("wallet");
+    (CLAIMANT_KEY.parse().expect("key"), wallet)
 }
 
 /// Runs `gondola chain ARGS` as the claimant, against `anvil` and `deployment`.
@@ -183,9 +182,7 @@ fn succeeded(output: &std::process::Output, what: &str) {
 async fn the_cli_claims_stakes_waits_out_the_cooldown_and_mints_diem_on_chain() {
     let anvil = AnvilServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
-    let wallet = dir.path().join("wallet.key");
-    std::fs::write(&wallet, format!("{CLAIMANT_KEY}\n")).expect("wallet");
+    let (claimant, wallet) = claimant_wallet(dir.path());
     let deployed = deploy(
         &anvil,
         dir.path(),
@@ -417,9 +414,7 @@ async fn account_until(
 async fn chain_mode_counts_a_stake_once_confirmed_and_a_reorg_takes_it_away() {
     let anvil = AnvilServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
-    let wallet = dir.path().join("user.key");
-    std::fs::write(&wallet, format!("{CLAIMANT_KEY}\n")).expect("wallet");
+    let (claimant, wallet) = claimant_wallet(dir.path());
     let deployed = deploy(
         &anvil,
         dir.path(),
@@ -770,9 +765,7 @@ async fn the_chain_demo_deploys_an_airdrop_for_the_demo_wallet_and_serves_in_cha
 async fn the_operators_transactions_set_the_economy_and_are_refused_by_name_without_the_role() {
     let anvil = AnvilServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let claimant: PrivateKeySigner = CLAIMANT_KEY.parse().expect("key");
-    let stranger = dir.path().join("stranger.key");
-    std::fs::write(&stranger, format!("{CLAIMANT_KEY}\n")).expect("wallet");
+    let (claimant, stranger) = claimant_wallet(dir.path());
     let deployed = deploy(
         &anvil,
         dir.path(),
