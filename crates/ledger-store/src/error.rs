@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ledger::{Rejection, StateHash};
 
 use crate::codec::DecodeError;
-use crate::format::RecordHash;
+use crate::record_hash::RecordHash;
 
 /// Why a frame of the journal is not a valid next record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

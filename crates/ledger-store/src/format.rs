@@ -58,14 +58,12 @@
 //! from genesis and compares the state hash when it passes `sequence`. The state hash is the
 //! FNV fingerprint of the state bytes, so a decoded state is also checked against it.
 
-use std::fmt;
-
 use ledger::{Address, Op, StateHash};
 use sha2::{Digest, Sha256};
 
 use crate::codec::{self, DecodeError};
 use crate::error::Corruption;
-use crate::hex;
+pub use crate::record_hash::RecordHash;
 use crate::{MAXIMUM_RECORD_BYTES, MAXIMUM_SIGNATURE_BYTES};
 
 /// The journal file's first eight bytes.
@@ -111,27 +109,6 @@ pub(crate) const MINIMUM_RECORD_BYTES: usize =
 const _: () = assert!(MINIMUM_RECORD_BYTES == 121);
 const _: () = assert!(MAXIMUM_BODY_BYTES <= u32::MAX as usize);
 const _: () = assert!(MAXIMUM_SIGNATURE_BYTES < MAXIMUM_BODY_BYTES);
-
-/// A SHA-256 record hash: a record's checksum and its link in the hash chain.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct RecordHash(pub [u8; 32]);
-
-impl RecordHash {
-    /// What the first record names as its predecessor.
-    pub const GENESIS_PREVIOUS: Self = Self([0; 32]);
-}
-
-impl fmt::Display for RecordHash {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(&hex::encode(&self.0))
-    }
-}
-
-impl fmt::Debug for RecordHash {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "RecordHash({self})")
-    }
-}
 
 /// One decoded journal record.
 #[derive(Clone, Debug, PartialEq, Eq)]

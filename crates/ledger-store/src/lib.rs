@@ -48,6 +48,7 @@ mod export;
 pub mod format;
 mod hex;
 mod journal;
+mod record_hash;
 mod store;
 pub mod workload;
 

@@ -19,7 +19,7 @@ use crate::address::Address;
 use crate::emissions::Emissions;
 use crate::ledger::{GenesisTerms, Ledger, Supply};
 use crate::params::Parameters;
-use crate::usage::{AccountUsage, UsageDay, UsageTotals};
+use crate::usage_days::{AccountUsage, UsageDay, UsageTotals};
 
 /// The first bytes of the encoding. v2: nonces, usage settlement and credit conservation
 /// counters.

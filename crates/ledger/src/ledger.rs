@@ -12,7 +12,7 @@ use crate::emissions::{self, Emissions, MAXIMUM_EMISSION_RATE_UNITS_PER_SECOND};
 use crate::op::{Asset, GenesisConfig, Op, Outcome};
 use crate::params::Parameters;
 use crate::rejection::Rejection;
-use crate::usage::{AccountUsage, UsageTotals};
+use crate::usage_days::{AccountUsage, UsageTotals};
 use crate::wide::mul_div_floor;
 use crate::{
     BASIS_POINTS, MAXIMUM_GENESIS_SUPPLY_UNITS, MAXIMUM_GENESIS_TERM_SECONDS, SECONDS_PER_DAY,

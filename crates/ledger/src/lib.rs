@@ -33,6 +33,7 @@ mod queries;
 mod rejection;
 mod snapshot;
 mod usage;
+mod usage_days;
 mod wide;
 
 pub use address::Address;
@@ -65,7 +66,7 @@ pub use queries::{
 };
 pub use rejection::Rejection;
 pub use snapshot::StateDecodeError;
-pub use usage::{MAXIMUM_USAGE_ENTRIES, USAGE_HISTORY_DAYS, UsageDay};
+pub use usage_days::{MAXIMUM_USAGE_ENTRIES, USAGE_HISTORY_DAYS, UsageDay};
 pub use wide::{mul_div_ceil, mul_div_floor};
 
 /// Base units in one whole VVV, sVVV or DIEM (18 decimals, like an ERC-20), and in one dollar.

@@ -9,7 +9,7 @@ use crate::curve::{MintCurve, MintQuote};
 use crate::emissions::{self, MINIMUM_STAKE_FOR_EMISSIONS_UNITS};
 use crate::ledger::{BuybackDay, Ledger, vested_units};
 use crate::params::Parameters;
-use crate::usage::UsageDay;
+use crate::usage_days::UsageDay;
 use crate::wide::mul_div_floor;
 use crate::{BASIS_POINTS, SECONDS_PER_YEAR};
 

@@ -15,7 +15,7 @@ use crate::emissions::Emissions;
 use crate::fingerprint::STATE_TAG;
 use crate::ledger::{BuybackDay, GenesisTerms, Ledger, Supply, VestingGrant};
 use crate::params::{Parameters, SplitPoint, UtilizationSplit};
-use crate::usage::{AccountUsage, UsageDay, UsageTotals};
+use crate::usage_days::{AccountUsage, UsageDay, UsageTotals};
 
 /// Why bytes are not a state this build can read.
 #[derive(Clone, Debug, PartialEq, Eq)]
