@@ -3,7 +3,7 @@
 # cmake, clang and libclang-dev build llama.cpp and its bindings; python3-venv makes the venv
 # the OpenAI SDK test runs in; node and npm install and bundle the web app's libraries;
 # espeak-ng (phonemes) and ffmpeg (audio formats) are the speech voice's helper programs, run
-# as separate processes.
+# as separate processes; curl is how scripts/chain-demo.sh asks the chain whether it is there.
 # With --tests, also chromium for the web app's browser suite (playwright-core drives Debian's
 # Chromium; no browser is downloaded), redis-server, the store gateway replicas share (the
 # tests start their own on a Unix socket), postgresql, which holds the ledger journal they
@@ -20,6 +20,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
